@@ -1,0 +1,218 @@
+//! The cache-aside read: the heart of the playground.
+//!
+//! Read this file beside the tutorial's step 2 (section 3). The application,
+//! not the cache, is in charge: it asks Redis first, and only when Redis has
+//! nothing does it go to the database and then put what it found into Redis
+//! for the next reader. Two refinements from the tutorial's pitfalls are
+//! built in:
+//!
+//! - **Missing records are cached too** (section 4.7). A lookup of an id
+//!   that does not exist stores a small marker with a shorter TTL, so a
+//!   flood of requests for missing ids does not reach the database each time.
+//! - **Redis failing never fails a read** (sections 4.5 and 6.3). Every
+//!   Redis command has a short timeout; if the cache errors, the read falls
+//!   back to the database and the trace says so.
+//!
+//! Every Redis command and SQL query goes through the [`Recorder`], which
+//! runs it, times it and adds a step to the trace the browser animates.
+
+use shared::diagram::nodes::{
+    CACHE_ERROR, CHECK_CACHE, QUERY_DATABASE, REQUEST, RETURN_CACHED, RETURN_LOADED, STORE_IN_CACHE,
+};
+use shared::{Kind, Outcome, Record, SandboxId, SandboxSettings, StepStatus};
+use std::time::Duration;
+
+use crate::cache::{Cache, CacheError};
+use crate::recorder::Recorder;
+use crate::store::{Database, StoreError};
+
+/// What the cache holds for a record that does not exist. It can never be
+/// mistaken for a record, because records are stored as JSON objects.
+pub const MISSING_MARKER: &str = "<missing>";
+
+/// Everything a cache-aside read needs: where the cache and the database
+/// are, and the sandbox's settings. It knows nothing about HTTP, WebSockets
+/// or the UI.
+pub struct CacheAside<'a> {
+    pub cache: &'a Cache,
+    pub database: &'a Database,
+    pub settings: &'a SandboxSettings,
+    /// Keys are namespaced by sandbox, so learners never see each other's.
+    pub sandbox: &'a SandboxId,
+}
+
+/// The answer to a read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadAnswer {
+    pub outcome: Outcome,
+    /// `None` when the record does not exist.
+    pub record: Option<Record>,
+}
+
+impl CacheAside<'_> {
+    /// The cache key of a record, such as `cache:default:user:42`: the
+    /// prefix, the sandbox, the record's type and its id (section 6.1).
+    pub fn cache_key(&self, kind: Kind, id: u64) -> String {
+        format!(
+            "{}{}:{}:{id}",
+            self.settings.key_prefix,
+            self.sandbox,
+            kind.key_segment()
+        )
+    }
+
+    /// Reads one record the cache-aside way.
+    ///
+    /// # Errors
+    /// Only when the database fails: a cache failure is never an error.
+    pub async fn read(
+        &self,
+        kind: Kind,
+        id: u64,
+        trace: &mut Recorder,
+    ) -> Result<ReadAnswer, StoreError> {
+        let key = self.cache_key(kind, id);
+        trace.note(
+            REQUEST,
+            StepStatus::Ok,
+            format!("read {kind} {id}; cache key {key}"),
+        );
+
+        // 1. Ask the cache first: a hit costs one round trip to Redis.
+        match trace.redis(CHECK_CACHE, self.cache.get(&key)).await {
+            Ok(Some(cached)) => {
+                if let Some(answer) = answer_from_cache(&cached, trace) {
+                    return Ok(answer);
+                }
+                // The cached bytes were unreadable (someone wrote junk to
+                // the key): treat it as a miss and overwrite it below.
+            }
+            // A miss: the key was never stored, expired or was evicted.
+            Ok(None) => {}
+            // Redis is down or slow. Do not fail the read over it.
+            Err(error) => return self.read_without_cache(kind, id, error, trace).await,
+        }
+
+        // 2. On a miss the database, the source of truth, answers.
+        let record = trace
+            .sql(
+                QUERY_DATABASE,
+                self.database.find(kind, id, self.db_latency()),
+            )
+            .await?;
+
+        // 3. Store what we found so the next reader gets a hit. The TTL bounds
+        //    how long a stale copy can live and keeps the cache from growing
+        //    forever (section 4.3): no key is ever stored without one.
+        self.store(&key, record.as_ref(), trace).await;
+
+        // 4. Answer.
+        trace.note(RETURN_LOADED, StepStatus::Ok, returned(record.as_ref()));
+        Ok(ReadAnswer {
+            outcome: Outcome::Miss,
+            record,
+        })
+    }
+
+    /// Puts a record, or the missing marker, into Redis with its TTL.
+    /// A failure here is recorded and otherwise ignored: the reader already
+    /// has its answer, and the next read simply misses again.
+    async fn store(&self, key: &str, record: Option<&Record>, trace: &mut Recorder) {
+        let (value, ttl) = match record {
+            Some(record) => (encode(record), self.settings.cache_ttl_secs),
+            // Missing records get the shorter TTL, so a record created later
+            // becomes visible soon (section 4.7).
+            None => (MISSING_MARKER.to_string(), self.settings.null_ttl_secs),
+        };
+        let _ = trace
+            .redis(STORE_IN_CACHE, self.cache.set_ex(key, &value, ttl))
+            .await;
+    }
+
+    /// The fallback path (section 4.5): Redis failed, so the database answers
+    /// alone. We do not try to store the result: Redis has just failed, and
+    /// a second attempt would add another timeout to a read that is already
+    /// slow.
+    async fn read_without_cache(
+        &self,
+        kind: Kind,
+        id: u64,
+        error: CacheError,
+        trace: &mut Recorder,
+    ) -> Result<ReadAnswer, StoreError> {
+        tracing::warn!(%error, "cache unavailable, reading from the database");
+        trace.note(
+            CACHE_ERROR,
+            StepStatus::Error,
+            format!("cache error ({error}); falling back to the database"),
+        );
+        let record = trace
+            .sql(
+                QUERY_DATABASE,
+                self.database.find(kind, id, self.db_latency()),
+            )
+            .await?;
+        trace.note(
+            RETURN_LOADED,
+            StepStatus::Ok,
+            format!(
+                "{} (not cached: Redis is unavailable)",
+                returned(record.as_ref())
+            ),
+        );
+        Ok(ReadAnswer {
+            outcome: Outcome::Fallback,
+            record,
+        })
+    }
+
+    fn db_latency(&self) -> Duration {
+        Duration::from_millis(self.settings.db_latency_ms)
+    }
+}
+
+/// Turns a cached string into an answer: the missing marker means "this
+/// record does not exist" (no database query needed); anything else must be
+/// a record's JSON. `None` when the bytes are neither.
+fn answer_from_cache(cached: &str, trace: &mut Recorder) -> Option<ReadAnswer> {
+    if cached == MISSING_MARKER {
+        trace.note(
+            RETURN_CACHED,
+            StepStatus::Hit,
+            "cached \"does not exist\": no database query",
+        );
+        return Some(ReadAnswer {
+            outcome: Outcome::NullHit,
+            record: None,
+        });
+    }
+    match serde_json::from_str::<Record>(cached) {
+        Ok(record) => {
+            trace.note(RETURN_CACHED, StepStatus::Hit, returned(Some(&record)));
+            Some(ReadAnswer {
+                outcome: Outcome::Hit,
+                record: Some(record),
+            })
+        }
+        Err(error) => {
+            trace.note(
+                CHECK_CACHE,
+                StepStatus::Miss,
+                format!("cached value is unreadable ({error}); treating it as a miss"),
+            );
+            None
+        }
+    }
+}
+
+/// Records are cached as JSON: readable in `redis-cli`, which suits a lesson.
+fn encode(record: &Record) -> String {
+    serde_json::to_string(record).expect("records always serialize")
+}
+
+fn returned(record: Option<&Record>) -> String {
+    match record {
+        Some(record) => format!("return {}", record.title()),
+        None => "return \"not found\"".into(),
+    }
+}

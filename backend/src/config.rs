@@ -1,0 +1,158 @@
+//! Configuration, from command-line flags or environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use shared::SandboxSettings;
+
+/// The cache-aside playground's back end.
+///
+/// With no REDIS_URL it starts its own redis-server on a free loopback port
+/// and stops it on exit; with no DATABASE_URL it opens (and on first start
+/// seeds) a SQLite file in the data directory.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "cache-aside-playground", version)]
+pub struct Config {
+    /// Address to serve the UI, the API and the WebSocket on.
+    #[arg(long, env = "PLAYGROUND_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Redis to use, such as redis://127.0.0.1:6379/. Without it the back end
+    /// runs its own redis-server.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// The redis-server program to start when REDIS_URL is not set.
+    #[arg(long, env = "REDIS_SERVER", default_value = "redis-server")]
+    pub redis_server: PathBuf,
+
+    /// maxmemory of the redis-server the back end starts.
+    #[arg(long, env = "REDIS_MAXMEMORY", default_value = "64mb")]
+    pub redis_maxmemory: String,
+
+    /// The database: a SQLite file path, or sqlite://PATH. Defaults to
+    /// playground.sqlite3 in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Where the default SQLite file lives.
+    #[arg(long, env = "PLAYGROUND_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Seconds a cached record lives in Redis.
+    #[arg(long, env = "CACHE_TTL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub cache_ttl_secs: u64,
+
+    /// Seconds a "does not exist" marker lives in Redis.
+    #[arg(long, env = "NULL_TTL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub null_ttl_secs: u64,
+
+    /// Prefix of every cache key.
+    #[arg(long, env = "CACHE_KEY_PREFIX", default_value = "cache:", value_parser = parse_prefix)]
+    pub key_prefix: String,
+
+    /// Milliseconds of simulated latency added to each database query (the
+    /// real query time is reported separately).
+    #[arg(long, env = "DB_LATENCY_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub db_latency_ms: u64,
+
+    /// Milliseconds one Redis command may take before a read falls back to
+    /// the database.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub redis_timeout_ms: u64,
+
+    /// Directory with the built front end (Trunk's dist/).
+    #[arg(long, env = "PLAYGROUND_STATIC_DIR", default_value = "dist")]
+    pub static_dir: PathBuf,
+
+    /// Traces kept per sandbox for a browser that falls behind; beyond this
+    /// it is told how many it missed.
+    #[arg(long, env = "TRACE_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub trace_buffer: u64,
+}
+
+impl Config {
+    /// The settings every new sandbox starts with.
+    pub fn sandbox_defaults(&self) -> SandboxSettings {
+        SandboxSettings {
+            cache_ttl_secs: self.cache_ttl_secs,
+            null_ttl_secs: self.null_ttl_secs,
+            key_prefix: self.key_prefix.clone(),
+            db_latency_ms: self.db_latency_ms,
+            redis_timeout_ms: self.redis_timeout_ms,
+        }
+    }
+
+    /// The SQLite file to open.
+    ///
+    /// # Errors
+    /// A message when DATABASE_URL names a database other than SQLite.
+    pub fn database_path(&self) -> Result<PathBuf, String> {
+        let Some(url) = &self.database_url else {
+            return Ok(self.data_dir.join("playground.sqlite3"));
+        };
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            return Ok(PathBuf::from(path));
+        }
+        if url.contains("://") {
+            return Err(format!(
+                "DATABASE_URL {url:?} is not supported: only SQLite is, as a file path or sqlite://PATH"
+            ));
+        }
+        Ok(PathBuf::from(url))
+    }
+
+    /// A configuration with every default, for tests and embedding.
+    pub fn defaults() -> Config {
+        Config::parse_from(["cache-aside-playground"])
+    }
+}
+
+/// Key prefixes end up in every key: keep them to safe characters.
+fn parse_prefix(s: &str) -> Result<String, String> {
+    let ok = s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("use up to 32 letters, digits, '-', '_', ':' or '.'".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_tutorial() {
+        let config = Config::defaults();
+        let settings = config.sandbox_defaults();
+        assert_eq!(settings, SandboxSettings::default());
+        assert_eq!(
+            config.database_path().unwrap(),
+            PathBuf::from("data/playground.sqlite3")
+        );
+    }
+
+    #[test]
+    fn database_urls_must_be_sqlite() {
+        let mut config = Config::defaults();
+        config.database_url = Some("sqlite:///tmp/x.db".into());
+        assert_eq!(config.database_path().unwrap(), PathBuf::from("/tmp/x.db"));
+        config.database_url = Some("postgres://localhost/db".into());
+        assert!(config.database_path().unwrap_err().contains("only SQLite"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_a_message() {
+        let err = Config::try_parse_from(["x", "--cache-ttl-secs", "0"]).unwrap_err();
+        assert!(err.to_string().contains("cache-ttl-secs"), "{err}");
+        let err = Config::try_parse_from(["x", "--key-prefix", "a b"]).unwrap_err();
+        assert!(err.to_string().contains("letters"), "{err}");
+    }
+}

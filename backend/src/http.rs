@@ -1,0 +1,249 @@
+//! HTTP and WebSocket transport. Handlers are thin: they parse input, call
+//! the [`Playground`] and turn the answer into a response. No cache logic
+//! lives here.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use shared::{entity::parse_id, ClientMessage, InputError, Kind, Origin, SandboxId, ServerMessage};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tower_http::services::ServeDir;
+
+use crate::feed::FeedEvent;
+use crate::playground::{to_json, Playground, ReadError};
+
+/// How many reads one WebSocket client may have in flight; more get an
+/// error message instead of piling up.
+const READS_IN_FLIGHT_PER_CLIENT: usize = 16;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service that runs reads and publishes traces.
+    pub playground: Arc<Playground>,
+    /// Turns `true` when the server is shutting down, so open WebSockets
+    /// close and graceful shutdown does not wait on them forever.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The whole HTTP surface: the API, the WebSocket and the front end's files.
+pub fn app(state: AppState, static_dir: &Path) -> Router {
+    let api = Router::new()
+        .route("/healthz", get(health))
+        .route("/api/v1/{kind}/{id}", get(read))
+        .route("/ws", get(websocket))
+        .with_state(state);
+    if static_dir.join("index.html").is_file() {
+        api.fallback_service(ServeDir::new(static_dir))
+    } else {
+        tracing::warn!(dir = %static_dir.display(), "no front end built; `cargo xtask run` builds it");
+        api.route("/", get(no_front_end))
+    }
+}
+
+/// Errors a handler can return. Each variant says when it occurs.
+#[derive(Debug)]
+pub enum AppError {
+    /// Occurs on bad input: an unknown kind (404), or a bad id or sandbox (400).
+    Input(InputError),
+    /// Occurs when the database fails (503); details go to the log.
+    Unavailable(String),
+}
+
+impl From<ReadError> for AppError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Input(e) => AppError::Input(e),
+            ReadError::Database(e) => {
+                tracing::error!(error = %e, "read failed");
+                AppError::Unavailable("the database is unavailable; try again shortly".into())
+            }
+        }
+    }
+}
+
+impl From<InputError> for AppError {
+    fn from(e: InputError) -> Self {
+        AppError::Input(e)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            AppError::Input(e @ InputError::UnknownKind(_)) => {
+                (StatusCode::NOT_FOUND, e.to_string())
+            }
+            AppError::Input(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+            AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+/// `?sandbox=NAME`, optional.
+#[derive(Debug, Deserialize)]
+pub struct SandboxQuery {
+    sandbox: Option<String>,
+}
+
+impl SandboxQuery {
+    fn sandbox(&self) -> Result<SandboxId, InputError> {
+        match &self.sandbox {
+            Some(name) => SandboxId::parse(name),
+            None => Ok(SandboxId::default_sandbox()),
+        }
+    }
+}
+
+/// `GET /api/v1/{kind}/{id}`: a cache-aside read. 200 with the record, or
+/// 404 with the same body (`found: false`) when the record does not exist.
+async fn read(
+    State(state): State<AppState>,
+    UrlPath((kind, id)): UrlPath<(String, String)>,
+    Query(query): Query<SandboxQuery>,
+) -> Result<Response, AppError> {
+    let kind = Kind::parse(&kind)?;
+    let id = parse_id(&id)?;
+    let sandbox = query.sandbox()?;
+    let result = state
+        .playground
+        .read(&sandbox, kind, id, Origin::Rest)
+        .await?;
+    let status = if result.found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    Ok((status, Json(result)).into_response())
+}
+
+/// `GET /healthz`: 200 while the back end serves. Redis being down is
+/// reported but is not unhealthy: reads still work, from the database.
+async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let redis = match state.playground.cache.ping().run().await {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    Json(json!({ "status": "ok", "redis": redis, "database": "ok" }))
+}
+
+async fn no_front_end() -> Html<&'static str> {
+    Html(
+        "<!doctype html><title>Cache-aside playground</title><h1>The front end is not built</h1>\
+         <p>Run <code>cargo xtask run</code>, which builds it and starts the back end. \
+         The API works already: try <code>/api/v1/users/1</code>.</p>",
+    )
+}
+
+/// `GET /ws?sandbox=NAME`: the trace stream of one sandbox, and a channel
+/// for the browser's own commands.
+async fn websocket(
+    State(state): State<AppState>,
+    Query(query): Query<SandboxQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let sandbox = query.sandbox()?;
+    Ok(upgrade.on_upgrade(move |socket| session(state, sandbox, socket)))
+}
+
+/// One browser's connection: greets it, forwards its sandbox's traces,
+/// answers its commands, and ends on close or shutdown.
+async fn session(state: AppState, sandbox: SandboxId, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let mut feed = state.playground.subscribe(&sandbox);
+    let mut shutdown = state.shutdown.clone();
+    let hello = to_json(&state.playground.hello(&sandbox));
+    if sink.send(Message::Text(hello.into())).await.is_err() {
+        return;
+    }
+    // Replies to this client's own reads arrive here from their tasks.
+    let (replies, mut reply_queue) = mpsc::channel::<String>(READS_IN_FLIGHT_PER_CLIENT);
+    let in_flight = Arc::new(Semaphore::new(READS_IN_FLIGHT_PER_CLIENT));
+
+    loop {
+        let outgoing: String = tokio::select! {
+            _ = shutdown.changed() => break,
+            event = feed.next() => match event {
+                Some(FeedEvent::Message(json)) => json.to_string(),
+                Some(FeedEvent::Missed(count)) => to_json(&ServerMessage::Missed { count }),
+                None => break,
+            },
+            Some(reply) = reply_queue.recv() => reply,
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    match handle_command(&state, &sandbox, text.as_str(), &replies, &in_flight) {
+                        Some(error) => error,
+                        None => continue,
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                // Pings are answered by axum; binary frames are not part of
+                // the protocol and are ignored.
+                Some(Ok(_)) => continue,
+            },
+        };
+        if sink.send(Message::Text(outgoing.into())).await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.send(Message::Close(None)).await;
+}
+
+/// Starts a command from the browser. Returns an error message to send
+/// back at once, or `None` when the reply will come later.
+fn handle_command(
+    state: &AppState,
+    sandbox: &SandboxId,
+    text: &str,
+    replies: &mpsc::Sender<String>,
+    in_flight: &Arc<Semaphore>,
+) -> Option<String> {
+    let command = match serde_json::from_str::<ClientMessage>(text) {
+        Ok(command) => command,
+        Err(e) => {
+            return Some(to_json(&ServerMessage::Error {
+                request_id: None,
+                message: format!("not a valid command: {e}"),
+            }))
+        }
+    };
+    match command {
+        ClientMessage::Read {
+            request_id,
+            kind,
+            id,
+        } => {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                return Some(to_json(&ServerMessage::Error {
+                    request_id: Some(request_id),
+                    message: format!("too many reads in flight (at most {READS_IN_FLIGHT_PER_CLIENT}); wait for one to finish"),
+                }));
+            };
+            let playground = state.playground.clone();
+            let sandbox = sandbox.clone();
+            let replies = replies.clone();
+            tokio::spawn(async move {
+                let message = match playground.read(&sandbox, kind, id, Origin::Browser).await {
+                    Ok(result) => ServerMessage::ReadReply { request_id, result },
+                    Err(e) => ServerMessage::Error {
+                        request_id: Some(request_id),
+                        message: e.to_string(),
+                    },
+                };
+                let _ = replies.send(to_json(&message)).await;
+                drop(permit);
+            });
+            None
+        }
+    }
+}

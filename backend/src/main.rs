@@ -1,0 +1,34 @@
+//! `cache-aside-playground`: see `backend::Config` for the options.
+
+use backend::{shutdown_signal, Backend, Config};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt().with_target(false).init();
+    let config = Config::parse();
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), backend::StartError> {
+    // Redis is started inside `Backend::start` and stopped when `backend`
+    // is dropped at the end of this function, Ctrl-C included.
+    let backend = Backend::start(config)?;
+    let listener = backend.bind().await?;
+    match &backend.embedded_redis {
+        Some(redis) => tracing::info!("started redis-server on port {}", redis.port()),
+        None => tracing::info!("using Redis at {}", backend.playground.cache.url()),
+    }
+    tracing::info!("database: {}", backend.playground.database.path().display());
+    let addr = listener.local_addr().map_err(backend::StartError::Serve)?;
+    println!("Cache-aside playground: http://{addr}/  (Ctrl-C to stop)");
+    backend.serve(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! The database: the source of truth the cache sits beside.
+//!
+//! SQLite, embedded, in one file. On first open it creates the tables and
+//! seeds them with deterministic sample data, so every learner sees the same
+//! records. Each query can be slowed by a simulated delay to imitate a remote
+//! database; the delay is applied after the real query and reported apart
+//! from it (see [`SqlCall`]).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use shared::{Kind, Product, Record, User};
+
+/// How many users the seed creates (ids 1 to 1000).
+pub const SEEDED_USERS: u64 = 1000;
+/// How many products the seed creates (ids 1 to 500).
+pub const SEEDED_PRODUCTS: u64 = 500;
+
+/// The SQLite database. Cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// One connection, used from Tokio's blocking pool. A std mutex: it is
+    /// never held across an `await`, and SQLite queries on this data take
+    /// microseconds, so contention is negligible next to the simulated delay
+    /// (which is applied outside the lock, so slow "remote" queries still
+    /// overlap the way they would on a real database).
+    connection: Mutex<Connection>,
+    /// Counts the queries that reached the database. Tests use it to prove
+    /// that a hit did not touch the database.
+    queries: AtomicU64,
+}
+
+/// Why the database failed. Each variant says when it occurs.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Occurs when the database file cannot be opened or created.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// Occurs when the data directory cannot be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Occurs when SQLite rejects a statement or the file is damaged.
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// Occurs when the blocking task running a query panics or is cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// One SQL statement, ready to run, with the text the trace shows for it.
+pub struct SqlCall<T> {
+    /// The statement and its parameters, as sent.
+    pub text: String,
+    /// The delay to add after the real query.
+    pub simulated_delay: Duration,
+    pub(crate) run: Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>,
+    /// A short form of the result for the trace (`1 row`, `0 rows`).
+    pub(crate) summarize: fn(&T) -> String,
+}
+
+impl Database {
+    /// Opens (or creates and seeds) the SQLite file at `path`, creating its
+    /// directory if needed.
+    ///
+    /// # Errors
+    /// [`StoreError::DataDir`], [`StoreError::Open`] or [`StoreError::Sql`].
+    pub fn open(path: &Path) -> Result<Database, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut connection = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        create_and_seed(&mut connection)?;
+        Ok(Database {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                connection: Mutex::new(connection),
+                queries: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// How many queries have reached the database since it was opened.
+    pub fn query_count(&self) -> u64 {
+        self.inner.queries.load(Ordering::Relaxed)
+    }
+
+    /// Reads one record by id; `None` if there is no such row.
+    pub fn find(&self, kind: Kind, id: u64, simulated_delay: Duration) -> SqlCall<Option<Record>> {
+        let sql = match kind {
+            Kind::Users => "SELECT id, name, email, city, joined FROM users WHERE id = ?1",
+            Kind::Products => {
+                "SELECT id, name, category, price_cents, stock FROM products WHERE id = ?1"
+            }
+        };
+        let db = self.clone();
+        SqlCall {
+            text: format!("{sql}  -- ?1 = {id}"),
+            simulated_delay,
+            run: Box::pin(async move {
+                db.blocking(move |conn| {
+                    let mut statement = conn.prepare_cached(sql)?;
+                    let row = statement.query_row(params![id as i64], |row| {
+                        Ok(match kind {
+                            Kind::Users => Record::User(User {
+                                id: row.get::<_, i64>(0)? as u64,
+                                name: row.get(1)?,
+                                email: row.get(2)?,
+                                city: row.get(3)?,
+                                joined: row.get(4)?,
+                            }),
+                            Kind::Products => Record::Product(Product {
+                                id: row.get::<_, i64>(0)? as u64,
+                                name: row.get(1)?,
+                                category: row.get(2)?,
+                                price_cents: row.get::<_, i64>(3)? as u64,
+                                stock: row.get::<_, i64>(4)? as u64,
+                            }),
+                        })
+                    });
+                    Ok(row.optional()?)
+                })
+                .await
+            }),
+            summarize: |row| match row {
+                Some(record) => format!("1 row ({})", record.title()),
+                None => "0 rows".into(),
+            },
+        }
+    }
+
+    /// Runs `f` on the connection in Tokio's blocking pool, so a query never
+    /// stalls the async workers.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            db.inner.queries.fetch_add(1, Ordering::Relaxed);
+            let connection = db
+                .inner
+                .connection
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            f(&connection)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// Creates the tables and, when they are empty, fills them with the sample
+/// data in one transaction (so a crash mid-seed leaves no half-filled table).
+fn create_and_seed(connection: &mut Connection) -> Result<(), StoreError> {
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE IF NOT EXISTS users (
+             id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
+             city TEXT NOT NULL, joined TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS products (
+             id INTEGER PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL,
+             price_cents INTEGER NOT NULL, stock INTEGER NOT NULL);",
+    )?;
+    let users: i64 = connection.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+    let products: i64 = connection.query_row("SELECT count(*) FROM products", [], |r| r.get(0))?;
+    if users > 0 && products > 0 {
+        return Ok(());
+    }
+    let tx = connection.transaction()?;
+    if users == 0 {
+        let mut insert = tx.prepare("INSERT INTO users VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for id in 1..=SEEDED_USERS {
+            let u = seed::user(id);
+            insert.execute(params![u.id as i64, u.name, u.email, u.city, u.joined])?;
+        }
+    }
+    if products == 0 {
+        let mut insert = tx.prepare("INSERT INTO products VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for id in 1..=SEEDED_PRODUCTS {
+            let p = seed::product(id);
+            insert.execute(params![
+                p.id as i64,
+                p.name,
+                p.category,
+                p.price_cents as i64,
+                p.stock as i64
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Deterministic sample data: record `id` is always the same record.
+pub mod seed {
+    use shared::{Product, User};
+
+    const FIRST: [&str; 20] = [
+        "Ada",
+        "Alan",
+        "Grace",
+        "Linus",
+        "Barbara",
+        "Dennis",
+        "Margaret",
+        "Ken",
+        "Frances",
+        "Edsger",
+        "Radia",
+        "Donald",
+        "Hedy",
+        "Tim",
+        "Katherine",
+        "Guido",
+        "Sophie",
+        "Niklaus",
+        "Annie",
+        "Bjarne",
+    ];
+    const LAST: [&str; 25] = [
+        "Lovelace",
+        "Turing",
+        "Hopper",
+        "Torvalds",
+        "Liskov",
+        "Ritchie",
+        "Hamilton",
+        "Thompson",
+        "Allen",
+        "Dijkstra",
+        "Perlman",
+        "Knuth",
+        "Lamarr",
+        "Berners-Lee",
+        "Johnson",
+        "van Rossum",
+        "Wilson",
+        "Wirth",
+        "Easley",
+        "Stroustrup",
+        "Kay",
+        "Goldberg",
+        "Backus",
+        "Hoare",
+        "Cerf",
+    ];
+    const CITIES: [&str; 12] = [
+        "Oslo",
+        "Lisbon",
+        "Nairobi",
+        "Osaka",
+        "Lima",
+        "Toronto",
+        "Krakow",
+        "Austin",
+        "Pune",
+        "Melbourne",
+        "Dublin",
+        "Seoul",
+    ];
+    const ADJECTIVES: [&str; 10] = [
+        "Compact", "Sturdy", "Quiet", "Bright", "Foldable", "Classic", "Smart", "Rugged", "Tiny",
+        "Deluxe",
+    ];
+    const ITEMS: [(&str, &str); 10] = [
+        ("Desk Lamp", "home"),
+        ("Kettle", "kitchen"),
+        ("Backpack", "outdoor"),
+        ("Keyboard", "electronics"),
+        ("Notebook", "office"),
+        ("Water Bottle", "outdoor"),
+        ("Headphones", "electronics"),
+        ("Chair", "home"),
+        ("Teapot", "kitchen"),
+        ("Stapler", "office"),
+    ];
+
+    /// A small integer hash (SplitMix64's finalizer), so neighbouring ids get
+    /// unrelated-looking values without any random state.
+    fn mix(mut x: u64) -> u64 {
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+        x ^ (x >> 31)
+    }
+
+    /// The seeded user with this id.
+    pub fn user(id: u64) -> User {
+        let h = mix(id);
+        let first = FIRST[(h % 20) as usize];
+        let last = LAST[((h >> 8) % 25) as usize];
+        let day = (h >> 16) % 28 + 1;
+        let month = (h >> 24) % 12 + 1;
+        let year = 2015 + (h >> 32) % 10;
+        User {
+            id,
+            name: format!("{first} {last}"),
+            email: format!(
+                "{}.{}{id}@example.com",
+                first.to_lowercase(),
+                last.to_lowercase().replace(' ', "")
+            ),
+            city: CITIES[((h >> 40) % 12) as usize].into(),
+            joined: format!("{year}-{month:02}-{day:02}"),
+        }
+    }
+
+    /// The seeded product with this id.
+    pub fn product(id: u64) -> Product {
+        let h = mix(id ^ 0x5eed);
+        let (item, category) = ITEMS[(h % 10) as usize];
+        Product {
+            id,
+            name: format!("{} {item}", ADJECTIVES[((h >> 8) % 10) as usize]),
+            category: category.into(),
+            price_cents: 499 + (h >> 16) % 20_000,
+            stock: (h >> 40) % 250,
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The cache-aside flow diagram as data.
+//!
+//! The front end draws whatever [`Diagram`] it is given and animates traces
+//! by node id, so a later lab (locks, Pub/Sub, leases, a circuit breaker)
+//! adds nodes and edges here instead of rewriting the animation.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+
+/// The name of a diagram node. Trace steps refer to nodes by this id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub Cow<'static, str>);
+
+impl NodeId {
+    pub const fn new(id: &'static str) -> NodeId {
+        NodeId(Cow::Borrowed(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The nodes of the cache-aside read diagram (tutorial section 2 and 4.5).
+pub mod nodes {
+    use super::NodeId;
+    /// A request for a record arrives.
+    pub const REQUEST: NodeId = NodeId::new("request");
+    /// `GET` the cache key from Redis.
+    pub const CHECK_CACHE: NodeId = NodeId::new("check_cache");
+    /// The key was there: answer from the cache.
+    pub const RETURN_CACHED: NodeId = NodeId::new("return_cached");
+    /// Redis failed or timed out: carry on without it.
+    pub const CACHE_ERROR: NodeId = NodeId::new("cache_error");
+    /// Read the row from the database.
+    pub const QUERY_DATABASE: NodeId = NodeId::new("query_database");
+    /// `SET` the value (or a "missing" marker) with a TTL.
+    pub const STORE_IN_CACHE: NodeId = NodeId::new("store_in_cache");
+    /// Answer with the value loaded from the database.
+    pub const RETURN_LOADED: NodeId = NodeId::new("return_loaded");
+}
+
+/// Which part of the system a node belongs to; the UI colours nodes by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum System {
+    App,
+    Redis,
+    Database,
+}
+
+/// How a node is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeShape {
+    /// A step that does work.
+    Box,
+    /// Where the flow starts or ends.
+    Terminal,
+}
+
+/// One box of the diagram. Coordinates are in the diagram's own units
+/// (see [`Diagram::width`] and [`Diagram::height`]); `x`/`y` is the top left.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: NodeId,
+    pub title: String,
+    /// A second line, such as the command used.
+    pub detail: String,
+    pub system: System,
+    pub shape: NodeShape,
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+impl Node {
+    /// The centre of the node.
+    pub fn centre(&self) -> (f64, f64) {
+        (self.x + self.width / 2.0, self.y + self.height / 2.0)
+    }
+
+    /// Where the straight line from the centre towards `(tx, ty)` leaves the
+    /// node's rectangle; edges start and end there, not under the box.
+    pub fn border_towards(&self, tx: f64, ty: f64) -> (f64, f64) {
+        let (cx, cy) = self.centre();
+        let (dx, dy) = (tx - cx, ty - cy);
+        if dx == 0.0 && dy == 0.0 {
+            return (cx, cy);
+        }
+        let sx = if dx == 0.0 {
+            f64::INFINITY
+        } else {
+            (self.width / 2.0) / dx.abs()
+        };
+        let sy = if dy == 0.0 {
+            f64::INFINITY
+        } else {
+            (self.height / 2.0) / dy.abs()
+        };
+        let s = sx.min(sy);
+        (cx + dx * s, cy + dy * s)
+    }
+}
+
+/// An arrow between two nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// A label drawn beside the arrow (`hit`, `miss`, ...).
+    pub label: String,
+    /// How far the arrow bows out sideways from a straight line, in diagram
+    /// units (0 for straight); used so two edges never overlap.
+    pub bend: f64,
+}
+
+/// A whole diagram.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Diagram {
+    pub width: f64,
+    pub height: f64,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+impl Diagram {
+    /// Looks up a node by id.
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        self.nodes.iter().find(|n| &n.id == id)
+    }
+
+    /// Looks up the edge from one node to another.
+    pub fn edge(&self, from: &NodeId, to: &NodeId) -> Option<&Edge> {
+        self.edges.iter().find(|e| &e.from == from && &e.to == to)
+    }
+
+    /// The geometry of an edge as a quadratic Bézier curve: start, control
+    /// point and end, each `(x, y)`. `None` if a node is missing.
+    pub fn edge_curve(&self, edge: &Edge) -> Option<[(f64, f64); 3]> {
+        let from = self.node(&edge.from)?;
+        let to = self.node(&edge.to)?;
+        let (fx, fy) = from.centre();
+        let (tx, ty) = to.centre();
+        // The control point sits off the middle of the straight line, along
+        // its normal, by `bend` units.
+        let (mx, my) = ((fx + tx) / 2.0, (fy + ty) / 2.0);
+        let len = ((tx - fx).powi(2) + (ty - fy).powi(2)).sqrt().max(1.0);
+        let (nx, ny) = (-(ty - fy) / len, (tx - fx) / len);
+        let control = (mx + nx * edge.bend, my + ny * edge.bend);
+        let start = from.border_towards(control.0, control.1);
+        let end = to.border_towards(control.0, control.1);
+        Some([start, control, end])
+    }
+
+    /// The cache-aside read: check Redis, return on a hit; on a miss read the
+    /// database, store the value with a TTL and return it; if Redis fails,
+    /// fall back to the database and skip the store.
+    pub fn cache_aside_read() -> Diagram {
+        use nodes::*;
+        let node = |id: NodeId, title: &str, detail: &str, system, shape, x, y| Node {
+            id,
+            title: title.into(),
+            detail: detail.into(),
+            system,
+            shape,
+            x,
+            y,
+            width: 200.0,
+            height: 64.0,
+        };
+        let edge = |from: NodeId, to: NodeId, label: &str, bend| Edge {
+            from,
+            to,
+            label: label.into(),
+            bend,
+        };
+        Diagram {
+            width: 990.0,
+            height: 400.0,
+            nodes: vec![
+                node(
+                    REQUEST,
+                    "Request",
+                    "read one record",
+                    System::App,
+                    NodeShape::Terminal,
+                    20.0,
+                    40.0,
+                ),
+                node(
+                    CHECK_CACHE,
+                    "Check Redis",
+                    "GET key",
+                    System::Redis,
+                    NodeShape::Box,
+                    270.0,
+                    40.0,
+                ),
+                node(
+                    RETURN_CACHED,
+                    "Return cached value",
+                    "no database work",
+                    System::App,
+                    NodeShape::Terminal,
+                    770.0,
+                    40.0,
+                ),
+                node(
+                    CACHE_ERROR,
+                    "Redis unavailable",
+                    "log it, carry on",
+                    System::App,
+                    NodeShape::Box,
+                    20.0,
+                    250.0,
+                ),
+                node(
+                    QUERY_DATABASE,
+                    "Query database",
+                    "SELECT ... WHERE id = ?",
+                    System::Database,
+                    NodeShape::Box,
+                    270.0,
+                    250.0,
+                ),
+                node(
+                    STORE_IN_CACHE,
+                    "Store in Redis",
+                    "SET key value EX ttl",
+                    System::Redis,
+                    NodeShape::Box,
+                    520.0,
+                    250.0,
+                ),
+                node(
+                    RETURN_LOADED,
+                    "Return loaded value",
+                    "next read is a hit",
+                    System::App,
+                    NodeShape::Terminal,
+                    770.0,
+                    250.0,
+                ),
+            ],
+            edges: vec![
+                edge(REQUEST, CHECK_CACHE, "", 0.0),
+                edge(CHECK_CACHE, RETURN_CACHED, "hit", 0.0),
+                edge(CHECK_CACHE, QUERY_DATABASE, "miss", 0.0),
+                edge(CHECK_CACHE, CACHE_ERROR, "error", 0.0),
+                edge(CACHE_ERROR, QUERY_DATABASE, "fall back", 0.0),
+                edge(QUERY_DATABASE, STORE_IN_CACHE, "", 0.0),
+                edge(STORE_IN_CACHE, RETURN_LOADED, "", 0.0),
+                // After a fallback the store is skipped: Redis just failed.
+                edge(QUERY_DATABASE, RETURN_LOADED, "skip store", -110.0),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_edge_joins_two_existing_nodes() {
+        let d = Diagram::cache_aside_read();
+        for e in &d.edges {
+            assert!(d.node(&e.from).is_some(), "{}", e.from);
+            assert!(d.node(&e.to).is_some(), "{}", e.to);
+            assert!(d.edge_curve(e).is_some());
+        }
+    }
+
+    #[test]
+    fn nodes_fit_inside_the_diagram_and_do_not_overlap() {
+        let d = Diagram::cache_aside_read();
+        for n in &d.nodes {
+            assert!(n.x >= 0.0 && n.y >= 0.0, "{}", n.id);
+            assert!(
+                n.x + n.width <= d.width && n.y + n.height <= d.height,
+                "{}",
+                n.id
+            );
+        }
+        for (i, a) in d.nodes.iter().enumerate() {
+            for b in &d.nodes[i + 1..] {
+                let apart = a.x + a.width <= b.x
+                    || b.x + b.width <= a.x
+                    || a.y + a.height <= b.y
+                    || b.y + b.height <= a.y;
+                assert!(apart, "{} overlaps {}", a.id, b.id);
+            }
+        }
+    }
+
+    #[test]
+    fn edges_start_on_the_border_of_their_node() {
+        let d = Diagram::cache_aside_read();
+        let e = d.edge(&nodes::REQUEST, &nodes::CHECK_CACHE).unwrap();
+        let [start, _, end] = d.edge_curve(e).unwrap();
+        assert_eq!(start, (220.0, 72.0));
+        assert_eq!(end, (270.0, 72.0));
+    }
+
+    #[test]
+    fn node_ids_serialize_as_plain_strings() {
+        assert_eq!(
+            serde_json::to_string(&nodes::CHECK_CACHE).unwrap(),
+            "\"check_cache\""
+        );
+        let back: NodeId = serde_json::from_str("\"check_cache\"").unwrap();
+        assert_eq!(back, nodes::CHECK_CACHE);
+    }
+}

@@ -1,0 +1,307 @@
+//! The records a learner can read, and the rules for naming them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The largest id accepted. Ids above the seeded range are still valid
+/// requests (they are how a learner asks for a record that does not exist),
+/// but absurdly large numbers are refused as input errors.
+pub const MAX_ID: u64 = 999_999_999;
+
+/// Which table a request reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// User profiles, the tutorial's running example (section 2.5).
+    Users,
+    /// Products from a catalog.
+    Products,
+}
+
+impl Kind {
+    /// Every kind, in the order the UI lists them.
+    pub const ALL: [Kind; 2] = [Kind::Users, Kind::Products];
+
+    /// The plural used in URLs: `/api/v1/users/42`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Kind::Users => "users",
+            Kind::Products => "products",
+        }
+    }
+
+    /// The singular used in cache keys: `cache:default:user:42`.
+    pub fn key_segment(self) -> &'static str {
+        match self {
+            Kind::Users => "user",
+            Kind::Products => "product",
+        }
+    }
+
+    /// Parses the URL form (`users`, `products`).
+    ///
+    /// # Errors
+    /// [`InputError::UnknownKind`] for anything else.
+    pub fn parse(s: &str) -> Result<Kind, InputError> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.path() == s)
+            .ok_or_else(|| InputError::UnknownKind(s.to_string()))
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.path())
+    }
+}
+
+/// Parses a record id typed by a learner or sent in a URL.
+///
+/// # Errors
+/// [`InputError::NotANumber`] when `s` is not a whole number,
+/// [`InputError::IdOutOfRange`] when it is 0 or above [`MAX_ID`].
+pub fn parse_id(s: &str) -> Result<u64, InputError> {
+    let trimmed = s.trim();
+    let id: u64 = match trimmed.parse() {
+        Ok(id) => id,
+        // A long run of digits is a number, just too big for the playground.
+        Err(_) if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(InputError::IdOutOfRange(trimmed.to_string()))
+        }
+        Err(_) => return Err(InputError::NotANumber(s.to_string())),
+    };
+    check_id(id)?;
+    Ok(id)
+}
+
+/// Checks that an already numeric id is in range.
+///
+/// # Errors
+/// [`InputError::IdOutOfRange`] when `id` is 0 or above [`MAX_ID`].
+pub fn check_id(id: u64) -> Result<(), InputError> {
+    if id == 0 || id > MAX_ID {
+        return Err(InputError::IdOutOfRange(id.to_string()));
+    }
+    Ok(())
+}
+
+/// A sandbox name: it namespaces one learner's cache keys and trace stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SandboxId(String);
+
+impl SandboxId {
+    /// The sandbox REST requests use when they name none, so that `curl`
+    /// requests show up in a browser watching `default`.
+    pub const DEFAULT: &'static str = "default";
+    /// The longest accepted name.
+    pub const MAX_LEN: usize = 40;
+
+    /// Validates a sandbox name: 1 to 40 ASCII letters, digits, `-` or `_`.
+    /// The name ends up inside Redis keys, so nothing else is allowed.
+    ///
+    /// # Errors
+    /// [`InputError::BadSandbox`] for anything else.
+    pub fn parse(s: &str) -> Result<SandboxId, InputError> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(SandboxId(s.to_string()))
+        } else {
+            Err(InputError::BadSandbox(s.to_string()))
+        }
+    }
+
+    /// The sandbox used when none is named.
+    pub fn default_sandbox() -> SandboxId {
+        SandboxId(Self::DEFAULT.to_string())
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for SandboxId {
+    fn default() -> Self {
+        Self::default_sandbox()
+    }
+}
+
+impl TryFrom<String> for SandboxId {
+    type Error = InputError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        SandboxId::parse(&s)
+    }
+}
+
+impl From<SandboxId> for String {
+    fn from(s: SandboxId) -> String {
+        s.0
+    }
+}
+
+impl fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Bad input from a learner or a client. Each variant says when it occurs;
+/// its `Display` text is shown to the user as is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputError {
+    /// Occurs when a URL names a table other than `users` or `products`.
+    UnknownKind(String),
+    /// Occurs when an id is not a whole number.
+    NotANumber(String),
+    /// Occurs when an id is 0 or larger than [`MAX_ID`].
+    IdOutOfRange(String),
+    /// Occurs when a sandbox name is empty, too long or has characters other
+    /// than letters, digits, `-` and `_`.
+    BadSandbox(String),
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputError::UnknownKind(k) => write!(
+                f,
+                "unknown kind {k:?}: use one of {}",
+                Kind::ALL.map(Kind::path).join(", ")
+            ),
+            InputError::NotANumber(s) => write!(f, "id {s:?} is not a whole number"),
+            InputError::IdOutOfRange(s) => {
+                write!(f, "id {s} is out of range: use a number from 1 to {MAX_ID}")
+            }
+            InputError::BadSandbox(s) => write!(
+                f,
+                "sandbox {s:?} is not valid: use 1 to {} letters, digits, '-' or '_'",
+                SandboxId::MAX_LEN
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// A user profile, as stored in the database and cached as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: u64,
+    pub name: String,
+    pub email: String,
+    pub city: String,
+    /// The day the user signed up, `YYYY-MM-DD`.
+    pub joined: String,
+}
+
+/// A catalog product, as stored in the database and cached as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: u64,
+    pub name: String,
+    pub category: String,
+    /// The price in cents, so no float rounding ever shows up.
+    pub price_cents: u64,
+    pub stock: u64,
+}
+
+/// One record of either kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Record {
+    User(User),
+    Product(Product),
+}
+
+impl Record {
+    /// The record's id.
+    pub fn id(&self) -> u64 {
+        match self {
+            Record::User(u) => u.id,
+            Record::Product(p) => p.id,
+        }
+    }
+
+    /// A short human label: the user's or the product's name.
+    pub fn title(&self) -> &str {
+        match self {
+            Record::User(u) => &u.name,
+            Record::Product(p) => &p.name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_url_form() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.path()), Ok(kind));
+        }
+        assert_eq!(
+            Kind::parse("orders"),
+            Err(InputError::UnknownKind("orders".into()))
+        );
+    }
+
+    #[test]
+    fn ids_must_be_whole_numbers_in_range() {
+        assert_eq!(parse_id("42"), Ok(42));
+        assert_eq!(parse_id(" 7 "), Ok(7));
+        assert!(matches!(parse_id("abc"), Err(InputError::NotANumber(_))));
+        assert!(matches!(parse_id("-3"), Err(InputError::NotANumber(_))));
+        assert!(matches!(parse_id(""), Err(InputError::NotANumber(_))));
+        assert!(matches!(parse_id("0"), Err(InputError::IdOutOfRange(_))));
+        assert!(matches!(
+            parse_id("1000000000"),
+            Err(InputError::IdOutOfRange(_))
+        ));
+        assert!(matches!(
+            parse_id("99999999999999999999999"),
+            Err(InputError::IdOutOfRange(_))
+        ));
+    }
+
+    #[test]
+    fn sandbox_names_cannot_smuggle_key_separators() {
+        assert!(SandboxId::parse("tab-1_A").is_ok());
+        assert!(SandboxId::parse("").is_err());
+        assert!(SandboxId::parse("a:b").is_err());
+        assert!(SandboxId::parse("a b").is_err());
+        assert!(SandboxId::parse(&"x".repeat(41)).is_err());
+        let json = serde_json::to_string(&SandboxId::parse("abc").unwrap()).unwrap();
+        assert_eq!(json, "\"abc\"");
+        assert!(serde_json::from_str::<SandboxId>("\"a*b\"").is_err());
+    }
+
+    #[test]
+    fn error_messages_say_what_to_do() {
+        let msg = InputError::UnknownKind("orders".into()).to_string();
+        assert!(msg.contains("users, products"), "{msg}");
+        let msg = InputError::IdOutOfRange("0".into()).to_string();
+        assert!(msg.contains("from 1 to 999999999"), "{msg}");
+    }
+
+    #[test]
+    fn untagged_records_deserialize_to_the_right_kind() {
+        let user: Record = serde_json::from_str(
+            r#"{"id":1,"name":"A","email":"a@example.com","city":"Oslo","joined":"2024-01-02"}"#,
+        )
+        .unwrap();
+        assert!(matches!(user, Record::User(_)));
+        let product: Record = serde_json::from_str(
+            r#"{"id":2,"name":"Lamp","category":"home","price_cents":1999,"stock":3}"#,
+        )
+        .unwrap();
+        assert!(matches!(product, Record::Product(_)));
+        assert_eq!(product.title(), "Lamp");
+    }
+}

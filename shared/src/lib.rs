@@ -1,0 +1,28 @@
+//! The playground's wire protocol and diagram model.
+//!
+//! This crate is the only serialization boundary between the back end and
+//! the front end. It holds plain serde types and pure functions: it does no
+//! I/O, so both sides (native and WASM) can depend on it.
+//!
+//! # Layout
+//! - [`entity`]: the records learners read (users, products), their ids and
+//!   the input rules both sides enforce.
+//! - [`trace`]: what one operation did, step by step, with real commands and
+//!   measured timings.
+//! - [`diagram`]: the cache-aside flow diagram as data (nodes and edges), so
+//!   later labs can add steps without rewriting the animation.
+//! - [`protocol`]: the versioned messages sent over the WebSocket, and the
+//!   REST response body.
+//! - [`settings`]: a sandbox's settings and counters as one serializable value.
+
+pub mod diagram;
+pub mod entity;
+pub mod protocol;
+pub mod settings;
+pub mod trace;
+
+pub use diagram::{Diagram, Edge, Node, NodeId, NodeShape, System};
+pub use entity::{check_id, parse_id, InputError, Kind, Product, Record, SandboxId, User, MAX_ID};
+pub use protocol::{ClientMessage, ReadResult, ServerMessage, PROTOCOL_VERSION};
+pub use settings::{SandboxSettings, Stats};
+pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

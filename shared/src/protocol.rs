@@ -1,0 +1,108 @@
+//! Messages between the browser and the back end.
+//!
+//! Every message is JSON with a `type` field. The server greets each
+//! WebSocket client with [`ServerMessage::Hello`], which carries
+//! [`PROTOCOL_VERSION`]; a client that sees another version tells the user
+//! to reload instead of misreading messages.
+
+use crate::diagram::Diagram;
+use crate::entity::{Kind, Record, SandboxId};
+use crate::settings::{SandboxSettings, Stats};
+use crate::trace::{Outcome, Trace};
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a message changes shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Sent by the browser over the WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Read one record through the cache. `request_id` is chosen by the
+    /// client and echoed in the [`ServerMessage::ReadReply`].
+    Read {
+        request_id: u64,
+        kind: Kind,
+        id: u64,
+    },
+}
+
+/// Sent by the back end over the WebSocket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The first message on every connection.
+    Hello {
+        protocol_version: u32,
+        sandbox: SandboxId,
+        settings: SandboxSettings,
+        stats: Stats,
+        /// The diagram to draw; traces refer to its node ids.
+        diagram: Diagram,
+    },
+    /// An operation in this sandbox finished, whoever started it.
+    Trace { trace: Trace, stats: Stats },
+    /// The answer to this client's own [`ClientMessage::Read`].
+    ReadReply { request_id: u64, result: ReadResult },
+    /// This client fell behind and `count` traces were dropped for it; the
+    /// back end never waits for a slow browser.
+    Missed { count: u64 },
+    /// A message could not be handled.
+    Error {
+        request_id: Option<u64>,
+        message: String,
+    },
+}
+
+/// The result of a read: the body of `GET /api/v1/{kind}/{id}` and of a
+/// [`ServerMessage::ReadReply`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadResult {
+    pub kind: Kind,
+    pub id: u64,
+    pub outcome: Outcome,
+    pub found: bool,
+    pub record: Option<Record>,
+    /// Wall time of the read in microseconds.
+    pub latency_us: u64,
+    /// The trace of this read, as pushed over the WebSocket.
+    pub trace_id: u64,
+    pub sandbox: SandboxId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_use_a_readable_tagged_form() {
+        let msg: ClientMessage =
+            serde_json::from_str(r#"{"type":"read","request_id":1,"kind":"users","id":42}"#)
+                .unwrap();
+        assert_eq!(
+            msg,
+            ClientMessage::Read {
+                request_id: 1,
+                kind: Kind::Users,
+                id: 42
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_client_messages_are_rejected() {
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"flush_all"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(
+            r#"{"type":"read","request_id":1,"kind":"orders","id":1}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let msg = ServerMessage::Missed { count: 3 };
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(json, r#"{"type":"missed","count":3}"#);
+        assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), msg);
+    }
+}

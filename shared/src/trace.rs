@@ -1,0 +1,153 @@
+//! A trace: what one operation did, in order, with what was really sent to
+//! Redis and the database and how long each call really took.
+
+use crate::diagram::NodeId;
+use crate::entity::{Kind, SandboxId};
+use serde::{Deserialize, Serialize};
+
+/// The complete record of one operation, pushed to every browser watching
+/// the sandbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// Unique per back-end process; REST responses return it so a request
+    /// can be matched with its animation.
+    pub id: u64,
+    pub sandbox: SandboxId,
+    pub operation: Operation,
+    pub origin: Origin,
+    pub outcome: Outcome,
+    /// Whether the record exists.
+    pub found: bool,
+    /// The steps in the order they happened.
+    pub steps: Vec<TraceStep>,
+    /// Wall time of the whole operation, in microseconds, including any
+    /// simulated database delay.
+    pub total_us: u64,
+    /// When the operation started, in milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+}
+
+impl Trace {
+    /// Real time spent in database queries (excluding the simulated delay).
+    pub fn database_us(&self) -> u64 {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.action, Action::Sql(_)))
+            .map(|s| s.duration_us)
+            .sum()
+    }
+
+    /// Simulated delay added to database queries.
+    pub fn simulated_us(&self) -> u64 {
+        self.steps.iter().map(|s| s.simulated_delay_us).sum()
+    }
+}
+
+/// What was asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    /// A cache-aside read of one record.
+    Read { kind: Kind, id: u64 },
+}
+
+impl Operation {
+    /// A short label such as `read users/42`.
+    pub fn label(&self) -> String {
+        match self {
+            Operation::Read { kind, id } => format!("read {kind}/{id}"),
+        }
+    }
+}
+
+/// Who started the operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A command sent over the WebSocket by a browser.
+    Browser,
+    /// A REST request, from `curl` or any HTTP client.
+    Rest,
+}
+
+/// How a read was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The value was in Redis.
+    Hit,
+    /// Redis held a "does not exist" marker: the database was not asked.
+    NullHit,
+    /// Redis did not have the key; the database answered and Redis was filled.
+    Miss,
+    /// Redis failed or timed out; the database answered instead.
+    Fallback,
+    /// The database failed too: there was nothing to answer with.
+    Failed,
+}
+
+impl Outcome {
+    /// Whether the answer came from the cache.
+    pub fn from_cache(self) -> bool {
+        matches!(self, Outcome::Hit | Outcome::NullHit)
+    }
+
+    /// The label the UI shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::NullHit => "null hit",
+            Outcome::Miss => "miss",
+            Outcome::Fallback => "fallback",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One step of a trace. It points at the diagram node it animates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStep {
+    /// The diagram node this step lights up.
+    pub node: NodeId,
+    /// What was done.
+    pub action: Action,
+    /// The reply in short form (`"(nil)"`, `"OK"`, `"1 row"`, an error).
+    pub reply: String,
+    pub status: StepStatus,
+    /// Measured wall time of the real call, in microseconds.
+    pub duration_us: u64,
+    /// Delay the playground added on purpose to imitate a slow database,
+    /// in microseconds. Reported apart so it is never mistaken for real time.
+    pub simulated_delay_us: u64,
+}
+
+/// What a step did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "text", rename_all = "snake_case")]
+pub enum Action {
+    /// A Redis command, exactly as sent (arguments quoted where needed).
+    Redis(String),
+    /// A SQL statement as sent, followed by its parameters.
+    Sql(String),
+    /// A decision or event inside the application (no I/O).
+    Note(String),
+}
+
+impl Action {
+    /// The text of the action, whatever its type.
+    pub fn text(&self) -> &str {
+        match self {
+            Action::Redis(t) | Action::Sql(t) | Action::Note(t) => t,
+        }
+    }
+}
+
+/// How a step went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Ok,
+    Hit,
+    Miss,
+    Error,
+}
