@@ -1,0 +1,297 @@
+//! The cache-aside read against a real Redis and a real SQLite file: each
+//! test demonstrates one behaviour from the tutorial.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backend::cache_aside::MISSING_MARKER;
+use backend::feed::FeedEvent;
+use redis::Commands;
+use shared::{Action, Kind, Outcome, Record, SandboxId, ServerMessage, StepStatus, Trace};
+
+/// Starts watching the traces of the default sandbox.
+fn watch(t: &common::TestBackend) -> backend::feed::Subscription {
+    t.backend
+        .playground
+        .subscribe(&SandboxId::default_sandbox())
+}
+
+async fn next_trace(feed: &mut backend::feed::Subscription) -> Trace {
+    match feed.next().await {
+        Some(FeedEvent::Message(json)) => {
+            match serde_json::from_str::<ServerMessage>(&json).unwrap() {
+                ServerMessage::Trace { trace, .. } => trace,
+                other => panic!("expected a trace, got {other:?}"),
+            }
+        }
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+/// Tutorial step 2: the first read misses and fills the cache, the second
+/// is a hit that never touches the database.
+#[tokio::test]
+async fn first_read_misses_and_fills_the_cache_second_read_hits() {
+    let t = common::start(|_| {});
+    let mut feed = watch(&t);
+
+    let first = t.read(Kind::Users, 42).await;
+    assert_eq!(first.outcome, Outcome::Miss);
+    assert!(first.found);
+    let trace = next_trace(&mut feed).await;
+    assert_eq!(
+        common::nodes(&trace),
+        [
+            "request",
+            "check_cache",
+            "query_database",
+            "store_in_cache",
+            "return_loaded"
+        ]
+    );
+    assert_eq!(
+        trace.steps[1].action,
+        Action::Redis("GET cache:default:user:42".into())
+    );
+    assert_eq!(trace.steps[1].reply, "(nil)");
+    assert_eq!(trace.steps[1].status, StepStatus::Miss);
+    assert!(
+        matches!(&trace.steps[2].action, Action::Sql(sql) if sql.contains("FROM users WHERE id = ?1"))
+    );
+    assert!(trace.steps[3]
+        .action
+        .text()
+        .starts_with("SET cache:default:user:42 "));
+    assert!(trace.steps[3].action.text().ends_with(" EX 60"));
+    assert_eq!(t.database_queries(), 1);
+
+    // Redis really holds the record, as JSON, with a TTL.
+    let mut redis = t.redis();
+    let cached: String = redis.get("cache:default:user:42").unwrap();
+    let record: Record = serde_json::from_str(&cached).unwrap();
+    assert_eq!(Some(record), first.record);
+    let ttl: i64 = redis.ttl("cache:default:user:42").unwrap();
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
+
+    let second = t.read(Kind::Users, 42).await;
+    assert_eq!(second.outcome, Outcome::Hit);
+    assert_eq!(second.record, first.record);
+    let trace = next_trace(&mut feed).await;
+    assert_eq!(
+        common::nodes(&trace),
+        ["request", "check_cache", "return_cached"]
+    );
+    assert_eq!(trace.steps[1].status, StepStatus::Hit);
+    assert_eq!(t.database_queries(), 1, "a hit must not query the database");
+}
+
+/// Section 5.3: Redis drops the key when its TTL runs out, and the next
+/// read is a miss again.
+#[tokio::test]
+async fn a_read_after_the_ttl_runs_out_misses_again() {
+    let t = common::start(|c| c.cache_ttl_secs = 1);
+    assert_eq!(t.read(Kind::Products, 7).await.outcome, Outcome::Miss);
+    assert_eq!(t.read(Kind::Products, 7).await.outcome, Outcome::Hit);
+    let mut redis = t.redis();
+    // Wait until Redis itself reports the key gone (TTL -2), rather than
+    // guessing a sleep.
+    for _ in 0..100 {
+        let ttl: i64 = redis.ttl("cache:default:product:7").unwrap();
+        if ttl == -2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(t.read(Kind::Products, 7).await.outcome, Outcome::Miss);
+    assert_eq!(t.database_queries(), 2);
+}
+
+/// Section 4.7: a missing record is cached as a marker with the shorter
+/// null TTL, so asking again does not reach the database.
+#[tokio::test]
+async fn missing_records_are_cached_with_the_null_ttl() {
+    let t = common::start(|_| {});
+    let first = t.read(Kind::Users, 999_999).await;
+    assert_eq!((first.outcome, first.found), (Outcome::Miss, false));
+    assert_eq!(first.record, None);
+
+    let mut redis = t.redis();
+    let cached: String = redis.get("cache:default:user:999999").unwrap();
+    assert_eq!(cached, MISSING_MARKER);
+    let ttl: i64 = redis.ttl("cache:default:user:999999").unwrap();
+    assert!(
+        (1..=30).contains(&ttl),
+        "null TTL should be at most 30 s, got {ttl}"
+    );
+
+    for _ in 0..5 {
+        let again = t.read(Kind::Users, 999_999).await;
+        assert_eq!((again.outcome, again.found), (Outcome::NullHit, false));
+    }
+    assert_eq!(t.database_queries(), 1);
+}
+
+/// Section 4.5: with Redis gone, reads still succeed from the database and
+/// the trace shows the fallback; nothing is stored.
+#[tokio::test]
+async fn reads_fall_back_to_the_database_when_redis_is_stopped() {
+    let mut t = common::start(|_| {});
+    let mut feed = watch(&t);
+    assert_eq!(t.read(Kind::Users, 5).await.outcome, Outcome::Miss);
+    let _ = next_trace(&mut feed).await;
+
+    t.stop_redis();
+    for _ in 0..3 {
+        let read = t.read(Kind::Users, 5).await;
+        assert_eq!(read.outcome, Outcome::Fallback);
+        assert!(read.found);
+        let trace = next_trace(&mut feed).await;
+        assert_eq!(
+            common::nodes(&trace),
+            [
+                "request",
+                "check_cache",
+                "cache_error",
+                "query_database",
+                "return_loaded"
+            ]
+        );
+        assert_eq!(trace.steps[1].status, StepStatus::Error);
+        assert!(
+            trace.steps[1].reply.starts_with("error:"),
+            "{}",
+            trace.steps[1].reply
+        );
+    }
+    assert_eq!(t.database_queries(), 4);
+    let stats = t
+        .backend
+        .playground
+        .sandboxes
+        .get(&SandboxId::default_sandbox())
+        .stats();
+    assert_eq!((stats.misses, stats.fallbacks), (1, 3));
+}
+
+/// A Redis that accepts connections but never answers must not hang a read:
+/// the command times out and the read falls back.
+#[tokio::test]
+async fn a_redis_that_never_answers_times_out_into_the_fallback() {
+    // A listener that accepts and then says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/", silent.local_addr().unwrap());
+    let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = silent.accept().await {
+            keep.lock().await.push(socket);
+        }
+    });
+    let t = common::start(|c| {
+        c.redis_url = Some(url);
+        c.redis_timeout_ms = 100;
+    });
+    let read = t.read(Kind::Users, 1).await;
+    assert_eq!(read.outcome, Outcome::Fallback);
+    assert!(read.found);
+}
+
+/// The simulated database delay is reported apart from the real query time.
+#[tokio::test]
+async fn simulated_delay_is_reported_separately_from_the_real_query() {
+    let t = common::start(|c| c.db_latency_ms = 40);
+    let mut feed = watch(&t);
+    t.read(Kind::Users, 3).await;
+    let trace = next_trace(&mut feed).await;
+    let query = &trace.steps[2];
+    assert!(matches!(query.action, Action::Sql(_)));
+    assert!(
+        query.simulated_delay_us >= 40_000,
+        "{}",
+        query.simulated_delay_us
+    );
+    assert!(trace.total_us >= query.duration_us + query.simulated_delay_us);
+    // Redis steps never carry a simulated delay.
+    assert_eq!(trace.steps[1].simulated_delay_us, 0);
+}
+
+/// A cached value that is not a record (written by hand, say) is treated
+/// as a miss and overwritten, never a crash.
+#[tokio::test]
+async fn unreadable_cached_values_are_replaced() {
+    let t = common::start(|_| {});
+    let mut redis = t.redis();
+    let _: () = redis.set("cache:default:user:9", "not json").unwrap();
+    let read = t.read(Kind::Users, 9).await;
+    assert_eq!(read.outcome, Outcome::Miss);
+    let cached: String = redis.get("cache:default:user:9").unwrap();
+    assert!(cached.starts_with('{'), "{cached}");
+}
+
+/// Sandboxes namespace keys: one learner's hit is another's miss.
+#[tokio::test]
+async fn sandboxes_do_not_share_cache_entries() {
+    let t = common::start(|_| {});
+    assert_eq!(
+        t.read_in("tab-a", Kind::Users, 1).await.outcome,
+        Outcome::Miss
+    );
+    assert_eq!(
+        t.read_in("tab-a", Kind::Users, 1).await.outcome,
+        Outcome::Hit
+    );
+    assert_eq!(
+        t.read_in("tab-b", Kind::Users, 1).await.outcome,
+        Outcome::Miss
+    );
+    let mut redis = t.redis();
+    let exists: bool = redis.exists("cache:tab-b:user:1").unwrap();
+    assert!(exists);
+}
+
+/// The seed is deterministic: the same id is the same record on every
+/// machine, and the tables have the promised sizes.
+#[tokio::test]
+async fn the_seeded_data_is_deterministic() {
+    let t = common::start(|_| {});
+    let read = t.read(Kind::Users, 1000).await;
+    assert_eq!(
+        read.record,
+        Some(Record::User(backend::store::seed::user(1000)))
+    );
+    assert!(t.read(Kind::Products, 500).await.found);
+    assert!(!t.read(Kind::Users, 1001).await.found);
+    assert!(!t.read(Kind::Products, 501).await.found);
+}
+
+/// When the database itself fails the read reports an error (no panic),
+/// and the failed trace is still published.
+#[tokio::test]
+async fn a_failing_database_is_an_error_not_a_panic() {
+    let t = common::start(|_| {});
+    let mut feed = watch(&t);
+    let path = t.backend.playground.database.path().to_path_buf();
+    rusqlite_drop_users(&path);
+    let err = t
+        .backend
+        .playground
+        .read(
+            &SandboxId::default_sandbox(),
+            Kind::Users,
+            1,
+            shared::Origin::Rest,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("database"), "{err}");
+    let trace = next_trace(&mut feed).await;
+    assert_eq!(trace.outcome, Outcome::Failed);
+    assert_eq!(trace.steps.last().unwrap().status, StepStatus::Error);
+}
+
+fn rusqlite_drop_users(path: &std::path::Path) {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    connection.execute_batch("DROP TABLE users").unwrap();
+}

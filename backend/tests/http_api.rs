@@ -1,0 +1,388 @@
+//! The REST API and the WebSocket, over real sockets where it matters.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use shared::{Origin, Outcome, ServerMessage, PROTOCOL_VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tower::ServiceExt;
+
+/// Sends one request to the router without a socket.
+async fn get(t: &common::TestBackend, uri: &str) -> (StatusCode, Value) {
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let state = backend::http::AppState {
+        playground: t.backend.playground.clone(),
+        shutdown: stopped,
+    };
+    let app = backend::http::app(state, &t.backend.config.static_dir);
+    let response = app
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A record is served with what happened: a miss, then a hit.
+#[tokio::test]
+async fn rest_reads_report_miss_then_hit() {
+    let t = common::start(|_| {});
+    let (status, body) = get(&t, "/api/v1/users/42").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["outcome"], "miss");
+    assert_eq!(body["found"], true);
+    assert_eq!(body["record"]["id"], 42);
+    assert_eq!(body["sandbox"], "default");
+    assert!(body["trace_id"].as_u64().is_some());
+    let (_, body) = get(&t, "/api/v1/users/42").await;
+    assert_eq!(body["outcome"], "hit");
+}
+
+/// A record that does not exist is a 404 that still says what happened.
+#[tokio::test]
+async fn missing_records_are_404_with_the_outcome() {
+    let t = common::start(|_| {});
+    let (status, body) = get(&t, "/api/v1/products/123456").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["found"], false);
+    assert_eq!(body["outcome"], "miss");
+    let (_, body) = get(&t, "/api/v1/products/123456").await;
+    assert_eq!(body["outcome"], "null_hit");
+}
+
+/// Bad input gets a 4xx JSON error that says what is wrong.
+#[tokio::test]
+async fn bad_input_gets_a_clear_json_error() {
+    let t = common::start(|_| {});
+    let cases = [
+        (
+            "/api/v1/orders/1",
+            StatusCode::NOT_FOUND,
+            "use one of users, products",
+        ),
+        (
+            "/api/v1/users/abc",
+            StatusCode::BAD_REQUEST,
+            "not a whole number",
+        ),
+        (
+            "/api/v1/users/-1",
+            StatusCode::BAD_REQUEST,
+            "not a whole number",
+        ),
+        ("/api/v1/users/0", StatusCode::BAD_REQUEST, "out of range"),
+        (
+            "/api/v1/users/99999999999999999999",
+            StatusCode::BAD_REQUEST,
+            "out of range",
+        ),
+        (
+            "/api/v1/users/1?sandbox=a:b",
+            StatusCode::BAD_REQUEST,
+            "sandbox",
+        ),
+    ];
+    for (uri, status, message) in cases {
+        let (got, body) = get(&t, uri).await;
+        assert_eq!(got, status, "{uri}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(message), "{uri}: {error}");
+    }
+    assert_eq!(
+        t.database_queries(),
+        0,
+        "bad input must not reach the database"
+    );
+}
+
+/// The health check answers, and reports Redis going away without failing.
+#[tokio::test]
+async fn health_reports_redis_state() {
+    let mut t = common::start(|_| {});
+    let (status, body) = get(&t, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["redis"], "ok");
+    t.stop_redis();
+    let (status, body) = get(&t, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body["redis"].as_str().unwrap().starts_with("unavailable"),
+        "{body}"
+    );
+}
+
+/// Without a built front end, `/` explains how to build it.
+#[tokio::test]
+async fn root_explains_a_missing_front_end() {
+    let t = common::start(|_| {});
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let state = backend::http::AppState {
+        playground: t.backend.playground.clone(),
+        shutdown: stopped,
+    };
+    let app = backend::http::app(state, &t.backend.config.static_dir);
+    let response = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&bytes).contains("cargo xtask run"));
+}
+
+/// A served back end on a real port, stopped when dropped.
+struct Served {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+async fn serve(t: &common::TestBackend) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let backend = backend::Backend {
+        playground: t.backend.playground.clone(),
+        config: t.backend.config.clone(),
+        embedded_redis: None,
+    };
+    let done = tokio::spawn(async move {
+        backend
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Served {
+        addr,
+        stop: Some(stop),
+        done,
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(addr: std::net::SocketAddr, query: &str) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
+        .await
+        .unwrap();
+    socket
+}
+
+async fn receive(socket: &mut Socket) -> ServerMessage {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET over TCP, the way curl would send it.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// A browser watching `default` sees, live, the trace of a read made with
+/// curl, steps in order.
+#[tokio::test]
+async fn websocket_watchers_receive_traces_of_rest_reads() {
+    let t = common::start(|_| {});
+    let served = serve(&t).await;
+    let mut socket = connect(served.addr, "").await;
+    match receive(&mut socket).await {
+        ServerMessage::Hello {
+            protocol_version,
+            sandbox,
+            diagram,
+            ..
+        } => {
+            assert_eq!(protocol_version, PROTOCOL_VERSION);
+            assert_eq!(sandbox.as_str(), "default");
+            assert!(!diagram.nodes.is_empty());
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+
+    let response = http_get(served.addr, "/api/v1/users/17").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    match receive(&mut socket).await {
+        ServerMessage::Trace { trace, stats } => {
+            assert_eq!(trace.origin, Origin::Rest);
+            assert_eq!(trace.outcome, Outcome::Miss);
+            let nodes: Vec<_> = trace.steps.iter().map(|s| s.node.as_str()).collect();
+            assert_eq!(
+                nodes,
+                [
+                    "request",
+                    "check_cache",
+                    "query_database",
+                    "store_in_cache",
+                    "return_loaded"
+                ]
+            );
+            assert!(response.contains(&format!("\"trace_id\":{}", trace.id)));
+            assert_eq!(stats.misses, 1);
+        }
+        other => panic!("expected a trace, got {other:?}"),
+    }
+}
+
+/// The browser can drive reads itself: it gets its reply and, like every
+/// watcher, the trace. Bad commands get an error message, not a dropped
+/// connection.
+#[tokio::test]
+async fn websocket_commands_run_reads_and_reject_bad_input() {
+    let t = common::start(|_| {});
+    let served = serve(&t).await;
+    let mut socket = connect(served.addr, "?sandbox=tab-1").await;
+    assert!(matches!(
+        receive(&mut socket).await,
+        ServerMessage::Hello { .. }
+    ));
+
+    socket
+        .send(Message::Text(
+            r#"{"type":"read","request_id":7,"kind":"products","id":3}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let mut got_reply = false;
+    let mut got_trace = false;
+    while !(got_reply && got_trace) {
+        match receive(&mut socket).await {
+            ServerMessage::ReadReply { request_id, result } => {
+                assert_eq!(request_id, 7);
+                assert_eq!(result.outcome, Outcome::Miss);
+                assert_eq!(result.sandbox.as_str(), "tab-1");
+                got_reply = true;
+            }
+            ServerMessage::Trace { trace, .. } => {
+                assert_eq!(trace.origin, Origin::Browser);
+                got_trace = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    for bad in [
+        r#"{"type":"read","request_id":8,"kind":"orders","id":3}"#,
+        r#"{"type":"flushall"}"#,
+        "not json",
+    ] {
+        socket.send(Message::Text(bad.into())).await.unwrap();
+        match receive(&mut socket).await {
+            ServerMessage::Error { message, .. } => {
+                assert!(message.contains("not a valid command"), "{message}")
+            }
+            other => panic!("expected an error for {bad}, got {other:?}"),
+        }
+    }
+    socket
+        .send(Message::Text(
+            r#"{"type":"read","request_id":9,"kind":"users","id":0}"#.into(),
+        ))
+        .await
+        .unwrap();
+    match receive(&mut socket).await {
+        ServerMessage::Error {
+            request_id,
+            message,
+        } => {
+            assert_eq!(request_id, Some(9));
+            assert!(message.contains("out of range"), "{message}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// A watcher of one sandbox never sees another sandbox's traces.
+#[tokio::test]
+async fn websocket_streams_are_per_sandbox() {
+    let t = common::start(|_| {});
+    let served = serve(&t).await;
+    let mut watcher = connect(served.addr, "?sandbox=b").await;
+    assert!(matches!(
+        receive(&mut watcher).await,
+        ServerMessage::Hello { .. }
+    ));
+    http_get(served.addr, "/api/v1/users/1").await;
+    http_get(served.addr, "/api/v1/users/2?sandbox=b").await;
+    match receive(&mut watcher).await {
+        ServerMessage::Trace { trace, .. } => {
+            assert_eq!(trace.sandbox.as_str(), "b");
+            assert_eq!(
+                trace.operation,
+                shared::Operation::Read {
+                    kind: shared::Kind::Users,
+                    id: 2
+                }
+            );
+        }
+        other => panic!("expected b's trace, got {other:?}"),
+    }
+}
+
+/// A bad sandbox name is refused before the upgrade.
+#[tokio::test]
+async fn websocket_rejects_bad_sandbox_names() {
+    let t = common::start(|_| {});
+    let served = serve(&t).await;
+    let result =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?sandbox=no%20spaces", served.addr))
+            .await;
+    match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST)
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+}
+
+/// Shutting down does not hang on open WebSockets (Ctrl-C must stop the
+/// playground promptly).
+#[tokio::test]
+async fn shutdown_closes_open_websockets() {
+    let t = common::start(|_| {});
+    let mut served = serve(&t).await;
+    let mut socket = connect(served.addr, "").await;
+    assert!(matches!(
+        receive(&mut socket).await,
+        ServerMessage::Hello { .. }
+    ));
+    served.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), &mut served.done)
+        .await
+        .expect("server stops with a socket open")
+        .unwrap();
+    // The client sees the connection end.
+    let end = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+}
