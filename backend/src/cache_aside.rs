@@ -72,11 +72,7 @@ impl CacheAside<'_> {
         trace: &mut Recorder,
     ) -> Result<ReadAnswer, StoreError> {
         let key = self.cache_key(kind, id);
-        trace.note(
-            REQUEST,
-            StepStatus::Ok,
-            format!("read {kind} {id}; cache key {key}"),
-        );
+        trace.note(REQUEST, StepStatus::Ok, format!("read {kind}/{id}"));
 
         // 1. Ask the cache first: a hit costs one round trip to Redis.
         match trace.redis(CHECK_CACHE, self.cache.get(&key)).await {

@@ -121,6 +121,7 @@ impl Playground {
             trace_id: trace.id,
             sandbox: sandbox.id.clone(),
         };
+        sandbox.remember(&trace);
         let message = ServerMessage::Trace { trace, stats };
         sandbox.feed.publish(Arc::from(to_json(&message)));
         answer?;
@@ -136,6 +137,7 @@ impl Playground {
             settings: sandbox.settings.clone(),
             stats: sandbox.stats(),
             diagram: Diagram::cache_aside_read(),
+            recent: sandbox.recent(),
         }
     }
 

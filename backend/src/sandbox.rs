@@ -5,10 +5,10 @@
 //! or disturb each other's cache. The database is shared and read-only for
 //! now.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use shared::{SandboxId, SandboxSettings, Stats};
+use shared::{SandboxId, SandboxSettings, Stats, Trace};
 
 use crate::cache::Cache;
 use crate::feed::TraceFeed;
@@ -25,7 +25,12 @@ pub struct Sandbox {
     pub feed: TraceFeed,
     /// A std mutex: updated in a few nanoseconds, never across an `await`.
     stats: Mutex<Stats>,
+    /// The latest traces, newest first, for browsers that connect later.
+    recent: Mutex<VecDeque<Trace>>,
 }
+
+/// How many traces a sandbox keeps for browsers that connect later.
+pub const RECENT_TRACES: usize = 20;
 
 impl Sandbox {
     /// The counters so far.
@@ -38,6 +43,23 @@ impl Sandbox {
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut stats);
         *stats
+    }
+
+    /// Remembers a trace for browsers that connect later.
+    pub fn remember(&self, trace: &Trace) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.push_front(trace.clone());
+        recent.truncate(RECENT_TRACES);
+    }
+
+    /// The latest traces, newest first.
+    pub fn recent(&self) -> Vec<Trace> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -72,6 +94,7 @@ impl Sandboxes {
                     cache: self.cache.clone(),
                     feed: TraceFeed::new(self.feed_capacity),
                     stats: Mutex::new(Stats::default()),
+                    recent: Mutex::new(VecDeque::new()),
                 })
             })
             .clone()

@@ -250,6 +250,24 @@ async fn websocket_watchers_receive_traces_of_rest_reads() {
     }
 }
 
+/// A browser that connects late still gets the sandbox's recent traces.
+#[tokio::test]
+async fn late_watchers_get_the_recent_traces() {
+    let t = common::start(|_| {});
+    t.read(shared::Kind::Users, 1).await;
+    t.read(shared::Kind::Users, 1).await;
+    let served = serve(&t).await;
+    let mut socket = connect(served.addr, "").await;
+    match receive(&mut socket).await {
+        ServerMessage::Hello { recent, stats, .. } => {
+            let outcomes: Vec<_> = recent.iter().map(|t| t.outcome).collect();
+            assert_eq!(outcomes, [Outcome::Hit, Outcome::Miss], "newest first");
+            assert_eq!((stats.hits, stats.misses), (1, 1));
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+}
+
 /// The browser can drive reads itself: it gets its reply and, like every
 /// watcher, the trace. Bad commands get an error message, not a dropped
 /// connection.

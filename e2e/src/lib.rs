@@ -1,1 +1,230 @@
+//! Harness for the browser tests: a real back end serving the built front
+//! end (Trunk's `dist/`), a `chromedriver`, and a headless Chromium session.
+//!
+//! `cargo xtask test` builds the front end and installs Chromium first;
+//! run alone, the tests fail with a message saying what is missing.
 
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use backend::{Backend, Config};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// The project root (the workspace directory).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e sits in the workspace")
+        .to_path_buf()
+}
+
+/// The built front end: `$PLAYGROUND_DIST`, or `dist/` at the root.
+pub fn dist_dir() -> PathBuf {
+    let dir = std::env::var_os("PLAYGROUND_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("dist"));
+    assert!(
+        dir.join("index.html").is_file(),
+        "no built front end in {}: run `cargo xtask test` (it builds it with Trunk first)",
+        dir.display()
+    );
+    dir
+}
+
+/// A running back end on a free port, with its own Redis and database.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub backend: std::sync::Arc<backend::Playground>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    // Keeps Redis running and the data directory alive.
+    _owner: Backend,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts a back end serving the built front end.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::defaults();
+        config.data_dir = dir.path().to_path_buf();
+        config.static_dir = dist_dir();
+        tweak(&mut config);
+        let owner = Backend::start(config).expect("back end starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = Backend {
+            playground: owner.playground.clone(),
+            config: owner.config.clone(),
+            embedded_redis: None,
+        };
+        tokio::spawn(async move {
+            let _ = serving
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Server {
+            addr,
+            backend: owner.playground.clone(),
+            stop: Some(stop),
+            _owner: owner,
+            _dir: dir,
+        }
+    }
+
+    /// The page URL for a sandbox.
+    pub fn page(&self, sandbox: &str) -> String {
+        format!("http://{}/?sandbox={sandbox}", self.addr)
+    }
+
+    /// Stops this back end's Redis, as if it had crashed.
+    pub fn stop_redis(&mut self) {
+        if let Some(redis) = self._owner.embedded_redis.as_mut() {
+            redis.stop();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A `chromedriver` child process on a free port; killed on drop.
+pub struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    pub fn start() -> Driver {
+        let port = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let child = Command::new(&program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {program}: {e}. `cargo xtask test` installs chromium and chromium-driver")
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, port }
+    }
+
+    /// A new headless Chromium session with the given window size.
+    pub async fn browser(&self, width: u32, height: u32) -> Client {
+        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    format!("--window-size={width},{height}"),
+                ]
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::native()
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a Chromium session");
+        // Window sizes include the browser's frame; grow the window until
+        // the page's viewport itself is the size asked for.
+        let _ = client.set_window_size(width, height).await;
+        let inner = client
+            .execute("return [window.innerWidth, window.innerHeight];", vec![])
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value::<(u32, u32)>(v).ok());
+        if let Some((w, h)) = inner {
+            let _ = client
+                .set_window_size(
+                    width + width.saturating_sub(w),
+                    height + height.saturating_sub(h),
+                )
+                .await;
+        }
+        client
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `check` returns `Some`, polling the page; fails with `what`
+/// and the page's text after `timeout`.
+pub async fn wait_for<T, F, Fut>(client: &Client, what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            let text = match client.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("timed out waiting for {what}; the page says:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text of the first element matching `css`, if any.
+pub async fn text_of(client: &Client, css: &str) -> Option<String> {
+    client.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+/// An attribute of the first element matching `css`, if any.
+pub async fn attr_of(client: &Client, css: &str, attr: &str) -> Option<String> {
+    client
+        .find(Locator::Css(css))
+        .await
+        .ok()?
+        .attr(attr)
+        .await
+        .ok()?
+}
+
+/// A plain HTTP GET, as `curl` would send it; returns the whole response.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}

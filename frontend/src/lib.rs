@@ -1,1 +1,22 @@
+//! The playground's browser UI.
+//!
+//! # Layout
+//! - [`timeline`]: the animation model (which step is lit, the token's
+//!   position, the queue); plain Rust, tested natively.
+//! - [`format`]: how numbers, times and commands are shown; plain Rust.
+//! - [`state`]: the page's reactive state and how server messages change it.
+//! - [`connection`]: the WebSocket, with reconnection.
+//! - [`components`]: Leptos components that draw the state: the diagram,
+//!   the playback and read controls, the step list, the trace log, counters.
 
+pub mod components;
+pub mod connection;
+pub mod format;
+pub mod state;
+pub mod timeline;
+
+/// Mounts the playground on the page's `<body>`.
+pub fn mount() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(components::App);
+}

@@ -162,6 +162,75 @@ impl Diagram {
         Some([start, control, end])
     }
 
+    /// The point at `t` (0 to 1) along a curve from [`Diagram::edge_curve`].
+    pub fn point_on(curve: &[(f64, f64); 3], t: f64) -> (f64, f64) {
+        let t = t.clamp(0.0, 1.0);
+        let [(x0, y0), (x1, y1), (x2, y2)] = *curve;
+        let u = 1.0 - t;
+        (
+            u * u * x0 + 2.0 * u * t * x1 + t * t * x2,
+            u * u * y0 + 2.0 * u * t * y1 + t * t * y2,
+        )
+    }
+
+    /// The same diagram turned a quarter: rows become columns, for narrow
+    /// screens. Nodes keep their size and order; positions are laid out
+    /// again by rank so nothing overlaps.
+    pub fn transposed(&self) -> Diagram {
+        const MARGIN: f64 = 20.0;
+        const GAP: f64 = 60.0;
+        let ranks = |values: Vec<f64>| {
+            let mut distinct: Vec<f64> = Vec::new();
+            for v in values {
+                if !distinct.iter().any(|d| (d - v).abs() < 1.0) {
+                    distinct.push(v);
+                }
+            }
+            distinct.sort_by(f64::total_cmp);
+            distinct
+        };
+        let columns = ranks(self.nodes.iter().map(|n| n.centre().1).collect());
+        let rows = ranks(self.nodes.iter().map(|n| n.centre().0).collect());
+        let cell_w = self.nodes.iter().map(|n| n.width).fold(0.0, f64::max) + GAP;
+        let cell_h = self.nodes.iter().map(|n| n.height).fold(0.0, f64::max) + GAP;
+        let rank = |list: &[f64], v: f64| {
+            list.iter().position(|d| (d - v).abs() < 1.0).unwrap_or(0) as f64
+        };
+        let nodes: Vec<Node> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let (cx, cy) = n.centre();
+                Node {
+                    x: MARGIN + rank(&columns, cy) * cell_w,
+                    y: MARGIN + rank(&rows, cx) * cell_h,
+                    ..n.clone()
+                }
+            })
+            .collect();
+        // A mirror flips which side a curve bows to; bowing edges also need
+        // more room to clear the narrower column of boxes.
+        let edges = self
+            .edges
+            .iter()
+            .map(|e| Edge {
+                bend: -e.bend * 2.4,
+                ..e.clone()
+            })
+            .collect();
+        let extra = self
+            .edges
+            .iter()
+            .map(|e| e.bend.abs() * 1.4)
+            .fold(0.0, f64::max);
+        Diagram {
+            width: MARGIN + columns.len() as f64 * cell_w - GAP + MARGIN + extra,
+            height: MARGIN + rows.len() as f64 * cell_h - GAP + MARGIN,
+            nodes,
+            edges,
+        }
+    }
+
     /// The cache-aside read: check Redis, return on a hit; on a miss read the
     /// database, store the value with a TTL and return it; if Redis fails,
     /// fall back to the database and skip the store.
@@ -175,8 +244,8 @@ impl Diagram {
             shape,
             x,
             y,
-            width: 200.0,
-            height: 64.0,
+            width: 190.0,
+            height: 80.0,
         };
         let edge = |from: NodeId, to: NodeId, label: &str, bend| Edge {
             from,
@@ -185,7 +254,7 @@ impl Diagram {
             bend,
         };
         Diagram {
-            width: 990.0,
+            width: 1050.0,
             height: 400.0,
             nodes: vec![
                 node(
@@ -203,7 +272,7 @@ impl Diagram {
                     "GET key",
                     System::Redis,
                     NodeShape::Box,
-                    270.0,
+                    300.0,
                     40.0,
                 ),
                 node(
@@ -212,7 +281,7 @@ impl Diagram {
                     "no database work",
                     System::App,
                     NodeShape::Terminal,
-                    770.0,
+                    840.0,
                     40.0,
                 ),
                 node(
@@ -230,7 +299,7 @@ impl Diagram {
                     "SELECT ... WHERE id = ?",
                     System::Database,
                     NodeShape::Box,
-                    270.0,
+                    300.0,
                     250.0,
                 ),
                 node(
@@ -239,7 +308,7 @@ impl Diagram {
                     "SET key value EX ttl",
                     System::Redis,
                     NodeShape::Box,
-                    520.0,
+                    580.0,
                     250.0,
                 ),
                 node(
@@ -248,7 +317,7 @@ impl Diagram {
                     "next read is a hit",
                     System::App,
                     NodeShape::Terminal,
-                    770.0,
+                    840.0,
                     250.0,
                 ),
             ],
@@ -261,7 +330,7 @@ impl Diagram {
                 edge(QUERY_DATABASE, STORE_IN_CACHE, "", 0.0),
                 edge(STORE_IN_CACHE, RETURN_LOADED, "", 0.0),
                 // After a fallback the store is skipped: Redis just failed.
-                edge(QUERY_DATABASE, RETURN_LOADED, "skip store", -110.0),
+                edge(QUERY_DATABASE, RETURN_LOADED, "skip store", 100.0),
             ],
         }
     }
@@ -283,7 +352,27 @@ mod tests {
 
     #[test]
     fn nodes_fit_inside_the_diagram_and_do_not_overlap() {
-        let d = Diagram::cache_aside_read();
+        assert_fits_without_overlap(&Diagram::cache_aside_read());
+    }
+
+    #[test]
+    fn the_narrow_layout_is_taller_than_wide_and_tidy() {
+        let wide = Diagram::cache_aside_read();
+        let narrow = wide.transposed();
+        // Narrow enough to draw a phone's width at well over half size.
+        assert!(
+            narrow.width < wide.width * 0.65,
+            "{} x {}",
+            narrow.width,
+            narrow.height
+        );
+        assert_fits_without_overlap(&narrow);
+        assert_eq!(narrow.edges.len(), wide.edges.len());
+        // Request stays first, top left.
+        assert_eq!((narrow.nodes[0].x, narrow.nodes[0].y), (20.0, 20.0));
+    }
+
+    fn assert_fits_without_overlap(d: &Diagram) {
         for n in &d.nodes {
             assert!(n.x >= 0.0 && n.y >= 0.0, "{}", n.id);
             assert!(
@@ -308,8 +397,17 @@ mod tests {
         let d = Diagram::cache_aside_read();
         let e = d.edge(&nodes::REQUEST, &nodes::CHECK_CACHE).unwrap();
         let [start, _, end] = d.edge_curve(e).unwrap();
-        assert_eq!(start, (220.0, 72.0));
-        assert_eq!(end, (270.0, 72.0));
+        assert_eq!(start, (210.0, 80.0));
+        assert_eq!(end, (300.0, 80.0));
+    }
+
+    #[test]
+    fn points_on_a_curve_run_from_start_to_end() {
+        let curve = [(0.0, 0.0), (50.0, 100.0), (100.0, 0.0)];
+        assert_eq!(Diagram::point_on(&curve, 0.0), (0.0, 0.0));
+        assert_eq!(Diagram::point_on(&curve, 1.0), (100.0, 0.0));
+        assert_eq!(Diagram::point_on(&curve, 0.5), (50.0, 50.0));
+        assert_eq!(Diagram::point_on(&curve, 7.0), (100.0, 0.0));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum ServerMessage {
         stats: Stats,
         /// The diagram to draw; traces refer to its node ids.
         diagram: Diagram,
+        /// The sandbox's latest traces, newest first, so a reloaded page
+        /// still shows its log.
+        recent: Vec<Trace>,
     },
     /// An operation in this sandbox finished, whoever started it.
     Trace { trace: Trace, stats: Stats },

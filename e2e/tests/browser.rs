@@ -1,0 +1,230 @@
+//! The playground in a real headless Chromium, against the real back end,
+//! Redis and SQLite.
+
+use std::time::Duration;
+
+use e2e::{attr_of, http_get, text_of, wait_for, Driver, Server};
+use fantoccini::{Client, Locator};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn open(client: &Client, server: &Server, sandbox: &str) {
+    client.goto(&server.page(sandbox)).await.unwrap();
+    wait_for(client, "the WebSocket to connect", WAIT, || async {
+        text_of(client, "[data-testid=link]")
+            .await
+            .filter(|t| t.starts_with("Live"))
+    })
+    .await;
+}
+
+async fn set_speed(client: &Client, value: &str) {
+    let select = client.find(Locator::Css(".toolbar select")).await.unwrap();
+    select.select_by_value(value).await.unwrap();
+}
+
+async fn read_id(client: &Client, id: &str) {
+    let input = client
+        .find(Locator::Css("[data-testid=record-id]"))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(id).await.unwrap();
+    client
+        .find(Locator::Css("[data-testid=read]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The outcomes in the trace log, newest first.
+async fn log_outcomes(client: &Client) -> Vec<String> {
+    let mut outcomes = Vec::new();
+    for entry in client
+        .find_all(Locator::Css("[data-testid=log] .entry"))
+        .await
+        .unwrap_or_default()
+    {
+        outcomes.push(
+            entry
+                .attr("data-outcome")
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        );
+    }
+    outcomes
+}
+
+async fn node_class(client: &Client, node: &str) -> String {
+    attr_of(client, &format!("[data-node={node}]"), "class")
+        .await
+        .unwrap_or_default()
+}
+
+async fn wait_for_log(client: &Client, expected: &[&str]) {
+    let what = format!("the log to read {expected:?}");
+    wait_for(client, &what, WAIT, || async {
+        let outcomes = log_outcomes(client).await;
+        (outcomes == expected).then_some(())
+    })
+    .await;
+}
+
+async fn wait_for_active(client: &Client, node: &str) {
+    wait_for(
+        client,
+        &format!("the diagram to reach {node}"),
+        WAIT,
+        || async {
+            node_class(client, node)
+                .await
+                .contains("active")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Reading the same user twice shows a miss then a hit in the log, the
+/// counters agree, and the diagram ends on "return cached value".
+#[tokio::test]
+async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    open(&client, &server, "e2e-read").await;
+    set_speed(&client, "4").await;
+
+    read_id(&client, "7").await;
+    wait_for_log(&client, &["miss"]).await;
+    read_id(&client, "7").await;
+    wait_for_log(&client, &["hit", "miss"]).await;
+    wait_for_active(&client, "return_cached").await;
+    // The miss path was lit earlier; the hit path does not touch the database.
+    assert!(!node_class(&client, "query_database")
+        .await
+        .contains("visited"));
+    assert_eq!(
+        text_of(&client, "[data-testid=hits]").await.as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        text_of(&client, "[data-testid=misses]").await.as_deref(),
+        Some("1")
+    );
+    let steps = text_of(&client, "[data-testid=steps]").await.unwrap();
+    assert!(steps.contains("GET cache:e2e-read:user:7"), "{steps}");
+
+    // Choosing the miss in the log plays it again, through the database.
+    client
+        .find(Locator::Css("[data-testid=log] li:nth-child(2) .entry"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_active(&client, "return_loaded").await;
+    assert!(node_class(&client, "store_in_cache")
+        .await
+        .contains("visited"));
+
+    if let Some(path) = std::env::var_os("SCREENSHOT_TO") {
+        // Let the last frame settle, then keep the picture for the README.
+        client
+            .execute(
+                "document.activeElement.blur(); window.scrollTo(0, 0);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let png = client.screenshot().await.unwrap();
+        std::fs::write(&path, png).unwrap();
+        let narrow = driver.browser(390, 900).await;
+        open(&narrow, &server, "e2e-read").await;
+        let png = narrow.screenshot().await.unwrap();
+        let narrow_path = std::path::PathBuf::from(&path).with_extension("narrow.png");
+        std::fs::write(narrow_path, png).unwrap();
+        narrow.close().await.unwrap();
+    }
+    client.close().await.unwrap();
+}
+
+/// A read made with curl shows up live; with Redis stopped, reads still
+/// succeed and the diagram shows the fallback path.
+#[tokio::test]
+async fn curl_reads_appear_live_and_a_stopped_redis_shows_the_fallback() {
+    let mut server = Server::start(|c| c.db_latency_ms = 5).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    open(&client, &server, "e2e-curl").await;
+    set_speed(&client, "4").await;
+
+    let response = http_get(server.addr, "/api/v1/products/3?sandbox=e2e-curl").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    wait_for_log(&client, &["miss"]).await;
+    let origin = text_of(&client, "[data-testid=log] .entry .origin").await;
+    assert_eq!(origin.as_deref(), Some("REST"));
+
+    server.stop_redis();
+    let response = http_get(server.addr, "/api/v1/products/3?sandbox=e2e-curl").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"outcome\":\"fallback\""), "{response}");
+    wait_for_log(&client, &["fallback", "miss"]).await;
+    wait_for(&client, "the cache error to show", WAIT, || async {
+        node_class(&client, "cache_error")
+            .await
+            .contains("failed")
+            .then_some(())
+    })
+    .await;
+    wait_for_active(&client, "return_loaded").await;
+    client.close().await.unwrap();
+}
+
+/// Bad input is explained next to the field and sends nothing; the keyboard
+/// shortcut pauses the animation.
+#[tokio::test]
+async fn bad_ids_are_explained_and_space_pauses() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    open(&client, &server, "e2e-input").await;
+
+    read_id(&client, "abc").await;
+    let help = wait_for(&client, "an error under the field", WAIT, || async {
+        text_of(&client, "#read-help")
+            .await
+            .filter(|t| t.contains("not a whole number"))
+    })
+    .await;
+    assert!(help.contains("abc"), "{help}");
+    assert_eq!(
+        attr_of(&client, "[data-testid=record-id]", "aria-invalid")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    assert!(log_outcomes(&client).await.is_empty());
+    assert_eq!(server.backend.database.query_count(), 0);
+
+    client
+        .execute(
+            "document.body.dispatchEvent(new KeyboardEvent('keydown', {key: ' ', bubbles: true}));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let play = wait_for(&client, "the play button to show Play", WAIT, || async {
+        text_of(&client, "[data-testid=play]")
+            .await
+            .filter(|t| t.contains("Play"))
+    })
+    .await;
+    assert!(play.contains("Play"));
+    client.close().await.unwrap();
+}

@@ -1,0 +1,178 @@
+//! The read form and the playback controls.
+
+use leptos::prelude::*;
+use shared::{entity::parse_id, Kind};
+
+use super::ConnectionHandle;
+use crate::format;
+use crate::state::AppState;
+use crate::timeline::SPEEDS;
+
+/// An id past the seeded range, for trying a record that does not exist.
+const MISSING_ID: u64 = 999_999;
+
+/// Choose a table and an id, and read it through the cache.
+#[component]
+pub fn ReadForm() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    let kind = RwSignal::new(Kind::Users);
+    let id_text = RwSignal::new("42".to_string());
+    let error = RwSignal::new(None::<String>);
+
+    let send = move |id: u64| {
+        connection.with_value(|c| c.read(kind.get_untracked(), id));
+    };
+    let submit = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        match parse_id(&id_text.get_untracked()) {
+            Ok(id) => {
+                error.set(None);
+                send(id);
+            }
+            Err(e) => error.set(Some(e.to_string())),
+        }
+    };
+    let missing = move |_| {
+        id_text.set(MISSING_ID.to_string());
+        error.set(None);
+        send(MISSING_ID);
+    };
+    let disabled = move || !state.is_open();
+
+    view! {
+        <section class="card read" aria-labelledby="read-title">
+            <h2 id="read-title">"Read a record"</h2>
+            <form on:submit=submit>
+                <div class="kinds" role="radiogroup" aria-label="Table">
+                    {Kind::ALL
+                        .into_iter()
+                        .map(|k| {
+                            view! {
+                                <label class="kind">
+                                    <input
+                                        type="radio"
+                                        name="kind"
+                                        value=k.path()
+                                        prop:checked=move || kind.get() == k
+                                        on:change=move |_| kind.set(k)
+                                    />
+                                    <span>{k.path()}</span>
+                                </label>
+                            }
+                        })
+                        .collect_view()}
+                </div>
+                <div class="row">
+                    <label for="record-id">"id"</label>
+                    <input
+                        id="record-id"
+                        data-testid="record-id"
+                        inputmode="numeric"
+                        autocomplete="off"
+                        prop:value=move || id_text.get()
+                        on:input=move |ev| id_text.set(event_target_value(&ev))
+                        aria-invalid=move || if error.get().is_some() { "true" } else { "false" }
+                        aria-describedby="read-help"
+                    />
+                    <button type="submit" class="primary" data-testid="read" disabled=disabled>
+                        {move || if state.pending.get() > 0 { "Reading…" } else { "Read" }}
+                    </button>
+                </div>
+                <p id="read-help" class=move || if error.get().is_some() { "help error" } else { "help" }>
+                    {move || error.get().unwrap_or_else(|| "Ids 1–1000 are users, 1–500 products. Read the same id twice: miss, then hit.".into())}
+                </p>
+                <button type="button" class="secondary" on:click=missing disabled=disabled data-testid="read-missing">
+                    {format!("Read a missing id ({MISSING_ID})")}
+                </button>
+            </form>
+            <LastResult/>
+        </section>
+    }
+}
+
+/// The answer to this page's latest read.
+#[component]
+fn LastResult() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    move || {
+        state.last_result.get().map(|result| {
+            let summary = match &result.record {
+                Some(record) => format!("{} (show the record)", record.title()),
+                None => "no such record".to_string(),
+            };
+            let record = result.record.as_ref().map(|r| serde_json::to_string_pretty(r).unwrap_or_default());
+            view! {
+                <div class="result" data-testid="result">
+                    <p>
+                        <span class=format!("outcome {}", result.outcome.label().replace(' ', "-"))>{result.outcome.label()}</span>
+                        {format!(" {}/{} in {}", result.kind, result.id, format::micros(result.latency_us))}
+                    </p>
+                    {match record {
+                        Some(json) => view! {
+                            <details>
+                                <summary>{summary}</summary>
+                                <pre>{json}</pre>
+                            </details>
+                        }
+                        .into_any(),
+                        None => view! { <p class="help">{summary}</p> }.into_any(),
+                    }}
+                </div>
+            }
+        })
+    }
+}
+
+/// Play/pause, step, replay and speed, plus what waits in line.
+#[component]
+pub fn PlaybackControls() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let timeline = state.timeline;
+    let paused = move || timeline.with(|t| t.is_paused());
+    view! {
+        <div class="toolbar" role="toolbar" aria-label="Animation">
+            <button
+                type="button"
+                on:click=move |_| timeline.update(|t| t.toggle_paused())
+                aria-pressed=move || if paused() { "true" } else { "false" }
+                aria-keyshortcuts="Space"
+                data-testid="play"
+            >
+                {move || if paused() { "▶ Play" } else { "❚❚ Pause" }}
+            </button>
+            <button type="button" on:click=move |_| timeline.update(|t| t.step_forward()) aria-keyshortcuts="ArrowRight">
+                "Step ›"
+            </button>
+            <button type="button" on:click=move |_| timeline.update(|t| t.replay()) aria-keyshortcuts="R">
+                "↺ Replay"
+            </button>
+            <label class="speed">
+                "Speed "
+                <select on:change=move |ev| {
+                    let value = event_target_value(&ev).parse::<f64>().unwrap_or(1.0);
+                    timeline.update(|t| t.set_speed(value));
+                }>
+                    {SPEEDS
+                        .into_iter()
+                        .map(|s| view! { <option value=s.to_string() selected=s == 1.0>{format::speed(s)}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <span class="queue" aria-live="polite">
+                {move || {
+                    timeline.with(|t| {
+                        let mut parts = Vec::new();
+                        if t.queued() > 0 {
+                            parts.push(format!("{} waiting", t.queued()));
+                        }
+                        if t.skipped() > 0 {
+                            parts.push(format!("{} skipped (in the log)", t.skipped()));
+                        }
+                        parts.join(" · ")
+                    })
+                }}
+            </span>
+        </div>
+    }
+}

@@ -1,0 +1,282 @@
+//! The cache-aside flow diagram as SVG, lit by the timeline's frame.
+
+use leptos::prelude::*;
+use shared::{Diagram, Edge, Node, NodeId, NodeShape, StepStatus, System};
+
+use crate::format;
+use crate::state::AppState;
+use crate::timeline::Timeline;
+
+/// How a node looks right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeLook {
+    /// Not part of the trace on screen (so far).
+    Idle,
+    /// Passed through earlier in the trace.
+    Visited,
+    /// The lit step.
+    Active,
+    /// A step at this node failed.
+    Failed,
+}
+
+/// The look of node `id` in the timeline's current frame.
+pub fn node_look(timeline: &Timeline, id: &NodeId) -> NodeLook {
+    let Some(frame) = timeline.frame() else {
+        return NodeLook::Idle;
+    };
+    let arrived = frame.progress >= 1.0;
+    let upto = if arrived {
+        frame.step_index + 1
+    } else {
+        frame.step_index
+    };
+    let seen = &frame.trace.steps[..upto];
+    if seen
+        .iter()
+        .any(|s| &s.node == id && s.status == StepStatus::Error)
+    {
+        return NodeLook::Failed;
+    }
+    if arrived && &frame.step.node == id {
+        return NodeLook::Active;
+    }
+    if seen.iter().any(|s| &s.node == id) {
+        return NodeLook::Visited;
+    }
+    NodeLook::Idle
+}
+
+/// Whether the edge has been travelled in the current frame (including the
+/// one the token is on).
+pub fn edge_travelled(timeline: &Timeline, edge: &Edge) -> bool {
+    let Some(frame) = timeline.frame() else {
+        return false;
+    };
+    let steps = &frame.trace.steps;
+    (1..=frame.step_index).any(|i| steps[i - 1].node == edge.from && steps[i].node == edge.to)
+}
+
+/// What the node's second line says: the real command of the trace on
+/// screen once the token has been there, the generic text otherwise.
+fn node_detail(timeline: &Timeline, node: &Node) -> String {
+    let actual = timeline.frame().and_then(|frame| {
+        let upto = if frame.progress >= 1.0 {
+            frame.step_index + 1
+        } else {
+            frame.step_index
+        };
+        frame.trace.steps[..upto]
+            .iter()
+            .rev()
+            .find(|s| s.node == node.id && !s.action.text().is_empty())
+            .map(|s| s.action.text().to_string())
+    });
+    format::truncate(&actual.unwrap_or_else(|| node.detail.clone()), 26)
+}
+
+/// The measured time under a visited node.
+fn node_time(timeline: &Timeline, id: &NodeId) -> Option<String> {
+    let frame = timeline.frame()?;
+    let upto = if frame.progress >= 1.0 {
+        frame.step_index + 1
+    } else {
+        frame.step_index
+    };
+    let step = frame.trace.steps[..upto]
+        .iter()
+        .rev()
+        .find(|s| &s.node == id)?;
+    if step.duration_us == 0 && step.simulated_delay_us == 0 {
+        return None;
+    }
+    Some(if step.simulated_delay_us > 0 {
+        format!(
+            "{} + {} delay",
+            format::micros(step.duration_us),
+            format::micros(step.simulated_delay_us)
+        )
+    } else {
+        format::micros(step.duration_us)
+    })
+}
+
+/// Below this viewport width the diagram is drawn turned a quarter, so it
+/// stays readable on a phone.
+const NARROW_PX: f64 = 700.0;
+
+fn is_narrow() -> bool {
+    window()
+        .inner_width()
+        .ok()
+        .and_then(|w| w.as_f64())
+        .is_some_and(|w| w < NARROW_PX)
+}
+
+/// The diagram.
+#[component]
+pub fn DiagramView() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let narrow = RwSignal::new(is_narrow());
+    let resize = window_event_listener(leptos::ev::resize, move |_| {
+        let now = is_narrow();
+        if narrow.get_untracked() != now {
+            narrow.set(now);
+        }
+    });
+    on_cleanup(move || resize.remove());
+    move || {
+        let diagram = if narrow.get() {
+            state.diagram.get().transposed()
+        } else {
+            state.diagram.get()
+        };
+        let edges = diagram
+            .edges
+            .iter()
+            .map(|e| edge_view(state, &diagram, e.clone()))
+            .collect_view();
+        let nodes = diagram
+            .nodes
+            .iter()
+            .map(|n| node_view(state, n.clone()))
+            .collect_view();
+        let token_diagram = diagram.clone();
+        let token = move || {
+            state.timeline.with(|t| {
+                let frame = t.frame()?;
+                let to = token_diagram.node(&frame.step.node)?;
+                let (x, y) = frame
+                    .from
+                    .and_then(|from| token_diagram.edge(from, &frame.step.node))
+                    .and_then(|edge| token_diagram.edge_curve(edge))
+                    .map(|curve| Diagram::point_on(&curve, frame.progress))
+                    .unwrap_or_else(|| (to.x + to.width / 2.0, to.y));
+                let system = system_class(to.system);
+                Some(view! { <circle class=format!("token {system}") cx=x cy=y r="9" data-testid="token"/> })
+            })
+        };
+        view! {
+            <svg
+                class="diagram"
+                viewBox=format!("0 0 {} {}", diagram.width, diagram.height + 30.0)
+                role="img"
+                aria-label="Cache-aside flow: request, check Redis, on a hit return the cached value; on a miss query the database, store the value in Redis with a TTL and return it; if Redis fails, fall back to the database."
+                data-testid="diagram"
+            >
+                <defs>
+                    <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                        <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/>
+                    </marker>
+                    <marker id="arrow-lit" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                        <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead lit"/>
+                    </marker>
+                </defs>
+                <g class="legend" transform=format!("translate(20 {})", diagram.height + 10.0)>
+                    <rect class="swatch app" x="0" y="-10" width="14" height="14" rx="3"/>
+                    <text x="20" y="2">"application"</text>
+                    <rect class="swatch redis" x="120" y="-10" width="14" height="14" rx="3"/>
+                    <text x="140" y="2">"Redis (cache)"</text>
+                    <rect class="swatch database" x="260" y="-10" width="14" height="14" rx="3"/>
+                    <text x="280" y="2">"SQLite (database)"</text>
+                </g>
+                {edges}
+                {nodes}
+                {token}
+            </svg>
+        }
+    }
+}
+
+fn system_class(system: System) -> &'static str {
+    match system {
+        System::App => "app",
+        System::Redis => "redis",
+        System::Database => "database",
+    }
+}
+
+fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
+    let curve = diagram.edge_curve(&edge);
+    let Some([start, control, end]) = curve else {
+        return None;
+    };
+    let d = format!(
+        "M {:.1} {:.1} Q {:.1} {:.1} {:.1} {:.1}",
+        start.0, start.1, control.0, control.1, end.0, end.1
+    );
+    // The label sits beside the curve's midpoint.
+    let (mx, my) = Diagram::point_on(&[start, control, end], 0.5);
+    let vertical = (end.0 - start.0).abs() < 1.0;
+    let (lx, ly, anchor) = if vertical {
+        (mx + 8.0, my, "start")
+    } else if edge.bend > 0.0 {
+        // A curve bowing below its line gets its label underneath.
+        (mx, my + 18.0, "middle")
+    } else {
+        (mx, my - 8.0, "middle")
+    };
+    let label = edge.label.clone();
+    let lit = {
+        let edge = edge.clone();
+        move || state.timeline.with(|t| edge_travelled(t, &edge))
+    };
+    let lit2 = lit.clone();
+    Some(view! {
+        <g class=move || if lit() { "edge lit" } else { "edge" } data-edge=format!("{}->{}", edge.from, edge.to)>
+            <path d=d marker-end=move || if lit2() { "url(#arrow-lit)" } else { "url(#arrow)" }/>
+            <text x=lx y=ly text-anchor=anchor class="edge-label">{label}</text>
+        </g>
+    })
+}
+
+fn node_view(state: AppState, node: Node) -> impl IntoView {
+    let id = node.id.clone();
+    let look = {
+        let id = id.clone();
+        move || state.timeline.with(|t| node_look(t, &id))
+    };
+    let class = {
+        let look = look.clone();
+        let base = format!(
+            "node {} {}",
+            system_class(node.system),
+            if node.shape == NodeShape::Terminal {
+                "terminal"
+            } else {
+                "step"
+            }
+        );
+        move || {
+            let look = match look() {
+                NodeLook::Idle => "idle",
+                NodeLook::Visited => "visited",
+                NodeLook::Active => "active",
+                NodeLook::Failed => "failed",
+            };
+            format!("{base} {look}")
+        }
+    };
+    let detail = {
+        let node = node.clone();
+        move || state.timeline.with(|t| node_detail(t, &node))
+    };
+    let time = {
+        let id = id.clone();
+        move || state.timeline.with(|t| node_time(t, &id))
+    };
+    let (cx, _) = node.centre();
+    let rx = if node.shape == NodeShape::Terminal {
+        30.0
+    } else {
+        8.0
+    };
+    view! {
+        <g class=class data-node=id.to_string()>
+            <rect x=node.x y=node.y width=node.width height=node.height rx=rx/>
+            <text x=cx y=node.y + 25.0 text-anchor="middle" class="node-title">{node.title.clone()}</text>
+            <text x=cx y=node.y + 46.0 text-anchor="middle" class="node-detail">{detail}</text>
+            <text x=cx y=node.y + 67.0 text-anchor="middle" class="node-time">{time}</text>
+        </g>
+    }
+}

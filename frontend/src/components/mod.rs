@@ -1,0 +1,216 @@
+//! Leptos components. Each draws part of [`AppState`]; none holds logic
+//! that could live in plain Rust.
+
+mod controls;
+mod diagram;
+mod log;
+mod stats;
+mod steps;
+
+pub use controls::{PlaybackControls, ReadForm};
+pub use diagram::DiagramView;
+pub use log::TraceLog;
+pub use stats::StatsPanel;
+pub use steps::StepList;
+
+use leptos::prelude::*;
+use shared::SandboxId;
+use wasm_bindgen::JsCast;
+
+use crate::connection::{socket_url, Connection};
+use crate::state::{AppState, Link};
+
+/// The connection, shared with components that send commands.
+pub type ConnectionHandle = StoredValue<Connection, LocalStorage>;
+
+/// How often the animation clock ticks, in milliseconds.
+const FRAME_MS: u32 = 33;
+
+/// The whole page.
+#[component]
+pub fn App() -> impl IntoView {
+    let sandbox = choose_sandbox();
+    let state = AppState::new(sandbox.clone(), prefers_reduced_motion());
+    provide_context(state);
+    let connection: ConnectionHandle =
+        StoredValue::new_local(Connection::open(state, socket_url(sandbox.as_str())));
+    provide_context(connection);
+    start_clock(state);
+    keyboard_shortcuts(state);
+
+    view! {
+        <header class="top">
+            <h1>"Cache-aside playground"</h1>
+            <p class="tagline">"Every read below runs against a real Redis and a real SQLite database. Watch each command happen."</p>
+            <LinkBadge/>
+        </header>
+        <Notice/>
+        <main class="layout">
+            <section class="stage" aria-label="Flow diagram">
+                <PlaybackControls/>
+                <DiagramView/>
+                <StepList/>
+            </section>
+            <aside class="side">
+                <ReadForm/>
+                <StatsPanel/>
+                <TraceLog/>
+            </aside>
+        </main>
+        <CurlHint/>
+    }
+}
+
+/// The connection state, always visible in the header.
+#[component]
+fn LinkBadge() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let text = move || match state.link.get() {
+        Link::Connecting { attempt: 1 } => "Connecting…".to_string(),
+        Link::Connecting { attempt } => format!("Reconnecting (attempt {attempt})…"),
+        Link::Open => format!("Live · sandbox {}", state.sandbox.get_value()),
+        Link::Lost { retry_in_ms, .. } => format!(
+            "Connection lost · retrying in {:.1} s",
+            retry_in_ms as f64 / 1000.0
+        ),
+        Link::Incompatible { server } => {
+            format!("Back end speaks protocol v{server}: reload the page")
+        }
+    };
+    let class = move || match state.link.get() {
+        Link::Open => "badge live",
+        Link::Connecting { .. } => "badge waiting",
+        _ => "badge down",
+    };
+    view! { <p class=class role="status" aria-live="polite" data-testid="link">{text}</p> }
+}
+
+/// A dismissible message (an error from the back end, traces missed).
+#[component]
+fn Notice() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    move || {
+        state.notice.get().map(|message| {
+            view! {
+                <div class="notice" role="alert">
+                    <span>{message}</span>
+                    <button type="button" on:click=move |_| state.notice.set(None) aria-label="Dismiss">"×"</button>
+                </div>
+            }
+        })
+    }
+}
+
+/// Shows how to make a read from a terminal that shows up on this page.
+#[component]
+fn CurlHint() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let origin = window()
+        .location()
+        .origin()
+        .unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let command = move || {
+        format!(
+            "curl '{origin}/api/v1/users/42?sandbox={}'",
+            state.sandbox.get_value()
+        )
+    };
+    view! {
+        <footer class="hint">
+            <p>"Reads from anywhere show up here live. From a terminal:"</p>
+            <code data-testid="curl">{command}</code>
+            <p class="small">"Keys: Space play/pause · → next step · R replay. Open "<a href="?sandbox=default">"?sandbox=default"</a>" to watch plain curl requests."</p>
+        </footer>
+    }
+}
+
+/// The sandbox for this tab: `?sandbox=` if given and valid, else one kept
+/// in session storage, else a new random one.
+fn choose_sandbox() -> SandboxId {
+    let window = window();
+    let from_url = window
+        .location()
+        .search()
+        .ok()
+        .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
+        .and_then(|params| params.get("sandbox"))
+        .and_then(|name| SandboxId::parse(&name).ok());
+    if let Some(sandbox) = from_url {
+        return sandbox;
+    }
+    let storage = window.session_storage().ok().flatten();
+    let stored = storage
+        .as_ref()
+        .and_then(|s| s.get_item("playground-sandbox").ok().flatten())
+        .and_then(|name| SandboxId::parse(&name).ok());
+    if let Some(sandbox) = stored {
+        return sandbox;
+    }
+    let suffix: String = (0..6)
+        .map(|_| {
+            let n = (js_sys::Math::random() * 36.0) as u32;
+            char::from_digit(n.min(35), 36).unwrap_or('0')
+        })
+        .collect();
+    let sandbox = SandboxId::parse(&format!("tab-{suffix}")).expect("generated names are valid");
+    if let Some(storage) = storage {
+        let _ = storage.set_item("playground-sandbox", sandbox.as_str());
+    }
+    sandbox
+}
+
+fn prefers_reduced_motion() -> bool {
+    window()
+        .match_media("(prefers-reduced-motion: reduce)")
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.matches())
+}
+
+/// Drives the timeline from a gloo-timers interval, with real elapsed time.
+fn start_clock(state: AppState) {
+    let mut last = js_sys::Date::now();
+    let interval = gloo_timers::callback::Interval::new(FRAME_MS, move || {
+        let now = js_sys::Date::now();
+        let dt = now - last;
+        last = now;
+        if state.timeline.with_untracked(|t| t.is_animating()) {
+            state.timeline.update(|t| {
+                t.tick(dt);
+            });
+        }
+    });
+    let interval = StoredValue::new_local(Some(interval));
+    on_cleanup(move || interval.update_value(|i| drop(i.take())));
+}
+
+/// Space, → and R, unless the learner is typing in a field.
+fn keyboard_shortcuts(state: AppState) {
+    let handle = window_event_listener(leptos::ev::keydown, move |event| {
+        if event.ctrl_key() || event.meta_key() || event.alt_key() {
+            return;
+        }
+        let typing = event
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .is_some_and(|el| {
+                matches!(
+                    el.tag_name().as_str(),
+                    "INPUT" | "SELECT" | "TEXTAREA" | "BUTTON"
+                )
+            });
+        if typing {
+            return;
+        }
+        match event.key().as_str() {
+            " " => {
+                event.prevent_default();
+                state.timeline.update(|t| t.toggle_paused());
+            }
+            "ArrowRight" => state.timeline.update(|t| t.step_forward()),
+            "r" | "R" => state.timeline.update(|t| t.replay()),
+            _ => {}
+        }
+    });
+    on_cleanup(move || handle.remove());
+}

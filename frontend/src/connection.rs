@@ -1,0 +1,175 @@
+//! The WebSocket to the back end: connects, greets, dispatches messages to
+//! [`AppState::apply`], and reconnects with backoff when the link drops.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use gloo_timers::callback::Timeout;
+use shared::{ClientMessage, Kind, ServerMessage};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use crate::state::{AppState, Link};
+use leptos::prelude::*;
+
+/// Longest wait between reconnection attempts, in milliseconds.
+const MAX_BACKOFF_MS: u32 = 8_000;
+
+/// The connection. Cheap to clone (shared inside).
+#[derive(Clone)]
+pub struct Connection {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    state: AppState,
+    socket: RefCell<Option<WebSocket>>,
+    next_request_id: Cell<u64>,
+    attempt: Cell<u32>,
+}
+
+/// The WebSocket URL for this page's origin and sandbox.
+pub fn socket_url(sandbox: &str) -> String {
+    let location = window().location();
+    let scheme = if location.protocol().ok().as_deref() == Some("https:") {
+        "wss"
+    } else {
+        "ws"
+    };
+    let host = location.host().unwrap_or_else(|_| "127.0.0.1:8080".into());
+    format!("{scheme}://{host}/ws?sandbox={sandbox}")
+}
+
+impl Connection {
+    /// Opens the connection (and keeps reopening it when it drops).
+    pub fn open(state: AppState, url: String) -> Connection {
+        let connection = Connection {
+            inner: Rc::new(Inner {
+                url,
+                state,
+                socket: RefCell::new(None),
+                next_request_id: Cell::new(1),
+                attempt: Cell::new(1),
+            }),
+        };
+        connection.connect();
+        connection
+    }
+
+    /// Asks the back end to read a record. Returns `false` (and says why on
+    /// the page) when not connected.
+    pub fn read(&self, kind: Kind, id: u64) -> bool {
+        let request_id = self.inner.next_request_id.get();
+        self.inner.next_request_id.set(request_id + 1);
+        let message = ClientMessage::Read {
+            request_id,
+            kind,
+            id,
+        };
+        let text = serde_json::to_string(&message).expect("client messages serialize");
+        let sent = self
+            .inner
+            .socket
+            .borrow()
+            .as_ref()
+            .filter(|s| s.ready_state() == WebSocket::OPEN)
+            .map(|s| s.send_with_str(&text).is_ok())
+            .unwrap_or(false);
+        if sent {
+            self.inner.state.pending.update(|p| *p += 1);
+            self.inner.state.notice.set(None);
+        } else {
+            self.inner.state.notice.set(Some(
+                "Not connected to the back end yet; try again in a moment.".into(),
+            ));
+        }
+        sent
+    }
+
+    fn connect(&self) {
+        let state = self.inner.state;
+        state.link.set(Link::Connecting {
+            attempt: self.inner.attempt.get(),
+        });
+        let socket = match WebSocket::new(&self.inner.url) {
+            Ok(socket) => socket,
+            Err(_) => {
+                self.retry_later();
+                return;
+            }
+        };
+
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(text) = event.data().as_string() else {
+                return;
+            };
+            match serde_json::from_str::<ServerMessage>(&text) {
+                Ok(message) => state.apply(message),
+                Err(e) => state.notice.set(Some(format!(
+                    "Could not read a message from the back end: {e}"
+                ))),
+            }
+        });
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        on_message.forget();
+
+        let this = self.clone();
+        let on_open = Closure::<dyn FnMut()>::new(move || this.inner.attempt.set(1));
+        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        on_open.forget();
+
+        let this = self.clone();
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_event: CloseEvent| {
+            this.inner.socket.borrow_mut().take();
+            // Requests in flight on a dead socket will never be answered.
+            this.inner.state.pending.set(0);
+            if !matches!(
+                this.inner.state.link.get_untracked(),
+                Link::Incompatible { .. }
+            ) {
+                this.retry_later();
+            }
+        });
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        on_close.forget();
+
+        *self.inner.socket.borrow_mut() = Some(socket);
+    }
+
+    /// Schedules the next attempt with exponential backoff.
+    fn retry_later(&self) {
+        let attempt = self.inner.attempt.get();
+        let delay = backoff_ms(attempt);
+        self.inner.state.link.set(Link::Lost {
+            attempt,
+            retry_in_ms: delay,
+        });
+        self.inner.attempt.set(attempt + 1);
+        let this = self.clone();
+        Timeout::new(delay, move || this.connect()).forget();
+    }
+}
+
+/// Milliseconds to wait before attempt `attempt + 1`: 500 ms, doubling, at
+/// most [`MAX_BACKOFF_MS`].
+pub fn backoff_ms(attempt: u32) -> u32 {
+    500u32
+        .saturating_mul(1 << attempt.saturating_sub(1).min(5))
+        .min(MAX_BACKOFF_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        assert_eq!(backoff_ms(1), 500);
+        assert_eq!(backoff_ms(2), 1_000);
+        assert_eq!(backoff_ms(4), 4_000);
+        assert_eq!(backoff_ms(5), 8_000);
+        assert_eq!(backoff_ms(50), 8_000);
+    }
+}

@@ -1,0 +1,76 @@
+//! How the UI shows times, ratios and commands. Plain functions, tested
+//! natively.
+
+/// A duration in microseconds, in the unit a person reads most easily:
+/// `850 µs`, `1.24 ms`, `101.3 ms`, `2.50 s`.
+pub fn micros(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us} µs"),
+        1_000..=9_999 => format!("{:.2} ms", us as f64 / 1_000.0),
+        10_000..=999_999 => format!("{:.1} ms", us as f64 / 1_000.0),
+        _ => format!("{:.2} s", us as f64 / 1_000_000.0),
+    }
+}
+
+/// A ratio from 0 to 1 as a percentage with one decimal.
+pub fn percent(ratio: f64) -> String {
+    format!("{:.1}%", ratio * 100.0)
+}
+
+/// How many times faster `fast` is than `slow`, such as `×96`.
+pub fn speedup(slow_us: u64, fast_us: u64) -> Option<String> {
+    if fast_us == 0 || slow_us == 0 {
+        return None;
+    }
+    let factor = slow_us as f64 / fast_us as f64;
+    Some(if factor >= 10.0 {
+        format!("×{factor:.0}")
+    } else {
+        format!("×{factor:.1}")
+    })
+}
+
+/// Shortens `text` to at most `max` characters, ending in `…` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A speed factor as shown on its button: `0.25×`, `1×`, `4×`.
+pub fn speed(factor: f64) -> String {
+    format!("{factor}×")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_pick_a_readable_unit() {
+        assert_eq!(micros(0), "0 µs");
+        assert_eq!(micros(850), "850 µs");
+        assert_eq!(micros(1_240), "1.24 ms");
+        assert_eq!(micros(101_300), "101.3 ms");
+        assert_eq!(micros(2_500_000), "2.50 s");
+    }
+
+    #[test]
+    fn ratios_and_speedups() {
+        assert_eq!(percent(0.8), "80.0%");
+        assert_eq!(speedup(101_000, 1_000).as_deref(), Some("×101"));
+        assert_eq!(speedup(3_000, 2_000).as_deref(), Some("×1.5"));
+        assert_eq!(speedup(0, 1), None);
+    }
+
+    #[test]
+    fn truncation_keeps_short_text_and_marks_cuts() {
+        assert_eq!(truncate("GET k", 10), "GET k");
+        assert_eq!(truncate("GET cache:default:user:42", 10), "GET cache…");
+        assert_eq!(speed(0.25), "0.25×");
+        assert_eq!(speed(1.0), "1×");
+    }
+}

@@ -1,0 +1,120 @@
+//! The page's state, as signals, and how each server message changes it.
+
+use std::collections::VecDeque;
+
+use leptos::prelude::*;
+use shared::{
+    Diagram, ReadResult, SandboxId, SandboxSettings, ServerMessage, Stats, Trace, PROTOCOL_VERSION,
+};
+
+use crate::timeline::Timeline;
+
+/// The most traces the log keeps.
+pub const LOG_LIMIT: usize = 50;
+
+/// Where the WebSocket stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Connecting; `attempt` counts from 1.
+    Connecting { attempt: u32 },
+    /// Connected and greeted.
+    Open,
+    /// Dropped; the next attempt starts in `retry_in_ms`.
+    Lost { attempt: u32, retry_in_ms: u32 },
+    /// The server speaks another protocol version: reloading is the fix.
+    Incompatible { server: u32 },
+}
+
+/// Everything the components draw. `Copy`: signals are handles.
+#[derive(Clone, Copy)]
+pub struct AppState {
+    pub sandbox: StoredValue<SandboxId>,
+    pub link: RwSignal<Link>,
+    pub diagram: RwSignal<Diagram>,
+    pub timeline: RwSignal<Timeline>,
+    /// Newest first.
+    pub log: RwSignal<VecDeque<Trace>>,
+    pub stats: RwSignal<Stats>,
+    pub settings: RwSignal<Option<SandboxSettings>>,
+    /// The answer to this page's latest read.
+    pub last_result: RwSignal<Option<ReadResult>>,
+    /// Reads sent and not yet answered.
+    pub pending: RwSignal<u32>,
+    /// A message for the learner (an error, traces missed), if any.
+    pub notice: RwSignal<Option<String>>,
+}
+
+impl AppState {
+    pub fn new(sandbox: SandboxId, reduced_motion: bool) -> AppState {
+        AppState {
+            sandbox: StoredValue::new(sandbox),
+            link: RwSignal::new(Link::Connecting { attempt: 1 }),
+            diagram: RwSignal::new(Diagram::cache_aside_read()),
+            timeline: RwSignal::new(Timeline::new(reduced_motion)),
+            log: RwSignal::new(VecDeque::new()),
+            stats: RwSignal::new(Stats::default()),
+            settings: RwSignal::new(None),
+            last_result: RwSignal::new(None),
+            pending: RwSignal::new(0),
+            notice: RwSignal::new(None),
+        }
+    }
+
+    /// Applies one message from the server.
+    pub fn apply(&self, message: ServerMessage) {
+        match message {
+            ServerMessage::Hello {
+                protocol_version,
+                settings,
+                stats,
+                diagram,
+                recent,
+                ..
+            } => {
+                if protocol_version != PROTOCOL_VERSION {
+                    self.link.set(Link::Incompatible {
+                        server: protocol_version,
+                    });
+                    return;
+                }
+                self.link.set(Link::Open);
+                self.settings.set(Some(settings));
+                self.stats.set(stats);
+                self.diagram.set(diagram);
+                // A reconnect or reload picks the log up where it was.
+                self.log.set(recent.into_iter().take(LOG_LIMIT).collect());
+            }
+            ServerMessage::Trace { trace, stats } => {
+                self.stats.set(stats);
+                self.log.update(|log| {
+                    log.push_front(trace.clone());
+                    log.truncate(LOG_LIMIT);
+                });
+                self.timeline.update(|t| t.push(trace));
+            }
+            ServerMessage::ReadReply { result, .. } => {
+                self.pending.update(|p| *p = p.saturating_sub(1));
+                self.last_result.set(Some(result));
+            }
+            ServerMessage::Missed { count } => {
+                self.notice.set(Some(format!(
+                    "This page fell behind and missed {count} trace(s); the reads still happened and are counted."
+                )));
+            }
+            ServerMessage::Error {
+                request_id,
+                message,
+            } => {
+                if request_id.is_some() {
+                    self.pending.update(|p| *p = p.saturating_sub(1));
+                }
+                self.notice.set(Some(message));
+            }
+        }
+    }
+
+    /// Whether reads can be sent.
+    pub fn is_open(&self) -> bool {
+        self.link.with(|l| *l == Link::Open)
+    }
+}
