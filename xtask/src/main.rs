@@ -1,1 +1,63 @@
-fn main() {}
+//! `cargo xtask`: set-up, run, test and measure the playground with one
+//! command each. No dependencies beyond std, so it compiles in seconds.
+//!
+//! Run `cargo xtask` with no arguments for the list of tasks.
+
+mod setup;
+mod tasks;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <task>
+
+Tasks:
+  run         Install what is missing, build the front end, and start the
+              playground on http://127.0.0.1:8080 (Ctrl-C stops everything).
+              Arguments after `--` go to the back end, e.g.
+              `cargo xtask run -- --db-latency-ms 250`.
+  test        Install what is missing (Chromium and chromedriver too), build
+              the front end, and run every test: native, WASM in the browser,
+              and end-to-end. CI runs exactly this.
+  dev         Back end on :8080 plus `trunk serve` with live reload on
+              http://127.0.0.1:8081 (proxying /api and /ws to the back end).
+  screenshot  Regenerate docs/playground.png from a headless browser.
+  bench       Measure read latency (hit, miss, fallback) and the WASM size.
+  setup       Only install what is missing (add --tests for the test tools).
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.as_str(), rest),
+        None => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let result = match task {
+        "run" => tasks::run(rest),
+        "test" => tasks::test(),
+        "dev" => tasks::dev(),
+        "screenshot" => tasks::screenshot(),
+        "bench" => tasks::bench(),
+        "setup" => setup::ensure(if rest.iter().any(|a| a == "--tests") {
+            setup::Purpose::Tests
+        } else {
+            setup::Purpose::Run
+        }),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown task {other:?}\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

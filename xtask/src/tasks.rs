@@ -1,0 +1,216 @@
+//! The tasks themselves.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::setup::{self, Purpose};
+use crate::util::{cargo, command, project_root, step, test_step, Tally};
+
+/// Builds the front end in release mode into `dist/`, offline.
+fn build_front_end() -> Result<PathBuf, String> {
+    let mut trunk = command("trunk");
+    trunk.args(["build", "--release", "--offline"]);
+    // Never let Trunk pick up a wasm-opt from PATH (Debian's breaks the
+    // module); index.html turns it off, and this makes sure.
+    trunk.env("TRUNK_BUILD_NO_WASM_OPT", "true");
+    step(
+        "building the front end with Trunk (release, offline)",
+        trunk,
+    )?;
+    Ok(project_root().join("dist"))
+}
+
+/// Arguments for the back end: whatever follows `--`.
+fn backend_args(extra: &[String]) -> Vec<String> {
+    extra.iter().skip_while(|a| *a == "--").cloned().collect()
+}
+
+/// `cargo xtask run`: build everything and serve on :8080.
+pub fn run(extra: &[String]) -> Result<(), String> {
+    setup::ensure(Purpose::Run)?;
+    let dist = build_front_end()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--package", "backend"]);
+    step("building the back end (release)", build)?;
+    let mut server = cargo();
+    server
+        .args(["run", "--quiet", "--release", "--package", "backend", "--"])
+        .args(backend_args(extra))
+        .env("PLAYGROUND_STATIC_DIR", &dist);
+    exec(server)
+}
+
+/// `cargo xtask test`: everything CI checks.
+pub fn test() -> Result<(), String> {
+    setup::ensure(Purpose::Tests)?;
+    if crate::util::version_of("rustfmt").is_some() {
+        let mut fmt = cargo();
+        fmt.args(["fmt", "--all", "--", "--check"]);
+        step("checking formatting (cargo fmt --check)", fmt)?;
+    }
+    let dist = build_front_end()?;
+
+    let mut tally = Tally::default();
+    let mut native = cargo();
+    // --all-targets: unit, integration and end-to-end tests, and it compiles
+    // the examples; there are no doc tests to run.
+    native
+        .args(["test", "--workspace", "--all-targets", "--locked"])
+        .env("PLAYGROUND_DIST", &dist)
+        .env("CHROMEDRIVER", "chromedriver");
+    test_step(
+        "native and end-to-end tests (cargo test --workspace)",
+        native,
+        &mut tally,
+    )?;
+
+    let mut wasm = cargo();
+    wasm.args([
+        "test",
+        "--locked",
+        "--package",
+        "frontend",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--test",
+        "browser",
+    ])
+    .env(
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+        "wasm-bindgen-test-runner",
+    )
+    .env(
+        "CHROMEDRIVER",
+        which("chromedriver").unwrap_or_else(|| "chromedriver".into()),
+    );
+    test_step(
+        "front-end tests in headless Chromium (wasm-bindgen-test)",
+        wasm,
+        &mut tally,
+    )?;
+    // One plain closing line for CI and for people: the totals of every run.
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(())
+}
+
+/// `cargo xtask dev`: back end plus `trunk serve` with live reload.
+pub fn dev() -> Result<(), String> {
+    setup::ensure(Purpose::Run)?;
+    let mut backend = cargo();
+    backend.args(["run", "--package", "backend"]);
+    eprintln!("xtask: starting the back end on :8080 and trunk serve on http://127.0.0.1:8081");
+    let mut backend = backend
+        .spawn()
+        .map_err(|e| format!("cannot start the back end: {e}"))?;
+    let mut trunk = command("trunk");
+    // A separate dist directory, so a dev build never replaces the release
+    // build that `cargo xtask run` serves.
+    trunk.args(["serve", "--offline", "--dist", "dist-dev"]);
+    let status = trunk
+        .status()
+        .map_err(|e| format!("cannot start trunk: {e}"));
+    let _ = backend.kill();
+    let _ = backend.wait();
+    match status? {
+        s if s.success() => Ok(()),
+        s => Err(format!("trunk serve exited with {s}")),
+    }
+}
+
+/// `cargo xtask screenshot`: the README picture, from the browser test.
+pub fn screenshot() -> Result<(), String> {
+    setup::ensure(Purpose::Tests)?;
+    let dist = build_front_end()?;
+    let out = project_root().join("docs/playground.png");
+    let mut test = cargo();
+    test.args([
+        "test",
+        "--package",
+        "e2e",
+        "--test",
+        "browser",
+        "reading_a_user_twice",
+    ])
+    .env("PLAYGROUND_DIST", &dist)
+    .env("SCREENSHOT_TO", &out);
+    step("taking the screenshot in headless Chromium", test)?;
+    eprintln!(
+        "xtask: wrote {} (and a narrow-screen version beside it)",
+        out.display()
+    );
+    Ok(())
+}
+
+/// `cargo xtask bench`: read latency by outcome, and the WASM size.
+pub fn bench() -> Result<(), String> {
+    setup::ensure(Purpose::Run)?;
+    let dist = build_front_end()?;
+    let mut latency = cargo();
+    latency.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "backend",
+        "--example",
+        "read_latency",
+    ]);
+    step(
+        "measuring read latency against a real redis-server and SQLite",
+        latency,
+    )?;
+    for entry in std::fs::read_dir(&dist).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some_and(|e| e == "wasm" || e == "js") {
+            let raw = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
+            let gzipped = gzip_size(&path);
+            println!(
+                "{:<40} {:>8} bytes raw, {} gzipped",
+                path.file_name().unwrap_or_default().to_string_lossy(),
+                raw,
+                gzipped
+                    .map(|g| format!("{g:>8} bytes"))
+                    .unwrap_or_else(|| "(gzip not found)".into())
+            );
+        }
+    }
+    Ok(())
+}
+
+fn gzip_size(path: &std::path::Path) -> Option<u64> {
+    let output = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then_some(output.stdout.len() as u64)
+}
+
+fn which(program: &str) -> Option<String> {
+    std::env::split_paths(&crate::util::path_with_cargo_bin())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
+
+/// Replaces this process with `command`, so Ctrl-C goes straight to the
+/// back end, which stops its Redis and exits.
+#[cfg(unix)]
+fn exec(mut command: Command) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let error = command.exec();
+    Err(format!("cannot start the back end: {error}"))
+}
+
+#[cfg(not(unix))]
+fn exec(mut command: Command) -> Result<(), String> {
+    let status = command.status().map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the back end exited with {status}"))
+    }
+}
