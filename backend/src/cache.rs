@@ -166,7 +166,7 @@ impl Cache {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.inner.timeout))
             .set_response_timeout(Some(self.inner.timeout))
-            .set_number_of_retries(1);
+            .set_number_of_retries(0);
         let connection = self
             .inner
             .client

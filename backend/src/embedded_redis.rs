@@ -38,6 +38,7 @@ impl Default for RedisServerOptions {
 pub struct EmbeddedRedis {
     child: Option<Child>,
     port: u16,
+    options: RedisServerOptions,
 }
 
 /// Why the server could not be started. Each variant says when it occurs.
@@ -107,9 +108,22 @@ impl EmbeddedRedis {
         let mut server = EmbeddedRedis {
             child: Some(child),
             port,
+            options: options.clone(),
         };
         server.wait_until_ready()?;
         Ok(server)
+    }
+
+    /// Starts the server again on the same port after [`EmbeddedRedis::stop`]
+    /// (empty: nothing is persisted), as after a crash and restart.
+    ///
+    /// # Errors
+    /// See [`EmbeddedRedisError`].
+    pub fn restart(&mut self) -> Result<(), EmbeddedRedisError> {
+        self.stop();
+        let fresh = Self::start_on(&self.options, self.port)?;
+        *self = fresh;
+        Ok(())
     }
 
     fn wait_until_ready(&mut self) -> Result<(), EmbeddedRedisError> {

@@ -175,6 +175,30 @@ async fn reads_fall_back_to_the_database_when_redis_is_stopped() {
     assert_eq!((stats.misses, stats.fallbacks), (1, 3));
 }
 
+/// When Redis comes back, the cache is used again without a restart of the
+/// back end: the connection reconnects by itself.
+#[tokio::test]
+async fn reads_use_the_cache_again_once_redis_is_back() {
+    let mut t = common::start(|_| {});
+    assert_eq!(t.read(Kind::Users, 8).await.outcome, Outcome::Miss);
+    t.stop_redis();
+    assert_eq!(t.read(Kind::Users, 8).await.outcome, Outcome::Fallback);
+    t.restart_redis();
+    // The first read after the restart may still see the old, broken
+    // connection; within a few reads the manager has reconnected.
+    let mut outcomes = Vec::new();
+    for _ in 0..20 {
+        let outcome = t.read(Kind::Users, 8).await.outcome;
+        outcomes.push(outcome);
+        if outcome == Outcome::Hit {
+            break;
+        }
+    }
+    assert_eq!(outcomes.last(), Some(&Outcome::Hit), "{outcomes:?}");
+    // The restarted Redis was empty, so the cache was refilled by a miss.
+    assert!(outcomes.contains(&Outcome::Miss), "{outcomes:?}");
+}
+
 /// A Redis that accepts connections but never answers must not hang a read:
 /// the command times out and the read falls back.
 #[tokio::test]

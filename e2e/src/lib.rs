@@ -38,6 +38,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub backend: std::sync::Arc<backend::Playground>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
     // Keeps Redis running and the data directory alive.
     _owner: Backend,
     _dir: tempfile::TempDir,
@@ -54,26 +55,52 @@ impl Server {
         let owner = Backend::start(config).expect("back end starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let mut server = Server {
+            addr,
+            backend: owner.playground.clone(),
+            stop: None,
+            serving: None,
+            _owner: owner,
+            _dir: dir,
+        };
+        server.serve_on(listener);
+        server
+    }
+
+    fn serve_on(&mut self, listener: tokio::net::TcpListener) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = Backend {
-            playground: owner.playground.clone(),
-            config: owner.config.clone(),
+            playground: self._owner.playground.clone(),
+            config: self._owner.config.clone(),
             embedded_redis: None,
         };
-        tokio::spawn(async move {
+        self.stop = Some(stop);
+        self.serving = Some(tokio::spawn(async move {
             let _ = serving
                 .serve(listener, async {
                     let _ = stopped.await;
                 })
                 .await;
-        });
-        Server {
-            addr,
-            backend: owner.playground.clone(),
-            stop: Some(stop),
-            _owner: owner,
-            _dir: dir,
+        }));
+    }
+
+    /// Stops serving HTTP and WebSockets (closing open sockets), as if the
+    /// back end had gone away; Redis and the data stay.
+    pub async fn stop_serving(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
+        if let Some(serving) = self.serving.take() {
+            let _ = serving.await;
+        }
+    }
+
+    /// Serves again on the same address after [`Server::stop_serving`].
+    pub async fn serve_again(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("the same port again");
+        self.serve_on(listener);
     }
 
     /// The page URL for a sandbox.

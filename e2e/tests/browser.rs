@@ -228,3 +228,42 @@ async fn bad_ids_are_explained_and_space_pauses() {
     assert!(play.contains("Play"));
     client.close().await.unwrap();
 }
+
+/// When the back end goes away the page says so and keeps trying; when it
+/// is back the page is live again and reads work.
+#[tokio::test]
+async fn the_page_shows_a_lost_connection_and_reconnects() {
+    let mut server = Server::start(|c| c.db_latency_ms = 5).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    open(&client, &server, "e2e-link").await;
+
+    server.stop_serving().await;
+    wait_for(
+        &client,
+        "the page to notice the lost connection",
+        WAIT,
+        || async {
+            text_of(&client, "[data-testid=link]")
+                .await
+                .filter(|t| t.contains("lost") || t.contains("Reconnecting"))
+        },
+    )
+    .await;
+    let read_disabled = attr_of(&client, "[data-testid=read]", "disabled").await;
+    assert!(
+        read_disabled.is_some(),
+        "reads are disabled while disconnected"
+    );
+
+    server.serve_again().await;
+    wait_for(&client, "the page to reconnect", WAIT, || async {
+        text_of(&client, "[data-testid=link]")
+            .await
+            .filter(|t| t.starts_with("Live"))
+    })
+    .await;
+    read_id(&client, "12").await;
+    wait_for_log(&client, &["miss"]).await;
+    client.close().await.unwrap();
+}

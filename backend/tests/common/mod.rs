@@ -49,6 +49,16 @@ impl TestBackend {
             .stop();
     }
 
+    /// Starts the test's Redis again on the same port, empty.
+    pub fn restart_redis(&mut self) {
+        self.backend
+            .embedded_redis
+            .as_mut()
+            .expect("embedded redis")
+            .restart()
+            .expect("redis restarts");
+    }
+
     /// Reads through the playground in sandbox `default`.
     pub async fn read(&self, kind: Kind, id: u64) -> ReadResult {
         self.read_in("default", kind, id).await
