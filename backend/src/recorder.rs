@@ -73,14 +73,7 @@ impl Recorder {
                 Ok(value)
             }
             Err(error) => {
-                self.push(
-                    node,
-                    action,
-                    format!("error: {error}"),
-                    StepStatus::Error,
-                    took,
-                    Duration::ZERO,
-                );
+                self.push_error(node, action, &error, took);
                 Err(error)
             }
         }
@@ -114,14 +107,7 @@ impl Recorder {
                 Ok(value)
             }
             Err(error) => {
-                self.push(
-                    node,
-                    action,
-                    format!("error: {error}"),
-                    StepStatus::Error,
-                    took,
-                    Duration::ZERO,
-                );
+                self.push_error(node, action, &error, took);
                 Err(error)
             }
         }
@@ -140,6 +126,17 @@ impl Recorder {
     /// Ends the recording: the steps and the total wall time.
     pub fn finish(self) -> (Vec<TraceStep>, Duration) {
         (self.steps, self.started.elapsed())
+    }
+
+    fn push_error(
+        &mut self,
+        node: NodeId,
+        action: Action,
+        error: &dyn std::fmt::Display,
+        took: Duration,
+    ) {
+        let reply = format!("error: {error}");
+        self.push(node, action, reply, StepStatus::Error, took, Duration::ZERO);
     }
 
     fn push(

@@ -14,15 +14,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt;
 
-/// Sends one request to the router without a socket.
-async fn get(t: &common::TestBackend, uri: &str) -> (StatusCode, Value) {
+/// The router of a test back end, to call without a socket.
+fn router(t: &common::TestBackend) -> axum::Router {
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let state = backend::http::AppState {
         playground: t.backend.playground.clone(),
         shutdown: stopped,
     };
-    let app = backend::http::app(state, &t.backend.config.static_dir);
-    let response = app
+    backend::http::app(state, &t.backend.config.static_dir)
+}
+
+/// Sends one request to the router without a socket.
+async fn get(t: &common::TestBackend, uri: &str) -> (StatusCode, Value) {
+    let response = router(t)
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -126,13 +130,7 @@ async fn health_reports_redis_state() {
 #[tokio::test]
 async fn root_explains_a_missing_front_end() {
     let t = common::start(|_| {});
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let state = backend::http::AppState {
-        playground: t.backend.playground.clone(),
-        shutdown: stopped,
-    };
-    let app = backend::http::app(state, &t.backend.config.static_dir);
-    let response = app
+    let response = router(&t)
         .oneshot(Request::get("/").body(Body::empty()).unwrap())
         .await
         .unwrap();

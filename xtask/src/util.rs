@@ -107,6 +107,27 @@ fn count_before(text: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The first line a program prints for `--version`, if it runs.
+pub fn version_of(program: &str) -> Option<String> {
+    let output = command(program).arg("--version").output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+    )
+}
+
+/// Whether a program is on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::split_paths(&path_with_cargo_bin()).any(|dir| dir.join(program).is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,25 +150,4 @@ mod tests {
             3
         );
     }
-}
-
-/// The first line a program prints for `--version`, if it runs.
-pub fn version_of(program: &str) -> Option<String> {
-    let output = command(program).arg("--version").output().ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    Some(
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string(),
-    )
-}
-
-/// Whether a program is on PATH.
-pub fn on_path(program: &str) -> bool {
-    std::env::split_paths(&path_with_cargo_bin()).any(|dir| dir.join(program).is_file())
 }

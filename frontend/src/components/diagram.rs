@@ -198,9 +198,7 @@ fn system_class(system: System) -> &'static str {
 
 fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
     let curve = diagram.edge_curve(&edge);
-    let Some([start, control, end]) = curve else {
-        return None;
-    };
+    let [start, control, end] = curve?;
     let d = format!(
         "M {:.1} {:.1} Q {:.1} {:.1} {:.1} {:.1}",
         start.0, start.1, control.0, control.1, end.0, end.1
