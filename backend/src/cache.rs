@@ -130,6 +130,11 @@ impl Cache {
         )
     }
 
+    /// `DEL key`: drop the cached copy; replies how many keys were removed.
+    pub fn del(&self, key: &str) -> RedisCall<i64> {
+        RedisCall::new(self, CallKind::Write, &["DEL", key])
+    }
+
     /// `TTL key`: seconds left before the key expires (-1: no TTL, -2: no key).
     pub fn ttl(&self, key: &str) -> RedisCall<i64> {
         RedisCall::new(self, CallKind::Lookup, &["TTL", key])

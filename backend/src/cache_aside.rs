@@ -162,7 +162,7 @@ impl CacheAside<'_> {
         })
     }
 
-    fn db_latency(&self) -> Duration {
+    pub(crate) fn db_latency(&self) -> Duration {
         Duration::from_millis(self.settings.db_latency_ms)
     }
 }
@@ -202,7 +202,7 @@ fn answer_from_cache(cached: &str, trace: &mut Recorder) -> Option<ReadAnswer> {
 }
 
 /// Records are cached as JSON: readable in `redis-cli`, which suits a lesson.
-fn encode(record: &Record) -> String {
+pub(crate) fn encode(record: &Record) -> String {
     serde_json::to_string(record).expect("records always serialize")
 }
 

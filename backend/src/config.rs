@@ -62,6 +62,11 @@ pub struct Config {
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub redis_timeout_ms: u64,
 
+    /// What writes do to the cache: delete-on-write, ttl-only, hybrid
+    /// (users deleted, products left to their TTL) or write-through.
+    #[arg(long, env = "WRITE_STRATEGY", default_value = "delete-on-write")]
+    pub write_strategy: shared::WriteStrategy,
+
     /// Directory with the built front end (Trunk's dist/).
     #[arg(long, env = "PLAYGROUND_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
@@ -81,6 +86,7 @@ impl Config {
             key_prefix: self.key_prefix.clone(),
             db_latency_ms: self.db_latency_ms,
             redis_timeout_ms: self.redis_timeout_ms,
+            write_strategy: self.write_strategy,
         }
     }
 

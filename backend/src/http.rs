@@ -14,12 +14,13 @@ use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
+use shared::WriteChange;
 use shared::{entity::parse_id, ClientMessage, InputError, Kind, Origin, SandboxId, ServerMessage};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tower_http::services::ServeDir;
 
 use crate::feed::FeedEvent;
-use crate::playground::{to_json, Playground, ReadError};
+use crate::playground::{to_json, OpError, Playground};
 
 /// How many reads one WebSocket client may have in flight; more get an
 /// error message instead of piling up.
@@ -39,7 +40,7 @@ pub struct AppState {
 pub fn app(state: AppState, static_dir: &Path) -> Router {
     let api = Router::new()
         .route("/healthz", get(health))
-        .route("/api/v1/{kind}/{id}", get(read))
+        .route("/api/v1/{kind}/{id}", get(read).put(update).delete(delete))
         .route("/ws", get(websocket))
         .with_state(state);
     if static_dir.join("index.html").is_file() {
@@ -55,16 +56,18 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
 pub enum AppError {
     /// Occurs on bad input: an unknown kind (404), or a bad id or sandbox (400).
     Input(InputError),
+    /// Occurs when a request body is not the JSON expected (400).
+    Body(String),
     /// Occurs when the database fails (503); details go to the log.
     Unavailable(String),
 }
 
-impl From<ReadError> for AppError {
-    fn from(e: ReadError) -> Self {
+impl From<OpError> for AppError {
+    fn from(e: OpError) -> Self {
         match e {
-            ReadError::Input(e) => AppError::Input(e),
-            ReadError::Database(e) => {
-                tracing::error!(error = %e, "read failed");
+            OpError::Input(e) => AppError::Input(e),
+            OpError::Database(e) => {
+                tracing::error!(error = %e, "operation failed");
                 AppError::Unavailable("the database is unavailable; try again shortly".into())
             }
         }
@@ -84,6 +87,7 @@ impl IntoResponse for AppError {
                 (StatusCode::NOT_FOUND, e.to_string())
             }
             AppError::Input(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+            AppError::Body(m) => (StatusCode::BAD_REQUEST, m),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         };
         (status, Json(json!({ "error": message }))).into_response()
@@ -127,6 +131,60 @@ async fn read(
     Ok((status, Json(result)).into_response())
 }
 
+/// The body of `PUT /api/v1/{kind}/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct UpdateBody {
+    name: String,
+}
+
+/// `PUT /api/v1/{kind}/{id}` with `{"name": "..."}`: changes the record's
+/// name, then deals with the cache per the sandbox's write strategy.
+async fn update(
+    State(state): State<AppState>,
+    UrlPath((kind, id)): UrlPath<(String, String)>,
+    Query(query): Query<SandboxQuery>,
+    body: Result<Json<UpdateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AppError> {
+    let kind = Kind::parse(&kind)?;
+    let id = parse_id(&id)?;
+    let sandbox = query.sandbox()?;
+    let Json(body) = body.map_err(|e| AppError::Body(e.body_text()))?;
+    let change = WriteChange::Update { name: body.name };
+    write(&state, &sandbox, kind, id, change).await
+}
+
+/// `DELETE /api/v1/{kind}/{id}`: removes the record, then deals with the
+/// cache per the sandbox's write strategy.
+async fn delete(
+    State(state): State<AppState>,
+    UrlPath((kind, id)): UrlPath<(String, String)>,
+    Query(query): Query<SandboxQuery>,
+) -> Result<Response, AppError> {
+    let kind = Kind::parse(&kind)?;
+    let id = parse_id(&id)?;
+    let sandbox = query.sandbox()?;
+    write(&state, &sandbox, kind, id, WriteChange::Delete).await
+}
+
+async fn write(
+    state: &AppState,
+    sandbox: &SandboxId,
+    kind: Kind,
+    id: u64,
+    change: WriteChange,
+) -> Result<Response, AppError> {
+    let result = state
+        .playground
+        .write(sandbox, kind, id, change, Origin::Rest)
+        .await?;
+    let status = if result.found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    Ok((status, Json(result)).into_response())
+}
+
 /// `GET /healthz`: 200 while the back end serves. Redis being down is
 /// reported but is not unhealthy: reads still work, from the database.
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -160,10 +218,28 @@ async fn websocket(
 /// answers its commands, and ends on close or shutdown.
 async fn session(state: AppState, sandbox: SandboxId, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let mut feed = state.playground.subscribe(&sandbox);
+    let (mut feed, hello) = match (
+        state.playground.subscribe(&sandbox),
+        state.playground.hello(&sandbox),
+    ) {
+        (Ok(feed), Ok(hello)) => (feed, hello),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot open sandbox");
+            let message = ServerMessage::Error {
+                request_id: None,
+                message: "this sandbox cannot be opened right now; try again shortly".into(),
+            };
+            let _ = sink.send(Message::Text(to_json(&message).into())).await;
+            let _ = sink.send(Message::Close(None)).await;
+            return;
+        }
+    };
     let mut shutdown = state.shutdown.clone();
-    let hello = to_json(&state.playground.hello(&sandbox));
-    if sink.send(Message::Text(hello.into())).await.is_err() {
+    if sink
+        .send(Message::Text(to_json(&hello).into()))
+        .await
+        .is_err()
+    {
         return;
     }
     // Replies to this client's own reads arrive here from their tasks.
@@ -223,27 +299,68 @@ fn handle_command(
             kind,
             id,
         } => {
-            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                return Some(to_json(&ServerMessage::Error {
-                    request_id: Some(request_id),
-                    message: format!("too many reads in flight (at most {READS_IN_FLIGHT_PER_CLIENT}); wait for one to finish"),
-                }));
-            };
             let playground = state.playground.clone();
             let sandbox = sandbox.clone();
-            let replies = replies.clone();
-            tokio::spawn(async move {
-                let message = match playground.read(&sandbox, kind, id, Origin::Browser).await {
-                    Ok(result) => ServerMessage::ReadReply { request_id, result },
-                    Err(e) => ServerMessage::Error {
-                        request_id: Some(request_id),
-                        message: e.to_string(),
-                    },
-                };
-                let _ = replies.send(to_json(&message)).await;
-                drop(permit);
-            });
-            None
+            spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .read(&sandbox, kind, id, Origin::Browser)
+                    .await
+                    .map(|result| ServerMessage::ReadReply { request_id, result })
+            })
+        }
+        ClientMessage::Write {
+            request_id,
+            kind,
+            id,
+            change,
+        } => {
+            let playground = state.playground.clone();
+            let sandbox = sandbox.clone();
+            spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .write(&sandbox, kind, id, change, Origin::Browser)
+                    .await
+                    .map(|result| ServerMessage::WriteReply { request_id, result })
+            })
+        }
+        ClientMessage::UpdateSettings { settings } => {
+            match state.playground.update_settings(sandbox, settings) {
+                // Every watcher, this one included, gets the new settings.
+                Ok(_) => None,
+                Err(e) => Some(to_json(&ServerMessage::Error {
+                    request_id: None,
+                    message: e.to_string(),
+                })),
+            }
         }
     }
+}
+
+/// Runs a command in its own task, within the client's limit of commands in
+/// flight, and queues its reply. Returns an error message at once when the
+/// limit is reached.
+fn spawn_command(
+    request_id: u64,
+    replies: &mpsc::Sender<String>,
+    in_flight: &Arc<Semaphore>,
+    command: impl std::future::Future<Output = Result<ServerMessage, OpError>> + Send + 'static,
+) -> Option<String> {
+    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+        return Some(to_json(&ServerMessage::Error {
+            request_id: Some(request_id),
+            message: format!(
+                "too many commands in flight (at most {READS_IN_FLIGHT_PER_CLIENT}); wait for one to finish"
+            ),
+        }));
+    };
+    let replies = replies.clone();
+    tokio::spawn(async move {
+        let message = command.await.unwrap_or_else(|e| ServerMessage::Error {
+            request_id: Some(request_id),
+            message: e.to_string(),
+        });
+        let _ = replies.send(to_json(&message)).await;
+        drop(permit);
+    });
+    None
 }

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`cache_aside`]: the cache-aside read itself, written to read like the
 //!   tutorial's pseudocode. Start here.
+//! - [`writes`]: updates and deletes: the database first, then the cache as
+//!   the sandbox's write strategy says.
 //! - [`recorder`]: the trace API; the only way the cache-aside code talks to
 //!   Redis or the database, so every step is measured and recorded.
 //! - [`cache`]: the connection to Redis, with timeouts; the one place that
@@ -28,6 +30,7 @@ pub mod playground;
 pub mod recorder;
 pub mod sandbox;
 pub mod store;
+pub mod writes;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -100,6 +103,8 @@ impl Backend {
         let sandboxes = Sandboxes::new(
             config.sandbox_defaults(),
             cache.clone(),
+            database.clone(),
+            config.data_dir.join("sandboxes"),
             config.trace_buffer as usize,
         );
         Ok(Backend {

@@ -2,28 +2,28 @@
 //! recordings into traces, keeps the counters and publishes the traces.
 //!
 //! It sits between the transport (REST and WebSocket handlers in
-//! [`crate::http`]) and the cache-aside engine ([`crate::cache_aside`]),
-//! and knows neither HTTP nor the UI.
+//! [`crate::http`]) and the cache-aside engine ([`crate::cache_aside`],
+//! [`crate::writes`]), and knows neither HTTP nor the UI.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shared::{
-    check_id, Diagram, InputError, Kind, Operation, Origin, Outcome, ReadResult, SandboxId,
-    ServerMessage, Trace, PROTOCOL_VERSION,
+    check_id, parse_name, Diagram, InputError, Kind, Operation, Origin, Outcome, ReadResult,
+    SandboxId, SandboxSettings, ServerMessage, Trace, WriteChange, WriteResult, PROTOCOL_VERSION,
 };
 
 use crate::cache::Cache;
 use crate::cache_aside::{CacheAside, ReadAnswer};
 use crate::feed::Subscription;
 use crate::recorder::{micros, Recorder};
-use crate::sandbox::Sandboxes;
+use crate::sandbox::{Sandbox, Sandboxes};
 use crate::store::{Database, StoreError};
 
 /// Shared state behind every request.
 pub struct Playground {
-    /// The database every sandbox reads.
+    /// The database of the `default` sandbox.
     pub database: Database,
     /// The default Redis endpoint, used for health checks.
     pub cache: Cache,
@@ -32,10 +32,10 @@ pub struct Playground {
     next_trace_id: AtomicU64,
 }
 
-/// Why a read could not be answered. Each variant says when it occurs.
+/// Why an operation could not be done. Each variant says when it occurs.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// Occurs when the request names a bad id or sandbox.
+pub enum OpError {
+    /// Occurs when the request names a bad id, name, setting or sandbox.
     #[error(transparent)]
     Input(#[from] InputError),
     /// Occurs when the database fails (the cache failing is never an error).
@@ -53,42 +53,192 @@ impl Playground {
         }
     }
 
+    /// The sandbox with this name, created on first use.
+    ///
+    /// # Errors
+    /// When a new sandbox's database cannot be created.
+    pub fn sandbox(&self, id: &SandboxId) -> Result<Arc<Sandbox>, OpError> {
+        Ok(self.sandboxes.get(id)?)
+    }
+
     /// Reads a record through the cache in `sandbox`, then publishes the
     /// trace to every browser watching that sandbox.
     ///
     /// # Errors
-    /// [`ReadError`]; a failed read is still traced and published.
+    /// [`OpError`]; a failed read is still traced and published.
     pub async fn read(
         &self,
         sandbox: &SandboxId,
         kind: Kind,
         id: u64,
         origin: Origin,
-    ) -> Result<ReadResult, ReadError> {
+    ) -> Result<ReadResult, OpError> {
         check_id(id)?;
-        let sandbox = self.sandboxes.get(sandbox);
+        let sandbox = self.sandbox(sandbox)?;
+        let settings = sandbox.settings();
+        let engine = engine(&sandbox, &settings);
         let started_at_ms = unix_millis();
-        let engine = CacheAside {
-            cache: &sandbox.cache,
-            database: &self.database,
-            settings: &sandbox.settings,
-            sandbox: &sandbox.id,
-        };
         let mut recorder = Recorder::new();
         let answer = engine.read(kind, id, &mut recorder).await;
-        let (steps, took) = recorder.finish();
 
         let (outcome, record) = match &answer {
             Ok(ReadAnswer { outcome, record }) => (*outcome, record.clone()),
             Err(_) => (Outcome::Failed, None),
         };
+        let found = record.is_some();
+        let trace = self.publish(
+            &sandbox,
+            Operation::Read { kind, id },
+            origin,
+            outcome,
+            found,
+            recorder,
+            started_at_ms,
+        );
+        answer?;
+        Ok(ReadResult {
+            kind,
+            id,
+            outcome,
+            found,
+            record,
+            latency_us: trace.total_us,
+            trace_id: trace.id,
+            sandbox: sandbox.id.clone(),
+        })
+    }
+
+    /// Updates or deletes a record in `sandbox`: the database first, then
+    /// the cache as the sandbox's write strategy says; publishes the trace.
+    ///
+    /// # Errors
+    /// [`OpError`]; a failed write is still traced and published.
+    pub async fn write(
+        &self,
+        sandbox: &SandboxId,
+        kind: Kind,
+        id: u64,
+        change: WriteChange,
+        origin: Origin,
+    ) -> Result<WriteResult, OpError> {
+        check_id(id)?;
+        let change = match change {
+            WriteChange::Update { name } => WriteChange::Update {
+                name: parse_name(&name)?,
+            },
+            WriteChange::Delete => WriteChange::Delete,
+        };
+        let sandbox = self.sandbox(sandbox)?;
+        let settings = sandbox.settings();
+        let engine = engine(&sandbox, &settings);
+        let started_at_ms = unix_millis();
+        let mut recorder = Recorder::new();
+        let (operation, answer) = match change {
+            WriteChange::Update { name } => (
+                Operation::Update {
+                    kind,
+                    id,
+                    name: name.clone(),
+                },
+                engine.update(kind, id, name, &mut recorder).await,
+            ),
+            WriteChange::Delete => (
+                Operation::Delete { kind, id },
+                engine.delete(kind, id, &mut recorder).await,
+            ),
+        };
+        let outcome = if answer.is_ok() {
+            Outcome::Written
+        } else {
+            Outcome::Failed
+        };
+        let found = answer.as_ref().is_ok_and(|a| a.found);
+        let trace = self.publish(
+            &sandbox,
+            operation,
+            origin,
+            outcome,
+            found,
+            recorder,
+            started_at_ms,
+        );
+        let answer = answer?;
+        Ok(WriteResult {
+            kind,
+            id,
+            found: answer.found,
+            record: answer.record,
+            cache_action: answer.cache_action,
+            latency_us: trace.total_us,
+            trace_id: trace.id,
+            sandbox: sandbox.id.clone(),
+        })
+    }
+
+    /// Replaces a sandbox's settings and tells every watcher.
+    ///
+    /// # Errors
+    /// [`OpError::Input`] when a setting is out of range.
+    pub fn update_settings(
+        &self,
+        sandbox: &SandboxId,
+        settings: SandboxSettings,
+    ) -> Result<SandboxSettings, OpError> {
+        settings.validate()?;
+        let sandbox = self.sandbox(sandbox)?;
+        let settings = sandbox.set_settings(settings);
+        let message = ServerMessage::Settings {
+            settings: settings.clone(),
+        };
+        sandbox.feed.publish(Arc::from(to_json(&message)));
+        Ok(settings)
+    }
+
+    /// The greeting for a browser that starts watching `sandbox`.
+    ///
+    /// # Errors
+    /// When a new sandbox's database cannot be created.
+    pub fn hello(&self, sandbox: &SandboxId) -> Result<ServerMessage, OpError> {
+        let sandbox = self.sandbox(sandbox)?;
+        Ok(ServerMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            sandbox: sandbox.id.clone(),
+            settings: sandbox.settings(),
+            stats: sandbox.stats(),
+            diagram: Diagram::cache_aside_read(),
+            recent: sandbox.recent(),
+        })
+    }
+
+    /// Starts watching the traces of `sandbox`.
+    ///
+    /// # Errors
+    /// When a new sandbox's database cannot be created.
+    pub fn subscribe(&self, sandbox: &SandboxId) -> Result<Subscription, OpError> {
+        Ok(self.sandbox(sandbox)?.feed.subscribe())
+    }
+
+    /// Turns a finished recording into a trace: counts it, keeps it for late
+    /// watchers and publishes it. Returns the trace.
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &self,
+        sandbox: &Sandbox,
+        operation: Operation,
+        origin: Origin,
+        outcome: Outcome,
+        found: bool,
+        recorder: Recorder,
+        started_at_ms: u64,
+    ) -> Trace {
+        let (steps, took) = recorder.finish();
         let trace = Trace {
             id: self.next_trace_id.fetch_add(1, Ordering::Relaxed),
             sandbox: sandbox.id.clone(),
-            operation: Operation::Read { kind, id },
+            operation,
             origin,
             outcome,
-            found: record.is_some(),
+            found,
             steps,
             total_us: micros(took),
             started_at_ms,
@@ -99,6 +249,10 @@ impl Playground {
                 Outcome::NullHit => s.null_hits += 1,
                 Outcome::Miss => s.misses += 1,
                 Outcome::Fallback => s.fallbacks += 1,
+                Outcome::Written => {
+                    s.writes += 1;
+                    return;
+                }
                 Outcome::Failed => {
                     s.failures += 1;
                     return;
@@ -111,39 +265,23 @@ impl Playground {
                 s.database_latency_us += db_us;
             }
         });
-        let result = ReadResult {
-            kind,
-            id,
-            outcome,
-            found: trace.found,
-            record,
-            latency_us: trace.total_us,
-            trace_id: trace.id,
-            sandbox: sandbox.id.clone(),
-        };
         sandbox.remember(&trace);
-        let message = ServerMessage::Trace { trace, stats };
+        let message = ServerMessage::Trace {
+            trace: trace.clone(),
+            stats,
+        };
         sandbox.feed.publish(Arc::from(to_json(&message)));
-        answer?;
-        Ok(result)
+        trace
     }
+}
 
-    /// The greeting for a browser that starts watching `sandbox`.
-    pub fn hello(&self, sandbox: &SandboxId) -> ServerMessage {
-        let sandbox = self.sandboxes.get(sandbox);
-        ServerMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            sandbox: sandbox.id.clone(),
-            settings: sandbox.settings.clone(),
-            stats: sandbox.stats(),
-            diagram: Diagram::cache_aside_read(),
-            recent: sandbox.recent(),
-        }
-    }
-
-    /// Starts watching the traces of `sandbox`.
-    pub fn subscribe(&self, sandbox: &SandboxId) -> Subscription {
-        self.sandboxes.get(sandbox).feed.subscribe()
+/// The cache-aside engine for one sandbox and a snapshot of its settings.
+fn engine<'a>(sandbox: &'a Sandbox, settings: &'a SandboxSettings) -> CacheAside<'a> {
+    CacheAside {
+        cache: &sandbox.cache,
+        database: &sandbox.database,
+        settings,
+        sandbox: &sandbox.id,
     }
 }
 

@@ -1,65 +1,81 @@
 //! Sandboxes: each browser session's own corner of the playground.
 //!
-//! A sandbox namespaces cache keys (its name is part of every key) and has
-//! its own trace stream and counters, so two tabs or two visitors never see
-//! or disturb each other's cache. The database is shared and read-only for
-//! now.
+//! A sandbox namespaces cache keys (its name is part of every key), has its
+//! own database file (so one learner's writes never change another's rows),
+//! its own settings, trace stream and counters.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use shared::{SandboxId, SandboxSettings, Stats, Trace};
 
 use crate::cache::Cache;
 use crate::feed::TraceFeed;
+use crate::store::{Database, StoreError};
+
+/// How many traces a sandbox keeps for browsers that connect later.
+pub const RECENT_TRACES: usize = 20;
 
 /// One sandbox.
 pub struct Sandbox {
     pub id: SandboxId,
-    /// Settings for reads in this sandbox.
-    pub settings: SandboxSettings,
     /// The Redis this sandbox uses. Today every sandbox shares the back end's
     /// Redis; this is where a per-sandbox server or a fault proxy will go.
     pub cache: Cache,
+    /// This sandbox's database.
+    pub database: Database,
     /// Traces of this sandbox's operations, for the browsers watching it.
     pub feed: TraceFeed,
-    /// A std mutex: updated in a few nanoseconds, never across an `await`.
+    /// Std mutexes: each is held for a copy or an update, never across an
+    /// `await`.
+    settings: Mutex<SandboxSettings>,
     stats: Mutex<Stats>,
     /// The latest traces, newest first, for browsers that connect later.
     recent: Mutex<VecDeque<Trace>>,
 }
 
-/// How many traces a sandbox keeps for browsers that connect later.
-pub const RECENT_TRACES: usize = 20;
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Sandbox {
+    /// The current settings.
+    pub fn settings(&self) -> SandboxSettings {
+        lock(&self.settings).clone()
+    }
+
+    /// Replaces the settings, keeping the key prefix (changing it would
+    /// orphan every cached key).
+    pub fn set_settings(&self, mut settings: SandboxSettings) -> SandboxSettings {
+        let mut current = lock(&self.settings);
+        settings.key_prefix = current.key_prefix.clone();
+        *current = settings;
+        current.clone()
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> Stats {
-        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.stats)
     }
 
     /// Updates the counters and returns the new values.
     pub fn update_stats(&self, f: impl FnOnce(&mut Stats)) -> Stats {
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = lock(&self.stats);
         f(&mut stats);
         *stats
     }
 
     /// Remembers a trace for browsers that connect later.
     pub fn remember(&self, trace: &Trace) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = lock(&self.recent);
         recent.push_front(trace.clone());
         recent.truncate(RECENT_TRACES);
     }
 
     /// The latest traces, newest first.
     pub fn recent(&self) -> Vec<Trace> {
-        self.recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        lock(&self.recent).iter().cloned().collect()
     }
 }
 
@@ -67,36 +83,62 @@ impl Sandbox {
 pub struct Sandboxes {
     defaults: SandboxSettings,
     cache: Cache,
+    /// The database of the `default` sandbox (the one `curl` uses).
+    default_database: Database,
+    /// Where other sandboxes' databases are created.
+    sandbox_dir: PathBuf,
     feed_capacity: usize,
     map: Mutex<HashMap<SandboxId, Arc<Sandbox>>>,
 }
 
 impl Sandboxes {
-    /// Sandboxes that start with `defaults`, use `cache`, and keep up to
-    /// `feed_capacity` traces for a slow browser.
-    pub fn new(defaults: SandboxSettings, cache: Cache, feed_capacity: usize) -> Sandboxes {
+    /// Sandboxes that start with `defaults` and use `cache`. The `default`
+    /// sandbox uses `default_database`; others get a seeded file each in
+    /// `sandbox_dir`. Up to `feed_capacity` traces wait for a slow browser.
+    pub fn new(
+        defaults: SandboxSettings,
+        cache: Cache,
+        default_database: Database,
+        sandbox_dir: PathBuf,
+        feed_capacity: usize,
+    ) -> Sandboxes {
         Sandboxes {
             defaults,
             cache,
+            default_database,
+            sandbox_dir,
             feed_capacity,
             map: Mutex::new(HashMap::new()),
         }
     }
 
     /// The sandbox with this name, created if new.
-    pub fn get(&self, id: &SandboxId) -> Arc<Sandbox> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.clone())
-            .or_insert_with(|| {
-                Arc::new(Sandbox {
-                    id: id.clone(),
-                    settings: self.defaults.clone(),
-                    cache: self.cache.clone(),
-                    feed: TraceFeed::new(self.feed_capacity),
-                    stats: Mutex::new(Stats::default()),
-                    recent: Mutex::new(VecDeque::new()),
-                })
+    ///
+    /// # Errors
+    /// When a new sandbox's database cannot be created.
+    pub fn get(&self, id: &SandboxId) -> Result<Arc<Sandbox>, StoreError> {
+        if let Some(sandbox) = lock(&self.map).get(id) {
+            return Ok(sandbox.clone());
+        }
+        // Opened outside the map's lock: seeding a new file takes a few
+        // milliseconds, and other sandboxes should not wait for it.
+        let database = if id.as_str() == SandboxId::DEFAULT {
+            self.default_database.clone()
+        } else {
+            Database::open(&self.sandbox_dir.join(format!("{id}.sqlite3")))?
+        };
+        let mut map = lock(&self.map);
+        let sandbox = map.entry(id.clone()).or_insert_with(|| {
+            Arc::new(Sandbox {
+                id: id.clone(),
+                cache: self.cache.clone(),
+                database,
+                feed: TraceFeed::new(self.feed_capacity),
+                settings: Mutex::new(self.defaults.clone()),
+                stats: Mutex::new(Stats::default()),
+                recent: Mutex::new(VecDeque::new()),
             })
-            .clone()
+        });
+        Ok(sandbox.clone())
     }
 }

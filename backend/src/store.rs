@@ -114,44 +114,94 @@ impl Database {
     /// Reads one record by id; `None` if there is no such row.
     pub fn find(&self, kind: Kind, id: u64, simulated_delay: Duration) -> SqlCall<Option<Record>> {
         let sql = match kind {
-            Kind::Users => "SELECT id, name, email, city, joined FROM users WHERE id = ?1",
+            Kind::Users => "SELECT id, name, email, city, joined, version FROM users WHERE id = ?1",
             Kind::Products => {
-                "SELECT id, name, category, price_cents, stock FROM products WHERE id = ?1"
+                "SELECT id, name, category, price_cents, stock, version FROM products WHERE id = ?1"
             }
         };
+        self.call(
+            format!("{sql}  -- ?1 = {id}"),
+            simulated_delay,
+            summarize_row,
+            move |conn| {
+                let mut statement = conn.prepare_cached(sql)?;
+                Ok(statement
+                    .query_row(params![id as i64], |row| record_from_row(kind, row))
+                    .optional()?)
+            },
+        )
+    }
+
+    /// Sets a record's name and bumps its version; returns the new row, or
+    /// `None` if there is no such row.
+    pub fn update_name(
+        &self,
+        kind: Kind,
+        id: u64,
+        name: String,
+        simulated_delay: Duration,
+    ) -> SqlCall<Option<Record>> {
+        let sql = match kind {
+            Kind::Users => {
+                "UPDATE users SET name = ?2, version = version + 1 WHERE id = ?1 \
+                 RETURNING id, name, email, city, joined, version"
+            }
+            Kind::Products => {
+                "UPDATE products SET name = ?2, version = version + 1 WHERE id = ?1 \
+                 RETURNING id, name, category, price_cents, stock, version"
+            }
+        };
+        let text = format!("{sql}  -- ?1 = {id}, ?2 = {name:?}");
+        self.call(text, simulated_delay, summarize_row, move |conn| {
+            let mut statement = conn.prepare_cached(sql)?;
+            Ok(statement
+                .query_row(params![id as i64, name], |row| record_from_row(kind, row))
+                .optional()?)
+        })
+    }
+
+    /// Removes a record; returns whether a row was removed.
+    pub fn delete(&self, kind: Kind, id: u64, simulated_delay: Duration) -> SqlCall<bool> {
+        let sql = match kind {
+            Kind::Users => "DELETE FROM users WHERE id = ?1",
+            Kind::Products => "DELETE FROM products WHERE id = ?1",
+        };
+        let summarize: fn(&bool) -> String = |removed| {
+            if *removed {
+                "1 row".into()
+            } else {
+                "0 rows".into()
+            }
+        };
+        self.call(
+            format!("{sql}  -- ?1 = {id}"),
+            simulated_delay,
+            summarize,
+            move |conn| {
+                let mut statement = conn.prepare_cached(sql)?;
+                Ok(statement.execute(params![id as i64])? > 0)
+            },
+        )
+    }
+
+    /// Wraps a query as an [`SqlCall`] that runs on the blocking pool.
+    fn call<T, F>(
+        &self,
+        text: String,
+        simulated_delay: Duration,
+        summarize: fn(&T) -> String,
+        query: F,
+    ) -> SqlCall<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let db = self.clone();
         SqlCall {
-            text: format!("{sql}  -- ?1 = {id}"),
+            text,
             simulated_delay,
-            run: Box::pin(async move {
-                db.blocking(move |conn| {
-                    let mut statement = conn.prepare_cached(sql)?;
-                    let row = statement.query_row(params![id as i64], |row| {
-                        Ok(match kind {
-                            Kind::Users => Record::User(User {
-                                id: row.get::<_, i64>(0)? as u64,
-                                name: row.get(1)?,
-                                email: row.get(2)?,
-                                city: row.get(3)?,
-                                joined: row.get(4)?,
-                            }),
-                            Kind::Products => Record::Product(Product {
-                                id: row.get::<_, i64>(0)? as u64,
-                                name: row.get(1)?,
-                                category: row.get(2)?,
-                                price_cents: row.get::<_, i64>(3)? as u64,
-                                stock: row.get::<_, i64>(4)? as u64,
-                            }),
-                        })
-                    });
-                    Ok(row.optional()?)
-                })
-                .await
-            }),
-            summarize: |row| match row {
-                Some(record) => format!("1 row ({})", record.title()),
-                None => "0 rows".into(),
-            },
+            run: Box::pin(async move { db.blocking(query).await }),
+            summarize,
         }
     }
 
@@ -177,33 +227,82 @@ impl Database {
     }
 }
 
-/// Creates the tables and, when they are empty, fills them with the sample
-/// data in one transaction (so a crash mid-seed leaves no half-filled table).
+/// The schema version this code writes (SQLite's `user_version`).
+const SCHEMA_VERSION: i64 = 2;
+
+/// One row as a record; the columns are those the queries above select.
+fn record_from_row(kind: Kind, row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let id = row.get::<_, i64>(0)? as u64;
+    Ok(match kind {
+        Kind::Users => Record::User(User {
+            id,
+            name: row.get(1)?,
+            email: row.get(2)?,
+            city: row.get(3)?,
+            joined: row.get(4)?,
+            version: row.get::<_, i64>(5)? as u64,
+        }),
+        Kind::Products => Record::Product(Product {
+            id,
+            name: row.get(1)?,
+            category: row.get(2)?,
+            price_cents: row.get::<_, i64>(3)? as u64,
+            stock: row.get::<_, i64>(4)? as u64,
+            version: row.get::<_, i64>(5)? as u64,
+        }),
+    })
+}
+
+fn summarize_row(row: &Option<Record>) -> String {
+    match row {
+        Some(record) => format!("1 row ({}, version {})", record.title(), record.version()),
+        None => "0 rows".into(),
+    }
+}
+
+/// Creates the tables and fills them with the sample data, once, in one
+/// transaction (so a crash mid-seed leaves no half-filled table). Files from
+/// before row versions get a `version` column.
 fn create_and_seed(connection: &mut Connection) -> Result<(), StoreError> {
-    connection.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         CREATE TABLE IF NOT EXISTS users (
-             id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
-             city TEXT NOT NULL, joined TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS products (
-             id INTEGER PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL,
-             price_cents INTEGER NOT NULL, stock INTEGER NOT NULL);",
-    )?;
-    let users: i64 = connection.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
-    let products: i64 = connection.query_row("SELECT count(*) FROM products", [], |r| r.get(0))?;
-    if users > 0 && products > 0 {
+    connection.execute_batch("PRAGMA journal_mode = WAL;")?;
+    let schema: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if schema >= SCHEMA_VERSION {
         return Ok(());
     }
     let tx = connection.transaction()?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS users (
+             id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
+             city TEXT NOT NULL, joined TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1);
+         CREATE TABLE IF NOT EXISTS products (
+             id INTEGER PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL,
+             price_cents INTEGER NOT NULL, stock INTEGER NOT NULL, version INTEGER NOT NULL DEFAULT 1);",
+    )?;
+    for table in ["users", "products"] {
+        let has_version: bool = tx.query_row(
+            &format!(
+                "SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'version'"
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_version {
+            tx.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN version INTEGER NOT NULL DEFAULT 1"
+            ))?;
+        }
+    }
+    let users: i64 = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+    let products: i64 = tx.query_row("SELECT count(*) FROM products", [], |r| r.get(0))?;
     if users == 0 {
-        let mut insert = tx.prepare("INSERT INTO users VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut insert = tx.prepare("INSERT INTO users VALUES (?1, ?2, ?3, ?4, ?5, 1)")?;
         for id in 1..=SEEDED_USERS {
             let u = seed::user(id);
             insert.execute(params![u.id as i64, u.name, u.email, u.city, u.joined])?;
         }
     }
     if products == 0 {
-        let mut insert = tx.prepare("INSERT INTO products VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut insert = tx.prepare("INSERT INTO products VALUES (?1, ?2, ?3, ?4, ?5, 1)")?;
         for id in 1..=SEEDED_PRODUCTS {
             let p = seed::product(id);
             insert.execute(params![
@@ -215,6 +314,7 @@ fn create_and_seed(connection: &mut Connection) -> Result<(), StoreError> {
             ])?;
         }
     }
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     tx.commit()?;
     Ok(())
 }
@@ -329,6 +429,7 @@ pub mod seed {
             ),
             city: CITIES[((h >> 40) % 12) as usize].into(),
             joined: format!("{year}-{month:02}-{day:02}"),
+            version: 1,
         }
     }
 
@@ -342,6 +443,7 @@ pub mod seed {
             category: category.into(),
             price_cents: 499 + (h >> 16) % 20_000,
             stock: (h >> 40) % 250,
+            version: 1,
         }
     }
 }

@@ -16,6 +16,7 @@ fn watch(t: &common::TestBackend) -> backend::feed::Subscription {
     t.backend
         .playground
         .subscribe(&SandboxId::default_sandbox())
+        .unwrap()
 }
 
 async fn next_trace(feed: &mut backend::feed::Subscription) -> Trace {
@@ -169,8 +170,8 @@ async fn reads_fall_back_to_the_database_when_redis_is_stopped() {
     let stats = t
         .backend
         .playground
-        .sandboxes
-        .get(&SandboxId::default_sandbox())
+        .sandbox(&SandboxId::default_sandbox())
+        .unwrap()
         .stats();
     assert_eq!((stats.misses, stats.fallbacks), (1, 3));
 }

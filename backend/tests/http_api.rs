@@ -53,6 +53,64 @@ async fn rest_reads_report_miss_then_hit() {
     assert_eq!(body["outcome"], "hit");
 }
 
+/// Sends a request with a JSON body to the router.
+async fn send(t: &common::TestBackend, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = router(t).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// PUT changes a name and DELETE removes a record; both say what they did
+/// to the cache; bad bodies and names get a 400 that explains.
+#[tokio::test]
+async fn rest_writes_update_and_delete() {
+    let t = common::start(|_| {});
+    get(&t, "/api/v1/users/30").await;
+    let (status, body) = send(&t, "PUT", "/api/v1/users/30", r#"{"name":"Grace H."}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["record"]["name"], "Grace H.");
+    assert_eq!(body["record"]["version"], 2);
+    assert!(
+        body["cache_action"]
+            .as_str()
+            .unwrap()
+            .starts_with("deleted"),
+        "{body}"
+    );
+
+    let (status, _) = send(&t, "DELETE", "/api/v1/users/30", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = get(&t, "/api/v1/users/30").await;
+    assert_eq!(
+        (status, body["found"].clone()),
+        (StatusCode::NOT_FOUND, Value::Bool(false))
+    );
+
+    let (status, _) = send(&t, "DELETE", "/api/v1/users/30", "").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "deleting twice finds nothing"
+    );
+
+    let (status, body) = send(&t, "PUT", "/api/v1/users/31", "not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().is_some(), "{body}");
+    let (status, body) = send(&t, "PUT", "/api/v1/users/31", r#"{"name":"   "}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("name"), "{body}");
+}
+
 /// A record that does not exist is a 404 that still says what happened.
 #[tokio::test]
 async fn missing_records_are_404_with_the_outcome() {

@@ -46,6 +46,14 @@ pub mod nodes {
     pub const STORE_IN_CACHE: NodeId = NodeId::new("store_in_cache");
     /// Answer with the value loaded from the database.
     pub const RETURN_LOADED: NodeId = NodeId::new("return_loaded");
+    /// A request to change or remove a record arrives.
+    pub const WRITE_REQUEST: NodeId = NodeId::new("write_request");
+    /// Change the row in the database, the source of truth, first.
+    pub const WRITE_DATABASE: NodeId = NodeId::new("write_database");
+    /// Then deal with the cached copy, as the write strategy says.
+    pub const UPDATE_CACHE: NodeId = NodeId::new("update_cache");
+    /// Answer the writer.
+    pub const RETURN_WRITTEN: NodeId = NodeId::new("return_written");
 }
 
 /// Which part of the system a node belongs to; the UI colours nodes by it.
@@ -77,6 +85,10 @@ pub struct Node {
     pub detail: String,
     pub system: System,
     pub shape: NodeShape,
+    /// Which flow the node belongs to (0: reads, 1: writes); the narrow
+    /// layout stacks flows one under the other.
+    #[serde(default)]
+    pub flow: u8,
     pub x: f64,
     pub y: f64,
     pub width: f64,
@@ -179,35 +191,31 @@ impl Diagram {
     pub fn transposed(&self) -> Diagram {
         const MARGIN: f64 = 20.0;
         const GAP: f64 = 60.0;
-        let ranks = |values: Vec<f64>| {
-            let mut distinct: Vec<f64> = Vec::new();
-            for v in values {
-                if !distinct.iter().any(|d| (d - v).abs() < 1.0) {
-                    distinct.push(v);
-                }
-            }
-            distinct.sort_by(f64::total_cmp);
-            distinct
-        };
-        let columns = ranks(self.nodes.iter().map(|n| n.centre().1).collect());
-        let rows = ranks(self.nodes.iter().map(|n| n.centre().0).collect());
         let cell_w = self.nodes.iter().map(|n| n.width).fold(0.0, f64::max) + GAP;
         let cell_h = self.nodes.iter().map(|n| n.height).fold(0.0, f64::max) + GAP;
-        let rank = |list: &[f64], v: f64| {
-            list.iter().position(|d| (d - v).abs() < 1.0).unwrap_or(0) as f64
-        };
-        let nodes: Vec<Node> = self
-            .nodes
-            .iter()
-            .map(|n| {
+        let mut flows: Vec<u8> = self.nodes.iter().map(|n| n.flow).collect();
+        flows.sort_unstable();
+        flows.dedup();
+        let mut nodes = Vec::new();
+        let mut top = MARGIN;
+        let mut columns_used = 0usize;
+        for flow in flows {
+            let members: Vec<&Node> = self.nodes.iter().filter(|n| n.flow == flow).collect();
+            let columns = ranks(members.iter().map(|n| n.centre().1));
+            let rows = ranks(members.iter().map(|n| n.centre().0));
+            for n in members {
                 let (cx, cy) = n.centre();
-                Node {
-                    x: MARGIN + rank(&columns, cy) * cell_w,
-                    y: MARGIN + rank(&rows, cx) * cell_h,
+                nodes.push(Node {
+                    x: MARGIN + rank_of(&columns, cy) * cell_w,
+                    y: top + rank_of(&rows, cx) * cell_h,
                     ..n.clone()
-                }
-            })
-            .collect();
+                });
+            }
+            top += rows.len() as f64 * cell_h;
+            columns_used = columns_used.max(columns.len());
+        }
+        // Keep the original order, so node i is still node i.
+        nodes.sort_by_key(|n| self.nodes.iter().position(|o| o.id == n.id));
         // A mirror flips which side a curve bows to; bowing edges also need
         // more room to clear the narrower column of boxes.
         let edges = self
@@ -224,8 +232,8 @@ impl Diagram {
             .map(|e| e.bend.abs() * 1.4)
             .fold(0.0, f64::max);
         Diagram {
-            width: MARGIN + columns.len() as f64 * cell_w - GAP + MARGIN + extra,
-            height: MARGIN + rows.len() as f64 * cell_h - GAP + MARGIN,
+            width: MARGIN + columns_used as f64 * cell_w - GAP + MARGIN + extra,
+            height: top - GAP + MARGIN,
             nodes,
             edges,
         }
@@ -233,7 +241,8 @@ impl Diagram {
 
     /// The cache-aside read: check Redis, return on a hit; on a miss read the
     /// database, store the value with a TTL and return it; if Redis fails,
-    /// fall back to the database and skip the store.
+    /// fall back to the database and skip the store. Below it, the write
+    /// path: the database first, then the cache as the strategy says.
     pub fn cache_aside_read() -> Diagram {
         use nodes::*;
         let node = |id: NodeId, title: &str, detail: &str, system, shape, x, y| Node {
@@ -242,6 +251,7 @@ impl Diagram {
             detail: detail.into(),
             system,
             shape,
+            flow: if y >= 400.0 { 1 } else { 0 },
             x,
             y,
             width: 190.0,
@@ -255,7 +265,7 @@ impl Diagram {
         };
         Diagram {
             width: 1050.0,
-            height: 400.0,
+            height: 560.0,
             nodes: vec![
                 node(
                     REQUEST,
@@ -320,9 +330,48 @@ impl Diagram {
                     840.0,
                     250.0,
                 ),
+                node(
+                    WRITE_REQUEST,
+                    "Write request",
+                    "update or delete",
+                    System::App,
+                    NodeShape::Terminal,
+                    20.0,
+                    460.0,
+                ),
+                node(
+                    WRITE_DATABASE,
+                    "Write database",
+                    "UPDATE / DELETE first",
+                    System::Database,
+                    NodeShape::Box,
+                    300.0,
+                    460.0,
+                ),
+                node(
+                    UPDATE_CACHE,
+                    "Then the cache",
+                    "per write strategy",
+                    System::Redis,
+                    NodeShape::Box,
+                    580.0,
+                    460.0,
+                ),
+                node(
+                    RETURN_WRITTEN,
+                    "Return",
+                    "write done",
+                    System::App,
+                    NodeShape::Terminal,
+                    840.0,
+                    460.0,
+                ),
             ],
             edges: vec![
                 edge(REQUEST, CHECK_CACHE, "", 0.0),
+                edge(WRITE_REQUEST, WRITE_DATABASE, "", 0.0),
+                edge(WRITE_DATABASE, UPDATE_CACHE, "then", 0.0),
+                edge(UPDATE_CACHE, RETURN_WRITTEN, "", 0.0),
                 edge(CHECK_CACHE, RETURN_CACHED, "hit", 0.0),
                 edge(CHECK_CACHE, QUERY_DATABASE, "miss", 0.0),
                 edge(CHECK_CACHE, CACHE_ERROR, "error", 0.0),
@@ -334,6 +383,23 @@ impl Diagram {
             ],
         }
     }
+}
+
+/// The distinct values (within one unit), sorted.
+fn ranks(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut distinct: Vec<f64> = Vec::new();
+    for v in values {
+        if !distinct.iter().any(|d| (d - v).abs() < 1.0) {
+            distinct.push(v);
+        }
+    }
+    distinct.sort_by(f64::total_cmp);
+    distinct
+}
+
+/// The position of `v` among `ranks`.
+fn rank_of(ranks: &[f64], v: f64) -> f64 {
+    ranks.iter().position(|d| (d - v).abs() < 1.0).unwrap_or(0) as f64
 }
 
 #[cfg(test)]

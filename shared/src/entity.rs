@@ -164,6 +164,11 @@ pub enum InputError {
     /// Occurs when a sandbox name is empty, too long or has characters other
     /// than letters, digits, `-` and `_`.
     BadSandbox(String),
+    /// Occurs when an update's new name is empty, longer than
+    /// [`MAX_NAME_LEN`] characters or has control characters.
+    BadName(String),
+    /// Occurs when a sandbox setting is out of its range.
+    BadSetting(String),
 }
 
 impl fmt::Display for InputError {
@@ -183,6 +188,11 @@ impl fmt::Display for InputError {
                 "sandbox {s:?} is not valid: use 1 to {} letters, digits, '-' or '_'",
                 SandboxId::MAX_LEN
             ),
+            InputError::BadName(s) => write!(
+                f,
+                "name {s:?} is not valid: use 1 to {MAX_NAME_LEN} characters, not only spaces"
+            ),
+            InputError::BadSetting(s) => write!(f, "{s}"),
         }
     }
 }
@@ -198,6 +208,9 @@ pub struct User {
     pub city: String,
     /// The day the user signed up, `YYYY-MM-DD`.
     pub joined: String,
+    /// Starts at 1 and grows by one with every update of the row, so a
+    /// cached copy can say which version of the row it holds.
+    pub version: u64,
 }
 
 /// A catalog product, as stored in the database and cached as JSON.
@@ -209,6 +222,8 @@ pub struct Product {
     /// The price in cents, so no float rounding ever shows up.
     pub price_cents: u64,
     pub stock: u64,
+    /// Starts at 1 and grows by one with every update of the row.
+    pub version: u64,
 }
 
 /// One record of either kind.
@@ -228,12 +243,40 @@ impl Record {
         }
     }
 
+    /// The row version this copy was made from.
+    pub fn version(&self) -> u64 {
+        match self {
+            Record::User(u) => u.version,
+            Record::Product(p) => p.version,
+        }
+    }
+
     /// A short human label: the user's or the product's name.
     pub fn title(&self) -> &str {
         match self {
             Record::User(u) => &u.name,
             Record::Product(p) => &p.name,
         }
+    }
+}
+
+/// The longest name an update may set.
+pub const MAX_NAME_LEN: usize = 80;
+
+/// Checks a new name for a record: 1 to 80 characters, no control
+/// characters, not only spaces. Returns it trimmed.
+///
+/// # Errors
+/// [`InputError::BadName`].
+pub fn parse_name(name: &str) -> Result<String, InputError> {
+    let trimmed = name.trim();
+    let ok = !trimmed.is_empty()
+        && trimmed.chars().count() <= MAX_NAME_LEN
+        && !trimmed.chars().any(char::is_control);
+    if ok {
+        Ok(trimmed.to_string())
+    } else {
+        Err(InputError::BadName(name.to_string()))
     }
 }
 
@@ -291,14 +334,23 @@ mod tests {
     }
 
     #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(parse_name("  Ada  "), Ok("Ada".into()));
+        assert!(parse_name("   ").is_err());
+        assert!(parse_name("a\u{7}b").is_err());
+        assert!(parse_name(&"x".repeat(81)).is_err());
+        assert!(parse_name(&"é".repeat(80)).is_ok());
+    }
+
+    #[test]
     fn untagged_records_deserialize_to_the_right_kind() {
         let user: Record = serde_json::from_str(
-            r#"{"id":1,"name":"A","email":"a@example.com","city":"Oslo","joined":"2024-01-02"}"#,
+            r#"{"id":1,"name":"A","email":"a@example.com","city":"Oslo","joined":"2024-01-02","version":1}"#,
         )
         .unwrap();
         assert!(matches!(user, Record::User(_)));
         let product: Record = serde_json::from_str(
-            r#"{"id":2,"name":"Lamp","category":"home","price_cents":1999,"stock":3}"#,
+            r#"{"id":2,"name":"Lamp","category":"home","price_cents":1999,"stock":3,"version":4}"#,
         )
         .unwrap();
         assert!(matches!(product, Record::Product(_)));

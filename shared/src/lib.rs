@@ -22,7 +22,11 @@ pub mod settings;
 pub mod trace;
 
 pub use diagram::{Diagram, Edge, Node, NodeId, NodeShape, System};
-pub use entity::{check_id, parse_id, InputError, Kind, Product, Record, SandboxId, User, MAX_ID};
-pub use protocol::{ClientMessage, ReadResult, ServerMessage, PROTOCOL_VERSION};
-pub use settings::{SandboxSettings, Stats};
+pub use entity::{
+    check_id, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID,
+};
+pub use protocol::{
+    ClientMessage, ReadResult, ServerMessage, WriteChange, WriteResult, PROTOCOL_VERSION,
+};
+pub use settings::{CacheWrite, SandboxSettings, Stats, WriteStrategy};
 pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

@@ -25,6 +25,27 @@ pub enum ClientMessage {
         kind: Kind,
         id: u64,
     },
+    /// Change or remove one record: the database first, then the cache as
+    /// the sandbox's write strategy says.
+    Write {
+        request_id: u64,
+        kind: Kind,
+        id: u64,
+        change: WriteChange,
+    },
+    /// Replace the sandbox's settings (the key prefix stays the server's).
+    /// Every watcher gets [`ServerMessage::Settings`].
+    UpdateSettings { settings: SandboxSettings },
+}
+
+/// What a write does to a record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WriteChange {
+    /// Set the record's name.
+    Update { name: String },
+    /// Remove the record.
+    Delete,
 }
 
 /// Sent by the back end over the WebSocket.
@@ -47,6 +68,13 @@ pub enum ServerMessage {
     Trace { trace: Trace, stats: Stats },
     /// The answer to this client's own [`ClientMessage::Read`].
     ReadReply { request_id: u64, result: ReadResult },
+    /// The answer to this client's own [`ClientMessage::Write`].
+    WriteReply {
+        request_id: u64,
+        result: WriteResult,
+    },
+    /// The sandbox's settings changed.
+    Settings { settings: SandboxSettings },
     /// This client fell behind and `count` traces were dropped for it; the
     /// back end never waits for a slow browser.
     Missed { count: u64 },
@@ -69,6 +97,23 @@ pub struct ReadResult {
     /// Wall time of the read in microseconds.
     pub latency_us: u64,
     /// The trace of this read, as pushed over the WebSocket.
+    pub trace_id: u64,
+    pub sandbox: SandboxId,
+}
+
+/// The result of a write: the body of `PUT` / `DELETE /api/v1/{kind}/{id}`
+/// and of a [`ServerMessage::WriteReply`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriteResult {
+    pub kind: Kind,
+    pub id: u64,
+    /// Whether the record existed.
+    pub found: bool,
+    /// The record as it is now (`None` after a delete, or if not found).
+    pub record: Option<Record>,
+    /// What the write did to the cache, in words.
+    pub cache_action: String,
+    pub latency_us: u64,
     pub trace_id: u64,
     pub sandbox: SandboxId,
 }

@@ -3,6 +3,73 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::entity::{InputError, Kind};
+
+/// What a write does to the cache after it has changed the database
+/// (tutorial step 3 and section 4.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteStrategy {
+    /// `DEL` the key right after the database write: the next read misses
+    /// and loads the new row. Simplest and most consistent.
+    #[default]
+    DeleteOnWrite,
+    /// Leave the cache alone: the old copy is served until its TTL runs out,
+    /// so staleness is bounded by the TTL.
+    TtlOnly,
+    /// By data class: user profiles are invalidated at once, the product
+    /// catalog is left to its TTL.
+    Hybrid,
+    /// Write the new value into the cache as well (for comparison: this is
+    /// the write-through pattern, not cache-aside).
+    WriteThrough,
+}
+
+impl WriteStrategy {
+    /// Every strategy, in the order the UI lists them.
+    pub const ALL: [WriteStrategy; 4] = [
+        WriteStrategy::DeleteOnWrite,
+        WriteStrategy::TtlOnly,
+        WriteStrategy::Hybrid,
+        WriteStrategy::WriteThrough,
+    ];
+
+    /// What the strategy does to the cache after a write of a record of
+    /// `kind`: the hybrid strategy decides by data class.
+    pub fn action_for(self, kind: Kind) -> CacheWrite {
+        match (self, kind) {
+            (WriteStrategy::DeleteOnWrite, _) | (WriteStrategy::Hybrid, Kind::Users) => {
+                CacheWrite::Invalidate
+            }
+            (WriteStrategy::TtlOnly, _) | (WriteStrategy::Hybrid, Kind::Products) => {
+                CacheWrite::LeaveToTtl
+            }
+            (WriteStrategy::WriteThrough, _) => CacheWrite::WriteThrough,
+        }
+    }
+
+    /// The name used in flags and URLs: `delete-on-write`, `ttl-only`,
+    /// `hybrid`, `write-through`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteStrategy::DeleteOnWrite => "delete-on-write",
+            WriteStrategy::TtlOnly => "ttl-only",
+            WriteStrategy::Hybrid => "hybrid",
+            WriteStrategy::WriteThrough => "write-through",
+        }
+    }
+
+    /// The label the UI shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            WriteStrategy::DeleteOnWrite => "delete on write",
+            WriteStrategy::TtlOnly => "TTL only",
+            WriteStrategy::Hybrid => "hybrid (users: delete, products: TTL)",
+            WriteStrategy::WriteThrough => "write-through",
+        }
+    }
+}
+
 /// What shapes the behaviour of reads in a sandbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxSettings {
@@ -19,6 +86,9 @@ pub struct SandboxSettings {
     /// How long one Redis command may take before the read gives up on the
     /// cache and falls back to the database, in milliseconds.
     pub redis_timeout_ms: u64,
+    /// What writes do to the cache.
+    #[serde(default)]
+    pub write_strategy: WriteStrategy,
 }
 
 impl Default for SandboxSettings {
@@ -29,7 +99,68 @@ impl Default for SandboxSettings {
             key_prefix: "cache:".into(),
             db_latency_ms: 100,
             redis_timeout_ms: 250,
+            write_strategy: WriteStrategy::DeleteOnWrite,
         }
+    }
+}
+
+impl std::str::FromStr for WriteStrategy {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.replace('_', "-");
+        WriteStrategy::ALL
+            .into_iter()
+            .find(|w| w.name() == wanted)
+            .ok_or_else(|| {
+                InputError::BadSetting(format!(
+                    "unknown write strategy {s:?}: use one of {}",
+                    WriteStrategy::ALL.map(WriteStrategy::name).join(", ")
+                ))
+            })
+    }
+}
+
+/// What happens to the cached copy after a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheWrite {
+    /// `DEL` the key.
+    Invalidate,
+    /// Leave it; its TTL bounds the staleness.
+    LeaveToTtl,
+    /// `SET` the new value (or `DEL` after a delete).
+    WriteThrough,
+}
+
+impl SandboxSettings {
+    /// The ranges each setting must be in.
+    pub const CACHE_TTL_SECS: (u64, u64) = (1, 604_800);
+    pub const DB_LATENCY_MS: (u64, u64) = (0, 10_000);
+    pub const REDIS_TIMEOUT_MS: (u64, u64) = (1, 10_000);
+
+    /// Checks every setting against its range.
+    ///
+    /// # Errors
+    /// [`InputError::BadSetting`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), InputError> {
+        let check = |name: &str, value: u64, (lo, hi): (u64, u64)| {
+            if (lo..=hi).contains(&value) {
+                Ok(())
+            } else {
+                Err(InputError::BadSetting(format!(
+                    "{name} must be from {lo} to {hi}, not {value}"
+                )))
+            }
+        };
+        check("cache_ttl_secs", self.cache_ttl_secs, Self::CACHE_TTL_SECS)?;
+        check("null_ttl_secs", self.null_ttl_secs, Self::CACHE_TTL_SECS)?;
+        check("db_latency_ms", self.db_latency_ms, Self::DB_LATENCY_MS)?;
+        check(
+            "redis_timeout_ms",
+            self.redis_timeout_ms,
+            Self::REDIS_TIMEOUT_MS,
+        )?;
+        Ok(())
     }
 }
 
@@ -46,6 +177,9 @@ pub struct Stats {
     pub fallbacks: u64,
     /// Reads that failed because the database failed.
     pub failures: u64,
+    /// Writes (updates and deletes) that reached the database.
+    #[serde(default)]
+    pub writes: u64,
     /// Sum of the wall time of every answered read, in microseconds.
     pub total_latency_us: u64,
     /// Number of reads that went to the database.
@@ -84,6 +218,33 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hybrid_resolves_by_data_class() {
+        assert_eq!(
+            WriteStrategy::Hybrid.for_kind(Kind::Users),
+            WriteStrategy::DeleteOnWrite
+        );
+        assert_eq!(
+            WriteStrategy::Hybrid.for_kind(Kind::Products),
+            WriteStrategy::TtlOnly
+        );
+        assert_eq!(
+            WriteStrategy::TtlOnly.for_kind(Kind::Users),
+            WriteStrategy::TtlOnly
+        );
+    }
+
+    #[test]
+    fn settings_out_of_range_are_named() {
+        assert!(SandboxSettings::default().validate().is_ok());
+        let bad = SandboxSettings {
+            cache_ttl_secs: 0,
+            ..SandboxSettings::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("cache_ttl_secs"), "{err}");
+    }
 
     #[test]
     fn ratios_follow_the_tutorials_arithmetic() {

@@ -49,6 +49,10 @@ impl Trace {
 pub enum Operation {
     /// A cache-aside read of one record.
     Read { kind: Kind, id: u64 },
+    /// A change of one record's name.
+    Update { kind: Kind, id: u64, name: String },
+    /// The removal of one record.
+    Delete { kind: Kind, id: u64 },
 }
 
 impl Operation {
@@ -56,6 +60,8 @@ impl Operation {
     pub fn label(&self) -> String {
         match self {
             Operation::Read { kind, id } => format!("read {kind}/{id}"),
+            Operation::Update { kind, id, .. } => format!("update {kind}/{id}"),
+            Operation::Delete { kind, id } => format!("delete {kind}/{id}"),
         }
     }
 }
@@ -84,6 +90,8 @@ pub enum Outcome {
     Fallback,
     /// The database failed too: there was nothing to answer with.
     Failed,
+    /// A write changed the database (and the cache as its strategy says).
+    Written,
 }
 
 impl Outcome {
@@ -100,6 +108,7 @@ impl Outcome {
             Outcome::Miss => "miss",
             Outcome::Fallback => "fallback",
             Outcome::Failed => "failed",
+            Outcome::Written => "written",
         }
     }
 }

@@ -1,0 +1,171 @@
+//! Writes in a cache-aside system: the database first, then the cache.
+//!
+//! Read this beside the tutorial's step 3 and section 4.2. The cache is not
+//! the source of truth, so a write never starts there: the row is changed in
+//! the database, and only then does the application deal with the copy that
+//! Redis may hold. How it deals with it is the sandbox's write strategy, one
+//! small function each:
+//!
+//! - [`CacheAside::invalidate`]: delete the key; the next read misses and
+//!   loads the new row.
+//! - [`CacheAside::leave_until_ttl`]: do nothing; readers see the old copy
+//!   until its TTL runs out.
+//! - [`CacheAside::write_through`]: overwrite the key with the new value
+//!   (the write-through pattern, shown for comparison).
+//!
+//! The hybrid strategy picks one of these by data class (see
+//! [`shared::WriteStrategy::action_for`]).
+
+use shared::diagram::nodes::{RETURN_WRITTEN, UPDATE_CACHE, WRITE_DATABASE, WRITE_REQUEST};
+use shared::{CacheWrite, Kind, Record, StepStatus};
+
+use crate::cache_aside::{encode, CacheAside};
+use crate::recorder::Recorder;
+use crate::store::StoreError;
+
+/// The answer to a write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteAnswer {
+    /// Whether the record existed.
+    pub found: bool,
+    /// The record after the write (`None` after a delete or if not found).
+    pub record: Option<Record>,
+    /// What was done to the cache, in words.
+    pub cache_action: String,
+}
+
+impl CacheAside<'_> {
+    /// Changes a record's name.
+    ///
+    /// # Errors
+    /// When the database fails. A cache failure after the database write is
+    /// recorded but does not fail the write: the row has changed.
+    pub async fn update(
+        &self,
+        kind: Kind,
+        id: u64,
+        name: String,
+        trace: &mut Recorder,
+    ) -> Result<WriteAnswer, StoreError> {
+        let key = self.cache_key(kind, id);
+        trace.note(
+            WRITE_REQUEST,
+            StepStatus::Ok,
+            format!("update {kind}/{id}: name = {name:?}"),
+        );
+
+        // 1. The database first: if the cache were changed first, a reader
+        //    could reload the old row into it before the database changed.
+        let call = self.database.update_name(kind, id, name, self.db_latency());
+        let record = trace.sql(WRITE_DATABASE, call).await?;
+
+        // 2. Then the cached copy, as the strategy says.
+        let cache_action = match &record {
+            Some(record) => self.after_write(kind, &key, Some(record), trace).await,
+            None => "nothing: there is no such record".to_string(),
+        };
+        trace.note(RETURN_WRITTEN, StepStatus::Ok, cache_action.clone());
+        Ok(WriteAnswer {
+            found: record.is_some(),
+            record,
+            cache_action,
+        })
+    }
+
+    /// Removes a record.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn delete(
+        &self,
+        kind: Kind,
+        id: u64,
+        trace: &mut Recorder,
+    ) -> Result<WriteAnswer, StoreError> {
+        let key = self.cache_key(kind, id);
+        trace.note(WRITE_REQUEST, StepStatus::Ok, format!("delete {kind}/{id}"));
+
+        // 1. The database first.
+        let removed = trace
+            .sql(
+                WRITE_DATABASE,
+                self.database.delete(kind, id, self.db_latency()),
+            )
+            .await?;
+
+        // 2. Then the cache. Leaving a deleted record cached means readers
+        //    still see it: the "right to be forgotten" case of section 4.2.
+        let cache_action = if removed {
+            self.after_write(kind, &key, None, trace).await
+        } else {
+            "nothing: there is no such record".to_string()
+        };
+        trace.note(RETURN_WRITTEN, StepStatus::Ok, cache_action.clone());
+        Ok(WriteAnswer {
+            found: removed,
+            record: None,
+            cache_action,
+        })
+    }
+
+    /// Applies the write strategy to the cached copy of `key`. `new` is the
+    /// record after the write, `None` after a delete.
+    async fn after_write(
+        &self,
+        kind: Kind,
+        key: &str,
+        new: Option<&Record>,
+        trace: &mut Recorder,
+    ) -> String {
+        match self.settings.write_strategy.action_for(kind) {
+            CacheWrite::Invalidate => self.invalidate(key, trace).await,
+            CacheWrite::LeaveToTtl => self.leave_until_ttl(key, trace).await,
+            CacheWrite::WriteThrough => self.write_through(key, new, trace).await,
+        }
+    }
+
+    /// Delete on write: drop the key, so the next reader misses and loads
+    /// the new row.
+    pub async fn invalidate(&self, key: &str, trace: &mut Recorder) -> String {
+        match trace.redis(UPDATE_CACHE, self.cache.del(key)).await {
+            Ok(1) => format!("deleted {key}: the next read loads the new row"),
+            Ok(_) => format!("{key} was not cached: nothing to delete"),
+            // The row has changed but the old copy may survive until its
+            // TTL: the reason every key has one.
+            Err(e) => format!("could not delete {key} ({e}); a stale copy may live until its TTL"),
+        }
+    }
+
+    /// TTL only: leave the copy alone. We ask Redis how long it has left,
+    /// because that is exactly how long readers may see the old value.
+    pub async fn leave_until_ttl(&self, key: &str, trace: &mut Recorder) -> String {
+        match trace.redis(UPDATE_CACHE, self.cache.ttl(key)).await {
+            Ok(-2) => format!("{key} is not cached: the next read loads the new row"),
+            Ok(secs) if secs >= 0 => {
+                format!("left {key} alone: readers may see the old value for up to {secs} s")
+            }
+            Ok(_) => format!("left {key} alone, and it has no TTL: it stays stale until deleted"),
+            Err(e) => format!("left {key} alone (TTL unknown: {e})"),
+        }
+    }
+
+    /// Write-through: put the new value in the cache now (or remove the key
+    /// after a delete), so readers never miss after a write.
+    pub async fn write_through(
+        &self,
+        key: &str,
+        new: Option<&Record>,
+        trace: &mut Recorder,
+    ) -> String {
+        let Some(record) = new else {
+            return self.invalidate(key, trace).await;
+        };
+        let call = self
+            .cache
+            .set_ex(key, &encode(record), self.settings.cache_ttl_secs);
+        match trace.redis(UPDATE_CACHE, call).await {
+            Ok(()) => format!("stored the new value in {key}"),
+            Err(e) => format!("could not store {key} ({e}); a stale copy may live until its TTL"),
+        }
+    }
+}
