@@ -140,6 +140,32 @@ impl Cache {
         RedisCall::new(self, CallKind::Lookup, &["TTL", key])
     }
 
+    /// `SCAN cursor MATCH pattern COUNT count`: one page of keys; a returned
+    /// cursor of 0 means the walk is complete.
+    pub fn scan(&self, cursor: u64, pattern: &str, count: usize) -> RedisCall<(u64, Vec<String>)> {
+        RedisCall::new(
+            self,
+            CallKind::Lookup,
+            &[
+                "SCAN",
+                &cursor.to_string(),
+                "MATCH",
+                pattern,
+                "COUNT",
+                &count.to_string(),
+            ],
+        )
+    }
+
+    /// Runs a call without recording it, for inspections that are not part
+    /// of an operation (the divergence check, health).
+    ///
+    /// # Errors
+    /// Whatever the command returned.
+    pub async fn run<T: FromRedisValue>(&self, call: RedisCall<T>) -> Result<T, CacheError> {
+        call.run().await.map(|(value, _)| value)
+    }
+
     /// `PING`: whether Redis answers.
     pub fn ping(&self) -> RedisCall<String> {
         RedisCall::new(self, CallKind::Lookup, &["PING"])

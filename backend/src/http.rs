@@ -41,6 +41,7 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
     let api = Router::new()
         .route("/healthz", get(health))
         .route("/api/v1/{kind}/{id}", get(read).put(update).delete(delete))
+        .route("/api/v1/divergence", get(divergence))
         .route("/ws", get(websocket))
         .with_state(state);
     if static_dir.join("index.html").is_file() {
@@ -66,6 +67,10 @@ impl From<OpError> for AppError {
     fn from(e: OpError) -> Self {
         match e {
             OpError::Input(e) => AppError::Input(e),
+            OpError::Inspection(e) => {
+                tracing::warn!(error = %e, "divergence check failed");
+                AppError::Unavailable(e.to_string())
+            }
             OpError::Database(e) => {
                 tracing::error!(error = %e, "operation failed");
                 AppError::Unavailable("the database is unavailable; try again shortly".into())
@@ -183,6 +188,17 @@ async fn write(
         StatusCode::NOT_FOUND
     };
     Ok((status, Json(result)).into_response())
+}
+
+/// `GET /api/v1/divergence`: every cached key of the sandbox against its
+/// database row, stale ones first.
+async fn divergence(
+    State(state): State<AppState>,
+    Query(query): Query<SandboxQuery>,
+) -> Result<Response, AppError> {
+    let sandbox = query.sandbox()?;
+    let report = state.playground.check_divergence(&sandbox).await?;
+    Ok(Json(report).into_response())
 }
 
 /// `GET /healthz`: 200 while the back end serves. Redis being down is
@@ -321,6 +337,16 @@ fn handle_command(
                     .write(&sandbox, kind, id, change, Origin::Browser)
                     .await
                     .map(|result| ServerMessage::WriteReply { request_id, result })
+            })
+        }
+        ClientMessage::CheckDivergence { request_id } => {
+            let playground = state.playground.clone();
+            let sandbox = sandbox.clone();
+            spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .check_divergence(&sandbox)
+                    .await
+                    .map(|report| ServerMessage::Divergence { request_id, report })
             })
         }
         ClientMessage::UpdateSettings { settings } => {

@@ -12,6 +12,7 @@
 //! - [`cache`]: the connection to Redis, with timeouts; the one place that
 //!   knows where Redis is.
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
+//! - [`divergence`]: compares what Redis holds with the database, key by key.
 //! - [`playground`]: runs reads in a sandbox, keeps counters, publishes traces.
 //! - [`sandbox`]: per-session namespaces for keys, traces and counters.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
@@ -23,6 +24,7 @@
 pub mod cache;
 pub mod cache_aside;
 pub mod config;
+pub mod divergence;
 pub mod embedded_redis;
 pub mod feed;
 pub mod http;

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shared::{
-    check_id, parse_name, Diagram, InputError, Kind, Operation, Origin, Outcome, ReadResult,
-    SandboxId, SandboxSettings, ServerMessage, Trace, WriteChange, WriteResult, PROTOCOL_VERSION,
+    check_id, parse_name, Diagram, DivergenceReport, InputError, Kind, Operation, Origin, Outcome,
+    ReadResult, SandboxId, SandboxSettings, ServerMessage, Trace, WriteChange, WriteResult,
+    PROTOCOL_VERSION,
 };
 
 use crate::cache::Cache;
 use crate::cache_aside::{CacheAside, ReadAnswer};
+use crate::divergence::{self, DivergenceError};
 use crate::feed::Subscription;
 use crate::recorder::{micros, Recorder};
 use crate::sandbox::{Sandbox, Sandboxes};
@@ -38,9 +40,14 @@ pub enum OpError {
     /// Occurs when the request names a bad id, name, setting or sandbox.
     #[error(transparent)]
     Input(#[from] InputError),
-    /// Occurs when the database fails (the cache failing is never an error).
+    /// Occurs when the database fails (the cache failing is never an error
+    /// for reads and writes).
     #[error("the database failed: {0}")]
     Database(#[from] StoreError),
+    /// Occurs when an inspection of the cache (the divergence check) cannot
+    /// reach Redis.
+    #[error("{0}")]
+    Inspection(#[from] DivergenceError),
 }
 
 impl Playground {
@@ -153,6 +160,9 @@ impl Playground {
             Outcome::Failed
         };
         let found = answer.as_ref().is_ok_and(|a| a.found);
+        if found {
+            sandbox.row_changed(kind, id, unix_millis());
+        }
         let trace = self.publish(
             &sandbox,
             operation,
@@ -173,6 +183,25 @@ impl Playground {
             trace_id: trace.id,
             sandbox: sandbox.id.clone(),
         })
+    }
+
+    /// Compares every cached key of `sandbox` with its database row.
+    ///
+    /// # Errors
+    /// [`OpError::Inspection`] when Redis or the database fails.
+    pub async fn check_divergence(&self, sandbox: &SandboxId) -> Result<DivergenceReport, OpError> {
+        let sandbox = self.sandbox(sandbox)?;
+        let settings = sandbox.settings();
+        let report = divergence::check(
+            &sandbox.cache,
+            &sandbox.database,
+            &settings.key_prefix,
+            &sandbox.id,
+            &sandbox.changed_at(),
+            unix_millis(),
+        )
+        .await?;
+        Ok(report)
     }
 
     /// Replaces a sandbox's settings and tells every watcher.

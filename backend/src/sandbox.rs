@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use shared::{SandboxId, SandboxSettings, Stats, Trace};
+use shared::{Kind, SandboxId, SandboxSettings, Stats, Trace};
 
 use crate::cache::Cache;
 use crate::feed::TraceFeed;
@@ -33,6 +33,9 @@ pub struct Sandbox {
     stats: Mutex<Stats>,
     /// The latest traces, newest first, for browsers that connect later.
     recent: Mutex<VecDeque<Trace>>,
+    /// When each row last changed (milliseconds since the Unix epoch), for
+    /// the divergence check's "stale since".
+    changed_at: Mutex<HashMap<(Kind, u64), u64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,6 +74,16 @@ impl Sandbox {
         let mut recent = lock(&self.recent);
         recent.push_front(trace.clone());
         recent.truncate(RECENT_TRACES);
+    }
+
+    /// Notes that a row changed at `at_ms`.
+    pub fn row_changed(&self, kind: Kind, id: u64, at_ms: u64) {
+        lock(&self.changed_at).insert((kind, id), at_ms);
+    }
+
+    /// When each row last changed.
+    pub fn changed_at(&self) -> HashMap<(Kind, u64), u64> {
+        lock(&self.changed_at).clone()
     }
 
     /// The latest traces, newest first.
@@ -137,6 +150,7 @@ impl Sandboxes {
                 settings: Mutex::new(self.defaults.clone()),
                 stats: Mutex::new(Stats::default()),
                 recent: Mutex::new(VecDeque::new()),
+                changed_at: Mutex::new(HashMap::new()),
             })
         });
         Ok(sandbox.clone())

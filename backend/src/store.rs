@@ -74,6 +74,17 @@ pub struct SqlCall<T> {
     pub(crate) summarize: fn(&T) -> String,
 }
 
+impl<T> SqlCall<T> {
+    /// Runs the statement without recording it, for inspections that are
+    /// not part of an operation (the divergence check). No simulated delay.
+    ///
+    /// # Errors
+    /// Whatever the query returned.
+    pub async fn execute(self) -> Result<T, StoreError> {
+        self.run.await
+    }
+}
+
 impl Database {
     /// Opens (or creates and seeds) the SQLite file at `path`, creating its
     /// directory if needed.

@@ -235,3 +235,55 @@ async fn strategies_can_be_switched_per_sandbox() {
         .unwrap_err();
     assert!(err.to_string().contains("cache_ttl_secs"), "{err}");
 }
+
+/// The divergence check flags a copy the write left behind (TTL only), with
+/// when the row changed, and finds nothing stale under delete on write.
+#[tokio::test]
+async fn the_divergence_check_flags_stale_copies() {
+    let t = common::start(with_strategy(WriteStrategy::TtlOnly));
+    let sandbox = SandboxId::default_sandbox();
+    t.read(Kind::Users, 40).await;
+    t.read(Kind::Users, 41).await;
+    t.read(Kind::Users, 999_999).await;
+    rename(&t, Kind::Users, 40, "Changed").await;
+
+    let report = t
+        .backend
+        .playground
+        .check_divergence(&sandbox)
+        .await
+        .unwrap();
+    assert_eq!(report.entries.len(), 3, "{report:?}");
+    assert_eq!(report.stale(), 1);
+    let stale = &report.entries[0];
+    assert_eq!(
+        (stale.key.as_str(), stale.stale),
+        ("cache:default:user:40", true)
+    );
+    assert!(
+        stale.database.starts_with("Changed (version 2)"),
+        "{}",
+        stale.database
+    );
+    assert!(stale.cached.ends_with("(version 1)"), "{}", stale.cached);
+    assert!(stale.changed_at_ms.is_some());
+    assert!(stale.ttl_secs > 0);
+    let missing = report.entries.iter().find(|e| e.id == 999_999).unwrap();
+    assert_eq!((missing.cached.as_str(), missing.stale), ("missing", false));
+
+    // Switching to delete on write and writing again clears it.
+    let mut settings = t.backend.playground.sandbox(&sandbox).unwrap().settings();
+    settings.write_strategy = WriteStrategy::DeleteOnWrite;
+    t.backend
+        .playground
+        .update_settings(&sandbox, settings)
+        .unwrap();
+    rename(&t, Kind::Users, 40, "Changed Again").await;
+    let report = t
+        .backend
+        .playground
+        .check_divergence(&sandbox)
+        .await
+        .unwrap();
+    assert_eq!(report.stale(), 0, "{report:?}");
+}

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
-use shared::{ClientMessage, Kind, ServerMessage};
+use shared::{ClientMessage, Kind, SandboxSettings, ServerMessage, WriteChange};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -61,14 +61,45 @@ impl Connection {
     /// Asks the back end to read a record. Returns `false` (and says why on
     /// the page) when not connected.
     pub fn read(&self, kind: Kind, id: u64) -> bool {
-        let request_id = self.inner.next_request_id.get();
-        self.inner.next_request_id.set(request_id + 1);
-        let message = ClientMessage::Read {
-            request_id,
-            kind,
-            id,
-        };
-        let text = serde_json::to_string(&message).expect("client messages serialize");
+        let request_id = self.next_request_id();
+        self.send(
+            &ClientMessage::Read {
+                request_id,
+                kind,
+                id,
+            },
+            true,
+        )
+    }
+
+    /// Asks the back end to change or remove a record.
+    pub fn write(&self, kind: Kind, id: u64, change: WriteChange) -> bool {
+        let request_id = self.next_request_id();
+        self.send(
+            &ClientMessage::Write {
+                request_id,
+                kind,
+                id,
+                change,
+            },
+            true,
+        )
+    }
+
+    /// Asks the back end to replace the sandbox's settings.
+    pub fn update_settings(&self, settings: SandboxSettings) -> bool {
+        self.send(&ClientMessage::UpdateSettings { settings }, false)
+    }
+
+    fn next_request_id(&self) -> u64 {
+        let id = self.inner.next_request_id.get();
+        self.inner.next_request_id.set(id + 1);
+        id
+    }
+
+    /// Sends a message if connected; `awaits_reply` counts it as pending.
+    fn send(&self, message: &ClientMessage, awaits_reply: bool) -> bool {
+        let text = serde_json::to_string(message).expect("client messages serialize");
         let sent = self
             .inner
             .socket
@@ -77,11 +108,14 @@ impl Connection {
             .filter(|s| s.ready_state() == WebSocket::OPEN)
             .map(|s| s.send_with_str(&text).is_ok())
             .unwrap_or(false);
+        let state = self.inner.state;
         if sent {
-            self.inner.state.pending.update(|p| *p += 1);
-            self.inner.state.notice.set(None);
+            if awaits_reply {
+                state.pending.update(|p| *p += 1);
+            }
+            state.notice.set(None);
         } else {
-            self.inner.state.notice.set(Some(
+            state.notice.set(Some(
                 "Not connected to the back end yet; try again in a moment.".into(),
             ));
         }

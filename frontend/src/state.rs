@@ -4,7 +4,8 @@ use std::collections::VecDeque;
 
 use leptos::prelude::*;
 use shared::{
-    Diagram, ReadResult, SandboxId, SandboxSettings, ServerMessage, Stats, Trace, PROTOCOL_VERSION,
+    Diagram, ReadResult, SandboxId, SandboxSettings, ServerMessage, Stats, Trace, WriteResult,
+    PROTOCOL_VERSION,
 };
 
 use crate::timeline::Timeline;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub settings: RwSignal<Option<SandboxSettings>>,
     /// The answer to this page's latest read.
     pub last_result: RwSignal<Option<ReadResult>>,
+    /// The answer to this page's latest write.
+    pub last_write: RwSignal<Option<WriteResult>>,
     /// Reads sent and not yet answered.
     pub pending: RwSignal<u32>,
     /// A message for the learner (an error, traces missed), if any.
@@ -55,6 +58,7 @@ impl AppState {
             stats: RwSignal::new(Stats::default()),
             settings: RwSignal::new(None),
             last_result: RwSignal::new(None),
+            last_write: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
         }
@@ -96,6 +100,11 @@ impl AppState {
                 self.pending.update(|p| *p = p.saturating_sub(1));
                 self.last_result.set(Some(result));
             }
+            ServerMessage::WriteReply { result, .. } => {
+                self.pending.update(|p| *p = p.saturating_sub(1));
+                self.last_write.set(Some(result));
+            }
+            ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
             ServerMessage::Missed { count } => {
                 self.notice.set(Some(format!(
                     "This page fell behind and missed {count} trace(s); the reads still happened and are counted."

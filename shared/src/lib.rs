@@ -26,7 +26,8 @@ pub use entity::{
     check_id, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID,
 };
 pub use protocol::{
-    ClientMessage, ReadResult, ServerMessage, WriteChange, WriteResult, PROTOCOL_VERSION,
+    ClientMessage, DivergenceEntry, DivergenceReport, ReadResult, ServerMessage, WriteChange,
+    WriteResult, PROTOCOL_VERSION,
 };
 pub use settings::{CacheWrite, SandboxSettings, Stats, WriteStrategy};
 pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

@@ -33,6 +33,9 @@ pub enum ClientMessage {
         id: u64,
         change: WriteChange,
     },
+    /// Compare what Redis holds with the database for every cached key of
+    /// the sandbox; answered with [`ServerMessage::Divergence`].
+    CheckDivergence { request_id: u64 },
     /// Replace the sandbox's settings (the key prefix stays the server's).
     /// Every watcher gets [`ServerMessage::Settings`].
     UpdateSettings { settings: SandboxSettings },
@@ -72,6 +75,11 @@ pub enum ServerMessage {
     WriteReply {
         request_id: u64,
         result: WriteResult,
+    },
+    /// The answer to [`ClientMessage::CheckDivergence`].
+    Divergence {
+        request_id: u64,
+        report: DivergenceReport,
     },
     /// The sandbox's settings changed.
     Settings { settings: SandboxSettings },
@@ -116,6 +124,45 @@ pub struct WriteResult {
     pub latency_us: u64,
     pub trace_id: u64,
     pub sandbox: SandboxId,
+}
+
+/// What Redis holds against what the database holds, key by key: the body
+/// of `GET /api/v1/divergence` and of a [`ServerMessage::Divergence`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DivergenceReport {
+    pub sandbox: SandboxId,
+    /// When the check ran, in milliseconds since the Unix epoch.
+    pub checked_at_ms: u64,
+    /// One entry per cached key, stale ones first.
+    pub entries: Vec<DivergenceEntry>,
+    /// Whether there were more keys than the report shows.
+    pub truncated: bool,
+}
+
+impl DivergenceReport {
+    /// How many cached keys disagree with the database.
+    pub fn stale(&self) -> usize {
+        self.entries.iter().filter(|e| e.stale).count()
+    }
+}
+
+/// One cached key compared with its row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DivergenceEntry {
+    pub key: String,
+    pub kind: Kind,
+    pub id: u64,
+    /// What Redis holds, in short (`Ada Lovelace (version 1)`, `missing`).
+    pub cached: String,
+    /// What the database holds, in short.
+    pub database: String,
+    /// Whether the two disagree.
+    pub stale: bool,
+    /// When the row last changed, if it changed while the back end ran: a
+    /// stale key has been stale since then.
+    pub changed_at_ms: Option<u64>,
+    /// Seconds the cached copy has left (`-1`: no TTL).
+    pub ttl_secs: i64,
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! The read form and the playback controls.
+//! The record form (read, update, delete), the sandbox settings and the
+//! playback controls.
 
 use leptos::prelude::*;
-use shared::{entity::parse_id, Kind};
+use shared::{entity::parse_id, parse_name, Kind, WriteChange, WriteStrategy};
 
 use super::ConnectionHandle;
 use crate::format;
@@ -39,10 +40,27 @@ pub fn ReadForm() -> impl IntoView {
         send(MISSING_ID);
     };
     let disabled = move || !state.is_open();
+    let name_text = RwSignal::new(String::new());
+    // Writes check both fields here, so a typo never reaches the server.
+    let write = move |change: Option<String>| {
+        let id = match parse_id(&id_text.get_untracked()) {
+            Ok(id) => id,
+            Err(e) => return error.set(Some(e.to_string())),
+        };
+        let change = match change {
+            Some(name) => match parse_name(&name) {
+                Ok(name) => WriteChange::Update { name },
+                Err(e) => return error.set(Some(e.to_string())),
+            },
+            None => WriteChange::Delete,
+        };
+        error.set(None);
+        connection.with_value(|c| c.write(kind.get_untracked(), id, change));
+    };
 
     view! {
         <section class="card read" aria-labelledby="read-title">
-            <h2 id="read-title">"Read a record"</h2>
+            <h2 id="read-title">"Read or change a record"</h2>
             <form on:submit=submit>
                 <div class="kinds" role="radiogroup" aria-label="Table">
                     {Kind::ALL
@@ -85,8 +103,26 @@ pub fn ReadForm() -> impl IntoView {
                 <button type="button" class="secondary" on:click=missing disabled=disabled data-testid="read-missing">
                     {format!("Read a missing id ({MISSING_ID})")}
                 </button>
+                <div class="row write">
+                    <label for="new-name" class="visually-hidden">"New name"</label>
+                    <input
+                        id="new-name"
+                        data-testid="new-name"
+                        placeholder="new name"
+                        autocomplete="off"
+                        prop:value=move || name_text.get()
+                        on:input=move |ev| name_text.set(event_target_value(&ev))
+                    />
+                    <button type="button" data-testid="update" disabled=disabled on:click=move |_| write(Some(name_text.get_untracked()))>
+                        "Update"
+                    </button>
+                    <button type="button" class="danger" data-testid="delete" disabled=disabled on:click=move |_| write(None)>
+                        "Delete"
+                    </button>
+                </div>
             </form>
             <LastResult/>
+            <LastWrite/>
         </section>
     }
 }
@@ -121,6 +157,98 @@ fn LastResult() -> impl IntoView {
                 </div>
             }
         })
+    }
+}
+
+/// The answer to this page's latest write.
+#[component]
+fn LastWrite() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    move || {
+        state.last_write.get().map(|result| {
+            let what = match &result.record {
+                Some(record) => format!("{}/{} is now {:?} (version {})", result.kind, result.id, record.title(), record.version()),
+                None if result.found => format!("{}/{} deleted", result.kind, result.id),
+                None => format!("{}/{} does not exist", result.kind, result.id),
+            };
+            view! {
+                <div class="result" data-testid="write-result">
+                    <p><span class="outcome written">"written"</span>{format!(" {what} in {}", format::micros(result.latency_us))}</p>
+                    <p class="help">{format!("Cache: {}", result.cache_action)}</p>
+                </div>
+            }
+        })
+    }
+}
+
+/// The sandbox's settings: write strategy, TTL and database latency. A
+/// change applies to every tab watching the sandbox.
+#[component]
+pub fn SettingsPanel() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    let apply = move |change: &dyn Fn(&mut shared::SandboxSettings)| {
+        if let Some(mut settings) = state.settings.get_untracked() {
+            change(&mut settings);
+            connection.with_value(|c| c.update_settings(settings));
+        }
+    };
+    let number = move |ev: leptos::ev::Event| event_target_value(&ev).trim().parse::<u64>().ok();
+    view! {
+        <section class="card settings" aria-labelledby="settings-title">
+            <h2 id="settings-title">"Sandbox settings"</h2>
+            <label class="setting">
+                <span>"On write"</span>
+                <select
+                    data-testid="strategy"
+                    on:change=move |ev| {
+                        if let Ok(strategy) = event_target_value(&ev).parse::<WriteStrategy>() {
+                            apply(&|s| s.write_strategy = strategy);
+                        }
+                    }
+                >
+                    {WriteStrategy::ALL
+                        .into_iter()
+                        .map(|w| {
+                            view! {
+                                <option
+                                    value=w.name()
+                                    selected=move || state.settings.with(|s| s.as_ref().map(|s| s.write_strategy) == Some(w))
+                                >
+                                    {w.label()}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
+            </label>
+            <label class="setting">
+                <span>"Cache TTL (s)"</span>
+                <input
+                    type="number"
+                    min="1"
+                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.cache_ttl_secs.to_string()).unwrap_or_default())
+                    on:change=move |ev| {
+                        if let Some(v) = number(ev) {
+                            apply(&|s| s.cache_ttl_secs = v);
+                        }
+                    }
+                />
+            </label>
+            <label class="setting">
+                <span>"Database latency (ms)"</span>
+                <input
+                    type="number"
+                    min="0"
+                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.db_latency_ms.to_string()).unwrap_or_default())
+                    on:change=move |ev| {
+                        if let Some(v) = number(ev) {
+                            apply(&|s| s.db_latency_ms = v);
+                        }
+                    }
+                />
+            </label>
+        </section>
     }
 }
 

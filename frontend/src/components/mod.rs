@@ -7,7 +7,7 @@ mod log;
 mod stats;
 mod steps;
 
-pub use controls::{PlaybackControls, ReadForm};
+pub use controls::{PlaybackControls, ReadForm, SettingsPanel};
 pub use diagram::DiagramView;
 pub use log::TraceLog;
 pub use stats::StatsPanel;
@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
                 <ReadForm/>
                 <StatsPanel/>
                 <TraceLog/>
+                <SettingsPanel/>
             </aside>
         </main>
         <CurlHint/>
