@@ -267,3 +267,99 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     wait_for_log(&client, &["miss"]).await;
     client.close().await.unwrap();
 }
+
+/// With "TTL only", an update leaves the old copy in Redis and the
+/// divergence view flags it; with "delete on write" the next update leaves
+/// nothing stale.
+#[tokio::test]
+async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
+    let server = Server::start(|c| c.db_latency_ms = 5).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    open(&client, &server, "e2e-write").await;
+    set_speed(&client, "4").await;
+    let strategy = client
+        .find(Locator::Css("[data-testid=strategy]"))
+        .await
+        .unwrap();
+    strategy.select_by_value("ttl-only").await.unwrap();
+
+    read_id(&client, "3").await;
+    wait_for_log(&client, &["miss"]).await;
+    client
+        .find(Locator::Css("[data-testid=check-divergence]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "the first check", WAIT, || async {
+        text_of(&client, "[data-testid=divergence-summary]")
+            .await
+            .filter(|t| t.contains("match"))
+    })
+    .await;
+
+    let name = client
+        .find(Locator::Css("[data-testid=new-name]"))
+        .await
+        .unwrap();
+    name.send_keys("Renamed In Browser").await.unwrap();
+    client
+        .find(Locator::Css("[data-testid=update]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_log(&client, &["written", "miss"]).await;
+    let summary = wait_for(&client, "the stale copy to be flagged", WAIT, || async {
+        text_of(&client, "[data-testid=divergence-summary]")
+            .await
+            .filter(|t| t.contains("stale"))
+    })
+    .await;
+    assert!(summary.starts_with("1 of 1"), "{summary}");
+    let row = text_of(&client, "tr.stale").await.unwrap();
+    assert!(row.contains("Renamed In Browser (version 2)"), "{row}");
+    let write = text_of(&client, "[data-testid=write-result]")
+        .await
+        .unwrap();
+    assert!(write.contains("may see the old value"), "{write}");
+
+    let strategy = client
+        .find(Locator::Css("[data-testid=strategy]"))
+        .await
+        .unwrap();
+    strategy.select_by_value("delete-on-write").await.unwrap();
+    wait_for(&client, "the new strategy to apply", WAIT, || async {
+        (server
+            .backend
+            .sandbox(&shared::SandboxId::parse("e2e-write").unwrap())
+            .unwrap()
+            .settings()
+            .write_strategy
+            == shared::WriteStrategy::DeleteOnWrite)
+            .then_some(())
+    })
+    .await;
+    client
+        .find(Locator::Css("[data-testid=update]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "nothing stale after delete on write",
+        WAIT,
+        || async {
+            text_of(&client, "[data-testid=divergence-summary]")
+                .await
+                .filter(|t| t.contains("Nothing is cached"))
+        },
+    )
+    .await;
+    client.close().await.unwrap();
+}

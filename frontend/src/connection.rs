@@ -86,6 +86,12 @@ impl Connection {
         )
     }
 
+    /// Asks the back end to compare the cache with the database.
+    pub fn check_divergence(&self) -> bool {
+        let request_id = self.next_request_id();
+        self.send(&ClientMessage::CheckDivergence { request_id }, true)
+    }
+
     /// Asks the back end to replace the sandbox's settings.
     pub fn update_settings(&self, settings: SandboxSettings) -> bool {
         self.send(&ClientMessage::UpdateSettings { settings }, false)

@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 
 use leptos::prelude::*;
 use shared::{
-    Diagram, ReadResult, SandboxId, SandboxSettings, ServerMessage, Stats, Trace, WriteResult,
-    PROTOCOL_VERSION,
+    Diagram, DivergenceReport, ReadResult, SandboxId, SandboxSettings, ServerMessage, Stats, Trace,
+    WriteResult, PROTOCOL_VERSION,
 };
 
 use crate::timeline::Timeline;
@@ -41,6 +41,8 @@ pub struct AppState {
     pub last_result: RwSignal<Option<ReadResult>>,
     /// The answer to this page's latest write.
     pub last_write: RwSignal<Option<WriteResult>>,
+    /// The latest divergence check.
+    pub divergence: RwSignal<Option<DivergenceReport>>,
     /// Reads sent and not yet answered.
     pub pending: RwSignal<u32>,
     /// A message for the learner (an error, traces missed), if any.
@@ -59,6 +61,7 @@ impl AppState {
             settings: RwSignal::new(None),
             last_result: RwSignal::new(None),
             last_write: RwSignal::new(None),
+            divergence: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
         }
@@ -105,6 +108,10 @@ impl AppState {
                 self.last_write.set(Some(result));
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
+            ServerMessage::Divergence { report, .. } => {
+                self.pending.update(|p| *p = p.saturating_sub(1));
+                self.divergence.set(Some(report));
+            }
             ServerMessage::Missed { count } => {
                 self.notice.set(Some(format!(
                     "This page fell behind and missed {count} trace(s); the reads still happened and are counted."

@@ -3,12 +3,14 @@
 
 mod controls;
 mod diagram;
+mod divergence;
 mod log;
 mod stats;
 mod steps;
 
 pub use controls::{PlaybackControls, ReadForm, SettingsPanel};
 pub use diagram::DiagramView;
+pub use divergence::DivergencePanel;
 pub use log::TraceLog;
 pub use stats::StatsPanel;
 pub use steps::StepList;
@@ -50,6 +52,7 @@ pub fn App() -> impl IntoView {
                 <PlaybackControls/>
                 <DiagramView/>
                 <StepList/>
+                <DivergencePanel/>
             </section>
             <aside class="side">
                 <ReadForm/>

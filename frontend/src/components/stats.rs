@@ -41,8 +41,10 @@ pub fn StatsPanel() -> impl IntoView {
                     <dt>"the cache made reads faster by"</dt>
                     <dd>
                         {move || {
-                            stats.with(|s| match (s.average_database_us(), s.average_latency_us()) {
-                                (Some(db), Some(avg)) => format::speedup(db, avg).unwrap_or_else(|| "–".into()),
+                            // Only once something came from the cache: before the
+                            // first hit there is nothing to compare.
+                            stats.with(|s| match (s.hits + s.null_hits, s.average_database_us(), s.average_latency_us()) {
+                                (1.., Some(db), Some(avg)) => format::speedup(db, avg).unwrap_or_else(|| "–".into()),
                                 _ => "–".into(),
                             })
                         }}
