@@ -140,6 +140,30 @@ impl Cache {
         RedisCall::new(self, CallKind::Lookup, &["TTL", key])
     }
 
+    /// `DEL key1 key2`: drop two keys in one command.
+    pub fn del2(&self, key1: &str, key2: &str) -> RedisCall<i64> {
+        RedisCall::new(self, CallKind::Write, &["DEL", key1, key2])
+    }
+
+    /// `SET key value PX ms`: a short-lived marker such as a lease.
+    pub fn set_px(&self, key: &str, value: &str, millis: u64) -> RedisCall<()> {
+        RedisCall::new(
+            self,
+            CallKind::Write,
+            &["SET", key, value, "PX", &millis.to_string()],
+        )
+    }
+
+    /// `EVAL script numkeys keys... args...`: runs a Lua script atomically
+    /// inside Redis; no other command runs between its steps.
+    pub fn eval(&self, script: &str, keys: &[&str], args: &[&str]) -> RedisCall<i64> {
+        let numkeys = keys.len().to_string();
+        let mut all = vec!["EVAL", script, numkeys.as_str()];
+        all.extend_from_slice(keys);
+        all.extend_from_slice(args);
+        RedisCall::new(self, CallKind::Write, &all)
+    }
+
     /// `SCAN cursor MATCH pattern COUNT count`: one page of keys; a returned
     /// cursor of 0 means the walk is complete.
     pub fn scan(&self, cursor: u64, pattern: &str, count: usize) -> RedisCall<(u64, Vec<String>)> {

@@ -17,12 +17,13 @@
 //! runs it, times it and adds a step to the trace the browser animates.
 
 use shared::diagram::nodes::{
-    CACHE_ERROR, CHECK_CACHE, QUERY_DATABASE, REQUEST, RETURN_CACHED, RETURN_LOADED, STORE_IN_CACHE,
+    CACHE_ERROR, CHECK_CACHE, QUERY_DATABASE, REQUEST, RETURN_CACHED, RETURN_LOADED,
 };
 use shared::{Kind, Outcome, Record, SandboxId, SandboxSettings, StepStatus};
 use std::time::Duration;
 
 use crate::cache::{Cache, CacheError};
+use crate::race::marker_version;
 use crate::recorder::Recorder;
 use crate::store::{Database, StoreError};
 
@@ -89,7 +90,9 @@ impl CacheAside<'_> {
             Err(error) => return self.read_without_cache(kind, id, error, trace).await,
         }
 
-        // 2. On a miss the database, the source of truth, answers.
+        // 2. On a miss the database, the source of truth, answers. (With
+        //    leases on, the reader first takes a lease: see `race.rs`.)
+        let lease = self.take_lease(kind, id, trace).await;
         let record = trace
             .sql(
                 QUERY_DATABASE,
@@ -100,7 +103,8 @@ impl CacheAside<'_> {
         // 3. Store what we found so the next reader gets a hit. The TTL bounds
         //    how long a stale copy can live and keeps the cache from growing
         //    forever (section 4.3): no key is ever stored without one.
-        self.store(&key, record.as_ref(), trace).await;
+        self.store(kind, id, record.as_ref(), lease.as_deref(), trace)
+            .await;
 
         // 4. Answer.
         trace.note(RETURN_LOADED, StepStatus::Ok, returned(record.as_ref()));
@@ -113,15 +117,24 @@ impl CacheAside<'_> {
     /// Puts a record, or the missing marker, into Redis with its TTL.
     /// A failure here is recorded and otherwise ignored: the reader already
     /// has its answer, and the next read simply misses again.
-    async fn store(&self, key: &str, record: Option<&Record>, trace: &mut Recorder) {
+    /// With a race fix on, the store is guarded (see `race.rs`) and may be
+    /// refused because a writer got in between: the value is stale.
+    async fn store(
+        &self,
+        kind: Kind,
+        id: u64,
+        record: Option<&Record>,
+        lease: Option<&str>,
+        trace: &mut Recorder,
+    ) {
         let (value, ttl) = match record {
             Some(record) => (encode(record), self.settings.cache_ttl_secs),
             // Missing records get the shorter TTL, so a record created later
             // becomes visible soon (section 4.7).
             None => (MISSING_MARKER.to_string(), self.settings.null_ttl_secs),
         };
-        let _ = trace
-            .redis(STORE_IN_CACHE, self.cache.set_ex(key, &value, ttl))
+        let version = record.map(Record::version);
+        self.store_guarded(kind, id, &value, version, ttl, lease, trace)
             .await;
     }
 
@@ -162,8 +175,13 @@ impl CacheAside<'_> {
         })
     }
 
+    /// The simulated database latency for one query: the setting, varied
+    /// by up to the jitter percentage either way.
     pub(crate) fn db_latency(&self) -> Duration {
-        Duration::from_millis(self.settings.db_latency_ms)
+        let base = self.settings.db_latency_ms as f64;
+        let jitter = self.settings.db_jitter_percent as f64 / 100.0;
+        let factor = 1.0 + jitter * (2.0 * unit_random() - 1.0);
+        Duration::from_secs_f64((base * factor).max(0.0) / 1000.0)
     }
 }
 
@@ -171,6 +189,16 @@ impl CacheAside<'_> {
 /// record does not exist" (no database query needed); anything else must be
 /// a record's JSON. `None` when the bytes are neither.
 fn answer_from_cache(cached: &str, trace: &mut Recorder) -> Option<ReadAnswer> {
+    if let Some(version) = marker_version(cached) {
+        // A version-checked write left this marker: the row changed, so
+        // this is a miss; the marker stops older versions being stored.
+        trace.note(
+            CHECK_CACHE,
+            StepStatus::Miss,
+            format!("invalidated by a write (version {version}): a miss"),
+        );
+        return None;
+    }
     if cached == MISSING_MARKER {
         trace.note(
             RETURN_CACHED,
@@ -199,6 +227,18 @@ fn answer_from_cache(cached: &str, trace: &mut Recorder) -> Option<ReadAnswer> {
             None
         }
     }
+}
+
+/// A number in [0, 1) from a process-wide SplitMix64 sequence: enough for
+/// latency jitter, and no dependency.
+fn unit_random() -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+    let mut z = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Records are cached as JSON: readable in `redis-cli`, which suits a lesson.

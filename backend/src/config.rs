@@ -57,6 +57,10 @@ pub struct Config {
     #[arg(long, env = "DB_LATENCY_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub db_latency_ms: u64,
 
+    /// How much the simulated latency varies, in percent either way.
+    #[arg(long, env = "DB_JITTER_PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub db_jitter_percent: u64,
+
     /// Milliseconds one Redis command may take before a read falls back to
     /// the database.
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -66,6 +70,15 @@ pub struct Config {
     /// (users deleted, products left to their TTL) or write-through.
     #[arg(long, env = "WRITE_STRATEGY", default_value = "delete-on-write")]
     pub write_strategy: shared::WriteStrategy,
+
+    /// Protection against the stale-set race: none, lease or version.
+    #[arg(long, env = "RACE_FIX", default_value = "none")]
+    pub race_fix: shared::RaceFix,
+
+    /// Seconds a paused (step-through) operation waits for "continue"
+    /// before going on by itself.
+    #[arg(long, env = "PAUSE_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub pause_timeout_secs: u64,
 
     /// Directory with the built front end (Trunk's dist/).
     #[arg(long, env = "PLAYGROUND_STATIC_DIR", default_value = "dist")]
@@ -87,6 +100,8 @@ impl Config {
             db_latency_ms: self.db_latency_ms,
             redis_timeout_ms: self.redis_timeout_ms,
             write_strategy: self.write_strategy,
+            race_fix: self.race_fix,
+            db_jitter_percent: self.db_jitter_percent,
         }
     }
 

@@ -11,6 +11,7 @@ use shared::{DivergenceEntry, DivergenceReport, Kind, Record, SandboxId};
 
 use crate::cache::{Cache, CacheError};
 use crate::cache_aside::MISSING_MARKER;
+use crate::race::marker_version;
 use crate::store::{Database, StoreError};
 
 /// The most keys one report shows.
@@ -70,6 +71,24 @@ pub async fn check(
             .find(kind, id, std::time::Duration::ZERO)
             .execute()
             .await?;
+        // An invalidation marker is never served (it reads as a miss), so
+        // it cannot be stale.
+        if let Some(version) = marker_version(&cached) {
+            entries.push(DivergenceEntry {
+                key,
+                kind,
+                id,
+                cached: format!("invalidated at version {version}"),
+                database: row
+                    .as_ref()
+                    .map(describe)
+                    .unwrap_or_else(|| "no row".into()),
+                stale: false,
+                changed_at_ms: changed_at.get(&(kind, id)).copied(),
+                ttl_secs,
+            });
+            continue;
+        }
         let cached_record =
             (cached != MISSING_MARKER).then(|| serde_json::from_str::<Record>(&cached).ok());
         let stale = match (&cached_record, &row) {

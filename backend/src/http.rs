@@ -14,13 +14,13 @@ use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use shared::WriteChange;
 use shared::{entity::parse_id, ClientMessage, InputError, Kind, Origin, SandboxId, ServerMessage};
+use shared::{Scenario, WriteChange};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tower_http::services::ServeDir;
 
 use crate::feed::FeedEvent;
-use crate::playground::{to_json, OpError, Playground};
+use crate::playground::{to_json, OpError, Playground, ReadOptions};
 
 /// How many reads one WebSocket client may have in flight; more get an
 /// error message instead of piling up.
@@ -42,6 +42,10 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
         .route("/healthz", get(health))
         .route("/api/v1/{kind}/{id}", get(read).put(update).delete(delete))
         .route("/api/v1/divergence", get(divergence))
+        .route(
+            "/api/v1/scenarios/stale-set-race",
+            axum::routing::post(stale_set_race),
+        )
         .route("/ws", get(websocket))
         .with_state(state);
     if static_dir.join("index.html").is_file() {
@@ -201,6 +205,30 @@ async fn divergence(
     Ok(Json(report).into_response())
 }
 
+/// `?sandbox=NAME&kind=users&id=7` for a scenario.
+#[derive(Debug, Deserialize)]
+pub struct ScenarioQuery {
+    sandbox: Option<String>,
+    kind: String,
+    id: String,
+}
+
+/// `POST /api/v1/scenarios/stale-set-race?kind=users&id=7`: runs the race
+/// with the sandbox's race fix; the traces show up live in the browser.
+async fn stale_set_race(
+    State(state): State<AppState>,
+    Query(query): Query<ScenarioQuery>,
+) -> Result<Response, AppError> {
+    let sandbox = SandboxQuery {
+        sandbox: query.sandbox,
+    }
+    .sandbox()?;
+    let kind = Kind::parse(&query.kind)?;
+    let id = parse_id(&query.id)?;
+    let result = state.playground.stale_set_race(&sandbox, kind, id).await?;
+    Ok(Json(result).into_response())
+}
+
 /// `GET /healthz`: 200 while the back end serves. Redis being down is
 /// reported but is not unhealthy: reads still work, from the database.
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -314,12 +342,17 @@ fn handle_command(
             request_id,
             kind,
             id,
+            pause_before,
         } => {
             let playground = state.playground.clone();
             let sandbox = sandbox.clone();
+            let options = ReadOptions {
+                pause_before,
+                operation_id: None,
+            };
             spawn_command(request_id, replies, in_flight, async move {
                 playground
-                    .read(&sandbox, kind, id, Origin::Browser)
+                    .read_with(&sandbox, kind, id, Origin::Browser, options)
                     .await
                     .map(|result| ServerMessage::ReadReply { request_id, result })
             })
@@ -337,6 +370,30 @@ fn handle_command(
                     .write(&sandbox, kind, id, change, Origin::Browser)
                     .await
                     .map(|result| ServerMessage::WriteReply { request_id, result })
+            })
+        }
+        ClientMessage::Continue { operation_id } => {
+            match state.playground.continue_operation(sandbox, operation_id) {
+                Ok(()) => None,
+                Err(e) => Some(to_json(&ServerMessage::Error {
+                    request_id: None,
+                    message: e.to_string(),
+                })),
+            }
+        }
+        ClientMessage::RunScenario {
+            request_id,
+            scenario,
+        } => {
+            let playground = state.playground.clone();
+            let sandbox = sandbox.clone();
+            spawn_command(request_id, replies, in_flight, async move {
+                match scenario {
+                    Scenario::StaleSetRace { kind, id } => playground
+                        .stale_set_race(&sandbox, kind, id)
+                        .await
+                        .map(|result| ServerMessage::ScenarioReply { request_id, result }),
+                }
             })
         }
         ClientMessage::CheckDivergence { request_id } => {

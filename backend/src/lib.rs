@@ -7,6 +7,7 @@
 //!   tutorial's pseudocode. Start here.
 //! - [`writes`]: updates and deletes: the database first, then the cache as
 //!   the sandbox's write strategy says.
+//! - [`race`]: leases and version checks against the stale-set race.
 //! - [`recorder`]: the trace API; the only way the cache-aside code talks to
 //!   Redis or the database, so every step is measured and recorded.
 //! - [`cache`]: the connection to Redis, with timeouts; the one place that
@@ -14,6 +15,7 @@
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`divergence`]: compares what Redis holds with the database, key by key.
 //! - [`playground`]: runs reads in a sandbox, keeps counters, publishes traces.
+//! - [`scenario`]: preset experiments, such as the stale-set race.
 //! - [`sandbox`]: per-session namespaces for keys, traces and counters.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
 //! - [`http`]: the REST API, the WebSocket and the static files (thin handlers).
@@ -29,8 +31,10 @@ pub mod embedded_redis;
 pub mod feed;
 pub mod http;
 pub mod playground;
+pub mod race;
 pub mod recorder;
 pub mod sandbox;
+pub mod scenario;
 pub mod store;
 pub mod writes;
 
@@ -109,8 +113,10 @@ impl Backend {
             config.data_dir.join("sandboxes"),
             config.trace_buffer as usize,
         );
+        let mut playground = Playground::new(database, cache, sandboxes);
+        playground.pause_timeout = Duration::from_secs(config.pause_timeout_secs);
         Ok(Backend {
-            playground: Arc::new(Playground::new(database, cache, sandboxes)),
+            playground: Arc::new(playground),
             config,
             embedded_redis,
         })

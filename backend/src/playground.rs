@@ -5,21 +5,23 @@
 //! [`crate::http`]) and the cache-aside engine ([`crate::cache_aside`],
 //! [`crate::writes`]), and knows neither HTTP nor the UI.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::{
-    check_id, parse_name, Diagram, DivergenceReport, InputError, Kind, Operation, Origin, Outcome,
-    ReadResult, SandboxId, SandboxSettings, ServerMessage, Trace, WriteChange, WriteResult,
-    PROTOCOL_VERSION,
+    check_id, parse_name, Diagram, DivergenceReport, InputError, Kind, NodeId, Operation, Origin,
+    Outcome, ReadResult, SandboxId, SandboxSettings, ServerMessage, Trace, TraceStep, WriteChange,
+    WriteResult, PROTOCOL_VERSION,
 };
 
 use crate::cache::Cache;
 use crate::cache_aside::{CacheAside, ReadAnswer};
 use crate::divergence::{self, DivergenceError};
 use crate::feed::Subscription;
-use crate::recorder::{micros, Recorder};
+use crate::recorder::{micros, Gate, Recorder};
 use crate::sandbox::{Sandbox, Sandboxes};
 use crate::store::{Database, StoreError};
 
@@ -32,6 +34,9 @@ pub struct Playground {
     pub sandboxes: Sandboxes,
     /// The next trace id; ids are unique for the life of the process.
     next_trace_id: AtomicU64,
+    /// How long a paused operation waits for "continue" before going on by
+    /// itself, so nothing hangs forever.
+    pub pause_timeout: Duration,
 }
 
 /// Why an operation could not be done. Each variant says when it occurs.
@@ -57,6 +62,7 @@ impl Playground {
             cache,
             sandboxes,
             next_trace_id: AtomicU64::new(1),
+            pause_timeout: DEFAULT_PAUSE_TIMEOUT,
         }
     }
 
@@ -80,12 +86,41 @@ impl Playground {
         id: u64,
         origin: Origin,
     ) -> Result<ReadResult, OpError> {
+        self.read_with(sandbox, kind, id, origin, ReadOptions::default())
+            .await
+    }
+
+    /// [`Playground::read`] with step-through options.
+    ///
+    /// # Errors
+    /// [`OpError`]; a failed read is still traced and published.
+    pub async fn read_with(
+        &self,
+        sandbox: &SandboxId,
+        kind: Kind,
+        id: u64,
+        origin: Origin,
+        options: ReadOptions,
+    ) -> Result<ReadResult, OpError> {
         check_id(id)?;
         let sandbox = self.sandbox(sandbox)?;
         let settings = sandbox.settings();
         let engine = engine(&sandbox, &settings);
         let started_at_ms = unix_millis();
-        let mut recorder = Recorder::new();
+        let operation_id = options
+            .operation_id
+            .unwrap_or_else(|| self.next_operation_id());
+        let mut recorder = if options.pause_before.is_empty() {
+            Recorder::new()
+        } else {
+            let gate = SandboxGate {
+                sandbox: sandbox.clone(),
+                operation_id,
+                operation: Operation::Read { kind, id },
+                timeout: self.pause_timeout,
+            };
+            Recorder::with_breakpoints(options.pause_before, Arc::new(gate))
+        };
         let answer = engine.read(kind, id, &mut recorder).await;
 
         let (outcome, record) = match &answer {
@@ -95,6 +130,7 @@ impl Playground {
         let found = record.is_some();
         let trace = self.publish(
             &sandbox,
+            operation_id,
             Operation::Read { kind, id },
             origin,
             outcome,
@@ -128,6 +164,24 @@ impl Playground {
         change: WriteChange,
         origin: Origin,
     ) -> Result<WriteResult, OpError> {
+        self.write_with(sandbox, kind, id, change, origin, None)
+            .await
+    }
+
+    /// [`Playground::write`] with the sandbox's settings replaced by
+    /// `settings` for this one write (the scenarios use it).
+    ///
+    /// # Errors
+    /// [`OpError`]; a failed write is still traced and published.
+    pub async fn write_with(
+        &self,
+        sandbox: &SandboxId,
+        kind: Kind,
+        id: u64,
+        change: WriteChange,
+        origin: Origin,
+        settings: Option<SandboxSettings>,
+    ) -> Result<WriteResult, OpError> {
         check_id(id)?;
         let change = match change {
             WriteChange::Update { name } => WriteChange::Update {
@@ -136,7 +190,7 @@ impl Playground {
             WriteChange::Delete => WriteChange::Delete,
         };
         let sandbox = self.sandbox(sandbox)?;
-        let settings = sandbox.settings();
+        let settings = settings.unwrap_or_else(|| sandbox.settings());
         let engine = engine(&sandbox, &settings);
         let started_at_ms = unix_millis();
         let mut recorder = Recorder::new();
@@ -163,8 +217,10 @@ impl Playground {
         if found {
             sandbox.row_changed(kind, id, unix_millis());
         }
+        let operation_id = self.next_operation_id();
         let trace = self.publish(
             &sandbox,
+            operation_id,
             operation,
             origin,
             outcome,
@@ -202,6 +258,27 @@ impl Playground {
         )
         .await?;
         Ok(report)
+    }
+
+    /// A new operation id; it becomes the id of the operation's trace.
+    pub fn next_operation_id(&self) -> u64 {
+        self.next_trace_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Lets a paused operation go on.
+    ///
+    /// # Errors
+    /// [`OpError::Input`] when no operation with that id is paused.
+    pub fn continue_operation(
+        &self,
+        sandbox: &SandboxId,
+        operation_id: u64,
+    ) -> Result<(), OpError> {
+        if self.sandbox(sandbox)?.release(operation_id) {
+            Ok(())
+        } else {
+            Err(InputError::BadSetting(format!("operation {operation_id} is not paused")).into())
+        }
     }
 
     /// Replaces a sandbox's settings and tells every watcher.
@@ -253,6 +330,7 @@ impl Playground {
     fn publish(
         &self,
         sandbox: &Sandbox,
+        operation_id: u64,
         operation: Operation,
         origin: Origin,
         outcome: Outcome,
@@ -262,7 +340,7 @@ impl Playground {
     ) -> Trace {
         let (steps, took) = recorder.finish();
         let trace = Trace {
-            id: self.next_trace_id.fetch_add(1, Ordering::Relaxed),
+            id: operation_id,
             sandbox: sandbox.id.clone(),
             operation,
             origin,
@@ -301,6 +379,59 @@ impl Playground {
         };
         sandbox.feed.publish(Arc::from(to_json(&message)));
         trace
+    }
+}
+
+/// How long a paused operation waits for "continue" by default.
+pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Step-through options of a read.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// Pause before the Redis or SQL steps at these nodes.
+    pub pause_before: Vec<NodeId>,
+    /// Use this operation id (from [`Playground::next_operation_id`]), so a
+    /// caller can refer to the operation before it finishes.
+    pub operation_id: Option<u64>,
+}
+
+/// Holds an operation of a sandbox at its breakpoints, telling every
+/// watcher when it pauses and when it goes on.
+struct SandboxGate {
+    sandbox: Arc<Sandbox>,
+    operation_id: u64,
+    operation: Operation,
+    timeout: Duration,
+}
+
+impl Gate for SandboxGate {
+    fn pause<'a>(
+        &'a self,
+        next: &'a NodeId,
+        done: &'a [TraceStep],
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let paused = ServerMessage::Paused {
+                operation_id: self.operation_id,
+                operation: self.operation.clone(),
+                at: next.clone(),
+                steps: done.to_vec(),
+                timeout_secs: self.timeout.as_secs(),
+            };
+            // Register first, then tell: a "continue" can only come after
+            // the browser has heard of the pause.
+            let released = self.sandbox.hold(self.operation_id);
+            self.sandbox.feed.publish(Arc::from(to_json(&paused)));
+            let timed_out = self
+                .sandbox
+                .wait_held(self.operation_id, released, self.timeout)
+                .await;
+            let resumed = ServerMessage::Resumed {
+                operation_id: self.operation_id,
+                timed_out,
+            };
+            self.sandbox.feed.publish(Arc::from(to_json(&resumed)));
+        })
     }
 }
 

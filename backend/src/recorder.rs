@@ -5,6 +5,9 @@
 //! measures it and writes down a [`TraceStep`]. So every step a learner sees
 //! is exactly what happened, and no handler sprinkles timing code by hand.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::FromRedisValue;
@@ -13,11 +16,34 @@ use shared::{Action, NodeId, StepStatus, TraceStep};
 use crate::cache::{reply_text, CacheError, CallKind, RedisCall};
 use crate::store::{SqlCall, StoreError};
 
+/// Where an operation may be held at a breakpoint. The playground's
+/// implementation tells the watching browsers and waits for "continue".
+pub trait Gate: Send + Sync {
+    /// Called before the step at `next` runs, with the steps done so far;
+    /// the operation waits until the returned future completes.
+    fn pause<'a>(
+        &'a self,
+        next: &'a NodeId,
+        done: &'a [TraceStep],
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
 /// Collects the steps of one operation.
-#[derive(Debug)]
 pub struct Recorder {
     started: Instant,
     steps: Vec<TraceStep>,
+    /// Step-through: pause before the steps at these nodes.
+    breakpoints: Vec<NodeId>,
+    gate: Option<Arc<dyn Gate>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("steps", &self.steps)
+            .field("breakpoints", &self.breakpoints)
+            .finish()
+    }
 }
 
 impl Default for Recorder {
@@ -32,6 +58,28 @@ impl Recorder {
         Recorder {
             started: Instant::now(),
             steps: Vec::new(),
+            breakpoints: Vec::new(),
+            gate: None,
+        }
+    }
+
+    /// A recorder that holds the operation at `gate` before any Redis or SQL
+    /// step at one of the `breakpoints` nodes.
+    pub fn with_breakpoints(breakpoints: Vec<NodeId>, gate: Arc<dyn Gate>) -> Recorder {
+        Recorder {
+            breakpoints,
+            gate: Some(gate),
+            ..Recorder::new()
+        }
+    }
+
+    /// Waits at the gate if `node` has a breakpoint. The wait is not part of
+    /// any step's measured time.
+    async fn checkpoint(&mut self, node: &NodeId) {
+        if let Some(gate) = &self.gate {
+            if self.breakpoints.contains(node) {
+                gate.pause(node, &self.steps).await;
+            }
         }
     }
 
@@ -58,6 +106,7 @@ impl Recorder {
         node: NodeId,
         call: RedisCall<T>,
     ) -> Result<T, CacheError> {
+        self.checkpoint(&node).await;
         let start = Instant::now();
         let result = call.run().await;
         let took = start.elapsed();
@@ -85,6 +134,7 @@ impl Recorder {
     /// # Errors
     /// Whatever the query returned; the error is recorded too.
     pub async fn sql<T>(&mut self, node: NodeId, call: SqlCall<T>) -> Result<T, StoreError> {
+        self.checkpoint(&node).await;
         let start = Instant::now();
         let result = call.run.await;
         let took = start.elapsed();

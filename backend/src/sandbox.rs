@@ -7,6 +7,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
 
 use shared::{Kind, SandboxId, SandboxSettings, Stats, Trace};
 
@@ -36,6 +39,11 @@ pub struct Sandbox {
     /// When each row last changed (milliseconds since the Unix epoch), for
     /// the divergence check's "stale since".
     changed_at: Mutex<HashMap<(Kind, u64), u64>>,
+    /// Operations held at a breakpoint, by operation id: sending on the
+    /// channel lets one go on.
+    paused: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// Woken whenever an operation pauses.
+    pause_events: Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -84,6 +92,51 @@ impl Sandbox {
     /// When each row last changed.
     pub fn changed_at(&self) -> HashMap<(Kind, u64), u64> {
         lock(&self.changed_at).clone()
+    }
+
+    /// Registers operation `id` as held; it waits on the returned receiver
+    /// (see [`Sandbox::wait_held`]) until [`Sandbox::release`].
+    pub fn hold(&self, id: u64) -> oneshot::Receiver<()> {
+        let (release, released) = oneshot::channel();
+        lock(&self.paused).insert(id, release);
+        self.pause_events.notify_waiters();
+        released
+    }
+
+    /// Waits until held operation `id` is released or `timeout` passes.
+    /// Returns whether it timed out.
+    pub async fn wait_held(
+        &self,
+        id: u64,
+        released: oneshot::Receiver<()>,
+        timeout: Duration,
+    ) -> bool {
+        let timed_out = tokio::time::timeout(timeout, released).await.is_err();
+        lock(&self.paused).remove(&id);
+        timed_out
+    }
+
+    /// Lets held operation `id` go on. Returns whether it was held.
+    pub fn release(&self, id: u64) -> bool {
+        match lock(&self.paused).remove(&id) {
+            Some(release) => release.send(()).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Waits until operation `id` is held, at most `timeout`. Returns
+    /// whether it is.
+    pub async fn wait_until_held(&self, id: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let event = self.pause_events.notified();
+            if lock(&self.paused).contains_key(&id) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, event).await.is_err() {
+                return lock(&self.paused).contains_key(&id);
+            }
+        }
     }
 
     /// The latest traces, newest first.
@@ -151,6 +204,8 @@ impl Sandboxes {
                 stats: Mutex::new(Stats::default()),
                 recent: Mutex::new(VecDeque::new()),
                 changed_at: Mutex::new(HashMap::new()),
+                paused: Mutex::new(HashMap::new()),
+                pause_events: Notify::new(),
             })
         });
         Ok(sandbox.clone())

@@ -17,9 +17,10 @@
 //! [`shared::WriteStrategy::action_for`]).
 
 use shared::diagram::nodes::{RETURN_WRITTEN, UPDATE_CACHE, WRITE_DATABASE, WRITE_REQUEST};
-use shared::{CacheWrite, Kind, Record, StepStatus};
+use shared::{CacheWrite, Kind, RaceFix, Record, StepStatus};
 
 use crate::cache_aside::{encode, CacheAside};
+use crate::race::DELETED_VERSION;
 use crate::recorder::Recorder;
 use crate::store::StoreError;
 
@@ -47,7 +48,6 @@ impl CacheAside<'_> {
         name: String,
         trace: &mut Recorder,
     ) -> Result<WriteAnswer, StoreError> {
-        let key = self.cache_key(kind, id);
         trace.note(
             WRITE_REQUEST,
             StepStatus::Ok,
@@ -61,7 +61,7 @@ impl CacheAside<'_> {
 
         // 2. Then the cached copy, as the strategy says.
         let cache_action = match &record {
-            Some(record) => self.after_write(kind, &key, Some(record), trace).await,
+            Some(record) => self.after_write(kind, id, Some(record), trace).await,
             None => "nothing: there is no such record".to_string(),
         };
         trace.note(RETURN_WRITTEN, StepStatus::Ok, cache_action.clone());
@@ -82,7 +82,6 @@ impl CacheAside<'_> {
         id: u64,
         trace: &mut Recorder,
     ) -> Result<WriteAnswer, StoreError> {
-        let key = self.cache_key(kind, id);
         trace.note(WRITE_REQUEST, StepStatus::Ok, format!("delete {kind}/{id}"));
 
         // 1. The database first.
@@ -96,7 +95,7 @@ impl CacheAside<'_> {
         // 2. Then the cache. Leaving a deleted record cached means readers
         //    still see it: the "right to be forgotten" case of section 4.2.
         let cache_action = if removed {
-            self.after_write(kind, &key, None, trace).await
+            self.after_write(kind, id, None, trace).await
         } else {
             "nothing: there is no such record".to_string()
         };
@@ -108,32 +107,34 @@ impl CacheAside<'_> {
         })
     }
 
-    /// Applies the write strategy to the cached copy of `key`. `new` is the
-    /// record after the write, `None` after a delete.
+    /// Applies the write strategy to the cached copy. `new` is the record
+    /// after the write, `None` after a delete.
     async fn after_write(
         &self,
         kind: Kind,
-        key: &str,
+        id: u64,
         new: Option<&Record>,
         trace: &mut Recorder,
     ) -> String {
         match self.settings.write_strategy.action_for(kind) {
-            CacheWrite::Invalidate => self.invalidate(key, trace).await,
-            CacheWrite::LeaveToTtl => self.leave_until_ttl(key, trace).await,
-            CacheWrite::WriteThrough => self.write_through(key, new, trace).await,
+            CacheWrite::Invalidate => self.invalidate(kind, id, new, trace).await,
+            CacheWrite::LeaveToTtl => self.leave_until_ttl(&self.cache_key(kind, id), trace).await,
+            CacheWrite::WriteThrough => self.write_through(kind, id, new, trace).await,
         }
     }
 
     /// Delete on write: drop the key, so the next reader misses and loads
-    /// the new row.
-    pub async fn invalidate(&self, key: &str, trace: &mut Recorder) -> String {
-        match trace.redis(UPDATE_CACHE, self.cache.del(key)).await {
-            Ok(1) => format!("deleted {key}: the next read loads the new row"),
-            Ok(_) => format!("{key} was not cached: nothing to delete"),
-            // The row has changed but the old copy may survive until its
-            // TTL: the reason every key has one.
-            Err(e) => format!("could not delete {key} ({e}); a stale copy may live until its TTL"),
-        }
+    /// the new row. With a race fix on, the lease is revoked too, or an
+    /// invalidation marker replaces the value (see `race.rs`).
+    pub async fn invalidate(
+        &self,
+        kind: Kind,
+        id: u64,
+        new: Option<&Record>,
+        trace: &mut Recorder,
+    ) -> String {
+        let new_version = new.map(Record::version).unwrap_or(DELETED_VERSION);
+        self.invalidate_guarded(kind, id, new_version, trace).await
     }
 
     /// TTL only: leave the copy alone. We ask Redis how long it has left,
@@ -153,19 +154,41 @@ impl CacheAside<'_> {
     /// after a delete), so readers never miss after a write.
     pub async fn write_through(
         &self,
-        key: &str,
+        kind: Kind,
+        id: u64,
         new: Option<&Record>,
         trace: &mut Recorder,
     ) -> String {
         let Some(record) = new else {
-            return self.invalidate(key, trace).await;
+            return self.invalidate(kind, id, None, trace).await;
         };
-        let call = self
-            .cache
-            .set_ex(key, &encode(record), self.settings.cache_ttl_secs);
-        match trace.redis(UPDATE_CACHE, call).await {
-            Ok(()) => format!("stored the new value in {key}"),
-            Err(e) => format!("could not store {key} ({e}); a stale copy may live until its TTL"),
+        let key = self.cache_key(kind, id);
+        if self.settings.race_fix == RaceFix::Lease {
+            // Revoke any reader's lease first, so a reader holding the old
+            // row cannot overwrite the value stored below.
+            let _ = trace
+                .redis(UPDATE_CACHE, self.cache.del(&self.lease_key(kind, id)))
+                .await;
+        }
+        // With version checks this store is guarded like a reader's.
+        let ttl = self.settings.cache_ttl_secs;
+        let value = encode(record);
+        if self
+            .store_guarded_at(
+                UPDATE_CACHE,
+                kind,
+                id,
+                &value,
+                Some(record.version()),
+                ttl,
+                None,
+                trace,
+            )
+            .await
+        {
+            format!("stored the new value in {key}")
+        } else {
+            format!("could not store {key}; a stale copy may live until its TTL")
         }
     }
 }

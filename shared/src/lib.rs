@@ -24,10 +24,11 @@ pub mod trace;
 pub use diagram::{Diagram, Edge, Node, NodeId, NodeShape, System};
 pub use entity::{
     check_id, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID,
+    MAX_NAME_LEN,
 };
 pub use protocol::{
-    ClientMessage, DivergenceEntry, DivergenceReport, ReadResult, ServerMessage, WriteChange,
-    WriteResult, PROTOCOL_VERSION,
+    ClientMessage, DivergenceEntry, DivergenceReport, ReadResult, Scenario, ScenarioResult,
+    ServerMessage, WriteChange, WriteResult, PROTOCOL_VERSION,
 };
-pub use settings::{CacheWrite, SandboxSettings, Stats, WriteStrategy};
+pub use settings::{CacheWrite, RaceFix, SandboxSettings, Stats, WriteStrategy};
 pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

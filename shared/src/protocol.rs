@@ -5,10 +5,10 @@
 //! [`PROTOCOL_VERSION`]; a client that sees another version tells the user
 //! to reload instead of misreading messages.
 
-use crate::diagram::Diagram;
+use crate::diagram::{Diagram, NodeId};
 use crate::entity::{Kind, Record, SandboxId};
-use crate::settings::{SandboxSettings, Stats};
-use crate::trace::{Outcome, Trace};
+use crate::settings::{RaceFix, SandboxSettings, Stats};
+use crate::trace::{Operation, Outcome, Trace, TraceStep};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
@@ -24,7 +24,15 @@ pub enum ClientMessage {
         request_id: u64,
         kind: Kind,
         id: u64,
+        /// Step-through: the back end pauses the read before each of these
+        /// steps until a [`ClientMessage::Continue`] (or a timeout).
+        #[serde(default)]
+        pause_before: Vec<NodeId>,
     },
+    /// Lets a paused operation go on.
+    Continue { operation_id: u64 },
+    /// Runs a preset scenario in the sandbox.
+    RunScenario { request_id: u64, scenario: Scenario },
     /// Change or remove one record: the database first, then the cache as
     /// the sandbox's write strategy says.
     Write {
@@ -39,6 +47,31 @@ pub enum ClientMessage {
     /// Replace the sandbox's settings (the key prefix stays the server's).
     /// Every watcher gets [`ServerMessage::Settings`].
     UpdateSettings { settings: SandboxSettings },
+}
+
+/// A preset experiment the back end drives step by step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum Scenario {
+    /// The stale-set race on one record: a reader misses and loads the row,
+    /// pauses; a writer updates the row and invalidates the key; the reader
+    /// then stores what it loaded.
+    StaleSetRace { kind: Kind, id: u64 },
+}
+
+/// What a scenario showed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    /// The protection that was in force.
+    pub fix: RaceFix,
+    /// Whether Redis ended up holding a value the database no longer has.
+    pub stale: bool,
+    /// What Redis holds for the record at the end.
+    pub cached: String,
+    /// What the database holds.
+    pub database: String,
+    /// What happened, step by step, in words.
+    pub story: Vec<String>,
 }
 
 /// What a write does to a record.
@@ -80,6 +113,24 @@ pub enum ServerMessage {
     Divergence {
         request_id: u64,
         report: DivergenceReport,
+    },
+    /// An operation stopped at a breakpoint; it goes on after a
+    /// [`ClientMessage::Continue`] or after `timeout_secs`.
+    Paused {
+        operation_id: u64,
+        operation: Operation,
+        /// The step it will run next.
+        at: NodeId,
+        /// The steps done so far.
+        steps: Vec<TraceStep>,
+        timeout_secs: u64,
+    },
+    /// A paused operation went on.
+    Resumed { operation_id: u64, timed_out: bool },
+    /// The answer to [`ClientMessage::RunScenario`].
+    ScenarioReply {
+        request_id: u64,
+        result: ScenarioResult,
     },
     /// The sandbox's settings changed.
     Settings { settings: SandboxSettings },
@@ -179,7 +230,8 @@ mod tests {
             ClientMessage::Read {
                 request_id: 1,
                 kind: Kind::Users,
-                id: 42
+                id: 42,
+                pause_before: vec![],
             }
         );
     }

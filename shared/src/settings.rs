@@ -89,6 +89,14 @@ pub struct SandboxSettings {
     /// What writes do to the cache.
     #[serde(default)]
     pub write_strategy: WriteStrategy,
+    /// The protection against the stale-set race.
+    #[serde(default)]
+    pub race_fix: RaceFix,
+    /// How much the simulated database latency varies, in percent: each
+    /// query waits `db_latency_ms` plus or minus up to this share. Real
+    /// latencies vary, and races need that.
+    #[serde(default)]
+    pub db_jitter_percent: u64,
 }
 
 impl Default for SandboxSettings {
@@ -100,6 +108,8 @@ impl Default for SandboxSettings {
             db_latency_ms: 100,
             redis_timeout_ms: 250,
             write_strategy: WriteStrategy::DeleteOnWrite,
+            race_fix: RaceFix::None,
+            db_jitter_percent: 0,
         }
     }
 }
@@ -116,6 +126,62 @@ impl std::str::FromStr for WriteStrategy {
                 InputError::BadSetting(format!(
                     "unknown write strategy {s:?}: use one of {}",
                     WriteStrategy::ALL.map(WriteStrategy::name).join(", ")
+                ))
+            })
+    }
+}
+
+/// How the cache is protected from the stale-set race: a reader that
+/// loaded an old row storing it after a writer has invalidated the key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RaceFix {
+    /// No protection: the race can leave a stale value until its TTL.
+    #[default]
+    None,
+    /// Leases, as in Facebook's memcache: a miss takes a lease token, a write
+    /// revokes it, and a store with a revoked token is refused (atomically,
+    /// in a Lua script).
+    Lease,
+    /// Version checks: values carry their row version, a write leaves a
+    /// marker with the new version, and an older version never overwrites a
+    /// newer one (atomically, in a Lua script).
+    Version,
+}
+
+impl RaceFix {
+    pub const ALL: [RaceFix; 3] = [RaceFix::None, RaceFix::Lease, RaceFix::Version];
+
+    /// The name used in flags and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            RaceFix::None => "none",
+            RaceFix::Lease => "lease",
+            RaceFix::Version => "version",
+        }
+    }
+
+    /// The label the UI shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            RaceFix::None => "no protection",
+            RaceFix::Lease => "leases (memcache style)",
+            RaceFix::Version => "version checks",
+        }
+    }
+}
+
+impl std::str::FromStr for RaceFix {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RaceFix::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                InputError::BadSetting(format!(
+                    "unknown race fix {s:?}: use one of {}",
+                    RaceFix::ALL.map(RaceFix::name).join(", ")
                 ))
             })
     }
@@ -155,6 +221,7 @@ impl SandboxSettings {
         check("cache_ttl_secs", self.cache_ttl_secs, Self::CACHE_TTL_SECS)?;
         check("null_ttl_secs", self.null_ttl_secs, Self::CACHE_TTL_SECS)?;
         check("db_latency_ms", self.db_latency_ms, Self::DB_LATENCY_MS)?;
+        check("db_jitter_percent", self.db_jitter_percent, (0, 100))?;
         check(
             "redis_timeout_ms",
             self.redis_timeout_ms,
@@ -222,17 +289,36 @@ mod tests {
     #[test]
     fn hybrid_resolves_by_data_class() {
         assert_eq!(
-            WriteStrategy::Hybrid.for_kind(Kind::Users),
-            WriteStrategy::DeleteOnWrite
+            WriteStrategy::Hybrid.action_for(Kind::Users),
+            CacheWrite::Invalidate
         );
         assert_eq!(
-            WriteStrategy::Hybrid.for_kind(Kind::Products),
-            WriteStrategy::TtlOnly
+            WriteStrategy::Hybrid.action_for(Kind::Products),
+            CacheWrite::LeaveToTtl
         );
         assert_eq!(
-            WriteStrategy::TtlOnly.for_kind(Kind::Users),
-            WriteStrategy::TtlOnly
+            WriteStrategy::TtlOnly.action_for(Kind::Users),
+            CacheWrite::LeaveToTtl
         );
+        assert_eq!(
+            WriteStrategy::WriteThrough.action_for(Kind::Users),
+            CacheWrite::WriteThrough
+        );
+    }
+
+    #[test]
+    fn strategies_and_fixes_parse_from_their_names() {
+        for w in WriteStrategy::ALL {
+            assert_eq!(w.name().parse::<WriteStrategy>(), Ok(w));
+        }
+        assert_eq!(
+            "ttl_only".parse::<WriteStrategy>(),
+            Ok(WriteStrategy::TtlOnly)
+        );
+        assert!("sometimes".parse::<WriteStrategy>().is_err());
+        for f in RaceFix::ALL {
+            assert_eq!(f.name().parse::<RaceFix>(), Ok(f));
+        }
     }
 
     #[test]

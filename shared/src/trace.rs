@@ -74,6 +74,8 @@ pub enum Origin {
     Browser,
     /// A REST request, from `curl` or any HTTP client.
     Rest,
+    /// A step of a preset scenario driven by the back end.
+    Scenario,
 }
 
 /// How a read was served.
