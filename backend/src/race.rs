@@ -162,7 +162,13 @@ impl CacheAside<'_> {
             RaceFix::None => trace
                 .redis(UPDATE_CACHE, self.cache.del(&key))
                 .await
-                .map(|_| format!("deleted {key}")),
+                .map(|removed| {
+                    if removed > 0 {
+                        format!("deleted {key}")
+                    } else {
+                        format!("sent DEL {key} (it was not cached)")
+                    }
+                }),
             RaceFix::Lease => {
                 let lease_key = self.lease_key(kind, id);
                 trace

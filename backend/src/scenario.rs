@@ -101,7 +101,8 @@ impl Playground {
         ));
 
         // 2. The writer: the database first, then delete on write.
-        let name: String = format!("{} (edited)", before.title())
+        let base = before.title().trim_end_matches(" (edited)");
+        let name: String = format!("{base} (edited)")
             .chars()
             .take(MAX_NAME_LEN)
             .collect();

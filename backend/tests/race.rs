@@ -227,7 +227,10 @@ async fn stale_keys_after_a_storm(fix: RaceFix) -> usize {
     // One quiet read per key, so every key is cached before the check:
     // a stale copy is served (and stays), a fixed cache loads fresh rows.
     for id in 1..=3 {
-        playground.read(&sandbox, Kind::Users, id, Origin::Rest).await.unwrap();
+        playground
+            .read(&sandbox, Kind::Users, id, Origin::Rest)
+            .await
+            .unwrap();
     }
     let report = playground.check_divergence(&sandbox).await.unwrap();
     let stale = report.stale();

@@ -229,6 +229,21 @@ where
     }
 }
 
+/// With `SCREENSHOTS_DIR` set, scrolls `css` into view and saves a
+/// screenshot as `{dir}/{name}.png`, for people reviewing the UI.
+pub async fn review_screenshot(client: &Client, name: &str, css: &str) {
+    let Some(dir) = std::env::var_os("SCREENSHOTS_DIR") else {
+        return;
+    };
+    let script = format!("document.querySelector({css:?})?.scrollIntoView({{block: 'center'}});");
+    let _ = client.execute(&script, vec![]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png);
+    }
+}
+
 /// The text of the first element matching `css`, if any.
 pub async fn text_of(client: &Client, css: &str) -> Option<String> {
     client.find(Locator::Css(css)).await.ok()?.text().await.ok()

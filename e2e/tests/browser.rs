@@ -320,6 +320,12 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
     })
     .await;
     assert!(summary.starts_with("1 of 1"), "{summary}");
+    e2e::review_screenshot(
+        &client,
+        "divergence-stale",
+        "[data-testid=divergence-summary]",
+    )
+    .await;
     let row = text_of(&client, "tr.stale").await.unwrap();
     assert!(row.contains("Renamed In Browser (version 2)"), "{row}");
     let write = text_of(&client, "[data-testid=write-result]")
@@ -361,5 +367,108 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
         },
     )
     .await;
+    client.close().await.unwrap();
+}
+
+/// The preset race leaves a stale value flagged in red; with leases the
+/// same race leaves nothing stale.
+#[tokio::test]
+async fn the_preset_race_is_stale_without_a_fix_and_fresh_with_leases() {
+    let server = Server::start(|c| c.db_latency_ms = 5).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    open(&client, &server, "e2e-race").await;
+
+    client
+        .find(Locator::Css("[data-testid=run-race]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let verdict = wait_for(&client, "the race's verdict", WAIT, || async {
+        text_of(&client, "[data-testid=race-verdict]")
+            .await
+            .filter(|t| t.starts_with("Stale"))
+    })
+    .await;
+    assert!(verdict.contains("no protection"), "{verdict}");
+    let cached = text_of(&client, "[data-testid=race-cached]").await.unwrap();
+    assert!(cached.ends_with("(version 1)"), "{cached}");
+    assert!(attr_of(&client, "[data-testid=race-verdict]", "class")
+        .await
+        .unwrap()
+        .contains("stale"));
+    e2e::review_screenshot(&client, "race-stale", "[data-testid=race-verdict]").await;
+
+    let fix = client
+        .find(Locator::Css("[data-testid=race-fix]"))
+        .await
+        .unwrap();
+    fix.select_by_value("lease").await.unwrap();
+    let sandbox = shared::SandboxId::parse("e2e-race").unwrap();
+    wait_for(&client, "leases to be on", WAIT, || async {
+        (server
+            .backend
+            .sandbox(&sandbox)
+            .unwrap()
+            .settings()
+            .race_fix
+            == shared::RaceFix::Lease)
+            .then_some(())
+    })
+    .await;
+    client
+        .find(Locator::Css("[data-testid=run-race]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let verdict = wait_for(&client, "the verdict with leases", WAIT, || async {
+        text_of(&client, "[data-testid=race-verdict]")
+            .await
+            .filter(|t| t.starts_with("Nothing stale"))
+    })
+    .await;
+    assert!(verdict.contains("leases"), "{verdict}");
+    e2e::review_screenshot(&client, "race-leases", "[data-testid=race-verdict]").await;
+    client.close().await.unwrap();
+}
+
+/// Step-through by hand: a read paused before its store waits for the
+/// learner's "Continue", then finishes as a miss.
+#[tokio::test]
+async fn a_read_can_be_paused_and_continued_by_hand() {
+    let server = Server::start(|c| c.db_latency_ms = 5).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    open(&client, &server, "e2e-step").await;
+    client
+        .find(Locator::Css("[data-testid=pause-store]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    read_id(&client, "5").await;
+    let paused = wait_for(&client, "the read to pause", WAIT, || async {
+        text_of(&client, "[data-testid=paused]").await
+    })
+    .await;
+    assert!(
+        paused.contains("read users/5") && paused.contains("Store in Redis"),
+        "{paused}"
+    );
+    assert!(log_outcomes(&client).await.is_empty(), "not finished yet");
+    e2e::review_screenshot(&client, "paused-read", "[data-testid=paused]").await;
+    client
+        .find(Locator::Css("[data-testid=paused] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_log(&client, &["miss"]).await;
     client.close().await.unwrap();
 }

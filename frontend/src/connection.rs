@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
-use shared::{ClientMessage, Kind, SandboxSettings, ServerMessage, WriteChange};
+use shared::{ClientMessage, Kind, NodeId, SandboxSettings, Scenario, ServerMessage, WriteChange};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -61,12 +61,33 @@ impl Connection {
     /// Asks the back end to read a record. Returns `false` (and says why on
     /// the page) when not connected.
     pub fn read(&self, kind: Kind, id: u64) -> bool {
+        self.read_stepping(kind, id, Vec::new())
+    }
+
+    /// Reads a record, pausing before the steps at `pause_before`.
+    pub fn read_stepping(&self, kind: Kind, id: u64, pause_before: Vec<NodeId>) -> bool {
+        let request_id = self.next_request_id();
+        let message = ClientMessage::Read {
+            request_id,
+            kind,
+            id,
+            pause_before,
+        };
+        self.send(&message, true)
+    }
+
+    /// Lets a paused operation go on.
+    pub fn continue_operation(&self, operation_id: u64) -> bool {
+        self.send(&ClientMessage::Continue { operation_id }, false)
+    }
+
+    /// Runs a preset scenario.
+    pub fn run_scenario(&self, scenario: Scenario) -> bool {
         let request_id = self.next_request_id();
         self.send(
-            &ClientMessage::Read {
+            &ClientMessage::RunScenario {
                 request_id,
-                kind,
-                id,
+                scenario,
             },
             true,
         )

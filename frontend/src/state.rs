@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 
 use leptos::prelude::*;
 use shared::{
-    Diagram, DivergenceReport, ReadResult, SandboxId, SandboxSettings, ServerMessage, Stats, Trace,
-    WriteResult, PROTOCOL_VERSION,
+    Diagram, DivergenceReport, NodeId, Operation, ReadResult, SandboxId, SandboxSettings,
+    ScenarioResult, ServerMessage, Stats, Trace, TraceStep, WriteResult, PROTOCOL_VERSION,
 };
 
 use crate::timeline::Timeline;
@@ -26,6 +26,18 @@ pub enum Link {
     Incompatible { server: u32 },
 }
 
+/// An operation held at a breakpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PausedOperation {
+    pub operation_id: u64,
+    pub operation: Operation,
+    /// The step it will run next.
+    pub at: NodeId,
+    /// The steps done so far.
+    pub steps: Vec<TraceStep>,
+    pub timeout_secs: u64,
+}
+
 /// Everything the components draw. `Copy`: signals are handles.
 #[derive(Clone, Copy)]
 pub struct AppState {
@@ -43,6 +55,10 @@ pub struct AppState {
     pub last_write: RwSignal<Option<WriteResult>>,
     /// The latest divergence check.
     pub divergence: RwSignal<Option<DivergenceReport>>,
+    /// Operations held at a breakpoint, waiting for "continue".
+    pub paused: RwSignal<Vec<PausedOperation>>,
+    /// The latest scenario result.
+    pub scenario: RwSignal<Option<ScenarioResult>>,
     /// Reads sent and not yet answered.
     pub pending: RwSignal<u32>,
     /// A message for the learner (an error, traces missed), if any.
@@ -62,6 +78,8 @@ impl AppState {
             last_result: RwSignal::new(None),
             last_write: RwSignal::new(None),
             divergence: RwSignal::new(None),
+            paused: RwSignal::new(Vec::new()),
+            scenario: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
         }
@@ -108,6 +126,29 @@ impl AppState {
                 self.last_write.set(Some(result));
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
+            ServerMessage::Paused {
+                operation_id,
+                operation,
+                at,
+                steps,
+                timeout_secs,
+            } => self.paused.update(|p| {
+                p.retain(|o| o.operation_id != operation_id);
+                p.push(PausedOperation {
+                    operation_id,
+                    operation,
+                    at,
+                    steps,
+                    timeout_secs,
+                });
+            }),
+            ServerMessage::Resumed { operation_id, .. } => self
+                .paused
+                .update(|p| p.retain(|o| o.operation_id != operation_id)),
+            ServerMessage::ScenarioReply { result, .. } => {
+                self.pending.update(|p| *p = p.saturating_sub(1));
+                self.scenario.set(Some(result));
+            }
             ServerMessage::Divergence { report, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
                 self.divergence.set(Some(report));

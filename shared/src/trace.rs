@@ -78,6 +78,26 @@ pub enum Origin {
     Scenario,
 }
 
+impl Origin {
+    /// A short label for the log: `page`, `REST`, `scenario`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Origin::Browser => "page",
+            Origin::Rest => "REST",
+            Origin::Scenario => "scenario",
+        }
+    }
+
+    /// Where the operation came from, in words.
+    pub fn description(self) -> &'static str {
+        match self {
+            Origin::Browser => "from this page",
+            Origin::Rest => "from the REST API",
+            Origin::Scenario => "from a scenario",
+        }
+    }
+}
+
 /// How a read was served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -2,6 +2,7 @@
 //! playback controls.
 
 use leptos::prelude::*;
+use shared::diagram::nodes::STORE_IN_CACHE;
 use shared::{entity::parse_id, parse_name, Kind, WriteChange, WriteStrategy};
 
 use super::ConnectionHandle;
@@ -21,8 +22,16 @@ pub fn ReadForm() -> impl IntoView {
     let id_text = RwSignal::new("42".to_string());
     let error = RwSignal::new(None::<String>);
 
+    // Step-through: the read stops before it stores what it loaded, until
+    // the learner presses "Continue" (see the race card).
+    let pause_store = RwSignal::new(false);
     let send = move |id: u64| {
-        connection.with_value(|c| c.read(kind.get_untracked(), id));
+        let pause_before = if pause_store.get_untracked() {
+            vec![STORE_IN_CACHE]
+        } else {
+            Vec::new()
+        };
+        connection.with_value(|c| c.read_stepping(kind.get_untracked(), id, pause_before));
     };
     let submit = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
@@ -100,6 +109,15 @@ pub fn ReadForm() -> impl IntoView {
                 <p id="read-help" class=move || if error.get().is_some() { "help error" } else { "help" }>
                     {move || error.get().unwrap_or_else(|| "Ids 1–1000 are users, 1–500 products. Read the same id twice: miss, then hit.".into())}
                 </p>
+                <label class="check">
+                    <input
+                        type="checkbox"
+                        data-testid="pause-store"
+                        prop:checked=move || pause_store.get()
+                        on:change=move |ev| pause_store.set(event_target_checked(&ev))
+                    />
+                    " Step through: pause reads before they store in Redis"
+                </label>
                 <button type="button" class="secondary" on:click=missing disabled=disabled data-testid="read-missing">
                     {format!("Read a missing id ({MISSING_ID})")}
                 </button>
@@ -223,6 +241,20 @@ pub fn SettingsPanel() -> impl IntoView {
                 </select>
             </label>
             <label class="setting">
+                <span>"Race protection"</span>
+                <select
+                    data-testid="race-fix"
+                    on:change=move |ev| {
+                        if let Ok(fix) = event_target_value(&ev).parse::<shared::RaceFix>() {
+                            apply(&|s| s.race_fix = fix);
+                        }
+                    }
+                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.race_fix.name()).unwrap_or("none"))
+                >
+                    {super::race::race_fix_options()}
+                </select>
+            </label>
+            <label class="setting">
                 <span>"Cache TTL (s)"</span>
                 <input
                     type="number"
@@ -231,6 +263,20 @@ pub fn SettingsPanel() -> impl IntoView {
                     on:change=move |ev| {
                         if let Some(v) = number(ev) {
                             apply(&|s| s.cache_ttl_secs = v);
+                        }
+                    }
+                />
+            </label>
+            <label class="setting">
+                <span>"Latency jitter (%)"</span>
+                <input
+                    type="number"
+                    min="0"
+                    max="100"
+                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.db_jitter_percent.to_string()).unwrap_or_default())
+                    on:change=move |ev| {
+                        if let Some(v) = number(ev) {
+                            apply(&|s| s.db_jitter_percent = v);
                         }
                     }
                 />

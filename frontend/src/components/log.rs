@@ -63,10 +63,7 @@ pub fn TraceLog() -> impl IntoView {
                                                 <span class=format!("outcome {}", outcome.replace(' ', "-"))>{outcome}</span>
                                                 <span class="op">{trace.operation.label()}</span>
                                                 <span class="origin">
-                                                    {match trace.origin {
-                                                        shared::Origin::Browser => "page",
-                                                        shared::Origin::Rest => "REST",
-                                                    }}
+                                                    {trace.origin.label()}
                                                 </span>
                                                 <span class="total">{format::micros(trace.total_us)}</span>
                                                 <span class="timings">{timings(trace)}</span>

@@ -5,6 +5,7 @@ mod controls;
 mod diagram;
 mod divergence;
 mod log;
+mod race;
 mod stats;
 mod steps;
 
@@ -12,6 +13,7 @@ pub use controls::{PlaybackControls, ReadForm, SettingsPanel};
 pub use diagram::DiagramView;
 pub use divergence::DivergencePanel;
 pub use log::TraceLog;
+pub use race::RacePanel;
 pub use stats::StatsPanel;
 pub use steps::StepList;
 
@@ -53,6 +55,7 @@ pub fn App() -> impl IntoView {
                 <DiagramView/>
                 <StepList/>
                 <DivergencePanel/>
+                <RacePanel/>
             </section>
             <aside class="side">
                 <ReadForm/>

@@ -31,10 +31,7 @@ pub fn StepList() -> impl IntoView {
             let caption = format!(
                 "{} · {} · {} · step {} of {}{}",
                 trace.operation.label(),
-                match trace.origin {
-                    shared::Origin::Browser => "from this page",
-                    shared::Origin::Rest => "from the REST API",
-                },
+                trace.origin.description(),
                 trace.outcome.label(),
                 current + 1,
                 trace.steps.len(),
