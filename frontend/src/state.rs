@@ -59,6 +59,8 @@ pub struct AppState {
     pub paused: RwSignal<Vec<PausedOperation>>,
     /// The latest scenario result.
     pub scenario: RwSignal<Option<ScenarioResult>>,
+    /// Step-through: reads from this page pause before they store in Redis.
+    pub step_through: RwSignal<bool>,
     /// Reads sent and not yet answered.
     pub pending: RwSignal<u32>,
     /// A message for the learner (an error, traces missed), if any.
@@ -80,6 +82,7 @@ impl AppState {
             divergence: RwSignal::new(None),
             paused: RwSignal::new(Vec::new()),
             scenario: RwSignal::new(None),
+            step_through: RwSignal::new(false),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
         }

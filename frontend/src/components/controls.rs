@@ -24,9 +24,8 @@ pub fn ReadForm() -> impl IntoView {
 
     // Step-through: the read stops before it stores what it loaded, until
     // the learner presses "Continue" (see the race card).
-    let pause_store = RwSignal::new(false);
     let send = move |id: u64| {
-        let pause_before = if pause_store.get_untracked() {
+        let pause_before = if state.step_through.get_untracked() {
             vec![STORE_IN_CACHE]
         } else {
             Vec::new()
@@ -109,15 +108,6 @@ pub fn ReadForm() -> impl IntoView {
                 <p id="read-help" class=move || if error.get().is_some() { "help error" } else { "help" }>
                     {move || error.get().unwrap_or_else(|| "Ids 1–1000 are users, 1–500 products. Read the same id twice: miss, then hit.".into())}
                 </p>
-                <label class="check">
-                    <input
-                        type="checkbox"
-                        data-testid="pause-store"
-                        prop:checked=move || pause_store.get()
-                        on:change=move |ev| pause_store.set(event_target_checked(&ev))
-                    />
-                    " Step through: pause reads before they store in Redis"
-                </label>
                 <button type="button" class="secondary" on:click=missing disabled=disabled data-testid="read-missing">
                     {format!("Read a missing id ({MISSING_ID})")}
                 </button>

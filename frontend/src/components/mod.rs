@@ -59,8 +59,8 @@ pub fn App() -> impl IntoView {
             </section>
             <aside class="side">
                 <ReadForm/>
-                <StatsPanel/>
                 <TraceLog/>
+                <StatsPanel/>
                 <SettingsPanel/>
             </aside>
         </main>

@@ -47,6 +47,15 @@ pub fn RacePanel() -> impl IntoView {
             </div>
             <p class="help">{move || format!("Protection in force: {} (change it in the sandbox settings).", fix().label())}</p>
             {move || error.get().map(|e| view! { <p class="help error">{e}</p> })}
+            <label class="check">
+                <input
+                    type="checkbox"
+                    data-testid="pause-store"
+                    prop:checked=move || state.step_through.get()
+                    on:change=move |ev| state.step_through.set(event_target_checked(&ev))
+                />
+                " Step through by hand: reads from this page pause before they store in Redis"
+            </label>
             <PausedList/>
             {move || {
                 state.scenario.get().map(|result| {
