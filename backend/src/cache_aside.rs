@@ -17,13 +17,13 @@
 //! runs it, times it and adds a step to the trace the browser animates.
 
 use shared::diagram::nodes::{
-    CACHE_ERROR, CHECK_CACHE, QUERY_DATABASE, REQUEST, RETURN_CACHED, RETURN_LOADED,
+    CACHE_ERROR, CHECK_CACHE, QUERY_DATABASE, REQUEST, RETURN_CACHED, RETURN_LOADED, STORE_IN_CACHE,
 };
 use shared::{Kind, Outcome, Record, SandboxId, SandboxSettings, StepStatus};
 use std::time::Duration;
 
 use crate::cache::{Cache, CacheError};
-use crate::race::marker_version;
+use crate::race::{marker_version, Entry};
 use crate::recorder::Recorder;
 use crate::store::{Database, StoreError};
 
@@ -133,8 +133,12 @@ impl CacheAside<'_> {
             // becomes visible soon (section 4.7).
             None => (MISSING_MARKER.to_string(), self.settings.null_ttl_secs),
         };
-        let version = record.map(Record::version);
-        self.store_guarded(kind, id, &value, version, ttl, lease, trace)
+        let entry = Entry {
+            value: &value,
+            version: record.map(Record::version),
+            ttl_secs: ttl,
+        };
+        self.store_guarded(STORE_IN_CACHE, kind, id, entry, lease, trace)
             .await;
     }
 

@@ -118,6 +118,11 @@ impl SandboxQuery {
     }
 }
 
+/// The record and sandbox a request names, checked.
+fn target(kind: &str, id: &str, query: &SandboxQuery) -> Result<(Kind, u64, SandboxId), AppError> {
+    Ok((Kind::parse(kind)?, parse_id(id)?, query.sandbox()?))
+}
+
 /// `GET /api/v1/{kind}/{id}`: a cache-aside read. 200 with the record, or
 /// 404 with the same body (`found: false`) when the record does not exist.
 async fn read(
@@ -125,9 +130,7 @@ async fn read(
     UrlPath((kind, id)): UrlPath<(String, String)>,
     Query(query): Query<SandboxQuery>,
 ) -> Result<Response, AppError> {
-    let kind = Kind::parse(&kind)?;
-    let id = parse_id(&id)?;
-    let sandbox = query.sandbox()?;
+    let (kind, id, sandbox) = target(&kind, &id, &query)?;
     let result = state
         .playground
         .read(&sandbox, kind, id, Origin::Rest)
@@ -154,9 +157,7 @@ async fn update(
     Query(query): Query<SandboxQuery>,
     body: Result<Json<UpdateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
-    let kind = Kind::parse(&kind)?;
-    let id = parse_id(&id)?;
-    let sandbox = query.sandbox()?;
+    let (kind, id, sandbox) = target(&kind, &id, &query)?;
     let Json(body) = body.map_err(|e| AppError::Body(e.body_text()))?;
     let change = WriteChange::Update { name: body.name };
     write(&state, &sandbox, kind, id, change).await
@@ -169,9 +170,7 @@ async fn delete(
     UrlPath((kind, id)): UrlPath<(String, String)>,
     Query(query): Query<SandboxQuery>,
 ) -> Result<Response, AppError> {
-    let kind = Kind::parse(&kind)?;
-    let id = parse_id(&id)?;
-    let sandbox = query.sandbox()?;
+    let (kind, id, sandbox) = target(&kind, &id, &query)?;
     write(&state, &sandbox, kind, id, WriteChange::Delete).await
 }
 

@@ -19,7 +19,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shared::diagram::nodes::{CHECK_CACHE, STORE_IN_CACHE, UPDATE_CACHE};
+use shared::diagram::nodes::{CHECK_CACHE, UPDATE_CACHE};
 use shared::{Kind, NodeId, RaceFix};
 
 use crate::cache_aside::CacheAside;
@@ -54,6 +54,16 @@ pub fn marker_version(cached: &str) -> Option<u64> {
         .strip_suffix('>')?
         .parse()
         .ok()
+}
+
+/// A value to store in the cache, with what the guards need to know.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    /// What to store: a record's JSON or the missing marker.
+    pub value: &'a str,
+    /// The row version the value was made from (`None` for the marker).
+    pub version: Option<u64>,
+    pub ttl_secs: u64,
 }
 
 /// A token unique within this process, for leases.
@@ -91,36 +101,23 @@ impl CacheAside<'_> {
         trace.redis(CHECK_CACHE, call).await.ok().map(|()| token)
     }
 
-    /// Stores `value` (row version `version`, `None` for the missing marker)
-    /// as the race fix in force allows. Returns whether it was stored.
-    #[allow(clippy::too_many_arguments)]
+    /// Stores `entry` at `node` of the diagram, as the race fix in force
+    /// allows: with leases only while `lease` still holds; with versions
+    /// only if Redis holds nothing newer. Returns whether it was stored.
     pub async fn store_guarded(
-        &self,
-        kind: Kind,
-        id: u64,
-        value: &str,
-        version: Option<u64>,
-        ttl: u64,
-        lease: Option<&str>,
-        trace: &mut Recorder,
-    ) -> bool {
-        self.store_guarded_at(STORE_IN_CACHE, kind, id, value, version, ttl, lease, trace)
-            .await
-    }
-
-    /// [`CacheAside::store_guarded`], recorded at diagram node `node`.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn store_guarded_at(
         &self,
         node: NodeId,
         kind: Kind,
         id: u64,
-        value: &str,
-        version: Option<u64>,
-        ttl: u64,
+        entry: Entry<'_>,
         lease: Option<&str>,
         trace: &mut Recorder,
     ) -> bool {
+        let Entry {
+            value,
+            version,
+            ttl_secs: ttl,
+        } = entry;
         let key = self.cache_key(kind, id);
         let ttl = ttl.to_string();
         let call = match (self.settings.race_fix, lease, version) {

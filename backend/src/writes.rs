@@ -20,7 +20,7 @@ use shared::diagram::nodes::{RETURN_WRITTEN, UPDATE_CACHE, WRITE_DATABASE, WRITE
 use shared::{CacheWrite, Kind, RaceFix, Record, StepStatus};
 
 use crate::cache_aside::{encode, CacheAside};
-use crate::race::DELETED_VERSION;
+use crate::race::{Entry, DELETED_VERSION};
 use crate::recorder::Recorder;
 use crate::store::StoreError;
 
@@ -171,19 +171,14 @@ impl CacheAside<'_> {
                 .await;
         }
         // With version checks this store is guarded like a reader's.
-        let ttl = self.settings.cache_ttl_secs;
         let value = encode(record);
+        let entry = Entry {
+            value: &value,
+            version: Some(record.version()),
+            ttl_secs: self.settings.cache_ttl_secs,
+        };
         if self
-            .store_guarded_at(
-                UPDATE_CACHE,
-                kind,
-                id,
-                &value,
-                Some(record.version()),
-                ttl,
-                None,
-                trace,
-            )
+            .store_guarded(UPDATE_CACHE, kind, id, entry, None, trace)
             .await
         {
             format!("stored the new value in {key}")

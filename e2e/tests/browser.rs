@@ -3,10 +3,23 @@
 
 use std::time::Duration;
 
-use e2e::{attr_of, http_get, text_of, wait_for, Driver, Server};
+use e2e::{attr_of, click, http_get, text_of, wait_for, Driver, Server};
 use fantoccini::{Client, Locator};
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// A back end (adjusted by `tweak`), a chromedriver, and a 1280x800 browser
+/// showing `sandbox`, connected.
+async fn start_page(
+    sandbox: &str,
+    tweak: impl FnOnce(&mut backend::Config),
+) -> (Server, Driver, Client) {
+    let server = Server::start(tweak).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    open(&client, &server, sandbox).await;
+    (server, driver, client)
+}
 
 async fn open(client: &Client, server: &Server, sandbox: &str) {
     client.goto(&server.page(sandbox)).await.unwrap();
@@ -30,13 +43,7 @@ async fn read_id(client: &Client, id: &str) {
         .unwrap();
     input.clear().await.unwrap();
     input.send_keys(id).await.unwrap();
-    client
-        .find(Locator::Css("[data-testid=read]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "[data-testid=read]").await;
 }
 
 /// The outcomes in the trace log, newest first.
@@ -93,10 +100,7 @@ async fn wait_for_active(client: &Client, node: &str) {
 /// counters agree, and the diagram ends on "return cached value".
 #[tokio::test]
 async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
-    let server = Server::start(|_| {}).await;
-    let driver = Driver::start();
-    let client = driver.browser(1280, 800).await;
-    open(&client, &server, "e2e-read").await;
+    let (server, driver, client) = start_page("e2e-read", |_| {}).await;
     set_speed(&client, "4").await;
 
     read_id(&client, "7").await;
@@ -120,13 +124,7 @@ async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
     assert!(steps.contains("GET cache:e2e-read:user:7"), "{steps}");
 
     // Choosing the miss in the log plays it again, through the database.
-    client
-        .find(Locator::Css("[data-testid=log] li:nth-child(2) .entry"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "[data-testid=log] li:nth-child(2) .entry").await;
     wait_for_active(&client, "return_loaded").await;
     assert!(node_class(&client, "store_in_cache")
         .await
@@ -158,10 +156,7 @@ async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
 /// succeed and the diagram shows the fallback path.
 #[tokio::test]
 async fn curl_reads_appear_live_and_a_stopped_redis_shows_the_fallback() {
-    let mut server = Server::start(|c| c.db_latency_ms = 5).await;
-    let driver = Driver::start();
-    let client = driver.browser(1280, 800).await;
-    open(&client, &server, "e2e-curl").await;
+    let (mut server, _driver, client) = start_page("e2e-curl", |c| c.db_latency_ms = 5).await;
     set_speed(&client, "4").await;
 
     let response = http_get(server.addr, "/api/v1/products/3?sandbox=e2e-curl").await;
@@ -190,10 +185,7 @@ async fn curl_reads_appear_live_and_a_stopped_redis_shows_the_fallback() {
 /// shortcut pauses the animation.
 #[tokio::test]
 async fn bad_ids_are_explained_and_space_pauses() {
-    let server = Server::start(|_| {}).await;
-    let driver = Driver::start();
-    let client = driver.browser(1280, 800).await;
-    open(&client, &server, "e2e-input").await;
+    let (server, _driver, client) = start_page("e2e-input", |_| {}).await;
 
     read_id(&client, "abc").await;
     let help = wait_for(&client, "an error under the field", WAIT, || async {
@@ -233,10 +225,7 @@ async fn bad_ids_are_explained_and_space_pauses() {
 /// is back the page is live again and reads work.
 #[tokio::test]
 async fn the_page_shows_a_lost_connection_and_reconnects() {
-    let mut server = Server::start(|c| c.db_latency_ms = 5).await;
-    let driver = Driver::start();
-    let client = driver.browser(1280, 800).await;
-    open(&client, &server, "e2e-link").await;
+    let (mut server, _driver, client) = start_page("e2e-link", |c| c.db_latency_ms = 5).await;
 
     server.stop_serving().await;
     wait_for(
@@ -273,10 +262,7 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
 /// nothing stale.
 #[tokio::test]
 async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
-    let server = Server::start(|c| c.db_latency_ms = 5).await;
-    let driver = Driver::start();
-    let client = driver.browser(1280, 800).await;
-    open(&client, &server, "e2e-write").await;
+    let (server, _driver, client) = start_page("e2e-write", |c| c.db_latency_ms = 5).await;
     set_speed(&client, "4").await;
     let strategy = client
         .find(Locator::Css("[data-testid=strategy]"))
@@ -286,13 +272,7 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
 
     read_id(&client, "3").await;
     wait_for_log(&client, &["miss"]).await;
-    client
-        .find(Locator::Css("[data-testid=check-divergence]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "[data-testid=check-divergence]").await;
     wait_for(&client, "the first check", WAIT, || async {
         text_of(&client, "[data-testid=divergence-summary]")
             .await
@@ -305,13 +285,7 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
         .await
         .unwrap();
     name.send_keys("Renamed In Browser").await.unwrap();
-    client
-        .find(Locator::Css("[data-testid=update]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "[data-testid=update]").await;
     wait_for_log(&client, &["written", "miss"]).await;
     let summary = wait_for(&client, "the stale copy to be flagged", WAIT, || async {
         text_of(&client, "[data-testid=divergence-summary]")
@@ -349,13 +323,7 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
             .then_some(())
     })
     .await;
-    client
-        .find(Locator::Css("[data-testid=update]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "[data-testid=update]").await;
     wait_for(
         &client,
         "nothing stale after delete on write",
@@ -374,18 +342,9 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
 /// same race leaves nothing stale.
 #[tokio::test]
 async fn the_preset_race_is_stale_without_a_fix_and_fresh_with_leases() {
-    let server = Server::start(|c| c.db_latency_ms = 5).await;
-    let driver = Driver::start();
-    let client = driver.browser(1280, 800).await;
-    open(&client, &server, "e2e-race").await;
+    let (server, _driver, client) = start_page("e2e-race", |c| c.db_latency_ms = 5).await;
 
-    client
-        .find(Locator::Css("[data-testid=run-race]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "[data-testid=run-race]").await;
     let verdict = wait_for(&client, "the race's verdict", WAIT, || async {
         text_of(&client, "[data-testid=race-verdict]")
             .await
@@ -418,13 +377,7 @@ async fn the_preset_race_is_stale_without_a_fix_and_fresh_with_leases() {
             .then_some(())
     })
     .await;
-    client
-        .find(Locator::Css("[data-testid=run-race]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "[data-testid=run-race]").await;
     let verdict = wait_for(&client, "the verdict with leases", WAIT, || async {
         text_of(&client, "[data-testid=race-verdict]")
             .await
@@ -440,17 +393,8 @@ async fn the_preset_race_is_stale_without_a_fix_and_fresh_with_leases() {
 /// learner's "Continue", then finishes as a miss.
 #[tokio::test]
 async fn a_read_can_be_paused_and_continued_by_hand() {
-    let server = Server::start(|c| c.db_latency_ms = 5).await;
-    let driver = Driver::start();
-    let client = driver.browser(1280, 800).await;
-    open(&client, &server, "e2e-step").await;
-    client
-        .find(Locator::Css("[data-testid=pause-store]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let (_server, _driver, client) = start_page("e2e-step", |c| c.db_latency_ms = 5).await;
+    click(&client, "[data-testid=pause-store]").await;
     read_id(&client, "5").await;
     let paused = wait_for(&client, "the read to pause", WAIT, || async {
         text_of(&client, "[data-testid=paused]").await
@@ -462,13 +406,7 @@ async fn a_read_can_be_paused_and_continued_by_hand() {
     );
     assert!(log_outcomes(&client).await.is_empty(), "not finished yet");
     e2e::review_screenshot(&client, "paused-read", "[data-testid=paused]").await;
-    client
-        .find(Locator::Css("[data-testid=paused] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "[data-testid=paused] button").await;
     wait_for_log(&client, &["miss"]).await;
     client.close().await.unwrap();
 }
