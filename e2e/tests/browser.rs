@@ -43,7 +43,7 @@ async fn read_id(client: &Client, id: &str) {
         .unwrap();
     input.clear().await.unwrap();
     input.send_keys(id).await.unwrap();
-    click(&client, "[data-testid=read]").await;
+    click(client, "[data-testid=read]").await;
 }
 
 /// The outcomes in the trace log, newest first.
