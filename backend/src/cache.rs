@@ -110,6 +110,25 @@ impl Cache {
         })
     }
 
+    /// A handle on the same Redis with a connection of its own (as another
+    /// application instance would have).
+    ///
+    /// # Errors
+    /// Never in practice: the URL was valid for `self`.
+    pub fn with_new_connection(&self) -> Result<Cache, CacheError> {
+        Cache::new(&self.inner.url, self.inner.timeout)
+    }
+
+    /// The underlying client, for connections of another kind (Pub/Sub).
+    pub fn client(&self) -> redis::Client {
+        self.inner.client.clone()
+    }
+
+    /// `PUBLISH channel message`: replies how many subscribers got it.
+    pub fn publish(&self, channel: &str, message: &str) -> RedisCall<i64> {
+        RedisCall::new(self, CallKind::Write, &["PUBLISH", channel, message])
+    }
+
     /// The URL this handle talks to.
     pub fn url(&self) -> &str {
         &self.inner.url

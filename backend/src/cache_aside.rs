@@ -17,12 +17,14 @@
 //! runs it, times it and adds a step to the trace the browser animates.
 
 use shared::diagram::nodes::{
-    CACHE_ERROR, CHECK_CACHE, QUERY_DATABASE, REQUEST, RETURN_CACHED, RETURN_LOADED, STORE_IN_CACHE,
+    CACHE_ERROR, CHECK_CACHE, NEAR_CACHE, QUERY_DATABASE, REQUEST, RETURN_CACHED, RETURN_LOADED,
+    STORE_IN_CACHE,
 };
 use shared::{Kind, Outcome, Record, SandboxId, SandboxSettings, StepStatus};
 use std::time::Duration;
 
 use crate::cache::{Cache, CacheError};
+use crate::instance::{Fleet, Instance};
 use crate::race::{marker_version, Entry};
 use crate::recorder::Recorder;
 use crate::store::{Database, StoreError};
@@ -40,6 +42,10 @@ pub struct CacheAside<'a> {
     pub settings: &'a SandboxSettings,
     /// Keys are namespaced by sandbox, so learners never see each other's.
     pub sandbox: &'a SandboxId,
+    /// The application instance doing the work, and its siblings; their
+    /// near caches are used only when the sandbox turns them on.
+    pub instance: Option<&'a Instance>,
+    pub fleet: Option<&'a Fleet>,
 }
 
 /// The answer to a read.
@@ -73,12 +79,34 @@ impl CacheAside<'_> {
         trace: &mut Recorder,
     ) -> Result<ReadAnswer, StoreError> {
         let key = self.cache_key(kind, id);
-        trace.note(REQUEST, StepStatus::Ok, format!("read {kind}/{id}"));
+        trace.note(
+            REQUEST,
+            StepStatus::Ok,
+            self.describe(&format!("read {kind}/{id}")),
+        );
 
-        // 1. Ask the cache first: a hit costs one round trip to Redis.
+        // 0. With near caches on, this instance's own memory first: no
+        //    network at all. A copy here may be stale if this instance missed
+        //    an invalidation; the near cache's short TTL bounds how long.
+        if let Some(me) = self.near_cache() {
+            let text = format!("near cache of instance {}: {key}", me.name);
+            if let Some(cached) = trace.local(NEAR_CACHE, text, || me.near_get(&key)) {
+                if let Some(answer) = answer_from_cache(&cached, trace) {
+                    let outcome = if answer.outcome == Outcome::Hit {
+                        Outcome::NearHit
+                    } else {
+                        answer.outcome
+                    };
+                    return Ok(ReadAnswer { outcome, ..answer });
+                }
+            }
+        }
+
+        // 1. Ask Redis: a hit costs one round trip.
         match trace.redis(CHECK_CACHE, self.cache.get(&key)).await {
             Ok(Some(cached)) => {
                 if let Some(answer) = answer_from_cache(&cached, trace) {
+                    self.keep_near(&key, &cached);
                     return Ok(answer);
                 }
                 // The cached bytes were unreadable (someone wrote junk to
@@ -138,8 +166,14 @@ impl CacheAside<'_> {
             version: record.map(Record::version),
             ttl_secs: ttl,
         };
-        self.store_guarded(STORE_IN_CACHE, kind, id, entry, lease, trace)
-            .await;
+        let key = self.cache_key(kind, id);
+        if self
+            .store_guarded(STORE_IN_CACHE, kind, id, entry, lease, trace)
+            .await
+        {
+            // Only what Redis accepted is kept near: a refused value is stale.
+            self.keep_near(&key, &value);
+        }
     }
 
     /// The fallback path (section 4.5): Redis failed, so the database answers
@@ -177,6 +211,26 @@ impl CacheAside<'_> {
             outcome: Outcome::Fallback,
             record,
         })
+    }
+
+    /// The serving instance, when near caches are on.
+    pub(crate) fn near_cache(&self) -> Option<&Instance> {
+        self.instance.filter(|_| self.settings.near_cache)
+    }
+
+    /// Keeps a near copy in the serving instance, when near caches are on.
+    fn keep_near(&self, key: &str, value: &str) {
+        if let Some(me) = self.near_cache() {
+            me.near_put(key, value);
+        }
+    }
+
+    /// `text`, plus which instance does it when there are several.
+    pub(crate) fn describe(&self, text: &str) -> String {
+        match self.instance {
+            Some(me) => format!("{text} at instance {}", me.name),
+            None => text.to_string(),
+        }
     }
 
     /// The simulated database latency for one query: the setting, varied

@@ -61,6 +61,16 @@ pub struct Config {
     #[arg(long, env = "DB_JITTER_PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub db_jitter_percent: u64,
 
+    /// Give each application instance a near cache (in-process, in front
+    /// of Redis), kept coherent by Redis Pub/Sub invalidation.
+    #[arg(long, env = "NEAR_CACHE")]
+    pub near_cache: bool,
+
+    /// Seconds a near-cache entry lives: the bound on staleness for an
+    /// instance that missed an invalidation.
+    #[arg(long, env = "NEAR_TTL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub near_ttl_secs: u64,
+
     /// Milliseconds one Redis command may take before a read falls back to
     /// the database.
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -102,6 +112,8 @@ impl Config {
             write_strategy: self.write_strategy,
             race_fix: self.race_fix,
             db_jitter_percent: self.db_jitter_percent,
+            near_cache: self.near_cache,
+            near_ttl_secs: self.near_ttl_secs,
         }
     }
 

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tower_http::services::ServeDir;
 
 use crate::feed::FeedEvent;
-use crate::playground::{to_json, OpError, Playground, ReadOptions};
+use crate::playground::{to_json, OpError, Playground, ReadOptions, WriteOptions};
 
 /// How many reads one WebSocket client may have in flight; more get an
 /// error message instead of piling up.
@@ -71,6 +71,12 @@ impl From<OpError> for AppError {
     fn from(e: OpError) -> Self {
         match e {
             OpError::Input(e) => AppError::Input(e),
+            OpError::Sandbox(e) => {
+                tracing::error!(error = %e, "cannot open sandbox");
+                AppError::Unavailable(
+                    "this sandbox cannot be opened right now; try again shortly".into(),
+                )
+            }
             OpError::Inspection(e) => {
                 tracing::warn!(error = %e, "divergence check failed");
                 AppError::Unavailable(e.to_string())
@@ -342,12 +348,14 @@ fn handle_command(
             kind,
             id,
             pause_before,
+            instance,
         } => {
             let playground = state.playground.clone();
             let sandbox = sandbox.clone();
             let options = ReadOptions {
                 pause_before,
                 operation_id: None,
+                instance,
             };
             spawn_command(request_id, replies, in_flight, async move {
                 playground
@@ -361,14 +369,34 @@ fn handle_command(
             kind,
             id,
             change,
+            instance,
         } => {
             let playground = state.playground.clone();
             let sandbox = sandbox.clone();
+            let options = WriteOptions {
+                settings: None,
+                instance,
+            };
             spawn_command(request_id, replies, in_flight, async move {
                 playground
-                    .write(&sandbox, kind, id, change, Origin::Browser)
+                    .write_with(&sandbox, kind, id, change, Origin::Browser, options)
                     .await
                     .map(|result| ServerMessage::WriteReply { request_id, result })
+            })
+        }
+        ClientMessage::SetInstanceLink {
+            instance,
+            connected,
+        } => {
+            let result = state
+                .playground
+                .sandbox(sandbox)
+                .and_then(|s| Ok(s.fleet.set_link(&instance, connected)?));
+            result.err().map(|e| {
+                to_json(&ServerMessage::Error {
+                    request_id: None,
+                    message: e.to_string(),
+                })
             })
         }
         ClientMessage::Continue { operation_id } => {

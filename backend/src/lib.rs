@@ -14,6 +14,8 @@
 //!   knows where Redis is.
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`divergence`]: compares what Redis holds with the database, key by key.
+//! - [`instance`]: application instances with near caches, kept coherent
+//!   by Redis Pub/Sub invalidation.
 //! - [`playground`]: runs reads in a sandbox, keeps counters, publishes traces.
 //! - [`scenario`]: preset experiments, such as the stale-set race.
 //! - [`sandbox`]: per-session namespaces for keys, traces and counters.
@@ -30,6 +32,7 @@ pub mod divergence;
 pub mod embedded_redis;
 pub mod feed;
 pub mod http;
+pub mod instance;
 pub mod playground;
 pub mod race;
 pub mod recorder;

@@ -21,6 +21,7 @@ use crate::cache::Cache;
 use crate::cache_aside::{CacheAside, ReadAnswer};
 use crate::divergence::{self, DivergenceError};
 use crate::feed::Subscription;
+use crate::instance::Instance;
 use crate::recorder::{micros, Gate, Recorder};
 use crate::sandbox::{Sandbox, Sandboxes};
 use crate::store::{Database, StoreError};
@@ -49,6 +50,9 @@ pub enum OpError {
     /// for reads and writes).
     #[error("the database failed: {0}")]
     Database(#[from] StoreError),
+    /// Occurs when a sandbox cannot be set up.
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     /// Occurs when an inspection of the cache (the divergence check) cannot
     /// reach Redis.
     #[error("{0}")]
@@ -104,19 +108,21 @@ impl Playground {
     ) -> Result<ReadResult, OpError> {
         check_id(id)?;
         let sandbox = self.sandbox(sandbox)?;
+        let instance = sandbox.fleet.pick(options.instance.as_deref())?;
         let settings = sandbox.settings();
-        let engine = engine(&sandbox, &settings);
-        let started_at_ms = unix_millis();
+        let engine = engine(&sandbox, &settings, &instance);
+        let operation = Operation::Read { kind, id };
         let operation_id = options
             .operation_id
             .unwrap_or_else(|| self.next_operation_id());
+        let started = Started::new(operation_id, operation.clone(), origin, &instance);
         let mut recorder = if options.pause_before.is_empty() {
             Recorder::new()
         } else {
             let gate = SandboxGate {
                 sandbox: sandbox.clone(),
                 operation_id,
-                operation: Operation::Read { kind, id },
+                operation,
                 timeout: self.pause_timeout,
             };
             Recorder::with_breakpoints(options.pause_before, Arc::new(gate))
@@ -128,16 +134,7 @@ impl Playground {
             Err(_) => (Outcome::Failed, None),
         };
         let found = record.is_some();
-        let trace = self.publish(
-            &sandbox,
-            operation_id,
-            Operation::Read { kind, id },
-            origin,
-            outcome,
-            found,
-            recorder,
-            started_at_ms,
-        );
+        let trace = self.publish(&sandbox, started, outcome, found, recorder);
         answer?;
         Ok(ReadResult {
             kind,
@@ -164,7 +161,7 @@ impl Playground {
         change: WriteChange,
         origin: Origin,
     ) -> Result<WriteResult, OpError> {
-        self.write_with(sandbox, kind, id, change, origin, None)
+        self.write_with(sandbox, kind, id, change, origin, WriteOptions::default())
             .await
     }
 
@@ -180,7 +177,7 @@ impl Playground {
         id: u64,
         change: WriteChange,
         origin: Origin,
-        settings: Option<SandboxSettings>,
+        options: WriteOptions,
     ) -> Result<WriteResult, OpError> {
         check_id(id)?;
         let change = match change {
@@ -190,8 +187,9 @@ impl Playground {
             WriteChange::Delete => WriteChange::Delete,
         };
         let sandbox = self.sandbox(sandbox)?;
-        let settings = settings.unwrap_or_else(|| sandbox.settings());
-        let engine = engine(&sandbox, &settings);
+        let instance = sandbox.fleet.pick(options.instance.as_deref())?;
+        let settings = options.settings.unwrap_or_else(|| sandbox.settings());
+        let engine = engine(&sandbox, &settings, &instance);
         let started_at_ms = unix_millis();
         let mut recorder = Recorder::new();
         let (operation, answer) = match change {
@@ -217,17 +215,9 @@ impl Playground {
         if found {
             sandbox.row_changed(kind, id, unix_millis());
         }
-        let operation_id = self.next_operation_id();
-        let trace = self.publish(
-            &sandbox,
-            operation_id,
-            operation,
-            origin,
-            outcome,
-            found,
-            recorder,
-            started_at_ms,
-        );
+        let mut started = Started::new(self.next_operation_id(), operation, origin, &instance);
+        started.at_ms = started_at_ms;
+        let trace = self.publish(&sandbox, started, outcome, found, recorder);
         let answer = answer?;
         Ok(WriteResult {
             kind,
@@ -326,33 +316,30 @@ impl Playground {
 
     /// Turns a finished recording into a trace: counts it, keeps it for late
     /// watchers and publishes it. Returns the trace.
-    #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         sandbox: &Sandbox,
-        operation_id: u64,
-        operation: Operation,
-        origin: Origin,
+        started: Started,
         outcome: Outcome,
         found: bool,
         recorder: Recorder,
-        started_at_ms: u64,
     ) -> Trace {
         let (steps, took) = recorder.finish();
         let trace = Trace {
-            id: operation_id,
+            id: started.operation_id,
             sandbox: sandbox.id.clone(),
-            operation,
-            origin,
+            operation: started.operation,
+            origin: started.origin,
+            instance: started.instance,
             outcome,
             found,
             steps,
             total_us: micros(took),
-            started_at_ms,
+            started_at_ms: started.at_ms,
         };
         let stats = sandbox.update_stats(|s| {
             match outcome {
-                Outcome::Hit => s.hits += 1,
+                Outcome::Hit | Outcome::NearHit => s.hits += 1,
                 Outcome::NullHit => s.null_hits += 1,
                 Outcome::Miss => s.misses += 1,
                 Outcome::Fallback => s.fallbacks += 1,
@@ -393,6 +380,8 @@ pub struct ReadOptions {
     /// Use this operation id (from [`Playground::next_operation_id`]), so a
     /// caller can refer to the operation before it finishes.
     pub operation_id: Option<u64>,
+    /// The instance that serves the read; round-robin when `None`.
+    pub instance: Option<String>,
 }
 
 /// Holds an operation of a sandbox at its breakpoints, telling every
@@ -435,14 +424,57 @@ impl Gate for SandboxGate {
     }
 }
 
-/// The cache-aside engine for one sandbox and a snapshot of its settings.
-fn engine<'a>(sandbox: &'a Sandbox, settings: &'a SandboxSettings) -> CacheAside<'a> {
+/// The cache-aside engine for one sandbox, one of its instances and a
+/// snapshot of its settings.
+fn engine<'a>(
+    sandbox: &'a Sandbox,
+    settings: &'a SandboxSettings,
+    instance: &'a Instance,
+) -> CacheAside<'a> {
     CacheAside {
-        cache: &sandbox.cache,
+        cache: &instance.cache,
         database: &sandbox.database,
         settings,
         sandbox: &sandbox.id,
+        instance: Some(instance),
+        fleet: Some(&sandbox.fleet),
     }
+}
+
+/// What is known of an operation when it starts.
+struct Started {
+    operation_id: u64,
+    operation: Operation,
+    origin: Origin,
+    instance: Option<String>,
+    at_ms: u64,
+}
+
+impl Started {
+    fn new(
+        operation_id: u64,
+        operation: Operation,
+        origin: Origin,
+        instance: &Instance,
+    ) -> Started {
+        Started {
+            operation_id,
+            operation,
+            origin,
+            instance: Some(instance.name.clone()),
+            at_ms: unix_millis(),
+        }
+    }
+}
+
+/// Options of a write.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// Settings for this one write instead of the sandbox's (the scenarios
+    /// use it).
+    pub settings: Option<SandboxSettings>,
+    /// The instance that writes; round-robin when `None`.
+    pub instance: Option<String>,
 }
 
 /// Serializes a protocol message; our types always serialize.

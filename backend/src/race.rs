@@ -66,8 +66,8 @@ pub struct Entry<'a> {
     pub ttl_secs: u64,
 }
 
-/// A token unique within this process, for leases.
-fn lease_token() -> String {
+/// A token unique within this process, for leases and messages.
+pub(crate) fn unique_token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -94,7 +94,7 @@ impl CacheAside<'_> {
         if self.settings.race_fix != RaceFix::Lease {
             return None;
         }
-        let token = lease_token();
+        let token = unique_token();
         let call = self
             .cache
             .set_px(&self.lease_key(kind, id), &token, LEASE_MS);

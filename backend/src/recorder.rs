@@ -163,6 +163,55 @@ impl Recorder {
         }
     }
 
+    /// Looks something up in the process's own memory (a near cache) and
+    /// records it: found is a hit, not found a miss.
+    pub fn local<T>(
+        &mut self,
+        node: NodeId,
+        text: String,
+        lookup: impl FnOnce() -> Option<T>,
+    ) -> Option<T> {
+        let start = Instant::now();
+        let found = lookup();
+        let took = start.elapsed();
+        let (reply, status) = match found {
+            Some(_) => ("found".to_string(), StepStatus::Hit),
+            None => ("not found".to_string(), StepStatus::Miss),
+        };
+        self.push(
+            node,
+            Action::Note(text),
+            reply,
+            status,
+            took,
+            Duration::ZERO,
+        );
+        found
+    }
+
+    /// Records that a message sent at `via` arrived at `node` after `delay`
+    /// (or, with an error status, that it never did).
+    pub fn received(
+        &mut self,
+        node: NodeId,
+        via: NodeId,
+        text: String,
+        status: StepStatus,
+        delay: Duration,
+    ) {
+        self.push(
+            node,
+            Action::Note(text),
+            String::new(),
+            status,
+            delay,
+            Duration::ZERO,
+        );
+        if let Some(step) = self.steps.last_mut() {
+            step.via = Some(via);
+        }
+    }
+
     /// Time since the operation started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
@@ -205,6 +254,7 @@ impl Recorder {
             status,
             duration_us: micros(took),
             simulated_delay_us: micros(delayed),
+            via: None,
         });
     }
 }

@@ -15,6 +15,7 @@ use shared::{Kind, SandboxId, SandboxSettings, Stats, Trace};
 
 use crate::cache::Cache;
 use crate::feed::TraceFeed;
+use crate::instance::Fleet;
 use crate::store::{Database, StoreError};
 
 /// How many traces a sandbox keeps for browsers that connect later.
@@ -29,7 +30,9 @@ pub struct Sandbox {
     /// This sandbox's database.
     pub database: Database,
     /// Traces of this sandbox's operations, for the browsers watching it.
-    pub feed: TraceFeed,
+    pub feed: Arc<TraceFeed>,
+    /// The application instances serving this sandbox.
+    pub fleet: Fleet,
     /// Std mutexes: each is held for a copy or an update, never across an
     /// `await`.
     settings: Mutex<SandboxSettings>,
@@ -59,10 +62,13 @@ impl Sandbox {
     /// Replaces the settings, keeping the key prefix (changing it would
     /// orphan every cached key).
     pub fn set_settings(&self, mut settings: SandboxSettings) -> SandboxSettings {
-        let mut current = lock(&self.settings);
-        settings.key_prefix = current.key_prefix.clone();
-        *current = settings;
-        current.clone()
+        let previous = {
+            let mut current = lock(&self.settings);
+            settings.key_prefix = current.key_prefix.clone();
+            std::mem::replace(&mut *current, settings.clone())
+        };
+        self.fleet.apply(&settings, Some(&previous));
+        settings
     }
 
     /// The counters so far.
@@ -145,6 +151,17 @@ impl Sandbox {
     }
 }
 
+/// Why a sandbox could not be created. Each variant says when it occurs.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Occurs when the sandbox's database file cannot be created.
+    #[error(transparent)]
+    Database(#[from] StoreError),
+    /// Occurs when the instances' Redis connections cannot be set up.
+    #[error("cannot set up the instances' Redis connections: {0}")]
+    Cache(#[from] crate::cache::CacheError),
+}
+
 /// All sandboxes, created on first use.
 pub struct Sandboxes {
     defaults: SandboxSettings,
@@ -181,8 +198,8 @@ impl Sandboxes {
     /// The sandbox with this name, created if new.
     ///
     /// # Errors
-    /// When a new sandbox's database cannot be created.
-    pub fn get(&self, id: &SandboxId) -> Result<Arc<Sandbox>, StoreError> {
+    /// When a new sandbox's database or connections cannot be created.
+    pub fn get(&self, id: &SandboxId) -> Result<Arc<Sandbox>, SandboxError> {
         if let Some(sandbox) = lock(&self.map).get(id) {
             return Ok(sandbox.clone());
         }
@@ -193,13 +210,17 @@ impl Sandboxes {
         } else {
             Database::open(&self.sandbox_dir.join(format!("{id}.sqlite3")))?
         };
+        let feed = Arc::new(TraceFeed::new(self.feed_capacity));
+        let channel = format!("{}{id}:invalidation", self.defaults.key_prefix);
+        let fleet = Fleet::new(&self.cache, channel, feed.clone(), &self.defaults)?;
         let mut map = lock(&self.map);
         let sandbox = map.entry(id.clone()).or_insert_with(|| {
             Arc::new(Sandbox {
                 id: id.clone(),
                 cache: self.cache.clone(),
                 database,
-                feed: TraceFeed::new(self.feed_capacity),
+                feed,
+                fleet,
                 settings: Mutex::new(self.defaults.clone()),
                 stats: Mutex::new(Stats::default()),
                 recent: Mutex::new(VecDeque::new()),

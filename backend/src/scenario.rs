@@ -11,7 +11,7 @@ use shared::{
 };
 
 use crate::cache_aside::MISSING_MARKER;
-use crate::playground::{OpError, Playground, ReadOptions};
+use crate::playground::{OpError, Playground, ReadOptions, WriteOptions};
 use crate::race::marker_version;
 
 /// How long the scenario waits for the reader to reach its breakpoint.
@@ -77,6 +77,7 @@ impl Playground {
             let options = ReadOptions {
                 pause_before: vec![STORE_IN_CACHE],
                 operation_id: Some(operation_id),
+                instance: None,
             };
             tokio::spawn(async move {
                 playground
@@ -117,7 +118,10 @@ impl Playground {
                 id,
                 WriteChange::Update { name },
                 Origin::Scenario,
-                Some(writer_settings),
+                WriteOptions {
+                    settings: Some(writer_settings),
+                    instance: None,
+                },
             )
             .await?;
         let after = written.record.clone();

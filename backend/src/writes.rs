@@ -16,11 +16,18 @@
 //! The hybrid strategy picks one of these by data class (see
 //! [`shared::WriteStrategy::action_for`]).
 
-use shared::diagram::nodes::{RETURN_WRITTEN, UPDATE_CACHE, WRITE_DATABASE, WRITE_REQUEST};
+use std::time::{Duration, Instant};
+
+use shared::diagram::nodes::{
+    self, PUBLISH, RETURN_WRITTEN, UPDATE_CACHE, WRITE_DATABASE, WRITE_REQUEST,
+};
 use shared::{CacheWrite, Kind, RaceFix, Record, StepStatus};
 
 use crate::cache_aside::{encode, CacheAside};
-use crate::race::{Entry, DELETED_VERSION};
+use crate::race::{unique_token, Entry, DELETED_VERSION};
+
+/// The longest a writer waits for the instances' receipts.
+const RECEIPT_WAIT: Duration = Duration::from_millis(500);
 use crate::recorder::Recorder;
 use crate::store::StoreError;
 
@@ -51,7 +58,7 @@ impl CacheAside<'_> {
         trace.note(
             WRITE_REQUEST,
             StepStatus::Ok,
-            format!("update {kind}/{id}: name = {name:?}"),
+            self.describe(&format!("update {kind}/{id}: name = {name:?}")),
         );
 
         // 1. The database first: if the cache were changed first, a reader
@@ -82,7 +89,11 @@ impl CacheAside<'_> {
         id: u64,
         trace: &mut Recorder,
     ) -> Result<WriteAnswer, StoreError> {
-        trace.note(WRITE_REQUEST, StepStatus::Ok, format!("delete {kind}/{id}"));
+        trace.note(
+            WRITE_REQUEST,
+            StepStatus::Ok,
+            self.describe(&format!("delete {kind}/{id}")),
+        );
 
         // 1. The database first.
         let removed = trace
@@ -116,11 +127,75 @@ impl CacheAside<'_> {
         new: Option<&Record>,
         trace: &mut Recorder,
     ) -> String {
-        match self.settings.write_strategy.action_for(kind) {
+        let key = self.cache_key(kind, id);
+        let done = match self.settings.write_strategy.action_for(kind) {
             CacheWrite::Invalidate => self.invalidate(kind, id, new, trace).await,
-            CacheWrite::LeaveToTtl => self.leave_until_ttl(&self.cache_key(kind, id), trace).await,
+            // TTL only means no invalidation at all, near copies included.
+            CacheWrite::LeaveToTtl => return self.leave_until_ttl(&key, trace).await,
             CacheWrite::WriteThrough => self.write_through(kind, id, new, trace).await,
+        };
+        match self.publish_invalidation(&key, trace).await {
+            Some(published) => format!("{done}; {published}"),
+            None => done,
         }
+    }
+
+    /// Tutorial step 3.5: with near caches on, every instance holds its own
+    /// copy, so the writer drops its own at once and publishes the key on
+    /// the sandbox's channel; each instance's subscriber drops its copy.
+    /// The writer waits briefly for the receipts, so the trace shows each
+    /// instance's delay, and which one missed the message.
+    async fn publish_invalidation(&self, key: &str, trace: &mut Recorder) -> Option<String> {
+        let fleet = self
+            .fleet
+            .filter(|f| f.enabled() && self.settings.near_cache)?;
+        if let Some(me) = self.instance {
+            me.near_drop(key);
+        }
+        let token = unique_token();
+        let sent = Instant::now();
+        let message = format!("{token} {key}");
+        let listeners = trace
+            .redis(PUBLISH, self.cache.publish(&fleet.channel, &message))
+            .await
+            .ok()?;
+        let receipts = fleet
+            .receipts
+            .collect(&token, listeners.max(0) as usize, RECEIPT_WAIT)
+            .await;
+        for instance in &fleet.instances {
+            let Some(node) = nodes::instance(instance.index) else {
+                continue;
+            };
+            match receipts.iter().find(|(index, _)| *index == instance.index) {
+                Some((_, at)) => {
+                    let text = format!(
+                        "instance {} dropped {key} from its near cache",
+                        instance.name
+                    );
+                    trace.received(
+                        node,
+                        PUBLISH,
+                        text,
+                        StepStatus::Ok,
+                        at.saturating_duration_since(sent),
+                    );
+                }
+                None => {
+                    // Pub/Sub delivers at most once: this one is lost.
+                    let text = format!(
+                        "instance {} missed it (not subscribed): its near copy may be stale for up to {} s",
+                        instance.name, self.settings.near_ttl_secs
+                    );
+                    trace.received(node, PUBLISH, text, StepStatus::Error, Duration::ZERO);
+                }
+            }
+        }
+        Some(format!(
+            "published the key; {} of {} instances received it",
+            receipts.len(),
+            fleet.instances.len()
+        ))
     }
 
     /// Delete on write: drop the key, so the next reader misses and loads

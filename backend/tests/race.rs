@@ -98,6 +98,7 @@ async fn a_paused_read_waits_for_continue() {
             let options = ReadOptions {
                 pause_before: vec![STORE_IN_CACHE],
                 operation_id: Some(operation_id),
+                ..ReadOptions::default()
             };
             playground
                 .read_with(&sandbox, Kind::Users, 3, Origin::Browser, options)
@@ -145,6 +146,7 @@ async fn a_forgotten_pause_times_out() {
     let options = ReadOptions {
         pause_before: vec![STORE_IN_CACHE],
         operation_id: None,
+        ..ReadOptions::default()
     };
     let read = tokio::time::timeout(
         Duration::from_secs(30),

@@ -54,6 +54,19 @@ pub mod nodes {
     pub const UPDATE_CACHE: NodeId = NodeId::new("update_cache");
     /// Answer the writer.
     pub const RETURN_WRITTEN: NodeId = NodeId::new("return_written");
+    /// Look in the serving instance's own in-process cache first.
+    pub const NEAR_CACHE: NodeId = NodeId::new("near_cache");
+    /// Tell every instance, over Redis Pub/Sub, to drop its near copy.
+    pub const PUBLISH: NodeId = NodeId::new("publish");
+    /// The application instances, receiving invalidations.
+    pub const INSTANCE_A: NodeId = NodeId::new("instance_a");
+    pub const INSTANCE_B: NodeId = NodeId::new("instance_b");
+    pub const INSTANCE_C: NodeId = NodeId::new("instance_c");
+
+    /// The node of instance number `index` (0 for A), if the diagram has one.
+    pub fn instance(index: usize) -> Option<NodeId> {
+        [INSTANCE_A, INSTANCE_B, INSTANCE_C].get(index).cloned()
+    }
 }
 
 /// Which part of the system a node belongs to; the UI colours nodes by it.
@@ -239,139 +252,165 @@ impl Diagram {
         }
     }
 
-    /// The cache-aside read: check Redis, return on a hit; on a miss read the
-    /// database, store the value with a TTL and return it; if Redis fails,
-    /// fall back to the database and skip the store. Below it, the write
-    /// path: the database first, then the cache as the strategy says.
+    /// The cache-aside diagram. Reads: check the instance's near cache (when
+    /// on), then Redis; on a hit return; on a miss read the database, store
+    /// the value with a TTL and return it; if Redis fails, fall back to the
+    /// database. Writes: the database first, then the cache as the strategy
+    /// says, then (with near caches) a Pub/Sub message that every instance
+    /// receives.
     pub fn cache_aside_read() -> Diagram {
         use nodes::*;
-        let node = |id: NodeId, title: &str, detail: &str, system, shape, x, y| Node {
-            id,
-            title: title.into(),
-            detail: detail.into(),
-            system,
-            shape,
-            flow: if y >= 400.0 { 1 } else { 0 },
-            x,
-            y,
-            width: 190.0,
-            height: 80.0,
-        };
+        const W: f64 = 170.0;
+        let node =
+            |id: NodeId, title: &str, detail: &str, system, shape, column: usize, row: usize| {
+                let x = 20.0 + column as f64 * (W + 50.0);
+                let y = [90.0, 300.0, 510.0, 700.0][row];
+                Node {
+                    id,
+                    title: title.into(),
+                    detail: detail.into(),
+                    system,
+                    shape,
+                    flow: if row >= 2 { 1 } else { 0 },
+                    x,
+                    y,
+                    width: W,
+                    height: 80.0,
+                }
+            };
         let edge = |from: NodeId, to: NodeId, label: &str, bend| Edge {
             from,
             to,
             label: label.into(),
             bend,
         };
+        use NodeShape::{Box as Step, Terminal};
+        use System::{App, Database, Redis};
         Diagram {
-            width: 1050.0,
-            height: 560.0,
+            width: 1090.0,
+            height: 800.0,
             nodes: vec![
+                node(REQUEST, "Request", "read one record", App, Terminal, 0, 0),
                 node(
-                    REQUEST,
-                    "Request",
-                    "read one record",
-                    System::App,
-                    NodeShape::Terminal,
-                    20.0,
-                    40.0,
+                    NEAR_CACHE,
+                    "Near cache",
+                    "this instance's memory",
+                    App,
+                    Step,
+                    1,
+                    0,
                 ),
-                node(
-                    CHECK_CACHE,
-                    "Check Redis",
-                    "GET key",
-                    System::Redis,
-                    NodeShape::Box,
-                    300.0,
-                    40.0,
-                ),
+                node(CHECK_CACHE, "Check Redis", "GET key", Redis, Step, 2, 0),
                 node(
                     RETURN_CACHED,
-                    "Return cached value",
+                    "Return cached",
                     "no database work",
-                    System::App,
-                    NodeShape::Terminal,
-                    840.0,
-                    40.0,
+                    App,
+                    Terminal,
+                    4,
+                    0,
                 ),
                 node(
                     CACHE_ERROR,
                     "Redis unavailable",
                     "log it, carry on",
-                    System::App,
-                    NodeShape::Box,
-                    20.0,
-                    250.0,
+                    App,
+                    Step,
+                    1,
+                    1,
                 ),
                 node(
                     QUERY_DATABASE,
                     "Query database",
                     "SELECT ... WHERE id = ?",
-                    System::Database,
-                    NodeShape::Box,
-                    300.0,
-                    250.0,
+                    Database,
+                    Step,
+                    2,
+                    1,
                 ),
                 node(
                     STORE_IN_CACHE,
                     "Store in Redis",
                     "SET key value EX ttl",
-                    System::Redis,
-                    NodeShape::Box,
-                    580.0,
-                    250.0,
+                    Redis,
+                    Step,
+                    3,
+                    1,
                 ),
                 node(
                     RETURN_LOADED,
-                    "Return loaded value",
+                    "Return loaded",
                     "next read is a hit",
-                    System::App,
-                    NodeShape::Terminal,
-                    840.0,
-                    250.0,
+                    App,
+                    Terminal,
+                    4,
+                    1,
                 ),
                 node(
                     WRITE_REQUEST,
                     "Write request",
                     "update or delete",
-                    System::App,
-                    NodeShape::Terminal,
-                    20.0,
-                    460.0,
+                    App,
+                    Terminal,
+                    0,
+                    2,
                 ),
                 node(
                     WRITE_DATABASE,
                     "Write database",
                     "UPDATE / DELETE first",
-                    System::Database,
-                    NodeShape::Box,
-                    300.0,
-                    460.0,
+                    Database,
+                    Step,
+                    1,
+                    2,
                 ),
                 node(
                     UPDATE_CACHE,
                     "Then the cache",
                     "per write strategy",
-                    System::Redis,
-                    NodeShape::Box,
-                    580.0,
-                    460.0,
+                    Redis,
+                    Step,
+                    2,
+                    2,
+                ),
+                node(PUBLISH, "Publish", "PUBLISH channel key", Redis, Step, 3, 2),
+                node(RETURN_WRITTEN, "Return", "write done", App, Terminal, 4, 2),
+                node(
+                    INSTANCE_A,
+                    "Instance A",
+                    "drops its near copy",
+                    App,
+                    Step,
+                    2,
+                    3,
                 ),
                 node(
-                    RETURN_WRITTEN,
-                    "Return",
-                    "write done",
-                    System::App,
-                    NodeShape::Terminal,
-                    840.0,
-                    460.0,
+                    INSTANCE_B,
+                    "Instance B",
+                    "drops its near copy",
+                    App,
+                    Step,
+                    3,
+                    3,
+                ),
+                node(
+                    INSTANCE_C,
+                    "Instance C",
+                    "drops its near copy",
+                    App,
+                    Step,
+                    4,
+                    3,
                 ),
             ],
             edges: vec![
-                edge(REQUEST, CHECK_CACHE, "", 0.0),
-                edge(WRITE_REQUEST, WRITE_DATABASE, "", 0.0),
-                edge(WRITE_DATABASE, UPDATE_CACHE, "then", 0.0),
-                edge(UPDATE_CACHE, RETURN_WRITTEN, "", 0.0),
+                edge(REQUEST, NEAR_CACHE, "", 0.0),
+                edge(NEAR_CACHE, CHECK_CACHE, "near miss", 0.0),
+                // Over the top of the row, clear of "Check Redis".
+                edge(NEAR_CACHE, RETURN_CACHED, "near hit", -90.0),
+                // With near caches off the read goes straight to Redis,
+                // under the near-cache box.
+                edge(REQUEST, CHECK_CACHE, "", 110.0),
                 edge(CHECK_CACHE, RETURN_CACHED, "hit", 0.0),
                 edge(CHECK_CACHE, QUERY_DATABASE, "miss", 0.0),
                 edge(CHECK_CACHE, CACHE_ERROR, "error", 0.0),
@@ -380,6 +419,14 @@ impl Diagram {
                 edge(STORE_IN_CACHE, RETURN_LOADED, "", 0.0),
                 // After a fallback the store is skipped: Redis just failed.
                 edge(QUERY_DATABASE, RETURN_LOADED, "skip store", 100.0),
+                edge(WRITE_REQUEST, WRITE_DATABASE, "", 0.0),
+                edge(WRITE_DATABASE, UPDATE_CACHE, "then", 0.0),
+                edge(UPDATE_CACHE, PUBLISH, "", 0.0),
+                edge(PUBLISH, RETURN_WRITTEN, "", 0.0),
+                edge(UPDATE_CACHE, RETURN_WRITTEN, "no near caches", -130.0),
+                edge(PUBLISH, INSTANCE_A, "", 0.0),
+                edge(PUBLISH, INSTANCE_B, "", 0.0),
+                edge(PUBLISH, INSTANCE_C, "", 0.0),
             ],
         }
     }
@@ -461,10 +508,10 @@ mod tests {
     #[test]
     fn edges_start_on_the_border_of_their_node() {
         let d = Diagram::cache_aside_read();
-        let e = d.edge(&nodes::REQUEST, &nodes::CHECK_CACHE).unwrap();
+        let e = d.edge(&nodes::REQUEST, &nodes::NEAR_CACHE).unwrap();
         let [start, _, end] = d.edge_curve(e).unwrap();
-        assert_eq!(start, (210.0, 80.0));
-        assert_eq!(end, (300.0, 80.0));
+        assert_eq!(start, (190.0, 130.0));
+        assert_eq!(end, (240.0, 130.0));
     }
 
     #[test]

@@ -28,7 +28,14 @@ pub enum ClientMessage {
         /// steps until a [`ClientMessage::Continue`] (or a timeout).
         #[serde(default)]
         pause_before: Vec<NodeId>,
+        /// The application instance to serve the read (`A`, `B`, `C`);
+        /// round-robin when absent.
+        #[serde(default)]
+        instance: Option<String>,
     },
+    /// Cuts (`connected: false`) or restores an instance's Pub/Sub
+    /// subscription, to watch a missed invalidation and the recovery.
+    SetInstanceLink { instance: String, connected: bool },
     /// Lets a paused operation go on.
     Continue { operation_id: u64 },
     /// Runs a preset scenario in the sandbox.
@@ -40,6 +47,9 @@ pub enum ClientMessage {
         kind: Kind,
         id: u64,
         change: WriteChange,
+        /// The instance that writes (and publishes); round-robin when absent.
+        #[serde(default)]
+        instance: Option<String>,
     },
     /// Compare what Redis holds with the database for every cached key of
     /// the sandbox; answered with [`ServerMessage::Divergence`].
@@ -72,6 +82,19 @@ pub struct ScenarioResult {
     pub database: String,
     /// What happened, step by step, in words.
     pub story: Vec<String>,
+}
+
+/// One application instance of a sandbox, as the UI shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceState {
+    /// `A`, `B`, `C`...
+    pub name: String,
+    /// Whether its Pub/Sub subscription is up.
+    pub subscribed: bool,
+    /// Entries in its near cache.
+    pub near_entries: u64,
+    /// Invalidations it received over Pub/Sub.
+    pub received: u64,
 }
 
 /// What a write does to a record.
@@ -132,6 +155,9 @@ pub enum ServerMessage {
         request_id: u64,
         result: ScenarioResult,
     },
+    /// The sandbox's application instances and their state; sent in the
+    /// greeting's wake and whenever a link changes.
+    Instances { instances: Vec<InstanceState> },
     /// The sandbox's settings changed.
     Settings { settings: SandboxSettings },
     /// This client fell behind and `count` traces were dropped for it; the
@@ -232,6 +258,7 @@ mod tests {
                 kind: Kind::Users,
                 id: 42,
                 pause_before: vec![],
+                instance: None,
             }
         );
     }

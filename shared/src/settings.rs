@@ -97,6 +97,18 @@ pub struct SandboxSettings {
     /// latencies vary, and races need that.
     #[serde(default)]
     pub db_jitter_percent: u64,
+    /// Whether each application instance keeps an in-process "near" cache
+    /// in front of Redis, kept coherent by Pub/Sub invalidation.
+    #[serde(default)]
+    pub near_cache: bool,
+    /// How long a near-cache entry lives, in seconds: the bound on staleness
+    /// for an instance that missed an invalidation.
+    #[serde(default = "default_near_ttl")]
+    pub near_ttl_secs: u64,
+}
+
+fn default_near_ttl() -> u64 {
+    30
 }
 
 impl Default for SandboxSettings {
@@ -110,6 +122,8 @@ impl Default for SandboxSettings {
             write_strategy: WriteStrategy::DeleteOnWrite,
             race_fix: RaceFix::None,
             db_jitter_percent: 0,
+            near_cache: false,
+            near_ttl_secs: default_near_ttl(),
         }
     }
 }
@@ -222,6 +236,7 @@ impl SandboxSettings {
         check("null_ttl_secs", self.null_ttl_secs, Self::CACHE_TTL_SECS)?;
         check("db_latency_ms", self.db_latency_ms, Self::DB_LATENCY_MS)?;
         check("db_jitter_percent", self.db_jitter_percent, (0, 100))?;
+        check("near_ttl_secs", self.near_ttl_secs, Self::CACHE_TTL_SECS)?;
         check(
             "redis_timeout_ms",
             self.redis_timeout_ms,

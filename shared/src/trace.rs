@@ -15,6 +15,9 @@ pub struct Trace {
     pub sandbox: SandboxId,
     pub operation: Operation,
     pub origin: Origin,
+    /// The application instance that served the operation (`A`, `B`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     pub outcome: Outcome,
     /// Whether the record exists.
     pub found: bool,
@@ -104,6 +107,8 @@ impl Origin {
 pub enum Outcome {
     /// The value was in Redis.
     Hit,
+    /// The value was in the serving instance's own near cache: no network.
+    NearHit,
     /// Redis held a "does not exist" marker: the database was not asked.
     NullHit,
     /// Redis did not have the key; the database answered and Redis was filled.
@@ -119,13 +124,14 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the answer came from the cache.
     pub fn from_cache(self) -> bool {
-        matches!(self, Outcome::Hit | Outcome::NullHit)
+        matches!(self, Outcome::Hit | Outcome::NearHit | Outcome::NullHit)
     }
 
     /// The label the UI shows.
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Hit => "hit",
+            Outcome::NearHit => "near hit",
             Outcome::NullHit => "null hit",
             Outcome::Miss => "miss",
             Outcome::Fallback => "fallback",
@@ -150,6 +156,10 @@ pub struct TraceStep {
     /// Delay the playground added on purpose to imitate a slow database,
     /// in microseconds. Reported apart so it is never mistaken for real time.
     pub simulated_delay_us: u64,
+    /// Where the step's message came from, when not from the previous step
+    /// (an instance receives a Pub/Sub message from the publish step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<NodeId>,
 }
 
 /// What a step did.

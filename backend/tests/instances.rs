@@ -1,0 +1,282 @@
+//! Several application instances with near caches, kept coherent by Redis
+//! Pub/Sub invalidation, on real connections (tutorial step 3.5).
+
+mod common;
+
+use std::time::Duration;
+
+use backend::feed::FeedEvent;
+use backend::playground::{ReadOptions, WriteOptions};
+use shared::{
+    Kind, Origin, Outcome, Record, SandboxId, ServerMessage, StepStatus, Trace, WriteChange,
+};
+
+fn near_caches_on(c: &mut backend::Config) {
+    c.near_cache = true;
+    c.db_latency_ms = 0;
+}
+
+async fn read_at(t: &common::TestBackend, instance: &str, id: u64) -> shared::ReadResult {
+    let options = ReadOptions {
+        instance: Some(instance.into()),
+        ..ReadOptions::default()
+    };
+    t.backend
+        .playground
+        .read_with(
+            &SandboxId::default_sandbox(),
+            Kind::Users,
+            id,
+            Origin::Rest,
+            options,
+        )
+        .await
+        .unwrap()
+}
+
+async fn rename_at(
+    t: &common::TestBackend,
+    instance: &str,
+    id: u64,
+    name: &str,
+) -> shared::WriteResult {
+    let options = WriteOptions {
+        instance: Some(instance.into()),
+        ..WriteOptions::default()
+    };
+    let change = WriteChange::Update { name: name.into() };
+    t.backend
+        .playground
+        .write_with(
+            &SandboxId::default_sandbox(),
+            Kind::Users,
+            id,
+            change,
+            Origin::Rest,
+            options,
+        )
+        .await
+        .unwrap()
+}
+
+/// Waits until every instance's subscription is up.
+async fn wait_subscribed(t: &common::TestBackend, expected: usize) {
+    let sandbox = t
+        .backend
+        .playground
+        .sandbox(&SandboxId::default_sandbox())
+        .unwrap();
+    for _ in 0..200 {
+        if sandbox
+            .fleet
+            .states()
+            .iter()
+            .filter(|s| s.subscribed)
+            .count()
+            == expected
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("subscriptions: {:?}", sandbox.fleet.states());
+}
+
+fn name_of(record: &Option<Record>) -> String {
+    record
+        .as_ref()
+        .map(|r| r.title().to_string())
+        .unwrap_or_default()
+}
+
+/// Each instance answers from its own near cache once it has the value;
+/// a write on one instance reaches the others over Pub/Sub, and their next
+/// reads see the new row.
+#[tokio::test]
+async fn a_write_on_one_instance_invalidates_every_near_cache() {
+    let t = common::start(near_caches_on);
+    wait_subscribed(&t, 3).await;
+    let mut feed = t
+        .backend
+        .playground
+        .subscribe(&SandboxId::default_sandbox())
+        .unwrap();
+    for instance in ["A", "B", "C"] {
+        read_at(&t, instance, 1).await;
+    }
+    for instance in ["A", "B", "C"] {
+        assert_eq!(
+            read_at(&t, instance, 1).await.outcome,
+            Outcome::NearHit,
+            "instance {instance}"
+        );
+    }
+
+    let written = rename_at(&t, "A", 1, "Everywhere Now").await;
+    assert!(
+        written
+            .cache_action
+            .contains("3 of 3 instances received it"),
+        "{}",
+        written.cache_action
+    );
+    let trace = write_trace(&mut feed).await;
+    let nodes: Vec<_> = trace.steps.iter().map(|s| s.node.as_str()).collect();
+    assert_eq!(
+        nodes,
+        [
+            "write_request",
+            "write_database",
+            "update_cache",
+            "publish",
+            "instance_a",
+            "instance_b",
+            "instance_c",
+            "return_written"
+        ]
+    );
+    assert!(trace.steps[3]
+        .action
+        .text()
+        .starts_with("PUBLISH cache:default:invalidation "));
+    assert_eq!(trace.steps[3].reply, "(integer) 3");
+    for step in &trace.steps[4..7] {
+        assert_eq!(step.status, StepStatus::Ok, "{step:?}");
+        assert_eq!(step.via.as_ref().map(|v| v.as_str()), Some("publish"));
+    }
+    assert_eq!(trace.instance.as_deref(), Some("A"));
+
+    for instance in ["B", "C"] {
+        let read = read_at(&t, instance, 1).await;
+        assert_ne!(
+            read.outcome,
+            Outcome::NearHit,
+            "instance {instance} dropped its copy"
+        );
+        assert_eq!(name_of(&read.record), "Everywhere Now");
+    }
+}
+
+/// Pub/Sub is at most once: an instance whose subscription is cut misses
+/// the message and serves its stale near copy; when it resubscribes it
+/// clears its near cache, and reads are fresh again.
+#[tokio::test]
+async fn a_disconnected_instance_misses_the_message_and_recovers_on_resubscribe() {
+    let t = common::start(near_caches_on);
+    wait_subscribed(&t, 3).await;
+    let sandbox = t
+        .backend
+        .playground
+        .sandbox(&SandboxId::default_sandbox())
+        .unwrap();
+    let before = read_at(&t, "B", 2).await;
+    assert_eq!(read_at(&t, "B", 2).await.outcome, Outcome::NearHit);
+
+    sandbox.fleet.set_link("B", false).unwrap();
+    wait_subscribed(&t, 2).await;
+    let mut feed = t
+        .backend
+        .playground
+        .subscribe(&SandboxId::default_sandbox())
+        .unwrap();
+    let written = rename_at(&t, "A", 2, "Missed By B").await;
+    assert!(
+        written.cache_action.contains("2 of 3"),
+        "{}",
+        written.cache_action
+    );
+    let trace = write_trace(&mut feed).await;
+    let missed = trace
+        .steps
+        .iter()
+        .find(|s| s.node.as_str() == "instance_b")
+        .unwrap();
+    assert_eq!(missed.status, StepStatus::Error);
+    assert!(
+        missed.action.text().contains("missed it"),
+        "{}",
+        missed.action.text()
+    );
+
+    // B still answers from its stale near copy.
+    let stale = read_at(&t, "B", 2).await;
+    assert_eq!(stale.outcome, Outcome::NearHit);
+    assert_eq!(name_of(&stale.record), name_of(&before.record));
+
+    // Resubscribing clears B's near cache: the next read is fresh.
+    sandbox.fleet.set_link("B", true).unwrap();
+    wait_subscribed(&t, 3).await;
+    let fresh = read_at(&t, "B", 2).await;
+    assert_ne!(fresh.outcome, Outcome::NearHit);
+    assert_eq!(name_of(&fresh.record), "Missed By B");
+}
+
+/// Without near caches nothing is published, and instances only differ by
+/// their connections; round-robin spreads reads over A, B and C.
+#[tokio::test]
+async fn without_near_caches_reads_go_round_robin_and_nothing_is_published() {
+    let t = common::start(|c| c.db_latency_ms = 0);
+    let mut served = Vec::new();
+    for _ in 0..3 {
+        let result = t.read(Kind::Users, 3).await;
+        let trace = t
+            .backend
+            .playground
+            .sandbox(&SandboxId::default_sandbox())
+            .unwrap()
+            .recent()[0]
+            .clone();
+        assert_eq!(trace.id, result.trace_id);
+        served.push(trace.instance.unwrap());
+    }
+    served.sort();
+    assert_eq!(served, ["A", "B", "C"]);
+    let written = rename_at(&t, "A", 3, "No Publish").await;
+    assert!(
+        !written.cache_action.contains("published"),
+        "{}",
+        written.cache_action
+    );
+    let err = t
+        .backend
+        .playground
+        .sandbox(&SandboxId::default_sandbox())
+        .unwrap()
+        .fleet
+        .set_link("A", false)
+        .unwrap_err();
+    assert!(err.to_string().contains("near caches"), "{err}");
+}
+
+/// A near copy lives only as long as the near TTL: the bound on staleness.
+#[tokio::test]
+async fn near_copies_expire_after_the_near_ttl() {
+    let t = common::start(|c| {
+        near_caches_on(c);
+        c.near_ttl_secs = 1;
+    });
+    wait_subscribed(&t, 3).await;
+    read_at(&t, "C", 4).await;
+    assert_eq!(read_at(&t, "C", 4).await.outcome, Outcome::NearHit);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(
+        read_at(&t, "C", 4).await.outcome,
+        Outcome::Hit,
+        "from Redis once the near copy expired"
+    );
+}
+
+async fn write_trace(feed: &mut backend::feed::Subscription) -> Trace {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("a message");
+        if let Some(FeedEvent::Message(json)) = event {
+            if let ServerMessage::Trace { trace, .. } = serde_json::from_str(&json).unwrap() {
+                if matches!(trace.operation, shared::Operation::Update { .. }) {
+                    return trace;
+                }
+            }
+        }
+    }
+}
