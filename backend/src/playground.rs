@@ -303,6 +303,7 @@ impl Playground {
             stats: sandbox.stats(),
             diagram: Diagram::cache_aside_read(),
             recent: sandbox.recent(),
+            instances: sandbox.fleet.states(),
         })
     }
 

@@ -191,6 +191,8 @@ impl CacheAside<'_> {
                 }
             }
         }
+        // The instances' counters changed: tell the watchers.
+        fleet.announce();
         Some(format!(
             "published the key; {} of {} instances received it",
             receipts.len(),

@@ -163,7 +163,10 @@ async fn curl_reads_appear_live_and_a_stopped_redis_shows_the_fallback() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     wait_for_log(&client, &["miss"]).await;
     let origin = text_of(&client, "[data-testid=log] .entry .origin").await;
-    assert_eq!(origin.as_deref(), Some("REST"));
+    assert!(
+        origin.as_deref().is_some_and(|o| o.starts_with("REST")),
+        "{origin:?}"
+    );
 
     server.stop_redis();
     let response = http_get(server.addr, "/api/v1/products/3?sandbox=e2e-curl").await;
@@ -408,5 +411,88 @@ async fn a_read_can_be_paused_and_continued_by_hand() {
     e2e::review_screenshot(&client, "paused-read", "[data-testid=paused]").await;
     click(&client, "[data-testid=paused] button").await;
     wait_for_log(&client, &["miss"]).await;
+    client.close().await.unwrap();
+}
+
+/// Near caches on three instances: B answers from its own memory; with
+/// B's link cut, a write on A misses B, whose next read is a stale near hit;
+/// reconnecting B clears its near cache.
+#[tokio::test]
+async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
+    let (server, _driver, client) = start_page("e2e-near", |c| c.db_latency_ms = 5).await;
+    set_speed(&client, "4").await;
+    click(&client, "[data-testid=near-cache]").await;
+    let sandbox = shared::SandboxId::parse("e2e-near").unwrap();
+    wait_for(&client, "all three subscribed", WAIT, || async {
+        let fleet = server.backend.sandbox(&sandbox).unwrap().fleet.states();
+        fleet.iter().all(|i| i.subscribed).then_some(())
+    })
+    .await;
+    let target = client
+        .find(Locator::Css("[data-testid=target-instance]"))
+        .await
+        .unwrap();
+    target.select_by_value("B").await.unwrap();
+    read_id(&client, "6").await;
+    wait_for_log(&client, &["miss"]).await;
+    read_id(&client, "6").await;
+    wait_for_log(&client, &["near hit", "miss"]).await;
+
+    click(&client, "[data-testid=link-B]").await;
+    wait_for(&client, "B's link to show as cut", WAIT, || async {
+        text_of(&client, "[data-testid=instance-B]")
+            .await
+            .filter(|t| t.contains("link cut"))
+    })
+    .await;
+    let target = client
+        .find(Locator::Css("[data-testid=target-instance]"))
+        .await
+        .unwrap();
+    target.select_by_value("A").await.unwrap();
+    let name = client
+        .find(Locator::Css("[data-testid=new-name]"))
+        .await
+        .unwrap();
+    name.send_keys("Changed On A").await.unwrap();
+    click(&client, "[data-testid=update]").await;
+    let write = wait_for(&client, "the write's result", WAIT, || async {
+        text_of(&client, "[data-testid=write-result]")
+            .await
+            .filter(|t| t.contains("instances received it"))
+    })
+    .await;
+    assert!(write.contains("2 of 3"), "{write}");
+    e2e::review_screenshot(&client, "instances-cut", "[data-testid=instance-B]").await;
+
+    let target = client
+        .find(Locator::Css("[data-testid=target-instance]"))
+        .await
+        .unwrap();
+    target.select_by_value("B").await.unwrap();
+    read_id(&client, "6").await;
+    wait_for_log(&client, &["near hit", "written", "near hit", "miss"]).await;
+    let result = text_of(&client, "[data-testid=result]").await.unwrap();
+    assert!(
+        !result.contains("Changed On A"),
+        "B served its stale copy: {result}"
+    );
+
+    click(&client, "[data-testid=link-B]").await;
+    wait_for(&client, "B to resubscribe", WAIT, || async {
+        text_of(&client, "[data-testid=instance-B]")
+            .await
+            .filter(|t| t.contains("subscribed") && !t.contains("cut"))
+    })
+    .await;
+    read_id(&client, "6").await;
+    wait_for(&client, "a fresh read on B", WAIT, || async {
+        log_outcomes(&client)
+            .await
+            .first()
+            .filter(|o| *o == "hit" || *o == "miss")
+            .cloned()
+    })
+    .await;
     client.close().await.unwrap();
 }

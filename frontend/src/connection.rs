@@ -67,13 +67,26 @@ impl Connection {
     /// Reads a record, pausing before the steps at `pause_before`.
     pub fn read_stepping(&self, kind: Kind, id: u64, pause_before: Vec<NodeId>) -> bool {
         let request_id = self.next_request_id();
+        let instance = self.inner.state.target_instance.get_untracked();
         let message = ClientMessage::Read {
             request_id,
             kind,
             id,
             pause_before,
+            instance,
         };
         self.send(&message, true)
+    }
+
+    /// Cuts or restores an instance's Pub/Sub subscription.
+    pub fn set_instance_link(&self, instance: String, connected: bool) -> bool {
+        self.send(
+            &ClientMessage::SetInstanceLink {
+                instance,
+                connected,
+            },
+            false,
+        )
     }
 
     /// Lets a paused operation go on.
@@ -96,15 +109,15 @@ impl Connection {
     /// Asks the back end to change or remove a record.
     pub fn write(&self, kind: Kind, id: u64, change: WriteChange) -> bool {
         let request_id = self.next_request_id();
-        self.send(
-            &ClientMessage::Write {
-                request_id,
-                kind,
-                id,
-                change,
-            },
-            true,
-        )
+        let instance = self.inner.state.target_instance.get_untracked();
+        let message = ClientMessage::Write {
+            request_id,
+            kind,
+            id,
+            change,
+            instance,
+        };
+        self.send(&message, true)
     }
 
     /// Asks the back end to compare the cache with the database.

@@ -4,8 +4,9 @@ use std::collections::VecDeque;
 
 use leptos::prelude::*;
 use shared::{
-    Diagram, DivergenceReport, NodeId, Operation, ReadResult, SandboxId, SandboxSettings,
-    ScenarioResult, ServerMessage, Stats, Trace, TraceStep, WriteResult, PROTOCOL_VERSION,
+    Diagram, DivergenceReport, InstanceState, NodeId, Operation, ReadResult, SandboxId,
+    SandboxSettings, ScenarioResult, ServerMessage, Stats, Trace, TraceStep, WriteResult,
+    PROTOCOL_VERSION,
 };
 
 use crate::timeline::Timeline;
@@ -61,6 +62,11 @@ pub struct AppState {
     pub scenario: RwSignal<Option<ScenarioResult>>,
     /// Step-through: reads from this page pause before they store in Redis.
     pub step_through: RwSignal<bool>,
+    /// The sandbox's application instances.
+    pub instances: RwSignal<Vec<InstanceState>>,
+    /// The instance this page sends its reads and writes to (`None`: any,
+    /// round-robin).
+    pub target_instance: RwSignal<Option<String>>,
     /// Reads sent and not yet answered.
     pub pending: RwSignal<u32>,
     /// A message for the learner (an error, traces missed), if any.
@@ -83,6 +89,8 @@ impl AppState {
             paused: RwSignal::new(Vec::new()),
             scenario: RwSignal::new(None),
             step_through: RwSignal::new(false),
+            instances: RwSignal::new(Vec::new()),
+            target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
         }
@@ -97,6 +105,7 @@ impl AppState {
                 stats,
                 diagram,
                 recent,
+                instances,
                 ..
             } => {
                 if protocol_version != PROTOCOL_VERSION {
@@ -109,6 +118,7 @@ impl AppState {
                 self.settings.set(Some(settings));
                 self.stats.set(stats);
                 self.diagram.set(diagram);
+                self.instances.set(instances);
                 // A reconnect or reload picks the log up where it was.
                 self.log.set(recent.into_iter().take(LOG_LIMIT).collect());
             }
@@ -129,6 +139,7 @@ impl AppState {
                 self.last_write.set(Some(result));
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
+            ServerMessage::Instances { instances } => self.instances.set(instances),
             ServerMessage::Paused {
                 operation_id,
                 operation,

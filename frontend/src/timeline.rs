@@ -230,7 +230,12 @@ impl Timeline {
     pub fn frame(&self) -> Option<Frame<'_>> {
         let playback = self.current.as_ref()?;
         let steps = &playback.trace.steps;
-        let from = playback.step.checked_sub(1).map(|i| &steps[i].node);
+        // The token comes from the previous step, or from where the step's
+        // message was sent (a Pub/Sub receipt comes from the publish).
+        let from = steps[playback.step]
+            .via
+            .as_ref()
+            .or_else(|| playback.step.checked_sub(1).map(|i| &steps[i].node));
         let progress = if playback.finished || self.reduced_motion || from.is_none() {
             1.0
         } else {
@@ -294,10 +299,12 @@ mod tests {
                     status: StepStatus::Ok,
                     duration_us: 1,
                     simulated_delay_us: 0,
+                    via: None,
                 })
                 .collect(),
             total_us: 1,
             started_at_ms: 0,
+            instance: None,
         }
     }
 
@@ -338,6 +345,25 @@ mod tests {
         assert!((t.frame().unwrap().progress - 0.5).abs() < 1e-9);
         t.tick(STEP_MS * TRAVEL_SHARE);
         assert_eq!(t.frame().unwrap().progress, 1.0);
+    }
+
+    #[test]
+    fn a_received_message_travels_from_where_it_was_sent() {
+        let mut t = Timeline::default();
+        let mut fan_out = trace(1, &["publish", "instance_a", "instance_b"]);
+        for step in &mut fan_out.steps[1..] {
+            step.via = Some(NodeId::new("publish"));
+        }
+        t.push(fan_out);
+        t.step_forward();
+        t.step_forward();
+        let f = t.frame().unwrap();
+        assert_eq!(f.step.node.as_str(), "instance_b");
+        assert_eq!(
+            f.from.map(NodeId::as_str),
+            Some("publish"),
+            "not from instance_a"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ fn step(node: &'static str, action: Action, reply: &str, status: StepStatus) -> 
         status,
         duration_us: 250,
         simulated_delay_us: 0,
+        via: None,
     }
 }
 
@@ -71,6 +72,7 @@ fn miss_trace() -> Trace {
         ],
         total_us: 101_000,
         started_at_ms: 0,
+        instance: Some("A".into()),
     }
 }
 

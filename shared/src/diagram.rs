@@ -263,7 +263,7 @@ impl Diagram {
         const W: f64 = 170.0;
         let node =
             |id: NodeId, title: &str, detail: &str, system, shape, column: usize, row: usize| {
-                let x = 20.0 + column as f64 * (W + 50.0);
+                let x = 20.0 + column as f64 * (W + 70.0);
                 let y = [90.0, 300.0, 510.0, 700.0][row];
                 Node {
                     id,
@@ -287,7 +287,7 @@ impl Diagram {
         use NodeShape::{Box as Step, Terminal};
         use System::{App, Database, Redis};
         Diagram {
-            width: 1090.0,
+            width: 1170.0,
             height: 800.0,
             nodes: vec![
                 node(REQUEST, "Request", "read one record", App, Terminal, 0, 0),
@@ -405,9 +405,9 @@ impl Diagram {
             ],
             edges: vec![
                 edge(REQUEST, NEAR_CACHE, "", 0.0),
-                edge(NEAR_CACHE, CHECK_CACHE, "near miss", 0.0),
+                edge(NEAR_CACHE, CHECK_CACHE, "miss", 0.0),
                 // Over the top of the row, clear of "Check Redis".
-                edge(NEAR_CACHE, RETURN_CACHED, "near hit", -90.0),
+                edge(NEAR_CACHE, RETURN_CACHED, "near hit", -125.0),
                 // With near caches off the read goes straight to Redis,
                 // under the near-cache box.
                 edge(REQUEST, CHECK_CACHE, "", 110.0),
@@ -511,7 +511,7 @@ mod tests {
         let e = d.edge(&nodes::REQUEST, &nodes::NEAR_CACHE).unwrap();
         let [start, _, end] = d.edge_curve(e).unwrap();
         assert_eq!(start, (190.0, 130.0));
-        assert_eq!(end, (240.0, 130.0));
+        assert_eq!(end, (260.0, 130.0));
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub enum ServerMessage {
         /// The sandbox's latest traces, newest first, so a reloaded page
         /// still shows its log.
         recent: Vec<Trace>,
+        /// The sandbox's application instances.
+        #[serde(default)]
+        instances: Vec<InstanceState>,
     },
     /// An operation in this sandbox finished, whoever started it.
     Trace { trace: Trace, stats: Stats },

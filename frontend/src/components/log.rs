@@ -63,7 +63,10 @@ pub fn TraceLog() -> impl IntoView {
                                                 <span class=format!("outcome {}", outcome.replace(' ', "-"))>{outcome}</span>
                                                 <span class="op">{trace.operation.label()}</span>
                                                 <span class="origin">
-                                                    {trace.origin.label()}
+                                                    {match &trace.instance {
+                                                        Some(instance) => format!("{} · {instance}", trace.origin.label()),
+                                                        None => trace.origin.label().to_string(),
+                                                    }}
                                                 </span>
                                                 <span class="total">{format::micros(trace.total_us)}</span>
                                                 <span class="timings">{timings(trace)}</span>

@@ -4,6 +4,7 @@
 mod controls;
 mod diagram;
 mod divergence;
+mod instances;
 mod log;
 mod race;
 mod stats;
@@ -12,6 +13,7 @@ mod steps;
 pub use controls::{PlaybackControls, ReadForm, SettingsPanel};
 pub use diagram::DiagramView;
 pub use divergence::DivergencePanel;
+pub use instances::InstancesPanel;
 pub use log::TraceLog;
 pub use race::RacePanel;
 pub use stats::StatsPanel;
@@ -61,6 +63,7 @@ pub fn App() -> impl IntoView {
                 <ReadForm/>
                 <TraceLog/>
                 <StatsPanel/>
+                <InstancesPanel/>
                 <SettingsPanel/>
             </aside>
         </main>
