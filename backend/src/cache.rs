@@ -164,6 +164,16 @@ impl Cache {
         RedisCall::new(self, CallKind::Write, &["DEL", key1, key2])
     }
 
+    /// `SET key value NX PX ms`: take a lock if nobody holds it; replies
+    /// `OK` when taken, nil when someone else holds it.
+    pub fn set_nx_px(&self, key: &str, value: &str, millis: u64) -> RedisCall<Option<String>> {
+        RedisCall::new(
+            self,
+            CallKind::Write,
+            &["SET", key, value, "NX", "PX", &millis.to_string()],
+        )
+    }
+
     /// `SET key value PX ms`: a short-lived marker such as a lease.
     pub fn set_px(&self, key: &str, value: &str, millis: u64) -> RedisCall<()> {
         RedisCall::new(

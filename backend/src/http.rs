@@ -399,6 +399,16 @@ fn handle_command(
                 })
             })
         }
+        ClientMessage::RunHerd { request_id, herd } => {
+            let playground = state.playground.clone();
+            let sandbox = sandbox.clone();
+            spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .run_herd(&sandbox, herd)
+                    .await
+                    .map(|result| ServerMessage::HerdReply { request_id, result })
+            })
+        }
         ClientMessage::Continue { operation_id } => {
             match state.playground.continue_operation(sandbox, operation_id) {
                 Ok(()) => None,

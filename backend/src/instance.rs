@@ -50,7 +50,13 @@ pub struct Instance {
     listener: Mutex<Option<JoinHandle<()>>>,
     subscribed: AtomicBool,
     received: AtomicU64,
+    /// Loads in flight in this instance, by key (the single-flight defence).
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
 }
+
+/// One load in flight: the first request of an instance runs it, the
+/// others wait for its result.
+pub type Flight = tokio::sync::OnceCell<Result<Option<shared::Record>, String>>;
 
 fn near_cache(ttl_secs: u64) -> moka::sync::Cache<String, String> {
     moka::sync::Cache::builder()
@@ -82,6 +88,22 @@ impl Instance {
     /// Drops every near copy.
     pub fn near_clear(&self) {
         self.near().invalidate_all();
+    }
+
+    /// The load in flight for `key` in this instance, new if none.
+    pub fn flight(&self, key: &str) -> Arc<Flight> {
+        lock(&self.flights)
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets a finished load, so the next miss loads again.
+    pub fn land(&self, key: &str, flight: &Arc<Flight>) {
+        let mut flights = lock(&self.flights);
+        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            flights.remove(key);
+        }
     }
 
     /// What the UI shows of this instance.
@@ -177,6 +199,7 @@ impl Fleet {
                     listener: Mutex::new(None),
                     subscribed: AtomicBool::new(false),
                     received: AtomicU64::new(0),
+                    flights: Mutex::new(HashMap::new()),
                 }))
             })
             .collect::<Result<Vec<_>, _>>()?;

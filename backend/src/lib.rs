@@ -21,6 +21,7 @@
 //! - [`sandbox`]: per-session namespaces for keys, traces and counters.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
 //! - [`http`]: the REST API, the WebSocket and the static files (thin handlers).
+//! - [`stampede`]: herds of concurrent reads and the defences against them.
 //! - [`embedded_redis`]: the `redis-server` child process used when no
 //!   `REDIS_URL` is given, and by the tests.
 //! - [`config`]: flags and environment variables.
@@ -38,6 +39,7 @@ pub mod race;
 pub mod recorder;
 pub mod sandbox;
 pub mod scenario;
+pub mod stampede;
 pub mod store;
 pub mod writes;
 

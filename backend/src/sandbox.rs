@@ -47,6 +47,8 @@ pub struct Sandbox {
     paused: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     /// Woken whenever an operation pauses.
     pause_events: Notify,
+    /// Held while a herd runs, so two herds never trample the same key.
+    pub herd: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -227,6 +229,7 @@ impl Sandboxes {
                 changed_at: Mutex::new(HashMap::new()),
                 paused: Mutex::new(HashMap::new()),
                 pause_events: Notify::new(),
+                herd: tokio::sync::Mutex::new(()),
             })
         });
         Ok(sandbox.clone())

@@ -27,8 +27,9 @@ pub use entity::{
     MAX_NAME_LEN,
 };
 pub use protocol::{
-    ClientMessage, DivergenceEntry, DivergenceReport, InstanceState, ReadResult, Scenario,
-    ScenarioResult, ServerMessage, WriteChange, WriteResult, PROTOCOL_VERSION,
+    ClientMessage, Defence, DivergenceEntry, DivergenceReport, HerdResult, HerdSpec, InstanceState,
+    ReadResult, Scenario, ScenarioResult, ServerMessage, WriteChange, WriteResult,
+    PROTOCOL_VERSION,
 };
 pub use settings::{CacheWrite, RaceFix, SandboxSettings, Stats, WriteStrategy};
 pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

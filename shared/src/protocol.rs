@@ -38,6 +38,8 @@ pub enum ClientMessage {
     SetInstanceLink { instance: String, connected: bool },
     /// Lets a paused operation go on.
     Continue { operation_id: u64 },
+    /// Fires a herd of concurrent reads at one cold key (the stampede lab).
+    RunHerd { request_id: u64, herd: HerdSpec },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
     /// Change or remove one record: the database first, then the cache as
@@ -82,6 +84,95 @@ pub struct ScenarioResult {
     pub database: String,
     /// What happened, step by step, in words.
     pub story: Vec<String>,
+}
+
+/// How a herd of concurrent reads is kept off the database (tutorial
+/// section 4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Defence {
+    /// Every miss reads the database.
+    None,
+    /// One load per key per instance; the instance's other requests wait
+    /// for it.
+    SingleFlight,
+    /// One load per key overall: a Redis lock (`SET NX PX`), released only
+    /// by its owner; waiters are notified when the value is stored.
+    RedisLock,
+}
+
+impl Defence {
+    pub const ALL: [Defence; 3] = [Defence::None, Defence::SingleFlight, Defence::RedisLock];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Defence::None => "none",
+            Defence::SingleFlight => "single-flight",
+            Defence::RedisLock => "redis-lock",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Defence::None => "no defence",
+            Defence::SingleFlight => "single flight (per instance)",
+            Defence::RedisLock => "Redis lock",
+        }
+    }
+}
+
+impl std::str::FromStr for Defence {
+    type Err = crate::entity::InputError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Defence::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                crate::entity::InputError::BadSetting(format!(
+                    "unknown defence {s:?}: use one of {}",
+                    Defence::ALL.map(Defence::name).join(", ")
+                ))
+            })
+    }
+}
+
+/// A herd to fire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HerdSpec {
+    pub kind: Kind,
+    pub id: u64,
+    /// How many concurrent reads, from 1 to [`HerdSpec::MAX_REQUESTS`],
+    /// spread round-robin over the instances.
+    pub requests: u64,
+    pub defence: Defence,
+}
+
+impl HerdSpec {
+    pub const MAX_REQUESTS: u64 = 5_000;
+}
+
+/// What a herd did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HerdResult {
+    pub spec: HerdSpec,
+    pub instances: u64,
+    /// Reads that went to the database.
+    pub database_loads: u64,
+    /// Requests answered from Redis (including after waiting).
+    pub from_cache: u64,
+    /// Requests that waited for someone else's load.
+    pub waited: u64,
+    /// Requests that gave up waiting and read the database themselves.
+    pub fallbacks: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// Latency histogram: (upper bound in microseconds, requests).
+    pub histogram: Vec<(u64, u64)>,
+    /// Wall time of the whole herd, in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// One application instance of a sandbox, as the UI shows it.
@@ -161,6 +252,8 @@ pub enum ServerMessage {
     /// The sandbox's application instances and their state; sent in the
     /// greeting's wake and whenever a link changes.
     Instances { instances: Vec<InstanceState> },
+    /// The answer to [`ClientMessage::RunHerd`].
+    HerdReply { request_id: u64, result: HerdResult },
     /// The sandbox's settings changed.
     Settings { settings: SandboxSettings },
     /// This client fell behind and `count` traces were dropped for it; the

@@ -1,0 +1,431 @@
+//! The stampede lab (tutorial section 4.1): a herd of concurrent reads hits
+//! one cold key, and each defence decides how many of them reach the
+//! database.
+//!
+//! - [`CacheAside::read`] (no defence): every miss loads.
+//! - [`CacheAside::read_single_flight`]: in each instance, the first miss
+//!   loads and the instance's other requests wait for that load.
+//! - [`CacheAside::read_with_lock`]: one load overall. The first request to
+//!   `SET lock NX PX` loads; the others wait until they are told (over Redis
+//!   Pub/Sub) that the value is stored, instead of polling. The lock expires
+//!   by itself if its holder dies, and only its owner may release it (a Lua
+//!   compare-and-delete), so a late holder never frees someone else's lock.
+
+use std::time::Duration;
+
+use shared::diagram::nodes::{CHECK_CACHE, QUERY_DATABASE, STORE_IN_CACHE};
+use shared::{Kind, Record};
+use tokio::sync::broadcast;
+
+use crate::cache_aside::{encode, CacheAside};
+use crate::race::unique_token;
+use crate::recorder::Recorder;
+use crate::store::StoreError;
+
+/// Deletes the lock only if it still holds the caller's token.
+/// KEYS: lock key. ARGV: token.
+pub const RELEASE_IF_OWNER: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// How often a waiter tries to take the lock itself before reading the
+/// database without it.
+const LOCK_ATTEMPTS: usize = 3;
+
+/// How one request of a herd went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HerdRead {
+    /// It read the database.
+    pub loaded: bool,
+    /// It was answered from Redis.
+    pub from_cache: bool,
+    /// It waited for someone else's load.
+    pub waited: bool,
+    /// It gave up waiting and read the database without the lock.
+    pub fell_back: bool,
+}
+
+impl HerdRead {
+    fn cached(waited: bool) -> HerdRead {
+        HerdRead {
+            from_cache: true,
+            waited,
+            ..HerdRead::default()
+        }
+    }
+
+    fn loaded() -> HerdRead {
+        HerdRead {
+            loaded: true,
+            ..HerdRead::default()
+        }
+    }
+}
+
+impl CacheAside<'_> {
+    /// The lock key of a record: `cache:{sandbox}:lock:user:42`.
+    pub fn lock_key(&self, kind: Kind, id: u64) -> String {
+        format!(
+            "{}{}:lock:{}:{id}",
+            self.settings.key_prefix,
+            self.sandbox,
+            kind.key_segment()
+        )
+    }
+
+    /// How long a lock lives: long enough for one load, short enough that a
+    /// dead holder does not stall the waiters for long.
+    pub fn lock_ttl(&self) -> Duration {
+        Duration::from_millis((3 * self.settings.db_latency_ms).max(1_000))
+    }
+
+    /// Whether Redis has the value now (errors count as "no").
+    async fn cached(&self, key: &str, trace: &mut Recorder) -> bool {
+        matches!(
+            trace.redis(CHECK_CACHE, self.cache.get(key)).await,
+            Ok(Some(_))
+        )
+    }
+
+    /// Loads the row and stores it with its TTL.
+    async fn load_and_store(
+        &self,
+        kind: Kind,
+        id: u64,
+        trace: &mut Recorder,
+    ) -> Result<Option<Record>, StoreError> {
+        let record = trace
+            .sql(
+                QUERY_DATABASE,
+                self.database.find(kind, id, self.db_latency()),
+            )
+            .await?;
+        if let Some(record) = &record {
+            let key = self.cache_key(kind, id);
+            let call = self
+                .cache
+                .set_ex(&key, &encode(record), self.settings.cache_ttl_secs);
+            let _ = trace.redis(STORE_IN_CACHE, call).await;
+        }
+        Ok(record)
+    }
+
+    /// Single flight: the first miss in this instance loads; the instance's
+    /// other requests for the key wait for that same load. Instances do not
+    /// know of each other, so each still loads once.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn read_single_flight(
+        &self,
+        kind: Kind,
+        id: u64,
+        trace: &mut Recorder,
+    ) -> Result<HerdRead, StoreError> {
+        let key = self.cache_key(kind, id);
+        if self.cached(&key, trace).await {
+            return Ok(HerdRead::cached(false));
+        }
+        let Some(me) = self.instance else {
+            self.load_and_store(kind, id, trace).await?;
+            return Ok(HerdRead::loaded());
+        };
+        let flight = me.flight(&key);
+        let mut loaded_here = false;
+        let result = flight
+            .get_or_init(|| async {
+                loaded_here = true;
+                self.load_and_store(kind, id, trace)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .clone();
+        me.land(&key, &flight);
+        result.map_err(StoreError::Task)?;
+        Ok(if loaded_here {
+            HerdRead::loaded()
+        } else {
+            HerdRead::cached(true)
+        })
+    }
+
+    /// A Redis lock: one load overall. `fills` carries the keys whose value
+    /// was just stored, as announced on Pub/Sub.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn read_with_lock(
+        &self,
+        kind: Kind,
+        id: u64,
+        fills: &broadcast::Sender<String>,
+        trace: &mut Recorder,
+    ) -> Result<HerdRead, StoreError> {
+        let key = self.cache_key(kind, id);
+        if self.cached(&key, trace).await {
+            return Ok(HerdRead::cached(false));
+        }
+        let lock = self.lock_key(kind, id);
+        let ttl = self.lock_ttl();
+        let mut waited = false;
+        for _ in 0..LOCK_ATTEMPTS {
+            let token = unique_token();
+            let taken = trace
+                .redis(
+                    CHECK_CACHE,
+                    self.cache.set_nx_px(&lock, &token, ttl.as_millis() as u64),
+                )
+                .await;
+            if matches!(taken, Ok(Some(_))) {
+                // Someone may have stored the value between our GET and
+                // our lock: look once more before loading.
+                let result = if self.cached(&key, trace).await {
+                    Ok(HerdRead::cached(waited))
+                } else {
+                    self.load_and_store(kind, id, trace)
+                        .await
+                        .map(|_| HerdRead {
+                            waited,
+                            ..HerdRead::loaded()
+                        })
+                };
+                // Tell the waiters, then release: only if the lock is still ours.
+                let _ = trace
+                    .redis(
+                        STORE_IN_CACHE,
+                        self.cache.publish(&self.fills_channel(), &key),
+                    )
+                    .await;
+                let release = self.cache.eval(RELEASE_IF_OWNER, &[&lock], &[&token]);
+                let _ = trace.redis(STORE_IN_CACHE, release).await;
+                return result;
+            }
+            // Someone else is loading. Listen first, then look, so a value
+            // stored in between is not missed.
+            let mut told = fills.subscribe();
+            if self.cached(&key, trace).await {
+                return Ok(HerdRead::cached(waited));
+            }
+            waited = true;
+            let _ = tokio::time::timeout(ttl, async {
+                loop {
+                    match told.recv().await {
+                        Ok(stored) if stored == key => break,
+                        Ok(_) => continue,
+                        // Missed some announcements: look again.
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            })
+            .await;
+            if self.cached(&key, trace).await {
+                return Ok(HerdRead::cached(true));
+            }
+            // Nothing yet: the holder may have died. Its lock expires by
+            // itself; try to take it.
+        }
+        // Still nothing after every attempt: answer from the database
+        // without caching, rather than wait any longer.
+        trace
+            .sql(
+                QUERY_DATABASE,
+                self.database.find(kind, id, self.db_latency()),
+            )
+            .await?;
+        Ok(HerdRead {
+            loaded: true,
+            waited,
+            fell_back: true,
+            ..HerdRead::default()
+        })
+    }
+
+    /// The channel on which lock holders announce stored values.
+    pub fn fills_channel(&self) -> String {
+        format!("{}{}:filled", self.settings.key_prefix, self.sandbox)
+    }
+}
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use shared::{check_id, Defence, HerdResult, HerdSpec, InputError, SandboxId, SandboxSettings};
+
+use crate::instance::Instance;
+use crate::playground::{OpError, Playground};
+use crate::recorder::micros;
+use crate::sandbox::Sandbox;
+
+impl Playground {
+    /// Fires `spec.requests` concurrent reads at a cold key, spread
+    /// round-robin over the sandbox's instances, with the chosen defence,
+    /// and measures what reached the database and how long each took.
+    /// Herds are not traced one by one (thousands of traces would drown
+    /// the page); the result summarises them.
+    ///
+    /// # Errors
+    /// [`OpError::Input`] for a bad id or a request count out of range.
+    pub async fn run_herd(
+        self: &Arc<Self>,
+        sandbox_id: &SandboxId,
+        spec: HerdSpec,
+    ) -> Result<HerdResult, OpError> {
+        check_id(spec.id)?;
+        if !(1..=HerdSpec::MAX_REQUESTS).contains(&spec.requests) {
+            return Err(InputError::BadSetting(format!(
+                "requests must be from 1 to {}, not {}",
+                HerdSpec::MAX_REQUESTS,
+                spec.requests
+            ))
+            .into());
+        }
+        let sandbox = self.sandbox(sandbox_id)?;
+        let _one_herd_at_a_time = sandbox.herd.lock().await;
+        // Near caches would answer the herd before Redis: keep them out.
+        let settings = Arc::new(SandboxSettings {
+            near_cache: false,
+            ..sandbox.settings()
+        });
+
+        // Start cold: no value, no lock.
+        let probe = herd_engine(&sandbox, &settings, None);
+        let key = probe.cache_key(spec.kind, spec.id);
+        let lock = probe.lock_key(spec.kind, spec.id);
+        let _ = sandbox.cache.run(sandbox.cache.del2(&key, &lock)).await;
+        let fills = match spec.defence {
+            Defence::RedisLock => Some(listen_for_fills(&sandbox, &probe.fills_channel()).await),
+            _ => None,
+        };
+
+        let started = Instant::now();
+        let instances = sandbox.fleet.instances.clone();
+        let mut tasks = Vec::with_capacity(spec.requests as usize);
+        for n in 0..spec.requests as usize {
+            let sandbox = sandbox.clone();
+            let settings = settings.clone();
+            let instance = instances[n % instances.len()].clone();
+            let fills = fills.as_ref().map(|f| f.senders[instance.index].clone());
+            let spec = spec.clone();
+            tasks.push(tokio::spawn(async move {
+                let engine = herd_engine(&sandbox, &settings, Some(&instance));
+                let mut trace = Recorder::new();
+                let begun = Instant::now();
+                let read = match (spec.defence, &fills) {
+                    (Defence::SingleFlight, _) => {
+                        engine
+                            .read_single_flight(spec.kind, spec.id, &mut trace)
+                            .await
+                    }
+                    (Defence::RedisLock, Some(fills)) => {
+                        engine
+                            .read_with_lock(spec.kind, spec.id, fills, &mut trace)
+                            .await
+                    }
+                    _ => engine
+                        .read(spec.kind, spec.id, &mut trace)
+                        .await
+                        .map(|answer| HerdRead {
+                            loaded: !answer.outcome.from_cache(),
+                            from_cache: answer.outcome.from_cache(),
+                            ..HerdRead::default()
+                        }),
+                };
+                (read, micros(begun.elapsed()))
+            }));
+        }
+        let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+            .expect("valid histogram bounds");
+        let mut result = HerdResult {
+            spec: spec.clone(),
+            instances: instances.len() as u64,
+            database_loads: 0,
+            from_cache: 0,
+            waited: 0,
+            fallbacks: 0,
+            p50_us: 0,
+            p90_us: 0,
+            p99_us: 0,
+            max_us: 0,
+            histogram: Vec::new(),
+            duration_ms: 0,
+        };
+        for task in tasks {
+            let (read, latency_us) = task.await.map_err(|e| StoreError::Task(e.to_string()))?;
+            let read = read?;
+            let _ = histogram.record(latency_us.max(1));
+            result.database_loads += u64::from(read.loaded);
+            result.from_cache += u64::from(read.from_cache);
+            result.waited += u64::from(read.waited);
+            result.fallbacks += u64::from(read.fell_back);
+        }
+        result.duration_ms = started.elapsed().as_millis() as u64;
+        result.p50_us = histogram.value_at_quantile(0.50);
+        result.p90_us = histogram.value_at_quantile(0.90);
+        result.p99_us = histogram.value_at_quantile(0.99);
+        result.max_us = histogram.max();
+        result.histogram = histogram
+            .iter_log(1_000, 2.0)
+            .map(|v| (v.value_iterated_to(), v.count_since_last_iteration()))
+            .collect();
+        if let Some(fills) = fills {
+            for listener in fills.listeners {
+                listener.abort();
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// The engine for a herd request: the sandbox's database and, for the
+/// instance, its own Redis connection.
+fn herd_engine<'a>(
+    sandbox: &'a Sandbox,
+    settings: &'a SandboxSettings,
+    instance: Option<&'a Instance>,
+) -> CacheAside<'a> {
+    CacheAside {
+        cache: instance.map_or(&sandbox.cache, |i| &i.cache),
+        database: &sandbox.database,
+        settings,
+        sandbox: &sandbox.id,
+        instance,
+        fleet: None,
+    }
+}
+
+/// Each instance's Pub/Sub subscription to the "value stored" channel,
+/// forwarding to that instance's waiters.
+struct Fills {
+    senders: Vec<broadcast::Sender<String>>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn listen_for_fills(sandbox: &Sandbox, channel: &str) -> Fills {
+    let mut fills = Fills {
+        senders: Vec::new(),
+        listeners: Vec::new(),
+    };
+    for instance in &sandbox.fleet.instances {
+        let (sender, _) = broadcast::channel(64);
+        fills.senders.push(sender.clone());
+        // Subscribe before the herd starts, so no announcement is missed;
+        // if Redis refuses, waiters still wake at their timeout.
+        let Ok(mut pubsub) = instance.cache.client().get_async_pubsub().await else {
+            continue;
+        };
+        if pubsub.subscribe(channel).await.is_err() {
+            continue;
+        }
+        fills.listeners.push(tokio::spawn(async move {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                if let Ok(key) = message.get_payload::<String>() {
+                    let _ = sender.send(key);
+                }
+            }
+        }));
+    }
+    fills
+}

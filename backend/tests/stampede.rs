@@ -1,0 +1,183 @@
+//! The stampede lab: database loads per defence are exact counts, not
+//! timings; lock safety on a real Redis.
+
+mod common;
+
+use std::time::Duration;
+
+use backend::cache_aside::CacheAside;
+use backend::recorder::Recorder;
+use backend::stampede::RELEASE_IF_OWNER;
+use shared::{Defence, HerdSpec, Kind, SandboxId};
+
+fn herd(defence: Defence, requests: u64) -> HerdSpec {
+    HerdSpec {
+        kind: Kind::Users,
+        id: 21,
+        requests,
+        defence,
+    }
+}
+
+fn slow_database(c: &mut backend::Config) {
+    // Far longer than it takes to send every GET of the herd, so every
+    // request misses before the first value is stored.
+    c.db_latency_ms = 500;
+}
+
+/// No defence: every request of the herd misses and loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_defence_every_request_loads() {
+    let t = common::start(slow_database);
+    let result = t
+        .backend
+        .playground
+        .run_herd(&SandboxId::default_sandbox(), herd(Defence::None, 200))
+        .await
+        .unwrap();
+    assert_eq!(result.database_loads, 200, "{result:?}");
+    assert_eq!(result.from_cache, 0);
+    assert!(
+        result.p50_us >= 500_000,
+        "every request waited for its own load"
+    );
+}
+
+/// Single flight: one load per instance, the other requests wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_flight_loads_once_per_instance() {
+    let t = common::start(slow_database);
+    let result = t
+        .backend
+        .playground
+        .run_herd(
+            &SandboxId::default_sandbox(),
+            herd(Defence::SingleFlight, 200),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.instances, 3);
+    assert_eq!(result.database_loads, 3, "{result:?}");
+    assert_eq!(result.waited, 197);
+}
+
+/// A Redis lock: exactly one load for the whole herd; everyone else is
+/// told when the value is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_lock_loads_exactly_once() {
+    let t = common::start(slow_database);
+    let result = t
+        .backend
+        .playground
+        .run_herd(&SandboxId::default_sandbox(), herd(Defence::RedisLock, 300))
+        .await
+        .unwrap();
+    assert_eq!(result.database_loads, 1, "{result:?}");
+    assert_eq!(result.fallbacks, 0);
+    assert_eq!(result.from_cache, 299);
+}
+
+/// Herd sizes outside 1 to 5,000 are refused.
+#[tokio::test]
+async fn herd_sizes_are_bounded() {
+    let t = common::start(|_| {});
+    for requests in [0, 5_001] {
+        let err = t
+            .backend
+            .playground
+            .run_herd(&SandboxId::default_sandbox(), herd(Defence::None, requests))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("from 1 to 5000"), "{err}");
+    }
+}
+
+/// Lock safety: an expired lock's late owner cannot delete the lock that
+/// someone else has taken since.
+#[tokio::test]
+async fn a_late_owner_cannot_release_a_newer_lock() {
+    let t = common::start(|_| {});
+    let cache = &t.backend.playground.cache;
+    let lock = "cache:default:lock:user:1";
+    assert_eq!(
+        cache
+            .run(cache.set_nx_px(lock, "first", 100))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("OK")
+    );
+    assert_eq!(
+        cache
+            .run(cache.set_nx_px(lock, "second", 100))
+            .await
+            .unwrap(),
+        None,
+        "held"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        cache
+            .run(cache.set_nx_px(lock, "second", 10_000))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("OK")
+    );
+    assert_eq!(
+        cache
+            .run(cache.eval(RELEASE_IF_OWNER, &[lock], &["first"]))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        cache.run(cache.get(lock)).await.unwrap().as_deref(),
+        Some("second")
+    );
+    assert_eq!(
+        cache
+            .run(cache.eval(RELEASE_IF_OWNER, &[lock], &["second"]))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+/// A holder that died leaves a lock that expires by itself: a waiter then
+/// takes the lock and loads, instead of waiting forever.
+#[tokio::test]
+async fn a_dead_holders_lock_expires_and_a_waiter_takes_over() {
+    let t = common::start(|c| c.db_latency_ms = 0);
+    let sandbox = t
+        .backend
+        .playground
+        .sandbox(&SandboxId::default_sandbox())
+        .unwrap();
+    let settings = sandbox.settings();
+    let engine = CacheAside {
+        cache: &sandbox.cache,
+        database: &sandbox.database,
+        settings: &settings,
+        sandbox: &sandbox.id,
+        instance: None,
+        fleet: None,
+    };
+    let lock = engine.lock_key(Kind::Users, 22);
+    // A holder that took the lock and died.
+    sandbox
+        .cache
+        .run(sandbox.cache.set_nx_px(&lock, "dead", 300))
+        .await
+        .unwrap();
+    let (fills, _) = tokio::sync::broadcast::channel(4);
+    let mut trace = Recorder::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.read_with_lock(Kind::Users, 22, &fills, &mut trace),
+    )
+    .await
+    .expect("bounded wait")
+    .unwrap();
+    assert!(read.waited && read.loaded && !read.fell_back, "{read:?}");
+}
