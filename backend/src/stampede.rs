@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
-use shared::diagram::nodes::{CHECK_CACHE, QUERY_DATABASE, STORE_IN_CACHE};
-use shared::{Kind, Record};
+use shared::diagram::nodes::{CHECK_CACHE, QUERY_DATABASE, RETURN_CACHED, STORE_IN_CACHE};
+use shared::{Kind, Record, StepStatus};
 use tokio::sync::broadcast;
 
 use crate::cache_aside::{encode, CacheAside};
@@ -182,20 +182,27 @@ impl CacheAside<'_> {
                 let result = if self.cached(&key, trace).await {
                     Ok(HerdRead::cached(waited))
                 } else {
-                    self.load_and_store(kind, id, trace)
-                        .await
-                        .map(|_| HerdRead {
-                            waited,
-                            ..HerdRead::loaded()
-                        })
+                    match self.load_and_store(kind, id, trace).await {
+                        Ok(record) => {
+                            // Tell the waiters, with the value itself, so
+                            // they need no further round trip to Redis.
+                            let value = record.as_ref().map(encode).unwrap_or_default();
+                            let message = format!("{key} {value}");
+                            let _ = trace
+                                .redis(
+                                    STORE_IN_CACHE,
+                                    self.cache.publish(&self.fills_channel(), &message),
+                                )
+                                .await;
+                            Ok(HerdRead {
+                                waited,
+                                ..HerdRead::loaded()
+                            })
+                        }
+                        Err(e) => Err(e),
+                    }
                 };
-                // Tell the waiters, then release: only if the lock is still ours.
-                let _ = trace
-                    .redis(
-                        STORE_IN_CACHE,
-                        self.cache.publish(&self.fills_channel(), &key),
-                    )
-                    .await;
+                // Release: only if the lock is still ours.
                 let release = self.cache.eval(RELEASE_IF_OWNER, &[&lock], &[&token]);
                 let _ = trace.redis(STORE_IN_CACHE, release).await;
                 return result;
@@ -207,18 +214,29 @@ impl CacheAside<'_> {
                 return Ok(HerdRead::cached(waited));
             }
             waited = true;
-            let _ = tokio::time::timeout(ttl, async {
+            let handed = tokio::time::timeout(ttl, async {
                 loop {
                     match told.recv().await {
-                        Ok(stored) if stored == key => break,
+                        // The announcement carries the value: done.
+                        Ok(message) if message.split_once(' ').is_some_and(|(k, _)| k == key) => {
+                            break true
+                        }
                         Ok(_) => continue,
-                        // Missed some announcements: look again.
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => break,
+                        // Missed some announcements: look in Redis.
+                        Err(broadcast::error::RecvError::Lagged(_)) => break false,
+                        Err(broadcast::error::RecvError::Closed) => break false,
                     }
                 }
             })
             .await;
+            if handed == Ok(true) {
+                trace.note(
+                    RETURN_CACHED,
+                    StepStatus::Hit,
+                    "handed the value by the lock holder",
+                );
+                return Ok(HerdRead::cached(true));
+            }
             if self.cached(&key, trace).await {
                 return Ok(HerdRead::cached(true));
             }
@@ -421,8 +439,8 @@ async fn listen_for_fills(sandbox: &Sandbox, channel: &str) -> Fills {
         fills.listeners.push(tokio::spawn(async move {
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
-                if let Ok(key) = message.get_payload::<String>() {
-                    let _ = sender.send(key);
+                if let Ok(announcement) = message.get_payload::<String>() {
+                    let _ = sender.send(announcement);
                 }
             }
         }));

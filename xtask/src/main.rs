@@ -23,7 +23,8 @@ Tasks:
   dev         Back end on :8080 plus `trunk serve` with live reload on
               http://127.0.0.1:8081 (proxying /api and /ws to the back end).
   screenshot  Regenerate docs/playground.png from a headless browser.
-  bench       Measure read latency (hit, miss, fallback) and the WASM size.
+  bench       Measure read latency (hit, miss, fallback) and the WASM size;
+              `cargo xtask bench stampede` compares the stampede defences.
   setup       Only install what is missing (add --tests for the test tools).
 ";
 
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
         "test" => tasks::test(),
         "dev" => tasks::dev(),
         "screenshot" => tasks::screenshot(),
-        "bench" => tasks::bench(),
+        "bench" => tasks::bench(rest),
         "setup" => setup::ensure(if rest.iter().any(|a| a == "--tests") {
             setup::Purpose::Tests
         } else {

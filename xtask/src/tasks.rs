@@ -142,8 +142,24 @@ pub fn screenshot() -> Result<(), String> {
 }
 
 /// `cargo xtask bench`: read latency by outcome, and the WASM size.
-pub fn bench() -> Result<(), String> {
+pub fn bench(args: &[String]) -> Result<(), String> {
     setup::ensure(Purpose::Run)?;
+    if args.first().is_some_and(|a| a == "stampede") {
+        let mut herd = cargo();
+        herd.args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "backend",
+            "--example",
+            "stampede",
+        ]);
+        return step(
+            "stampede defences against a real redis-server and SQLite",
+            herd,
+        );
+    }
     let dist = build_front_end()?;
     let mut latency = cargo();
     latency.args([
