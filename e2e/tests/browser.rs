@@ -496,3 +496,47 @@ async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
     .await;
     client.close().await.unwrap();
 }
+
+/// The stampede lab fills its comparison table: without a defence every
+/// request loads, with the Redis lock exactly one does.
+#[tokio::test]
+async fn firing_herds_fills_the_comparison_table() {
+    let (_server, _driver, client) = start_page("e2e-herd", |c| c.db_latency_ms = 300).await;
+    let requests = client
+        .find(Locator::Css("[data-testid=herd-requests]"))
+        .await
+        .unwrap();
+    requests.clear().await.unwrap();
+    requests.send_keys("100").await.unwrap();
+    click(&client, "[data-testid=fire-herd]").await;
+    wait_for(&client, "the first row", WAIT, || async {
+        text_of(&client, "[data-testid=herd-row]").await
+    })
+    .await;
+    let defence = client
+        .find(Locator::Css("[data-testid=herd-defence]"))
+        .await
+        .unwrap();
+    defence.select_by_value("redis-lock").await.unwrap();
+    click(&client, "[data-testid=fire-herd]").await;
+    let rows = wait_for(&client, "two rows", WAIT, || async {
+        let rows = client
+            .find_all(Locator::Css("[data-testid=herd-row]"))
+            .await
+            .ok()?;
+        if rows.len() < 2 {
+            return None;
+        }
+        let mut texts = Vec::new();
+        for row in rows {
+            texts.push(row.text().await.ok()?);
+        }
+        Some(texts)
+    })
+    .await;
+    // Newest first: the lock, then no defence.
+    assert!(rows[0].starts_with("Redis lock 100 1 99"), "{rows:?}");
+    assert!(rows[1].starts_with("no defence 100 100 0"), "{rows:?}");
+    e2e::review_screenshot(&client, "stampede", "[data-testid=herd-table]").await;
+    client.close().await.unwrap();
+}

@@ -5,7 +5,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
-use shared::{ClientMessage, Kind, NodeId, SandboxSettings, Scenario, ServerMessage, WriteChange};
+use shared::{
+    ClientMessage, HerdSpec, Kind, NodeId, SandboxSettings, Scenario, ServerMessage, WriteChange,
+};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -87,6 +89,12 @@ impl Connection {
             },
             false,
         )
+    }
+
+    /// Fires a herd of concurrent reads.
+    pub fn run_herd(&self, herd: HerdSpec) -> bool {
+        let request_id = self.next_request_id();
+        self.send(&ClientMessage::RunHerd { request_id, herd }, true)
     }
 
     /// Lets a paused operation go on.

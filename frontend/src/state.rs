@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use leptos::prelude::*;
 use shared::{
-    Diagram, DivergenceReport, InstanceState, NodeId, Operation, ReadResult, SandboxId,
+    Diagram, DivergenceReport, HerdResult, InstanceState, NodeId, Operation, ReadResult, SandboxId,
     SandboxSettings, ScenarioResult, ServerMessage, Stats, Trace, TraceStep, WriteResult,
     PROTOCOL_VERSION,
 };
@@ -64,6 +64,8 @@ pub struct AppState {
     pub step_through: RwSignal<bool>,
     /// The sandbox's application instances.
     pub instances: RwSignal<Vec<InstanceState>>,
+    /// Herd results of this page, oldest first, for side-by-side comparison.
+    pub herds: RwSignal<Vec<HerdResult>>,
     /// The instance this page sends its reads and writes to (`None`: any,
     /// round-robin).
     pub target_instance: RwSignal<Option<String>>,
@@ -90,6 +92,7 @@ impl AppState {
             scenario: RwSignal::new(None),
             step_through: RwSignal::new(false),
             instances: RwSignal::new(Vec::new()),
+            herds: RwSignal::new(Vec::new()),
             target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
@@ -140,6 +143,10 @@ impl AppState {
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
             ServerMessage::Instances { instances } => self.instances.set(instances),
+            ServerMessage::HerdReply { result, .. } => {
+                self.pending.update(|p| *p = p.saturating_sub(1));
+                self.herds.update(|h| h.push(result));
+            }
             ServerMessage::Paused {
                 operation_id,
                 operation,

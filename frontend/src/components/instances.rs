@@ -91,7 +91,7 @@ pub fn InstancesPanel() -> impl IntoView {
                                             connection.with_value(|c| c.set_instance_link(name.clone(), !subscribed));
                                         }
                                     >
-                                        {if subscribed { "Cut link" } else { "Reconnect" }}
+                                        {if subscribed || !near_on() { "Cut link" } else { "Reconnect" }}
                                     </button>
                                 </li>
                             }

@@ -7,6 +7,7 @@ mod divergence;
 mod instances;
 mod log;
 mod race;
+mod stampede;
 mod stats;
 mod steps;
 
@@ -16,6 +17,7 @@ pub use divergence::DivergencePanel;
 pub use instances::InstancesPanel;
 pub use log::TraceLog;
 pub use race::RacePanel;
+pub use stampede::StampedePanel;
 pub use stats::StatsPanel;
 pub use steps::StepList;
 
@@ -58,6 +60,7 @@ pub fn App() -> impl IntoView {
                 <StepList/>
                 <DivergencePanel/>
                 <RacePanel/>
+                <StampedePanel/>
             </section>
             <aside class="side">
                 <ReadForm/>

@@ -1,0 +1,113 @@
+//! The stampede lab: fire a herd of concurrent reads at a cold key and
+//! compare the defences side by side.
+
+use leptos::prelude::*;
+use shared::{entity::parse_id, Defence, HerdSpec, Kind};
+
+use super::ConnectionHandle;
+use crate::format;
+use crate::state::AppState;
+
+/// The stampede card.
+#[component]
+pub fn StampedePanel() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    let id_text = RwSignal::new("1".to_string());
+    let requests_text = RwSignal::new("1000".to_string());
+    let defence = RwSignal::new(Defence::None);
+    let error = RwSignal::new(None::<String>);
+    let running = move || state.pending.get() > 0;
+    let fire = move |_| {
+        let id = match parse_id(&id_text.get_untracked()) {
+            Ok(id) => id,
+            Err(e) => return error.set(Some(e.to_string())),
+        };
+        let requests = match requests_text.get_untracked().trim().parse::<u64>() {
+            Ok(n) if (1..=HerdSpec::MAX_REQUESTS).contains(&n) => n,
+            _ => {
+                return error.set(Some(format!(
+                    "requests must be a number from 1 to {}",
+                    HerdSpec::MAX_REQUESTS
+                )))
+            }
+        };
+        error.set(None);
+        let herd = HerdSpec {
+            kind: Kind::Users,
+            id,
+            requests,
+            defence: defence.get_untracked(),
+        };
+        connection.with_value(|c| c.run_herd(herd));
+    };
+    view! {
+        <section class="card stampede" aria-labelledby="stampede-title">
+            <h2 id="stampede-title">"Cache stampede"</h2>
+            <p class="help">
+                "A herd of concurrent reads hits a cold key, spread over the three instances. How many reach the database?"
+            </p>
+            <div class="row">
+                <label for="herd-requests">"requests"</label>
+                <input id="herd-requests" data-testid="herd-requests" inputmode="numeric" prop:value=move || requests_text.get() on:input=move |ev| requests_text.set(event_target_value(&ev))/>
+                <label for="herd-id">"user id"</label>
+                <input id="herd-id" inputmode="numeric" prop:value=move || id_text.get() on:input=move |ev| id_text.set(event_target_value(&ev))/>
+            </div>
+            <div class="row">
+                <label for="herd-defence">"defence"</label>
+                <select
+                    id="herd-defence"
+                    data-testid="herd-defence"
+                    on:change=move |ev| {
+                        if let Ok(d) = event_target_value(&ev).parse::<Defence>() {
+                            defence.set(d);
+                        }
+                    }
+                >
+                    {Defence::ALL.into_iter().map(|d| view! { <option value=d.name()>{d.label()}</option> }).collect_view()}
+                </select>
+                <button type="button" class="primary" data-testid="fire-herd" disabled=move || !state.is_open() on:click=fire>
+                    {move || if running() { "Running…" } else { "Fire" }}
+                </button>
+            </div>
+            {move || error.get().map(|e| view! { <p class="help error">{e}</p> })}
+            {move || {
+                let herds = state.herds.get();
+                (!herds.is_empty()).then(|| {
+                    let rows = herds
+                        .iter()
+                        .rev()
+                        .map(|h| {
+                            view! {
+                                <tr data-testid="herd-row">
+                                    <td>{h.spec.defence.label()}</td>
+                                    <td class="num">{h.spec.requests}</td>
+                                    <td class="num loads">{h.database_loads}</td>
+                                    <td class="num">{h.from_cache}</td>
+                                    <td class="num">{h.waited}</td>
+                                    <td class="num">{format::micros(h.p50_us)}</td>
+                                    <td class="num">{format::micros(h.p99_us)}</td>
+                                    <td class="num">{format::micros(h.max_us)}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view();
+                    view! {
+                        <div class="table-wrap">
+                            <table data-testid="herd-table">
+                                <thead>
+                                    <tr>
+                                        <th>"defence"</th><th>"requests"</th><th>"database loads"</th><th>"from cache"</th>
+                                        <th>"waited"</th><th>"p50"</th><th>"p99"</th><th>"max"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>{rows}</tbody>
+                            </table>
+                        </div>
+                        <button type="button" class="secondary" on:click=move |_| state.herds.set(Vec::new())>"Clear results"</button>
+                    }
+                })
+            }}
+        </section>
+    }
+}
