@@ -24,6 +24,8 @@ async fn main() {
             id: 1,
             requests: 1_000,
             defence,
+            timing: shared::HerdTiming::Cold,
+            beta: 1.0,
         };
         let r = backend
             .playground

@@ -42,6 +42,10 @@ pub struct HerdRead {
     pub waited: bool,
     /// It gave up waiting and read the database without the lock.
     pub fell_back: bool,
+    /// It was answered with a stale value (stale-while-revalidate).
+    pub stale: bool,
+    /// It recomputed a value that had not expired yet (XFetch).
+    pub early: bool,
 }
 
 impl HerdRead {
@@ -265,11 +269,250 @@ impl CacheAside<'_> {
     }
 }
 
+/// XFetch's rule (Vattani, Chierichetti and Lowenstein, "Optimal
+/// Probabilistic Cache Stampede Prevention"): recompute now if
+/// `now - delta * beta * ln(random) >= expiry`, where `delta` is how long a
+/// recompute takes and `random` is uniform in (0, 1]. Since `ln(random)` is
+/// negative, the left side runs ahead of the clock by a random amount that
+/// grows with `delta` and `beta`: the closer expiry is, the likelier an
+/// early recompute, and one request usually does it before anyone misses.
+pub fn xfetch_should_recompute(
+    now_ms: f64,
+    delta_ms: f64,
+    beta: f64,
+    expiry_ms: f64,
+    random: f64,
+) -> bool {
+    let random = random.clamp(f64::MIN_POSITIVE, 1.0);
+    now_ms - delta_ms * beta * random.ln() >= expiry_ms
+}
+
+/// A small seeded random source (SplitMix64), so herds and tests are
+/// repeatable.
+#[derive(Clone, Debug)]
+pub struct SeededRandom(u64);
+
+impl SeededRandom {
+    pub fn new(seed: u64) -> SeededRandom {
+        SeededRandom(seed)
+    }
+
+    /// Uniform in (0, 1].
+    pub fn next_unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// What XFetch keeps beside the value.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Stamped {
+    /// The record's JSON.
+    pub value: String,
+    /// How long the last recompute took, in milliseconds.
+    pub delta_ms: u64,
+    /// When the value expires, in milliseconds since the Unix epoch.
+    pub expiry_ms: u64,
+}
+
+/// What stale-while-revalidate keeps beside the value.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Fresh {
+    pub value: String,
+    /// Until when the value is fresh; after that it is served stale while
+    /// one request refreshes it.
+    pub fresh_until_ms: u64,
+}
+
+/// How long a stale value may still be served, beyond its fresh time.
+pub const STALE_FOR: Duration = Duration::from_secs(30);
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl CacheAside<'_> {
+    /// XFetch: a hit may still recompute, early, by the rule above.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn read_xfetch(
+        &self,
+        kind: Kind,
+        id: u64,
+        beta: f64,
+        random: f64,
+        trace: &mut Recorder,
+    ) -> Result<HerdRead, StoreError> {
+        let key = self.cache_key(kind, id);
+        if let Ok(Some(cached)) = trace.redis(CHECK_CACHE, self.cache.get(&key)).await {
+            if let Ok(stamped) = serde_json::from_str::<Stamped>(&cached) {
+                let early = xfetch_should_recompute(
+                    now_ms() as f64,
+                    stamped.delta_ms as f64,
+                    beta,
+                    stamped.expiry_ms as f64,
+                    random,
+                );
+                if !early {
+                    return Ok(HerdRead::cached(false));
+                }
+                trace.note(
+                    CHECK_CACHE,
+                    StepStatus::Miss,
+                    "XFetch: recompute early, before the value expires",
+                );
+                self.store_stamped(kind, id, trace).await?;
+                return Ok(HerdRead {
+                    early: true,
+                    ..HerdRead::loaded()
+                });
+            }
+        }
+        self.store_stamped(kind, id, trace).await?;
+        Ok(HerdRead::loaded())
+    }
+
+    /// Loads the row, timing the load, and stores it with its delta and
+    /// expiry for XFetch.
+    pub async fn store_stamped(
+        &self,
+        kind: Kind,
+        id: u64,
+        trace: &mut Recorder,
+    ) -> Result<(), StoreError> {
+        let began = std::time::Instant::now();
+        let record = trace
+            .sql(
+                QUERY_DATABASE,
+                self.database.find(kind, id, self.db_latency()),
+            )
+            .await?;
+        let delta_ms = began.elapsed().as_millis() as u64;
+        if let Some(record) = record {
+            let ttl_ms = self.settings.cache_ttl_secs * 1000;
+            let stamped = Stamped {
+                value: encode(&record),
+                delta_ms,
+                expiry_ms: now_ms() + ttl_ms,
+            };
+            let json = serde_json::to_string(&stamped).expect("serializes");
+            let call = self.cache.set_px(&self.cache_key(kind, id), &json, ttl_ms);
+            let _ = trace.redis(STORE_IN_CACHE, call).await;
+        }
+        Ok(())
+    }
+
+    /// Stale-while-revalidate: a stale value is still served at once; the
+    /// first request to see it stale takes a short refresh lock and reloads
+    /// in the background, so exactly one load happens and nobody waits.
+    ///
+    /// # Errors
+    /// When the database fails on a hard miss.
+    pub async fn read_stale_while_revalidate(
+        &self,
+        kind: Kind,
+        id: u64,
+        trace: &mut Recorder,
+    ) -> Result<HerdRead, StoreError> {
+        let key = self.cache_key(kind, id);
+        if let Ok(Some(cached)) = trace.redis(CHECK_CACHE, self.cache.get(&key)).await {
+            if let Ok(fresh) = serde_json::from_str::<Fresh>(&cached) {
+                if now_ms() < fresh.fresh_until_ms {
+                    return Ok(HerdRead::cached(false));
+                }
+                let refresh = format!("{key}:refresh");
+                let token = unique_token();
+                let taken = trace
+                    .redis(
+                        CHECK_CACHE,
+                        self.cache
+                            .set_nx_px(&refresh, &token, self.lock_ttl().as_millis() as u64),
+                    )
+                    .await;
+                let mut read = HerdRead::cached(false);
+                read.stale = true;
+                if matches!(taken, Ok(Some(_))) {
+                    // This request refreshes, in the background: it answers
+                    // with the stale value now, like everyone else.
+                    let cache = self.cache.clone();
+                    let database = self.database.clone();
+                    let settings = self.settings.clone();
+                    let sandbox = self.sandbox.clone();
+                    tokio::spawn(async move {
+                        let engine = CacheAside {
+                            cache: &cache,
+                            database: &database,
+                            settings: &settings,
+                            sandbox: &sandbox,
+                            instance: None,
+                            fleet: None,
+                        };
+                        let _ = engine.store_fresh(kind, id, &mut Recorder::new()).await;
+                    });
+                    read.loaded = true;
+                }
+                return Ok(read);
+            }
+        }
+        self.store_fresh(kind, id, trace).await?;
+        Ok(HerdRead::loaded())
+    }
+
+    /// Loads the row and stores it fresh for the TTL, servable stale for
+    /// [`STALE_FOR`] more.
+    pub async fn store_fresh(
+        &self,
+        kind: Kind,
+        id: u64,
+        trace: &mut Recorder,
+    ) -> Result<(), StoreError> {
+        let record = trace
+            .sql(
+                QUERY_DATABASE,
+                self.database.find(kind, id, self.db_latency()),
+            )
+            .await?;
+        if let Some(record) = record {
+            let fresh_ms = self.settings.cache_ttl_secs * 1000;
+            let fresh = Fresh {
+                value: encode(&record),
+                fresh_until_ms: now_ms() + fresh_ms,
+            };
+            let json = serde_json::to_string(&fresh).expect("serializes");
+            let call = self.cache.set_px(
+                &self.cache_key(kind, id),
+                &json,
+                fresh_ms + STALE_FOR.as_millis() as u64,
+            );
+            let _ = trace.redis(STORE_IN_CACHE, call).await;
+        }
+        Ok(())
+    }
+}
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use shared::{check_id, Defence, HerdResult, HerdSpec, InputError, SandboxId, SandboxSettings};
+use shared::{
+    check_id, Defence, HerdResult, HerdSpec, HerdTiming, InputError, SandboxId, SandboxSettings,
+};
+
+/// At expiry, the value is primed to live this long before the herd.
+const PRIMED_TTL_SECS: u64 = 2;
+/// At expiry, requests arrive from this long before the expiry to this long
+/// after it.
+const EXPIRY_SPREAD: Duration = Duration::from_millis(400);
+/// The seed of a herd's random draws, so the same herd behaves the same.
+const HERD_SEED: u64 = 0x5eed_4e4d;
 
 use crate::instance::Instance;
 use crate::playground::{OpError, Playground};
@@ -302,9 +545,20 @@ impl Playground {
         let sandbox = self.sandbox(sandbox_id)?;
         let _one_herd_at_a_time = sandbox.herd.lock().await;
         // Near caches would answer the herd before Redis: keep them out.
+        let base = sandbox.settings();
         let settings = Arc::new(SandboxSettings {
+            // Near caches would answer the herd before Redis: keep them out.
             near_cache: false,
-            ..sandbox.settings()
+            // Herds use keys of their own (`cache:herd:{sandbox}:...`), so
+            // their value formats never meet the sandbox's normal reads.
+            key_prefix: format!("{}herd:", base.key_prefix),
+            // At expiry, the primed value lives this long.
+            cache_ttl_secs: if spec.timing == HerdTiming::AtExpiry {
+                PRIMED_TTL_SECS
+            } else {
+                base.cache_ttl_secs
+            },
+            ..base
         });
 
         // Start cold: no value, no lock.
@@ -312,37 +566,75 @@ impl Playground {
         let key = probe.cache_key(spec.kind, spec.id);
         let lock = probe.lock_key(spec.kind, spec.id);
         let _ = sandbox.cache.run(sandbox.cache.del2(&key, &lock)).await;
+        let _ = sandbox
+            .cache
+            .run(sandbox.cache.del(&format!("{key}:refresh")))
+            .await;
         let fills = match spec.defence {
             Defence::RedisLock => Some(listen_for_fills(&sandbox, &probe.fills_channel()).await),
             _ => None,
+        };
+        // At expiry: store the value now, in the defence's own format, and
+        // spread the requests evenly around the moment it expires.
+        let schedule = match spec.timing {
+            HerdTiming::Cold => None,
+            HerdTiming::AtExpiry => {
+                let mut trace = Recorder::new();
+                match spec.defence {
+                    Defence::XFetch => probe.store_stamped(spec.kind, spec.id, &mut trace).await?,
+                    Defence::StaleWhileRevalidate => {
+                        probe.store_fresh(spec.kind, spec.id, &mut trace).await?
+                    }
+                    _ => {
+                        probe.load_and_store(spec.kind, spec.id, &mut trace).await?;
+                    }
+                }
+                let expires = tokio::time::Instant::now() + Duration::from_secs(PRIMED_TTL_SECS);
+                Some(expires - EXPIRY_SPREAD)
+            }
         };
 
         let started = Instant::now();
         let instances = sandbox.fleet.instances.clone();
         let mut tasks = Vec::with_capacity(spec.requests as usize);
+        let mut random = SeededRandom::new(HERD_SEED);
         for n in 0..spec.requests as usize {
             let sandbox = sandbox.clone();
             let settings = settings.clone();
             let instance = instances[n % instances.len()].clone();
             let fills = fills.as_ref().map(|f| f.senders[instance.index].clone());
             let spec = spec.clone();
+            let draw = random.next_unit();
+            // Evenly over twice the spread, centred on the expiry.
+            let at =
+                schedule.map(|first| first + EXPIRY_SPREAD * 2 * n as u32 / spec.requests as u32);
             tasks.push(tokio::spawn(async move {
+                if let Some(at) = at {
+                    tokio::time::sleep_until(at).await;
+                }
                 let engine = herd_engine(&sandbox, &settings, Some(&instance));
                 let mut trace = Recorder::new();
                 let begun = Instant::now();
+                let (kind, id) = (spec.kind, spec.id);
                 let read = match (spec.defence, &fills) {
                     (Defence::SingleFlight, _) => {
-                        engine
-                            .read_single_flight(spec.kind, spec.id, &mut trace)
-                            .await
+                        engine.read_single_flight(kind, id, &mut trace).await
                     }
                     (Defence::RedisLock, Some(fills)) => {
+                        engine.read_with_lock(kind, id, fills, &mut trace).await
+                    }
+                    (Defence::XFetch, _) => {
                         engine
-                            .read_with_lock(spec.kind, spec.id, fills, &mut trace)
+                            .read_xfetch(kind, id, spec.beta, draw, &mut trace)
+                            .await
+                    }
+                    (Defence::StaleWhileRevalidate, _) => {
+                        engine
+                            .read_stale_while_revalidate(kind, id, &mut trace)
                             .await
                     }
                     _ => engine
-                        .read(spec.kind, spec.id, &mut trace)
+                        .read(kind, id, &mut trace)
                         .await
                         .map(|answer| HerdRead {
                             loaded: !answer.outcome.from_cache(),
@@ -368,6 +660,8 @@ impl Playground {
             max_us: 0,
             histogram: Vec::new(),
             duration_ms: 0,
+            served_stale: 0,
+            early_recomputes: 0,
         };
         for task in tasks {
             let (read, latency_us) = task.await.map_err(|e| StoreError::Task(e.to_string()))?;
@@ -377,6 +671,8 @@ impl Playground {
             result.from_cache += u64::from(read.from_cache);
             result.waited += u64::from(read.waited);
             result.fallbacks += u64::from(read.fell_back);
+            result.served_stale += u64::from(read.stale);
+            result.early_recomputes += u64::from(read.early);
         }
         result.duration_ms = started.elapsed().as_millis() as u64;
         result.p50_us = histogram.value_at_quantile(0.50);
@@ -446,4 +742,56 @@ async fn listen_for_fills(sandbox: &Sandbox, channel: &str) -> Fills {
         }));
     }
     fills
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xfetch_never_recomputes_early_with_a_draw_of_one() {
+        // ln(1) = 0: only expiry itself triggers a recompute.
+        assert!(!xfetch_should_recompute(999.0, 100.0, 1.0, 1_000.0, 1.0));
+        assert!(xfetch_should_recompute(1_000.0, 100.0, 1.0, 1_000.0, 1.0));
+    }
+
+    #[test]
+    fn xfetch_recomputes_more_often_closer_to_expiry() {
+        // With beta 1, a request one delta before expiry recomputes when
+        // -ln(r) >= 1, that is with probability e^-1 (about 0.368); ten
+        // deltas before, with e^-10 (about 0.00005).
+        let share = |before_ms: f64, beta: f64| {
+            let mut random = SeededRandom::new(42);
+            let n = 100_000;
+            let hits = (0..n)
+                .filter(|_| {
+                    xfetch_should_recompute(
+                        1_000.0 - before_ms,
+                        100.0,
+                        beta,
+                        1_000.0,
+                        random.next_unit(),
+                    )
+                })
+                .count();
+            hits as f64 / n as f64
+        };
+        let one_delta = share(100.0, 1.0);
+        assert!((0.36..0.376).contains(&one_delta), "{one_delta}");
+        assert!(share(1_000.0, 1.0) < 0.001);
+        // A larger beta recomputes earlier: e^-0.5 at one delta with beta 2.
+        let eager = share(100.0, 2.0);
+        assert!((0.60..0.61).contains(&eager), "{eager}");
+    }
+
+    #[test]
+    fn seeded_draws_repeat_and_stay_in_range() {
+        let draws = |seed| {
+            let mut r = SeededRandom::new(seed);
+            (0..1000).map(|_| r.next_unit()).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
+        assert!(draws(7).iter().all(|d| *d > 0.0 && *d <= 1.0));
+    }
 }

@@ -16,6 +16,8 @@ fn herd(defence: Defence, requests: u64) -> HerdSpec {
         id: 21,
         requests,
         defence,
+        timing: shared::HerdTiming::Cold,
+        beta: 1.0,
     }
 }
 
@@ -180,4 +182,106 @@ async fn a_dead_holders_lock_expires_and_a_waiter_takes_over() {
     .expect("bounded wait")
     .unwrap();
     assert!(read.waited && read.loaded && !read.fell_back, "{read:?}");
+}
+
+fn at_expiry(defence: Defence, requests: u64) -> HerdSpec {
+    HerdSpec {
+        timing: shared::HerdTiming::AtExpiry,
+        ..herd(defence, requests)
+    }
+}
+
+fn tutorial_database(c: &mut backend::Config) {
+    c.db_latency_ms = 100;
+}
+
+/// A popular key expiring under load, with no defence: the requests that
+/// arrive between the expiry and the first store all load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_expiry_without_a_defence_several_requests_load() {
+    let t = common::start(tutorial_database);
+    let result = t
+        .backend
+        .playground
+        .run_herd(&SandboxId::default_sandbox(), at_expiry(Defence::None, 300))
+        .await
+        .unwrap();
+    assert!(result.database_loads > 3, "{result:?}");
+    assert!(
+        result.from_cache > 100,
+        "the requests before expiry hit: {result:?}"
+    );
+}
+
+/// At expiry, the lock still allows exactly one load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_expiry_the_lock_loads_exactly_once() {
+    let t = common::start(tutorial_database);
+    let result = t
+        .backend
+        .playground
+        .run_herd(
+            &SandboxId::default_sandbox(),
+            at_expiry(Defence::RedisLock, 300),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.database_loads, 1, "{result:?}");
+}
+
+/// Stale-while-revalidate: exactly one background refresh, nobody waits,
+/// and the requests in between are served the stale value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_refreshes_once_and_nobody_waits() {
+    let t = common::start(tutorial_database);
+    let result = t
+        .backend
+        .playground
+        .run_herd(
+            &SandboxId::default_sandbox(),
+            at_expiry(Defence::StaleWhileRevalidate, 300),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.database_loads, 1, "{result:?}");
+    assert_eq!(result.waited, 0);
+    assert!(result.served_stale >= 1, "{result:?}");
+    assert!(
+        result.max_us < 100_000,
+        "no request waited for the database: {result:?}"
+    );
+}
+
+/// XFetch: some request recomputes before the value expires, so the
+/// requests after the original expiry still find a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xfetch_recomputes_before_the_value_expires() {
+    let t = common::start(tutorial_database);
+    let result = t
+        .backend
+        .playground
+        .run_herd(
+            &SandboxId::default_sandbox(),
+            at_expiry(Defence::XFetch, 300),
+        )
+        .await
+        .unwrap();
+    assert!(result.early_recomputes >= 1, "{result:?}");
+    assert_eq!(
+        result.database_loads, result.early_recomputes,
+        "every load was early, none after a miss: {result:?}"
+    );
+}
+
+/// Herds use keys of their own: the sandbox's normal cache key is untouched.
+#[tokio::test]
+async fn herds_do_not_touch_the_sandboxs_own_keys() {
+    let t = common::start(|c| c.db_latency_ms = 0);
+    t.read(Kind::Users, 21).await;
+    t.backend
+        .playground
+        .run_herd(&SandboxId::default_sandbox(), herd(Defence::None, 5))
+        .await
+        .unwrap();
+    assert_eq!(t.read(Kind::Users, 21).await.outcome, shared::Outcome::Hit);
 }

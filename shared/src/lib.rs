@@ -27,8 +27,8 @@ pub use entity::{
     MAX_NAME_LEN,
 };
 pub use protocol::{
-    ClientMessage, Defence, DivergenceEntry, DivergenceReport, HerdResult, HerdSpec, InstanceState,
-    ReadResult, Scenario, ScenarioResult, ServerMessage, WriteChange, WriteResult,
+    ClientMessage, Defence, DivergenceEntry, DivergenceReport, HerdResult, HerdSpec, HerdTiming,
+    InstanceState, ReadResult, Scenario, ScenarioResult, ServerMessage, WriteChange, WriteResult,
     PROTOCOL_VERSION,
 };
 pub use settings::{CacheWrite, RaceFix, SandboxSettings, Stats, WriteStrategy};

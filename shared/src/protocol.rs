@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Sent by the browser over the WebSocket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Read one record through the cache. `request_id` is chosen by the
@@ -99,16 +99,31 @@ pub enum Defence {
     /// One load per key overall: a Redis lock (`SET NX PX`), released only
     /// by its owner; waiters are notified when the value is stored.
     RedisLock,
+    /// Probabilistic early expiration (XFetch): a read may recompute the
+    /// value before it expires, the more likely the closer expiry is and the
+    /// longer a recompute takes.
+    XFetch,
+    /// Serve the old value after it goes stale while exactly one request
+    /// refreshes it in the background.
+    StaleWhileRevalidate,
 }
 
 impl Defence {
-    pub const ALL: [Defence; 3] = [Defence::None, Defence::SingleFlight, Defence::RedisLock];
+    pub const ALL: [Defence; 5] = [
+        Defence::None,
+        Defence::SingleFlight,
+        Defence::RedisLock,
+        Defence::XFetch,
+        Defence::StaleWhileRevalidate,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Defence::None => "none",
             Defence::SingleFlight => "single-flight",
             Defence::RedisLock => "redis-lock",
+            Defence::XFetch => "xfetch",
+            Defence::StaleWhileRevalidate => "stale-while-revalidate",
         }
     }
 
@@ -117,6 +132,8 @@ impl Defence {
             Defence::None => "no defence",
             Defence::SingleFlight => "single flight (per instance)",
             Defence::RedisLock => "Redis lock",
+            Defence::XFetch => "early expiration (XFetch)",
+            Defence::StaleWhileRevalidate => "stale-while-revalidate",
         }
     }
 }
@@ -137,8 +154,20 @@ impl std::str::FromStr for Defence {
     }
 }
 
+/// When a herd's requests arrive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HerdTiming {
+    /// All at once, at a key that is not cached.
+    #[default]
+    Cold,
+    /// Spread evenly over the moments just before and just after a cached
+    /// value's TTL runs out: a popular key expiring under load.
+    AtExpiry,
+}
+
 /// A herd to fire.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HerdSpec {
     pub kind: Kind,
     pub id: u64,
@@ -146,6 +175,15 @@ pub struct HerdSpec {
     /// spread round-robin over the instances.
     pub requests: u64,
     pub defence: Defence,
+    #[serde(default)]
+    pub timing: HerdTiming,
+    /// XFetch's beta: above 1 recomputes earlier, below 1 later.
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+}
+
+fn default_beta() -> f64 {
+    1.0
 }
 
 impl HerdSpec {
@@ -173,6 +211,13 @@ pub struct HerdResult {
     pub histogram: Vec<(u64, u64)>,
     /// Wall time of the whole herd, in milliseconds.
     pub duration_ms: u64,
+    /// Requests answered with a value that had gone stale (by design, with
+    /// stale-while-revalidate).
+    #[serde(default)]
+    pub served_stale: u64,
+    /// Requests that recomputed a value before it expired (XFetch).
+    #[serde(default)]
+    pub early_recomputes: u64,
 }
 
 /// One application instance of a sandbox, as the UI shows it.
