@@ -2,7 +2,7 @@
 //! compare the defences side by side.
 
 use leptos::prelude::*;
-use shared::{entity::parse_id, Defence, HerdSpec, Kind};
+use shared::{entity::parse_id, Defence, HerdResult, HerdSpec, HerdTiming, Kind};
 
 use super::ConnectionHandle;
 use crate::format;
@@ -16,6 +16,8 @@ pub fn StampedePanel() -> impl IntoView {
     let id_text = RwSignal::new("1".to_string());
     let requests_text = RwSignal::new("1000".to_string());
     let defence = RwSignal::new(Defence::None);
+    let timing = RwSignal::new(HerdTiming::Cold);
+    let beta_text = RwSignal::new("1.0".to_string());
     let error = RwSignal::new(None::<String>);
     let running = move || state.pending.get() > 0;
     let fire = move |_| {
@@ -32,12 +34,18 @@ pub fn StampedePanel() -> impl IntoView {
                 )))
             }
         };
+        let beta = match beta_text.get_untracked().trim().parse::<f64>() {
+            Ok(b) if (0.1..=10.0).contains(&b) => b,
+            _ => return error.set(Some("beta must be a number from 0.1 to 10".into())),
+        };
         error.set(None);
         let herd = HerdSpec {
             kind: Kind::Users,
             id,
             requests,
             defence: defence.get_untracked(),
+            timing: timing.get_untracked(),
+            beta,
         };
         connection.with_value(|c| c.run_herd(herd));
     };
@@ -45,13 +53,28 @@ pub fn StampedePanel() -> impl IntoView {
         <section class="card stampede" aria-labelledby="stampede-title">
             <h2 id="stampede-title">"Cache stampede"</h2>
             <p class="help">
-                "A herd of concurrent reads hits a cold key, spread over the three instances. How many reach the database?"
+                "A herd of concurrent reads hits one key, spread over the three instances. How many reach the database, and who waits?"
             </p>
             <div class="row">
                 <label for="herd-requests">"requests"</label>
                 <input id="herd-requests" data-testid="herd-requests" inputmode="numeric" prop:value=move || requests_text.get() on:input=move |ev| requests_text.set(event_target_value(&ev))/>
                 <label for="herd-id">"user id"</label>
                 <input id="herd-id" inputmode="numeric" prop:value=move || id_text.get() on:input=move |ev| id_text.set(event_target_value(&ev))/>
+            </div>
+            <div class="row">
+                <label for="herd-timing">"when"</label>
+                <select
+                    id="herd-timing"
+                    data-testid="herd-timing"
+                    on:change=move |ev| {
+                        timing.set(if event_target_value(&ev) == "at_expiry" { HerdTiming::AtExpiry } else { HerdTiming::Cold });
+                    }
+                >
+                    <option value="cold">"all at once, on a cold key"</option>
+                    <option value="at_expiry">"around the moment a cached key expires"</option>
+                </select>
+                <label for="herd-beta">"XFetch beta"</label>
+                <input id="herd-beta" inputmode="decimal" prop:value=move || beta_text.get() on:input=move |ev| beta_text.set(event_target_value(&ev))/>
             </div>
             <div class="row">
                 <label for="herd-defence">"defence"</label>
@@ -80,11 +103,21 @@ pub fn StampedePanel() -> impl IntoView {
                         .map(|h| {
                             view! {
                                 <tr data-testid="herd-row">
-                                    <td>{h.spec.defence.label()}</td>
+                                    <td>
+                                        {h.spec.defence.label()}
+                                        <span class="timing">
+                                            {match h.spec.timing {
+                                                HerdTiming::Cold => " · cold",
+                                                HerdTiming::AtExpiry => " · at expiry",
+                                            }}
+                                        </span>
+                                    </td>
                                     <td class="num">{h.spec.requests}</td>
                                     <td class="num loads">{h.database_loads}</td>
                                     <td class="num">{h.from_cache}</td>
                                     <td class="num">{h.waited}</td>
+                                    <td class="num">{h.served_stale}</td>
+                                    <td class="num">{h.early_recomputes}</td>
                                     <td class="num">{format::micros(h.p50_us)}</td>
                                     <td class="num">{format::micros(h.p99_us)}</td>
                                     <td class="num">{format::micros(h.max_us)}</td>
@@ -98,16 +131,51 @@ pub fn StampedePanel() -> impl IntoView {
                                 <thead>
                                     <tr>
                                         <th>"defence"</th><th>"requests"</th><th>"database loads"</th><th>"from cache"</th>
-                                        <th>"waited"</th><th>"p50"</th><th>"p99"</th><th>"max"</th>
+                                        <th>"waited"</th><th>"stale"</th><th>"early"</th><th>"p50"</th><th>"p99"</th><th>"max"</th>
                                     </tr>
                                 </thead>
                                 <tbody>{rows}</tbody>
                             </table>
                         </div>
+                        {herds.last().map(|h| view! { <LatencyChart result=h.clone()/> })}
                         <button type="button" class="secondary" on:click=move |_| state.herds.set(Vec::new())>"Clear results"</button>
                     }
                 })
             }}
         </section>
+    }
+}
+
+/// A bar chart of a herd's latencies: how many requests took how long.
+#[component]
+fn LatencyChart(
+    /// The herd to chart.
+    result: HerdResult,
+) -> impl IntoView {
+    let buckets: Vec<(u64, u64)> = result
+        .histogram
+        .iter()
+        .copied()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let most = buckets.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let bars = buckets
+        .into_iter()
+        .map(|(upper_us, count)| {
+            let width = 100.0 * count as f64 / most as f64;
+            view! {
+                <div class="bar-row">
+                    <span class="bucket">{format!("≤ {}", format::micros(upper_us))}</span>
+                    <span class="bar"><span class="fill" style=format!("width: {width:.1}%")></span></span>
+                    <span class="count">{count}</span>
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <figure class="latency-chart" data-testid="latency-chart">
+            <figcaption>{format!("Latency of the last herd ({}, {} requests)", result.spec.defence.label(), result.spec.requests)}</figcaption>
+            {bars}
+        </figure>
     }
 }
