@@ -154,6 +154,16 @@ impl Cache {
         RedisCall::new(self, CallKind::Write, &["DEL", key])
     }
 
+    /// `SET key value EX secs`, or `PX ms` when the TTL is not a whole
+    /// number of seconds (a jittered TTL).
+    pub fn set_ttl(&self, key: &str, value: &str, ttl_ms: u64) -> RedisCall<()> {
+        if ttl_ms % 1000 == 0 {
+            self.set_ex(key, value, ttl_ms / 1000)
+        } else {
+            self.set_px(key, value, ttl_ms)
+        }
+    }
+
     /// `TTL key`: seconds left before the key expires (-1: no TTL, -2: no key).
     pub fn ttl(&self, key: &str) -> RedisCall<i64> {
         RedisCall::new(self, CallKind::Lookup, &["TTL", key])

@@ -164,7 +164,7 @@ impl CacheAside<'_> {
         let entry = Entry {
             value: &value,
             version: record.map(Record::version),
-            ttl_secs: ttl,
+            ttl_ms: self.jittered_ms(ttl),
         };
         let key = self.cache_key(kind, id);
         if self
@@ -231,6 +231,18 @@ impl CacheAside<'_> {
             Some(me) => format!("{text} at instance {}", me.name),
             None => text.to_string(),
         }
+    }
+
+    /// A TTL in milliseconds, randomized by the sandbox's TTL jitter so keys
+    /// cached together do not expire together (section 4.1).
+    pub(crate) fn jittered_ms(&self, ttl_secs: u64) -> u64 {
+        let base = ttl_secs * 1000;
+        let jitter = self.settings.ttl_jitter_percent as f64 / 100.0;
+        if jitter == 0.0 {
+            return base;
+        }
+        let factor = 1.0 + jitter * (2.0 * unit_random() - 1.0);
+        ((base as f64 * factor) as u64).max(1)
     }
 
     /// The simulated database latency for one query: the setting, varied

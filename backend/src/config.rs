@@ -61,6 +61,11 @@ pub struct Config {
     #[arg(long, env = "DB_JITTER_PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub db_jitter_percent: u64,
 
+    /// Randomize every TTL by up to this percentage either way, so keys
+    /// cached together do not expire together.
+    #[arg(long, env = "TTL_JITTER_PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=90))]
+    pub ttl_jitter_percent: u64,
+
     /// Give each application instance a near cache (in-process, in front
     /// of Redis), kept coherent by Redis Pub/Sub invalidation.
     #[arg(long, env = "NEAR_CACHE")]
@@ -114,6 +119,7 @@ impl Config {
             db_jitter_percent: self.db_jitter_percent,
             near_cache: self.near_cache,
             near_ttl_secs: self.near_ttl_secs,
+            ttl_jitter_percent: self.ttl_jitter_percent,
         }
     }
 

@@ -26,13 +26,15 @@ use crate::cache_aside::CacheAside;
 use crate::recorder::Recorder;
 
 /// Stores the value only if the lease still holds this reader's token, then
-/// releases the lease. KEYS: cache key, lease key. ARGV: token, value, TTL.
+/// releases the lease. KEYS: cache key, lease key. ARGV: token, value, TTL
+/// in milliseconds.
 pub const STORE_IF_LEASE_HELD: &str = "if redis.call('GET', KEYS[2]) == ARGV[1] then \
-     redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) redis.call('DEL', KEYS[2]) return 1 end return 0";
+     redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) redis.call('DEL', KEYS[2]) return 1 end return 0";
 
 /// Stores the value unless the key holds a newer version, as a value or as
-/// an invalidation marker. KEYS: cache key. ARGV: value, its version, TTL.
-pub const STORE_IF_NOT_OLDER: &str = r#"local cur = redis.call('GET', KEYS[1]) if cur then local v = string.match(cur, '"version":(%d+)') or string.match(cur, '^<invalidated:v(%d+)>$') if v and tonumber(v) > tonumber(ARGV[2]) then return 0 end end redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3]) return 1"#;
+/// an invalidation marker. KEYS: cache key. ARGV: value, its version, TTL
+/// in milliseconds.
+pub const STORE_IF_NOT_OLDER: &str = r#"local cur = redis.call('GET', KEYS[1]) if cur then local v = string.match(cur, '"version":(%d+)') or string.match(cur, '^<invalidated:v(%d+)>$') if v and tonumber(v) > tonumber(ARGV[2]) then return 0 end end redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 1"#;
 
 /// How long a lease lasts, in milliseconds. A reader slower than this loses
 /// its lease and simply does not cache (safe); it never blocks writers.
@@ -63,7 +65,8 @@ pub struct Entry<'a> {
     pub value: &'a str,
     /// The row version the value was made from (`None` for the marker).
     pub version: Option<u64>,
-    pub ttl_secs: u64,
+    /// How long it lives, in milliseconds.
+    pub ttl_ms: u64,
 }
 
 /// A token unique within this process, for leases and messages.
@@ -116,27 +119,27 @@ impl CacheAside<'_> {
         let Entry {
             value,
             version,
-            ttl_secs: ttl,
+            ttl_ms: ttl,
         } = entry;
         let key = self.cache_key(kind, id);
-        let ttl = ttl.to_string();
+        let ttl_text = ttl.to_string();
         let call = match (self.settings.race_fix, lease, version) {
             (RaceFix::Lease, Some(token), _) => {
                 let lease_key = self.lease_key(kind, id);
                 self.cache.eval(
                     STORE_IF_LEASE_HELD,
                     &[&key, &lease_key],
-                    &[token, value, &ttl],
+                    &[token, value, &ttl_text],
                 )
             }
             (RaceFix::Version, _, Some(version)) => self.cache.eval(
                 STORE_IF_NOT_OLDER,
                 &[&key],
-                &[value, &version.to_string(), &ttl],
+                &[value, &version.to_string(), &ttl_text],
             ),
             // No fix (or nothing to guard): a plain SET with its TTL.
             _ => {
-                let call = self.cache.set_ex(&key, value, ttl.parse().unwrap_or(1));
+                let call = self.cache.set_ttl(&key, value, ttl);
                 return trace.redis(node, call).await.is_ok();
             }
         };
@@ -175,7 +178,7 @@ impl CacheAside<'_> {
             }
             RaceFix::Version => {
                 let marker = invalidation_marker(new_version);
-                let ttl = self.settings.cache_ttl_secs.to_string();
+                let ttl = (self.settings.cache_ttl_secs * 1000).to_string();
                 let call = self.cache.eval(
                     STORE_IF_NOT_OLDER,
                     &[&key],

@@ -511,6 +511,8 @@ const PRIMED_TTL_SECS: u64 = 2;
 /// At expiry, requests arrive from this long before the expiry to this long
 /// after it.
 const EXPIRY_SPREAD: Duration = Duration::from_millis(400);
+/// With many keys, how many.
+const MANY_KEYS: u64 = 50;
 /// The seed of a herd's random draws, so the same herd behaves the same.
 const HERD_SEED: u64 = 0x5eed_4e4d;
 
@@ -552,11 +554,17 @@ impl Playground {
             // Herds use keys of their own (`cache:herd:{sandbox}:...`), so
             // their value formats never meet the sandbox's normal reads.
             key_prefix: format!("{}herd:", base.key_prefix),
-            // At expiry, the primed value lives this long.
-            cache_ttl_secs: if spec.timing == HerdTiming::AtExpiry {
-                PRIMED_TTL_SECS
-            } else {
+            // At expiry and with many keys, the primed values live this long.
+            cache_ttl_secs: if spec.timing == HerdTiming::Cold {
                 base.cache_ttl_secs
+            } else {
+                PRIMED_TTL_SECS
+            },
+            // Jitter only where it is the defence under test.
+            ttl_jitter_percent: if spec.defence == Defence::TtlJitter {
+                spec.jitter_percent.min(90)
+            } else {
+                0
             },
             ..base
         });
@@ -578,6 +586,30 @@ impl Playground {
         // spread the requests evenly around the moment it expires.
         let schedule = match spec.timing {
             HerdTiming::Cold => None,
+            HerdTiming::ManyKeys => {
+                // Cache every key at the same moment (their TTLs differ
+                // only by the jitter, if any), starting from none cached.
+                for offset in 1..MANY_KEYS {
+                    let other = probe.cache_key(spec.kind, spec.id + offset);
+                    let _ = sandbox.cache.run(sandbox.cache.del(&other)).await;
+                }
+                let mut primes = Vec::new();
+                for offset in 0..MANY_KEYS {
+                    let sandbox = sandbox.clone();
+                    let settings = settings.clone();
+                    primes.push(tokio::spawn(async move {
+                        let engine = herd_engine(&sandbox, &settings, None);
+                        engine
+                            .read(spec.kind, spec.id + offset, &mut Recorder::new())
+                            .await
+                            .map(|_| ())
+                    }));
+                }
+                for prime in primes {
+                    prime.await.map_err(|e| StoreError::Task(e.to_string()))??;
+                }
+                Some(tokio::time::Instant::now())
+            }
             HerdTiming::AtExpiry => {
                 let mut trace = Recorder::new();
                 match spec.defence {
@@ -605,9 +637,17 @@ impl Playground {
             let fills = fills.as_ref().map(|f| f.senders[instance.index].clone());
             let spec = spec.clone();
             let draw = random.next_unit();
-            // Evenly over twice the spread, centred on the expiry.
-            let at =
-                schedule.map(|first| first + EXPIRY_SPREAD * 2 * n as u32 / spec.requests as u32);
+            // At expiry: evenly over twice the spread, centred on the
+            // expiry. Many keys: evenly over twice the TTL, key after key.
+            let (window, id) = match spec.timing {
+                HerdTiming::ManyKeys => (
+                    Duration::from_secs(2 * PRIMED_TTL_SECS),
+                    spec.id + n as u64 % MANY_KEYS,
+                ),
+                _ => (EXPIRY_SPREAD * 2, spec.id),
+            };
+            let at = schedule.map(|first| first + window * n as u32 / spec.requests as u32);
+            let herd_start = started;
             tasks.push(tokio::spawn(async move {
                 if let Some(at) = at {
                     tokio::time::sleep_until(at).await;
@@ -615,7 +655,8 @@ impl Playground {
                 let engine = herd_engine(&sandbox, &settings, Some(&instance));
                 let mut trace = Recorder::new();
                 let begun = Instant::now();
-                let (kind, id) = (spec.kind, spec.id);
+                let kind = spec.kind;
+                let offset_ms = herd_start.elapsed().as_millis() as u64;
                 let read = match (spec.defence, &fills) {
                     (Defence::SingleFlight, _) => {
                         engine.read_single_flight(kind, id, &mut trace).await
@@ -642,7 +683,7 @@ impl Playground {
                             ..HerdRead::default()
                         }),
                 };
-                (read, micros(begun.elapsed()))
+                (read, micros(begun.elapsed()), offset_ms)
             }));
         }
         let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
@@ -662,9 +703,15 @@ impl Playground {
             duration_ms: 0,
             served_stale: 0,
             early_recomputes: 0,
+            peak_loads_per_100ms: 0,
         };
+        let mut loads_per_100ms = std::collections::HashMap::new();
         for task in tasks {
-            let (read, latency_us) = task.await.map_err(|e| StoreError::Task(e.to_string()))?;
+            let (read, latency_us, offset_ms) =
+                task.await.map_err(|e| StoreError::Task(e.to_string()))?;
+            if read.as_ref().is_ok_and(|r| r.loaded) {
+                *loads_per_100ms.entry(offset_ms / 100).or_insert(0u64) += 1;
+            }
             let read = read?;
             let _ = histogram.record(latency_us.max(1));
             result.database_loads += u64::from(read.loaded);
@@ -675,6 +722,7 @@ impl Playground {
             result.early_recomputes += u64::from(read.early);
         }
         result.duration_ms = started.elapsed().as_millis() as u64;
+        result.peak_loads_per_100ms = loads_per_100ms.values().copied().max().unwrap_or(0);
         result.p50_us = histogram.value_at_quantile(0.50);
         result.p90_us = histogram.value_at_quantile(0.90);
         result.p99_us = histogram.value_at_quantile(0.99);

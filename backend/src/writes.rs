@@ -252,7 +252,7 @@ impl CacheAside<'_> {
         let entry = Entry {
             value: &value,
             version: Some(record.version()),
-            ttl_secs: self.settings.cache_ttl_secs,
+            ttl_ms: self.settings.cache_ttl_secs * 1000,
         };
         if self
             .store_guarded(UPDATE_CACHE, kind, id, entry, None, trace)

@@ -18,6 +18,7 @@ fn herd(defence: Defence, requests: u64) -> HerdSpec {
         defence,
         timing: shared::HerdTiming::Cold,
         beta: 1.0,
+        jitter_percent: 25,
     }
 }
 
@@ -284,4 +285,40 @@ async fn herds_do_not_touch_the_sandboxs_own_keys() {
         .await
         .unwrap();
     assert_eq!(t.read(Kind::Users, 21).await.outcome, shared::Outcome::Hit);
+}
+
+/// Fifty keys cached at the same moment expire together and their reloads
+/// spike; with TTL jitter the same reloads spread out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_jitter_flattens_the_spike_of_keys_cached_together() {
+    let t = common::start(|c| c.db_latency_ms = 20);
+    let many = |defence| HerdSpec {
+        timing: shared::HerdTiming::ManyKeys,
+        jitter_percent: 50,
+        ..herd(defence, 2_000)
+    };
+    let sandbox = SandboxId::default_sandbox();
+    let together = t
+        .backend
+        .playground
+        .run_herd(&sandbox, many(Defence::None))
+        .await
+        .unwrap();
+    let jittered = t
+        .backend
+        .playground
+        .run_herd(&sandbox, many(Defence::TtlJitter))
+        .await
+        .unwrap();
+    println!(
+        "peak loads per 100 ms: {} together, {} with 50 % jitter",
+        together.peak_loads_per_100ms, jittered.peak_loads_per_100ms
+    );
+    assert!(together.database_loads >= 50, "{together:?}");
+    assert!(
+        together.peak_loads_per_100ms >= 2 * jittered.peak_loads_per_100ms,
+        "{} vs {}",
+        together.peak_loads_per_100ms,
+        jittered.peak_loads_per_100ms
+    );
 }

@@ -535,26 +535,49 @@ async fn firing_herds_fills_the_comparison_table() {
     })
     .await;
     // Newest first: the lock, then no defence.
-    assert!(rows[0].starts_with("Redis lock · cold 100 1 99"), "{rows:?}");
-    assert!(rows[1].starts_with("no defence · cold 100 100 0"), "{rows:?}");
-    assert!(text_of(&client, "[data-testid=latency-chart]").await.is_some_and(|t| t.contains("Redis lock")));
+    assert!(
+        rows[0].starts_with("Redis lock · cold 100 1 99"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1].starts_with("no defence · cold 100 100 0"),
+        "{rows:?}"
+    );
+    assert!(text_of(&client, "[data-testid=latency-chart]")
+        .await
+        .is_some_and(|t| t.contains("Redis lock")));
 
     // Around an expiry, stale-while-revalidate refreshes once and serves
     // the stale value meanwhile.
-    let timing = client.find(Locator::Css("[data-testid=herd-timing]")).await.unwrap();
+    let timing = client
+        .find(Locator::Css("[data-testid=herd-timing]"))
+        .await
+        .unwrap();
     timing.select_by_value("at_expiry").await.unwrap();
-    let defence = client.find(Locator::Css("[data-testid=herd-defence]")).await.unwrap();
-    defence.select_by_value("stale-while-revalidate").await.unwrap();
+    let defence = client
+        .find(Locator::Css("[data-testid=herd-defence]"))
+        .await
+        .unwrap();
+    defence
+        .select_by_value("stale-while-revalidate")
+        .await
+        .unwrap();
     click(&client, "[data-testid=fire-herd]").await;
     let newest = wait_for(&client, "the third row", WAIT, || async {
-        let rows = client.find_all(Locator::Css("[data-testid=herd-row]")).await.ok()?;
+        let rows = client
+            .find_all(Locator::Css("[data-testid=herd-row]"))
+            .await
+            .ok()?;
         if rows.len() < 3 {
             return None;
         }
         rows[0].text().await.ok()
     })
     .await;
-    assert!(newest.starts_with("stale-while-revalidate · at expiry 100 1 "), "{newest}");
+    assert!(
+        newest.starts_with("stale-while-revalidate · at expiry 100 1 "),
+        "{newest}"
+    );
     e2e::review_screenshot(&client, "stampede", "[data-testid=latency-chart]").await;
     client.close().await.unwrap();
 }

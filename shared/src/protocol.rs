@@ -106,15 +106,19 @@ pub enum Defence {
     /// Serve the old value after it goes stale while exactly one request
     /// refreshes it in the background.
     StaleWhileRevalidate,
+    /// Randomize each TTL by a percentage, so keys cached together do not
+    /// all expire together (see [`HerdTiming::ManyKeys`]).
+    TtlJitter,
 }
 
 impl Defence {
-    pub const ALL: [Defence; 5] = [
+    pub const ALL: [Defence; 6] = [
         Defence::None,
         Defence::SingleFlight,
         Defence::RedisLock,
         Defence::XFetch,
         Defence::StaleWhileRevalidate,
+        Defence::TtlJitter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -124,6 +128,7 @@ impl Defence {
             Defence::RedisLock => "redis-lock",
             Defence::XFetch => "xfetch",
             Defence::StaleWhileRevalidate => "stale-while-revalidate",
+            Defence::TtlJitter => "ttl-jitter",
         }
     }
 
@@ -134,6 +139,7 @@ impl Defence {
             Defence::RedisLock => "Redis lock",
             Defence::XFetch => "early expiration (XFetch)",
             Defence::StaleWhileRevalidate => "stale-while-revalidate",
+            Defence::TtlJitter => "TTL jitter",
         }
     }
 }
@@ -164,6 +170,9 @@ pub enum HerdTiming {
     /// Spread evenly over the moments just before and just after a cached
     /// value's TTL runs out: a popular key expiring under load.
     AtExpiry,
+    /// Fifty keys cached at the same moment, read evenly for a few seconds:
+    /// without jitter they all expire together.
+    ManyKeys,
 }
 
 /// A herd to fire.
@@ -180,6 +189,13 @@ pub struct HerdSpec {
     /// XFetch's beta: above 1 recomputes earlier, below 1 later.
     #[serde(default = "default_beta")]
     pub beta: f64,
+    /// TTL jitter, in percent either way (with [`Defence::TtlJitter`]).
+    #[serde(default = "default_jitter")]
+    pub jitter_percent: u64,
+}
+
+fn default_jitter() -> u64 {
+    25
 }
 
 fn default_beta() -> f64 {
@@ -218,6 +234,10 @@ pub struct HerdResult {
     /// Requests that recomputed a value before it expired (XFetch).
     #[serde(default)]
     pub early_recomputes: u64,
+    /// The most database loads in any 100 ms: the spike synchronized
+    /// expiry causes.
+    #[serde(default)]
+    pub peak_loads_per_100ms: u64,
 }
 
 /// One application instance of a sandbox, as the UI shows it.

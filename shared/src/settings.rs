@@ -105,6 +105,10 @@ pub struct SandboxSettings {
     /// for an instance that missed an invalidation.
     #[serde(default = "default_near_ttl")]
     pub near_ttl_secs: u64,
+    /// Randomize every TTL by up to this percentage either way, so keys
+    /// cached together do not expire together (tutorial section 4.1).
+    #[serde(default)]
+    pub ttl_jitter_percent: u64,
 }
 
 fn default_near_ttl() -> u64 {
@@ -124,6 +128,7 @@ impl Default for SandboxSettings {
             db_jitter_percent: 0,
             near_cache: false,
             near_ttl_secs: default_near_ttl(),
+            ttl_jitter_percent: 0,
         }
     }
 }
@@ -237,6 +242,7 @@ impl SandboxSettings {
         check("db_latency_ms", self.db_latency_ms, Self::DB_LATENCY_MS)?;
         check("db_jitter_percent", self.db_jitter_percent, (0, 100))?;
         check("near_ttl_secs", self.near_ttl_secs, Self::CACHE_TTL_SECS)?;
+        check("ttl_jitter_percent", self.ttl_jitter_percent, (0, 90))?;
         check(
             "redis_timeout_ms",
             self.redis_timeout_ms,

@@ -18,6 +18,7 @@ pub fn StampedePanel() -> impl IntoView {
     let defence = RwSignal::new(Defence::None);
     let timing = RwSignal::new(HerdTiming::Cold);
     let beta_text = RwSignal::new("1.0".to_string());
+    let jitter_text = RwSignal::new("25".to_string());
     let error = RwSignal::new(None::<String>);
     let running = move || state.pending.get() > 0;
     let fire = move |_| {
@@ -38,8 +39,17 @@ pub fn StampedePanel() -> impl IntoView {
             Ok(b) if (0.1..=10.0).contains(&b) => b,
             _ => return error.set(Some("beta must be a number from 0.1 to 10".into())),
         };
+        let jitter_percent = match jitter_text.get_untracked().trim().parse::<u64>() {
+            Ok(j) if j <= 90 => j,
+            _ => {
+                return error.set(Some(
+                    "jitter must be a whole percentage from 0 to 90".into(),
+                ))
+            }
+        };
         error.set(None);
         let herd = HerdSpec {
+            jitter_percent,
             kind: Kind::Users,
             id,
             requests,
@@ -67,14 +77,21 @@ pub fn StampedePanel() -> impl IntoView {
                     id="herd-timing"
                     data-testid="herd-timing"
                     on:change=move |ev| {
-                        timing.set(if event_target_value(&ev) == "at_expiry" { HerdTiming::AtExpiry } else { HerdTiming::Cold });
+                        timing.set(match event_target_value(&ev).as_str() {
+                            "at_expiry" => HerdTiming::AtExpiry,
+                            "many_keys" => HerdTiming::ManyKeys,
+                            _ => HerdTiming::Cold,
+                        });
                     }
                 >
                     <option value="cold">"all at once, on a cold key"</option>
                     <option value="at_expiry">"around the moment a cached key expires"</option>
+                    <option value="many_keys">"50 keys cached together, read for 4 s"</option>
                 </select>
                 <label for="herd-beta">"XFetch beta"</label>
                 <input id="herd-beta" inputmode="decimal" prop:value=move || beta_text.get() on:input=move |ev| beta_text.set(event_target_value(&ev))/>
+                <label for="herd-jitter">"jitter %"</label>
+                <input id="herd-jitter" inputmode="numeric" prop:value=move || jitter_text.get() on:input=move |ev| jitter_text.set(event_target_value(&ev))/>
             </div>
             <div class="row">
                 <label for="herd-defence">"defence"</label>
@@ -109,6 +126,7 @@ pub fn StampedePanel() -> impl IntoView {
                                             {match h.spec.timing {
                                                 HerdTiming::Cold => " · cold",
                                                 HerdTiming::AtExpiry => " · at expiry",
+                                                HerdTiming::ManyKeys => " · many keys",
                                             }}
                                         </span>
                                     </td>
@@ -118,6 +136,7 @@ pub fn StampedePanel() -> impl IntoView {
                                     <td class="num">{h.waited}</td>
                                     <td class="num">{h.served_stale}</td>
                                     <td class="num">{h.early_recomputes}</td>
+                                    <td class="num">{h.peak_loads_per_100ms}</td>
                                     <td class="num">{format::micros(h.p50_us)}</td>
                                     <td class="num">{format::micros(h.p99_us)}</td>
                                     <td class="num">{format::micros(h.max_us)}</td>
@@ -131,7 +150,7 @@ pub fn StampedePanel() -> impl IntoView {
                                 <thead>
                                     <tr>
                                         <th>"defence"</th><th>"requests"</th><th>"database loads"</th><th>"from cache"</th>
-                                        <th>"waited"</th><th>"stale"</th><th>"early"</th><th>"p50"</th><th>"p99"</th><th>"max"</th>
+                                        <th>"waited"</th><th>"stale"</th><th>"early"</th><th title="most database loads in any 100 ms">"peak / 100 ms"</th><th>"p50"</th><th>"p99"</th><th>"max"</th>
                                     </tr>
                                 </thead>
                                 <tbody>{rows}</tbody>
