@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use shared::diagram::nodes::{CHECK_CACHE, QUERY_DATABASE, RETURN_CACHED, STORE_IN_CACHE};
+use shared::diagram::nodes::{
+    CHECK_CACHE, QUERY_DATABASE, REQUEST, RETURN_CACHED, RETURN_LOADED, STORE_IN_CACHE,
+};
 use shared::{Kind, Record, StepStatus};
 use tokio::sync::broadcast;
 
@@ -503,7 +505,8 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use shared::{
-    check_id, Defence, HerdResult, HerdSpec, HerdTiming, InputError, SandboxId, SandboxSettings,
+    check_id, Defence, EdgeCount, HerdResult, HerdSpec, HerdTiming, InputError, NodeId, SandboxId,
+    SandboxSettings,
 };
 
 /// At expiry, the value is primed to live this long before the herd.
@@ -654,6 +657,7 @@ impl Playground {
                 }
                 let engine = herd_engine(&sandbox, &settings, Some(&instance));
                 let mut trace = Recorder::new();
+                trace.note(REQUEST, StepStatus::Ok, "a request of the herd");
                 let begun = Instant::now();
                 let kind = spec.kind;
                 let offset_ms = herd_start.elapsed().as_millis() as u64;
@@ -683,7 +687,18 @@ impl Playground {
                             ..HerdRead::default()
                         }),
                 };
-                (read, micros(begun.elapsed()), offset_ms)
+                // End every path at its answer, so the diagram can count
+                // the requests along each edge.
+                let end = if read.as_ref().is_ok_and(|r| r.loaded) {
+                    RETURN_LOADED
+                } else {
+                    RETURN_CACHED
+                };
+                if trace.steps().last().map(|s| &s.node) != Some(&end) {
+                    trace.note(end, StepStatus::Ok, "answered");
+                }
+                let path: Vec<NodeId> = trace.steps().iter().map(|s| s.node.clone()).collect();
+                (read, micros(begun.elapsed()), offset_ms, path)
             }));
         }
         let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
@@ -704,11 +719,19 @@ impl Playground {
             served_stale: 0,
             early_recomputes: 0,
             peak_loads_per_100ms: 0,
+            edges: Vec::new(),
         };
         let mut loads_per_100ms = std::collections::HashMap::new();
+        let mut edge_counts: std::collections::HashMap<(NodeId, NodeId), u64> =
+            std::collections::HashMap::new();
         for task in tasks {
-            let (read, latency_us, offset_ms) =
+            let (read, latency_us, offset_ms, path) =
                 task.await.map_err(|e| StoreError::Task(e.to_string()))?;
+            for pair in path.windows(2).filter(|p| p[0] != p[1]) {
+                *edge_counts
+                    .entry((pair[0].clone(), pair[1].clone()))
+                    .or_insert(0u64) += 1;
+            }
             if read.as_ref().is_ok_and(|r| r.loaded) {
                 *loads_per_100ms.entry(offset_ms / 100).or_insert(0u64) += 1;
             }
@@ -723,6 +746,11 @@ impl Playground {
         }
         result.duration_ms = started.elapsed().as_millis() as u64;
         result.peak_loads_per_100ms = loads_per_100ms.values().copied().max().unwrap_or(0);
+        result.edges = edge_counts
+            .into_iter()
+            .map(|((from, to), count)| EdgeCount { from, to, count })
+            .collect();
+        result.edges.sort_by(|a, b| b.count.cmp(&a.count));
         result.p50_us = histogram.value_at_quantile(0.50);
         result.p90_us = histogram.value_at_quantile(0.90);
         result.p99_us = histogram.value_at_quantile(0.99);

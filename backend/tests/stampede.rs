@@ -78,6 +78,17 @@ async fn a_redis_lock_loads_exactly_once() {
     assert_eq!(result.database_loads, 1, "{result:?}");
     assert_eq!(result.fallbacks, 0);
     assert_eq!(result.from_cache, 299);
+    // The diagram draws the herd as counts: one path through the database.
+    let count = |from: &str, to: &str| {
+        result
+            .edges
+            .iter()
+            .find(|e| e.from.as_str() == from && e.to.as_str() == to)
+            .map_or(0, |e| e.count)
+    };
+    assert_eq!(count("request", "check_cache"), 300);
+    assert_eq!(count("check_cache", "query_database"), 1);
+    assert_eq!(count("check_cache", "return_cached"), 299);
 }
 
 /// Herd sizes outside 1 to 5,000 are refused.

@@ -546,6 +546,20 @@ async fn firing_herds_fills_the_comparison_table() {
     assert!(text_of(&client, "[data-testid=latency-chart]")
         .await
         .is_some_and(|t| t.contains("Redis lock")));
+    // The diagram draws the herd as counts on its edges.
+    let through_database = text_of(
+        &client,
+        "[data-edge='check_cache->query_database'] .herd-count",
+    )
+    .await;
+    assert_eq!(through_database.as_deref(), Some("×1"));
+    let from_cache = text_of(
+        &client,
+        "[data-edge='check_cache->return_cached'] .herd-count",
+    )
+    .await;
+    assert_eq!(from_cache.as_deref(), Some("×99"));
+    e2e::review_screenshot(&client, "herd-diagram", "[data-testid=diagram]").await;
 
     // Around an expiry, stale-while-revalidate refreshes once and serves
     // the stale value meanwhile.

@@ -4,9 +4,9 @@ use std::collections::VecDeque;
 
 use leptos::prelude::*;
 use shared::{
-    Diagram, DivergenceReport, HerdResult, InstanceState, NodeId, Operation, ReadResult, SandboxId,
-    SandboxSettings, ScenarioResult, ServerMessage, Stats, Trace, TraceStep, WriteResult,
-    PROTOCOL_VERSION,
+    Diagram, DivergenceReport, EdgeCount, HerdResult, InstanceState, NodeId, Operation, ReadResult,
+    SandboxId, SandboxSettings, ScenarioResult, ServerMessage, Stats, Trace, TraceStep,
+    WriteResult, PROTOCOL_VERSION,
 };
 
 use crate::timeline::Timeline;
@@ -66,6 +66,8 @@ pub struct AppState {
     pub instances: RwSignal<Vec<InstanceState>>,
     /// Herd results of this page, oldest first, for side-by-side comparison.
     pub herds: RwSignal<Vec<HerdResult>>,
+    /// The last herd's counts per diagram edge, shown until the next trace.
+    pub herd_edges: RwSignal<Option<Vec<EdgeCount>>>,
     /// The instance this page sends its reads and writes to (`None`: any,
     /// round-robin).
     pub target_instance: RwSignal<Option<String>>,
@@ -93,6 +95,7 @@ impl AppState {
             step_through: RwSignal::new(false),
             instances: RwSignal::new(Vec::new()),
             herds: RwSignal::new(Vec::new()),
+            herd_edges: RwSignal::new(None),
             target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
@@ -126,6 +129,8 @@ impl AppState {
                 self.log.set(recent.into_iter().take(LOG_LIMIT).collect());
             }
             ServerMessage::Trace { trace, stats } => {
+                // A real trace takes the diagram back from the herd's counts.
+                self.herd_edges.set(None);
                 self.stats.set(stats);
                 self.log.update(|log| {
                     log.push_front(trace.clone());
@@ -145,6 +150,7 @@ impl AppState {
             ServerMessage::Instances { instances } => self.instances.set(instances),
             ServerMessage::HerdReply { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
+                self.herd_edges.set(Some(result.edges.clone()));
                 self.herds.update(|h| h.push(result));
             }
             ServerMessage::Paused {

@@ -27,9 +27,9 @@ pub use entity::{
     MAX_NAME_LEN,
 };
 pub use protocol::{
-    ClientMessage, Defence, DivergenceEntry, DivergenceReport, HerdResult, HerdSpec, HerdTiming,
-    InstanceState, ReadResult, Scenario, ScenarioResult, ServerMessage, WriteChange, WriteResult,
-    PROTOCOL_VERSION,
+    ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, HerdResult, HerdSpec,
+    HerdTiming, InstanceState, ReadResult, Scenario, ScenarioResult, ServerMessage, WriteChange,
+    WriteResult, PROTOCOL_VERSION,
 };
 pub use settings::{CacheWrite, RaceFix, SandboxSettings, Stats, WriteStrategy};
 pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

@@ -238,6 +238,18 @@ pub struct HerdResult {
     /// expiry causes.
     #[serde(default)]
     pub peak_loads_per_100ms: u64,
+    /// How many requests went along each edge of the diagram, so the herd
+    /// is drawn as counts rather than thousands of tokens.
+    #[serde(default)]
+    pub edges: Vec<EdgeCount>,
+}
+
+/// Requests that went from one diagram node to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeCount {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub count: u64,
 }
 
 /// One application instance of a sandbox, as the UI shows it.

@@ -215,15 +215,42 @@ fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
         (mx, my - 8.0, "middle")
     };
     let label = edge.label.clone();
+    // After a herd: how many of its requests went along this edge.
+    let herd_count = {
+        let edge = edge.clone();
+        move || {
+            state.herd_edges.with(|edges| {
+                edges
+                    .as_ref()?
+                    .iter()
+                    .find(|e| e.from == edge.from && e.to == edge.to)
+                    .map(|e| e.count)
+            })
+        }
+    };
+    let herd_count2 = herd_count.clone();
+    // The count sits opposite the label: left of vertical edges, under the others.
+    let (cx, cy, count_anchor) = if vertical {
+        (mx - 8.0, my + 5.0, "end")
+    } else {
+        (mx, my + 20.0, "middle")
+    };
     let lit = {
         let edge = edge.clone();
         move || state.timeline.with(|t| edge_travelled(t, &edge))
     };
     let lit2 = lit.clone();
     Some(view! {
-        <g class=move || if lit() { "edge lit" } else { "edge" } data-edge=format!("{}->{}", edge.from, edge.to)>
+        <g class=move || match (lit(), herd_count().is_some()) {
+            (_, true) => "edge herd",
+            (true, false) => "edge lit",
+            _ => "edge",
+        } data-edge=format!("{}->{}", edge.from, edge.to)>
             <path d=d marker-end=move || if lit2() { "url(#arrow-lit)" } else { "url(#arrow)" }/>
             <text x=lx y=ly text-anchor=anchor class="edge-label">{label}</text>
+            <text x=cx y=cy text-anchor=count_anchor class="herd-count" data-testid="herd-count">
+                {move || herd_count2().map(|n| format!("×{n}"))}
+            </text>
         </g>
     })
 }
