@@ -138,6 +138,7 @@ pub fn StampedePanel() -> impl IntoView {
                                     <td class="num">{h.early_recomputes}</td>
                                     <td class="num">{h.peak_loads_per_100ms}</td>
                                     <td class="num">{format::micros(h.p50_us)}</td>
+                                    <td class="num">{format::micros(h.p90_us)}</td>
                                     <td class="num">{format::micros(h.p99_us)}</td>
                                     <td class="num">{format::micros(h.max_us)}</td>
                                 </tr>
@@ -150,7 +151,7 @@ pub fn StampedePanel() -> impl IntoView {
                                 <thead>
                                     <tr>
                                         <th>"defence"</th><th>"requests"</th><th>"database loads"</th><th>"from cache"</th>
-                                        <th>"waited"</th><th>"stale"</th><th>"early"</th><th title="most database loads in any 100 ms">"peak / 100 ms"</th><th>"p50"</th><th>"p99"</th><th>"max"</th>
+                                        <th>"waited"</th><th>"stale"</th><th>"early"</th><th title="most database loads in any 100 ms">"peak / 100 ms"</th><th>"p50"</th><th>"p90"</th><th>"p99"</th><th>"max"</th>
                                     </tr>
                                 </thead>
                                 <tbody>{rows}</tbody>
