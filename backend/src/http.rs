@@ -113,6 +113,9 @@ impl IntoResponse for AppError {
 #[derive(Debug, Deserialize)]
 pub struct SandboxQuery {
     sandbox: Option<String>,
+    /// The application instance to serve the request (`A`, `B`, `C`);
+    /// round-robin when absent.
+    instance: Option<String>,
 }
 
 impl SandboxQuery {
@@ -137,9 +140,13 @@ async fn read(
     Query(query): Query<SandboxQuery>,
 ) -> Result<Response, AppError> {
     let (kind, id, sandbox) = target(&kind, &id, &query)?;
+    let options = ReadOptions {
+        instance: query.instance.clone(),
+        ..ReadOptions::default()
+    };
     let result = state
         .playground
-        .read(&sandbox, kind, id, Origin::Rest)
+        .read_with(&sandbox, kind, id, Origin::Rest, options)
         .await?;
     let status = if result.found {
         StatusCode::OK
@@ -166,7 +173,7 @@ async fn update(
     let (kind, id, sandbox) = target(&kind, &id, &query)?;
     let Json(body) = body.map_err(|e| AppError::Body(e.body_text()))?;
     let change = WriteChange::Update { name: body.name };
-    write(&state, &sandbox, kind, id, change).await
+    write(&state, (sandbox, &query), kind, id, change).await
 }
 
 /// `DELETE /api/v1/{kind}/{id}`: removes the record, then deals with the
@@ -177,19 +184,23 @@ async fn delete(
     Query(query): Query<SandboxQuery>,
 ) -> Result<Response, AppError> {
     let (kind, id, sandbox) = target(&kind, &id, &query)?;
-    write(&state, &sandbox, kind, id, WriteChange::Delete).await
+    write(&state, (sandbox, &query), kind, id, WriteChange::Delete).await
 }
 
 async fn write(
     state: &AppState,
-    sandbox: &SandboxId,
+    (sandbox, query): (SandboxId, &SandboxQuery),
     kind: Kind,
     id: u64,
     change: WriteChange,
 ) -> Result<Response, AppError> {
+    let options = WriteOptions {
+        settings: None,
+        instance: query.instance.clone(),
+    };
     let result = state
         .playground
-        .write(sandbox, kind, id, change, Origin::Rest)
+        .write_with(&sandbox, kind, id, change, Origin::Rest, options)
         .await?;
     let status = if result.found {
         StatusCode::OK
@@ -226,6 +237,7 @@ async fn stale_set_race(
 ) -> Result<Response, AppError> {
     let sandbox = SandboxQuery {
         sandbox: query.sandbox,
+        instance: None,
     }
     .sandbox()?;
     let kind = Kind::parse(&query.kind)?;

@@ -750,7 +750,7 @@ impl Playground {
             .into_iter()
             .map(|((from, to), count)| EdgeCount { from, to, count })
             .collect();
-        result.edges.sort_by(|a, b| b.count.cmp(&a.count));
+        result.edges.sort_by_key(|e| std::cmp::Reverse(e.count));
         result.p50_us = histogram.value_at_quantile(0.50);
         result.p90_us = histogram.value_at_quantile(0.90);
         result.p99_us = histogram.value_at_quantile(0.99);

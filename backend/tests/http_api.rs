@@ -111,6 +111,27 @@ async fn rest_writes_update_and_delete() {
     assert!(body["error"].as_str().unwrap().contains("name"), "{body}");
 }
 
+/// `?instance=` sends a REST request to one instance; an unknown one is
+/// refused.
+#[tokio::test]
+async fn rest_requests_can_choose_their_instance() {
+    let t = common::start(|_| {});
+    get(&t, "/api/v1/users/50?instance=B").await;
+    let trace = &t
+        .backend
+        .playground
+        .sandbox(&shared::SandboxId::default_sandbox())
+        .unwrap()
+        .recent()[0];
+    assert_eq!(trace.instance.as_deref(), Some("B"));
+    let (status, body) = get(&t, "/api/v1/users/50?instance=Z").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("unknown instance"),
+        "{body}"
+    );
+}
+
 /// A record that does not exist is a 404 that still says what happened.
 #[tokio::test]
 async fn missing_records_are_404_with_the_outcome() {
