@@ -130,8 +130,23 @@ async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
         .await
         .contains("visited"));
 
+    // On a phone-sized screen the page must not scroll sideways.
+    let narrow = driver.browser(390, 900).await;
+    open(&narrow, &server, "e2e-read").await;
+    let overflow = narrow
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap_or(0) <= 0,
+        "the page is wider than the screen by {overflow}px"
+    );
+
     if let Some(path) = std::env::var_os("SCREENSHOT_TO") {
-        // Let the last frame settle, then keep the picture for the README.
+        // Let the last frame settle, then keep the pictures for the README.
         client
             .execute(
                 "document.activeElement.blur(); window.scrollTo(0, 0);",
@@ -142,13 +157,11 @@ async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let png = client.screenshot().await.unwrap();
         std::fs::write(&path, png).unwrap();
-        let narrow = driver.browser(390, 900).await;
-        open(&narrow, &server, "e2e-read").await;
         let png = narrow.screenshot().await.unwrap();
         let narrow_path = std::path::PathBuf::from(&path).with_extension("narrow.png");
         std::fs::write(narrow_path, png).unwrap();
-        narrow.close().await.unwrap();
     }
+    narrow.close().await.unwrap();
     client.close().await.unwrap();
 }
 

@@ -229,27 +229,75 @@ impl Diagram {
         }
         // Keep the original order, so node i is still node i.
         nodes.sort_by_key(|n| self.nodes.iter().position(|o| o.id == n.id));
-        // A mirror flips which side a curve bows to; bowing edges also need
-        // more room to clear the narrower column of boxes.
-        let edges = self
-            .edges
-            .iter()
-            .map(|e| Edge {
-                bend: -e.bend * 2.4,
-                ..e.clone()
-            })
-            .collect();
-        let extra = self
-            .edges
-            .iter()
-            .map(|e| e.bend.abs() * 1.4)
-            .fold(0.0, f64::max);
-        Diagram {
-            width: MARGIN + columns_used as f64 * cell_w - GAP + MARGIN + extra,
+        let mut narrow = Diagram {
+            width: MARGIN + columns_used as f64 * cell_w - GAP + MARGIN,
             height: top - GAP + MARGIN,
             nodes,
-            edges,
+            edges: Vec::new(),
+        };
+        // Positions changed, so every edge is routed again: straight when
+        // nothing is in the way, else bowed just enough to clear the boxes
+        // (a mirror flips which side a curve bows to, so that side first).
+        narrow.edges = self
+            .edges
+            .iter()
+            .map(|e| {
+                let preferred = if e.bend > 0.0 { -1.0 } else { 1.0 };
+                let bend = narrow.clear_bend(e, preferred).unwrap_or(-e.bend);
+                Edge { bend, ..e.clone() }
+            })
+            .collect();
+        // Grow the canvas to hold every curve.
+        for edge in &narrow.edges {
+            if let Some(curve) = narrow.edge_curve(edge) {
+                for t in 0..=20 {
+                    let (x, y) = Diagram::point_on(&curve, t as f64 / 20.0);
+                    narrow.width = narrow
+                        .width
+                        .max(x + 2.0 * MARGIN + 60.0 * f64::from(u8::from(!edge.label.is_empty())));
+                    narrow.height = narrow.height.max(y + MARGIN);
+                }
+            }
         }
+        narrow
+    }
+
+    /// The smallest bend (trying `preferred`'s side first) at which `edge`
+    /// crosses no node but its own two ends; `None` if none up to 300.
+    pub fn clear_bend(&self, edge: &Edge, preferred: f64) -> Option<f64> {
+        for magnitude in [0.0, 50.0, 90.0, 130.0, 170.0, 210.0, 250.0, 300.0] {
+            for side in [preferred, -preferred] {
+                let candidate = Edge {
+                    bend: side * magnitude,
+                    ..edge.clone()
+                };
+                if !self.crosses_a_node(&candidate) {
+                    return Some(candidate.bend);
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether an edge's curve passes through a node other than its ends,
+    /// or out of the canvas on the left or top.
+    pub fn crosses_a_node(&self, edge: &Edge) -> bool {
+        let Some(curve) = self.edge_curve(edge) else {
+            return false;
+        };
+        (1..20).any(|t| {
+            let (x, y) = Diagram::point_on(&curve, t as f64 / 20.0);
+            x < 0.0
+                || y < 0.0
+                || self.nodes.iter().any(|n| {
+                    n.id != edge.from
+                        && n.id != edge.to
+                        && x > n.x - 4.0
+                        && x < n.x + n.width + 4.0
+                        && y > n.y - 4.0
+                        && y < n.y + n.height + 4.0
+                })
+        })
     }
 
     /// The cache-aside diagram. Reads: check the instance's near cache (when
@@ -483,6 +531,24 @@ mod tests {
         assert_eq!(narrow.edges.len(), wide.edges.len());
         // Request stays first, top left.
         assert_eq!((narrow.nodes[0].x, narrow.nodes[0].y), (20.0, 20.0));
+    }
+
+    #[test]
+    fn no_edge_runs_through_a_box_in_either_layout() {
+        for d in [
+            Diagram::cache_aside_read(),
+            Diagram::cache_aside_read().transposed(),
+        ] {
+            for e in &d.edges {
+                assert!(
+                    !d.crosses_a_node(e),
+                    "{} -> {} crosses a node (width {})",
+                    e.from,
+                    e.to,
+                    d.width
+                );
+            }
+        }
     }
 
     fn assert_fits_without_overlap(d: &Diagram) {
