@@ -57,12 +57,7 @@ async fn main() {
             "{:<10} {:>6} {:>10} {:>10} {:>10} {:>10}",
             "outcome", "reads", "p50", "p90", "p99", "max"
         );
-        for outcome in [
-            Outcome::Hit,
-            Outcome::NullHit,
-            Outcome::Miss,
-            Outcome::Fallback,
-        ] {
+        for outcome in [Outcome::Hit, Outcome::NullHit, Outcome::Miss, Outcome::Fallback] {
             let mut values: Vec<u64> = samples
                 .iter()
                 .filter(|(o, _)| *o == outcome)

@@ -17,23 +17,16 @@ async fn main() {
     for timing in [HerdTiming::Cold, HerdTiming::AtExpiry] {
         // (The many-keys workload follows the loop.)
         match timing {
-            HerdTiming::Cold => println!("\n1000 concurrent reads of a cold key, 3 instances, 100 ms database (latencies in ms)"),
+            HerdTiming::Cold => println!(
+                "\n1000 concurrent reads of a cold key, 3 instances, 100 ms database (latencies in ms)"
+            ),
             _ => println!(
                 "\n1000 reads spread over the 800 ms around the moment a cached key expires (latencies in ms)"
             ),
         }
         println!(
             "{:<30} {:>9} {:>11} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}",
-            "defence",
-            "db loads",
-            "from cache",
-            "waited",
-            "stale",
-            "early",
-            "p50",
-            "p90",
-            "p99",
-            "max"
+            "defence", "db loads", "from cache", "waited", "stale", "early", "p50", "p90", "p99", "max"
         );
         for defence in Defence::ALL {
             let spec = HerdSpec {

@@ -87,8 +87,7 @@ impl<T: FromRedisValue> RedisCall<T> {
     /// too, so the trace can show it.
     pub(crate) async fn run(&self) -> Result<(T, redis::Value), CacheError> {
         let raw = self.cache.query(&self.command).await?;
-        let value =
-            T::from_redis_value(raw.clone()).map_err(|e| CacheError::Reply(e.to_string()))?;
+        let value = T::from_redis_value(raw.clone()).map_err(|e| CacheError::Reply(e.to_string()))?;
         Ok((value, raw))
     }
 }

@@ -72,12 +72,7 @@ impl CacheAside<'_> {
     ///
     /// # Errors
     /// Only when the database fails: a cache failure is never an error.
-    pub async fn read(
-        &self,
-        kind: Kind,
-        id: u64,
-        trace: &mut Recorder,
-    ) -> Result<ReadAnswer, StoreError> {
+    pub async fn read(&self, kind: Kind, id: u64, trace: &mut Recorder) -> Result<ReadAnswer, StoreError> {
         let key = self.cache_key(kind, id);
         trace.note(
             REQUEST,
@@ -88,18 +83,8 @@ impl CacheAside<'_> {
         // 0. With near caches on, this instance's own memory first: no
         //    network at all. A copy here may be stale if this instance missed
         //    an invalidation; the near cache's short TTL bounds how long.
-        if let Some(me) = self.near_cache() {
-            let text = format!("near cache of instance {}: {key}", me.name);
-            if let Some(cached) = trace.local(NEAR_CACHE, text, || me.near_get(&key)) {
-                if let Some(answer) = answer_from_cache(&cached, trace) {
-                    let outcome = if answer.outcome == Outcome::Hit {
-                        Outcome::NearHit
-                    } else {
-                        answer.outcome
-                    };
-                    return Ok(ReadAnswer { outcome, ..answer });
-                }
-            }
+        if let Some(answer) = self.read_near(&key, trace) {
+            return Ok(answer);
         }
 
         // 1. Ask Redis: a hit costs one round trip.
@@ -122,10 +107,7 @@ impl CacheAside<'_> {
         //    leases on, the reader first takes a lease: see `race.rs`.)
         let lease = self.take_lease(kind, id, trace).await;
         let record = trace
-            .sql(
-                QUERY_DATABASE,
-                self.database.find(kind, id, self.db_latency()),
-            )
+            .sql(QUERY_DATABASE, self.database.find(kind, id, self.db_latency()))
             .await?;
 
         // 3. Store what we found so the next reader gets a hit. The TTL bounds
@@ -140,6 +122,21 @@ impl CacheAside<'_> {
             outcome: Outcome::Miss,
             record,
         })
+    }
+
+    /// The near-cache step: the serving instance's own copy, if near caches
+    /// are on and it has one.
+    fn read_near(&self, key: &str, trace: &mut Recorder) -> Option<ReadAnswer> {
+        let me = self.near_cache()?;
+        let text = format!("near cache of instance {}: {key}", me.name);
+        let cached = trace.local(NEAR_CACHE, text, || me.near_get(key))?;
+        let answer = answer_from_cache(&cached, trace)?;
+        let outcome = if answer.outcome == Outcome::Hit {
+            Outcome::NearHit
+        } else {
+            answer.outcome
+        };
+        Some(ReadAnswer { outcome, ..answer })
     }
 
     /// Puts a record, or the missing marker, into Redis with its TTL.
@@ -194,18 +191,12 @@ impl CacheAside<'_> {
             format!("cache error ({error}); falling back to the database"),
         );
         let record = trace
-            .sql(
-                QUERY_DATABASE,
-                self.database.find(kind, id, self.db_latency()),
-            )
+            .sql(QUERY_DATABASE, self.database.find(kind, id, self.db_latency()))
             .await?;
         trace.note(
             RETURN_LOADED,
             StepStatus::Ok,
-            format!(
-                "{} (not cached: Redis is unavailable)",
-                returned(record.as_ref())
-            ),
+            format!("{} (not cached: Redis is unavailable)", returned(record.as_ref())),
         );
         Ok(ReadAnswer {
             outcome: Outcome::Fallback,

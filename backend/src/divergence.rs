@@ -79,18 +79,14 @@ pub async fn check(
                 kind,
                 id,
                 cached: format!("invalidated at version {version}"),
-                database: row
-                    .as_ref()
-                    .map(describe)
-                    .unwrap_or_else(|| "no row".into()),
+                database: row.as_ref().map(describe).unwrap_or_else(|| "no row".into()),
                 stale: false,
                 changed_at_ms: changed_at.get(&(kind, id)).copied(),
                 ttl_secs,
             });
             continue;
         }
-        let cached_record =
-            (cached != MISSING_MARKER).then(|| serde_json::from_str::<Record>(&cached).ok());
+        let cached_record = (cached != MISSING_MARKER).then(|| serde_json::from_str::<Record>(&cached).ok());
         let stale = match (&cached_record, &row) {
             (None, None) => false,
             (Some(Some(c)), Some(r)) => c != r,
@@ -105,10 +101,7 @@ pub async fn check(
                 Some(Some(r)) => describe(r),
                 Some(None) => "unreadable".into(),
             },
-            database: row
-                .as_ref()
-                .map(describe)
-                .unwrap_or_else(|| "no row".into()),
+            database: row.as_ref().map(describe).unwrap_or_else(|| "no row".into()),
             stale,
             changed_at_ms: changed_at.get(&(kind, id)).copied(),
             ttl_secs,
@@ -155,9 +148,6 @@ mod tests {
             Some((Kind::Products, 7))
         );
         assert_eq!(parse_key("cache:tab-2:user:42", "cache:", &sandbox), None);
-        assert_eq!(
-            parse_key("cache:tab-1:lease:user:42", "cache:", &sandbox),
-            None
-        );
+        assert_eq!(parse_key("cache:tab-1:lease:user:42", "cache:", &sandbox), None);
     }
 }

@@ -82,10 +82,7 @@ impl EmbeddedRedis {
         Err(last.expect("the loop ran at least once"))
     }
 
-    fn start_on(
-        options: &RedisServerOptions,
-        port: u16,
-    ) -> Result<EmbeddedRedis, EmbeddedRedisError> {
+    fn start_on(options: &RedisServerOptions, port: u16) -> Result<EmbeddedRedis, EmbeddedRedisError> {
         let mut command = Command::new(&options.program);
         command
             .args(["--port", &port.to_string()])

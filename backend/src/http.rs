@@ -73,9 +73,7 @@ impl From<OpError> for AppError {
             OpError::Input(e) => AppError::Input(e),
             OpError::Sandbox(e) => {
                 tracing::error!(error = %e, "cannot open sandbox");
-                AppError::Unavailable(
-                    "this sandbox cannot be opened right now; try again shortly".into(),
-                )
+                AppError::Unavailable("this sandbox cannot be opened right now; try again shortly".into())
             }
             OpError::Inspection(e) => {
                 tracing::warn!(error = %e, "divergence check failed");
@@ -98,9 +96,7 @@ impl From<InputError> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
-            AppError::Input(e @ InputError::UnknownKind(_)) => {
-                (StatusCode::NOT_FOUND, e.to_string())
-            }
+            AppError::Input(e @ InputError::UnknownKind(_)) => (StatusCode::NOT_FOUND, e.to_string()),
             AppError::Input(e) => (StatusCode::BAD_REQUEST, e.to_string()),
             AppError::Body(m) => (StatusCode::BAD_REQUEST, m),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
@@ -296,11 +292,7 @@ async fn session(state: AppState, sandbox: SandboxId, socket: WebSocket) {
         }
     };
     let mut shutdown = state.shutdown.clone();
-    if sink
-        .send(Message::Text(to_json(&hello).into()))
-        .await
-        .is_err()
-    {
+    if sink.send(Message::Text(to_json(&hello).into())).await.is_err() {
         return;
     }
     // Replies to this client's own reads arrive here from their tasks.
@@ -396,10 +388,7 @@ fn handle_command(
                     .map(|result| ServerMessage::WriteReply { request_id, result })
             })
         }
-        ClientMessage::SetInstanceLink {
-            instance,
-            connected,
-        } => {
+        ClientMessage::SetInstanceLink { instance, connected } => {
             let result = state
                 .playground
                 .sandbox(sandbox)
@@ -430,10 +419,7 @@ fn handle_command(
                 })),
             }
         }
-        ClientMessage::RunScenario {
-            request_id,
-            scenario,
-        } => {
+        ClientMessage::RunScenario { request_id, scenario } => {
             let playground = state.playground.clone();
             let sandbox = sandbox.clone();
             spawn_command(request_id, replies, in_flight, async move {

@@ -92,10 +92,7 @@ impl Instance {
 
     /// The load in flight for `key` in this instance, new if none.
     pub fn flight(&self, key: &str) -> Arc<Flight> {
-        lock(&self.flights)
-            .entry(key.to_string())
-            .or_default()
-            .clone()
+        lock(&self.flights).entry(key.to_string()).or_default().clone()
     }
 
     /// Forgets a finished load, so the next miss loads again.
@@ -138,12 +135,7 @@ impl Receipts {
 
     /// Waits until `expected` instances have received message `token`, or
     /// `timeout`; returns who did and when.
-    pub async fn collect(
-        &self,
-        token: &str,
-        expected: usize,
-        timeout: Duration,
-    ) -> Vec<(usize, Instant)> {
+    pub async fn collect(&self, token: &str, expected: usize, timeout: Duration) -> Vec<(usize, Instant)> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let arrived = self.arrived.notified();

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::{
-    check_id, parse_name, Diagram, DivergenceReport, InputError, Kind, NodeId, Operation, Origin,
-    Outcome, ReadResult, SandboxId, SandboxSettings, ServerMessage, Trace, TraceStep, WriteChange,
-    WriteResult, PROTOCOL_VERSION,
+    check_id, parse_name, Diagram, DivergenceReport, InputError, Kind, NodeId, Operation, Origin, Outcome,
+    ReadResult, SandboxId, SandboxSettings, ServerMessage, Trace, TraceStep, WriteChange, WriteResult,
+    PROTOCOL_VERSION,
 };
 
 use crate::cache::Cache;
@@ -112,9 +112,7 @@ impl Playground {
         let settings = sandbox.settings();
         let engine = engine(&sandbox, &settings, &instance);
         let operation = Operation::Read { kind, id };
-        let operation_id = options
-            .operation_id
-            .unwrap_or_else(|| self.next_operation_id());
+        let operation_id = options.operation_id.unwrap_or_else(|| self.next_operation_id());
         let started = Started::new(operation_id, operation.clone(), origin, &instance);
         let mut recorder = if options.pause_before.is_empty() {
             Recorder::new()
@@ -259,11 +257,7 @@ impl Playground {
     ///
     /// # Errors
     /// [`OpError::Input`] when no operation with that id is paused.
-    pub fn continue_operation(
-        &self,
-        sandbox: &SandboxId,
-        operation_id: u64,
-    ) -> Result<(), OpError> {
+    pub fn continue_operation(&self, sandbox: &SandboxId, operation_id: u64) -> Result<(), OpError> {
         if self.sandbox(sandbox)?.release(operation_id) {
             Ok(())
         } else {
@@ -427,11 +421,7 @@ impl Gate for SandboxGate {
 
 /// The cache-aside engine for one sandbox, one of its instances and a
 /// snapshot of its settings.
-fn engine<'a>(
-    sandbox: &'a Sandbox,
-    settings: &'a SandboxSettings,
-    instance: &'a Instance,
-) -> CacheAside<'a> {
+fn engine<'a>(sandbox: &'a Sandbox, settings: &'a SandboxSettings, instance: &'a Instance) -> CacheAside<'a> {
     CacheAside {
         cache: &instance.cache,
         database: &sandbox.database,
@@ -452,12 +442,7 @@ struct Started {
 }
 
 impl Started {
-    fn new(
-        operation_id: u64,
-        operation: Operation,
-        origin: Origin,
-        instance: &Instance,
-    ) -> Started {
+    fn new(operation_id: u64, operation: Operation, origin: Origin, instance: &Instance) -> Started {
         Started {
             operation_id,
             operation,

@@ -98,9 +98,7 @@ impl CacheAside<'_> {
             return None;
         }
         let token = unique_token();
-        let call = self
-            .cache
-            .set_px(&self.lease_key(kind, id), &token, LEASE_MS);
+        let call = self.cache.set_px(&self.lease_key(kind, id), &token, LEASE_MS);
         trace.redis(CHECK_CACHE, call).await.ok().map(|()| token)
     }
 

@@ -165,12 +165,7 @@ impl Recorder {
 
     /// Looks something up in the process's own memory (a near cache) and
     /// records it: found is a hit, not found a miss.
-    pub fn local<T>(
-        &mut self,
-        node: NodeId,
-        text: String,
-        lookup: impl FnOnce() -> Option<T>,
-    ) -> Option<T> {
+    pub fn local<T>(&mut self, node: NodeId, text: String, lookup: impl FnOnce() -> Option<T>) -> Option<T> {
         let start = Instant::now();
         let found = lookup();
         let took = start.elapsed();
@@ -178,27 +173,13 @@ impl Recorder {
             Some(_) => ("found".to_string(), StepStatus::Hit),
             None => ("not found".to_string(), StepStatus::Miss),
         };
-        self.push(
-            node,
-            Action::Note(text),
-            reply,
-            status,
-            took,
-            Duration::ZERO,
-        );
+        self.push(node, Action::Note(text), reply, status, took, Duration::ZERO);
         found
     }
 
     /// Records that a message sent at `via` arrived at `node` after `delay`
     /// (or, with an error status, that it never did).
-    pub fn received(
-        &mut self,
-        node: NodeId,
-        via: NodeId,
-        text: String,
-        status: StepStatus,
-        delay: Duration,
-    ) {
+    pub fn received(&mut self, node: NodeId, via: NodeId, text: String, status: StepStatus, delay: Duration) {
         self.push(
             node,
             Action::Note(text),
@@ -227,13 +208,7 @@ impl Recorder {
         (self.steps, self.started.elapsed())
     }
 
-    fn push_error(
-        &mut self,
-        node: NodeId,
-        action: Action,
-        error: &dyn std::fmt::Display,
-        took: Duration,
-    ) {
+    fn push_error(&mut self, node: NodeId, action: Action, error: &dyn std::fmt::Display, took: Duration) {
         let reply = format!("error: {error}");
         self.push(node, action, reply, StepStatus::Error, took, Duration::ZERO);
     }

@@ -113,12 +113,7 @@ impl Sandbox {
 
     /// Waits until held operation `id` is released or `timeout` passes.
     /// Returns whether it timed out.
-    pub async fn wait_held(
-        &self,
-        id: u64,
-        released: oneshot::Receiver<()>,
-        timeout: Duration,
-    ) -> bool {
+    pub async fn wait_held(&self, id: u64, released: oneshot::Receiver<()>, timeout: Duration) -> bool {
         let timed_out = tokio::time::timeout(timeout, released).await.is_err();
         lock(&self.paused).remove(&id);
         timed_out

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use shared::diagram::nodes::STORE_IN_CACHE;
 use shared::{
-    Kind, Origin, RaceFix, Record, SandboxId, ScenarioResult, WriteChange, WriteStrategy,
-    MAX_NAME_LEN,
+    Kind, Origin, RaceFix, Record, SandboxId, ScenarioResult, WriteChange, WriteStrategy, MAX_NAME_LEN,
 };
 
 use crate::cache_aside::MISSING_MARKER;
@@ -52,20 +51,12 @@ impl Playground {
         let mut story = Vec::new();
 
         // 0. Start cold, so the reader misses.
-        let _ = sandbox
-            .cache
-            .run(sandbox.cache.del2(&key, &lease_key))
-            .await;
-        let before = sandbox
-            .database
-            .find(kind, id, Duration::ZERO)
-            .execute()
-            .await?;
+        let _ = sandbox.cache.run(sandbox.cache.del2(&key, &lease_key)).await;
+        let before = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;
         let Some(before) = before else {
-            return Err(shared::InputError::IdOutOfRange(format!(
-                "{id} (no such {kind} in this sandbox)"
-            ))
-            .into());
+            return Err(
+                shared::InputError::IdOutOfRange(format!("{id} (no such {kind} in this sandbox)")).into(),
+            );
         };
         story.push(format!("Cleared {key} so the reader misses."));
 
@@ -85,15 +76,11 @@ impl Playground {
                     .await
             })
         };
-        if !sandbox
-            .wait_until_held(operation_id, REACH_BREAKPOINT)
-            .await
-        {
+        if !sandbox.wait_until_held(operation_id, REACH_BREAKPOINT).await {
             reader.abort();
-            return Err(shared::InputError::BadSetting(
-                "the reader did not reach its breakpoint".into(),
-            )
-            .into());
+            return Err(
+                shared::InputError::BadSetting("the reader did not reach its breakpoint".into()).into(),
+            );
         }
         story.push(format!(
             "Reader: missed, loaded {:?} (version {}) from the database, and paused before storing it.",
@@ -103,10 +90,7 @@ impl Playground {
 
         // 2. The writer: the database first, then delete on write.
         let base = before.title().trim_end_matches(" (edited)");
-        let name: String = format!("{base} (edited)")
-            .chars()
-            .take(MAX_NAME_LEN)
-            .collect();
+        let name: String = format!("{base} (edited)").chars().take(MAX_NAME_LEN).collect();
         let writer_settings = shared::SandboxSettings {
             write_strategy: WriteStrategy::DeleteOnWrite,
             ..settings.clone()
@@ -138,17 +122,8 @@ impl Playground {
             .map_err(|e| shared::InputError::BadSetting(format!("the reader failed: {e}")))??;
 
         // 4. What does Redis hold now, against the database?
-        let cached = sandbox
-            .cache
-            .run(sandbox.cache.get(&key))
-            .await
-            .ok()
-            .flatten();
-        let row = sandbox
-            .database
-            .find(kind, id, Duration::ZERO)
-            .execute()
-            .await?;
+        let cached = sandbox.cache.run(sandbox.cache.get(&key)).await.ok().flatten();
+        let row = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;
         let cached_record = cached
             .as_deref()
             .and_then(|c| serde_json::from_str::<Record>(c).ok());
@@ -160,10 +135,12 @@ impl Playground {
                 settings.cache_ttl_secs
             ),
             (false, RaceFix::Lease) => {
-                "Reader: its lease had been revoked by the write, so the store was refused. Nothing stale.".into()
+                "Reader: its lease had been revoked by the write, so the store was refused. Nothing stale."
+                    .into()
             }
             (false, RaceFix::Version) => {
-                "Reader: Redis held a newer version marker, so the older version was refused. Nothing stale.".into()
+                "Reader: Redis held a newer version marker, so the older version was refused. Nothing stale."
+                    .into()
             }
             (false, RaceFix::None) => "Reader: the store did not happen. Nothing stale.".into(),
         });

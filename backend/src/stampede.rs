@@ -86,10 +86,7 @@ impl CacheAside<'_> {
 
     /// Whether Redis has the value now (errors count as "no").
     async fn cached(&self, key: &str, trace: &mut Recorder) -> bool {
-        matches!(
-            trace.redis(CHECK_CACHE, self.cache.get(key)).await,
-            Ok(Some(_))
-        )
+        matches!(trace.redis(CHECK_CACHE, self.cache.get(key)).await, Ok(Some(_)))
     }
 
     /// Loads the row and stores it with its TTL.
@@ -100,10 +97,7 @@ impl CacheAside<'_> {
         trace: &mut Recorder,
     ) -> Result<Option<Record>, StoreError> {
         let record = trace
-            .sql(
-                QUERY_DATABASE,
-                self.database.find(kind, id, self.db_latency()),
-            )
+            .sql(QUERY_DATABASE, self.database.find(kind, id, self.db_latency()))
             .await?;
         if let Some(record) = &record {
             let key = self.cache_key(kind, id);
@@ -224,9 +218,7 @@ impl CacheAside<'_> {
                 loop {
                     match told.recv().await {
                         // The announcement carries the value: done.
-                        Ok(message) if message.split_once(' ').is_some_and(|(k, _)| k == key) => {
-                            break true
-                        }
+                        Ok(message) if message.split_once(' ').is_some_and(|(k, _)| k == key) => break true,
                         Ok(_) => continue,
                         // Missed some announcements: look in Redis.
                         Err(broadcast::error::RecvError::Lagged(_)) => break false,
@@ -252,10 +244,7 @@ impl CacheAside<'_> {
         // Still nothing after every attempt: answer from the database
         // without caching, rather than wait any longer.
         trace
-            .sql(
-                QUERY_DATABASE,
-                self.database.find(kind, id, self.db_latency()),
-            )
+            .sql(QUERY_DATABASE, self.database.find(kind, id, self.db_latency()))
             .await?;
         Ok(HerdRead {
             loaded: true,
@@ -278,13 +267,7 @@ impl CacheAside<'_> {
 /// negative, the left side runs ahead of the clock by a random amount that
 /// grows with `delta` and `beta`: the closer expiry is, the likelier an
 /// early recompute, and one request usually does it before anyone misses.
-pub fn xfetch_should_recompute(
-    now_ms: f64,
-    delta_ms: f64,
-    beta: f64,
-    expiry_ms: f64,
-    random: f64,
-) -> bool {
+pub fn xfetch_should_recompute(now_ms: f64, delta_ms: f64, beta: f64, expiry_ms: f64, random: f64) -> bool {
     let random = random.clamp(f64::MIN_POSITIVE, 1.0);
     now_ms - delta_ms * beta * random.ln() >= expiry_ms
 }
@@ -384,18 +367,10 @@ impl CacheAside<'_> {
 
     /// Loads the row, timing the load, and stores it with its delta and
     /// expiry for XFetch.
-    pub async fn store_stamped(
-        &self,
-        kind: Kind,
-        id: u64,
-        trace: &mut Recorder,
-    ) -> Result<(), StoreError> {
+    pub async fn store_stamped(&self, kind: Kind, id: u64, trace: &mut Recorder) -> Result<(), StoreError> {
         let began = std::time::Instant::now();
         let record = trace
-            .sql(
-                QUERY_DATABASE,
-                self.database.find(kind, id, self.db_latency()),
-            )
+            .sql(QUERY_DATABASE, self.database.find(kind, id, self.db_latency()))
             .await?;
         let delta_ms = began.elapsed().as_millis() as u64;
         if let Some(record) = record {
@@ -470,17 +445,9 @@ impl CacheAside<'_> {
 
     /// Loads the row and stores it fresh for the TTL, servable stale for
     /// [`STALE_FOR`] more.
-    pub async fn store_fresh(
-        &self,
-        kind: Kind,
-        id: u64,
-        trace: &mut Recorder,
-    ) -> Result<(), StoreError> {
+    pub async fn store_fresh(&self, kind: Kind, id: u64, trace: &mut Recorder) -> Result<(), StoreError> {
         let record = trace
-            .sql(
-                QUERY_DATABASE,
-                self.database.find(kind, id, self.db_latency()),
-            )
+            .sql(QUERY_DATABASE, self.database.find(kind, id, self.db_latency()))
             .await?;
         if let Some(record) = record {
             let fresh_ms = self.settings.cache_ttl_secs * 1000;
@@ -662,30 +629,19 @@ impl Playground {
                 let kind = spec.kind;
                 let offset_ms = herd_start.elapsed().as_millis() as u64;
                 let read = match (spec.defence, &fills) {
-                    (Defence::SingleFlight, _) => {
-                        engine.read_single_flight(kind, id, &mut trace).await
-                    }
+                    (Defence::SingleFlight, _) => engine.read_single_flight(kind, id, &mut trace).await,
                     (Defence::RedisLock, Some(fills)) => {
                         engine.read_with_lock(kind, id, fills, &mut trace).await
                     }
-                    (Defence::XFetch, _) => {
-                        engine
-                            .read_xfetch(kind, id, spec.beta, draw, &mut trace)
-                            .await
-                    }
+                    (Defence::XFetch, _) => engine.read_xfetch(kind, id, spec.beta, draw, &mut trace).await,
                     (Defence::StaleWhileRevalidate, _) => {
-                        engine
-                            .read_stale_while_revalidate(kind, id, &mut trace)
-                            .await
+                        engine.read_stale_while_revalidate(kind, id, &mut trace).await
                     }
-                    _ => engine
-                        .read(kind, id, &mut trace)
-                        .await
-                        .map(|answer| HerdRead {
-                            loaded: !answer.outcome.from_cache(),
-                            from_cache: answer.outcome.from_cache(),
-                            ..HerdRead::default()
-                        }),
+                    _ => engine.read(kind, id, &mut trace).await.map(|answer| HerdRead {
+                        loaded: !answer.outcome.from_cache(),
+                        from_cache: answer.outcome.from_cache(),
+                        ..HerdRead::default()
+                    }),
                 };
                 // End every path at its answer, so the diagram can count
                 // the requests along each edge.
@@ -841,13 +797,7 @@ mod tests {
             let n = 100_000;
             let hits = (0..n)
                 .filter(|_| {
-                    xfetch_should_recompute(
-                        1_000.0 - before_ms,
-                        100.0,
-                        beta,
-                        1_000.0,
-                        random.next_unit(),
-                    )
+                    xfetch_should_recompute(1_000.0 - before_ms, 100.0, beta, 1_000.0, random.next_unit())
                 })
                 .count();
             hits as f64 / n as f64

@@ -45,16 +45,10 @@ struct Inner {
 pub enum StoreError {
     /// Occurs when the database file cannot be opened or created.
     #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
     /// Occurs when the data directory cannot be created.
     #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     /// Occurs when SQLite rejects a statement or the file is damaged.
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -226,11 +220,7 @@ impl Database {
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
             db.inner.queries.fetch_add(1, Ordering::Relaxed);
-            let connection = db
-                .inner
-                .connection
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let connection = db.inner.connection.lock().unwrap_or_else(|p| p.into_inner());
             f(&connection)
         })
         .await
@@ -291,9 +281,7 @@ fn create_and_seed(connection: &mut Connection) -> Result<(), StoreError> {
     )?;
     for table in ["users", "products"] {
         let has_version: bool = tx.query_row(
-            &format!(
-                "SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'version'"
-            ),
+            &format!("SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'version'"),
             [],
             |r| r.get(0),
         )?;
@@ -398,8 +386,7 @@ pub mod seed {
         "Seoul",
     ];
     const ADJECTIVES: [&str; 10] = [
-        "Compact", "Sturdy", "Quiet", "Bright", "Foldable", "Classic", "Smart", "Rugged", "Tiny",
-        "Deluxe",
+        "Compact", "Sturdy", "Quiet", "Bright", "Foldable", "Classic", "Smart", "Rugged", "Tiny", "Deluxe",
     ];
     const ITEMS: [(&str, &str); 10] = [
         ("Desk Lamp", "home"),

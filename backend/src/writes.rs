@@ -18,9 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use shared::diagram::nodes::{
-    self, PUBLISH, RETURN_WRITTEN, UPDATE_CACHE, WRITE_DATABASE, WRITE_REQUEST,
-};
+use shared::diagram::nodes::{self, PUBLISH, RETURN_WRITTEN, UPDATE_CACHE, WRITE_DATABASE, WRITE_REQUEST};
 use shared::{CacheWrite, Kind, RaceFix, Record, StepStatus};
 
 use crate::cache_aside::{encode, CacheAside};
@@ -83,12 +81,7 @@ impl CacheAside<'_> {
     ///
     /// # Errors
     /// When the database fails.
-    pub async fn delete(
-        &self,
-        kind: Kind,
-        id: u64,
-        trace: &mut Recorder,
-    ) -> Result<WriteAnswer, StoreError> {
+    pub async fn delete(&self, kind: Kind, id: u64, trace: &mut Recorder) -> Result<WriteAnswer, StoreError> {
         trace.note(
             WRITE_REQUEST,
             StepStatus::Ok,
@@ -97,10 +90,7 @@ impl CacheAside<'_> {
 
         // 1. The database first.
         let removed = trace
-            .sql(
-                WRITE_DATABASE,
-                self.database.delete(kind, id, self.db_latency()),
-            )
+            .sql(WRITE_DATABASE, self.database.delete(kind, id, self.db_latency()))
             .await?;
 
         // 2. Then the cache. Leaving a deleted record cached means readers
@@ -120,13 +110,7 @@ impl CacheAside<'_> {
 
     /// Applies the write strategy to the cached copy. `new` is the record
     /// after the write, `None` after a delete.
-    async fn after_write(
-        &self,
-        kind: Kind,
-        id: u64,
-        new: Option<&Record>,
-        trace: &mut Recorder,
-    ) -> String {
+    async fn after_write(&self, kind: Kind, id: u64, new: Option<&Record>, trace: &mut Recorder) -> String {
         let key = self.cache_key(kind, id);
         let done = match self.settings.write_strategy.action_for(kind) {
             CacheWrite::Invalidate => self.invalidate(kind, id, new, trace).await,
@@ -146,9 +130,7 @@ impl CacheAside<'_> {
     /// The writer waits briefly for the receipts, so the trace shows each
     /// instance's delay, and which one missed the message.
     async fn publish_invalidation(&self, key: &str, trace: &mut Recorder) -> Option<String> {
-        let fleet = self
-            .fleet
-            .filter(|f| f.enabled() && self.settings.near_cache)?;
+        let fleet = self.fleet.filter(|f| f.enabled() && self.settings.near_cache)?;
         if let Some(me) = self.instance {
             me.near_drop(key);
         }
@@ -169,10 +151,7 @@ impl CacheAside<'_> {
             };
             match receipts.iter().find(|(index, _)| *index == instance.index) {
                 Some((_, at)) => {
-                    let text = format!(
-                        "instance {} dropped {key} from its near cache",
-                        instance.name
-                    );
+                    let text = format!("instance {} dropped {key} from its near cache", instance.name);
                     trace.received(
                         node,
                         PUBLISH,

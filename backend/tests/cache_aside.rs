@@ -21,12 +21,10 @@ fn watch(t: &common::TestBackend) -> backend::feed::Subscription {
 
 async fn next_trace(feed: &mut backend::feed::Subscription) -> Trace {
     match feed.next().await {
-        Some(FeedEvent::Message(json)) => {
-            match serde_json::from_str::<ServerMessage>(&json).unwrap() {
-                ServerMessage::Trace { trace, .. } => trace,
-                other => panic!("expected a trace, got {other:?}"),
-            }
-        }
+        Some(FeedEvent::Message(json)) => match serde_json::from_str::<ServerMessage>(&json).unwrap() {
+            ServerMessage::Trace { trace, .. } => trace,
+            other => panic!("expected a trace, got {other:?}"),
+        },
         other => panic!("expected a message, got {other:?}"),
     }
 }
@@ -58,9 +56,7 @@ async fn first_read_misses_and_fills_the_cache_second_read_hits() {
     );
     assert_eq!(trace.steps[1].reply, "(nil)");
     assert_eq!(trace.steps[1].status, StepStatus::Miss);
-    assert!(
-        matches!(&trace.steps[2].action, Action::Sql(sql) if sql.contains("FROM users WHERE id = ?1"))
-    );
+    assert!(matches!(&trace.steps[2].action, Action::Sql(sql) if sql.contains("FROM users WHERE id = ?1")));
     assert!(trace.steps[3]
         .action
         .text()
@@ -80,10 +76,7 @@ async fn first_read_misses_and_fills_the_cache_second_read_hits() {
     assert_eq!(second.outcome, Outcome::Hit);
     assert_eq!(second.record, first.record);
     let trace = next_trace(&mut feed).await;
-    assert_eq!(
-        common::nodes(&trace),
-        ["request", "check_cache", "return_cached"]
-    );
+    assert_eq!(common::nodes(&trace), ["request", "check_cache", "return_cached"]);
     assert_eq!(trace.steps[1].status, StepStatus::Hit);
     assert_eq!(t.database_queries(), 1, "a hit must not query the database");
 }
@@ -232,11 +225,7 @@ async fn simulated_delay_is_reported_separately_from_the_real_query() {
     let trace = next_trace(&mut feed).await;
     let query = &trace.steps[2];
     assert!(matches!(query.action, Action::Sql(_)));
-    assert!(
-        query.simulated_delay_us >= 40_000,
-        "{}",
-        query.simulated_delay_us
-    );
+    assert!(query.simulated_delay_us >= 40_000, "{}", query.simulated_delay_us);
     assert!(trace.total_us >= query.duration_us + query.simulated_delay_us);
     // Redis steps never carry a simulated delay.
     assert_eq!(trace.steps[1].simulated_delay_us, 0);
@@ -259,18 +248,9 @@ async fn unreadable_cached_values_are_replaced() {
 #[tokio::test]
 async fn sandboxes_do_not_share_cache_entries() {
     let t = common::start(|_| {});
-    assert_eq!(
-        t.read_in("tab-a", Kind::Users, 1).await.outcome,
-        Outcome::Miss
-    );
-    assert_eq!(
-        t.read_in("tab-a", Kind::Users, 1).await.outcome,
-        Outcome::Hit
-    );
-    assert_eq!(
-        t.read_in("tab-b", Kind::Users, 1).await.outcome,
-        Outcome::Miss
-    );
+    assert_eq!(t.read_in("tab-a", Kind::Users, 1).await.outcome, Outcome::Miss);
+    assert_eq!(t.read_in("tab-a", Kind::Users, 1).await.outcome, Outcome::Hit);
+    assert_eq!(t.read_in("tab-b", Kind::Users, 1).await.outcome, Outcome::Miss);
     let mut redis = t.redis();
     let exists: bool = redis.exists("cache:tab-b:user:1").unwrap();
     assert!(exists);
@@ -282,10 +262,7 @@ async fn sandboxes_do_not_share_cache_entries() {
 async fn the_seeded_data_is_deterministic() {
     let t = common::start(|_| {});
     let read = t.read(Kind::Users, 1000).await;
-    assert_eq!(
-        read.record,
-        Some(Record::User(backend::store::seed::user(1000)))
-    );
+    assert_eq!(read.record, Some(Record::User(backend::store::seed::user(1000))));
     assert!(t.read(Kind::Products, 500).await.found);
     assert!(!t.read(Kind::Users, 1001).await.found);
     assert!(!t.read(Kind::Products, 501).await.found);

@@ -32,10 +32,7 @@ async fn get(t: &common::TestBackend, uri: &str) -> (StatusCode, Value) {
         .unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// A record is served with what happened: a miss, then a hit.
@@ -64,10 +61,7 @@ async fn send(t: &common::TestBackend, method: &str, uri: &str, body: &str) -> (
     let response = router(t).oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// PUT changes a name and DELETE removes a record; both say what they did
@@ -81,10 +75,7 @@ async fn rest_writes_update_and_delete() {
     assert_eq!(body["record"]["name"], "Grace H.");
     assert_eq!(body["record"]["version"], 2);
     assert!(
-        body["cache_action"]
-            .as_str()
-            .unwrap()
-            .starts_with("deleted"),
+        body["cache_action"].as_str().unwrap().starts_with("deleted"),
         "{body}"
     );
 
@@ -97,11 +88,7 @@ async fn rest_writes_update_and_delete() {
     );
 
     let (status, _) = send(&t, "DELETE", "/api/v1/users/30", "").await;
-    assert_eq!(
-        status,
-        StatusCode::NOT_FOUND,
-        "deleting twice finds nothing"
-    );
+    assert_eq!(status, StatusCode::NOT_FOUND, "deleting twice finds nothing");
 
     let (status, body) = send(&t, "PUT", "/api/v1/users/31", "not json").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -154,27 +141,15 @@ async fn bad_input_gets_a_clear_json_error() {
             StatusCode::NOT_FOUND,
             "use one of users, products",
         ),
-        (
-            "/api/v1/users/abc",
-            StatusCode::BAD_REQUEST,
-            "not a whole number",
-        ),
-        (
-            "/api/v1/users/-1",
-            StatusCode::BAD_REQUEST,
-            "not a whole number",
-        ),
+        ("/api/v1/users/abc", StatusCode::BAD_REQUEST, "not a whole number"),
+        ("/api/v1/users/-1", StatusCode::BAD_REQUEST, "not a whole number"),
         ("/api/v1/users/0", StatusCode::BAD_REQUEST, "out of range"),
         (
             "/api/v1/users/99999999999999999999",
             StatusCode::BAD_REQUEST,
             "out of range",
         ),
-        (
-            "/api/v1/users/1?sandbox=a:b",
-            StatusCode::BAD_REQUEST,
-            "sandbox",
-        ),
+        ("/api/v1/users/1?sandbox=a:b", StatusCode::BAD_REQUEST, "sandbox"),
     ];
     for (uri, status, message) in cases {
         let (got, body) = get(&t, uri).await;
@@ -182,11 +157,7 @@ async fn bad_input_gets_a_clear_json_error() {
         let error = body["error"].as_str().unwrap_or_default();
         assert!(error.contains(message), "{uri}: {error}");
     }
-    assert_eq!(
-        t.database_queries(),
-        0,
-        "bad input must not reach the database"
-    );
+    assert_eq!(t.database_queries(), 0, "bad input must not reach the database");
 }
 
 /// The health check answers, and reports Redis going away without failing.
@@ -248,8 +219,7 @@ async fn serve(t: &common::TestBackend) -> Served {
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: std::net::SocketAddr, query: &str) -> Socket {
     let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
@@ -353,10 +323,7 @@ async fn websocket_commands_run_reads_and_reject_bad_input() {
     let t = common::start(|_| {});
     let served = serve(&t).await;
     let mut socket = connect(served.addr, "?sandbox=tab-1").await;
-    assert!(matches!(
-        receive(&mut socket).await,
-        ServerMessage::Hello { .. }
-    ));
+    assert!(matches!(receive(&mut socket).await, ServerMessage::Hello { .. }));
 
     socket
         .send(Message::Text(
@@ -402,10 +369,7 @@ async fn websocket_commands_run_reads_and_reject_bad_input() {
         .await
         .unwrap();
     match receive(&mut socket).await {
-        ServerMessage::Error {
-            request_id,
-            message,
-        } => {
+        ServerMessage::Error { request_id, message } => {
             assert_eq!(request_id, Some(9));
             assert!(message.contains("out of range"), "{message}");
         }
@@ -419,10 +383,7 @@ async fn websocket_streams_are_per_sandbox() {
     let t = common::start(|_| {});
     let served = serve(&t).await;
     let mut watcher = connect(served.addr, "?sandbox=b").await;
-    assert!(matches!(
-        receive(&mut watcher).await,
-        ServerMessage::Hello { .. }
-    ));
+    assert!(matches!(receive(&mut watcher).await, ServerMessage::Hello { .. }));
     http_get(served.addr, "/api/v1/users/1").await;
     http_get(served.addr, "/api/v1/users/2?sandbox=b").await;
     match receive(&mut watcher).await {
@@ -446,8 +407,7 @@ async fn websocket_rejects_bad_sandbox_names() {
     let t = common::start(|_| {});
     let served = serve(&t).await;
     let result =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws?sandbox=no%20spaces", served.addr))
-            .await;
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?sandbox=no%20spaces", served.addr)).await;
     match result {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), StatusCode::BAD_REQUEST)
@@ -463,10 +423,7 @@ async fn shutdown_closes_open_websockets() {
     let t = common::start(|_| {});
     let mut served = serve(&t).await;
     let mut socket = connect(served.addr, "").await;
-    assert!(matches!(
-        receive(&mut socket).await,
-        ServerMessage::Hello { .. }
-    ));
+    assert!(matches!(receive(&mut socket).await, ServerMessage::Hello { .. }));
     served.stop.take().unwrap().send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), &mut served.done)
         .await

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use backend::feed::FeedEvent;
 use backend::playground::{ReadOptions, WriteOptions};
-use shared::{
-    Kind, Origin, Outcome, Record, SandboxId, ServerMessage, StepStatus, Trace, WriteChange,
-};
+use shared::{Kind, Origin, Outcome, Record, SandboxId, ServerMessage, StepStatus, Trace, WriteChange};
 
 fn near_caches_on(c: &mut backend::Config) {
     c.near_cache = true;
@@ -34,12 +32,7 @@ async fn read_at(t: &common::TestBackend, instance: &str, id: u64) -> shared::Re
         .unwrap()
 }
 
-async fn rename_at(
-    t: &common::TestBackend,
-    instance: &str,
-    id: u64,
-    name: &str,
-) -> shared::WriteResult {
+async fn rename_at(t: &common::TestBackend, instance: &str, id: u64, name: &str) -> shared::WriteResult {
     let options = WriteOptions {
         instance: Some(instance.into()),
         ..WriteOptions::default()
@@ -67,14 +60,7 @@ async fn wait_subscribed(t: &common::TestBackend, expected: usize) {
         .sandbox(&SandboxId::default_sandbox())
         .unwrap();
     for _ in 0..200 {
-        if sandbox
-            .fleet
-            .states()
-            .iter()
-            .filter(|s| s.subscribed)
-            .count()
-            == expected
-        {
+        if sandbox.fleet.states().iter().filter(|s| s.subscribed).count() == expected {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -83,10 +69,7 @@ async fn wait_subscribed(t: &common::TestBackend, expected: usize) {
 }
 
 fn name_of(record: &Option<Record>) -> String {
-    record
-        .as_ref()
-        .map(|r| r.title().to_string())
-        .unwrap_or_default()
+    record.as_ref().map(|r| r.title().to_string()).unwrap_or_default()
 }
 
 /// Each instance answers from its own near cache once it has the value;
@@ -114,9 +97,7 @@ async fn a_write_on_one_instance_invalidates_every_near_cache() {
 
     let written = rename_at(&t, "A", 1, "Everywhere Now").await;
     assert!(
-        written
-            .cache_action
-            .contains("3 of 3 instances received it"),
+        written.cache_action.contains("3 of 3 instances received it"),
         "{}",
         written.cache_action
     );

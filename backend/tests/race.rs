@@ -30,11 +30,7 @@ async fn the_race_leaves_a_stale_value_without_a_fix() {
         .unwrap();
     assert!(result.stale, "{result:?}");
     assert!(result.cached.ends_with("(version 1)"), "{}", result.cached);
-    assert!(
-        result.database.ends_with("(version 2)"),
-        "{}",
-        result.database
-    );
+    assert!(result.database.ends_with("(version 2)"), "{}", result.database);
     // And a read now serves the stale value from the cache.
     let read = t.read(Kind::Users, 7).await;
     assert_eq!(read.outcome, Outcome::Hit);
@@ -55,10 +51,7 @@ async fn leases_refuse_the_stale_store() {
     assert!(!result.stale, "{result:?}");
     assert_eq!(result.cached, "nothing");
     let read = t.read(Kind::Users, 7).await;
-    assert_eq!(
-        (read.outcome, read.record.unwrap().version()),
-        (Outcome::Miss, 2)
-    );
+    assert_eq!((read.outcome, read.record.unwrap().version()), (Outcome::Miss, 2));
 }
 
 /// With version checks, the write leaves a newer-version marker and the
@@ -75,10 +68,7 @@ async fn version_checks_refuse_the_stale_store() {
     assert!(!result.stale, "{result:?}");
     assert_eq!(result.cached, "invalidated at version 2");
     let read = t.read(Kind::Products, 9).await;
-    assert_eq!(
-        (read.outcome, read.record.unwrap().version()),
-        (Outcome::Miss, 2)
-    );
+    assert_eq!((read.outcome, read.record.unwrap().version()), (Outcome::Miss, 2));
     assert_eq!(t.read(Kind::Products, 9).await.outcome, Outcome::Hit);
 }
 
@@ -120,21 +110,14 @@ async fn a_paused_read_waits_for_continue() {
         other => panic!("expected a pause, got {other:?}"),
     }
     assert!(!reader.is_finished());
-    playground
-        .continue_operation(&sandbox, operation_id)
-        .unwrap();
+    playground.continue_operation(&sandbox, operation_id).unwrap();
     assert!(matches!(
         next_message(&mut feed).await,
-        ServerMessage::Resumed {
-            timed_out: false,
-            ..
-        }
+        ServerMessage::Resumed { timed_out: false, .. }
     ));
     assert_eq!(reader.await.unwrap().unwrap().outcome, Outcome::Miss);
     assert!(
-        playground
-            .continue_operation(&sandbox, operation_id)
-            .is_err(),
+        playground.continue_operation(&sandbox, operation_id).is_err(),
         "nothing left to continue"
     );
 }

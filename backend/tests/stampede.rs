@@ -40,10 +40,7 @@ async fn without_a_defence_every_request_loads() {
         .unwrap();
     assert_eq!(result.database_loads, 200, "{result:?}");
     assert_eq!(result.from_cache, 0);
-    assert!(
-        result.p50_us >= 500_000,
-        "every request waited for its own load"
-    );
+    assert!(result.p50_us >= 500_000, "every request waited for its own load");
 }
 
 /// Single flight: one load per instance, the other requests wait for it.
@@ -53,10 +50,7 @@ async fn single_flight_loads_once_per_instance() {
     let result = t
         .backend
         .playground
-        .run_herd(
-            &SandboxId::default_sandbox(),
-            herd(Defence::SingleFlight, 200),
-        )
+        .run_herd(&SandboxId::default_sandbox(), herd(Defence::SingleFlight, 200))
         .await
         .unwrap();
     assert_eq!(result.instances, 3);
@@ -122,10 +116,7 @@ async fn a_late_owner_cannot_release_a_newer_lock() {
         Some("OK")
     );
     assert_eq!(
-        cache
-            .run(cache.set_nx_px(lock, "second", 100))
-            .await
-            .unwrap(),
+        cache.run(cache.set_nx_px(lock, "second", 100)).await.unwrap(),
         None,
         "held"
     );
@@ -232,10 +223,7 @@ async fn at_expiry_the_lock_loads_exactly_once() {
     let result = t
         .backend
         .playground
-        .run_herd(
-            &SandboxId::default_sandbox(),
-            at_expiry(Defence::RedisLock, 300),
-        )
+        .run_herd(&SandboxId::default_sandbox(), at_expiry(Defence::RedisLock, 300))
         .await
         .unwrap();
     assert_eq!(result.database_loads, 1, "{result:?}");
@@ -272,10 +260,7 @@ async fn xfetch_recomputes_before_the_value_expires() {
     let result = t
         .backend
         .playground
-        .run_herd(
-            &SandboxId::default_sandbox(),
-            at_expiry(Defence::XFetch, 300),
-        )
+        .run_herd(&SandboxId::default_sandbox(), at_expiry(Defence::XFetch, 300))
         .await
         .unwrap();
     assert!(result.early_recomputes >= 1, "{result:?}");

@@ -40,9 +40,7 @@ async fn delete_on_write_drops_the_key_and_the_next_read_sees_the_change() {
     assert!(written.found);
     assert_eq!(name_of(&written.record), "Renamed Person");
     assert!(
-        written
-            .cache_action
-            .starts_with("deleted cache:default:user:10"),
+        written.cache_action.starts_with("deleted cache:default:user:10"),
         "{}",
         written.cache_action
     );
@@ -66,9 +64,7 @@ async fn ttl_only_serves_the_old_value_until_the_ttl_runs_out() {
     let before = t.read(Kind::Users, 11).await;
     let written = rename(&t, Kind::Users, 11, "New Name").await;
     assert!(
-        written
-            .cache_action
-            .contains("may see the old value for up to"),
+        written.cache_action.contains("may see the old value for up to"),
         "{}",
         written.cache_action
     );
@@ -199,14 +195,8 @@ async fn sandboxes_have_their_own_rows() {
         )
         .await
         .unwrap();
-    let in_a = playground
-        .read(&a, Kind::Users, 1, Origin::Rest)
-        .await
-        .unwrap();
-    let in_b = playground
-        .read(&b, Kind::Users, 1, Origin::Rest)
-        .await
-        .unwrap();
+    let in_a = playground.read(&a, Kind::Users, 1, Origin::Rest).await.unwrap();
+    let in_b = playground.read(&b, Kind::Users, 1, Origin::Rest).await.unwrap();
     assert_eq!(name_of(&in_a.record), "Only In A");
     assert_ne!(name_of(&in_b.record), "Only In A");
 }
@@ -247,19 +237,11 @@ async fn the_divergence_check_flags_stale_copies() {
     t.read(Kind::Users, 999_999).await;
     rename(&t, Kind::Users, 40, "Changed").await;
 
-    let report = t
-        .backend
-        .playground
-        .check_divergence(&sandbox)
-        .await
-        .unwrap();
+    let report = t.backend.playground.check_divergence(&sandbox).await.unwrap();
     assert_eq!(report.entries.len(), 3, "{report:?}");
     assert_eq!(report.stale(), 1);
     let stale = &report.entries[0];
-    assert_eq!(
-        (stale.key.as_str(), stale.stale),
-        ("cache:default:user:40", true)
-    );
+    assert_eq!((stale.key.as_str(), stale.stale), ("cache:default:user:40", true));
     assert!(
         stale.database.starts_with("Changed (version 2)"),
         "{}",
@@ -274,16 +256,8 @@ async fn the_divergence_check_flags_stale_copies() {
     // Switching to delete on write and writing again clears it.
     let mut settings = t.backend.playground.sandbox(&sandbox).unwrap().settings();
     settings.write_strategy = WriteStrategy::DeleteOnWrite;
-    t.backend
-        .playground
-        .update_settings(&sandbox, settings)
-        .unwrap();
+    t.backend.playground.update_settings(&sandbox, settings).unwrap();
     rename(&t, Kind::Users, 40, "Changed Again").await;
-    let report = t
-        .backend
-        .playground
-        .check_divergence(&sandbox)
-        .await
-        .unwrap();
+    let report = t.backend.playground.check_divergence(&sandbox).await.unwrap();
     assert_eq!(report.stale(), 0, "{report:?}");
 }

@@ -189,10 +189,7 @@ impl Driver {
             .and_then(|v| serde_json::from_value::<(u32, u32)>(v).ok());
         if let Some((w, h)) = inner {
             let _ = client
-                .set_window_size(
-                    width + width.saturating_sub(w),
-                    height + height.saturating_sub(h),
-                )
+                .set_window_size(width + width.saturating_sub(w), height + height.saturating_sub(h))
                 .await;
         }
         client
@@ -262,13 +259,7 @@ pub async fn text_of(client: &Client, css: &str) -> Option<String> {
 
 /// An attribute of the first element matching `css`, if any.
 pub async fn attr_of(client: &Client, css: &str, attr: &str) -> Option<String> {
-    client
-        .find(Locator::Css(css))
-        .await
-        .ok()?
-        .attr(attr)
-        .await
-        .ok()?
+    client.find(Locator::Css(css)).await.ok()?.attr(attr).await.ok()?
 }
 
 /// A plain HTTP GET, as `curl` would send it; returns the whole response.

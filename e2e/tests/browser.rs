@@ -10,10 +10,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A back end (adjusted by `tweak`), a chromedriver, and a 1280x800 browser
 /// showing `sandbox`, connected.
-async fn start_page(
-    sandbox: &str,
-    tweak: impl FnOnce(&mut backend::Config),
-) -> (Server, Driver, Client) {
+async fn start_page(sandbox: &str, tweak: impl FnOnce(&mut backend::Config)) -> (Server, Driver, Client) {
     let server = Server::start(tweak).await;
     let driver = Driver::start();
     let client = driver.browser(1280, 800).await;
@@ -82,17 +79,9 @@ async fn wait_for_log(client: &Client, expected: &[&str]) {
 }
 
 async fn wait_for_active(client: &Client, node: &str) {
-    wait_for(
-        client,
-        &format!("the diagram to reach {node}"),
-        WAIT,
-        || async {
-            node_class(client, node)
-                .await
-                .contains("active")
-                .then_some(())
-        },
-    )
+    wait_for(client, &format!("the diagram to reach {node}"), WAIT, || async {
+        node_class(client, node).await.contains("active").then_some(())
+    })
     .await;
 }
 
@@ -109,13 +98,8 @@ async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
     wait_for_log(&client, &["hit", "miss"]).await;
     wait_for_active(&client, "return_cached").await;
     // The miss path was lit earlier; the hit path does not touch the database.
-    assert!(!node_class(&client, "query_database")
-        .await
-        .contains("visited"));
-    assert_eq!(
-        text_of(&client, "[data-testid=hits]").await.as_deref(),
-        Some("1")
-    );
+    assert!(!node_class(&client, "query_database").await.contains("visited"));
+    assert_eq!(text_of(&client, "[data-testid=hits]").await.as_deref(), Some("1"));
     assert_eq!(
         text_of(&client, "[data-testid=misses]").await.as_deref(),
         Some("1")
@@ -126,9 +110,7 @@ async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
     // Choosing the miss in the log plays it again, through the database.
     click(&client, "[data-testid=log] li:nth-child(2) .entry").await;
     wait_for_active(&client, "return_loaded").await;
-    assert!(node_class(&client, "store_in_cache")
-        .await
-        .contains("visited"));
+    assert!(node_class(&client, "store_in_cache").await.contains("visited"));
 
     // On a phone-sized screen the page must not scroll sideways.
     let narrow = driver.browser(390, 900).await;
@@ -148,10 +130,7 @@ async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
     if let Some(path) = std::env::var_os("SCREENSHOT_TO") {
         // Let the last frame settle, then keep the pictures for the README.
         client
-            .execute(
-                "document.activeElement.blur(); window.scrollTo(0, 0);",
-                vec![],
-            )
+            .execute("document.activeElement.blur(); window.scrollTo(0, 0);", vec![])
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -256,10 +235,7 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     )
     .await;
     let read_disabled = attr_of(&client, "[data-testid=read]", "disabled").await;
-    assert!(
-        read_disabled.is_some(),
-        "reads are disabled while disconnected"
-    );
+    assert!(read_disabled.is_some(), "reads are disabled while disconnected");
 
     server.serve_again().await;
     wait_for(&client, "the page to reconnect", WAIT, || async {
@@ -280,10 +256,7 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
 async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
     let (server, _driver, client) = start_page("e2e-write", |c| c.db_latency_ms = 5).await;
     set_speed(&client, "4").await;
-    let strategy = client
-        .find(Locator::Css("[data-testid=strategy]"))
-        .await
-        .unwrap();
+    let strategy = client.find(Locator::Css("[data-testid=strategy]")).await.unwrap();
     strategy.select_by_value("ttl-only").await.unwrap();
 
     read_id(&client, "3").await;
@@ -296,10 +269,7 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
     })
     .await;
 
-    let name = client
-        .find(Locator::Css("[data-testid=new-name]"))
-        .await
-        .unwrap();
+    let name = client.find(Locator::Css("[data-testid=new-name]")).await.unwrap();
     name.send_keys("Renamed In Browser").await.unwrap();
     click(&client, "[data-testid=update]").await;
     wait_for_log(&client, &["written", "miss"]).await;
@@ -310,23 +280,13 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
     })
     .await;
     assert!(summary.starts_with("1 of 1"), "{summary}");
-    e2e::review_screenshot(
-        &client,
-        "divergence-stale",
-        "[data-testid=divergence-summary]",
-    )
-    .await;
+    e2e::review_screenshot(&client, "divergence-stale", "[data-testid=divergence-summary]").await;
     let row = text_of(&client, "tr.stale").await.unwrap();
     assert!(row.contains("Renamed In Browser (version 2)"), "{row}");
-    let write = text_of(&client, "[data-testid=write-result]")
-        .await
-        .unwrap();
+    let write = text_of(&client, "[data-testid=write-result]").await.unwrap();
     assert!(write.contains("may see the old value"), "{write}");
 
-    let strategy = client
-        .find(Locator::Css("[data-testid=strategy]"))
-        .await
-        .unwrap();
+    let strategy = client.find(Locator::Css("[data-testid=strategy]")).await.unwrap();
     strategy.select_by_value("delete-on-write").await.unwrap();
     wait_for(&client, "the new strategy to apply", WAIT, || async {
         (server
@@ -340,16 +300,11 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
     })
     .await;
     click(&client, "[data-testid=update]").await;
-    wait_for(
-        &client,
-        "nothing stale after delete on write",
-        WAIT,
-        || async {
-            text_of(&client, "[data-testid=divergence-summary]")
-                .await
-                .filter(|t| t.contains("Nothing is cached"))
-        },
-    )
+    wait_for(&client, "nothing stale after delete on write", WAIT, || async {
+        text_of(&client, "[data-testid=divergence-summary]")
+            .await
+            .filter(|t| t.contains("Nothing is cached"))
+    })
     .await;
     client.close().await.unwrap();
 }
@@ -376,20 +331,11 @@ async fn the_preset_race_is_stale_without_a_fix_and_fresh_with_leases() {
         .contains("stale"));
     e2e::review_screenshot(&client, "race-stale", "[data-testid=race-verdict]").await;
 
-    let fix = client
-        .find(Locator::Css("[data-testid=race-fix]"))
-        .await
-        .unwrap();
+    let fix = client.find(Locator::Css("[data-testid=race-fix]")).await.unwrap();
     fix.select_by_value("lease").await.unwrap();
     let sandbox = shared::SandboxId::parse("e2e-race").unwrap();
     wait_for(&client, "leases to be on", WAIT, || async {
-        (server
-            .backend
-            .sandbox(&sandbox)
-            .unwrap()
-            .settings()
-            .race_fix
-            == shared::RaceFix::Lease)
+        (server.backend.sandbox(&sandbox).unwrap().settings().race_fix == shared::RaceFix::Lease)
             .then_some(())
     })
     .await;
@@ -463,10 +409,7 @@ async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
         .await
         .unwrap();
     target.select_by_value("A").await.unwrap();
-    let name = client
-        .find(Locator::Css("[data-testid=new-name]"))
-        .await
-        .unwrap();
+    let name = client.find(Locator::Css("[data-testid=new-name]")).await.unwrap();
     name.send_keys("Changed On A").await.unwrap();
     click(&client, "[data-testid=update]").await;
     let write = wait_for(&client, "the write's result", WAIT, || async {
@@ -548,29 +491,15 @@ async fn firing_herds_fills_the_comparison_table() {
     })
     .await;
     // Newest first: the lock, then no defence.
-    assert!(
-        rows[0].starts_with("Redis lock · cold 100 1 99"),
-        "{rows:?}"
-    );
-    assert!(
-        rows[1].starts_with("no defence · cold 100 100 0"),
-        "{rows:?}"
-    );
+    assert!(rows[0].starts_with("Redis lock · cold 100 1 99"), "{rows:?}");
+    assert!(rows[1].starts_with("no defence · cold 100 100 0"), "{rows:?}");
     assert!(text_of(&client, "[data-testid=latency-chart]")
         .await
         .is_some_and(|t| t.contains("Redis lock")));
     // The diagram draws the herd as counts on its edges.
-    let through_database = text_of(
-        &client,
-        "[data-edge='check_cache->query_database'] .herd-count",
-    )
-    .await;
+    let through_database = text_of(&client, "[data-edge='check_cache->query_database'] .herd-count").await;
     assert_eq!(through_database.as_deref(), Some("×1"));
-    let from_cache = text_of(
-        &client,
-        "[data-edge='check_cache->return_cached'] .herd-count",
-    )
-    .await;
+    let from_cache = text_of(&client, "[data-edge='check_cache->return_cached'] .herd-count").await;
     assert_eq!(from_cache.as_deref(), Some("×99"));
     e2e::review_screenshot(&client, "herd-diagram", "[data-testid=diagram]").await;
 
@@ -585,10 +514,7 @@ async fn firing_herds_fills_the_comparison_table() {
         .find(Locator::Css("[data-testid=herd-defence]"))
         .await
         .unwrap();
-    defence
-        .select_by_value("stale-while-revalidate")
-        .await
-        .unwrap();
+    defence.select_by_value("stale-while-revalidate").await.unwrap();
     click(&client, "[data-testid=fire-herd]").await;
     let newest = wait_for(&client, "the third row", WAIT, || async {
         let rows = client

@@ -5,9 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
-use shared::{
-    ClientMessage, HerdSpec, Kind, NodeId, SandboxSettings, Scenario, ServerMessage, WriteChange,
-};
+use shared::{ClientMessage, HerdSpec, Kind, NodeId, SandboxSettings, Scenario, ServerMessage, WriteChange};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -82,13 +80,7 @@ impl Connection {
 
     /// Cuts or restores an instance's Pub/Sub subscription.
     pub fn set_instance_link(&self, instance: String, connected: bool) -> bool {
-        self.send(
-            &ClientMessage::SetInstanceLink {
-                instance,
-                connected,
-            },
-            false,
-        )
+        self.send(&ClientMessage::SetInstanceLink { instance, connected }, false)
     }
 
     /// Fires a herd of concurrent reads.
@@ -105,13 +97,7 @@ impl Connection {
     /// Runs a preset scenario.
     pub fn run_scenario(&self, scenario: Scenario) -> bool {
         let request_id = self.next_request_id();
-        self.send(
-            &ClientMessage::RunScenario {
-                request_id,
-                scenario,
-            },
-            true,
-        )
+        self.send(&ClientMessage::RunScenario { request_id, scenario }, true)
     }
 
     /// Asks the back end to change or remove a record.
@@ -189,9 +175,9 @@ impl Connection {
             };
             match serde_json::from_str::<ServerMessage>(&text) {
                 Ok(message) => state.apply(message),
-                Err(e) => state.notice.set(Some(format!(
-                    "Could not read a message from the back end: {e}"
-                ))),
+                Err(e) => state
+                    .notice
+                    .set(Some(format!("Could not read a message from the back end: {e}"))),
             }
         });
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -207,10 +193,7 @@ impl Connection {
             this.inner.socket.borrow_mut().take();
             // Requests in flight on a dead socket will never be answered.
             this.inner.state.pending.set(0);
-            if !matches!(
-                this.inner.state.link.get_untracked(),
-                Link::Incompatible { .. }
-            ) {
+            if !matches!(this.inner.state.link.get_untracked(), Link::Incompatible { .. }) {
                 this.retry_later();
             }
         });

@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use leptos::prelude::*;
 use shared::{
     Diagram, DivergenceReport, EdgeCount, HerdResult, InstanceState, NodeId, Operation, ReadResult,
-    SandboxId, SandboxSettings, ScenarioResult, ServerMessage, Stats, Trace, TraceStep,
-    WriteResult, PROTOCOL_VERSION,
+    SandboxId, SandboxSettings, ScenarioResult, ServerMessage, Stats, Trace, TraceStep, WriteResult,
+    PROTOCOL_VERSION,
 };
 
 use crate::timeline::Timeline;
@@ -185,10 +185,7 @@ impl AppState {
                     "This page fell behind and missed {count} trace(s); the reads still happened and are counted."
                 )));
             }
-            ServerMessage::Error {
-                request_id,
-                message,
-            } => {
+            ServerMessage::Error { request_id, message } => {
                 if request_id.is_some() {
                     self.pending.update(|p| *p = p.saturating_sub(1));
                 }

@@ -359,11 +359,7 @@ mod tests {
         t.step_forward();
         let f = t.frame().unwrap();
         assert_eq!(f.step.node.as_str(), "instance_b");
-        assert_eq!(
-            f.from.map(NodeId::as_str),
-            Some("publish"),
-            "not from instance_a"
-        );
+        assert_eq!(f.from.map(NodeId::as_str), Some("publish"), "not from instance_a");
     }
 
     #[test]

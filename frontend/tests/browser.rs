@@ -8,8 +8,7 @@ use frontend::components::{DiagramView, StatsPanel, StepList};
 use frontend::state::AppState;
 use leptos::prelude::*;
 use shared::{
-    Action, Kind, NodeId, Operation, Origin, Outcome, SandboxId, Stats, StepStatus, Trace,
-    TraceStep,
+    Action, Kind, NodeId, Operation, Origin, Outcome, SandboxId, Stats, StepStatus, Trace, TraceStep,
 };
 use wasm_bindgen_test::*;
 
@@ -77,10 +76,7 @@ fn miss_trace() -> Trace {
 }
 
 /// Mounts `view` in a fresh container and returns the container.
-fn mount<V: IntoView + 'static>(
-    state: AppState,
-    view: impl FnOnce() -> V + 'static,
-) -> web_sys::HtmlElement {
+fn mount<V: IntoView + 'static>(state: AppState, view: impl FnOnce() -> V + 'static) -> web_sys::HtmlElement {
     let document = document();
     let container: web_sys::HtmlElement = document.create_element("div").unwrap().unchecked_into();
     document.body().unwrap().append_child(&container).unwrap();

@@ -309,23 +309,22 @@ impl Diagram {
     pub fn cache_aside_read() -> Diagram {
         use nodes::*;
         const W: f64 = 170.0;
-        let node =
-            |id: NodeId, title: &str, detail: &str, system, shape, column: usize, row: usize| {
-                let x = 20.0 + column as f64 * (W + 70.0);
-                let y = [90.0, 300.0, 510.0, 700.0][row];
-                Node {
-                    id,
-                    title: title.into(),
-                    detail: detail.into(),
-                    system,
-                    shape,
-                    flow: if row >= 2 { 1 } else { 0 },
-                    x,
-                    y,
-                    width: W,
-                    height: 80.0,
-                }
-            };
+        let node = |id: NodeId, title: &str, detail: &str, system, shape, column: usize, row: usize| {
+            let x = 20.0 + column as f64 * (W + 70.0);
+            let y = [90.0, 300.0, 510.0, 700.0][row];
+            Node {
+                id,
+                title: title.into(),
+                detail: detail.into(),
+                system,
+                shape,
+                flow: if row >= 2 { 1 } else { 0 },
+                x,
+                y,
+                width: W,
+                height: 80.0,
+            }
+        };
         let edge = |from: NodeId, to: NodeId, label: &str, bend| Edge {
             from,
             to,
@@ -423,33 +422,9 @@ impl Diagram {
                 ),
                 node(PUBLISH, "Publish", "PUBLISH channel key", Redis, Step, 3, 2),
                 node(RETURN_WRITTEN, "Return", "write done", App, Terminal, 4, 2),
-                node(
-                    INSTANCE_A,
-                    "Instance A",
-                    "drops its near copy",
-                    App,
-                    Step,
-                    2,
-                    3,
-                ),
-                node(
-                    INSTANCE_B,
-                    "Instance B",
-                    "drops its near copy",
-                    App,
-                    Step,
-                    3,
-                    3,
-                ),
-                node(
-                    INSTANCE_C,
-                    "Instance C",
-                    "drops its near copy",
-                    App,
-                    Step,
-                    4,
-                    3,
-                ),
+                node(INSTANCE_A, "Instance A", "drops its near copy", App, Step, 2, 3),
+                node(INSTANCE_B, "Instance B", "drops its near copy", App, Step, 3, 3),
+                node(INSTANCE_C, "Instance C", "drops its near copy", App, Step, 4, 3),
             ],
             edges: vec![
                 edge(REQUEST, NEAR_CACHE, "", 0.0),
@@ -554,11 +529,7 @@ mod tests {
     fn assert_fits_without_overlap(d: &Diagram) {
         for n in &d.nodes {
             assert!(n.x >= 0.0 && n.y >= 0.0, "{}", n.id);
-            assert!(
-                n.x + n.width <= d.width && n.y + n.height <= d.height,
-                "{}",
-                n.id
-            );
+            assert!(n.x + n.width <= d.width && n.y + n.height <= d.height, "{}", n.id);
         }
         for (i, a) in d.nodes.iter().enumerate() {
             for b in &d.nodes[i + 1..] {

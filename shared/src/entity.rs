@@ -303,10 +303,7 @@ mod tests {
         assert!(matches!(parse_id("-3"), Err(InputError::NotANumber(_))));
         assert!(matches!(parse_id(""), Err(InputError::NotANumber(_))));
         assert!(matches!(parse_id("0"), Err(InputError::IdOutOfRange(_))));
-        assert!(matches!(
-            parse_id("1000000000"),
-            Err(InputError::IdOutOfRange(_))
-        ));
+        assert!(matches!(parse_id("1000000000"), Err(InputError::IdOutOfRange(_))));
         assert!(matches!(
             parse_id("99999999999999999999999"),
             Err(InputError::IdOutOfRange(_))

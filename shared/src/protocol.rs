@@ -148,15 +148,12 @@ impl std::str::FromStr for Defence {
     type Err = crate::entity::InputError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Defence::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| {
-                crate::entity::InputError::BadSetting(format!(
-                    "unknown defence {s:?}: use one of {}",
-                    Defence::ALL.map(Defence::name).join(", ")
-                ))
-            })
+        Defence::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| {
+            crate::entity::InputError::BadSetting(format!(
+                "unknown defence {s:?}: use one of {}",
+                Defence::ALL.map(Defence::name).join(", ")
+            ))
+        })
     }
 }
 
@@ -299,10 +296,7 @@ pub enum ServerMessage {
     /// The answer to this client's own [`ClientMessage::Read`].
     ReadReply { request_id: u64, result: ReadResult },
     /// The answer to this client's own [`ClientMessage::Write`].
-    WriteReply {
-        request_id: u64,
-        result: WriteResult,
-    },
+    WriteReply { request_id: u64, result: WriteResult },
     /// The answer to [`ClientMessage::CheckDivergence`].
     Divergence {
         request_id: u64,
@@ -322,10 +316,7 @@ pub enum ServerMessage {
     /// A paused operation went on.
     Resumed { operation_id: u64, timed_out: bool },
     /// The answer to [`ClientMessage::RunScenario`].
-    ScenarioReply {
-        request_id: u64,
-        result: ScenarioResult,
-    },
+    ScenarioReply { request_id: u64, result: ScenarioResult },
     /// The sandbox's application instances and their state; sent in the
     /// greeting's wake and whenever a link changes.
     Instances { instances: Vec<InstanceState> },
@@ -422,8 +413,7 @@ mod tests {
     #[test]
     fn client_messages_use_a_readable_tagged_form() {
         let msg: ClientMessage =
-            serde_json::from_str(r#"{"type":"read","request_id":1,"kind":"users","id":42}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"type":"read","request_id":1,"kind":"users","id":42}"#).unwrap();
         assert_eq!(
             msg,
             ClientMessage::Read {

@@ -41,9 +41,7 @@ impl WriteStrategy {
             (WriteStrategy::DeleteOnWrite, _) | (WriteStrategy::Hybrid, Kind::Users) => {
                 CacheWrite::Invalidate
             }
-            (WriteStrategy::TtlOnly, _) | (WriteStrategy::Hybrid, Kind::Products) => {
-                CacheWrite::LeaveToTtl
-            }
+            (WriteStrategy::TtlOnly, _) | (WriteStrategy::Hybrid, Kind::Products) => CacheWrite::LeaveToTtl,
             (WriteStrategy::WriteThrough, _) => CacheWrite::WriteThrough,
         }
     }
@@ -194,15 +192,12 @@ impl std::str::FromStr for RaceFix {
     type Err = InputError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RaceFix::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| {
-                InputError::BadSetting(format!(
-                    "unknown race fix {s:?}: use one of {}",
-                    RaceFix::ALL.map(RaceFix::name).join(", ")
-                ))
-            })
+        RaceFix::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| {
+            InputError::BadSetting(format!(
+                "unknown race fix {s:?}: use one of {}",
+                RaceFix::ALL.map(RaceFix::name).join(", ")
+            ))
+        })
     }
 }
 
@@ -243,11 +238,7 @@ impl SandboxSettings {
         check("db_jitter_percent", self.db_jitter_percent, (0, 100))?;
         check("near_ttl_secs", self.near_ttl_secs, Self::CACHE_TTL_SECS)?;
         check("ttl_jitter_percent", self.ttl_jitter_percent, (0, 90))?;
-        check(
-            "redis_timeout_ms",
-            self.redis_timeout_ms,
-            Self::REDIS_TIMEOUT_MS,
-        )?;
+        check("redis_timeout_ms", self.redis_timeout_ms, Self::REDIS_TIMEOUT_MS)?;
         Ok(())
     }
 }
@@ -332,10 +323,7 @@ mod tests {
         for w in WriteStrategy::ALL {
             assert_eq!(w.name().parse::<WriteStrategy>(), Ok(w));
         }
-        assert_eq!(
-            "ttl_only".parse::<WriteStrategy>(),
-            Ok(WriteStrategy::TtlOnly)
-        );
+        assert_eq!("ttl_only".parse::<WriteStrategy>(), Ok(WriteStrategy::TtlOnly));
         assert!("sometimes".parse::<WriteStrategy>().is_err());
         for f in RaceFix::ALL {
             assert_eq!(f.name().parse::<RaceFix>(), Ok(f));

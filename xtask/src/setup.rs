@@ -115,9 +115,7 @@ fn ensure_system_packages(purpose: Purpose) -> Result<(), String> {
         ));
     }
     let mut update = command("apt-get");
-    update
-        .arg("update")
-        .env("DEBIAN_FRONTEND", "noninteractive");
+    update.arg("update").env("DEBIAN_FRONTEND", "noninteractive");
     step("apt-get update", update)?;
     let mut install = command("apt-get");
     install

@@ -13,10 +13,7 @@ fn build_front_end() -> Result<PathBuf, String> {
     // Never let Trunk pick up a wasm-opt from PATH (Debian's breaks the
     // module); index.html turns it off, and this makes sure.
     trunk.env("TRUNK_BUILD_NO_WASM_OPT", "true");
-    step(
-        "building the front end with Trunk (release, offline)",
-        trunk,
-    )?;
+    step("building the front end with Trunk (release, offline)", trunk)?;
     Ok(project_root().join("dist"))
 }
 
@@ -106,9 +103,7 @@ pub fn dev() -> Result<(), String> {
     // A separate dist directory, so a dev build never replaces the release
     // build that `cargo xtask run` serves.
     trunk.args(["serve", "--offline", "--dist", "dist-dev"]);
-    let status = trunk
-        .status()
-        .map_err(|e| format!("cannot start trunk: {e}"));
+    let status = trunk.status().map_err(|e| format!("cannot start trunk: {e}"));
     let _ = backend.kill();
     let _ = backend.wait();
     match status? {
@@ -155,10 +150,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             "--example",
             "stampede",
         ]);
-        return step(
-            "stampede defences against a real redis-server and SQLite",
-            herd,
-        );
+        return step("stampede defences against a real redis-server and SQLite", herd);
     }
     let dist = build_front_end()?;
     let mut latency = cargo();
@@ -194,15 +186,8 @@ pub fn bench(args: &[String]) -> Result<(), String> {
 }
 
 fn gzip_size(path: &std::path::Path) -> Option<u64> {
-    let output = Command::new("gzip")
-        .args(["-9", "-c"])
-        .arg(path)
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then_some(output.stdout.len() as u64)
+    let output = Command::new("gzip").args(["-9", "-c"]).arg(path).output().ok()?;
+    output.status.success().then_some(output.stdout.len() as u64)
 }
 
 fn which(program: &str) -> Option<String> {

@@ -33,9 +33,7 @@ pub fn command(program: &str) -> Command {
 pub fn path_with_cargo_bin() -> String {
     let cargo_home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
-        });
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
     let path = std::env::var("PATH").unwrap_or_default();
     format!("{}:{path}", cargo_home.join("bin").display())
 }
@@ -44,12 +42,9 @@ pub fn path_with_cargo_bin() -> String {
 pub fn step(description: &str, mut command: Command) -> Result<(), String> {
     let started = Instant::now();
     eprintln!("xtask: {description}");
-    let status = command.status().map_err(|e| {
-        format!(
-            "{description}: cannot start {:?}: {e}",
-            command.get_program()
-        )
-    })?;
+    let status = command
+        .status()
+        .map_err(|e| format!("{description}: cannot start {:?}: {e}", command.get_program()))?;
     if !status.success() {
         return Err(format!("{description} failed ({status})"));
     }
@@ -71,12 +66,9 @@ pub fn test_step(description: &str, mut command: Command, tally: &mut Tally) -> 
     let started = Instant::now();
     eprintln!("xtask: {description}");
     command.stdout(std::process::Stdio::piped());
-    let mut child = command.spawn().map_err(|e| {
-        format!(
-            "{description}: cannot start {:?}: {e}",
-            command.get_program()
-        )
-    })?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("{description}: cannot start {:?}: {e}", command.get_program()))?;
     let stdout = child.stdout.take().expect("piped stdout");
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| e.to_string())?;
@@ -134,8 +126,7 @@ mod tests {
 
     #[test]
     fn cargo_test_summaries_are_counted() {
-        let line =
-            "ok. 9 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.02s";
+        let line = "ok. 9 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.02s";
         assert_eq!(count_before(line, " passed"), 9);
         assert_eq!(count_before(line, " failed"), 2);
         assert_eq!(
@@ -143,10 +134,7 @@ mod tests {
             3
         );
         assert_eq!(
-            count_before(
-                "ok. 3 passed; 0 failed; 0 ignored; 0 filtered out",
-                " passed"
-            ),
+            count_before("ok. 3 passed; 0 failed; 0 ignored; 0 filtered out", " passed"),
             3
         );
     }

@@ -83,10 +83,7 @@ fn node_time(timeline: &Timeline, id: &NodeId) -> Option<String> {
     } else {
         frame.step_index
     };
-    let step = frame.trace.steps[..upto]
-        .iter()
-        .rev()
-        .find(|s| &s.node == id)?;
+    let step = frame.trace.steps[..upto].iter().rev().find(|s| &s.node == id)?;
     if step.duration_us == 0 && step.simulated_delay_us == 0 {
         return None;
     }

@@ -19,12 +19,8 @@ pub fn DivergencePanel() -> impl IntoView {
     // Re-check when a write trace arrives, once the learner has asked once.
     Effect::new(move |_| {
         let newest_is_write = state.log.with(|log| {
-            log.front().is_some_and(|t| {
-                matches!(
-                    t.operation,
-                    Operation::Update { .. } | Operation::Delete { .. }
-                )
-            })
+            log.front()
+                .is_some_and(|t| matches!(t.operation, Operation::Update { .. } | Operation::Delete { .. }))
         });
         if newest_is_write && live.get_untracked() {
             check();

@@ -11,11 +11,7 @@ use crate::state::AppState;
 pub fn InstancesPanel() -> impl IntoView {
     let state = expect_context::<AppState>();
     let connection = expect_context::<ConnectionHandle>();
-    let near_on = move || {
-        state
-            .settings
-            .with(|s| s.as_ref().is_some_and(|s| s.near_cache))
-    };
+    let near_on = move || state.settings.with(|s| s.as_ref().is_some_and(|s| s.near_cache));
     let near_ttl = move || {
         state
             .settings

@@ -41,11 +41,7 @@ pub fn StampedePanel() -> impl IntoView {
         };
         let jitter_percent = match jitter_text.get_untracked().trim().parse::<u64>() {
             Ok(j) if j <= 90 => j,
-            _ => {
-                return error.set(Some(
-                    "jitter must be a whole percentage from 0 to 90".into(),
-                ))
-            }
+            _ => return error.set(Some("jitter must be a whole percentage from 0 to 90".into())),
         };
         error.set(None);
         let herd = HerdSpec {
@@ -172,12 +168,7 @@ fn LatencyChart(
     /// The herd to chart.
     result: HerdResult,
 ) -> impl IntoView {
-    let buckets: Vec<(u64, u64)> = result
-        .histogram
-        .iter()
-        .copied()
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    let buckets: Vec<(u64, u64)> = result.histogram.iter().copied().filter(|(_, n)| *n > 0).collect();
     let most = buckets.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
     let bars = buckets
         .into_iter()
