@@ -393,12 +393,7 @@ fn handle_command(
                 .playground
                 .sandbox(sandbox)
                 .and_then(|s| Ok(s.fleet.set_link(&instance, connected)?));
-            result.err().map(|e| {
-                to_json(&ServerMessage::Error {
-                    request_id: None,
-                    message: e.to_string(),
-                })
-            })
+            result.err().map(error_message)
         }
         ClientMessage::RunHerd { request_id, herd } => {
             let playground = state.playground.clone();
@@ -410,15 +405,11 @@ fn handle_command(
                     .map(|result| ServerMessage::HerdReply { request_id, result })
             })
         }
-        ClientMessage::Continue { operation_id } => {
-            match state.playground.continue_operation(sandbox, operation_id) {
-                Ok(()) => None,
-                Err(e) => Some(to_json(&ServerMessage::Error {
-                    request_id: None,
-                    message: e.to_string(),
-                })),
-            }
-        }
+        ClientMessage::Continue { operation_id } => state
+            .playground
+            .continue_operation(sandbox, operation_id)
+            .err()
+            .map(error_message),
         ClientMessage::RunScenario { request_id, scenario } => {
             let playground = state.playground.clone();
             let sandbox = sandbox.clone();
@@ -442,16 +433,22 @@ fn handle_command(
             })
         }
         ClientMessage::UpdateSettings { settings } => {
-            match state.playground.update_settings(sandbox, settings) {
-                // Every watcher, this one included, gets the new settings.
-                Ok(_) => None,
-                Err(e) => Some(to_json(&ServerMessage::Error {
-                    request_id: None,
-                    message: e.to_string(),
-                })),
-            }
+            // Every watcher, this one included, gets the new settings.
+            state
+                .playground
+                .update_settings(sandbox, settings)
+                .err()
+                .map(error_message)
         }
     }
+}
+
+/// The message that reports a command's failure to its sender.
+fn error_message(error: OpError) -> String {
+    to_json(&ServerMessage::Error {
+        request_id: None,
+        message: error.to_string(),
+    })
 }
 
 /// Runs a command in its own task, within the client's limit of commands in

@@ -252,6 +252,17 @@ pub async fn click(client: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
 }
 
+/// Picks `value` in the first `<select>` matching `css`.
+pub async fn select(client: &Client, css: &str, value: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("cannot pick {value} in {css}: {e}"));
+}
+
 /// The text of the first element matching `css`, if any.
 pub async fn text_of(client: &Client, css: &str) -> Option<String> {
     client.find(Locator::Css(css)).await.ok()?.text().await.ok()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::{attr_of, click, http_get, text_of, wait_for, Driver, Server};
+use e2e::{attr_of, click, http_get, select, text_of, wait_for, Driver, Server};
 use fantoccini::{Client, Locator};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -26,6 +26,25 @@ async fn open(client: &Client, server: &Server, sandbox: &str) {
             .filter(|t| t.starts_with("Live"))
     })
     .await;
+}
+
+/// Waits until the herd table has `n` rows; returns their texts, newest first.
+async fn herd_rows(client: &Client, n: usize) -> Vec<String> {
+    wait_for(client, &format!("{n} herd rows"), WAIT, || async {
+        let rows = client
+            .find_all(Locator::Css("[data-testid=herd-row]"))
+            .await
+            .ok()?;
+        if rows.len() < n {
+            return None;
+        }
+        let mut texts = Vec::new();
+        for row in rows {
+            texts.push(row.text().await.ok()?);
+        }
+        Some(texts)
+    })
+    .await
 }
 
 async fn set_speed(client: &Client, value: &str) {
@@ -256,8 +275,7 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
 async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
     let (server, _driver, client) = start_page("e2e-write", |c| c.db_latency_ms = 5).await;
     set_speed(&client, "4").await;
-    let strategy = client.find(Locator::Css("[data-testid=strategy]")).await.unwrap();
-    strategy.select_by_value("ttl-only").await.unwrap();
+    select(&client, "[data-testid=strategy]", "ttl-only").await;
 
     read_id(&client, "3").await;
     wait_for_log(&client, &["miss"]).await;
@@ -286,8 +304,7 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
     let write = text_of(&client, "[data-testid=write-result]").await.unwrap();
     assert!(write.contains("may see the old value"), "{write}");
 
-    let strategy = client.find(Locator::Css("[data-testid=strategy]")).await.unwrap();
-    strategy.select_by_value("delete-on-write").await.unwrap();
+    select(&client, "[data-testid=strategy]", "delete-on-write").await;
     wait_for(&client, "the new strategy to apply", WAIT, || async {
         (server
             .backend
@@ -331,8 +348,7 @@ async fn the_preset_race_is_stale_without_a_fix_and_fresh_with_leases() {
         .contains("stale"));
     e2e::review_screenshot(&client, "race-stale", "[data-testid=race-verdict]").await;
 
-    let fix = client.find(Locator::Css("[data-testid=race-fix]")).await.unwrap();
-    fix.select_by_value("lease").await.unwrap();
+    select(&client, "[data-testid=race-fix]", "lease").await;
     let sandbox = shared::SandboxId::parse("e2e-race").unwrap();
     wait_for(&client, "leases to be on", WAIT, || async {
         (server.backend.sandbox(&sandbox).unwrap().settings().race_fix == shared::RaceFix::Lease)
@@ -387,11 +403,7 @@ async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
         fleet.iter().all(|i| i.subscribed).then_some(())
     })
     .await;
-    let target = client
-        .find(Locator::Css("[data-testid=target-instance]"))
-        .await
-        .unwrap();
-    target.select_by_value("B").await.unwrap();
+    select(&client, "[data-testid=target-instance]", "B").await;
     read_id(&client, "6").await;
     wait_for_log(&client, &["miss"]).await;
     read_id(&client, "6").await;
@@ -404,11 +416,7 @@ async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
             .filter(|t| t.contains("link cut"))
     })
     .await;
-    let target = client
-        .find(Locator::Css("[data-testid=target-instance]"))
-        .await
-        .unwrap();
-    target.select_by_value("A").await.unwrap();
+    select(&client, "[data-testid=target-instance]", "A").await;
     let name = client.find(Locator::Css("[data-testid=new-name]")).await.unwrap();
     name.send_keys("Changed On A").await.unwrap();
     click(&client, "[data-testid=update]").await;
@@ -421,11 +429,7 @@ async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
     assert!(write.contains("2 of 3"), "{write}");
     e2e::review_screenshot(&client, "instances-cut", "[data-testid=instance-B]").await;
 
-    let target = client
-        .find(Locator::Css("[data-testid=target-instance]"))
-        .await
-        .unwrap();
-    target.select_by_value("B").await.unwrap();
+    select(&client, "[data-testid=target-instance]", "B").await;
     read_id(&client, "6").await;
     wait_for_log(&client, &["near hit", "written", "near hit", "miss"]).await;
     let result = text_of(&client, "[data-testid=result]").await.unwrap();
@@ -469,27 +473,9 @@ async fn firing_herds_fills_the_comparison_table() {
         text_of(&client, "[data-testid=herd-row]").await
     })
     .await;
-    let defence = client
-        .find(Locator::Css("[data-testid=herd-defence]"))
-        .await
-        .unwrap();
-    defence.select_by_value("redis-lock").await.unwrap();
+    select(&client, "[data-testid=herd-defence]", "redis-lock").await;
     click(&client, "[data-testid=fire-herd]").await;
-    let rows = wait_for(&client, "two rows", WAIT, || async {
-        let rows = client
-            .find_all(Locator::Css("[data-testid=herd-row]"))
-            .await
-            .ok()?;
-        if rows.len() < 2 {
-            return None;
-        }
-        let mut texts = Vec::new();
-        for row in rows {
-            texts.push(row.text().await.ok()?);
-        }
-        Some(texts)
-    })
-    .await;
+    let rows = herd_rows(&client, 2).await;
     // Newest first: the lock, then no defence.
     assert!(rows[0].starts_with("Redis lock · cold 100 1 99"), "{rows:?}");
     assert!(rows[1].starts_with("no defence · cold 100 100 0"), "{rows:?}");
@@ -505,28 +491,10 @@ async fn firing_herds_fills_the_comparison_table() {
 
     // Around an expiry, stale-while-revalidate refreshes once and serves
     // the stale value meanwhile.
-    let timing = client
-        .find(Locator::Css("[data-testid=herd-timing]"))
-        .await
-        .unwrap();
-    timing.select_by_value("at_expiry").await.unwrap();
-    let defence = client
-        .find(Locator::Css("[data-testid=herd-defence]"))
-        .await
-        .unwrap();
-    defence.select_by_value("stale-while-revalidate").await.unwrap();
+    select(&client, "[data-testid=herd-timing]", "at_expiry").await;
+    select(&client, "[data-testid=herd-defence]", "stale-while-revalidate").await;
     click(&client, "[data-testid=fire-herd]").await;
-    let newest = wait_for(&client, "the third row", WAIT, || async {
-        let rows = client
-            .find_all(Locator::Css("[data-testid=herd-row]"))
-            .await
-            .ok()?;
-        if rows.len() < 3 {
-            return None;
-        }
-        rows[0].text().await.ok()
-    })
-    .await;
+    let newest = herd_rows(&client, 3).await.remove(0);
     assert!(
         newest.starts_with("stale-while-revalidate · at expiry 100 1 "),
         "{newest}"
