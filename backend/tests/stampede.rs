@@ -246,8 +246,10 @@ async fn stale_while_revalidate_refreshes_once_and_nobody_waits() {
     assert_eq!(result.database_loads, 1, "{result:?}");
     assert_eq!(result.waited, 0);
     assert!(result.served_stale >= 1, "{result:?}");
+    // Nobody waited for the 100 ms database (the p99, not the max, so one
+    // request stalled by a busy machine cannot fail the test).
     assert!(
-        result.max_us < 100_000,
+        result.p99_us < 50_000,
         "no request waited for the database: {result:?}"
     );
 }
