@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::cache::{Cache, CacheError};
 use crate::instance::{Fleet, Instance};
-use crate::race::{marker_version, Entry};
+use crate::race::{marker_version, Entry, Lease};
 use crate::recorder::Recorder;
 use crate::store::{Database, StoreError};
 
@@ -113,8 +113,7 @@ impl CacheAside<'_> {
         // 3. Store what we found so the next reader gets a hit. The TTL bounds
         //    how long a stale copy can live and keeps the cache from growing
         //    forever (section 4.3): no key is ever stored without one.
-        self.store(kind, id, record.as_ref(), lease.as_deref(), trace)
-            .await;
+        self.store(kind, id, record.as_ref(), &lease, trace).await;
 
         // 4. Answer.
         trace.note(RETURN_LOADED, StepStatus::Ok, returned(record.as_ref()));
@@ -144,14 +143,7 @@ impl CacheAside<'_> {
     /// has its answer, and the next read simply misses again.
     /// With a race fix on, the store is guarded (see `race.rs`) and may be
     /// refused because a writer got in between: the value is stale.
-    async fn store(
-        &self,
-        kind: Kind,
-        id: u64,
-        record: Option<&Record>,
-        lease: Option<&str>,
-        trace: &mut Recorder,
-    ) {
+    async fn store(&self, kind: Kind, id: u64, record: Option<&Record>, lease: &Lease, trace: &mut Recorder) {
         let (value, ttl) = match record {
             Some(record) => (encode(record), self.settings.cache_ttl_secs),
             // Missing records get the shorter TTL, so a record created later

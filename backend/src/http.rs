@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path as UrlPath, Query, State};
@@ -105,6 +106,37 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Query parameters, where a malformed query string is a JSON 400 like
+/// every other input error (axum's own rejection is plain text).
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, AppError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Params(value)),
+            Err(e) => Err(AppError::Body(e.body_text())),
+        }
+    }
+}
+
+/// Path segments, with the same JSON 400 on a malformed path.
+pub struct Segments<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Segments<T>
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, AppError> {
+        match UrlPath::<T>::from_request_parts(parts, state).await {
+            Ok(UrlPath(value)) => Ok(Segments(value)),
+            Err(e) => Err(AppError::Body(e.body_text())),
+        }
+    }
+}
+
 /// `?sandbox=NAME`, optional.
 #[derive(Debug, Deserialize)]
 pub struct SandboxQuery {
@@ -132,8 +164,8 @@ fn target(kind: &str, id: &str, query: &SandboxQuery) -> Result<(Kind, u64, Sand
 /// 404 with the same body (`found: false`) when the record does not exist.
 async fn read(
     State(state): State<AppState>,
-    UrlPath((kind, id)): UrlPath<(String, String)>,
-    Query(query): Query<SandboxQuery>,
+    Segments((kind, id)): Segments<(String, String)>,
+    Params(query): Params<SandboxQuery>,
 ) -> Result<Response, AppError> {
     let (kind, id, sandbox) = target(&kind, &id, &query)?;
     let options = ReadOptions {
@@ -162,8 +194,8 @@ pub struct UpdateBody {
 /// name, then deals with the cache per the sandbox's write strategy.
 async fn update(
     State(state): State<AppState>,
-    UrlPath((kind, id)): UrlPath<(String, String)>,
-    Query(query): Query<SandboxQuery>,
+    Segments((kind, id)): Segments<(String, String)>,
+    Params(query): Params<SandboxQuery>,
     body: Result<Json<UpdateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
     let (kind, id, sandbox) = target(&kind, &id, &query)?;
@@ -176,8 +208,8 @@ async fn update(
 /// cache per the sandbox's write strategy.
 async fn delete(
     State(state): State<AppState>,
-    UrlPath((kind, id)): UrlPath<(String, String)>,
-    Query(query): Query<SandboxQuery>,
+    Segments((kind, id)): Segments<(String, String)>,
+    Params(query): Params<SandboxQuery>,
 ) -> Result<Response, AppError> {
     let (kind, id, sandbox) = target(&kind, &id, &query)?;
     write(&state, (sandbox, &query), kind, id, WriteChange::Delete).await
@@ -210,7 +242,7 @@ async fn write(
 /// database row, stale ones first.
 async fn divergence(
     State(state): State<AppState>,
-    Query(query): Query<SandboxQuery>,
+    Params(query): Params<SandboxQuery>,
 ) -> Result<Response, AppError> {
     let sandbox = query.sandbox()?;
     let report = state.playground.check_divergence(&sandbox).await?;
@@ -229,7 +261,7 @@ pub struct ScenarioQuery {
 /// with the sandbox's race fix; the traces show up live in the browser.
 async fn stale_set_race(
     State(state): State<AppState>,
-    Query(query): Query<ScenarioQuery>,
+    Params(query): Params<ScenarioQuery>,
 ) -> Result<Response, AppError> {
     let sandbox = SandboxQuery {
         sandbox: query.sandbox,
@@ -264,7 +296,7 @@ async fn no_front_end() -> Html<&'static str> {
 /// for the browser's own commands.
 async fn websocket(
     State(state): State<AppState>,
-    Query(query): Query<SandboxQuery>,
+    Params(query): Params<SandboxQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     let sandbox = query.sandbox()?;
@@ -286,13 +318,13 @@ async fn session(state: AppState, sandbox: SandboxId, socket: WebSocket) {
                 request_id: None,
                 message: "this sandbox cannot be opened right now; try again shortly".into(),
             };
-            let _ = sink.send(Message::Text(to_json(&message).into())).await;
-            let _ = sink.send(Message::Close(None)).await;
+            let _ = send(&mut sink, Message::Text(to_json(&message).into())).await;
+            let _ = send(&mut sink, Message::Close(None)).await;
             return;
         }
     };
     let mut shutdown = state.shutdown.clone();
-    if sink.send(Message::Text(to_json(&hello).into())).await.is_err() {
+    if !send(&mut sink, Message::Text(to_json(&hello).into())).await {
         return;
     }
     // Replies to this client's own reads arrive here from their tasks.
@@ -321,11 +353,23 @@ async fn session(state: AppState, sandbox: SandboxId, socket: WebSocket) {
                 Some(Ok(_)) => continue,
             },
         };
-        if sink.send(Message::Text(outgoing.into())).await.is_err() {
+        if !send(&mut sink, Message::Text(outgoing.into())).await {
             break;
         }
     }
-    let _ = sink.send(Message::Close(None)).await;
+    let _ = send(&mut sink, Message::Close(None)).await;
+}
+
+/// How long one message may take to go out before the client is given up
+/// as gone (a peer that stops reading must not hold a session forever).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends one message; `false` if the client is gone or too slow.
+async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Starts a command from the browser. Returns an error message to send

@@ -103,6 +103,11 @@ impl Instance {
         }
     }
 
+    /// Whether its Pub/Sub subscription is up.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
     /// What the UI shows of this instance.
     pub fn state(&self) -> InstanceState {
         let near = self.near();
@@ -125,12 +130,22 @@ pub struct Receipts {
 }
 
 impl Receipts {
+    /// Starts collecting receipts for message `token`; receipts for tokens
+    /// nobody expects are ignored, so the map never grows on its own.
+    pub fn expect(&self, token: &str) {
+        lock(&self.seen).insert(token.to_string(), Vec::new());
+    }
+
+    /// Stops collecting receipts for `token`.
+    pub fn forget(&self, token: &str) {
+        lock(&self.seen).remove(token);
+    }
+
     fn record(&self, token: &str, index: usize) {
-        lock(&self.seen)
-            .entry(token.to_string())
-            .or_default()
-            .push((index, Instant::now()));
-        self.arrived.notify_waiters();
+        if let Some(arrivals) = lock(&self.seen).get_mut(token) {
+            arrivals.push((index, Instant::now()));
+            self.arrived.notify_waiters();
+        }
     }
 
     /// Waits until `expected` instances have received message `token`, or
@@ -323,6 +338,20 @@ impl Fleet {
     }
 }
 
+impl Drop for Fleet {
+    /// Subscriber tasks would outlive a dropped fleet: stop them.
+    fn drop(&mut self) {
+        for instance in &self.instances {
+            if let Some(listener) = lock(&instance.listener).take() {
+                listener.abort();
+            }
+        }
+    }
+}
+
+/// How long connecting and subscribing to Pub/Sub may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// One instance's subscriber: (re)subscribes, clears the near cache on
 /// every subscription (recovery), then drops each key it is told about.
 async fn listen(
@@ -341,24 +370,28 @@ async fn listen(
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        if let Ok(mut pubsub) = client.get_async_pubsub().await {
-            if pubsub.subscribe(&channel).await.is_ok() {
-                // Recovery: whatever was published while we were away is
-                // lost, so no near copy can be trusted.
-                instance.near_clear();
-                instance.subscribed.store(true, Ordering::Relaxed);
-                announce(&all);
-                backoff = Duration::from_millis(100);
-                let mut messages = pubsub.on_message();
-                while let Some(message) = messages.next().await {
-                    let Ok(payload) = message.get_payload::<String>() else {
-                        continue;
-                    };
-                    if let Some((token, key)) = payload.split_once(' ') {
-                        instance.near_drop(key);
-                        instance.received.fetch_add(1, Ordering::Relaxed);
-                        receipts.record(token, instance.index);
-                    }
+        let connected = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+            let mut pubsub = client.get_async_pubsub().await.ok()?;
+            pubsub.subscribe(&channel).await.ok()?;
+            Some(pubsub)
+        })
+        .await;
+        if let Ok(Some(mut pubsub)) = connected {
+            // Recovery: whatever was published while we were away is
+            // lost, so no near copy can be trusted.
+            instance.near_clear();
+            instance.subscribed.store(true, Ordering::Relaxed);
+            announce(&all);
+            backoff = Duration::from_millis(100);
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Ok(payload) = message.get_payload::<String>() else {
+                    continue;
+                };
+                if let Some((token, key)) = payload.split_once(' ') {
+                    instance.near_drop(key);
+                    instance.received.fetch_add(1, Ordering::Relaxed);
+                    receipts.record(token, instance.index);
                 }
             }
         }

@@ -20,7 +20,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use shared::diagram::nodes::{CHECK_CACHE, UPDATE_CACHE};
-use shared::{Kind, NodeId, RaceFix};
+use shared::{Kind, NodeId, RaceFix, StepStatus};
 
 use crate::cache_aside::CacheAside;
 use crate::recorder::Recorder;
@@ -58,6 +58,17 @@ pub fn marker_version(cached: &str) -> Option<u64> {
         .ok()
 }
 
+/// A reader's lease, when the lease fix is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// Leases are off, or the caller is a writer storing the newest value.
+    NotNeeded,
+    /// This reader holds the lease with this token.
+    Held(String),
+    /// Taking the lease failed: the reader must not cache.
+    Lost,
+}
+
 /// A value to store in the cache, with what the guards need to know.
 #[derive(Clone, Copy, Debug)]
 pub struct Entry<'a> {
@@ -90,16 +101,20 @@ impl CacheAside<'_> {
         )
     }
 
-    /// With leases on, takes a lease before the database read and returns
-    /// its token. A later lease by another reader replaces it, which only
-    /// means this reader will not cache: safe either way.
-    pub async fn take_lease(&self, kind: Kind, id: u64, trace: &mut Recorder) -> Option<String> {
+    /// With leases on, takes a lease before the database read. A later
+    /// lease by another reader replaces it, which only means this reader
+    /// will not cache: safe either way.
+    pub async fn take_lease(&self, kind: Kind, id: u64, trace: &mut Recorder) -> Lease {
         if self.settings.race_fix != RaceFix::Lease {
-            return None;
+            return Lease::NotNeeded;
         }
         let token = unique_token();
         let call = self.cache.set_px(&self.lease_key(kind, id), &token, LEASE_MS);
-        trace.redis(CHECK_CACHE, call).await.ok().map(|()| token)
+        match trace.redis(CHECK_CACHE, call).await {
+            Ok(()) => Lease::Held(token),
+            // Without a lease this reader must not cache what it loads.
+            Err(_) => Lease::Lost,
+        }
     }
 
     /// Stores `entry` at `node` of the diagram, as the race fix in force
@@ -111,7 +126,7 @@ impl CacheAside<'_> {
         kind: Kind,
         id: u64,
         entry: Entry<'_>,
-        lease: Option<&str>,
+        lease: &Lease,
         trace: &mut Recorder,
     ) -> bool {
         let Entry {
@@ -122,12 +137,16 @@ impl CacheAside<'_> {
         let key = self.cache_key(kind, id);
         let ttl_text = ttl.to_string();
         let call = match (self.settings.race_fix, lease, version) {
-            (RaceFix::Lease, Some(token), _) => {
+            (RaceFix::Lease, Lease::Lost, _) => {
+                trace.note(node, StepStatus::Miss, "no lease: not caching what was loaded");
+                return false;
+            }
+            (RaceFix::Lease, Lease::Held(token), _) => {
                 let lease_key = self.lease_key(kind, id);
                 self.cache.eval(
                     STORE_IF_LEASE_HELD,
                     &[&key, &lease_key],
-                    &[token, value, &ttl_text],
+                    &[token.as_str(), value, &ttl_text],
                 )
             }
             (RaceFix::Version, _, Some(version)) => self.cache.eval(

@@ -64,11 +64,14 @@ impl Sandbox {
     /// Replaces the settings, keeping the key prefix (changing it would
     /// orphan every cached key).
     pub fn set_settings(&self, mut settings: SandboxSettings) -> SandboxSettings {
-        let previous = {
-            let mut current = lock(&self.settings);
-            settings.key_prefix = current.key_prefix.clone();
-            std::mem::replace(&mut *current, settings.clone())
-        };
+        let mut current = lock(&self.settings);
+        // The key prefix and the Redis timeout are fixed when the back end
+        // starts (changing the prefix would orphan every cached key).
+        settings.key_prefix = current.key_prefix.clone();
+        settings.redis_timeout_ms = current.redis_timeout_ms;
+        let previous = std::mem::replace(&mut *current, settings.clone());
+        // Still under the lock, so the instances always follow the settings
+        // that were stored last.
         self.fleet.apply(&settings, Some(&previous));
         settings
     }
@@ -169,6 +172,8 @@ pub struct Sandboxes {
     sandbox_dir: PathBuf,
     feed_capacity: usize,
     map: Mutex<HashMap<SandboxId, Arc<Sandbox>>>,
+    /// Held while a sandbox is being created.
+    creating: Mutex<()>,
 }
 
 impl Sandboxes {
@@ -189,6 +194,7 @@ impl Sandboxes {
             sandbox_dir,
             feed_capacity,
             map: Mutex::new(HashMap::new()),
+            creating: Mutex::new(()),
         }
     }
 
@@ -200,8 +206,13 @@ impl Sandboxes {
         if let Some(sandbox) = lock(&self.map).get(id) {
             return Ok(sandbox.clone());
         }
-        // Opened outside the map's lock: seeding a new file takes a few
-        // milliseconds, and other sandboxes should not wait for it.
+        // One creation at a time, outside the map's lock (seeding a new file
+        // takes a few milliseconds and lookups should not wait for it), so
+        // two first requests never seed one file twice or start two fleets.
+        let _creating = lock(&self.creating);
+        if let Some(sandbox) = lock(&self.map).get(id) {
+            return Ok(sandbox.clone());
+        }
         let database = if id.as_str() == SandboxId::DEFAULT {
             self.default_database.clone()
         } else {

@@ -34,6 +34,7 @@ impl Playground {
         kind: Kind,
         id: u64,
     ) -> Result<ScenarioResult, OpError> {
+        shared::check_id(id)?;
         let sandbox = self.sandbox(sandbox_id)?;
         let settings = sandbox.settings();
         let key = format!(
@@ -52,6 +53,10 @@ impl Playground {
 
         // 0. Start cold, so the reader misses.
         let _ = sandbox.cache.run(sandbox.cache.del2(&key, &lease_key)).await;
+        // Near copies too: the reader must miss all the way to the database.
+        for instance in &sandbox.fleet.instances {
+            instance.near_drop(&key);
+        }
         let before = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;
         let Some(before) = before else {
             return Err(
@@ -76,7 +81,13 @@ impl Playground {
                     .await
             })
         };
-        if !sandbox.wait_until_held(operation_id, REACH_BREAKPOINT).await {
+        // Long enough for a slow (simulated) database and a few Redis
+        // round trips.
+        let latency = settings.db_latency_ms * (100 + settings.db_jitter_percent) / 100;
+        let reach = Duration::from_millis(latency + 4 * settings.redis_timeout_ms) + REACH_BREAKPOINT;
+        if !sandbox.wait_until_held(operation_id, reach).await {
+            // If it got there just now, let it go before dropping it.
+            sandbox.release(operation_id);
             reader.abort();
             return Err(
                 shared::InputError::BadSetting("the reader did not reach its breakpoint".into()).into(),

@@ -254,6 +254,22 @@ impl CacheAside<'_> {
         })
     }
 
+    /// Caches a record the way `defence` keeps it, so a herd starts from a
+    /// cached value: stamped for XFetch, with a fresh time for
+    /// stale-while-revalidate, a plain record (or missing marker, jittered
+    /// TTL included) for the others.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn prime(&self, defence: Defence, kind: Kind, id: u64) -> Result<(), StoreError> {
+        let trace = &mut Recorder::new();
+        match defence {
+            Defence::XFetch => self.store_stamped(kind, id, trace).await,
+            Defence::StaleWhileRevalidate => self.store_fresh(kind, id, trace).await,
+            _ => self.read(kind, id, trace).await.map(|_| ()),
+        }
+    }
+
     /// The channel on which lock holders announce stored values.
     pub fn fills_channel(&self) -> String {
         format!("{}{}:filled", self.settings.key_prefix, self.sandbox)
@@ -514,6 +530,18 @@ impl Playground {
             ))
             .into());
         }
+        if !(0.1..=10.0).contains(&spec.beta) {
+            return Err(
+                InputError::BadSetting(format!("beta must be from 0.1 to 10, not {}", spec.beta)).into(),
+            );
+        }
+        if spec.jitter_percent > 90 {
+            return Err(InputError::BadSetting(format!(
+                "jitter must be from 0 to 90 %, not {}",
+                spec.jitter_percent
+            ))
+            .into());
+        }
         let sandbox = self.sandbox(sandbox_id)?;
         let _one_herd_at_a_time = sandbox.herd.lock().await;
         // Near caches would answer the herd before Redis: keep them out.
@@ -527,6 +555,11 @@ impl Playground {
             // At expiry and with many keys, the primed values live this long.
             cache_ttl_secs: if spec.timing == HerdTiming::Cold {
                 base.cache_ttl_secs
+            } else {
+                PRIMED_TTL_SECS
+            },
+            null_ttl_secs: if spec.timing == HerdTiming::Cold {
+                base.null_ttl_secs
             } else {
                 PRIMED_TTL_SECS
             },
@@ -569,10 +602,7 @@ impl Playground {
                     let settings = settings.clone();
                     primes.push(tokio::spawn(async move {
                         let engine = herd_engine(&sandbox, &settings, None);
-                        engine
-                            .read(spec.kind, spec.id + offset, &mut Recorder::new())
-                            .await
-                            .map(|_| ())
+                        engine.prime(spec.defence, spec.kind, spec.id + offset).await
                     }));
                 }
                 for prime in primes {
@@ -581,16 +611,7 @@ impl Playground {
                 Some(tokio::time::Instant::now())
             }
             HerdTiming::AtExpiry => {
-                let mut trace = Recorder::new();
-                match spec.defence {
-                    Defence::XFetch => probe.store_stamped(spec.kind, spec.id, &mut trace).await?,
-                    Defence::StaleWhileRevalidate => {
-                        probe.store_fresh(spec.kind, spec.id, &mut trace).await?
-                    }
-                    _ => {
-                        probe.load_and_store(spec.kind, spec.id, &mut trace).await?;
-                    }
-                }
+                probe.prime(spec.defence, spec.kind, spec.id).await?;
                 let expires = tokio::time::Instant::now() + Duration::from_secs(PRIMED_TTL_SECS);
                 Some(expires - EXPIRY_SPREAD)
             }
@@ -680,18 +701,30 @@ impl Playground {
         let mut loads_per_100ms = std::collections::HashMap::new();
         let mut edge_counts: std::collections::HashMap<(NodeId, NodeId), u64> =
             std::collections::HashMap::new();
-        for task in tasks {
-            let (read, latency_us, offset_ms, path) =
-                task.await.map_err(|e| StoreError::Task(e.to_string()))?;
+        // On the first failure, stop the rest of the herd before returning,
+        // so nothing outlives the herd lock (the listeners stop on drop).
+        let mut tasks = tasks.into_iter();
+        while let Some(task) = tasks.next() {
+            let joined = task.await.map_err(|e| StoreError::Task(e.to_string()));
+            let outcome =
+                joined.and_then(|(read, latency, offset, path)| read.map(|r| (r, latency, offset, path)));
+            let (read, latency_us, offset_ms, path) = match outcome {
+                Ok(done) => done,
+                Err(e) => {
+                    for rest in tasks.by_ref() {
+                        rest.abort();
+                    }
+                    return Err(e.into());
+                }
+            };
             for pair in path.windows(2).filter(|p| p[0] != p[1]) {
                 *edge_counts
                     .entry((pair[0].clone(), pair[1].clone()))
                     .or_insert(0u64) += 1;
             }
-            if read.as_ref().is_ok_and(|r| r.loaded) {
+            if read.loaded {
                 *loads_per_100ms.entry(offset_ms / 100).or_insert(0u64) += 1;
             }
-            let read = read?;
             let _ = histogram.record(latency_us.max(1));
             result.database_loads += u64::from(read.loaded);
             result.from_cache += u64::from(read.from_cache);
@@ -715,11 +748,7 @@ impl Playground {
             .iter_log(1_000, 2.0)
             .map(|v| (v.value_iterated_to(), v.count_since_last_iteration()))
             .collect();
-        if let Some(fills) = fills {
-            for listener in fills.listeners {
-                listener.abort();
-            }
-        }
+        drop(fills);
         Ok(result)
     }
 }
@@ -748,6 +777,19 @@ struct Fills {
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
+impl Drop for Fills {
+    /// The listeners stop with the herd, however it ends.
+    fn drop(&mut self) {
+        for listener in &self.listeners {
+            listener.abort();
+        }
+    }
+}
+
+/// How long connecting and subscribing to Pub/Sub may take; past that,
+/// waiters still wake at their own timeout.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn listen_for_fills(sandbox: &Sandbox, channel: &str) -> Fills {
     let mut fills = Fills {
         senders: Vec::new(),
@@ -758,12 +800,16 @@ async fn listen_for_fills(sandbox: &Sandbox, channel: &str) -> Fills {
         fills.senders.push(sender.clone());
         // Subscribe before the herd starts, so no announcement is missed;
         // if Redis refuses, waiters still wake at their timeout.
-        let Ok(mut pubsub) = instance.cache.client().get_async_pubsub().await else {
+        let client = instance.cache.client();
+        let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+            let mut pubsub = client.get_async_pubsub().await.ok()?;
+            pubsub.subscribe(channel).await.ok()?;
+            Some(pubsub)
+        })
+        .await;
+        let Ok(Some(mut pubsub)) = subscribed else {
             continue;
         };
-        if pubsub.subscribe(channel).await.is_err() {
-            continue;
-        }
         fills.listeners.push(tokio::spawn(async move {
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {

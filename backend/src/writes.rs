@@ -22,7 +22,7 @@ use shared::diagram::nodes::{self, PUBLISH, RETURN_WRITTEN, UPDATE_CACHE, WRITE_
 use shared::{CacheWrite, Kind, RaceFix, Record, StepStatus};
 
 use crate::cache_aside::{encode, CacheAside};
-use crate::race::{unique_token, Entry, DELETED_VERSION};
+use crate::race::{unique_token, Entry, Lease, DELETED_VERSION};
 
 /// The longest a writer waits for the instances' receipts.
 const RECEIPT_WAIT: Duration = Duration::from_millis(500);
@@ -137,14 +137,18 @@ impl CacheAside<'_> {
         let token = unique_token();
         let sent = Instant::now();
         let message = format!("{token} {key}");
-        let listeners = trace
+        // Count on this fleet's subscribed instances, not on PUBLISH's reply:
+        // any other client subscribed to the channel is counted there too.
+        let expected = fleet.instances.iter().filter(|i| i.is_subscribed()).count();
+        fleet.receipts.expect(&token);
+        let published = trace
             .redis(PUBLISH, self.cache.publish(&fleet.channel, &message))
-            .await
-            .ok()?;
-        let receipts = fleet
-            .receipts
-            .collect(&token, listeners.max(0) as usize, RECEIPT_WAIT)
             .await;
+        if published.is_err() {
+            fleet.receipts.forget(&token);
+            return None;
+        }
+        let receipts = fleet.receipts.collect(&token, expected, RECEIPT_WAIT).await;
         for instance in &fleet.instances {
             let Some(node) = nodes::instance(instance.index) else {
                 continue;
@@ -234,7 +238,7 @@ impl CacheAside<'_> {
             ttl_ms: self.settings.cache_ttl_secs * 1000,
         };
         if self
-            .store_guarded(UPDATE_CACHE, kind, id, entry, None, trace)
+            .store_guarded(UPDATE_CACHE, kind, id, entry, &Lease::NotNeeded, trace)
             .await
         {
             format!("stored the new value in {key}")

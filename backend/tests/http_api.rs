@@ -150,6 +150,11 @@ async fn bad_input_gets_a_clear_json_error() {
             "out of range",
         ),
         ("/api/v1/users/1?sandbox=a:b", StatusCode::BAD_REQUEST, "sandbox"),
+        (
+            "/api/v1/users/1?sandbox=a&sandbox=b",
+            StatusCode::BAD_REQUEST,
+            "query string",
+        ),
     ];
     for (uri, status, message) in cases {
         let (got, body) = get(&t, uri).await;

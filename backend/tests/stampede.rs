@@ -85,6 +85,22 @@ async fn a_redis_lock_loads_exactly_once() {
     assert_eq!(count("check_cache", "return_cached"), 299);
 }
 
+/// XFetch's beta and the jitter are checked on the server too.
+#[tokio::test]
+async fn herd_parameters_are_checked() {
+    let t = common::start(|_| {});
+    let sandbox = SandboxId::default_sandbox();
+    for (beta, jitter, message) in [(-1.0, 25, "beta"), (f64::NAN, 25, "beta"), (1.0, 95, "jitter")] {
+        let spec = HerdSpec {
+            beta,
+            jitter_percent: jitter,
+            ..herd(Defence::XFetch, 10)
+        };
+        let err = t.backend.playground.run_herd(&sandbox, spec).await.unwrap_err();
+        assert!(err.to_string().contains(message), "{err}");
+    }
+}
+
 /// Herd sizes outside 1 to 5,000 are refused.
 #[tokio::test]
 async fn herd_sizes_are_bounded() {

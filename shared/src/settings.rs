@@ -82,7 +82,8 @@ pub struct SandboxSettings {
     /// milliseconds (the tutorial's figure is 100 ms).
     pub db_latency_ms: u64,
     /// How long one Redis command may take before the read gives up on the
-    /// cache and falls back to the database, in milliseconds.
+    /// cache and falls back to the database, in milliseconds. Fixed when the
+    /// back end starts (`--redis-timeout-ms`); shown here for reference.
     pub redis_timeout_ms: u64,
     /// What writes do to the cache.
     #[serde(default)]
