@@ -487,11 +487,24 @@ fn handle_command(
     }
 }
 
+/// What a client is told of a failure: input errors in full, internal
+/// failures in general terms (the details go to the log).
+fn client_text(error: &OpError) -> String {
+    match error {
+        OpError::Input(e) => e.to_string(),
+        OpError::Inspection(e) => e.to_string(),
+        OpError::Database(_) | OpError::Sandbox(_) => {
+            tracing::error!(%error, "command failed");
+            "the database is unavailable; try again shortly".into()
+        }
+    }
+}
+
 /// The message that reports a command's failure to its sender.
 fn error_message(error: OpError) -> String {
     to_json(&ServerMessage::Error {
         request_id: None,
-        message: error.to_string(),
+        message: client_text(&error),
     })
 }
 
@@ -516,7 +529,7 @@ fn spawn_command(
     tokio::spawn(async move {
         let message = command.await.unwrap_or_else(|e| ServerMessage::Error {
             request_id: Some(request_id),
-            message: e.to_string(),
+            message: client_text(&e),
         });
         let _ = replies.send(to_json(&message)).await;
         drop(permit);

@@ -201,10 +201,10 @@ impl CacheAside<'_> {
                     &[&key],
                     &[&marker, &new_version.to_string(), &ttl],
                 );
-                trace
-                    .redis(UPDATE_CACHE, call)
-                    .await
-                    .map(|_| format!("marked {key} invalidated at version {new_version}"))
+                trace.redis(UPDATE_CACHE, call).await.map(|stored| match stored {
+                    1 => format!("marked {key} invalidated at version {new_version}"),
+                    _ => format!("{key} already holds a newer version"),
+                })
             }
         };
         match result {
