@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use shared::{
     check_id, parse_name, Diagram, DivergenceReport, InputError, Kind, NodeId, Operation, Origin, Outcome,
@@ -18,11 +18,11 @@ use shared::{
 };
 
 use crate::cache::Cache;
-use crate::cache_aside::{CacheAside, ReadAnswer};
+use crate::cache_aside::ReadAnswer;
 use crate::divergence::{self, DivergenceError};
 use crate::feed::Subscription;
 use crate::instance::Instance;
-use crate::recorder::{micros, Gate, Recorder};
+use crate::recorder::{micros, unix_millis, Gate, Recorder};
 use crate::sandbox::{Sandbox, Sandboxes};
 use crate::store::{Database, StoreError};
 
@@ -110,7 +110,7 @@ impl Playground {
         let sandbox = self.sandbox(sandbox)?;
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
         let settings = sandbox.settings();
-        let engine = engine(&sandbox, &settings, &instance);
+        let engine = sandbox.engine(&settings, Some(&instance));
         let operation = Operation::Read { kind, id };
         let operation_id = options.operation_id.unwrap_or_else(|| self.next_operation_id());
         let started = Started::new(operation_id, operation.clone(), origin, &instance);
@@ -187,7 +187,7 @@ impl Playground {
         let sandbox = self.sandbox(sandbox)?;
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
         let settings = options.settings.unwrap_or_else(|| sandbox.settings());
-        let engine = engine(&sandbox, &settings, &instance);
+        let engine = sandbox.engine(&settings, Some(&instance));
         let started_at_ms = unix_millis();
         let mut recorder = Recorder::new();
         let (operation, answer) = match change {
@@ -419,19 +419,6 @@ impl Gate for SandboxGate {
     }
 }
 
-/// The cache-aside engine for one sandbox, one of its instances and a
-/// snapshot of its settings.
-fn engine<'a>(sandbox: &'a Sandbox, settings: &'a SandboxSettings, instance: &'a Instance) -> CacheAside<'a> {
-    CacheAside {
-        cache: &instance.cache,
-        database: &sandbox.database,
-        settings,
-        sandbox: &sandbox.id,
-        instance: Some(instance),
-        fleet: Some(&sandbox.fleet),
-    }
-}
-
 /// What is known of an operation when it starts.
 struct Started {
     operation_id: u64,
@@ -466,11 +453,4 @@ pub struct WriteOptions {
 /// Serializes a protocol message; our types always serialize.
 pub fn to_json(message: &ServerMessage) -> String {
     serde_json::to_string(message).expect("protocol messages always serialize")
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

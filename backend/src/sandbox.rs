@@ -14,8 +14,9 @@ use tokio::sync::{oneshot, Notify};
 use shared::{Kind, SandboxId, SandboxSettings, Stats, Trace};
 
 use crate::cache::Cache;
+use crate::cache_aside::CacheAside;
 use crate::feed::TraceFeed;
-use crate::instance::Fleet;
+use crate::instance::{Fleet, Instance};
 use crate::store::{Database, StoreError};
 
 /// How many traces a sandbox keeps for browsers that connect later.
@@ -56,6 +57,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Sandbox {
+    /// The cache-aside engine for this sandbox with a snapshot of its
+    /// settings, working through `instance`'s Redis connection (or the
+    /// sandbox's own, for inspections and presets).
+    pub fn engine<'a>(
+        &'a self,
+        settings: &'a SandboxSettings,
+        instance: Option<&'a Instance>,
+    ) -> CacheAside<'a> {
+        CacheAside {
+            cache: instance.map_or(&self.cache, |i| &i.cache),
+            database: &self.database,
+            settings,
+            sandbox: &self.id,
+            instance,
+            fleet: Some(&self.fleet),
+        }
+    }
+
     /// The current settings.
     pub fn settings(&self) -> SandboxSettings {
         lock(&self.settings).clone()

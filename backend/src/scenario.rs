@@ -37,18 +37,8 @@ impl Playground {
         shared::check_id(id)?;
         let sandbox = self.sandbox(sandbox_id)?;
         let settings = sandbox.settings();
-        let key = format!(
-            "{}{}:{}:{id}",
-            settings.key_prefix,
-            sandbox.id,
-            kind.key_segment()
-        );
-        let lease_key = format!(
-            "{}{}:lease:{}:{id}",
-            settings.key_prefix,
-            sandbox.id,
-            kind.key_segment()
-        );
+        let probe = sandbox.engine(&settings, None);
+        let (key, lease_key) = (probe.cache_key(kind, id), probe.lease_key(kind, id));
         let mut story = Vec::new();
 
         // 0. Start cold, so the reader misses.

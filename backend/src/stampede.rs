@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 
 use crate::cache_aside::{encode, CacheAside};
 use crate::race::unique_token;
-use crate::recorder::Recorder;
+use crate::recorder::{unix_millis, Recorder};
 use crate::store::StoreError;
 
 /// Deletes the lock only if it still holds the caller's token.
@@ -332,13 +332,6 @@ pub struct Fresh {
 /// How long a stale value may still be served, beyond its fresh time.
 pub const STALE_FOR: Duration = Duration::from_secs(30);
 
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl CacheAside<'_> {
     /// XFetch: a hit may still recompute, early, by the rule above.
     ///
@@ -356,7 +349,7 @@ impl CacheAside<'_> {
         if let Ok(Some(cached)) = trace.redis(CHECK_CACHE, self.cache.get(&key)).await {
             if let Ok(stamped) = serde_json::from_str::<Stamped>(&cached) {
                 let early = xfetch_should_recompute(
-                    now_ms() as f64,
+                    unix_millis() as f64,
                     stamped.delta_ms as f64,
                     beta,
                     stamped.expiry_ms as f64,
@@ -394,7 +387,7 @@ impl CacheAside<'_> {
             let stamped = Stamped {
                 value: encode(&record),
                 delta_ms,
-                expiry_ms: now_ms() + ttl_ms,
+                expiry_ms: unix_millis() + ttl_ms,
             };
             let json = serde_json::to_string(&stamped).expect("serializes");
             let call = self.cache.set_px(&self.cache_key(kind, id), &json, ttl_ms);
@@ -418,7 +411,7 @@ impl CacheAside<'_> {
         let key = self.cache_key(kind, id);
         if let Ok(Some(cached)) = trace.redis(CHECK_CACHE, self.cache.get(&key)).await {
             if let Ok(fresh) = serde_json::from_str::<Fresh>(&cached) {
-                if now_ms() < fresh.fresh_until_ms {
+                if unix_millis() < fresh.fresh_until_ms {
                     return Ok(HerdRead::cached(false));
                 }
                 let refresh = format!("{key}:refresh");
@@ -469,7 +462,7 @@ impl CacheAside<'_> {
             let fresh_ms = self.settings.cache_ttl_secs * 1000;
             let fresh = Fresh {
                 value: encode(&record),
-                fresh_until_ms: now_ms() + fresh_ms,
+                fresh_until_ms: unix_millis() + fresh_ms,
             };
             let json = serde_json::to_string(&fresh).expect("serializes");
             let call = self.cache.set_px(
@@ -502,7 +495,6 @@ const MANY_KEYS: u64 = 50;
 /// The seed of a herd's random draws, so the same herd behaves the same.
 const HERD_SEED: u64 = 0x5eed_4e4d;
 
-use crate::instance::Instance;
 use crate::playground::{OpError, Playground};
 use crate::recorder::micros;
 use crate::sandbox::Sandbox;
@@ -573,7 +565,7 @@ impl Playground {
         });
 
         // Start cold: no value, no lock.
-        let probe = herd_engine(&sandbox, &settings, None);
+        let probe = sandbox.engine(&settings, None);
         let key = probe.cache_key(spec.kind, spec.id);
         let lock = probe.lock_key(spec.kind, spec.id);
         let _ = sandbox.cache.run(sandbox.cache.del2(&key, &lock)).await;
@@ -601,7 +593,7 @@ impl Playground {
                     let sandbox = sandbox.clone();
                     let settings = settings.clone();
                     primes.push(tokio::spawn(async move {
-                        let engine = herd_engine(&sandbox, &settings, None);
+                        let engine = sandbox.engine(&settings, None);
                         engine.prime(spec.defence, spec.kind, spec.id + offset).await
                     }));
                 }
@@ -643,7 +635,7 @@ impl Playground {
                 if let Some(at) = at {
                     tokio::time::sleep_until(at).await;
                 }
-                let engine = herd_engine(&sandbox, &settings, Some(&instance));
+                let engine = sandbox.engine(&settings, Some(&instance));
                 let mut trace = Recorder::new();
                 trace.note(REQUEST, StepStatus::Ok, "a request of the herd");
                 let begun = Instant::now();
@@ -750,23 +742,6 @@ impl Playground {
             .collect();
         drop(fills);
         Ok(result)
-    }
-}
-
-/// The engine for a herd request: the sandbox's database and, for the
-/// instance, its own Redis connection.
-fn herd_engine<'a>(
-    sandbox: &'a Sandbox,
-    settings: &'a SandboxSettings,
-    instance: Option<&'a Instance>,
-) -> CacheAside<'a> {
-    CacheAside {
-        cache: instance.map_or(&sandbox.cache, |i| &i.cache),
-        database: &sandbox.database,
-        settings,
-        sandbox: &sandbox.id,
-        instance,
-        fleet: None,
     }
 }
 

@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use backend::cache_aside::CacheAside;
 use backend::recorder::Recorder;
 use backend::stampede::RELEASE_IF_OWNER;
 use shared::{Defence, HerdSpec, Kind, SandboxId};
@@ -176,14 +175,7 @@ async fn a_dead_holders_lock_expires_and_a_waiter_takes_over() {
         .sandbox(&SandboxId::default_sandbox())
         .unwrap();
     let settings = sandbox.settings();
-    let engine = CacheAside {
-        cache: &sandbox.cache,
-        database: &sandbox.database,
-        settings: &settings,
-        sandbox: &sandbox.id,
-        instance: None,
-        fleet: None,
-    };
+    let engine = sandbox.engine(&settings, None);
     let lock = engine.lock_key(Kind::Users, 22);
     // A holder that took the lock and died.
     sandbox
