@@ -90,6 +90,11 @@ pub struct Config {
     #[arg(long, env = "RACE_FIX", default_value = "none")]
     pub race_fix: shared::RaceFix,
 
+    /// What keeps concurrent misses of one key off the database: none,
+    /// single-flight, lock, early-refresh or stale-while-revalidate.
+    #[arg(long, env = "STAMPEDE", default_value = "none")]
+    pub stampede: shared::StampedePolicy,
+
     /// Seconds a paused (step-through) operation waits for "continue"
     /// before going on by itself.
     #[arg(long, env = "PAUSE_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
@@ -120,6 +125,8 @@ impl Config {
             near_cache: self.near_cache,
             near_ttl_secs: self.near_ttl_secs,
             ttl_jitter_percent: self.ttl_jitter_percent,
+            stampede: self.stampede,
+            ..SandboxSettings::default()
         }
     }
 

@@ -5,14 +5,12 @@
 //! flags the copies that disagree: stale data, the consequence of the
 //! invalidation timing issues of the tutorial's section 4.2.
 
-use std::collections::HashMap;
+use cache_aside::{Content, Envelope, RedisError};
+use shared::{DivergenceEntry, DivergenceReport, Record};
 
-use shared::{DivergenceEntry, DivergenceReport, Kind, Record, SandboxId};
-
-use crate::cache::{Cache, CacheError};
-use crate::cache_aside::MISSING_MARKER;
-use crate::race::marker_version;
-use crate::store::{Database, StoreError};
+use crate::policies::{describe_entry, describe_record, parse_record_key};
+use crate::sandbox::Sandbox;
+use crate::store::StoreError;
 
 /// The most keys one report shows.
 pub const MAX_KEYS: usize = 200;
@@ -22,30 +20,27 @@ pub const MAX_KEYS: usize = 200;
 pub enum DivergenceError {
     /// Occurs when Redis fails during the walk.
     #[error("Redis failed during the check: {0}")]
-    Cache(#[from] CacheError),
+    Cache(#[from] RedisError),
     /// Occurs when the database fails.
     #[error("the database failed during the check: {0}")]
     Database(#[from] StoreError),
 }
 
-/// Compares every cached key of `sandbox` (up to [`MAX_KEYS`]) with its row.
-/// `changed_at` maps `(kind, id)` to when the row last changed.
+/// Compares every cached record of `sandbox` (up to [`MAX_KEYS`]) with its
+/// row.
 ///
 /// # Errors
 /// [`DivergenceError`].
-pub async fn check(
-    cache: &Cache,
-    database: &Database,
-    key_prefix: &str,
-    sandbox: &SandboxId,
-    changed_at: &HashMap<(Kind, u64), u64>,
-    now_ms: u64,
-) -> Result<DivergenceReport, DivergenceError> {
-    let pattern = format!("{key_prefix}{sandbox}:*");
+pub async fn check(sandbox: &Sandbox, now_ms: u64) -> Result<DivergenceReport, DivergenceError> {
+    let (redis, timeout) = (&sandbox.redis, sandbox.timeout);
+    let pattern = sandbox.keys.pattern();
     let mut keys = Vec::new();
-    let mut cursor = 0;
+    let mut cursor = 0u64;
     loop {
-        let (next, page) = cache.run(cache.scan(cursor, &pattern, 100)).await?;
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(100);
+        let (next, page): (u64, Vec<String>) = redis::from_redis_value(redis.query(&scan, timeout).await?)
+            .map_err(|e| RedisError::Failed(e.to_string()))?;
         keys.extend(page);
         cursor = next;
         if cursor == 0 || keys.len() > MAX_KEYS {
@@ -54,100 +49,62 @@ pub async fn check(
     }
     keys.sort();
     keys.dedup();
+    // Only value keys name records (not leases, locks...).
+    keys.retain(|k| sandbox.keys.logical(k).and_then(parse_record_key).is_some());
     let truncated = keys.len() > MAX_KEYS;
     keys.truncate(MAX_KEYS);
 
+    let changed_at = sandbox.changed_at();
     let mut entries = Vec::new();
     for key in keys {
-        let Some((kind, id)) = parse_key(&key, key_prefix, sandbox) else {
+        let Some((kind, id)) = sandbox.keys.logical(&key).and_then(parse_record_key) else {
             continue;
         };
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
         // The key may expire between SCAN and GET: then it is simply gone.
-        let Some(cached) = cache.run(cache.get(&key)).await? else {
-            continue;
+        let bytes = match redis.query(&get, timeout).await? {
+            redis::Value::BulkString(bytes) => bytes,
+            _ => continue,
         };
-        let ttl_secs = cache.run(cache.ttl(&key)).await?;
-        let row = database
+        let mut pttl = redis::cmd("PTTL");
+        pttl.arg(&key);
+        let ttl_ms: i64 = redis::from_redis_value(redis.query(&pttl, timeout).await?).unwrap_or(-2);
+        let row = sandbox
+            .database
             .find(kind, id, std::time::Duration::ZERO)
             .execute()
             .await?;
-        // An invalidation marker is never served (it reads as a miss), so
-        // it cannot be stale.
-        if let Some(version) = marker_version(&cached) {
-            entries.push(DivergenceEntry {
-                key,
-                kind,
-                id,
-                cached: format!("invalidated at version {version}"),
-                database: row.as_ref().map(describe).unwrap_or_else(|| "no row".into()),
-                stale: false,
-                changed_at_ms: changed_at.get(&(kind, id)).copied(),
-                ttl_secs,
-            });
-            continue;
-        }
-        let cached_record = (cached != MISSING_MARKER).then(|| serde_json::from_str::<Record>(&cached).ok());
-        let stale = match (&cached_record, &row) {
-            (None, None) => false,
-            (Some(Some(c)), Some(r)) => c != r,
-            _ => true,
+        let entry = Envelope::<Record>::decode(&bytes).ok();
+        let stale = match entry.as_ref().map(|e| &e.content) {
+            // An invalidation marker is never served (it reads as a miss),
+            // so it cannot be stale.
+            Some(Content::Invalidated) => false,
+            Some(Content::Value(cached)) => row.as_ref() != Some(cached),
+            Some(Content::NotFound) => row.is_some(),
+            // Bytes that are not an entry are served as nothing (a miss).
+            None => false,
         };
         entries.push(DivergenceEntry {
             key,
             kind,
             id,
-            cached: match &cached_record {
-                None => "missing".into(),
-                Some(Some(r)) => describe(r),
-                Some(None) => "unreadable".into(),
+            cached: match &entry {
+                Some(entry) => describe_entry(Some(entry)),
+                None => "unreadable".into(),
             },
-            database: row.as_ref().map(describe).unwrap_or_else(|| "no row".into()),
+            database: row.as_ref().map_or_else(|| "no row".into(), describe_record),
             stale,
             changed_at_ms: changed_at.get(&(kind, id)).copied(),
-            ttl_secs,
+            ttl_secs: if ttl_ms < 0 { ttl_ms } else { (ttl_ms + 999) / 1000 },
         });
     }
     // Stale keys first, then by key.
     entries.sort_by(|a, b| b.stale.cmp(&a.stale).then_with(|| a.key.cmp(&b.key)));
     Ok(DivergenceReport {
-        sandbox: sandbox.clone(),
+        sandbox: sandbox.id.clone(),
         checked_at_ms: now_ms,
         entries,
         truncated,
     })
-}
-
-fn describe(record: &Record) -> String {
-    format!("{} (version {})", record.title(), record.version())
-}
-
-/// `cache:tab-1:user:42` → `(Users, 42)`.
-fn parse_key(key: &str, prefix: &str, sandbox: &SandboxId) -> Option<(Kind, u64)> {
-    let rest = key
-        .strip_prefix(prefix)?
-        .strip_prefix(sandbox.as_str())?
-        .strip_prefix(':')?;
-    let (segment, id) = rest.split_once(':')?;
-    let kind = Kind::ALL.into_iter().find(|k| k.key_segment() == segment)?;
-    Some((kind, id.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_parse_back_to_records() {
-        let sandbox = SandboxId::parse("tab-1").unwrap();
-        assert_eq!(
-            parse_key("cache:tab-1:user:42", "cache:", &sandbox),
-            Some((Kind::Users, 42))
-        );
-        assert_eq!(
-            parse_key("cache:tab-1:product:7", "cache:", &sandbox),
-            Some((Kind::Products, 7))
-        );
-        assert_eq!(parse_key("cache:tab-2:user:42", "cache:", &sandbox), None);
-        assert_eq!(parse_key("cache:tab-1:lease:user:42", "cache:", &sandbox), None);
-    }
 }

@@ -7,7 +7,14 @@
 //! going deaf.
 
 use std::sync::Arc;
+
+use shared::ServerMessage;
 use tokio::sync::broadcast;
+
+/// Serializes a protocol message; our types always serialize.
+pub fn to_json(message: &ServerMessage) -> String {
+    serde_json::to_string(message).expect("protocol messages always serialize")
+}
 
 /// A published message, already serialized once for every subscriber.
 pub type Published = Arc<str>;

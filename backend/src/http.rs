@@ -20,8 +20,9 @@ use shared::{Scenario, WriteChange};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tower_http::services::ServeDir;
 
+use crate::feed::to_json;
 use crate::feed::FeedEvent;
-use crate::playground::{to_json, OpError, Playground, ReadOptions, WriteOptions};
+use crate::playground::{OpError, Playground, ReadOptions, WriteOptions};
 
 /// How many reads one WebSocket client may have in flight; more get an
 /// error message instead of piling up.
@@ -66,6 +67,8 @@ pub enum AppError {
     Body(String),
     /// Occurs when the database fails (503); details go to the log.
     Unavailable(String),
+    /// Occurs when the playground itself fails (500); details go to the log.
+    Internal,
 }
 
 impl From<OpError> for AppError {
@@ -84,6 +87,10 @@ impl From<OpError> for AppError {
                 tracing::error!(error = %e, "operation failed");
                 AppError::Unavailable("the database is unavailable; try again shortly".into())
             }
+            OpError::Internal(e) => {
+                tracing::error!(error = %e, "internal failure");
+                AppError::Internal
+            }
         }
     }
 }
@@ -101,6 +108,10 @@ impl IntoResponse for AppError {
             AppError::Input(e) => (StatusCode::BAD_REQUEST, e.to_string()),
             AppError::Body(m) => (StatusCode::BAD_REQUEST, m),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            AppError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the playground failed; the details are in its log".into(),
+            ),
         };
         (status, Json(json!({ "error": message }))).into_response()
     }
@@ -274,10 +285,15 @@ async fn stale_set_race(
     Ok(Json(result).into_response())
 }
 
+/// How long the health check waits for Redis.
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// `GET /healthz`: 200 while the back end serves. Redis being down is
 /// reported but is not unhealthy: reads still work, from the database.
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let redis = match state.playground.cache.ping().run().await {
+    let playground = &state.playground;
+    let ping = redis::cmd("PING");
+    let redis = match playground.redis.query(&ping, HEALTH_TIMEOUT).await {
         Ok(_) => "ok".to_string(),
         Err(e) => format!("unavailable: {e}"),
     };
@@ -436,7 +452,7 @@ fn handle_command(
             let result = state
                 .playground
                 .sandbox(sandbox)
-                .and_then(|s| Ok(s.fleet.set_link(&instance, connected)?));
+                .and_then(|s| Ok(s.set_link(&instance, connected)?));
             result.err().map(error_message)
         }
         ClientMessage::RunHerd { request_id, herd } => {
@@ -496,6 +512,10 @@ fn client_text(error: &OpError) -> String {
         OpError::Database(_) | OpError::Sandbox(_) => {
             tracing::error!(%error, "command failed");
             "the database is unavailable; try again shortly".into()
+        }
+        OpError::Internal(_) => {
+            tracing::error!(%error, "command failed");
+            "the playground failed; the details are in its log".into()
         }
     }
 }

@@ -1,54 +1,46 @@
-//! The cache-aside playground's back end: real cache-aside reads against a
-//! real Redis and a real SQLite database, each one traced step by step and
-//! streamed to the browser over a WebSocket.
+//! The cache-aside playground's back end: the visual debugger of the
+//! `cache-aside` engine. Every read and write runs for real, through the
+//! engine, against a real Redis and a real SQLite database; each one is
+//! traced step by step and streamed to the browser over a WebSocket.
 //!
 //! # Layout
-//! - [`cache_aside`]: the cache-aside read itself, written to read like the
-//!   tutorial's pseudocode. Start here.
-//! - [`writes`]: updates and deletes: the database first, then the cache as
-//!   the sandbox's write strategy says.
-//! - [`race`]: leases and version checks against the stale-set race.
-//! - [`recorder`]: the trace API; the only way the cache-aside code talks to
-//!   Redis or the database, so every step is measured and recorded.
-//! - [`cache`]: the connection to Redis, with timeouts; the one place that
-//!   knows where Redis is.
-//! - [`store`]: the SQLite database, its schema and deterministic seed data.
-//! - [`divergence`]: compares what Redis holds with the database, key by key.
-//! - [`instance`]: application instances with near caches, kept coherent
-//!   by Redis Pub/Sub invalidation.
-//! - [`playground`]: runs reads in a sandbox, keeps counters, publishes traces.
+//! - [`playground`]: runs operations in a sandbox through the engine,
+//!   records them, keeps counters, publishes traces. Start here.
+//! - [`recorder`]: the engine's observer: maps each engine step onto a node
+//!   of the diagram, and holds operations at breakpoints.
+//! - [`policies`]: sandbox settings to engine options, records to keys,
+//!   engine effects to the wire's words.
+//! - [`fleet`]: application instances A, B and C, one engine handle each.
+//! - [`herd`]: herds of concurrent reads (the stampede lab).
 //! - [`scenario`]: preset experiments, such as the stale-set race.
-//! - [`sandbox`]: per-session namespaces for keys, traces and counters.
+//! - [`divergence`]: compares what Redis holds with the database, key by key.
+//! - [`sandbox`]: per-session key spaces, databases, settings and counters.
+//! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
 //! - [`http`]: the REST API, the WebSocket and the static files (thin handlers).
-//! - [`stampede`]: herds of concurrent reads and the defences against them.
-//! - [`embedded_redis`]: the `redis-server` child process used when no
-//!   `REDIS_URL` is given, and by the tests.
 //! - [`config`]: flags and environment variables.
+//!
+//! The cache-aside logic itself lives in the `cache-aside` crate, which
+//! knows nothing of this one.
 
-pub mod cache;
-pub mod cache_aside;
 pub mod config;
 pub mod divergence;
-pub mod embedded_redis;
 pub mod feed;
+pub mod fleet;
+pub mod herd;
 pub mod http;
-pub mod instance;
 pub mod playground;
-pub mod race;
+pub mod policies;
 pub mod recorder;
 pub mod sandbox;
 pub mod scenario;
-pub mod stampede;
 pub mod store;
-pub mod writes;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use cache::Cache;
 pub use config::Config;
 pub use embedded_redis::{EmbeddedRedis, RedisServerOptions};
 pub use playground::Playground;
@@ -76,7 +68,7 @@ pub enum StartError {
     Redis(#[from] embedded_redis::EmbeddedRedisError),
     /// Occurs when REDIS_URL is not a valid Redis URL.
     #[error("REDIS_URL is not valid: {0}")]
-    RedisUrl(cache::CacheError),
+    RedisUrl(cache_aside::RedisError),
     /// Occurs when the database cannot be opened or seeded.
     #[error(transparent)]
     Database(#[from] store::StoreError),
@@ -109,16 +101,16 @@ impl Backend {
                 (server.url(), Some(server))
             }
         };
-        let cache = Cache::new(&redis_url, Duration::from_millis(config.redis_timeout_ms))
-            .map_err(StartError::RedisUrl)?;
+        let redis = cache_aside::Redis::open(&redis_url).map_err(StartError::RedisUrl)?;
         let sandboxes = Sandboxes::new(
             config.sandbox_defaults(),
-            cache.clone(),
+            redis.clone(),
+            Duration::from_millis(config.redis_timeout_ms),
             database.clone(),
             config.data_dir.join("sandboxes"),
             config.trace_buffer as usize,
         );
-        let mut playground = Playground::new(database, cache, sandboxes);
+        let mut playground = Playground::new(database, redis, sandboxes);
         playground.pause_timeout = Duration::from_secs(config.pause_timeout_secs);
         Ok(Backend {
             playground: Arc::new(playground),

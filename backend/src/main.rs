@@ -28,7 +28,7 @@ async fn run(config: Config) -> Result<(), backend::StartError> {
     let listener = backend.bind().await?;
     match &backend.embedded_redis {
         Some(redis) => tracing::info!("started redis-server on port {}", redis.port()),
-        None => tracing::info!("using Redis at {}", backend.playground.cache.url()),
+        None => tracing::info!("using Redis at {}", backend.playground.redis.url()),
     }
     tracing::info!("database: {}", backend.playground.database.path().display());
     let addr = listener.local_addr().map_err(backend::StartError::Serve)?;

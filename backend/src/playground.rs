@@ -1,9 +1,10 @@
-//! The playground as a service: runs operations in a sandbox, turns their
-//! recordings into traces, keeps the counters and publishes the traces.
+//! The playground as a service: runs operations in a sandbox through the
+//! engine, records them as traces, keeps the counters and publishes.
 //!
 //! It sits between the transport (REST and WebSocket handlers in
-//! [`crate::http`]) and the cache-aside engine ([`crate::cache_aside`],
-//! [`crate::writes`]), and knows neither HTTP nor the UI.
+//! [`crate::http`]) and the cache-aside engine (the `cache-aside` crate),
+//! and knows neither HTTP nor the UI. Every read, whoever asks, is the
+//! engine's `get_or_load` with the sandbox's policies.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,27 +12,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cache_aside::{Change, Redis};
+use shared::diagram::nodes::{
+    self, PUBLISH, REQUEST, RETURN_CACHED, RETURN_LOADED, RETURN_WRITTEN, WRITE_DATABASE, WRITE_REQUEST,
+};
 use shared::{
-    check_id, parse_name, Diagram, DivergenceReport, InputError, Kind, NodeId, Operation, Origin, Outcome,
-    ReadResult, SandboxId, SandboxSettings, ServerMessage, Trace, TraceStep, WriteChange, WriteResult,
-    PROTOCOL_VERSION,
+    check_id, parse_name, CacheEffect, Diagram, DivergenceReport, HerdResult, HerdSpec, InputError, Kind,
+    NodeId, Operation, Origin, Outcome, ReadResult, Record, SandboxId, SandboxSettings, ScenarioResult,
+    ServerMessage, StepStatus, Trace, TraceStep, WriteChange, WriteResult, PROTOCOL_VERSION,
 };
 
-use crate::cache::Cache;
-use crate::cache_aside::ReadAnswer;
 use crate::divergence::{self, DivergenceError};
-use crate::feed::Subscription;
-use crate::instance::Instance;
-use crate::recorder::{micros, unix_millis, Gate, Recorder};
+use crate::feed::{to_json, Subscription};
+use crate::fleet::Instance;
+use crate::policies;
+use crate::recorder::{micros, unix_millis, Flow, Gate, Recorder};
 use crate::sandbox::{Sandbox, Sandboxes};
-use crate::store::{Database, StoreError};
+use crate::store::{simulated_latency, Database, StoreError};
 
 /// Shared state behind every request.
 pub struct Playground {
     /// The database of the `default` sandbox.
     pub database: Database,
-    /// The default Redis endpoint, used for health checks.
-    pub cache: Cache,
+    /// The back end's Redis, for the health check.
+    pub redis: Redis,
     pub sandboxes: Sandboxes,
     /// The next trace id; ids are unique for the life of the process.
     next_trace_id: AtomicU64,
@@ -57,13 +61,46 @@ pub enum OpError {
     /// reach Redis.
     #[error("{0}")]
     Inspection(#[from] DivergenceError),
+    /// Occurs when the playground itself fails (a task it ran died, a
+    /// scenario's step did not happen): not the caller's fault.
+    #[error("internal failure: {0}")]
+    Internal(String),
+}
+
+/// How long a paused operation waits for "continue" by default.
+pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest a write's trace waits for the instances' receipts of its
+/// invalidation, to draw the fan-out. The write itself never waits.
+const RECEIPT_WAIT: Duration = Duration::from_millis(500);
+
+/// Step-through and routing options of a read.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// Pause before the steps at these nodes.
+    pub pause_before: Vec<NodeId>,
+    /// Use this operation id (from [`Playground::next_operation_id`]), so a
+    /// caller can refer to the operation before it finishes.
+    pub operation_id: Option<u64>,
+    /// The instance that serves the read; round-robin when `None`.
+    pub instance: Option<String>,
+}
+
+/// Options of a write.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// Settings for this one write instead of the sandbox's (the scenarios
+    /// use it).
+    pub settings: Option<SandboxSettings>,
+    /// The instance that writes; round-robin when `None`.
+    pub instance: Option<String>,
 }
 
 impl Playground {
-    pub fn new(database: Database, cache: Cache, sandboxes: Sandboxes) -> Playground {
+    pub fn new(database: Database, redis: Redis, sandboxes: Sandboxes) -> Playground {
         Playground {
             database,
-            cache,
+            redis,
             sandboxes,
             next_trace_id: AtomicU64::new(1),
             pause_timeout: DEFAULT_PAUSE_TIMEOUT,
@@ -94,7 +131,7 @@ impl Playground {
             .await
     }
 
-    /// [`Playground::read`] with step-through options.
+    /// [`Playground::read`] with step-through and routing options.
     ///
     /// # Errors
     /// [`OpError`]; a failed read is still traced and published.
@@ -109,30 +146,60 @@ impl Playground {
         check_id(id)?;
         let sandbox = self.sandbox(sandbox)?;
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
-        let settings = sandbox.settings();
-        let engine = sandbox.engine(&settings, Some(&instance));
+        let config = sandbox.config();
         let operation = Operation::Read { kind, id };
         let operation_id = options.operation_id.unwrap_or_else(|| self.next_operation_id());
         let started = Started::new(operation_id, operation.clone(), origin, &instance);
-        let mut recorder = if options.pause_before.is_empty() {
-            Recorder::new()
-        } else {
-            let gate = SandboxGate {
-                sandbox: sandbox.clone(),
-                operation_id,
-                operation,
-                timeout: self.pause_timeout,
-            };
-            Recorder::with_breakpoints(options.pause_before, Arc::new(gate))
+        let gate = SandboxGate {
+            sandbox: sandbox.clone(),
+            operation_id,
+            operation,
+            timeout: self.pause_timeout,
         };
-        let answer = engine.read(kind, id, &mut recorder).await;
+        let recorder = Arc::new(
+            Recorder::new(Flow::Read, Some(instance.name.to_string()))
+                .with_breakpoints(options.pause_before, Arc::new(gate)),
+        );
+        recorder.note(
+            REQUEST,
+            StepStatus::Ok,
+            format!("read {kind}/{id} at instance {}", instance.name),
+        );
+
+        // The engine's read, with the sandbox's policies; the loader is the
+        // SQL query, and tells the recorder what it ran.
+        let heard = recorder.clone();
+        let loader = sandbox.loader(kind, id, &config.settings, move |sql| heard.loaded(sql));
+        let answer = instance
+            .cache
+            .get_or_load_with(
+                &policies::record_key(kind, id),
+                &config.options,
+                &*recorder,
+                loader,
+            )
+            .await;
 
         let (outcome, record) = match &answer {
-            Ok(ReadAnswer { outcome, record }) => (*outcome, record.clone()),
+            Ok(answer) => (policies::outcome(answer.source), answer.value.clone()),
             Err(_) => (Outcome::Failed, None),
         };
+        if let Ok(answer) = &answer {
+            // End at the answer, so every path on the diagram is complete.
+            let (end, text) = match answer.source {
+                cache_aside::Source::Fallback => (
+                    RETURN_LOADED,
+                    format!("{} (not cached: Redis is unavailable)", returned(record.as_ref())),
+                ),
+                source if source.from_cache() || answer.waited => (RETURN_CACHED, returned(record.as_ref())),
+                _ => (RETURN_LOADED, returned(record.as_ref())),
+            };
+            if recorder.last_node() != Some(end.clone()) {
+                recorder.note(end, StepStatus::Ok, text);
+            }
+        }
         let found = record.is_some();
-        let trace = self.publish(&sandbox, started, outcome, found, recorder);
+        let trace = self.publish(&sandbox, started, outcome, found, &recorder);
         answer?;
         Ok(ReadResult {
             kind,
@@ -163,8 +230,7 @@ impl Playground {
             .await
     }
 
-    /// [`Playground::write`] with the sandbox's settings replaced by
-    /// `settings` for this one write (the scenarios use it).
+    /// [`Playground::write`] with options.
     ///
     /// # Errors
     /// [`OpError`]; a failed write is still traced and published.
@@ -186,45 +252,103 @@ impl Playground {
         };
         let sandbox = self.sandbox(sandbox)?;
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
-        let settings = options.settings.unwrap_or_else(|| sandbox.settings());
-        let engine = sandbox.engine(&settings, Some(&instance));
-        let started_at_ms = unix_millis();
-        let mut recorder = Recorder::new();
-        let (operation, answer) = match change {
-            WriteChange::Update { name } => (
-                Operation::Update {
-                    kind,
-                    id,
-                    name: name.clone(),
-                },
-                engine.update(kind, id, name, &mut recorder).await,
-            ),
-            WriteChange::Delete => (
-                Operation::Delete { kind, id },
-                engine.delete(kind, id, &mut recorder).await,
-            ),
+        let settings = match options.settings {
+            Some(settings) => Arc::new(crate::sandbox::Config {
+                options: policies::options(&settings),
+                settings,
+            }),
+            None => sandbox.config(),
         };
-        let outcome = if answer.is_ok() {
-            Outcome::Written
-        } else {
-            Outcome::Failed
+        let operation = match &change {
+            WriteChange::Update { name } => Operation::Update {
+                kind,
+                id,
+                name: name.clone(),
+            },
+            WriteChange::Delete => Operation::Delete { kind, id },
         };
-        let found = answer.as_ref().is_ok_and(|a| a.found);
-        if found {
+        let started = Started::new(self.next_operation_id(), operation, origin, &instance);
+        let recorder = Arc::new(Recorder::new(Flow::Write, Some(instance.name.to_string())));
+        recorder.note(
+            WRITE_REQUEST,
+            StepStatus::Ok,
+            format!("{} at instance {}", started.operation.label(), instance.name),
+        );
+
+        // 1. The database first: if the cache were changed first, a reader
+        //    could load the old row back into it before the database changed.
+        let latency = simulated_latency(
+            settings.settings.db_latency_ms,
+            settings.settings.db_jitter_percent,
+        );
+        let written = match &change {
+            WriteChange::Update { name } => recorder
+                .sql(
+                    WRITE_DATABASE,
+                    sandbox.database.update_name(kind, id, name.clone(), latency),
+                )
+                .await
+                .map(|row| (row.is_some(), row)),
+            WriteChange::Delete => recorder
+                .sql(WRITE_DATABASE, sandbox.database.delete(kind, id, latency))
+                .await
+                .map(|removed| (removed, None)),
+        };
+        let (found, record) = match written {
+            Ok(written) => written,
+            Err(error) => {
+                self.publish(&sandbox, started, Outcome::Failed, false, &recorder);
+                return Err(error.into());
+            }
+        };
+
+        // 2. Then the cached copy, as the write strategy says.
+        let key = policies::record_key(kind, id);
+        let mut published = None;
+        let effect = if found {
             sandbox.row_changed(kind, id, unix_millis());
+            let change = match &record {
+                Some(record) => Change::Updated(record),
+                None => Change::Deleted,
+            };
+            let policy = policies::write_policy(&settings.settings, kind);
+            let written = instance
+                .cache
+                .after_write_with(&key, change, policy, &settings.options, &*recorder)
+                .await;
+            published = written.published.and_then(Result::ok);
+            policies::cache_effect(sandbox.keys.value(&key), written.effect)
+        } else {
+            CacheEffect::NoRecord
+        };
+        recorder.note(RETURN_WRITTEN, StepStatus::Ok, effect.describe());
+        let trace_id = started.operation_id;
+        let latency_us = micros(recorder.elapsed());
+
+        // 3. With near caches the write published an invalidation: its
+        //    trace waits (the write does not) for the instances' receipts,
+        //    so the diagram can show the fan-out.
+        match published {
+            Some(published) => {
+                let sandbox = sandbox.clone();
+                let expected = sandbox.fleet.listening();
+                tokio::spawn(async move {
+                    draw_fan_out(&sandbox, &recorder, published.message, expected).await;
+                    publish_trace(&sandbox, started, Outcome::Written, found, &recorder);
+                });
+            }
+            None => {
+                self.publish(&sandbox, started, Outcome::Written, found, &recorder);
+            }
         }
-        let mut started = Started::new(self.next_operation_id(), operation, origin, &instance);
-        started.at_ms = started_at_ms;
-        let trace = self.publish(&sandbox, started, outcome, found, recorder);
-        let answer = answer?;
         Ok(WriteResult {
             kind,
             id,
-            found: answer.found,
-            record: answer.record,
-            cache_action: answer.cache_action,
-            latency_us: trace.total_us,
-            trace_id: trace.id,
+            found,
+            record,
+            cache: effect,
+            latency_us,
+            trace_id,
             sandbox: sandbox.id.clone(),
         })
     }
@@ -235,17 +359,32 @@ impl Playground {
     /// [`OpError::Inspection`] when Redis or the database fails.
     pub async fn check_divergence(&self, sandbox: &SandboxId) -> Result<DivergenceReport, OpError> {
         let sandbox = self.sandbox(sandbox)?;
-        let settings = sandbox.settings();
-        let report = divergence::check(
-            &sandbox.cache,
-            &sandbox.database,
-            &settings.key_prefix,
-            &sandbox.id,
-            &sandbox.changed_at(),
-            unix_millis(),
-        )
-        .await?;
-        Ok(report)
+        Ok(divergence::check(&sandbox, unix_millis()).await?)
+    }
+
+    /// Fires a herd of concurrent reads (see [`crate::herd`]).
+    ///
+    /// # Errors
+    /// [`OpError::Input`] for a herd out of bounds.
+    pub async fn run_herd(
+        self: &Arc<Self>,
+        sandbox: &SandboxId,
+        spec: HerdSpec,
+    ) -> Result<HerdResult, OpError> {
+        crate::herd::run(&self.sandbox(sandbox)?, spec).await
+    }
+
+    /// The stale-set race on one record (see [`crate::scenario`]).
+    ///
+    /// # Errors
+    /// [`OpError`] when the record does not exist or a step fails.
+    pub async fn stale_set_race(
+        self: &Arc<Self>,
+        sandbox: &SandboxId,
+        kind: Kind,
+        id: u64,
+    ) -> Result<ScenarioResult, OpError> {
+        crate::scenario::stale_set_race(self, sandbox, kind, id).await
     }
 
     /// A new operation id; it becomes the id of the operation's trace.
@@ -281,6 +420,7 @@ impl Playground {
             settings: settings.clone(),
         };
         sandbox.feed.publish(Arc::from(to_json(&message)));
+        sandbox.announce_instances();
         Ok(settings)
     }
 
@@ -309,74 +449,107 @@ impl Playground {
         Ok(self.sandbox(sandbox)?.feed.subscribe())
     }
 
-    /// Turns a finished recording into a trace: counts it, keeps it for late
-    /// watchers and publishes it. Returns the trace.
     fn publish(
         &self,
         sandbox: &Sandbox,
         started: Started,
         outcome: Outcome,
         found: bool,
-        recorder: Recorder,
+        recorder: &Recorder,
     ) -> Trace {
-        let (steps, took) = recorder.finish();
-        let trace = Trace {
-            id: started.operation_id,
-            sandbox: sandbox.id.clone(),
-            operation: started.operation,
-            origin: started.origin,
-            instance: started.instance,
-            outcome,
-            found,
-            steps,
-            total_us: micros(took),
-            started_at_ms: started.at_ms,
-        };
-        let stats = sandbox.update_stats(|s| {
-            match outcome {
-                Outcome::Hit | Outcome::NearHit => s.hits += 1,
-                Outcome::NullHit => s.null_hits += 1,
-                Outcome::Miss => s.misses += 1,
-                Outcome::Fallback => s.fallbacks += 1,
-                Outcome::Written => {
-                    s.writes += 1;
-                    return;
-                }
-                Outcome::Failed => {
-                    s.failures += 1;
-                    return;
-                }
-            }
-            s.total_latency_us += trace.total_us;
-            let db_us = trace.database_us() + trace.simulated_us();
-            if db_us > 0 {
-                s.database_reads += 1;
-                s.database_latency_us += db_us;
-            }
-        });
-        sandbox.remember(&trace);
-        let message = ServerMessage::Trace {
-            trace: trace.clone(),
-            stats,
-        };
-        sandbox.feed.publish(Arc::from(to_json(&message)));
-        trace
+        publish_trace(sandbox, started, outcome, found, recorder)
     }
 }
 
-/// How long a paused operation waits for "continue" by default.
-pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Turns a finished recording into a trace: counts it, keeps it for late
+/// watchers and publishes it. Returns the trace.
+fn publish_trace(
+    sandbox: &Sandbox,
+    started: Started,
+    outcome: Outcome,
+    found: bool,
+    recorder: &Recorder,
+) -> Trace {
+    let (steps, took) = recorder.finish();
+    let trace = Trace {
+        id: started.operation_id,
+        sandbox: sandbox.id.clone(),
+        operation: started.operation,
+        origin: started.origin,
+        instance: started.instance,
+        outcome,
+        found,
+        steps,
+        total_us: micros(took),
+        started_at_ms: started.at_ms,
+    };
+    let stats = sandbox.update_stats(|s| {
+        match outcome {
+            Outcome::Hit | Outcome::NearHit | Outcome::Stale => s.hits += 1,
+            Outcome::NullHit => s.null_hits += 1,
+            Outcome::Miss => s.misses += 1,
+            Outcome::Fallback => s.fallbacks += 1,
+            Outcome::Written => {
+                s.writes += 1;
+                return;
+            }
+            Outcome::Failed => {
+                s.failures += 1;
+                return;
+            }
+        }
+        s.total_latency_us += trace.total_us;
+        let db_us = trace.database_us() + trace.simulated_us();
+        if db_us > 0 {
+            s.database_reads += 1;
+            s.database_latency_us += db_us;
+        }
+    });
+    sandbox.remember(&trace);
+    let message = ServerMessage::Trace {
+        trace: trace.clone(),
+        stats,
+    };
+    sandbox.feed.publish(Arc::from(to_json(&message)));
+    trace
+}
 
-/// Step-through options of a read.
-#[derive(Clone, Debug, Default)]
-pub struct ReadOptions {
-    /// Pause before the Redis or SQL steps at these nodes.
-    pub pause_before: Vec<NodeId>,
-    /// Use this operation id (from [`Playground::next_operation_id`]), so a
-    /// caller can refer to the operation before it finishes.
-    pub operation_id: Option<u64>,
-    /// The instance that serves the read; round-robin when `None`.
-    pub instance: Option<String>,
+/// Adds to a write's trace which instances received its invalidation, and
+/// how long after the publish: waits at most [`RECEIPT_WAIT`].
+async fn draw_fan_out(sandbox: &Sandbox, recorder: &Recorder, message: u64, expected: usize) {
+    let sent = std::time::Instant::now();
+    let receipts = sandbox
+        .fleet
+        .receipts
+        .collect(message, expected, RECEIPT_WAIT)
+        .await;
+    let near_ttl = sandbox.config().settings.near_ttl_secs;
+    for instance in &sandbox.fleet.instances {
+        let Some(node) = nodes::instance(instance.index) else {
+            continue;
+        };
+        match receipts.iter().find(|(index, _)| *index == instance.index) {
+            Some((_, at)) => recorder.received(
+                node,
+                PUBLISH,
+                format!("instance {} dropped its near copy", instance.name),
+                StepStatus::Ok,
+                at.saturating_duration_since(sent),
+            ),
+            // Pub/Sub delivers at most once: this one is lost.
+            None => recorder.received(
+                node,
+                PUBLISH,
+                format!(
+                    "instance {} missed it (not subscribed): its near copy may be stale for up to {near_ttl} s",
+                    instance.name
+                ),
+                StepStatus::Error,
+                Duration::ZERO,
+            ),
+        }
+    }
+    sandbox.announce_instances();
 }
 
 /// Holds an operation of a sandbox at its breakpoints, telling every
@@ -389,17 +562,13 @@ struct SandboxGate {
 }
 
 impl Gate for SandboxGate {
-    fn pause<'a>(
-        &'a self,
-        next: &'a NodeId,
-        done: &'a [TraceStep],
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    fn pause(&self, next: NodeId, done: Vec<TraceStep>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let paused = ServerMessage::Paused {
                 operation_id: self.operation_id,
                 operation: self.operation.clone(),
-                at: next.clone(),
-                steps: done.to_vec(),
+                at: next,
+                steps: done,
                 timeout_secs: self.timeout.as_secs(),
             };
             // Register first, then tell: a "continue" can only come after
@@ -434,23 +603,15 @@ impl Started {
             operation_id,
             operation,
             origin,
-            instance: Some(instance.name.clone()),
+            instance: Some(instance.name.to_string()),
             at_ms: unix_millis(),
         }
     }
 }
 
-/// Options of a write.
-#[derive(Clone, Debug, Default)]
-pub struct WriteOptions {
-    /// Settings for this one write instead of the sandbox's (the scenarios
-    /// use it).
-    pub settings: Option<SandboxSettings>,
-    /// The instance that writes; round-robin when `None`.
-    pub instance: Option<String>,
-}
-
-/// Serializes a protocol message; our types always serialize.
-pub fn to_json(message: &ServerMessage) -> String {
-    serde_json::to_string(message).expect("protocol messages always serialize")
+fn returned(record: Option<&Record>) -> String {
+    match record {
+        Some(record) => format!("return {}", record.title()),
+        None => "return \"not found\"".into(),
+    }
 }

@@ -1,90 +1,124 @@
-//! The trace API: the only way the cache-aside code does I/O.
+//! The trace recorder: the playground's observer of the engine.
 //!
-//! The cache-aside functions never call Redis or the database directly; they
-//! hand a [`RedisCall`] or an [`SqlCall`] to a [`Recorder`], which runs it,
-//! measures it and writes down a [`TraceStep`]. So every step a learner sees
-//! is exactly what happened, and no handler sprinkles timing code by hand.
+//! The engine reports each step it takes in the pattern's vocabulary (a
+//! lookup, a load, a store refused, a lock wait), with the command as sent
+//! and the time it took. The recorder turns each into a [`TraceStep`] on a
+//! node of the diagram: this is the only place that maps the engine's steps
+//! onto the diagram. It also records the playground's own steps (the
+//! request arriving, the database write, the answer going back), and holds
+//! an operation at a breakpoint when the learner asked for one.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::FromRedisValue;
+use cache_aside::{Observer, Pause, Reply, Status, Step, StepKind};
+use shared::diagram::nodes::{
+    CACHE_ERROR, CHECK_CACHE, LEASE, LOCK, NEAR_CACHE, PUBLISH, QUERY_DATABASE, RETURN_CACHED,
+    STORE_IN_CACHE, UPDATE_CACHE,
+};
 use shared::{Action, NodeId, StepStatus, TraceStep};
 
-use crate::cache::{reply_text, CacheError, CallKind, RedisCall};
-use crate::store::{SqlCall, StoreError};
+use crate::store::{SqlCall, SqlDone, StoreError};
 
 /// Where an operation may be held at a breakpoint. The playground's
 /// implementation tells the watching browsers and waits for "continue".
 pub trait Gate: Send + Sync {
     /// Called before the step at `next` runs, with the steps done so far;
     /// the operation waits until the returned future completes.
-    fn pause<'a>(
-        &'a self,
-        next: &'a NodeId,
-        done: &'a [TraceStep],
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    fn pause(&self, next: NodeId, done: Vec<TraceStep>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
-/// Collects the steps of one operation.
+/// Which half of the diagram an operation runs through: a store during a
+/// read is "Store in Redis", during a write "Then the cache".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Read,
+    Write,
+}
+
+/// The diagram node of an engine step. `in_lock` says whether the call has
+/// reached the lock: a lookup made there (the holder's second look, a
+/// waiter's look) belongs to the lock box. `None` for steps that are not
+/// part of an operation (the bus's own events).
+pub fn node_of(kind: StepKind, flow: Flow, in_lock: bool) -> Option<NodeId> {
+    Some(match kind {
+        StepKind::NearLookup => NEAR_CACHE,
+        StepKind::Lookup if in_lock => LOCK,
+        StepKind::Lookup | StepKind::EarlyRefresh => CHECK_CACHE,
+        StepKind::Load => QUERY_DATABASE,
+        StepKind::Store | StepKind::StoreRefused => match flow {
+            Flow::Read => STORE_IN_CACHE,
+            Flow::Write => UPDATE_CACHE,
+        },
+        StepKind::LeaseTaken => LEASE,
+        StepKind::LockAcquire | StepKind::LockWait | StepKind::LockRelease => LOCK,
+        StepKind::Publish => PUBLISH,
+        StepKind::ServedStale => RETURN_CACHED,
+        StepKind::Fallback => CACHE_ERROR,
+        StepKind::Invalidate | StepKind::Expiry => UPDATE_CACHE,
+        StepKind::InvalidationReceived | StepKind::Subscribed | StepKind::Unsubscribed => return None,
+    })
+}
+
+/// Collects the steps of one operation. Shared (`Arc`) between the call and
+/// the loader it hands the engine, which reports the SQL it ran.
 pub struct Recorder {
     started: Instant,
-    steps: Vec<TraceStep>,
-    /// Step-through: pause before the steps at these nodes.
+    flow: Flow,
+    /// The instance doing the work, named in near-cache steps.
+    instance: Option<String>,
+    /// A std mutex: held only to push a step, never across an `await`.
+    state: Mutex<State>,
+    /// Step-through: hold the operation before the steps at these nodes.
     breakpoints: Vec<NodeId>,
     gate: Option<Arc<dyn Gate>>,
+}
+
+#[derive(Default)]
+struct State {
+    steps: Vec<TraceStep>,
+    /// What the loader ran, waiting for the engine's load step.
+    sql: Option<SqlDone>,
+    /// Whether the call has reached the lock.
+    in_lock: bool,
 }
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
-            .field("steps", &self.steps)
-            .field("breakpoints", &self.breakpoints)
+            .field("flow", &self.flow)
+            .field("steps", &lock(&self.state).steps)
             .finish()
     }
 }
 
-impl Default for Recorder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Recorder {
-    /// Starts the clock for a new operation.
-    pub fn new() -> Recorder {
+    /// Starts the clock for a new operation of `flow`, done by `instance`.
+    pub fn new(flow: Flow, instance: Option<String>) -> Recorder {
         Recorder {
             started: Instant::now(),
-            steps: Vec::new(),
+            flow,
+            instance,
+            state: Mutex::new(State::default()),
             breakpoints: Vec::new(),
             gate: None,
         }
     }
 
-    /// A recorder that holds the operation at `gate` before any Redis or SQL
-    /// step at one of the `breakpoints` nodes.
-    pub fn with_breakpoints(breakpoints: Vec<NodeId>, gate: Arc<dyn Gate>) -> Recorder {
-        Recorder {
-            breakpoints,
-            gate: Some(gate),
-            ..Recorder::new()
+    /// A recorder that holds the operation at `gate` before any step at
+    /// one of the `breakpoints` nodes.
+    pub fn with_breakpoints(mut self, breakpoints: Vec<NodeId>, gate: Arc<dyn Gate>) -> Recorder {
+        if !breakpoints.is_empty() {
+            self.breakpoints = breakpoints;
+            self.gate = Some(gate);
         }
+        self
     }
 
-    /// Waits at the gate if `node` has a breakpoint. The wait is not part of
-    /// any step's measured time.
-    async fn checkpoint(&mut self, node: &NodeId) {
-        if let Some(gate) = &self.gate {
-            if self.breakpoints.contains(node) {
-                gate.pause(node, &self.steps).await;
-            }
-        }
-    }
-
-    /// Records a step that does no I/O: a decision, or the answer going back.
-    pub fn note(&mut self, node: NodeId, status: StepStatus, text: impl Into<String>) {
+    /// Records a step that does no I/O: the request arriving, the answer.
+    pub fn note(&self, node: NodeId, status: StepStatus, text: impl Into<String>) {
         self.push(
             node,
             Action::Note(text.into()),
@@ -95,102 +129,72 @@ impl Recorder {
         );
     }
 
-    /// Runs one Redis command and records it with its reply and its measured
-    /// time. A nil reply to a lookup is recorded as a miss, any other reply to
-    /// a lookup as a hit.
+    /// Runs one SQL statement of the playground's own (a write) and records
+    /// it; the real query time and the simulated delay are kept apart.
     ///
     /// # Errors
-    /// Whatever the command returned; the error is recorded too.
-    pub async fn redis<T: FromRedisValue>(
-        &mut self,
-        node: NodeId,
-        call: RedisCall<T>,
-    ) -> Result<T, CacheError> {
-        self.checkpoint(&node).await;
-        let start = Instant::now();
-        let result = call.run().await;
-        let took = start.elapsed();
-        let action = Action::Redis(call.text);
-        match result {
-            Ok((value, raw)) => {
-                let status = match (call.kind, &raw) {
-                    (CallKind::Lookup, redis::Value::Nil) => StepStatus::Miss,
-                    (CallKind::Lookup, _) => StepStatus::Hit,
-                    (CallKind::Write, _) => StepStatus::Ok,
-                };
-                self.push(node, action, reply_text(&raw), status, took, Duration::ZERO);
-                Ok(value)
-            }
-            Err(error) => {
-                self.push_error(node, action, &error, took);
-                Err(error)
-            }
-        }
-    }
-
-    /// Runs one SQL statement and records it. The real query time and the
-    /// simulated delay (slept after the query) are measured and kept apart.
-    ///
-    /// # Errors
-    /// Whatever the query returned; the error is recorded too.
-    pub async fn sql<T>(&mut self, node: NodeId, call: SqlCall<T>) -> Result<T, StoreError> {
-        self.checkpoint(&node).await;
-        let start = Instant::now();
-        let result = call.run.await;
-        let took = start.elapsed();
-        let action = Action::Sql(call.text);
-        match result {
-            Ok(value) => {
-                let delay_start = Instant::now();
-                if !call.simulated_delay.is_zero() {
-                    tokio::time::sleep(call.simulated_delay).await;
-                }
-                let delayed = delay_start.elapsed();
-                self.push(
-                    node,
-                    action,
-                    (call.summarize)(&value),
-                    StepStatus::Ok,
-                    took,
-                    delayed,
-                );
-                Ok(value)
-            }
-            Err(error) => {
-                self.push_error(node, action, &error, took);
-                Err(error)
-            }
-        }
-    }
-
-    /// Looks something up in the process's own memory (a near cache) and
-    /// records it: found is a hit, not found a miss.
-    pub fn local<T>(&mut self, node: NodeId, text: String, lookup: impl FnOnce() -> Option<T>) -> Option<T> {
-        let start = Instant::now();
-        let found = lookup();
-        let took = start.elapsed();
-        let (reply, status) = match found {
-            Some(_) => ("found".to_string(), StepStatus::Hit),
-            None => ("not found".to_string(), StepStatus::Miss),
+    /// Whatever the statement returned; the error is recorded too.
+    pub async fn sql<T>(&self, node: NodeId, call: SqlCall<T>) -> Result<T, StoreError> {
+        self.hold(&node).await;
+        let (result, done) = call.run_measured().await;
+        let status = if result.is_ok() {
+            StepStatus::Ok
+        } else {
+            StepStatus::Error
         };
-        self.push(node, Action::Note(text), reply, status, took, Duration::ZERO);
-        found
-    }
-
-    /// Records that a message sent at `via` arrived at `node` after `delay`
-    /// (or, with an error status, that it never did).
-    pub fn received(&mut self, node: NodeId, via: NodeId, text: String, status: StepStatus, delay: Duration) {
         self.push(
             node,
-            Action::Note(text),
-            String::new(),
+            Action::Sql(done.text),
+            done.summary,
             status,
-            delay,
-            Duration::ZERO,
+            done.real,
+            done.simulated,
         );
-        if let Some(step) = self.steps.last_mut() {
-            step.via = Some(via);
-        }
+        result
+    }
+
+    /// What the loader ran: kept until the engine reports its load step,
+    /// which it then describes.
+    pub fn loaded(&self, done: SqlDone) {
+        lock(&self.state).sql = Some(done);
+    }
+
+    /// Records that a message sent at `via` arrived at `node` after
+    /// `delay` (or, with an error status, that it never did). The step goes
+    /// right after the sending step (and the arrivals recorded before it),
+    /// where it happened, even if the operation has answered since.
+    pub fn received(&self, node: NodeId, via: NodeId, text: String, status: StepStatus, delay: Duration) {
+        let mut state = lock(&self.state);
+        let at = state
+            .steps
+            .iter()
+            .rposition(|s| s.node == via || s.via.as_ref() == Some(&via))
+            .map_or(state.steps.len(), |i| i + 1);
+        state.steps.insert(
+            at,
+            TraceStep {
+                node,
+                action: Action::Note(text),
+                reply: String::new(),
+                status,
+                duration_us: micros(delay),
+                simulated_delay_us: 0,
+                via: Some(via),
+            },
+        );
+    }
+
+    /// The node of the last step so far.
+    pub fn last_node(&self) -> Option<NodeId> {
+        lock(&self.state).steps.last().map(|s| s.node.clone())
+    }
+
+    /// Ends the recording: the steps and the wall time so far.
+    pub fn finish(&self) -> (Vec<TraceStep>, Duration) {
+        (
+            std::mem::take(&mut lock(&self.state).steps),
+            self.started.elapsed(),
+        )
     }
 
     /// Time since the operation started.
@@ -198,23 +202,24 @@ impl Recorder {
         self.started.elapsed()
     }
 
-    /// The steps so far.
-    pub fn steps(&self) -> &[TraceStep] {
-        &self.steps
+    /// Waits at the gate if `node` has a breakpoint.
+    async fn hold(&self, node: &NodeId) {
+        if let Some(pause) = self.pause_at(node.clone()) {
+            pause.await;
+        }
     }
 
-    /// Ends the recording: the steps and the total wall time.
-    pub fn finish(self) -> (Vec<TraceStep>, Duration) {
-        (self.steps, self.started.elapsed())
-    }
-
-    fn push_error(&mut self, node: NodeId, action: Action, error: &dyn std::fmt::Display, took: Duration) {
-        let reply = format!("error: {error}");
-        self.push(node, action, reply, StepStatus::Error, took, Duration::ZERO);
+    fn pause_at(&self, node: NodeId) -> Option<Pause<'_>> {
+        let gate = self.gate.as_ref()?;
+        if !self.breakpoints.contains(&node) {
+            return None;
+        }
+        let done = lock(&self.state).steps.clone();
+        Some(gate.pause(node, done))
     }
 
     fn push(
-        &mut self,
+        &self,
         node: NodeId,
         action: Action,
         reply: String,
@@ -222,7 +227,7 @@ impl Recorder {
         took: Duration,
         delayed: Duration,
     ) {
-        self.steps.push(TraceStep {
+        lock(&self.state).steps.push(TraceStep {
             node,
             action,
             reply,
@@ -232,6 +237,81 @@ impl Recorder {
             via: None,
         });
     }
+
+    /// What a step that sent no command says, in words.
+    fn describe(&self, step: &Step<'_>) -> String {
+        match (step.kind, step.status) {
+            (StepKind::NearLookup, _) => match &self.instance {
+                Some(name) => format!("near cache of instance {name}: {}", step.key),
+                None => format!("near cache: {}", step.key),
+            },
+            (StepKind::EarlyRefresh, _) => "XFetch: refresh now, before the value expires".into(),
+            (StepKind::ServedStale, _) => {
+                "past its fresh time: served stale while one request refreshes it".into()
+            }
+            (StepKind::Fallback, _) => format!("cache error ({}); falling back to the database", step.reply),
+            (StepKind::LockWait, Status::Hit) => "handed the value by the lock holder".into(),
+            (StepKind::LockWait, _) => "waited for the lock holder: nothing handed over".into(),
+            (StepKind::StoreRefused, Status::Error) => "the value does not serialize: not cached".into(),
+            (StepKind::StoreRefused, _) => "no lease: not caching what was loaded".into(),
+            (StepKind::Load, _) => format!("load {}", step.key),
+            (kind, _) => format!("{kind:?}"),
+        }
+    }
+}
+
+impl Observer for Recorder {
+    fn step(&self, step: &Step<'_>) {
+        let mut state = lock(&self.state);
+        let Some(node) = node_of(step.kind, self.flow, state.in_lock) else {
+            return;
+        };
+        if matches!(step.kind, StepKind::LockAcquire | StepKind::LockWait) {
+            state.in_lock = true;
+        }
+        let status = match step.status {
+            Status::Ok => StepStatus::Ok,
+            Status::Hit => StepStatus::Hit,
+            Status::Miss => StepStatus::Miss,
+            Status::Error => StepStatus::Error,
+        };
+        let (action, reply, took, delayed) = match (step.kind, state.sql.take()) {
+            // The loader said which query it ran and how long the database
+            // really took, apart from the simulated delay.
+            (StepKind::Load, Some(sql)) => (Action::Sql(sql.text), sql.summary, sql.real, sql.simulated),
+            (_, sql) => {
+                state.sql = sql;
+                let action = match step.command {
+                    Some(_) => Action::Redis(step.command_text()),
+                    None => Action::Note(self.describe(step)),
+                };
+                let reply = match step.reply {
+                    Reply::None => String::new(),
+                    reply => reply.to_string(),
+                };
+                (action, reply, step.took, Duration::ZERO)
+            }
+        };
+        state.steps.push(TraceStep {
+            node,
+            action,
+            reply,
+            status,
+            duration_us: micros(took),
+            simulated_delay_us: micros(delayed),
+            via: None,
+        });
+    }
+
+    fn checkpoint<'a>(&'a self, next: StepKind, _key: &'a str) -> Option<Pause<'a>> {
+        self.gate.as_ref()?;
+        let in_lock = lock(&self.state).in_lock;
+        self.pause_at(node_of(next, self.flow, in_lock)?)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
@@ -245,4 +325,39 @@ pub fn unix_millis() -> u64 {
 /// A duration in whole microseconds, saturating.
 pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_of_an_operation_has_a_box() {
+        for kind in StepKind::ALL {
+            let bus_event = matches!(
+                kind,
+                StepKind::InvalidationReceived | StepKind::Subscribed | StepKind::Unsubscribed
+            );
+            assert_eq!(node_of(kind, Flow::Read, false).is_none(), bus_event, "{kind:?}");
+        }
+        let diagram = shared::Diagram::cache_aside_read();
+        for kind in StepKind::ALL {
+            for flow in [Flow::Read, Flow::Write] {
+                if let Some(node) = node_of(kind, flow, false) {
+                    assert!(diagram.node(&node).is_some(), "{kind:?} → {node} is drawn");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lock_and_lease_steps_have_boxes_of_their_own() {
+        assert_eq!(node_of(StepKind::LockAcquire, Flow::Read, false), Some(LOCK));
+        assert_eq!(node_of(StepKind::LockRelease, Flow::Read, true), Some(LOCK));
+        assert_eq!(node_of(StepKind::LeaseTaken, Flow::Read, false), Some(LEASE));
+        // A second look made under the lock is drawn at the lock.
+        assert_eq!(node_of(StepKind::Lookup, Flow::Read, true), Some(LOCK));
+        assert_eq!(node_of(StepKind::Lookup, Flow::Read, false), Some(CHECK_CACHE));
+        assert_eq!(node_of(StepKind::Store, Flow::Write, false), Some(UPDATE_CACHE));
+    }
 }

@@ -1,33 +1,62 @@
 //! Sandboxes: each browser session's own corner of the playground.
 //!
-//! A sandbox namespaces cache keys (its name is part of every key), has its
-//! own database file (so one learner's writes never change another's rows),
-//! its own settings, trace stream and counters.
+//! A sandbox has its own key space (its name is part of every key), its own
+//! database file (so one learner's writes never change another's rows), its
+//! own application instances, settings, trace stream and counters.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use cache_aside::{KeySpace, Options, Redis};
 use tokio::sync::{oneshot, Notify};
 
-use shared::{Kind, SandboxId, SandboxSettings, Stats, Trace};
+use shared::{InputError, Kind, Record, SandboxId, SandboxSettings, ServerMessage, Stats, Trace};
 
-use crate::cache::Cache;
-use crate::cache_aside::CacheAside;
-use crate::feed::TraceFeed;
-use crate::instance::{Fleet, Instance};
-use crate::store::{Database, StoreError};
+use crate::feed::{to_json, TraceFeed};
+use crate::fleet::Fleet;
+use crate::policies;
+use crate::store::{simulated_latency, Database, SqlDone, StoreError};
 
 /// How many traces a sandbox keeps for browsers that connect later.
 pub const RECENT_TRACES: usize = 20;
 
+/// A sandbox's settings, and the engine options they stand for: one value,
+/// replaced whole when the settings change, so a request sees one or the
+/// other, never half of each.
+#[derive(Debug)]
+pub struct Config {
+    pub settings: SandboxSettings,
+    pub options: Options,
+}
+
+impl Config {
+    fn new(settings: SandboxSettings) -> Config {
+        Config {
+            options: policies::options(&settings),
+            settings,
+        }
+    }
+}
+
+/// A loader for the engine: one SQL query with the simulated latency.
+pub type Loader =
+    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<Option<Record>, StoreError>> + Send>> + Send>;
+
 /// One sandbox.
 pub struct Sandbox {
     pub id: SandboxId,
-    /// The Redis this sandbox uses. Today every sandbox shares the back end's
-    /// Redis; this is where a per-sandbox server or a fault proxy will go.
-    pub cache: Cache,
+    /// The sandbox's Redis, for inspections outside any operation (the
+    /// divergence check, a scenario's verdict). Today every sandbox shares
+    /// the back end's Redis; a per-sandbox server or a fault proxy goes here.
+    pub redis: Redis,
+    /// Where this sandbox's keys live.
+    pub keys: KeySpace,
+    /// The most one Redis command may take.
+    pub timeout: Duration,
     /// This sandbox's database.
     pub database: Database,
     /// Traces of this sandbox's operations, for the browsers watching it.
@@ -36,7 +65,7 @@ pub struct Sandbox {
     pub fleet: Fleet,
     /// Std mutexes: each is held for a copy or an update, never across an
     /// `await`.
-    settings: Mutex<SandboxSettings>,
+    config: Mutex<Arc<Config>>,
     stats: Mutex<Stats>,
     /// The latest traces, newest first, for browsers that connect later.
     recent: Mutex<VecDeque<Trace>>,
@@ -57,42 +86,52 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Sandbox {
-    /// The cache-aside engine for this sandbox with a snapshot of its
-    /// settings, working through `instance`'s Redis connection (or the
-    /// sandbox's own, for inspections and presets).
-    pub fn engine<'a>(
-        &'a self,
-        settings: &'a SandboxSettings,
-        instance: Option<&'a Instance>,
-    ) -> CacheAside<'a> {
-        CacheAside {
-            cache: instance.map_or(&self.cache, |i| &i.cache),
-            database: &self.database,
-            settings,
-            sandbox: &self.id,
-            instance,
-            fleet: Some(&self.fleet),
-        }
+    /// The current settings and engine options.
+    pub fn config(&self) -> Arc<Config> {
+        lock(&self.config).clone()
     }
 
     /// The current settings.
     pub fn settings(&self) -> SandboxSettings {
-        lock(&self.settings).clone()
+        self.config().settings.clone()
     }
 
-    /// Replaces the settings, keeping the key prefix (changing it would
+    /// Replaces the settings, keeping the key prefix and the Redis timeout
+    /// (both fixed when the back end starts: changing the prefix would
     /// orphan every cached key).
     pub fn set_settings(&self, mut settings: SandboxSettings) -> SandboxSettings {
-        let mut current = lock(&self.settings);
-        // The key prefix and the Redis timeout are fixed when the back end
-        // starts (changing the prefix would orphan every cached key).
-        settings.key_prefix = current.key_prefix.clone();
-        settings.redis_timeout_ms = current.redis_timeout_ms;
-        let previous = std::mem::replace(&mut *current, settings.clone());
-        // Still under the lock, so the instances always follow the settings
-        // that were stored last.
-        self.fleet.apply(&settings, Some(&previous));
+        let mut config = lock(&self.config);
+        settings.key_prefix = config.settings.key_prefix.clone();
+        settings.redis_timeout_ms = config.settings.redis_timeout_ms;
+        let near_changed = settings.near_cache != config.settings.near_cache;
+        *config = Arc::new(Config::new(settings.clone()));
+        // Still under the lock, so the instances follow the settings that
+        // were stored last.
+        if near_changed {
+            self.fleet.near_caches(settings.near_cache);
+        }
         settings
+    }
+
+    /// The loader the engine runs on a miss of record `kind`/`id`: the SQL
+    /// query plus the simulated latency of `settings`. `ran` hears what it
+    /// ran (the trace shows it).
+    pub fn loader(
+        &self,
+        kind: Kind,
+        id: u64,
+        settings: &SandboxSettings,
+        ran: impl FnOnce(SqlDone) + Send + 'static,
+    ) -> Loader {
+        let latency = simulated_latency(settings.db_latency_ms, settings.db_jitter_percent);
+        let query = self.database.find(kind, id, latency);
+        Box::new(move || {
+            Box::pin(async move {
+                let (result, done) = query.run_measured().await;
+                ran(done);
+                result
+            })
+        })
     }
 
     /// The counters so far.
@@ -114,6 +153,11 @@ impl Sandbox {
         recent.truncate(RECENT_TRACES);
     }
 
+    /// The latest traces, newest first.
+    pub fn recent(&self) -> Vec<Trace> {
+        lock(&self.recent).iter().cloned().collect()
+    }
+
     /// Notes that a row changed at `at_ms`.
     pub fn row_changed(&self, kind: Kind, id: u64, at_ms: u64) {
         lock(&self.changed_at).insert((kind, id), at_ms);
@@ -122,6 +166,29 @@ impl Sandbox {
     /// When each row last changed.
     pub fn changed_at(&self) -> HashMap<(Kind, u64), u64> {
         lock(&self.changed_at).clone()
+    }
+
+    /// Cuts or restores an instance's Pub/Sub link, to watch a missed
+    /// invalidation and the recovery.
+    ///
+    /// # Errors
+    /// [`InputError::BadSetting`] for an unknown instance, or when near
+    /// caches are off (there is nothing to invalidate then).
+    pub fn set_link(&self, instance: &str, connected: bool) -> Result<(), InputError> {
+        if !self.config().settings.near_cache {
+            return Err(InputError::BadSetting(
+                "turn near caches on first: without them there is nothing to invalidate".into(),
+            ));
+        }
+        self.fleet.set_link(instance, connected)
+    }
+
+    /// Tells every watcher how the instances stand.
+    pub fn announce_instances(&self) {
+        let message = ServerMessage::Instances {
+            instances: self.fleet.states(),
+        };
+        self.feed.publish(Arc::from(to_json(&message)));
     }
 
     /// Registers operation `id` as held; it waits on the returned receiver
@@ -163,11 +230,6 @@ impl Sandbox {
             }
         }
     }
-
-    /// The latest traces, newest first.
-    pub fn recent(&self) -> Vec<Trace> {
-        lock(&self.recent).iter().cloned().collect()
-    }
 }
 
 /// Why a sandbox could not be created. Each variant says when it occurs.
@@ -176,15 +238,16 @@ pub enum SandboxError {
     /// Occurs when the sandbox's database file cannot be created.
     #[error(transparent)]
     Database(#[from] StoreError),
-    /// Occurs when the instances' Redis connections cannot be set up.
-    #[error("cannot set up the instances' Redis connections: {0}")]
-    Cache(#[from] crate::cache::CacheError),
+    /// Occurs when the engine refuses the instances' options.
+    #[error("cannot set up the instances: {0}")]
+    Engine(#[from] cache_aside::OptionsError),
 }
 
 /// All sandboxes, created on first use.
 pub struct Sandboxes {
     defaults: SandboxSettings,
-    cache: Cache,
+    redis: Redis,
+    timeout: Duration,
     /// The database of the `default` sandbox (the one `curl` uses).
     default_database: Database,
     /// Where other sandboxes' databases are created.
@@ -196,19 +259,22 @@ pub struct Sandboxes {
 }
 
 impl Sandboxes {
-    /// Sandboxes that start with `defaults` and use `cache`. The `default`
-    /// sandbox uses `default_database`; others get a seeded file each in
-    /// `sandbox_dir`. Up to `feed_capacity` traces wait for a slow browser.
+    /// Sandboxes that start with `defaults` and use `redis`, each command
+    /// within `timeout`. The `default` sandbox uses `default_database`;
+    /// others get a seeded file each in `sandbox_dir`. Up to
+    /// `feed_capacity` traces wait for a slow browser.
     pub fn new(
         defaults: SandboxSettings,
-        cache: Cache,
+        redis: Redis,
+        timeout: Duration,
         default_database: Database,
         sandbox_dir: PathBuf,
         feed_capacity: usize,
     ) -> Sandboxes {
         Sandboxes {
             defaults,
-            cache,
+            redis,
+            timeout,
             default_database,
             sandbox_dir,
             feed_capacity,
@@ -220,7 +286,7 @@ impl Sandboxes {
     /// The sandbox with this name, created if new.
     ///
     /// # Errors
-    /// When a new sandbox's database or connections cannot be created.
+    /// When a new sandbox's database or instances cannot be created.
     pub fn get(&self, id: &SandboxId) -> Result<Arc<Sandbox>, SandboxError> {
         if let Some(sandbox) = lock(&self.map).get(id) {
             return Ok(sandbox.clone());
@@ -237,26 +303,45 @@ impl Sandboxes {
         } else {
             Database::open(&self.sandbox_dir.join(format!("{id}.sqlite3")))?
         };
-        let feed = Arc::new(TraceFeed::new(self.feed_capacity));
-        let channel = format!("{}{id}:invalidation", self.defaults.key_prefix);
-        let fleet = Fleet::new(&self.cache, channel, feed.clone(), &self.defaults)?;
-        let mut map = lock(&self.map);
-        let sandbox = map.entry(id.clone()).or_insert_with(|| {
-            Arc::new(Sandbox {
+        let keys = policies::key_space(&self.defaults.key_prefix, id);
+        let mut failure = None;
+        // The instances tell the sandbox when they change, so it holds them
+        // through a weak reference: no cycle keeps a sandbox alive.
+        let sandbox = Arc::new_cyclic(|me: &Weak<Sandbox>| {
+            let me = me.clone();
+            let changed: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                if let Some(sandbox) = me.upgrade() {
+                    sandbox.announce_instances();
+                }
+            });
+            let fleet = Fleet::new(&self.redis, &keys, self.timeout, changed).unwrap_or_else(|e| {
+                failure = Some(e);
+                Fleet::empty()
+            });
+            Sandbox {
                 id: id.clone(),
-                cache: self.cache.clone(),
+                redis: self.redis.clone(),
+                keys: keys.clone(),
+                timeout: self.timeout,
                 database,
-                feed,
+                feed: Arc::new(TraceFeed::new(self.feed_capacity)),
                 fleet,
-                settings: Mutex::new(self.defaults.clone()),
+                config: Mutex::new(Arc::new(Config::new(self.defaults.clone()))),
                 stats: Mutex::new(Stats::default()),
                 recent: Mutex::new(VecDeque::new()),
                 changed_at: Mutex::new(HashMap::new()),
                 paused: Mutex::new(HashMap::new()),
                 pause_events: Notify::new(),
                 herd: tokio::sync::Mutex::new(()),
-            })
+            }
         });
-        Ok(sandbox.clone())
+        if let Some(error) = failure {
+            return Err(error.into());
+        }
+        if self.defaults.near_cache {
+            sandbox.fleet.near_caches(true);
+        }
+        lock(&self.map).insert(id.clone(), sandbox.clone());
+        Ok(sandbox)
     }
 }

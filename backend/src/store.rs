@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use shared::{Kind, Product, Record, User};
@@ -68,6 +68,16 @@ pub struct SqlCall<T> {
     pub(crate) summarize: fn(&T) -> String,
 }
 
+/// What a statement did, for the trace: the text, the reply in short, the
+/// real query time and the simulated delay, apart.
+#[derive(Clone, Debug)]
+pub struct SqlDone {
+    pub text: String,
+    pub summary: String,
+    pub real: Duration,
+    pub simulated: Duration,
+}
+
 impl<T> SqlCall<T> {
     /// Runs the statement without recording it, for inspections that are
     /// not part of an operation (the divergence check). No simulated delay.
@@ -77,6 +87,40 @@ impl<T> SqlCall<T> {
     pub async fn execute(self) -> Result<T, StoreError> {
         self.run.await
     }
+
+    /// Runs the statement, then sleeps the simulated delay (only after a
+    /// success), measuring each apart.
+    pub async fn run_measured(self) -> (Result<T, StoreError>, SqlDone) {
+        let started = Instant::now();
+        let result = self.run.await;
+        let real = started.elapsed();
+        let (summary, simulated) = match &result {
+            Ok(value) => {
+                let delay_started = Instant::now();
+                if !self.simulated_delay.is_zero() {
+                    tokio::time::sleep(self.simulated_delay).await;
+                }
+                ((self.summarize)(value), delay_started.elapsed())
+            }
+            Err(error) => (format!("error: {error}"), Duration::ZERO),
+        };
+        let done = SqlDone {
+            text: self.text,
+            summary,
+            real,
+            simulated,
+        };
+        (result, done)
+    }
+}
+
+/// The simulated latency of one query: `base_ms`, varied by up to
+/// `jitter_percent` either way. Real latencies vary, and races need that.
+pub fn simulated_latency(base_ms: u64, jitter_percent: u64) -> Duration {
+    static RANDOM: cache_aside::random::SplitMix64 = cache_aside::random::SplitMix64::new(0x5eed);
+    let jitter = jitter_percent.min(100) as f64 / 100.0;
+    let factor = 1.0 + jitter * (2.0 * RANDOM.next_unit() - 1.0);
+    Duration::from_secs_f64((base_ms as f64 * factor).max(0.0) / 1000.0)
 }
 
 impl Database {
@@ -320,6 +364,9 @@ fn create_and_seed(connection: &mut Connection) -> Result<(), StoreError> {
 
 /// Deterministic sample data: record `id` is always the same record.
 pub mod seed {
+    // A small integer hash (SplitMix64's finalizer), so neighbouring ids
+    // get unrelated-looking values without any random state.
+    use cache_aside::random::mix64 as mix;
     use shared::{Product, User};
 
     const FIRST: [&str; 20] = [
@@ -400,14 +447,6 @@ pub mod seed {
         ("Teapot", "kitchen"),
         ("Stapler", "office"),
     ];
-
-    /// A small integer hash (SplitMix64's finalizer), so neighbouring ids get
-    /// unrelated-looking values without any random state.
-    fn mix(mut x: u64) -> u64 {
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
-        x ^ (x >> 31)
-    }
 
     /// The seeded user with this id.
     pub fn user(id: u64) -> User {

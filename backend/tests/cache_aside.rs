@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backend::cache_aside::MISSING_MARKER;
 use backend::feed::FeedEvent;
+use cache_aside::{Content, Envelope};
 use redis::Commands;
 use shared::{Action, Kind, Outcome, Record, SandboxId, ServerMessage, StepStatus, Trace};
 
@@ -64,11 +64,12 @@ async fn first_read_misses_and_fills_the_cache_second_read_hits() {
     assert!(trace.steps[3].action.text().ends_with(" EX 60"));
     assert_eq!(t.database_queries(), 1);
 
-    // Redis really holds the record, as JSON, with a TTL.
+    // Redis really holds the record, in the engine's envelope, with a TTL.
     let mut redis = t.redis();
-    let cached: String = redis.get("cache:default:user:42").unwrap();
-    let record: Record = serde_json::from_str(&cached).unwrap();
-    assert_eq!(Some(record), first.record);
+    let cached: Vec<u8> = redis.get("cache:default:user:42").unwrap();
+    let entry = Envelope::<Record>::decode(&cached).unwrap();
+    assert_eq!(entry.content, Content::Value(first.record.clone().unwrap()));
+    assert_eq!(entry.version, 1, "the row's version travels with it");
     let ttl: i64 = redis.ttl("cache:default:user:42").unwrap();
     assert!((1..=60).contains(&ttl), "ttl {ttl}");
 
@@ -112,8 +113,11 @@ async fn missing_records_are_cached_with_the_null_ttl() {
     assert_eq!(first.record, None);
 
     let mut redis = t.redis();
-    let cached: String = redis.get("cache:default:user:999999").unwrap();
-    assert_eq!(cached, MISSING_MARKER);
+    let cached: Vec<u8> = redis.get("cache:default:user:999999").unwrap();
+    assert_eq!(
+        Envelope::<Record>::decode(&cached).unwrap().content,
+        Content::NotFound
+    );
     let ttl: i64 = redis.ttl("cache:default:user:999999").unwrap();
     assert!(
         (1..=30).contains(&ttl),
@@ -241,7 +245,7 @@ async fn unreadable_cached_values_are_replaced() {
     let read = t.read(Kind::Users, 9).await;
     assert_eq!(read.outcome, Outcome::Miss);
     let cached: String = redis.get("cache:default:user:9").unwrap();
-    assert!(cached.starts_with('{'), "{cached}");
+    assert!(cached.starts_with("ca1 v "), "{cached}");
 }
 
 /// Sandboxes namespace keys: one learner's hit is another's miss.

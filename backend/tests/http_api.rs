@@ -74,10 +74,8 @@ async fn rest_writes_update_and_delete() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["record"]["name"], "Grace H.");
     assert_eq!(body["record"]["version"], 2);
-    assert!(
-        body["cache_action"].as_str().unwrap().starts_with("deleted"),
-        "{body}"
-    );
+    assert_eq!(body["cache"]["effect"], "deleted", "{body}");
+    assert_eq!(body["cache"]["key"], "cache:default:user:30", "{body}");
 
     let (status, _) = send(&t, "DELETE", "/api/v1/users/30", "").await;
     assert_eq!(status, StatusCode::OK);

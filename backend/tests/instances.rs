@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use backend::feed::FeedEvent;
 use backend::playground::{ReadOptions, WriteOptions};
-use shared::{Kind, Origin, Outcome, Record, SandboxId, ServerMessage, StepStatus, Trace, WriteChange};
+use shared::{
+    CacheEffect, Kind, Origin, Outcome, Record, SandboxId, ServerMessage, StepStatus, Trace, WriteChange,
+};
 
 fn near_caches_on(c: &mut backend::Config) {
     c.near_cache = true;
@@ -97,9 +99,9 @@ async fn a_write_on_one_instance_invalidates_every_near_cache() {
 
     let written = rename_at(&t, "A", 1, "Everywhere Now").await;
     assert!(
-        written.cache_action.contains("3 of 3 instances received it"),
-        "{}",
-        written.cache_action
+        matches!(written.cache, CacheEffect::Deleted { existed: true, .. }),
+        "{:?}",
+        written.cache
     );
     let trace = write_trace(&mut feed).await;
     let nodes: Vec<_> = trace.steps.iter().map(|s| s.node.as_str()).collect();
@@ -153,20 +155,22 @@ async fn a_disconnected_instance_misses_the_message_and_recovers_on_resubscribe(
     let before = read_at(&t, "B", 2).await;
     assert_eq!(read_at(&t, "B", 2).await.outcome, Outcome::NearHit);
 
-    sandbox.fleet.set_link("B", false).unwrap();
+    sandbox.set_link("B", false).unwrap();
     wait_subscribed(&t, 2).await;
     let mut feed = t
         .backend
         .playground
         .subscribe(&SandboxId::default_sandbox())
         .unwrap();
-    let written = rename_at(&t, "A", 2, "Missed By B").await;
-    assert!(
-        written.cache_action.contains("2 of 3"),
-        "{}",
-        written.cache_action
-    );
+    rename_at(&t, "A", 2, "Missed By B").await;
     let trace = write_trace(&mut feed).await;
+    let received = |node: &str| {
+        trace
+            .steps
+            .iter()
+            .any(|s| s.node.as_str() == node && s.status == StepStatus::Ok)
+    };
+    assert!(received("instance_a") && received("instance_c") && !received("instance_b"));
     let missed = trace
         .steps
         .iter()
@@ -185,7 +189,7 @@ async fn a_disconnected_instance_misses_the_message_and_recovers_on_resubscribe(
     assert_eq!(name_of(&stale.record), name_of(&before.record));
 
     // Resubscribing clears B's near cache: the next read is fresh.
-    sandbox.fleet.set_link("B", true).unwrap();
+    sandbox.set_link("B", true).unwrap();
     wait_subscribed(&t, 3).await;
     let fresh = read_at(&t, "B", 2).await;
     assert_ne!(fresh.outcome, Outcome::NearHit);
@@ -212,18 +216,22 @@ async fn without_near_caches_reads_go_round_robin_and_nothing_is_published() {
     }
     served.sort();
     assert_eq!(served, ["A", "B", "C"]);
-    let written = rename_at(&t, "A", 3, "No Publish").await;
+    let mut feed = t
+        .backend
+        .playground
+        .subscribe(&SandboxId::default_sandbox())
+        .unwrap();
+    rename_at(&t, "A", 3, "No Publish").await;
+    let trace = write_trace(&mut feed).await;
     assert!(
-        !written.cache_action.contains("published"),
-        "{}",
-        written.cache_action
+        !trace.steps.iter().any(|s| s.node.as_str() == "publish"),
+        "{trace:?}"
     );
     let err = t
         .backend
         .playground
         .sandbox(&SandboxId::default_sandbox())
         .unwrap()
-        .fleet
         .set_link("A", false)
         .unwrap_err();
     assert!(err.to_string().contains("near caches"), "{err}");

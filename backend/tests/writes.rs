@@ -4,7 +4,9 @@
 mod common;
 
 use redis::Commands;
-use shared::{Kind, Origin, Outcome, Record, SandboxId, WriteChange, WriteResult, WriteStrategy};
+use shared::{
+    CacheEffect, Kind, Origin, Outcome, Record, SandboxId, WriteChange, WriteResult, WriteStrategy,
+};
 
 fn name_of(record: &Option<Record>) -> &str {
     record.as_ref().map(Record::title).unwrap_or("<none>")
@@ -39,10 +41,13 @@ async fn delete_on_write_drops_the_key_and_the_next_read_sees_the_change() {
     let written = rename(&t, Kind::Users, 10, "Renamed Person").await;
     assert!(written.found);
     assert_eq!(name_of(&written.record), "Renamed Person");
-    assert!(
-        written.cache_action.starts_with("deleted cache:default:user:10"),
-        "{}",
-        written.cache_action
+    assert_eq!(
+        written.cache,
+        CacheEffect::Deleted {
+            key: "cache:default:user:10".into(),
+            existed: true,
+            lease_revoked: false
+        }
     );
     let exists: bool = t.redis().exists("cache:default:user:10").unwrap();
     assert!(!exists);
@@ -64,10 +69,14 @@ async fn ttl_only_serves_the_old_value_until_the_ttl_runs_out() {
     let before = t.read(Kind::Users, 11).await;
     let written = rename(&t, Kind::Users, 11, "New Name").await;
     assert!(
-        written.cache_action.contains("may see the old value for up to"),
-        "{}",
-        written.cache_action
+        matches!(written.cache, CacheEffect::Left { remaining_ms: Some(ms), .. } if ms > 0 && ms <= 2_000),
+        "{:?}",
+        written.cache
     );
+    assert!(written
+        .cache
+        .describe()
+        .contains("may see the old value for up to"));
 
     let stale = t.read(Kind::Users, 11).await;
     assert_eq!(stale.outcome, Outcome::Hit);
@@ -153,7 +162,7 @@ async fn writes_to_missing_records_are_reported_not_found() {
     let t = common::start(|_| {});
     let written = rename(&t, Kind::Users, 5000, "Nobody").await;
     assert!(!written.found);
-    assert!(written.cache_action.contains("no such record"));
+    assert_eq!(written.cache, CacheEffect::NoRecord);
 }
 
 /// Bad names are refused before anything is written.

@@ -58,6 +58,11 @@ pub mod nodes {
     pub const NEAR_CACHE: NodeId = NodeId::new("near_cache");
     /// Tell every instance, over Redis Pub/Sub, to drop its near copy.
     pub const PUBLISH: NodeId = NodeId::new("publish");
+    /// The stampede lock: take it (`SET NX PX`), wait to be handed the
+    /// value, hand it over and release it.
+    pub const LOCK: NodeId = NodeId::new("lock");
+    /// The reader's lease against the stale-set race.
+    pub const LEASE: NodeId = NodeId::new("lease");
     /// The application instances, receiving invalidations.
     pub const INSTANCE_A: NodeId = NodeId::new("instance_a");
     pub const INSTANCE_B: NodeId = NodeId::new("instance_b");
@@ -76,6 +81,19 @@ pub enum System {
     App,
     Redis,
     Database,
+}
+
+/// An optional part of the flow: its nodes are drawn faded while the
+/// sandbox does not use it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    /// Near caches and their Pub/Sub invalidation.
+    Near,
+    /// The stampede lock (and stale-while-revalidate's refresh lock).
+    Lock,
+    /// Leases against the stale-set race.
+    Lease,
 }
 
 /// How a node is drawn.
@@ -102,6 +120,9 @@ pub struct Node {
     /// layout stacks flows one under the other.
     #[serde(default)]
     pub flow: u8,
+    /// The optional part of the flow this node belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<Feature>,
     pub x: f64,
     pub y: f64,
     pub width: f64,
@@ -203,6 +224,8 @@ impl Diagram {
     /// again by rank so nothing overlaps.
     pub fn transposed(&self) -> Diagram {
         const MARGIN: f64 = 20.0;
+        // Room on the left for an edge to bow around a column of boxes.
+        const GUTTER: f64 = 90.0;
         const GAP: f64 = 60.0;
         let cell_w = self.nodes.iter().map(|n| n.width).fold(0.0, f64::max) + GAP;
         let cell_h = self.nodes.iter().map(|n| n.height).fold(0.0, f64::max) + GAP;
@@ -219,7 +242,7 @@ impl Diagram {
             for n in members {
                 let (cx, cy) = n.centre();
                 nodes.push(Node {
-                    x: MARGIN + rank_of(&columns, cy) * cell_w,
+                    x: GUTTER + rank_of(&columns, cy) * cell_w,
                     y: top + rank_of(&rows, cx) * cell_h,
                     ..n.clone()
                 });
@@ -230,7 +253,7 @@ impl Diagram {
         // Keep the original order, so node i is still node i.
         nodes.sort_by_key(|n| self.nodes.iter().position(|o| o.id == n.id));
         let mut narrow = Diagram {
-            width: MARGIN + columns_used as f64 * cell_w - GAP + MARGIN,
+            width: GUTTER + columns_used as f64 * cell_w - GAP + MARGIN,
             height: top - GAP + MARGIN,
             nodes,
             edges: Vec::new(),
@@ -265,7 +288,9 @@ impl Diagram {
     /// The smallest bend (trying `preferred`'s side first) at which `edge`
     /// crosses no node but its own two ends; `None` if none up to 300.
     pub fn clear_bend(&self, edge: &Edge, preferred: f64) -> Option<f64> {
-        for magnitude in [0.0, 50.0, 90.0, 130.0, 170.0, 210.0, 250.0, 300.0] {
+        for magnitude in [
+            0.0, 50.0, 90.0, 130.0, 170.0, 210.0, 250.0, 300.0, 350.0, 400.0, 450.0, 500.0,
+        ] {
             for side in [preferred, -preferred] {
                 let candidate = Edge {
                     bend: side * magnitude,
@@ -301,29 +326,34 @@ impl Diagram {
     }
 
     /// The cache-aside diagram. Reads: check the instance's near cache (when
-    /// on), then Redis; on a hit return; on a miss read the database, store
-    /// the value with a TTL and return it; if Redis fails, fall back to the
-    /// database. Writes: the database first, then the cache as the strategy
-    /// says, then (with near caches) a Pub/Sub message that every instance
-    /// receives.
+    /// on), then Redis; on a hit return; on a miss (under the lock, or with
+    /// a lease, when those are on) read the database, store the value with a
+    /// TTL and return it; if Redis fails, fall back to the database. Writes:
+    /// the database first, then the cache as the strategy says, then (with
+    /// near caches) a Pub/Sub message that every instance receives.
     pub fn cache_aside_read() -> Diagram {
         use nodes::*;
-        const W: f64 = 170.0;
-        let node = |id: NodeId, title: &str, detail: &str, system, shape, column: usize, row: usize| {
-            let x = 20.0 + column as f64 * (W + 70.0);
-            let y = [90.0, 300.0, 510.0, 700.0][row];
-            Node {
+        use Feature::{Lease, Lock, Near};
+        use NodeShape::{Box as Step, Terminal};
+        use System::{App, Database, Redis};
+        const W: f64 = 150.0;
+        let node =
+            |id: NodeId, title: &str, detail: &str, system, shape, (column, row): (usize, usize)| Node {
                 id,
                 title: title.into(),
                 detail: detail.into(),
                 system,
                 shape,
                 flow: if row >= 2 { 1 } else { 0 },
-                x,
-                y,
+                feature: None,
+                x: 20.0 + column as f64 * (W + 50.0),
+                y: [90.0, 300.0, 510.0, 700.0][row],
                 width: W,
                 height: 80.0,
-            }
+            };
+        let optional = |feature, n: Node| Node {
+            feature: Some(feature),
+            ..n
         };
         let edge = |from: NodeId, to: NodeId, label: &str, bend| Edge {
             from,
@@ -331,31 +361,30 @@ impl Diagram {
             label: label.into(),
             bend,
         };
-        use NodeShape::{Box as Step, Terminal};
-        use System::{App, Database, Redis};
         Diagram {
             width: 1170.0,
             height: 800.0,
             nodes: vec![
-                node(REQUEST, "Request", "read one record", App, Terminal, 0, 0),
-                node(
-                    NEAR_CACHE,
-                    "Near cache",
-                    "this instance's memory",
-                    App,
-                    Step,
-                    1,
-                    0,
+                node(REQUEST, "Request", "read one record", App, Terminal, (0, 0)),
+                optional(
+                    Near,
+                    node(
+                        NEAR_CACHE,
+                        "Near cache",
+                        "this instance's memory",
+                        App,
+                        Step,
+                        (1, 0),
+                    ),
                 ),
-                node(CHECK_CACHE, "Check Redis", "GET key", Redis, Step, 2, 0),
+                node(CHECK_CACHE, "Check Redis", "GET key", Redis, Step, (2, 0)),
                 node(
                     RETURN_CACHED,
                     "Return cached",
                     "no database work",
                     App,
                     Terminal,
-                    4,
-                    0,
+                    (5, 0),
                 ),
                 node(
                     CACHE_ERROR,
@@ -363,8 +392,15 @@ impl Diagram {
                     "log it, carry on",
                     App,
                     Step,
-                    1,
-                    1,
+                    (1, 1),
+                ),
+                optional(
+                    Lease,
+                    node(LEASE, "Lease", "SET lease token PX", Redis, Step, (2, 1)),
+                ),
+                optional(
+                    Lock,
+                    node(LOCK, "Lock", "SET lock NX PX, hand over", Redis, Step, (3, 0)),
                 ),
                 node(
                     QUERY_DATABASE,
@@ -372,8 +408,7 @@ impl Diagram {
                     "SELECT ... WHERE id = ?",
                     Database,
                     Step,
-                    2,
-                    1,
+                    (3, 1),
                 ),
                 node(
                     STORE_IN_CACHE,
@@ -381,8 +416,7 @@ impl Diagram {
                     "SET key value EX ttl",
                     Redis,
                     Step,
-                    3,
-                    1,
+                    (4, 1),
                 ),
                 node(
                     RETURN_LOADED,
@@ -390,8 +424,7 @@ impl Diagram {
                     "next read is a hit",
                     App,
                     Terminal,
-                    4,
-                    1,
+                    (5, 1),
                 ),
                 node(
                     WRITE_REQUEST,
@@ -399,8 +432,7 @@ impl Diagram {
                     "update or delete",
                     App,
                     Terminal,
-                    0,
-                    2,
+                    (0, 2),
                 ),
                 node(
                     WRITE_DATABASE,
@@ -408,8 +440,7 @@ impl Diagram {
                     "UPDATE / DELETE first",
                     Database,
                     Step,
-                    1,
-                    2,
+                    (1, 2),
                 ),
                 node(
                     UPDATE_CACHE,
@@ -417,27 +448,51 @@ impl Diagram {
                     "per write strategy",
                     Redis,
                     Step,
-                    2,
-                    2,
+                    (2, 2),
                 ),
-                node(PUBLISH, "Publish", "PUBLISH channel key", Redis, Step, 3, 2),
-                node(RETURN_WRITTEN, "Return", "write done", App, Terminal, 4, 2),
-                node(INSTANCE_A, "Instance A", "drops its near copy", App, Step, 2, 3),
-                node(INSTANCE_B, "Instance B", "drops its near copy", App, Step, 3, 3),
-                node(INSTANCE_C, "Instance C", "drops its near copy", App, Step, 4, 3),
+                optional(
+                    Near,
+                    node(PUBLISH, "Publish", "PUBLISH channel key", Redis, Step, (3, 2)),
+                ),
+                node(RETURN_WRITTEN, "Return", "write done", App, Terminal, (5, 2)),
+                optional(
+                    Near,
+                    node(INSTANCE_A, "Instance A", "drops its near copy", App, Step, (3, 3)),
+                ),
+                optional(
+                    Near,
+                    node(INSTANCE_B, "Instance B", "drops its near copy", App, Step, (4, 3)),
+                ),
+                optional(
+                    Near,
+                    node(INSTANCE_C, "Instance C", "drops its near copy", App, Step, (5, 3)),
+                ),
             ],
             edges: vec![
                 edge(REQUEST, NEAR_CACHE, "", 0.0),
                 edge(NEAR_CACHE, CHECK_CACHE, "miss", 0.0),
                 // Over the top of the row, clear of "Check Redis".
-                edge(NEAR_CACHE, RETURN_CACHED, "near hit", -125.0),
+                edge(NEAR_CACHE, RETURN_CACHED, "near hit", -200.0),
                 // With near caches off the read goes straight to Redis,
                 // under the near-cache box.
                 edge(REQUEST, CHECK_CACHE, "", 110.0),
-                edge(CHECK_CACHE, RETURN_CACHED, "hit", 0.0),
+                // Under the lock box.
+                edge(CHECK_CACHE, RETURN_CACHED, "hit", 120.0),
                 edge(CHECK_CACHE, QUERY_DATABASE, "miss", 0.0),
                 edge(CHECK_CACHE, CACHE_ERROR, "error", 0.0),
-                edge(CACHE_ERROR, QUERY_DATABASE, "fall back", 0.0),
+                // Under the lease box.
+                edge(CACHE_ERROR, QUERY_DATABASE, "fall back", 120.0),
+                // With leases: take one before loading.
+                edge(CHECK_CACHE, LEASE, "miss", 0.0),
+                edge(LEASE, QUERY_DATABASE, "", 0.0),
+                // With the lock: the holder loads, stores, hands the value
+                // over and releases; waiters are handed the value.
+                edge(CHECK_CACHE, LOCK, "miss", 0.0),
+                edge(LOCK, QUERY_DATABASE, "holder", 0.0),
+                edge(LOCK, LEASE, "holder", 0.0),
+                edge(STORE_IN_CACHE, LOCK, "hand over", 0.0),
+                edge(LOCK, RETURN_LOADED, "", 0.0),
+                edge(LOCK, RETURN_CACHED, "handed", 0.0),
                 edge(QUERY_DATABASE, STORE_IN_CACHE, "", 0.0),
                 edge(STORE_IN_CACHE, RETURN_LOADED, "", 0.0),
                 // After a fallback the store is skipped: Redis just failed.
@@ -504,8 +559,8 @@ mod tests {
         );
         assert_fits_without_overlap(&narrow);
         assert_eq!(narrow.edges.len(), wide.edges.len());
-        // Request stays first, top left.
-        assert_eq!((narrow.nodes[0].x, narrow.nodes[0].y), (20.0, 20.0));
+        // Request stays first, top left (after the gutter for curves).
+        assert_eq!((narrow.nodes[0].x, narrow.nodes[0].y), (90.0, 20.0));
     }
 
     #[test]
@@ -547,8 +602,8 @@ mod tests {
         let d = Diagram::cache_aside_read();
         let e = d.edge(&nodes::REQUEST, &nodes::NEAR_CACHE).unwrap();
         let [start, _, end] = d.edge_curve(e).unwrap();
-        assert_eq!(start, (190.0, 130.0));
-        assert_eq!(end, (260.0, 130.0));
+        assert_eq!(start, (170.0, 130.0));
+        assert_eq!(end, (220.0, 130.0));
     }
 
     #[test]

@@ -21,14 +21,14 @@ pub mod protocol;
 pub mod settings;
 pub mod trace;
 
-pub use diagram::{Diagram, Edge, Node, NodeId, NodeShape, System};
+pub use diagram::{Diagram, Edge, Feature, Node, NodeId, NodeShape, System};
 pub use entity::{
     check_id, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID, MAX_NAME_LEN,
 };
 pub use protocol::{
-    ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, HerdResult, HerdSpec, HerdTiming,
-    InstanceState, ReadResult, Scenario, ScenarioResult, ServerMessage, WriteChange, WriteResult,
+    CacheEffect, ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, HerdResult, HerdSpec,
+    HerdTiming, InstanceState, ReadResult, Scenario, ScenarioResult, ServerMessage, WriteChange, WriteResult,
     PROTOCOL_VERSION,
 };
-pub use settings::{CacheWrite, RaceFix, SandboxSettings, Stats, WriteStrategy};
+pub use settings::{CacheWrite, RaceFix, SandboxSettings, StampedePolicy, Stats, WriteStrategy};
 pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

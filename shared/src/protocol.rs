@@ -12,7 +12,7 @@ use crate::trace::{Operation, Outcome, Trace, TraceStep};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Sent by the browser over the WebSocket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -360,11 +360,108 @@ pub struct WriteResult {
     pub found: bool,
     /// The record as it is now (`None` after a delete, or if not found).
     pub record: Option<Record>,
-    /// What the write did to the cache, in words.
-    pub cache_action: String,
+    /// What the write did to the cache.
+    pub cache: CacheEffect,
     pub latency_us: u64,
     pub trace_id: u64,
     pub sandbox: SandboxId,
+}
+
+/// What a write did to the cached copy of its record, as a value (the
+/// engine's effect, named for the UI); [`CacheEffect::describe`] says it in
+/// words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum CacheEffect {
+    /// The record does not exist: nothing was written, nothing to do.
+    NoRecord,
+    /// `DEL`: the copy is gone (`existed`: there was one); with leases the
+    /// key's lease was revoked too.
+    Deleted {
+        key: String,
+        existed: bool,
+        lease_revoked: bool,
+    },
+    /// Version checks: a marker at `version` replaced the copy; after a
+    /// delete (`deleted`) it answers "does not exist".
+    Marked {
+        key: String,
+        version: u64,
+        deleted: bool,
+    },
+    /// Version checks: Redis already held a newer version.
+    NewerKept { key: String },
+    /// TTL only: the copy was left alone; it lives `remaining_ms` more
+    /// (`None`: it was not cached at all).
+    Left { key: String, remaining_ms: Option<u64> },
+    /// Write-through: the new value is cached.
+    WroteThrough { key: String },
+    /// Write-through: a newer version was already cached.
+    WriteThroughRefused { key: String },
+    /// Redis failed: the old copy may live until its TTL.
+    Failed { key: String, error: String },
+}
+
+impl CacheEffect {
+    /// The effect in one sentence.
+    pub fn describe(&self) -> String {
+        match self {
+            CacheEffect::NoRecord => "nothing: there is no such record".into(),
+            CacheEffect::Deleted {
+                key,
+                existed: true,
+                lease_revoked,
+            } => {
+                let lease = if *lease_revoked {
+                    " and revoked its lease"
+                } else {
+                    ""
+                };
+                format!("deleted {key}{lease}: the next read loads the new row")
+            }
+            CacheEffect::Deleted {
+                key, lease_revoked, ..
+            } => {
+                let lease = if *lease_revoked { ", revoked its lease" } else { "" };
+                format!("sent DEL {key} (it was not cached){lease}")
+            }
+            CacheEffect::Marked {
+                key, deleted: true, ..
+            } => format!(
+                "marked {key} deleted: readers get \"does not exist\" and no older version can return"
+            ),
+            CacheEffect::Marked { key, version, .. } => {
+                format!("marked {key} invalidated at version {version}: the next read loads the new row")
+            }
+            CacheEffect::NewerKept { key } => format!("{key} already holds a newer version"),
+            CacheEffect::Left {
+                key,
+                remaining_ms: Some(ms),
+            } => format!(
+                "left {key} alone: readers may see the old value for up to {} s",
+                ms.div_ceil(1000)
+            ),
+            CacheEffect::Left { key, .. } => format!("{key} is not cached: the next read loads the new row"),
+            CacheEffect::WroteThrough { key } => format!("stored the new value in {key}"),
+            CacheEffect::WriteThroughRefused { key } => {
+                format!("could not store {key}: a newer version is cached")
+            }
+            CacheEffect::Failed { key, error } => {
+                format!("could not update {key} ({error}); a stale copy may live until its TTL")
+            }
+        }
+    }
+
+    /// Whether the write left the old value servable from Redis.
+    pub fn leaves_old_copy(&self) -> bool {
+        matches!(
+            self,
+            CacheEffect::Left {
+                remaining_ms: Some(_),
+                ..
+            } | CacheEffect::Failed { .. }
+        )
+    }
 }
 
 /// What Redis holds against what the database holds, key by key: the body

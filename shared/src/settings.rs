@@ -69,7 +69,7 @@ impl WriteStrategy {
 }
 
 /// What shapes the behaviour of reads in a sandbox.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SandboxSettings {
     /// How long a cached record lives in Redis (`SET ... EX`), in seconds.
     pub cache_ttl_secs: u64,
@@ -108,6 +108,94 @@ pub struct SandboxSettings {
     /// cached together do not expire together (tutorial section 4.1).
     #[serde(default)]
     pub ttl_jitter_percent: u64,
+    /// How concurrent misses of one key are kept off the database: every
+    /// read of the sandbox (REST, page, herd) goes through it.
+    #[serde(default)]
+    pub stampede: StampedePolicy,
+    /// XFetch's beta, with [`StampedePolicy::EarlyRefresh`]: above 1
+    /// refreshes earlier, below 1 later.
+    #[serde(default = "default_beta")]
+    pub early_refresh_beta: f64,
+    /// Whether "does not exist" is cached (for `null_ttl_secs`). Off, every
+    /// lookup of a missing id reaches the database (section 4.7).
+    #[serde(default = "default_true")]
+    pub negative_caching: bool,
+}
+
+fn default_beta() -> f64 {
+    1.0
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How a sandbox keeps a crowd of concurrent misses of one key off the
+/// database (tutorial section 4.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StampedePolicy {
+    /// Every miss loads.
+    #[default]
+    None,
+    /// One load per key per application instance.
+    SingleFlight,
+    /// One load per key overall, under a Redis lock; waiters are handed
+    /// the value over Pub/Sub.
+    Lock,
+    /// XFetch: a hit may refresh a value before it expires.
+    EarlyRefresh,
+    /// Serve a value past its fresh time while one request refreshes it.
+    StaleWhileRevalidate,
+}
+
+impl StampedePolicy {
+    pub const ALL: [StampedePolicy; 5] = [
+        StampedePolicy::None,
+        StampedePolicy::SingleFlight,
+        StampedePolicy::Lock,
+        StampedePolicy::EarlyRefresh,
+        StampedePolicy::StaleWhileRevalidate,
+    ];
+
+    /// The name used in URLs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            StampedePolicy::None => "none",
+            StampedePolicy::SingleFlight => "single-flight",
+            StampedePolicy::Lock => "lock",
+            StampedePolicy::EarlyRefresh => "early-refresh",
+            StampedePolicy::StaleWhileRevalidate => "stale-while-revalidate",
+        }
+    }
+
+    /// The label the UI shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            StampedePolicy::None => "no defence",
+            StampedePolicy::SingleFlight => "single flight (per instance)",
+            StampedePolicy::Lock => "Redis lock",
+            StampedePolicy::EarlyRefresh => "early refresh (XFetch)",
+            StampedePolicy::StaleWhileRevalidate => "stale-while-revalidate",
+        }
+    }
+}
+
+impl std::str::FromStr for StampedePolicy {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.replace('_', "-");
+        StampedePolicy::ALL
+            .into_iter()
+            .find(|p| p.name() == wanted)
+            .ok_or_else(|| {
+                InputError::BadSetting(format!(
+                    "unknown stampede policy {s:?}: use one of {}",
+                    StampedePolicy::ALL.map(StampedePolicy::name).join(", ")
+                ))
+            })
+    }
 }
 
 fn default_near_ttl() -> u64 {
@@ -128,6 +216,9 @@ impl Default for SandboxSettings {
             near_cache: false,
             near_ttl_secs: default_near_ttl(),
             ttl_jitter_percent: 0,
+            stampede: StampedePolicy::None,
+            early_refresh_beta: default_beta(),
+            negative_caching: true,
         }
     }
 }
@@ -218,6 +309,8 @@ impl SandboxSettings {
     pub const CACHE_TTL_SECS: (u64, u64) = (1, 604_800);
     pub const DB_LATENCY_MS: (u64, u64) = (0, 10_000);
     pub const REDIS_TIMEOUT_MS: (u64, u64) = (1, 10_000);
+    /// XFetch's beta (NaN is outside every range, so it is refused too).
+    pub const BETA: (f64, f64) = (0.1, 10.0);
 
     /// Checks every setting against its range.
     ///
@@ -240,6 +333,14 @@ impl SandboxSettings {
         check("near_ttl_secs", self.near_ttl_secs, Self::CACHE_TTL_SECS)?;
         check("ttl_jitter_percent", self.ttl_jitter_percent, (0, 90))?;
         check("redis_timeout_ms", self.redis_timeout_ms, Self::REDIS_TIMEOUT_MS)?;
+        if !(Self::BETA.0..=Self::BETA.1).contains(&self.early_refresh_beta) {
+            return Err(InputError::BadSetting(format!(
+                "early_refresh_beta must be from {} to {}, not {}",
+                Self::BETA.0,
+                Self::BETA.1,
+                self.early_refresh_beta
+            )));
+        }
         Ok(())
     }
 }
@@ -329,6 +430,10 @@ mod tests {
         for f in RaceFix::ALL {
             assert_eq!(f.name().parse::<RaceFix>(), Ok(f));
         }
+        for p in StampedePolicy::ALL {
+            assert_eq!(p.name().parse::<StampedePolicy>(), Ok(p));
+        }
+        assert!("maybe".parse::<StampedePolicy>().is_err());
     }
 
     #[test]
@@ -340,6 +445,13 @@ mod tests {
         };
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("cache_ttl_secs"), "{err}");
+        for beta in [0.0, f64::NAN, 11.0] {
+            let bad = SandboxSettings {
+                early_refresh_beta: beta,
+                ..SandboxSettings::default()
+            };
+            assert!(bad.validate().unwrap_err().to_string().contains("beta"));
+        }
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Origin {
 }
 
 /// How a read was served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The value was in Redis.
@@ -113,6 +113,9 @@ pub enum Outcome {
     NullHit,
     /// Redis did not have the key; the database answered and Redis was filled.
     Miss,
+    /// The value in Redis was past its fresh time and served anyway, while
+    /// one request refreshes it (stale-while-revalidate).
+    Stale,
     /// Redis failed or timed out; the database answered instead.
     Fallback,
     /// The database failed too: there was nothing to answer with.
@@ -124,7 +127,10 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the answer came from the cache.
     pub fn from_cache(self) -> bool {
-        matches!(self, Outcome::Hit | Outcome::NearHit | Outcome::NullHit)
+        matches!(
+            self,
+            Outcome::Hit | Outcome::NearHit | Outcome::NullHit | Outcome::Stale
+        )
     }
 
     /// The label the UI shows.
@@ -134,6 +140,7 @@ impl Outcome {
             Outcome::NearHit => "near hit",
             Outcome::NullHit => "null hit",
             Outcome::Miss => "miss",
+            Outcome::Stale => "stale",
             Outcome::Fallback => "fallback",
             Outcome::Failed => "failed",
             Outcome::Written => "written",

@@ -1,0 +1,300 @@
+//! The cache handle and its builder.
+//!
+//! A [`CacheAside`] is what an application keeps, one per type of data
+//! (users, products), each with its own TTLs and policies. Cloning it is
+//! cheap; clones share the connection, the near cache, the loads in flight
+//! and the bus subscription. The read path is in [`crate::read`], writes in
+//! [`crate::write`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::bus::Bus;
+use crate::connection::Redis;
+use crate::flight::Flights;
+use crate::keys::KeySpace;
+use crate::near::NearCache;
+use crate::observe::{NoObserver, Observer};
+use crate::options::{Options, OptionsError};
+use crate::random::{mix64, SplitMix64};
+
+/// What the engine can cache: any type that serializes, clones and may
+/// cross threads. Implemented for every such type.
+pub trait Value: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Value for T {}
+
+/// A cache-aside cache of values of type `V` in Redis, in front of the
+/// application's own data source. Cheap to clone.
+pub struct CacheAside<V> {
+    pub(crate) inner: Arc<Inner<V>>,
+}
+
+impl<V> Clone for CacheAside<V> {
+    fn clone(&self) -> Self {
+        CacheAside {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub(crate) struct Inner<V> {
+    pub(crate) redis: Redis,
+    pub(crate) keys: KeySpace,
+    /// The options of calls that do not pass their own.
+    pub(crate) defaults: Options,
+    /// The most one Redis command may take, connecting included.
+    pub(crate) timeout: Duration,
+    /// Sees the steps of calls that pass no observer of their own, and of
+    /// work done outside any call (background refreshes, the bus).
+    pub(crate) observer: Arc<dyn Observer>,
+    /// The version of a value's source row, for the version guard.
+    pub(crate) version_of: Option<fn(&V) -> u64>,
+    pub(crate) near: Option<NearCache<V>>,
+    pub(crate) flights: Flights<V>,
+    pub(crate) bus: Bus<V>,
+    /// Draws for TTL jitter and XFetch.
+    pub(crate) random: SplitMix64,
+    /// Tokens (leases, locks) and message ids: this handle's random origin
+    /// mixed with a counter, so two processes never hand out the same one.
+    origin: u64,
+    next_token: AtomicU64,
+}
+
+/// Makes a [`CacheAside`]. Every setting has a sensible default: see
+/// [`Options::default`].
+pub struct Builder<V> {
+    redis: Redis,
+    keys: KeySpace,
+    defaults: Options,
+    timeout: Duration,
+    observer: Arc<dyn Observer>,
+    version_of: Option<fn(&V) -> u64>,
+    near_capacity: Option<u64>,
+    seed: Option<u64>,
+}
+
+impl<V: Value> CacheAside<V> {
+    /// Starts building a cache of values in `redis`, under `keys`.
+    pub fn builder(redis: Redis, keys: KeySpace) -> Builder<V> {
+        Builder {
+            redis,
+            keys,
+            defaults: Options::default(),
+            timeout: Duration::from_millis(250),
+            observer: Arc::new(NoObserver),
+            version_of: None,
+            near_capacity: None,
+            seed: None,
+        }
+    }
+
+    /// The options used by calls that pass none.
+    pub fn options(&self) -> &Options {
+        &self.inner.defaults
+    }
+
+    /// The key space.
+    pub fn keys(&self) -> &KeySpace {
+        &self.inner.keys
+    }
+
+    /// The Redis connection.
+    pub fn redis(&self) -> &Redis {
+        &self.inner.redis
+    }
+
+    /// The most one Redis command may take.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The observer of calls that pass none.
+    pub fn observer(&self) -> &dyn Observer {
+        &*self.inner.observer
+    }
+
+    /// The version of `value`'s source row, if the cache is versioned.
+    pub fn version_of(&self, value: &V) -> Option<u64> {
+        self.inner.version_of.map(|version_of| version_of(value))
+    }
+
+    /// Subscribes to invalidations (and to values handed over by lock
+    /// holders), if not subscribed yet. Call it once at start-up when the
+    /// near cache is on: near copies are only kept coherent while
+    /// subscribed. The subscription reconnects by itself. Needs a Tokio
+    /// runtime.
+    pub fn listen(&self) {
+        self.inner.bus.listen();
+    }
+
+    /// Ends the subscription until [`CacheAside::listen`]: invalidations
+    /// published meanwhile are lost to this process (near copies then live
+    /// until their TTL). Used at shutdown, and to watch a lost message.
+    pub fn stop_listening(&self) {
+        self.inner.bus.stop();
+    }
+
+    /// Whether the subscription is up.
+    pub fn is_listening(&self) -> bool {
+        self.inner.bus.is_listening()
+    }
+
+    /// How many entries the near cache holds (0 without one).
+    pub fn near_len(&self) -> u64 {
+        self.inner.near.as_ref().map_or(0, NearCache::len)
+    }
+
+    /// Drops this process's near copy of `key`.
+    pub fn near_remove(&self, key: &str) {
+        if let Some(near) = &self.inner.near {
+            near.remove(key);
+        }
+    }
+
+    /// Drops every near copy of this process.
+    pub fn near_clear(&self) {
+        if let Some(near) = &self.inner.near {
+            near.clear();
+        }
+    }
+
+    /// A token no other handle, in this process or another, hands out.
+    pub(crate) fn token(&self) -> u64 {
+        mix64(self.inner.origin ^ self.inner.next_token.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl<V: Value> Builder<V> {
+    /// Replaces all default options at once.
+    pub fn options(mut self, options: Options) -> Self {
+        self.defaults = options;
+        self
+    }
+
+    /// How long values live in Redis.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.defaults.ttl = ttl;
+        self
+    }
+
+    /// How long "does not exist" is cached; `None` turns it off.
+    pub fn negative_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.defaults.negative_ttl = ttl;
+        self
+    }
+
+    /// TTL jitter, a share from 0 to 0.9.
+    pub fn jitter(mut self, share: f64) -> Self {
+        self.defaults.jitter = share;
+        self
+    }
+
+    /// The stampede defence.
+    pub fn stampede(mut self, stampede: crate::Stampede) -> Self {
+        self.defaults.stampede = stampede;
+        self
+    }
+
+    /// The guard against the stale-set race.
+    pub fn race_guard(mut self, guard: crate::RaceGuard) -> Self {
+        self.defaults.race_guard = guard;
+        self
+    }
+
+    /// Keeps up to `capacity` entries in this process's memory, each for at
+    /// most `ttl`, in front of Redis. Call [`CacheAside::listen`] so that
+    /// writes elsewhere drop the copies here.
+    pub fn near_cache(mut self, capacity: u64, ttl: Duration) -> Self {
+        self.near_capacity = Some(capacity);
+        self.defaults.near_ttl = Some(ttl);
+        self
+    }
+
+    /// The most one Redis command may take (250 ms by default). Past it the
+    /// read falls back to the loader.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Who sees the steps of calls that pass no observer of their own.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// How to read the version of a value's source row: needed by the
+    /// version guard, which never lets an older version replace a newer one.
+    pub fn versioned(mut self, version_of: fn(&V) -> u64) -> Self {
+        self.version_of = Some(version_of);
+        self
+    }
+
+    /// Seeds the random draws (TTL jitter, XFetch), so runs repeat.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The cache.
+    ///
+    /// # Errors
+    /// [`OptionsError`] when a default option is unusable.
+    pub fn build(self) -> Result<CacheAside<V>, OptionsError> {
+        self.defaults.validate()?;
+        if self.timeout.is_zero() {
+            return Err(OptionsError::TooShort("timeout"));
+        }
+        // Tokens must differ between handles even when draws are seeded
+        // alike, or two instances could release each other's locks.
+        let origin = fresh_origin();
+        let near = self.near_capacity.map(NearCache::new);
+        let bus = Bus::new(
+            self.redis.client().clone(),
+            self.keys.invalidation_channel(),
+            self.keys.fills_channel(),
+            near.clone(),
+            self.observer.clone(),
+        );
+        Ok(CacheAside {
+            inner: Arc::new(Inner {
+                redis: self.redis,
+                keys: self.keys,
+                defaults: self.defaults,
+                timeout: self.timeout,
+                observer: self.observer,
+                version_of: self.version_of,
+                near,
+                flights: Flights::default(),
+                bus,
+                random: SplitMix64::new(self.seed.unwrap_or(origin)),
+                origin,
+                next_token: AtomicU64::new(1),
+            }),
+        })
+    }
+}
+
+/// A random origin for a handle's tokens: the clock and a process-wide
+/// counter, mixed.
+fn fresh_origin() -> u64 {
+    static HANDLES: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    mix64(nanos ^ mix64(HANDLES.fetch_add(1, Ordering::Relaxed)) ^ u64::from(std::process::id()))
+}
+
+/// Milliseconds since the Unix epoch: the clock of logical expiry.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,108 @@
+//! One call of the engine: the cache, the key, this call's options and
+//! observer, and the two ways a step happens: a Redis command, measured and
+//! reported, or a decision, reported.
+
+use std::time::{Duration, Instant};
+
+use crate::cache::CacheAside;
+use crate::connection::RedisError;
+use crate::observe::{Observer, Reply, Status, Step, StepKind};
+use crate::options::Options;
+
+/// Everything one call needs.
+pub(crate) struct Call<'a, V> {
+    pub(crate) cache: &'a CacheAside<V>,
+    /// The application's logical key (`user:42`).
+    pub(crate) key: &'a str,
+    /// Where its value lives in Redis (`{prefix}user:42`).
+    pub(crate) redis_key: String,
+    pub(crate) options: &'a Options,
+    pub(crate) observer: &'a dyn Observer,
+}
+
+impl<'a, V> Call<'a, V> {
+    pub(crate) fn new(
+        cache: &'a CacheAside<V>,
+        key: &'a str,
+        options: &'a Options,
+        observer: &'a dyn Observer,
+    ) -> Call<'a, V> {
+        Call {
+            redis_key: cache.inner.keys.value(key),
+            cache,
+            key,
+            options,
+            observer,
+        }
+    }
+
+    /// Holds the call before a step if the observer has a breakpoint there.
+    pub(crate) async fn pause(&self, next: StepKind) {
+        if let Some(pause) = self.observer.checkpoint(next, self.key) {
+            pause.await;
+        }
+    }
+
+    /// Sends one command, measures it and reports it. `judge` names the
+    /// step and its status from the reply (a `SET NX` that replies nil is a
+    /// lock held by someone else, say); errors are reported as `fallback`.
+    pub(crate) async fn redis(
+        &self,
+        intent: StepKind,
+        command: &redis::Cmd,
+        judge: impl FnOnce(&redis::Value) -> (StepKind, Status),
+    ) -> Result<redis::Value, RedisError> {
+        self.pause(intent).await;
+        let started = Instant::now();
+        let result = self
+            .cache
+            .inner
+            .redis
+            .query(command, self.cache.inner.timeout)
+            .await;
+        let took = started.elapsed();
+        let (kind, reply, status) = match &result {
+            Ok(value) => {
+                let (kind, status) = judge(value);
+                (kind, Reply::Value(value), status)
+            }
+            Err(error) => (intent, Reply::Error(error), Status::Error),
+        };
+        self.observer.step(&Step {
+            kind,
+            key: self.key,
+            command: Some(command),
+            reply,
+            status,
+            took,
+            message: None,
+        });
+        result
+    }
+
+    /// Reports a step that sent nothing: a decision, a wait, a load.
+    pub(crate) fn note(&self, kind: StepKind, status: Status, took: Duration, reply: Reply<'_>) {
+        self.observer.step(&Step {
+            kind,
+            key: self.key,
+            command: None,
+            reply,
+            status,
+            took,
+            message: None,
+        });
+    }
+}
+
+/// A reply that counts as done.
+pub(crate) fn ok(kind: StepKind) -> impl FnOnce(&redis::Value) -> (StepKind, Status) {
+    move |_| (kind, Status::Ok)
+}
+
+/// The integer in a reply (`EVAL`, `DEL`, `PUBLISH`), 0 if none.
+pub(crate) fn integer(value: &redis::Value) -> i64 {
+    match value {
+        redis::Value::Int(n) => *n,
+        _ => 0,
+    }
+}

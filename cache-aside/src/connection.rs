@@ -1,0 +1,237 @@
+//! The connection to Redis: the one place that knows where Redis lives.
+//!
+//! A [`Redis`] connects lazily (an application starts, and serves from its
+//! database, even while Redis is down), then shares one multiplexed
+//! connection that reconnects by itself. Every command runs under a
+//! timeout: a cache that answers slowly is worse than no cache (tutorial
+//! sections 4.5 and 6.3).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+/// A handle on one Redis endpoint and its connection. Cheap to clone; all
+/// clones share the connection.
+#[derive(Clone)]
+pub struct Redis {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Where Redis lives, as given (`redis://127.0.0.1:6379/`).
+    url: String,
+    client: redis::Client,
+    /// Made on first use. A `OnceCell`, so once connected, every command
+    /// gets the connection without taking a lock; while connecting fails
+    /// it stays empty and the next command tries again.
+    connection: tokio::sync::OnceCell<ConnectionManager>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis").field("url", &self.inner.url).finish()
+    }
+}
+
+/// Why a Redis command failed. Each variant says when it occurs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RedisError {
+    /// Occurs when the command (connecting included) takes longer than the
+    /// timeout.
+    #[error("timed out after {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// Occurs when Redis cannot be reached, or answers with an error.
+    #[error("{0}")]
+    Failed(String),
+    /// Occurs when the URL given to [`Redis::open`] is not a Redis URL.
+    #[error("not a Redis URL: {0}")]
+    Url(String),
+}
+
+impl Redis {
+    /// A handle on the Redis at `url`. Does not connect yet.
+    ///
+    /// # Errors
+    /// [`RedisError::Url`] when `url` is not a valid Redis URL.
+    pub fn open(url: &str) -> Result<Redis, RedisError> {
+        let client = redis::Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
+        Ok(Redis {
+            inner: Arc::new(Inner {
+                url: url.to_string(),
+                client,
+                connection: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// A handle on the same Redis with a connection of its own, as a second
+    /// application instance would have.
+    pub fn with_new_connection(&self) -> Redis {
+        Redis {
+            inner: Arc::new(Inner {
+                url: self.inner.url.clone(),
+                client: self.inner.client.clone(),
+                connection: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    /// The URL this handle talks to.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The client, for connections of another kind (Pub/Sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
+    /// Sends one command and waits at most `timeout` for its reply,
+    /// connecting first if needed.
+    ///
+    /// # Errors
+    /// [`RedisError::Timeout`] or [`RedisError::Failed`].
+    pub async fn query(&self, command: &redis::Cmd, timeout: Duration) -> Result<redis::Value, RedisError> {
+        let attempt = async {
+            let mut connection = self.connection(timeout).await?;
+            command
+                .query_async::<redis::Value>(&mut connection)
+                .await
+                .map_err(|e| RedisError::Failed(e.to_string()))
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::Timeout(timeout)),
+        }
+    }
+
+    async fn connection(&self, timeout: Duration) -> Result<ConnectionManager, RedisError> {
+        let connection = self
+            .inner
+            .connection
+            .get_or_try_init(|| async {
+                // After the first success the manager reconnects by itself;
+                // until then each command tries once, within its timeout.
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(0);
+                self.inner
+                    .client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map_err(|e| RedisError::Failed(e.to_string()))
+            })
+            .await?;
+        Ok(connection.clone())
+    }
+}
+
+/// Prints a command the way `redis-cli` would accept it: plain words as
+/// they are; anything with spaces, quotes or control characters quoted.
+pub fn command_text(command: &redis::Cmd) -> String {
+    let mut text = String::new();
+    for (i, arg) in command.args_iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        match arg {
+            redis::Arg::Simple(bytes) => push_quoted(&mut text, &String::from_utf8_lossy(bytes)),
+            // A cursor placeholder (SCAN iterators) or a future kind of
+            // argument: shown as Redis would receive a fresh cursor.
+            _ => text.push('0'),
+        }
+    }
+    text
+}
+
+fn push_quoted(text: &mut String, arg: &str) {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\'' && c != '\\');
+    if plain {
+        text.push_str(arg);
+        return;
+    }
+    text.push('"');
+    for c in arg.chars() {
+        match c {
+            '"' => text.push_str("\\\""),
+            '\\' => text.push_str("\\\\"),
+            '\n' => text.push_str("\\n"),
+            c if c.is_control() => {
+                let _ = write!(text, "\\x{:02x}", c as u32);
+            }
+            c => text.push(c),
+        }
+    }
+    text.push('"');
+}
+
+/// A reply in the short form `redis-cli` prints: `(nil)`, `OK`,
+/// `(integer) 5`, a quoted string cut after 80 characters.
+pub fn reply_text(value: &redis::Value) -> String {
+    use redis::Value;
+    match value {
+        Value::Nil => "(nil)".into(),
+        Value::Okay => "OK".into(),
+        Value::Int(i) => format!("(integer) {i}"),
+        Value::SimpleString(s) => s.clone(),
+        Value::BulkString(bytes) => {
+            let text = String::from_utf8_lossy(bytes);
+            let shown: String = text.chars().take(80).collect();
+            let mut quoted = String::new();
+            push_quoted(&mut quoted, &shown);
+            if shown.len() < text.len() {
+                format!("{quoted}… ({} bytes)", bytes.len())
+            } else {
+                quoted
+            }
+        }
+        Value::Array(items) => format!("({} items)", items.len()),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_print_like_redis_cli_input() {
+        let mut get = redis::cmd("GET");
+        get.arg("cache:default:user:42");
+        assert_eq!(command_text(&get), "GET cache:default:user:42");
+        let mut set = redis::cmd("SET");
+        set.arg("k")
+            .arg("ca1 v 1 2 3\n{\"name\":\"Ada\"}")
+            .arg("EX")
+            .arg(60);
+        assert_eq!(
+            command_text(&set),
+            r#"SET k "ca1 v 1 2 3\n{\"name\":\"Ada\"}" EX 60"#
+        );
+        let mut empty = redis::cmd("SET");
+        empty.arg("k").arg("");
+        assert_eq!(command_text(&empty), r#"SET k """#);
+    }
+
+    #[test]
+    fn replies_print_like_redis_cli_output() {
+        assert_eq!(reply_text(&redis::Value::Nil), "(nil)");
+        assert_eq!(reply_text(&redis::Value::Okay), "OK");
+        assert_eq!(reply_text(&redis::Value::Int(-2)), "(integer) -2");
+        let long = redis::Value::BulkString(vec![b'x'; 100]);
+        assert!(reply_text(&long).ends_with("(100 bytes)"));
+        let envelope = redis::Value::BulkString(b"ca1 n 0 5 0\n".to_vec());
+        assert_eq!(reply_text(&envelope), r#""ca1 n 0 5 0\n""#);
+    }
+
+    #[test]
+    fn a_bad_url_is_refused() {
+        assert!(matches!(Redis::open("http://nope"), Err(RedisError::Url(_))));
+    }
+}

@@ -1,0 +1,138 @@
+//! The key space: the one place that builds Redis key and channel names.
+//!
+//! The application names its data with logical keys such as `user:42`
+//! (tutorial section 6.1: a type prefix, then the id). The engine puts a
+//! prefix in front, so one Redis can hold several applications, or several
+//! sandboxes of the playground, without their keys meeting:
+//!
+//! | what                      | Redis name                       |
+//! |---------------------------|----------------------------------|
+//! | the cached value          | `{prefix}user:42`                |
+//! | a reader's lease          | `{prefix}user:42#lease`          |
+//! | the stampede lock         | `{prefix}user:42#lock`           |
+//! | the refresh lock (SWR)    | `{prefix}user:42#refresh`        |
+//! | invalidations (Pub/Sub)   | `{prefix}invalidation`           |
+//! | values handed to waiters  | `{prefix}filled`                 |
+//!
+//! Helper keys carry a `#` suffix, so a logical key must not contain `#`;
+//! that is how [`KeySpace::logical`] tells values from helpers when it
+//! walks the keys with `SCAN`.
+
+use std::sync::Arc;
+
+/// Builds every Redis name the engine uses. Cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySpace {
+    prefix: Arc<str>,
+}
+
+/// What separates a logical key from a helper key's role.
+const HELPER: char = '#';
+
+impl KeySpace {
+    /// A key space whose every name starts with `prefix`, such as
+    /// `cache:` or `cache:tab-1:`.
+    pub fn new(prefix: impl Into<String>) -> KeySpace {
+        KeySpace {
+            prefix: Arc::from(prefix.into()),
+        }
+    }
+
+    /// The prefix every name starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis key holding the cached value of `key`.
+    pub fn value(&self, key: &str) -> String {
+        let mut name = String::with_capacity(self.prefix.len() + key.len());
+        name.push_str(&self.prefix);
+        name.push_str(key);
+        name
+    }
+
+    /// The lease a reader takes before it loads `key` (the lease guard).
+    pub fn lease(&self, key: &str) -> String {
+        self.helper(key, "lease")
+    }
+
+    /// The lock that lets one request load `key` (the lock policy).
+    pub fn lock(&self, key: &str) -> String {
+        self.helper(key, "lock")
+    }
+
+    /// The short lock that lets one request refresh a stale `key`
+    /// (stale-while-revalidate).
+    pub fn refresh(&self, key: &str) -> String {
+        self.helper(key, "refresh")
+    }
+
+    /// The Pub/Sub channel on which writers tell every instance to drop its
+    /// near copy of a key.
+    pub fn invalidation_channel(&self) -> String {
+        format!("{}invalidation", self.prefix)
+    }
+
+    /// The Pub/Sub channel on which a lock holder hands the value it stored
+    /// to the requests waiting for it.
+    pub fn fills_channel(&self) -> String {
+        format!("{}filled", self.prefix)
+    }
+
+    /// A `SCAN ... MATCH` pattern for every key of this key space.
+    pub fn pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + 1);
+        for c in self.prefix.chars() {
+            // Glob characters in the prefix must match themselves.
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        pattern
+    }
+
+    /// The logical key of a Redis key that holds a value of this key space;
+    /// `None` for helper keys (leases, locks) and other key spaces.
+    pub fn logical<'a>(&self, redis_key: &'a str) -> Option<&'a str> {
+        let key = redis_key.strip_prefix(&*self.prefix)?;
+        (!key.is_empty() && !key.contains(HELPER)).then_some(key)
+    }
+
+    fn helper(&self, key: &str, role: &str) -> String {
+        format!("{}{key}{HELPER}{role}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_starts_with_the_prefix() {
+        let keys = KeySpace::new("cache:tab-1:");
+        assert_eq!(keys.value("user:42"), "cache:tab-1:user:42");
+        assert_eq!(keys.lease("user:42"), "cache:tab-1:user:42#lease");
+        assert_eq!(keys.lock("user:42"), "cache:tab-1:user:42#lock");
+        assert_eq!(keys.refresh("user:42"), "cache:tab-1:user:42#refresh");
+        assert_eq!(keys.invalidation_channel(), "cache:tab-1:invalidation");
+        assert_eq!(keys.fills_channel(), "cache:tab-1:filled");
+    }
+
+    #[test]
+    fn value_keys_parse_back_and_helpers_do_not() {
+        let keys = KeySpace::new("cache:a:");
+        assert_eq!(keys.logical("cache:a:user:42"), Some("user:42"));
+        assert_eq!(keys.logical(&keys.lock("user:42")), None);
+        assert_eq!(keys.logical(&keys.lease("user:42")), None);
+        assert_eq!(keys.logical("cache:b:user:42"), None);
+        assert_eq!(keys.logical("cache:a:"), None);
+    }
+
+    #[test]
+    fn the_scan_pattern_escapes_glob_characters() {
+        assert_eq!(KeySpace::new("cache:").pattern(), "cache:*");
+        assert_eq!(KeySpace::new("c[1]?:").pattern(), "c\\[1\\]\\?:*");
+    }
+}

@@ -1,0 +1,244 @@
+//! The options of a cache and of each call: how long entries live, and
+//! which policies protect the database and the data.
+//!
+//! A cache has default [`Options`]; any call may pass others (clone the
+//! defaults and change what differs, as FusionCache's per-call entry
+//! options do). Every policy has an off switch, so the problem each one
+//! solves can be seen before the fix.
+
+use std::time::Duration;
+
+/// How long entries live and which policies apply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// How long a value stays in Redis (`SET ... EX`). Every entry has a
+    /// TTL: it bounds how long a stale copy can live and keeps the cache
+    /// from growing forever (tutorial section 4.3).
+    pub ttl: Duration,
+    /// How long "does not exist" stays cached, usually shorter than `ttl`
+    /// so a record created later shows up soon (section 4.7). `None` turns
+    /// negative caching off: every lookup of a missing id reaches the
+    /// database.
+    pub negative_ttl: Option<Duration>,
+    /// Randomize every TTL by up to this share either way, from 0.0 (off)
+    /// to 0.9, so keys cached together do not expire together
+    /// (section 4.1, "staggered TTL").
+    pub jitter: f64,
+    /// What keeps a crowd of concurrent misses off the database.
+    pub stampede: Stampede,
+    /// What keeps a slow reader from storing a value a writer has just
+    /// replaced (the stale-set race).
+    pub race_guard: RaceGuard,
+    /// Use the near cache (this process's memory, in front of Redis), with
+    /// entries that live this long. `None` skips it. A near copy may be
+    /// stale until an invalidation reaches it; this TTL bounds how long.
+    pub near_ttl: Option<Duration>,
+}
+
+impl Default for Options {
+    /// The tutorial's starting point: a 60 s TTL, missing records cached for
+    /// 30 s, no jitter, no stampede defence, no race guard, no near cache.
+    fn default() -> Self {
+        Options {
+            ttl: Duration::from_secs(60),
+            negative_ttl: Some(Duration::from_secs(30)),
+            jitter: 0.0,
+            stampede: Stampede::None,
+            race_guard: RaceGuard::None,
+            near_ttl: None,
+        }
+    }
+}
+
+/// Defences against a cache stampede (tutorial section 4.1): many requests
+/// missing the same key at once, each reloading it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stampede {
+    /// Every miss loads.
+    None,
+    /// In this process, the first miss of a key loads; concurrent misses of
+    /// the same key wait for that load. Other processes still load once
+    /// each.
+    SingleFlight,
+    /// One load across every process: the first miss takes a Redis lock
+    /// (`SET lock token NX PX ttl`), loads, stores, hands the value to the
+    /// waiters over Pub/Sub and releases the lock (only if it is still its
+    /// own). Waiters are told, they do not poll; each waits at most the
+    /// lock's TTL, then looks again and may take a lock its holder left to
+    /// expire; after `attempts` rounds it loads without caching.
+    Lock { ttl: Duration, attempts: u32 },
+    /// Probabilistic early expiration (XFetch, Vattani et al.): a hit may
+    /// reload before the entry expires, the likelier the closer the expiry
+    /// and the slower the load. `beta` above 1 reloads earlier.
+    EarlyRefresh { beta: f64 },
+    /// Past its fresh time an entry is still served, for up to `stale_for`
+    /// more, while exactly one request reloads it in the background: nobody
+    /// waits for the database.
+    StaleWhileRevalidate { stale_for: Duration },
+}
+
+impl Stampede {
+    /// The lock policy with its usual settings: locks live 2 s, three
+    /// rounds of waiting.
+    pub const fn lock() -> Stampede {
+        Stampede::Lock {
+            ttl: Duration::from_secs(2),
+            attempts: 3,
+        }
+    }
+}
+
+/// Guards against the stale-set race (tutorial section 4.2): a reader loads
+/// version 1, a writer stores version 2 in the database and invalidates the
+/// key, then the reader stores version 1. Both guards are Lua scripts, so
+/// each check-and-store is atomic inside Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RaceGuard {
+    /// No guard: the race can leave a stale value until its TTL.
+    None,
+    /// Leases, as in Facebook's memcache: a reader takes a lease token
+    /// before it loads; a write revokes it; a store whose lease is gone is
+    /// refused. A lease lasts `ttl`: a reader slower than that simply does
+    /// not cache.
+    Lease { ttl: Duration },
+    /// Version checks: entries carry their row version (see
+    /// [`crate::Builder::versioned`]); a write leaves a marker with the new
+    /// version instead of deleting; an older version never replaces a newer
+    /// one.
+    Version,
+}
+
+impl RaceGuard {
+    /// Leases that last 10 s.
+    pub const fn lease() -> RaceGuard {
+        RaceGuard::Lease {
+            ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why options cannot be used. Each variant says when it occurs.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OptionsError {
+    /// Occurs when a TTL is zero or shorter than a millisecond.
+    #[error("{0} must be at least 1 ms")]
+    TooShort(&'static str),
+    /// Occurs when the jitter is not a number from 0 to 0.9.
+    #[error("jitter must be from 0 to 0.9, not {0}")]
+    Jitter(f64),
+    /// Occurs when XFetch's beta is not a positive number.
+    #[error("beta must be a positive number, not {0}")]
+    Beta(f64),
+    /// Occurs when the lock policy allows no attempt at all.
+    #[error("the lock needs at least one attempt")]
+    Attempts,
+}
+
+impl Options {
+    /// Checks that every duration and number is usable.
+    ///
+    /// # Errors
+    /// [`OptionsError`] naming the first problem.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        let at_least_a_ms = |d: Duration, name| {
+            if d >= Duration::from_millis(1) {
+                Ok(())
+            } else {
+                Err(OptionsError::TooShort(name))
+            }
+        };
+        at_least_a_ms(self.ttl, "ttl")?;
+        if let Some(d) = self.negative_ttl {
+            at_least_a_ms(d, "negative_ttl")?;
+        }
+        if let Some(d) = self.near_ttl {
+            at_least_a_ms(d, "near_ttl")?;
+        }
+        if !(0.0..=0.9).contains(&self.jitter) {
+            return Err(OptionsError::Jitter(self.jitter));
+        }
+        match &self.stampede {
+            Stampede::Lock { ttl, attempts } => {
+                at_least_a_ms(*ttl, "the lock's ttl")?;
+                if *attempts == 0 {
+                    return Err(OptionsError::Attempts);
+                }
+            }
+            Stampede::EarlyRefresh { beta } if !(beta.is_finite() && *beta > 0.0) => {
+                return Err(OptionsError::Beta(*beta));
+            }
+            _ => {}
+        }
+        if let RaceGuard::Lease { ttl } = &self.race_guard {
+            at_least_a_ms(*ttl, "the lease's ttl")?;
+        }
+        Ok(())
+    }
+
+    /// How long Redis keeps an entry: its TTL, plus the stale window under
+    /// stale-while-revalidate (the entry must outlive its fresh time to be
+    /// served stale).
+    pub fn redis_ttl(&self, fresh_for: Duration) -> Duration {
+        match &self.stampede {
+            Stampede::StaleWhileRevalidate { stale_for } => fresh_for + *stale_for,
+            _ => fresh_for,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_tutorials_and_valid() {
+        let options = Options::default();
+        assert_eq!(options.ttl, Duration::from_secs(60));
+        assert_eq!(options.negative_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(options.validate(), Ok(()));
+    }
+
+    #[test]
+    fn unusable_options_are_named() {
+        let bad = |options: Options| options.validate().unwrap_err().to_string();
+        let base = Options::default;
+        assert!(bad(Options {
+            ttl: Duration::ZERO,
+            ..base()
+        })
+        .contains("ttl"));
+        assert!(bad(Options {
+            jitter: 0.95,
+            ..base()
+        })
+        .contains("jitter"));
+        assert!(bad(Options {
+            stampede: Stampede::EarlyRefresh { beta: f64::NAN },
+            ..base()
+        })
+        .contains("beta"));
+        assert!(bad(Options {
+            stampede: Stampede::Lock {
+                ttl: Duration::from_secs(1),
+                attempts: 0
+            },
+            ..base()
+        })
+        .contains("attempt"));
+    }
+
+    #[test]
+    fn stale_while_revalidate_keeps_entries_past_their_fresh_time() {
+        let swr = Options {
+            stampede: Stampede::StaleWhileRevalidate {
+                stale_for: Duration::from_secs(30),
+            },
+            ..Options::default()
+        };
+        assert_eq!(swr.redis_ttl(Duration::from_secs(60)), Duration::from_secs(90));
+        assert_eq!(
+            Options::default().redis_ttl(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+    }
+}

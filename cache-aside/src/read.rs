@@ -1,0 +1,331 @@
+//! The read path: `get_or_load`. Start here.
+//!
+//! Read it beside the tutorial's step 2. The application, not the cache, is
+//! in charge: it asks the cache first, and only when the cache has nothing
+//! does it run its loader against the database, the source of truth, and
+//! then put what it found in Redis for the next reader:
+//!
+//! ```text
+//! near cache ──hit──► answer                         (only with a near cache)
+//!     │ miss
+//! GET key ────hit───► answer                         (fresh, stale, or refresh early)
+//!     │ miss      └─error─► load, do not store ────► answer (fallback)
+//! load (once, as the stampede policy says)
+//!     │
+//! SET key envelope EX ttl (as the race guard allows) ► answer
+//! ```
+//!
+//! The refinements from the tutorial's pitfalls are options of this one
+//! path, so they compose: negative caching (4.7), TTL jitter (4.1), the
+//! stampede defences (4.1), the race guards (4.2), the near cache and its
+//! invalidation bus (3.5), and the fallback when Redis fails (4.5).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::cache::{now_ms, CacheAside, Value};
+use crate::call::Call;
+use crate::connection::RedisError;
+use crate::envelope::{Content, Envelope};
+use crate::observe::{Observer, Reply, Status, StepKind};
+use crate::options::{Options, Stampede};
+use crate::policy::{judge, Verdict};
+
+/// The answer to a read: the value, or `None` when the source has no such
+/// record, and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer<V> {
+    /// `None`: the record does not exist.
+    pub value: Option<V>,
+    pub source: Source,
+    /// Whether this call waited for another call's load (single flight, or
+    /// the lock), instead of loading itself.
+    pub waited: bool,
+}
+
+/// Where an answer came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// This process's near cache: no network at all.
+    Near,
+    /// Redis.
+    Redis,
+    /// A cached "does not exist" (near or in Redis): no database query.
+    Negative,
+    /// The loader, which ran for this call, or (with `waited`) for a
+    /// concurrent call whose result this one shared. Stored in Redis as the
+    /// race guard allowed.
+    Loaded,
+    /// A value past its fresh time (stale-while-revalidate), while one
+    /// request refreshes it in the background.
+    Stale,
+    /// The loader, because Redis failed or timed out. Nothing was stored.
+    Fallback,
+}
+
+impl Source {
+    /// Whether the answer came from a cache, without running the loader.
+    pub fn from_cache(self) -> bool {
+        matches!(
+            self,
+            Source::Near | Source::Redis | Source::Negative | Source::Stale
+        )
+    }
+}
+
+/// What a lookup in Redis found.
+pub(crate) enum Lookup<V> {
+    /// An entry to answer with.
+    Fresh(Envelope<V>),
+    /// An entry past its fresh time, still servable (stale-while-revalidate).
+    Stale(Envelope<V>),
+    /// An entry XFetch wants reloaded now.
+    RefreshEarly,
+    /// Nothing usable: the key is missing, expired, evicted, a marker, or
+    /// unreadable.
+    Miss,
+    /// Redis failed or timed out.
+    Failed(RedisError),
+}
+
+/// What the loader returned, and how long it took.
+pub(crate) struct Loaded<V> {
+    pub(crate) value: Option<V>,
+    pub(crate) took: Duration,
+}
+
+impl<V: Value> CacheAside<V> {
+    /// Reads `key` the cache-aside way with the cache's default options: from
+    /// the cache if it can, else from `load`, whose answer is then cached.
+    ///
+    /// `load` is the application's own query: it returns the record, or
+    /// `None` when there is none. It runs at most once per call, and not at
+    /// all when the cache answers. It may outlive the call (a background
+    /// refresh), hence `'static`: move clones of what it needs into it.
+    ///
+    /// # Errors
+    /// Only the loader's own error. A Redis failure is never an error: the
+    /// read falls back to the loader.
+    pub async fn get_or_load<F, Fut, E>(&self, key: &str, load: F) -> Result<Answer<V>, E>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: Send + 'static,
+    {
+        self.get_or_load_with(key, &self.inner.defaults, &*self.inner.observer, load)
+            .await
+    }
+
+    /// [`CacheAside::get_or_load`] with this call's own options and
+    /// observer.
+    ///
+    /// # Errors
+    /// Only the loader's own error.
+    pub async fn get_or_load_with<F, Fut, E>(
+        &self,
+        key: &str,
+        options: &Options,
+        observer: &dyn Observer,
+        load: F,
+    ) -> Result<Answer<V>, E>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: Send + 'static,
+    {
+        let call = Call::new(self, key, options, observer);
+
+        // 0. With a near cache, this process's own memory first: no network
+        //    at all. A near copy may be stale if an invalidation was missed;
+        //    its short TTL bounds for how long.
+        if let Some(answer) = call.near_lookup() {
+            return Ok(answer);
+        }
+
+        // 1. Ask Redis: a hit costs one round trip.
+        match call.lookup().await {
+            Lookup::Fresh(entry) => return Ok(call.answer_from(entry, false)),
+            // Past its fresh time: serve it anyway while one request
+            // refreshes it, so nobody waits for the database.
+            Lookup::Stale(entry) => return Ok(call.serve_stale(entry, load).await),
+            // XFetch: reload before it expires, so nobody ever misses.
+            Lookup::RefreshEarly => return call.load_and_store(load).await,
+            // The key was never stored, expired or was evicted.
+            Lookup::Miss => {}
+            // Redis is down or slow. Do not fail the read over it.
+            Lookup::Failed(error) => return call.fallback(error, load).await,
+        }
+
+        // 2. A miss: the database answers, and its answer is stored for the
+        //    next reader. How many concurrent misses may load at once is the
+        //    stampede policy's decision.
+        match options.stampede {
+            Stampede::SingleFlight => call.load_in_single_flight(load).await,
+            Stampede::Lock { ttl, attempts } => call.load_under_lock(ttl, attempts, load).await,
+            _ => call.load_and_store(load).await,
+        }
+    }
+}
+
+impl<V: Value> Call<'_, V> {
+    /// The near-cache step, when this call uses the near cache.
+    fn near_lookup(&self) -> Option<Answer<V>> {
+        let near = self.cache.inner.near.as_ref()?;
+        self.options.near_ttl?;
+        let started = Instant::now();
+        let found = near.get(self.key);
+        let status = if found.is_some() {
+            Status::Hit
+        } else {
+            Status::Miss
+        };
+        self.note(StepKind::NearLookup, status, started.elapsed(), Reply::None);
+        found.map(|value| Answer {
+            source: if value.is_some() {
+                Source::Near
+            } else {
+                Source::Negative
+            },
+            value,
+            waited: false,
+        })
+    }
+
+    /// `GET key`, and what the entry found means under this call's policy.
+    pub(crate) async fn lookup(&self) -> Lookup<V> {
+        let mut get = redis::cmd("GET");
+        get.arg(&self.redis_key);
+        let reply = self
+            .redis(StepKind::Lookup, &get, |reply| {
+                (
+                    StepKind::Lookup,
+                    if is_answer(reply) {
+                        Status::Hit
+                    } else {
+                        Status::Miss
+                    },
+                )
+            })
+            .await;
+        let bytes = match reply {
+            Ok(redis::Value::BulkString(bytes)) => bytes,
+            Ok(_) => return Lookup::Miss,
+            Err(error) => return Lookup::Failed(error),
+        };
+        // Bytes that are not an envelope (written by hand, or by an older
+        // version) count as a miss, and the store below replaces them.
+        let Ok(entry) = Envelope::<V>::decode(&bytes) else {
+            return Lookup::Miss;
+        };
+        // XFetch needs a random draw; other policies do not.
+        let draw = match self.options.stampede {
+            Stampede::EarlyRefresh { .. } => self.cache.inner.random.next_unit(),
+            _ => 1.0,
+        };
+        match judge(&entry, now_ms(), self.options, draw) {
+            Verdict::Fresh => Lookup::Fresh(entry),
+            Verdict::Stale => Lookup::Stale(entry),
+            Verdict::RefreshEarly => {
+                self.note(StepKind::EarlyRefresh, Status::Miss, Duration::ZERO, Reply::None);
+                Lookup::RefreshEarly
+            }
+            Verdict::Miss => Lookup::Miss,
+        }
+    }
+
+    /// Steps 2 and 3 of the tutorial's read: load from the source of truth,
+    /// then store for the next reader. With the lease guard, a lease is
+    /// taken first, so a write that lands meanwhile can veto the store.
+    pub(crate) async fn load_and_store<F, Fut, E>(&self, load: F) -> Result<Answer<V>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        let lease = self.take_lease().await;
+        let loaded = self.load(load).await?;
+        self.store(&loaded, &lease).await;
+        Ok(Answer {
+            value: loaded.value,
+            source: Source::Loaded,
+            waited: false,
+        })
+    }
+
+    /// Runs the application's loader, measured and reported.
+    pub(crate) async fn load<F, Fut, E>(&self, load: F) -> Result<Loaded<V>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        self.pause(StepKind::Load).await;
+        let started = Instant::now();
+        let result = load().await;
+        let took = started.elapsed();
+        let status = match &result {
+            Ok(Some(_)) => Status::Hit,
+            Ok(None) => Status::Miss,
+            Err(_) => Status::Error,
+        };
+        self.note(StepKind::Load, status, took, Reply::None);
+        result.map(|value| Loaded { value, took })
+    }
+
+    /// The fallback (tutorial section 4.5): Redis failed, so the loader
+    /// answers alone. Nothing is stored: Redis has just failed, and another
+    /// attempt would add another timeout to a read that is already slow.
+    pub(crate) async fn fallback<F, Fut, E>(&self, error: RedisError, load: F) -> Result<Answer<V>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        self.note(
+            StepKind::Fallback,
+            Status::Error,
+            Duration::ZERO,
+            Reply::Error(&error),
+        );
+        let loaded = self.load(load).await?;
+        Ok(Answer {
+            value: loaded.value,
+            source: Source::Fallback,
+            waited: false,
+        })
+    }
+
+    /// An answer from an entry found in Redis (or handed over by a lock
+    /// holder), kept near for as long as it stays fresh.
+    pub(crate) fn answer_from(&self, entry: Envelope<V>, waited: bool) -> Answer<V> {
+        let value = match entry.content {
+            Content::Value(value) => Some(value),
+            _ => None,
+        };
+        let fresh_for = Duration::from_millis(entry.fresh_until_ms.saturating_sub(now_ms()));
+        self.keep_near(&value, fresh_for);
+        Answer {
+            source: if value.is_some() {
+                Source::Redis
+            } else {
+                Source::Negative
+            },
+            value,
+            waited,
+        }
+    }
+
+    /// Keeps a near copy, when this call uses the near cache, for the near
+    /// TTL or the entry's own freshness, whichever ends first.
+    pub(crate) fn keep_near(&self, value: &Option<V>, fresh_for: Duration) {
+        if let (Some(near), Some(near_ttl)) = (&self.cache.inner.near, self.options.near_ttl) {
+            near.put(self.key, value.clone(), near_ttl.min(fresh_for));
+        }
+    }
+}
+
+/// Whether a `GET` reply is an answer (a value or "does not exist"), not
+/// nothing or a marker: judged from the header alone.
+fn is_answer(reply: &redis::Value) -> bool {
+    match reply {
+        redis::Value::BulkString(bytes) => bytes.starts_with(b"ca1 v ") || bytes.starts_with(b"ca1 n "),
+        _ => false,
+    }
+}

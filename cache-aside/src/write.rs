@@ -1,0 +1,295 @@
+//! Writes: the application changes its database first, then tells the
+//! engine, which deals with the cached copy (tutorial step 3, section 4.2).
+//!
+//! The cache is not the source of truth, so a write never starts there: if
+//! the cache were changed first, a reader could load the old row back into
+//! it before the database changed. After the database write, the policy
+//! says what happens to the cached copy:
+//!
+//! - [`WritePolicy::Invalidate`]: delete it; the next read loads the new
+//!   row. With the lease guard the key's lease is revoked too; with the
+//!   version guard a marker carrying the new version replaces it.
+//! - [`WritePolicy::LeaveToTtl`]: leave it; readers may see the old value
+//!   until its TTL runs out.
+//! - [`WritePolicy::WriteThrough`]: overwrite it with the new value (the
+//!   write-through pattern, for comparison).
+//!
+//! With near caches on, the writer then drops its own near copy and
+//! publishes the key, so every other process drops theirs.
+
+use std::time::Duration;
+
+use crate::cache::{now_ms, CacheAside, Value};
+use crate::call::{integer, ok, Call};
+use crate::connection::RedisError;
+use crate::envelope::{Content, Envelope, DELETED_VERSION};
+use crate::guard::Lease;
+use crate::observe::{Observer, Reply, Status, Step, StepKind};
+use crate::options::{Options, RaceGuard};
+
+/// What changed in the database.
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a, V> {
+    /// The record now has this value.
+    Updated(&'a V),
+    /// The record is gone.
+    Deleted,
+}
+
+/// What to do with the cached copy after the database write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WritePolicy {
+    /// Drop it (or fence it, with the version guard).
+    Invalidate,
+    /// Leave it; its TTL bounds the staleness.
+    LeaveToTtl,
+    /// Store the new value (after a delete: invalidate).
+    WriteThrough,
+}
+
+/// What a write did to the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub effect: Effect,
+    /// With near caches: the invalidation published to the other processes.
+    pub published: Option<Result<Published, RedisError>>,
+}
+
+/// What happened to the cached copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// `DEL`: the copy is gone (`existed`: there was one). With the lease
+    /// guard, the key's lease was deleted too, so a reader loading
+    /// meanwhile will not store.
+    Deleted { existed: bool, lease_revoked: bool },
+    /// Version guard: a marker carrying `version` replaced the copy, so no
+    /// older version can be stored. After a delete the version is
+    /// [`DELETED_VERSION`] and the marker answers "does not exist".
+    Marked { version: u64 },
+    /// Version guard: Redis already held a newer version; nothing changed.
+    NewerKept,
+    /// Left alone, as asked.
+    Left(Remaining),
+    /// Write-through: the new value is cached.
+    WroteThrough,
+    /// Write-through: the version guard refused the new value, because
+    /// Redis already held a newer one.
+    WriteThroughRefused,
+    /// Redis failed: the old copy may live until its TTL. The reason every
+    /// key has one.
+    Failed(RedisError),
+}
+
+/// How long a copy left alone still lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remaining {
+    /// It was not cached: the next read loads the new row.
+    NotCached,
+    /// Readers may see the old value for this long.
+    Expires(Duration),
+    /// It has no TTL: stale until someone deletes it (never done by the
+    /// engine, which gives every entry a TTL).
+    NoTtl,
+}
+
+/// An invalidation sent on the bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The message's id, which every receiver reports.
+    pub message: u64,
+    /// How many subscribers Redis delivered it to (any client subscribed to
+    /// the channel counts).
+    pub receivers: u64,
+}
+
+impl<V: Value> CacheAside<V> {
+    /// Deals with the cached copy of `key` after the application has changed
+    /// its database, with the cache's default options.
+    pub async fn after_write(&self, key: &str, change: Change<'_, V>, policy: WritePolicy) -> Written {
+        self.after_write_with(key, change, policy, &self.inner.defaults, &*self.inner.observer)
+            .await
+    }
+
+    /// [`CacheAside::after_write`] with this call's own options and
+    /// observer. Never fails: a Redis failure is the [`Effect::Failed`]
+    /// effect, since the database has already changed.
+    pub async fn after_write_with(
+        &self,
+        key: &str,
+        change: Change<'_, V>,
+        policy: WritePolicy,
+        options: &Options,
+        observer: &dyn Observer,
+    ) -> Written {
+        let call = Call::new(self, key, options, observer);
+        let effect = match (policy, change) {
+            // TTL only means no invalidation at all, near copies included.
+            (WritePolicy::LeaveToTtl, _) => {
+                return Written {
+                    effect: call.leave_to_ttl().await,
+                    published: None,
+                }
+            }
+            (WritePolicy::WriteThrough, Change::Updated(value)) => call.write_through(value).await,
+            (_, change) => call.invalidate(change).await,
+        };
+        let published = match options.near_ttl {
+            Some(_) => Some(call.publish_invalidation().await),
+            None => None,
+        };
+        Written { effect, published }
+    }
+}
+
+impl<V: Value> Call<'_, V> {
+    /// Invalidates the cached copy, as the race guard says.
+    async fn invalidate(&self, change: Change<'_, V>) -> Effect {
+        match self.options.race_guard {
+            RaceGuard::None | RaceGuard::Lease { .. } => self.delete().await,
+            RaceGuard::Version => self.mark(change).await,
+        }
+    }
+
+    /// `DEL key` (and its lease, with the lease guard).
+    async fn delete(&self) -> Effect {
+        let lease_revoked = matches!(self.options.race_guard, RaceGuard::Lease { .. });
+        let mut del = redis::cmd("DEL");
+        del.arg(&self.redis_key);
+        if lease_revoked {
+            del.arg(self.cache.inner.keys.lease(self.key));
+        }
+        match self
+            .redis(StepKind::Invalidate, &del, ok(StepKind::Invalidate))
+            .await
+        {
+            Ok(reply) => Effect::Deleted {
+                existed: integer(&reply) > 0,
+                lease_revoked,
+            },
+            Err(error) => Effect::Failed(error),
+        }
+    }
+
+    /// Version guard: replaces the copy with a marker carrying the new
+    /// version, unless Redis holds a newer one. After a delete the marker
+    /// says "does not exist" (with negative caching on), so readers need not
+    /// ask the database.
+    async fn mark(&self, change: Change<'_, V>) -> Effect {
+        let (content, version, ttl) = match change {
+            Change::Updated(value) => (
+                Content::Invalidated,
+                self.cache.version_of(value).unwrap_or(0),
+                self.options.ttl,
+            ),
+            Change::Deleted => match self.options.negative_ttl {
+                Some(ttl) => (Content::NotFound, DELETED_VERSION, ttl),
+                None => (Content::Invalidated, DELETED_VERSION, self.options.ttl),
+            },
+        };
+        let marker = Envelope::<V> {
+            content,
+            version,
+            fresh_until_ms: now_ms() + crate::guard::millis(ttl),
+            load_ms: 0,
+        };
+        let bytes = marker.encode().expect("markers hold no value and always encode");
+        if self
+            .put(&bytes, version, ttl, &Lease::NotNeeded, StepKind::Invalidate)
+            .await
+        {
+            Effect::Marked { version }
+        } else {
+            Effect::NewerKept
+        }
+    }
+
+    /// `PTTL key`: how long the old copy will still be served.
+    async fn leave_to_ttl(&self) -> Effect {
+        let mut ttl = redis::cmd("PTTL");
+        ttl.arg(&self.redis_key);
+        match self.redis(StepKind::Expiry, &ttl, ok(StepKind::Expiry)).await {
+            Ok(reply) => Effect::Left(match integer(&reply) {
+                -2 => Remaining::NotCached,
+                ms if ms >= 0 => Remaining::Expires(Duration::from_millis(ms as u64)),
+                _ => Remaining::NoTtl,
+            }),
+            Err(error) => Effect::Failed(error),
+        }
+    }
+
+    /// Write-through: store the new value now, so readers never miss after
+    /// a write. With the lease guard, readers' leases are revoked first, so
+    /// a reader holding the old row cannot overwrite it; with the version
+    /// guard, the store is checked like a reader's.
+    async fn write_through(&self, value: &V) -> Effect {
+        if matches!(self.options.race_guard, RaceGuard::Lease { .. }) {
+            let mut del = redis::cmd("DEL");
+            del.arg(self.cache.inner.keys.lease(self.key));
+            if let Err(error) = self
+                .redis(StepKind::Invalidate, &del, ok(StepKind::Invalidate))
+                .await
+            {
+                return Effect::Failed(error);
+            }
+        }
+        let version = self.cache.version_of(value).unwrap_or(0);
+        let envelope = Envelope {
+            content: Content::Value(value.clone()),
+            version,
+            fresh_until_ms: now_ms() + crate::guard::millis(self.options.ttl),
+            load_ms: 0,
+        };
+        let Ok(bytes) = envelope.encode() else {
+            return self.delete().await;
+        };
+        let ttl = self.options.redis_ttl(self.options.ttl);
+        if self
+            .put(&bytes, version, ttl, &Lease::NotNeeded, StepKind::Store)
+            .await
+        {
+            self.keep_near(&Some(value.clone()), self.options.ttl);
+            Effect::WroteThrough
+        } else {
+            Effect::WriteThroughRefused
+        }
+    }
+
+    /// Tutorial step 3.5: drop this process's near copy now, and publish
+    /// the key so every other process drops theirs.
+    async fn publish_invalidation(&self) -> Result<Published, RedisError> {
+        if let Some(near) = &self.cache.inner.near {
+            near.remove(self.key);
+        }
+        let message = self.cache.token();
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(self.cache.inner.keys.invalidation_channel())
+            .arg(format!("{message} {}", self.key));
+        self.pause(StepKind::Publish).await;
+        let started = std::time::Instant::now();
+        let result = self
+            .cache
+            .inner
+            .redis
+            .query(&publish, self.cache.inner.timeout)
+            .await;
+        let (reply, status) = match &result {
+            Ok(value) => (Reply::Value(value), Status::Ok),
+            Err(error) => (Reply::Error(error), Status::Error),
+        };
+        self.observer.step(&Step {
+            kind: StepKind::Publish,
+            key: self.key,
+            command: Some(&publish),
+            reply,
+            status,
+            took: started.elapsed(),
+            message: Some(message),
+        });
+        let receivers = integer(&result?);
+        Ok(Published {
+            message,
+            receivers: receivers.max(0) as u64,
+        })
+    }
+}

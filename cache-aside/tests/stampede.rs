@@ -1,0 +1,220 @@
+//! The stampede defences on a real Redis, counted in database loads (never
+//! timed): no defence, single flight, the lock (across processes, a dead
+//! holder, lock safety), XFetch and stale-while-revalidate.
+
+mod common;
+
+use std::time::Duration;
+
+use cache_aside::stampede::RELEASE_IF_OWNER;
+use cache_aside::{CacheAside, Options, Source, Stampede, StepKind};
+use common::{cache, raw, redis_server, Db, Item, Recorder};
+
+fn with(stampede: Stampede) -> Options {
+    Options {
+        stampede,
+        ..Options::default()
+    }
+}
+
+/// A slow database: far longer than it takes to send every GET of a herd,
+/// so every request misses before the first value is stored.
+fn slow() -> Db {
+    Db::new(Duration::from_millis(300))
+}
+
+/// Fires `n` concurrent reads of `key`, spread round-robin over `caches`
+/// (one per application process); returns the answers.
+async fn herd(caches: &[CacheAside<Item>], db: &Db, id: u64, n: usize) -> Vec<cache_aside::Answer<Item>> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let cache = caches[i % caches.len()].clone();
+        let loader = db.loader(id);
+        tasks.push(tokio::spawn(async move {
+            cache.get_or_load(&format!("item:{id}"), loader).await.unwrap()
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// No defence: every request of a cold herd loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_defence_every_request_of_a_cold_herd_loads() {
+    let server = redis_server();
+    let db = slow();
+    let caches = [cache(&server, with(Stampede::None))];
+    let answers = herd(&caches, &db, 1, 100).await;
+    assert_eq!(db.loads(), 100);
+    assert!(answers.iter().all(|a| a.source == Source::Loaded && !a.waited));
+}
+
+/// Single flight: one load per process; the other requests share it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_flight_loads_once_per_process() {
+    let server = redis_server();
+    let db = slow();
+    let caches: Vec<_> = (0..3)
+        .map(|_| cache(&server, with(Stampede::SingleFlight)))
+        .collect();
+    let answers = herd(&caches, &db, 2, 150).await;
+    assert_eq!(db.loads(), 3, "one per process");
+    assert_eq!(answers.iter().filter(|a| a.waited).count(), 147);
+    assert!(answers.iter().all(|a| a.value.as_ref().unwrap().name == "item 2"));
+}
+
+/// The lock: exactly one load for a herd spread over three processes; the
+/// others are handed the value, and the lock is gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_loads_exactly_once_across_processes() {
+    let server = redis_server();
+    let db = slow();
+    let caches: Vec<_> = (0..3).map(|_| cache(&server, with(Stampede::lock()))).collect();
+    let answers = herd(&caches, &db, 3, 300).await;
+    assert_eq!(db.loads(), 1);
+    assert_eq!(answers.iter().filter(|a| a.source == Source::Loaded).count(), 1);
+    assert!(
+        answers.iter().filter(|a| a.waited).count() > 200,
+        "most waited for the holder"
+    );
+    assert!(answers.iter().all(|a| a.value.as_ref().unwrap().name == "item 3"));
+    let lock: Option<String> = redis::cmd("GET")
+        .arg("cache:item:3#lock")
+        .query(&mut raw(&server))
+        .unwrap();
+    assert_eq!(lock, None, "the holder released its lock");
+}
+
+/// A holder that died leaves a lock that expires by itself: the waiter
+/// then takes the lock and loads, instead of waiting forever.
+#[tokio::test]
+async fn a_dead_holders_lock_expires_and_a_waiter_takes_over() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let options = with(Stampede::Lock {
+        ttl: Duration::from_millis(300),
+        attempts: 3,
+    });
+    let items = cache(&server, options);
+    // A "holder" that will never store or release.
+    let _: () = redis::cmd("SET")
+        .arg("cache:item:4#lock")
+        .arg("dead")
+        .arg("PX")
+        .arg(300)
+        .query(&mut raw(&server))
+        .unwrap();
+    let recorder = Recorder::default();
+    let answer = items
+        .get_or_load_with("item:4", items.options(), &recorder, db.loader(4))
+        .await
+        .unwrap();
+    assert_eq!(answer.source, Source::Loaded);
+    assert!(answer.waited, "it waited for the dead holder first");
+    assert_eq!(db.loads(), 1);
+    assert!(
+        recorder.count(StepKind::LockAcquire) >= 2,
+        "{:?}",
+        recorder.kinds()
+    );
+}
+
+/// Lock safety: a holder whose lock expired cannot delete the lock someone
+/// else has taken since (the release is a compare-and-delete in Lua).
+#[tokio::test]
+async fn a_late_owner_cannot_release_a_newer_lock() {
+    let server = redis_server();
+    let mut redis = raw(&server);
+    let _: () = redis::cmd("SET")
+        .arg("lock")
+        .arg("newer")
+        .query(&mut redis)
+        .unwrap();
+    let released: i64 = redis::cmd("EVAL")
+        .arg(RELEASE_IF_OWNER)
+        .arg(1)
+        .arg("lock")
+        .arg("older")
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(released, 0);
+    let held: String = redis::cmd("GET").arg("lock").query(&mut redis).unwrap();
+    assert_eq!(held, "newer");
+}
+
+/// XFetch: close to expiry, with a slow load and a large beta, a hit
+/// reloads early; far from expiry it does not.
+#[tokio::test]
+async fn xfetch_refreshes_a_value_close_to_expiry() {
+    let server = redis_server();
+    let db = Db::new(Duration::from_millis(50));
+    let short = Options {
+        ttl: Duration::from_millis(400),
+        ..with(Stampede::EarlyRefresh { beta: 1_000.0 })
+    };
+    let items = cache(&server, short);
+    items.get_or_load("item:5", db.loader(5)).await.unwrap();
+    // With beta 1,000 and a 50 ms load, -50 * 1000 * ln(draw) exceeds the
+    // 400 ms left unless the draw is above 0.99: a refresh, all but surely.
+    let recorder = Recorder::default();
+    let answer = items
+        .get_or_load_with("item:5", items.options(), &recorder, db.loader(5))
+        .await
+        .unwrap();
+    assert_eq!(answer.source, Source::Loaded);
+    assert_eq!(recorder.kinds()[..2], [StepKind::Lookup, StepKind::EarlyRefresh]);
+    assert_eq!(db.loads(), 2);
+
+    // Beta tiny: the same entry is served as it is.
+    let lazy = Options {
+        ttl: Duration::from_secs(60),
+        ..with(Stampede::EarlyRefresh { beta: 0.001 })
+    };
+    let answer = items
+        .get_or_load_with("item:5", &lazy, items.observer(), db.loader(5))
+        .await
+        .unwrap();
+    assert_eq!(answer.source, Source::Redis);
+}
+
+/// Stale-while-revalidate: past its fresh time the entry is served stale at
+/// once to everyone, and exactly one background refresh reloads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
+    let server = redis_server();
+    let db = Db::new(Duration::from_millis(100));
+    let options = Options {
+        ttl: Duration::from_millis(300),
+        ..with(Stampede::StaleWhileRevalidate {
+            stale_for: Duration::from_secs(30),
+        })
+    };
+    let refreshes = std::sync::Arc::new(Recorder::default());
+    let items = CacheAside::<Item>::builder(
+        cache_aside::Redis::open(&server.url()).unwrap(),
+        cache_aside::KeySpace::new("cache:"),
+    )
+    .options(options)
+    .observer(refreshes.clone())
+    .build()
+    .unwrap();
+    let old = Item {
+        id: 6,
+        name: "item 6 (old)".into(),
+        version: 1,
+    };
+    common::put_stale(&server, "cache:item:6", &old, Duration::from_secs(30));
+
+    let answers = herd(std::slice::from_ref(&items), &db, 6, 100).await;
+    assert!(answers.iter().all(|a| a.source == Source::Stale), "nobody waited");
+    assert!(answers.iter().all(|a| a.value.as_ref() == Some(&old)));
+    // The one refresh reports to the cache's own observer when it stores.
+    refreshes.wait_for(StepKind::Store, 1).await;
+    assert_eq!(db.loads(), 1, "exactly one background refresh");
+    let fresh = items.get_or_load("item:6", db.loader(6)).await.unwrap();
+    assert_eq!(fresh.source, Source::Redis);
+    assert_eq!(fresh.value.unwrap().name, "item 6");
+}
