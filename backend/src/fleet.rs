@@ -1,9 +1,11 @@
 //! Application instances: several copies of the application serving one
 //! sandbox, sharing its Redis and its database (tutorial step 3.5).
 //!
-//! Each instance is one engine handle, with its own Redis connection, its
-//! own near cache and its own subscription to the sandbox's invalidation
-//! channel, as a separate process would have. The fleet picks which
+//! Each instance is one engine handle, with its own near cache and its own
+//! subscription to the sandbox's invalidation channel, as a separate process
+//! would have. Their commands share the back end's multiplexed connection
+//! to Redis (a pool, in effect), so a sandbox costs no command connections
+//! of its own. The fleet picks which
 //! instance serves a request, follows the sandbox's near-cache setting, and
 //! lets the learner cut and restore an instance's subscription. The
 //! instances' handle-level observers note every invalidation they receive
@@ -142,8 +144,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Instances A, B and C on `redis` (each with a connection of its own),
-    /// under `keys`. `changed` is called whenever an instance's state
+    /// Instances A, B and C on `redis`, under `keys`. `changed` is called whenever an instance's state
     /// changes.
     ///
     /// # Errors
@@ -166,7 +167,10 @@ impl Fleet {
                     received: received.clone(),
                     changed: changed.clone(),
                 };
-                let cache = CacheAside::builder(redis.with_new_connection(), keys.clone())
+                // One multiplexed command connection serves every instance
+                // (as a pool would); each instance still has a Pub/Sub
+                // subscription of its own, which is what the lessons cut.
+                let cache = CacheAside::builder(redis.clone(), keys.clone())
                     // A near cache exists in every instance; the sandbox's
                     // setting decides whether a call uses it.
                     .near_cache(NEAR_CAPACITY, Duration::from_secs(30))

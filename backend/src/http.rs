@@ -346,6 +346,26 @@ async fn session(state: AppState, sandbox: SandboxId, socket: WebSocket) {
     // Replies to this client's own reads arrive here from their tasks.
     let (replies, mut reply_queue) = mpsc::channel::<String>(READS_IN_FLIGHT_PER_CLIENT);
     let in_flight = Arc::new(Semaphore::new(READS_IN_FLIGHT_PER_CLIENT));
+    // The client's messages are read by a task of their own: the loop below
+    // then wakes for them only when one arrives, instead of starting a read
+    // of the socket each time it sends a trace.
+    let (commands, mut command_queue) = mpsc::channel::<Option<String>>(READS_IN_FLIGHT_PER_CLIENT);
+    let reader = tokio::spawn(async move {
+        while let Some(incoming) = stream.next().await {
+            let command = match incoming {
+                Ok(Message::Text(text)) => Some(text.to_string()),
+                Ok(Message::Close(_)) | Err(_) => break,
+                // Pings are answered by axum; binary frames are not part of
+                // the protocol and are ignored.
+                Ok(_) => continue,
+            };
+            if commands.send(command).await.is_err() {
+                break;
+            }
+        }
+        // The client is gone.
+        let _ = commands.send(None).await;
+    });
 
     loop {
         let outgoing: String = tokio::select! {
@@ -356,23 +376,19 @@ async fn session(state: AppState, sandbox: SandboxId, socket: WebSocket) {
                 None => break,
             },
             Some(reply) = reply_queue.recv() => reply,
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    match handle_command(&state, &sandbox, text.as_str(), &replies, &in_flight) {
-                        Some(error) => error,
-                        None => continue,
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                // Pings are answered by axum; binary frames are not part of
-                // the protocol and are ignored.
-                Some(Ok(_)) => continue,
+            command = command_queue.recv() => match command.flatten() {
+                Some(text) => match handle_command(&state, &sandbox, &text, &replies, &in_flight) {
+                    Some(error) => error,
+                    None => continue,
+                },
+                None => break,
             },
         };
         if !send(&mut sink, Message::Text(outgoing.into())).await {
             break;
         }
     }
+    reader.abort();
     let _ = send(&mut sink, Message::Close(None)).await;
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_aside::{Change, Redis};
+use cache_aside::{Change, NoObserver, Redis};
 use shared::diagram::nodes::{
     self, PUBLISH, REQUEST, RETURN_CACHED, RETURN_LOADED, RETURN_WRITTEN, WRITE_DATABASE, WRITE_REQUEST,
 };
@@ -147,6 +147,12 @@ impl Playground {
         let sandbox = self.sandbox(sandbox)?;
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
         let config = sandbox.config();
+        // Step-through and scenarios are always drawn; other reads as long
+        // as the sandbox's budget of traces per second lasts.
+        let drawn = !options.pause_before.is_empty() || origin == Origin::Scenario || sandbox.may_trace();
+        if !drawn {
+            return Self::read_untraced(&sandbox, &instance, &config, kind, id).await;
+        }
         let operation = Operation::Read { kind, id };
         let operation_id = options.operation_id.unwrap_or_else(|| self.next_operation_id());
         let started = Started::new(operation_id, operation.clone(), origin, &instance);
@@ -208,7 +214,49 @@ impl Playground {
             found,
             record,
             latency_us: trace.total_us,
-            trace_id: trace.id,
+            trace_id: Some(trace.id),
+            sandbox: sandbox.id.clone(),
+        })
+    }
+
+    /// A read beyond the sandbox's traces per second: the same engine call,
+    /// watched by nobody, counted in the stats.
+    async fn read_untraced(
+        sandbox: &Arc<Sandbox>,
+        instance: &Instance,
+        config: &crate::sandbox::Config,
+        kind: Kind,
+        id: u64,
+    ) -> Result<ReadResult, OpError> {
+        let started = std::time::Instant::now();
+        let loader = sandbox.loader(kind, id, &config.settings, |_| {});
+        let answer = instance
+            .cache
+            .get_or_load_with(
+                &policies::record_key(kind, id),
+                &config.options,
+                &NoObserver,
+                loader,
+            )
+            .await;
+        let latency_us = micros(started.elapsed());
+        let (outcome, database_us) = match &answer {
+            Ok(answer) => (
+                policies::outcome(answer.source),
+                answer.loaded_in.map_or(0, micros),
+            ),
+            Err(_) => (Outcome::Failed, 0),
+        };
+        sandbox.count_untraced(outcome, latency_us, database_us);
+        let record = answer?.value;
+        Ok(ReadResult {
+            kind,
+            id,
+            outcome,
+            found: record.is_some(),
+            record,
+            latency_us,
+            trace_id: None,
             sandbox: sandbox.id.clone(),
         })
     }
@@ -483,28 +531,12 @@ fn publish_trace(
         total_us: micros(took),
         started_at_ms: started.at_ms,
     };
-    let stats = sandbox.update_stats(|s| {
-        match outcome {
-            Outcome::Hit | Outcome::NearHit | Outcome::Stale => s.hits += 1,
-            Outcome::NullHit => s.null_hits += 1,
-            Outcome::Miss => s.misses += 1,
-            Outcome::Fallback => s.fallbacks += 1,
-            Outcome::Written => {
-                s.writes += 1;
-                return;
-            }
-            Outcome::Failed => {
-                s.failures += 1;
-                return;
-            }
-        }
-        s.total_latency_us += trace.total_us;
-        let db_us = trace.database_us() + trace.simulated_us();
-        if db_us > 0 {
-            s.database_reads += 1;
-            s.database_latency_us += db_us;
-        }
-    });
+    let stats = sandbox.count(
+        outcome,
+        trace.total_us,
+        trace.database_us() + trace.simulated_us(),
+        false,
+    );
     sandbox.remember(&trace);
     let message = ServerMessage::Trace {
         trace: trace.clone(),

@@ -8,13 +8,14 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use cache_aside::{KeySpace, Options, Redis};
 use tokio::sync::{oneshot, Notify};
 
-use shared::{InputError, Kind, Record, SandboxId, SandboxSettings, ServerMessage, Stats, Trace};
+use shared::{InputError, Kind, Outcome, Record, SandboxId, SandboxSettings, ServerMessage, Stats, Trace};
 
 use crate::feed::{to_json, TraceFeed};
 use crate::fleet::Fleet;
@@ -23,6 +24,41 @@ use crate::store::{simulated_latency, Database, SqlDone, StoreError};
 
 /// How many traces a sandbox keeps for browsers that connect later.
 pub const RECENT_TRACES: usize = 20;
+
+/// The most reads a sandbox traces per second. A page animates a few
+/// traces a second; a flood of reads (a load test, a loop of `curl`) beyond
+/// this is counted in the stats, not recorded step by step, so tracing
+/// never costs more than the reads themselves.
+pub const TRACES_PER_SECOND: u64 = 50;
+
+/// How often, at most, the counters go out on their own.
+const STATS_EVERY: Duration = Duration::from_millis(200);
+
+/// A budget of traces per second: a counter per whole second.
+#[derive(Default)]
+struct TraceBudget {
+    second: AtomicU64,
+    used: AtomicU64,
+}
+
+impl TraceBudget {
+    /// Whether one more operation may be traced this second.
+    fn take(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let current = self.second.load(Ordering::Relaxed);
+        if current != now
+            && self
+                .second
+                .compare_exchange(current, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        self.used.fetch_add(1, Ordering::Relaxed) < TRACES_PER_SECOND
+    }
+}
 
 /// A sandbox's settings, and the engine options they stand for: one value,
 /// replaced whole when the settings change, so a request sees one or the
@@ -42,9 +78,9 @@ impl Config {
     }
 }
 
-/// A loader for the engine: one SQL query with the simulated latency.
-pub type Loader =
-    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<Option<Record>, StoreError>> + Send>> + Send>;
+/// What a loader returns: the SQL query's future, made only when the
+/// engine calls the loader (on a miss).
+pub type Load = Pin<Box<dyn Future<Output = Result<Option<Record>, StoreError>> + Send>>;
 
 /// One sandbox.
 pub struct Sandbox {
@@ -63,9 +99,10 @@ pub struct Sandbox {
     pub feed: Arc<TraceFeed>,
     /// The application instances serving this sandbox.
     pub fleet: Fleet,
-    /// Std mutexes: each is held for a copy or an update, never across an
-    /// `await`.
-    config: Mutex<Arc<Config>>,
+    /// Std locks: each is held for a copy or an update, never across an
+    /// `await`. The configuration is read by every request and written
+    /// rarely: a read-write lock.
+    config: RwLock<Arc<Config>>,
     stats: Mutex<Stats>,
     /// The latest traces, newest first, for browsers that connect later.
     recent: Mutex<VecDeque<Trace>>,
@@ -79,16 +116,28 @@ pub struct Sandbox {
     pause_events: Notify,
     /// Held while a herd runs, so two herds never trample the same key.
     pub herd: tokio::sync::Mutex<()>,
+    /// Traces left this second.
+    budget: TraceBudget,
+    /// Whether counters are due to go out (see [`Sandbox::count_untraced`]).
+    stats_due: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Sandbox {
     /// The current settings and engine options.
     pub fn config(&self) -> Arc<Config> {
-        lock(&self.config).clone()
+        read(&self.config).clone()
     }
 
     /// The current settings.
@@ -100,7 +149,7 @@ impl Sandbox {
     /// (both fixed when the back end starts: changing the prefix would
     /// orphan every cached key).
     pub fn set_settings(&self, mut settings: SandboxSettings) -> SandboxSettings {
-        let mut config = lock(&self.config);
+        let mut config = write(&self.config);
         settings.key_prefix = config.settings.key_prefix.clone();
         settings.redis_timeout_ms = config.settings.redis_timeout_ms;
         let near_changed = settings.near_cache != config.settings.near_cache;
@@ -122,16 +171,22 @@ impl Sandbox {
         id: u64,
         settings: &SandboxSettings,
         ran: impl FnOnce(SqlDone) + Send + 'static,
-    ) -> Loader {
-        let latency = simulated_latency(settings.db_latency_ms, settings.db_jitter_percent);
-        let query = self.database.find(kind, id, latency);
-        Box::new(move || {
+    ) -> impl FnOnce() -> Load + Send + 'static {
+        let (database, latency, jitter) = (
+            self.database.clone(),
+            settings.db_latency_ms,
+            settings.db_jitter_percent,
+        );
+        // Nothing is prepared until the engine calls the loader: a hit
+        // costs no SQL text, no boxed query.
+        move || -> Load {
             Box::pin(async move {
+                let query = database.find(kind, id, simulated_latency(latency, jitter));
                 let (result, done) = query.run_measured().await;
                 ran(done);
                 result
             })
-        })
+        }
     }
 
     /// The counters so far.
@@ -139,11 +194,59 @@ impl Sandbox {
         *lock(&self.stats)
     }
 
-    /// Updates the counters and returns the new values.
-    pub fn update_stats(&self, f: impl FnOnce(&mut Stats)) -> Stats {
+    /// Counts one operation: its outcome, its wall time, the time its
+    /// database work took (query plus simulated delay), and whether it went
+    /// untraced. Returns the counters.
+    pub fn count(&self, outcome: Outcome, total_us: u64, database_us: u64, untraced: bool) -> Stats {
         let mut stats = lock(&self.stats);
-        f(&mut stats);
+        stats.untraced += u64::from(untraced);
+        match outcome {
+            Outcome::Hit | Outcome::NearHit | Outcome::Stale => stats.hits += 1,
+            Outcome::NullHit => stats.null_hits += 1,
+            Outcome::Miss => stats.misses += 1,
+            Outcome::Fallback => stats.fallbacks += 1,
+            Outcome::Written => {
+                stats.writes += 1;
+                return *stats;
+            }
+            Outcome::Failed => {
+                stats.failures += 1;
+                return *stats;
+            }
+        }
+        stats.total_latency_us += total_us;
+        if database_us > 0 {
+            stats.database_reads += 1;
+            stats.database_latency_us += database_us;
+        }
         *stats
+    }
+
+    /// Whether the next operation may be traced step by step (see
+    /// [`TRACES_PER_SECOND`]); if not, the caller counts it untraced.
+    pub fn may_trace(&self) -> bool {
+        self.budget.take()
+    }
+
+    /// Counts a read that was not traced, and sends the counters out soon:
+    /// at most one message per [`STATS_EVERY`], and never a count lost at
+    /// the end of a flood.
+    pub fn count_untraced(self: &Arc<Self>, outcome: Outcome, total_us: u64, database_us: u64) {
+        self.count(outcome, total_us, database_us, true);
+        if self.stats_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sandbox = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(STATS_EVERY).await;
+            if let Some(sandbox) = sandbox.upgrade() {
+                sandbox.stats_due.store(false, Ordering::Release);
+                let message = ServerMessage::Stats {
+                    stats: sandbox.stats(),
+                };
+                sandbox.feed.publish(Arc::from(to_json(&message)));
+            }
+        });
     }
 
     /// Remembers a trace for browsers that connect later.
@@ -253,7 +356,9 @@ pub struct Sandboxes {
     /// Where other sandboxes' databases are created.
     sandbox_dir: PathBuf,
     feed_capacity: usize,
-    map: Mutex<HashMap<SandboxId, Arc<Sandbox>>>,
+    /// Read by every request, written once per new sandbox: a read-write
+    /// lock, so requests do not queue behind each other.
+    map: RwLock<HashMap<SandboxId, Arc<Sandbox>>>,
     /// Held while a sandbox is being created.
     creating: Mutex<()>,
 }
@@ -278,7 +383,7 @@ impl Sandboxes {
             default_database,
             sandbox_dir,
             feed_capacity,
-            map: Mutex::new(HashMap::new()),
+            map: RwLock::new(HashMap::new()),
             creating: Mutex::new(()),
         }
     }
@@ -288,14 +393,14 @@ impl Sandboxes {
     /// # Errors
     /// When a new sandbox's database or instances cannot be created.
     pub fn get(&self, id: &SandboxId) -> Result<Arc<Sandbox>, SandboxError> {
-        if let Some(sandbox) = lock(&self.map).get(id) {
+        if let Some(sandbox) = read(&self.map).get(id) {
             return Ok(sandbox.clone());
         }
         // One creation at a time, outside the map's lock (seeding a new file
         // takes a few milliseconds and lookups should not wait for it), so
         // two first requests never seed one file twice or start two fleets.
         let _creating = lock(&self.creating);
-        if let Some(sandbox) = lock(&self.map).get(id) {
+        if let Some(sandbox) = read(&self.map).get(id) {
             return Ok(sandbox.clone());
         }
         let database = if id.as_str() == SandboxId::DEFAULT {
@@ -326,13 +431,15 @@ impl Sandboxes {
                 database,
                 feed: Arc::new(TraceFeed::new(self.feed_capacity)),
                 fleet,
-                config: Mutex::new(Arc::new(Config::new(self.defaults.clone()))),
+                config: RwLock::new(Arc::new(Config::new(self.defaults.clone()))),
                 stats: Mutex::new(Stats::default()),
                 recent: Mutex::new(VecDeque::new()),
                 changed_at: Mutex::new(HashMap::new()),
                 paused: Mutex::new(HashMap::new()),
                 pause_events: Notify::new(),
                 herd: tokio::sync::Mutex::new(()),
+                budget: TraceBudget::default(),
+                stats_due: AtomicBool::new(false),
             }
         });
         if let Some(error) = failure {
@@ -341,7 +448,7 @@ impl Sandboxes {
         if self.defaults.near_cache {
             sandbox.fleet.near_caches(true);
         }
-        lock(&self.map).insert(id.clone(), sandbox.clone());
+        write(&self.map).insert(id.clone(), sandbox.clone());
         Ok(sandbox)
     }
 }

@@ -301,3 +301,42 @@ fn rusqlite_drop_users(path: &std::path::Path) {
     let connection = rusqlite::Connection::open(path).unwrap();
     connection.execute_batch("DROP TABLE users").unwrap();
 }
+
+/// A flood of reads, more per second than the sandbox draws, is counted but
+/// not traced: tracing never costs more than the reads themselves, and the
+/// watchers get the counters instead of thousands of traces.
+#[tokio::test]
+async fn a_flood_of_reads_is_counted_not_traced() {
+    use backend::sandbox::TRACES_PER_SECOND;
+    let t = common::start(|_| {});
+    let mut feed = watch(&t);
+    let reads = 3 * TRACES_PER_SECOND;
+    let mut untraced = 0;
+    for n in 0..reads {
+        let result = t.read(Kind::Users, n % 10 + 1).await;
+        untraced += u64::from(result.trace_id.is_none());
+    }
+    // The loop may straddle a second, so up to two seconds' worth is drawn.
+    assert!(
+        untraced >= reads - 2 * TRACES_PER_SECOND,
+        "{untraced} untraced of {reads}"
+    );
+    // The counters arrive on their own, counting every read.
+    let mut traces = 0;
+    let stats = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let Some(FeedEvent::Message(json)) = feed.next().await else {
+                panic!("the feed ended");
+            };
+            match serde_json::from_str::<ServerMessage>(&json).unwrap() {
+                ServerMessage::Trace { .. } => traces += 1,
+                ServerMessage::Stats { stats } if stats.reads() == reads => break stats,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the counters within 10 s");
+    assert_eq!(stats.untraced, untraced);
+    assert_eq!(traces, reads - untraced, "one trace per traced read, no more");
+}

@@ -211,7 +211,7 @@ async fn without_near_caches_reads_go_round_robin_and_nothing_is_published() {
             .unwrap()
             .recent()[0]
             .clone();
-        assert_eq!(trace.id, result.trace_id);
+        assert_eq!(Some(trace.id), result.trace_id);
         served.push(trace.instance.unwrap());
     }
     served.sort();

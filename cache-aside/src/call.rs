@@ -18,6 +18,8 @@ pub(crate) struct Call<'a, V> {
     pub(crate) redis_key: String,
     pub(crate) options: &'a Options,
     pub(crate) observer: &'a dyn Observer,
+    /// Whether the observer wants steps (if not, none are measured).
+    observed: bool,
 }
 
 impl<'a, V> Call<'a, V> {
@@ -32,6 +34,7 @@ impl<'a, V> Call<'a, V> {
             cache,
             key,
             options,
+            observed: observer.wants_steps(),
             observer,
         }
     }
@@ -82,6 +85,9 @@ impl<'a, V> Call<'a, V> {
 
     /// Reports a step that sent nothing: a decision, a wait, a load.
     pub(crate) fn note(&self, kind: StepKind, status: Status, took: Duration, reply: Reply<'_>) {
+        if !self.observed {
+            return;
+        }
         self.observer.step(&Step {
             kind,
             key: self.key,

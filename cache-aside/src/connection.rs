@@ -89,22 +89,24 @@ impl Redis {
     }
 
     /// Sends one command and waits at most `timeout` for its reply,
-    /// connecting first if needed.
+    /// connecting first if needed (connecting has a `timeout` of its own).
     ///
     /// # Errors
     /// [`RedisError::Timeout`] or [`RedisError::Failed`].
     pub async fn query(&self, command: &redis::Cmd, timeout: Duration) -> Result<redis::Value, RedisError> {
-        let attempt = async {
-            let mut connection = self.connection(timeout).await?;
-            command
-                .query_async::<redis::Value>(&mut connection)
-                .await
-                .map_err(|e| RedisError::Failed(e.to_string()))
+        let mut connection = match self.inner.connection.get() {
+            Some(connection) => connection.clone(),
+            None => match tokio::time::timeout(timeout, self.connection(timeout)).await {
+                Ok(connection) => connection?,
+                Err(_) => return Err(RedisError::Timeout(timeout)),
+            },
         };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(RedisError::Timeout(timeout)),
-        }
+        // The connection's own response timeout (set to `timeout` when it
+        // was made) bounds the wait: no second timer per command.
+        command
+            .query_async::<redis::Value>(&mut connection)
+            .await
+            .map_err(|e| failure(e, timeout))
     }
 
     async fn connection(&self, timeout: Duration) -> Result<ConnectionManager, RedisError> {
@@ -122,10 +124,19 @@ impl Redis {
                     .client
                     .get_connection_manager_with_config(config)
                     .await
-                    .map_err(|e| RedisError::Failed(e.to_string()))
+                    .map_err(|e| failure(e, timeout))
             })
             .await?;
         Ok(connection.clone())
+    }
+}
+
+/// A client error in our terms: its own timeout reads as ours.
+fn failure(error: redis::RedisError, timeout: Duration) -> RedisError {
+    if error.is_timeout() {
+        RedisError::Timeout(timeout)
+    } else {
+        RedisError::Failed(error.to_string())
     }
 }
 

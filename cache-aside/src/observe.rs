@@ -150,8 +150,15 @@ impl Step<'_> {
 /// A pause before a step, for breakpoints.
 pub type Pause<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
-/// Sees what the engine does. Both methods have do-nothing defaults.
+/// Sees what the engine does. Every method has a do-nothing default.
 pub trait Observer: Send + Sync {
+    /// Whether this observer wants [`Observer::step`] calls. An observer
+    /// that answers `false` is never called for steps, and the engine skips
+    /// measuring them: watching nothing costs nothing.
+    fn wants_steps(&self) -> bool {
+        true
+    }
+
     /// Called after every step.
     fn step(&self, step: &Step<'_>) {
         let _ = step;
@@ -170,4 +177,8 @@ pub trait Observer: Send + Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoObserver;
 
-impl Observer for NoObserver {}
+impl Observer for NoObserver {
+    fn wants_steps(&self) -> bool {
+        false
+    }
+}

@@ -41,6 +41,9 @@ pub struct Answer<V> {
     /// Whether this call waited for another call's load (single flight, or
     /// the lock), instead of loading itself.
     pub waited: bool,
+    /// How long this call's own loader ran, if it ran: the database's share
+    /// of the read, for metrics.
+    pub loaded_in: Option<Duration>,
 }
 
 /// Where an answer came from.
@@ -143,26 +146,28 @@ impl<V: Value> CacheAside<V> {
         }
 
         // 1. Ask Redis: a hit costs one round trip.
+        //    (Every path but the hit is boxed: a miss pays for one small
+        //    allocation, and the hit's future stays small.)
         match call.lookup().await {
             Lookup::Fresh(entry) => return Ok(call.answer_from(entry, false)),
             // Past its fresh time: serve it anyway while one request
             // refreshes it, so nobody waits for the database.
-            Lookup::Stale(entry) => return Ok(call.serve_stale(entry, load).await),
+            Lookup::Stale(entry) => return Ok(Box::pin(call.serve_stale(entry, load)).await),
             // XFetch: reload before it expires, so nobody ever misses.
-            Lookup::RefreshEarly => return call.load_and_store(load).await,
+            Lookup::RefreshEarly => return Box::pin(call.load_and_store(load)).await,
             // The key was never stored, expired or was evicted.
             Lookup::Miss => {}
             // Redis is down or slow. Do not fail the read over it.
-            Lookup::Failed(error) => return call.fallback(error, load).await,
+            Lookup::Failed(error) => return Box::pin(call.fallback(error, load)).await,
         }
 
         // 2. A miss: the database answers, and its answer is stored for the
         //    next reader. How many concurrent misses may load at once is the
         //    stampede policy's decision.
         match options.stampede {
-            Stampede::SingleFlight => call.load_in_single_flight(load).await,
-            Stampede::Lock { ttl, attempts } => call.load_under_lock(ttl, attempts, load).await,
-            _ => call.load_and_store(load).await,
+            Stampede::SingleFlight => Box::pin(call.load_in_single_flight(load)).await,
+            Stampede::Lock { ttl, attempts } => Box::pin(call.load_under_lock(ttl, attempts, load)).await,
+            _ => Box::pin(call.load_and_store(load)).await,
         }
     }
 }
@@ -170,8 +175,10 @@ impl<V: Value> CacheAside<V> {
 impl<V: Value> Call<'_, V> {
     /// The near-cache step, when this call uses the near cache.
     fn near_lookup(&self) -> Option<Answer<V>> {
+        if !self.uses_near() {
+            return None;
+        }
         let near = self.cache.inner.near.as_ref()?;
-        self.options.near_ttl?;
         let started = Instant::now();
         let found = near.get(self.key);
         let status = if found.is_some() {
@@ -188,6 +195,7 @@ impl<V: Value> Call<'_, V> {
             },
             value,
             waited: false,
+            loaded_in: None,
         })
     }
 
@@ -217,12 +225,14 @@ impl<V: Value> Call<'_, V> {
         let Ok(entry) = Envelope::<V>::decode(&bytes) else {
             return Lookup::Miss;
         };
-        // XFetch needs a random draw; other policies do not.
-        let draw = match self.options.stampede {
-            Stampede::EarlyRefresh { .. } => self.cache.inner.random.next_unit(),
-            _ => 1.0,
+        // XFetch needs a random draw, and only it and stale-while-revalidate
+        // look at the clock: other policies let Redis's TTL decide.
+        let (now, draw) = match self.options.stampede {
+            Stampede::EarlyRefresh { .. } => (now_ms(), self.cache.inner.random.next_unit()),
+            Stampede::StaleWhileRevalidate { .. } => (now_ms(), 1.0),
+            _ => (0, 1.0),
         };
-        match judge(&entry, now_ms(), self.options, draw) {
+        match judge(&entry, now, self.options, draw) {
             Verdict::Fresh => Lookup::Fresh(entry),
             Verdict::Stale => Lookup::Stale(entry),
             Verdict::RefreshEarly => {
@@ -248,6 +258,7 @@ impl<V: Value> Call<'_, V> {
             value: loaded.value,
             source: Source::Loaded,
             waited: false,
+            loaded_in: Some(loaded.took),
         })
     }
 
@@ -289,6 +300,7 @@ impl<V: Value> Call<'_, V> {
             value: loaded.value,
             source: Source::Fallback,
             waited: false,
+            loaded_in: Some(loaded.took),
         })
     }
 
@@ -299,8 +311,10 @@ impl<V: Value> Call<'_, V> {
             Content::Value(value) => Some(value),
             _ => None,
         };
-        let fresh_for = Duration::from_millis(entry.fresh_until_ms.saturating_sub(now_ms()));
-        self.keep_near(&value, fresh_for);
+        if self.uses_near() {
+            let fresh_for = Duration::from_millis(entry.fresh_until_ms.saturating_sub(now_ms()));
+            self.keep_near(&value, fresh_for);
+        }
         Answer {
             source: if value.is_some() {
                 Source::Redis
@@ -309,7 +323,13 @@ impl<V: Value> Call<'_, V> {
             },
             value,
             waited,
+            loaded_in: None,
         }
+    }
+
+    /// Whether this call uses the near cache.
+    fn uses_near(&self) -> bool {
+        self.cache.inner.near.is_some() && self.options.near_ttl.is_some()
     }
 
     /// Keeps a near copy, when this call uses the near cache, for the near

@@ -48,14 +48,16 @@ impl<V: Value> Call<'_, V> {
         let flight = flights.join(self.key);
         let mut load = Some(load);
         let mut failure = None;
-        let mut led = false;
+        let mut led = None;
         let outcome = flight
             .get_or_init(|| async {
                 // This call is first: it loads for everyone on the flight.
-                led = true;
                 let load = load.take().expect("the loader runs once");
                 match self.load_and_store(load).await {
-                    Ok(answer) => Some(answer.value),
+                    Ok(answer) => {
+                        led = answer.loaded_in;
+                        Some(answer.value)
+                    }
                     Err(error) => {
                         failure = Some(error);
                         None
@@ -72,7 +74,8 @@ impl<V: Value> Call<'_, V> {
             (Some(value), _) => Ok(Answer {
                 value,
                 source: Source::Loaded,
-                waited: !led,
+                waited: led.is_none(),
+                loaded_in: led,
             }),
             // The leader's load failed: its error is its own, so this call
             // loads for itself.
@@ -137,6 +140,7 @@ impl<V: Value> Call<'_, V> {
             value: loaded.value,
             source: Source::Loaded,
             waited,
+            loaded_in: Some(loaded.took),
         })
     }
 
@@ -185,6 +189,7 @@ impl<V: Value> Call<'_, V> {
             value: loaded.value,
             source: Source::Loaded,
             waited,
+            loaded_in: Some(loaded.took),
         })
     }
 

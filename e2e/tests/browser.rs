@@ -420,13 +420,23 @@ async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
     let name = client.find(Locator::Css("[data-testid=new-name]")).await.unwrap();
     name.send_keys("Changed On A").await.unwrap();
     click(&client, "[data-testid=update]").await;
-    let write = wait_for(&client, "the write's result", WAIT, || async {
+    wait_for(&client, "the write's result", WAIT, || async {
         text_of(&client, "[data-testid=write-result]")
             .await
-            .filter(|t| t.contains("instances received it"))
+            .filter(|t| t.contains("deleted"))
     })
     .await;
-    assert!(write.contains("2 of 3"), "{write}");
+    // A and C received the invalidation; B, cut off, did not.
+    for (instance, received) in [("A", "1 received"), ("C", "1 received")] {
+        wait_for(&client, "the invalidation to arrive", WAIT, || async {
+            text_of(&client, &format!("[data-testid=instance-{instance}]"))
+                .await
+                .filter(|t| t.contains(received))
+        })
+        .await;
+    }
+    let b = text_of(&client, "[data-testid=instance-B]").await.unwrap();
+    assert!(b.contains("0 received"), "{b}");
     e2e::review_screenshot(&client, "instances-cut", "[data-testid=instance-B]").await;
 
     select(&client, "[data-testid=target-instance]", "B").await;
@@ -482,11 +492,15 @@ async fn firing_herds_fills_the_comparison_table() {
     assert!(text_of(&client, "[data-testid=latency-chart]")
         .await
         .is_some_and(|t| t.contains("Redis lock")));
-    // The diagram draws the herd as counts on its edges.
-    let through_database = text_of(&client, "[data-edge='check_cache->query_database'] .herd-count").await;
-    assert_eq!(through_database.as_deref(), Some("×1"));
-    let from_cache = text_of(&client, "[data-edge='check_cache->return_cached'] .herd-count").await;
-    assert_eq!(from_cache.as_deref(), Some("×99"));
+    // The diagram draws the herd as counts on its edges: all to the lock,
+    // one on to the database, the rest handed the value.
+    let count = |edge: &'static str| {
+        let client = client.clone();
+        async move { text_of(&client, &format!("[data-edge='{edge}'] .herd-count")).await }
+    };
+    assert_eq!(count("check_cache->lock").await.as_deref(), Some("×100"));
+    assert_eq!(count("lock->query_database").await.as_deref(), Some("×1"));
+    assert_eq!(count("lock->return_cached").await.as_deref(), Some("×99"));
     e2e::review_screenshot(&client, "herd-diagram", "[data-testid=diagram]").await;
 
     // Around an expiry, stale-while-revalidate refreshes once and serves
@@ -500,5 +514,34 @@ async fn firing_herds_fills_the_comparison_table() {
         "{newest}"
     );
     e2e::review_screenshot(&client, "stampede", "[data-testid=latency-chart]").await;
+    client.close().await.unwrap();
+}
+
+/// The stampede defence is a sandbox setting like any other: chosen in the
+/// settings, it protects the page's ordinary reads, and the Lock box, faded
+/// while no policy uses it, carries the read's lock commands.
+#[tokio::test]
+async fn choosing_the_lock_policy_routes_ordinary_reads_through_the_lock() {
+    let (_server, _driver, client) = start_page("e2e-lock", |c| c.db_latency_ms = 5).await;
+    assert!(
+        node_class(&client, "lock").await.contains("off"),
+        "faded while unused"
+    );
+    select(&client, "[data-testid=stampede]", "lock").await;
+    wait_for(&client, "the Lock box to be drawn in full", WAIT, || async {
+        (!node_class(&client, "lock").await.contains("off")).then_some(())
+    })
+    .await;
+    set_speed(&client, "4").await;
+    read_id(&client, "8").await;
+    wait_for_log(&client, &["miss"]).await;
+    wait_for_active(&client, "return_loaded").await;
+    let steps = text_of(&client, "[data-testid=steps]").await.unwrap();
+    assert!(steps.contains("SET cache:e2e-lock:user:8#lock"), "{steps}");
+    assert!(
+        steps.contains("PUBLISH cache:e2e-lock:filled"),
+        "the holder hands over: {steps}"
+    );
+    e2e::review_screenshot(&client, "lock-read", "[data-testid=diagram]").await;
     client.close().await.unwrap();
 }

@@ -147,6 +147,7 @@ impl AppState {
                 self.last_write.set(Some(result));
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
+            ServerMessage::Stats { stats } => self.stats.set(stats),
             ServerMessage::Instances { instances } => self.instances.set(instances),
             ServerMessage::HerdReply { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));

@@ -400,7 +400,7 @@ impl Diagram {
                 ),
                 optional(
                     Lock,
-                    node(LOCK, "Lock", "SET lock NX PX, hand over", Redis, Step, (3, 0)),
+                    node(LOCK, "Lock", "SET NX PX, hand over", Redis, Step, (4, 0)),
                 ),
                 node(
                     QUERY_DATABASE,
@@ -476,23 +476,23 @@ impl Diagram {
                 // With near caches off the read goes straight to Redis,
                 // under the near-cache box.
                 edge(REQUEST, CHECK_CACHE, "", 110.0),
-                // Under the lock box.
-                edge(CHECK_CACHE, RETURN_CACHED, "hit", 120.0),
+                // Over the lock box.
+                edge(CHECK_CACHE, RETURN_CACHED, "hit", -100.0),
                 edge(CHECK_CACHE, QUERY_DATABASE, "miss", 0.0),
                 edge(CHECK_CACHE, CACHE_ERROR, "error", 0.0),
                 // Under the lease box.
                 edge(CACHE_ERROR, QUERY_DATABASE, "fall back", 120.0),
                 // With leases: take one before loading.
-                edge(CHECK_CACHE, LEASE, "miss", 0.0),
+                edge(CHECK_CACHE, LEASE, "", 0.0),
                 edge(LEASE, QUERY_DATABASE, "", 0.0),
                 // With the lock: the holder loads, stores, hands the value
                 // over and releases; waiters are handed the value.
                 edge(CHECK_CACHE, LOCK, "miss", 0.0),
                 edge(LOCK, QUERY_DATABASE, "holder", 0.0),
-                edge(LOCK, LEASE, "holder", 0.0),
+                edge(LOCK, LEASE, "", 0.0),
                 edge(STORE_IN_CACHE, LOCK, "hand over", 0.0),
                 edge(LOCK, RETURN_LOADED, "", 0.0),
-                edge(LOCK, RETURN_CACHED, "handed", 0.0),
+                edge(LOCK, RETURN_CACHED, "handed", -45.0),
                 edge(QUERY_DATABASE, STORE_IN_CACHE, "", 0.0),
                 edge(STORE_IN_CACHE, RETURN_LOADED, "", 0.0),
                 // After a fallback the store is skipped: Redis just failed.

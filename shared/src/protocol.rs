@@ -324,6 +324,9 @@ pub enum ServerMessage {
     HerdReply { request_id: u64, result: HerdResult },
     /// The sandbox's settings changed.
     Settings { settings: SandboxSettings },
+    /// The counters changed without a trace to carry them (reads beyond
+    /// what the sandbox draws per second); sent a few times a second at most.
+    Stats { stats: Stats },
     /// This client fell behind and `count` traces were dropped for it; the
     /// back end never waits for a slow browser.
     Missed { count: u64 },
@@ -345,8 +348,10 @@ pub struct ReadResult {
     pub record: Option<Record>,
     /// Wall time of the read in microseconds.
     pub latency_us: u64,
-    /// The trace of this read, as pushed over the WebSocket.
-    pub trace_id: u64,
+    /// The trace of this read, as pushed over the WebSocket; `None` when
+    /// the read was counted but not drawn (more reads per second than the
+    /// sandbox draws).
+    pub trace_id: Option<u64>,
     pub sandbox: SandboxId,
 }
 

@@ -368,6 +368,10 @@ pub struct Stats {
     /// Sum of the wall time of those database reads (query plus simulated
     /// delay), in microseconds: what every read would cost with no cache.
     pub database_latency_us: u64,
+    /// Reads counted here but not drawn: beyond the traces a sandbox draws
+    /// per second, a flood of reads is counted, not traced one by one.
+    #[serde(default)]
+    pub untraced: u64,
 }
 
 impl Stats {

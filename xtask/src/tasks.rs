@@ -61,6 +61,25 @@ pub fn test() -> Result<(), String> {
         &mut tally,
     )?;
 
+    // The engine's example service must run, not only compile: it starts,
+    // serves a miss, a hit, a rename and a 404 over HTTP, and stops.
+    let mut example = cargo();
+    example.args([
+        "run",
+        "--quiet",
+        "--locked",
+        "--package",
+        "cache-aside",
+        "--example",
+        "axum_sqlite",
+        "--",
+        "--check",
+    ]);
+    step(
+        "the engine's example service (axum + SQLite), self-check",
+        example,
+    )?;
+
     let mut wasm = cargo();
     wasm.args([
         "test",
@@ -136,36 +155,52 @@ pub fn screenshot() -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask bench`: read latency by outcome, and the WASM size.
+/// `cargo xtask bench`: read latency by outcome, the hit path side by side
+/// with a minimal baseline, and the WASM size. `cargo xtask bench stampede`
+/// compares the stampede defences; `cargo xtask bench hit-path [ARGS]` runs
+/// the hit path alone (ARGS: `--seconds N --connections N --rounds N`).
 pub fn bench(args: &[String]) -> Result<(), String> {
     setup::ensure(Purpose::Run)?;
-    if args.first().is_some_and(|a| a == "stampede") {
-        let mut herd = cargo();
-        herd.args([
+    let example = |name: &str, extra: &[String]| {
+        let mut run = cargo();
+        run.args([
             "run",
             "--quiet",
             "--release",
             "--package",
             "backend",
             "--example",
-            "stampede",
+            name,
         ]);
-        return step("stampede defences against a real redis-server and SQLite", herd);
+        if !extra.is_empty() {
+            run.arg("--").args(extra);
+        }
+        run
+    };
+    match args.first().map(String::as_str) {
+        Some("stampede") => {
+            return step(
+                "stampede defences against a real redis-server and SQLite",
+                example("stampede", &[]),
+            )
+        }
+        Some("hit-path") => {
+            return step(
+                "the hit path: axum + GET, the engine, the playground",
+                example("hit_path", &args[1..]),
+            )
+        }
+        Some(other) => return Err(format!("unknown bench {other:?}: use stampede or hit-path")),
+        None => {}
     }
     let dist = build_front_end()?;
-    let mut latency = cargo();
-    latency.args([
-        "run",
-        "--quiet",
-        "--release",
-        "--package",
-        "backend",
-        "--example",
-        "read_latency",
-    ]);
     step(
         "measuring read latency against a real redis-server and SQLite",
-        latency,
+        example("read_latency", &[]),
+    )?;
+    step(
+        "the hit path: axum + GET, the engine, the playground",
+        example("hit_path", &[]),
     )?;
     for entry in std::fs::read_dir(&dist).map_err(|e| e.to_string())? {
         let path = entry.map_err(|e| e.to_string())?.path();

@@ -11,6 +11,9 @@ use cache_aside::{CacheAside, KeySpace, Observer, Options, Pause, Redis, Status,
 use embedded_redis::{EmbeddedRedis, RedisServerOptions};
 use tokio::sync::Notify;
 
+/// What the test loaders return.
+pub type Load = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Item>, String>> + Send>>;
+
 /// A record of the test table.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
@@ -78,7 +81,7 @@ impl Db {
            + Send
            + 'static {
         let db = self.clone();
-        move || Box::pin(async move { db.find(id).await })
+        move || -> Load { Box::pin(async move { db.find(id).await }) }
     }
 
     /// `SELECT` one item, after the delay.

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use shared::diagram::nodes::STORE_IN_CACHE;
-use shared::{entity::parse_id, parse_name, Kind, WriteChange, WriteStrategy};
+use shared::{entity::parse_id, parse_name, Kind, StampedePolicy, WriteChange, WriteStrategy};
 
 use super::ConnectionHandle;
 use crate::format;
@@ -182,7 +182,7 @@ fn LastWrite() -> impl IntoView {
             view! {
                 <div class="result" data-testid="write-result">
                     <p><span class="outcome written">"written"</span>{format!(" {what} in {}", format::micros(result.latency_us))}</p>
-                    <p class="help">{format!("Cache: {}", result.cache_action)}</p>
+                    <p class="help">{format!("Cache: {}", result.cache.describe())}</p>
                 </div>
             }
         })
@@ -243,6 +243,49 @@ pub fn SettingsPanel() -> impl IntoView {
                 >
                     {super::race::race_fix_options()}
                 </select>
+            </label>
+            <label class="setting">
+                <span>"Stampede defence"</span>
+                <select
+                    data-testid="stampede"
+                    on:change=move |ev| {
+                        if let Ok(policy) = event_target_value(&ev).parse::<StampedePolicy>() {
+                            apply(&|s| s.stampede = policy);
+                        }
+                    }
+                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.stampede.name()).unwrap_or("none"))
+                >
+                    {StampedePolicy::ALL
+                        .into_iter()
+                        .map(|p| view! { <option value=p.name()>{p.label()}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <label class="setting checkbox">
+                <input
+                    type="checkbox"
+                    data-testid="negative-caching"
+                    prop:checked=move || state.settings.with(|s| s.as_ref().is_some_and(|s| s.negative_caching))
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        apply(&|s| s.negative_caching = on);
+                    }
+                />
+                <span>"Cache \"does not exist\""</span>
+            </label>
+            <label class="setting">
+                <span>"TTL jitter (%)"</span>
+                <input
+                    type="number"
+                    min="0"
+                    max="90"
+                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.ttl_jitter_percent.to_string()).unwrap_or_default())
+                    on:change=move |ev| {
+                        if let Some(v) = number(ev) {
+                            apply(&|s| s.ttl_jitter_percent = v);
+                        }
+                    }
+                />
             </label>
             <label class="setting">
                 <span>"Cache TTL (s)"</span>

@@ -1,7 +1,10 @@
 //! The cache-aside flow diagram as SVG, lit by the timeline's frame.
 
 use leptos::prelude::*;
-use shared::{Diagram, Edge, Node, NodeId, NodeShape, StepStatus, System};
+use shared::{
+    Diagram, Edge, EdgeCount, Feature, Node, NodeId, NodeShape, RaceFix, SandboxSettings, StampedePolicy,
+    StepStatus, System,
+};
 
 use crate::format;
 use crate::state::AppState;
@@ -55,6 +58,32 @@ pub fn edge_travelled(timeline: &Timeline, edge: &Edge) -> bool {
     };
     let steps = &frame.trace.steps;
     (1..=frame.step_index).any(|i| steps[i - 1].node == edge.from && steps[i].node == edge.to)
+}
+
+/// Whether an optional part of the flow is in use: the sandbox's settings
+/// turn it on, or the trace or herd on screen went through one of its
+/// nodes. Parts not in use are drawn faded.
+pub fn feature_in_use(
+    feature: Feature,
+    diagram: &Diagram,
+    settings: Option<&SandboxSettings>,
+    timeline: &Timeline,
+    herd: Option<&[EdgeCount]>,
+) -> bool {
+    let on = settings.is_some_and(|s| match feature {
+        Feature::Near => s.near_cache,
+        Feature::Lock => matches!(
+            s.stampede,
+            StampedePolicy::Lock | StampedePolicy::StaleWhileRevalidate
+        ),
+        Feature::Lease => s.race_fix == RaceFix::Lease,
+    });
+    let is_part = |id: &NodeId| diagram.node(id).is_some_and(|n| n.feature == Some(feature));
+    let traced = timeline
+        .frame()
+        .is_some_and(|frame| frame.trace.steps.iter().any(|s| is_part(&s.node)));
+    let herded = herd.is_some_and(|edges| edges.iter().any(|e| is_part(&e.from) || is_part(&e.to)));
+    on || traced || herded
 }
 
 /// What the node's second line says: the real command of the trace on
@@ -136,7 +165,7 @@ pub fn DiagramView() -> impl IntoView {
         let nodes = diagram
             .nodes
             .iter()
-            .map(|n| node_view(state, n.clone()))
+            .map(|n| node_view(state, diagram.clone(), n.clone()))
             .collect_view();
         let token_diagram = diagram.clone();
         let token = move || {
@@ -237,11 +266,21 @@ fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
         move || state.timeline.with(|t| edge_travelled(t, &edge))
     };
     let lit2 = lit.clone();
+    // An edge to or from a faded node is faded too.
+    let ends: Vec<Node> = [&edge.from, &edge.to]
+        .into_iter()
+        .filter_map(|id| diagram.node(id).cloned())
+        .collect();
+    let whole = diagram.clone();
+    let off = move || ends.iter().any(|n| node_off(state, &whole, n));
     Some(view! {
-        <g class=move || match (lit(), herd_count().is_some()) {
-            (_, true) => "edge herd",
-            (true, false) => "edge lit",
-            _ => "edge",
+        <g class=move || {
+            let base = match (lit(), herd_count().is_some()) {
+                (_, true) => "edge herd",
+                (true, false) => "edge lit",
+                _ => "edge",
+            };
+            if off() { format!("{base} off") } else { base.to_string() }
         } data-edge=format!("{}->{}", edge.from, edge.to)>
             <path d=d marker-end=move || if lit2() { "url(#arrow-lit)" } else { "url(#arrow)" }/>
             <text x=lx y=ly text-anchor=anchor class="edge-label">{label}</text>
@@ -252,7 +291,22 @@ fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
     })
 }
 
-fn node_view(state: AppState, node: Node) -> impl IntoView {
+/// Whether `node` is drawn faded: it belongs to a part of the flow that is
+/// not in use.
+fn node_off(state: AppState, diagram: &Diagram, node: &Node) -> bool {
+    let Some(feature) = node.feature else {
+        return false;
+    };
+    state.settings.with(|settings| {
+        state.herd_edges.with(|herd| {
+            state
+                .timeline
+                .with(|t| !feature_in_use(feature, diagram, settings.as_ref(), t, herd.as_deref()))
+        })
+    })
+}
+
+fn node_view(state: AppState, diagram: Diagram, node: Node) -> impl IntoView {
     let id = node.id.clone();
     let look = {
         let id = id.clone();
@@ -269,6 +323,7 @@ fn node_view(state: AppState, node: Node) -> impl IntoView {
                 "step"
             }
         );
+        let node = node.clone();
         move || {
             let look = match look() {
                 NodeLook::Idle => "idle",
@@ -276,7 +331,12 @@ fn node_view(state: AppState, node: Node) -> impl IntoView {
                 NodeLook::Active => "active",
                 NodeLook::Failed => "failed",
             };
-            format!("{base} {look}")
+            let off = if node_off(state, &diagram, &node) {
+                " off"
+            } else {
+                ""
+            };
+            format!("{base} {look}{off}")
         }
     };
     let detail = {

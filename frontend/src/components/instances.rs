@@ -68,7 +68,7 @@ pub fn InstancesPanel() -> impl IntoView {
                             let name = i.name.clone();
                             let subscribed = i.subscribed;
                             let link = if !near_on() {
-                                "no subscription (near caches off)".to_string()
+                                "near caches off".to_string()
                             } else if subscribed {
                                 "subscribed".to_string()
                             } else {

@@ -51,6 +51,18 @@ pub fn StatsPanel() -> impl IntoView {
                     </dd>
                 </div>
             </dl>
+            {move || {
+                let untraced = stats.with(|s| s.untraced);
+                (untraced > 0).then(|| {
+                    view! {
+                        <p class="help" data-testid="untraced">
+                            {format!(
+                                "{untraced} read(s) came faster than the page can draw them: counted above, not animated."
+                            )}
+                        </p>
+                    }
+                })
+            }}
         </section>
     }
 }
