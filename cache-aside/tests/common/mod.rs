@@ -73,13 +73,7 @@ impl Db {
     }
 
     /// The loader an application would hand the engine for item `id`.
-    pub fn loader(
-        &self,
-        id: u64,
-    ) -> impl FnOnce()
-        -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Item>, String>> + Send>>
-           + Send
-           + 'static {
+    pub fn loader(&self, id: u64) -> impl FnOnce() -> Load + Send + 'static {
         let db = self.clone();
         move || -> Load { Box::pin(async move { db.find(id).await }) }
     }
