@@ -249,9 +249,10 @@ async fn engine(url: &str, database: backend::Database) -> SocketAddr {
         .build()
         .unwrap();
     async fn handler(
-        State((cache, database)): State<(CacheAside<Record>, backend::Database)>,
+        State(state): State<Arc<(CacheAside<Record>, backend::Database)>>,
         Path(id): Path<u64>,
     ) -> axum::response::Response {
+        let (cache, database) = (&state.0, state.1.clone());
         // The loader is built only when the engine calls it: on a miss.
         let answer = cache
             .get_or_load_with(&format!("user:{id}"), cache.options(), &NoObserver, move || {
@@ -266,7 +267,7 @@ async fn engine(url: &str, database: backend::Database) -> SocketAddr {
     let addr = serve(
         Router::new()
             .route("/b/{id}", get(handler))
-            .with_state((cache.clone(), database.clone())),
+            .with_state(Arc::new((cache.clone(), database.clone()))),
     )
     .await;
     // Cache every record once.

@@ -34,6 +34,63 @@ pub const TRACES_PER_SECOND: u64 = 50;
 /// How often, at most, the counters go out on their own.
 const STATS_EVERY: Duration = Duration::from_millis(200);
 
+/// A sandbox's counters, one atomic each, so counting never makes two
+/// requests wait for each other. A snapshot is not taken atomically across
+/// fields; it is exact once the requests have finished.
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    null_hits: AtomicU64,
+    misses: AtomicU64,
+    fallbacks: AtomicU64,
+    failures: AtomicU64,
+    writes: AtomicU64,
+    total_latency_us: AtomicU64,
+    database_reads: AtomicU64,
+    database_latency_us: AtomicU64,
+    untraced: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, outcome: Outcome, total_us: u64, database_us: u64, untraced: bool) {
+        let add = |counter: &AtomicU64, n: u64| {
+            counter.fetch_add(n, Ordering::Relaxed);
+        };
+        if untraced {
+            add(&self.untraced, 1);
+        }
+        match outcome {
+            Outcome::Hit | Outcome::NearHit | Outcome::Stale => add(&self.hits, 1),
+            Outcome::NullHit => add(&self.null_hits, 1),
+            Outcome::Miss => add(&self.misses, 1),
+            Outcome::Fallback => add(&self.fallbacks, 1),
+            Outcome::Written => return add(&self.writes, 1),
+            Outcome::Failed => return add(&self.failures, 1),
+        }
+        add(&self.total_latency_us, total_us);
+        if database_us > 0 {
+            add(&self.database_reads, 1);
+            add(&self.database_latency_us, database_us);
+        }
+    }
+
+    fn snapshot(&self) -> Stats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Stats {
+            hits: get(&self.hits),
+            null_hits: get(&self.null_hits),
+            misses: get(&self.misses),
+            fallbacks: get(&self.fallbacks),
+            failures: get(&self.failures),
+            writes: get(&self.writes),
+            total_latency_us: get(&self.total_latency_us),
+            database_reads: get(&self.database_reads),
+            database_latency_us: get(&self.database_latency_us),
+            untraced: get(&self.untraced),
+        }
+    }
+}
+
 /// A budget of traces per second: a counter per whole second.
 #[derive(Default)]
 struct TraceBudget {
@@ -103,7 +160,8 @@ pub struct Sandbox {
     /// `await`. The configuration is read by every request and written
     /// rarely: a read-write lock.
     config: RwLock<Arc<Config>>,
-    stats: Mutex<Stats>,
+    /// Lock-free: every request counts, on every worker at once.
+    counters: Counters,
     /// The latest traces, newest first, for browsers that connect later.
     recent: Mutex<VecDeque<Trace>>,
     /// When each row last changed (milliseconds since the Unix epoch), for
@@ -191,35 +249,15 @@ impl Sandbox {
 
     /// The counters so far.
     pub fn stats(&self) -> Stats {
-        *lock(&self.stats)
+        self.counters.snapshot()
     }
 
     /// Counts one operation: its outcome, its wall time, the time its
     /// database work took (query plus simulated delay), and whether it went
     /// untraced. Returns the counters.
     pub fn count(&self, outcome: Outcome, total_us: u64, database_us: u64, untraced: bool) -> Stats {
-        let mut stats = lock(&self.stats);
-        stats.untraced += u64::from(untraced);
-        match outcome {
-            Outcome::Hit | Outcome::NearHit | Outcome::Stale => stats.hits += 1,
-            Outcome::NullHit => stats.null_hits += 1,
-            Outcome::Miss => stats.misses += 1,
-            Outcome::Fallback => stats.fallbacks += 1,
-            Outcome::Written => {
-                stats.writes += 1;
-                return *stats;
-            }
-            Outcome::Failed => {
-                stats.failures += 1;
-                return *stats;
-            }
-        }
-        stats.total_latency_us += total_us;
-        if database_us > 0 {
-            stats.database_reads += 1;
-            stats.database_latency_us += database_us;
-        }
-        *stats
+        self.counters.count(outcome, total_us, database_us, untraced);
+        self.counters.snapshot()
     }
 
     /// Whether the next operation may be traced step by step (see
@@ -232,7 +270,7 @@ impl Sandbox {
     /// at most one message per [`STATS_EVERY`], and never a count lost at
     /// the end of a flood.
     pub fn count_untraced(self: &Arc<Self>, outcome: Outcome, total_us: u64, database_us: u64) {
-        self.count(outcome, total_us, database_us, true);
+        self.counters.count(outcome, total_us, database_us, true);
         if self.stats_due.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -432,7 +470,7 @@ impl Sandboxes {
                 feed: Arc::new(TraceFeed::new(self.feed_capacity)),
                 fleet,
                 config: RwLock::new(Arc::new(Config::new(self.defaults.clone()))),
-                stats: Mutex::new(Stats::default()),
+                counters: Counters::default(),
                 recent: Mutex::new(VecDeque::new()),
                 changed_at: Mutex::new(HashMap::new()),
                 paused: Mutex::new(HashMap::new()),

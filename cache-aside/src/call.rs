@@ -14,8 +14,6 @@ pub(crate) struct Call<'a, V> {
     pub(crate) cache: &'a CacheAside<V>,
     /// The application's logical key (`user:42`).
     pub(crate) key: &'a str,
-    /// Where its value lives in Redis (`{prefix}user:42`).
-    pub(crate) redis_key: String,
     pub(crate) options: &'a Options,
     pub(crate) observer: &'a dyn Observer,
     /// Whether the observer wants steps (if not, none are measured).
@@ -30,13 +28,18 @@ impl<'a, V> Call<'a, V> {
         observer: &'a dyn Observer,
     ) -> Call<'a, V> {
         Call {
-            redis_key: cache.inner.keys.value(key),
             cache,
             key,
             options,
             observed: observer.wants_steps(),
             observer,
         }
+    }
+
+    /// Where the value lives in Redis (`{prefix}user:42`), as a command
+    /// argument.
+    pub(crate) fn redis_key(&self) -> crate::keys::ValueKey<'_> {
+        self.cache.inner.keys.value_arg(self.key)
     }
 
     /// Holds the call before a step if the observer has a breakpoint there.

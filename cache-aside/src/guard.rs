@@ -146,7 +146,7 @@ impl<V: Value> Call<'_, V> {
                 let mut eval = redis::cmd("EVAL");
                 eval.arg(STORE_IF_LEASE_HELD)
                     .arg(2)
-                    .arg(&self.redis_key)
+                    .arg(self.redis_key())
                     .arg(self.cache.inner.keys.lease(self.key))
                     .arg(token)
                     .arg(bytes)
@@ -157,7 +157,7 @@ impl<V: Value> Call<'_, V> {
                 let mut eval = redis::cmd("EVAL");
                 eval.arg(store_if_not_older())
                     .arg(1)
-                    .arg(&self.redis_key)
+                    .arg(self.redis_key())
                     .arg(bytes)
                     .arg(version)
                     .arg(ttl_ms);
@@ -167,7 +167,7 @@ impl<V: Value> Call<'_, V> {
             // is (it reads like the tutorial), else in milliseconds.
             _ => {
                 let mut set = redis::cmd("SET");
-                set.arg(&self.redis_key).arg(bytes);
+                set.arg(self.redis_key()).arg(bytes);
                 if ttl_ms % 1000 == 0 {
                     set.arg("EX").arg(ttl_ms / 1000);
                 } else {

@@ -51,6 +51,15 @@ impl KeySpace {
         name
     }
 
+    /// The Redis key of `key`'s value as a command argument, written
+    /// straight into the command (no string is built for it).
+    pub fn value_arg<'a>(&'a self, key: &'a str) -> ValueKey<'a> {
+        ValueKey {
+            prefix: &self.prefix,
+            key,
+        }
+    }
+
     /// The lease a reader takes before it loads `key` (the lease guard).
     pub fn lease(&self, key: &str) -> String {
         self.helper(key, "lease")
@@ -105,6 +114,23 @@ impl KeySpace {
     }
 }
 
+/// A value key as a Redis command argument: `{prefix}{key}`.
+#[derive(Clone, Copy, Debug)]
+pub struct ValueKey<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl redis::ToRedisArgs for ValueKey<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        // Writing to the command's own buffer cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(self.key.as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +144,14 @@ mod tests {
         assert_eq!(keys.refresh("user:42"), "cache:tab-1:user:42#refresh");
         assert_eq!(keys.invalidation_channel(), "cache:tab-1:invalidation");
         assert_eq!(keys.fills_channel(), "cache:tab-1:filled");
+    }
+
+    #[test]
+    fn a_value_key_argument_is_the_value_key() {
+        let keys = KeySpace::new("cache:a:");
+        let mut get = redis::cmd("GET");
+        get.arg(keys.value_arg("user:42"));
+        assert_eq!(crate::connection::command_text(&get), "GET cache:a:user:42");
     }
 
     #[test]

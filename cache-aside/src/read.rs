@@ -202,7 +202,7 @@ impl<V: Value> Call<'_, V> {
     /// `GET key`, and what the entry found means under this call's policy.
     pub(crate) async fn lookup(&self) -> Lookup<V> {
         let mut get = redis::cmd("GET");
-        get.arg(&self.redis_key);
+        get.arg(self.redis_key());
         let reply = self
             .redis(StepKind::Lookup, &get, |reply| {
                 (

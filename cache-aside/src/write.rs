@@ -154,7 +154,7 @@ impl<V: Value> Call<'_, V> {
     async fn delete(&self) -> Effect {
         let lease_revoked = matches!(self.options.race_guard, RaceGuard::Lease { .. });
         let mut del = redis::cmd("DEL");
-        del.arg(&self.redis_key);
+        del.arg(self.redis_key());
         if lease_revoked {
             del.arg(self.cache.inner.keys.lease(self.key));
         }
@@ -206,7 +206,7 @@ impl<V: Value> Call<'_, V> {
     /// `PTTL key`: how long the old copy will still be served.
     async fn leave_to_ttl(&self) -> Effect {
         let mut ttl = redis::cmd("PTTL");
-        ttl.arg(&self.redis_key);
+        ttl.arg(self.redis_key());
         match self.redis(StepKind::Expiry, &ttl, ok(StepKind::Expiry)).await {
             Ok(reply) => Effect::Left(match integer(&reply) {
                 -2 => Remaining::NotCached,

@@ -50,7 +50,7 @@ pub fn test() -> Result<(), String> {
     let mut tally = Tally::default();
     let mut native = cargo();
     // --all-targets: unit, integration and end-to-end tests, and it compiles
-    // the examples; there are no doc tests to run.
+    // the examples; the engine's doc example runs in its own step below.
     native
         .args(["test", "--workspace", "--all-targets", "--locked"])
         .env("PLAYGROUND_DIST", &dist)
@@ -60,6 +60,10 @@ pub fn test() -> Result<(), String> {
         native,
         &mut tally,
     )?;
+
+    let mut doc = cargo();
+    doc.args(["test", "--locked", "--package", "cache-aside", "--doc"]);
+    test_step("the engine's documentation examples", doc, &mut tally)?;
 
     // The engine's example service must run, not only compile: it starts,
     // serves a miss, a hit, a rename and a 404 over HTTP, and stops.
