@@ -17,7 +17,7 @@ use shared::{
     StampedePolicy,
 };
 
-use crate::playground::OpError;
+use crate::error::OpError;
 use crate::policies;
 use crate::recorder::{micros, node_of, Flow};
 use crate::sandbox::Sandbox;

@@ -281,7 +281,7 @@ async fn stale_set_race(
     .sandbox()?;
     let kind = Kind::parse(&query.kind)?;
     let id = parse_id(&query.id)?;
-    let result = state.playground.stale_set_race(&sandbox, kind, id).await?;
+    let result = crate::scenario::stale_set_race(&state.playground, &sandbox, kind, id).await?;
     Ok(Json(result).into_response())
 }
 
@@ -491,10 +491,11 @@ fn handle_command(
             let sandbox = sandbox.clone();
             spawn_command(request_id, replies, in_flight, async move {
                 match scenario {
-                    Scenario::StaleSetRace { kind, id } => playground
-                        .stale_set_race(&sandbox, kind, id)
-                        .await
-                        .map(|result| ServerMessage::ScenarioReply { request_id, result }),
+                    Scenario::StaleSetRace { kind, id } => {
+                        crate::scenario::stale_set_race(&playground, &sandbox, kind, id)
+                            .await
+                            .map(|result| ServerMessage::ScenarioReply { request_id, result })
+                    }
                 }
             })
         }

@@ -18,6 +18,7 @@
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
 //! - [`http`]: the REST API, the WebSocket and the static files (thin handlers).
+//! - [`error`]: what can go wrong with an operation.
 //! - [`config`]: flags and environment variables.
 //!
 //! The cache-aside logic itself lives in the `cache-aside` crate, which
@@ -25,6 +26,7 @@
 
 pub mod config;
 pub mod divergence;
+pub mod error;
 pub mod feed;
 pub mod fleet;
 pub mod herd;

@@ -18,17 +18,18 @@ use shared::diagram::nodes::{
 };
 use shared::{
     check_id, parse_name, CacheEffect, Diagram, DivergenceReport, HerdResult, HerdSpec, InputError, Kind,
-    NodeId, Operation, Origin, Outcome, ReadResult, Record, SandboxId, SandboxSettings, ScenarioResult,
-    ServerMessage, StepStatus, Trace, TraceStep, WriteChange, WriteResult, PROTOCOL_VERSION,
+    NodeId, Operation, Origin, Outcome, ReadResult, Record, SandboxId, SandboxSettings, ServerMessage,
+    StepStatus, Trace, TraceStep, WriteChange, WriteResult, PROTOCOL_VERSION,
 };
 
-use crate::divergence::{self, DivergenceError};
+use crate::divergence;
+pub use crate::error::OpError;
 use crate::feed::{to_json, Subscription};
 use crate::fleet::Instance;
 use crate::policies;
 use crate::recorder::{micros, unix_millis, Flow, Gate, Recorder};
 use crate::sandbox::{Sandbox, Sandboxes};
-use crate::store::{simulated_latency, Database, StoreError};
+use crate::store::{simulated_latency, Database};
 
 /// Shared state behind every request.
 pub struct Playground {
@@ -42,29 +43,6 @@ pub struct Playground {
     /// How long a paused operation waits for "continue" before going on by
     /// itself, so nothing hangs forever.
     pub pause_timeout: Duration,
-}
-
-/// Why an operation could not be done. Each variant says when it occurs.
-#[derive(Debug, thiserror::Error)]
-pub enum OpError {
-    /// Occurs when the request names a bad id, name, setting or sandbox.
-    #[error(transparent)]
-    Input(#[from] InputError),
-    /// Occurs when the database fails (the cache failing is never an error
-    /// for reads and writes).
-    #[error("the database failed: {0}")]
-    Database(#[from] StoreError),
-    /// Occurs when a sandbox cannot be set up.
-    #[error(transparent)]
-    Sandbox(#[from] crate::sandbox::SandboxError),
-    /// Occurs when an inspection of the cache (the divergence check) cannot
-    /// reach Redis.
-    #[error("{0}")]
-    Inspection(#[from] DivergenceError),
-    /// Occurs when the playground itself fails (a task it ran died, a
-    /// scenario's step did not happen): not the caller's fault.
-    #[error("internal failure: {0}")]
-    Internal(String),
 }
 
 /// How long a paused operation waits for "continue" by default.
@@ -420,19 +398,6 @@ impl Playground {
         spec: HerdSpec,
     ) -> Result<HerdResult, OpError> {
         crate::herd::run(&self.sandbox(sandbox)?, spec).await
-    }
-
-    /// The stale-set race on one record (see [`crate::scenario`]).
-    ///
-    /// # Errors
-    /// [`OpError`] when the record does not exist or a step fails.
-    pub async fn stale_set_race(
-        self: &Arc<Self>,
-        sandbox: &SandboxId,
-        kind: Kind,
-        id: u64,
-    ) -> Result<ScenarioResult, OpError> {
-        crate::scenario::stale_set_race(self, sandbox, kind, id).await
     }
 
     /// A new operation id; it becomes the id of the operation's trace.

@@ -253,7 +253,9 @@ impl Recorder {
             (StepKind::LockWait, Status::Hit) => "handed the value by the lock holder".into(),
             (StepKind::LockWait, _) => "waited for the lock holder: nothing handed over".into(),
             (StepKind::StoreRefused, Status::Error) => "the value does not serialize: not cached".into(),
-            (StepKind::StoreRefused, _) => "no lease: not caching what was loaded".into(),
+            (StepKind::StoreRefused, _) => {
+                "not stored: another reader holds the lease, or a guard refused".into()
+            }
             (StepKind::Load, _) => format!("load {}", step.key),
             (kind, _) => format!("{kind:?}"),
         }

@@ -11,7 +11,8 @@ use shared::{
     MAX_NAME_LEN,
 };
 
-use crate::playground::{OpError, Playground, ReadOptions, WriteOptions};
+use crate::error::OpError;
+use crate::playground::{Playground, ReadOptions, WriteOptions};
 use crate::policies;
 use crate::sandbox::Sandbox;
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use backend::scenario::stale_set_race;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,12 +24,14 @@ fn with_fix(fix: RaceFix) -> impl FnOnce(&mut backend::Config) {
 #[tokio::test]
 async fn the_race_leaves_a_stale_value_without_a_fix() {
     let t = common::start(with_fix(RaceFix::None));
-    let result = t
-        .backend
-        .playground
-        .stale_set_race(&SandboxId::default_sandbox(), Kind::Users, 7)
-        .await
-        .unwrap();
+    let result = stale_set_race(
+        &t.backend.playground,
+        &SandboxId::default_sandbox(),
+        Kind::Users,
+        7,
+    )
+    .await
+    .unwrap();
     assert!(result.stale, "{result:?}");
     assert!(result.cached.ends_with("(version 1)"), "{}", result.cached);
     assert!(result.database.ends_with("(version 2)"), "{}", result.database);
@@ -42,12 +46,14 @@ async fn the_race_leaves_a_stale_value_without_a_fix() {
 #[tokio::test]
 async fn leases_refuse_the_stale_store() {
     let t = common::start(with_fix(RaceFix::Lease));
-    let result = t
-        .backend
-        .playground
-        .stale_set_race(&SandboxId::default_sandbox(), Kind::Users, 7)
-        .await
-        .unwrap();
+    let result = stale_set_race(
+        &t.backend.playground,
+        &SandboxId::default_sandbox(),
+        Kind::Users,
+        7,
+    )
+    .await
+    .unwrap();
     assert!(!result.stale, "{result:?}");
     assert_eq!(result.cached, "nothing");
     let read = t.read(Kind::Users, 7).await;
@@ -59,12 +65,14 @@ async fn leases_refuse_the_stale_store() {
 #[tokio::test]
 async fn version_checks_refuse_the_stale_store() {
     let t = common::start(with_fix(RaceFix::Version));
-    let result = t
-        .backend
-        .playground
-        .stale_set_race(&SandboxId::default_sandbox(), Kind::Products, 9)
-        .await
-        .unwrap();
+    let result = stale_set_race(
+        &t.backend.playground,
+        &SandboxId::default_sandbox(),
+        Kind::Products,
+        9,
+    )
+    .await
+    .unwrap();
     assert!(!result.stale, "{result:?}");
     assert_eq!(result.cached, "invalidated at version 2");
     let read = t.read(Kind::Products, 9).await;

@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use cache_aside::{CacheAside, Change, KeySpace, Observer, Redis, Stampede, Step, WritePolicy};
+use cache_aside::{CacheAside, Change, KeySpace, Observer, RaceGuard, Redis, Stampede, Step, WritePolicy};
 
 /// A row of the `users` table.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -128,6 +128,8 @@ fn app(db: rusqlite::Connection, redis: Redis) -> Result<Router, Box<dyn std::er
         .jitter(0.1)
         // One database load per key even under a burst of misses.
         .stampede(Stampede::lock())
+        // A slow reader never stores a row older than one a writer stored.
+        .race_guard(RaceGuard::Version)
         .versioned(|u: &User| u.version)
         .observer(Arc::new(Log))
         .build()?;

@@ -170,7 +170,8 @@ impl<V: Value> CacheAside<V> {
 }
 
 impl<V: Value> Builder<V> {
-    /// Replaces all default options at once.
+    /// Replaces all default options at once, `near_ttl` included (the near
+    /// cache's capacity, set by [`Builder::near_cache`], stays).
     pub fn options(mut self, options: Options) -> Self {
         self.defaults = options;
         self
@@ -229,7 +230,9 @@ impl<V: Value> Builder<V> {
     }
 
     /// How to read the version of a value's source row: needed by the
-    /// version guard, which never lets an older version replace a newer one.
+    /// version guard, which never lets an older version replace a newer one
+    /// (`build` refuses the version guard without it; a call that asks for
+    /// it anyway stores nothing, the safe side).
     pub fn versioned(mut self, version_of: fn(&V) -> u64) -> Self {
         self.version_of = Some(version_of);
         self
@@ -247,6 +250,12 @@ impl<V: Value> Builder<V> {
     /// [`OptionsError`] when a default option is unusable.
     pub fn build(self) -> Result<CacheAside<V>, OptionsError> {
         self.defaults.validate()?;
+        if self.defaults.race_guard == crate::RaceGuard::Version && self.version_of.is_none() {
+            return Err(OptionsError::Unversioned);
+        }
+        if self.defaults.near_ttl.is_some() && self.near_capacity.is_none() {
+            return Err(OptionsError::NoNearCache);
+        }
         if self.timeout.is_zero() {
             return Err(OptionsError::TooShort("timeout"));
         }

@@ -18,6 +18,9 @@ pub(crate) struct Call<'a, V> {
     pub(crate) observer: &'a dyn Observer,
     /// Whether the observer wants steps (if not, none are measured).
     observed: bool,
+    /// The near cache's generation when the call began: its answer is kept
+    /// near only if no invalidation arrived meanwhile.
+    pub(crate) near_seen: u64,
 }
 
 impl<'a, V> Call<'a, V> {
@@ -32,6 +35,7 @@ impl<'a, V> Call<'a, V> {
             key,
             options,
             observed: observer.wants_steps(),
+            near_seen: cache.inner.near.as_ref().map_or(0, |near| near.generation()),
             observer,
         }
     }

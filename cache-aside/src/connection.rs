@@ -89,24 +89,26 @@ impl Redis {
     }
 
     /// Sends one command and waits at most `timeout` for its reply,
-    /// connecting first if needed (connecting has a `timeout` of its own).
+    /// connecting (or reconnecting) first if needed: one bound for all of
+    /// it, whoever made the connection.
     ///
     /// # Errors
     /// [`RedisError::Timeout`] or [`RedisError::Failed`].
     pub async fn query(&self, command: &redis::Cmd, timeout: Duration) -> Result<redis::Value, RedisError> {
-        let mut connection = match self.inner.connection.get() {
-            Some(connection) => connection.clone(),
-            None => match tokio::time::timeout(timeout, self.connection(timeout)).await {
-                Ok(connection) => connection?,
-                Err(_) => return Err(RedisError::Timeout(timeout)),
-            },
+        let attempt = async {
+            let mut connection = match self.inner.connection.get() {
+                Some(connection) => connection.clone(),
+                None => self.connection(timeout).await?,
+            };
+            command
+                .query_async::<redis::Value>(&mut connection)
+                .await
+                .map_err(|e| RedisError::Failed(e.to_string()))
         };
-        // The connection's own response timeout (set to `timeout` when it
-        // was made) bounds the wait: no second timer per command.
-        command
-            .query_async::<redis::Value>(&mut connection)
-            .await
-            .map_err(|e| failure(e, timeout))
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::Timeout(timeout)),
+        }
     }
 
     async fn connection(&self, timeout: Duration) -> Result<ConnectionManager, RedisError> {
@@ -115,28 +117,20 @@ impl Redis {
             .connection
             .get_or_try_init(|| async {
                 // After the first success the manager reconnects by itself;
-                // until then each command tries once, within its timeout.
+                // until then each command tries once. The caller's timeout
+                // bounds every command (see `query`): no second timer here.
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
+                    .set_response_timeout(None)
                     .set_number_of_retries(0);
                 self.inner
                     .client
                     .get_connection_manager_with_config(config)
                     .await
-                    .map_err(|e| failure(e, timeout))
+                    .map_err(|e| RedisError::Failed(e.to_string()))
             })
             .await?;
         Ok(connection.clone())
-    }
-}
-
-/// A client error in our terms: its own timeout reads as ours.
-fn failure(error: redis::RedisError, timeout: Duration) -> RedisError {
-    if error.is_timeout() {
-        RedisError::Timeout(timeout)
-    } else {
-        RedisError::Failed(error.to_string())
     }
 }
 

@@ -43,6 +43,12 @@ impl<V> Flights<V> {
         }
     }
 
+    /// Forgets the flight of `key`, if any: calls already on it still get
+    /// its outcome, later calls start a new one.
+    pub(crate) fn forget(&self, key: &str) {
+        lock(&self.map).remove(key);
+    }
+
     /// How many flights are in the air.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

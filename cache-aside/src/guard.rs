@@ -8,9 +8,10 @@
 //! Redis (nothing else runs between a script's commands):
 //!
 //! - **Leases**, in the style of Facebook's memcache: before loading, the
-//!   reader puts a token in the key's lease; a write deletes the lease with
-//!   the key; the reader may store only while the lease still holds its
-//!   token.
+//!   reader takes the key's lease (`SET lease token NX`: one reader at a
+//!   time); a write deletes the lease with the key; the reader may store
+//!   only while the lease still holds its token. A reader that finds the
+//!   lease taken loads all the same but does not store.
 //! - **Version checks**: every entry carries its row version in the
 //!   envelope header; a write leaves a marker with the new version instead
 //!   of deleting; a store never replaces a newer version with an older one.
@@ -19,9 +20,9 @@ use std::time::Duration;
 
 use crate::cache::{now_ms, Value};
 use crate::call::{integer, ok, Call};
-use crate::envelope::{Content, Envelope, LUA_VERSION_OF};
+use crate::envelope::{Content, Envelope, DELETED_VERSION, LUA_VERSION_OF};
 use crate::observe::{Reply, Status, StepKind};
-use crate::options::RaceGuard;
+use crate::options::{bounded, RaceGuard};
 use crate::policy::jittered;
 use crate::read::Loaded;
 
@@ -31,16 +32,41 @@ pub const STORE_IF_LEASE_HELD: &str = "if redis.call('GET', KEYS[2]) == ARGV[1] 
      redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) redis.call('DEL', KEYS[2]) return 1 end return 0";
 
 /// Stores the entry unless the key holds a newer version (a value or a
-/// marker). KEYS: value. ARGV: entry, its version, TTL in ms.
+/// marker). KEYS: value. ARGV: entry, its version, TTL in ms, and whether
+/// the caller is a writer (`1`): a writer, who has just committed its row,
+/// may replace the marker a delete left, since the record exists again.
 pub fn store_if_not_older() -> &'static str {
     static SCRIPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SCRIPT.get_or_init(|| {
         format!(
             "{LUA_VERSION_OF}local v = version_of(redis.call('GET', KEYS[1])) \
-             if v and v > tonumber(ARGV[2]) then return 0 end \
+             if v and v > tonumber(ARGV[2]) and not (ARGV[4] == '1' and v == {DELETED_VERSION}) then return 0 end \
              redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 1"
         )
     })
+}
+
+/// Deletes the key and its lease, and says whether the key existed.
+/// KEYS: value, lease.
+pub const DELETE_WITH_LEASE: &str =
+    "local n = redis.call('DEL', KEYS[1]) redis.call('DEL', KEYS[2]) return n";
+
+/// What became of an entry the engine tried to store.
+pub(crate) enum Stored {
+    /// Redis holds it now.
+    Yes(Vec<u8>),
+    /// Not stored, but still the right answer: negative caching is off, or
+    /// Redis failed. (A lock holder still hands it to its waiters.)
+    Skipped(Vec<u8>),
+    /// A race guard refused it: the value loaded is stale.
+    Refused,
+}
+
+/// Who stores: a reader (what it loaded) or a writer (what it committed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Who {
+    Reader,
+    Writer,
 }
 
 /// A reader's lease.
@@ -50,13 +76,14 @@ pub(crate) enum Lease {
     NotNeeded,
     /// This reader holds the lease with this token.
     Held(String),
-    /// Taking the lease failed: the reader must not store what it loads.
+    /// Another reader holds the lease (or taking it failed): this reader
+    /// must not store what it loads, though it is no less right.
     Lost,
 }
 
 impl<V: Value> Call<'_, V> {
-    /// With the lease guard, takes a lease before loading. A later reader
-    /// replaces it, which only means this one will not store: safe.
+    /// With the lease guard, takes the lease before loading, unless another
+    /// reader holds it (then this one will not store: safe).
     pub(crate) async fn take_lease(&self) -> Lease {
         let RaceGuard::Lease { ttl } = self.options.race_guard else {
             return Lease::NotNeeded;
@@ -65,68 +92,91 @@ impl<V: Value> Call<'_, V> {
         let mut set = redis::cmd("SET");
         set.arg(self.cache.inner.keys.lease(self.key))
             .arg(&token)
+            .arg("NX")
             .arg("PX")
-            .arg(millis(ttl));
+            .arg(millis(bounded(ttl)));
+        let taken = |reply: &redis::Value| !matches!(reply, redis::Value::Nil);
         match self
-            .redis(StepKind::LeaseTaken, &set, ok(StepKind::LeaseTaken))
+            .redis(StepKind::LeaseTaken, &set, |reply| {
+                (
+                    StepKind::LeaseTaken,
+                    if taken(reply) { Status::Hit } else { Status::Miss },
+                )
+            })
             .await
         {
-            Ok(_) => Lease::Held(token),
-            Err(_) => Lease::Lost,
+            Ok(reply) if taken(&reply) => Lease::Held(token),
+            _ => Lease::Lost,
         }
     }
 
     /// Stores what was loaded, or "does not exist", with its TTL (jittered)
-    /// as the race guard allows. Returns the envelope if Redis took it.
-    /// A failure is reported and otherwise ignored: the reader has its
-    /// answer, and the next read simply misses again.
-    pub(crate) async fn store(&self, loaded: &Loaded<V>, lease: &Lease) -> Option<Vec<u8>> {
+    /// as the race guard allows. A failure is reported and otherwise
+    /// ignored: the reader has its answer, and the next read misses again.
+    pub(crate) async fn store(&self, loaded: &Loaded<V>, lease: &Lease) -> Stored {
         // Missing records get the shorter negative TTL, so a record created
-        // later becomes visible soon; with negative caching off, nothing.
+        // later becomes visible soon.
         let ttl = match &loaded.value {
             Some(_) => self.options.ttl,
-            None => self.options.negative_ttl?,
+            None => self.options.negative_ttl.unwrap_or(self.options.ttl),
         };
         // Jitter spreads the expiries of keys cached together.
-        let fresh_for = jittered(ttl, self.options.jitter.clamp(0.0, 0.9), self.draw_for_jitter());
-        let version = loaded
-            .value
-            .as_ref()
-            .and_then(|v| self.cache.version_of(v))
-            .unwrap_or(0);
+        let fresh_for = jittered(ttl, self.options.jitter, self.draw_for_jitter());
+        let version = loaded.value.as_ref().and_then(|v| self.cache.version_of(v));
         let envelope = Envelope {
             content: match &loaded.value {
                 Some(value) => Content::Value(value.clone()),
                 None => Content::NotFound,
             },
-            version,
-            fresh_until_ms: now_ms() + millis(fresh_for),
+            version: version.unwrap_or(0),
+            fresh_until_ms: now_ms().saturating_add(millis(fresh_for)),
             load_ms: millis(loaded.took),
         };
         let Ok(bytes) = envelope.encode() else {
             // A value that does not serialize cannot be cached; say so.
             self.note(StepKind::StoreRefused, Status::Error, Duration::ZERO, Reply::None);
-            return None;
+            return Stored::Refused;
         };
-        let stored = self
+        if loaded.value.is_none() && self.options.negative_ttl.is_none() {
+            // Negative caching is off: "does not exist" is not stored.
+            return Stored::Skipped(bytes);
+        }
+        if loaded.value.is_some() && version.is_none() && self.options.race_guard == RaceGuard::Version {
+            // The version guard cannot compare a value without a version:
+            // refusing is the safe side (see `Builder::versioned`).
+            self.note(StepKind::StoreRefused, Status::Miss, Duration::ZERO, Reply::None);
+            return Stored::Refused;
+        }
+        if *lease == Lease::Lost {
+            // Another reader holds the lease and will store.
+            self.note(StepKind::StoreRefused, Status::Miss, Duration::ZERO, Reply::None);
+            return Stored::Skipped(bytes);
+        }
+        let ttl = self.options.redis_ttl(fresh_for);
+        match self
             .put(
                 &bytes,
-                version,
-                self.options.redis_ttl(fresh_for),
+                version.unwrap_or(0),
+                ttl,
                 lease,
                 StepKind::Store,
+                Who::Reader,
             )
-            .await;
-        if stored {
-            // Only what Redis accepted is kept near: a refused value is stale.
-            self.keep_near(&loaded.value, fresh_for);
+            .await
+        {
+            Put::Stored => {
+                // Only what Redis accepted is kept near: a refused value is
+                // stale.
+                self.keep_near(&loaded.value, fresh_for);
+                Stored::Yes(bytes)
+            }
+            Put::Failed => Stored::Skipped(bytes),
+            Put::Refused => Stored::Refused,
         }
-        stored.then_some(bytes)
     }
 
     /// Puts `bytes` at the key for `ttl`, through the race guard. `kind`
-    /// names the step (a reader's store, a writer's marker). Returns whether
-    /// Redis took it.
+    /// names the step (a reader's store, a writer's marker).
     pub(crate) async fn put(
         &self,
         bytes: &[u8],
@@ -134,13 +184,14 @@ impl<V: Value> Call<'_, V> {
         ttl: Duration,
         lease: &Lease,
         kind: StepKind,
-    ) -> bool {
-        let ttl_ms = millis(ttl).max(1);
+        who: Who,
+    ) -> Put {
+        let ttl_ms = millis(bounded(ttl));
         let command = match (&self.options.race_guard, lease) {
             (RaceGuard::Lease { .. }, Lease::Lost) => {
                 // Without a lease, a write may have come and gone unseen.
                 self.note(StepKind::StoreRefused, Status::Miss, Duration::ZERO, Reply::None);
-                return false;
+                return Put::Refused;
             }
             (RaceGuard::Lease { .. }, Lease::Held(token)) => {
                 let mut eval = redis::cmd("EVAL");
@@ -160,7 +211,8 @@ impl<V: Value> Call<'_, V> {
                     .arg(self.redis_key())
                     .arg(bytes)
                     .arg(version)
-                    .arg(ttl_ms);
+                    .arg(ttl_ms)
+                    .arg(u8::from(who == Who::Writer));
                 eval
             }
             // No guard: a plain SET with its TTL, in whole seconds when it
@@ -173,8 +225,10 @@ impl<V: Value> Call<'_, V> {
                 } else {
                     set.arg("PX").arg(ttl_ms);
                 }
-                let stored = self.redis(kind, &set, ok(kind)).await;
-                return stored.is_ok();
+                return match self.redis(kind, &set, ok(kind)).await {
+                    Ok(_) => Put::Stored,
+                    Err(_) => Put::Failed,
+                };
             }
         };
         // The scripts reply 1 when they stored, 0 when the guard refused.
@@ -184,7 +238,11 @@ impl<V: Value> Call<'_, V> {
                 _ => (StepKind::StoreRefused, Status::Miss),
             })
             .await;
-        matches!(reply, Ok(ref value) if integer(value) == 1)
+        match reply {
+            Ok(value) if integer(&value) == 1 => Put::Stored,
+            Ok(_) => Put::Refused,
+            Err(_) => Put::Failed,
+        }
     }
 
     /// A draw for jitter, only when jitter is on.
@@ -195,6 +253,15 @@ impl<V: Value> Call<'_, V> {
             0.5
         }
     }
+}
+
+/// What became of one guarded `SET`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Put {
+    Stored,
+    Refused,
+    /// Redis failed (or timed out).
+    Failed,
 }
 
 /// Whole milliseconds, saturating.

@@ -8,7 +8,19 @@
 
 use std::time::Duration;
 
-/// How long entries live and which policies apply.
+/// The longest TTL the engine sets (a year): longer ones are cut to it, so
+/// no arithmetic on a TTL can overflow.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `d` within 1 ms and [`MAX_TTL`]: how the engine uses every duration of
+/// the options, whatever a call passes.
+pub(crate) fn bounded(d: Duration) -> Duration {
+    d.clamp(Duration::from_millis(1), MAX_TTL)
+}
+
+/// How long entries live and which policies apply. Durations out of range
+/// (below 1 ms, above [`MAX_TTL`]) are brought into range when used;
+/// [`Options::validate`] says which are.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     /// How long a value stays in Redis (`SET ... EX`). Every entry has a
@@ -123,6 +135,17 @@ pub enum OptionsError {
     /// Occurs when a TTL is zero or shorter than a millisecond.
     #[error("{0} must be at least 1 ms")]
     TooShort(&'static str),
+    /// Occurs when a TTL is longer than [`MAX_TTL`].
+    #[error("{0} must be at most a year")]
+    TooLong(&'static str),
+    /// Occurs when the version guard is chosen for a cache that cannot read
+    /// versions (see [`crate::Builder::versioned`]).
+    #[error("the version guard needs versions: call Builder::versioned")]
+    Unversioned,
+    /// Occurs when the options use a near cache the cache does not have
+    /// (see [`crate::Builder::near_cache`]).
+    #[error("near_ttl is set but the cache has no near cache: call Builder::near_cache")]
+    NoNearCache,
     /// Occurs when the jitter is not a number from 0 to 0.9.
     #[error("jitter must be from 0 to 0.9, not {0}")]
     Jitter(f64),
@@ -141,10 +164,12 @@ impl Options {
     /// [`OptionsError`] naming the first problem.
     pub fn validate(&self) -> Result<(), OptionsError> {
         let at_least_a_ms = |d: Duration, name| {
-            if d >= Duration::from_millis(1) {
-                Ok(())
-            } else {
+            if d < Duration::from_millis(1) {
                 Err(OptionsError::TooShort(name))
+            } else if d > MAX_TTL {
+                Err(OptionsError::TooLong(name))
+            } else {
+                Ok(())
             }
         };
         at_least_a_ms(self.ttl, "ttl")?;
@@ -180,8 +205,8 @@ impl Options {
     /// served stale).
     pub fn redis_ttl(&self, fresh_for: Duration) -> Duration {
         match &self.stampede {
-            Stampede::StaleWhileRevalidate { stale_for } => fresh_for + *stale_for,
-            _ => fresh_for,
+            Stampede::StaleWhileRevalidate { stale_for } => bounded(fresh_for) + bounded(*stale_for),
+            _ => bounded(fresh_for),
         }
     }
 }
@@ -207,6 +232,11 @@ mod tests {
             ..base()
         })
         .contains("ttl"));
+        assert!(bad(Options {
+            ttl: Duration::MAX,
+            ..base()
+        })
+        .contains("at most a year"));
         assert!(bad(Options {
             jitter: 0.95,
             ..base()

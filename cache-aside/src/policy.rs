@@ -61,11 +61,13 @@ pub fn xfetch_should_refresh(now_ms: f64, delta_ms: f64, beta: f64, expiry_ms: f
 /// A TTL randomized by up to `jitter` (a share, 0 to 0.9) either way, using
 /// `draw` in (0, 1]; never below a millisecond.
 pub fn jittered(ttl: Duration, jitter: f64, draw: f64) -> Duration {
-    if jitter <= 0.0 {
+    let ttl = crate::options::bounded(ttl);
+    // (NaN is no jitter either.)
+    if jitter.is_nan() || jitter <= 0.0 {
         return ttl;
     }
-    let factor = 1.0 + jitter * (2.0 * draw - 1.0);
-    ttl.mul_f64(factor.max(0.0)).max(Duration::from_millis(1))
+    let factor = 1.0 + jitter.min(0.9) * (2.0 * draw.clamp(0.0, 1.0) - 1.0);
+    ttl.mul_f64(factor).max(Duration::from_millis(1))
 }
 
 #[cfg(test)]

@@ -27,8 +27,9 @@ use crate::cache::{now_ms, CacheAside, Value};
 use crate::call::Call;
 use crate::connection::RedisError;
 use crate::envelope::{Content, Envelope};
+use crate::guard::Stored;
 use crate::observe::{Observer, Reply, Status, StepKind};
-use crate::options::{Options, Stampede};
+use crate::options::{bounded, Options, Stampede};
 use crate::policy::{judge, Verdict};
 
 /// The answer to a read: the value, or `None` when the source has no such
@@ -51,13 +52,14 @@ pub struct Answer<V> {
 pub enum Source {
     /// This process's near cache: no network at all.
     Near,
-    /// Redis.
+    /// Redis; with `waited`, handed over by the lock holder (in any
+    /// process) over Pub/Sub.
     Redis,
     /// A cached "does not exist" (near or in Redis): no database query.
     Negative,
     /// The loader, which ran for this call, or (with `waited`) for a
-    /// concurrent call whose result this one shared. Stored in Redis as the
-    /// race guard allowed.
+    /// concurrent call in this process whose result this one shared (single
+    /// flight). Stored in Redis as the race guard allowed.
     Loaded,
     /// A value past its fresh time (stale-while-revalidate), while one
     /// request refreshes it in the background.
@@ -251,15 +253,26 @@ impl<V: Value> Call<'_, V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, E>>,
     {
+        Ok(self.load_and_store_telling(load).await?.0)
+    }
+
+    /// [`Call::load_and_store`], also saying what became of the store (the
+    /// lock holder hands it over; single flight shares it).
+    pub(crate) async fn load_and_store_telling<F, Fut, E>(&self, load: F) -> Result<(Answer<V>, Stored), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
         let lease = self.take_lease().await;
         let loaded = self.load(load).await?;
-        self.store(&loaded, &lease).await;
-        Ok(Answer {
+        let stored = self.store(&loaded, &lease).await;
+        let answer = Answer {
             value: loaded.value,
             source: Source::Loaded,
             waited: false,
             loaded_in: Some(loaded.took),
-        })
+        };
+        Ok((answer, stored))
     }
 
     /// Runs the application's loader, measured and reported.
@@ -336,7 +349,12 @@ impl<V: Value> Call<'_, V> {
     /// TTL or the entry's own freshness, whichever ends first.
     pub(crate) fn keep_near(&self, value: &Option<V>, fresh_for: Duration) {
         if let (Some(near), Some(near_ttl)) = (&self.cache.inner.near, self.options.near_ttl) {
-            near.put(self.key, value.clone(), near_ttl.min(fresh_for));
+            near.put(
+                self.key,
+                value.clone(),
+                bounded(near_ttl).min(fresh_for),
+                self.near_seen,
+            );
         }
     }
 }

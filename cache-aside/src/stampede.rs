@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 use crate::bus::{fill_message, Fill};
-use crate::cache::Value;
+use crate::cache::{CacheAside, Value};
 use crate::call::{integer, Call};
 use crate::envelope::Envelope;
 use crate::guard::millis;
+use crate::guard::Stored;
 use crate::observe::{Reply, Status, StepKind};
+use crate::options::bounded;
 use crate::read::{Answer, Lookup, Source};
 
 /// Deletes a lock only if it still holds the caller's token, so a holder
@@ -53,10 +55,17 @@ impl<V: Value> Call<'_, V> {
             .get_or_init(|| async {
                 // This call is first: it loads for everyone on the flight.
                 let load = load.take().expect("the loader runs once");
-                match self.load_and_store(load).await {
-                    Ok(answer) => {
-                        led = answer.loaded_in;
-                        Some(answer.value)
+                match self.load_and_store_telling(load).await {
+                    // A value a race guard refused is stale: it is this
+                    // call's answer, but not one to hand to others.
+                    Ok((answer, Stored::Refused)) => {
+                        led = Some(answer);
+                        None
+                    }
+                    Ok((answer, _)) => {
+                        let shared = answer.value.clone();
+                        led = Some(answer);
+                        Some(shared)
                     }
                     Err(error) => {
                         failure = Some(error);
@@ -70,17 +79,20 @@ impl<V: Value> Call<'_, V> {
         if let Some(error) = failure {
             return Err(error);
         }
+        if let Some(answer) = led {
+            return Ok(answer);
+        }
         match (outcome, load) {
             (Some(value), _) => Ok(Answer {
                 value,
                 source: Source::Loaded,
-                waited: led.is_none(),
-                loaded_in: led,
+                waited: true,
+                loaded_in: None,
             }),
-            // The leader's load failed: its error is its own, so this call
-            // loads for itself.
+            // The leader failed or was refused: its answer is its own, so
+            // this call loads for itself.
             (None, Some(load)) => self.load_and_store(load).await,
-            (None, None) => unreachable!("the leader returned its error above"),
+            (None, None) => unreachable!("the leader returned above"),
         }
     }
 
@@ -97,32 +109,56 @@ impl<V: Value> Call<'_, V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, E>>,
     {
+        let lock_ttl = bounded(lock_ttl);
         let mut waited = false;
         for _ in 0..attempts.max(1) {
             let token = format!("{:016x}", self.cache.token());
-            match self.try_lock(&token, lock_ttl).await {
+            // Armed before asking for the lock: if this call is dropped once
+            // the lock may be ours, it is handed back all the same (the
+            // release checks the token, so it is harmless otherwise).
+            let mut held = HeldLock::new(self.cache, self.key, token);
+            match self.try_lock(&held.token, lock_ttl).await {
                 // Redis failed under us: answer without the cache.
-                Err(error) => return self.fallback(error, load).await,
+                Err(error) => {
+                    held.done = true;
+                    return self.fallback(error, load).await;
+                }
                 Ok(true) => {
                     // Someone may have stored the value between our GET and
                     // our lock: look once more before loading.
-                    let result = match self.lookup().await {
-                        Lookup::Fresh(entry) => Ok(self.answer_from(entry, waited)),
-                        _ => self.load_store_and_hand_over(load, waited).await,
+                    let (result, fill) = match self.lookup().await {
+                        // Waiters are told to look again, and will find it.
+                        Lookup::Fresh(entry) => (Ok(self.answer_from(entry, waited)), Vec::new()),
+                        _ => match self.load_and_store_telling(load).await {
+                            Ok((answer, Stored::Yes(bytes) | Stored::Skipped(bytes))) => {
+                                (Ok(Answer { waited, ..answer }), bytes)
+                            }
+                            // Refused (stale) or failed: the waiters look again.
+                            Ok((answer, Stored::Refused)) => (Ok(Answer { waited, ..answer }), Vec::new()),
+                            Err(error) => (Err(error), Vec::new()),
+                        },
                     };
-                    self.release_lock(&token).await;
+                    self.hand_over_and_release(held, &fill).await;
                     return result;
                 }
                 Ok(false) => {
+                    held.done = true;
                     // Someone else is loading. Listen first, then look, so a
                     // value stored in between is not missed.
                     let mut told = self.cache.inner.bus.fills();
-                    self.cache.inner.bus.ready(lock_ttl).await;
+                    let listening = self.cache.inner.bus.ready(lock_ttl).await;
                     if let Lookup::Fresh(entry) = self.lookup().await {
                         return Ok(self.answer_from(entry, waited));
                     }
                     waited = true;
-                    if let Some(entry) = self.wait_to_be_handed(&mut told, lock_ttl).await {
+                    let handed = if listening {
+                        self.wait_to_be_handed(&mut told, lock_ttl).await
+                    } else {
+                        // No subscription (stopped, or Redis refuses it):
+                        // nobody can tell us, so look now and then.
+                        self.look_until_stored(lock_ttl).await
+                    };
+                    if let Some(entry) = handed {
                         return Ok(self.answer_from(entry, true));
                     }
                     if let Lookup::Fresh(entry) = self.lookup().await {
@@ -164,44 +200,22 @@ impl<V: Value> Call<'_, V> {
         Ok(!matches!(reply, redis::Value::Nil))
     }
 
-    /// The lock holder's work: load, store, and tell the waiters, with the
-    /// value itself so they need no further round trip to Redis.
-    async fn load_store_and_hand_over<F, Fut, E>(&self, load: F, waited: bool) -> Result<Answer<V>, E>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>>,
-    {
-        let lease = self.take_lease().await;
-        let loaded = self.load(load).await?;
-        // An empty envelope tells the waiters the store did not happen (a
-        // race guard refused it), so they look again.
-        let stored = self.store(&loaded, &lease).await.unwrap_or_default();
+    /// The lock holder's last word: tell the waiters, with the stored entry
+    /// itself so they need no further round trip (empty: "look again"),
+    /// then release the lock, only if it is still ours.
+    async fn hand_over_and_release(&self, mut held: HeldLock<V>, fill: &[u8]) {
         let mut publish = redis::cmd("PUBLISH");
         publish
             .arg(self.cache.inner.keys.fills_channel())
-            .arg(fill_message(self.key, &stored));
+            .arg(fill_message(self.key, fill));
         let _ = self
             .redis(StepKind::LockRelease, &publish, |_| {
                 (StepKind::LockRelease, Status::Ok)
             })
             .await;
-        Ok(Answer {
-            value: loaded.value,
-            source: Source::Loaded,
-            waited,
-            loaded_in: Some(loaded.took),
-        })
-    }
-
-    /// Releases the lock, only if it is still ours.
-    async fn release_lock(&self, token: &str) {
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(RELEASE_IF_OWNER)
-            .arg(1)
-            .arg(self.cache.inner.keys.lock(self.key))
-            .arg(token);
+        let release = release_command(self.cache.inner.keys.lock(self.key), &held.token);
         let _ = self
-            .redis(StepKind::LockRelease, &eval, |reply| {
+            .redis(StepKind::LockRelease, &release, |reply| {
                 let released = integer(reply) == 1;
                 (
                     StepKind::LockRelease,
@@ -209,6 +223,7 @@ impl<V: Value> Call<'_, V> {
                 )
             })
             .await;
+        held.done = true;
     }
 
     /// Waits at most `within` for the lock holder to announce this key's
@@ -243,6 +258,29 @@ impl<V: Value> Call<'_, V> {
         };
         self.note(StepKind::LockWait, status, started.elapsed(), Reply::None);
         entry
+    }
+
+    /// Without a subscription: looks in Redis a few times a lock's TTL
+    /// until the holder has stored, at most `within`.
+    async fn look_until_stored(&self, within: Duration) -> Option<Envelope<V>> {
+        self.pause(StepKind::LockWait).await;
+        let started = Instant::now();
+        let every = (within / 10).clamp(Duration::from_millis(10), Duration::from_millis(200));
+        let mut found = None;
+        while started.elapsed() + every < within {
+            tokio::time::sleep(every).await;
+            if let Lookup::Fresh(entry) = self.lookup().await {
+                found = Some(entry);
+                break;
+            }
+        }
+        let status = if found.is_some() {
+            Status::Hit
+        } else {
+            Status::Miss
+        };
+        self.note(StepKind::LockWait, status, started.elapsed(), Reply::None);
+        found
     }
 
     /// Stale-while-revalidate: the entry is past its fresh time but inside
@@ -281,6 +319,14 @@ impl<V: Value> Call<'_, V> {
                 let observer = cache.inner.observer.clone();
                 let refresh = Call::new(&cache, &key, &options, &*observer);
                 let _ = refresh.load_and_store(load).await;
+                // Done: the next time the entry goes stale, the next request
+                // may refresh it at once.
+                let release = release_command(cache.inner.keys.refresh(&key), &token);
+                let _ = refresh
+                    .redis(StepKind::LockRelease, &release, |_| {
+                        (StepKind::LockRelease, Status::Ok)
+                    })
+                    .await;
             });
         }
         self.note(StepKind::ServedStale, Status::Hit, Duration::ZERO, Reply::None);
@@ -296,5 +342,55 @@ impl<V: Value> Call<'_, V> {
             crate::Stampede::StaleWhileRevalidate { stale_for } => stale_for.min(REFRESH_LOCK),
             _ => REFRESH_LOCK,
         }
+    }
+}
+
+/// `EVAL RELEASE_IF_OWNER 1 <lock> <token>`.
+fn release_command(lock: String, token: &str) -> redis::Cmd {
+    let mut eval = redis::cmd("EVAL");
+    eval.arg(RELEASE_IF_OWNER).arg(1).arg(lock).arg(token);
+    eval
+}
+
+/// A lock this call holds. If the call is dropped before it hands the lock
+/// back (a client gone, a task aborted), the guard does it in the
+/// background: the waiters are told to look again, and the lock is released
+/// rather than left to expire.
+struct HeldLock<V> {
+    cache: CacheAside<V>,
+    key: String,
+    token: String,
+    done: bool,
+}
+
+impl<V> HeldLock<V> {
+    fn new(cache: &CacheAside<V>, key: &str, token: String) -> HeldLock<V> {
+        HeldLock {
+            cache: cache.clone(),
+            key: key.to_string(),
+            token,
+            done: false,
+        }
+    }
+}
+
+impl<V> Drop for HeldLock<V> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(self.cache.inner.keys.fills_channel())
+            .arg(fill_message(&self.key, &[]));
+        let release = release_command(self.cache.inner.keys.lock(&self.key), &self.token);
+        let (redis, timeout) = (self.cache.inner.redis.clone(), self.cache.inner.timeout);
+        runtime.spawn(async move {
+            let _ = redis.query(&publish, timeout).await;
+            let _ = redis.query(&release, timeout).await;
+        });
     }
 }

@@ -23,8 +23,9 @@ use crate::cache::{now_ms, CacheAside, Value};
 use crate::call::{integer, ok, Call};
 use crate::connection::RedisError;
 use crate::envelope::{Content, Envelope, DELETED_VERSION};
-use crate::guard::Lease;
+use crate::guard::{millis, Lease, Put, Who, DELETE_WITH_LEASE};
 use crate::observe::{Observer, Reply, Status, Step, StepKind};
+use crate::options::bounded;
 use crate::options::{Options, RaceGuard};
 
 /// What changed in the database.
@@ -122,6 +123,9 @@ impl<V: Value> CacheAside<V> {
         observer: &dyn Observer,
     ) -> Written {
         let call = Call::new(self, key, options, observer);
+        // A load in flight started before this write: later readers must not
+        // join it and be handed what it loaded.
+        self.inner.flights.forget(key);
         let effect = match (policy, change) {
             // TTL only means no invalidation at all, near copies included.
             (WritePolicy::LeaveToTtl, _) => {
@@ -144,22 +148,35 @@ impl<V: Value> CacheAside<V> {
 impl<V: Value> Call<'_, V> {
     /// Invalidates the cached copy, as the race guard says.
     async fn invalidate(&self, change: Change<'_, V>) -> Effect {
+        let versioned = match change {
+            Change::Updated(value) => self.cache.version_of(value).is_some(),
+            Change::Deleted => true,
+        };
         match self.options.race_guard {
-            RaceGuard::None | RaceGuard::Lease { .. } => self.delete().await,
-            RaceGuard::Version => self.mark(change).await,
+            // Without a version to fence with, deleting is the safe choice.
+            RaceGuard::Version if versioned => self.mark(change).await,
+            _ => self.delete().await,
         }
     }
 
-    /// `DEL key` (and its lease, with the lease guard).
+    /// `DEL key` (with the lease guard, the key's lease goes too, in one
+    /// atomic script that still says whether the key existed).
     async fn delete(&self) -> Effect {
         let lease_revoked = matches!(self.options.race_guard, RaceGuard::Lease { .. });
-        let mut del = redis::cmd("DEL");
-        del.arg(self.redis_key());
-        if lease_revoked {
-            del.arg(self.cache.inner.keys.lease(self.key));
-        }
+        let command = if lease_revoked {
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(DELETE_WITH_LEASE)
+                .arg(2)
+                .arg(self.redis_key())
+                .arg(self.cache.inner.keys.lease(self.key));
+            eval
+        } else {
+            let mut del = redis::cmd("DEL");
+            del.arg(self.redis_key());
+            del
+        };
         match self
-            .redis(StepKind::Invalidate, &del, ok(StepKind::Invalidate))
+            .redis(StepKind::Invalidate, &command, ok(StepKind::Invalidate))
             .await
         {
             Ok(reply) => Effect::Deleted {
@@ -189,17 +206,26 @@ impl<V: Value> Call<'_, V> {
         let marker = Envelope::<V> {
             content,
             version,
-            fresh_until_ms: now_ms() + crate::guard::millis(ttl),
+            fresh_until_ms: now_ms().saturating_add(millis(bounded(ttl))),
             load_ms: 0,
         };
-        let bytes = marker.encode().expect("markers hold no value and always encode");
-        if self
-            .put(&bytes, version, ttl, &Lease::NotNeeded, StepKind::Invalidate)
+        let Ok(bytes) = marker.encode() else {
+            return self.delete().await;
+        };
+        match self
+            .put(
+                &bytes,
+                version,
+                ttl,
+                &Lease::NotNeeded,
+                StepKind::Invalidate,
+                Who::Writer,
+            )
             .await
         {
-            Effect::Marked { version }
-        } else {
-            Effect::NewerKept
+            Put::Stored => Effect::Marked { version },
+            Put::Refused => Effect::NewerKept,
+            Put::Failed => Effect::Failed(RedisError::Failed("the marker was not stored".into())),
         }
     }
 
@@ -232,25 +258,37 @@ impl<V: Value> Call<'_, V> {
                 return Effect::Failed(error);
             }
         }
-        let version = self.cache.version_of(value).unwrap_or(0);
+        let version = self.cache.version_of(value);
+        if version.is_none() && self.options.race_guard == RaceGuard::Version {
+            // Nothing to fence with: delete instead (see `invalidate`).
+            return self.delete().await;
+        }
         let envelope = Envelope {
             content: Content::Value(value.clone()),
-            version,
-            fresh_until_ms: now_ms() + crate::guard::millis(self.options.ttl),
+            version: version.unwrap_or(0),
+            fresh_until_ms: now_ms().saturating_add(millis(bounded(self.options.ttl))),
             load_ms: 0,
         };
         let Ok(bytes) = envelope.encode() else {
             return self.delete().await;
         };
         let ttl = self.options.redis_ttl(self.options.ttl);
-        if self
-            .put(&bytes, version, ttl, &Lease::NotNeeded, StepKind::Store)
+        // (No near copy is kept here: the invalidation this write publishes
+        // next drops it in every process, this one included.)
+        match self
+            .put(
+                &bytes,
+                version.unwrap_or(0),
+                ttl,
+                &Lease::NotNeeded,
+                StepKind::Store,
+                Who::Writer,
+            )
             .await
         {
-            self.keep_near(&Some(value.clone()), self.options.ttl);
-            Effect::WroteThrough
-        } else {
-            Effect::WriteThroughRefused
+            Put::Stored => Effect::WroteThrough,
+            Put::Refused => Effect::WriteThroughRefused,
+            Put::Failed => Effect::Failed(RedisError::Failed("the new value was not stored".into())),
         }
     }
 

@@ -221,3 +221,44 @@ async fn a_checkpoint_holds_the_call_until_released() {
     held.await.unwrap().unwrap();
     assert_eq!(db.loads(), 1);
 }
+
+/// Regression: after a delete under version checks, a record created again
+/// (version 1) is not blocked by the delete's marker.
+#[tokio::test]
+async fn a_record_created_again_after_a_delete_can_be_cached() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let items = cache(&server, guarded(RaceGuard::Version));
+    db.delete(12);
+    items
+        .after_write("item:12", Change::Deleted, WritePolicy::Invalidate)
+        .await;
+    let again = common::Item {
+        id: 12,
+        name: "back".into(),
+        version: 1,
+    };
+    let written = items
+        .after_write("item:12", Change::Updated(&again), WritePolicy::Invalidate)
+        .await;
+    assert_eq!(written.effect, Effect::Marked { version: 1 });
+}
+
+/// The version guard needs versions, and a near TTL needs a near cache:
+/// the builder refuses either, with a reason.
+#[tokio::test]
+async fn the_builder_refuses_options_it_cannot_honour() {
+    let redis = || cache_aside::Redis::open("redis://127.0.0.1:1/").unwrap();
+    let keys = || cache_aside::KeySpace::new("x:");
+    let unversioned = cache_aside::CacheAside::<common::Item>::builder(redis(), keys())
+        .race_guard(RaceGuard::Version)
+        .build();
+    assert_eq!(unversioned.err(), Some(cache_aside::OptionsError::Unversioned));
+    let no_near = cache_aside::CacheAside::<common::Item>::builder(redis(), keys())
+        .options(Options {
+            near_ttl: Some(Duration::from_secs(1)),
+            ..Options::default()
+        })
+        .build();
+    assert_eq!(no_near.err(), Some(cache_aside::OptionsError::NoNearCache));
+}

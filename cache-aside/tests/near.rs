@@ -121,6 +121,8 @@ async fn near_copies_live_no_longer_than_the_near_ttl() {
     let server = redis_server();
     let db = Db::new(Duration::ZERO);
     let p = process(&server);
+    // (Subscribing clears the near cache: let it happen first.)
+    p.bus.wait_for(StepKind::Subscribed, 1).await;
     let short = Options {
         near_ttl: Some(Duration::from_millis(50)),
         ..p.cache.options().clone()

@@ -218,3 +218,197 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     assert_eq!(fresh.source, Source::Redis);
     assert_eq!(fresh.value.unwrap().name, "item 6");
 }
+
+/// Regression: a lock holder whose load fails hands the lock back at once
+/// (waiters are told to look again), so a failing database never makes a
+/// herd sit out the lock's TTL, round after round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_holder_releases_its_waiters_at_once() {
+    let server = redis_server();
+    let options = with(Stampede::Lock {
+        ttl: Duration::from_secs(60),
+        attempts: 3,
+    });
+    let caches: Vec<_> = (0..2).map(|_| cache(&server, options.clone())).collect();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let cache = caches[i % 2].clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("item:7", || async {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Err::<Option<Item>, _>("database down")
+                    })
+                    .await
+            })
+        })
+        .collect();
+    // Without the hand-back every round would wait the 60 s lock TTL.
+    let results = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
+    })
+    .await
+    .expect("no waiter sits out the lock's TTL");
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap_err() == &"database down"));
+    let lock: Option<String> = redis::cmd("GET")
+        .arg("cache:item:7#lock")
+        .query(&mut raw(&server))
+        .unwrap();
+    assert_eq!(lock, None, "every holder released its lock");
+}
+
+/// Regression: with negative caching off, the holder still hands "does not
+/// exist" to its waiters: one load for a herd of a missing id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_hands_over_a_missing_record_even_uncached() {
+    let server = redis_server();
+    let db = slow();
+    let options = Options {
+        negative_ttl: None,
+        ..with(Stampede::lock())
+    };
+    let caches: Vec<_> = (0..3).map(|_| cache(&server, options.clone())).collect();
+    let answers = herd(&caches, &db, 999, 60).await;
+    assert_eq!(db.loads(), 1, "one load for the whole herd");
+    assert!(answers.iter().all(|a| a.value.is_none()));
+    let cached: Option<String> = redis::cmd("GET")
+        .arg("cache:item:999")
+        .query(&mut raw(&server))
+        .unwrap();
+    assert_eq!(cached, None, "and nothing cached");
+}
+
+/// Regression: a holder dropped half way (its client gone) still releases
+/// the lock, in the background, instead of leaving it to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_holder_still_releases_the_lock() {
+    let server = redis_server();
+    let db = Db::new(Duration::from_secs(30));
+    let options = with(Stampede::Lock {
+        ttl: Duration::from_secs(60),
+        attempts: 3,
+    });
+    let items = cache(&server, options);
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let holder = {
+        let (items, recorder, loader) = (items.clone(), recorder.clone(), db.loader(8));
+        tokio::spawn(async move {
+            let options = items.options().clone();
+            items
+                .get_or_load_with("item:8", &options, &*recorder, loader)
+                .await
+        })
+    };
+    // Holding the lock, loading for 30 s: drop it.
+    // The holder takes the lock (a blocking wait on Redis's own event;
+    // the holder runs on the other worker).
+    tokio::task::block_in_place(|| common::wait_until_set(&server, "cache:item:8#lock"));
+    holder.abort();
+    let _ = holder.await;
+    tokio::task::block_in_place(|| common::wait_until_deleted(&server, "cache:item:8#lock"));
+}
+
+/// Regression: without a subscription (stopped), a lock waiter looks in
+/// Redis now and then instead of waiting the whole lock TTL for a message
+/// that cannot come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_without_a_subscription_still_finds_the_value() {
+    let server = redis_server();
+    let db = Db::new(Duration::from_millis(200));
+    let options = with(Stampede::Lock {
+        ttl: Duration::from_secs(60),
+        attempts: 3,
+    });
+    let (holder, waiter) = (cache(&server, options.clone()), cache(&server, options));
+    waiter.stop_listening();
+    let first = {
+        let (holder, loader) = (holder.clone(), db.loader(9));
+        tokio::spawn(async move { holder.get_or_load("item:9", loader).await })
+    };
+    // The holder takes the lock (a blocking wait on Redis's own event;
+    // the holder runs on the other worker).
+    tokio::task::block_in_place(|| common::wait_until_set(&server, "cache:item:9#lock"));
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        waiter.get_or_load("item:9", db.loader(9)),
+    )
+    .await
+    .expect("the waiter does not wait out the 60 s lock")
+    .unwrap();
+    assert!(answer.waited);
+    assert_eq!(answer.source, Source::Redis);
+    first.await.unwrap().unwrap();
+    assert_eq!(db.loads(), 1);
+}
+
+/// Regression: single flight never hands a value loaded before a write to a
+/// reader that started after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_flight_starts_afresh_after_a_write() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let items = cache(&server, with(Stampede::SingleFlight));
+    let gate = common::Gate::before(StepKind::Store);
+    let leader = {
+        let (items, gate, loader) = (items.clone(), gate.clone(), db.loader(10));
+        tokio::spawn(async move {
+            let options = items.options().clone();
+            items.get_or_load_with("item:10", &options, &*gate, loader).await
+        })
+    };
+    common::within(&gate.reached, "the leader loaded and holds before storing").await;
+    let new = db.rename(10, "ten");
+    items
+        .after_write(
+            "item:10",
+            cache_aside::Change::Updated(&new),
+            cache_aside::WritePolicy::Invalidate,
+        )
+        .await;
+    let later = items.get_or_load("item:10", db.loader(10)).await.unwrap();
+    assert_eq!(later.value.unwrap().name, "ten", "not the leader's old row");
+    gate.open();
+    leader.await.unwrap().unwrap();
+}
+
+/// Regression: stale-while-revalidate releases its refresh lock when the
+/// refresh is done, so the next staleness is refreshed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_lock_is_released_after_the_refresh() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let options = with(Stampede::StaleWhileRevalidate {
+        stale_for: Duration::from_secs(30),
+    });
+    let refreshes = std::sync::Arc::new(Recorder::default());
+    let items = CacheAside::<Item>::builder(
+        cache_aside::Redis::open(&server.url()).unwrap(),
+        cache_aside::KeySpace::new("cache:"),
+    )
+    .options(options)
+    .observer(refreshes.clone())
+    .build()
+    .unwrap();
+    let old = Item {
+        id: 11,
+        name: "old".into(),
+        version: 1,
+    };
+    common::put_stale(&server, "cache:item:11", &old, Duration::from_secs(30));
+    assert_eq!(
+        items.get_or_load("item:11", db.loader(11)).await.unwrap().source,
+        Source::Stale
+    );
+    refreshes.wait_for(StepKind::LockRelease, 1).await;
+    let held: bool = redis::cmd("EXISTS")
+        .arg("cache:item:11#refresh")
+        .query(&mut raw(&server))
+        .unwrap();
+    assert!(!held, "released");
+}

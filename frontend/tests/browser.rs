@@ -128,7 +128,8 @@ async fn the_diagram_lights_the_timelines_current_step() {
         .unwrap()
         .text_content()
         .unwrap();
-    assert!(detail.starts_with("GET cache:default:user"), "{detail}");
+    // (Cut to fit the box.)
+    assert!(detail.starts_with("GET cache:default:u"), "{detail}");
 
     state.timeline.update(|t| {
         for _ in 0..4 {

@@ -347,7 +347,7 @@ impl Diagram {
                 flow: if row >= 2 { 1 } else { 0 },
                 feature: None,
                 x: 20.0 + column as f64 * (W + 50.0),
-                y: [90.0, 300.0, 510.0, 700.0][row],
+                y: [120.0, 330.0, 540.0, 730.0][row],
                 width: W,
                 height: 80.0,
             };
@@ -363,7 +363,7 @@ impl Diagram {
         };
         Diagram {
             width: 1170.0,
-            height: 800.0,
+            height: 830.0,
             nodes: vec![
                 node(REQUEST, "Request", "read one record", App, Terminal, (0, 0)),
                 optional(
@@ -602,8 +602,8 @@ mod tests {
         let d = Diagram::cache_aside_read();
         let e = d.edge(&nodes::REQUEST, &nodes::NEAR_CACHE).unwrap();
         let [start, _, end] = d.edge_curve(e).unwrap();
-        assert_eq!(start, (170.0, 130.0));
-        assert_eq!(end, (220.0, 130.0));
+        assert_eq!(start, (170.0, 160.0));
+        assert_eq!(end, (220.0, 160.0));
     }
 
     #[test]

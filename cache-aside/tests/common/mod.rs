@@ -314,3 +314,53 @@ pub fn put_stale(server: &EmbeddedRedis, key: &str, item: &Item, keep: Duration)
         .query(&mut raw(server))
         .unwrap();
 }
+
+/// Waits, on Redis's keyspace events, until `key` is deleted (at most 10 s).
+pub fn wait_until_deleted(server: &EmbeddedRedis, key: &str) {
+    let mut commands = raw(server);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("Eg")
+        .query(&mut commands)
+        .unwrap();
+    let mut subscriber = raw(server);
+    let mut events = subscriber.as_pubsub();
+    events.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    events.subscribe("__keyevent@0__:del").unwrap();
+    let exists: bool = redis::cmd("EXISTS").arg(key).query(&mut commands).unwrap();
+    if !exists {
+        return;
+    }
+    loop {
+        let event = events.get_message().expect("the key is deleted within 10 s");
+        if event.get_payload::<String>().is_ok_and(|deleted| deleted == key) {
+            return;
+        }
+    }
+}
+
+/// Waits, on Redis's keyspace events, until `key` is set (at most 10 s).
+pub fn wait_until_set(server: &EmbeddedRedis, key: &str) {
+    let mut commands = raw(server);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("E$")
+        .query(&mut commands)
+        .unwrap();
+    let mut subscriber = raw(server);
+    let mut events = subscriber.as_pubsub();
+    events.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    events.subscribe("__keyevent@0__:set").unwrap();
+    let exists: bool = redis::cmd("EXISTS").arg(key).query(&mut commands).unwrap();
+    if exists {
+        return;
+    }
+    loop {
+        let event = events.get_message().expect("the key is set within 10 s");
+        if event.get_payload::<String>().is_ok_and(|set| set == key) {
+            return;
+        }
+    }
+}

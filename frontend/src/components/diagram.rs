@@ -101,7 +101,7 @@ fn node_detail(timeline: &Timeline, node: &Node) -> String {
             .find(|s| s.node == node.id && !s.action.text().is_empty())
             .map(|s| s.action.text().to_string())
     });
-    format::truncate(&actual.unwrap_or_else(|| node.detail.clone()), 23)
+    format::truncate(&actual.unwrap_or_else(|| node.detail.clone()), 21)
 }
 
 /// The measured time under a visited node.
