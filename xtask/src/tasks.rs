@@ -45,6 +45,7 @@ pub fn test() -> Result<(), String> {
         fmt.args(["fmt", "--all", "--", "--check"]);
         step("checking formatting (cargo fmt --check)", fmt)?;
     }
+    engine_stands_alone()?;
     let dist = build_front_end()?;
 
     let mut tally = Tally::default();
@@ -111,6 +112,45 @@ pub fn test() -> Result<(), String> {
     // One plain closing line for CI and for people: the totals of every run.
     println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(())
+}
+
+/// The engine is a library for any application: its dependency tree must
+/// hold nothing of the playground. (A crate cannot use what it does not
+/// depend on; this keeps anyone from adding the dependency.)
+fn engine_stands_alone() -> Result<(), String> {
+    let output = cargo()
+        .args([
+            "tree",
+            "--locked",
+            "--package",
+            "cache-aside",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let forbidden: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| matches!(*name, "shared" | "backend" | "frontend" | "axum" | "leptos"))
+        .collect();
+    if forbidden.is_empty() {
+        eprintln!("xtask: the engine depends on nothing of the playground");
+        Ok(())
+    } else {
+        Err(format!(
+            "the engine (cache-aside) must not depend on {forbidden:?}"
+        ))
+    }
 }
 
 /// `cargo xtask dev`: back end plus `trunk serve` with live reload.
