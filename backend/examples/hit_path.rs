@@ -302,7 +302,7 @@ async fn serve(router: Router) -> SocketAddr {
 
 /// A browser watching the benchmark's sandbox: reads every message.
 async fn watch(addr: SocketAddr, count: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?sandbox=default"))
         .await
         .expect("the watcher connects");
     while !stop.load(Ordering::Relaxed) {

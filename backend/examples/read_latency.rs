@@ -17,6 +17,8 @@ async fn main() {
         config.db_latency_ms = db_latency_ms;
         let mut backend = Backend::start(config).expect("back end starts");
         let sandbox = SandboxId::parse("bench").unwrap();
+        backend.playground.open_sandbox(Some(&sandbox)).await.unwrap();
+        backend.playground.open_sandbox(Some(&sandbox)).await.unwrap();
         let playground = backend.playground.clone();
         let read = |id: u64| {
             let playground = playground.clone();

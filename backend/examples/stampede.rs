@@ -14,6 +14,7 @@ async fn main() {
     config.db_latency_ms = 100;
     let backend = Backend::start(config).expect("back end starts");
     let sandbox = SandboxId::parse("bench").unwrap();
+    backend.playground.open_sandbox(Some(&sandbox)).await.unwrap();
     for timing in [HerdTiming::Cold, HerdTiming::AtExpiry] {
         // (The many-keys workload follows the loop.)
         match timing {

@@ -108,6 +108,90 @@ pub struct Config {
     /// it is told how many it missed.
     #[arg(long, env = "TRACE_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub trace_buffer: u64,
+
+    /// Serve anonymous visitors (behind a documentation site): new
+    /// sandboxes only from server-issued tokens, and the limits below
+    /// default to their hosted values.
+    #[arg(long, env = "PLAYGROUND_HOSTED")]
+    pub hosted: bool,
+
+    /// Origins (scheme://host[:port]) whose pages may use the WebSocket and
+    /// the API, besides the playground's own; comma-separated.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Origins allowed to embed the playground in a frame (CSP
+    /// frame-ancestors), besides its own; comma-separated.
+    #[arg(long, env = "FRAME_ANCESTORS", value_delimiter = ',')]
+    pub frame_ancestors: Vec<String>,
+
+    /// Trust the first address of X-Forwarded-For as the client's (only
+    /// behind a proxy that sets it).
+    #[arg(long, env = "TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+
+    /// Seconds a sandbox with no watcher may stay unused before it is
+    /// removed with its keys and files [local 3600, hosted 600].
+    #[arg(long, env = "SANDBOX_IDLE_SECS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub sandbox_idle_secs: Option<u64>,
+
+    /// The most sandboxes at once, `default` aside [local 50, hosted 200].
+    #[arg(long, env = "MAX_SANDBOXES", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_sandboxes: Option<u64>,
+
+    /// The most records one sandbox may hold in Redis at once (values,
+    /// "not found" markers); with the name length cap this bounds its
+    /// memory [local 5000, hosted 1000].
+    #[arg(long, env = "SANDBOX_MAX_KEYS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub sandbox_max_keys: Option<u64>,
+
+    /// New sandboxes one client address may open per minute [local 60, hosted 6].
+    #[arg(long, env = "SANDBOXES_PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sandboxes_per_minute: Option<u32>,
+
+    /// Open WebSockets per client address [local 50, hosted 8].
+    #[arg(long, env = "SOCKETS_PER_CLIENT", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub sockets_per_client: Option<u64>,
+
+    /// Open WebSockets per sandbox [local 20, hosted 4].
+    #[arg(long, env = "SOCKETS_PER_SANDBOX", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub sockets_per_sandbox: Option<u64>,
+
+    /// Operations (reads, writes, herds...) per second one sandbox may run;
+    /// 0 for no limit [local 0, hosted 100].
+    #[arg(long, env = "SANDBOX_OPS_PER_SECOND", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub sandbox_ops_per_second: Option<u32>,
+
+    /// The most requests one herd may fire [local 5000, hosted 1000].
+    #[arg(long, env = "MAX_HERD_REQUESTS", value_parser = clap::value_parser!(u64).range(1..=5_000))]
+    pub max_herd_requests: Option<u64>,
+
+    /// Herds running at once across all sandboxes [local 4, hosted 2].
+    #[arg(long, env = "HERDS_AT_ONCE", value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub herds_at_once: Option<u64>,
+}
+
+/// The limits in force: each flag, or its local or hosted default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Whether a client may name a new sandbox (local use, tests) rather
+    /// than be given a server-issued token.
+    pub named_sandboxes: bool,
+    pub sandbox_idle: std::time::Duration,
+    pub max_sandboxes: usize,
+    /// Records one sandbox may hold in Redis (see `ledger`).
+    pub sandbox_max_keys: usize,
+    pub sandboxes_per_minute: u32,
+    pub sockets_per_client: usize,
+    pub sockets_per_sandbox: usize,
+    /// 0: no limit.
+    pub sandbox_ops_per_second: u32,
+    pub max_herd_requests: u64,
+    pub herds_at_once: usize,
+    /// The largest WebSocket message a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
 }
 
 impl Config {
@@ -127,6 +211,31 @@ impl Config {
             ttl_jitter_percent: self.ttl_jitter_percent,
             stampede: self.stampede,
             ..SandboxSettings::default()
+        }
+    }
+
+    /// The limits in force (see [`Limits`]).
+    pub fn limits(&self) -> Limits {
+        let pick = |flag: Option<u64>, local: u64, hosted: u64| {
+            flag.unwrap_or(if self.hosted { hosted } else { local })
+        };
+        Limits {
+            named_sandboxes: !self.hosted,
+            sandbox_idle: std::time::Duration::from_secs(pick(self.sandbox_idle_secs, 3_600, 600)),
+            max_sandboxes: pick(self.max_sandboxes, 50, 200) as usize,
+            sandbox_max_keys: pick(self.sandbox_max_keys, 5_000, 1_000) as usize,
+            sandboxes_per_minute: self
+                .sandboxes_per_minute
+                .unwrap_or(if self.hosted { 6 } else { 60 }),
+            sockets_per_client: pick(self.sockets_per_client, 50, 8) as usize,
+            sockets_per_sandbox: pick(self.sockets_per_sandbox, 20, 4) as usize,
+            sandbox_ops_per_second: self
+                .sandbox_ops_per_second
+                .unwrap_or(if self.hosted { 100 } else { 0 }),
+            max_herd_requests: pick(self.max_herd_requests, 5_000, 1_000),
+            herds_at_once: pick(self.herds_at_once, 4, 2) as usize,
+            max_message_bytes: 16 * 1024,
+            max_body_bytes: 16 * 1024,
         }
     }
 
@@ -192,6 +301,18 @@ mod tests {
         assert_eq!(config.database_path().unwrap(), PathBuf::from("/tmp/x.db"));
         config.database_url = Some("postgres://localhost/db".into());
         assert!(config.database_path().unwrap_err().contains("only SQLite"));
+    }
+
+    #[test]
+    fn hosted_mode_tightens_every_default_and_flags_still_win() {
+        let local = Config::defaults().limits();
+        let hosted = Config::try_parse_from(["x", "--hosted"]).unwrap().limits();
+        assert!(local.named_sandboxes && !hosted.named_sandboxes);
+        assert!(hosted.sandbox_idle < local.sandbox_idle);
+        assert!(hosted.sockets_per_client < local.sockets_per_client);
+        assert!(hosted.sandbox_ops_per_second > 0 && local.sandbox_ops_per_second == 0);
+        let chosen = Config::try_parse_from(["x", "--hosted", "--max-herd-requests", "10"]).unwrap();
+        assert_eq!(chosen.limits().max_herd_requests, 10);
     }
 
     #[test]

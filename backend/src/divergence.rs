@@ -1,14 +1,15 @@
 //! The divergence check: what Redis holds against what the database holds.
 //!
-//! It walks the sandbox's cache keys with `SCAN` (never `KEYS`, which blocks
-//! Redis while it walks everything), reads each cached copy and its row, and
-//! flags the copies that disagree: stale data, the consequence of the
-//! invalidation timing issues of the tutorial's section 4.2.
+//! It reads the cached copy of every record the sandbox's ledger says it
+//! may hold (`MGET`, a page at a time: never a walk of the whole shared
+//! key space), reads each row, and flags the copies that disagree: stale
+//! data, the consequence of the invalidation timing issues of the
+//! tutorial's section 4.2.
 
 use cache_aside::{Content, Envelope, RedisError};
 use shared::{DivergenceEntry, DivergenceReport, Record};
 
-use crate::policies::{describe_entry, describe_record, parse_record_key};
+use crate::policies::{describe_entry, describe_record, record_key};
 use crate::sandbox::Sandbox;
 use crate::store::StoreError;
 
@@ -33,40 +34,32 @@ pub enum DivergenceError {
 /// [`DivergenceError`].
 pub async fn check(sandbox: &Sandbox, now_ms: u64) -> Result<DivergenceReport, DivergenceError> {
     let (redis, timeout) = (&sandbox.redis, sandbox.timeout);
-    let pattern = sandbox.keys.pattern();
-    let mut keys = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(100);
-        let (next, page): (u64, Vec<String>) = redis::from_redis_value(redis.query(&scan, timeout).await?)
+    // Which of the records the sandbox may hold are in Redis now.
+    let mut cached = Vec::new();
+    let mut truncated = false;
+    for page in sandbox.held_records().chunks(100) {
+        let mut mget = redis::cmd("MGET");
+        for (kind, id) in page {
+            mget.arg(sandbox.keys.value(&record_key(*kind, *id)));
+        }
+        let values: Vec<Option<Vec<u8>>> = redis::from_redis_value(redis.query(&mget, timeout).await?)
             .map_err(|e| RedisError::Failed(e.to_string()))?;
-        keys.extend(page);
-        cursor = next;
-        if cursor == 0 || keys.len() > MAX_KEYS {
+        for (record, value) in page.iter().zip(values) {
+            if let Some(bytes) = value {
+                cached.push((*record, bytes));
+            }
+        }
+        if cached.len() > MAX_KEYS {
+            truncated = true;
+            cached.truncate(MAX_KEYS);
             break;
         }
     }
-    keys.sort();
-    keys.dedup();
-    // Only value keys name records (not leases, locks...).
-    keys.retain(|k| sandbox.keys.logical(k).and_then(parse_record_key).is_some());
-    let truncated = keys.len() > MAX_KEYS;
-    keys.truncate(MAX_KEYS);
 
     let changed_at = sandbox.changed_at();
     let mut entries = Vec::new();
-    for key in keys {
-        let Some((kind, id)) = sandbox.keys.logical(&key).and_then(parse_record_key) else {
-            continue;
-        };
-        let mut get = redis::cmd("GET");
-        get.arg(&key);
-        // The key may expire between SCAN and GET: then it is simply gone.
-        let bytes = match redis.query(&get, timeout).await? {
-            redis::Value::BulkString(bytes) => bytes,
-            _ => continue,
-        };
+    for ((kind, id), bytes) in cached {
+        let key = sandbox.keys.value(&record_key(kind, id));
         let mut pttl = redis::cmd("PTTL");
         pttl.arg(&key);
         let ttl_ms: i64 = redis::from_redis_value(redis.query(&pttl, timeout).await?).unwrap_or(-2);

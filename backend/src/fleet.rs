@@ -266,12 +266,21 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Ends every subscription and drops every near copy: the sandbox is
+    /// going away.
+    pub fn close(&self) {
+        for instance in &self.instances {
+            instance.cache.stop_listening();
+            instance.cache.near_clear();
+        }
+    }
+}
+
 impl Drop for Fleet {
     /// The subscriptions end with the sandbox.
     fn drop(&mut self) {
-        for instance in &self.instances {
-            instance.cache.stop_listening();
-        }
+        self.close();
     }
 }
 

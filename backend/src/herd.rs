@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use cache_aside::{Observer, Source, Status, Step, StepKind};
 use shared::diagram::nodes::{REQUEST, RETURN_CACHED, RETURN_LOADED};
+use shared::Kind;
 use shared::{
     check_id, Defence, EdgeCount, HerdResult, HerdSpec, HerdTiming, InputError, NodeId, SandboxSettings,
     StampedePolicy,
@@ -165,6 +166,8 @@ pub async fn run(sandbox: &Arc<Sandbox>, spec: HerdSpec) -> Result<HerdResult, O
         HerdTiming::ManyKeys => (0..MANY_KEYS).map(|offset| spec.id + offset).collect(),
         _ => vec![spec.id],
     };
+    let records: Vec<(Kind, u64)> = ids.iter().map(|id| (spec.kind, *id)).collect();
+    sandbox.admit(&records, &options)?;
     for id in &ids {
         let key = key_of(*id);
         let mut del = redis::cmd("DEL");

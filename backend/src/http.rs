@@ -1,32 +1,37 @@
 //! HTTP and WebSocket transport. Handlers are thin: they parse input, call
 //! the [`Playground`] and turn the answer into a response. No cache logic
-//! lives here.
+//! lives here. Every route sits behind the access checks of
+//! [`crate::access`]; the WebSocket session itself is [`crate::session`].
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::StatusCode;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use shared::{entity::parse_id, ClientMessage, InputError, Kind, Origin, SandboxId, ServerMessage};
-use shared::{Scenario, WriteChange};
-use tokio::sync::{mpsc, watch, Semaphore};
+use shared::WriteChange;
+use shared::{entity::parse_id, InputError, Kind, Origin, SandboxId};
+use tokio::sync::watch;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::feed::to_json;
-use crate::feed::FeedEvent;
+use crate::access::{content_security_policy, Access};
 use crate::playground::{OpError, Playground, ReadOptions, WriteOptions};
+use crate::sandbox::SandboxError;
+use crate::session::{self, Admission};
 
-/// How many reads one WebSocket client may have in flight; more get an
-/// error message instead of piling up.
-const READS_IN_FLIGHT_PER_CLIENT: usize = 16;
+/// How long any request may take (a herd over the WebSocket is not a
+/// request; its reply comes later). Past it: 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -36,30 +41,88 @@ pub struct AppState {
     /// Turns `true` when the server is shutting down, so open WebSockets
     /// close and graceful shutdown does not wait on them forever.
     pub shutdown: watch::Receiver<bool>,
+    /// Origins, client addresses, per-client counts.
+    pub access: Arc<Access>,
 }
 
-/// The whole HTTP surface: the API, the WebSocket and the front end's files.
-pub fn app(state: AppState, static_dir: &Path) -> Router {
+/// The whole HTTP surface: the API, the WebSocket and the front end's
+/// files, behind the origin check, the body limit, the request timeout,
+/// CORS for allowed origins and the security headers.
+pub fn app(
+    state: AppState,
+    static_dir: &Path,
+    allowed_origins: &[String],
+    frame_ancestors: &[String],
+) -> Router {
+    let body_limit = state.playground.sandboxes.limits().max_body_bytes;
     let api = Router::new()
         .route("/healthz", get(health))
         .route("/api/v1/{kind}/{id}", get(read).put(update).delete(delete))
         .route("/api/v1/divergence", get(divergence))
-        .route(
-            "/api/v1/scenarios/stale-set-race",
-            axum::routing::post(stale_set_race),
-        )
+        .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
+        .route("/api/v1/reset", post(reset))
         .route("/ws", get(websocket))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
         .with_state(state);
-    if static_dir.join("index.html").is_file() {
+    let app = if static_dir.join("index.html").is_file() {
         api.fallback_service(ServeDir::new(static_dir))
     } else {
         tracing::warn!(dir = %static_dir.display(), "no front end built; `cargo xtask run` builds it");
         api.route("/", get(no_front_end))
+    };
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim().trim_end_matches('/')).ok())
+        .collect();
+    let csp = content_security_policy(static_dir, frame_ancestors);
+    app.layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::PUT, Method::DELETE, Method::POST])
+                .allow_headers([header::CONTENT_TYPE]),
+        )
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'")),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+}
+
+/// Refuses a page of another origin before any handler runs.
+async fn check_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.access.origin_allowed(request.headers()) {
+        return next.run(request).await;
     }
+    let origin = request
+        .headers()
+        .get("origin")
+        .and_then(|o| o.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(100)
+        .collect::<String>();
+    tracing::info!(%origin, "refused a page of another origin");
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({ "error": format!("pages of {origin} may not use this playground") })),
+    )
+        .into_response()
 }
 
 /// Errors a handler can return. Each variant says when it occurs.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum AppError {
     /// Occurs on bad input: an unknown kind (404), or a bad id or sandbox (400).
     Input(InputError),
@@ -69,12 +132,19 @@ pub enum AppError {
     Unavailable(String),
     /// Occurs when the playground itself fails (500); details go to the log.
     Internal,
+    /// Occurs when a client or sandbox goes over a limit (429).
+    OverLimit(String),
+    /// Occurs when the request names a sandbox that does not exist (404).
+    NoSandbox(String),
 }
 
 impl From<OpError> for AppError {
     fn from(e: OpError) -> Self {
         match e {
+            OpError::Input(InputError::OverLimit(message)) => AppError::OverLimit(message),
             OpError::Input(e) => AppError::Input(e),
+            OpError::Sandbox(e @ SandboxError::Unknown(_)) => AppError::NoSandbox(e.to_string()),
+            OpError::Sandbox(e @ SandboxError::Full(_)) => AppError::Unavailable(e.to_string()),
             OpError::Sandbox(e) => {
                 tracing::error!(error = %e, "cannot open sandbox");
                 AppError::Unavailable("this sandbox cannot be opened right now; try again shortly".into())
@@ -101,18 +171,34 @@ impl From<InputError> for AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
+impl AppError {
+    /// The status and the message a client gets.
+    fn status_and_text(self) -> (StatusCode, String) {
+        match self {
             AppError::Input(e @ InputError::UnknownKind(_)) => (StatusCode::NOT_FOUND, e.to_string()),
+            AppError::Input(InputError::OverLimit(m)) | AppError::OverLimit(m) => {
+                (StatusCode::TOO_MANY_REQUESTS, m)
+            }
             AppError::Input(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+            AppError::NoSandbox(m) => (StatusCode::NOT_FOUND, m),
             AppError::Body(m) => (StatusCode::BAD_REQUEST, m),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             AppError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the playground failed; the details are in its log".into(),
             ),
-        };
+        }
+    }
+
+    /// What the client is told.
+    pub fn client_text(&self) -> String {
+        self.clone().status_and_text().1
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, message) = self.status_and_text();
         (status, Json(json!({ "error": message }))).into_response()
     }
 }
@@ -237,10 +323,17 @@ async fn write(
         settings: None,
         instance: query.instance.clone(),
     };
-    let result = state
-        .playground
-        .write_with(&sandbox, kind, id, change, Origin::Rest, options)
-        .await?;
+    // In a task of its own: if the client hangs up, the write still runs
+    // to its end, cache step included (a database written and a cache not
+    // invalidated would stay stale until the TTL).
+    let playground = state.playground.clone();
+    let result = tokio::spawn(async move {
+        playground
+            .write_with(&sandbox, kind, id, change, Origin::Rest, options)
+            .await
+    })
+    .await
+    .map_err(|e| OpError::Internal(format!("the write's task failed: {e}")))??;
     let status = if result.found {
         StatusCode::OK
     } else {
@@ -308,268 +401,98 @@ async fn no_front_end() -> Html<&'static str> {
     )
 }
 
-/// `GET /ws?sandbox=NAME`: the trace stream of one sandbox, and a channel
-/// for the browser's own commands.
-async fn websocket(
+/// `POST /api/v1/reset[?sandbox=NAME]`: a sandbox (`default` unless
+/// named) back to its seed: rows re-seeded, keys deleted, counters
+/// cleared. Its watchers are told.
+async fn reset(
     State(state): State<AppState>,
     Params(query): Params<SandboxQuery>,
-    upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     let sandbox = query.sandbox()?;
-    Ok(upgrade.on_upgrade(move |socket| session(state, sandbox, socket)))
+    state.playground.reset(&sandbox).await?;
+    Ok(Json(json!({ "reset": sandbox })).into_response())
 }
 
-/// One browser's connection: greets it, forwards its sandbox's traces,
-/// answers its commands, and ends on close or shutdown.
-async fn session(state: AppState, sandbox: SandboxId, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    let (mut feed, hello) = match (
-        state.playground.subscribe(&sandbox),
-        state.playground.hello(&sandbox),
-    ) {
-        (Ok(feed), Ok(hello)) => (feed, hello),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot open sandbox");
-            let message = ServerMessage::Error {
-                request_id: None,
-                message: "this sandbox cannot be opened right now; try again shortly".into(),
-            };
-            let _ = send(&mut sink, Message::Text(to_json(&message).into())).await;
-            let _ = send(&mut sink, Message::Close(None)).await;
-            return;
-        }
-    };
-    let mut shutdown = state.shutdown.clone();
-    if !send(&mut sink, Message::Text(to_json(&hello).into())).await {
-        return;
-    }
-    // Replies to this client's own reads arrive here from their tasks.
-    let (replies, mut reply_queue) = mpsc::channel::<String>(READS_IN_FLIGHT_PER_CLIENT);
-    let in_flight = Arc::new(Semaphore::new(READS_IN_FLIGHT_PER_CLIENT));
-    // The client's messages are read by a task of their own: the loop below
-    // then wakes for them only when one arrives, instead of starting a read
-    // of the socket each time it sends a trace.
-    let (commands, mut command_queue) = mpsc::channel::<Option<String>>(READS_IN_FLIGHT_PER_CLIENT);
-    let reader = tokio::spawn(async move {
-        while let Some(incoming) = stream.next().await {
-            let command = match incoming {
-                Ok(Message::Text(text)) => Some(text.to_string()),
-                Ok(Message::Close(_)) | Err(_) => break,
-                // Pings are answered by axum; binary frames are not part of
-                // the protocol and are ignored.
-                Ok(_) => continue,
-            };
-            if commands.send(command).await.is_err() {
-                break;
-            }
-        }
-        // The client is gone.
-        let _ = commands.send(None).await;
-    });
+/// `?sandbox=NAME` on the WebSocket: the sandbox to watch; without it (or
+/// for one that is gone) a new one is opened.
+#[derive(Debug, Deserialize)]
+pub struct SocketQuery {
+    sandbox: Option<String>,
+}
 
-    loop {
-        let outgoing: String = tokio::select! {
-            _ = shutdown.changed() => break,
-            event = feed.next() => match event {
-                Some(FeedEvent::Message(json)) => json.to_string(),
-                Some(FeedEvent::Missed(count)) => to_json(&ServerMessage::Missed { count }),
-                None => break,
-            },
-            Some(reply) = reply_queue.recv() => reply,
-            command = command_queue.recv() => match command.flatten() {
-                Some(text) => match handle_command(&state, &sandbox, &text, &replies, &in_flight) {
-                    Some(error) => error,
-                    None => continue,
-                },
-                None => break,
-            },
-        };
-        if !send(&mut sink, Message::Text(outgoing.into())).await {
-            break;
+/// `GET /ws?sandbox=NAME`: the trace stream of one sandbox, and a channel
+/// for the browser's own commands. Checked before the session starts: the
+/// client's sockets, the sandbox (opening a new one counts against the
+/// client's new sandboxes per minute and the global cap), its watchers.
+/// A refusal still upgrades, to tell the page why (a browser cannot read
+/// the body of a failed upgrade), then closes: "try again later" (1013)
+/// for a limit, "policy" (1008) for bad input.
+async fn websocket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Params(query): Params<SocketQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let limits = state.playground.sandboxes.limits().clone();
+    let upgrade = upgrade
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_message_bytes);
+    match admit(&state, &headers, peer, &query).await {
+        Ok(admission) => upgrade.on_upgrade(move |socket| session::run(state, admission, socket)),
+        Err(error) => {
+            let refusal = session::Refusal::of(&error);
+            upgrade.on_upgrade(move |socket| session::refuse(socket, refusal))
         }
     }
-    reader.abort();
-    let _ = send(&mut sink, Message::Close(None)).await;
 }
 
-/// How long one message may take to go out before the client is given up
-/// as gone (a peer that stops reading must not hold a session forever).
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Sends one message; `false` if the client is gone or too slow.
-async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
-    matches!(
-        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
-        Ok(Ok(()))
-    )
-}
-
-/// Starts a command from the browser. Returns an error message to send
-/// back at once, or `None` when the reply will come later.
-fn handle_command(
+/// Who may start a session, and on which sandbox.
+async fn admit(
     state: &AppState,
-    sandbox: &SandboxId,
-    text: &str,
-    replies: &mpsc::Sender<String>,
-    in_flight: &Arc<Semaphore>,
-) -> Option<String> {
-    let command = match serde_json::from_str::<ClientMessage>(text) {
-        Ok(command) => command,
-        Err(e) => {
-            return Some(to_json(&ServerMessage::Error {
-                request_id: None,
-                message: format!("not a valid command: {e}"),
-            }))
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    query: &SocketQuery,
+) -> Result<Admission, AppError> {
+    let limits = state.playground.sandboxes.limits();
+    let requested = match &query.sandbox {
+        Some(name) => Some(SandboxId::parse(name)?),
+        None => None,
+    };
+    let client = state.access.client(headers, peer);
+    let slot = state.access.open_socket(client).ok_or_else(|| {
+        AppError::OverLimit(format!(
+            "too many open connections from your address (at most {}); close a tab",
+            limits.sockets_per_client
+        ))
+    })?;
+    let existing = requested
+        .as_ref()
+        .and_then(|id| state.playground.sandbox(id).ok());
+    let sandbox = match existing {
+        Some(sandbox) => sandbox,
+        None => {
+            if !state.access.may_create_sandbox(client) {
+                return Err(AppError::OverLimit(
+                    "too many new sandboxes from your address; try again in a minute".into(),
+                ));
+            }
+            state.playground.open_sandbox(requested.as_ref()).await?
         }
     };
-    match command {
-        ClientMessage::Read {
-            request_id,
-            kind,
-            id,
-            pause_before,
-            instance,
-        } => {
-            let playground = state.playground.clone();
-            let sandbox = sandbox.clone();
-            let options = ReadOptions {
-                pause_before,
-                operation_id: None,
-                instance,
-            };
-            spawn_command(request_id, replies, in_flight, async move {
-                playground
-                    .read_with(&sandbox, kind, id, Origin::Browser, options)
-                    .await
-                    .map(|result| ServerMessage::ReadReply { request_id, result })
-            })
-        }
-        ClientMessage::Write {
-            request_id,
-            kind,
-            id,
-            change,
-            instance,
-        } => {
-            let playground = state.playground.clone();
-            let sandbox = sandbox.clone();
-            let options = WriteOptions {
-                settings: None,
-                instance,
-            };
-            spawn_command(request_id, replies, in_flight, async move {
-                playground
-                    .write_with(&sandbox, kind, id, change, Origin::Browser, options)
-                    .await
-                    .map(|result| ServerMessage::WriteReply { request_id, result })
-            })
-        }
-        ClientMessage::SetInstanceLink { instance, connected } => {
-            let result = state
-                .playground
-                .sandbox(sandbox)
-                .and_then(|s| Ok(s.set_link(&instance, connected)?));
-            result.err().map(error_message)
-        }
-        ClientMessage::RunHerd { request_id, herd } => {
-            let playground = state.playground.clone();
-            let sandbox = sandbox.clone();
-            spawn_command(request_id, replies, in_flight, async move {
-                playground
-                    .run_herd(&sandbox, herd)
-                    .await
-                    .map(|result| ServerMessage::HerdReply { request_id, result })
-            })
-        }
-        ClientMessage::Continue { operation_id } => state
-            .playground
-            .continue_operation(sandbox, operation_id)
-            .err()
-            .map(error_message),
-        ClientMessage::RunScenario { request_id, scenario } => {
-            let playground = state.playground.clone();
-            let sandbox = sandbox.clone();
-            spawn_command(request_id, replies, in_flight, async move {
-                match scenario {
-                    Scenario::StaleSetRace { kind, id } => {
-                        crate::scenario::stale_set_race(&playground, &sandbox, kind, id)
-                            .await
-                            .map(|result| ServerMessage::ScenarioReply { request_id, result })
-                    }
-                }
-            })
-        }
-        ClientMessage::CheckDivergence { request_id } => {
-            let playground = state.playground.clone();
-            let sandbox = sandbox.clone();
-            spawn_command(request_id, replies, in_flight, async move {
-                playground
-                    .check_divergence(&sandbox)
-                    .await
-                    .map(|report| ServerMessage::Divergence { request_id, report })
-            })
-        }
-        ClientMessage::UpdateSettings { settings } => {
-            // Every watcher, this one included, gets the new settings.
-            state
-                .playground
-                .update_settings(sandbox, settings)
-                .err()
-                .map(error_message)
-        }
-    }
-}
-
-/// What a client is told of a failure: input errors in full, internal
-/// failures in general terms (the details go to the log).
-fn client_text(error: &OpError) -> String {
-    match error {
-        OpError::Input(e) => e.to_string(),
-        OpError::Inspection(e) => e.to_string(),
-        OpError::Database(_) | OpError::Sandbox(_) => {
-            tracing::error!(%error, "command failed");
-            "the database is unavailable; try again shortly".into()
-        }
-        OpError::Internal(_) => {
-            tracing::error!(%error, "command failed");
-            "the playground failed; the details are in its log".into()
-        }
-    }
-}
-
-/// The message that reports a command's failure to its sender.
-fn error_message(error: OpError) -> String {
-    to_json(&ServerMessage::Error {
-        request_id: None,
-        message: client_text(&error),
+    let notice = requested
+        .filter(|asked| *asked != sandbox.id)
+        .map(|_| "your sandbox had expired (idle too long): this is a new one, with fresh data".to_string());
+    let watching = sandbox.watch(limits.sockets_per_sandbox).ok_or_else(|| {
+        AppError::OverLimit(format!(
+            "this sandbox is open in too many tabs (at most {})",
+            limits.sockets_per_sandbox
+        ))
+    })?;
+    Ok(Admission {
+        sandbox,
+        watching,
+        slot,
+        notice,
     })
-}
-
-/// Runs a command in its own task, within the client's limit of commands in
-/// flight, and queues its reply. Returns an error message at once when the
-/// limit is reached.
-fn spawn_command(
-    request_id: u64,
-    replies: &mpsc::Sender<String>,
-    in_flight: &Arc<Semaphore>,
-    command: impl std::future::Future<Output = Result<ServerMessage, OpError>> + Send + 'static,
-) -> Option<String> {
-    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-        return Some(to_json(&ServerMessage::Error {
-            request_id: Some(request_id),
-            message: format!(
-                "too many commands in flight (at most {READS_IN_FLIGHT_PER_CLIENT}); wait for one to finish"
-            ),
-        }));
-    };
-    let replies = replies.clone();
-    tokio::spawn(async move {
-        let message = command.await.unwrap_or_else(|e| ServerMessage::Error {
-            request_id: Some(request_id),
-            message: client_text(&e),
-        });
-        let _ = replies.send(to_json(&message)).await;
-        drop(permit);
-    });
-    None
 }

@@ -15,15 +15,19 @@
 //! - [`scenario`]: preset experiments, such as the stale-set race.
 //! - [`divergence`]: compares what Redis holds with the database, key by key.
 //! - [`sandbox`]: per-session key spaces, databases, settings and counters.
+//! - [`ledger`]: the bound on what one sandbox may hold in Redis.
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
-//! - [`http`]: the REST API, the WebSocket and the static files (thin handlers).
+//! - [`http`]: the REST API, the WebSocket route and the static files (thin handlers).
+//! - [`session`]: one browser's WebSocket session, bounded.
+//! - [`access`]: origins, client addresses, per-client limits, security headers.
 //! - [`error`]: what can go wrong with an operation.
 //! - [`config`]: flags and environment variables.
 //!
 //! The cache-aside logic itself lives in the `cache-aside` crate, which
 //! knows nothing of this one.
 
+pub mod access;
 pub mod config;
 pub mod divergence;
 pub mod error;
@@ -31,11 +35,13 @@ pub mod feed;
 pub mod fleet;
 pub mod herd;
 pub mod http;
+pub mod ledger;
 pub mod playground;
 pub mod policies;
 pub mod recorder;
 pub mod sandbox;
 pub mod scenario;
+pub mod session;
 pub mod store;
 
 use std::future::Future;
@@ -54,6 +60,8 @@ use sandbox::Sandboxes;
 /// which stops when this value is dropped.
 pub struct Backend {
     pub playground: Arc<Playground>,
+    /// Origins, client addresses and per-client counts.
+    pub access: Arc<access::Access>,
     pub config: Config,
     /// `Some` when the back end started its own `redis-server`.
     pub embedded_redis: Option<EmbeddedRedis>,
@@ -104,6 +112,7 @@ impl Backend {
             }
         };
         let redis = cache_aside::Redis::open(&redis_url).map_err(StartError::RedisUrl)?;
+        let limits = config.limits();
         let sandboxes = Sandboxes::new(
             config.sandbox_defaults(),
             redis.clone(),
@@ -111,18 +120,20 @@ impl Backend {
             database.clone(),
             config.data_dir.join("sandboxes"),
             config.trace_buffer as usize,
-        );
+            limits.clone(),
+        )?;
         let mut playground = Playground::new(database, redis, sandboxes);
         playground.pause_timeout = Duration::from_secs(config.pause_timeout_secs);
         Ok(Backend {
             playground: Arc::new(playground),
+            access: Arc::new(access::Access::new(&config, &limits)),
             config,
             embedded_redis,
         })
     }
 
     /// Serves on `listener` until `shutdown` completes, then closes open
-    /// WebSockets and returns.
+    /// WebSockets and returns. Meanwhile a reaper removes idle sandboxes.
     ///
     /// # Errors
     /// [`StartError::Serve`].
@@ -132,18 +143,49 @@ impl Backend {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let router = self.router(stopped.clone());
+        let reaper = tokio::spawn(reap_idle_sandboxes(self.playground.clone(), stopped));
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await
+        .map_err(StartError::Serve);
+        reaper.abort();
+        served
+    }
+
+    /// The whole HTTP surface of this back end; open WebSockets close when
+    /// `shutdown` turns `true`. Serve it with connection info
+    /// (`into_make_service_with_connect_info::<SocketAddr>`), or layer a
+    /// `MockConnectInfo` over it to call it without a socket.
+    pub fn router(&self, shutdown: tokio::sync::watch::Receiver<bool>) -> axum::Router {
         let state = http::AppState {
             playground: self.playground.clone(),
-            shutdown: stopped,
+            shutdown,
+            access: self.access.clone(),
         };
-        let router = http::app(state, &self.config.static_dir);
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-            .await
-            .map_err(StartError::Serve)
+        http::app(
+            state,
+            &self.config.static_dir,
+            &self.config.allowed_origins,
+            &self.config.frame_ancestors,
+        )
+    }
+
+    /// A second handle on the same playground, to serve it again (say
+    /// after stopping serving in a test) without owning its Redis.
+    pub fn share(&self) -> Backend {
+        Backend {
+            playground: self.playground.clone(),
+            access: self.access.clone(),
+            config: self.config.clone(),
+            embedded_redis: None,
+        }
     }
 
     /// Binds the configured address.
@@ -155,6 +197,47 @@ impl Backend {
         tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })
+    }
+}
+
+/// Removes idle sandboxes (with their keys and files) every so often:
+/// a quarter of the idle time, at most every 30 seconds.
+async fn reap_idle_sandboxes(playground: Arc<Playground>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let idle = playground.sandboxes.limits().sandbox_idle;
+    let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let removed = playground.reap_idle().await;
+                if removed > 0 {
+                    tracing::info!(removed, left = playground.sandboxes.len(), "removed idle sandboxes");
+                }
+            }
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// `redis://user:secret@host/` → `redis://user:***@host/`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let Some((credentials, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = credentials.split_once(':').map_or("", |(user, _)| user);
+    let shown = if credentials.contains(':') {
+        format!("{user}:***")
+    } else {
+        "***".to_string()
+    };
+    match path {
+        Some(path) => format!("{scheme}://{shown}@{host}/{path}"),
+        None => format!("{scheme}://{shown}@{host}"),
     }
 }
 
@@ -177,5 +260,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_the_log() {
+        use super::redact_url;
+        assert_eq!(redact_url("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+        assert_eq!(
+            redact_url("redis://app:s3cret@cache:6379/0"),
+            "redis://app:***@cache:6379/0"
+        );
+        assert_eq!(redact_url("redis://:s3cret@cache"), "redis://:***@cache");
+        assert_eq!(redact_url("rediss://token@cache/"), "rediss://***@cache/");
     }
 }

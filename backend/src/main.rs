@@ -28,12 +28,35 @@ async fn run(config: Config) -> Result<(), backend::StartError> {
     let listener = backend.bind().await?;
     match &backend.embedded_redis {
         Some(redis) => tracing::info!("started redis-server on port {}", redis.port()),
-        None => tracing::info!("using Redis at {}", backend.playground.redis.url()),
+        None => tracing::info!(
+            "using Redis at {}",
+            backend::redact_url(backend.playground.redis.url())
+        ),
     }
     tracing::info!("database: {}", backend.playground.database.path().display());
     let addr = listener.local_addr().map_err(backend::StartError::Serve)?;
     println!("Cache-aside playground: http://{addr}/  (Ctrl-C to stop)");
-    backend.serve(listener, shutdown_signal()).await?;
+    // The first Ctrl-C (or SIGTERM) stops taking new connections and closes
+    // the open WebSockets; open requests get a few seconds to finish. A
+    // second signal, or those seconds running out, stops at once (still
+    // stopping the embedded Redis, which `backend`'s drop does).
+    let (first, first_seen) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = first.send(());
+    };
+    let serve = backend.serve(listener, signal);
+    tokio::pin!(serve);
+    tokio::select! {
+        served = &mut serve => served?,
+        () = async {
+            let _ = first_seen.await;
+            tokio::select! {
+                () = shutdown_signal() => tracing::warn!("second signal: stopping now"),
+                () = tokio::time::sleep(std::time::Duration::from_secs(10)) => tracing::warn!("requests still open after 10 s: stopping now"),
+            }
+        } => {}
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -43,6 +43,9 @@ pub struct Playground {
     /// How long a paused operation waits for "continue" before going on by
     /// itself, so nothing hangs forever.
     pub pause_timeout: Duration,
+    /// Herds running at once, across all sandboxes: each can fire thousands
+    /// of reads, so a few at a time.
+    herds: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a paused operation waits for "continue" by default.
@@ -76,21 +79,60 @@ pub struct WriteOptions {
 
 impl Playground {
     pub fn new(database: Database, redis: Redis, sandboxes: Sandboxes) -> Playground {
+        let herds = Arc::new(tokio::sync::Semaphore::new(sandboxes.limits().herds_at_once));
         Playground {
             database,
             redis,
             sandboxes,
             next_trace_id: AtomicU64::new(1),
             pause_timeout: DEFAULT_PAUSE_TIMEOUT,
+            herds,
         }
     }
 
-    /// The sandbox with this name, created on first use.
+    /// An existing sandbox (`default` always exists).
     ///
     /// # Errors
-    /// When a new sandbox's database cannot be created.
+    /// [`OpError::Sandbox`] when there is no such sandbox.
     pub fn sandbox(&self, id: &SandboxId) -> Result<Arc<Sandbox>, OpError> {
         Ok(self.sandboxes.get(id)?)
+    }
+
+    /// An existing sandbox, for an operation: notes the use and checks the
+    /// sandbox's operations-per-second limit.
+    ///
+    /// # Errors
+    /// [`OpError::Sandbox`] for no such sandbox, [`OpError::Input`] when
+    /// the sandbox goes too fast.
+    pub fn for_operation(&self, id: &SandboxId) -> Result<Arc<Sandbox>, OpError> {
+        let sandbox = self.sandbox(id)?;
+        sandbox.start_operation()?;
+        Ok(sandbox)
+    }
+
+    /// The sandbox a browser asks to watch: an existing one, or a new one
+    /// (see [`Sandboxes::open`]).
+    ///
+    /// # Errors
+    /// [`OpError::Sandbox`] when the playground is full or creation fails.
+    pub async fn open_sandbox(&self, requested: Option<&SandboxId>) -> Result<Arc<Sandbox>, OpError> {
+        Ok(self.sandboxes.open(requested).await?)
+    }
+
+    /// Removes the sandboxes idle for longer than the limits allow, with
+    /// everything they hold. Returns how many.
+    pub async fn reap_idle(&self) -> usize {
+        self.sandboxes.reap(self.sandboxes.limits().sandbox_idle).await
+    }
+
+    /// Puts a sandbox back as it started: its database re-seeded, its keys
+    /// deleted, its counters and traces cleared; every watcher is told.
+    ///
+    /// # Errors
+    /// [`OpError::Database`] when re-seeding fails; [`OpError::Input`]
+    /// while another reset of it runs.
+    pub async fn reset(&self, sandbox: &SandboxId) -> Result<(), OpError> {
+        self.for_operation(sandbox)?.reset().await
     }
 
     /// Reads a record through the cache in `sandbox`, then publishes the
@@ -122,9 +164,10 @@ impl Playground {
         options: ReadOptions,
     ) -> Result<ReadResult, OpError> {
         check_id(id)?;
-        let sandbox = self.sandbox(sandbox)?;
+        let sandbox = self.for_operation(sandbox)?;
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
         let config = sandbox.config();
+        sandbox.admit(&[(kind, id)], &config.options)?;
         // Step-through and scenarios are always drawn; other reads as long
         // as the sandbox's budget of traces per second lasts.
         let drawn = !options.pause_before.is_empty() || origin == Origin::Scenario || sandbox.may_trace();
@@ -276,7 +319,7 @@ impl Playground {
             },
             WriteChange::Delete => WriteChange::Delete,
         };
-        let sandbox = self.sandbox(sandbox)?;
+        let sandbox = self.for_operation(sandbox)?;
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
         let settings = match options.settings {
             Some(settings) => Arc::new(crate::sandbox::Config {
@@ -285,6 +328,7 @@ impl Playground {
             }),
             None => sandbox.config(),
         };
+        sandbox.admit(&[(kind, id)], &settings.options)?;
         let operation = match &change {
             WriteChange::Update { name } => Operation::Update {
                 kind,
@@ -384,20 +428,32 @@ impl Playground {
     /// # Errors
     /// [`OpError::Inspection`] when Redis or the database fails.
     pub async fn check_divergence(&self, sandbox: &SandboxId) -> Result<DivergenceReport, OpError> {
-        let sandbox = self.sandbox(sandbox)?;
+        let sandbox = self.for_operation(sandbox)?;
         Ok(divergence::check(&sandbox, unix_millis()).await?)
     }
 
-    /// Fires a herd of concurrent reads (see [`crate::herd`]).
+    /// Fires a herd of concurrent reads (see [`crate::herd`]), if fewer
+    /// herds than the limit run now.
     ///
     /// # Errors
-    /// [`OpError::Input`] for a herd out of bounds.
-    pub async fn run_herd(
-        self: &Arc<Self>,
-        sandbox: &SandboxId,
-        spec: HerdSpec,
-    ) -> Result<HerdResult, OpError> {
-        crate::herd::run(&self.sandbox(sandbox)?, spec).await
+    /// [`OpError::Input`] for a herd out of bounds or too many herds at once.
+    pub async fn run_herd(&self, sandbox: &SandboxId, spec: HerdSpec) -> Result<HerdResult, OpError> {
+        let most = self.sandboxes.limits().max_herd_requests;
+        if spec.requests > most {
+            return Err(InputError::BadSetting(format!(
+                "requests must be from 1 to {most} here, not {}",
+                spec.requests
+            ))
+            .into());
+        }
+        let sandbox = self.for_operation(sandbox)?;
+        let Ok(_running) = self.herds.clone().try_acquire_owned() else {
+            return Err(InputError::OverLimit(
+                "other herds are running right now; try again in a moment".into(),
+            )
+            .into());
+        };
+        crate::herd::run(&sandbox, spec).await
     }
 
     /// A new operation id; it becomes the id of the operation's trace.
@@ -410,7 +466,9 @@ impl Playground {
     /// # Errors
     /// [`OpError::Input`] when no operation with that id is paused.
     pub fn continue_operation(&self, sandbox: &SandboxId, operation_id: u64) -> Result<(), OpError> {
-        if self.sandbox(sandbox)?.release(operation_id) {
+        let sandbox = self.sandbox(sandbox)?;
+        sandbox.touch();
+        if sandbox.release(operation_id) {
             Ok(())
         } else {
             Err(InputError::BadSetting(format!("operation {operation_id} is not paused")).into())
@@ -427,7 +485,7 @@ impl Playground {
         settings: SandboxSettings,
     ) -> Result<SandboxSettings, OpError> {
         settings.validate()?;
-        let sandbox = self.sandbox(sandbox)?;
+        let sandbox = self.for_operation(sandbox)?;
         let settings = sandbox.set_settings(settings);
         let message = ServerMessage::Settings {
             settings: settings.clone(),
@@ -438,12 +496,8 @@ impl Playground {
     }
 
     /// The greeting for a browser that starts watching `sandbox`.
-    ///
-    /// # Errors
-    /// When a new sandbox's database cannot be created.
-    pub fn hello(&self, sandbox: &SandboxId) -> Result<ServerMessage, OpError> {
-        let sandbox = self.sandbox(sandbox)?;
-        Ok(ServerMessage::Hello {
+    pub fn hello(&self, sandbox: &Sandbox) -> ServerMessage {
+        ServerMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             sandbox: sandbox.id.clone(),
             settings: sandbox.settings(),
@@ -451,13 +505,13 @@ impl Playground {
             diagram: Diagram::cache_aside_read(),
             recent: sandbox.recent(),
             instances: sandbox.fleet.states(),
-        })
+        }
     }
 
     /// Starts watching the traces of `sandbox`.
     ///
     /// # Errors
-    /// When a new sandbox's database cannot be created.
+    /// [`OpError::Sandbox`] when there is no such sandbox.
     pub fn subscribe(&self, sandbox: &SandboxId) -> Result<Subscription, OpError> {
         Ok(self.sandbox(sandbox)?.feed.subscribe())
     }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -17,9 +17,12 @@ use tokio::sync::{oneshot, Notify};
 
 use shared::{InputError, Kind, Outcome, Record, SandboxId, SandboxSettings, ServerMessage, Stats, Trace};
 
+use crate::config::Limits;
 use crate::feed::{to_json, TraceFeed};
 use crate::fleet::Fleet;
+use crate::ledger::{longest_hold, KeyLedger};
 use crate::policies;
+use crate::recorder::unix_millis;
 use crate::store::{simulated_latency, Database, SqlDone, StoreError};
 
 /// How many traces a sandbox keeps for browsers that connect later.
@@ -33,6 +36,16 @@ pub const TRACES_PER_SECOND: u64 = 50;
 
 /// How often, at most, the counters go out on their own.
 const STATS_EVERY: Duration = Duration::from_millis(200);
+
+/// A watcher counted in; counted out when dropped.
+pub struct Watching(Arc<Sandbox>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
 
 /// A sandbox's counters, one atomic each, so counting never makes two
 /// requests wait for each other. A snapshot is not taken atomically across
@@ -71,6 +84,23 @@ impl Counters {
         if database_us > 0 {
             add(&self.database_reads, 1);
             add(&self.database_latency_us, database_us);
+        }
+    }
+
+    fn reset(&self) {
+        for counter in [
+            &self.hits,
+            &self.null_hits,
+            &self.misses,
+            &self.fallbacks,
+            &self.failures,
+            &self.writes,
+            &self.total_latency_us,
+            &self.database_reads,
+            &self.database_latency_us,
+            &self.untraced,
+        ] {
+            counter.store(0, Ordering::Relaxed);
         }
     }
 
@@ -178,6 +208,16 @@ pub struct Sandbox {
     budget: TraceBudget,
     /// Whether counters are due to go out (see [`Sandbox::count_untraced`]).
     stats_due: AtomicBool,
+    /// When the sandbox was last used, in milliseconds since the epoch.
+    last_used: AtomicU64,
+    /// Browsers watching it now.
+    watchers: AtomicUsize,
+    /// Operations per second it may run (`None`: no limit).
+    ops: Option<governor::DefaultDirectRateLimiter>,
+    /// The records it may hold in Redis, bounded.
+    ledger: KeyLedger,
+    /// Held while the sandbox is being reset: one reset at a time.
+    resetting: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -193,6 +233,159 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Sandbox {
+    /// Notes a use now (it keeps the sandbox from being reaped) and checks
+    /// the sandbox's operations-per-second limit.
+    ///
+    /// # Errors
+    /// [`InputError::OverLimit`] when the limit is reached.
+    pub fn start_operation(&self) -> Result<(), InputError> {
+        self.touch();
+        match &self.ops {
+            Some(limiter) if limiter.check().is_err() => Err(InputError::OverLimit(
+                "too many operations in this sandbox; wait a moment".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Admits an operation that may cache `records` with `options`,
+    /// within the sandbox's bound on what it holds in Redis (see
+    /// [`crate::ledger`]).
+    ///
+    /// # Errors
+    /// [`InputError::OverLimit`] when the sandbox holds all it may.
+    pub fn admit(&self, records: &[(Kind, u64)], options: &Options) -> Result<(), InputError> {
+        self.ledger.admit(records, longest_hold(options), unix_millis())
+    }
+
+    /// The records whose values may be in Redis now, sorted.
+    pub fn held_records(&self) -> Vec<(Kind, u64)> {
+        self.ledger.held(unix_millis())
+    }
+
+    /// Notes a use now.
+    pub fn touch(&self) {
+        self.last_used.store(unix_millis(), Ordering::Relaxed);
+    }
+
+    /// When it was last used, in milliseconds since the epoch.
+    pub fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+
+    /// How many browsers watch it now.
+    pub fn watchers(&self) -> usize {
+        self.watchers.load(Ordering::Relaxed)
+    }
+
+    /// Counts a watcher in, if there is room for one more; the watcher
+    /// counts itself out by dropping the returned guard.
+    pub fn watch(self: &Arc<Self>, most: usize) -> Option<Watching> {
+        let mut now = self.watchers.load(Ordering::Relaxed);
+        loop {
+            if now >= most {
+                return None;
+            }
+            match self
+                .watchers
+                .compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => now = actual,
+            }
+        }
+        self.touch();
+        Some(Watching(self.clone()))
+    }
+
+    /// Removes what the sandbox holds outside the process: its instances'
+    /// subscriptions, its keys in Redis and, for any sandbox but `default`,
+    /// its database files.
+    pub async fn clean_up(&self) {
+        self.fleet.close();
+        self.delete_keys().await;
+        if self.id.as_str() != SandboxId::DEFAULT {
+            Database::remove_files(self.database.path());
+        }
+    }
+
+    /// Puts the sandbox back as it started: its rows re-seeded, its keys
+    /// deleted, near copies dropped, counters and traces cleared; then
+    /// tells every watcher.
+    ///
+    /// # Errors
+    /// [`InputError::OverLimit`] while another reset runs; when re-seeding
+    /// the database fails.
+    pub async fn reset(&self) -> Result<(), crate::error::OpError> {
+        let Ok(_one_at_a_time) = self.resetting.try_lock() else {
+            return Err(InputError::OverLimit("this sandbox is being reset already".into()).into());
+        };
+        self.database.reseed().await?;
+        self.delete_keys().await;
+        for instance in &self.fleet.instances {
+            instance.cache.near_clear();
+        }
+        self.counters.reset();
+        lock(&self.recent).clear();
+        lock(&self.changed_at).clear();
+        let message = ServerMessage::Reset { stats: self.stats() };
+        self.feed.publish(Arc::from(to_json(&message)));
+        Ok(())
+    }
+
+    /// Deletes the sandbox's keys: those its ledger says it may hold (a
+    /// value and its helper keys each), a few hundred names per `UNLINK`.
+    /// `default` also walks its key space with `SCAN` (never `KEYS`): its
+    /// keys may predate this process, with an external Redis.
+    async fn delete_keys(&self) {
+        let mut names = Vec::new();
+        for (kind, id) in self.ledger.held(0) {
+            let key = policies::record_key(kind, id);
+            names.extend([
+                self.keys.value(&key),
+                self.keys.lock(&key),
+                self.keys.lease(&key),
+                self.keys.refresh(&key),
+            ]);
+        }
+        for page in names.chunks(400) {
+            let mut unlink = redis::cmd("UNLINK");
+            unlink.arg(page);
+            let _ = self.redis.query(&unlink, self.timeout).await;
+        }
+        self.ledger.clear();
+        if self.id.as_str() == SandboxId::DEFAULT {
+            self.scan_and_delete_keys().await;
+        }
+    }
+
+    /// Deletes every key of the sandbox's key space: SCAN and UNLINK, a page
+    /// at a time.
+    async fn scan_and_delete_keys(&self) {
+        let pattern = self.keys.pattern();
+        let mut cursor = 0u64;
+        // Bounded, whatever Redis answers: a page of 500 keys at a time.
+        for _ in 0..10_000 {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500);
+            let Ok(reply) = self.redis.query(&scan, self.timeout).await else {
+                break;
+            };
+            let Ok((next, keys)) = redis::from_redis_value::<(u64, Vec<String>)>(reply) else {
+                break;
+            };
+            if !keys.is_empty() {
+                let mut unlink = redis::cmd("UNLINK");
+                unlink.arg(&keys);
+                let _ = self.redis.query(&unlink, self.timeout).await;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+
     /// The current settings and engine options.
     pub fn config(&self) -> Arc<Config> {
         read(&self.config).clone()
@@ -382,9 +575,20 @@ pub enum SandboxError {
     /// Occurs when the engine refuses the instances' options.
     #[error("cannot set up the instances: {0}")]
     Engine(#[from] cache_aside::OptionsError),
+    /// Occurs when a request names a sandbox that does not exist (never
+    /// made, or removed after being idle).
+    #[error("no sandbox {0:?} (it may have expired): open the playground page for a new one")]
+    Unknown(SandboxId),
+    /// Occurs when the playground already has as many sandboxes as it may.
+    #[error("the playground is full ({0} sandboxes in use); try again in a few minutes")]
+    Full(usize),
+    /// Occurs when creating the sandbox's files fails in its blocking task.
+    #[error("creating the sandbox failed: {0}")]
+    Task(String),
 }
 
-/// All sandboxes, created on first use.
+/// All sandboxes: `default`, plus those opened by browsers, each removed
+/// with its keys and files once idle.
 pub struct Sandboxes {
     defaults: SandboxSettings,
     redis: Redis,
@@ -393,19 +597,26 @@ pub struct Sandboxes {
     default_database: Database,
     /// Where other sandboxes' databases are created.
     sandbox_dir: PathBuf,
+    /// A seeded database new sandboxes copy.
+    template: PathBuf,
     feed_capacity: usize,
+    limits: Limits,
     /// Read by every request, written once per new sandbox: a read-write
     /// lock, so requests do not queue behind each other.
     map: RwLock<HashMap<SandboxId, Arc<Sandbox>>>,
-    /// Held while a sandbox is being created.
-    creating: Mutex<()>,
+    /// Held while a sandbox is being created (an async lock: creation waits
+    /// on a blocking task), so two first requests never make one twice.
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl Sandboxes {
     /// Sandboxes that start with `defaults` and use `redis`, each command
     /// within `timeout`. The `default` sandbox uses `default_database`;
-    /// others get a seeded file each in `sandbox_dir`. Up to
-    /// `feed_capacity` traces wait for a slow browser.
+    /// others get a copy of a seeded template in `sandbox_dir`, made now if
+    /// missing. Up to `feed_capacity` traces wait for a slow browser.
+    ///
+    /// # Errors
+    /// When the template cannot be made.
     pub fn new(
         defaults: SandboxSettings,
         redis: Redis,
@@ -413,40 +624,136 @@ impl Sandboxes {
         default_database: Database,
         sandbox_dir: PathBuf,
         feed_capacity: usize,
-    ) -> Sandboxes {
-        Sandboxes {
+        limits: Limits,
+    ) -> Result<Sandboxes, StoreError> {
+        let template = sandbox_dir.join("template.sqlite3");
+        Database::make_template(&template)?;
+        Ok(Sandboxes {
             defaults,
             redis,
             timeout,
             default_database,
             sandbox_dir,
+            template,
             feed_capacity,
+            limits,
             map: RwLock::new(HashMap::new()),
-            creating: Mutex::new(()),
-        }
+            creating: tokio::sync::Mutex::new(()),
+        })
     }
 
-    /// The sandbox with this name, created if new.
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// How many sandboxes exist, `default` included.
+    pub fn len(&self) -> usize {
+        read(&self.map).len()
+    }
+
+    /// Whether no sandbox exists yet.
+    pub fn is_empty(&self) -> bool {
+        read(&self.map).is_empty()
+    }
+
+    /// An existing sandbox (`default` always exists).
     ///
     /// # Errors
-    /// When a new sandbox's database or instances cannot be created.
+    /// [`SandboxError::Unknown`] for any other name not in use.
     pub fn get(&self, id: &SandboxId) -> Result<Arc<Sandbox>, SandboxError> {
         if let Some(sandbox) = read(&self.map).get(id) {
             return Ok(sandbox.clone());
         }
-        // One creation at a time, outside the map's lock (seeding a new file
-        // takes a few milliseconds and lookups should not wait for it), so
-        // two first requests never seed one file twice or start two fleets.
-        let _creating = lock(&self.creating);
-        if let Some(sandbox) = read(&self.map).get(id) {
+        if id.as_str() != SandboxId::DEFAULT {
+            return Err(SandboxError::Unknown(id.clone()));
+        }
+        // `default` is made on first use, from its own (persistent) file.
+        let mut map = write(&self.map);
+        if let Some(sandbox) = map.get(id) {
             return Ok(sandbox.clone());
         }
-        let database = if id.as_str() == SandboxId::DEFAULT {
-            self.default_database.clone()
-        } else {
-            Database::open(&self.sandbox_dir.join(format!("{id}.sqlite3")))?
+        let sandbox = self.assemble(id.clone(), self.default_database.clone())?;
+        map.insert(id.clone(), sandbox.clone());
+        Ok(sandbox)
+    }
+
+    /// The sandbox a browser asks for: `default` or an existing one as
+    /// named; otherwise a new one, named as asked when the limits allow
+    /// named sandboxes (local use), else with a server-issued token.
+    ///
+    /// # Errors
+    /// [`SandboxError::Full`] at the cap; creation errors.
+    pub async fn open(&self, requested: Option<&SandboxId>) -> Result<Arc<Sandbox>, SandboxError> {
+        if let Some(id) = requested {
+            match self.get(id) {
+                Ok(sandbox) => return Ok(sandbox),
+                Err(SandboxError::Unknown(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let _creating = self.creating.lock().await;
+        let id = match requested {
+            Some(id) if self.limits.named_sandboxes => {
+                // Made meanwhile by another request?
+                if let Some(sandbox) = read(&self.map).get(id) {
+                    return Ok(sandbox.clone());
+                }
+                id.clone()
+            }
+            _ => new_token(),
         };
-        let keys = policies::key_space(&self.defaults.key_prefix, id);
+        let others = read(&self.map)
+            .keys()
+            .filter(|k| k.as_str() != SandboxId::DEFAULT)
+            .count();
+        if others >= self.limits.max_sandboxes {
+            return Err(SandboxError::Full(others));
+        }
+        let (template, path) = (
+            self.template.clone(),
+            self.sandbox_dir.join(format!("{id}.sqlite3")),
+        );
+        let database = tokio::task::spawn_blocking(move || Database::copy_of(&template, &path))
+            .await
+            .map_err(|e| SandboxError::Task(e.to_string()))??;
+        let sandbox = self.assemble(id.clone(), database)?;
+        write(&self.map).insert(id, sandbox.clone());
+        Ok(sandbox)
+    }
+
+    /// Removes the sandboxes nobody watches and nobody used for `idle`
+    /// (never `default`), and cleans each up completely: its instances'
+    /// subscriptions, its keys in Redis, its database files. Returns how
+    /// many were removed.
+    pub async fn reap(&self, idle: Duration) -> usize {
+        let now = unix_millis();
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let victims: Vec<Arc<Sandbox>> = {
+            let mut map = write(&self.map);
+            let idle_ids: Vec<SandboxId> = map
+                .iter()
+                .filter(|(id, sandbox)| {
+                    id.as_str() != SandboxId::DEFAULT
+                        && sandbox.watchers() == 0
+                        && now.saturating_sub(sandbox.last_used()) >= idle_ms
+                        // A herd running holds this lock: not idle.
+                        && sandbox.herd.try_lock().is_ok()
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            idle_ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        let removed = victims.len();
+        for sandbox in victims {
+            sandbox.clean_up().await;
+        }
+        removed
+    }
+
+    /// Makes a sandbox around its database.
+    fn assemble(&self, id: SandboxId, database: Database) -> Result<Arc<Sandbox>, SandboxError> {
+        let keys = policies::key_space(&self.defaults.key_prefix, &id);
         let mut failure = None;
         // The instances tell the sandbox when they change, so it holds them
         // through a weak reference: no cycle keeps a sandbox alive.
@@ -462,7 +769,7 @@ impl Sandboxes {
                 Fleet::empty()
             });
             Sandbox {
-                id: id.clone(),
+                id,
                 redis: self.redis.clone(),
                 keys: keys.clone(),
                 timeout: self.timeout,
@@ -478,6 +785,11 @@ impl Sandboxes {
                 herd: tokio::sync::Mutex::new(()),
                 budget: TraceBudget::default(),
                 stats_due: AtomicBool::new(false),
+                last_used: AtomicU64::new(unix_millis()),
+                watchers: AtomicUsize::new(0),
+                ops: ops_limiter(self.limits.sandbox_ops_per_second),
+                ledger: KeyLedger::new(self.limits.sandbox_max_keys),
+                resetting: tokio::sync::Mutex::new(()),
             }
         });
         if let Some(error) = failure {
@@ -486,7 +798,32 @@ impl Sandboxes {
         if self.defaults.near_cache {
             sandbox.fleet.near_caches(true);
         }
-        write(&self.map).insert(id.clone(), sandbox.clone());
         Ok(sandbox)
     }
+}
+
+/// A new sandbox name nobody can guess: `s` and 26 base-32 characters
+/// (128 bits from the operating system's random source).
+pub fn new_token() -> SandboxId {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bytes = [0u8; 16];
+    // Without entropy (never on a working system), fall back to the clock
+    // and a counter mixed, rather than fail: still unique, less secret.
+    if getrandom::fill(&mut bytes).is_err() {
+        let fallback = cache_aside::random::mix64(unix_millis()).to_le_bytes();
+        bytes[..8].copy_from_slice(&fallback);
+    }
+    let number = u128::from_le_bytes(bytes);
+    let token: String = std::iter::once('s')
+        .chain((0..26).map(|i| ALPHABET[((number >> (i * 5)) & 31) as usize] as char))
+        .collect();
+    SandboxId::parse(&token).expect("tokens are valid sandbox names")
+}
+
+/// The per-sandbox operation limiter, if there is a limit.
+fn ops_limiter(per_second: u32) -> Option<governor::DefaultDirectRateLimiter> {
+    let per_second = std::num::NonZeroU32::new(per_second)?;
+    Some(governor::RateLimiter::direct(governor::Quota::per_second(
+        per_second,
+    )))
 }

@@ -37,8 +37,9 @@ pub async fn stale_set_race(
     id: u64,
 ) -> Result<ScenarioResult, OpError> {
     shared::check_id(id)?;
-    let sandbox = playground.sandbox(sandbox_id)?;
+    let sandbox = playground.for_operation(sandbox_id)?;
     let settings = sandbox.settings();
+    sandbox.admit(&[(kind, id)], &sandbox.config().options)?;
     let record_key = policies::record_key(kind, id);
     let key = sandbox.keys.value(&record_key);
     let mut story = Vec::new();

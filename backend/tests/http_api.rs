@@ -17,11 +17,12 @@ use tower::ServiceExt;
 /// The router of a test back end, to call without a socket.
 fn router(t: &common::TestBackend) -> axum::Router {
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let state = backend::http::AppState {
-        playground: t.backend.playground.clone(),
-        shutdown: stopped,
-    };
-    backend::http::app(state, &t.backend.config.static_dir)
+    t.backend
+        .router(stopped)
+        // Requests sent without a socket come from this address.
+        .layer(axum::extract::connect_info::MockConnectInfo(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        ))
 }
 
 /// Sends one request to the router without a socket.
@@ -202,11 +203,7 @@ async fn serve(t: &common::TestBackend) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let backend = backend::Backend {
-        playground: t.backend.playground.clone(),
-        config: t.backend.config.clone(),
-        embedded_redis: None,
-    };
+    let backend = t.backend.share();
     let done = tokio::spawn(async move {
         backend
             .serve(listener, async {
@@ -260,7 +257,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 async fn websocket_watchers_receive_traces_of_rest_reads() {
     let t = common::start(|_| {});
     let served = serve(&t).await;
-    let mut socket = connect(served.addr, "").await;
+    let mut socket = connect(served.addr, "?sandbox=default").await;
     match receive(&mut socket).await {
         ServerMessage::Hello {
             protocol_version,
@@ -307,7 +304,7 @@ async fn late_watchers_get_the_recent_traces() {
     t.read(shared::Kind::Users, 1).await;
     t.read(shared::Kind::Users, 1).await;
     let served = serve(&t).await;
-    let mut socket = connect(served.addr, "").await;
+    let mut socket = connect(served.addr, "?sandbox=default").await;
     match receive(&mut socket).await {
         ServerMessage::Hello { recent, stats, .. } => {
             let outcomes: Vec<_> = recent.iter().map(|t| t.outcome).collect();
@@ -404,19 +401,31 @@ async fn websocket_streams_are_per_sandbox() {
     }
 }
 
-/// A bad sandbox name is refused before the upgrade.
+/// A refused session: the error the page was sent, and the close code.
+async fn refusal(socket: &mut Socket) -> (String, u16) {
+    let message = match receive(socket).await {
+        ServerMessage::Error { message, .. } => message,
+        other => panic!("expected an error, got {other:?}"),
+    };
+    let close = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("closed within 10 s");
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => (message, u16::from(frame.code)),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+/// A bad sandbox name is refused with a reason the page can show, and a
+/// close code that says not to try again.
 #[tokio::test]
 async fn websocket_rejects_bad_sandbox_names() {
     let t = common::start(|_| {});
     let served = serve(&t).await;
-    let result =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws?sandbox=no%20spaces", served.addr)).await;
-    match result {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::BAD_REQUEST)
-        }
-        other => panic!("expected a 400, got {other:?}"),
-    }
+    let mut socket = connect(served.addr, "?sandbox=no%20spaces").await;
+    let (message, code) = refusal(&mut socket).await;
+    assert!(message.contains("sandbox"), "{message}");
+    assert_eq!(code, 1008);
 }
 
 /// Shutting down does not hang on open WebSockets (Ctrl-C must stop the
@@ -425,7 +434,7 @@ async fn websocket_rejects_bad_sandbox_names() {
 async fn shutdown_closes_open_websockets() {
     let t = common::start(|_| {});
     let mut served = serve(&t).await;
-    let mut socket = connect(served.addr, "").await;
+    let mut socket = connect(served.addr, "?sandbox=default").await;
     assert!(matches!(receive(&mut socket).await, ServerMessage::Hello { .. }));
     served.stop.take().unwrap().send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), &mut served.done)

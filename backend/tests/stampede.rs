@@ -281,11 +281,9 @@ async fn a_thousand_concurrent_rest_reads_of_a_cold_key_load_once_under_the_lock
         c.db_latency_ms = 200;
         c.stampede = shared::StampedePolicy::Lock;
     });
-    let state = backend::http::AppState {
-        playground: t.backend.playground.clone(),
-        shutdown: tokio::sync::watch::channel(false).1,
-    };
-    let router = backend::http::app(state, std::path::Path::new("/nonexistent"));
+    let router = t.backend.router(tokio::sync::watch::channel(false).1).layer(
+        axum::extract::connect_info::MockConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 1))),
+    );
     let before = t.database_queries();
     let requests: Vec<_> = (0..1_000)
         .map(|_| {

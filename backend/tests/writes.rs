@@ -192,6 +192,9 @@ async fn sandboxes_have_their_own_rows() {
     let playground = &t.backend.playground;
     let a = SandboxId::parse("tab-a").unwrap();
     let b = SandboxId::parse("tab-b").unwrap();
+    for sandbox in [&a, &b] {
+        playground.open_sandbox(Some(sandbox)).await.unwrap();
+    }
     playground
         .write(
             &a,

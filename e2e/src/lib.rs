@@ -69,11 +69,7 @@ impl Server {
 
     fn serve_on(&mut self, listener: tokio::net::TcpListener) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = Backend {
-            playground: self._owner.playground.clone(),
-            config: self._owner.config.clone(),
-            embedded_redis: None,
-        };
+        let serving = self._owner.share();
         self.stop = Some(stop);
         self.serving = Some(tokio::spawn(async move {
             let _ = serving

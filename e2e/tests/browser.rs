@@ -545,3 +545,67 @@ async fn choosing_the_lock_policy_routes_ordinary_reads_through_the_lock() {
     e2e::review_screenshot(&client, "lock-read", "[data-testid=diagram]").await;
     client.close().await.unwrap();
 }
+
+/// In hosted mode (behind its Content-Security-Policy) a page that names
+/// no sandbox is given a new one with an unguessable name; a reload keeps
+/// it, with its log; "Reset this sandbox" puts it back as it started.
+#[tokio::test]
+async fn a_hosted_page_gets_a_private_sandbox_keeps_it_on_reload_and_can_reset_it() {
+    let server = Server::start(|c| {
+        c.hosted = true;
+        c.db_latency_ms = 5;
+    })
+    .await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    client.goto(&format!("http://{}/", server.addr)).await.unwrap();
+    let badge = wait_for(&client, "a sandbox from the server", WAIT, || async {
+        text_of(&client, "[data-testid=link]")
+            .await
+            .filter(|t| t.starts_with("Live · sandbox "))
+    })
+    .await;
+    let sandbox = badge.trim_start_matches("Live · sandbox ").to_string();
+    assert!(sandbox.starts_with('s') && sandbox.len() == 27, "{sandbox}");
+    let curl = text_of(&client, "[data-testid=curl]").await.unwrap();
+    assert!(curl.contains(&format!("?sandbox={sandbox}")), "{curl}");
+
+    set_speed(&client, "4").await;
+    read_id(&client, "7").await;
+    wait_for_log(&client, &["miss"]).await;
+    read_id(&client, "7").await;
+    wait_for_log(&client, &["hit", "miss"]).await;
+
+    client.refresh().await.unwrap();
+    let again = wait_for(&client, "the page to reconnect", WAIT, || async {
+        text_of(&client, "[data-testid=link]")
+            .await
+            .filter(|t| t.starts_with("Live · sandbox "))
+    })
+    .await;
+    assert_eq!(again, badge, "a reload keeps the sandbox");
+    wait_for_log(&client, &["hit", "miss"]).await;
+    assert_eq!(
+        server.backend.sandboxes.len(),
+        1,
+        "no second sandbox for a reload"
+    );
+
+    click(&client, "[data-testid=reset]").await;
+    wait_for_log(&client, &[]).await;
+    let notice = wait_for(&client, "the reset notice", WAIT, || async {
+        text_of(&client, "[role=alert]")
+            .await
+            .filter(|t| t.contains("reset"))
+    })
+    .await;
+    assert!(notice.contains("seed data"), "{notice}");
+    assert_eq!(
+        text_of(&client, "[data-testid=reads]").await.as_deref(),
+        Some("0")
+    );
+    read_id(&client, "7").await;
+    wait_for_log(&client, &["miss"]).await;
+    e2e::review_screenshot(&client, "hosted-private-sandbox", "[data-testid=stats]").await;
+    client.close().await.unwrap();
+}

@@ -5,7 +5,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
-use shared::{ClientMessage, HerdSpec, Kind, NodeId, SandboxSettings, Scenario, ServerMessage, WriteChange};
+use shared::{
+    ClientMessage, HerdSpec, Kind, NodeId, SandboxId, SandboxSettings, Scenario, ServerMessage, WriteChange,
+};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -23,15 +25,22 @@ pub struct Connection {
 }
 
 struct Inner {
-    url: String,
     state: AppState,
     socket: RefCell<Option<WebSocket>>,
     next_request_id: Cell<u64>,
     attempt: Cell<u32>,
 }
 
-/// The WebSocket URL for this page's origin and sandbox.
-pub fn socket_url(sandbox: &str) -> String {
+/// Where the page keeps its sandbox's name, so a reload (or a new
+/// connection) watches the same sandbox.
+const STORED_SANDBOX: &str = "playground-sandbox";
+
+/// The close code with which the server refuses a session for good.
+const CLOSE_POLICY: u16 = 1008;
+
+/// The WebSocket URL for this page's origin, asking for `sandbox` (without
+/// one the server opens a new sandbox for the page).
+pub fn socket_url(sandbox: Option<&SandboxId>) -> String {
     let location = window().location();
     let scheme = if location.protocol().ok().as_deref() == Some("https:") {
         "wss"
@@ -39,15 +48,56 @@ pub fn socket_url(sandbox: &str) -> String {
         "ws"
     };
     let host = location.host().unwrap_or_else(|_| "127.0.0.1:8080".into());
-    format!("{scheme}://{host}/ws?sandbox={sandbox}")
+    match sandbox {
+        // Sandbox names are letters, digits, `-` and `_`: nothing to escape.
+        Some(sandbox) => format!("{scheme}://{host}/ws?sandbox={sandbox}"),
+        None => format!("{scheme}://{host}/ws"),
+    }
+}
+
+/// The sandbox this tab watched before (a reload), if any.
+pub fn stored_sandbox() -> Option<SandboxId> {
+    window()
+        .session_storage()
+        .ok()
+        .flatten()?
+        .get_item(STORED_SANDBOX)
+        .ok()
+        .flatten()
+        .and_then(|name| SandboxId::parse(&name).ok())
+}
+
+/// Remembers the sandbox the server gave this tab; if the page's address
+/// names another (one that had expired), the address follows, so a reload
+/// does not ask for the expired one again.
+fn remember_sandbox(sandbox: &SandboxId) {
+    let window = window();
+    if let Some(storage) = window.session_storage().ok().flatten() {
+        let _ = storage.set_item(STORED_SANDBOX, sandbox.as_str());
+    }
+    let Ok(search) = window.location().search() else {
+        return;
+    };
+    let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
+        return;
+    };
+    if params
+        .get("sandbox")
+        .is_some_and(|named| named != sandbox.as_str())
+    {
+        params.set("sandbox", sandbox.as_str());
+        let address = format!("?{}", String::from(params.to_string()));
+        if let Ok(history) = window.history() {
+            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&address));
+        }
+    }
 }
 
 impl Connection {
     /// Opens the connection (and keeps reopening it when it drops).
-    pub fn open(state: AppState, url: String) -> Connection {
+    pub fn open(state: AppState) -> Connection {
         let connection = Connection {
             inner: Rc::new(Inner {
-                url,
                 state,
                 socket: RefCell::new(None),
                 next_request_id: Cell::new(1),
@@ -125,6 +175,11 @@ impl Connection {
         self.send(&ClientMessage::UpdateSettings { settings }, false)
     }
 
+    /// Asks the back end to put the sandbox back as it started.
+    pub fn reset(&self) -> bool {
+        self.send(&ClientMessage::Reset, false)
+    }
+
     fn next_request_id(&self) -> u64 {
         let id = self.inner.next_request_id.get();
         self.inner.next_request_id.set(id + 1);
@@ -161,7 +216,8 @@ impl Connection {
         state.link.set(Link::Connecting {
             attempt: self.inner.attempt.get(),
         });
-        let socket = match WebSocket::new(&self.inner.url) {
+        let url = socket_url(state.sandbox.get_untracked().as_ref());
+        let socket = match WebSocket::new(&url) {
             Ok(socket) => socket,
             Err(_) => {
                 self.retry_later();
@@ -174,7 +230,12 @@ impl Connection {
                 return;
             };
             match serde_json::from_str::<ServerMessage>(&text) {
-                Ok(message) => state.apply(message),
+                Ok(message) => {
+                    if let ServerMessage::Hello { sandbox, .. } = &message {
+                        remember_sandbox(sandbox);
+                    }
+                    state.apply(message)
+                }
                 Err(e) => state
                     .notice
                     .set(Some(format!("Could not read a message from the back end: {e}"))),
@@ -189,11 +250,16 @@ impl Connection {
         on_open.forget();
 
         let this = self.clone();
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_event: CloseEvent| {
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
             this.inner.socket.borrow_mut().take();
             // Requests in flight on a dead socket will never be answered.
             this.inner.state.pending.set(0);
-            if !matches!(this.inner.state.link.get_untracked(), Link::Incompatible { .. }) {
+            if event.code() == CLOSE_POLICY {
+                // Refused for good; the server said why in a notice.
+                this.inner.state.link.set(Link::Refused);
+            } else if !matches!(this.inner.state.link.get_untracked(), Link::Incompatible { .. }) {
+                // Gone, or refused for now (a limit; the notice says
+                // which): try again, later and later.
                 this.retry_later();
             }
         });

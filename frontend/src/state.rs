@@ -25,6 +25,9 @@ pub enum Link {
     Lost { attempt: u32, retry_in_ms: u32 },
     /// The server speaks another protocol version: reloading is the fix.
     Incompatible { server: u32 },
+    /// The server refused the session for good (a bad sandbox name in the
+    /// page's address): the notice says why; no retry.
+    Refused,
 }
 
 /// An operation held at a breakpoint.
@@ -42,7 +45,10 @@ pub struct PausedOperation {
 /// Everything the components draw. `Copy`: signals are handles.
 #[derive(Clone, Copy)]
 pub struct AppState {
-    pub sandbox: StoredValue<SandboxId>,
+    /// The sandbox this page watches: the one it asked for, or the one the
+    /// server gave it (`None` until the first greeting, when it asked for
+    /// none).
+    pub sandbox: RwSignal<Option<SandboxId>>,
     pub link: RwSignal<Link>,
     pub diagram: RwSignal<Diagram>,
     pub timeline: RwSignal<Timeline>,
@@ -78,9 +84,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(sandbox: SandboxId, reduced_motion: bool) -> AppState {
+    pub fn new(sandbox: Option<SandboxId>, reduced_motion: bool) -> AppState {
         AppState {
-            sandbox: StoredValue::new(sandbox),
+            sandbox: RwSignal::new(sandbox),
             link: RwSignal::new(Link::Connecting { attempt: 1 }),
             diagram: RwSignal::new(Diagram::cache_aside_read()),
             timeline: RwSignal::new(Timeline::new(reduced_motion)),
@@ -107,6 +113,7 @@ impl AppState {
         match message {
             ServerMessage::Hello {
                 protocol_version,
+                sandbox,
                 settings,
                 stats,
                 diagram,
@@ -121,6 +128,10 @@ impl AppState {
                     return;
                 }
                 self.link.set(Link::Open);
+                // The server may have given a new sandbox (the page asked
+                // for none, or for one that had expired): reconnections
+                // ask for this one.
+                self.sandbox.set(Some(sandbox));
                 self.settings.set(Some(settings));
                 self.stats.set(stats);
                 self.diagram.set(diagram);
@@ -186,6 +197,22 @@ impl AppState {
                     "This page fell behind and missed {count} trace(s); the reads still happened and are counted."
                 )));
             }
+            ServerMessage::Reset { stats } => {
+                self.stats.set(stats);
+                self.log.update(VecDeque::clear);
+                self.timeline.update(Timeline::clear);
+                self.last_result.set(None);
+                self.last_write.set(None);
+                self.divergence.set(None);
+                self.scenario.set(None);
+                self.herds.update(Vec::clear);
+                self.herd_edges.set(None);
+                self.paused.update(Vec::clear);
+                self.notice.set(Some(
+                    "This sandbox was reset: its rows are back to the seed data and its cache is empty."
+                        .into(),
+                ));
+            }
             ServerMessage::Error { request_id, message } => {
                 if request_id.is_some() {
                     self.pending.update(|p| *p = p.saturating_sub(1));
@@ -198,5 +225,57 @@ impl AppState {
     /// Whether reads can be sent.
     pub fn is_open(&self) -> bool {
         self.link.with(|l| *l == Link::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::SandboxSettings;
+
+    fn hello(sandbox: &str) -> ServerMessage {
+        ServerMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            sandbox: SandboxId::parse(sandbox).unwrap(),
+            settings: SandboxSettings::default(),
+            stats: Stats::default(),
+            diagram: Diagram::cache_aside_read(),
+            recent: Vec::new(),
+            instances: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_greeting_names_the_sandbox_later_connections_ask_for() {
+        let state = AppState::new(None, true);
+        state.apply(hello("sgivenbytheserver"));
+        assert_eq!(state.link.get_untracked(), Link::Open);
+        assert_eq!(
+            state.sandbox.get_untracked().map(|s| s.as_str().to_string()),
+            Some("sgivenbytheserver".into())
+        );
+    }
+
+    #[test]
+    fn a_reset_forgets_the_traces_and_results_and_says_so() {
+        let state = AppState::new(None, true);
+        state.apply(hello("default"));
+        let trace = crate::timeline::tests::trace(1, &["request", "check_cache", "return_cached"]);
+        state.apply(ServerMessage::Trace {
+            trace,
+            stats: Stats {
+                hits: 1,
+                ..Stats::default()
+            },
+        });
+        assert_eq!(state.log.with_untracked(VecDeque::len), 1);
+        assert!(state.timeline.with_untracked(|t| t.frame().is_some()));
+        state.apply(ServerMessage::Reset {
+            stats: Stats::default(),
+        });
+        assert!(state.log.with_untracked(VecDeque::is_empty));
+        assert!(state.timeline.with_untracked(|t| t.frame().is_none()));
+        assert_eq!(state.stats.get_untracked(), Stats::default());
+        assert!(state.notice.get_untracked().is_some_and(|n| n.contains("reset")));
     }
 }

@@ -109,6 +109,13 @@ impl Timeline {
         self.current = Some(Playback::start(trace));
     }
 
+    /// Forgets every trace, playing and waiting (the sandbox was reset).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.current = None;
+        self.skipped = 0;
+    }
+
     /// Lets `dt_ms` milliseconds of real time pass. Returns whether anything
     /// visible changed.
     pub fn tick(&mut self, dt_ms: f64) -> bool {
@@ -275,11 +282,11 @@ impl Playback {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use shared::{Action, Kind, Operation, Origin, Outcome, SandboxId, StepStatus};
 
-    fn trace(id: u64, nodes: &[&'static str]) -> Trace {
+    pub(crate) fn trace(id: u64, nodes: &[&'static str]) -> Trace {
         Trace {
             id,
             sandbox: SandboxId::default_sandbox(),

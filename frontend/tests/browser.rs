@@ -106,7 +106,7 @@ use wasm_bindgen::JsCast;
 /// Stepping the timeline lights the matching node and edge in the SVG.
 #[wasm_bindgen_test]
 async fn the_diagram_lights_the_timelines_current_step() {
-    let state = AppState::new(SandboxId::default_sandbox(), true);
+    let state = AppState::new(Some(SandboxId::default_sandbox()), true);
     let container = mount(state, || view! { <DiagramView/> });
     settle().await;
     assert!(class_of(&container, "[data-node=check_cache]").contains("idle"));
@@ -145,7 +145,7 @@ async fn the_diagram_lights_the_timelines_current_step() {
 /// The step list marks the lit step and shows the commands and replies.
 #[wasm_bindgen_test]
 async fn the_step_list_follows_the_timeline() {
-    let state = AppState::new(SandboxId::default_sandbox(), true);
+    let state = AppState::new(Some(SandboxId::default_sandbox()), true);
     let container = mount(state, || view! { <StepList/> });
     settle().await;
     assert!(container
@@ -173,7 +173,7 @@ async fn the_step_list_follows_the_timeline() {
 /// Counters show the sandbox's numbers and the hit ratio.
 #[wasm_bindgen_test]
 async fn the_counters_show_hits_misses_and_ratio() {
-    let state = AppState::new(SandboxId::default_sandbox(), true);
+    let state = AppState::new(Some(SandboxId::default_sandbox()), true);
     let container = mount(state, || view! { <StatsPanel/> });
     state.stats.set(Stats {
         hits: 3,

@@ -9,7 +9,7 @@ use std::fmt;
 pub const MAX_ID: u64 = 999_999_999;
 
 /// Which table a request reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// User profiles, the tutorial's running example (section 2.5).
@@ -169,6 +169,19 @@ pub enum InputError {
     BadName(String),
     /// Occurs when a sandbox setting is out of its range.
     BadSetting(String),
+    /// Occurs when a client or a sandbox goes over a rate or a count the
+    /// playground allows (operations per second, open sockets, herds).
+    OverLimit(String),
+}
+
+/// At most 64 characters of something a client sent, for an error message:
+/// an error never echoes back more than it has to.
+fn short(s: &str) -> String {
+    let mut cut: String = s.chars().take(64).collect();
+    if cut.len() < s.len() {
+        cut.push('…');
+    }
+    cut
 }
 
 impl fmt::Display for InputError {
@@ -176,28 +189,44 @@ impl fmt::Display for InputError {
         match self {
             InputError::UnknownKind(k) => write!(
                 f,
-                "unknown kind {k:?}: use one of {}",
+                "unknown kind {:?}: use one of {}",
+                short(k),
                 Kind::ALL.map(Kind::path).join(", ")
             ),
-            InputError::NotANumber(s) => write!(f, "id {s:?} is not a whole number"),
+            InputError::NotANumber(s) => write!(f, "id {:?} is not a whole number", short(s)),
             InputError::IdOutOfRange(s) => {
-                write!(f, "id {s} is out of range: use a number from 1 to {MAX_ID}")
+                write!(
+                    f,
+                    "id {} is out of range: use a number from 1 to {MAX_ID}",
+                    short(s)
+                )
             }
             InputError::BadSandbox(s) => write!(
                 f,
-                "sandbox {s:?} is not valid: use 1 to {} letters, digits, '-' or '_'",
+                "sandbox {:?} is not valid: use 1 to {} letters, digits, '-' or '_'",
+                short(s),
                 SandboxId::MAX_LEN
             ),
             InputError::BadName(s) => write!(
                 f,
-                "name {s:?} is not valid: use 1 to {MAX_NAME_LEN} characters, not only spaces"
+                "name {:?} is not valid: use 1 to {MAX_NAME_LEN} characters, not only spaces",
+                short(s)
             ),
-            InputError::BadSetting(s) => write!(f, "{s}"),
+            InputError::BadSetting(s) | InputError::OverLimit(s) => f.write_str(&short_text(s)),
         }
     }
 }
 
 impl std::error::Error for InputError {}
+
+/// A message of ours may be long, but never unbounded.
+fn short_text(s: &str) -> String {
+    let mut cut: String = s.chars().take(400).collect();
+    if cut.len() < s.len() {
+        cut.push('…');
+    }
+    cut
+}
 
 /// A user profile, as stored in the database and cached as JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,6 +402,19 @@ mod tests {
         assert!(msg.contains("users, products"), "{msg}");
         let msg = InputError::IdOutOfRange("0".into()).to_string();
         assert!(msg.contains("from 1 to 999999999"), "{msg}");
+    }
+
+    #[test]
+    fn errors_never_echo_more_than_a_little_of_the_input() {
+        let huge = "x".repeat(1_000_000);
+        for error in [
+            InputError::UnknownKind(huge.clone()),
+            InputError::BadSandbox(huge.clone()),
+            InputError::BadName(huge.clone()),
+            InputError::BadSetting(huge.clone()),
+        ] {
+            assert!(error.to_string().len() < 600, "{:.80}", error.to_string());
+        }
     }
 
     #[test]

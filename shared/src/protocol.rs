@@ -12,7 +12,7 @@ use crate::trace::{Operation, Outcome, Trace, TraceStep};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Sent by the browser over the WebSocket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,6 +59,10 @@ pub enum ClientMessage {
     /// Replace the sandbox's settings (the key prefix stays the server's).
     /// Every watcher gets [`ServerMessage::Settings`].
     UpdateSettings { settings: SandboxSettings },
+    /// Put the sandbox back as it started: its rows re-seeded, its keys
+    /// deleted, its counters and traces cleared. Every watcher gets
+    /// [`ServerMessage::Reset`].
+    Reset,
 }
 
 /// A preset experiment the back end drives step by step.
@@ -330,6 +334,9 @@ pub enum ServerMessage {
     /// This client fell behind and `count` traces were dropped for it; the
     /// back end never waits for a slow browser.
     Missed { count: u64 },
+    /// The sandbox was put back as it started (by any of its watchers, or
+    /// `POST /api/v1/reset`): forget its traces and results.
+    Reset { stats: Stats },
     /// A message could not be handled.
     Error {
         request_id: Option<u64>,

@@ -64,9 +64,15 @@ impl TestBackend {
         self.read_in("default", kind, id).await
     }
 
-    /// Reads through the playground in the named sandbox.
+    /// Reads through the playground in the named sandbox, opening it first
+    /// if need be (tests run in local mode, where sandboxes may be named).
     pub async fn read_in(&self, sandbox: &str, kind: Kind, id: u64) -> ReadResult {
         let sandbox = SandboxId::parse(sandbox).unwrap();
+        self.backend
+            .playground
+            .open_sandbox(Some(&sandbox))
+            .await
+            .expect("sandbox opens");
         self.backend
             .playground
             .read(&sandbox, kind, id, Origin::Rest)

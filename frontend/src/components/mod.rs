@@ -18,14 +18,14 @@ pub use instances::InstancesPanel;
 pub use log::TraceLog;
 pub use race::RacePanel;
 pub use stampede::StampedePanel;
-pub use stats::StatsPanel;
+pub use stats::{ResetSandbox, StatsPanel};
 pub use steps::StepList;
 
 use leptos::prelude::*;
 use shared::SandboxId;
 use wasm_bindgen::JsCast;
 
-use crate::connection::{socket_url, Connection};
+use crate::connection::Connection;
 use crate::state::{AppState, Link};
 
 /// The connection, shared with components that send commands.
@@ -37,11 +37,9 @@ const FRAME_MS: u32 = 33;
 /// The whole page.
 #[component]
 pub fn App() -> impl IntoView {
-    let sandbox = choose_sandbox();
-    let state = AppState::new(sandbox.clone(), prefers_reduced_motion());
+    let state = AppState::new(choose_sandbox(), prefers_reduced_motion());
     provide_context(state);
-    let connection: ConnectionHandle =
-        StoredValue::new_local(Connection::open(state, socket_url(sandbox.as_str())));
+    let connection: ConnectionHandle = StoredValue::new_local(Connection::open(state));
     provide_context(connection);
     start_clock(state);
     keyboard_shortcuts(state);
@@ -65,7 +63,7 @@ pub fn App() -> impl IntoView {
             <aside class="side">
                 <ReadForm/>
                 <TraceLog/>
-                <StatsPanel/>
+                <StatsPanel><ResetSandbox/></StatsPanel>
                 <InstancesPanel/>
                 <SettingsPanel/>
             </aside>
@@ -81,7 +79,10 @@ fn LinkBadge() -> impl IntoView {
     let text = move || match state.link.get() {
         Link::Connecting { attempt: 1 } => "Connecting…".to_string(),
         Link::Connecting { attempt } => format!("Reconnecting (attempt {attempt})…"),
-        Link::Open => format!("Live · sandbox {}", state.sandbox.get_value()),
+        Link::Open => match state.sandbox.get() {
+            Some(sandbox) => format!("Live · sandbox {sandbox}"),
+            None => "Live".to_string(),
+        },
         Link::Lost { retry_in_ms, .. } => format!(
             "Connection lost · retrying in {:.1} s",
             retry_in_ms as f64 / 1000.0
@@ -89,6 +90,7 @@ fn LinkBadge() -> impl IntoView {
         Link::Incompatible { server } => {
             format!("Back end speaks protocol v{server}: reload the page")
         }
+        Link::Refused => "Not connected: see the message above".to_string(),
     };
     let class = move || match state.link.get() {
         Link::Open => "badge live",
@@ -122,11 +124,9 @@ fn CurlHint() -> impl IntoView {
         .location()
         .origin()
         .unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let command = move || {
-        format!(
-            "curl '{origin}/api/v1/users/42?sandbox={}'",
-            state.sandbox.get_value()
-        )
+    let command = move || match state.sandbox.get() {
+        Some(sandbox) => format!("curl '{origin}/api/v1/users/42?sandbox={sandbox}'"),
+        None => format!("curl '{origin}/api/v1/users/42'"),
     };
     view! {
         <footer class="hint">
@@ -137,39 +137,18 @@ fn CurlHint() -> impl IntoView {
     }
 }
 
-/// The sandbox for this tab: `?sandbox=` if given and valid, else one kept
-/// in session storage, else a new random one.
-fn choose_sandbox() -> SandboxId {
-    let window = window();
-    let from_url = window
+/// The sandbox for this tab: `?sandbox=` if given and valid, else the one
+/// this tab watched before (a reload), else none: the server gives the
+/// page a new one, with a name nobody can guess.
+fn choose_sandbox() -> Option<SandboxId> {
+    let from_url = window()
         .location()
         .search()
         .ok()
         .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
         .and_then(|params| params.get("sandbox"))
         .and_then(|name| SandboxId::parse(&name).ok());
-    if let Some(sandbox) = from_url {
-        return sandbox;
-    }
-    let storage = window.session_storage().ok().flatten();
-    let stored = storage
-        .as_ref()
-        .and_then(|s| s.get_item("playground-sandbox").ok().flatten())
-        .and_then(|name| SandboxId::parse(&name).ok());
-    if let Some(sandbox) = stored {
-        return sandbox;
-    }
-    let suffix: String = (0..6)
-        .map(|_| {
-            let n = (js_sys::Math::random() * 36.0) as u32;
-            char::from_digit(n.min(35), 36).unwrap_or('0')
-        })
-        .collect();
-    let sandbox = SandboxId::parse(&format!("tab-{suffix}")).expect("generated names are valid");
-    if let Some(storage) = storage {
-        let _ = storage.set_item("playground-sandbox", sandbox.as_str());
-    }
-    sandbox
+    from_url.or_else(crate::connection::stored_sandbox)
 }
 
 fn prefers_reduced_motion() -> bool {

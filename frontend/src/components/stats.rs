@@ -3,12 +3,13 @@
 
 use leptos::prelude::*;
 
+use crate::components::ConnectionHandle;
 use crate::format;
 use crate::state::AppState;
 
-/// The counters.
+/// The counters, and below them whatever the page adds (the reset button).
 #[component]
-pub fn StatsPanel() -> impl IntoView {
+pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView {
     let state = expect_context::<AppState>();
     let stats = state.stats;
     let ratio = move || stats.with(|s| s.hit_ratio());
@@ -63,6 +64,44 @@ pub fn StatsPanel() -> impl IntoView {
                     }
                 })
             }}
+            {children.map(|children| children())}
         </section>
+    }
+}
+
+/// "Reset this sandbox": its rows back to the seed, its cache emptied, its
+/// counters cleared, for every page watching it.
+#[component]
+pub fn ResetSandbox() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    let shared = move || {
+        state.sandbox.with(|s| {
+            s.as_ref()
+                .is_some_and(|s| s.as_str() == shared::SandboxId::DEFAULT)
+        })
+    };
+    view! {
+        <div class="reset">
+            <button
+                type="button"
+                class="secondary"
+                data-testid="reset"
+                aria-describedby="reset-help"
+                disabled=move || !state.is_open()
+                on:click=move |_| {
+                    connection.with_value(|c| c.reset());
+                }
+            >
+                "Reset this sandbox"
+            </button>
+            <p class="help" id="reset-help">
+                {move || if shared() {
+                    "Puts the rows back to the seed data, empties the cache and clears these counters, for everyone watching the shared sandbox."
+                } else {
+                    "Puts the rows back to the seed data, empties the cache and clears these counters."
+                }}
+            </p>
+        </div>
     }
 }

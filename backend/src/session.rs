@@ -1,0 +1,405 @@
+//! One browser's WebSocket: greets it with its sandbox, forwards the
+//! sandbox's traces, runs its commands, and ends on close, on shutdown, or
+//! when the browser goes quiet.
+//!
+//! Bounded everywhere a visitor could push: message size (set at the
+//! upgrade), commands in flight, steps in a step-through list, idle time
+//! (pings every [`PING_EVERY`]; no word for [`SILENCE`] ends the session),
+//! and the herds a session started stop when it ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use shared::{ClientMessage, InputError, Origin, Scenario, ServerMessage};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::access::SocketSlot;
+use crate::error::OpError;
+use crate::feed::{to_json, FeedEvent};
+use crate::http::AppState;
+use crate::playground::{ReadOptions, WriteOptions};
+use crate::sandbox::{Sandbox, Watching};
+
+/// How many commands one client may have in flight; more get an error
+/// message instead of piling up.
+pub const COMMANDS_IN_FLIGHT: usize = 16;
+
+/// The most steps one read may pause before (there are not more nodes).
+pub const MOST_BREAKPOINTS: usize = 16;
+
+/// How often the server pings a quiet client.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// How long a client may say nothing (not even a pong) before the session
+/// ends.
+pub const SILENCE: Duration = Duration::from_secs(60);
+
+/// How long one message may take to go out before the client is given up
+/// as gone (a peer that stops reading must not hold a session forever).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a session holds for as long as it lives: its sandbox, counted as
+/// watched, and its place among its client's sockets.
+pub struct Admission {
+    pub sandbox: Arc<Sandbox>,
+    pub watching: Watching,
+    pub slot: SocketSlot,
+    /// A word for the page, such as "your sandbox had expired".
+    pub notice: Option<String>,
+}
+
+/// Why a session was not started, told to the page before the socket
+/// closes.
+pub struct Refusal {
+    message: String,
+    /// 1013 ("try again later") for a limit or a busy playground, 1008
+    /// ("policy") for input that will never be accepted.
+    code: u16,
+}
+
+impl Refusal {
+    /// The refusal for an admission error.
+    pub fn of(error: &crate::http::AppError) -> Refusal {
+        use crate::http::AppError;
+        let code = match error {
+            AppError::Input(_) | AppError::Body(_) => 1008,
+            _ => 1013,
+        };
+        Refusal {
+            message: error.client_text(),
+            code,
+        }
+    }
+}
+
+/// Tells the page why it may not have a session, and closes.
+pub async fn refuse(socket: WebSocket, refusal: Refusal) {
+    let (mut sink, _stream) = socket.split();
+    let error = ServerMessage::Error {
+        request_id: None,
+        message: refusal.message.clone(),
+    };
+    if send(&mut sink, Message::Text(to_json(&error).into())).await {
+        // A close reason is at most 123 bytes.
+        let mut reason = refusal.message;
+        while reason.len() > 123 {
+            reason.pop();
+        }
+        let frame = axum::extract::ws::CloseFrame {
+            code: refusal.code,
+            reason: reason.into(),
+        };
+        let _ = send(&mut sink, Message::Close(Some(frame))).await;
+    }
+}
+
+/// Runs one session to its end.
+pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
+    let Admission {
+        sandbox,
+        watching: _watching,
+        slot: _slot,
+        notice,
+    } = admission;
+    let (mut sink, mut stream) = socket.split();
+    let mut feed = sandbox.feed.subscribe();
+    let hello = state.playground.hello(&sandbox);
+    if !send(&mut sink, Message::Text(to_json(&hello).into())).await {
+        return;
+    }
+    if let Some(message) = notice {
+        let notice = ServerMessage::Error {
+            request_id: None,
+            message,
+        };
+        if !send(&mut sink, Message::Text(to_json(&notice).into())).await {
+            return;
+        }
+    }
+    let mut shutdown = state.shutdown.clone();
+    // Replies to this client's own commands arrive here from their tasks.
+    let (replies, mut reply_queue) = mpsc::channel::<String>(COMMANDS_IN_FLIGHT);
+    let in_flight = Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT));
+    // The client's messages are read by a task of their own: the loop below
+    // then wakes for them only when one arrives, instead of starting a read
+    // of the socket each time it sends a trace. Any frame, pongs included,
+    // counts as a sign of life.
+    let (heard, mut hearing) = mpsc::channel::<Option<String>>(COMMANDS_IN_FLIGHT);
+    let reader = tokio::spawn(async move {
+        while let Some(incoming) = stream.next().await {
+            let command = match incoming {
+                Ok(Message::Text(text)) => Some(text.to_string()),
+                Ok(Message::Close(_)) | Err(_) => break,
+                // Pongs and pings (axum answers those) are signs of life;
+                // binary frames are not part of the protocol.
+                Ok(_) => None,
+            };
+            if heard.send(command).await.is_err() {
+                return;
+            }
+        }
+        // The client is gone: say so by closing the channel.
+    });
+    let mut herds: Vec<JoinHandle<()>> = Vec::new();
+    let mut last_heard = Instant::now();
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+
+    loop {
+        let outgoing: Message = tokio::select! {
+            _ = shutdown.changed() => break,
+            event = feed.next() => match event {
+                Some(FeedEvent::Message(json)) => Message::Text(json.to_string().into()),
+                Some(FeedEvent::Missed(count)) => Message::Text(to_json(&ServerMessage::Missed { count }).into()),
+                None => break,
+            },
+            Some(reply) = reply_queue.recv() => Message::Text(reply.into()),
+            heard = hearing.recv() => {
+                last_heard = Instant::now();
+                match heard {
+                    Some(Some(text)) => {
+                        sandbox.touch();
+                        let started = handle_command(&state, &sandbox, &text, &replies, &in_flight);
+                        match started {
+                            Started::Reply(error) => Message::Text(error.into()),
+                            Started::Later => continue,
+                            Started::Herd(task) => {
+                                herds.retain(|h| !h.is_finished());
+                                herds.push(task);
+                                continue;
+                            }
+                        }
+                    }
+                    Some(None) => continue,
+                    None => break,
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENCE {
+                    break;
+                }
+                Message::Ping(Vec::new().into())
+            }
+        };
+        if !send(&mut sink, outgoing).await {
+            break;
+        }
+    }
+    reader.abort();
+    // Herds are the one costly thing nobody waits for once the page is
+    // gone: stop them. (Reads and writes finish: a write's cache step must.)
+    for herd in herds {
+        herd.abort();
+    }
+    let _ = send(&mut sink, Message::Close(None)).await;
+}
+
+/// Sends one message; `false` if the client is gone or too slow.
+async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// What starting a command did.
+enum Started {
+    /// An answer to send now (an error).
+    Reply(String),
+    /// The answer will come from a task.
+    Later,
+    /// A herd was started; its task stops with the session.
+    Herd(JoinHandle<()>),
+}
+
+/// Starts a command from the browser.
+fn handle_command(
+    state: &AppState,
+    sandbox: &Arc<Sandbox>,
+    text: &str,
+    replies: &mpsc::Sender<String>,
+    in_flight: &Arc<Semaphore>,
+) -> Started {
+    let command = match serde_json::from_str::<ClientMessage>(text) {
+        Ok(command) => command,
+        Err(e) => {
+            let mut detail = e.to_string();
+            detail.truncate(200);
+            return Started::Reply(to_json(&ServerMessage::Error {
+                request_id: None,
+                message: format!("not a valid command: {detail}"),
+            }));
+        }
+    };
+    let playground = state.playground.clone();
+    let id = sandbox.id.clone();
+    let reply = |error: Option<OpError>| match error {
+        Some(error) => Started::Reply(error_message(None, error)),
+        None => Started::Later,
+    };
+    match command {
+        ClientMessage::Read {
+            request_id,
+            kind,
+            id: record,
+            pause_before,
+            instance,
+        } => {
+            if pause_before.len() > MOST_BREAKPOINTS {
+                let error = InputError::BadSetting(format!("at most {MOST_BREAKPOINTS} breakpoints"));
+                return Started::Reply(error_message(Some(request_id), error.into()));
+            }
+            let options = ReadOptions {
+                pause_before,
+                operation_id: None,
+                instance,
+            };
+            later(spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .read_with(&id, kind, record, Origin::Browser, options)
+                    .await
+                    .map(|result| ServerMessage::ReadReply { request_id, result })
+            }))
+        }
+        ClientMessage::Write {
+            request_id,
+            kind,
+            id: record,
+            change,
+            instance,
+        } => {
+            let options = WriteOptions {
+                settings: None,
+                instance,
+            };
+            later(spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .write_with(&id, kind, record, change, Origin::Browser, options)
+                    .await
+                    .map(|result| ServerMessage::WriteReply { request_id, result })
+            }))
+        }
+        ClientMessage::SetInstanceLink { instance, connected } => reply(
+            sandbox
+                .start_operation()
+                .and_then(|()| sandbox.set_link(&instance, connected))
+                .err()
+                .map(OpError::from),
+        ),
+        ClientMessage::RunHerd { request_id, herd } => {
+            let started = spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .run_herd(&id, herd)
+                    .await
+                    .map(|result| ServerMessage::HerdReply { request_id, result })
+            });
+            match started {
+                Ok(task) => Started::Herd(task),
+                Err(reply) => Started::Reply(reply),
+            }
+        }
+        ClientMessage::Continue { operation_id } => {
+            reply(playground.continue_operation(&id, operation_id).err())
+        }
+        ClientMessage::RunScenario { request_id, scenario } => {
+            later(spawn_command(request_id, replies, in_flight, async move {
+                match scenario {
+                    Scenario::StaleSetRace { kind, id: record } => {
+                        crate::scenario::stale_set_race(&playground, &id, kind, record)
+                            .await
+                            .map(|result| ServerMessage::ScenarioReply { request_id, result })
+                    }
+                }
+            }))
+        }
+        ClientMessage::CheckDivergence { request_id } => {
+            later(spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .check_divergence(&id)
+                    .await
+                    .map(|report| ServerMessage::Divergence { request_id, report })
+            }))
+        }
+        // Every watcher, this one included, gets the new settings.
+        ClientMessage::UpdateSettings { settings } => reply(playground.update_settings(&id, settings).err()),
+        // Every watcher, this one included, is told the sandbox was reset;
+        // only a failure is answered to this client alone.
+        ClientMessage::Reset => {
+            let replies = replies.clone();
+            tokio::spawn(async move {
+                if let Err(error) = playground.reset(&id).await {
+                    let _ = replies.send(error_message(None, error)).await;
+                }
+            });
+            Started::Later
+        }
+    }
+}
+
+/// A command whose answer comes later (its task runs to the end, even if
+/// the session ends first), or an error now.
+fn later(started: Result<JoinHandle<()>, String>) -> Started {
+    match started {
+        Ok(_) => Started::Later,
+        Err(reply) => Started::Reply(reply),
+    }
+}
+
+/// What a client is told of a failure: input errors in full, internal
+/// failures in general terms (the details go to the log).
+pub fn client_text(error: &OpError) -> String {
+    match error {
+        OpError::Input(e) => e.to_string(),
+        OpError::Inspection(e) => e.to_string(),
+        OpError::Sandbox(
+            e @ (crate::sandbox::SandboxError::Unknown(_) | crate::sandbox::SandboxError::Full(_)),
+        ) => e.to_string(),
+        OpError::Database(_) | OpError::Sandbox(_) => {
+            tracing::error!(%error, "command failed");
+            "the database is unavailable; try again shortly".into()
+        }
+        OpError::Internal(_) => {
+            tracing::error!(%error, "command failed");
+            "the playground failed; the details are in its log".into()
+        }
+    }
+}
+
+/// The message that reports a command's failure to its sender.
+fn error_message(request_id: Option<u64>, error: OpError) -> String {
+    to_json(&ServerMessage::Error {
+        request_id,
+        message: client_text(&error),
+    })
+}
+
+/// Runs a command in its own task, within the client's limit of commands in
+/// flight, and queues its reply. An error message instead, at the limit.
+fn spawn_command(
+    request_id: u64,
+    replies: &mpsc::Sender<String>,
+    in_flight: &Arc<Semaphore>,
+    command: impl std::future::Future<Output = Result<ServerMessage, OpError>> + Send + 'static,
+) -> Result<JoinHandle<()>, String> {
+    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+        return Err(to_json(&ServerMessage::Error {
+            request_id: Some(request_id),
+            message: format!(
+                "too many commands in flight (at most {COMMANDS_IN_FLIGHT}); wait for one to finish"
+            ),
+        }));
+    };
+    let replies = replies.clone();
+    let task = tokio::spawn(async move {
+        let message = command.await.unwrap_or_else(|e| ServerMessage::Error {
+            request_id: Some(request_id),
+            message: client_text(&e),
+        });
+        let _ = replies.send(to_json(&message)).await;
+        drop(permit);
+    });
+    Ok(task)
+}
