@@ -62,6 +62,7 @@ pub fn app(
         .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
         .route("/api/v1/reset", post(reset))
         .route("/ws", get(websocket))
+        .route("/api/{*rest}", axum::routing::any(unknown_api))
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
         .with_state(state);
     let app = if static_dir.join("index.html").is_file() {
@@ -128,6 +129,8 @@ pub enum AppError {
     Input(InputError),
     /// Occurs when a request body is not the JSON expected (400).
     Body(String),
+    /// Occurs when a request body is larger than the limit (413).
+    TooLarge(String),
     /// Occurs when the database fails (503); details go to the log.
     Unavailable(String),
     /// Occurs when the playground itself fails (500); details go to the log.
@@ -182,6 +185,7 @@ impl AppError {
             AppError::Input(e) => (StatusCode::BAD_REQUEST, e.to_string()),
             AppError::NoSandbox(m) => (StatusCode::NOT_FOUND, m),
             AppError::Body(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             AppError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -296,7 +300,10 @@ async fn update(
     body: Result<Json<UpdateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
     let (kind, id, sandbox) = target(&kind, &id, &query)?;
-    let Json(body) = body.map_err(|e| AppError::Body(e.body_text()))?;
+    let Json(body) = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(e.body_text()),
+        _ => AppError::Body(e.body_text()),
+    })?;
     let change = WriteChange::Update { name: body.name };
     write(&state, (sandbox, &query), kind, id, change).await
 }
@@ -391,6 +398,18 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
         Err(e) => format!("unavailable: {e}"),
     };
     Json(json!({ "status": "ok", "redis": redis, "database": "ok" }))
+}
+
+/// Any other `/api/...` address: a JSON 404 that says what exists.
+async fn unknown_api(uri: axum::http::Uri) -> Response {
+    let path: String = uri.path().chars().take(100).collect();
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({
+            "error": format!("no such endpoint {path:?}: try /api/v1/users/{{id}} or /api/v1/products/{{id}}")
+        })),
+    )
+        .into_response()
 }
 
 async fn no_front_end() -> Html<&'static str> {

@@ -121,6 +121,45 @@ impl Counters {
     }
 }
 
+/// Reads that fell back to the database, logged once per burst: Redis
+/// down during a herd is a line every ten seconds, not one per read.
+static FALLBACKS: BurstLog = BurstLog::new(10_000);
+
+/// Counts a repeated event and says when to log it: the first time, then
+/// at most once per window, with how many happened since the last line.
+pub struct BurstLog {
+    window_ms: u64,
+    /// When the last line was due, in milliseconds since the epoch (0:
+    /// never).
+    logged_at: AtomicU64,
+    /// Events since the last line.
+    count: AtomicU64,
+}
+
+impl BurstLog {
+    pub const fn new(window_ms: u64) -> BurstLog {
+        BurstLog {
+            window_ms,
+            logged_at: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one event at `now_ms`; `Some(events)` when a line is due.
+    pub fn note(&self, now_ms: u64) -> Option<u64> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < self.window_ms {
+            return None;
+        }
+        // One caller wins the line; the others keep counting.
+        self.logged_at
+            .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .ok()?;
+        Some(self.count.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// A budget of traces per second: a counter per whole second.
 #[derive(Default)]
 struct TraceBudget {
@@ -450,6 +489,14 @@ impl Sandbox {
     /// untraced. Returns the counters.
     pub fn count(&self, outcome: Outcome, total_us: u64, database_us: u64, untraced: bool) -> Stats {
         self.counters.count(outcome, total_us, database_us, untraced);
+        if outcome == Outcome::Fallback {
+            if let Some(reads) = FALLBACKS.note(unix_millis()) {
+                tracing::warn!(
+                    reads,
+                    "Redis failed or was too slow: {reads} read(s) fell back to the database since the last such line"
+                );
+            }
+        }
         self.counters.snapshot()
     }
 
@@ -826,4 +873,19 @@ fn ops_limiter(per_second: u32) -> Option<governor::DefaultDirectRateLimiter> {
     Some(governor::RateLimiter::direct(governor::Quota::per_second(
         per_second,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BurstLog;
+
+    #[test]
+    fn a_burst_is_one_line_per_window_with_its_count() {
+        let log = BurstLog::new(10_000);
+        assert_eq!(log.note(1_000), Some(1), "the first event is logged at once");
+        let lines: Vec<u64> = (0..5_000).filter_map(|n| log.note(1_001 + n)).collect();
+        assert!(lines.is_empty(), "a burst within the window: no line");
+        assert_eq!(log.note(11_000), Some(5_001), "then one line, with the count");
+        assert_eq!(log.note(11_001), None);
+    }
 }

@@ -215,6 +215,15 @@ enum Started {
     Herd(JoinHandle<()>),
 }
 
+/// A command from its JSON text, or what is wrong with it, in at most a
+/// couple of hundred characters (an error never echoes a message back).
+pub fn decode(text: &str) -> Result<ClientMessage, String> {
+    serde_json::from_str::<ClientMessage>(text).map_err(|e| {
+        let detail: String = e.to_string().chars().take(200).collect();
+        format!("not a valid command: {detail}")
+    })
+}
+
 /// Starts a command from the browser.
 fn handle_command(
     state: &AppState,
@@ -223,15 +232,13 @@ fn handle_command(
     replies: &mpsc::Sender<String>,
     in_flight: &Arc<Semaphore>,
 ) -> Started {
-    let command = match serde_json::from_str::<ClientMessage>(text) {
+    let command = match decode(text) {
         Ok(command) => command,
-        Err(e) => {
-            let mut detail = e.to_string();
-            detail.truncate(200);
+        Err(message) => {
             return Started::Reply(to_json(&ServerMessage::Error {
                 request_id: None,
-                message: format!("not a valid command: {detail}"),
-            }));
+                message,
+            }))
         }
     };
     let playground = state.playground.clone();

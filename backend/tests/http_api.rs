@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::{connect, http_get, receive, refusal, serve};
+
 use std::time::Duration;
 
 use axum::body::Body;
@@ -10,7 +12,6 @@ use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use shared::{Origin, Outcome, ServerMessage, PROTOCOL_VERSION};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt;
 
@@ -192,65 +193,6 @@ async fn root_explains_a_missing_front_end() {
     assert!(String::from_utf8_lossy(&bytes).contains("cargo xtask run"));
 }
 
-/// A served back end on a real port, stopped when dropped.
-struct Served {
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
-}
-
-async fn serve(t: &common::TestBackend) -> Served {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let backend = t.backend.share();
-    let done = tokio::spawn(async move {
-        backend
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    Served {
-        addr,
-        stop: Some(stop),
-        done,
-    }
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(addr: std::net::SocketAddr, query: &str) -> Socket {
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
-        .await
-        .unwrap();
-    socket
-}
-
-async fn receive(socket: &mut Socket) -> ServerMessage {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("socket open")
-            .unwrap();
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
-
-/// A plain HTTP/1.1 GET over TCP, the way curl would send it.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
-
 /// A browser watching `default` sees, live, the trace of a read made with
 /// curl, steps in order.
 #[tokio::test]
@@ -398,21 +340,6 @@ async fn websocket_streams_are_per_sandbox() {
             );
         }
         other => panic!("expected b's trace, got {other:?}"),
-    }
-}
-
-/// A refused session: the error the page was sent, and the close code.
-async fn refusal(socket: &mut Socket) -> (String, u16) {
-    let message = match receive(socket).await {
-        ServerMessage::Error { message, .. } => message,
-        other => panic!("expected an error, got {other:?}"),
-    };
-    let close = tokio::time::timeout(Duration::from_secs(10), socket.next())
-        .await
-        .expect("closed within 10 s");
-    match close {
-        Some(Ok(Message::Close(Some(frame)))) => (message, u16::from(frame.code)),
-        other => panic!("expected a close frame, got {other:?}"),
     }
 }
 

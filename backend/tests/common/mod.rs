@@ -4,7 +4,12 @@
 #![allow(dead_code)]
 
 use backend::{Backend, Config};
-use shared::{Kind, Origin, ReadResult, SandboxId, Trace};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use shared::{Kind, Origin, ReadResult, SandboxId, ServerMessage, Trace};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
 
 /// A back end for one test. Drop stops its Redis and deletes its files.
 pub struct TestBackend {
@@ -89,4 +94,156 @@ impl TestBackend {
 /// The node ids of a trace's steps, in order.
 pub fn nodes(trace: &Trace) -> Vec<&str> {
     trace.steps.iter().map(|s| s.node.as_str()).collect()
+}
+
+// Over real sockets.
+
+/// A served back end on a real port, stopped when dropped.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+pub async fn serve(t: &TestBackend) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let backend = t.backend.share();
+    let done = tokio::spawn(async move {
+        backend
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Served {
+        addr,
+        stop: Some(stop),
+        done,
+    }
+}
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(addr: std::net::SocketAddr, query: &str) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
+        .await
+        .unwrap();
+    socket
+}
+
+pub async fn receive(socket: &mut Socket) -> ServerMessage {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET over TCP, the way curl would send it.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    http(addr, "GET", path, &[], "").await
+}
+
+/// A refused session: the error the page was sent, and the close code.
+pub async fn refusal(socket: &mut Socket) -> (String, u16) {
+    let message = match receive(socket).await {
+        ServerMessage::Error { message, .. } => message,
+        other => panic!("expected an error, got {other:?}"),
+    };
+    let close = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("closed within 10 s");
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => (message, u16::from(frame.code)),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+/// An HTTP/1.1 request over TCP with the given headers and body; the whole
+/// response as text.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// Opens a WebSocket with extra request headers (an `Origin`, an
+/// `X-Forwarded-For`).
+pub async fn connect_with(
+    addr: std::net::SocketAddr,
+    query: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/ws{query}").into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+/// Waits until `check` holds, looking every 20 ms, for at most `within`:
+/// for effects that finish in the background with no event to wait on
+/// (a socket closed by a task that ends, a file removed).
+pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many file descriptors this process has open.
+pub fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+impl TestBackend {
+    /// How many clients the test's Redis has connected.
+    pub fn redis_clients(&self) -> usize {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut self.redis()).unwrap();
+        // Less the connection that asked.
+        list.lines().count().saturating_sub(1)
+    }
+
+    /// Every key in the test's Redis (`KEYS`: fine for a test's small Redis).
+    pub fn all_keys(&self) -> Vec<String> {
+        let mut connection = self.redis();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut connection).unwrap();
+        keys
+    }
 }
