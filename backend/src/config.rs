@@ -27,9 +27,10 @@ pub struct Config {
     #[arg(long, env = "REDIS_SERVER", default_value = "redis-server")]
     pub redis_server: PathBuf,
 
-    /// maxmemory of the redis-server the back end starts.
-    #[arg(long, env = "REDIS_MAXMEMORY", default_value = "64mb")]
-    pub redis_maxmemory: String,
+    /// maxmemory of the redis-server the back end starts, such as 256mb.
+    /// By default, what the sandbox limits need (see `Limits::redis_bytes`).
+    #[arg(long, env = "REDIS_MAXMEMORY")]
+    pub redis_maxmemory: Option<String>,
 
     /// The database: a SQLite file path, or sqlite://PATH. Defaults to
     /// playground.sqlite3 in the data directory.
@@ -141,7 +142,7 @@ pub struct Config {
 
     /// The most records one sandbox may hold in Redis at once (values,
     /// "not found" markers); with the name length cap this bounds its
-    /// memory [local 5000, hosted 1000].
+    /// memory [local 2000, hosted 500].
     #[arg(long, env = "SANDBOX_MAX_KEYS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub sandbox_max_keys: Option<u64>,
 
@@ -194,6 +195,21 @@ pub struct Limits {
     pub max_body_bytes: usize,
 }
 
+/// The most one cached record takes in Redis, key and Redis's own
+/// overhead included: a user with the longest name (80 four-byte
+/// characters) measured about 1,300 bytes (a test keeps this true); a "not
+/// found" marker takes a tenth of that.
+pub const RECORD_BYTES: u64 = 2048;
+
+impl Limits {
+    /// The most all sandbox keys can take in Redis: every sandbox (and
+    /// `default`) holding all it may, each record as large as it can be.
+    /// The back end's own Redis gets this much, so it never has to evict.
+    pub fn redis_bytes(&self) -> u64 {
+        (self.max_sandboxes as u64 + 1) * self.sandbox_max_keys as u64 * RECORD_BYTES
+    }
+}
+
 impl Config {
     /// The settings every new sandbox starts with.
     pub fn sandbox_defaults(&self) -> SandboxSettings {
@@ -214,6 +230,15 @@ impl Config {
         }
     }
 
+    /// The maxmemory of the back end's own Redis: as configured, or what
+    /// the limits need, at least 64 MB.
+    pub fn redis_maxmemory(&self, limits: &Limits) -> String {
+        match &self.redis_maxmemory {
+            Some(maxmemory) => maxmemory.clone(),
+            None => format!("{}mb", (limits.redis_bytes() / (1 << 20) + 1).max(64)),
+        }
+    }
+
     /// The limits in force (see [`Limits`]).
     pub fn limits(&self) -> Limits {
         let pick = |flag: Option<u64>, local: u64, hosted: u64| {
@@ -223,7 +248,7 @@ impl Config {
             named_sandboxes: !self.hosted,
             sandbox_idle: std::time::Duration::from_secs(pick(self.sandbox_idle_secs, 3_600, 600)),
             max_sandboxes: pick(self.max_sandboxes, 50, 200) as usize,
-            sandbox_max_keys: pick(self.sandbox_max_keys, 5_000, 1_000) as usize,
+            sandbox_max_keys: pick(self.sandbox_max_keys, 2_000, 500) as usize,
             sandboxes_per_minute: self
                 .sandboxes_per_minute
                 .unwrap_or(if self.hosted { 6 } else { 60 }),

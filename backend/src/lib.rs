@@ -100,19 +100,32 @@ impl Backend {
     /// [`StartError`].
     pub fn start(config: Config) -> Result<Backend, StartError> {
         let database = Database::open(&config.database_path().map_err(StartError::Config)?)?;
+        let limits = config.limits();
         let (redis_url, embedded_redis) = match &config.redis_url {
-            Some(url) => (url.clone(), None),
+            Some(url) => {
+                tracing::info!(
+                    "with these limits the sandboxes may hold up to {} MiB in Redis; \
+                     give it that much, or lower --max-sandboxes or --sandbox-max-keys",
+                    limits.redis_bytes() >> 20
+                );
+                (url.clone(), None)
+            }
             None => {
+                // Sized for every sandbox holding all it may, and set never
+                // to evict: if the bound were ever passed, a store would
+                // fail (and the read fall back to the database) rather than
+                // push out another sandbox's keys, its leases and version
+                // markers included.
                 let server = EmbeddedRedis::start(&RedisServerOptions {
                     program: config.redis_server.clone(),
-                    maxmemory: config.redis_maxmemory.clone(),
+                    maxmemory: config.redis_maxmemory(&limits),
+                    maxmemory_policy: "noeviction".into(),
                     ..RedisServerOptions::default()
                 })?;
                 (server.url(), Some(server))
             }
         };
         let redis = cache_aside::Redis::open(&redis_url).map_err(StartError::RedisUrl)?;
-        let limits = config.limits();
         let sandboxes = Sandboxes::new(
             config.sandbox_defaults(),
             redis.clone(),

@@ -588,3 +588,60 @@ async fn a_hundred_sandboxes_stay_apart_and_leave_nothing_behind() {
     })
     .await;
 }
+
+/// The back end's own Redis is sized for every sandbox holding all it may,
+/// each record as large as records get, and set never to evict: one
+/// sandbox cannot push out another's keys. The size per record is
+/// measured here, at its largest.
+#[tokio::test]
+async fn the_shared_redis_has_room_for_every_sandbox_and_never_evicts() {
+    let t = common::start(|c| c.sandbox_max_keys = Some(400));
+    let limits = t.backend.config.limits();
+    let config = |name: &str| -> String {
+        let reply: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query(&mut t.redis())
+            .unwrap();
+        reply[1].clone()
+    };
+    assert_eq!(config("maxmemory-policy"), "noeviction");
+    let maxmemory: u64 = config("maxmemory").parse().unwrap();
+    assert!(
+        maxmemory >= limits.redis_bytes(),
+        "{maxmemory} < {}",
+        limits.redis_bytes()
+    );
+
+    let used = || -> u64 {
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut t.redis()).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    let playground = &t.backend.playground;
+    let sandbox = playground.open_sandbox(None).await.unwrap().id.clone();
+    let before = used();
+    // The largest records: the longest names, in four-byte characters.
+    let longest = "😀".repeat(shared::entity::MAX_NAME_LEN);
+    for id in 1..=200 {
+        let change = WriteChange::Update {
+            name: longest.clone(),
+        };
+        playground
+            .write(&sandbox, Kind::Users, id, change, Origin::Rest)
+            .await
+            .unwrap();
+        playground
+            .read(&sandbox, Kind::Users, id, Origin::Rest)
+            .await
+            .unwrap();
+    }
+    let per_record = (used() - before) / 200;
+    assert!(
+        per_record <= backend::config::RECORD_BYTES,
+        "{per_record} bytes per record, more than the {} the limits assume",
+        backend::config::RECORD_BYTES
+    );
+}
