@@ -23,6 +23,21 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// For a `rediss://` REDIS_URL: the PEM file of the certificate
+    /// authority that signed the server's certificate, when it is not one
+    /// the system trusts.
+    #[arg(long, env = "REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<PathBuf>,
+
+    /// For a `rediss://` REDIS_URL whose server asks clients for a
+    /// certificate: this client's certificate (PEM), with --redis-client-key.
+    #[arg(long, env = "REDIS_CLIENT_CERT")]
+    pub redis_client_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --redis-client-cert.
+    #[arg(long, env = "REDIS_CLIENT_KEY")]
+    pub redis_client_key: Option<PathBuf>,
+
     /// The redis-server program to start when REDIS_URL is not set.
     #[arg(long, env = "REDIS_SERVER", default_value = "redis-server")]
     pub redis_server: PathBuf,

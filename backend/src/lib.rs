@@ -49,6 +49,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cache_aside::redact_url;
 pub use config::Config;
 pub use embedded_redis::{EmbeddedRedis, RedisServerOptions};
 pub use playground::Playground;
@@ -79,6 +80,9 @@ pub enum StartError {
     /// Occurs when REDIS_URL is not a valid Redis URL.
     #[error("REDIS_URL is not valid: {0}")]
     RedisUrl(cache_aside::RedisError),
+    /// Occurs when a TLS file for Redis cannot be read or used.
+    #[error("Redis TLS: {0}")]
+    RedisTls(String),
     /// Occurs when the database cannot be opened or seeded.
     #[error(transparent)]
     Database(#[from] store::StoreError),
@@ -125,7 +129,7 @@ impl Backend {
                 (server.url(), Some(server))
             }
         };
-        let redis = cache_aside::Redis::open(&redis_url).map_err(StartError::RedisUrl)?;
+        let redis = connect_redis(&redis_url, &config)?;
         let sandboxes = Sandboxes::new(
             config.sandbox_defaults(),
             redis.clone(),
@@ -213,6 +217,52 @@ impl Backend {
     }
 }
 
+/// The back end's handle on Redis: from the URL alone (passwords and ACL
+/// users go in it: `redis://user:password@host:6379/`), or, for
+/// `rediss://` with a private certificate authority or a client
+/// certificate, built with those files.
+fn connect_redis(url: &str, config: &Config) -> Result<cache_aside::Redis, StartError> {
+    let shown = redact_url(url);
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| StartError::RedisTls(format!("cannot read {}: {e}", path.display())))
+    };
+    let client_tls = match (&config.redis_client_cert, &config.redis_client_key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(StartError::RedisTls(
+                "give both --redis-client-cert and --redis-client-key, or neither".into(),
+            ))
+        }
+    };
+    if client_tls.is_none() && config.redis_ca_cert.is_none() {
+        return cache_aside::Redis::open(url).map_err(|e| StartError::RedisUrl(redact_error(e, url, &shown)));
+    }
+    if !url.starts_with("rediss://") {
+        return Err(StartError::RedisTls(format!(
+            "TLS files were given but REDIS_URL {shown} is not a rediss:// URL"
+        )));
+    }
+    let certificates = redis::TlsCertificates {
+        client_tls,
+        root_cert: config.redis_ca_cert.as_deref().map(read).transpose()?,
+    };
+    let client = redis::Client::build_with_tls(url, certificates)
+        .map_err(|e| StartError::RedisTls(e.to_string().replace(url, &shown)))?;
+    Ok(cache_aside::Redis::from_client(url, client))
+}
+
+/// An error about `url` that names it only as `shown`.
+fn redact_error(error: cache_aside::RedisError, url: &str, shown: &str) -> cache_aside::RedisError {
+    match error {
+        cache_aside::RedisError::Url(message) => cache_aside::RedisError::Url(message.replace(url, shown)),
+        other => other,
+    }
+}
+
 /// Removes idle sandboxes (with their keys and files) every so often:
 /// a quarter of the idle time, at most every 30 seconds.
 async fn reap_idle_sandboxes(playground: Arc<Playground>, mut stopped: tokio::sync::watch::Receiver<bool>) {
@@ -230,27 +280,6 @@ async fn reap_idle_sandboxes(playground: Arc<Playground>, mut stopped: tokio::sy
             }
             _ = stopped.changed() => return,
         }
-    }
-}
-
-/// `redis://user:secret@host/` → `redis://user:***@host/`, for logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
-    let Some((credentials, host)) = authority.rsplit_once('@') else {
-        return url.to_string();
-    };
-    let user = credentials.split_once(':').map_or("", |(user, _)| user);
-    let shown = if credentials.contains(':') {
-        format!("{user}:***")
-    } else {
-        "***".to_string()
-    };
-    match path {
-        Some(path) => format!("{scheme}://{shown}@{host}/{path}"),
-        None => format!("{scheme}://{shown}@{host}"),
     }
 }
 
@@ -273,20 +302,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_never_reach_the_log() {
-        use super::redact_url;
-        assert_eq!(redact_url("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
-        assert_eq!(
-            redact_url("redis://app:s3cret@cache:6379/0"),
-            "redis://app:***@cache:6379/0"
-        );
-        assert_eq!(redact_url("redis://:s3cret@cache"), "redis://:***@cache");
-        assert_eq!(redact_url("rediss://token@cache/"), "rediss://***@cache/");
     }
 }

@@ -4,10 +4,14 @@
 //! database, even while Redis is down), then shares one multiplexed
 //! connection that reconnects by itself. Every command runs under a
 //! timeout: a cache that answers slowly is worse than no cache (tutorial
-//! sections 4.5 and 6.3).
+//! sections 4.5 and 6.3). Connecting is not bound by that timeout: it runs
+//! in a task of its own, one attempt at a time, so a handshake slower than
+//! a command may take (TLS to a distant server) still completes, and
+//! commands wait for it only as long as they may.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -23,15 +27,39 @@ struct Inner {
     /// Where Redis lives, as given (`redis://127.0.0.1:6379/`).
     url: String,
     client: redis::Client,
-    /// Made on first use. A `OnceCell`, so once connected, every command
-    /// gets the connection without taking a lock; while connecting fails
-    /// it stays empty and the next command tries again.
-    connection: tokio::sync::OnceCell<ConnectionManager>,
+    /// Made on first use. Once connected, every command gets the
+    /// connection without taking a lock; while connecting fails it stays
+    /// empty and the next command starts another attempt.
+    connection: OnceLock<ConnectionManager>,
+    /// Whether an attempt to connect is under way (one at a time).
+    connecting: AtomicBool,
+    /// Woken when an attempt ends, in success or failure.
+    attempt_done: tokio::sync::Notify,
+    /// Why the last attempt failed.
+    last_error: Mutex<Option<String>>,
+}
+
+/// The longest one attempt to connect may take, handshakes included.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Inner {
+    fn new(url: &str, client: redis::Client) -> Inner {
+        Inner {
+            url: url.to_string(),
+            client,
+            connection: OnceLock::new(),
+            connecting: AtomicBool::new(false),
+            attempt_done: tokio::sync::Notify::new(),
+            last_error: Mutex::new(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Redis").field("url", &self.inner.url).finish()
+        f.debug_struct("Redis")
+            .field("url", &redact_url(&self.inner.url))
+            .finish()
     }
 }
 
@@ -57,28 +85,25 @@ impl Redis {
     /// [`RedisError::Url`] when `url` is not a valid Redis URL.
     pub fn open(url: &str) -> Result<Redis, RedisError> {
         let client = redis::Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
-        Ok(Redis {
-            inner: Arc::new(Inner {
-                url: url.to_string(),
-                client,
-                connection: tokio::sync::OnceCell::new(),
-            }),
-        })
+        Ok(Redis::from_client(url, client))
+    }
+
+    /// A handle on the Redis `client` connects to (say one built with TLS
+    /// certificates); `url` is only what [`Redis::url`] shows.
+    pub fn from_client(url: &str, client: redis::Client) -> Redis {
+        Redis {
+            inner: Arc::new(Inner::new(url, client)),
+        }
     }
 
     /// A handle on the same Redis with a connection of its own, as a second
     /// application instance would have.
     pub fn with_new_connection(&self) -> Redis {
-        Redis {
-            inner: Arc::new(Inner {
-                url: self.inner.url.clone(),
-                client: self.inner.client.clone(),
-                connection: tokio::sync::OnceCell::new(),
-            }),
-        }
+        Redis::from_client(&self.inner.url, self.inner.client.clone())
     }
 
-    /// The URL this handle talks to.
+    /// The URL this handle talks to, as given (passwords included: use
+    /// [`redact_url`] to show it).
     pub fn url(&self) -> &str {
         &self.inner.url
     }
@@ -98,7 +123,7 @@ impl Redis {
         let attempt = async {
             let mut connection = match self.inner.connection.get() {
                 Some(connection) => connection.clone(),
-                None => self.connection(timeout).await?,
+                None => self.connection().await?,
             };
             command
                 .query_async::<redis::Value>(&mut connection)
@@ -111,26 +136,81 @@ impl Redis {
         }
     }
 
-    async fn connection(&self, timeout: Duration) -> Result<ConnectionManager, RedisError> {
-        let connection = self
-            .inner
-            .connection
-            .get_or_try_init(|| async {
+    /// Whether the first connection has been made (after it, the
+    /// connection reconnects by itself).
+    pub fn is_connected(&self) -> bool {
+        self.inner.connection.get().is_some()
+    }
+
+    /// The connection, once an attempt to connect has made it. Starts an
+    /// attempt unless one is under way, then waits for it to end; the
+    /// caller's timeout bounds the wait, not the attempt.
+    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
+        let inner = &self.inner;
+        // Listen before looking, so an attempt that ends in between still
+        // wakes this command.
+        let done = inner.attempt_done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if let Some(connection) = inner.connection.get() {
+            return Ok(connection.clone());
+        }
+        if !inner.connecting.swap(true, Ordering::AcqRel) {
+            let inner = inner.clone();
+            tokio::spawn(async move {
                 // After the first success the manager reconnects by itself;
-                // until then each command tries once. The caller's timeout
-                // bounds every command (see `query`): no second timer here.
+                // commands bring their own timeout, so none here.
                 let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(None)
                     .set_number_of_retries(0);
-                self.inner
-                    .client
-                    .get_connection_manager_with_config(config)
-                    .await
-                    .map_err(|e| RedisError::Failed(e.to_string()))
-            })
-            .await?;
-        Ok(connection.clone())
+                let attempt = inner.client.get_connection_manager_with_config(config);
+                match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+                    Ok(Ok(connection)) => {
+                        let _ = inner.connection.set(connection);
+                    }
+                    Ok(Err(e)) => *lock(&inner.last_error) = Some(e.to_string()),
+                    Err(_) => {
+                        *lock(&inner.last_error) = Some(format!("connecting took over {CONNECT_TIMEOUT:?}"))
+                    }
+                }
+                inner.connecting.store(false, Ordering::Release);
+                inner.attempt_done.notify_waiters();
+            });
+        }
+        done.await;
+        match inner.connection.get() {
+            Some(connection) => Ok(connection.clone()),
+            None => Err(RedisError::Failed(
+                lock(&inner.last_error)
+                    .clone()
+                    .unwrap_or_else(|| "could not connect".into()),
+            )),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `redis://user:secret@host/` → `redis://user:***@host/`: a URL fit for a
+/// log line or an error message.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let Some((credentials, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let shown = match credentials.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    match path {
+        Some(path) => format!("{scheme}://{shown}@{host}/{path}"),
+        None => format!("{scheme}://{shown}@{host}"),
     }
 }
 

@@ -59,7 +59,7 @@ pub mod stampede;
 pub mod write;
 
 pub use cache::{Builder, CacheAside, Value};
-pub use connection::{Redis, RedisError};
+pub use connection::{redact_url, Redis, RedisError};
 pub use envelope::{Content, Envelope, DELETED_VERSION};
 pub use keys::KeySpace;
 pub use observe::{NoObserver, Observer, Pause, Reply, Status, Step, StepKind};
