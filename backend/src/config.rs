@@ -38,6 +38,14 @@ pub struct Config {
     #[arg(long, env = "REDIS_CLIENT_KEY")]
     pub redis_client_key: Option<PathBuf>,
 
+    /// Keys that seal users' phone numbers before they are cached, as
+    /// `id:base64-32-bytes,...` (make a key with `openssl rand -base64 32`).
+    /// The first seals; all open, so keys rotate: add the new one second,
+    /// then first, then drop the old. Without it, a key made at start.
+    /// Prefer the environment variable to the flag (flags show in `ps`).
+    #[arg(long, env = "CACHE_KEYS", hide_env_values = true)]
+    pub cache_keys: Option<String>,
+
     /// The redis-server program to start when REDIS_URL is not set.
     #[arg(long, env = "REDIS_SERVER", default_value = "redis-server")]
     pub redis_server: PathBuf,

@@ -6,8 +6,8 @@
 //! data, the consequence of the invalidation timing issues of the
 //! tutorial's section 4.2.
 
-use cache_aside::{Content, Envelope, RedisError};
-use shared::{DivergenceEntry, DivergenceReport, Record};
+use cache_aside::{Content, RedisError};
+use shared::{DivergenceEntry, DivergenceReport};
 
 use crate::policies::{describe_entry, describe_record, record_key};
 use crate::sandbox::Sandbox;
@@ -68,14 +68,20 @@ pub async fn check(sandbox: &Sandbox, now_ms: u64) -> Result<DivergenceReport, D
             .find(kind, id, std::time::Duration::ZERO)
             .execute()
             .await?;
-        let entry = Envelope::<Record>::decode(&bytes).ok();
-        let stale = match entry.as_ref().map(|e| &e.content) {
+        // Compared opened (phone numbers unsealed); shown as it rests.
+        let entry = sandbox.decode_entry(&bytes);
+        let stale = match entry
+            .as_ref()
+            .and_then(|(_, opened)| opened.as_ref())
+            .map(|e| &e.content)
+        {
             // An invalidation marker is never served (it reads as a miss),
             // so it cannot be stale.
             Some(Content::Invalidated) => false,
             Some(Content::Value(cached)) => row.as_ref() != Some(cached),
             Some(Content::NotFound) => row.is_some(),
-            // Bytes that are not an entry are served as nothing (a miss).
+            // Bytes that are not an entry, or do not open here, are served
+            // as nothing (a miss).
             None => false,
         };
         entries.push(DivergenceEntry {
@@ -83,7 +89,10 @@ pub async fn check(sandbox: &Sandbox, now_ms: u64) -> Result<DivergenceReport, D
             kind,
             id,
             cached: match &entry {
-                Some(entry) => describe_entry(Some(entry)),
+                Some((sealed, Some(_))) => describe_entry(Some(sealed)),
+                Some((sealed, None)) => {
+                    format!("{} (cannot be opened here: a miss)", describe_entry(Some(sealed)))
+                }
                 None => "unreadable".into(),
             },
             database: row.as_ref().map_or_else(|| "no row".into(), describe_record),

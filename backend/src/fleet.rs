@@ -11,6 +11,7 @@
 //! instances' handle-level observers note every invalidation they receive
 //! ([`Receipts`]), which is how a write's trace shows the fan-out.
 
+use crate::sealing::Sealer;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -144,7 +145,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Instances A, B and C on `redis`, under `keys`. `changed` is called whenever an instance's state
+    /// Instances A, B and C on `redis`, under `keys`, sealing with `sealer`. `changed` is called whenever an instance's state
     /// changes.
     ///
     /// # Errors
@@ -153,6 +154,7 @@ impl Fleet {
         redis: &Redis,
         keys: &KeySpace,
         timeout: Duration,
+        sealer: Arc<Sealer>,
         changed: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Fleet, OptionsError> {
         let receipts = Arc::new(Receipts::default());
@@ -175,6 +177,8 @@ impl Fleet {
                     // setting decides whether a call uses it.
                     .near_cache(NEAR_CAPACITY, Duration::from_secs(30))
                     .versioned(Record::version)
+                    // Phone numbers rest in Redis sealed.
+                    .seal(sealer.clone())
                     .timeout(timeout)
                     .observer(Arc::new(events))
                     .build()?;

@@ -16,6 +16,7 @@
 //! - [`divergence`]: compares what Redis holds with the database, key by key.
 //! - [`sandbox`]: per-session key spaces, databases, settings and counters.
 //! - [`ledger`]: the bound on what one sandbox may hold in Redis.
+//! - [`sealing`]: users' phone numbers encrypted before they are cached.
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
 //! - [`http`]: the REST API, the WebSocket route and the static files (thin handlers).
@@ -41,6 +42,7 @@ pub mod policies;
 pub mod recorder;
 pub mod sandbox;
 pub mod scenario;
+pub mod sealing;
 pub mod session;
 pub mod store;
 
@@ -130,15 +132,27 @@ impl Backend {
             }
         };
         let redis = connect_redis(&redis_url, &config)?;
-        let sandboxes = Sandboxes::new(
-            config.sandbox_defaults(),
-            redis.clone(),
-            Duration::from_millis(config.redis_timeout_ms),
-            database.clone(),
-            config.data_dir.join("sandboxes"),
-            config.trace_buffer as usize,
-            limits.clone(),
-        )?;
+        let sealer = match &config.cache_keys {
+            Some(keys) => {
+                sealing::Sealer::from_config(keys).map_err(|e| StartError::Config(e.to_string()))?
+            }
+            None => {
+                tracing::info!(
+                    "cached phone numbers are sealed with a key made at start; set CACHE_KEYS to keep keys across restarts"
+                );
+                sealing::Sealer::ephemeral()
+            }
+        };
+        let setup = sandbox::Setup {
+            defaults: config.sandbox_defaults(),
+            redis: redis.clone(),
+            timeout: Duration::from_millis(config.redis_timeout_ms),
+            sealer: Arc::new(sealer),
+            sandbox_dir: config.data_dir.join("sandboxes"),
+            feed_capacity: config.trace_buffer as usize,
+            limits: limits.clone(),
+        };
+        let sandboxes = Sandboxes::new(setup, database.clone())?;
         let mut playground = Playground::new(database, redis, sandboxes);
         playground.pause_timeout = Duration::from_secs(config.pause_timeout_secs);
         Ok(Backend {

@@ -149,6 +149,19 @@ pub fn describe_entry(entry: Option<&Envelope<Record>>) -> String {
     match entry {
         None => "nothing".into(),
         Some(entry) => match &entry.content {
+            // Entries as they rest in Redis: a user's phone number sealed.
+            Content::Value(Record::User(user)) if !user.phone.is_empty() => {
+                match crate::sealing::sealed_with(&user.phone) {
+                    Some(key) => format!(
+                        "{}, phone sealed with key {key}",
+                        describe_record(&Record::User(user.clone()))
+                    ),
+                    None => format!(
+                        "{}, phone in the clear",
+                        describe_record(&Record::User(user.clone()))
+                    ),
+                }
+            }
             Content::Value(record) => describe_record(record),
             Content::NotFound => "missing".into(),
             Content::Invalidated => format!("invalidated at version {}", entry.version),

@@ -46,7 +46,7 @@ pub fn node_of(kind: StepKind, flow: Flow, in_lock: bool) -> Option<NodeId> {
     Some(match kind {
         StepKind::NearLookup => NEAR_CACHE,
         StepKind::Lookup if in_lock => LOCK,
-        StepKind::Lookup | StepKind::EarlyRefresh => CHECK_CACHE,
+        StepKind::Lookup | StepKind::EarlyRefresh | StepKind::Unreadable => CHECK_CACHE,
         StepKind::Load => QUERY_DATABASE,
         StepKind::Store | StepKind::StoreRefused => match flow {
             Flow::Read => STORE_IN_CACHE,
@@ -246,6 +246,9 @@ impl Recorder {
                 None => format!("near cache: {}", step.key),
             },
             (StepKind::EarlyRefresh, _) => "XFetch: refresh now, before the value expires".into(),
+            (StepKind::Unreadable, _) => {
+                "the cached copy cannot be read (sealed with a retired key, or another format): a miss".into()
+            }
             (StepKind::ServedStale, _) => {
                 "past its fresh time: served stale while one request refreshes it".into()
             }

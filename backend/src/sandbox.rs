@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use cache_aside::{KeySpace, Options, Redis};
+use cache_aside::{Content, Envelope, KeySpace, Options, Redis};
 use tokio::sync::{oneshot, Notify};
 
 use shared::{InputError, Kind, Outcome, Record, SandboxId, SandboxSettings, ServerMessage, Stats, Trace};
@@ -23,6 +23,7 @@ use crate::fleet::Fleet;
 use crate::ledger::{longest_hold, KeyLedger};
 use crate::policies;
 use crate::recorder::unix_millis;
+use crate::sealing::Sealer;
 use crate::store::{simulated_latency, Database, SqlDone, StoreError};
 
 /// How many traces a sandbox keeps for browsers that connect later.
@@ -219,6 +220,8 @@ pub struct Sandbox {
     pub keys: KeySpace,
     /// The most one Redis command may take.
     pub timeout: Duration,
+    /// Seals users' phone numbers before they are cached.
+    pub sealer: Arc<Sealer>,
     /// This sandbox's database.
     pub database: Database,
     /// Traces of this sandbox's operations, for the browsers watching it.
@@ -295,6 +298,26 @@ impl Sandbox {
     /// [`InputError::OverLimit`] when the sandbox holds all it may.
     pub fn admit(&self, records: &[(Kind, u64)], options: &Options) -> Result<(), InputError> {
         self.ledger.admit(records, longest_hold(options), unix_millis())
+    }
+
+    /// An entry as it rests in Redis, and the same entry opened (its
+    /// phone numbers unsealed): `None` for bytes that are not an entry, or
+    /// an opened `None` for one that does not open here.
+    pub fn decode_entry(&self, bytes: &[u8]) -> Option<(Envelope<Record>, Option<Envelope<Record>>)> {
+        let sealed = Envelope::<Record>::decode(bytes).ok()?;
+        let content = match &sealed.content {
+            Content::Value(record) => match cache_aside::Seal::open(&*self.sealer, record.clone()) {
+                Some(open) => Content::Value(open),
+                None => return Some((sealed, None)),
+            },
+            Content::NotFound => Content::NotFound,
+            Content::Invalidated => Content::Invalidated,
+        };
+        let opened = Envelope {
+            content,
+            ..sealed.clone()
+        };
+        Some((sealed, Some(opened)))
     }
 
     /// The records whose values may be in Redis now, sorted.
@@ -634,20 +657,31 @@ pub enum SandboxError {
     Task(String),
 }
 
+/// What every sandbox shares: the back end's choices.
+pub struct Setup {
+    /// The settings every sandbox starts with.
+    pub defaults: SandboxSettings,
+    /// The Redis sandboxes use.
+    pub redis: Redis,
+    /// The most one Redis command may take.
+    pub timeout: Duration,
+    /// Seals users' phone numbers before they are cached.
+    pub sealer: Arc<Sealer>,
+    /// Where sandboxes' databases are created (and their template).
+    pub sandbox_dir: PathBuf,
+    /// Traces that wait for a slow browser.
+    pub feed_capacity: usize,
+    pub limits: Limits,
+}
+
 /// All sandboxes: `default`, plus those opened by browsers, each removed
 /// with its keys and files once idle.
 pub struct Sandboxes {
-    defaults: SandboxSettings,
-    redis: Redis,
-    timeout: Duration,
+    setup: Setup,
     /// The database of the `default` sandbox (the one `curl` uses).
     default_database: Database,
-    /// Where other sandboxes' databases are created.
-    sandbox_dir: PathBuf,
     /// A seeded database new sandboxes copy.
     template: PathBuf,
-    feed_capacity: usize,
-    limits: Limits,
     /// Read by every request, written once per new sandbox: a read-write
     /// lock, so requests do not queue behind each other.
     map: RwLock<HashMap<SandboxId, Arc<Sandbox>>>,
@@ -657,33 +691,19 @@ pub struct Sandboxes {
 }
 
 impl Sandboxes {
-    /// Sandboxes that start with `defaults` and use `redis`, each command
-    /// within `timeout`. The `default` sandbox uses `default_database`;
-    /// others get a copy of a seeded template in `sandbox_dir`, made now if
-    /// missing. Up to `feed_capacity` traces wait for a slow browser.
+    /// Sandboxes as `setup` says. The `default` sandbox uses
+    /// `default_database`; others get a copy of a seeded template in the
+    /// setup's directory, made now if missing.
     ///
     /// # Errors
     /// When the template cannot be made.
-    pub fn new(
-        defaults: SandboxSettings,
-        redis: Redis,
-        timeout: Duration,
-        default_database: Database,
-        sandbox_dir: PathBuf,
-        feed_capacity: usize,
-        limits: Limits,
-    ) -> Result<Sandboxes, StoreError> {
-        let template = sandbox_dir.join("template.sqlite3");
+    pub fn new(setup: Setup, default_database: Database) -> Result<Sandboxes, StoreError> {
+        let template = setup.sandbox_dir.join("template.sqlite3");
         Database::make_template(&template)?;
         Ok(Sandboxes {
-            defaults,
-            redis,
-            timeout,
+            setup,
             default_database,
-            sandbox_dir,
             template,
-            feed_capacity,
-            limits,
             map: RwLock::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
         })
@@ -691,7 +711,7 @@ impl Sandboxes {
 
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        &self.setup.limits
     }
 
     /// How many sandboxes exist, `default` included.
@@ -741,7 +761,7 @@ impl Sandboxes {
         }
         let _creating = self.creating.lock().await;
         let id = match requested {
-            Some(id) if self.limits.named_sandboxes => {
+            Some(id) if self.setup.limits.named_sandboxes => {
                 // Made meanwhile by another request?
                 if let Some(sandbox) = read(&self.map).get(id) {
                     return Ok(sandbox.clone());
@@ -754,12 +774,12 @@ impl Sandboxes {
             .keys()
             .filter(|k| k.as_str() != SandboxId::DEFAULT)
             .count();
-        if others >= self.limits.max_sandboxes {
+        if others >= self.setup.limits.max_sandboxes {
             return Err(SandboxError::Full(others));
         }
         let (template, path) = (
             self.template.clone(),
-            self.sandbox_dir.join(format!("{id}.sqlite3")),
+            self.setup.sandbox_dir.join(format!("{id}.sqlite3")),
         );
         let database = tokio::task::spawn_blocking(move || Database::copy_of(&template, &path))
             .await
@@ -800,7 +820,7 @@ impl Sandboxes {
 
     /// Makes a sandbox around its database.
     fn assemble(&self, id: SandboxId, database: Database) -> Result<Arc<Sandbox>, SandboxError> {
-        let keys = policies::key_space(&self.defaults.key_prefix, &id);
+        let keys = policies::key_space(&self.setup.defaults.key_prefix, &id);
         let mut failure = None;
         // The instances tell the sandbox when they change, so it holds them
         // through a weak reference: no cycle keeps a sandbox alive.
@@ -811,19 +831,27 @@ impl Sandboxes {
                     sandbox.announce_instances();
                 }
             });
-            let fleet = Fleet::new(&self.redis, &keys, self.timeout, changed).unwrap_or_else(|e| {
+            let fleet = Fleet::new(
+                &self.setup.redis,
+                &keys,
+                self.setup.timeout,
+                self.setup.sealer.clone(),
+                changed,
+            )
+            .unwrap_or_else(|e| {
                 failure = Some(e);
                 Fleet::empty()
             });
             Sandbox {
                 id,
-                redis: self.redis.clone(),
+                redis: self.setup.redis.clone(),
                 keys: keys.clone(),
-                timeout: self.timeout,
+                timeout: self.setup.timeout,
+                sealer: self.setup.sealer.clone(),
                 database,
-                feed: Arc::new(TraceFeed::new(self.feed_capacity)),
+                feed: Arc::new(TraceFeed::new(self.setup.feed_capacity)),
                 fleet,
-                config: RwLock::new(Arc::new(Config::new(self.defaults.clone()))),
+                config: RwLock::new(Arc::new(Config::new(self.setup.defaults.clone()))),
                 counters: Counters::default(),
                 recent: Mutex::new(VecDeque::new()),
                 changed_at: Mutex::new(HashMap::new()),
@@ -834,15 +862,15 @@ impl Sandboxes {
                 stats_due: AtomicBool::new(false),
                 last_used: AtomicU64::new(unix_millis()),
                 watchers: AtomicUsize::new(0),
-                ops: ops_limiter(self.limits.sandbox_ops_per_second),
-                ledger: KeyLedger::new(self.limits.sandbox_max_keys),
+                ops: ops_limiter(self.setup.limits.sandbox_ops_per_second),
+                ledger: KeyLedger::new(self.setup.limits.sandbox_max_keys),
                 resetting: tokio::sync::Mutex::new(()),
             }
         });
         if let Some(error) = failure {
             return Err(error.into());
         }
-        if self.defaults.near_cache {
+        if self.setup.defaults.near_cache {
             sandbox.fleet.near_caches(true);
         }
         Ok(sandbox)

@@ -128,9 +128,9 @@ pub async fn stale_set_race(
         .map_err(|e| OpError::Internal(format!("the reader failed: {e}")))??;
 
     // 4. What does Redis hold now, against the database?
-    let cached = cached_entry(&sandbox, &key).await;
+    let (cached, opened) = cached_entry(&sandbox, &key).await.unzip();
     let row = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;
-    let stale = match (&cached, &row) {
+    let stale = match (opened.flatten(), &row) {
         (Some(entry), Some(row)) => matches!(&entry.content, Content::Value(cached) if cached != row),
         _ => false,
     };
@@ -160,12 +160,13 @@ pub async fn stale_set_race(
     })
 }
 
-/// What Redis holds at `key`, if it is an entry of the engine.
-async fn cached_entry(sandbox: &Sandbox, key: &str) -> Option<Envelope<Record>> {
+/// What Redis holds at `key`, if it is an entry of the engine: as it
+/// rests, and opened (see [`Sandbox::decode_entry`]).
+async fn cached_entry(sandbox: &Sandbox, key: &str) -> Option<(Envelope<Record>, Option<Envelope<Record>>)> {
     let mut get = redis::cmd("GET");
     get.arg(key);
     match sandbox.redis.query(&get, sandbox.timeout).await {
-        Ok(redis::Value::BulkString(bytes)) => Envelope::decode(&bytes).ok(),
+        Ok(redis::Value::BulkString(bytes)) => sandbox.decode_entry(&bytes),
         _ => None,
     }
 }

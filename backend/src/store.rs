@@ -219,7 +219,7 @@ impl Database {
     /// Reads one record by id; `None` if there is no such row.
     pub fn find(&self, kind: Kind, id: u64, simulated_delay: Duration) -> SqlCall<Option<Record>> {
         let sql = match kind {
-            Kind::Users => "SELECT id, name, email, city, joined, version FROM users WHERE id = ?1",
+            Kind::Users => "SELECT id, name, email, city, joined, version, phone FROM users WHERE id = ?1",
             Kind::Products => {
                 "SELECT id, name, category, price_cents, stock, version FROM products WHERE id = ?1"
             }
@@ -249,7 +249,7 @@ impl Database {
         let sql = match kind {
             Kind::Users => {
                 "UPDATE users SET name = ?2, version = version + 1 WHERE id = ?1 \
-                 RETURNING id, name, email, city, joined, version"
+                 RETURNING id, name, email, city, joined, version, phone"
             }
             Kind::Products => {
                 "UPDATE products SET name = ?2, version = version + 1 WHERE id = ?1 \
@@ -329,7 +329,7 @@ impl Database {
 }
 
 /// The schema version this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// One row as a record; the columns are those the queries above select.
 fn record_from_row(kind: Kind, row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
@@ -342,6 +342,7 @@ fn record_from_row(kind: Kind, row: &rusqlite::Row<'_>) -> rusqlite::Result<Reco
             city: row.get(3)?,
             joined: row.get(4)?,
             version: row.get::<_, i64>(5)? as u64,
+            phone: row.get(6)?,
         }),
         Kind::Products => Record::Product(Product {
             id,
@@ -363,7 +364,9 @@ fn summarize_row(row: &Option<Record>) -> String {
 
 /// Creates the tables and fills them with the sample data, once, in one
 /// transaction (so a crash mid-seed leaves no half-filled table). Files from
-/// before row versions get a `version` column.
+/// before row versions get a `version` column; files from before phone
+/// numbers get a `phone` column, filled with the seed's (names and other
+/// changes kept).
 fn create_and_seed(connection: &mut Connection) -> Result<(), StoreError> {
     // WAL, with its file cut back to 1 MB at each checkpoint: without the
     // limit it keeps the size of its busiest moment.
@@ -376,7 +379,8 @@ fn create_and_seed(connection: &mut Connection) -> Result<(), StoreError> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS users (
              id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
-             city TEXT NOT NULL, joined TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1);
+             city TEXT NOT NULL, joined TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1,
+             phone TEXT NOT NULL DEFAULT '');
          CREATE TABLE IF NOT EXISTS products (
              id INTEGER PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL,
              price_cents INTEGER NOT NULL, stock INTEGER NOT NULL, version INTEGER NOT NULL DEFAULT 1);",
@@ -393,13 +397,27 @@ fn create_and_seed(connection: &mut Connection) -> Result<(), StoreError> {
             ))?;
         }
     }
+    let has_phone: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('users') WHERE name = 'phone'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_phone {
+        tx.execute_batch("ALTER TABLE users ADD COLUMN phone TEXT NOT NULL DEFAULT ''")?;
+        let mut fill = tx.prepare("UPDATE users SET phone = ?2 WHERE id = ?1")?;
+        for id in 1..=SEEDED_USERS {
+            fill.execute(params![id as i64, seed::user(id).phone])?;
+        }
+    }
     let users: i64 = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
     let products: i64 = tx.query_row("SELECT count(*) FROM products", [], |r| r.get(0))?;
     if users == 0 {
-        let mut insert = tx.prepare("INSERT INTO users VALUES (?1, ?2, ?3, ?4, ?5, 1)")?;
+        let mut insert = tx.prepare(
+            "INSERT INTO users (id, name, email, city, joined, version, phone) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+        )?;
         for id in 1..=SEEDED_USERS {
             let u = seed::user(id);
-            insert.execute(params![u.id as i64, u.name, u.email, u.city, u.joined])?;
+            insert.execute(params![u.id as i64, u.name, u.email, u.city, u.joined, u.phone])?;
         }
     }
     if products == 0 {
@@ -524,6 +542,8 @@ pub mod seed {
             ),
             city: CITIES[((h >> 40) % 12) as usize].into(),
             joined: format!("{year}-{month:02}-{day:02}"),
+            // 555-01xx numbers are set aside for fiction: none is real.
+            phone: format!("+1 {:03} 555 01{:02}", 200 + (h >> 48) % 800, id % 100),
             version: 1,
         }
     }
@@ -540,5 +560,46 @@ pub mod seed {
             stock: (h >> 40) % 250,
             version: 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file from before phone numbers (schema 2) keeps every change made
+    /// to it, and gains the seed's phone numbers.
+    #[test]
+    fn an_older_file_gains_phone_numbers_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection
+                .execute_batch(
+                    "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
+                         city TEXT NOT NULL, joined TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 1);
+                     CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, category TEXT NOT NULL,
+                         price_cents INTEGER NOT NULL, stock INTEGER NOT NULL, version INTEGER NOT NULL DEFAULT 1);
+                     INSERT INTO users VALUES (1, 'Renamed Long Ago', 'a@example.com', 'Oslo', '2020-01-01', 4);
+                     INSERT INTO products VALUES (1, 'Old Lamp', 'home', 100, 1, 1);
+                     PRAGMA user_version = 2;",
+                )
+                .unwrap();
+        }
+        let database = Database::open(&path).unwrap();
+        let connection = database.inner.connection.lock().unwrap();
+        let (name, version, phone): (String, i64, String) = connection
+            .query_row("SELECT name, version, phone FROM users WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((name.as_str(), version), ("Renamed Long Ago", 4));
+        assert_eq!(phone, seed::user(1).phone);
+        assert!(phone.contains(" 555 01"), "{phone}");
+        let schema: i64 = connection
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(schema, SCHEMA_VERSION);
     }
 }

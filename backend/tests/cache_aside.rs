@@ -68,8 +68,35 @@ async fn first_read_misses_and_fills_the_cache_second_read_hits() {
     let mut redis = t.redis();
     let cached: Vec<u8> = redis.get("cache:default:user:42").unwrap();
     let entry = Envelope::<Record>::decode(&cached).unwrap();
-    assert_eq!(entry.content, Content::Value(first.record.clone().unwrap()));
     assert_eq!(entry.version, 1, "the row's version travels with it");
+    // The user's phone number rests sealed: Redis, and the trace of the
+    // SET, hold only ciphertext; the reader got it open.
+    let Some(Record::User(user)) = &first.record else {
+        panic!("{:?}", first.record)
+    };
+    assert!(!user.phone.is_empty() && !user.phone.starts_with("enc:"));
+    let Content::Value(Record::User(sealed)) = &entry.content else {
+        panic!("{:?}", entry.content)
+    };
+    assert!(sealed.phone.starts_with("enc:v1:boot:"), "{}", sealed.phone);
+    assert_eq!(
+        (&sealed.name, &sealed.email),
+        (&user.name, &user.email),
+        "only the phone is sealed"
+    );
+    assert!(!String::from_utf8_lossy(&cached).contains(&user.phone));
+    assert!(trace.steps[3].action.text().contains("enc:v1:boot:"));
+    assert!(!trace.steps[3].action.text().contains(&user.phone));
+    let sandbox = t
+        .backend
+        .playground
+        .sandbox(&shared::SandboxId::default_sandbox())
+        .unwrap();
+    let (_, opened) = sandbox.decode_entry(&cached).unwrap();
+    assert_eq!(
+        opened.unwrap().content,
+        Content::Value(first.record.clone().unwrap())
+    );
     let ttl: i64 = redis.ttl("cache:default:user:42").unwrap();
     assert!((1..=60).contains(&ttl), "ttl {ttl}");
 

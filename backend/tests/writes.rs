@@ -259,7 +259,11 @@ async fn the_divergence_check_flags_stale_copies() {
         "{}",
         stale.database
     );
-    assert!(stale.cached.ends_with("(version 1)"), "{}", stale.cached);
+    assert!(
+        stale.cached.contains("(version 1), phone sealed with key boot"),
+        "{}",
+        stale.cached
+    );
     assert!(stale.changed_at_ms.is_some());
     assert!(stale.ttl_secs > 0);
     let missing = report.entries.iter().find(|e| e.id == 999_999).unwrap();

@@ -15,12 +15,14 @@ use serde::Serialize;
 
 use crate::bus::Bus;
 use crate::connection::Redis;
+use crate::envelope::{Content, Envelope};
 use crate::flight::Flights;
 use crate::keys::KeySpace;
 use crate::near::NearCache;
 use crate::observe::{NoObserver, Observer};
 use crate::options::{Options, OptionsError};
 use crate::random::{mix64, SplitMix64};
+use crate::seal::Seal;
 
 /// What the engine can cache: any type that serializes, clones and may
 /// cross threads. Implemented for every such type.
@@ -55,6 +57,8 @@ pub(crate) struct Inner<V> {
     /// The version of a value's source row, for the version guard.
     pub(crate) version_of: Option<fn(&V) -> u64>,
     pub(crate) near: Option<NearCache<V>>,
+    /// Seals values on their way into Redis, opens them on their way out.
+    pub(crate) seal: Option<Arc<dyn Seal<V>>>,
     pub(crate) flights: Flights<V>,
     pub(crate) bus: Bus<V>,
     /// Draws for TTL jitter and XFetch.
@@ -76,6 +80,7 @@ pub struct Builder<V> {
     version_of: Option<fn(&V) -> u64>,
     near_capacity: Option<u64>,
     seed: Option<u64>,
+    seal: Option<Arc<dyn Seal<V>>>,
 }
 
 impl<V: Value> CacheAside<V> {
@@ -90,7 +95,29 @@ impl<V: Value> CacheAside<V> {
             version_of: None,
             near_capacity: None,
             seed: None,
+            seal: None,
         }
+    }
+
+    /// `value` as it goes to Redis: sealed, if the cache seals.
+    pub(crate) fn sealed(&self, value: &V) -> V {
+        match &self.inner.seal {
+            Some(seal) => seal.seal(value),
+            None => value.clone(),
+        }
+    }
+
+    /// An entry as read from Redis, its value opened; `None` when it cannot
+    /// be opened (then it is a miss).
+    pub(crate) fn opened(&self, entry: Envelope<V>) -> Option<Envelope<V>> {
+        let Some(seal) = &self.inner.seal else {
+            return Some(entry);
+        };
+        let content = match entry.content {
+            Content::Value(sealed) => Content::Value(seal.open(sealed)?),
+            other => other,
+        };
+        Some(Envelope { content, ..entry })
     }
 
     /// The options used by calls that pass none.
@@ -238,6 +265,13 @@ impl<V: Value> Builder<V> {
         self
     }
 
+    /// Seals values on their way into Redis and opens them on their way
+    /// out (see [`crate::seal`]).
+    pub fn seal(mut self, seal: Arc<dyn Seal<V>>) -> Self {
+        self.seal = Some(seal);
+        self
+    }
+
     /// Seeds the random draws (TTL jitter, XFetch), so runs repeat.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -279,6 +313,7 @@ impl<V: Value> Builder<V> {
                 observer: self.observer,
                 version_of: self.version_of,
                 near,
+                seal: self.seal,
                 flights: Flights::default(),
                 bus,
                 random: SplitMix64::new(self.seed.unwrap_or(origin)),

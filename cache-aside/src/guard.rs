@@ -125,7 +125,8 @@ impl<V: Value> Call<'_, V> {
         let version = loaded.value.as_ref().and_then(|v| self.cache.version_of(v));
         let envelope = Envelope {
             content: match &loaded.value {
-                Some(value) => Content::Value(value.clone()),
+                // Sealed on its way in, if the cache seals.
+                Some(value) => Content::Value(self.cache.sealed(value)),
                 None => Content::NotFound,
             },
             version: version.unwrap_or(0),

@@ -24,6 +24,7 @@
 //! (single flight, a Redis lock, XFetch, stale-while-revalidate), a guard
 //! against the stale-set race (leases, version checks), and a near cache
 //! kept coherent over Redis Pub/Sub. A Redis failure never fails a read.
+//! A [`Seal`] can encrypt what must not rest in Redis in the clear.
 //! An [`Observer`] sees every step with the command as sent.
 //!
 //! # Layout
@@ -35,6 +36,7 @@
 //!   rule, jitter, what to do with an entry found).
 //! - [`options`]: TTLs and policies, per cache and per call.
 //! - [`envelope`]: the one format of every entry in Redis.
+//! - [`seal`]: sealing sensitive values on their way into Redis.
 //! - [`keys`]: the one place that names keys and channels.
 //! - [`bus`]: the Pub/Sub subscription (invalidations, values handed over).
 //! - [`observe`]: the observer trait and its steps.
@@ -55,6 +57,7 @@ pub mod options;
 pub mod policy;
 pub mod random;
 pub mod read;
+pub mod seal;
 pub mod stampede;
 pub mod write;
 
@@ -65,4 +68,5 @@ pub use keys::KeySpace;
 pub use observe::{NoObserver, Observer, Pause, Reply, Status, Step, StepKind};
 pub use options::{Options, OptionsError, RaceGuard, Stampede};
 pub use read::{Answer, Source};
+pub use seal::Seal;
 pub use write::{Change, Effect, Published, Remaining, WritePolicy, Written};

@@ -24,6 +24,9 @@ pub enum StepKind {
     NearLookup,
     /// Looked in Redis (`GET`).
     Lookup,
+    /// Found an entry that cannot be read (another format, or sealed with a
+    /// key this process no longer has): it counts as a miss.
+    Unreadable,
     /// Ran the application's loader: the database, the source of truth.
     Load,
     /// Stored an entry in Redis, with its TTL.
@@ -63,9 +66,10 @@ pub enum StepKind {
 
 impl StepKind {
     /// Every kind, for tables and tests.
-    pub const ALL: [StepKind; 18] = [
+    pub const ALL: [StepKind; 19] = [
         StepKind::NearLookup,
         StepKind::Lookup,
+        StepKind::Unreadable,
         StepKind::Load,
         StepKind::Store,
         StepKind::StoreRefused,

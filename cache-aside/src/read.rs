@@ -223,8 +223,13 @@ impl<V: Value> Call<'_, V> {
             Err(error) => return Lookup::Failed(error),
         };
         // Bytes that are not an envelope (written by hand, or by an older
-        // version) count as a miss, and the store below replaces them.
-        let Ok(entry) = Envelope::<V>::decode(&bytes) else {
+        // version), or a value sealed with a retired key, count as a miss,
+        // and the store below replaces them.
+        let Some(entry) = Envelope::<V>::decode(&bytes)
+            .ok()
+            .and_then(|e| self.cache.opened(e))
+        else {
+            self.note(StepKind::Unreadable, Status::Miss, Duration::ZERO, Reply::None);
             return Lookup::Miss;
         };
         // XFetch needs a random draw, and only it and stale-while-revalidate

@@ -250,7 +250,9 @@ impl<V: Value> Call<'_, V> {
         .await
         .ok()
         .flatten();
-        let entry = handed.and_then(|fill| Envelope::decode(&fill.envelope).ok());
+        let entry = handed
+            .and_then(|fill| Envelope::decode(&fill.envelope).ok())
+            .and_then(|entry| self.cache.opened(entry));
         let status = if entry.is_some() {
             Status::Hit
         } else {

@@ -264,7 +264,7 @@ impl<V: Value> Call<'_, V> {
             return self.delete().await;
         }
         let envelope = Envelope {
-            content: Content::Value(value.clone()),
+            content: Content::Value(self.cache.sealed(value)),
             version: version.unwrap_or(0),
             fresh_until_ms: now_ms().saturating_add(millis(bounded(self.options.ttl))),
             load_ms: 0,

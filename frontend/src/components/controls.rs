@@ -146,6 +146,11 @@ fn LastResult() -> impl IntoView {
                 None => "no such record".to_string(),
             };
             let record = result.record.as_ref().map(|r| serde_json::to_string_pretty(r).unwrap_or_default());
+            // What Redis holds in place of the phone number, from this
+            // read's trace (none for a near-cache hit: Redis was not asked).
+            let sealed = result.trace_id.and_then(|id| {
+                state.log.with(|log| log.iter().find(|t| t.id == id).and_then(format::sealed_phone))
+            });
             view! {
                 <div class="result" data-testid="result">
                     <p>
@@ -162,6 +167,13 @@ fn LastResult() -> impl IntoView {
                         .into_any(),
                         None => view! { <p class="help">{summary}</p> }.into_any(),
                     }}
+                    {sealed.map(|sealed| view! {
+                        <p class="help sealed" data-testid="sealed-phone">
+                            "The phone number is sensitive: Redis holds it only encrypted (AES-256-GCM), as "
+                            <code>{format::truncate(&sealed, 36)}</code>
+                            ". This page got it decrypted."
+                        </p>
+                    })}
                 </div>
             }
         })

@@ -1,0 +1,280 @@
+//! Sealing users' phone numbers before they are cached (tutorial section
+//! 6.6: sensitive data in a cache is encrypted). Redis, its backups and
+//! anyone who can run `GET` there see only ciphertext; the application
+//! opens it on the way out.
+//!
+//! AES-256-GCM (the `aes-gcm` crate): each phone number gets a fresh random
+//! nonce, and the record's key (`user:42`) is bound in as associated data,
+//! so a sealed number copied onto another record does not open. A sealed
+//! number reads `enc:v1:<key id>:<nonce and ciphertext, base64url>`: the key
+//! id lets keys rotate. Configure `CACHE_KEYS=new:…,old:…`; the first seals,
+//! all open; an entry sealed with a key no longer listed is a miss, and is
+//! replaced, sealed with the current key.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use cache_aside::Seal;
+use shared::{Record, User};
+
+/// What every sealed value starts with.
+const PREFIX: &str = "enc:v1:";
+
+/// One key: its id, and the cipher made from it.
+struct Key {
+    id: String,
+    cipher: Aes256Gcm,
+}
+
+/// The keys that seal and open phone numbers: the first seals.
+pub struct Sealer {
+    keys: Vec<Key>,
+}
+
+/// Why `CACHE_KEYS` could not be used. Each variant says when it occurs.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// Occurs when an entry is not `id:key`, or its id is not 1 to 16
+    /// letters and digits.
+    #[error("CACHE_KEYS entry {0:?} is not id:base64-key (id: 1 to 16 letters or digits)")]
+    Form(String),
+    /// Occurs when a key is not base64 for exactly 32 bytes.
+    #[error("CACHE_KEYS key {0:?} is not 32 bytes in base64 (make one with: openssl rand -base64 32)")]
+    Length(String),
+    /// Occurs when two keys have the same id.
+    #[error("CACHE_KEYS names key {0:?} twice")]
+    Duplicate(String),
+}
+
+impl Sealer {
+    /// Keys from `id:base64-key,id:base64-key`, the first sealing.
+    ///
+    /// # Errors
+    /// [`KeyError`] for a malformed list (nothing of a key is echoed).
+    pub fn from_config(keys: &str) -> Result<Sealer, KeyError> {
+        let mut parsed: Vec<Key> = Vec::new();
+        for entry in keys.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let Some((id, material)) = entry.split_once(':') else {
+                return Err(KeyError::Form(shown(entry)));
+            };
+            if id.is_empty() || id.len() > 16 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(KeyError::Form(shown(entry)));
+            }
+            let bytes = STANDARD
+                .decode(material.trim())
+                .ok()
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| KeyError::Length(id.to_string()))?;
+            if parsed.iter().any(|k| k.id == id) {
+                return Err(KeyError::Duplicate(id.to_string()));
+            }
+            parsed.push(Key {
+                id: id.to_string(),
+                cipher: Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyError::Length(id.to_string()))?,
+            });
+        }
+        if parsed.is_empty() {
+            return Err(KeyError::Form(String::new()));
+        }
+        Ok(Sealer { keys: parsed })
+    }
+
+    /// A key made now from the system's random source, for a back end with
+    /// no `CACHE_KEYS`: its sealed entries do not open after a restart
+    /// (they are misses, then replaced), fine for a Redis that restarts
+    /// with it.
+    pub fn ephemeral() -> Sealer {
+        let mut bytes = [0u8; 32];
+        // Without entropy (never on a working system), a fixed key: the
+        // numbers are then only encoded, and the log says so.
+        if getrandom::fill(&mut bytes).is_err() {
+            tracing::error!("no random source: cached phone numbers are sealed with a fixed key");
+        }
+        Sealer {
+            keys: vec![Key {
+                id: "boot".into(),
+                cipher: Aes256Gcm::new_from_slice(&bytes).expect("32 bytes"),
+            }],
+        }
+    }
+
+    /// The id of the key that seals.
+    pub fn sealing_key(&self) -> &str {
+        &self.keys[0].id
+    }
+
+    /// `plain` sealed for the record `record_key`.
+    pub fn seal_text(&self, record_key: &str, plain: &str) -> String {
+        let key = &self.keys[0];
+        let mut nonce = [0u8; 12];
+        if getrandom::fill(&mut nonce).is_err() {
+            // A repeated nonce would weaken GCM: better not cache it.
+            return String::new();
+        }
+        let payload = Payload {
+            msg: plain.as_bytes(),
+            aad: record_key.as_bytes(),
+        };
+        let Ok(ciphertext) = key.cipher.encrypt(Nonce::from_slice(&nonce), payload) else {
+            return String::new();
+        };
+        let mut sealed = nonce.to_vec();
+        sealed.extend(ciphertext);
+        format!("{PREFIX}{}:{}", key.id, URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    /// The plain text of `sealed` for `record_key`; `None` when its key is
+    /// not known here, or it was altered, or it belongs to another record.
+    pub fn open_text(&self, record_key: &str, sealed: &str) -> Option<String> {
+        let (id, data) = sealed.strip_prefix(PREFIX)?.split_once(':')?;
+        let key = self.keys.iter().find(|k| k.id == id)?;
+        let bytes = URL_SAFE_NO_PAD.decode(data).ok()?;
+        if bytes.len() < 12 {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(12);
+        let payload = Payload {
+            msg: ciphertext,
+            aad: record_key.as_bytes(),
+        };
+        let plain = key.cipher.decrypt(Nonce::from_slice(nonce), payload).ok()?;
+        String::from_utf8(plain).ok()
+    }
+}
+
+/// A key-list entry as an error may show it: its id only.
+fn shown(entry: &str) -> String {
+    entry.split(':').next().unwrap_or("").chars().take(16).collect()
+}
+
+/// The key a user's phone number is bound to.
+fn bound_to(user: &User) -> String {
+    format!("user:{}", user.id)
+}
+
+impl Seal<Record> for Sealer {
+    fn seal(&self, record: &Record) -> Record {
+        match record {
+            Record::User(user) if !user.phone.is_empty() => Record::User(User {
+                phone: self.seal_text(&bound_to(user), &user.phone),
+                ..user.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+
+    fn open(&self, sealed: Record) -> Option<Record> {
+        match sealed {
+            // Entries cached before phone numbers existed have none.
+            Record::User(user) if user.phone.is_empty() => Some(Record::User(user)),
+            Record::User(user) => {
+                let phone = self.open_text(&bound_to(&user), &user.phone)?;
+                Some(Record::User(User { phone, ..user }))
+            }
+            other => Some(other),
+        }
+    }
+}
+
+/// Whether a cached phone number is sealed, and with which key: for the
+/// key inspector.
+pub fn sealed_with(phone: &str) -> Option<&str> {
+    phone.strip_prefix(PREFIX)?.split_once(':').map(|(id, _)| id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+    fn user() -> Record {
+        Record::User(User {
+            id: 42,
+            name: "Ada Lovelace".into(),
+            email: "ada@example.com".into(),
+            city: "London".into(),
+            joined: "2020-02-02".into(),
+            phone: "+1 415 555 0142".into(),
+            version: 3,
+        })
+    }
+
+    fn phone(record: &Record) -> &str {
+        match record {
+            Record::User(user) => &user.phone,
+            Record::Product(_) => "",
+        }
+    }
+
+    #[test]
+    fn phone_numbers_rest_sealed_and_open_only_for_their_record() {
+        let sealer = Sealer::from_config(&format!("k1:{K1}")).unwrap();
+        let sealed = sealer.seal(&user());
+        assert!(phone(&sealed).starts_with("enc:v1:k1:"), "{}", phone(&sealed));
+        assert!(!serde_json::to_string(&sealed).unwrap().contains("555"));
+        assert_eq!(sealed_with(phone(&sealed)), Some("k1"));
+        assert_eq!(sealer.open(sealed.clone()), Some(user()));
+        // Two seals of one number differ (a fresh nonce each time).
+        assert_ne!(phone(&sealer.seal(&user())), phone(&sealed));
+        // Moved onto another record, or altered, it does not open.
+        let Record::User(mut moved) = sealed.clone() else {
+            unreachable!()
+        };
+        moved.id = 43;
+        assert_eq!(sealer.open(Record::User(moved)), None);
+        let Record::User(mut altered) = sealed else {
+            unreachable!()
+        };
+        altered
+            .phone
+            .replace_range(20..21, if &altered.phone[20..21] == "A" { "B" } else { "A" });
+        assert_eq!(sealer.open(Record::User(altered)), None);
+    }
+
+    #[test]
+    fn keys_rotate_first_seals_all_open() {
+        let old = Sealer::from_config(&format!("k1:{K1}")).unwrap();
+        let rotating = Sealer::from_config(&format!("k2:{K2}, k1:{K1}")).unwrap();
+        let new = Sealer::from_config(&format!("k2:{K2}")).unwrap();
+        let by_old = old.seal(&user());
+        assert_eq!(rotating.open(by_old.clone()), Some(user()));
+        assert_eq!(new.open(by_old), None, "k1 retired: a miss");
+        assert_eq!(rotating.sealing_key(), "k2");
+        assert_eq!(new.open(rotating.seal(&user())), Some(user()));
+    }
+
+    #[test]
+    fn bad_key_lists_are_refused_without_echoing_keys() {
+        assert!(matches!(Sealer::from_config("nocolon"), Err(KeyError::Form(_))));
+        assert_eq!(
+            Sealer::from_config("k1:c2hvcnQ=").err(),
+            Some(KeyError::Length("k1".into()))
+        );
+        let twice = format!("k1:{K1},k1:{K2}");
+        assert_eq!(
+            Sealer::from_config(&twice).err(),
+            Some(KeyError::Duplicate("k1".into()))
+        );
+        let error = Sealer::from_config(&format!("bad id!:{K1}"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!error.contains(K1), "{error}");
+        assert!(Sealer::from_config("").is_err());
+    }
+
+    #[test]
+    fn products_and_numberless_users_pass_as_they_are() {
+        let sealer = Sealer::ephemeral();
+        let Record::User(mut numberless) = user() else {
+            unreachable!()
+        };
+        numberless.phone.clear();
+        let record = Record::User(numberless);
+        assert_eq!(sealer.seal(&record), record);
+        assert_eq!(sealer.open(record.clone()), Some(record));
+    }
+}
