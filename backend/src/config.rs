@@ -190,6 +190,16 @@ pub struct Config {
     #[arg(long, env = "MAX_HERD_REQUESTS", value_parser = clap::value_parser!(u64).range(1..=5_000))]
     pub max_herd_requests: Option<u64>,
 
+    /// Sandboxes that may have a redis-server of their own at once, for
+    /// experiments on the server itself; none with REDIS_URL [local 4,
+    /// hosted 2].
+    #[arg(long, env = "PRIVATE_REDIS_SERVERS", value_parser = clap::value_parser!(u64).range(0..=64))]
+    pub private_redis_servers: Option<u64>,
+
+    /// maxmemory of a sandbox's own redis-server.
+    #[arg(long, env = "PRIVATE_REDIS_MAXMEMORY", default_value = "8mb")]
+    pub private_redis_maxmemory: String,
+
     /// Herds running at once across all sandboxes [local 4, hosted 2].
     #[arg(long, env = "HERDS_AT_ONCE", value_parser = clap::value_parser!(u64).range(1..=1_000))]
     pub herds_at_once: Option<u64>,
@@ -212,6 +222,8 @@ pub struct Limits {
     pub sandbox_ops_per_second: u32,
     pub max_herd_requests: u64,
     pub herds_at_once: usize,
+    /// Sandboxes with a redis-server of their own, at most.
+    pub private_redis_servers: usize,
     /// The largest WebSocket message a client may send, in bytes.
     pub max_message_bytes: usize,
     /// The largest request body, in bytes.
@@ -282,6 +294,7 @@ impl Config {
                 .unwrap_or(if self.hosted { 100 } else { 0 }),
             max_herd_requests: pick(self.max_herd_requests, 5_000, 1_000),
             herds_at_once: pick(self.herds_at_once, 4, 2) as usize,
+            private_redis_servers: pick(self.private_redis_servers, 4, 2) as usize,
             max_message_bytes: 16 * 1024,
             max_body_bytes: 16 * 1024,
         }

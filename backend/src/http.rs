@@ -26,6 +26,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::access::{content_security_policy, Access};
 use crate::playground::{OpError, Playground, ReadOptions, WriteOptions};
+use crate::private_redis::PrivateRedisError;
 use crate::sandbox::SandboxError;
 use crate::session::{self, Admission};
 
@@ -139,6 +140,9 @@ pub enum AppError {
     OverLimit(String),
     /// Occurs when the request names a sandbox that does not exist (404).
     NoSandbox(String),
+    /// Occurs when the request asks for what this back end does not offer
+    /// (403), such as a redis-server of its own with an external Redis.
+    Refused(String),
 }
 
 impl From<OpError> for AppError {
@@ -148,6 +152,12 @@ impl From<OpError> for AppError {
             OpError::Input(e) => AppError::Input(e),
             OpError::Sandbox(e @ SandboxError::Unknown(_)) => AppError::NoSandbox(e.to_string()),
             OpError::Sandbox(e @ SandboxError::Full(_)) => AppError::Unavailable(e.to_string()),
+            OpError::Sandbox(SandboxError::Private(e @ PrivateRedisError::External)) => {
+                AppError::Refused(e.to_string())
+            }
+            OpError::Sandbox(SandboxError::Private(e @ PrivateRedisError::AllInUse(_))) => {
+                AppError::OverLimit(e.to_string())
+            }
             OpError::Sandbox(e) => {
                 tracing::error!(error = %e, "cannot open sandbox");
                 AppError::Unavailable("this sandbox cannot be opened right now; try again shortly".into())
@@ -184,6 +194,7 @@ impl AppError {
             }
             AppError::Input(e) => (StatusCode::BAD_REQUEST, e.to_string()),
             AppError::NoSandbox(m) => (StatusCode::NOT_FOUND, m),
+            AppError::Refused(m) => (StatusCode::FORBIDDEN, m),
             AppError::Body(m) => (StatusCode::BAD_REQUEST, m),
             AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
@@ -433,10 +444,12 @@ async fn reset(
 }
 
 /// `?sandbox=NAME` on the WebSocket: the sandbox to watch; without it (or
-/// for one that is gone) a new one is opened.
+/// for one that is gone) a new one is opened, with a redis-server of its
+/// own if `redis=private`.
 #[derive(Debug, Deserialize)]
 pub struct SocketQuery {
     sandbox: Option<String>,
+    redis: Option<String>,
 }
 
 /// `GET /ws?sandbox=NAME`: the trace stream of one sandbox, and a channel
@@ -496,7 +509,20 @@ async fn admit(
                     "too many new sandboxes from your address; try again in a minute".into(),
                 ));
             }
-            state.playground.open_sandbox(requested.as_ref()).await?
+            let private = match query.redis.as_deref() {
+                None | Some("shared") => false,
+                Some("private") => true,
+                Some(other) => {
+                    return Err(AppError::Body(format!(
+                        "redis={:?}: use redis=private or redis=shared",
+                        other.chars().take(20).collect::<String>()
+                    )))
+                }
+            };
+            state
+                .playground
+                .open_sandbox_with(requested.as_ref(), private)
+                .await?
         }
     };
     let notice = requested

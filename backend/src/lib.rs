@@ -17,6 +17,7 @@
 //! - [`sandbox`]: per-session key spaces, databases, settings and counters.
 //! - [`ledger`]: the bound on what one sandbox may hold in Redis.
 //! - [`sealing`]: users' phone numbers encrypted before they are cached.
+//! - [`private_redis`]: sandboxes with a redis-server of their own.
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
 //! - [`http`]: the REST API, the WebSocket route and the static files (thin handlers).
@@ -39,6 +40,7 @@ pub mod http;
 pub mod ledger;
 pub mod playground;
 pub mod policies;
+pub mod private_redis;
 pub mod recorder;
 pub mod sandbox;
 pub mod scenario;
@@ -151,6 +153,14 @@ impl Backend {
             sandbox_dir: config.data_dir.join("sandboxes"),
             feed_capacity: config.trace_buffer as usize,
             limits: limits.clone(),
+            // Only a back end that starts its own Redis starts more.
+            private_servers: embedded_redis.is_some().then(|| {
+                private_redis::PrivateServers::new(
+                    config.redis_server.clone(),
+                    config.private_redis_maxmemory.clone(),
+                    limits.private_redis_servers,
+                )
+            }),
         };
         let sandboxes = Sandboxes::new(setup, database.clone())?;
         let mut playground = Playground::new(database, redis, sandboxes);

@@ -116,7 +116,21 @@ impl Playground {
     /// # Errors
     /// [`OpError::Sandbox`] when the playground is full or creation fails.
     pub async fn open_sandbox(&self, requested: Option<&SandboxId>) -> Result<Arc<Sandbox>, OpError> {
-        Ok(self.sandboxes.open(requested).await?)
+        self.open_sandbox_with(requested, false).await
+    }
+
+    /// [`Playground::open_sandbox`]; a new sandbox gets a redis-server of
+    /// its own when `private` asks (see [`crate::private_redis`]).
+    ///
+    /// # Errors
+    /// As [`Playground::open_sandbox`], and [`OpError::Sandbox`] when no
+    /// server of its own can be had.
+    pub async fn open_sandbox_with(
+        &self,
+        requested: Option<&SandboxId>,
+        private: bool,
+    ) -> Result<Arc<Sandbox>, OpError> {
+        Ok(self.sandboxes.open(requested, private).await?)
     }
 
     /// Removes the sandboxes idle for longer than the limits allow, with
@@ -505,6 +519,7 @@ impl Playground {
             diagram: Diagram::cache_aside_read(),
             recent: sandbox.recent(),
             instances: sandbox.fleet.states(),
+            redis: sandbox.redis_description.clone(),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::feed::{to_json, TraceFeed};
 use crate::fleet::Fleet;
 use crate::ledger::{longest_hold, KeyLedger};
 use crate::policies;
+use crate::private_redis::{PrivateRedisError, PrivateServer, PrivateServers};
 use crate::recorder::unix_millis;
 use crate::sealing::Sealer;
 use crate::store::{simulated_latency, Database, SqlDone, StoreError};
@@ -212,10 +213,15 @@ pub type Load = Pin<Box<dyn Future<Output = Result<Option<Record>, StoreError>> 
 /// One sandbox.
 pub struct Sandbox {
     pub id: SandboxId,
-    /// The sandbox's Redis, for inspections outside any operation (the
-    /// divergence check, a scenario's verdict). Today every sandbox shares
-    /// the back end's Redis; a per-sandbox server or a fault proxy goes here.
+    /// The sandbox's Redis: the back end's, shared, or a server of its own
+    /// (see [`crate::private_redis`]). Its instances use it; so do
+    /// inspections outside any operation (the divergence check, a
+    /// scenario's verdict).
     pub redis: Redis,
+    /// Which Redis that is, for the page.
+    pub redis_description: String,
+    /// The sandbox's own server, if it has one; stopped when taken.
+    private_server: Mutex<Option<PrivateServer>>,
     /// Where this sandbox's keys live.
     pub keys: KeySpace,
     /// The most one Redis command may take.
@@ -365,7 +371,13 @@ impl Sandbox {
     /// its database files.
     pub async fn clean_up(&self) {
         self.fleet.close();
-        self.delete_keys().await;
+        // A server of its own goes, keys and all; in the shared one, its
+        // keys are deleted.
+        let own = lock(&self.private_server).take();
+        match own {
+            Some(server) => drop(server),
+            None => self.delete_keys().await,
+        }
         if self.id.as_str() != SandboxId::DEFAULT {
             Database::remove_files(self.database.path());
         }
@@ -655,6 +667,10 @@ pub enum SandboxError {
     /// Occurs when creating the sandbox's files fails in its blocking task.
     #[error("creating the sandbox failed: {0}")]
     Task(String),
+    /// Occurs when a sandbox asks for its own redis-server and cannot have
+    /// one.
+    #[error(transparent)]
+    Private(#[from] PrivateRedisError),
 }
 
 /// What every sandbox shares: the back end's choices.
@@ -672,6 +688,8 @@ pub struct Setup {
     /// Traces that wait for a slow browser.
     pub feed_capacity: usize,
     pub limits: Limits,
+    /// Starts sandboxes' own servers; `None` with an external Redis.
+    pub private_servers: Option<PrivateServers>,
 }
 
 /// All sandboxes: `default`, plus those opened by browsers, each removed
@@ -740,18 +758,24 @@ impl Sandboxes {
         if let Some(sandbox) = map.get(id) {
             return Ok(sandbox.clone());
         }
-        let sandbox = self.assemble(id.clone(), self.default_database.clone())?;
+        let sandbox = self.assemble(id.clone(), self.default_database.clone(), None)?;
         map.insert(id.clone(), sandbox.clone());
         Ok(sandbox)
     }
 
     /// The sandbox a browser asks for: `default` or an existing one as
     /// named; otherwise a new one, named as asked when the limits allow
-    /// named sandboxes (local use), else with a server-issued token.
+    /// named sandboxes (local use), else with a server-issued token. A new
+    /// one gets a redis-server of its own when `private` asks.
     ///
     /// # Errors
-    /// [`SandboxError::Full`] at the cap; creation errors.
-    pub async fn open(&self, requested: Option<&SandboxId>) -> Result<Arc<Sandbox>, SandboxError> {
+    /// [`SandboxError::Full`] at the cap; [`SandboxError::Private`] when no
+    /// server of its own can be had; creation errors.
+    pub async fn open(
+        &self,
+        requested: Option<&SandboxId>,
+        private: bool,
+    ) -> Result<Arc<Sandbox>, SandboxError> {
         if let Some(id) = requested {
             match self.get(id) {
                 Ok(sandbox) => return Ok(sandbox),
@@ -781,10 +805,15 @@ impl Sandboxes {
             self.template.clone(),
             self.setup.sandbox_dir.join(format!("{id}.sqlite3")),
         );
+        let server = match (private, &self.setup.private_servers) {
+            (false, _) => None,
+            (true, None) => return Err(PrivateRedisError::External.into()),
+            (true, Some(servers)) => Some(servers.start().await?),
+        };
         let database = tokio::task::spawn_blocking(move || Database::copy_of(&template, &path))
             .await
             .map_err(|e| SandboxError::Task(e.to_string()))??;
-        let sandbox = self.assemble(id.clone(), database)?;
+        let sandbox = self.assemble(id.clone(), database, server)?;
         write(&self.map).insert(id, sandbox.clone());
         Ok(sandbox)
     }
@@ -819,8 +848,24 @@ impl Sandboxes {
     }
 
     /// Makes a sandbox around its database.
-    fn assemble(&self, id: SandboxId, database: Database) -> Result<Arc<Sandbox>, SandboxError> {
+    fn assemble(
+        &self,
+        id: SandboxId,
+        database: Database,
+        mut server: Option<PrivateServer>,
+    ) -> Result<Arc<Sandbox>, SandboxError> {
         let keys = policies::key_space(&self.setup.defaults.key_prefix, &id);
+        let (redis, redis_description) = match &server {
+            Some(server) => (
+                Redis::open(&server.url()).map_err(|e| PrivateRedisError::DidNotStart(e.to_string()))?,
+                server.describe(),
+            ),
+            None => (
+                self.setup.redis.clone(),
+                "the playground's Redis, shared with other sandboxes (each its own keys, bounded)"
+                    .to_string(),
+            ),
+        };
         let mut failure = None;
         // The instances tell the sandbox when they change, so it holds them
         // through a weak reference: no cycle keeps a sandbox alive.
@@ -832,7 +877,7 @@ impl Sandboxes {
                 }
             });
             let fleet = Fleet::new(
-                &self.setup.redis,
+                &redis,
                 &keys,
                 self.setup.timeout,
                 self.setup.sealer.clone(),
@@ -844,7 +889,9 @@ impl Sandboxes {
             });
             Sandbox {
                 id,
-                redis: self.setup.redis.clone(),
+                redis: redis.clone(),
+                redis_description: redis_description.clone(),
+                private_server: Mutex::new(server.take()),
                 keys: keys.clone(),
                 timeout: self.setup.timeout,
                 sealer: self.setup.sealer.clone(),

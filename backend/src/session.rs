@@ -66,7 +66,7 @@ impl Refusal {
     pub fn of(error: &crate::http::AppError) -> Refusal {
         use crate::http::AppError;
         let code = match error {
-            AppError::Input(_) | AppError::Body(_) => 1008,
+            AppError::Input(_) | AppError::Body(_) | AppError::Refused(_) => 1008,
             _ => 1013,
         };
         Refusal {
@@ -362,7 +362,12 @@ pub fn client_text(error: &OpError) -> String {
         OpError::Input(e) => e.to_string(),
         OpError::Inspection(e) => e.to_string(),
         OpError::Sandbox(
-            e @ (crate::sandbox::SandboxError::Unknown(_) | crate::sandbox::SandboxError::Full(_)),
+            e @ (crate::sandbox::SandboxError::Unknown(_)
+            | crate::sandbox::SandboxError::Full(_)
+            | crate::sandbox::SandboxError::Private(
+                crate::private_redis::PrivateRedisError::External
+                | crate::private_redis::PrivateRedisError::AllInUse(_),
+            )),
         ) => e.to_string(),
         OpError::Database(_) | OpError::Sandbox(_) => {
             tracing::error!(%error, "command failed");

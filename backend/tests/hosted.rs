@@ -6,18 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, connect_with, eventually, http, http_get, receive, refusal, serve, Socket};
+use common::{connect, connect_with, eventually, greeted, http, http_get, receive, refusal, serve, Socket};
 use futures_util::{SinkExt, StreamExt};
 use shared::{Kind, Operation, Origin, SandboxId, ServerMessage, WriteChange};
 use tokio_tungstenite::tungstenite::Message;
-
-/// The greeting's sandbox.
-async fn greeted(socket: &mut Socket) -> SandboxId {
-    match receive(socket).await {
-        ServerMessage::Hello { sandbox, .. } => sandbox,
-        other => panic!("expected hello, got {other:?}"),
-    }
-}
 
 fn status_of(response: &str) -> u16 {
     response

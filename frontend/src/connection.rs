@@ -51,8 +51,18 @@ pub fn socket_url(sandbox: Option<&SandboxId>) -> String {
     match sandbox {
         // Sandbox names are letters, digits, `-` and `_`: nothing to escape.
         Some(sandbox) => format!("{scheme}://{host}/ws?sandbox={sandbox}"),
+        // A new sandbox, with a redis-server of its own if the page asks.
+        None if page_param("redis").as_deref() == Some("private") => {
+            format!("{scheme}://{host}/ws?redis=private")
+        }
         None => format!("{scheme}://{host}/ws"),
     }
+}
+
+/// A parameter of the page's address.
+pub fn page_param(name: &str) -> Option<String> {
+    let search = window().location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
 }
 
 /// The sandbox this tab watched before (a reload), if any.
@@ -81,10 +91,15 @@ fn remember_sandbox(sandbox: &SandboxId) {
     let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
         return;
     };
-    if params
-        .get("sandbox")
-        .is_some_and(|named| named != sandbox.as_str())
+    // `?redis=private` asked for a new sandbox: from now on the address
+    // names the one made, so a reload keeps it rather than make another.
+    let asked_new = params.get("redis").is_some();
+    if asked_new
+        || params
+            .get("sandbox")
+            .is_some_and(|named| named != sandbox.as_str())
     {
+        params.delete("redis");
         params.set("sandbox", sandbox.as_str());
         let address = format!("?{}", String::from(params.to_string()));
         if let Ok(history) = window.history() {

@@ -81,6 +81,8 @@ pub struct AppState {
     pub pending: RwSignal<u32>,
     /// A message for the learner (an error, traces missed), if any.
     pub notice: RwSignal<Option<String>>,
+    /// Which Redis the sandbox uses, as the server describes it.
+    pub redis: RwSignal<String>,
 }
 
 impl AppState {
@@ -105,6 +107,7 @@ impl AppState {
             target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
+            redis: RwSignal::new(String::new()),
         }
     }
 
@@ -119,6 +122,7 @@ impl AppState {
                 diagram,
                 recent,
                 instances,
+                redis,
                 ..
             } => {
                 if protocol_version != PROTOCOL_VERSION {
@@ -136,6 +140,7 @@ impl AppState {
                 self.stats.set(stats);
                 self.diagram.set(diagram);
                 self.instances.set(instances);
+                self.redis.set(redis);
                 // A reconnect or reload picks the log up where it was.
                 self.log.set(recent.into_iter().take(LOG_LIMIT).collect());
             }
@@ -242,6 +247,7 @@ mod tests {
             diagram: Diagram::cache_aside_read(),
             recent: Vec::new(),
             instances: Vec::new(),
+            redis: String::new(),
         }
     }
 

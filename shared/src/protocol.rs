@@ -294,6 +294,9 @@ pub enum ServerMessage {
         /// The sandbox's application instances.
         #[serde(default)]
         instances: Vec<InstanceState>,
+        /// Which Redis the sandbox uses: the shared one, or its own server.
+        #[serde(default)]
+        redis: String,
     },
     /// An operation in this sandbox finished, whoever started it.
     Trace { trace: Trace, stats: Stats },

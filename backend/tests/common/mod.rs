@@ -247,3 +247,11 @@ impl TestBackend {
         keys
     }
 }
+
+/// The greeting's sandbox.
+pub async fn greeted(socket: &mut Socket) -> SandboxId {
+    match receive(socket).await {
+        ServerMessage::Hello { sandbox, .. } => sandbox,
+        other => panic!("expected hello, got {other:?}"),
+    }
+}

@@ -132,23 +132,23 @@ fn CurlHint() -> impl IntoView {
         <footer class="hint">
             <p>"Reads from anywhere show up here live. From a terminal:"</p>
             <code data-testid="curl">{command}</code>
-            <p class="small">"Keys: Space play/pause · → next step · R replay. Open "<a href="?sandbox=default">"?sandbox=default"</a>" to watch plain curl requests."</p>
+            <p class="small">"Keys: Space play/pause · → next step · R replay. Open "<a href="?sandbox=default">"?sandbox=default"</a>" to watch plain curl requests, or "<a href="?redis=private" data-testid="private-redis">"a new sandbox with a redis-server of its own"</a>" (for experiments on the server itself)."</p>
         </footer>
     }
 }
 
 /// The sandbox for this tab: `?sandbox=` if given and valid, else the one
 /// this tab watched before (a reload), else none: the server gives the
-/// page a new one, with a name nobody can guess.
+/// page a new one, with a name nobody can guess (`?redis=private` always
+/// asks for a new one, with a redis-server of its own).
 fn choose_sandbox() -> Option<SandboxId> {
-    let from_url = window()
-        .location()
-        .search()
-        .ok()
-        .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
-        .and_then(|params| params.get("sandbox"))
-        .and_then(|name| SandboxId::parse(&name).ok());
-    from_url.or_else(crate::connection::stored_sandbox)
+    use crate::connection::page_param;
+    let from_url = page_param("sandbox").and_then(|name| SandboxId::parse(&name).ok());
+    if from_url.is_some() || page_param("redis").is_some() {
+        // Named, or a new one asked for (`?redis=private`).
+        return from_url;
+    }
+    crate::connection::stored_sandbox()
 }
 
 fn prefers_reduced_motion() -> bool {

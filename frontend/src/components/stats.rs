@@ -64,6 +64,12 @@ pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView
                     }
                 })
             }}
+            <p class="help" data-testid="redis-placement">
+                {move || {
+                    let redis = state.redis.get();
+                    (!redis.is_empty()).then(|| format!("Redis: {redis}."))
+                }}
+            </p>
             {children.map(|children| children())}
         </section>
     }

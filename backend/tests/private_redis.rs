@@ -1,0 +1,86 @@
+//! Sandboxes with a redis-server of their own, for experiments on the
+//! server itself: real extra `redis-server` processes, capped, stopped
+//! with their sandbox.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect, eventually, greeted, receive, refusal, serve};
+use shared::{Kind, Origin, ServerMessage};
+
+/// A sandbox can have a redis-server of its own: its keys live there, not
+/// in the shared Redis; only so many run at once; reaping the sandbox stops
+/// its server and frees the place.
+#[tokio::test]
+async fn a_sandbox_can_have_its_own_redis_server_a_few_at_most() {
+    let t = common::start(|c| c.private_redis_servers = Some(1));
+    let served = serve(&t).await;
+    let mut socket = connect(served.addr, "?redis=private").await;
+    let (sandbox, redis) = match receive(&mut socket).await {
+        ServerMessage::Hello { sandbox, redis, .. } => (sandbox, redis),
+        other => panic!("expected hello, got {other:?}"),
+    };
+    assert!(redis.contains("its own redis-server"), "{redis}");
+    let playground = &t.backend.playground;
+    playground
+        .read(&sandbox, Kind::Users, 1, Origin::Rest)
+        .await
+        .unwrap();
+    assert!(
+        !t.all_keys().iter().any(|k| k.contains(sandbox.as_str())),
+        "nothing of it in the shared Redis"
+    );
+    let own_url = playground.sandbox(&sandbox).unwrap().redis.url().to_string();
+    let mut own = redis::Client::open(own_url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut own).unwrap();
+    assert_eq!(keys, [format!("cache:{sandbox}:user:1")]);
+
+    // One at most: the next is refused, for now (1013); a shared one is fine.
+    let mut second = connect(served.addr, "?redis=private").await;
+    let (message, code) = refusal(&mut second).await;
+    assert!(message.contains("in use"), "{message}");
+    assert_eq!(code, 1013);
+    let mut shared_one = connect(served.addr, "").await;
+    let shared_id = greeted(&mut shared_one).await;
+
+    // Reaped: its server stops, and the place is free again.
+    socket.close(None).await.unwrap();
+    shared_one.close(None).await.unwrap();
+    let both = [
+        playground.sandbox(&sandbox).unwrap(),
+        playground.sandbox(&shared_id).unwrap(),
+    ];
+    eventually("the sessions to end", Duration::from_secs(10), || {
+        both.iter().all(|s| s.watchers() == 0)
+    })
+    .await;
+    drop(both);
+    assert_eq!(playground.sandboxes.reap(Duration::ZERO).await, 2);
+    assert!(
+        redis::Client::open(own_url.as_str())
+            .unwrap()
+            .get_connection()
+            .is_err(),
+        "its server stopped"
+    );
+    let mut third = connect(served.addr, "?redis=private").await;
+    greeted(&mut third).await;
+}
+
+/// With an external Redis the back end cannot start servers: a sandbox
+/// that asks for its own is refused for good (1008), with the reason.
+#[tokio::test]
+async fn with_an_external_redis_no_sandbox_gets_its_own_server() {
+    let external =
+        embedded_redis::EmbeddedRedis::start(&embedded_redis::RedisServerOptions::default()).unwrap();
+    let t = common::start(|c| c.redis_url = Some(external.url()));
+    let served = serve(&t).await;
+    let mut socket = connect(served.addr, "?redis=private").await;
+    let (message, code) = refusal(&mut socket).await;
+    assert!(message.contains("external Redis"), "{message}");
+    assert_eq!(code, 1008);
+}
