@@ -87,7 +87,7 @@ impl Access {
         if !host.is_empty() && authority.eq_ignore_ascii_case(host) {
             return true;
         }
-        if self.allowed.iter().any(|a| *a == origin) {
+        if self.allowed.contains(&origin) {
             return true;
         }
         self.loopback && is_loopback(authority)
@@ -185,7 +185,7 @@ fn inline_script_hashes(static_dir: &Path) -> Vec<String> {
             break;
         };
         if !tag.contains("src=") {
-            let digest = sha2::Sha256::digest(body[..close].as_bytes());
+            let digest = sha2::Sha256::digest(&body.as_bytes()[..close]);
             hashes.push(format!(
                 "sha256-{}",
                 base64::engine::general_purpose::STANDARD.encode(digest)

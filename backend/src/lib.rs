@@ -128,7 +128,6 @@ impl Backend {
                     program: config.redis_server.clone(),
                     maxmemory: config.redis_maxmemory(&limits),
                     maxmemory_policy: "noeviction".into(),
-                    ..RedisServerOptions::default()
                 })?;
                 (server.url(), Some(server))
             }

@@ -240,7 +240,7 @@ fn tls_files_need_a_rediss_url_and_errors_hide_the_password() {
     assert!(error.contains("rediss://"), "{error}");
     assert!(error.contains("app:***@"), "{error}");
     assert!(!error.contains(PASSWORD), "{error}");
-    let mut half = config(dir.path(), format!("rediss://127.0.0.1:1/"));
+    let mut half = config(dir.path(), "rediss://127.0.0.1:1/".to_string());
     half.redis_client_cert = Some(dir.path().join("ca.pem"));
     let error = Backend::start(half).err().expect("refused").to_string();
     assert!(error.contains("--redis-client-key"), "{error}");

@@ -40,17 +40,23 @@ pub fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
-/// The sealed phone number a trace carries (in the `SET` it sent, or a
-/// `GET`'s reply): what Redis holds in place of the number.
+/// The sealed phone number a trace carries (in the `SET` it sent, quoted
+/// as `redis-cli` would): what Redis holds in place of the number.
 pub fn sealed_phone(trace: &shared::Trace) -> Option<String> {
-    const FIELD: &str = "\"phone\":\"enc:";
+    // In a quoted command the JSON's quotes are escaped: `\"phone\":\"`.
+    const FIELDS: [&str; 2] = [r#"phone\":\""#, r#"phone":""#];
     trace.steps.iter().find_map(|step| {
         [step.action.text(), step.reply.as_str()]
             .into_iter()
             .find_map(|text| {
-                let start = text.find(FIELD)? + "\"phone\":\"".len();
-                let length = text[start..].find('"')?;
-                Some(text[start..start + length].to_string())
+                let start = FIELDS
+                    .iter()
+                    .find_map(|field| Some(text.find(field)? + field.len()))?;
+                let value = &text[start..];
+                let length = value.find(['"', '\\'])?;
+                value[..length]
+                    .starts_with("enc:")
+                    .then(|| value[..length].to_string())
             })
     })
 }
@@ -111,7 +117,7 @@ mod tests {
             outcome: Outcome::Miss,
             found: true,
             steps: vec![step(
-                Action::Redis(r#"SET cache:default:user:4 'ca1 v 1 {"id":4,"phone":"enc:v1:k1:QUJD","version":1}' EX 60"#.into()),
+                Action::Redis(r#"SET cache:default:user:4 "ca1 v 1 {\"id\":4,\"phone\":\"enc:v1:k1:QUJD\",\"version\":1}" EX 60"#.into()),
                 "OK",
             )],
             total_us: 1,
@@ -119,6 +125,8 @@ mod tests {
             instance: None,
         };
         assert_eq!(sealed_phone(&trace).as_deref(), Some("enc:v1:k1:QUJD"));
+        trace.steps = vec![step(Action::Note(r#"{"phone":"enc:v1:k2:REVG"}"#.into()), "")];
+        assert_eq!(sealed_phone(&trace).as_deref(), Some("enc:v1:k2:REVG"));
         trace.steps = vec![step(
             Action::Redis("GET cache:default:product:4".into()),
             r#"{"id":4}"#,

@@ -146,10 +146,15 @@ fn LastResult() -> impl IntoView {
                 None => "no such record".to_string(),
             };
             let record = result.record.as_ref().map(|r| serde_json::to_string_pretty(r).unwrap_or_default());
-            // What Redis holds in place of the phone number, from this
-            // read's trace (none for a near-cache hit: Redis was not asked).
-            let sealed = result.trace_id.and_then(|id| {
-                state.log.with(|log| log.iter().find(|t| t.id == id).and_then(format::sealed_phone))
+            // What Redis holds in place of the phone number: from this
+            // read's trace (a miss stores it), else from the latest one of
+            // the same record that stored it (a hit only reads it).
+            let operation = shared::Operation::Read { kind: result.kind, id: result.id };
+            let sealed = state.log.with(|log| {
+                let this = result.trace_id.and_then(|id| log.iter().find(|t| t.id == id));
+                this.and_then(format::sealed_phone).or_else(|| {
+                    log.iter().filter(|t| t.operation == operation).find_map(format::sealed_phone)
+                })
             });
             view! {
                 <div class="result" data-testid="result">
