@@ -467,9 +467,15 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let limits = state.playground.sandboxes.limits().clone();
+    // Small buffers: a client sends commands of a few hundred bytes, and
+    // each message out is written at once (the session flushes each). The
+    // library's 128 KiB defaults cost a megabyte every few browsers.
     let upgrade = upgrade
         .max_message_size(limits.max_message_bytes)
-        .max_frame_size(limits.max_message_bytes);
+        .max_frame_size(limits.max_message_bytes)
+        .read_buffer_size(limits.max_message_bytes)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20);
     match admit(&state, &headers, peer, &query).await {
         Ok(admission) => upgrade.on_upgrade(move |socket| session::run(state, admission, socket)),
         Err(error) => {

@@ -234,7 +234,17 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 example("hit_path", &args[1..]),
             )
         }
-        Some(other) => return Err(format!("unknown bench {other:?}: use stampede or hit-path")),
+        Some("sandboxes") => {
+            return step(
+                "many browsers, each in its own sandbox, over WebSockets",
+                example("sandboxes", &args[1..]),
+            )
+        }
+        Some(other) => {
+            return Err(format!(
+                "unknown bench {other:?}: use stampede, hit-path or sandboxes"
+            ))
+        }
         None => {}
     }
     let dist = build_front_end()?;
@@ -245,6 +255,10 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     step(
         "the hit path: axum + GET, the engine, the playground",
         example("hit_path", &[]),
+    )?;
+    step(
+        "many browsers, each in its own sandbox, over WebSockets",
+        example("sandboxes", &[]),
     )?;
     for entry in std::fs::read_dir(&dist).map_err(|e| e.to_string())? {
         let path = entry.map_err(|e| e.to_string())?.path();
