@@ -51,8 +51,12 @@ async fn run(config: Config) -> Result<(), backend::StartError> {
         served = &mut serve => served?,
         () = async {
             let _ = first_seen.await;
+            // Listening before saying so: a second Ctrl-C right after the
+            // line is not missed.
+            let second = backend::signal_listener();
+            tracing::info!("stopping: open requests get 10 s (Ctrl-C again to stop now)");
             tokio::select! {
-                () = shutdown_signal() => tracing::warn!("second signal: stopping now"),
+                () = second => tracing::warn!("second signal: stopping now"),
                 () = tokio::time::sleep(std::time::Duration::from_secs(10)) => tracing::warn!("requests still open after 10 s: stopping now"),
             }
         } => {}

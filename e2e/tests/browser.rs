@@ -616,3 +616,40 @@ async fn a_hosted_page_gets_a_private_sandbox_keeps_it_on_reload_and_can_reset_i
     e2e::review_screenshot(&client, "hosted-private-sandbox", "[data-testid=stats]").await;
     client.close().await.unwrap();
 }
+
+/// At a limit the page says which, and keeps trying: here the playground
+/// is full (one sandbox at most), so a second reader is told so.
+#[tokio::test]
+async fn a_full_playground_tells_the_reader_and_keeps_trying() {
+    let server = Server::start(|c| {
+        c.hosted = true;
+        c.max_sandboxes = Some(1);
+    })
+    .await;
+    let driver = Driver::start();
+    let first = driver.browser(1280, 800).await;
+    first.goto(&format!("http://{}/", server.addr)).await.unwrap();
+    wait_for(&first, "the first reader's sandbox", WAIT, || async {
+        text_of(&first, "[data-testid=link]")
+            .await
+            .filter(|t| t.starts_with("Live · sandbox "))
+    })
+    .await;
+    let second = driver.browser(1280, 800).await;
+    second.goto(&format!("http://{}/", server.addr)).await.unwrap();
+    let notice = wait_for(&second, "the page to say it is full", WAIT, || async {
+        text_of(&second, "[role=alert]").await.filter(|t| t.contains("full"))
+    })
+    .await;
+    assert!(notice.contains("try again"), "{notice}");
+    let badge = wait_for(&second, "the page to retry", WAIT, || async {
+        text_of(&second, "[data-testid=link]")
+            .await
+            .filter(|t| t.contains("retrying") || t.contains("Reconnecting"))
+    })
+    .await;
+    assert!(!badge.starts_with("Live"), "{badge}");
+    e2e::review_screenshot(&second, "playground-full", "[role=alert]").await;
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+}
