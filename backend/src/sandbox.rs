@@ -662,7 +662,7 @@ pub enum SandboxError {
     #[error("no sandbox {0:?} (it may have expired): open the playground page for a new one")]
     Unknown(SandboxId),
     /// Occurs when the playground already has as many sandboxes as it may.
-    #[error("the playground is full ({0} sandboxes in use); try again in a few minutes")]
+    #[error("the playground is full: all {0} sandboxes it may hold are in use; try again in a few minutes")]
     Full(usize),
     /// Occurs when creating the sandbox's files fails in its blocking task.
     #[error("creating the sandbox failed: {0}")]

@@ -638,7 +638,9 @@ async fn a_full_playground_tells_the_reader_and_keeps_trying() {
     let second = driver.browser(1280, 800).await;
     second.goto(&format!("http://{}/", server.addr)).await.unwrap();
     let notice = wait_for(&second, "the page to say it is full", WAIT, || async {
-        text_of(&second, "[role=alert]").await.filter(|t| t.contains("full"))
+        text_of(&second, "[role=alert]")
+            .await
+            .filter(|t| t.contains("full"))
     })
     .await;
     assert!(notice.contains("try again"), "{notice}");

@@ -240,6 +240,7 @@ impl Connection {
             }
         };
 
+        let this = self.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let Some(text) = event.data().as_string() else {
                 return;
@@ -248,6 +249,9 @@ impl Connection {
                 Ok(message) => {
                     if let ServerMessage::Hello { sandbox, .. } = &message {
                         remember_sandbox(sandbox);
+                        // Greeted, not merely connected: a refusal (the
+                        // socket opens, then closes) keeps backing off.
+                        this.inner.attempt.set(1);
                     }
                     state.apply(message)
                 }
@@ -258,11 +262,6 @@ impl Connection {
         });
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         on_message.forget();
-
-        let this = self.clone();
-        let on_open = Closure::<dyn FnMut()>::new(move || this.inner.attempt.set(1));
-        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        on_open.forget();
 
         let this = self.clone();
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {

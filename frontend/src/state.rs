@@ -132,6 +132,9 @@ impl AppState {
                     return;
                 }
                 self.link.set(Link::Open);
+                // A refusal from an earlier attempt ("full", "too many")
+                // no longer holds.
+                self.notice.set(None);
                 // The server may have given a new sandbox (the page asked
                 // for none, or for one that had expired): reconnections
                 // ask for this one.
