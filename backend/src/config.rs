@@ -200,6 +200,11 @@ pub struct Config {
     #[arg(long, env = "PRIVATE_REDIS_MAXMEMORY", default_value = "8mb")]
     pub private_redis_maxmemory: String,
 
+    /// Seconds a WebSocket may stay silent (not even answering the
+    /// server's pings, sent three times in that span) before it is closed.
+    #[arg(long, env = "SOCKET_SILENCE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..=3_600))]
+    pub socket_silence_secs: u64,
+
     /// Herds running at once across all sandboxes [local 4, hosted 2].
     #[arg(long, env = "HERDS_AT_ONCE", value_parser = clap::value_parser!(u64).range(1..=1_000))]
     pub herds_at_once: Option<u64>,
@@ -224,6 +229,8 @@ pub struct Limits {
     pub herds_at_once: usize,
     /// Sandboxes with a redis-server of their own, at most.
     pub private_redis_servers: usize,
+    /// How long a WebSocket may stay silent before it is closed.
+    pub socket_silence: std::time::Duration,
     /// The largest WebSocket message a client may send, in bytes.
     pub max_message_bytes: usize,
     /// The largest request body, in bytes.
@@ -295,6 +302,7 @@ impl Config {
             max_herd_requests: pick(self.max_herd_requests, 5_000, 1_000),
             herds_at_once: pick(self.herds_at_once, 4, 2) as usize,
             private_redis_servers: pick(self.private_redis_servers, 4, 2) as usize,
+            socket_silence: std::time::Duration::from_secs(self.socket_silence_secs),
             max_message_bytes: 16 * 1024,
             max_body_bytes: 16 * 1024,
         }

@@ -4,7 +4,8 @@
 //!
 //! Bounded everywhere a visitor could push: message size (set at the
 //! upgrade), commands in flight, steps in a step-through list, idle time
-//! (pings every [`PING_EVERY`]; no word for [`SILENCE`] ends the session),
+//! (pings three times per `--socket-silence-secs`; no word for that long
+//! ends the session),
 //! and the herds a session started stop when it ends.
 
 use std::sync::Arc;
@@ -30,13 +31,6 @@ pub const COMMANDS_IN_FLIGHT: usize = 16;
 
 /// The most steps one read may pause before (there are not more nodes).
 pub const MOST_BREAKPOINTS: usize = 16;
-
-/// How often the server pings a quiet client.
-pub const PING_EVERY: Duration = Duration::from_secs(20);
-
-/// How long a client may say nothing (not even a pong) before the session
-/// ends.
-pub const SILENCE: Duration = Duration::from_secs(60);
 
 /// How long one message may take to go out before the client is given up
 /// as gone (a peer that stops reading must not hold a session forever).
@@ -146,7 +140,11 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
     });
     let mut herds: Vec<JoinHandle<()>> = Vec::new();
     let mut last_heard = Instant::now();
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    // A client says something (a pong at least) at every ping; three
+    // pings unanswered and it is gone.
+    let silence = state.playground.sandboxes.limits().socket_silence;
+    let ping_every = silence / 3;
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
 
     loop {
         let outgoing: Message = tokio::select! {
@@ -178,7 +176,7 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
                 }
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > SILENCE {
+                if last_heard.elapsed() > silence {
                     break;
                 }
                 Message::Ping(Vec::new().into())

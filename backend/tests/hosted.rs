@@ -637,3 +637,55 @@ async fn the_shared_redis_has_room_for_every_sandbox_and_never_evicts() {
         backend::config::RECORD_BYTES
     );
 }
+
+/// A browser that goes silent (not even answering pings) is closed after
+/// `--socket-silence-secs`; one that answers stays.
+#[tokio::test]
+async fn silent_sockets_are_closed_and_live_ones_stay() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = common::start(|c| c.socket_silence_secs = 3);
+    let served = serve(&t).await;
+
+    // A live browser: its library answers pings while it reads.
+    let mut live = connect(served.addr, "?sandbox=live").await;
+    greeted(&mut live).await;
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = live.next().await {} });
+
+    // A silent one: a raw handshake, then nothing, not even pongs.
+    let mut silent = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+    silent
+        .write_all(
+            b"GET /ws?sandbox=silent HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), silent.read_to_end(&mut received))
+        .await
+        .expect("the silent socket is closed")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text:.100}");
+    // Pings (0x89) were sent; a close frame (0x88) ended it.
+    assert!(received.contains(&0x89) && received.contains(&0x88));
+
+    // The live one, silent as long but answering pings, is still there.
+    assert!(!reader.is_finished(), "the live socket stayed open");
+    reader.abort();
+    let sandbox = t
+        .backend
+        .playground
+        .sandbox(&SandboxId::parse("silent").unwrap())
+        .unwrap();
+    eventually("the silent session to end", Duration::from_secs(10), || {
+        sandbox.watchers() == 0
+    })
+    .await;
+    let live = t
+        .backend
+        .playground
+        .sandbox(&SandboxId::parse("live").unwrap())
+        .unwrap();
+    assert_eq!(live.watchers(), 1);
+}
