@@ -92,7 +92,7 @@ pub struct Config {
 
     /// Give each application instance a near cache (in-process, in front
     /// of Redis), kept coherent by Redis Pub/Sub invalidation.
-    #[arg(long, env = "NEAR_CACHE")]
+    #[arg(long, env = "NEAR_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
     pub near_cache: bool,
 
     /// Seconds a near-cache entry lives: the bound on staleness for an
@@ -136,7 +136,7 @@ pub struct Config {
     /// Serve anonymous visitors (behind a documentation site): new
     /// sandboxes only from server-issued tokens, and the limits below
     /// default to their hosted values.
-    #[arg(long, env = "PLAYGROUND_HOSTED")]
+    #[arg(long, env = "PLAYGROUND_HOSTED", value_parser = clap::builder::FalseyValueParser::new())]
     pub hosted: bool,
 
     /// Origins (scheme://host[:port]) whose pages may use the WebSocket and
@@ -151,7 +151,7 @@ pub struct Config {
 
     /// Trust the first address of X-Forwarded-For as the client's (only
     /// behind a proxy that sets it).
-    #[arg(long, env = "TRUST_FORWARDED_FOR")]
+    #[arg(long, env = "TRUST_FORWARDED_FOR", value_parser = clap::builder::FalseyValueParser::new())]
     pub trust_forwarded_for: bool,
 
     /// Seconds a sandbox with no watcher may stay unused before it is
