@@ -2,12 +2,17 @@
 //! handlers for a back end that anonymous visitors reach through a
 //! documentation site (tutorial section 6.6).
 //!
-//! - **Origins**: a page may drive the WebSocket and the API only from the
-//!   playground's own origin or an allowed one (local use also allows any
-//!   loopback origin, for `trunk serve`). Requests without an `Origin`
-//!   header (curl, scripts) are not pages and pass.
-//! - **Client addresses**: open WebSockets per address, and new sandboxes
-//!   per address per minute (governor's keyed limiter).
+//! - **Origins**: a page may drive the WebSocket and the API only from an
+//!   allowed origin: hosted, the playground's own (its `Host`) or one of
+//!   `--allowed-origins`; local, a loopback one (the page itself, `trunk
+//!   serve`) or one of `--allowed-origins`, never merely one that matches
+//!   the `Host` header (a DNS-rebinding page would). Requests without an
+//!   `Origin` header (curl, scripts) are not pages and pass.
+//! - **Client addresses**: the peer's, or, behind a proxy, the address it
+//!   appended to `X-Forwarded-For` (the last one: earlier ones are whatever
+//!   the client sent). IPv6 clients count by their /64, which one host
+//!   usually holds whole. Per address: open WebSockets, and new sandboxes
+//!   per minute (governor's keyed limiter).
 //! - **Security headers**: a Content-Security-Policy that allows the
 //!   front end's own scripts by hash, `frame-ancestors` for embedding,
 //!   `nosniff`, no referrer.
@@ -82,31 +87,37 @@ impl Access {
             return true;
         };
         let origin = normalize(origin);
-        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
-        let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
-        if !host.is_empty() && authority.eq_ignore_ascii_case(host) {
-            return true;
-        }
         if self.allowed.contains(&origin) {
             return true;
         }
-        self.loopback && is_loopback(authority)
+        let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if self.loopback {
+            return is_loopback(authority);
+        }
+        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+        !host.is_empty() && authority.eq_ignore_ascii_case(host)
     }
 
-    /// The client's address: the peer's, or the first of X-Forwarded-For
-    /// when the back end is told to trust it.
+    /// The client as the limits count it: the peer's address or, when the
+    /// back end is told to trust its proxy, the last `X-Forwarded-For`
+    /// entry (the one that proxy appended); an IPv6 address by its /64.
     pub fn client(&self, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+        let mut address = peer.ip();
         if self.trust_forwarded_for {
             let forwarded = headers
-                .get("x-forwarded-for")
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.split(',').next())
-                .and_then(|a| a.trim().parse::<IpAddr>().ok());
-            if let Some(address) = forwarded {
-                return address;
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|h| h.to_str().ok())
+                .flat_map(|h| h.split(','))
+                .next_back()
+                .map(str::trim);
+            match forwarded.map(parse_address) {
+                Some(Some(forwarded)) => address = forwarded,
+                Some(None) => tracing::debug!("X-Forwarded-For without an address; counting the proxy's"),
+                None => {}
             }
         }
-        peer.ip()
+        by_network(address)
     }
 
     /// Counts a new WebSocket of `client` in, if it has room for one more.
@@ -129,6 +140,29 @@ impl Access {
         // Forget addresses whose limit has refilled, so the map stays small.
         self.new_sandboxes.retain_recent();
         allowed
+    }
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`.
+fn parse_address(text: &str) -> Option<IpAddr> {
+    if let Ok(address) = text.parse::<IpAddr>() {
+        return Some(address);
+    }
+    text.parse::<SocketAddr>().ok().map(|a| a.ip())
+}
+
+/// IPv6 addresses by their /64 (a host usually has a whole /64); IPv4 as
+/// they are, IPv4-mapped ones too.
+fn by_network(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -243,6 +277,13 @@ mod tests {
         );
         assert!(local.origin_allowed(&from("http://localhost:3000")));
         assert!(!local.origin_allowed(&from("https://evil.example")));
+        // DNS rebinding: a page whose name now points at 127.0.0.1 sends
+        // its own name as Host; locally that is not enough.
+        let rebound = headers(&[
+            ("origin", "http://evil.example:8080"),
+            ("host", "evil.example:8080"),
+        ]);
+        assert!(!local.origin_allowed(&rebound));
     }
 
     #[test]
@@ -270,17 +311,22 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_addresses_count_only_when_trusted() {
+    fn forwarded_addresses_count_only_when_trusted_and_only_the_proxys() {
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let forwarded = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.1")]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // The client wrote the first entry; the proxy appended the last.
+        let forwarded = headers(&[("x-forwarded-for", "198.51.100.99, 203.0.113.7")]);
         assert_eq!(access(true, &[]).client(&forwarded, peer), peer.ip());
         let mut config = Config::defaults();
         config.trust_forwarded_for = true;
         let trusting = Access::new(&config, &config.limits());
-        assert_eq!(
-            trusting.client(&forwarded, peer),
-            "203.0.113.7".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(trusting.client(&forwarded, peer), ip("203.0.113.7"));
+        let with_port = headers(&[("x-forwarded-for", "203.0.113.7:4711")]);
+        assert_eq!(trusting.client(&with_port, peer), ip("203.0.113.7"));
+        let v6 = headers(&[("x-forwarded-for", "[2001:db8:1:2:3:4:5:6]:443")]);
+        assert_eq!(trusting.client(&v6, peer), ip("2001:db8:1:2::"), "a /64");
+        let garbage = headers(&[("x-forwarded-for", "not an address")]);
+        assert_eq!(trusting.client(&garbage, peer), peer.ip());
     }
 
     #[test]

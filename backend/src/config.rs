@@ -20,7 +20,7 @@ pub struct Config {
 
     /// Redis to use, such as redis://127.0.0.1:6379/. Without it the back end
     /// runs its own redis-server.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// For a `rediss://` REDIS_URL: the PEM file of the certificate
@@ -190,6 +190,11 @@ pub struct Config {
     #[arg(long, env = "MAX_HERD_REQUESTS", value_parser = clap::value_parser!(u64).range(1..=5_000))]
     pub max_herd_requests: Option<u64>,
 
+    /// The longest TTL a sandbox's settings may ask for, in seconds (cache,
+    /// "does not exist", near copies) [local 604800, hosted 3600].
+    #[arg(long, env = "MAX_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub max_ttl_secs: Option<u64>,
+
     /// Sandboxes that may have a redis-server of their own at once, for
     /// experiments on the server itself; none with REDIS_URL [local 4,
     /// hosted 2].
@@ -229,6 +234,8 @@ pub struct Limits {
     pub herds_at_once: usize,
     /// Sandboxes with a redis-server of their own, at most.
     pub private_redis_servers: usize,
+    /// The longest TTL a sandbox's settings may ask for, in seconds.
+    pub max_ttl_secs: u64,
     /// How long a WebSocket may stay silent before it is closed.
     pub socket_silence: std::time::Duration,
     /// The largest WebSocket message a client may send, in bytes.
@@ -302,6 +309,7 @@ impl Config {
             max_herd_requests: pick(self.max_herd_requests, 5_000, 1_000),
             herds_at_once: pick(self.herds_at_once, 4, 2) as usize,
             private_redis_servers: pick(self.private_redis_servers, 4, 2) as usize,
+            max_ttl_secs: pick(self.max_ttl_secs, 604_800, 3_600),
             socket_silence: std::time::Duration::from_secs(self.socket_silence_secs),
             max_message_bytes: 16 * 1024,
             max_body_bytes: 16 * 1024,

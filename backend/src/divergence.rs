@@ -69,7 +69,7 @@ pub async fn check(sandbox: &Sandbox, now_ms: u64) -> Result<DivergenceReport, D
             .execute()
             .await?;
         // Compared opened (phone numbers unsealed); shown as it rests.
-        let entry = sandbox.decode_entry(&bytes);
+        let entry = sandbox.decode_entry(&key, &bytes);
         let stale = match entry
             .as_ref()
             .and_then(|(_, opened)| opened.as_ref())

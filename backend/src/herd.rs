@@ -21,7 +21,7 @@ use shared::{
 use crate::error::OpError;
 use crate::policies;
 use crate::recorder::{micros, node_of, Flow};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Running, Sandbox};
 use crate::store::StoreError;
 
 /// At expiry, the value is primed to live this long before the herd.
@@ -154,9 +154,9 @@ fn herd_settings(base: &SandboxSettings, spec: &HerdSpec) -> SandboxSettings {
 /// # Errors
 /// [`OpError::Input`] for a bad id or parameters out of range;
 /// [`OpError::Database`] when a load fails (the rest of the herd stops).
-pub async fn run(sandbox: &Arc<Sandbox>, spec: HerdSpec) -> Result<HerdResult, OpError> {
+pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpError> {
     check(&spec)?;
-    let _one_herd_at_a_time = sandbox.herd.lock().await;
+    let sandbox: &Arc<Sandbox> = running;
     let settings = Arc::new(herd_settings(&sandbox.settings(), &spec));
     let options = Arc::new(policies::options(&settings));
     let key_of = |id: u64| policies::record_key(spec.kind, id);
@@ -167,7 +167,7 @@ pub async fn run(sandbox: &Arc<Sandbox>, spec: HerdSpec) -> Result<HerdResult, O
         _ => vec![spec.id],
     };
     let records: Vec<(Kind, u64)> = ids.iter().map(|id| (spec.kind, *id)).collect();
-    sandbox.admit(&records, &options)?;
+    running.admit(&records, &options)?;
     for id in &ids {
         let key = key_of(*id);
         let mut del = redis::cmd("DEL");

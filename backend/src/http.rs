@@ -27,7 +27,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::access::{content_security_policy, Access};
 use crate::playground::{OpError, Playground, ReadOptions, WriteOptions};
 use crate::private_redis::PrivateRedisError;
-use crate::sandbox::SandboxError;
+use crate::sandbox::{SandboxError, Unwatchable};
 use crate::session::{self, Admission};
 
 /// How long any request may take (a herd over the WebSocket is not a
@@ -74,7 +74,7 @@ pub fn app(
     };
     let origins: Vec<HeaderValue> = allowed_origins
         .iter()
-        .filter_map(|o| HeaderValue::from_str(o.trim().trim_end_matches('/')).ok())
+        .filter_map(|o| HeaderValue::from_str(&o.trim().trim_end_matches('/').to_ascii_lowercase()).ok())
         .collect();
     let csp = content_security_policy(static_dir, frame_ancestors);
     app.layer(DefaultBodyLimit::max(body_limit))
@@ -405,8 +405,11 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     let playground = &state.playground;
     let ping = redis::cmd("PING");
     let redis = match playground.redis.query(&ping, HEALTH_TIMEOUT).await {
-        Ok(_) => "ok".to_string(),
-        Err(e) => format!("unavailable: {e}"),
+        Ok(_) => "ok",
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: Redis unavailable");
+            "unavailable"
+        }
     };
     Json(json!({ "status": "ok", "redis": redis, "database": "ok" }))
 }
@@ -439,7 +442,13 @@ async fn reset(
     Params(query): Params<SandboxQuery>,
 ) -> Result<Response, AppError> {
     let sandbox = query.sandbox()?;
-    state.playground.reset(&sandbox).await?;
+    // In a task of its own, like a write: a client that hangs up must not
+    // leave the rows re-seeded and the old keys cached.
+    let playground = state.playground.clone();
+    let id = sandbox.clone();
+    tokio::spawn(async move { playground.reset(&id).await })
+        .await
+        .map_err(|e| OpError::Internal(format!("the reset's task failed: {e}")))??;
     Ok(Json(json!({ "reset": sandbox })).into_response())
 }
 
@@ -504,42 +513,54 @@ async fn admit(
             limits.sockets_per_client
         ))
     })?;
-    let existing = requested
-        .as_ref()
-        .and_then(|id| state.playground.sandbox(id).ok());
-    let sandbox = match existing {
-        Some(sandbox) => sandbox,
-        None => {
-            if !state.access.may_create_sandbox(client) {
-                return Err(AppError::OverLimit(
-                    "too many new sandboxes from your address; try again in a minute".into(),
-                ));
-            }
-            let private = match query.redis.as_deref() {
-                None | Some("shared") => false,
-                Some("private") => true,
-                Some(other) => {
-                    return Err(AppError::Body(format!(
-                        "redis={:?}: use redis=private or redis=shared",
-                        other.chars().take(20).collect::<String>()
-                    )))
+    let private = match query.redis.as_deref() {
+        None | Some("shared") => false,
+        Some("private") => true,
+        Some(other) => {
+            return Err(AppError::Body(format!(
+                "redis={:?}: use redis=private or redis=shared",
+                other.chars().take(20).collect::<String>()
+            )))
+        }
+    };
+    // Twice at most: a sandbox removed between finding it and watching it
+    // is as good as expired, and a new one is opened.
+    let mut wanted = requested.clone();
+    let (sandbox, watching) = loop {
+        let existing = wanted.as_ref().and_then(|id| state.playground.sandbox(id).ok());
+        let sandbox = match existing {
+            Some(sandbox) => sandbox,
+            None => {
+                if !state.access.may_create_sandbox(client) {
+                    return Err(AppError::OverLimit(
+                        "too many new sandboxes from your address; try again in a minute".into(),
+                    ));
                 }
-            };
-            state
-                .playground
-                .open_sandbox_with(requested.as_ref(), private)
-                .await?
+                state
+                    .playground
+                    .open_sandbox_with(wanted.as_ref(), private)
+                    .await?
+            }
+        };
+        match sandbox.watch(limits.sockets_per_sandbox) {
+            Ok(watching) => break (sandbox, watching),
+            Err(Unwatchable::Full) => {
+                return Err(AppError::OverLimit(format!(
+                    "this sandbox is open in too many tabs (at most {})",
+                    limits.sockets_per_sandbox
+                )))
+            }
+            Err(Unwatchable::Gone) if wanted.is_some() => wanted = None,
+            Err(Unwatchable::Gone) => {
+                return Err(AppError::Unavailable(
+                    "the sandbox could not be opened; try again".into(),
+                ))
+            }
         }
     };
     let notice = requested
         .filter(|asked| *asked != sandbox.id)
         .map(|_| "your sandbox had expired (idle too long): this is a new one, with fresh data".to_string());
-    let watching = sandbox.watch(limits.sockets_per_sandbox).ok_or_else(|| {
-        AppError::OverLimit(format!(
-            "this sandbox is open in too many tabs (at most {})",
-            limits.sockets_per_sandbox
-        ))
-    })?;
     Ok(Admission {
         sandbox,
         watching,

@@ -72,6 +72,17 @@ impl KeyLedger {
         Ok(())
     }
 
+    /// Holds `records` (admitted already) at least `hold` from `now_ms`:
+    /// an operation ending after its values were stored late.
+    pub fn extend(&self, records: &[(Kind, u64)], hold: Duration, now_ms: u64) {
+        let until = now_ms.saturating_add(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX));
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for record in records {
+            let gone_at = held.entry(*record).or_insert(until);
+            *gone_at = (*gone_at).max(until);
+        }
+    }
+
     /// The records whose values may still be in Redis at `now_ms`, sorted.
     pub fn held(&self, now_ms: u64) -> Vec<(Kind, u64)> {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
@@ -141,6 +152,18 @@ mod tests {
         assert_eq!(ledger.held(59_999).len(), 2);
         ledger.clear();
         assert!(ledger.held(0).is_empty());
+    }
+
+    #[test]
+    fn an_operation_that_ends_late_keeps_its_records_held_from_then() {
+        let ledger = KeyLedger::new(10);
+        ledger
+            .admit(&[(Kind::Users, 1)], Duration::from_secs(1), 0)
+            .unwrap();
+        // The value was stored after a long pause; the operation ends at 5 s.
+        ledger.extend(&[(Kind::Users, 1)], Duration::from_secs(1), 5_000);
+        assert_eq!(ledger.held(5_500), [(Kind::Users, 1)]);
+        assert!(ledger.held(6_001).is_empty());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::feed::{to_json, Subscription};
 use crate::fleet::Instance;
 use crate::policies;
 use crate::recorder::{micros, unix_millis, Flow, Gate, Recorder};
-use crate::sandbox::{Sandbox, Sandboxes};
+use crate::sandbox::{Running, Sandbox, Sandboxes};
 use crate::store::{simulated_latency, Database};
 
 /// Shared state behind every request.
@@ -54,6 +54,15 @@ pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest a write's trace waits for the instances' receipts of its
 /// invalidation, to draw the fan-out. The write itself never waits.
 const RECEIPT_WAIT: Duration = Duration::from_millis(500);
+
+/// A herd costs as much as this many operations of the sandbox's limit.
+const HERD_WEIGHT: u32 = 10;
+
+/// A divergence check costs as much as this many operations.
+const DIVERGENCE_WEIGHT: u32 = 10;
+
+/// The most reads paused at a breakpoint at once in one sandbox.
+pub const MOST_PAUSED: usize = 32;
 
 /// Step-through and routing options of a read.
 #[derive(Clone, Debug, Default)]
@@ -104,10 +113,8 @@ impl Playground {
     /// # Errors
     /// [`OpError::Sandbox`] for no such sandbox, [`OpError::Input`] when
     /// the sandbox goes too fast.
-    pub fn for_operation(&self, id: &SandboxId) -> Result<Arc<Sandbox>, OpError> {
-        let sandbox = self.sandbox(id)?;
-        sandbox.start_operation()?;
-        Ok(sandbox)
+    pub fn for_operation(&self, id: &SandboxId) -> Result<Running, OpError> {
+        self.sandbox(id)?.start_operation(1)
     }
 
     /// The sandbox a browser asks to watch: an existing one, or a new one
@@ -146,7 +153,7 @@ impl Playground {
     /// [`OpError::Database`] when re-seeding fails; [`OpError::Input`]
     /// while another reset of it runs.
     pub async fn reset(&self, sandbox: &SandboxId) -> Result<(), OpError> {
-        self.for_operation(sandbox)?.reset().await
+        self.sandbox(sandbox)?.reset().await
     }
 
     /// Reads a record through the cache in `sandbox`, then publishes the
@@ -179,6 +186,14 @@ impl Playground {
     ) -> Result<ReadResult, OpError> {
         check_id(id)?;
         let sandbox = self.for_operation(sandbox)?;
+        // Paused reads live until continued or timed out, even after their
+        // page left: so many at once per sandbox, no more.
+        if !options.pause_before.is_empty() && sandbox.paused_count() >= MOST_PAUSED {
+            return Err(InputError::OverLimit(format!(
+                "{MOST_PAUSED} reads of this sandbox are paused already; continue some first"
+            ))
+            .into());
+        }
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
         let config = sandbox.config();
         sandbox.admit(&[(kind, id)], &config.options)?;
@@ -442,7 +457,12 @@ impl Playground {
     /// # Errors
     /// [`OpError::Inspection`] when Redis or the database fails.
     pub async fn check_divergence(&self, sandbox: &SandboxId) -> Result<DivergenceReport, OpError> {
-        let sandbox = self.for_operation(sandbox)?;
+        // A check reads every key the sandbox holds and each row: it costs
+        // as much as many reads, and runs one at a time per sandbox.
+        let sandbox = self.sandbox(sandbox)?.start_operation(DIVERGENCE_WEIGHT)?;
+        let Ok(_one_at_a_time) = sandbox.inspecting.try_lock() else {
+            return Err(InputError::OverLimit("a check of this sandbox is running already".into()).into());
+        };
         Ok(divergence::check(&sandbox, unix_millis()).await?)
     }
 
@@ -460,7 +480,12 @@ impl Playground {
             ))
             .into());
         }
-        let sandbox = self.for_operation(sandbox)?;
+        let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
+        // This sandbox's herd first, so a second one here does not take
+        // one of the places all sandboxes share only to wait.
+        let Ok(_one_here) = sandbox.herd.try_lock() else {
+            return Err(InputError::OverLimit("a herd is running in this sandbox already".into()).into());
+        };
         let Ok(_running) = self.herds.clone().try_acquire_owned() else {
             return Err(InputError::OverLimit(
                 "other herds are running right now; try again in a moment".into(),
@@ -499,6 +524,21 @@ impl Playground {
         settings: SandboxSettings,
     ) -> Result<SandboxSettings, OpError> {
         settings.validate()?;
+        // Hosted, no TTL outlives the hour: whatever a visitor leaves in
+        // Redis goes by itself soon.
+        let most = self.sandboxes.limits().max_ttl_secs;
+        for (name, secs) in [
+            ("cache_ttl_secs", settings.cache_ttl_secs),
+            ("null_ttl_secs", settings.null_ttl_secs),
+            ("near_ttl_secs", settings.near_ttl_secs),
+        ] {
+            if secs > most {
+                return Err(InputError::BadSetting(format!(
+                    "{name} must be at most {most} here, not {secs}"
+                ))
+                .into());
+            }
+        }
         let sandbox = self.for_operation(sandbox)?;
         let settings = sandbox.set_settings(settings);
         let message = ServerMessage::Settings {

@@ -73,10 +73,13 @@ impl PrivateServers {
             .try_acquire_owned()
             .map_err(|_| PrivateRedisError::AllInUse(self.most))?;
         let options = self.options.clone();
-        let server = tokio::task::spawn_blocking(move || EmbeddedRedis::start(&options))
+        // The place goes with the blocking start: if the request is dropped
+        // meanwhile, the server started is stopped before its place is
+        // given back, so never more run than the cap.
+        let (server, permit) = tokio::task::spawn_blocking(move || (EmbeddedRedis::start(&options), permit))
             .await
-            .map_err(|e| PrivateRedisError::DidNotStart(e.to_string()))?
             .map_err(|e| PrivateRedisError::DidNotStart(e.to_string()))?;
+        let server = server.map_err(|e| PrivateRedisError::DidNotStart(e.to_string()))?;
         Ok(PrivateServer {
             server,
             maxmemory: self.options.maxmemory.clone(),

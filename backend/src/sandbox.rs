@@ -36,8 +36,21 @@ pub const RECENT_TRACES: usize = 20;
 /// never costs more than the reads themselves.
 pub const TRACES_PER_SECOND: u64 = 50;
 
+/// How long a sandbox that was opened and never used is kept once nobody
+/// watches it (a page that came and went at once).
+pub const NEVER_USED_GRACE: Duration = Duration::from_secs(120);
+
 /// How often, at most, the counters go out on their own.
 const STATS_EVERY: Duration = Duration::from_millis(200);
+
+/// Why a sandbox cannot be watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unwatchable {
+    /// As many watch it as may.
+    Full,
+    /// It was removed a moment ago.
+    Gone,
+}
 
 /// A watcher counted in; counted out when dropped.
 pub struct Watching(Arc<Sandbox>);
@@ -252,6 +265,8 @@ pub struct Sandbox {
     pause_events: Notify,
     /// Held while a herd runs, so two herds never trample the same key.
     pub herd: tokio::sync::Mutex<()>,
+    /// Held while a divergence check runs: one at a time.
+    pub inspecting: tokio::sync::Mutex<()>,
     /// Traces left this second.
     budget: TraceBudget,
     /// Whether counters are due to go out (see [`Sandbox::count_untraced`]).
@@ -266,6 +281,68 @@ pub struct Sandbox {
     ledger: KeyLedger,
     /// Held while the sandbox is being reset: one reset at a time.
     resetting: tokio::sync::Mutex<()>,
+    /// Set while a reset runs: operations do not start meanwhile.
+    frozen: AtomicBool,
+    /// Operations under way (see [`Running`]); a sandbox is neither reaped
+    /// nor reset under one.
+    in_flight: AtomicUsize,
+    /// Woken when the last operation under way ends.
+    settled: Notify,
+    /// Set once the sandbox is removed; nothing starts in it after.
+    retired: AtomicBool,
+    /// Whether anything was ever done in it (one never used is reaped
+    /// sooner).
+    used: AtomicBool,
+}
+
+/// An operation under way in a sandbox. While it lives the sandbox is
+/// neither reaped nor reset. The records it admits are held in the ledger
+/// from its start and, when it ends, again from then on: a value stored
+/// late (after a pause at a breakpoint, a slow load) is still counted for
+/// as long as it can live. Derefs to the sandbox.
+pub struct Running {
+    sandbox: Arc<Sandbox>,
+    admitted: Mutex<(Vec<(Kind, u64)>, Duration)>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = Arc<Sandbox>;
+
+    fn deref(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+}
+
+impl Running {
+    /// Admits the operation's records, which it may cache with `options`,
+    /// within the sandbox's bound on what it holds in Redis (see
+    /// [`crate::ledger`]).
+    ///
+    /// # Errors
+    /// [`InputError::OverLimit`] when the sandbox holds all it may.
+    pub fn admit(&self, records: &[(Kind, u64)], options: &Options) -> Result<(), InputError> {
+        // Background work the call leaves (a stale-while-revalidate
+        // refresh) may store a little after the operation ends.
+        let hold = longest_hold(options) + Duration::from_secs(30);
+        self.sandbox.ledger.admit(records, hold, unix_millis())?;
+        let mut admitted = lock(&self.admitted);
+        admitted.0.extend_from_slice(records);
+        admitted.1 = admitted.1.max(hold);
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let (records, hold) = std::mem::take(&mut *lock(&self.admitted));
+        if !records.is_empty() {
+            self.sandbox.ledger.extend(&records, hold, unix_millis());
+        }
+        self.sandbox.touch();
+        if self.sandbox.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.sandbox.settled.notify_waiters();
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -281,38 +358,75 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Sandbox {
-    /// Notes a use now (it keeps the sandbox from being reaped) and checks
-    /// the sandbox's operations-per-second limit.
+    /// Starts an operation: notes the use, checks the sandbox's
+    /// operations-per-second limit (an operation may `weigh` several), and
+    /// counts it under way until the returned guard is dropped.
     ///
     /// # Errors
-    /// [`InputError::OverLimit`] when the limit is reached.
-    pub fn start_operation(&self) -> Result<(), InputError> {
+    /// [`SandboxError::Unknown`] once the sandbox is removed;
+    /// [`InputError::OverLimit`] at the limit or during a reset.
+    pub fn start_operation(self: &Arc<Self>, weigh: u32) -> Result<Running, crate::error::OpError> {
         self.touch();
-        match &self.ops {
-            Some(limiter) if limiter.check().is_err() => Err(InputError::OverLimit(
-                "too many operations in this sandbox; wait a moment".into(),
-            )),
+        self.used.store(true, Ordering::Relaxed);
+        self.check_rate(weigh)?;
+        if self.frozen.load(Ordering::SeqCst) {
+            return Err(
+                InputError::OverLimit("this sandbox is being reset; try again in a moment".into()).into(),
+            );
+        }
+        // Counted in, then checked: the reaper retires a sandbox, then
+        // checks for operations (both sequentially consistent), so one of
+        // the two always sees the other.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let running = Running {
+            sandbox: self.clone(),
+            admitted: Mutex::new((Vec::new(), Duration::ZERO)),
+        };
+        if self.retired.load(Ordering::SeqCst) {
+            return Err(SandboxError::Unknown(self.id.clone()).into());
+        }
+        Ok(running)
+    }
+
+    /// Checks the operations-per-second limit for `weigh` operations.
+    fn check_rate(&self, weigh: u32) -> Result<(), InputError> {
+        let too_fast = || InputError::OverLimit("too many operations in this sandbox; wait a moment".into());
+        match (&self.ops, std::num::NonZeroU32::new(weigh)) {
+            (Some(limiter), Some(n)) => match limiter.check_n(n) {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(too_fast()),
+            },
             _ => Ok(()),
         }
     }
 
-    /// Admits an operation that may cache `records` with `options`,
-    /// within the sandbox's bound on what it holds in Redis (see
-    /// [`crate::ledger`]).
-    ///
-    /// # Errors
-    /// [`InputError::OverLimit`] when the sandbox holds all it may.
-    pub fn admit(&self, records: &[(Kind, u64)], options: &Options) -> Result<(), InputError> {
-        self.ledger.admit(records, longest_hold(options), unix_millis())
+    /// Whether an operation ever ran in it.
+    pub fn was_used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
     }
 
-    /// An entry as it rests in Redis, and the same entry opened (its
-    /// phone numbers unsealed): `None` for bytes that are not an entry, or
-    /// an opened `None` for one that does not open here.
-    pub fn decode_entry(&self, bytes: &[u8]) -> Option<(Envelope<Record>, Option<Envelope<Record>>)> {
+    /// Retires the sandbox if nobody watches it and nothing runs in it;
+    /// after that nothing starts in it. Returns whether it did.
+    fn try_retire(&self) -> bool {
+        self.retired.store(true, Ordering::SeqCst);
+        if self.in_flight.load(Ordering::SeqCst) > 0 || self.watchers.load(Ordering::SeqCst) > 0 {
+            self.retired.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// An entry as it rests in Redis at `key`, and the same entry opened
+    /// (its phone numbers unsealed): `None` for bytes that are not an
+    /// entry, or an opened `None` for one that does not open here.
+    pub fn decode_entry(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Option<(Envelope<Record>, Option<Envelope<Record>>)> {
         let sealed = Envelope::<Record>::decode(bytes).ok()?;
         let content = match &sealed.content {
-            Content::Value(record) => match cache_aside::Seal::open(&*self.sealer, record.clone()) {
+            Content::Value(record) => match cache_aside::Seal::open(&*self.sealer, key, record.clone()) {
                 Some(open) => Content::Value(open),
                 None => return Some((sealed, None)),
             },
@@ -348,22 +462,30 @@ impl Sandbox {
 
     /// Counts a watcher in, if there is room for one more; the watcher
     /// counts itself out by dropping the returned guard.
-    pub fn watch(self: &Arc<Self>, most: usize) -> Option<Watching> {
+    ///
+    /// # Errors
+    /// [`Unwatchable`]: no room, or the sandbox was just removed.
+    pub fn watch(self: &Arc<Self>, most: usize) -> Result<Watching, Unwatchable> {
         let mut now = self.watchers.load(Ordering::Relaxed);
         loop {
             if now >= most {
-                return None;
+                return Err(Unwatchable::Full);
             }
             match self
                 .watchers
-                .compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(actual) => now = actual,
             }
         }
         self.touch();
-        Some(Watching(self.clone()))
+        // As for operations: counted in, then checked against retirement.
+        if self.retired.load(Ordering::SeqCst) {
+            self.watchers.fetch_sub(1, Ordering::AcqRel);
+            return Err(Unwatchable::Gone);
+        }
+        Ok(Watching(self.clone()))
     }
 
     /// Removes what the sandbox holds outside the process: its instances'
@@ -385,16 +507,41 @@ impl Sandbox {
 
     /// Puts the sandbox back as it started: its rows re-seeded, its keys
     /// deleted, near copies dropped, counters and traces cleared; then
-    /// tells every watcher.
+    /// tells every watcher. New operations wait it out ("being reset");
+    /// those under way finish first (paused ones are let go), so none
+    /// stores a key after the keys are deleted.
     ///
     /// # Errors
-    /// [`InputError::OverLimit`] while another reset runs; when re-seeding
-    /// the database fails.
+    /// [`InputError::OverLimit`] while another reset runs or past the
+    /// operations limit; when re-seeding the database fails.
     pub async fn reset(&self) -> Result<(), crate::error::OpError> {
+        /// A reset costs as much as this many operations.
+        const WEIGHT: u32 = 20;
+        /// The longest a reset waits for operations under way.
+        const DRAIN: Duration = Duration::from_secs(30);
         let Ok(_one_at_a_time) = self.resetting.try_lock() else {
             return Err(InputError::OverLimit("this sandbox is being reset already".into()).into());
         };
-        self.database.reseed().await?;
+        self.check_rate(WEIGHT)?;
+        self.frozen.store(true, Ordering::SeqCst);
+        let paused: Vec<u64> = lock(&self.paused).keys().copied().collect();
+        for id in paused {
+            self.release(id);
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                tracing::warn!(sandbox = %self.id, "reset went ahead with operations still under way");
+                break;
+            }
+        }
+        let reseeded = self.database.reseed().await;
         self.delete_keys().await;
         for instance in &self.fleet.instances {
             instance.cache.near_clear();
@@ -402,6 +549,8 @@ impl Sandbox {
         self.counters.reset();
         lock(&self.recent).clear();
         lock(&self.changed_at).clear();
+        self.frozen.store(false, Ordering::SeqCst);
+        reseeded?;
         let message = ServerMessage::Reset { stats: self.stats() };
         self.feed.publish(Arc::from(to_json(&message)));
         Ok(())
@@ -607,6 +756,11 @@ impl Sandbox {
         self.feed.publish(Arc::from(to_json(&message)));
     }
 
+    /// How many operations are held at a breakpoint now.
+    pub fn paused_count(&self) -> usize {
+        lock(&self.paused).len()
+    }
+
     /// Registers operation `id` as held; it waits on the returned receiver
     /// (see [`Sandbox::wait_held`]) until [`Sandbox::release`].
     pub fn hold(&self, id: u64) -> oneshot::Receiver<()> {
@@ -716,8 +870,12 @@ impl Sandboxes {
     /// # Errors
     /// When the template cannot be made.
     pub fn new(setup: Setup, default_database: Database) -> Result<Sandboxes, StoreError> {
-        let template = setup.sandbox_dir.join("template.sqlite3");
+        // A name no sandbox can have (they are letters, digits, - and _).
+        let template = setup.sandbox_dir.join(".template.sqlite3");
         Database::make_template(&template)?;
+        // No sandbox exists yet: files left by a process that crashed or
+        // was killed are nobody's.
+        remove_leftovers(&setup.sandbox_dir);
         Ok(Sandboxes {
             setup,
             default_database,
@@ -783,6 +941,13 @@ impl Sandboxes {
                 Err(error) => return Err(error),
             }
         }
+        // A server of its own is started before taking the creation lock
+        // (starting one takes a while; other sandboxes need not wait).
+        let server = match (private, &self.setup.private_servers) {
+            (false, _) => None,
+            (true, None) => return Err(PrivateRedisError::External.into()),
+            (true, Some(servers)) => Some(servers.start().await?),
+        };
         let _creating = self.creating.lock().await;
         let id = match requested {
             Some(id) if self.setup.limits.named_sandboxes => {
@@ -805,11 +970,6 @@ impl Sandboxes {
             self.template.clone(),
             self.setup.sandbox_dir.join(format!("{id}.sqlite3")),
         );
-        let server = match (private, &self.setup.private_servers) {
-            (false, _) => None,
-            (true, None) => return Err(PrivateRedisError::External.into()),
-            (true, Some(servers)) => Some(servers.start().await?),
-        };
         let database = tokio::task::spawn_blocking(move || Database::copy_of(&template, &path))
             .await
             .map_err(|e| SandboxError::Task(e.to_string()))??;
@@ -824,17 +984,19 @@ impl Sandboxes {
     /// many were removed.
     pub async fn reap(&self, idle: Duration) -> usize {
         let now = unix_millis();
-        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        // One that was opened and never used goes sooner.
+        let (idle_ms, unused_ms) = (millis(idle), millis(idle.min(NEVER_USED_GRACE)));
         let victims: Vec<Arc<Sandbox>> = {
             let mut map = write(&self.map);
             let idle_ids: Vec<SandboxId> = map
                 .iter()
                 .filter(|(id, sandbox)| {
+                    let threshold = if sandbox.was_used() { idle_ms } else { unused_ms };
                     id.as_str() != SandboxId::DEFAULT
-                        && sandbox.watchers() == 0
-                        && now.saturating_sub(sandbox.last_used()) >= idle_ms
-                        // A herd running holds this lock: not idle.
-                        && sandbox.herd.try_lock().is_ok()
+                        && now.saturating_sub(sandbox.last_used()) >= threshold
+                        // Last: nothing starts in it once retired.
+                        && sandbox.try_retire()
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
@@ -905,6 +1067,7 @@ impl Sandboxes {
                 paused: Mutex::new(HashMap::new()),
                 pause_events: Notify::new(),
                 herd: tokio::sync::Mutex::new(()),
+                inspecting: tokio::sync::Mutex::new(()),
                 budget: TraceBudget::default(),
                 stats_due: AtomicBool::new(false),
                 last_used: AtomicU64::new(unix_millis()),
@@ -912,6 +1075,11 @@ impl Sandboxes {
                 ops: ops_limiter(self.setup.limits.sandbox_ops_per_second),
                 ledger: KeyLedger::new(self.setup.limits.sandbox_max_keys),
                 resetting: tokio::sync::Mutex::new(()),
+                frozen: AtomicBool::new(false),
+                in_flight: AtomicUsize::new(0),
+                settled: Notify::new(),
+                retired: AtomicBool::new(false),
+                used: AtomicBool::new(false),
             }
         });
         if let Some(error) = failure {
@@ -921,6 +1089,20 @@ impl Sandboxes {
             sandbox.fleet.near_caches(true);
         }
         Ok(sandbox)
+    }
+}
+
+/// Removes the sandbox database files in `dir` (not the template).
+fn remove_leftovers(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with('.') && name.contains(".sqlite3") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -166,7 +166,7 @@ async fn cached_entry(sandbox: &Sandbox, key: &str) -> Option<(Envelope<Record>,
     let mut get = redis::cmd("GET");
     get.arg(key);
     match sandbox.redis.query(&get, sandbox.timeout).await {
-        Ok(redis::Value::BulkString(bytes)) => sandbox.decode_entry(&bytes),
+        Ok(redis::Value::BulkString(bytes)) => sandbox.decode_entry(key, &bytes),
         _ => None,
     }
 }

@@ -4,8 +4,9 @@
 //! opens it on the way out.
 //!
 //! AES-256-GCM (the `aes-gcm` crate): each phone number gets a fresh random
-//! nonce, and the record's key (`user:42`) is bound in as associated data,
-//! so a sealed number copied onto another record does not open. A sealed
+//! nonce, and the Redis key it rests at (`cache:s4f…:user:42`) is bound in
+//! as associated data, so a sealed number copied to another record's key,
+//! or into another sandbox, does not open. A sealed
 //! number reads `enc:v1:<key id>:<nonce and ciphertext, base64url>`: the key
 //! id lets keys rotate. Configure `CACHE_KEYS=new:…,old:…`; the first seals,
 //! all open; an entry sealed with a key no longer listed is a miss, and is
@@ -35,10 +36,11 @@ pub struct Sealer {
 /// Why `CACHE_KEYS` could not be used. Each variant says when it occurs.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    /// Occurs when an entry is not `id:key`, or its id is not 1 to 16
-    /// letters and digits.
-    #[error("CACHE_KEYS entry {0:?} is not id:base64-key (id: 1 to 16 letters or digits)")]
-    Form(String),
+    /// Occurs when an entry (counted from 1) is not `id:key`, or its id is
+    /// not 1 to 16 letters and digits. Nothing of the entry is shown: it
+    /// may be a key.
+    #[error("CACHE_KEYS entry {0} is not id:base64-key (id: 1 to 16 letters or digits)")]
+    Form(usize),
     /// Occurs when a key is not base64 for exactly 32 bytes.
     #[error("CACHE_KEYS key {0:?} is not 32 bytes in base64 (make one with: openssl rand -base64 32)")]
     Length(String),
@@ -54,12 +56,17 @@ impl Sealer {
     /// [`KeyError`] for a malformed list (nothing of a key is echoed).
     pub fn from_config(keys: &str) -> Result<Sealer, KeyError> {
         let mut parsed: Vec<Key> = Vec::new();
-        for entry in keys.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        for (n, entry) in keys
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
             let Some((id, material)) = entry.split_once(':') else {
-                return Err(KeyError::Form(shown(entry)));
+                return Err(KeyError::Form(n + 1));
             };
             if id.is_empty() || id.len() > 16 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(KeyError::Form(shown(entry)));
+                return Err(KeyError::Form(n + 1));
             }
             let bytes = STANDARD
                 .decode(material.trim())
@@ -75,7 +82,7 @@ impl Sealer {
             });
         }
         if parsed.is_empty() {
-            return Err(KeyError::Form(String::new()));
+            return Err(KeyError::Form(1));
         }
         Ok(Sealer { keys: parsed })
     }
@@ -104,29 +111,26 @@ impl Sealer {
         &self.keys[0].id
     }
 
-    /// `plain` sealed for the record `record_key`.
-    pub fn seal_text(&self, record_key: &str, plain: &str) -> String {
+    /// `plain` sealed for the Redis key `at`; `None` when it cannot be
+    /// (no random nonce: a repeated one would break GCM).
+    pub fn seal_text(&self, at: &str, plain: &str) -> Option<String> {
         let key = &self.keys[0];
         let mut nonce = [0u8; 12];
-        if getrandom::fill(&mut nonce).is_err() {
-            // A repeated nonce would weaken GCM: better not cache it.
-            return String::new();
-        }
+        getrandom::fill(&mut nonce).ok()?;
         let payload = Payload {
             msg: plain.as_bytes(),
-            aad: record_key.as_bytes(),
+            aad: at.as_bytes(),
         };
-        let Ok(ciphertext) = key.cipher.encrypt(Nonce::from_slice(&nonce), payload) else {
-            return String::new();
-        };
+        let ciphertext = key.cipher.encrypt(Nonce::from_slice(&nonce), payload).ok()?;
         let mut sealed = nonce.to_vec();
         sealed.extend(ciphertext);
-        format!("{PREFIX}{}:{}", key.id, URL_SAFE_NO_PAD.encode(sealed))
+        Some(format!("{PREFIX}{}:{}", key.id, URL_SAFE_NO_PAD.encode(sealed)))
     }
 
-    /// The plain text of `sealed` for `record_key`; `None` when its key is
-    /// not known here, or it was altered, or it belongs to another record.
-    pub fn open_text(&self, record_key: &str, sealed: &str) -> Option<String> {
+    /// The plain text of `sealed` read at the Redis key `at`; `None` when
+    /// its key is not known here, or it was altered, or it was sealed for
+    /// another key.
+    pub fn open_text(&self, at: &str, sealed: &str) -> Option<String> {
         let (id, data) = sealed.strip_prefix(PREFIX)?.split_once(':')?;
         let key = self.keys.iter().find(|k| k.id == id)?;
         let bytes = URL_SAFE_NO_PAD.decode(data).ok()?;
@@ -136,40 +140,30 @@ impl Sealer {
         let (nonce, ciphertext) = bytes.split_at(12);
         let payload = Payload {
             msg: ciphertext,
-            aad: record_key.as_bytes(),
+            aad: at.as_bytes(),
         };
         let plain = key.cipher.decrypt(Nonce::from_slice(nonce), payload).ok()?;
         String::from_utf8(plain).ok()
     }
 }
 
-/// A key-list entry as an error may show it: its id only.
-fn shown(entry: &str) -> String {
-    entry.split(':').next().unwrap_or("").chars().take(16).collect()
-}
-
-/// The key a user's phone number is bound to.
-fn bound_to(user: &User) -> String {
-    format!("user:{}", user.id)
-}
-
 impl Seal<Record> for Sealer {
-    fn seal(&self, record: &Record) -> Record {
-        match record {
+    fn seal(&self, at: &str, record: &Record) -> Option<Record> {
+        Some(match record {
             Record::User(user) if !user.phone.is_empty() => Record::User(User {
-                phone: self.seal_text(&bound_to(user), &user.phone),
+                phone: self.seal_text(at, &user.phone)?,
                 ..user.clone()
             }),
             other => other.clone(),
-        }
+        })
     }
 
-    fn open(&self, sealed: Record) -> Option<Record> {
+    fn open(&self, at: &str, sealed: Record) -> Option<Record> {
         match sealed {
             // Entries cached before phone numbers existed have none.
             Record::User(user) if user.phone.is_empty() => Some(Record::User(user)),
             Record::User(user) => {
-                let phone = self.open_text(&bound_to(&user), &user.phone)?;
+                let phone = self.open_text(at, &user.phone)?;
                 Some(Record::User(User { phone, ..user }))
             }
             other => Some(other),
@@ -189,6 +183,7 @@ mod tests {
 
     const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    const AT: &str = "cache:s1:user:42";
 
     fn user() -> Record {
         Record::User(User {
@@ -210,28 +205,25 @@ mod tests {
     }
 
     #[test]
-    fn phone_numbers_rest_sealed_and_open_only_for_their_record() {
+    fn phone_numbers_rest_sealed_and_open_only_where_they_were_sealed() {
         let sealer = Sealer::from_config(&format!("k1:{K1}")).unwrap();
-        let sealed = sealer.seal(&user());
+        let sealed = sealer.seal(AT, &user()).unwrap();
         assert!(phone(&sealed).starts_with("enc:v1:k1:"), "{}", phone(&sealed));
         assert!(!serde_json::to_string(&sealed).unwrap().contains("555"));
         assert_eq!(sealed_with(phone(&sealed)), Some("k1"));
-        assert_eq!(sealer.open(sealed.clone()), Some(user()));
+        assert_eq!(sealer.open(AT, sealed.clone()), Some(user()));
         // Two seals of one number differ (a fresh nonce each time).
-        assert_ne!(phone(&sealer.seal(&user())), phone(&sealed));
-        // Moved onto another record, or altered, it does not open.
-        let Record::User(mut moved) = sealed.clone() else {
-            unreachable!()
-        };
-        moved.id = 43;
-        assert_eq!(sealer.open(Record::User(moved)), None);
+        assert_ne!(phone(&sealer.seal(AT, &user()).unwrap()), phone(&sealed));
+        // Copied to another record's key or another sandbox's, or altered,
+        // it does not open.
+        assert_eq!(sealer.open("cache:s1:user:43", sealed.clone()), None);
+        assert_eq!(sealer.open("cache:s2:user:42", sealed.clone()), None);
         let Record::User(mut altered) = sealed else {
             unreachable!()
         };
-        altered
-            .phone
-            .replace_range(20..21, if &altered.phone[20..21] == "A" { "B" } else { "A" });
-        assert_eq!(sealer.open(Record::User(altered)), None);
+        let flipped = if &altered.phone[20..21] == "A" { "B" } else { "A" };
+        altered.phone.replace_range(20..21, flipped);
+        assert_eq!(sealer.open(AT, Record::User(altered)), None);
     }
 
     #[test]
@@ -239,16 +231,21 @@ mod tests {
         let old = Sealer::from_config(&format!("k1:{K1}")).unwrap();
         let rotating = Sealer::from_config(&format!("k2:{K2}, k1:{K1}")).unwrap();
         let new = Sealer::from_config(&format!("k2:{K2}")).unwrap();
-        let by_old = old.seal(&user());
-        assert_eq!(rotating.open(by_old.clone()), Some(user()));
-        assert_eq!(new.open(by_old), None, "k1 retired: a miss");
+        let by_old = old.seal(AT, &user()).unwrap();
+        assert_eq!(rotating.open(AT, by_old.clone()), Some(user()));
+        assert_eq!(new.open(AT, by_old), None, "k1 retired: a miss");
         assert_eq!(rotating.sealing_key(), "k2");
-        assert_eq!(new.open(rotating.seal(&user())), Some(user()));
+        assert_eq!(new.open(AT, rotating.seal(AT, &user()).unwrap()), Some(user()));
     }
 
     #[test]
     fn bad_key_lists_are_refused_without_echoing_keys() {
-        assert!(matches!(Sealer::from_config("nocolon"), Err(KeyError::Form(_))));
+        let pasted_without_id = Sealer::from_config(K1).err().unwrap().to_string();
+        assert!(!pasted_without_id.contains(&K1[..8]), "{pasted_without_id}");
+        assert_eq!(
+            Sealer::from_config(&format!("k1:{K1},nocolon")).err(),
+            Some(KeyError::Form(2))
+        );
         assert_eq!(
             Sealer::from_config("k1:c2hvcnQ=").err(),
             Some(KeyError::Length("k1".into()))
@@ -274,7 +271,7 @@ mod tests {
         };
         numberless.phone.clear();
         let record = Record::User(numberless);
-        assert_eq!(sealer.seal(&record), record);
-        assert_eq!(sealer.open(record.clone()), Some(record));
+        assert_eq!(sealer.seal(AT, &record), Some(record.clone()));
+        assert_eq!(sealer.open(AT, record.clone()), Some(record));
     }
 }

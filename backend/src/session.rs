@@ -289,10 +289,9 @@ fn handle_command(
         }
         ClientMessage::SetInstanceLink { instance, connected } => reply(
             sandbox
-                .start_operation()
-                .and_then(|()| sandbox.set_link(&instance, connected))
-                .err()
-                .map(OpError::from),
+                .start_operation(1)
+                .and_then(|_running| Ok(sandbox.set_link(&instance, connected)?))
+                .err(),
         ),
         ClientMessage::RunHerd { request_id, herd } => {
             let started = spawn_command(request_id, replies, in_flight, async move {
@@ -333,8 +332,15 @@ fn handle_command(
         // Every watcher, this one included, is told the sandbox was reset;
         // only a failure is answered to this client alone.
         ClientMessage::Reset => {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let error = InputError::OverLimit(format!(
+                    "too many commands in flight (at most {COMMANDS_IN_FLIGHT}); wait for one to finish"
+                ));
+                return Started::Reply(error_message(None, error.into()));
+            };
             let replies = replies.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 if let Err(error) = playground.reset(&id).await {
                     let _ = replies.send(error_message(None, error)).await;
                 }

@@ -92,7 +92,7 @@ async fn first_read_misses_and_fills_the_cache_second_read_hits() {
         .playground
         .sandbox(&shared::SandboxId::default_sandbox())
         .unwrap();
-    let (_, opened) = sandbox.decode_entry(&cached).unwrap();
+    let (_, opened) = sandbox.decode_entry("cache:default:user:42", &cached).unwrap();
     assert_eq!(
         opened.unwrap().content,
         Content::Value(first.record.clone().unwrap())

@@ -167,18 +167,30 @@ async fn random_websocket_commands_never_break_the_session() {
             settings: t.backend.config.sandbox_defaults(),
         })
         .unwrap();
-        socket.send(Message::Text(defaults.into())).await.unwrap();
+        socket.send(Message::Text(defaults.clone().into())).await.unwrap();
         let alive = u64::MAX - batch as u64;
         let read = json!({"type": "read", "request_id": alive, "kind": "users", "id": 1}).to_string();
-        socket.send(Message::Text(read.into())).await.unwrap();
+        socket.send(Message::Text(read.clone().into())).await.unwrap();
+        // A fuzzed reset may be running: then the settings or the read are
+        // refused ("being reset") and sent again once that reset is
+        // announced (the announcement and the refusal come in either order).
+        let (mut refused, mut reset_since_sent) = (false, false);
         loop {
             match common::receive(&mut socket).await {
                 ServerMessage::ReadReply { request_id, .. } if request_id == alive => break,
+                // The settings or the read refused: both go again.
+                ServerMessage::Error { message, .. } if message.contains("being reset") => refused = true,
+                ServerMessage::Reset { .. } => reset_since_sent = true,
                 ServerMessage::Error { message, .. } => {
                     assert!(message.len() < 600, "a long error: {message:.100}");
                     errors += 1;
                 }
                 _ => {}
+            }
+            if refused && reset_since_sent {
+                (refused, reset_since_sent) = (false, false);
+                socket.send(Message::Text(defaults.clone().into())).await.unwrap();
+                socket.send(Message::Text(read.clone().into())).await.unwrap();
             }
         }
     }

@@ -568,7 +568,7 @@ async fn a_hundred_sandboxes_stay_apart_and_leave_nothing_behind() {
     let files: Vec<String> = std::fs::read_dir(&sandbox_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with("template"))
+        .filter(|name| !name.starts_with(".template"))
         .collect();
     assert!(files.is_empty(), "{files:?}");
     eventually("the Redis connections to close", Duration::from_secs(10), || {

@@ -99,22 +99,23 @@ impl<V: Value> CacheAside<V> {
         }
     }
 
-    /// `value` as it goes to Redis: sealed, if the cache seals.
-    pub(crate) fn sealed(&self, value: &V) -> V {
+    /// `value` as it goes to Redis at logical `key`: sealed, if the cache
+    /// seals; `None` when sealing fails (then it is not stored).
+    pub(crate) fn sealed(&self, key: &str, value: &V) -> Option<V> {
         match &self.inner.seal {
-            Some(seal) => seal.seal(value),
-            None => value.clone(),
+            Some(seal) => seal.seal(&self.inner.keys.value(key), value),
+            None => Some(value.clone()),
         }
     }
 
-    /// An entry as read from Redis, its value opened; `None` when it cannot
-    /// be opened (then it is a miss).
-    pub(crate) fn opened(&self, entry: Envelope<V>) -> Option<Envelope<V>> {
+    /// An entry as read from Redis at logical `key`, its value opened;
+    /// `None` when it cannot be opened (then it is a miss).
+    pub(crate) fn opened(&self, key: &str, entry: Envelope<V>) -> Option<Envelope<V>> {
         let Some(seal) = &self.inner.seal else {
             return Some(entry);
         };
         let content = match entry.content {
-            Content::Value(sealed) => Content::Value(seal.open(sealed)?),
+            Content::Value(sealed) => Content::Value(seal.open(&self.inner.keys.value(key), sealed)?),
             other => other,
         };
         Some(Envelope { content, ..entry })

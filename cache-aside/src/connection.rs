@@ -158,6 +158,10 @@ impl Redis {
         if !inner.connecting.swap(true, Ordering::AcqRel) {
             let inner = inner.clone();
             tokio::spawn(async move {
+                // However the attempt ends (cancelled with its runtime,
+                // too), the next command may start another, and waiters
+                // are woken.
+                let _ended = AttemptEnded(inner.clone());
                 // After the first success the manager reconnects by itself;
                 // commands bring their own timeout, so none here.
                 let config = redis::aio::ConnectionManagerConfig::new()
@@ -174,8 +178,6 @@ impl Redis {
                         *lock(&inner.last_error) = Some(format!("connecting took over {CONNECT_TIMEOUT:?}"))
                     }
                 }
-                inner.connecting.store(false, Ordering::Release);
-                inner.attempt_done.notify_waiters();
             });
         }
         done.await;
@@ -187,6 +189,16 @@ impl Redis {
                     .unwrap_or_else(|| "could not connect".into()),
             )),
         }
+    }
+}
+
+/// Marks an attempt to connect as over when dropped.
+struct AttemptEnded(Arc<Inner>);
+
+impl Drop for AttemptEnded {
+    fn drop(&mut self) {
+        self.0.connecting.store(false, Ordering::Release);
+        self.0.attempt_done.notify_waiters();
     }
 }
 

@@ -123,12 +123,20 @@ impl<V: Value> Call<'_, V> {
         // Jitter spreads the expiries of keys cached together.
         let fresh_for = jittered(ttl, self.options.jitter, self.draw_for_jitter());
         let version = loaded.value.as_ref().and_then(|v| self.cache.version_of(v));
-        let envelope = Envelope {
-            content: match &loaded.value {
-                // Sealed on its way in, if the cache seals.
-                Some(value) => Content::Value(self.cache.sealed(value)),
-                None => Content::NotFound,
+        let content = match &loaded.value {
+            // Sealed on its way in, if the cache seals; never stored in the
+            // clear when sealing fails.
+            Some(value) => match self.cache.sealed(self.key, value) {
+                Some(sealed) => Content::Value(sealed),
+                None => {
+                    self.note(StepKind::StoreRefused, Status::Error, Duration::ZERO, Reply::None);
+                    return Stored::Refused;
+                }
             },
+            None => Content::NotFound,
+        };
+        let envelope = Envelope {
+            content,
             version: version.unwrap_or(0),
             fresh_until_ms: now_ms().saturating_add(millis(fresh_for)),
             load_ms: millis(loaded.took),

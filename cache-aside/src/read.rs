@@ -227,7 +227,7 @@ impl<V: Value> Call<'_, V> {
         // and the store below replaces them.
         let Some(entry) = Envelope::<V>::decode(&bytes)
             .ok()
-            .and_then(|e| self.cache.opened(e))
+            .and_then(|e| self.cache.opened(self.key, e))
         else {
             self.note(StepKind::Unreadable, Status::Miss, Duration::ZERO, Reply::None);
             return Lookup::Miss;

@@ -14,10 +14,15 @@
 /// Seals values on their way into Redis and opens them on their way out.
 /// Values in the process (the near cache, answers, single-flight
 /// followers) are always open.
+///
+/// Both get the Redis key the entry rests at: bind the sealed value to it
+/// (as a cipher's associated data), so an entry copied to another key, of
+/// another record or another tenant's key space, does not open there.
 pub trait Seal<V>: Send + Sync {
-    /// The value as it goes to Redis.
-    fn seal(&self, value: &V) -> V;
+    /// The value as it goes to `key`; `None` when it cannot be sealed (then
+    /// it is not cached at all: never cached in the clear).
+    fn seal(&self, key: &str, value: &V) -> Option<V>;
 
-    /// The value as read from Redis, opened; `None` when it cannot be.
-    fn open(&self, sealed: V) -> Option<V>;
+    /// The value read from `key`, opened; `None` when it cannot be.
+    fn open(&self, key: &str, sealed: V) -> Option<V>;
 }

@@ -252,7 +252,7 @@ impl<V: Value> Call<'_, V> {
         .flatten();
         let entry = handed
             .and_then(|fill| Envelope::decode(&fill.envelope).ok())
-            .and_then(|entry| self.cache.opened(entry));
+            .and_then(|entry| self.cache.opened(self.key, entry));
         let status = if entry.is_some() {
             Status::Hit
         } else {
@@ -320,7 +320,13 @@ impl<V: Value> Call<'_, V> {
             tokio::spawn(async move {
                 let observer = cache.inner.observer.clone();
                 let refresh = Call::new(&cache, &key, &options, &*observer);
-                let _ = refresh.load_and_store(load).await;
+                // Look again before loading: between this request's GET and
+                // its lock, another refresher may have stored a fresh value
+                // and let go of the lock; loading again would be a second
+                // trip to the database for nothing.
+                if !matches!(refresh.lookup().await, Lookup::Fresh(_)) {
+                    let _ = refresh.load_and_store(load).await;
+                }
                 // Done: the next time the entry goes stale, the next request
                 // may refresh it at once.
                 let release = release_command(cache.inner.keys.refresh(&key), &token);

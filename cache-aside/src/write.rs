@@ -263,8 +263,12 @@ impl<V: Value> Call<'_, V> {
             // Nothing to fence with: delete instead (see `invalidate`).
             return self.delete().await;
         }
+        // Not sealable: delete rather than cache in the clear.
+        let Some(sealed) = self.cache.sealed(self.key, value) else {
+            return self.delete().await;
+        };
         let envelope = Envelope {
-            content: Content::Value(self.cache.sealed(value)),
+            content: Content::Value(sealed),
             version: version.unwrap_or(0),
             fresh_until_ms: now_ms().saturating_add(millis(bounded(self.options.ttl))),
             load_ms: 0,

@@ -13,24 +13,25 @@ use cache_aside::{
 };
 use common::{get, raw, redis_server, Db, Item, Recorder};
 
-/// Seals an item's name with the first of its keys; opens names sealed
-/// with any of them.
+/// Seals an item's name with the first of its keys, bound to the Redis key
+/// it rests at; opens names sealed with any of them, at that key only.
 struct ToySeal {
     keys: Vec<&'static str>,
 }
 
 impl Seal<Item> for ToySeal {
-    fn seal(&self, item: &Item) -> Item {
+    fn seal(&self, at: &str, item: &Item) -> Option<Item> {
         let reversed: String = item.name.chars().rev().collect();
-        Item {
-            name: format!("sealed:{}:{reversed}", self.keys[0]),
+        Some(Item {
+            name: format!("sealed:{}:{at}:{reversed}", self.keys[0]),
             ..item.clone()
-        }
+        })
     }
 
-    fn open(&self, item: Item) -> Option<Item> {
+    fn open(&self, at: &str, item: Item) -> Option<Item> {
         let rest = item.name.strip_prefix("sealed:")?;
-        let (key, reversed) = rest.split_once(':')?;
+        let (key, rest) = rest.split_once(':')?;
+        let reversed = rest.strip_prefix(at)?.strip_prefix(':')?;
         self.keys.contains(&key).then(|| Item {
             name: reversed.chars().rev().collect(),
             ..item
@@ -60,7 +61,7 @@ async fn redis_holds_only_the_sealed_value_and_readers_get_it_open() {
     let first = items.get_or_load("item:7", db.loader(7)).await.unwrap();
     assert_eq!(first.value.unwrap().name, "item 7", "the loader's value, open");
     let stored = get(&mut raw(&server), "cache:item:7").unwrap();
-    assert!(stored.contains("sealed:k1:7 meti"), "{stored}");
+    assert!(stored.contains("sealed:k1:cache:item:7:7 meti"), "{stored}");
     assert!(!stored.contains("item 7"), "never in the clear: {stored}");
     let hit = items.get_or_load("item:7", db.loader(7)).await.unwrap();
     assert_eq!(hit.source, Source::Redis);
@@ -73,8 +74,21 @@ async fn redis_holds_only_the_sealed_value_and_readers_get_it_open() {
         .await;
     assert_eq!(written.effect, cache_aside::Effect::WroteThrough);
     let stored = get(&mut raw(&server), "cache:item:7").unwrap();
-    assert!(stored.contains("sealed:k1:demaner"), "{stored}");
-    assert_eq!(db.loads(), 1);
+    assert!(stored.contains("sealed:k1:cache:item:7:demaner"), "{stored}");
+    // Copied to another record's key, it does not open there: a miss.
+    let mut redis = raw(&server);
+    let bytes: Vec<u8> = redis::cmd("GET").arg("cache:item:7").query(&mut redis).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("cache:item:8")
+        .arg(bytes)
+        .query(&mut redis)
+        .unwrap();
+    let moved = items.get_or_load("item:8", db.loader(8)).await.unwrap();
+    assert_eq!(
+        (moved.source, moved.value.unwrap().name.as_str()),
+        (Source::Loaded, "item 8")
+    );
+    assert_eq!(db.loads(), 2, "item 7 once, item 8 once");
 }
 
 #[tokio::test]

@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 use backend::{Backend, Config};
 use fantoccini::{Client, ClientBuilder, Locator};
 
-/// The project root (the workspace directory).
+/// The project root (the workspace directory), from where cargo runs the
+/// tests now, not where they were compiled (a shared target directory).
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    Path::new(&manifest_dir)
         .parent()
         .expect("e2e sits in the workspace")
         .to_path_buf()

@@ -4,9 +4,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// The workspace root.
+/// The workspace root: the parent of xtask's manifest directory, as
+/// `cargo run` says it now. Not the directory it was compiled in: a build
+/// shared between two checkouts (one target directory for a working tree
+/// and a clean clone) would otherwise run the other checkout's tests.
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    Path::new(&manifest_dir)
         .parent()
         .expect("xtask is in the workspace")
         .to_path_buf()
