@@ -6,7 +6,7 @@
 //! with the requests per diagram edge.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,9 @@ const PRIMED_TTL_SECS: u64 = 2;
 const EXPIRY_SPREAD: Duration = Duration::from_millis(400);
 /// With many keys, how many.
 const MANY_KEYS: u64 = 50;
+/// How long a herd waits, after its last answer, for the background
+/// refreshes it started (one database query each, normally ~100 ms).
+const REFRESHES_DONE: Duration = Duration::from_secs(30);
 
 /// How one request of a herd went.
 #[derive(Clone, Debug, Default)]
@@ -219,6 +222,14 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
         }
     };
 
+    // The database loads are counted where they happen, in the loader,
+    // background refreshes included: a request that takes the refresh lock
+    // may find that another refresh already stored a fresh value, and then
+    // nobody loads. Every loader holds a sender, dropped when the loader
+    // has run or been dropped, so the herd can wait for its last refresh.
+    let loads = Arc::new(AtomicU64::new(0));
+    let (loader_alive, mut loaders_gone) = tokio::sync::mpsc::channel::<()>(1);
+
     let started = Instant::now();
     let instances = sandbox.fleet.instances.clone();
     let mut tasks = Vec::with_capacity(spec.requests as usize);
@@ -233,6 +244,7 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
         };
         let at = schedule.map(|first| first + window * n as u32 / spec.requests as u32);
         let kind = spec.kind;
+        let (loads, alive) = (loads.clone(), loader_alive.clone());
         tasks.push(tokio::spawn(async move {
             if let Some(at) = at {
                 tokio::time::sleep_until(at).await;
@@ -242,7 +254,11 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
             let path = Path::default();
             let loaded = Arc::new(AtomicBool::new(false));
             let heard = loaded.clone();
-            let loader = sandbox.loader(kind, id, &settings, move |_| heard.store(true, Ordering::SeqCst));
+            let loader = sandbox.loader(kind, id, &settings, move |_| {
+                heard.store(true, Ordering::SeqCst);
+                loads.fetch_add(1, Ordering::SeqCst);
+                drop(alive);
+            });
             let answer = instance
                 .cache
                 .get_or_load_with(&policies::record_key(kind, id), &options, &path, loader)
@@ -282,7 +298,17 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
             })
         }));
     }
-    tally(spec, instances.len() as u64, started, tasks).await
+    let mut result = tally(spec, instances.len() as u64, started, tasks).await?;
+    drop(loader_alive);
+    // `recv` answers `None` once every loader is gone: no polling.
+    if tokio::time::timeout(REFRESHES_DONE, loaders_gone.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("a herd's background refresh was still running after {REFRESHES_DONE:?}");
+    }
+    result.database_loads = loads.load(Ordering::SeqCst);
+    Ok(result)
 }
 
 /// Waits for every request and sums them up. On the first failure the rest

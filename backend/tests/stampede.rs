@@ -187,6 +187,8 @@ async fn stale_while_revalidate_refreshes_once_and_nobody_waits() {
         .await
         .unwrap();
     assert_eq!(result.database_loads, 1, "{result:?}");
+    // The count is the database's own: the priming load and the refresh.
+    assert_eq!(t.database_queries(), 2);
     assert_eq!(result.waited, 0);
     assert!(result.served_stale >= 1, "{result:?}");
     // Nobody waited for the database: no request's own path went through
