@@ -144,8 +144,11 @@ pub struct Config {
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
-    /// Origins allowed to embed the playground in a frame (CSP
-    /// frame-ancestors), besides its own; comma-separated.
+    /// Origins whose pages may frame the embed pages (`/embed/*`, CSP
+    /// frame-ancestors), besides the playground's own; comma-separated.
+    /// Locally, pages on this machine (`http://localhost:*`,
+    /// `http://127.0.0.1:*`) may too. Other routes are never framed by
+    /// another site.
     #[arg(long, env = "FRAME_ANCESTORS", value_delimiter = ',')]
     pub frame_ancestors: Vec<String>,
 
@@ -260,6 +263,17 @@ impl Limits {
 }
 
 impl Config {
+    /// Who may frame the embed pages besides the playground: the
+    /// configured origins, and locally any page served from this machine
+    /// (a documentation site previewed with `mdbook serve`, say).
+    pub fn embed_ancestors(&self) -> Vec<String> {
+        let mut ancestors = self.frame_ancestors.clone();
+        if !self.hosted {
+            ancestors.extend(["http://localhost:*".to_string(), "http://127.0.0.1:*".to_string()]);
+        }
+        ancestors
+    }
+
     /// The settings every new sandbox starts with.
     pub fn sandbox_defaults(&self) -> SandboxSettings {
         SandboxSettings {

@@ -65,7 +65,10 @@ pub fn app(
         .route("/ws", get(websocket))
         .route("/api/{*rest}", axum::routing::any(unknown_api))
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
-        .with_state(state);
+        .with_state(state)
+        // Embed pages: framed by the configured parents, no origin check
+        // (a frame's navigation carries none).
+        .merge(crate::embed::routes(static_dir, frame_ancestors));
     let app = if static_dir.join("index.html").is_file() {
         api.fallback_service(ServeDir::new(static_dir))
     } else {
@@ -76,7 +79,8 @@ pub fn app(
         .iter()
         .filter_map(|o| HeaderValue::from_str(&o.trim().trim_end_matches('/').to_ascii_lowercase()).ok())
         .collect();
-    let csp = content_security_policy(static_dir, frame_ancestors);
+    // Every other route may be framed by the playground alone.
+    let csp = content_security_policy(static_dir, &[]);
     app.layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -32,6 +32,7 @@
 pub mod access;
 pub mod config;
 pub mod divergence;
+pub mod embed;
 pub mod error;
 pub mod feed;
 pub mod fleet;
@@ -220,7 +221,7 @@ impl Backend {
             state,
             &self.config.static_dir,
             &self.config.allowed_origins,
-            &self.config.frame_ancestors,
+            &self.config.embed_ancestors(),
         )
     }
 

@@ -63,10 +63,22 @@ async fn pages_of_other_origins_are_refused() {
     );
     assert!(lower.contains("x-content-type-options: nosniff"), "{response}");
     assert!(lower.contains("referrer-policy: no-referrer"), "{response}");
+    // Only the embed pages may be framed by the documentation site.
     assert!(
-        lower.contains("frame-ancestors 'self' https://docs.example.com"),
+        lower.contains("frame-ancestors 'self'\r\n") || lower.contains("frame-ancestors 'self'\n"),
         "{response}"
     );
+    let embed = http_get(served.addr, "/embed/stampede?step=2").await;
+    let lower = embed.to_ascii_lowercase();
+    assert_eq!(status_of(&embed), 200, "{embed}");
+    assert!(
+        lower.contains("frame-ancestors 'self' https://docs.example.com\r\n"),
+        "{embed}"
+    );
+    assert!(!lower.contains("x-frame-options"), "{embed}");
+    assert!(embed.contains("The fix: a lock in Redis"), "{embed}");
+    // Hosted, nothing on this machine is trusted to frame it by default.
+    assert!(!lower.contains("127.0.0.1:*"), "{embed}");
 }
 
 /// Hosted, a page cannot choose a sandbox's name: it is given a token

@@ -283,3 +283,28 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     stream.read_to_string(&mut response).await.unwrap();
     response
 }
+
+/// Runs axe-core (installed by `cargo xtask setup --tests` from
+/// `e2e/package-lock.json`) on the current page or frame; returns one line
+/// per violation: the rule, its help text and where (up to three nodes).
+pub async fn axe_violations(client: &Client) -> Vec<String> {
+    let path = project_root().join("e2e/node_modules/axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; `cargo xtask setup --tests` installs it", path.display()));
+    client
+        .execute(&format!("{source}\nreturn true;"), vec![])
+        .await
+        .expect("axe-core loads");
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        axe.run(document, { resultTypes: ["violations"] })
+            .then(r => done(r.violations.map(v =>
+                v.id + ": " + v.help + " [" + v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(" | ") + "]")))
+            .catch(e => done(["axe failed: " + e]));
+    "#;
+    let found = client.execute_async(script, vec![]).await.expect("axe runs");
+    found
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}

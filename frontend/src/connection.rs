@@ -12,6 +12,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
+use crate::lessons::Position;
+use crate::runner::{Command, Run};
 use crate::state::{AppState, Link};
 use leptos::prelude::*;
 
@@ -29,6 +31,9 @@ struct Inner {
     socket: RefCell<Option<WebSocket>>,
     next_request_id: Cell<u64>,
     attempt: Cell<u32>,
+    /// Counts experiments started, so a timer of an abandoned one does
+    /// not move a newer one on.
+    runs: Cell<u64>,
 }
 
 /// Where the page keeps its sandbox's name, so a reload (or a new
@@ -65,8 +70,13 @@ pub fn page_param(name: &str) -> Option<String> {
     web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
 }
 
-/// The sandbox this tab watched before (a reload), if any.
+/// The sandbox this tab watched before (a reload), if any. Embedded
+/// pages keep theirs in memory only: frames of one page share the tab's
+/// `sessionStorage`, and two embedded lessons must not share a sandbox.
 pub fn stored_sandbox() -> Option<SandboxId> {
+    if crate::embed::is_embedded() {
+        return None;
+    }
     window()
         .session_storage()
         .ok()
@@ -82,6 +92,9 @@ pub fn stored_sandbox() -> Option<SandboxId> {
 /// does not ask for the expired one again.
 fn remember_sandbox(sandbox: &SandboxId) {
     let window = window();
+    if crate::embed::is_embedded() {
+        return;
+    }
     if let Some(storage) = window.session_storage().ok().flatten() {
         let _ = storage.set_item(STORED_SANDBOX, sandbox.as_str());
     }
@@ -117,6 +130,7 @@ impl Connection {
                 socket: RefCell::new(None),
                 next_request_id: Cell::new(1),
                 attempt: Cell::new(1),
+                runs: Cell::new(0),
             }),
         };
         connection.connect();
@@ -195,6 +209,65 @@ impl Connection {
         self.send(&ClientMessage::Reset, false)
     }
 
+    /// Runs the experiment of lesson step `at` on this page's sandbox.
+    pub fn start_run(&self, at: Position) {
+        let state = self.inner.state;
+        let Some(settings) = state.settings.get_untracked() else {
+            state.notice.set(Some(
+                "Not connected to the back end yet; try again in a moment.".into(),
+            ));
+            return;
+        };
+        let instances = state
+            .instances
+            .with_untracked(|i| i.iter().map(|i| i.name.clone()).collect());
+        let (run, first) = Run::start(at, &settings, instances);
+        self.inner.runs.set(self.inner.runs.get() + 1);
+        state.run.set(Some(run));
+        self.execute(first);
+    }
+
+    /// Carries out what an experiment asks for next.
+    fn execute(&self, command: Command) {
+        let state = self.inner.state;
+        match command {
+            Command::Send(message) => {
+                let awaits_reply = matches!(
+                    message,
+                    ClientMessage::Read { .. }
+                        | ClientMessage::Write { .. }
+                        | ClientMessage::RunHerd { .. }
+                        | ClientMessage::RunScenario { .. }
+                        | ClientMessage::CheckDivergence { .. }
+                );
+                if !self.send(&message, awaits_reply) {
+                    state.run.update(|run| {
+                        if let Some(run) = run {
+                            run.fail("Not connected to the back end; run it again in a moment.".into());
+                        }
+                    });
+                }
+            }
+            Command::Wait(ms) => {
+                let this = self.clone();
+                let serial = self.inner.runs.get();
+                Timeout::new(ms, move || {
+                    if this.inner.runs.get() != serial {
+                        return;
+                    }
+                    let next = state
+                        .run
+                        .try_update(|run| run.as_mut().and_then(Run::on_timer))
+                        .flatten();
+                    if let Some(command) = next {
+                        this.execute(command);
+                    }
+                })
+                .forget();
+            }
+        }
+    }
+
     fn next_request_id(&self) -> u64 {
         let id = self.inner.next_request_id.get();
         self.inner.next_request_id.set(id + 1);
@@ -253,7 +326,15 @@ impl Connection {
                         // socket opens, then closes) keeps backing off.
                         this.inner.attempt.set(1);
                     }
-                    state.apply(message)
+                    // A lesson's experiment waits for some of these.
+                    let next = state
+                        .run
+                        .try_update(|run| run.as_mut().and_then(|run| run.on_message(&message)))
+                        .flatten();
+                    state.apply(message);
+                    if let Some(command) = next {
+                        this.execute(command);
+                    }
                 }
                 Err(e) => state
                     .notice
@@ -268,6 +349,13 @@ impl Connection {
             this.inner.socket.borrow_mut().take();
             // Requests in flight on a dead socket will never be answered.
             this.inner.state.pending.set(0);
+            if this.inner.state.experimenting() {
+                this.inner.state.run.update(|run| {
+                    if let Some(run) = run {
+                        run.fail("The connection dropped during the experiment; run it again.".into());
+                    }
+                });
+            }
             if event.code() == CLOSE_POLICY {
                 // Refused for good; the server said why in a notice.
                 this.inner.state.link.set(Link::Refused);

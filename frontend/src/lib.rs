@@ -11,12 +11,19 @@
 
 pub mod components;
 pub mod connection;
+pub mod embed;
 pub mod format;
+pub mod runner;
+
+/// The lesson path is data the back end also reads (the embed pages).
+pub use shared::lessons;
 pub mod state;
 pub mod timeline;
 
 /// Mounts the playground on the page's `<body>`.
 pub fn mount() {
     console_error_panic_hook::set_once();
+    embed::start_theme();
+    embed::start_auto_height();
     leptos::mount::mount_to_body(components::App);
 }

@@ -9,6 +9,8 @@ use shared::{
     PROTOCOL_VERSION,
 };
 
+use crate::lessons::{Position, Progress};
+use crate::runner::Run;
 use crate::timeline::Timeline;
 
 /// The most traces the log keeps.
@@ -83,6 +85,17 @@ pub struct AppState {
     pub notice: RwSignal<Option<String>>,
     /// Which Redis the sandbox uses, as the server describes it.
     pub redis: RwSignal<String>,
+    /// The lesson step on screen (`None`: free play).
+    pub lesson: RwSignal<Option<Position>>,
+    /// The lesson step's experiment, running or finished.
+    pub run: RwSignal<Option<Run>>,
+    /// The steps this browser has answered.
+    pub progress: RwSignal<Progress>,
+    /// Whether Space, → and R drive the animation (WCAG 2.1.4: single-key
+    /// shortcuts can be turned off).
+    pub shortcuts: RwSignal<bool>,
+    /// The latest result, in words, for the page's live region.
+    pub announcement: RwSignal<String>,
 }
 
 impl AppState {
@@ -108,7 +121,18 @@ impl AppState {
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
             redis: RwSignal::new(String::new()),
+            lesson: RwSignal::new(None),
+            run: RwSignal::new(None),
+            progress: RwSignal::new(Progress::default()),
+            shortcuts: RwSignal::new(true),
+            announcement: RwSignal::new(String::new()),
         }
+    }
+
+    /// Whether a lesson's experiment is running.
+    pub fn experimenting(&self) -> bool {
+        self.run
+            .with_untracked(|r| r.as_ref().is_some_and(Run::is_running))
     }
 
     /// Applies one message from the server.
@@ -159,10 +183,22 @@ impl AppState {
             }
             ServerMessage::ReadReply { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
+                self.announcement.set(announce_read(&result));
                 self.last_result.set(Some(result));
             }
             ServerMessage::WriteReply { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
+                self.announcement.set(format!(
+                    "{} {}/{} written in {}",
+                    if result.record.is_some() {
+                        "Updated"
+                    } else {
+                        "Removed"
+                    },
+                    result.kind,
+                    result.id,
+                    crate::format::micros(result.latency_us)
+                ));
                 self.last_write.set(Some(result));
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
@@ -171,6 +207,13 @@ impl AppState {
             ServerMessage::HerdReply { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
                 self.herd_edges.set(Some(result.edges.clone()));
+                self.announcement.set(format!(
+                    "Herd of {} requests: {} database loads, {} waited, p99 {}",
+                    result.spec.requests,
+                    result.database_loads,
+                    result.waited,
+                    crate::format::micros(result.p99_us)
+                ));
                 self.herds.update(|h| h.push(result));
             }
             ServerMessage::Paused {
@@ -194,10 +237,20 @@ impl AppState {
                 .update(|p| p.retain(|o| o.operation_id != operation_id)),
             ServerMessage::ScenarioReply { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
+                self.announcement.set(if result.stale {
+                    "Race over: Redis holds a stale value".to_string()
+                } else {
+                    "Race over: Redis agrees with the database".to_string()
+                });
                 self.scenario.set(Some(result));
             }
             ServerMessage::Divergence { report, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
+                self.announcement.set(format!(
+                    "Checked {} cached keys: {} stale",
+                    report.entries.len(),
+                    report.stale()
+                ));
                 self.divergence.set(Some(report));
             }
             ServerMessage::Missed { count } => {
@@ -207,19 +260,24 @@ impl AppState {
             }
             ServerMessage::Reset { stats } => {
                 self.stats.set(stats);
+                // A lesson's experiment starts with a reset: its steps
+                // compare herds side by side, and it needs no notice.
+                let experiment = self.experimenting();
                 self.log.update(VecDeque::clear);
                 self.timeline.update(Timeline::clear);
                 self.last_result.set(None);
                 self.last_write.set(None);
                 self.divergence.set(None);
                 self.scenario.set(None);
-                self.herds.update(Vec::clear);
+                if !experiment {
+                    self.herds.update(Vec::clear);
+                }
                 self.herd_edges.set(None);
                 self.paused.update(Vec::clear);
-                self.notice.set(Some(
+                self.notice.set((!experiment).then(|| {
                     "This sandbox was reset: its rows are back to the seed data and its cache is empty."
-                        .into(),
-                ));
+                        .into()
+                }));
             }
             ServerMessage::Error { request_id, message } => {
                 if request_id.is_some() {
@@ -234,6 +292,17 @@ impl AppState {
     pub fn is_open(&self) -> bool {
         self.link.with(|l| *l == Link::Open)
     }
+}
+
+/// A read's result in words.
+fn announce_read(result: &ReadResult) -> String {
+    format!(
+        "Read {}/{}: {} in {}",
+        result.kind,
+        result.id,
+        result.outcome.label(),
+        crate::format::micros(result.latency_us)
+    )
 }
 
 #[cfg(test)]

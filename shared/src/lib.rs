@@ -17,6 +17,7 @@
 
 pub mod diagram;
 pub mod entity;
+pub mod lessons;
 pub mod protocol;
 pub mod settings;
 pub mod trace;

@@ -24,7 +24,24 @@ pub fn ensure(purpose: Purpose) -> Result<(), String> {
     ensure_system_packages(purpose)?;
     ensure_wasm_bindgen()?;
     ensure_trunk()?;
+    if purpose == Purpose::Tests {
+        ensure_axe()?;
+    }
     Ok(())
+}
+
+/// axe-core, the accessibility checker the browser tests inject, from the
+/// npm registry at the version `e2e/package-lock.json` pins.
+fn ensure_axe() -> Result<(), String> {
+    let e2e = project_root().join("e2e");
+    if e2e.join("node_modules/axe-core/axe.min.js").is_file() {
+        return Ok(());
+    }
+    let mut install = command("npm");
+    install
+        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+        .current_dir(&e2e);
+    step("installing axe-core for the browser tests (npm ci)", install)
 }
 
 fn ensure_wasm_target() -> Result<(), String> {
@@ -96,6 +113,9 @@ fn ensure_system_packages(purpose: Purpose) -> Result<(), String> {
         }
         if !on_path("chromedriver") {
             missing.push("chromium-driver");
+        }
+        if !on_path("npm") {
+            missing.push("npm");
         }
     }
     // The back end speaks TLS to Redis (`rediss://`) through the system's

@@ -166,7 +166,7 @@ fn LastResult() -> impl IntoView {
                         Some(json) => view! {
                             <details>
                                 <summary>{summary}</summary>
-                                <pre>{json}</pre>
+                                <pre tabindex="0" aria-label="The record as JSON">{json}</pre>
                             </details>
                         }
                         .into_any(),
@@ -359,16 +359,15 @@ pub fn PlaybackControls() -> impl IntoView {
             <button
                 type="button"
                 on:click=move |_| timeline.update(|t| t.toggle_paused())
-                aria-pressed=move || if paused() { "true" } else { "false" }
-                aria-keyshortcuts="Space"
+                aria-keyshortcuts=move || state.shortcuts.get().then_some("Space")
                 data-testid="play"
             >
                 {move || if paused() { "▶ Play" } else { "❚❚ Pause" }}
             </button>
-            <button type="button" on:click=move |_| timeline.update(|t| t.step_forward()) aria-keyshortcuts="ArrowRight">
+            <button type="button" on:click=move |_| timeline.update(|t| t.step_forward()) aria-keyshortcuts=move || state.shortcuts.get().then_some("ArrowRight")>
                 "Step ›"
             </button>
-            <button type="button" on:click=move |_| timeline.update(|t| t.replay()) aria-keyshortcuts="R">
+            <button type="button" on:click=move |_| timeline.update(|t| t.replay()) aria-keyshortcuts=move || state.shortcuts.get().then_some("R")>
                 "↺ Replay"
             </button>
             <label class="speed">
@@ -382,6 +381,15 @@ pub fn PlaybackControls() -> impl IntoView {
                         .map(|s| view! { <option value=s.to_string() selected=s == 1.0>{format::speed(s)}</option> })
                         .collect_view()}
                 </select>
+            </label>
+            <label class="check shortcuts">
+                <input
+                    type="checkbox"
+                    data-testid="shortcuts"
+                    prop:checked=move || state.shortcuts.get()
+                    on:change=move |ev| state.shortcuts.set(event_target_checked(&ev))
+                />
+                " Keys: Space, →, R"
             </label>
             <span class="queue" aria-live="polite">
                 {move || {

@@ -151,20 +151,63 @@ pub fn DiagramView() -> impl IntoView {
         }
     });
     on_cleanup(move || resize.remove());
+    // What the picture shows now, in words: the flow, and the trace's
+    // progress through it. A memo, so it changes per step, not per tick.
+    let label = Memo::new(move |_| {
+        let flow = "Cache-aside flow: a request checks Redis; on a hit the cached value is returned; on a miss the database is queried, the value is stored in Redis with a TTL and returned; if Redis fails, the database answers.";
+        state.timeline.with(|t| match t.frame() {
+            None => flow.to_string(),
+            Some(frame) => {
+                let arrived = frame.progress >= 1.0;
+                let title = state
+                    .diagram
+                    .with(|d| d.node(&frame.step.node).map(|n| n.title.clone()))
+                    .unwrap_or_default();
+                format!(
+                    "{flow} Now showing {} ({}): step {} of {}, {}{}.",
+                    frame.trace.operation.label(),
+                    frame.trace.outcome.label(),
+                    frame.step_index + 1,
+                    frame.trace.steps.len(),
+                    if arrived { "at " } else { "on the way to " },
+                    title
+                )
+            }
+        })
+    });
     move || {
         let diagram = if narrow.get() {
             state.diagram.get().transposed()
         } else {
             state.diagram.get()
         };
+        // A lesson shows only the parts of the flow its step is about; the
+        // diagram grows with the path. Free play shows it all.
+        let parts = state.lesson.get().map(|at| at.step().parts);
+        let shown = |id: &NodeId| parts.is_none_or(|parts| crate::lessons::shows(parts, id));
         let edges = diagram
             .edges
             .iter()
+            .filter(|e| shown(&e.from) && shown(&e.to))
             .map(|e| edge_view(state, &diagram, e.clone()))
             .collect_view();
+        // Without the hidden parts the picture ends lower down: crop it to
+        // the nodes shown (with room for the labels under the last row).
+        let height = if parts.is_some() {
+            diagram
+                .nodes
+                .iter()
+                .filter(|n| shown(&n.id))
+                .map(|n| n.y + n.height + 40.0)
+                .fold(0.0, f64::max)
+                .min(diagram.height)
+        } else {
+            diagram.height
+        };
         let nodes = diagram
             .nodes
             .iter()
+            .filter(|n| shown(&n.id))
             .map(|n| node_view(state, diagram.clone(), n.clone()))
             .collect_view();
         let token_diagram = diagram.clone();
@@ -185,9 +228,9 @@ pub fn DiagramView() -> impl IntoView {
         view! {
             <svg
                 class="diagram"
-                viewBox=format!("0 0 {} {}", diagram.width, diagram.height + 30.0)
+                viewBox=format!("0 0 {} {}", diagram.width, height + 30.0)
                 role="img"
-                aria-label="Cache-aside flow: request, check Redis, on a hit return the cached value; on a miss query the database, store the value in Redis with a TTL and return it; if Redis fails, fall back to the database."
+                aria-label=move || label.get()
                 data-testid="diagram"
             >
                 <defs>
@@ -198,7 +241,7 @@ pub fn DiagramView() -> impl IntoView {
                         <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead lit"/>
                     </marker>
                 </defs>
-                <g class="legend" transform=format!("translate(20 {})", diagram.height + 10.0)>
+                <g class="legend" transform=format!("translate(20 {})", height + 10.0)>
                     <rect class="swatch app" x="0" y="-10" width="14" height="14" rx="3"/>
                     <text x="20" y="2">"application"</text>
                     <rect class="swatch redis" x="120" y="-10" width="14" height="14" rx="3"/>
@@ -336,7 +379,16 @@ fn node_view(state: AppState, diagram: Diagram, node: Node) -> impl IntoView {
             } else {
                 ""
             };
-            format!("{base} {look}{off}")
+            // A lesson's "what to notice" points here.
+            let spot = if crate::components::lesson::spotlight(state)
+                .split(' ')
+                .any(|s| s.strip_prefix("node:") == Some(node.id.as_str()))
+            {
+                " spotlight"
+            } else {
+                ""
+            };
+            format!("{base} {look}{off}{spot}")
         }
     };
     let detail = {

@@ -28,7 +28,7 @@ pub fn DivergencePanel() -> impl IntoView {
     });
     let now = move || js_sys::Date::now() as u64;
     view! {
-        <section class="card divergence" aria-labelledby="divergence-title">
+        <section class="card divergence" aria-labelledby="divergence-title" data-spot="divergence">
             <h2 id="divergence-title">"Cache vs database"</h2>
             <button
                 type="button"
@@ -73,7 +73,7 @@ pub fn DivergencePanel() -> impl IntoView {
                         .collect_view();
                     view! {
                         <p class=summary_class data-testid="divergence-summary">{summary}</p>
-                        <div class="table-wrap">
+                        <div class="table-wrap" tabindex="0" role="region" aria-label="Divergence report, scrollable">
                             <table>
                                 <thead><tr><th>"key"</th><th>"in Redis"</th><th>"in the database"</th><th>"status"</th></tr></thead>
                                 <tbody>{rows}</tbody>

@@ -24,7 +24,7 @@ pub fn InstancesPanel() -> impl IntoView {
         }
     };
     view! {
-        <section class="card instances" aria-labelledby="instances-title">
+        <section class="card instances" aria-labelledby="instances-title" data-spot="instances">
             <h2 id="instances-title">"Application instances"</h2>
             <p class="help">
                 "Three copies of the application share Redis and the database. With near caches on, each keeps its own in-memory copy, and writes publish an invalidation on Redis Pub/Sub."
@@ -58,42 +58,62 @@ pub fn InstancesPanel() -> impl IntoView {
                     }}
                 </select>
             </label>
+            // Keyed by name, each row reading its instance reactively: a
+            // cut or a received invalidation updates the row in place, and
+            // the button keeps the keyboard focus.
             <ul class="fleet">
-                {move || {
-                    state
-                        .instances
-                        .get()
-                        .into_iter()
-                        .map(|i| {
-                            let name = i.name.clone();
-                            let subscribed = i.subscribed;
-                            let link = if !near_on() {
-                                "near caches off".to_string()
-                            } else if subscribed {
-                                "subscribed".to_string()
-                            } else {
-                                "link cut: misses invalidations".to_string()
-                            };
-                            view! {
-                                <li class=if subscribed || !near_on() { "instance" } else { "instance cut" } data-testid=format!("instance-{}", i.name)>
-                                    <strong>{format!("Instance {}", i.name)}</strong>
-                                    <span class="link">{link}</span>
-                                    <span class="near">{format!("{} near entries · {} received", i.near_entries, i.received)}</span>
-                                    <button
-                                        type="button"
-                                        disabled=move || !near_on()
-                                        data-testid=format!("link-{}", i.name)
-                                        on:click=move |_| {
-                                            connection.with_value(|c| c.set_instance_link(name.clone(), !subscribed));
-                                        }
-                                    >
-                                        {if subscribed || !near_on() { "Cut link" } else { "Reconnect" }}
-                                    </button>
-                                </li>
+                <For
+                    each=move || state.instances.with(|all| all.iter().map(|i| i.name.clone()).collect::<Vec<_>>())
+                    key=|name| name.clone()
+                    children=move |name| {
+                        let this = {
+                            let name = name.clone();
+                            move || state.instances.with(|all| all.iter().find(|i| i.name == name).cloned())
+                        };
+                        let subscribed = {
+                            let this = this.clone();
+                            move || this().is_none_or(|i| i.subscribed)
+                        };
+                        let link = {
+                            let subscribed = subscribed.clone();
+                            move || {
+                                if !near_on() {
+                                    "near caches off"
+                                } else if subscribed() {
+                                    "subscribed"
+                                } else {
+                                    "link cut: misses invalidations"
+                                }
                             }
-                        })
-                        .collect_view()
-                }}
+                        };
+                        let counts = move || {
+                            this().map(|i| format!("{} near entries · {} received", i.near_entries, i.received)).unwrap_or_default()
+                        };
+                        let (class_sub, label_sub, click_sub) = (subscribed.clone(), subscribed.clone(), subscribed);
+                        let target = name.clone();
+                        view! {
+                            <li
+                                class=move || if class_sub() || !near_on() { "instance" } else { "instance cut" }
+                                data-testid=format!("instance-{name}")
+                            >
+                                <strong>{format!("Instance {name}")}</strong>
+                                <span class="link">{link}</span>
+                                <span class="near">{counts}</span>
+                                <button
+                                    type="button"
+                                    disabled=move || !near_on()
+                                    data-testid=format!("link-{name}")
+                                    on:click=move |_| {
+                                        let connected = !click_sub();
+                                        connection.with_value(|c| c.set_instance_link(target.clone(), connected));
+                                    }
+                                >
+                                    {move || if label_sub() || !near_on() { "Cut link" } else { "Reconnect" }}
+                                </button>
+                            </li>
+                        }
+                    }
+                />
             </ul>
         </section>
     }

@@ -37,49 +37,43 @@ pub fn timings(trace: &Trace) -> String {
 pub fn TraceLog() -> impl IntoView {
     let state = expect_context::<AppState>();
     view! {
-        <section class="card log" aria-labelledby="log-title">
+        <section class="card log" aria-labelledby="log-title" data-spot="log">
             <h2 id="log-title">"Trace log"</h2>
-            {move || {
-                state.log.with(|log| {
-                    if log.is_empty() {
-                        return view! { <p class="help">"No reads yet in this sandbox."</p> }.into_any();
+            <p class="help" hidden=move || state.log.with(|log| !log.is_empty())>"No reads yet in this sandbox."</p>
+            // Keyed by trace: a new trace adds one entry, and the others
+            // (and the keyboard focus on them) stay where they are.
+            <ol class="entries" data-testid="log" hidden=move || state.log.with(|log| log.is_empty())>
+                <For
+                    each=move || state.log.get()
+                    key=|trace| trace.id
+                    children=move |trace| {
+                        let outcome = trace.outcome.label();
+                        let replay = trace.clone();
+                        view! {
+                            <li>
+                                <button
+                                    type="button"
+                                    class="entry"
+                                    data-outcome=outcome
+                                    on:click=move |_| state.timeline.update(|t| t.show(replay.clone()))
+                                    title="Play this trace on the diagram"
+                                >
+                                    <span class=format!("outcome {}", outcome.replace(' ', "-"))>{outcome}</span>
+                                    <span class="op">{trace.operation.label()}</span>
+                                    <span class="origin">
+                                        {match &trace.instance {
+                                            Some(instance) => format!("{} · {instance}", trace.origin.label()),
+                                            None => trace.origin.label().to_string(),
+                                        }}
+                                    </span>
+                                    <span class="total">{format::micros(trace.total_us)}</span>
+                                    <span class="timings">{timings(&trace)}</span>
+                                </button>
+                            </li>
+                        }
                     }
-                    view! {
-                        <ol class="entries" data-testid="log">
-                            {log
-                                .iter()
-                                .map(|trace| {
-                                    let replay = trace.clone();
-                                    let outcome = trace.outcome.label();
-                                    view! {
-                                        <li>
-                                            <button
-                                                type="button"
-                                                class="entry"
-                                                data-outcome=outcome
-                                                on:click=move |_| state.timeline.update(|t| t.show(replay.clone()))
-                                                title="Play this trace on the diagram"
-                                            >
-                                                <span class=format!("outcome {}", outcome.replace(' ', "-"))>{outcome}</span>
-                                                <span class="op">{trace.operation.label()}</span>
-                                                <span class="origin">
-                                                    {match &trace.instance {
-                                                        Some(instance) => format!("{} · {instance}", trace.origin.label()),
-                                                        None => trace.origin.label().to_string(),
-                                                    }}
-                                                </span>
-                                                <span class="total">{format::micros(trace.total_us)}</span>
-                                                <span class="timings">{timings(trace)}</span>
-                                            </button>
-                                        </li>
-                                    }
-                                })
-                                .collect_view()}
-                        </ol>
-                    }
-                    .into_any()
-                })
-            }}
+                />
+            </ol>
         </section>
     }
 }

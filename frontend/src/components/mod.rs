@@ -5,6 +5,7 @@ mod controls;
 mod diagram;
 mod divergence;
 mod instances;
+pub(crate) mod lesson;
 mod log;
 mod race;
 mod stampede;
@@ -15,6 +16,7 @@ pub use controls::{PlaybackControls, ReadForm, SettingsPanel};
 pub use diagram::DiagramView;
 pub use divergence::DivergencePanel;
 pub use instances::InstancesPanel;
+pub use lesson::{LessonIndex, LessonPanel};
 pub use log::TraceLog;
 pub use race::RacePanel;
 pub use stampede::StampedePanel;
@@ -26,6 +28,7 @@ use shared::SandboxId;
 use wasm_bindgen::JsCast;
 
 use crate::connection::Connection;
+use crate::lessons::Panel;
 use crate::state::{AppState, Link};
 
 /// The connection, shared with components that send commands.
@@ -38,37 +41,100 @@ const FRAME_MS: u32 = 33;
 #[component]
 pub fn App() -> impl IntoView {
     let state = AppState::new(choose_sandbox(), prefers_reduced_motion());
+    state.lesson.set(lesson::position_from_address());
+    state.progress.set(lesson::load_progress());
     provide_context(state);
     let connection: ConnectionHandle = StoredValue::new_local(Connection::open(state));
     provide_context(connection);
     start_clock(state);
     keyboard_shortcuts(state);
 
+    // In a lesson, only the lab panel its step uses; in free play, all.
+    let panel = move || state.lesson.get().map(|at| at.step().panel);
+    let shows = move |wanted: Panel| panel().is_none_or(|p| p == wanted);
+
+    let embedded = crate::embed::is_embedded();
+    let header = if embedded {
+        // In a documentation page's frame: a slim bar, and a way out to the
+        // full playground at the same step.
+        let full = move || {
+            let path = window().location().pathname().unwrap_or_default();
+            let root = path.split("/embed/").next().unwrap_or("").to_string();
+            let query = state
+                .lesson
+                .get()
+                .map(|at| format!("?{}", at.query()))
+                .unwrap_or_default();
+            format!("{root}/{query}")
+        };
+        view! {
+            <header class="top slim">
+                <h1 class="embed-title">"Cache-aside playground"</h1>
+                <a href=full target="_blank" rel="noopener" data-testid="open-full">"Open in the full playground ↗"</a>
+                <LinkBadge/>
+            </header>
+        }
+        .into_any()
+    } else {
+        view! {
+            <header class="top">
+                <h1>"Cache-aside playground"</h1>
+                <p class="tagline">"Every read below runs against a real Redis and a real SQLite database. Watch each command happen."</p>
+                <LinkBadge/>
+            </header>
+        }
+        .into_any()
+    };
+
     view! {
-        <header class="top">
-            <h1>"Cache-aside playground"</h1>
-            <p class="tagline">"Every read below runs against a real Redis and a real SQLite database. Watch each command happen."</p>
-            <LinkBadge/>
-        </header>
+        <a class="skip" href="#main">"Skip to the playground"</a>
+        {header}
         <Notice/>
-        <main class="layout">
-            <section class="stage" aria-label="Flow diagram">
-                <PlaybackControls/>
-                <DiagramView/>
-                <StepList/>
-                <DivergencePanel/>
-                <RacePanel/>
-                <StampedePanel/>
-            </section>
-            <aside class="side">
-                <ReadForm/>
+        // Results in words, for screen readers: one live region for the
+        // whole page, never re-created.
+        <p class="sr-only" role="status" data-testid="announce">{move || state.announcement.get()}</p>
+        <main
+            class=move || if panel().is_some() { "layout lesson-mode" } else { "layout" }
+            id="main"
+            tabindex="-1"
+            data-spotlight=move || lesson::spotlight(state)
+        >
+            <div class="stage">
+                {move || state.lesson.get().is_none().then(|| view! { <LessonIndex/> })}
+                <section class="flow" aria-label="Flow diagram">
+                    <PlaybackControls/>
+                    <DiagramView/>
+                    <StepList/>
+                </section>
+                {move || shows(Panel::Divergence).then(|| view! { <DivergencePanel/> })}
+                {move || shows(Panel::Race).then(|| view! { <RacePanel/> })}
+                {move || shows(Panel::Stampede).then(|| view! { <StampedePanel/> })}
+            </div>
+            // The narration sits beside the diagram it talks about (above
+            // it on a narrow screen).
+            {move || panel().is_some().then(|| view! { <div class="lesson-slot"><LessonPanel/></div> })}
+            <div class="side">
+                {move || panel().is_none().then(|| view! { <ReadForm/> })}
                 <TraceLog/>
                 <StatsPanel><ResetSandbox/></StatsPanel>
-                <InstancesPanel/>
-                <SettingsPanel/>
-            </aside>
+                {move || shows(Panel::Instances).then(|| view! { <InstancesPanel/> })}
+                {move || {
+                    if panel().is_none() {
+                        view! { <SettingsPanel/> }.into_any()
+                    } else {
+                        view! {
+                            <p class="card help" data-testid="lesson-settings">
+                                "The lesson sets this sandbox up for each step. For the settings, the read form and every lab, use "
+                                <button type="button" class="link" on:click=move |_| lesson::go_to(state, None)>"free play"</button>
+                                "; the sandbox stays as it is."
+                            </p>
+                        }
+                        .into_any()
+                    }
+                }}
+            </div>
         </main>
-        <CurlHint/>
+        {(!embedded).then(|| view! { <CurlHint/> })}
     }
 }
 
@@ -132,7 +198,7 @@ fn CurlHint() -> impl IntoView {
         <footer class="hint">
             <p>"Reads from anywhere show up here live. From a terminal:"</p>
             <code data-testid="curl">{command}</code>
-            <p class="small">"Keys: Space play/pause · → next step · R replay. Open "<a href="?sandbox=default">"?sandbox=default"</a>" to watch plain curl requests, or "<a href="?redis=private" data-testid="private-redis">"a new sandbox with a redis-server of its own"</a>" (for experiments on the server itself)."</p>
+            <p class="small">"Keys (unless turned off above the diagram): Space play/pause · → next step · R replay. Open "<a href="?sandbox=default">"?sandbox=default"</a>" to watch plain curl requests, or "<a href="?redis=private" data-testid="private-redis">"a new sandbox with a redis-server of its own"</a>" (for experiments on the server itself)."</p>
         </footer>
     }
 }
@@ -179,13 +245,20 @@ fn start_clock(state: AppState) {
 /// Space, → and R, unless the learner is typing in a field.
 fn keyboard_shortcuts(state: AppState) {
     let handle = window_event_listener(leptos::ev::keydown, move |event| {
-        if event.ctrl_key() || event.meta_key() || event.alt_key() {
+        if !state.shortcuts.get_untracked() || event.ctrl_key() || event.meta_key() || event.alt_key() {
             return;
         }
+        // Keys on a control (a field, a button, a link, a disclosure) are
+        // the control's own.
         let typing = event
             .target()
             .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-            .is_some_and(|el| matches!(el.tag_name().as_str(), "INPUT" | "SELECT" | "TEXTAREA" | "BUTTON"));
+            .is_some_and(|el| {
+                matches!(
+                    el.tag_name().as_str(),
+                    "INPUT" | "SELECT" | "TEXTAREA" | "BUTTON" | "SUMMARY" | "A" | "LABEL"
+                ) || el.get_attribute("contenteditable").is_some()
+            });
         if typing {
             return;
         }

@@ -32,7 +32,7 @@ pub fn RacePanel() -> impl IntoView {
         Err(e) => error.set(Some(e.to_string())),
     };
     view! {
-        <section class="card race" aria-labelledby="race-title">
+        <section class="card race" aria-labelledby="race-title" data-spot="race">
             <h2 id="race-title">"The stale-set race"</h2>
             <p class="help">
                 "A reader misses and loads a row, then pauses. A writer updates the row and deletes the key. "

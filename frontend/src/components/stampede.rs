@@ -56,7 +56,7 @@ pub fn StampedePanel() -> impl IntoView {
         connection.with_value(|c| c.run_herd(herd));
     };
     view! {
-        <section class="card stampede" aria-labelledby="stampede-title">
+        <section class="card stampede" aria-labelledby="stampede-title" data-spot="herds">
             <h2 id="stampede-title">"Cache stampede"</h2>
             <p class="help">
                 "A herd of concurrent reads hits one key, spread over the three instances. How many reach the database, and who waits?"
@@ -142,7 +142,7 @@ pub fn StampedePanel() -> impl IntoView {
                         })
                         .collect_view();
                     view! {
-                        <div class="table-wrap">
+                        <div class="table-wrap" tabindex="0" role="region" aria-label="Herd results, scrollable">
                             <table data-testid="herd-table">
                                 <thead>
                                     <tr>

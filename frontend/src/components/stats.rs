@@ -14,13 +14,13 @@ pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView
     let stats = state.stats;
     let ratio = move || stats.with(|s| s.hit_ratio());
     view! {
-        <section class="card stats" aria-labelledby="stats-title" data-testid="stats">
+        <section class="card stats" aria-labelledby="stats-title" data-testid="stats" data-spot="stats">
             <h2 id="stats-title">"This sandbox"</h2>
             <dl class="counters">
                 <div><dt>"reads"</dt><dd data-testid="reads">{move || stats.with(|s| s.reads())}</dd></div>
                 <div><dt>"hits"</dt><dd class="hit" data-testid="hits">{move || stats.with(|s| s.hits)}</dd></div>
                 <div><dt>"null hits"</dt><dd class="null-hit">{move || stats.with(|s| s.null_hits)}</dd></div>
-                <div><dt>"misses"</dt><dd class="miss" data-testid="misses">{move || stats.with(|s| s.misses)}</dd></div>
+                <div data-spot="misses"><dt>"misses"</dt><dd class="miss" data-testid="misses">{move || stats.with(|s| s.misses)}</dd></div>
                 <div><dt>"fallbacks"</dt><dd class="fallback">{move || stats.with(|s| s.fallbacks)}</dd></div>
             </dl>
             <div class="ratio">

@@ -1,5 +1,10 @@
 //! The steps of the trace on the diagram, with the real commands, replies
 //! and timings; the lit step is marked.
+//!
+//! The animation clock ticks ~30 times a second, but what this list shows
+//! changes only when the token reaches a step: a memo keeps the list (and
+//! its caption, a live region) in place between steps, so screen readers
+//! hear each step once.
 
 use leptos::prelude::*;
 use shared::{Action, StepStatus};
@@ -7,26 +12,43 @@ use shared::{Action, StepStatus};
 use crate::format;
 use crate::state::AppState;
 
+/// One row of the list.
+#[derive(Clone, Debug, PartialEq)]
+struct Row {
+    class: String,
+    current: bool,
+    title: String,
+    system: &'static str,
+    text: String,
+    reply: String,
+    time: String,
+}
+
+/// What the list shows for the frame on screen.
+#[derive(Clone, Debug, PartialEq)]
+struct Shown {
+    caption: String,
+    rows: Vec<Row>,
+    total: String,
+}
+
 /// The step list under the diagram.
 #[component]
 pub fn StepList() -> impl IntoView {
     let state = expect_context::<AppState>();
     let diagram = state.diagram;
-    move || {
+    let shown = Memo::new(move |_| {
         state.timeline.with(|t| {
-            let Some(frame) = t.frame() else {
-                return view! {
-                    <div class="card steps empty" data-testid="steps">
-                        <p>"Read a record to see each step here: the command sent, the reply, and how long it really took."</p>
-                    </div>
-                }
-                .into_any();
-            };
+            let frame = t.frame()?;
             let trace = frame.trace;
             let current = frame.step_index;
             let arrived = frame.progress >= 1.0;
             let title = |node: &shared::NodeId| {
-                diagram.with(|d| d.node(node).map(|n| n.title.clone()).unwrap_or_else(|| node.to_string()))
+                diagram.with(|d| {
+                    d.node(node)
+                        .map(|n| n.title.clone())
+                        .unwrap_or_else(|| node.to_string())
+                })
             };
             let caption = format!(
                 "{} · {} · {} · step {} of {}{}",
@@ -61,31 +83,69 @@ pub fn StepList() -> impl IntoView {
                         Action::Note(t) => ("app", t.clone()),
                     };
                     let time = if step.simulated_delay_us > 0 {
-                        format!("{} + {} simulated", format::micros(step.duration_us), format::micros(step.simulated_delay_us))
+                        format!(
+                            "{} + {} simulated",
+                            format::micros(step.duration_us),
+                            format::micros(step.simulated_delay_us)
+                        )
                     } else if matches!(step.action, Action::Note(_)) {
                         String::new()
                     } else {
                         format::micros(step.duration_us)
                     };
-                    view! {
-                        <li class=format!("step {phase} {status}") aria-current=if phase == "current" { Some("step") } else { None }>
-                            <span class="where">{title(&step.node)}</span>
-                            <span class=format!("system {}", system.to_lowercase())>{system}</span>
-                            <code class="what">{text}</code>
-                            <span class="reply">{step.reply.clone()}</span>
-                            <span class="time">{time}</span>
-                        </li>
+                    Row {
+                        class: format!("step {phase} {status}"),
+                        current: phase == "current",
+                        title: title(&step.node),
+                        system,
+                        text,
+                        reply: step.reply.clone(),
+                        time,
                     }
                 })
-                .collect_view();
-            view! {
-                <div class="card steps" data-testid="steps">
-                    <p class="caption" aria-live="polite">{caption}</p>
-                    <ol>{rows}</ol>
-                    <p class="total">{format!("Total {}", format::micros(trace.total_us))}</p>
-                </div>
-            }
-            .into_any()
+                .collect();
+            Some(Shown {
+                caption,
+                rows,
+                total: format!("Total {}", format::micros(trace.total_us)),
+            })
         })
+    });
+    let caption = move || shown.with(|s| s.as_ref().map(|s| s.caption.clone()).unwrap_or_default());
+    view! {
+        <div class=move || if shown.with(Option::is_some) { "card steps" } else { "card steps empty" } data-testid="steps">
+            <p class="caption" aria-live="polite">{caption}</p>
+            {move || {
+                shown.with(|s| match s {
+                    None => view! {
+                        <p>"Read a record to see each step here: the command sent, the reply, and how long it really took."</p>
+                    }
+                    .into_any(),
+                    Some(s) => {
+                        let rows = s
+                            .rows
+                            .iter()
+                            .cloned()
+                            .map(|row| {
+                                view! {
+                                    <li class=row.class aria-current=row.current.then_some("step")>
+                                        <span class="where">{row.title}</span>
+                                        <span class=format!("system {}", row.system.to_lowercase())>{row.system}</span>
+                                        <code class="what">{row.text}</code>
+                                        <span class="reply">{row.reply}</span>
+                                        <span class="time">{row.time}</span>
+                                    </li>
+                                }
+                            })
+                            .collect_view();
+                        view! {
+                            <ol>{rows}</ol>
+                            <p class="total">{s.total.clone()}</p>
+                        }
+                        .into_any()
+                    }
+                })
+            }}
+        </div>
     }
 }

@@ -1,0 +1,95 @@
+//! The embed routes over real sockets: a click-to-load page per lesson step
+//! with no script, the live page, the loader, and framing allowed on these
+//! routes alone.
+
+mod common;
+
+use common::{http_get, serve};
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+#[tokio::test]
+async fn a_lesson_page_loads_nothing_until_started_and_may_be_framed() {
+    let t = common::start(|c| c.frame_ancestors = vec!["https://docs.example.com".into()]);
+    let served = serve(&t).await;
+
+    let page = http_get(served.addr, "/embed/null-values?step=2&theme=dark").await;
+    assert_eq!(status_of(&page), 200, "{page}");
+    assert!(
+        page.contains("The fix: cache \"not found\" too")
+            || page.contains("The fix: cache &quot;not found&quot; too"),
+        "{page}"
+    );
+    // Click to load: no script, no WebAssembly, no socket before Start.
+    assert!(!page.contains("<script"), "{page}");
+    assert!(
+        page.contains(r#"href="null-values/live?step=2&amp;theme=dark""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"data-theme="dark""#));
+    let csp = header(&page, "content-security-policy").unwrap();
+    assert!(
+        csp.ends_with(
+            "frame-ancestors 'self' https://docs.example.com http://localhost:* http://127.0.0.1:*"
+        ),
+        "{csp}"
+    );
+    assert!(header(&page, "x-frame-options").is_none());
+
+    // Every other route: framed by the playground alone.
+    let api = http_get(served.addr, "/api/v1/users/1").await;
+    let csp = header(&api, "content-security-policy").unwrap();
+    assert!(csp.ends_with("frame-ancestors 'self'"), "{csp}");
+
+    // The reader's input never reaches the page unescaped, and a step out
+    // of range is the lesson's last.
+    let odd = http_get(
+        served.addr,
+        "/embed/basics?step=99&theme=%3Cscript%3E&autoheight=1",
+    )
+    .await;
+    assert_eq!(status_of(&odd), 200);
+    assert!(!odd.contains("<script"), "{odd}");
+    assert!(
+        odd.contains("basics/live?step=3&amp;theme=auto&amp;autoheight=1"),
+        "{odd}"
+    );
+
+    let unknown = http_get(served.addr, "/embed/%3Cb%3Enope?step=1").await;
+    assert_eq!(status_of(&unknown), 404, "{unknown}");
+    assert!(unknown.contains("&lt;b&gt;nope"), "{unknown}");
+    assert!(
+        unknown.contains("stampede"),
+        "the known lessons are listed: {unknown}"
+    );
+
+    let loader = http_get(served.addr, "/embed.js").await;
+    assert_eq!(status_of(&loader), 200);
+    assert!(header(&loader, "content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(loader.contains("cache-aside-playground"));
+}
+
+#[tokio::test]
+async fn hosted_only_the_configured_sites_may_frame_it() {
+    let t = common::start(|c| c.hosted = true);
+    let served = serve(&t).await;
+    let page = http_get(served.addr, "/embed/basics").await;
+    let csp = header(&page, "content-security-policy").unwrap();
+    assert!(csp.ends_with("frame-ancestors 'self'"), "{csp}");
+}

@@ -1,0 +1,231 @@
+//! The guided lessons in a real headless Chromium, against the real back
+//! end, Redis and SQLite: run each step's experiment, answer its question
+//! from what the page shows, and see the answer accepted.
+
+use std::time::Duration;
+
+use e2e::{click, review_screenshot, text_of, wait_for, Driver, Server};
+use fantoccini::{Client, Locator};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn open_lesson(client: &Client, server: &Server, lesson: &str, step: u32) {
+    client
+        .goto(&format!("http://{}/?lesson={lesson}&step={step}", server.addr))
+        .await
+        .unwrap();
+    wait_for(client, "the WebSocket to connect", WAIT, || async {
+        text_of(client, "[data-testid=link]")
+            .await
+            .filter(|t| t.starts_with("Live"))
+    })
+    .await;
+}
+
+/// Runs the step's experiment and waits until it says it is done.
+async fn run_experiment(client: &Client) {
+    wait_for(client, "the run button to be enabled", WAIT, || async {
+        let button = client
+            .find(Locator::Css("[data-testid=run-experiment]"))
+            .await
+            .ok()?;
+        button.is_enabled().await.ok().filter(|e| *e)
+    })
+    .await;
+    click(client, "[data-testid=run-experiment]").await;
+    wait_for(client, "the experiment to finish", WAIT, || async {
+        let status = text_of(client, "[data-testid=experiment-status]").await?;
+        assert!(!status.contains("stopped"), "{status}");
+        status.starts_with("Done").then_some(())
+    })
+    .await;
+}
+
+async fn number_on_page(client: &Client, css: &str) -> u64 {
+    let text = text_of(client, css).await.unwrap_or_default();
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{css} shows {text:?}, not a number"))
+}
+
+/// Types `answer`, checks it, and returns the verdict shown.
+async fn answer_with(client: &Client, answer: &str) -> String {
+    let input = client
+        .find(Locator::Css("[data-testid=lesson-answer]"))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(answer).await.unwrap();
+    click(client, "[data-testid=check-answer]").await;
+    verdict(client).await
+}
+
+async fn verdict(client: &Client) -> String {
+    wait_for(client, "a verdict", WAIT, || async {
+        text_of(client, "[data-testid=lesson-verdict]")
+            .await
+            .filter(|t| !t.is_empty())
+    })
+    .await
+}
+
+async fn step_title(client: &Client) -> String {
+    text_of(client, "#lesson-step-title").await.unwrap_or_default()
+}
+
+/// The "database loads" of the newest herd row (the table's first).
+async fn newest_herd_loads(client: &Client) -> u64 {
+    let row = wait_for(client, "a herd row", WAIT, || async {
+        let rows = client
+            .find_all(Locator::Css("[data-testid=herd-row]"))
+            .await
+            .ok()?;
+        rows.first().cloned()
+    })
+    .await;
+    let loads = row
+        .find(Locator::Css("td.loads"))
+        .await
+        .expect("a loads column")
+        .text()
+        .await
+        .unwrap();
+    loads.trim().parse().unwrap_or_else(|_| panic!("loads {loads:?}"))
+}
+
+/// Lesson 1, the read path: a miss costs one query, a hit none; the answers
+/// are read off the page's counters and log, and accepted; a wrong one is
+/// not. The diagram shows only the read path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_path_lesson_is_answered_from_what_the_page_shows() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "basics", 1).await;
+    assert_eq!(step_title(&client).await, "Cache-aside in one read");
+    // The first lesson's diagram is the read path alone.
+    assert!(client
+        .find(Locator::Css("[data-node=query_database]"))
+        .await
+        .is_ok());
+    assert!(client.find(Locator::Css("[data-node=lock]")).await.is_err());
+    assert!(client
+        .find(Locator::Css("[data-node=write_request]"))
+        .await
+        .is_err());
+
+    // Answering before running is refused with a reason.
+    let early = answer_with(&client, "1").await;
+    assert!(early.contains("Run the experiment first"), "{early}");
+
+    run_experiment(&client).await;
+    let misses = number_on_page(&client, "[data-testid=misses]").await;
+    assert_eq!(misses, 1, "a cold read misses once");
+    let wrong = answer_with(&client, "7").await;
+    assert!(wrong.starts_with("Not quite"), "{wrong}");
+    let right = answer_with(&client, &misses.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-basics-1", "[data-testid=lesson]").await;
+
+    click(&client, "[data-testid=lesson-continue]").await;
+    wait_for(&client, "step 2", WAIT, || async {
+        (step_title(&client).await == "The second read is a hit").then_some(())
+    })
+    .await;
+    let address = client.current_url().await.unwrap();
+    assert!(address.as_str().contains("lesson=basics&step=2"), "{address}");
+    run_experiment(&client).await;
+    // The log's newest entry says where the answer came from.
+    let newest = wait_for(&client, "two log entries", WAIT, || async {
+        let entries = client
+            .find_all(Locator::Css("[data-testid=log] .entry"))
+            .await
+            .ok()?;
+        if entries.len() < 2 {
+            return None;
+        }
+        entries[0].attr("data-outcome").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(newest, "hit");
+    click(&client, "[data-testid=lesson-choice-1]").await;
+    click(&client, "[data-testid=check-answer]").await;
+    let right = verdict(&client).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    // Progress is kept in the browser: free play lists it.
+    click(&client, "[data-testid=free-play]").await;
+    let listed = wait_for(&client, "the lesson index", WAIT, || async {
+        text_of(&client, "[data-testid=lesson-index]").await
+    })
+    .await;
+    assert!(listed.contains("2 of 3 answered"), "{listed}");
+    let address = client.current_url().await.unwrap();
+    assert!(!address.as_str().contains("lesson="), "{address}");
+    review_screenshot(&client, "lesson-index", "[data-testid=lesson-index]").await;
+}
+
+/// Lesson 3, problem first: with null caching off, 20 lookups of a missing
+/// user cost 20 queries; with it on, 1. Both counts are read off the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_null_values_lesson_shows_the_problem_then_the_fix() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "null-values", 1).await;
+    run_experiment(&client).await;
+    let without = number_on_page(&client, "[data-testid=misses]").await;
+    assert_eq!(without, 20, "every lookup reached the database");
+    let right = answer_with(&client, &without.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    click(&client, "[data-testid=lesson-continue]").await;
+    wait_for(&client, "the fix step", WAIT, || async {
+        step_title(&client).await.starts_with("The fix").then_some(())
+    })
+    .await;
+    run_experiment(&client).await;
+    let with = number_on_page(&client, "[data-testid=misses]").await;
+    assert_eq!(with, 1, "one lookup loaded, the others found the marker");
+    let right = answer_with(&client, "1").await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-null-values-2", "[data-testid=lesson]").await;
+}
+
+/// Lesson 7, the stampede: the herd with no defence loads many times, the
+/// lock once; the herd table gives both answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stampede_lesson_compares_no_defence_with_the_lock() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "stampede", 1).await;
+    assert!(client.find(Locator::Css("[data-node=lock]")).await.is_ok());
+    run_experiment(&client).await;
+    let without = newest_herd_loads(&client).await;
+    assert!(
+        without > 1,
+        "a cold herd with no defence loads many times: {without}"
+    );
+    let right = answer_with(&client, &without.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-stampede-1", "[data-testid=herd-table]").await;
+
+    click(&client, "[data-testid=lesson-continue]").await;
+    wait_for(&client, "the lock step", WAIT, || async {
+        step_title(&client).await.contains("lock").then_some(())
+    })
+    .await;
+    run_experiment(&client).await;
+    // Both rows stay, for comparison.
+    let rows = client
+        .find_all(Locator::Css("[data-testid=herd-row]"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let with = newest_herd_loads(&client).await;
+    assert_eq!(with, 1, "the lock lets one request load");
+    let right = answer_with(&client, "1").await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-stampede-2", "[data-testid=lesson]").await;
+}

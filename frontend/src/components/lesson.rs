@@ -1,0 +1,368 @@
+//! The guided path: the index of lessons (free play) and the lesson panel
+//! (one narrated step: explanation, experiment, what to notice, a check
+//! question answered from the sandbox's real numbers, Back / Continue).
+
+use leptos::prelude::*;
+use wasm_bindgen::JsValue;
+
+use super::ConnectionHandle;
+use crate::lessons::{Expect, Position, Progress, Target, Verdict, LESSONS};
+use crate::runner::Phase;
+use crate::state::AppState;
+
+/// Where the learner's progress is kept in the browser.
+const PROGRESS_KEY: &str = "playground-progress";
+
+/// The learner's progress, from `localStorage` (nothing if storage is
+/// blocked, as in some embedded frames).
+pub fn load_progress() -> Progress {
+    window()
+        .local_storage()
+        .ok()
+        .flatten()
+        .and_then(|s| s.get_item(PROGRESS_KEY).ok().flatten())
+        .map(|line| Progress::decode(&line))
+        .unwrap_or_default()
+}
+
+fn save_progress(progress: &Progress) {
+    if let Some(storage) = window().local_storage().ok().flatten() {
+        let _ = storage.set_item(PROGRESS_KEY, &progress.encode());
+    }
+}
+
+/// The lesson step the page's address names (`?lesson=`, or an embed's
+/// path), if any.
+pub fn position_from_address() -> Option<Position> {
+    let path = window().location().pathname().unwrap_or_default();
+    let lesson = crate::connection::page_param("lesson")
+        .or_else(|| crate::embed::lesson_in_path(&path).map(str::to_string))?;
+    Position::from_query(&lesson, crate::connection::page_param("step").as_deref())
+}
+
+/// Puts `at` (or free play) in the address without reloading, keeping the
+/// other parameters (the theme, an embed's options).
+fn show_in_address(at: Option<Position>) {
+    let window = window();
+    let search = window.location().search().unwrap_or_default();
+    let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
+        return;
+    };
+    match at {
+        Some(at) => {
+            params.set("lesson", at.lesson().id);
+            params.set("step", &(at.step + 1).to_string());
+        }
+        None => {
+            params.delete("lesson");
+            params.delete("step");
+        }
+    }
+    let query = String::from(params.to_string());
+    let path = window.location().pathname().unwrap_or_default();
+    let address = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    };
+    if let Ok(history) = window.history() {
+        let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&address));
+    }
+}
+
+/// Moves the page to a lesson step (or free play), forgetting the last
+/// step's experiment.
+pub fn go_to(state: AppState, at: Option<Position>) {
+    state.run.set(None);
+    // Herds stay side by side within a lesson (problem, then fix); a new
+    // lesson starts a new table.
+    let same_lesson = state
+        .lesson
+        .with_untracked(|now| now.map(|p| p.lesson) == at.map(|p| p.lesson));
+    if !same_lesson {
+        state.herds.update(Vec::clear);
+    }
+    state.herd_edges.set(None);
+    state.lesson.set(at);
+    show_in_address(at);
+    // The panel's heading takes the focus, so a screen reader starts at
+    // the new step.
+    request_animation_frame(|| {
+        if let Some(heading) = document().get_element_by_id("lesson-step-title") {
+            use wasm_bindgen::JsCast;
+            if let Ok(heading) = heading.dyn_into::<web_sys::HtmlElement>() {
+                let _ = heading.focus();
+            }
+        }
+    });
+}
+
+/// The `data-spotlight` of the page: what the step's pointers point at,
+/// once its experiment ran.
+pub fn spotlight(state: AppState) -> String {
+    let Some(at) = state.lesson.get() else {
+        return String::new();
+    };
+    let ran = state
+        .run
+        .with(|r| r.as_ref().is_some_and(|r| r.at == at && r.phase == Phase::Done));
+    if !ran {
+        return String::new();
+    }
+    at.step()
+        .notice
+        .iter()
+        .map(|p| match p.target {
+            Target::Node(id) => format!("node:{id}"),
+            Target::Element(name) => name.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The list of lessons, with the learner's progress: the first thing a
+/// newcomer sees in free play.
+#[component]
+pub fn LessonIndex() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let resume = move |_| go_to(state, Some(state.progress.with_untracked(Progress::first_open)));
+    view! {
+        <section class="card lessons" aria-labelledby="lessons-title" data-testid="lesson-index">
+            <h2 id="lessons-title">"Guided lessons"</h2>
+            <p class="help">
+                "New to cache-aside? Follow the path: each step runs a real experiment on this page's sandbox, then asks what you saw. Every remedy is shown after the problem it solves."
+            </p>
+            <button type="button" class="primary" data-testid="start-path" on:click=resume>
+                {move || if state.progress.with(|p| p.first_open() == Position { lesson: 0, step: 0 }) {
+                    "Start the path"
+                } else {
+                    "Continue where you left off"
+                }}
+            </button>
+            <ol class="lesson-list">
+                {LESSONS
+                    .iter()
+                    .enumerate()
+                    .map(|(index, lesson)| {
+                        let href = format!("?{}", Position { lesson: index, step: 0 }.query());
+                        let done = move || state.progress.with(|p| p.lesson_done(index));
+                        let open = move |ev: leptos::ev::MouseEvent| {
+                            ev.prevent_default();
+                            go_to(state, Some(Position { lesson: index, step: 0 }));
+                        };
+                        view! {
+                            <li>
+                                <a href=href on:click=open data-testid=format!("lesson-{}", lesson.id)>{lesson.title}</a>
+                                <span class="small">
+                                    {move || format!(" · {} of {} answered", done(), lesson.steps.len())}
+                                </span>
+                                <span class="small lesson-outcome">{lesson.outcome}</span>
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ol>
+        </section>
+    }
+}
+
+/// One lesson step.
+#[component]
+pub fn LessonPanel() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    move || state.lesson.get().map(|at| view! { <StepView at=at/> })
+}
+
+#[component]
+fn StepView(at: Position) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    let lesson = at.lesson();
+    let step = at.step();
+    let answer = RwSignal::new(String::new());
+    let verdict = RwSignal::new(None::<Verdict>);
+    let shown = RwSignal::new(false);
+
+    let phase = move || {
+        state
+            .run
+            .with(|r| r.as_ref().filter(|r| r.at == at).map(|r| r.phase.clone()))
+    };
+    let running = move || phase() == Some(Phase::Running);
+    let ran = move || phase() == Some(Phase::Done);
+    let progress = move || {
+        state.run.with(|r| {
+            r.as_ref()
+                .filter(|r| r.at == at && r.phase == Phase::Running)
+                .map(|r| (r.done, r.total))
+        })
+    };
+    let run = move |_| {
+        verdict.set(None);
+        shown.set(false);
+        connection.with_value(|c| c.start_run(at));
+    };
+    let check = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let given = answer.get_untracked();
+        let judged = state.run.with_untracked(|r| {
+            let observed = r
+                .as_ref()
+                .filter(|r| r.at == at && r.phase == Phase::Done)
+                .map(|r| &r.observed);
+            step.check.judge(observed, &given)
+        });
+        if judged == Verdict::Right {
+            state.progress.update(|p| {
+                p.mark(at);
+                save_progress(p);
+            });
+        }
+        verdict.set(Some(judged));
+    };
+    let feedback = move || {
+        let right_answer = || {
+            state.run.with(|r| {
+                r.as_ref()
+                    .filter(|r| r.at == at)
+                    .and_then(|r| step.check.answer_text(&r.observed))
+            })
+        };
+        match verdict.get() {
+            None => String::new(),
+            Some(Verdict::NotRun) => "Run the experiment first: the answer comes from what it does.".into(),
+            Some(Verdict::Right) => format!(
+                "Right: the sandbox measured {}.",
+                right_answer().unwrap_or_default()
+            ),
+            Some(Verdict::Wrong) if shown.get() => format!(
+                "The sandbox measured {}. {}",
+                right_answer().unwrap_or_default(),
+                step.check.hint
+            ),
+            Some(Verdict::Wrong) => format!("Not quite. {}", step.check.hint),
+        }
+    };
+    let question = match step.check.answer {
+        Expect::Number(_) => view! {
+            <label class="setting">
+                <span>{step.check.question}</span>
+                <input
+                    type="text"
+                    inputmode="numeric"
+                    maxlength="12"
+                    autocomplete="off"
+                    data-testid="lesson-answer"
+                    prop:value=move || answer.get()
+                    on:input=move |ev| answer.set(event_target_value(&ev))
+                />
+            </label>
+        }
+        .into_any(),
+        Expect::Choice { options, .. } => view! {
+            <fieldset class="choices">
+                <legend>{step.check.question}</legend>
+                {options
+                    .iter()
+                    .enumerate()
+                    .map(|(index, option)| {
+                        view! {
+                            <label class="check">
+                                <input
+                                    type="radio"
+                                    name="lesson-choice"
+                                    value=index.to_string()
+                                    data-testid=format!("lesson-choice-{index}")
+                                    on:change=move |_| answer.set(index.to_string())
+                                />
+                                {format!(" {option}")}
+                            </label>
+                        }
+                    })
+                    .collect_view()}
+            </fieldset>
+        }
+        .into_any(),
+    };
+    let next = at.next();
+    let back = at.back();
+    let steps_total: usize = LESSONS.iter().map(|l| l.steps.len()).sum();
+    let step_number = LESSONS[..at.lesson].iter().map(|l| l.steps.len()).sum::<usize>() + at.step + 1;
+    view! {
+        <section class="card lesson" aria-labelledby="lesson-step-title" data-testid="lesson">
+            <p class="small lesson-where">
+                {format!("Lesson {}: {} · step {} of {} ", at.lesson + 1, lesson.title, at.step + 1, lesson.steps.len())}
+                <span class="sr-only">{format!("({step_number} of {steps_total} in the path)")}</span>
+            </p>
+            <progress class="path" max=steps_total value=step_number aria-hidden="true"></progress>
+            <h2 id="lesson-step-title" tabindex="-1">{step.title}</h2>
+            {step.text.split("\n\n").map(|p| view! { <p>{p}</p> }).collect_view()}
+            <div class="lesson-run">
+                <button
+                    type="button"
+                    class="primary"
+                    data-testid="run-experiment"
+                    on:click=run
+                    disabled=move || running() || !state.is_open()
+                >
+                    {step.run_label}
+                </button>
+                <span class="small" role="status" data-testid="experiment-status">
+                    {move || match (phase(), progress()) {
+                        (Some(Phase::Running), Some((done, total))) => format!("Running… {done} of {total} done"),
+                        (Some(Phase::Done), _) => "Done: see below what to look at.".to_string(),
+                        (Some(Phase::Failed(why)), _) => format!("The experiment stopped: {why}"),
+                        _ => String::new(),
+                    }}
+                </span>
+            </div>
+            <div class="notice-list" hidden=move || !ran()>
+                <h3>"What to notice"</h3>
+                <ul>
+                    {step.notice.iter().map(|p| view! { <li>{p.text}</li> }).collect_view()}
+                </ul>
+            </div>
+            <form class="lesson-check" on:submit=check data-testid="lesson-check">
+                {question}
+                <div class="row">
+                    <button type="submit" data-testid="check-answer">"Check my answer"</button>
+                    <button
+                        type="button"
+                        class="link"
+                        hidden=move || verdict.get() != Some(Verdict::Wrong)
+                        on:click=move |_| shown.set(true)
+                    >
+                        "Show the answer"
+                    </button>
+                </div>
+                <p
+                    class=move || match verdict.get() {
+                        Some(Verdict::Right) => "verdict right",
+                        Some(Verdict::Wrong) => "verdict wrong",
+                        _ => "verdict",
+                    }
+                    role="status"
+                    data-testid="lesson-verdict"
+                >
+                    {feedback}
+                </p>
+            </form>
+            <nav class="lesson-nav" aria-label="Lesson steps">
+                <button type="button" disabled=back.is_none() on:click=move |_| go_to(state, back) data-testid="lesson-back">
+                    "Back"
+                </button>
+                <button type="button" on:click=move |_| go_to(state, None) class="link" data-testid="free-play">
+                    "Free play"
+                </button>
+                <button
+                    type="button"
+                    class="primary"
+                    data-testid="lesson-continue"
+                    on:click=move |_| go_to(state, next)
+                >
+                    {if next.is_some() { "Continue" } else { "Finish: free play" }}
+                </button>
+            </nav>
+        </section>
+    }
+}

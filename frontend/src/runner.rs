@@ -1,0 +1,450 @@
+//! Runs a lesson step's experiment: resets the sandbox, applies the step's
+//! settings, then performs each action, waiting for the back end's answer
+//! before the next one (never a fixed delay, except the waits the lesson
+//! asks for, such as a TTL running out). Plain Rust: the connection feeds
+//! it server messages and carries out the [`Command`]s it returns.
+
+use std::collections::VecDeque;
+
+use shared::{ClientMessage, SandboxSettings, Scenario, ServerMessage, WriteChange};
+
+use crate::lessons::{settings_for, Action, Observed, Position};
+
+/// Request ids of experiments start here, far from the page's own.
+const FIRST_REQUEST_ID: u64 = 1 << 40;
+
+/// What the page must do next for the run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Send this message.
+    Send(ClientMessage),
+    /// Call [`Run::on_timer`] after this many milliseconds.
+    Wait(u32),
+}
+
+/// One unit of an experiment.
+#[derive(Clone, Debug, PartialEq)]
+enum Item {
+    Reset,
+    Settings(Box<SandboxSettings>),
+    Act(Action),
+}
+
+/// What the run is waiting for.
+#[derive(Clone, Debug, PartialEq)]
+enum Waiting {
+    Reset,
+    Settings,
+    Instances,
+    Reply(u64),
+    Timer,
+}
+
+/// Where a run stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Phase {
+    Running,
+    Done,
+    Failed(String),
+}
+
+/// An experiment in progress (or finished, with what it observed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    pub at: Position,
+    queue: VecDeque<Item>,
+    waiting: Option<Waiting>,
+    pub observed: Observed,
+    pub phase: Phase,
+    /// Units done, of `total`, for the progress bar.
+    pub done: usize,
+    pub total: usize,
+    next_id: u64,
+    instances: Vec<String>,
+}
+
+impl Run {
+    /// Starts the experiment of the step `at` on a sandbox now set up as
+    /// `current`, with these instance names. Returns the first command.
+    pub fn start(at: Position, current: &SandboxSettings, instances: Vec<String>) -> (Run, Command) {
+        let step = at.step();
+        let mut queue = VecDeque::new();
+        queue.push_back(Item::Reset);
+        queue.push_back(Item::Settings(Box::new(settings_for(step, current))));
+        for action in step.run {
+            match *action {
+                // One read at a time, each waiting for the last.
+                Action::Read { kind, id, times } => {
+                    for _ in 0..times {
+                        queue.push_back(Item::Act(Action::Read { kind, id, times: 1 }));
+                    }
+                }
+                other => queue.push_back(Item::Act(other)),
+            }
+        }
+        let total = queue.len();
+        let mut run = Run {
+            at,
+            queue,
+            waiting: None,
+            observed: Observed::default(),
+            phase: Phase::Running,
+            done: 0,
+            total,
+            next_id: FIRST_REQUEST_ID,
+            instances,
+        };
+        let first = run.advance().expect("a run starts with a reset");
+        (run, first)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// Takes in a message from the back end; returns the next command if
+    /// the message was what the run waited for.
+    pub fn on_message(&mut self, message: &ServerMessage) -> Option<Command> {
+        if !self.is_running() {
+            return None;
+        }
+        let waiting = self.waiting.clone()?;
+        let matched = match (&waiting, message) {
+            (Waiting::Reset, ServerMessage::Reset { .. }) => true,
+            (Waiting::Settings, ServerMessage::Settings { .. }) => true,
+            (Waiting::Instances, ServerMessage::Instances { .. }) => true,
+            (Waiting::Reply(id), ServerMessage::ReadReply { request_id, result }) if request_id == id => {
+                self.observed.reads.push(result.clone());
+                true
+            }
+            (Waiting::Reply(id), ServerMessage::WriteReply { request_id, result }) if request_id == id => {
+                self.observed.writes.push(result.clone());
+                true
+            }
+            (Waiting::Reply(id), ServerMessage::HerdReply { request_id, result }) if request_id == id => {
+                self.observed.herds.push(result.clone());
+                true
+            }
+            (Waiting::Reply(id), ServerMessage::ScenarioReply { request_id, result }) if request_id == id => {
+                self.observed.race = Some(result.clone());
+                true
+            }
+            (Waiting::Reply(id), ServerMessage::Divergence { request_id, report }) if request_id == id => {
+                self.observed.divergence = Some(report.clone());
+                true
+            }
+            // A refusal of this run's request, or of a reset or settings
+            // change (those are answered without an id).
+            (
+                Waiting::Reply(id),
+                ServerMessage::Error {
+                    request_id: Some(r),
+                    message,
+                },
+            ) if r == id => {
+                self.fail(message.clone());
+                return None;
+            }
+            (
+                Waiting::Reset | Waiting::Settings | Waiting::Instances,
+                ServerMessage::Error {
+                    request_id: None,
+                    message,
+                },
+            ) => {
+                self.fail(message.clone());
+                return None;
+            }
+            _ => false,
+        };
+        if !matched {
+            return None;
+        }
+        self.done += 1;
+        self.advance()
+    }
+
+    /// The wait the run asked for is over.
+    pub fn on_timer(&mut self) -> Option<Command> {
+        if self.is_running() && self.waiting == Some(Waiting::Timer) {
+            self.done += 1;
+            self.advance()
+        } else {
+            None
+        }
+    }
+
+    /// The connection dropped: nothing more will be answered.
+    pub fn fail(&mut self, why: String) {
+        if self.is_running() {
+            self.phase = Phase::Failed(why);
+            self.waiting = None;
+        }
+    }
+
+    fn request_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn instance(&mut self, index: usize) -> Result<String, String> {
+        self.instances
+            .get(index)
+            .cloned()
+            .ok_or_else(|| format!("this sandbox has no instance number {}", index + 1))
+    }
+
+    /// The next unit's command, or `None` when done.
+    fn advance(&mut self) -> Option<Command> {
+        let Some(item) = self.queue.pop_front() else {
+            self.phase = Phase::Done;
+            self.waiting = None;
+            return None;
+        };
+        let (waiting, command) = match item {
+            Item::Reset => (Waiting::Reset, Command::Send(ClientMessage::Reset)),
+            Item::Settings(settings) => (
+                Waiting::Settings,
+                Command::Send(ClientMessage::UpdateSettings { settings: *settings }),
+            ),
+            Item::Act(action) => match self.act(action) {
+                Ok(pair) => pair,
+                Err(why) => {
+                    self.fail(why);
+                    return None;
+                }
+            },
+        };
+        self.waiting = Some(waiting);
+        Some(command)
+    }
+
+    fn act(&mut self, action: Action) -> Result<(Waiting, Command), String> {
+        let id = self.request_id();
+        let message = match action {
+            Action::Read { kind, id: record, .. } => ClientMessage::Read {
+                request_id: id,
+                kind,
+                id: record,
+                pause_before: Vec::new(),
+                instance: None,
+            },
+            Action::ReadOn {
+                instance,
+                kind,
+                id: record,
+            } => ClientMessage::Read {
+                request_id: id,
+                kind,
+                id: record,
+                pause_before: Vec::new(),
+                instance: Some(self.instance(instance)?),
+            },
+            Action::Rename { id: record, name } => ClientMessage::Write {
+                request_id: id,
+                kind: shared::Kind::Users,
+                id: record,
+                change: WriteChange::Update {
+                    name: name.to_string(),
+                },
+                // On A, so a lesson can say where the write came from.
+                instance: self.instances.first().cloned(),
+            },
+            Action::CheckDivergence => ClientMessage::CheckDivergence { request_id: id },
+            Action::Race { id: record } => ClientMessage::RunScenario {
+                request_id: id,
+                scenario: Scenario::StaleSetRace {
+                    kind: shared::Kind::Users,
+                    id: record,
+                },
+            },
+            Action::Herd {
+                requests,
+                defence,
+                timing,
+            } => ClientMessage::RunHerd {
+                request_id: id,
+                herd: shared::HerdSpec {
+                    kind: shared::Kind::Users,
+                    id: 21,
+                    requests,
+                    defence,
+                    timing,
+                    beta: 1.0,
+                    jitter_percent: 25,
+                },
+            },
+            Action::Link { instance, connected } => {
+                let instance = self.instance(instance)?;
+                return Ok((
+                    Waiting::Instances,
+                    Command::Send(ClientMessage::SetInstanceLink { instance, connected }),
+                ));
+            }
+            Action::Wait { ms } => return Ok((Waiting::Timer, Command::Wait(ms))),
+        };
+        Ok((Waiting::Reply(id), Command::Send(message)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lessons::LESSONS;
+    use shared::{Kind, Outcome, ReadResult, SandboxId, Stats};
+
+    fn position(lesson: &str, step: usize) -> Position {
+        Position::from_query(lesson, Some(&step.to_string())).unwrap()
+    }
+
+    fn names() -> Vec<String> {
+        vec!["A".into(), "B".into(), "C".into()]
+    }
+
+    fn reply(request_id: u64, outcome: Outcome) -> ServerMessage {
+        ServerMessage::ReadReply {
+            request_id,
+            result: ReadResult {
+                kind: Kind::Users,
+                id: 42,
+                outcome,
+                found: true,
+                record: None,
+                latency_us: 10,
+                trace_id: None,
+                sandbox: SandboxId::default_sandbox(),
+            },
+        }
+    }
+
+    fn request_id(command: &Command) -> u64 {
+        match command {
+            Command::Send(ClientMessage::Read { request_id, .. }) => *request_id,
+            other => panic!("expected a read, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_run_resets_sets_up_then_reads_one_at_a_time() {
+        let at = position("basics", 2);
+        let (mut run, first) = Run::start(at, &SandboxSettings::default(), names());
+        assert_eq!(first, Command::Send(ClientMessage::Reset));
+        // Nothing else moves it on.
+        assert_eq!(
+            run.on_message(&ServerMessage::Stats {
+                stats: Stats::default()
+            }),
+            None
+        );
+        let settings = run
+            .on_message(&ServerMessage::Reset {
+                stats: Stats::default(),
+            })
+            .unwrap();
+        let Command::Send(ClientMessage::UpdateSettings { settings }) = settings else {
+            panic!("settings next, got {settings:?}");
+        };
+        assert_eq!(settings.cache_ttl_secs, 300);
+        let read = run.on_message(&ServerMessage::Settings { settings }).unwrap();
+        let first_read = request_id(&read);
+        // A reply to someone else's request does not count.
+        assert_eq!(run.on_message(&reply(first_read + 100, Outcome::Miss)), None);
+        let second = run.on_message(&reply(first_read, Outcome::Miss)).unwrap();
+        assert_ne!(request_id(&second), first_read);
+        assert_eq!(run.done, 3);
+        assert_eq!(run.total, 4);
+        assert_eq!(run.on_message(&reply(request_id(&second), Outcome::Hit)), None);
+        assert_eq!(run.phase, Phase::Done);
+        assert_eq!(run.observed.reads.len(), 2);
+        assert_eq!(
+            at.step().check.judge(Some(&run.observed), "1"),
+            crate::lessons::Verdict::Right
+        );
+    }
+
+    #[test]
+    fn waits_are_timers_and_links_wait_for_the_instances() {
+        let (mut run, _) = Run::start(position("ttl", 1), &SandboxSettings::default(), names());
+        run.on_message(&ServerMessage::Reset {
+            stats: Stats::default(),
+        });
+        let mut next = run
+            .on_message(&ServerMessage::Settings {
+                settings: SandboxSettings::default(),
+            })
+            .unwrap();
+        for _ in 0..2 {
+            next = run.on_message(&reply(request_id(&next), Outcome::Miss)).unwrap();
+        }
+        assert_eq!(next, Command::Wait(3_500));
+        assert_eq!(run.on_message(&reply(0, Outcome::Miss)), None);
+        let last = run.on_timer().unwrap();
+        assert!(matches!(last, Command::Send(ClientMessage::Read { .. })));
+
+        let (mut run, _) = Run::start(position("near-cache", 2), &SandboxSettings::default(), names());
+        run.on_message(&ServerMessage::Reset {
+            stats: Stats::default(),
+        });
+        let mut next = run
+            .on_message(&ServerMessage::Settings {
+                settings: SandboxSettings::default(),
+            })
+            .unwrap();
+        for _ in 0..2 {
+            next = run.on_message(&reply(request_id(&next), Outcome::Miss)).unwrap();
+        }
+        assert_eq!(
+            next,
+            Command::Send(ClientMessage::SetInstanceLink {
+                instance: "B".into(),
+                connected: false
+            })
+        );
+        assert!(run
+            .on_message(&ServerMessage::Instances {
+                instances: Vec::new()
+            })
+            .is_some());
+    }
+
+    #[test]
+    fn a_refusal_ends_the_run_with_the_reason() {
+        let (mut run, _) = Run::start(position("basics", 1), &SandboxSettings::default(), names());
+        run.on_message(&ServerMessage::Error {
+            request_id: None,
+            message: "too many commands".into(),
+        });
+        assert_eq!(run.phase, Phase::Failed("too many commands".into()));
+        assert_eq!(
+            run.on_message(&ServerMessage::Reset {
+                stats: Stats::default()
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn a_sandbox_without_the_instance_is_a_clear_failure() {
+        let (mut run, _) = Run::start(position("near-cache", 1), &SandboxSettings::default(), Vec::new());
+        run.on_message(&ServerMessage::Reset {
+            stats: Stats::default(),
+        });
+        let next = run.on_message(&ServerMessage::Settings {
+            settings: SandboxSettings::default(),
+        });
+        assert_eq!(next, None);
+        assert!(matches!(run.phase, Phase::Failed(ref why) if why.contains("instance number 1")));
+    }
+
+    #[test]
+    fn every_step_of_the_path_starts() {
+        for (lesson, l) in LESSONS.iter().enumerate() {
+            for step in 0..l.steps.len() {
+                let (run, first) =
+                    Run::start(Position { lesson, step }, &SandboxSettings::default(), names());
+                assert_eq!(first, Command::Send(ClientMessage::Reset));
+                assert!(run.total >= 3);
+            }
+        }
+    }
+}

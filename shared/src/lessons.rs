@@ -1,0 +1,1026 @@
+//! The guided lesson path: what each step says, which experiment its
+//! button runs, what to look at, and the question the learner answers from
+//! what the sandbox really did. Data only: the front end's lesson panel
+//! draws it and its runner performs the experiments over the WebSocket;
+//! the back end reads the titles for the embed pages.
+//!
+//! Every best practice is taught problem first: one step runs the
+//! experiment with the remedy off, the next with it on, and the learner
+//! compares the numbers the real Redis and database produced.
+
+use crate::diagram::nodes;
+use crate::{
+    Defence, HerdTiming, Kind, NodeId, Outcome, RaceFix, SandboxSettings, StampedePolicy, WriteStrategy,
+};
+
+/// A lesson: a few steps on one idea.
+#[derive(Debug)]
+pub struct Lesson {
+    /// Its name in addresses (`?lesson=null-values`).
+    pub id: &'static str,
+    pub title: &'static str,
+    /// What the learner can do afterwards (the tutorial's outcomes).
+    pub outcome: &'static str,
+    pub steps: &'static [Step],
+}
+
+/// One narrated frame of a lesson.
+#[derive(Debug)]
+pub struct Step {
+    pub title: &'static str,
+    /// Paragraphs, separated by a blank line.
+    pub text: &'static str,
+    /// The parts of the diagram this step needs; the others are hidden.
+    pub parts: &'static [Part],
+    /// The lab panel the step uses, if any.
+    pub panel: Panel,
+    /// How the sandbox is set up before the experiment, on top of
+    /// [`baseline`].
+    pub setup: &'static [Setting],
+    /// The experiment, run after a reset of the sandbox.
+    pub run: &'static [Action],
+    /// The run button's label.
+    pub run_label: &'static str,
+    /// What to look at once it ran.
+    pub notice: &'static [Pointer],
+    /// The check question.
+    pub check: Check,
+}
+
+/// A part of the flow diagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Request, check Redis, hit, miss, database, store, answer.
+    Read,
+    /// Redis failed: carry on without it.
+    Fallback,
+    /// The write path.
+    Write,
+    /// Near caches, Pub/Sub and the instances.
+    Near,
+    /// The stampede lock.
+    Lock,
+    /// The lease against the stale-set race.
+    Lease,
+}
+
+impl Part {
+    /// The diagram nodes of this part.
+    pub fn nodes(self) -> &'static [NodeId] {
+        match self {
+            Part::Read => READ_NODES,
+            Part::Fallback => FALLBACK_NODES,
+            Part::Write => WRITE_NODES,
+            Part::Near => NEAR_NODES,
+            Part::Lock => LOCK_NODES,
+            Part::Lease => LEASE_NODES,
+        }
+    }
+}
+
+const READ_NODES: &[NodeId] = &[
+    nodes::REQUEST,
+    nodes::CHECK_CACHE,
+    nodes::RETURN_CACHED,
+    nodes::QUERY_DATABASE,
+    nodes::STORE_IN_CACHE,
+    nodes::RETURN_LOADED,
+];
+const FALLBACK_NODES: &[NodeId] = &[nodes::CACHE_ERROR];
+const WRITE_NODES: &[NodeId] = &[
+    nodes::WRITE_REQUEST,
+    nodes::WRITE_DATABASE,
+    nodes::UPDATE_CACHE,
+    nodes::RETURN_WRITTEN,
+];
+const NEAR_NODES: &[NodeId] = &[
+    nodes::NEAR_CACHE,
+    nodes::PUBLISH,
+    nodes::INSTANCE_A,
+    nodes::INSTANCE_B,
+    nodes::INSTANCE_C,
+];
+const LOCK_NODES: &[NodeId] = &[nodes::LOCK];
+const LEASE_NODES: &[NodeId] = &[nodes::LEASE];
+
+/// Whether the diagram of a step with `parts` shows node `id`.
+pub fn shows(parts: &[Part], id: &NodeId) -> bool {
+    parts.iter().any(|p| p.nodes().contains(id))
+}
+
+/// The lab panel a step shows beside the diagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Panel {
+    None,
+    Instances,
+    Divergence,
+    Race,
+    Stampede,
+}
+
+/// One setting a step changes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Setting {
+    CacheTtl(u64),
+    NegativeCaching(bool),
+    Write(WriteStrategy),
+    Race(RaceFix),
+    NearCache(bool),
+    NearTtl(u64),
+    DbLatency(u64),
+    DbJitter(u64),
+}
+
+/// One thing an experiment does, in order; each waits for the previous
+/// one's answer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Action {
+    /// Read a record `times` times in a row, on any instance.
+    Read { kind: Kind, id: u64, times: u32 },
+    /// Read a record on one instance (0 for A).
+    ReadOn { instance: usize, kind: Kind, id: u64 },
+    /// Rename a user, on instance A.
+    Rename { id: u64, name: &'static str },
+    /// Compare every cached key with its row.
+    CheckDivergence,
+    /// The stale-set race, with the sandbox's race fix.
+    Race { id: u64 },
+    /// A herd of concurrent reads of one key.
+    Herd {
+        requests: u64,
+        defence: Defence,
+        timing: HerdTiming,
+    },
+    /// Cut (or restore) an instance's Pub/Sub subscription.
+    Link { instance: usize, connected: bool },
+    /// Wait, for a TTL to run out.
+    Wait { ms: u32 },
+}
+
+/// A pointer to what shows the effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pointer {
+    pub text: &'static str,
+    pub target: Target,
+}
+
+/// Where a pointer points; the page highlights it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A diagram node, by id.
+    Node(&'static str),
+    /// A panel or counter of the page, by its `data-spot` name.
+    Element(&'static str),
+}
+
+/// The check question, answered by looking at what happened.
+#[derive(Clone, Copy, Debug)]
+pub struct Check {
+    pub question: &'static str,
+    pub answer: Expect,
+    /// Where to look if the answer was wrong.
+    pub hint: &'static str,
+}
+
+/// The right answer, read from what the sandbox did.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect {
+    /// A count.
+    Number(fn(&Observed) -> Option<u64>),
+    /// One of a few choices.
+    Choice {
+        options: &'static [&'static str],
+        correct: fn(&Observed) -> Option<usize>,
+    },
+}
+
+/// What an experiment's run produced: the back end's own answers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    pub reads: Vec<crate::ReadResult>,
+    pub writes: Vec<crate::WriteResult>,
+    pub herds: Vec<crate::HerdResult>,
+    pub race: Option<crate::ScenarioResult>,
+    pub divergence: Option<crate::DivergenceReport>,
+}
+
+impl Observed {
+    /// Reads that went to the database (a miss, a fallback).
+    pub fn database_reads(&self) -> u64 {
+        self.reads.iter().filter(|r| !r.outcome.from_cache()).count() as u64
+    }
+
+    /// Reads answered from a cache (Redis or near).
+    pub fn cache_answers(&self) -> u64 {
+        self.reads.iter().filter(|r| r.outcome.from_cache()).count() as u64
+    }
+
+    fn last_herd(&self) -> Option<&crate::HerdResult> {
+        self.herds.last()
+    }
+
+    /// The name the last read answered with.
+    fn last_name(&self) -> Option<String> {
+        let record = self.reads.last()?.record.as_ref()?;
+        match record {
+            crate::Record::User(user) => Some(user.name.clone()),
+            crate::Record::Product(product) => Some(product.name.clone()),
+        }
+    }
+}
+
+/// How far the learner's answer matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The experiment has not run yet (or its answer is unknown).
+    NotRun,
+    Right,
+    Wrong,
+}
+
+impl Check {
+    /// Judges `given` (a number typed, or the index of a choice) against
+    /// what `observed` shows.
+    pub fn judge(&self, observed: Option<&Observed>, given: &str) -> Verdict {
+        let Some(observed) = observed else {
+            return Verdict::NotRun;
+        };
+        let expected = match self.answer {
+            Expect::Number(f) => f(observed),
+            Expect::Choice { correct, .. } => correct(observed).map(|i| i as u64),
+        };
+        let Some(expected) = expected else {
+            return Verdict::NotRun;
+        };
+        match given.trim().replace([',', '_', ' '], "").parse::<u64>() {
+            Ok(n) if n == expected => Verdict::Right,
+            _ => Verdict::Wrong,
+        }
+    }
+
+    /// The right answer as the learner would say it.
+    pub fn answer_text(&self, observed: &Observed) -> Option<String> {
+        match self.answer {
+            Expect::Number(f) => f(observed).map(|n| n.to_string()),
+            Expect::Choice { options, correct } => correct(observed)
+                .and_then(|i| options.get(i))
+                .map(|s| s.to_string()),
+        }
+    }
+}
+
+/// The settings every lesson starts from: the tutorial's figures, every
+/// defence off, so each step turns on only what it teaches. Fields a lesson
+/// does not touch (the Redis timeout, the key prefix) stay as they are.
+pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
+    SandboxSettings {
+        cache_ttl_secs: 300,
+        null_ttl_secs: 60,
+        db_latency_ms: 100,
+        write_strategy: WriteStrategy::DeleteOnWrite,
+        race_fix: RaceFix::None,
+        db_jitter_percent: 0,
+        near_cache: false,
+        near_ttl_secs: 30,
+        ttl_jitter_percent: 0,
+        stampede: StampedePolicy::None,
+        negative_caching: true,
+        ..current.clone()
+    }
+}
+
+/// The baseline with a step's settings applied.
+pub fn settings_for(step: &Step, current: &SandboxSettings) -> SandboxSettings {
+    let mut s = baseline(current);
+    for setting in step.setup {
+        match *setting {
+            Setting::CacheTtl(secs) => s.cache_ttl_secs = secs,
+            Setting::NegativeCaching(on) => s.negative_caching = on,
+            Setting::Write(strategy) => s.write_strategy = strategy,
+            Setting::Race(fix) => s.race_fix = fix,
+            Setting::NearCache(on) => s.near_cache = on,
+            Setting::NearTtl(secs) => s.near_ttl_secs = secs,
+            Setting::DbLatency(ms) => s.db_latency_ms = ms,
+            Setting::DbJitter(percent) => s.db_jitter_percent = percent,
+        }
+    }
+    s
+}
+
+/// A place in the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// Index into [`LESSONS`].
+    pub lesson: usize,
+    /// Index into the lesson's steps.
+    pub step: usize,
+}
+
+impl Position {
+    pub fn lesson(self) -> &'static Lesson {
+        &LESSONS[self.lesson]
+    }
+
+    pub fn step(self) -> &'static Step {
+        &LESSONS[self.lesson].steps[self.step]
+    }
+
+    /// From an address's `lesson` and 1-based `step`; an unknown lesson is
+    /// `None`, a step out of range is clamped.
+    pub fn from_query(lesson: &str, step: Option<&str>) -> Option<Position> {
+        let index = LESSONS.iter().position(|l| l.id == lesson)?;
+        let steps = LESSONS[index].steps.len();
+        let step = step
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+            .clamp(1, steps);
+        Some(Position {
+            lesson: index,
+            step: step - 1,
+        })
+    }
+
+    /// `lesson=ID&step=N`, for an address.
+    pub fn query(self) -> String {
+        format!("lesson={}&step={}", self.lesson().id, self.step + 1)
+    }
+
+    /// The next step, into the next lesson at the end of one.
+    pub fn next(self) -> Option<Position> {
+        if self.step + 1 < self.lesson().steps.len() {
+            Some(Position {
+                step: self.step + 1,
+                ..self
+            })
+        } else if self.lesson + 1 < LESSONS.len() {
+            Some(Position {
+                lesson: self.lesson + 1,
+                step: 0,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The previous step, into the previous lesson's last one.
+    pub fn back(self) -> Option<Position> {
+        if self.step > 0 {
+            Some(Position {
+                step: self.step - 1,
+                ..self
+            })
+        } else if self.lesson > 0 {
+            let lesson = self.lesson - 1;
+            Some(Position {
+                lesson,
+                step: LESSONS[lesson].steps.len() - 1,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// `ID:N`, as kept in the learner's progress.
+    pub fn key(self) -> String {
+        format!("{}:{}", self.lesson().id, self.step + 1)
+    }
+}
+
+/// The steps a learner has answered, kept in the browser
+/// (`localStorage`, one line: `basics:1 basics:2 ...`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    done: Vec<String>,
+}
+
+impl Progress {
+    /// Reads what [`Progress::encode`] wrote; anything unknown is dropped,
+    /// so a stored line from an older path does no harm.
+    pub fn decode(text: &str) -> Progress {
+        let known = |key: &str| {
+            let (lesson, step) = key.split_once(':')?;
+            Position::from_query(lesson, Some(step)).filter(|p| p.key() == key)
+        };
+        let mut done: Vec<String> = text
+            .split_whitespace()
+            .filter(|key| known(key).is_some())
+            .map(str::to_string)
+            .collect();
+        done.sort();
+        done.dedup();
+        Progress { done }
+    }
+
+    pub fn encode(&self) -> String {
+        self.done.join(" ")
+    }
+
+    pub fn mark(&mut self, at: Position) {
+        let key = at.key();
+        if !self.done.contains(&key) {
+            self.done.push(key);
+            self.done.sort();
+        }
+    }
+
+    pub fn is_done(&self, at: Position) -> bool {
+        self.done.contains(&at.key())
+    }
+
+    /// How many of a lesson's steps are answered.
+    pub fn lesson_done(&self, lesson: usize) -> usize {
+        (0..LESSONS[lesson].steps.len())
+            .filter(|&step| self.is_done(Position { lesson, step }))
+            .count()
+    }
+
+    /// The first step not answered yet, where "continue the path" goes.
+    pub fn first_open(&self) -> Position {
+        let mut at = Position { lesson: 0, step: 0 };
+        loop {
+            if !self.is_done(at) {
+                return at;
+            }
+            match at.next() {
+                Some(next) => at = next,
+                None => return Position { lesson: 0, step: 0 },
+            }
+        }
+    }
+}
+
+// The answers, read from what the back end reported.
+
+fn database_reads(o: &Observed) -> Option<u64> {
+    (!o.reads.is_empty()).then(|| o.database_reads())
+}
+
+fn herd_loads(o: &Observed) -> Option<u64> {
+    o.last_herd().map(|h| h.database_loads)
+}
+
+fn herd_waited(o: &Observed) -> Option<u64> {
+    o.last_herd().map(|h| h.waited)
+}
+
+fn herd_peak(o: &Observed) -> Option<u64> {
+    o.last_herd().map(|h| h.peak_loads_per_100ms)
+}
+
+fn stale_keys(o: &Observed) -> Option<u64> {
+    o.divergence.as_ref().map(|d| d.stale() as u64)
+}
+
+/// 0: the old name, 1: the new one.
+fn which_name(o: &Observed) -> Option<usize> {
+    let written = o.writes.last()?.record.as_ref().map(|r| match r {
+        crate::Record::User(user) => user.name.clone(),
+        crate::Record::Product(product) => product.name.clone(),
+    })?;
+    Some(usize::from(o.last_name()? == written))
+}
+
+/// 0: stale, 1: matches the database.
+fn race_outcome(o: &Observed) -> Option<usize> {
+    o.race.as_ref().map(|r| usize::from(!r.stale))
+}
+
+/// 0: the database, 1: Redis.
+fn last_source(o: &Observed) -> Option<usize> {
+    o.reads.last().map(|r| {
+        usize::from(matches!(
+            r.outcome,
+            Outcome::Hit | Outcome::NullHit | Outcome::NearHit
+        ))
+    })
+}
+
+const SOURCES: &[&str] = &["The database", "Redis"];
+const NAMES: &[&str] = &["The old name", "The new name"];
+const RACE: &[&str] = &["A stale value: the old name", "The row as the database has it"];
+
+const READ_PATH: &[Part] = &[Part::Read];
+const WRITES: &[Part] = &[Part::Read, Part::Write];
+const NEAR: &[Part] = &[Part::Read, Part::Write, Part::Near];
+const RACE_PARTS: &[Part] = &[Part::Read, Part::Write, Part::Lease];
+const HERD_PARTS: &[Part] = &[Part::Read, Part::Lock];
+
+/// A user who is there in every sandbox's seed data.
+const USER: u64 = 42;
+/// A user id no sandbox has.
+const NOBODY: u64 = 990_000;
+
+/// The path, in order.
+pub const LESSONS: &[Lesson] = &[
+    Lesson {
+        id: "basics",
+        title: "The read path",
+        outcome: "Explain cache-aside and trace a read through a miss and a hit.",
+        steps: &[
+            Step {
+                title: "Cache-aside in one read",
+                text: "In cache-aside the application, not the cache, does the work. To read a record it asks Redis first. If Redis has nothing, the application reads the database, puts a copy in Redis with an expiry time, and answers.\n\nThe cache never talks to the database itself, and a write goes straight to the database. That keeps the pattern simple and means a dead Redis only makes reads slower. It suits data read far more often than written that may be a little out of date; it is the wrong choice for write-heavy data, for data that must never be stale, and for a small data set that could simply live in memory.\n\nThe button empties this sandbox's cache and reads user 42 once. The sandbox's database waits 100 ms per query, like a database across a network.",
+                parts: READ_PATH,
+                panel: Panel::None,
+                setup: &[],
+                run: &[Action::Read { kind: Kind::Users, id: USER, times: 1 }],
+                run_label: "Read user 42 from a cold cache",
+                notice: &[
+                    Pointer { text: "The GET found nothing: the token turns toward the database.", target: Target::Node("check_cache") },
+                    Pointer { text: "The database box shows the SQL and its measured time.", target: Target::Node("query_database") },
+                    Pointer { text: "The SET stores the row with its TTL (EX 300).", target: Target::Node("store_in_cache") },
+                ],
+                check: Check {
+                    question: "How many times did that read query the database?",
+                    answer: Expect::Number(database_reads),
+                    hint: "Count the visits to the green database box in the step list.",
+                },
+            },
+            Step {
+                title: "The second read is a hit",
+                text: "Now the key is in Redis. The same read again costs one GET and no SQL at all: the answer comes straight from memory.\n\nThe button empties the cache and reads user 42 twice in a row.",
+                parts: READ_PATH,
+                panel: Panel::None,
+                setup: &[],
+                run: &[Action::Read { kind: Kind::Users, id: USER, times: 2 }],
+                run_label: "Read user 42 twice",
+                notice: &[
+                    Pointer { text: "The second trace stops at \"Return cached\".", target: Target::Node("return_cached") },
+                    Pointer { text: "Compare the two reads' times in the log.", target: Target::Element("log") },
+                ],
+                check: Check {
+                    question: "Where did the second read's answer come from?",
+                    answer: Expect::Choice { options: SOURCES, correct: last_source },
+                    hint: "Look at the last entry of the trace log: hit or miss?",
+                },
+            },
+            Step {
+                title: "What the cache saves",
+                text: "One miss pays for many hits. Ten reads of a popular record cost one database query; the other nine answer in well under a millisecond on this machine, against 100 ms or more for the query.\n\nThe counters on the right add it up: the hit ratio, the average read with the cache, and what every read would cost without one.",
+                parts: READ_PATH,
+                panel: Panel::None,
+                setup: &[],
+                run: &[Action::Read { kind: Kind::Users, id: USER, times: 10 }],
+                run_label: "Read user 42 ten times",
+                notice: &[
+                    Pointer { text: "The hit ratio and the speed-up are measured, not computed from assumptions.", target: Target::Element("stats") },
+                ],
+                check: Check {
+                    question: "Of the ten reads, how many reached the database?",
+                    answer: Expect::Number(database_reads),
+                    hint: "The misses counter of the sandbox panel.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "ttl",
+        title: "Time to live",
+        outcome: "Choose a TTL and see a key expire on a real Redis.",
+        steps: &[Step {
+            title: "Keys expire",
+            text: "Every value is stored with an expiry (SET ... EX). When the time is up Redis drops the key by itself, and the next read misses and loads a fresh copy. The TTL is the longest a cached copy can be out of date when nobody invalidates it, and it keeps keys nobody reads from piling up.\n\nThis step sets the TTL to 3 seconds, reads user 42 twice, waits 3.5 seconds, and reads it again.",
+            parts: READ_PATH,
+            panel: Panel::None,
+            setup: &[Setting::CacheTtl(3)],
+            run: &[
+                Action::Read { kind: Kind::Users, id: USER, times: 2 },
+                Action::Wait { ms: 3_500 },
+                Action::Read { kind: Kind::Users, id: USER, times: 1 },
+            ],
+            run_label: "Read, wait for the TTL, read again",
+            notice: &[
+                Pointer { text: "The SET carries EX 3.", target: Target::Node("store_in_cache") },
+                Pointer { text: "The third read misses again: the key had expired.", target: Target::Element("log") },
+            ],
+            check: Check {
+                question: "How many of the three reads went to the database?",
+                answer: Expect::Number(database_reads),
+                hint: "Count the misses in the trace log.",
+            },
+        }],
+    },
+    Lesson {
+        id: "null-values",
+        title: "Records that do not exist",
+        outcome: "Recognise the missing-record pitfall and cache \"not found\".",
+        steps: &[
+            Step {
+                title: "The problem: misses that never end",
+                text: "A lookup of an id that does not exist finds nothing in Redis, and nothing in the database either. If the application caches nothing in that case, every later lookup of the id goes to the database again. A client that asks for made-up ids, by mistake or on purpose, then reaches the database with every request.\n\nThis step turns caching of \"not found\" off and looks up a missing user twenty times.",
+                parts: READ_PATH,
+                panel: Panel::None,
+                setup: &[Setting::NegativeCaching(false), Setting::DbLatency(20)],
+                run: &[Action::Read { kind: Kind::Users, id: NOBODY, times: 20 }],
+                run_label: "Look up a missing user 20 times (null caching off)",
+                notice: &[
+                    Pointer { text: "Every lookup ends at the database.", target: Target::Node("query_database") },
+                    Pointer { text: "The misses counter climbs with every lookup.", target: Target::Element("misses") },
+                ],
+                check: Check {
+                    question: "How many database queries did the 20 lookups cause?",
+                    answer: Expect::Number(database_reads),
+                    hint: "The misses counter of the sandbox panel.",
+                },
+            },
+            Step {
+                title: "The fix: cache \"not found\" too",
+                text: "The remedy is to store a small marker that says \"no such record\", with a TTL shorter than a real value's (here 60 s), so a record created later shows up soon. The next lookups find the marker and answer \"not found\" from Redis.\n\nSame twenty lookups, marker on.",
+                parts: READ_PATH,
+                panel: Panel::None,
+                setup: &[Setting::DbLatency(20)],
+                run: &[Action::Read { kind: Kind::Users, id: NOBODY, times: 20 }],
+                run_label: "Look up a missing user 20 times (null caching on)",
+                notice: &[
+                    Pointer { text: "The first lookup stores the marker.", target: Target::Node("store_in_cache") },
+                    Pointer { text: "The others are null hits.", target: Target::Element("stats") },
+                ],
+                check: Check {
+                    question: "How many database queries did the 20 lookups cause this time?",
+                    answer: Expect::Number(database_reads),
+                    hint: "The misses counter, against the null hits beside it.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "invalidation",
+        title: "Writes and invalidation",
+        outcome: "Design an invalidation strategy and check the cache against the database.",
+        steps: &[
+            Step {
+                title: "The problem: relying on the TTL alone",
+                text: "A write changes the database, never the cache directly. If the application leaves the cached copy alone, readers get the old value until its TTL runs out, here five minutes.\n\nThis step reads user 7 (so it is cached), renames the user with the \"TTL only\" strategy, reads again, and then compares every cached key with its row.",
+                parts: WRITES,
+                panel: Panel::Divergence,
+                setup: &[Setting::Write(WriteStrategy::TtlOnly)],
+                run: &[
+                    Action::Read { kind: Kind::Users, id: 7, times: 1 },
+                    Action::Rename { id: 7, name: "Renamed by the lesson" },
+                    Action::Read { kind: Kind::Users, id: 7, times: 1 },
+                    Action::CheckDivergence,
+                ],
+                run_label: "Read, rename, read again (TTL only)",
+                notice: &[
+                    Pointer { text: "The write changes the row and leaves the key.", target: Target::Node("update_cache") },
+                    Pointer { text: "The check lists the key as stale.", target: Target::Element("divergence") },
+                ],
+                check: Check {
+                    question: "How many cached keys did the check find out of date?",
+                    answer: Expect::Number(stale_keys),
+                    hint: "The cache-versus-database panel counts the stale keys.",
+                },
+            },
+            Step {
+                title: "The fix: delete the key after the write",
+                text: "Deleting the key right after the database write makes the next read miss and load the new row. Delete rather than overwrite: a delete cannot store a wrong value, and the next read fills the cache only if someone asks.\n\nThe order matters: database first, then the cache. Deleting first lets a read in between put the old row back.\n\nSame experiment, with \"delete on write\".",
+                parts: WRITES,
+                panel: Panel::Divergence,
+                setup: &[Setting::Write(WriteStrategy::DeleteOnWrite)],
+                run: &[
+                    Action::Read { kind: Kind::Users, id: 7, times: 1 },
+                    Action::Rename { id: 7, name: "Renamed by the lesson" },
+                    Action::Read { kind: Kind::Users, id: 7, times: 1 },
+                    Action::CheckDivergence,
+                ],
+                run_label: "Read, rename, read again (delete on write)",
+                notice: &[
+                    Pointer { text: "The write ends with a DEL.", target: Target::Node("update_cache") },
+                    Pointer { text: "The read after it misses and loads the new row.", target: Target::Node("query_database") },
+                ],
+                check: Check {
+                    question: "Which name did the last read answer with?",
+                    answer: Expect::Choice { options: NAMES, correct: which_name },
+                    hint: "Open the last read in the trace log, or look at the result under the read form.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "near-cache",
+        title: "Several instances, near caches and Pub/Sub",
+        outcome: "Invalidate across instances and see what a lost message costs.",
+        steps: &[
+            Step {
+                title: "Every instance hears the invalidation",
+                text: "Real applications run several instances. When each keeps a small in-process copy in front of Redis (a near cache), deleting the Redis key is not enough: every instance must drop its own copy too. Redis Pub/Sub carries that message to all of them.\n\nThis step turns near caches on, reads user 9 on instances A, B and C, renames the user on A, and reads on B again.",
+                parts: NEAR,
+                panel: Panel::Instances,
+                setup: &[Setting::NearCache(true), Setting::NearTtl(30)],
+                run: &[
+                    Action::ReadOn { instance: 0, kind: Kind::Users, id: 9 },
+                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
+                    Action::ReadOn { instance: 2, kind: Kind::Users, id: 9 },
+                    Action::Rename { id: 9, name: "Renamed by the lesson" },
+                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
+                ],
+                run_label: "Read on A, B, C; rename on A; read on B",
+                notice: &[
+                    Pointer { text: "The write publishes on the invalidation channel.", target: Target::Node("publish") },
+                    Pointer { text: "Each instance counts the invalidations it received.", target: Target::Element("instances") },
+                ],
+                check: Check {
+                    question: "Which name did instance B answer with after the rename?",
+                    answer: Expect::Choice { options: NAMES, correct: which_name },
+                    hint: "The last trace in the log, read on B.",
+                },
+            },
+            Step {
+                title: "The problem: a message that never arrives",
+                text: "Pub/Sub delivers to whoever is listening at that moment and keeps nothing. An instance whose subscription dropped misses the invalidation and serves its near copy until that copy's own TTL runs out. That short near-cache TTL is the safety net.\n\nThis step cuts instance B's subscription before the rename.",
+                parts: NEAR,
+                panel: Panel::Instances,
+                setup: &[Setting::NearCache(true), Setting::NearTtl(30)],
+                run: &[
+                    Action::ReadOn { instance: 0, kind: Kind::Users, id: 9 },
+                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
+                    Action::Link { instance: 1, connected: false },
+                    Action::Rename { id: 9, name: "Renamed by the lesson" },
+                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
+                    Action::Link { instance: 1, connected: true },
+                ],
+                run_label: "Cut B's subscription, rename, read on B",
+                notice: &[
+                    Pointer { text: "B answers from its own memory: no Redis, no database.", target: Target::Node("near_cache") },
+                    Pointer { text: "B received nothing while cut off.", target: Target::Element("instances") },
+                ],
+                check: Check {
+                    question: "Which name did instance B answer with after the rename?",
+                    answer: Expect::Choice { options: NAMES, correct: which_name },
+                    hint: "The last trace in the log: a near-cache hit on B.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "race",
+        title: "The stale-set race",
+        outcome: "Explain how a slow reader can cache an old row, and the two fixes.",
+        steps: &[
+            Step {
+                title: "The problem: a slow reader stores an old row",
+                text: "A reader misses and loads the row. Before it stores it, a writer changes the row and deletes the key. Then the slow reader stores what it loaded, which is now old, and it stays in Redis for a whole TTL.\n\nThe button plays exactly that interleaving on the real Redis and database, with no protection.",
+                parts: RACE_PARTS,
+                panel: Panel::Race,
+                setup: &[Setting::Race(RaceFix::None)],
+                run: &[Action::Race { id: 5 }],
+                run_label: "Play the race with no protection",
+                notice: &[Pointer { text: "The story lists every step in the order it happened.", target: Target::Element("race") }],
+                check: Check {
+                    question: "What did Redis hold for the user when the race was over?",
+                    answer: Expect::Choice { options: RACE, correct: race_outcome },
+                    hint: "The race panel compares the cached value with the row.",
+                },
+            },
+            Step {
+                title: "Fix one: a lease",
+                text: "The reader takes a lease (a small token in Redis) before loading. A write deletes the lease with the key, so the slow reader's store, which is allowed only while its lease is there, is refused.",
+                parts: RACE_PARTS,
+                panel: Panel::Race,
+                setup: &[Setting::Race(RaceFix::Lease)],
+                run: &[Action::Race { id: 5 }],
+                run_label: "Play the race with a lease",
+                notice: &[Pointer { text: "The lease box lights up before the load.", target: Target::Node("lease") }],
+                check: Check {
+                    question: "What did Redis hold for the user this time?",
+                    answer: Expect::Choice { options: RACE, correct: race_outcome },
+                    hint: "The race panel's verdict.",
+                },
+            },
+            Step {
+                title: "Fix two: versions",
+                text: "Every row carries a version that each write increases, and every cached value records the version it came from. The store is a small Lua script that refuses to replace a newer version with an older one, so the slow reader's old row cannot win.",
+                parts: RACE_PARTS,
+                panel: Panel::Race,
+                setup: &[Setting::Race(RaceFix::Version)],
+                run: &[Action::Race { id: 5 }],
+                run_label: "Play the race with versions",
+                notice: &[Pointer { text: "The story shows the store refused.", target: Target::Element("race") }],
+                check: Check {
+                    question: "What did Redis hold for the user this time?",
+                    answer: Expect::Choice { options: RACE, correct: race_outcome },
+                    hint: "The race panel's verdict.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "stampede",
+        title: "Stampede",
+        outcome: "See a thundering herd reach the database, and stop it.",
+        steps: &[
+            Step {
+                title: "The problem: a herd on a cold key",
+                text: "When a popular key is missing, every request that arrives before the first load finishes misses too, and each one queries the database for the same row. With a 100 ms query, that is every request of the first 100 ms.\n\nThe button sends 200 concurrent reads of one cold key, spread over the three instances, with no defence.",
+                parts: HERD_PARTS,
+                panel: Panel::Stampede,
+                setup: &[],
+                run: &[Action::Herd { requests: 200, defence: Defence::None, timing: HerdTiming::Cold }],
+                run_label: "Send 200 reads at a cold key (no defence)",
+                notice: &[
+                    Pointer { text: "The edge counts show how many requests took each path.", target: Target::Node("query_database") },
+                    Pointer { text: "The herd table lists the database loads.", target: Target::Element("herds") },
+                ],
+                check: Check {
+                    question: "How many database loads did the herd cause?",
+                    answer: Expect::Number(herd_loads),
+                    hint: "The \"database loads\" column of the herd table.",
+                },
+            },
+            Step {
+                title: "The fix: a lock in Redis",
+                text: "With a lock, the first request to miss takes a short-lived key in Redis (SET NX PX) and loads; the others wait to be handed its result. One load, however many requests and instances. The lock expires by itself if its holder dies.",
+                parts: HERD_PARTS,
+                panel: Panel::Stampede,
+                setup: &[],
+                run: &[Action::Herd { requests: 200, defence: Defence::RedisLock, timing: HerdTiming::Cold }],
+                run_label: "Send 200 reads at a cold key (Redis lock)",
+                notice: &[Pointer { text: "Most requests pass through the lock box and wait.", target: Target::Node("lock") }],
+                check: Check {
+                    question: "How many database loads did the herd cause with the lock?",
+                    answer: Expect::Number(herd_loads),
+                    hint: "The last row of the herd table.",
+                },
+            },
+            Step {
+                title: "A lock per process is not enough",
+                text: "Single flight merges concurrent misses inside one process, with no Redis round trip. It is cheap, but each instance still loads once: with three instances, three loads.",
+                parts: HERD_PARTS,
+                panel: Panel::Stampede,
+                setup: &[],
+                run: &[Action::Herd { requests: 200, defence: Defence::SingleFlight, timing: HerdTiming::Cold }],
+                run_label: "Send 200 reads at a cold key (single flight)",
+                notice: &[Pointer { text: "Compare the rows of the herd table.", target: Target::Element("herds") }],
+                check: Check {
+                    question: "How many database loads did single flight allow?",
+                    answer: Expect::Number(herd_loads),
+                    hint: "One per instance; the herd table has the count.",
+                },
+            },
+            Step {
+                title: "Serve stale while one request refreshes",
+                text: "A key that expires under load causes the same herd. Stale-while-revalidate keeps the value a little past its fresh time: requests get the slightly old value at once while a single request refreshes it in the background. Nobody waits for the database.\n\nThis herd arrives around the moment the key goes stale.",
+                parts: HERD_PARTS,
+                panel: Panel::Stampede,
+                setup: &[],
+                run: &[Action::Herd { requests: 200, defence: Defence::StaleWhileRevalidate, timing: HerdTiming::AtExpiry }],
+                run_label: "Send 200 reads around the expiry (serve stale)",
+                notice: &[Pointer { text: "The \"served stale\" column counts who got the old value.", target: Target::Element("herds") }],
+                check: Check {
+                    question: "How many requests had to wait for the database?",
+                    answer: Expect::Number(herd_waited),
+                    hint: "The \"waited\" column of the herd table.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "jitter",
+        title: "Keys that expire together",
+        outcome: "Spread expiries with TTL jitter.",
+        steps: &[
+            Step {
+                title: "The problem: one TTL for a batch of keys",
+                text: "Keys cached at the same moment with the same TTL also expire at the same moment, and their reloads arrive together. This herd caches 50 keys at once with a fixed TTL and reads them across their expiry.",
+                parts: READ_PATH,
+                panel: Panel::Stampede,
+                setup: &[],
+                run: &[Action::Herd { requests: 500, defence: Defence::None, timing: HerdTiming::ManyKeys }],
+                run_label: "50 keys, one TTL",
+                notice: &[Pointer { text: "\"Peak loads per 100 ms\" in the herd table.", target: Target::Element("herds") }],
+                check: Check {
+                    question: "What was the peak of database loads in one 100 ms window?",
+                    answer: Expect::Number(herd_peak),
+                    hint: "The \"peak / 100 ms\" column of the herd table.",
+                },
+            },
+            Step {
+                title: "The fix: add jitter to the TTL",
+                text: "Adding a random share (here up to 25 % either way) to each TTL spreads the expiries out, so the reloads arrive a few at a time.",
+                parts: READ_PATH,
+                panel: Panel::Stampede,
+                setup: &[],
+                run: &[Action::Herd { requests: 500, defence: Defence::TtlJitter, timing: HerdTiming::ManyKeys }],
+                run_label: "50 keys, TTL with jitter",
+                notice: &[Pointer { text: "Compare the peak with the row above.", target: Target::Element("herds") }],
+                check: Check {
+                    question: "What was the peak of database loads in one 100 ms window this time?",
+                    answer: Expect::Number(herd_peak),
+                    hint: "The \"peak / 100 ms\" column, last row.",
+                },
+            },
+        ],
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_lesson_has_steps_and_unique_ids() {
+        let mut ids: Vec<&str> = LESSONS.iter().map(|l| l.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), LESSONS.len());
+        for lesson in LESSONS {
+            assert!(!lesson.steps.is_empty(), "{}", lesson.id);
+            for step in lesson.steps {
+                assert!(!step.run.is_empty(), "{}: {}", lesson.id, step.title);
+                assert!(step.parts.contains(&Part::Read));
+            }
+        }
+    }
+
+    #[test]
+    fn every_step_is_settable_on_a_real_sandbox() {
+        let current = SandboxSettings::default();
+        for lesson in LESSONS {
+            for step in lesson.steps {
+                let settings = settings_for(step, &current);
+                assert_eq!(settings.validate(), Ok(()), "{}: {}", lesson.id, step.title);
+            }
+        }
+    }
+
+    #[test]
+    fn positions_round_trip_through_the_address() {
+        let at = Position::from_query("null-values", Some("2")).unwrap();
+        assert_eq!(at.step().title, "The fix: cache \"not found\" too");
+        assert_eq!(at.query(), "lesson=null-values&step=2");
+        assert_eq!(Position::from_query("null-values", Some("99")).unwrap().step, 1);
+        assert_eq!(Position::from_query("null-values", Some("x")).unwrap().step, 0);
+        assert_eq!(Position::from_query("no-such-lesson", None), None);
+    }
+
+    #[test]
+    fn continue_and_back_walk_the_whole_path() {
+        let mut at = Position { lesson: 0, step: 0 };
+        let mut steps = 1;
+        while let Some(next) = at.next() {
+            assert_eq!(next.back(), Some(at));
+            at = next;
+            steps += 1;
+        }
+        assert_eq!(steps, LESSONS.iter().map(|l| l.steps.len()).sum::<usize>());
+        assert_eq!(Position { lesson: 0, step: 0 }.back(), None);
+    }
+
+    #[test]
+    fn progress_survives_encoding_and_drops_what_it_does_not_know() {
+        let mut progress = Progress::default();
+        progress.mark(Position { lesson: 2, step: 1 });
+        progress.mark(Position { lesson: 0, step: 0 });
+        let line = progress.encode();
+        assert_eq!(line, "basics:1 null-values:2");
+        let back = Progress::decode(&format!("{line} gone:1 basics:99 nonsense"));
+        assert_eq!(back, progress);
+        assert_eq!(back.first_open(), Position { lesson: 0, step: 1 });
+        assert_eq!(back.lesson_done(2), 1);
+    }
+
+    fn read(outcome: Outcome) -> crate::ReadResult {
+        crate::ReadResult {
+            kind: Kind::Users,
+            id: USER,
+            outcome,
+            found: true,
+            record: None,
+            latency_us: 1,
+            trace_id: None,
+            sandbox: crate::SandboxId::default_sandbox(),
+        }
+    }
+
+    #[test]
+    fn answers_are_judged_against_what_happened() {
+        let check = LESSONS[0].steps[2].check;
+        assert_eq!(check.judge(None, "1"), Verdict::NotRun);
+        let mut observed = Observed::default();
+        observed.reads.push(read(Outcome::Miss));
+        for _ in 0..9 {
+            observed.reads.push(read(Outcome::Hit));
+        }
+        assert_eq!(check.judge(Some(&observed), " 1 "), Verdict::Right);
+        assert_eq!(check.judge(Some(&observed), "10"), Verdict::Wrong);
+        assert_eq!(check.judge(Some(&observed), "one"), Verdict::Wrong);
+        // Had the database been asked every time, 10 would be right.
+        let every_time = Observed {
+            reads: vec![read(Outcome::Miss); 10],
+            ..Observed::default()
+        };
+        assert_eq!(check.judge(Some(&every_time), "10"), Verdict::Right);
+
+        let source = LESSONS[0].steps[1].check;
+        assert_eq!(source.judge(Some(&observed), "1"), Verdict::Right);
+        assert_eq!(source.answer_text(&observed).as_deref(), Some("Redis"));
+    }
+
+    #[test]
+    fn the_first_lesson_shows_only_the_read_path() {
+        let parts = LESSONS[0].steps[0].parts;
+        assert!(shows(parts, &nodes::QUERY_DATABASE));
+        assert!(!shows(parts, &nodes::LOCK));
+        assert!(!shows(parts, &nodes::WRITE_REQUEST));
+    }
+}
