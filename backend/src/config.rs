@@ -128,6 +128,13 @@ pub struct Config {
     #[arg(long, env = "PLAYGROUND_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
 
+    /// Serve everything under this path (`/playground`), for a site that
+    /// hosts the playground beside its documentation. The front end finds
+    /// its files, the API and the WebSocket relative to where it is served,
+    /// so a proxy that strips the prefix works as well.
+    #[arg(long, env = "BASE_PATH", default_value = "/", value_parser = parse_base_path)]
+    pub base_path: String,
+
     /// Traces kept per sandbox for a browser that falls behind; beyond this
     /// it is told how many it missed.
     #[arg(long, env = "TRACE_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -262,6 +269,29 @@ impl Limits {
     }
 }
 
+/// `/`, or a path of letters, digits, `-`, `_`, `.` segments, without a
+/// trailing slash: `/playground`, `/docs/cache`.
+fn parse_base_path(text: &str) -> Result<String, String> {
+    let trimmed = text.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok("/".into());
+    }
+    let valid = trimmed.starts_with('/')
+        && trimmed.len() <= 100
+        && trimmed[1..].split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        });
+    if valid {
+        Ok(trimmed.to_string())
+    } else {
+        Err(format!("{text:?} is not a path such as /playground"))
+    }
+}
+
 impl Config {
     /// Who may frame the embed pages besides the playground: the
     /// configured origins, and locally any page served from this machine
@@ -373,6 +403,17 @@ fn parse_prefix(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_paths_are_plain_paths() {
+        assert_eq!(parse_base_path("/").unwrap(), "/");
+        assert_eq!(parse_base_path("").unwrap(), "/");
+        assert_eq!(parse_base_path("/playground/").unwrap(), "/playground");
+        assert_eq!(parse_base_path("/docs/cache-1.2").unwrap(), "/docs/cache-1.2");
+        for bad in ["playground", "/a/../b", "/a//b", "/a b", "/<x>", "/?q"] {
+            assert!(parse_base_path(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn defaults_follow_the_tutorial() {

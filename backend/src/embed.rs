@@ -41,8 +41,13 @@ struct Pages {
 /// The embed routes; `frame_ancestors` are the origins that may frame them.
 pub fn routes(static_dir: &Path, frame_ancestors: &[String]) -> Router {
     let csp = content_security_policy(static_dir, frame_ancestors);
+    // The front end's addresses are relative to its root; the live page
+    // sits two levels below it (`embed/{lesson}/live`).
+    let index = std::fs::read_to_string(static_dir.join("index.html"))
+        .ok()
+        .map(|html| html.replacen("<head>", r#"<head><base href="../../">"#, 1));
     let pages = Arc::new(Pages {
-        index: std::fs::read_to_string(static_dir.join("index.html")).ok(),
+        index,
         csp: HeaderValue::from_str(&csp)
             .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'")),
     });

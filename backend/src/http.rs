@@ -106,6 +106,42 @@ pub fn app(
         ))
 }
 
+/// The app under `base` (`/` leaves it as it is), as a proxy that strips
+/// the prefix would present it: `/playground/ws` is routed as `/ws`. The
+/// bare prefix redirects to the prefix with a slash, where the front end's
+/// relative addresses work; anything outside the prefix is not found.
+pub fn under_base_path(app: Router, base: &str) -> Router {
+    use tower::ServiceExt;
+    if base == "/" {
+        return app;
+    }
+    let base = base.to_string();
+    Router::new().fallback_service(tower::service_fn(move |mut request: Request| {
+        let (app, base) = (app.clone(), base.clone());
+        async move {
+            let path = request.uri().path();
+            if path == base {
+                return Ok(axum::response::Redirect::permanent(&format!("{base}/")).into_response());
+            }
+            let Some(rest) = path
+                .strip_prefix(base.as_str())
+                .filter(|rest| rest.starts_with('/'))
+            else {
+                return Ok(StatusCode::NOT_FOUND.into_response());
+            };
+            let inner = match request.uri().query() {
+                Some(query) => format!("{rest}?{query}"),
+                None => rest.to_string(),
+            };
+            match inner.parse() {
+                Ok(uri) => *request.uri_mut() = uri,
+                Err(_) => return Ok(StatusCode::BAD_REQUEST.into_response()),
+            }
+            app.oneshot(request).await
+        }
+    }))
+}
+
 /// Refuses a page of another origin before any handler runs.
 async fn check_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if state.access.origin_allowed(request.headers()) {

@@ -217,12 +217,13 @@ impl Backend {
             shutdown,
             access: self.access.clone(),
         };
-        http::app(
+        let app = http::app(
             state,
             &self.config.static_dir,
             &self.config.allowed_origins,
             &self.config.embed_ancestors(),
-        )
+        );
+        http::under_base_path(app, &self.config.base_path)
     }
 
     /// A second handle on the same playground, to serve it again (say

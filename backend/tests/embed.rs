@@ -93,3 +93,23 @@ async fn hosted_only_the_configured_sites_may_frame_it() {
     let csp = header(&page, "content-security-policy").unwrap();
     assert!(csp.ends_with("frame-ancestors 'self'"), "{csp}");
 }
+
+/// `--base-path /playground`: everything is served under the prefix, the
+/// bare prefix redirects to it with a slash, nothing answers outside it.
+#[tokio::test]
+async fn under_a_base_path_everything_moves_with_it() {
+    let t = common::start(|c| c.base_path = "/playground".into());
+    let served = serve(&t).await;
+    let bare = http_get(served.addr, "/playground").await;
+    assert_eq!(status_of(&bare), 308, "{bare}");
+    assert_eq!(header(&bare, "location"), Some("/playground/"));
+    let read = http_get(served.addr, "/playground/api/v1/users/1?sandbox=default").await;
+    assert_eq!(status_of(&read), 200, "{read}");
+    assert_eq!(status_of(&http_get(served.addr, "/api/v1/users/1").await), 404);
+    assert_eq!(
+        status_of(&http_get(served.addr, "/playgroundx/api/v1/users/1").await),
+        404
+    );
+    let embed = http_get(served.addr, "/playground/embed/ttl").await;
+    assert_eq!(status_of(&embed), 200, "{embed}");
+}

@@ -185,3 +185,60 @@ async fn the_sample_page_embeds_two_lessons_that_load_on_click_and_work_apart() 
     .await;
     client.enter_parent_frame().await.unwrap();
 }
+
+/// Under a path prefix (`--base-path /playground`), the page, its files,
+/// the WebSocket and the embed pages all work: every address the front end
+/// builds is relative to where it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_works_under_a_path_prefix() {
+    let server = Server::start(|c| c.base_path = "/playground".into()).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    let root = format!("http://{}/playground/", server.addr);
+
+    client
+        .goto(&format!("{root}?lesson=basics&step=1"))
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "the WebSocket to connect under the prefix",
+        WAIT,
+        || async {
+            text_of(&client, "[data-testid=link]")
+                .await
+                .filter(|t| t.starts_with("Live"))
+        },
+    )
+    .await;
+    click(&client, "[data-testid=run-experiment]").await;
+    wait_for(&client, "the experiment to finish", WAIT, || async {
+        text_of(&client, "[data-testid=experiment-status]")
+            .await
+            .filter(|s| s.starts_with("Done"))
+    })
+    .await;
+    let curl = text_of(&client, "[data-testid=curl]").await.unwrap_or_default();
+    assert!(curl.contains(&format!("{root}api/v1/users/42")), "{curl}");
+
+    client
+        .goto(&format!("{root}embed/stampede?step=2"))
+        .await
+        .unwrap();
+    click(&client, "[data-testid=start]").await;
+    wait_for(&client, "the embed to connect under the prefix", WAIT, || async {
+        text_of(&client, "[data-testid=link]")
+            .await
+            .filter(|t| t.starts_with("Live"))
+    })
+    .await;
+    let full = client
+        .find(Locator::Css("[data-testid=open-full]"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(full, format!("{root}?lesson=stampede&step=2"));
+}

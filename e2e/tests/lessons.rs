@@ -229,3 +229,58 @@ async fn the_stampede_lesson_compares_no_defence_with_the_lock() {
     assert!(right.starts_with("Right"), "{right}");
     review_screenshot(&client, "lesson-stampede-2", "[data-testid=lesson]").await;
 }
+
+/// A shared setup address sets a new sandbox up the same way, and the
+/// settings panel offers that address; a bad value is explained, not
+/// applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_setup_address_sets_up_a_new_sandbox_the_same_way() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    client
+        .goto(&format!(
+            "http://{}/?ttl=5&negative=0&stampede=lock&race=version",
+            server.addr
+        ))
+        .await
+        .unwrap();
+    let link = wait_for(&client, "the settings to be applied", WAIT, || async {
+        let link = client
+            .find(Locator::Css("[data-testid=setup-link]"))
+            .await
+            .ok()?
+            .prop("value")
+            .await
+            .ok()??;
+        link.contains("ttl=5&").then_some(link)
+    })
+    .await;
+    assert!(link.contains("negative=0"), "{link}");
+    assert!(link.contains("stampede=lock"), "{link}");
+    assert!(link.contains("race=version"), "{link}");
+    assert!(
+        !link.contains("sandbox="),
+        "no sandbox in a shared address: {link}"
+    );
+    let stampede = client
+        .find(Locator::Css("[data-testid=stampede]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(stampede.as_deref(), Some("lock"));
+
+    client
+        .goto(&format!("http://{}/?stampede=everything", server.addr))
+        .await
+        .unwrap();
+    let notice = wait_for(&client, "the bad setting to be explained", WAIT, || async {
+        text_of(&client, ".notice")
+            .await
+            .filter(|t| t.contains("stampede"))
+    })
+    .await;
+    assert!(notice.contains("not applied"), "{notice}");
+}

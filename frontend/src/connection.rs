@@ -34,6 +34,8 @@ struct Inner {
     /// Counts experiments started, so a timer of an abandoned one does
     /// not move a newer one on.
     runs: Cell<u64>,
+    /// Whether the settings in the page's address were applied.
+    address_settings_done: Cell<bool>,
 }
 
 /// Where the page keeps its sandbox's name, so a reload (or a new
@@ -43,24 +45,42 @@ const STORED_SANDBOX: &str = "playground-sandbox";
 /// The close code with which the server refuses a session for good.
 const CLOSE_POLICY: u16 = 1008;
 
-/// The WebSocket URL for this page's origin, asking for `sandbox` (without
-/// one the server opens a new sandbox for the page).
+/// The playground's root address, `http://host/` or
+/// `https://docs.example.com/playground/`: the document's base (an embed
+/// page sets one) up to its last `/`. Every address the app builds is
+/// relative to it, so it works under any path prefix.
+pub fn app_root() -> String {
+    let base = document()
+        .base_uri()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| window().location().href().unwrap_or_default());
+    root_of(&base)
+}
+
+/// `base` without its query, fragment and last path segment.
+pub fn root_of(base: &str) -> String {
+    let base = base.split(['?', '#']).next().unwrap_or(base);
+    match base.rfind('/') {
+        Some(slash) if slash > base.find("//").map_or(0, |i| i + 1) => base[..=slash].to_string(),
+        _ => format!("{base}/"),
+    }
+}
+
+/// The WebSocket URL beside the page, asking for `sandbox` (without one
+/// the server opens a new sandbox for the page).
 pub fn socket_url(sandbox: Option<&SandboxId>) -> String {
-    let location = window().location();
-    let scheme = if location.protocol().ok().as_deref() == Some("https:") {
-        "wss"
-    } else {
-        "ws"
+    let root = app_root();
+    let root = match root.strip_prefix("https") {
+        Some(rest) => format!("wss{rest}"),
+        None => root.replacen("http", "ws", 1),
     };
-    let host = location.host().unwrap_or_else(|_| "127.0.0.1:8080".into());
     match sandbox {
         // Sandbox names are letters, digits, `-` and `_`: nothing to escape.
-        Some(sandbox) => format!("{scheme}://{host}/ws?sandbox={sandbox}"),
+        Some(sandbox) => format!("{root}ws?sandbox={sandbox}"),
         // A new sandbox, with a redis-server of its own if the page asks.
-        None if page_param("redis").as_deref() == Some("private") => {
-            format!("{scheme}://{host}/ws?redis=private")
-        }
-        None => format!("{scheme}://{host}/ws"),
+        None if page_param("redis").as_deref() == Some("private") => format!("{root}ws?redis=private"),
+        None => format!("{root}ws"),
     }
 }
 
@@ -131,6 +151,7 @@ impl Connection {
                 next_request_id: Cell::new(1),
                 attempt: Cell::new(1),
                 runs: Cell::new(0),
+                address_settings_done: Cell::new(false),
             }),
         };
         connection.connect();
@@ -207,6 +228,42 @@ impl Connection {
     /// Asks the back end to put the sandbox back as it started.
     pub fn reset(&self) -> bool {
         self.send(&ClientMessage::Reset, false)
+    }
+
+    /// A shared setup (`?ttl=5&stampede=lock...`): applied once, after the
+    /// first greeting, unless a lesson sets the sandbox up itself.
+    fn apply_address_settings(&self) {
+        if self.inner.address_settings_done.replace(true) {
+            return;
+        }
+        let state = self.inner.state;
+        if state.lesson.get_untracked().is_some() {
+            return;
+        }
+        let Ok(search) = window().location().search() else {
+            return;
+        };
+        let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
+            return;
+        };
+        let pairs: Vec<(String, String)> = shared::settings::QUERY_NAMES
+            .iter()
+            .filter_map(|name| params.get(name).map(|value| (name.to_string(), value)))
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        let Some(current) = state.settings.get_untracked() else {
+            return;
+        };
+        match current.with_query(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
+            Ok(settings) => {
+                self.update_settings(settings);
+            }
+            Err(error) => state
+                .notice
+                .set(Some(format!("The address's settings were not applied: {error}"))),
+        }
     }
 
     /// Runs the experiment of lesson step `at` on this page's sandbox.
@@ -331,7 +388,11 @@ impl Connection {
                         .run
                         .try_update(|run| run.as_mut().and_then(|run| run.on_message(&message)))
                         .flatten();
+                    let greeted = matches!(message, ServerMessage::Hello { .. });
                     state.apply(message);
+                    if greeted {
+                        this.apply_address_settings();
+                    }
                     if let Some(command) = next {
                         this.execute(command);
                     }
@@ -396,6 +457,23 @@ pub fn backoff_ms(attempt: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_is_the_base_up_to_its_last_slash() {
+        assert_eq!(
+            root_of("http://127.0.0.1:8080/?lesson=basics"),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            root_of("https://docs.example.com/playground/"),
+            "https://docs.example.com/playground/"
+        );
+        assert_eq!(
+            root_of("https://docs.example.com/playground/index.html#x"),
+            "https://docs.example.com/playground/"
+        );
+        assert_eq!(root_of("http://host"), "http://host/");
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {

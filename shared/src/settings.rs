@@ -343,7 +343,107 @@ impl SandboxSettings {
         }
         Ok(())
     }
+
+    /// The settings a learner chooses, as address parameters a person can
+    /// read and edit: `ttl=300&null_ttl=60&db_ms=100&...`. The key prefix
+    /// and the Redis timeout are the server's, not the page's.
+    pub fn to_query(&self) -> String {
+        let flag = |on: bool| if on { "1" } else { "0" };
+        format!(
+            "ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&write={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}",
+            self.cache_ttl_secs,
+            self.null_ttl_secs,
+            flag(self.negative_caching),
+            self.db_latency_ms,
+            self.db_jitter_percent,
+            self.write_strategy.name(),
+            self.race_fix.name(),
+            flag(self.near_cache),
+            self.near_ttl_secs,
+            self.ttl_jitter_percent,
+            self.stampede.name(),
+            self.early_refresh_beta,
+        )
+    }
+
+    /// Whether an address's parameters name any setting.
+    pub fn in_query<'a>(names: impl IntoIterator<Item = &'a str>) -> bool {
+        names.into_iter().any(|n| QUERY_NAMES.contains(&n))
+    }
+
+    /// These settings with the address parameters applied; other
+    /// parameters are ignored.
+    ///
+    /// # Errors
+    /// [`InputError::BadSetting`] naming the first parameter that is not a
+    /// valid value, or a setting out of range.
+    pub fn with_query<'a>(
+        &self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<SandboxSettings, InputError> {
+        fn bad(name: &str, value: &str) -> InputError {
+            let value: String = value.chars().take(20).collect();
+            InputError::BadSetting(format!("{name}={value:?} is not a valid value"))
+        }
+        fn number(name: &str, value: &str) -> Result<u64, InputError> {
+            value.trim().parse().map_err(|_| bad(name, value))
+        }
+        fn flag(name: &str, value: &str) -> Result<bool, InputError> {
+            match value {
+                "1" | "true" | "on" => Ok(true),
+                "0" | "false" | "off" => Ok(false),
+                _ => Err(bad(name, value)),
+            }
+        }
+        fn named<T: Copy>(
+            name: &str,
+            value: &str,
+            all: &[T],
+            name_of: fn(T) -> &'static str,
+        ) -> Result<T, InputError> {
+            all.iter()
+                .copied()
+                .find(|v| name_of(*v) == value)
+                .ok_or_else(|| bad(name, value))
+        }
+        let mut s = self.clone();
+        for (name, value) in pairs {
+            match name {
+                "ttl" => s.cache_ttl_secs = number(name, value)?,
+                "null_ttl" => s.null_ttl_secs = number(name, value)?,
+                "negative" => s.negative_caching = flag(name, value)?,
+                "db_ms" => s.db_latency_ms = number(name, value)?,
+                "db_jitter" => s.db_jitter_percent = number(name, value)?,
+                "write" => s.write_strategy = named(name, value, &WriteStrategy::ALL, WriteStrategy::name)?,
+                "race" => s.race_fix = named(name, value, &RaceFix::ALL, RaceFix::name)?,
+                "near" => s.near_cache = flag(name, value)?,
+                "near_ttl" => s.near_ttl_secs = number(name, value)?,
+                "ttl_jitter" => s.ttl_jitter_percent = number(name, value)?,
+                "stampede" => s.stampede = named(name, value, &StampedePolicy::ALL, StampedePolicy::name)?,
+                "beta" => s.early_refresh_beta = value.trim().parse().map_err(|_| bad(name, value))?,
+                _ => {}
+            }
+        }
+        s.validate()?;
+        Ok(s)
+    }
 }
+
+/// The address parameters [`SandboxSettings::with_query`] reads.
+pub const QUERY_NAMES: [&str; 12] = [
+    "ttl",
+    "null_ttl",
+    "negative",
+    "db_ms",
+    "db_jitter",
+    "write",
+    "race",
+    "near",
+    "near_ttl",
+    "ttl_jitter",
+    "stampede",
+    "beta",
+];
 
 /// Running counters of one sandbox since the back end started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,6 +497,54 @@ impl Stats {
     /// read would have without a cache.
     pub fn average_database_us(&self) -> Option<u64> {
         (self.database_reads > 0).then(|| self.database_latency_us / self.database_reads)
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    fn pairs(query: &str) -> Vec<(&str, &str)> {
+        query.split('&').filter_map(|p| p.split_once('=')).collect()
+    }
+
+    #[test]
+    fn settings_round_trip_through_the_address() {
+        let chosen = SandboxSettings {
+            cache_ttl_secs: 5,
+            negative_caching: false,
+            write_strategy: WriteStrategy::TtlOnly,
+            race_fix: RaceFix::Lease,
+            near_cache: true,
+            stampede: StampedePolicy::Lock,
+            early_refresh_beta: 2.5,
+            ..SandboxSettings::default()
+        };
+        let query = chosen.to_query();
+        assert!(query.starts_with("ttl=5&"), "{query}");
+        assert!(
+            query.contains("write=ttl_only") || query.contains("write="),
+            "{query}"
+        );
+        let back = SandboxSettings::default().with_query(pairs(&query)).unwrap();
+        assert_eq!(back, chosen);
+        assert!(SandboxSettings::in_query(
+            pairs(&query).into_iter().map(|(n, _)| n)
+        ));
+        assert!(!SandboxSettings::in_query(["lesson", "step", "theme"]));
+    }
+
+    #[test]
+    fn bad_values_are_named_and_ranges_checked() {
+        let base = SandboxSettings::default();
+        let err = base.with_query([("stampede", "everything")]).unwrap_err();
+        assert!(err.to_string().contains("stampede"), "{err}");
+        let err = base.with_query([("ttl", "0")]).unwrap_err();
+        assert!(err.to_string().contains("cache_ttl_secs"), "{err}");
+        let err = base.with_query([("near", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("near"), "{err}");
+        // Unknown parameters are someone else's.
+        assert_eq!(base.with_query([("lesson", "basics")]).unwrap(), base);
     }
 }
 

@@ -344,6 +344,7 @@ pub fn SettingsPanel() -> impl IntoView {
                     }
                 />
             </label>
+            <super::SetupLink/>
         </section>
     }
 }

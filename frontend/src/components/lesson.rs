@@ -347,6 +347,7 @@ fn StepView(at: Position) -> impl IntoView {
                     {feedback}
                 </p>
             </form>
+            <super::EmbedSnippet at=at/>
             <nav class="lesson-nav" aria-label="Lesson steps">
                 <button type="button" disabled=back.is_none() on:click=move |_| go_to(state, back) data-testid="lesson-back">
                     "Back"

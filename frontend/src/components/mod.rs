@@ -8,6 +8,7 @@ mod instances;
 pub(crate) mod lesson;
 mod log;
 mod race;
+mod share;
 mod stampede;
 mod stats;
 mod steps;
@@ -19,6 +20,7 @@ pub use instances::InstancesPanel;
 pub use lesson::{LessonIndex, LessonPanel};
 pub use log::TraceLog;
 pub use race::RacePanel;
+pub use share::{EmbedSnippet, SetupLink};
 pub use stampede::StampedePanel;
 pub use stats::{ResetSandbox, StatsPanel};
 pub use steps::StepList;
@@ -58,14 +60,12 @@ pub fn App() -> impl IntoView {
         // In a documentation page's frame: a slim bar, and a way out to the
         // full playground at the same step.
         let full = move || {
-            let path = window().location().pathname().unwrap_or_default();
-            let root = path.split("/embed/").next().unwrap_or("").to_string();
             let query = state
                 .lesson
                 .get()
                 .map(|at| format!("?{}", at.query()))
                 .unwrap_or_default();
-            format!("{root}/{query}")
+            format!("{}{query}", crate::connection::app_root())
         };
         view! {
             <header class="top slim">
@@ -186,13 +186,10 @@ fn Notice() -> impl IntoView {
 #[component]
 fn CurlHint() -> impl IntoView {
     let state = expect_context::<AppState>();
-    let origin = window()
-        .location()
-        .origin()
-        .unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let root = crate::connection::app_root();
     let command = move || match state.sandbox.get() {
-        Some(sandbox) => format!("curl '{origin}/api/v1/users/42?sandbox={sandbox}'"),
-        None => format!("curl '{origin}/api/v1/users/42'"),
+        Some(sandbox) => format!("curl '{root}api/v1/users/42?sandbox={sandbox}'"),
+        None => format!("curl '{root}api/v1/users/42'"),
     };
     view! {
         <footer class="hint">
