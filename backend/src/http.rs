@@ -61,6 +61,7 @@ pub fn app(
         .route("/api/v1/{kind}/{id}", get(read).put(update).delete(delete))
         .route("/api/v1/divergence", get(divergence))
         .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
+        .route("/api/v1/scenarios/patterns", post(compare_patterns))
         .route("/api/v1/reset", post(reset))
         .route("/ws", get(websocket))
         .route("/api/{*rest}", axum::routing::any(unknown_api))
@@ -433,6 +434,36 @@ async fn stale_set_race(
     let kind = Kind::parse(&query.kind)?;
     let id = parse_id(&query.id)?;
     let result = crate::scenario::stale_set_race(&state.playground, &sandbox, kind, id).await?;
+    Ok(Json(result).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PatternsQuery {
+    sandbox: Option<String>,
+    seed: Option<String>,
+}
+
+/// `POST /api/v1/scenarios/patterns?seed=7`: the same workload through
+/// cache-aside, read-through, write-through and write-behind.
+async fn compare_patterns(
+    State(state): State<AppState>,
+    Params(query): Params<PatternsQuery>,
+) -> Result<Response, AppError> {
+    let sandbox = SandboxQuery {
+        sandbox: query.sandbox,
+        instance: None,
+    }
+    .sandbox()?;
+    let seed = match query.seed.as_deref() {
+        None => 1,
+        Some(text) => text.trim().parse().map_err(|_| {
+            shared::InputError::BadSetting(format!(
+                "seed must be a whole number, not {:?}",
+                text.chars().take(20).collect::<String>()
+            ))
+        })?,
+    };
+    let result = state.playground.compare_patterns(&sandbox, seed).await?;
     Ok(Json(result).into_response())
 }
 

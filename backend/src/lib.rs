@@ -39,6 +39,7 @@ pub mod fleet;
 pub mod herd;
 pub mod http;
 pub mod ledger;
+pub mod patterns;
 pub mod playground;
 pub mod policies;
 pub mod private_redis;

@@ -495,6 +495,27 @@ impl Playground {
         crate::herd::run(&sandbox, spec).await
     }
 
+    /// Runs the seeded workload through every caching pattern (one
+    /// comparison at a time per sandbox, weighed like a herd).
+    ///
+    /// # Errors
+    /// [`OpError`] for a bad seed, a busy sandbox, or a failing database.
+    pub async fn compare_patterns(
+        &self,
+        sandbox: &SandboxId,
+        seed: u64,
+    ) -> Result<shared::PatternComparison, OpError> {
+        crate::patterns::check_seed(seed)?;
+        let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
+        let Ok(_one_here) = sandbox.herd.try_lock() else {
+            return Err(InputError::OverLimit(
+                "a herd or comparison is running in this sandbox already".into(),
+            )
+            .into());
+        };
+        crate::patterns::compare(&sandbox, seed).await
+    }
+
     /// A new operation id; it becomes the id of the operation's trace.
     pub fn next_operation_id(&self) -> u64 {
         self.next_trace_id.fetch_add(1, Ordering::Relaxed)

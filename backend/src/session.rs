@@ -319,6 +319,14 @@ fn handle_command(
                 }
             }))
         }
+        ClientMessage::ComparePatterns { request_id, seed } => {
+            later(spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .compare_patterns(&id, seed)
+                    .await
+                    .map(|result| ServerMessage::Comparison { request_id, result })
+            }))
+        }
         ClientMessage::CheckDivergence { request_id } => {
             later(spawn_command(request_id, replies, in_flight, async move {
                 playground

@@ -284,3 +284,31 @@ async fn a_shared_setup_address_sets_up_a_new_sandbox_the_same_way() {
     .await;
     assert!(notice.contains("not applied"), "{notice}");
 }
+
+/// The comparison lesson: the table's "only in Redis" count for
+/// write-behind is the answer, and every pattern ran the same workload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_patterns_lesson_counts_write_behinds_risk() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "patterns", 2).await;
+    run_experiment(&client).await;
+    let rows = client
+        .find_all(Locator::Css("[data-testid=pattern-row]"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    let unsaved = number_on_page(&client, "[data-pattern=write-behind] td.unsaved").await;
+    assert!(
+        unsaved >= 1,
+        "write-behind leaves writes only in Redis for a while"
+    );
+    for pattern in ["cache-aside", "read-through", "write-through"] {
+        let css = format!("[data-pattern={pattern}] td.unsaved");
+        assert_eq!(number_on_page(&client, &css).await, 0, "{pattern}");
+    }
+    let right = answer_with(&client, &unsaved.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-patterns", "[data-testid=patterns-table]").await;
+}

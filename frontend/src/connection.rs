@@ -214,6 +214,12 @@ impl Connection {
         self.send(&message, true)
     }
 
+    /// Runs the seeded workload through every caching pattern.
+    pub fn compare_patterns(&self, seed: u64) -> bool {
+        let request_id = self.next_request_id();
+        self.send(&ClientMessage::ComparePatterns { request_id, seed }, true)
+    }
+
     /// Asks the back end to compare the cache with the database.
     pub fn check_divergence(&self) -> bool {
         let request_id = self.next_request_id();
@@ -295,6 +301,7 @@ impl Connection {
                         | ClientMessage::Write { .. }
                         | ClientMessage::RunHerd { .. }
                         | ClientMessage::RunScenario { .. }
+                        | ClientMessage::ComparePatterns { .. }
                         | ClientMessage::CheckDivergence { .. }
                 );
                 if !self.send(&message, awaits_reply) {

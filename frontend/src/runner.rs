@@ -129,6 +129,10 @@ impl Run {
                 self.observed.race = Some(result.clone());
                 true
             }
+            (Waiting::Reply(id), ServerMessage::Comparison { request_id, result }) if request_id == id => {
+                self.observed.comparison = Some(result.clone());
+                true
+            }
             (Waiting::Reply(id), ServerMessage::Divergence { request_id, report }) if request_id == id => {
                 self.observed.divergence = Some(report.clone());
                 true
@@ -282,6 +286,7 @@ impl Run {
                 ));
             }
             Action::Wait { ms } => return Ok((Waiting::Timer, Command::Wait(ms))),
+            Action::ComparePatterns { seed } => ClientMessage::ComparePatterns { request_id: id, seed },
         };
         Ok((Waiting::Reply(id), Command::Send(message)))
     }

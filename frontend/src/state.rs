@@ -96,6 +96,8 @@ pub struct AppState {
     pub shortcuts: RwSignal<bool>,
     /// The latest result, in words, for the page's live region.
     pub announcement: RwSignal<String>,
+    /// The latest pattern comparison.
+    pub comparison: RwSignal<Option<shared::PatternComparison>>,
 }
 
 impl AppState {
@@ -126,6 +128,7 @@ impl AppState {
             progress: RwSignal::new(Progress::default()),
             shortcuts: RwSignal::new(true),
             announcement: RwSignal::new(String::new()),
+            comparison: RwSignal::new(None),
         }
     }
 
@@ -244,6 +247,15 @@ impl AppState {
                 });
                 self.scenario.set(Some(result));
             }
+            ServerMessage::Comparison { result, .. } => {
+                self.pending.update(|p| *p = p.saturating_sub(1));
+                self.announcement.set(format!(
+                    "Compared {} patterns on {} operations",
+                    result.rows.len(),
+                    result.operations
+                ));
+                self.comparison.set(Some(result));
+            }
             ServerMessage::Divergence { report, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
                 self.announcement.set(format!(
@@ -269,6 +281,7 @@ impl AppState {
                 self.last_write.set(None);
                 self.divergence.set(None);
                 self.scenario.set(None);
+                self.comparison.set(None);
                 if !experiment {
                     self.herds.update(Vec::clear);
                 }

@@ -116,6 +116,7 @@ pub enum Panel {
     Divergence,
     Race,
     Stampede,
+    Patterns,
 }
 
 /// One setting a step changes.
@@ -155,6 +156,8 @@ pub enum Action {
     Link { instance: usize, connected: bool },
     /// Wait, for a TTL to run out.
     Wait { ms: u32 },
+    /// The same seeded workload through every caching pattern.
+    ComparePatterns { seed: u64 },
 }
 
 /// A pointer to what shows the effect.
@@ -202,6 +205,7 @@ pub struct Observed {
     pub herds: Vec<crate::HerdResult>,
     pub race: Option<crate::ScenarioResult>,
     pub divergence: Option<crate::DivergenceReport>,
+    pub comparison: Option<crate::PatternComparison>,
 }
 
 impl Observed {
@@ -495,6 +499,21 @@ fn last_source(o: &Observed) -> Option<usize> {
     })
 }
 
+/// The index (in [`PATTERNS`]) of the pattern with the fastest writes.
+fn fastest_writes(o: &Observed) -> Option<usize> {
+    let comparison = o.comparison.as_ref()?;
+    let fastest = comparison.rows.iter().min_by_key(|r| r.write_avg_us)?;
+    crate::Pattern::ALL.iter().position(|p| *p == fastest.pattern)
+}
+
+fn unsaved_writes(o: &Observed) -> Option<u64> {
+    o.comparison
+        .as_ref()?
+        .row(crate::Pattern::WriteBehind)
+        .map(|r| r.most_unsaved)
+}
+
+const PATTERNS: &[&str] = &["cache-aside", "read-through", "write-through", "write-behind"];
 const SOURCES: &[&str] = &["The database", "Redis"];
 const NAMES: &[&str] = &["The old name", "The new name"];
 const RACE: &[&str] = &["A stale value: the old name", "The row as the database has it"];
@@ -907,6 +926,46 @@ pub const LESSONS: &[Lesson] = &[
                     question: "What was the peak of database loads in one 100 ms window this time?",
                     answer: Expect::Number(herd_peak),
                     hint: "The \"peak / 100 ms\" column, last row.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "patterns",
+        title: "Cache-aside among the other patterns",
+        outcome: "Compare cache-aside with read-through, write-through and write-behind, and know when not to use it.",
+        steps: &[
+            Step {
+                title: "Four ways to put a cache in front of a database",
+                text: "Cache-aside is one of four common arrangements. Read-through moves the loading into the cache layer: the reads are the same, only the owner of the loader changes. Write-through writes every change to the database and then to the cache, so reads after a write still hit. Write-behind writes to the cache at once and to the database later, from a queue.\n\nThe button runs one seeded workload (100 operations on 10 users, one in five a write, a 20 ms database) through all four on this sandbox's Redis and database, and measures each.",
+                parts: WRITES,
+                panel: Panel::Patterns,
+                setup: &[Setting::DbLatency(20)],
+                run: &[Action::ComparePatterns { seed: 7 }],
+                run_label: "Run the same workload through all four",
+                notice: &[
+                    Pointer { text: "Write times: the database write dominates, except for write-behind.", target: Target::Element("patterns") },
+                    Pointer { text: "Database reads: cache-aside reloads after each write; write-through does not.", target: Target::Element("patterns") },
+                ],
+                check: Check {
+                    question: "Which pattern answered writes fastest?",
+                    answer: Expect::Choice { options: PATTERNS, correct: fastest_writes },
+                    hint: "The \"write avg\" column of the comparison table.",
+                },
+            },
+            Step {
+                title: "What the speed costs",
+                text: "Write-behind's fast writes are only in Redis until the queue reaches the database. While they wait, the database is behind (a report run on it would see old rows), and a Redis or application crash would lose them. Write-through pays a little more per write and keeps both in step. Cache-aside keeps the database as the only source of truth and lets the cache miss.\n\nSo cache-aside fits data read far more often than written that may be briefly stale; data written constantly suits write-behind (if losing a little is acceptable) or no cache; data that must never be stale needs write-through or no cache; a small data set may simply live in memory.",
+                parts: WRITES,
+                panel: Panel::Patterns,
+                setup: &[Setting::DbLatency(20)],
+                run: &[Action::ComparePatterns { seed: 7 }],
+                run_label: "Run it again",
+                notice: &[Pointer { text: "\"Only in Redis\" and \"database behind\" are write-behind's risks, counted.", target: Target::Element("patterns") }],
+                check: Check {
+                    question: "With write-behind, how many writes were only in Redis at the worst moment?",
+                    answer: Expect::Number(unsaved_writes),
+                    hint: "The \"only in Redis\" column, write-behind's row.",
                 },
             },
         ],

@@ -12,7 +12,7 @@ use crate::trace::{Operation, Outcome, Trace, TraceStep};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Sent by the browser over the WebSocket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,6 +42,9 @@ pub enum ClientMessage {
     RunHerd { request_id: u64, herd: HerdSpec },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
+    /// The same seeded workload through cache-aside, read-through,
+    /// write-through and write-behind, measured side by side.
+    ComparePatterns { request_id: u64, seed: u64 },
     /// Change or remove one record: the database first, then the cache as
     /// the sandbox's write strategy says.
     Write {
@@ -324,6 +327,11 @@ pub enum ServerMessage {
     Resumed { operation_id: u64, timed_out: bool },
     /// The answer to [`ClientMessage::RunScenario`].
     ScenarioReply { request_id: u64, result: ScenarioResult },
+    /// The answer to [`ClientMessage::ComparePatterns`].
+    Comparison {
+        request_id: u64,
+        result: PatternComparison,
+    },
     /// The sandbox's application instances and their state; sent in the
     /// greeting's wake and whenever a link changes.
     Instances { instances: Vec<InstanceState> },
@@ -553,5 +561,83 @@ mod tests {
         let json = serde_json::to_string(&msg).unwrap();
         assert_eq!(json, r#"{"type":"missed","count":3}"#);
         assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), msg);
+    }
+}
+
+/// A caching pattern, for the comparison lab (tutorial section 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pattern {
+    /// The application reads the cache, loads on a miss, and deletes the
+    /// key after writing the database.
+    CacheAside,
+    /// The same reads, with the loading done by the cache layer; writes
+    /// as cache-aside.
+    ReadThrough,
+    /// Every write goes to the database and then to the cache, at once.
+    WriteThrough,
+    /// Writes go to the cache and a queue; the database is written later,
+    /// in the background.
+    WriteBehind,
+}
+
+impl Pattern {
+    pub const ALL: [Pattern; 4] = [
+        Pattern::CacheAside,
+        Pattern::ReadThrough,
+        Pattern::WriteThrough,
+        Pattern::WriteBehind,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Pattern::CacheAside => "cache-aside",
+            Pattern::ReadThrough => "read-through",
+            Pattern::WriteThrough => "write-through",
+            Pattern::WriteBehind => "write-behind",
+        }
+    }
+}
+
+/// How one pattern did on the workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatternRow {
+    pub pattern: Pattern,
+    pub reads: u64,
+    pub writes: u64,
+    pub read_avg_us: u64,
+    pub read_p99_us: u64,
+    pub write_avg_us: u64,
+    pub write_p99_us: u64,
+    /// Database queries the reads caused.
+    pub database_reads: u64,
+    /// Rows the database had written by the end (every write, once the
+    /// write-behind queue drained).
+    pub database_writes: u64,
+    /// Reads that answered an older version than the database held.
+    pub stale_reads: u64,
+    /// Reads after which the database held an older version than the one
+    /// answered: it was behind the cache (write-behind).
+    pub database_behind: u64,
+    /// The most writes that were at any moment only in Redis, lost if it
+    /// had crashed then.
+    pub most_unsaved: u64,
+}
+
+/// The comparison: one seeded workload, every pattern.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatternComparison {
+    pub seed: u64,
+    pub operations: u64,
+    pub write_percent: u64,
+    pub keys: u64,
+    pub db_latency_ms: u64,
+    pub rows: Vec<PatternRow>,
+}
+
+impl PatternComparison {
+    /// The row of `pattern`.
+    pub fn row(&self, pattern: Pattern) -> Option<&PatternRow> {
+        self.rows.iter().find(|r| r.pattern == pattern)
     }
 }

@@ -7,6 +7,7 @@ mod divergence;
 mod instances;
 pub(crate) mod lesson;
 mod log;
+mod patterns;
 mod race;
 mod share;
 mod stampede;
@@ -19,6 +20,7 @@ pub use divergence::DivergencePanel;
 pub use instances::InstancesPanel;
 pub use lesson::{LessonIndex, LessonPanel};
 pub use log::TraceLog;
+pub use patterns::PatternsPanel;
 pub use race::RacePanel;
 pub use share::{EmbedSnippet, SetupLink};
 pub use stampede::StampedePanel;
@@ -109,6 +111,7 @@ pub fn App() -> impl IntoView {
                 {move || shows(Panel::Divergence).then(|| view! { <DivergencePanel/> })}
                 {move || shows(Panel::Race).then(|| view! { <RacePanel/> })}
                 {move || shows(Panel::Stampede).then(|| view! { <StampedePanel/> })}
+                {move || shows(Panel::Patterns).then(|| view! { <PatternsPanel/> })}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).

@@ -1,0 +1,95 @@
+//! The pattern comparison: one seeded workload through cache-aside,
+//! read-through, write-through and write-behind, side by side.
+
+use leptos::prelude::*;
+
+use super::ConnectionHandle;
+use crate::format;
+use crate::state::AppState;
+
+/// The comparison card.
+#[component]
+pub fn PatternsPanel() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    let seed_text = RwSignal::new("7".to_string());
+    let error = RwSignal::new(None::<String>);
+    let run = move |_| match seed_text.get_untracked().trim().parse::<u64>() {
+        Ok(seed) if seed <= 1 << 53 => {
+            error.set(None);
+            connection.with_value(|c| c.compare_patterns(seed));
+        }
+        _ => error.set(Some("The seed is a whole number up to 2^53.".into())),
+    };
+    view! {
+        <section class="card patterns" aria-labelledby="patterns-title" data-spot="patterns">
+            <h2 id="patterns-title">"Caching patterns compared"</h2>
+            <p class="help">
+                "The same seeded workload (reads and renames of a few users) through four patterns, on this sandbox's Redis and database. The seed fixes the operations; only the timings change between runs."
+            </p>
+            <div class="row">
+                <label class="setting">
+                    <span>"seed"</span>
+                    <input type="text" inputmode="numeric" maxlength="16" size="8" data-testid="patterns-seed"
+                        prop:value=move || seed_text.get()
+                        on:input=move |ev| seed_text.set(event_target_value(&ev))/>
+                </label>
+                <button type="button" class="primary" data-testid="compare-patterns" disabled=move || !state.is_open() on:click=run>
+                    "Compare"
+                </button>
+            </div>
+            {move || error.get().map(|e| view! { <p class="help error">{e}</p> })}
+            {move || {
+                state.comparison.get().map(|c| {
+                    let rows = c
+                        .rows
+                        .iter()
+                        .map(|r| {
+                            view! {
+                                <tr data-testid="pattern-row" data-pattern=r.pattern.label()>
+                                    <th scope="row">{r.pattern.label()}</th>
+                                    <td class="num">{format::micros(r.write_avg_us)}</td>
+                                    <td class="num">{format::micros(r.write_p99_us)}</td>
+                                    <td class="num">{format::micros(r.read_avg_us)}</td>
+                                    <td class="num">{format::micros(r.read_p99_us)}</td>
+                                    <td class="num">{r.database_reads}</td>
+                                    <td class="num">{r.database_writes}</td>
+                                    <td class="num">{r.stale_reads}</td>
+                                    <td class="num">{r.database_behind}</td>
+                                    <td class="num unsaved">{r.most_unsaved}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view();
+                    view! {
+                        <p class="small">
+                            {format!(
+                                "Seed {}: {} operations on {} users, {} % writes, database {} ms.",
+                                c.seed, c.operations, c.keys, c.write_percent, c.db_latency_ms
+                            )}
+                        </p>
+                        <div class="table-wrap" tabindex="0" role="region" aria-label="Pattern comparison, scrollable">
+                            <table data-testid="patterns-table">
+                                <thead>
+                                    <tr>
+                                        <th scope="col">"pattern"</th>
+                                        <th scope="col">"write avg"</th>
+                                        <th scope="col">"write p99"</th>
+                                        <th scope="col">"read avg"</th>
+                                        <th scope="col">"read p99"</th>
+                                        <th scope="col" title="database queries the reads caused">"database reads"</th>
+                                        <th scope="col" title="rows written by the end">"database writes"</th>
+                                        <th scope="col" title="reads answered with an older version than the database held">"stale reads"</th>
+                                        <th scope="col" title="reads after which the database held an older version than the one answered">"database behind"</th>
+                                        <th scope="col" title="the most writes that were only in Redis at one moment">"only in Redis"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>{rows}</tbody>
+                            </table>
+                        </div>
+                    }
+                })
+            }}
+        </section>
+    }
+}
