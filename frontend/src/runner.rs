@@ -4,7 +4,7 @@
 //! asks for, such as a TTL running out). Plain Rust: the connection feeds
 //! it server messages and carries out the [`Command`]s it returns.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use shared::{ClientMessage, SandboxSettings, Scenario, ServerMessage, WriteChange};
 
@@ -38,6 +38,9 @@ enum Waiting {
     Instances,
     Reply(u64),
     Timer,
+    /// Every action answered; the traces of its reads and writes (which
+    /// carry the counters the page shows) are still on their way.
+    Traces,
 }
 
 /// Where a run stands.
@@ -61,6 +64,11 @@ pub struct Run {
     pub total: usize,
     next_id: u64,
     instances: Vec<String>,
+    /// Traces of this run's operations not drawn yet: replies and traces
+    /// travel apart, and the run is done when the page shows it all.
+    awaited: HashSet<u64>,
+    /// Traces that arrived before their operation's reply.
+    seen: HashSet<u64>,
 }
 
 impl Run {
@@ -93,6 +101,8 @@ impl Run {
             total,
             next_id: FIRST_REQUEST_ID,
             instances,
+            awaited: HashSet::new(),
+            seen: HashSet::new(),
         };
         let first = run.advance().expect("a run starts with a reset");
         (run, first)
@@ -108,16 +118,37 @@ impl Run {
         if !self.is_running() {
             return None;
         }
+        match message {
+            ServerMessage::Trace { trace, .. } => {
+                if !self.awaited.remove(&trace.id) {
+                    self.seen.insert(trace.id);
+                }
+                self.finish_if_drawn();
+                return None;
+            }
+            // The page fell behind and some traces will never come.
+            ServerMessage::Missed { .. } => {
+                self.awaited.clear();
+                self.finish_if_drawn();
+                return None;
+            }
+            _ => {}
+        }
         let waiting = self.waiting.clone()?;
         let matched = match (&waiting, message) {
             (Waiting::Reset, ServerMessage::Reset { .. }) => true,
             (Waiting::Settings, ServerMessage::Settings { .. }) => true,
             (Waiting::Instances, ServerMessage::Instances { .. }) => true,
             (Waiting::Reply(id), ServerMessage::ReadReply { request_id, result }) if request_id == id => {
+                // A read beyond the sandbox's traces per second has none.
+                if let Some(trace) = result.trace_id {
+                    self.await_trace(trace);
+                }
                 self.observed.reads.push(result.clone());
                 true
             }
             (Waiting::Reply(id), ServerMessage::WriteReply { request_id, result }) if request_id == id => {
+                self.await_trace(result.trace_id);
                 self.observed.writes.push(result.clone());
                 true
             }
@@ -168,6 +199,20 @@ impl Run {
         self.advance()
     }
 
+    fn await_trace(&mut self, trace: u64) {
+        if !self.seen.remove(&trace) {
+            self.awaited.insert(trace);
+        }
+    }
+
+    /// Done once every action is answered and every trace drawn.
+    fn finish_if_drawn(&mut self) {
+        if self.waiting == Some(Waiting::Traces) && self.awaited.is_empty() {
+            self.phase = Phase::Done;
+            self.waiting = None;
+        }
+    }
+
     /// The wait the run asked for is over.
     pub fn on_timer(&mut self) -> Option<Command> {
         if self.is_running() && self.waiting == Some(Waiting::Timer) {
@@ -201,8 +246,8 @@ impl Run {
     /// The next unit's command, or `None` when done.
     fn advance(&mut self) -> Option<Command> {
         let Some(item) = self.queue.pop_front() else {
-            self.phase = Phase::Done;
-            self.waiting = None;
+            self.waiting = Some(Waiting::Traces);
+            self.finish_if_drawn();
             return None;
         };
         let (waiting, command) = match item {
@@ -307,6 +352,10 @@ mod tests {
     }
 
     fn reply(request_id: u64, outcome: Outcome) -> ServerMessage {
+        traced_reply(request_id, outcome, None)
+    }
+
+    fn traced_reply(request_id: u64, outcome: Outcome, trace_id: Option<u64>) -> ServerMessage {
         ServerMessage::ReadReply {
             request_id,
             result: ReadResult {
@@ -316,10 +365,62 @@ mod tests {
                 found: true,
                 record: None,
                 latency_us: 10,
-                trace_id: None,
+                trace_id,
                 sandbox: SandboxId::default_sandbox(),
             },
         }
+    }
+
+    fn trace_message(id: u64) -> ServerMessage {
+        ServerMessage::Trace {
+            trace: crate::timeline::tests::trace(id, &["request", "check_cache", "return_cached"]),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Replies and traces travel apart: the run is done when the page has
+    /// both, in either order, so the counters on screen are final.
+    #[test]
+    fn a_run_is_done_when_its_traces_are_drawn_too() {
+        let (mut run, _) = Run::start(position("basics", 2), &SandboxSettings::default(), names());
+        run.on_message(&ServerMessage::Reset {
+            stats: Stats::default(),
+        });
+        let first = run
+            .on_message(&ServerMessage::Settings {
+                settings: SandboxSettings::default(),
+            })
+            .unwrap();
+        // The first read's trace comes before its reply.
+        assert_eq!(run.on_message(&trace_message(501)), None);
+        let second = run
+            .on_message(&traced_reply(request_id(&first), Outcome::Miss, Some(501)))
+            .unwrap();
+        assert_eq!(
+            run.on_message(&traced_reply(request_id(&second), Outcome::Hit, Some(502))),
+            None
+        );
+        assert_eq!(run.phase, Phase::Running, "the second trace is still on its way");
+        // Someone else's trace changes nothing.
+        run.on_message(&trace_message(999));
+        assert_eq!(run.phase, Phase::Running);
+        run.on_message(&trace_message(502));
+        assert_eq!(run.phase, Phase::Done);
+
+        // A page that fell behind stops waiting.
+        let (mut run, _) = Run::start(position("basics", 1), &SandboxSettings::default(), names());
+        run.on_message(&ServerMessage::Reset {
+            stats: Stats::default(),
+        });
+        let read = run
+            .on_message(&ServerMessage::Settings {
+                settings: SandboxSettings::default(),
+            })
+            .unwrap();
+        run.on_message(&traced_reply(request_id(&read), Outcome::Miss, Some(7)));
+        assert_eq!(run.phase, Phase::Running);
+        run.on_message(&ServerMessage::Missed { count: 3 });
+        assert_eq!(run.phase, Phase::Done);
     }
 
     fn request_id(command: &Command) -> u64 {
