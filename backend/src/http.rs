@@ -122,7 +122,9 @@ pub fn under_base_path(app: Router, base: &str) -> Router {
         async move {
             let path = request.uri().path();
             if path == base {
-                return Ok(axum::response::Redirect::permanent(&format!("{base}/")).into_response());
+                // A shared setup (`/playground?ttl=5`) keeps its query.
+                let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+                return Ok(axum::response::Redirect::permanent(&format!("{base}/{query}")).into_response());
             }
             let Some(rest) = path
                 .strip_prefix(base.as_str())

@@ -513,6 +513,13 @@ impl Playground {
             )
             .into());
         };
+        // Shares the places herds take across all sandboxes.
+        let Ok(_running) = self.herds.clone().try_acquire_owned() else {
+            return Err(InputError::OverLimit(
+                "other herds are running right now; try again in a moment".into(),
+            )
+            .into());
+        };
         crate::patterns::compare(&sandbox, seed).await
     }
 

@@ -544,6 +544,8 @@ impl Sandbox {
         let reseeded = self.database.reseed().await;
         self.delete_keys().await;
         for instance in &self.fleet.instances {
+            // As it started: every instance listening, no near copies.
+            instance.cache.listen();
             instance.cache.near_clear();
         }
         self.counters.reset();
@@ -745,7 +747,10 @@ impl Sandbox {
                 "turn near caches on first: without them there is nothing to invalidate".into(),
             ));
         }
-        self.fleet.set_link(instance, connected)
+        self.fleet.set_link(instance, connected)?;
+        // Told even when nothing changed, so whoever asked hears back.
+        self.announce_instances();
+        Ok(())
     }
 
     /// Tells every watcher how the instances stand.

@@ -319,13 +319,18 @@ fn handle_command(
                 }
             }))
         }
+        // Like a herd: stopped when the page goes.
         ClientMessage::ComparePatterns { request_id, seed } => {
-            later(spawn_command(request_id, replies, in_flight, async move {
+            let started = spawn_command(request_id, replies, in_flight, async move {
                 playground
                     .compare_patterns(&id, seed)
                     .await
                     .map(|result| ServerMessage::Comparison { request_id, result })
-            }))
+            });
+            match started {
+                Ok(task) => Started::Herd(task),
+                Err(reply) => Started::Reply(reply),
+            }
         }
         ClientMessage::CheckDivergence { request_id } => {
             later(spawn_command(request_id, replies, in_flight, async move {

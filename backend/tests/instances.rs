@@ -269,3 +269,35 @@ async fn write_trace(feed: &mut backend::feed::Subscription) -> Trace {
         }
     }
 }
+
+/// A reset puts the fleet back as it started: a cut subscription is
+/// restored. And asking for a link state it already has is still answered
+/// with the instances (a lesson waits for that answer).
+#[tokio::test]
+async fn a_reset_reconnects_every_instance_and_links_are_always_answered() {
+    let t = common::start(near_caches_on);
+    wait_subscribed(&t, 3).await;
+    let id = SandboxId::default_sandbox();
+    let sandbox = t.backend.playground.sandbox(&id).unwrap();
+    sandbox.set_link("C", false).unwrap();
+    wait_subscribed(&t, 2).await;
+
+    let mut feed = t.backend.playground.subscribe(&id).unwrap();
+    // Already cut: nothing changes, yet the instances are announced.
+    sandbox.set_link("C", false).unwrap();
+    let announced = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(FeedEvent::Message(text)) = feed.next().await {
+                if let Ok(ServerMessage::Instances { instances }) = serde_json::from_str(&text) {
+                    return instances;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the instances are announced");
+    assert!(!announced.iter().find(|i| i.name == "C").unwrap().subscribed);
+
+    t.backend.playground.reset(&id).await.unwrap();
+    wait_subscribed(&t, 3).await;
+}

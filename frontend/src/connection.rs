@@ -17,6 +17,9 @@ use crate::runner::{Command, Run};
 use crate::state::{AppState, Link};
 use leptos::prelude::*;
 
+/// How long an experiment may wait for one answer before it gives up.
+const RUN_WATCHDOG_MS: u32 = 120_000;
+
 /// Longest wait between reconnection attempts, in milliseconds.
 const MAX_BACKOFF_MS: u32 = 8_000;
 
@@ -293,6 +296,7 @@ impl Connection {
     /// Carries out what an experiment asks for next.
     fn execute(&self, command: Command) {
         let state = self.inner.state;
+        self.watch_run();
         match command {
             Command::Send(message) => {
                 let awaits_reply = matches!(
@@ -330,6 +334,31 @@ impl Connection {
                 .forget();
             }
         }
+    }
+
+    /// Fails the run if it has not moved for [`RUN_WATCHDOG_MS`]: a lost
+    /// message must never leave the button disabled for good.
+    fn watch_run(&self) {
+        let state = self.inner.state;
+        let serial = self.inner.runs.get();
+        let Some(at_progress) = state.run.with_untracked(|r| r.as_ref().map(Run::progress)) else {
+            return;
+        };
+        let this = self.clone();
+        Timeout::new(RUN_WATCHDOG_MS, move || {
+            if this.inner.runs.get() != serial {
+                return;
+            }
+            state.run.update(|run| {
+                if let Some(run) = run
+                    .as_mut()
+                    .filter(|r| r.is_running() && r.progress() == at_progress)
+                {
+                    run.fail("the back end did not answer within two minutes; run it again".into());
+                }
+            });
+        })
+        .forget();
     }
 
     fn next_request_id(&self) -> u64 {
@@ -391,10 +420,17 @@ impl Connection {
                         this.inner.attempt.set(1);
                     }
                     // A lesson's experiment waits for some of these.
+                    let before = state.run.with_untracked(|r| r.as_ref().map(Run::progress));
                     let next = state
                         .run
                         .try_update(|run| run.as_mut().and_then(|run| run.on_message(&message)))
                         .flatten();
+                    // Moved on, yet nothing to send (a write's or the last
+                    // traces are awaited): watch that wait too.
+                    let moved = state.run.with_untracked(|r| r.as_ref().map(Run::progress)) != before;
+                    if next.is_none() && moved && state.experimenting() {
+                        this.watch_run();
+                    }
                     let greeted = matches!(message, ServerMessage::Hello { .. });
                     state.apply(message);
                     if greeted {

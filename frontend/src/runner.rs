@@ -41,6 +41,9 @@ enum Waiting {
     /// Every action answered; the traces of its reads and writes (which
     /// carry the counters the page shows) are still on their way.
     Traces,
+    /// A write's trace: it arrives once the other instances heard the
+    /// invalidation, so the next action sees a settled fleet.
+    Trace(u64),
 }
 
 /// Where a run stands.
@@ -69,6 +72,8 @@ pub struct Run {
     awaited: HashSet<u64>,
     /// Traces that arrived before their operation's reply.
     seen: HashSet<u64>,
+    /// Waits for a write's trace begun, so a watchdog sees the run move.
+    trace_waits: usize,
 }
 
 impl Run {
@@ -103,6 +108,7 @@ impl Run {
             instances,
             awaited: HashSet::new(),
             seen: HashSet::new(),
+            trace_waits: 0,
         };
         let first = run.advance().expect("a run starts with a reset");
         (run, first)
@@ -120,6 +126,10 @@ impl Run {
         }
         match message {
             ServerMessage::Trace { trace, .. } => {
+                if self.waiting == Some(Waiting::Trace(trace.id)) {
+                    self.done += 1;
+                    return self.advance();
+                }
                 if !self.awaited.remove(&trace.id) {
                     self.seen.insert(trace.id);
                 }
@@ -129,6 +139,10 @@ impl Run {
             // The page fell behind and some traces will never come.
             ServerMessage::Missed { .. } => {
                 self.awaited.clear();
+                if matches!(self.waiting, Some(Waiting::Trace(_))) {
+                    self.done += 1;
+                    return self.advance();
+                }
                 self.finish_if_drawn();
                 return None;
             }
@@ -148,8 +162,12 @@ impl Run {
                 true
             }
             (Waiting::Reply(id), ServerMessage::WriteReply { request_id, result }) if request_id == id => {
-                self.await_trace(result.trace_id);
                 self.observed.writes.push(result.clone());
+                if !self.seen.remove(&result.trace_id) {
+                    self.waiting = Some(Waiting::Trace(result.trace_id));
+                    self.trace_waits += 1;
+                    return None;
+                }
                 true
             }
             (Waiting::Reply(id), ServerMessage::HerdReply { request_id, result }) if request_id == id => {
@@ -221,6 +239,11 @@ impl Run {
         } else {
             None
         }
+    }
+
+    /// Grows whenever the run moves on, for a watchdog to see it did.
+    pub fn progress(&self) -> usize {
+        self.done + self.trace_waits
     }
 
     /// The connection dropped: nothing more will be answered.
@@ -511,6 +534,44 @@ mod tests {
                 instances: Vec::new()
             })
             .is_some());
+    }
+
+    /// A write is followed by its trace before the next action: the trace
+    /// comes once the instances heard the invalidation.
+    #[test]
+    fn a_write_waits_for_its_trace() {
+        let (mut run, _) = Run::start(position("invalidation", 2), &SandboxSettings::default(), names());
+        run.on_message(&ServerMessage::Reset {
+            stats: Stats::default(),
+        });
+        let read = run
+            .on_message(&ServerMessage::Settings {
+                settings: SandboxSettings::default(),
+            })
+            .unwrap();
+        let write = run.on_message(&reply(request_id(&read), Outcome::Miss)).unwrap();
+        let Command::Send(ClientMessage::Write { request_id, .. }) = write else {
+            panic!("a write next, got {write:?}");
+        };
+        let written = ServerMessage::WriteReply {
+            request_id,
+            result: shared::WriteResult {
+                kind: Kind::Users,
+                id: 7,
+                found: true,
+                record: None,
+                cache: shared::CacheEffect::NoRecord,
+                latency_us: 5,
+                trace_id: 77,
+                sandbox: SandboxId::default_sandbox(),
+            },
+        };
+        assert_eq!(run.on_message(&written), None, "not before its trace");
+        let next = run.on_message(&trace_message(77)).unwrap();
+        assert!(
+            matches!(next, Command::Send(ClientMessage::Read { .. })),
+            "{next:?}"
+        );
     }
 
     #[test]

@@ -174,6 +174,12 @@ impl AppState {
                 // A reconnect or reload picks the log up where it was.
                 self.log.set(recent.into_iter().take(LOG_LIMIT).collect());
             }
+            // The greeting's recent traces and the live feed may overlap by
+            // one: a trace already in the log is not shown twice.
+            ServerMessage::Trace { trace, .. }
+                if self
+                    .log
+                    .with_untracked(|log| log.iter().any(|t| t.id == trace.id)) => {}
             ServerMessage::Trace { trace, stats } => {
                 // A real trace takes the diagram back from the herd's counts.
                 self.herd_edges.set(None);

@@ -937,7 +937,7 @@ pub const LESSONS: &[Lesson] = &[
         steps: &[
             Step {
                 title: "Four ways to put a cache in front of a database",
-                text: "Cache-aside is one of four common arrangements. Read-through moves the loading into the cache layer: the reads are the same, only the owner of the loader changes. Write-through writes every change to the database and then to the cache, so reads after a write still hit. Write-behind writes to the cache at once and to the database later, from a queue.\n\nThe button runs one seeded workload (100 operations on 10 users, one in five a write, a 20 ms database) through all four on this sandbox's Redis and database, and measures each.",
+                text: "Cache-aside is one of four common arrangements. Read-through moves the loading into the cache layer: the reads are the same, only the owner of the loader changes. Write-through writes every change to the database and then to the cache, so reads after a write still hit. Write-behind writes to the cache at once and to the database later, from a queue.\n\nThe button runs one seeded workload (100 operations on 10 users, about one in five a write, a 20 ms database) through all four on this sandbox's Redis and database, and measures each.",
                 parts: WRITES,
                 panel: Panel::Patterns,
                 setup: &[Setting::DbLatency(20)],
@@ -955,7 +955,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "What the speed costs",
-                text: "Write-behind's fast writes are only in Redis until the queue reaches the database. While they wait, the database is behind (a report run on it would see old rows), and a Redis or application crash would lose them. Write-through pays a little more per write and keeps both in step. Cache-aside keeps the database as the only source of truth and lets the cache miss.\n\nSo cache-aside fits data read far more often than written that may be briefly stale; data written constantly suits write-behind (if losing a little is acceptable) or no cache; data that must never be stale needs write-through or no cache; a small data set may simply live in memory.",
+                text: "Write-behind's fast writes are only in Redis until the queue reaches the database. While they wait, the database is behind (a report run on it would see old rows), and a Redis or application crash would lose them. Write-through pays the database's latency on every write, as cache-aside does, and keeps cache and database in step: reads after a write still hit. Cache-aside keeps the database as the only source of truth and lets the cache miss.\n\nSo cache-aside fits data read far more often than written that may be briefly stale; data written constantly suits write-behind (if losing a little is acceptable) or no cache; data that must never be stale needs write-through or no cache; a small data set may simply live in memory.",
                 parts: WRITES,
                 panel: Panel::Patterns,
                 setup: &[Setting::DbLatency(20)],
