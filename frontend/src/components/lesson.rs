@@ -128,17 +128,19 @@ pub fn LessonIndex() -> impl IntoView {
     let resume = move |_| go_to(state, Some(state.progress.with_untracked(Progress::first_open)));
     view! {
         <section class="card lessons" aria-labelledby="lessons-title" data-testid="lesson-index">
-            <h2 id="lessons-title">"Guided lessons"</h2>
-            <p class="help">
-                "New to cache-aside? Follow the path: each step runs a real experiment on this page's sandbox, then asks what you saw. Every remedy is shown after the problem it solves."
-            </p>
-            <button type="button" class="primary" data-testid="start-path" on:click=resume>
-                {move || if state.progress.with(|p| p.first_open() == Position { lesson: 0, step: 0 }) {
-                    "Start the path"
-                } else {
-                    "Continue where you left off"
-                }}
-            </button>
+            <div class="lessons-head">
+                <h2 id="lessons-title">"Guided lessons"</h2>
+                <p class="help">
+                    "New to cache-aside? Each step runs a real experiment on this page's sandbox, then asks what you saw; every remedy comes after the problem it solves."
+                </p>
+                <button type="button" class="primary" data-testid="start-path" on:click=resume>
+                    {move || if state.progress.with(|p| p.first_open() == Position { lesson: 0, step: 0 }) {
+                        "Start the path"
+                    } else {
+                        "Continue where you left off"
+                    }}
+                </button>
+            </div>
             <ol class="lesson-list">
                 {LESSONS
                     .iter()
@@ -152,11 +154,10 @@ pub fn LessonIndex() -> impl IntoView {
                         };
                         view! {
                             <li>
-                                <a href=href on:click=open data-testid=format!("lesson-{}", lesson.id)>{lesson.title}</a>
+                                <a href=href on:click=open title=lesson.outcome data-testid=format!("lesson-{}", lesson.id)>{lesson.title}</a>
                                 <span class="small">
                                     {move || format!(" · {} of {} answered", done(), lesson.steps.len())}
                                 </span>
-                                <span class="small lesson-outcome">{lesson.outcome}</span>
                             </li>
                         }
                     })
