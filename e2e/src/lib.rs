@@ -55,6 +55,9 @@ impl Server {
         let mut config = Config::defaults();
         config.data_dir = dir.path().to_path_buf();
         config.static_dir = dist_dir();
+        // Counts, not timeouts, are under test: a herd on a loaded machine
+        // must not turn into fallbacks (see backend/tests/common).
+        config.redis_timeout_ms = 5_000;
         tweak(&mut config);
         let owner = Backend::start(config).expect("back end starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -27,6 +27,10 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> TestBackend {
     config.data_dir = dir.path().to_path_buf();
     config.static_dir = dir.path().join("no-front-end");
     config.db_latency_ms = 0;
+    // Tests count loads and outcomes; on a loaded 2-core machine a herd can
+    // hold a Redis reply past the 250 ms default, and a read that gives up
+    // on Redis rightly loads by itself. Tests of the timeout set their own.
+    config.redis_timeout_ms = 5_000;
     tweak(&mut config);
     let backend = Backend::start(config).expect("back end starts");
     TestBackend { backend, _dir: dir }
