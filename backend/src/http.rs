@@ -71,7 +71,7 @@ pub fn app(
         // (a frame's navigation carries none).
         .merge(crate::embed::routes(static_dir, frame_ancestors));
     let app = if static_dir.join("index.html").is_file() {
-        api.fallback_service(ServeDir::new(static_dir))
+        api.fallback_service(static_files(static_dir))
     } else {
         tracing::warn!(dir = %static_dir.display(), "no front end built; `cargo xtask run` builds it");
         api.route("/", get(no_front_end))
@@ -143,6 +143,43 @@ pub fn under_base_path(app: Router, base: &str) -> Router {
             app.oneshot(request).await
         }
     }))
+}
+
+/// The built front end: the `.br` / `.gz` beside each file (written by
+/// the xtask at build time) to browsers that accept them, hashed assets
+/// cached for a year, everything else revalidated.
+fn static_files(static_dir: &Path) -> Router {
+    let files = ServeDir::new(static_dir).precompressed_br().precompressed_gzip();
+    Router::new()
+        .fallback_service(files)
+        .layer(axum::middleware::map_response_with_state(
+            (),
+            |request_path: axum::extract::OriginalUri, mut response: Response| async move {
+                let policy = cache_policy(request_path.path());
+                let headers = response.headers_mut();
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+                headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+                response
+            },
+        ))
+}
+
+/// `Cache-Control` for a front-end path: Trunk names assets after their
+/// content (`frontend-0123456789abcdef_bg.wasm`), so they never change and
+/// may be kept a year; the page itself must be checked every time, so a
+/// new build is picked up.
+pub fn cache_policy(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or("");
+    let stem = name.split('.').next().unwrap_or("");
+    let stem = stem.strip_suffix("_bg").unwrap_or(stem);
+    let hashed = stem
+        .rsplit_once('-')
+        .is_some_and(|(_, hash)| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()));
+    if hashed {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    }
 }
 
 /// Refuses a page of another origin before any handler runs.

@@ -3,6 +3,7 @@
 //!
 //! Run `cargo xtask` with no arguments for the list of tasks.
 
+mod compress;
 mod setup;
 mod tasks;
 mod util;

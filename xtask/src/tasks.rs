@@ -14,7 +14,16 @@ fn build_front_end() -> Result<PathBuf, String> {
     // module); index.html turns it off, and this makes sure.
     trunk.env("TRUNK_BUILD_NO_WASM_OPT", "true");
     step("building the front end with Trunk (release, offline)", trunk)?;
-    Ok(project_root().join("dist"))
+    let dist = project_root().join("dist");
+    let compressed = crate::compress::precompress(&dist)?;
+    let (raw, br, gz) = compressed.total(&[".wasm", ".js", ".css"]);
+    eprintln!(
+        "xtask: precompressed the front end: wasm + js + css {} KB raw, {} KB brotli, {} KB gzip",
+        raw / 1024,
+        br / 1024,
+        gz / 1024
+    );
+    Ok(dist)
 }
 
 /// Arguments for the back end: whatever follows `--`.

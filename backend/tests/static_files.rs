@@ -1,0 +1,74 @@
+//! The front end's files: precompressed forms to browsers that accept
+//! them, hashed assets cached for a year, the page revalidated.
+
+mod common;
+
+use common::{http, serve};
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+#[tokio::test]
+async fn assets_are_sent_compressed_and_cached_by_their_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = "frontend-0123456789abcdef_bg.wasm";
+    std::fs::write(
+        dir.path().join("index.html"),
+        "<!doctype html><title>page</title>",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(wasm), "RAW").unwrap();
+    // Stand-ins whose bytes say which form was sent.
+    std::fs::write(dir.path().join(format!("{wasm}.br")), "BROTLI").unwrap();
+    std::fs::write(dir.path().join(format!("{wasm}.gz")), "GZIP").unwrap();
+    let static_dir = dir.path().to_path_buf();
+    let t = common::start(move |c| c.static_dir = static_dir);
+    let served = serve(&t).await;
+    let path = format!("/{wasm}");
+
+    let br = http(served.addr, "GET", &path, &[("Accept-Encoding", "gzip, br")], "").await;
+    assert_eq!(header(&br, "content-encoding"), Some("br"), "{br}");
+    assert_eq!(body(&br), "BROTLI");
+    assert_eq!(
+        header(&br, "cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert!(header(&br, "vary").is_some_and(|v| v.to_ascii_lowercase().contains("accept-encoding")));
+    assert_eq!(header(&br, "content-type"), Some("application/wasm"));
+
+    let gz = http(served.addr, "GET", &path, &[("Accept-Encoding", "gzip")], "").await;
+    assert_eq!(header(&gz, "content-encoding"), Some("gzip"));
+    assert_eq!(body(&gz), "GZIP");
+
+    let plain = http(served.addr, "GET", &path, &[], "").await;
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert_eq!(body(&plain), "RAW");
+
+    let page = http(served.addr, "GET", "/", &[("Accept-Encoding", "br")], "").await;
+    assert_eq!(header(&page, "cache-control"), Some("no-cache"), "{page}");
+    assert!(body(&page).contains("<title>page</title>"));
+}
+
+#[test]
+fn only_content_named_files_are_immutable() {
+    use backend::http::cache_policy;
+    let year = "public, max-age=31536000, immutable";
+    assert_eq!(cache_policy("/frontend-15c228c8277aac45.js"), year);
+    assert_eq!(
+        cache_policy("/playground/frontend-15c228c8277aac45_bg.wasm"),
+        year
+    );
+    assert_eq!(cache_policy("/style-fb058fef794345ec.css"), year);
+    assert_eq!(cache_policy("/"), "no-cache");
+    assert_eq!(cache_policy("/index.html"), "no-cache");
+    assert_eq!(cache_policy("/my-file.js"), "no-cache");
+}
