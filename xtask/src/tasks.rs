@@ -249,9 +249,10 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 example("sandboxes", &args[1..]),
             )
         }
+        Some("size") => return front_end_size(&build_front_end()?),
         Some(other) => {
             return Err(format!(
-                "unknown bench {other:?}: use stampede, hit-path or sandboxes"
+                "unknown bench {other:?}: use stampede, hit-path, sandboxes or size"
             ))
         }
         None => {}
@@ -269,27 +270,34 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         "many browsers, each in its own sandbox, over WebSockets",
         example("sandboxes", &[]),
     )?;
-    for entry in std::fs::read_dir(&dist).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.extension().is_some_and(|e| e == "wasm" || e == "js") {
-            let raw = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
-            let gzipped = gzip_size(&path);
-            println!(
-                "{:<40} {:>8} bytes raw, {} gzipped",
-                path.file_name().unwrap_or_default().to_string_lossy(),
-                raw,
-                gzipped
-                    .map(|g| format!("{g:>8} bytes"))
-                    .unwrap_or_else(|| "(gzip not found)".into())
-            );
-        }
-    }
-    Ok(())
+    front_end_size(&dist)
 }
 
-fn gzip_size(path: &std::path::Path) -> Option<u64> {
-    let output = Command::new("gzip").args(["-9", "-c"]).arg(path).output().ok()?;
-    output.status.success().then_some(output.stdout.len() as u64)
+/// What a first visit downloads, as sent (the build wrote the compressed
+/// forms the back end serves), beside the goals.
+fn front_end_size(dist: &std::path::Path) -> Result<(), String> {
+    let sizes = crate::compress::precompress(dist)?;
+    println!(
+        "{:<40} {:>10} {:>10} {:>10}",
+        "front end file", "raw", "brotli", "gzip"
+    );
+    for (path, raw, br, gz) in &sizes.files {
+        println!(
+            "{:<40} {:>10} {:>10} {:>10}",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            raw,
+            br,
+            gz
+        );
+    }
+    let (_, first_load_br, _) = sizes.total(&[".wasm", ".js", ".css"]);
+    let (_, _, wasm_gz) = sizes.total(&[".wasm"]);
+    println!(
+        "first load (wasm + js + css, brotli): {} KB, goal 150 KB\nwasm gzipped: {} KB, goal 180 KB",
+        first_load_br / 1024,
+        wasm_gz / 1024
+    );
+    Ok(())
 }
 
 fn which(program: &str) -> Option<String> {
