@@ -339,7 +339,7 @@ async fn run_pattern(
 /// [`InputError::BadSetting`] for a seed above 2^53 (JavaScript numbers
 /// carry it exactly only up to there).
 pub fn check_seed(seed: u64) -> Result<(), InputError> {
-    const MAX: u64 = 1 << 53;
+    const MAX: u64 = shared::protocol::MAX_SEED;
     if seed > MAX {
         return Err(InputError::BadSetting(format!(
             "seed must be at most {MAX}, not {seed}"

@@ -4,23 +4,7 @@
 
 mod common;
 
-use common::{http_get, serve};
-
-fn status_of(response: &str) -> u16 {
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    let head = response.split("\r\n\r\n").next()?;
-    head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
+use common::{header, http_get, serve, status_of};
 
 #[tokio::test]
 async fn a_lesson_page_loads_nothing_until_started_and_may_be_framed() {

@@ -6,18 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, connect_with, eventually, greeted, http, http_get, receive, refusal, serve, Socket};
+use common::{
+    connect, connect_with, eventually, greeted, http, http_get, receive, refusal, serve, status_of, Socket,
+};
 use futures_util::{SinkExt, StreamExt};
 use shared::{Kind, Operation, Origin, SandboxId, ServerMessage, WriteChange};
 use tokio_tungstenite::tungstenite::Message;
-
-fn status_of(response: &str) -> u16 {
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
 
 /// A page of another site cannot drive the playground: its WebSocket and
 /// its API calls are refused before any handler runs, and nothing changes.

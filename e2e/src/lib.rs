@@ -311,3 +311,40 @@ pub async fn axe_violations(client: &Client) -> Vec<String> {
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
+
+/// Waits until the page (or frame) says it is connected; returns the
+/// badge's text (it names the sandbox).
+pub async fn wait_live(client: &Client) -> String {
+    wait_for(
+        client,
+        "the WebSocket to connect",
+        Duration::from_secs(60),
+        || async {
+            text_of(client, "[data-testid=link]")
+                .await
+                .filter(|t| t.starts_with("Live"))
+        },
+    )
+    .await
+}
+
+/// Presses the lesson step's run button once it is enabled and waits
+/// until the experiment says it is done (failing on "stopped").
+pub async fn run_experiment(client: &Client) {
+    let wait = Duration::from_secs(60);
+    wait_for(client, "the run button to be enabled", wait, || async {
+        let button = client
+            .find(Locator::Css("[data-testid=run-experiment]"))
+            .await
+            .ok()?;
+        button.is_enabled().await.ok().filter(|e| *e)
+    })
+    .await;
+    click(client, "[data-testid=run-experiment]").await;
+    wait_for(client, "the experiment to finish", wait, || async {
+        let status = text_of(client, "[data-testid=experiment-status]").await?;
+        assert!(!status.contains("stopped"), "{status}");
+        status.starts_with("Done").then_some(())
+    })
+    .await;
+}

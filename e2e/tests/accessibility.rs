@@ -4,19 +4,12 @@
 
 use std::time::Duration;
 
-use e2e::{axe_violations, click, review_screenshot, text_of, wait_for, Driver, Server};
+use e2e::{
+    axe_violations, click, review_screenshot, run_experiment, text_of, wait_for, wait_live, Driver, Server,
+};
 use fantoccini::{Client, Locator};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn live(client: &Client) {
-    wait_for(client, "the WebSocket to connect", WAIT, || async {
-        text_of(client, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Live"))
-    })
-    .await;
-}
 
 async fn assert_no_violations(client: &Client, what: &str) {
     let violations = axe_violations(client).await;
@@ -32,7 +25,7 @@ async fn the_pages_pass_axe_in_both_themes() {
     for theme in ["light", "dark"] {
         // Free play, after a read so the log, results and steps are drawn.
         client.goto(&format!("{base}/?theme={theme}")).await.unwrap();
-        live(&client).await;
+        wait_live(&client).await;
         click(&client, "[data-testid=read]").await;
         wait_for(&client, "a read result", WAIT, || async {
             text_of(&client, "[data-testid=result]")
@@ -48,14 +41,8 @@ async fn the_pages_pass_axe_in_both_themes() {
             .goto(&format!("{base}/?lesson=stampede&step=1&theme={theme}"))
             .await
             .unwrap();
-        live(&client).await;
-        click(&client, "[data-testid=run-experiment]").await;
-        wait_for(&client, "the experiment to finish", WAIT, || async {
-            text_of(&client, "[data-testid=experiment-status]")
-                .await
-                .filter(|s| s.starts_with("Done"))
-        })
-        .await;
+        wait_live(&client).await;
+        run_experiment(&client).await;
         let input = client
             .find(Locator::Css("[data-testid=lesson-answer]"))
             .await
@@ -73,7 +60,7 @@ async fn the_pages_pass_axe_in_both_themes() {
         assert_no_violations(&client, &format!("an embed's start page, {theme}")).await;
         review_screenshot(&client, &format!("embed-start-{theme}"), "main").await;
         click(&client, "[data-testid=start]").await;
-        live(&client).await;
+        wait_live(&client).await;
         assert_no_violations(&client, &format!("an embedded lesson, {theme}")).await;
     }
 }
@@ -86,7 +73,7 @@ async fn shortcuts_can_be_turned_off_and_focus_survives_a_rerender() {
     let driver = Driver::start();
     let client = driver.browser(1280, 900).await;
     client.goto(&format!("http://{}/", server.addr)).await.unwrap();
-    live(&client).await;
+    wait_live(&client).await;
     let play_label = || async {
         client
             .find(Locator::Css("[data-testid=play]"))

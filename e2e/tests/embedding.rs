@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use e2e::{click, project_root, review_screenshot, text_of, wait_for, Driver, Server};
+use e2e::{
+    click, project_root, review_screenshot, run_experiment, text_of, wait_for, wait_live, Driver, Server,
+};
 use fantoccini::{Client, Locator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -61,12 +63,7 @@ async fn start_in_frame(client: &Client, index: u16) -> String {
         .unwrap();
     assert_eq!(scripts.as_u64(), Some(0));
     click(client, "[data-testid=start]").await;
-    let badge = wait_for(client, "the embedded playground to connect", WAIT, || async {
-        text_of(client, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Live"))
-    })
-    .await;
+    let badge = wait_live(client).await;
     client.enter_parent_frame().await.unwrap();
     badge
 }
@@ -129,13 +126,7 @@ async fn the_sample_page_embeds_two_lessons_that_load_on_click_and_work_apart() 
         text_of(&client, "#lesson-step-title").await.as_deref(),
         Some("The problem: misses that never end")
     );
-    click(&client, "[data-testid=run-experiment]").await;
-    wait_for(&client, "the experiment to finish", WAIT, || async {
-        text_of(&client, "[data-testid=experiment-status]")
-            .await
-            .filter(|s| s.starts_with("Done"))
-    })
-    .await;
+    run_experiment(&client).await;
     assert_eq!(
         text_of(&client, "[data-testid=misses]").await.as_deref(),
         Some("20")
@@ -200,24 +191,8 @@ async fn the_playground_works_under_a_path_prefix() {
         .goto(&format!("{root}?lesson=basics&step=1"))
         .await
         .unwrap();
-    wait_for(
-        &client,
-        "the WebSocket to connect under the prefix",
-        WAIT,
-        || async {
-            text_of(&client, "[data-testid=link]")
-                .await
-                .filter(|t| t.starts_with("Live"))
-        },
-    )
-    .await;
-    click(&client, "[data-testid=run-experiment]").await;
-    wait_for(&client, "the experiment to finish", WAIT, || async {
-        text_of(&client, "[data-testid=experiment-status]")
-            .await
-            .filter(|s| s.starts_with("Done"))
-    })
-    .await;
+    wait_live(&client).await;
+    run_experiment(&client).await;
     let curl = text_of(&client, "[data-testid=curl]").await.unwrap_or_default();
     assert!(curl.contains(&format!("{root}api/v1/users/42")), "{curl}");
 
@@ -226,12 +201,7 @@ async fn the_playground_works_under_a_path_prefix() {
         .await
         .unwrap();
     click(&client, "[data-testid=start]").await;
-    wait_for(&client, "the embed to connect under the prefix", WAIT, || async {
-        text_of(&client, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Live"))
-    })
-    .await;
+    wait_live(&client).await;
     let full = client
         .find(Locator::Css("[data-testid=open-full]"))
         .await

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use e2e::{click, review_screenshot, text_of, wait_for, Driver, Server};
+use e2e::{click, review_screenshot, run_experiment, text_of, wait_for, wait_live, Driver, Server};
 use fantoccini::{Client, Locator};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -14,31 +14,7 @@ async fn open_lesson(client: &Client, server: &Server, lesson: &str, step: u32) 
         .goto(&format!("http://{}/?lesson={lesson}&step={step}", server.addr))
         .await
         .unwrap();
-    wait_for(client, "the WebSocket to connect", WAIT, || async {
-        text_of(client, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Live"))
-    })
-    .await;
-}
-
-/// Runs the step's experiment and waits until it says it is done.
-async fn run_experiment(client: &Client) {
-    wait_for(client, "the run button to be enabled", WAIT, || async {
-        let button = client
-            .find(Locator::Css("[data-testid=run-experiment]"))
-            .await
-            .ok()?;
-        button.is_enabled().await.ok().filter(|e| *e)
-    })
-    .await;
-    click(client, "[data-testid=run-experiment]").await;
-    wait_for(client, "the experiment to finish", WAIT, || async {
-        let status = text_of(client, "[data-testid=experiment-status]").await?;
-        assert!(!status.contains("stopped"), "{status}");
-        status.starts_with("Done").then_some(())
-    })
-    .await;
+    wait_live(client).await;
 }
 
 async fn number_on_page(client: &Client, css: &str) -> u64 {

@@ -374,6 +374,21 @@ mod tests {
         vec!["A".into(), "B".into(), "C".into()]
     }
 
+    /// A run of `lesson`'s step `step`, past its reset and settings: with
+    /// the first action's command.
+    fn past_set_up(lesson: &str, step: usize) -> (Run, Command) {
+        let (mut run, _) = Run::start(position(lesson, step), &SandboxSettings::default(), names());
+        run.on_message(&ServerMessage::Reset {
+            stats: Stats::default(),
+        });
+        let first = run
+            .on_message(&ServerMessage::Settings {
+                settings: SandboxSettings::default(),
+            })
+            .expect("the first action follows the settings");
+        (run, first)
+    }
+
     fn reply(request_id: u64, outcome: Outcome) -> ServerMessage {
         traced_reply(request_id, outcome, None)
     }
@@ -405,15 +420,7 @@ mod tests {
     /// both, in either order, so the counters on screen are final.
     #[test]
     fn a_run_is_done_when_its_traces_are_drawn_too() {
-        let (mut run, _) = Run::start(position("basics", 2), &SandboxSettings::default(), names());
-        run.on_message(&ServerMessage::Reset {
-            stats: Stats::default(),
-        });
-        let first = run
-            .on_message(&ServerMessage::Settings {
-                settings: SandboxSettings::default(),
-            })
-            .unwrap();
+        let (mut run, first) = past_set_up("basics", 2);
         // The first read's trace comes before its reply.
         assert_eq!(run.on_message(&trace_message(501)), None);
         let second = run
@@ -431,15 +438,7 @@ mod tests {
         assert_eq!(run.phase, Phase::Done);
 
         // A page that fell behind stops waiting.
-        let (mut run, _) = Run::start(position("basics", 1), &SandboxSettings::default(), names());
-        run.on_message(&ServerMessage::Reset {
-            stats: Stats::default(),
-        });
-        let read = run
-            .on_message(&ServerMessage::Settings {
-                settings: SandboxSettings::default(),
-            })
-            .unwrap();
+        let (mut run, read) = past_set_up("basics", 1);
         run.on_message(&traced_reply(request_id(&read), Outcome::Miss, Some(7)));
         assert_eq!(run.phase, Phase::Running);
         run.on_message(&ServerMessage::Missed { count: 3 });
@@ -493,15 +492,7 @@ mod tests {
 
     #[test]
     fn waits_are_timers_and_links_wait_for_the_instances() {
-        let (mut run, _) = Run::start(position("ttl", 1), &SandboxSettings::default(), names());
-        run.on_message(&ServerMessage::Reset {
-            stats: Stats::default(),
-        });
-        let mut next = run
-            .on_message(&ServerMessage::Settings {
-                settings: SandboxSettings::default(),
-            })
-            .unwrap();
+        let (mut run, mut next) = past_set_up("ttl", 1);
         for _ in 0..2 {
             next = run.on_message(&reply(request_id(&next), Outcome::Miss)).unwrap();
         }
@@ -510,15 +501,7 @@ mod tests {
         let last = run.on_timer().unwrap();
         assert!(matches!(last, Command::Send(ClientMessage::Read { .. })));
 
-        let (mut run, _) = Run::start(position("near-cache", 2), &SandboxSettings::default(), names());
-        run.on_message(&ServerMessage::Reset {
-            stats: Stats::default(),
-        });
-        let mut next = run
-            .on_message(&ServerMessage::Settings {
-                settings: SandboxSettings::default(),
-            })
-            .unwrap();
+        let (mut run, mut next) = past_set_up("near-cache", 2);
         for _ in 0..2 {
             next = run.on_message(&reply(request_id(&next), Outcome::Miss)).unwrap();
         }
@@ -540,15 +523,7 @@ mod tests {
     /// comes once the instances heard the invalidation.
     #[test]
     fn a_write_waits_for_its_trace() {
-        let (mut run, _) = Run::start(position("invalidation", 2), &SandboxSettings::default(), names());
-        run.on_message(&ServerMessage::Reset {
-            stats: Stats::default(),
-        });
-        let read = run
-            .on_message(&ServerMessage::Settings {
-                settings: SandboxSettings::default(),
-            })
-            .unwrap();
+        let (mut run, read) = past_set_up("invalidation", 2);
         let write = run.on_message(&reply(request_id(&read), Outcome::Miss)).unwrap();
         let Command::Send(ClientMessage::Write { request_id, .. }) = write else {
             panic!("a write next, got {write:?}");

@@ -564,6 +564,10 @@ mod tests {
     }
 }
 
+/// The largest seed a comparison takes: JavaScript numbers carry whole
+/// numbers exactly only up to 2^53.
+pub const MAX_SEED: u64 = 1 << 53;
+
 /// A caching pattern, for the comparison lab (tutorial section 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -259,3 +259,21 @@ pub async fn greeted(socket: &mut Socket) -> SandboxId {
         other => panic!("expected hello, got {other:?}"),
     }
 }
+
+/// The status code of a raw HTTP response (0 if it has none).
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A header of a raw HTTP response, by name (any case).
+pub fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}

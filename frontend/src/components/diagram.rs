@@ -153,6 +153,9 @@ pub fn DiagramView() -> impl IntoView {
     on_cleanup(move || resize.remove());
     // What the picture shows now, in words: the flow, and the trace's
     // progress through it. A memo, so it changes per step, not per tick.
+    // What the lesson step points at, worked out once per change rather
+    // than by every node on every animation tick.
+    let spotlight = Memo::new(move |_| crate::components::lesson::spotlight(state));
     let label = Memo::new(move |_| {
         let flow = "Cache-aside flow: a request checks Redis; on a hit the cached value is returned; on a miss the database is queried, the value is stored in Redis with a TTL and returned; if Redis fails, the database answers.";
         state.timeline.with(|t| match t.frame() {
@@ -208,7 +211,7 @@ pub fn DiagramView() -> impl IntoView {
             .nodes
             .iter()
             .filter(|n| shown(&n.id))
-            .map(|n| node_view(state, diagram.clone(), n.clone()))
+            .map(|n| node_view(state, diagram.clone(), n.clone(), spotlight))
             .collect_view();
         let token_diagram = diagram.clone();
         let token = move || {
@@ -349,7 +352,7 @@ fn node_off(state: AppState, diagram: &Diagram, node: &Node) -> bool {
     })
 }
 
-fn node_view(state: AppState, diagram: Diagram, node: Node) -> impl IntoView {
+fn node_view(state: AppState, diagram: Diagram, node: Node, spotlight: Memo<String>) -> impl IntoView {
     let id = node.id.clone();
     let look = {
         let id = id.clone();
@@ -380,10 +383,10 @@ fn node_view(state: AppState, diagram: Diagram, node: Node) -> impl IntoView {
                 ""
             };
             // A lesson's "what to notice" points here.
-            let spot = if crate::components::lesson::spotlight(state)
-                .split(' ')
-                .any(|s| s.strip_prefix("node:") == Some(node.id.as_str()))
-            {
+            let spot = if spotlight.with(|spot| {
+                spot.split(' ')
+                    .any(|s| s.strip_prefix("node:") == Some(node.id.as_str()))
+            }) {
                 " spotlight"
             } else {
                 ""

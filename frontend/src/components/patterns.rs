@@ -15,7 +15,7 @@ pub fn PatternsPanel() -> impl IntoView {
     let seed_text = RwSignal::new("7".to_string());
     let error = RwSignal::new(None::<String>);
     let run = move |_| match seed_text.get_untracked().trim().parse::<u64>() {
-        Ok(seed) if seed <= 1 << 53 => {
+        Ok(seed) if seed <= shared::protocol::MAX_SEED => {
             error.set(None);
             connection.with_value(|c| c.compare_patterns(seed));
         }

@@ -8,11 +8,6 @@ use leptos::prelude::*;
 use crate::lessons::Position;
 use crate::state::AppState;
 
-/// The playground's root address (embed pages point back to it).
-fn playground_root() -> String {
-    crate::connection::app_root()
-}
-
 /// The iframe snippet embedding lesson step `at`.
 pub fn embed_snippet(root: &str, at: Position) -> String {
     format!(
@@ -66,7 +61,7 @@ pub fn SetupLink() -> impl IntoView {
         state
             .settings
             .get()
-            .map(|s| format!("{}?{}", playground_root(), s.to_query()))
+            .map(|s| format!("{}?{}", crate::connection::app_root(), s.to_query()))
             .unwrap_or_default()
     });
     view! {
@@ -81,7 +76,7 @@ pub fn SetupLink() -> impl IntoView {
 /// The embed snippet of the step on screen.
 #[component]
 pub fn EmbedSnippet(at: Position) -> impl IntoView {
-    let text = Signal::derive(move || embed_snippet(&playground_root(), at));
+    let text = Signal::derive(move || embed_snippet(&crate::connection::app_root(), at));
     view! {
         <details class="share">
             <summary>"Embed this step in a page"</summary>
