@@ -7,10 +7,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_aside::{Observer, Source, Status, Step, StepKind};
+use cache_aside::Source;
 use shared::diagram::nodes::{REQUEST, RETURN_CACHED, RETURN_LOADED};
 use shared::Kind;
 use shared::{
@@ -20,7 +20,7 @@ use shared::{
 
 use crate::error::OpError;
 use crate::policies;
-use crate::recorder::{micros, node_of, Flow};
+use crate::recorder::{micros, Path};
 use crate::sandbox::{Running, Sandbox};
 use crate::store::StoreError;
 
@@ -54,39 +54,6 @@ struct HerdRead {
     offset_ms: u64,
     /// The diagram nodes it went through.
     path: Vec<NodeId>,
-}
-
-/// What a herd request's engine call did, as far as the counts go: the
-/// nodes it passed, and the decisions that matter.
-#[derive(Default)]
-struct Path {
-    state: Mutex<PathState>,
-}
-
-#[derive(Default)]
-struct PathState {
-    nodes: Vec<NodeId>,
-    in_lock: bool,
-    early: bool,
-    refresh_taken: bool,
-}
-
-impl Observer for Path {
-    fn step(&self, step: &Step<'_>) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(node) = node_of(step.kind, Flow::Read, state.in_lock) {
-            state.nodes.push(node);
-        }
-        match step.kind {
-            StepKind::LockAcquire => {
-                state.in_lock = true;
-                state.refresh_taken |= step.status == Status::Hit;
-            }
-            StepKind::LockWait => state.in_lock = true,
-            StepKind::EarlyRefresh => state.early = true,
-            _ => {}
-        }
-    }
 }
 
 /// Checks a herd's parameters.
@@ -264,7 +231,7 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
                 .get_or_load_with(&policies::record_key(kind, id), &options, &path, loader)
                 .await?;
             let latency_us = micros(begun.elapsed());
-            let state = path.state.into_inner().unwrap_or_else(|p| p.into_inner());
+            let state = path.finish();
             let stale = answer.source == Source::Stale;
             // A stale answer's refresh runs in the background: the request
             // that started it counts as the one load.

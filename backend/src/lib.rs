@@ -20,6 +20,7 @@
 //! - [`private_redis`]: sandboxes with a redis-server of their own.
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
+//! - [`traffic`]: reads beyond the trace budget, folded into summaries.
 //! - [`http`]: the REST API, the WebSocket route and the static files (thin handlers).
 //! - [`session`]: one browser's WebSocket session, bounded.
 //! - [`access`]: origins, client addresses, per-client limits, security headers.
@@ -49,6 +50,7 @@ pub mod scenario;
 pub mod sealing;
 pub mod session;
 pub mod store;
+pub mod traffic;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_aside::{Change, NoObserver, Redis};
-use shared::diagram::nodes::{
-    self, PUBLISH, REQUEST, RETURN_CACHED, RETURN_LOADED, RETURN_WRITTEN, WRITE_DATABASE, WRITE_REQUEST,
-};
+use cache_aside::{Change, Redis};
+use shared::diagram::nodes::{self, PUBLISH, REQUEST, RETURN_WRITTEN, WRITE_DATABASE, WRITE_REQUEST};
 use shared::{
     check_id, parse_name, CacheEffect, Diagram, DivergenceReport, HerdResult, HerdSpec, InputError, Kind,
     NodeId, Operation, Origin, Outcome, ReadResult, Record, SandboxId, SandboxSettings, ServerMessage,
@@ -27,7 +25,7 @@ pub use crate::error::OpError;
 use crate::feed::{to_json, Subscription};
 use crate::fleet::Instance;
 use crate::policies;
-use crate::recorder::{micros, unix_millis, Flow, Gate, Recorder};
+use crate::recorder::{answer_node, micros, unix_millis, Flow, Gate, Path, Recorder};
 use crate::sandbox::{Running, Sandbox, Sandboxes};
 use crate::store::{simulated_latency, Database};
 
@@ -242,13 +240,11 @@ impl Playground {
         };
         if let Ok(answer) = &answer {
             // End at the answer, so every path on the diagram is complete.
-            let (end, text) = match answer.source {
-                cache_aside::Source::Fallback => (
-                    RETURN_LOADED,
-                    format!("{} (not cached: Redis is unavailable)", returned(record.as_ref())),
-                ),
-                source if source.from_cache() || answer.waited => (RETURN_CACHED, returned(record.as_ref())),
-                _ => (RETURN_LOADED, returned(record.as_ref())),
+            let end = answer_node(answer.source, answer.waited);
+            let text = if answer.source == cache_aside::Source::Fallback {
+                format!("{} (not cached: Redis is unavailable)", returned(record.as_ref()))
+            } else {
+                returned(record.as_ref())
             };
             if recorder.last_node() != Some(end.clone()) {
                 recorder.note(end, StepStatus::Ok, text);
@@ -270,7 +266,8 @@ impl Playground {
     }
 
     /// A read beyond the sandbox's traces per second: the same engine call,
-    /// watched by nobody, counted in the stats.
+    /// watched only for the diagram nodes it passes, counted in the
+    /// sandbox's summary instead of traced.
     async fn read_untraced(
         sandbox: &Arc<Sandbox>,
         instance: &Instance,
@@ -280,24 +277,25 @@ impl Playground {
     ) -> Result<ReadResult, OpError> {
         let started = std::time::Instant::now();
         let loader = sandbox.loader(kind, id, &config.settings, |_| {});
+        let path = Path::default();
         let answer = instance
             .cache
-            .get_or_load_with(
-                &policies::record_key(kind, id),
-                &config.options,
-                &NoObserver,
-                loader,
-            )
+            .get_or_load_with(&policies::record_key(kind, id), &config.options, &path, loader)
             .await;
         let latency_us = micros(started.elapsed());
+        let mut nodes = vec![REQUEST];
+        nodes.extend(path.finish().nodes);
         let (outcome, database_us) = match &answer {
-            Ok(answer) => (
-                policies::outcome(answer.source),
-                answer.loaded_in.map_or(0, micros),
-            ),
+            Ok(answer) => {
+                nodes.push(answer_node(answer.source, answer.waited));
+                (
+                    policies::outcome(answer.source),
+                    answer.loaded_in.map_or(0, micros),
+                )
+            }
             Err(_) => (Outcome::Failed, 0),
         };
-        sandbox.count_untraced(outcome, latency_us, database_us);
+        sandbox.count_untraced(outcome, latency_us, database_us, &nodes);
         let record = answer?.value;
         Ok(ReadResult {
             kind,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use cache_aside::{Observer, Pause, Reply, Status, Step, StepKind};
 use shared::diagram::nodes::{
-    CACHE_ERROR, CHECK_CACHE, LEASE, LOCK, NEAR_CACHE, PUBLISH, QUERY_DATABASE, RETURN_CACHED,
+    CACHE_ERROR, CHECK_CACHE, LEASE, LOCK, NEAR_CACHE, PUBLISH, QUERY_DATABASE, RETURN_CACHED, RETURN_LOADED,
     STORE_IN_CACHE, UPDATE_CACHE,
 };
 use shared::{Action, NodeId, StepStatus, TraceStep};
@@ -330,6 +330,63 @@ pub fn unix_millis() -> u64 {
 /// A duration in whole microseconds, saturating.
 pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A light observer for reads that are counted, not traced: the diagram
+/// nodes a call passed and the decisions that matter for counting, with no
+/// text and no timings (herds, and reads beyond a sandbox's traces per
+/// second).
+#[derive(Default)]
+pub struct Path {
+    state: Mutex<PathState>,
+}
+
+/// What a [`Path`] saw.
+#[derive(Default)]
+pub struct PathState {
+    /// The nodes the engine's steps mapped to, in order.
+    pub nodes: Vec<NodeId>,
+    in_lock: bool,
+    /// It reloaded a value that had not expired yet (XFetch).
+    pub early: bool,
+    /// It took the refresh lock (stale-while-revalidate's one refresh).
+    pub refresh_taken: bool,
+}
+
+impl Path {
+    /// What the call did.
+    pub fn finish(self) -> PathState {
+        self.state.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Observer for Path {
+    fn step(&self, step: &Step<'_>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(node) = node_of(step.kind, Flow::Read, state.in_lock) {
+            state.nodes.push(node);
+        }
+        match step.kind {
+            StepKind::LockAcquire => {
+                state.in_lock = true;
+                state.refresh_taken |= step.status == Status::Hit;
+            }
+            StepKind::LockWait => state.in_lock = true,
+            StepKind::EarlyRefresh => state.early = true,
+            _ => {}
+        }
+    }
+}
+
+/// Where a read's answer leaves the diagram: from the cache (a hit, a
+/// value handed over by a lock holder, a stale value) or from the
+/// database (a load, a fallback).
+pub fn answer_node(source: cache_aside::Source, waited: bool) -> NodeId {
+    match source {
+        cache_aside::Source::Fallback => RETURN_LOADED,
+        source if source.from_cache() || waited => RETURN_CACHED,
+        _ => RETURN_LOADED,
+    }
 }
 
 #[cfg(test)]

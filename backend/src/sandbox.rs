@@ -15,7 +15,9 @@ use std::time::Duration;
 use cache_aside::{Content, Envelope, KeySpace, Options, Redis};
 use tokio::sync::{oneshot, Notify};
 
-use shared::{InputError, Kind, Outcome, Record, SandboxId, SandboxSettings, ServerMessage, Stats, Trace};
+use shared::{
+    InputError, Kind, NodeId, Outcome, Record, SandboxId, SandboxSettings, ServerMessage, Stats, Trace,
+};
 
 use crate::config::Limits;
 use crate::feed::{to_json, TraceFeed};
@@ -26,6 +28,7 @@ use crate::private_redis::{PrivateRedisError, PrivateServer, PrivateServers};
 use crate::recorder::unix_millis;
 use crate::sealing::Sealer;
 use crate::store::{simulated_latency, Database, SqlDone, StoreError};
+use crate::traffic::TrafficMeter;
 
 /// How many traces a sandbox keeps for browsers that connect later.
 pub const RECENT_TRACES: usize = 20;
@@ -40,8 +43,9 @@ pub const TRACES_PER_SECOND: u64 = 50;
 /// watches it (a page that came and went at once).
 pub const NEVER_USED_GRACE: Duration = Duration::from_secs(120);
 
-/// How often, at most, the counters go out on their own.
-const STATS_EVERY: Duration = Duration::from_millis(200);
+/// How often, at most, the summary of untraced reads goes out: often
+/// enough to look live, rarely enough to cost nothing per watcher.
+pub const SUMMARY_EVERY: Duration = Duration::from_millis(250);
 
 /// Why a sandbox cannot be watched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,8 +273,10 @@ pub struct Sandbox {
     pub inspecting: tokio::sync::Mutex<()>,
     /// Traces left this second.
     budget: TraceBudget,
-    /// Whether counters are due to go out (see [`Sandbox::count_untraced`]).
-    stats_due: AtomicBool,
+    /// Whether a summary is due to go out (see [`Sandbox::count_untraced`]).
+    summary_due: AtomicBool,
+    /// Untraced reads since the last summary.
+    traffic: TrafficMeter,
     /// When the sandbox was last used, in milliseconds since the epoch.
     last_used: AtomicU64,
     /// Browsers watching it now.
@@ -549,6 +555,7 @@ impl Sandbox {
             instance.cache.near_clear();
         }
         self.counters.reset();
+        self.traffic.take();
         lock(&self.recent).clear();
         lock(&self.changed_at).clear();
         self.frozen.store(false, Ordering::SeqCst);
@@ -692,20 +699,32 @@ impl Sandbox {
         self.budget.take()
     }
 
-    /// Counts a read that was not traced, and sends the counters out soon:
-    /// at most one message per [`STATS_EVERY`], and never a count lost at
-    /// the end of a flood.
-    pub fn count_untraced(self: &Arc<Self>, outcome: Outcome, total_us: u64, database_us: u64) {
+    /// Counts a read that was not traced (its outcome, wall time, database
+    /// time and the diagram nodes it went through) and sends the interval's
+    /// summary out soon: at most one message per [`SUMMARY_EVERY`],
+    /// serialized once for every watcher, and never a count lost at the end
+    /// of a flood.
+    pub fn count_untraced(
+        self: &Arc<Self>,
+        outcome: Outcome,
+        total_us: u64,
+        database_us: u64,
+        path: &[NodeId],
+    ) {
         self.counters.count(outcome, total_us, database_us, true);
-        if self.stats_due.swap(true, Ordering::AcqRel) {
+        self.traffic.count(outcome, total_us, path);
+        if self.summary_due.swap(true, Ordering::AcqRel) {
             return;
         }
         let sandbox = Arc::downgrade(self);
         tokio::spawn(async move {
-            tokio::time::sleep(STATS_EVERY).await;
+            tokio::time::sleep(SUMMARY_EVERY).await;
             if let Some(sandbox) = sandbox.upgrade() {
-                sandbox.stats_due.store(false, Ordering::Release);
-                let message = ServerMessage::Stats {
+                // Cleared first: a read counted after this line schedules
+                // the next summary, so none is left behind.
+                sandbox.summary_due.store(false, Ordering::Release);
+                let message = ServerMessage::Summary {
+                    traffic: sandbox.traffic.take(),
                     stats: sandbox.stats(),
                 };
                 sandbox.feed.publish(Arc::from(to_json(&message)));
@@ -1074,7 +1093,8 @@ impl Sandboxes {
                 herd: tokio::sync::Mutex::new(()),
                 inspecting: tokio::sync::Mutex::new(()),
                 budget: TraceBudget::default(),
-                stats_due: AtomicBool::new(false),
+                summary_due: AtomicBool::new(false),
+                traffic: TrafficMeter::default(),
                 last_used: AtomicU64::new(unix_millis()),
                 watchers: AtomicUsize::new(0),
                 ops: ops_limiter(self.setup.limits.sandbox_ops_per_second),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use backend::feed::FeedEvent;
 use cache_aside::{Content, Envelope};
 use redis::Commands;
+use shared::diagram::nodes;
 use shared::{Action, Kind, Outcome, Record, SandboxId, ServerMessage, StepStatus, Trace};
 
 /// Starts watching the traces of the default sandbox.
@@ -348,8 +349,10 @@ async fn a_flood_of_reads_is_counted_not_traced() {
         untraced >= reads - 2 * TRACES_PER_SECOND,
         "{untraced} untraced of {reads}"
     );
-    // The counters arrive on their own, counting every read.
+    // Summaries arrive on their own, counting every read; the traffic in
+    // them adds up to the untraced reads, each drawn along real edges.
     let mut traces = 0;
+    let mut summaries = Vec::new();
     let stats = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let Some(FeedEvent::Message(json)) = feed.next().await else {
@@ -357,7 +360,12 @@ async fn a_flood_of_reads_is_counted_not_traced() {
             };
             match serde_json::from_str::<ServerMessage>(&json).unwrap() {
                 ServerMessage::Trace { .. } => traces += 1,
-                ServerMessage::Stats { stats } if stats.reads() == reads => break stats,
+                ServerMessage::Summary { stats, traffic } => {
+                    summaries.push(traffic);
+                    if stats.reads() == reads {
+                        break stats;
+                    }
+                }
                 _ => {}
             }
         }
@@ -365,5 +373,48 @@ async fn a_flood_of_reads_is_counted_not_traced() {
     .await
     .expect("the counters within 10 s");
     assert_eq!(stats.untraced, untraced);
+    let summed: u64 = summaries.iter().map(|t| t.reads()).sum();
+    assert_eq!(summed, untraced, "every untraced read is in one summary");
+    let diagram = shared::Diagram::cache_aside_read();
+    let mut from_request = 0;
+    for traffic in &summaries {
+        assert_eq!(
+            traffic.histogram.iter().map(|(_, n)| n).sum::<u64>(),
+            traffic.reads()
+        );
+        for edge in &traffic.edges {
+            assert!(
+                diagram.edge(&edge.from, &edge.to).is_some(),
+                "{} -> {} is not on the diagram",
+                edge.from,
+                edge.to
+            );
+            if edge.from == nodes::REQUEST {
+                from_request += edge.count;
+            }
+        }
+    }
+    assert_eq!(
+        from_request, untraced,
+        "each untraced read leaves the request once"
+    );
+    // The ten keys were cached by the first reads: the rest are hits, drawn
+    // from the request through Redis straight back.
+    let hits_drawn: u64 = summaries
+        .iter()
+        .flat_map(|t| &t.edges)
+        .filter(|e| e.from == nodes::CHECK_CACHE && e.to == nodes::RETURN_CACHED)
+        .map(|e| e.count)
+        .sum();
+    let hits: u64 = summaries
+        .iter()
+        .flat_map(|t| &t.outcomes)
+        .filter(|(o, _)| *o == Outcome::Hit)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        hits > 0 && hits_drawn == hits,
+        "{hits} hits, {hits_drawn} drawn as hits"
+    );
     assert_eq!(traces, reads - untraced, "one trace per traced read, no more");
 }

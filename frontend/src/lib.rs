@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`timeline`]: the animation model (which step is lit, the token's
 //!   position, the queue); plain Rust, tested natively.
+//! - [`flood`]: more reads than the page can animate, as counts; plain
+//!   Rust.
 //! - [`format`]: how numbers, times and commands are shown; plain Rust.
 //! - [`state`]: the page's reactive state and how server messages change it.
 //! - [`connection`]: the WebSocket, with reconnection.
@@ -12,6 +14,7 @@
 pub mod components;
 pub mod connection;
 pub mod embed;
+pub mod flood;
 pub mod format;
 pub mod runner;
 

@@ -459,8 +459,9 @@ mod tests {
         assert_eq!(first, Command::Send(ClientMessage::Reset));
         // Nothing else moves it on.
         assert_eq!(
-            run.on_message(&ServerMessage::Stats {
-                stats: Stats::default()
+            run.on_message(&ServerMessage::Summary {
+                stats: Stats::default(),
+                traffic: shared::Traffic::default(),
             }),
             None
         );

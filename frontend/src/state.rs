@@ -9,6 +9,7 @@ use shared::{
     PROTOCOL_VERSION,
 };
 
+use crate::flood::Flood;
 use crate::lessons::{Position, Progress};
 use crate::runner::Run;
 use crate::timeline::Timeline;
@@ -74,8 +75,12 @@ pub struct AppState {
     pub instances: RwSignal<Vec<InstanceState>>,
     /// Herd results of this page, oldest first, for side-by-side comparison.
     pub herds: RwSignal<Vec<HerdResult>>,
-    /// The last herd's counts per diagram edge, shown until the next trace.
+    /// The last herd's (or flood's) counts per diagram edge, shown until
+    /// the next trace that is not part of a flood.
     pub herd_edges: RwSignal<Option<Vec<EdgeCount>>>,
+    /// The latest flood of reads too many to animate, from the server's
+    /// summaries.
+    pub flood: RwSignal<Flood>,
     /// The instance this page sends its reads and writes to (`None`: any,
     /// round-robin).
     pub target_instance: RwSignal<Option<String>>,
@@ -119,6 +124,7 @@ impl AppState {
             instances: RwSignal::new(Vec::new()),
             herds: RwSignal::new(Vec::new()),
             herd_edges: RwSignal::new(None),
+            flood: RwSignal::new(Flood::default()),
             target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
@@ -181,8 +187,11 @@ impl AppState {
                     .log
                     .with_untracked(|log| log.iter().any(|t| t.id == trace.id)) => {}
             ServerMessage::Trace { trace, stats } => {
-                // A real trace takes the diagram back from the herd's counts.
-                self.herd_edges.set(None);
+                // A real trace takes the diagram back from a herd's counts,
+                // but not from a flood's: it is one of the flood's reads.
+                if !self.flood.with_untracked(|f| f.active_at(trace.started_at_ms)) {
+                    self.herd_edges.set(None);
+                }
                 self.stats.set(stats);
                 self.log.update(|log| {
                     log.push_front(trace.clone());
@@ -211,7 +220,12 @@ impl AppState {
                 self.last_write.set(Some(result));
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
-            ServerMessage::Stats { stats } => self.stats.set(stats),
+            ServerMessage::Summary { stats, traffic } => {
+                self.stats.set(stats);
+                self.flood.update(|f| f.add(traffic));
+                self.herd_edges
+                    .set(Some(self.flood.with_untracked(|f| f.edges().to_vec())));
+            }
             ServerMessage::Instances { instances } => self.instances.set(instances),
             ServerMessage::HerdReply { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
@@ -292,6 +306,7 @@ impl AppState {
                     self.herds.update(Vec::clear);
                 }
                 self.herd_edges.set(None);
+                self.flood.set(Flood::default());
                 self.paused.update(Vec::clear);
                 self.notice.set((!experiment).then(|| {
                     "This sandbox was reset: its rows are back to the seed data and its cache is empty."

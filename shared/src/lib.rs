@@ -29,7 +29,7 @@ pub use entity::{
 pub use protocol::{
     CacheEffect, ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, HerdResult, HerdSpec,
     HerdTiming, InstanceState, Pattern, PatternComparison, PatternRow, ReadResult, Scenario, ScenarioResult,
-    ServerMessage, WriteChange, WriteResult, PROTOCOL_VERSION,
+    ServerMessage, Traffic, WriteChange, WriteResult, PROTOCOL_VERSION,
 };
 pub use settings::{CacheWrite, RaceFix, SandboxSettings, StampedePolicy, Stats, WriteStrategy};
 pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

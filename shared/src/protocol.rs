@@ -12,7 +12,7 @@ use crate::trace::{Operation, Outcome, Trace, TraceStep};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Sent by the browser over the WebSocket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -248,6 +248,46 @@ pub struct HerdResult {
     pub edges: Vec<EdgeCount>,
 }
 
+/// Reads that were counted rather than traced during one interval: what
+/// they found, where they went on the diagram, and how long they took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// The interval's length, in milliseconds.
+    pub interval_ms: u64,
+    /// When it closed, in milliseconds since the Unix epoch (the clock of
+    /// [`Trace::started_at_ms`]).
+    pub at_ms: u64,
+    /// Reads in the interval, by outcome (only outcomes that happened).
+    pub outcomes: Vec<(Outcome, u64)>,
+    /// How many of them went along each edge of the diagram.
+    pub edges: Vec<EdgeCount>,
+    /// Latency histogram: (upper bound in microseconds, reads), powers of
+    /// two, only buckets with reads.
+    pub histogram: Vec<(u64, u64)>,
+}
+
+impl Traffic {
+    /// All reads in the interval.
+    pub fn reads(&self) -> u64 {
+        self.outcomes.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The latency under which `share` (0 to 1) of the reads finished, to
+    /// the histogram's precision; `None` without reads.
+    pub fn quantile_us(&self, share: f64) -> Option<u64> {
+        let total: u64 = self.histogram.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return None;
+        }
+        let wanted = ((total as f64 * share).ceil() as u64).max(1);
+        let mut seen = 0;
+        self.histogram.iter().find_map(|&(bound, n)| {
+            seen += n;
+            (seen >= wanted).then_some(bound)
+        })
+    }
+}
+
 /// Requests that went from one diagram node to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeCount {
@@ -339,9 +379,10 @@ pub enum ServerMessage {
     HerdReply { request_id: u64, result: HerdResult },
     /// The sandbox's settings changed.
     Settings { settings: SandboxSettings },
-    /// The counters changed without a trace to carry them (reads beyond
-    /// what the sandbox draws per second); sent a few times a second at most.
-    Stats { stats: Stats },
+    /// Reads beyond what the sandbox draws per second, folded into counts:
+    /// sent a few times a second at most, serialized once for every
+    /// watcher, with the counters as they stand.
+    Summary { stats: Stats, traffic: Traffic },
     /// This client fell behind and `count` traces were dropped for it; the
     /// back end never waits for a slow browser.
     Missed { count: u64 },
@@ -553,6 +594,22 @@ mod tests {
             r#"{"type":"read","request_id":1,"kind":"orders","id":1}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn traffic_quantiles_come_from_its_histogram() {
+        let traffic = Traffic {
+            interval_ms: 250,
+            at_ms: 0,
+            outcomes: vec![(Outcome::Hit, 90), (Outcome::Miss, 10)],
+            edges: vec![],
+            histogram: vec![(64, 50), (128, 40), (131_072, 10)],
+        };
+        assert_eq!(traffic.reads(), 100);
+        assert_eq!(traffic.quantile_us(0.5), Some(64));
+        assert_eq!(traffic.quantile_us(0.9), Some(128));
+        assert_eq!(traffic.quantile_us(0.99), Some(131_072));
+        assert_eq!(Traffic::default().quantile_us(0.5), None);
     }
 
     #[test]

@@ -55,10 +55,22 @@ pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView
             {move || {
                 let untraced = stats.with(|s| s.untraced);
                 (untraced > 0).then(|| {
+                    // The latest flood's rate and latency, from the server's
+                    // summaries; its reads are the counts on the arrows.
+                    let flood = state.flood.with(|f| {
+                        let rate = f.per_second()?;
+                        Some(format!(
+                            " Latest flood: {:.0} reads/s, p50 under {}, p99 under {}; the arrows count its reads.",
+                            rate,
+                            format::micros(f.quantile_us(0.5)?),
+                            format::micros(f.quantile_us(0.99)?)
+                        ))
+                    });
                     view! {
                         <p class="help" data-testid="untraced">
                             {format!(
-                                "{untraced} read(s) came faster than the page can draw them: counted above, not animated."
+                                "{untraced} read(s) came faster than the page can draw them: counted above, not animated.{}",
+                                flood.unwrap_or_default()
                             )}
                         </p>
                     }
