@@ -7,6 +7,9 @@ use e2e::{attr_of, click, http_get, select, text_of, wait_for, Driver, Server};
 use fantoccini::{Client, Locator};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// The page's trace log keeps at most this many entries
+/// (`frontend::state::LOG_LIMIT`; the front end is not a native dependency).
+const LOG_LIMIT: usize = 50;
 
 /// A back end (adjusted by `tweak`), a chromedriver, and a 1280x800 browser
 /// showing `sandbox`, connected.
@@ -654,4 +657,36 @@ async fn a_full_playground_tells_the_reader_and_keeps_trying() {
     e2e::review_screenshot(&second, "playground-full", "[role=alert]").await;
     first.close().await.unwrap();
     second.close().await.unwrap();
+}
+
+/// More reads than a page can animate: the server folds them into
+/// summaries, and the page draws them like a herd, every untraced read
+/// counted once on the arrow out of the request, with the flood's rate.
+#[tokio::test]
+async fn a_flood_of_reads_is_drawn_as_counts() {
+    let (server, _driver, client) = start_page("e2e-flood", |_| {}).await;
+    let mut untraced = 0;
+    for n in 0..400 {
+        let response = http_get(server.addr, &format!("/api/v1/users/{}?sandbox=e2e-flood", n % 5 + 1)).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        untraced += usize::from(response.contains("\"trace_id\":null"));
+    }
+    assert!(untraced >= 300, "only {untraced} of 400 fast reads went untraced");
+    let said = wait_for(&client, "the flood's summary", WAIT, || async {
+        text_of(&client, "[data-testid=untraced]")
+            .await
+            .filter(|t| t.starts_with(&format!("{untraced} read(s)")) && t.contains("Latest flood"))
+    })
+    .await;
+    assert!(said.contains("reads/s"), "{said}");
+    let drawn = text_of(&client, "[data-edge='request->check_cache'] .herd-count").await;
+    assert_eq!(drawn, Some(format!("×{untraced}")), "{said}");
+    // The log stays bounded whatever came in.
+    let entries = client
+        .find_all(Locator::Css("[data-testid=log] .entry"))
+        .await
+        .unwrap();
+    assert!(entries.len() <= LOG_LIMIT, "{} log entries", entries.len());
+    e2e::review_screenshot(&client, "flood-diagram", "[data-testid=diagram]").await;
+    client.close().await.unwrap();
 }
