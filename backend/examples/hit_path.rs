@@ -20,7 +20,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -29,11 +29,11 @@ use axum::{Json, Router};
 use backend::{Backend, Config};
 use cache_aside::{CacheAside, KeySpace, NoObserver, Redis};
 use futures_util::StreamExt;
+use load::{run_load, Run, IDS};
 use shared::{Kind, Record};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How many distinct records the requests cycle over.
-const IDS: u64 = 100;
+#[path = "common/load.rs"]
+mod load;
 
 struct Args {
     seconds: u64,
@@ -312,96 +312,5 @@ async fn watch(addr: SocketAddr, count: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
             }
             _ => break,
         }
-    }
-}
-
-#[derive(Clone)]
-struct Run {
-    per_second: f64,
-    p50_us: u64,
-    p99_us: u64,
-    errors: u64,
-}
-
-/// `connections` keep-alive connections, each sending GETs back to back
-/// for `duration`.
-async fn run_load(addr: SocketAddr, path: &'static str, connections: usize, duration: Duration) -> Run {
-    let deadline = Instant::now() + duration;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..connections {
-        tasks.push(tokio::spawn(async move {
-            let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-            let mut errors = 0u64;
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let mut buffer = vec![0u8; 64 * 1024];
-            let mut n = c as u64;
-            while Instant::now() < deadline {
-                n += 1;
-                let request = format!("GET {path}{} HTTP/1.1\r\nhost: bench\r\n\r\n", n % IDS + 1);
-                let sent = Instant::now();
-                if stream.write_all(request.as_bytes()).await.is_err()
-                    || !read_response(&mut stream, &mut buffer).await
-                {
-                    errors += 1;
-                    stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-                    continue;
-                }
-                let _ = histogram.record(sent.elapsed().as_micros().max(1) as u64);
-            }
-            (histogram, errors)
-        }));
-    }
-    let mut total = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut errors = 0;
-    for task in tasks {
-        let (histogram, failed) = task.await.unwrap();
-        total.add(histogram).unwrap();
-        errors += failed;
-    }
-    Run {
-        per_second: total.len() as f64 / started.elapsed().as_secs_f64(),
-        p50_us: total.value_at_quantile(0.5),
-        p99_us: total.value_at_quantile(0.99),
-        errors,
-    }
-}
-
-/// Reads one HTTP/1.1 response (headers, then `content-length` bytes);
-/// `false` unless it is a 200.
-async fn read_response(stream: &mut tokio::net::TcpStream, buffer: &mut [u8]) -> bool {
-    let mut filled = 0;
-    loop {
-        let Ok(n) = stream.read(&mut buffer[filled..]).await else {
-            return false;
-        };
-        if n == 0 {
-            return false;
-        }
-        filled += n;
-        let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
-            if filled == buffer.len() {
-                return false;
-            }
-            continue;
-        };
-        let headers = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-        let length: usize = headers
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        let mut body = filled - (end + 4);
-        while body < length {
-            let Ok(n) = stream.read(&mut buffer[..]).await else {
-                return false;
-            };
-            if n == 0 {
-                return false;
-            }
-            body += n;
-        }
-        return headers.starts_with("http/1.1 200");
     }
 }

@@ -12,9 +12,13 @@
 use std::time::{Duration, Instant};
 
 use backend::{Backend, Config};
+use load::rss;
 use futures_util::{SinkExt, StreamExt};
 use shared::ServerMessage;
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "common/load.rs"]
+mod load;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -41,16 +45,6 @@ fn args() -> Args {
         }
     }
     args
-}
-
-/// The process's resident memory, in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn redis_used(url: &str) -> u64 {

@@ -249,10 +249,22 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 example("sandboxes", &args[1..]),
             )
         }
+        Some("fanout") => {
+            return step(
+                "fan-out: the hit path with 0, 1 and 50 WebSocket watchers",
+                example("fanout", &args[1..]),
+            )
+        }
+        Some("memory") => {
+            return step(
+                "the back end's memory: idle, after a herd, with 100 sandboxes",
+                example("memory", &[]),
+            )
+        }
         Some("size") => return front_end_size(&build_front_end()?),
         Some(other) => {
             return Err(format!(
-                "unknown bench {other:?}: use stampede, hit-path, sandboxes or size"
+                "unknown bench {other:?}: use stampede, hit-path, sandboxes, fanout, memory, browser or size"
             ))
         }
         None => {}
