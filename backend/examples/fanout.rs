@@ -43,7 +43,9 @@ fn args() -> Args {
             ("--rounds", Some(v)) if (1..=20).contains(&v) => args.rounds = v as usize,
             ("--watchers", Some(v)) if (1..=500).contains(&v) => args.watchers = v as usize,
             (flag, _) => {
-                eprintln!("usage: fanout [--seconds 1..=600] [--rounds 1..=20] [--watchers 1..=500] (not {flag:?})");
+                eprintln!(
+                    "usage: fanout [--seconds 1..=600] [--rounds 1..=20] [--watchers 1..=500] (not {flag:?})"
+                );
                 std::process::exit(2);
             }
         }
@@ -139,7 +141,12 @@ fn main() {
         for id in 1..=IDS {
             backend
                 .playground
-                .read(&shared::SandboxId::default_sandbox(), shared::Kind::Users, id, shared::Origin::Rest)
+                .read(
+                    &shared::SandboxId::default_sandbox(),
+                    shared::Kind::Users,
+                    id,
+                    shared::Origin::Rest,
+                )
                 .await
                 .expect("reads");
         }

@@ -12,8 +12,8 @@
 use std::time::{Duration, Instant};
 
 use backend::{Backend, Config};
-use load::rss;
 use futures_util::{SinkExt, StreamExt};
+use load::rss;
 use shared::ServerMessage;
 use tokio_tungstenite::tungstenite::Message;
 

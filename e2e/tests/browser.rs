@@ -667,7 +667,11 @@ async fn a_flood_of_reads_is_drawn_as_counts() {
     let (server, _driver, client) = start_page("e2e-flood", |_| {}).await;
     let mut untraced = 0;
     for n in 0..400 {
-        let response = http_get(server.addr, &format!("/api/v1/users/{}?sandbox=e2e-flood", n % 5 + 1)).await;
+        let response = http_get(
+            server.addr,
+            &format!("/api/v1/users/{}?sandbox=e2e-flood", n % 5 + 1),
+        )
+        .await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         untraced += usize::from(response.contains("\"trace_id\":null"));
     }

@@ -209,9 +209,11 @@ pub fn screenshot() -> Result<(), String> {
 }
 
 /// `cargo xtask bench`: read latency by outcome, the hit path side by side
-/// with a minimal baseline, and the WASM size. `cargo xtask bench stampede`
-/// compares the stampede defences; `cargo xtask bench hit-path [ARGS]` runs
-/// the hit path alone (ARGS: `--seconds N --connections N --rounds N`).
+/// with a minimal baseline, many sandboxes, fan-out to watchers, memory, the
+/// page in Chromium and the first load's size. `cargo xtask bench NAME`
+/// runs one: `stampede` (the defences compared), `hit-path [--seconds N
+/// --connections N --rounds N]`, `sandboxes`, `fanout [--watchers N]`,
+/// `memory`, `browser` (time to interactive, a flood of reads) or `size`.
 pub fn bench(args: &[String]) -> Result<(), String> {
     setup::ensure(Purpose::Run)?;
     let example = |name: &str, extra: &[String]| {
@@ -261,6 +263,25 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 example("memory", &[]),
             )
         }
+        Some("browser") => {
+            let dist = build_front_end()?;
+            setup::ensure(Purpose::Tests)?;
+            let mut run = cargo();
+            run.args([
+                "run",
+                "--quiet",
+                "--release",
+                "--package",
+                "e2e",
+                "--example",
+                "browser_bench",
+            ])
+            .env("PLAYGROUND_DIST", &dist);
+            return step(
+                "the page in headless Chromium: time to interactive, a flood of reads",
+                run,
+            );
+        }
         Some("size") => return front_end_size(&build_front_end()?),
         Some(other) => {
             return Err(format!(
@@ -282,6 +303,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         "many browsers, each in its own sandbox, over WebSockets",
         example("sandboxes", &[]),
     )?;
+    for name in ["fanout", "memory", "browser"] {
+        bench(&[name.to_string()])?;
+    }
     front_end_size(&dist)
 }
 
