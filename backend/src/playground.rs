@@ -196,8 +196,10 @@ impl Playground {
         let config = sandbox.config();
         sandbox.admit(&[(kind, id)], &config.options)?;
         // Step-through and scenarios are always drawn; other reads as long
-        // as the sandbox's budget of traces per second lasts.
-        let drawn = !options.pause_before.is_empty() || origin == Origin::Scenario || sandbox.may_trace();
+        // as the sandbox's budgets of traces per second last (a page's own
+        // reads have a budget of their own).
+        let drawn =
+            !options.pause_before.is_empty() || origin == Origin::Scenario || sandbox.may_trace(origin);
         if !drawn {
             return Self::read_untraced(&sandbox, &instance, &config, kind, id).await;
         }

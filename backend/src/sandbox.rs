@@ -16,7 +16,8 @@ use cache_aside::{Content, Envelope, KeySpace, Options, Redis};
 use tokio::sync::{oneshot, Notify};
 
 use shared::{
-    InputError, Kind, NodeId, Outcome, Record, SandboxId, SandboxSettings, ServerMessage, Stats, Trace,
+    InputError, Kind, NodeId, Origin, Outcome, Record, SandboxId, SandboxSettings, ServerMessage, Stats,
+    Trace,
 };
 
 use crate::config::Limits;
@@ -38,6 +39,12 @@ pub const RECENT_TRACES: usize = 20;
 /// this is counted in the stats, not recorded step by step, so tracing
 /// never costs more than the reads themselves.
 pub const TRACES_PER_SECOND: u64 = 50;
+
+/// A page's own reads (sent over its WebSocket) are drawn up to this many a
+/// second, on a budget of their own: the page asked to see them (a lesson
+/// waits for its reads' traces), so a flood of REST reads in the same
+/// sandbox must not use up their budget.
+pub const ASKED_TRACES_PER_SECOND: u64 = 200;
 
 /// How long a sandbox that was opened and never used is kept once nobody
 /// watches it (a page that came and went at once).
@@ -187,8 +194,8 @@ struct TraceBudget {
 }
 
 impl TraceBudget {
-    /// Whether one more operation may be traced this second.
-    fn take(&self) -> bool {
+    /// Whether one more operation may be traced this second, of `limit`.
+    fn take(&self, limit: u64) -> bool {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -201,7 +208,7 @@ impl TraceBudget {
         {
             self.used.store(0, Ordering::Relaxed);
         }
-        self.used.fetch_add(1, Ordering::Relaxed) < TRACES_PER_SECOND
+        self.used.fetch_add(1, Ordering::Relaxed) < limit
     }
 }
 
@@ -273,6 +280,8 @@ pub struct Sandbox {
     pub inspecting: tokio::sync::Mutex<()>,
     /// Traces left this second.
     budget: TraceBudget,
+    /// Traces of the pages' own reads left this second.
+    asked_budget: TraceBudget,
     /// Whether a summary is due to go out (see [`Sandbox::count_untraced`]).
     summary_due: AtomicBool,
     /// Untraced reads since the last summary.
@@ -693,10 +702,14 @@ impl Sandbox {
         self.counters.snapshot()
     }
 
-    /// Whether the next operation may be traced step by step (see
-    /// [`TRACES_PER_SECOND`]); if not, the caller counts it untraced.
-    pub fn may_trace(&self) -> bool {
-        self.budget.take()
+    /// Whether the next operation, from `origin`, may be traced step by
+    /// step (see [`TRACES_PER_SECOND`] and [`ASKED_TRACES_PER_SECOND`]);
+    /// if not, the caller counts it untraced.
+    pub fn may_trace(&self, origin: Origin) -> bool {
+        match origin {
+            Origin::Browser => self.asked_budget.take(ASKED_TRACES_PER_SECOND),
+            Origin::Rest | Origin::Scenario => self.budget.take(TRACES_PER_SECOND),
+        }
     }
 
     /// Counts a read that was not traced (its outcome, wall time, database
@@ -1093,6 +1106,7 @@ impl Sandboxes {
                 herd: tokio::sync::Mutex::new(()),
                 inspecting: tokio::sync::Mutex::new(()),
                 budget: TraceBudget::default(),
+                asked_budget: TraceBudget::default(),
                 summary_due: AtomicBool::new(false),
                 traffic: TrafficMeter::default(),
                 last_used: AtomicU64::new(unix_millis()),

@@ -418,3 +418,28 @@ async fn a_flood_of_reads_is_counted_not_traced() {
     );
     assert_eq!(traces, reads - untraced, "one trace per traced read, no more");
 }
+
+/// A page's own reads are drawn even while a flood of REST reads has used
+/// up the sandbox's traces for this second: the page asked to see them, and
+/// a lesson waits for their traces.
+#[tokio::test]
+async fn a_pages_own_read_is_traced_amid_a_flood() {
+    let t = common::start(|_| {});
+    let sandbox = SandboxId::default_sandbox();
+    // REST reads until one goes untraced: the budget is spent.
+    let mut reads = 0;
+    while t.read(Kind::Users, 1).await.trace_id.is_some() {
+        reads += 1;
+        assert!(
+            reads <= 10 * backend::sandbox::TRACES_PER_SECOND,
+            "the budget never ran out"
+        );
+    }
+    let asked = t
+        .backend
+        .playground
+        .read(&sandbox, Kind::Users, 1, shared::Origin::Browser)
+        .await
+        .unwrap();
+    assert!(asked.trace_id.is_some(), "the page's read was not drawn");
+}
