@@ -85,6 +85,16 @@ pub struct Config {
     #[arg(long, env = "DB_JITTER_PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub db_jitter_percent: u64,
 
+    /// How many queries the database runs at once (each holds a connection
+    /// for its whole time, simulated latency included); the rest queue.
+    #[arg(long, env = "DB_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub db_connections: u64,
+
+    /// Milliseconds a query waits for a free connection before the
+    /// database is reported busy.
+    #[arg(long, env = "DB_WAIT_MS", default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(10..=30_000))]
+    pub db_wait_ms: u64,
+
     /// Randomize every TTL by up to this percentage either way, so keys
     /// cached together do not expire together.
     #[arg(long, env = "TTL_JITTER_PERCENT", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=90))]
@@ -315,6 +325,8 @@ impl Config {
             write_strategy: self.write_strategy,
             race_fix: self.race_fix,
             db_jitter_percent: self.db_jitter_percent,
+            db_connections: self.db_connections,
+            db_wait_ms: self.db_wait_ms,
             near_cache: self.near_cache,
             near_ttl_secs: self.near_ttl_secs,
             ttl_jitter_percent: self.ttl_jitter_percent,

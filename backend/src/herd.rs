@@ -54,6 +54,8 @@ struct HerdRead {
     offset_ms: u64,
     /// The diagram nodes it went through.
     path: Vec<NodeId>,
+    /// The database was saturated: no connection came free in time.
+    failed: bool,
 }
 
 /// Checks a herd's parameters.
@@ -221,17 +223,38 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
             let path = Path::default();
             let loaded = Arc::new(AtomicBool::new(false));
             let heard = loaded.clone();
-            let loader = sandbox.loader(kind, id, &settings, move |_| {
-                heard.store(true, Ordering::SeqCst);
-                loads.fetch_add(1, Ordering::SeqCst);
+            let loader = sandbox.loader(kind, id, &settings, move |done| {
+                // A query that found no free connection never reached the
+                // database: no load.
+                if done.reached {
+                    heard.store(true, Ordering::SeqCst);
+                    loads.fetch_add(1, Ordering::SeqCst);
+                }
                 drop(alive);
             });
             let answer = instance
                 .cache
                 .get_or_load_with(&policies::record_key(kind, id), &options, &path, loader)
-                .await?;
+                .await;
             let latency_us = micros(begun.elapsed());
             let state = path.finish();
+            let answer = match answer {
+                Ok(answer) => answer,
+                // The saturated database turned it away: counted, and the
+                // herd goes on (that is what the learner came to see).
+                Err(StoreError::Busy { .. }) => {
+                    let mut nodes = vec![REQUEST];
+                    nodes.extend(state.nodes);
+                    return Ok(HerdRead {
+                        failed: true,
+                        latency_us,
+                        offset_ms,
+                        path: nodes,
+                        ..HerdRead::default()
+                    });
+                }
+                Err(error) => return Err(error),
+            };
             let stale = answer.source == Source::Stale;
             // A stale answer's refresh runs in the background: the request
             // that started it counts as the one load.
@@ -262,6 +285,7 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
                 latency_us,
                 offset_ms,
                 path: nodes,
+                failed: false,
             })
         }));
     }
@@ -306,6 +330,7 @@ async fn tally(
         early_recomputes: 0,
         peak_loads_per_100ms: 0,
         edges: Vec::new(),
+        failed: 0,
     };
     let mut loads_per_100ms: HashMap<u64, u64> = HashMap::new();
     let mut edge_counts: HashMap<(NodeId, NodeId), u64> = HashMap::new();
@@ -332,11 +357,12 @@ async fn tally(
         }
         let _ = histogram.record(read.latency_us.max(1));
         result.database_loads += u64::from(read.loaded);
-        result.from_cache += u64::from(!read.loaded || read.stale);
+        result.from_cache += u64::from((!read.loaded || read.stale) && !read.failed);
         result.waited += u64::from(read.waited);
         result.fallbacks += u64::from(read.fell_back);
         result.served_stale += u64::from(read.stale);
         result.early_recomputes += u64::from(read.early);
+        result.failed += u64::from(read.failed);
     }
     result.duration_ms = started.elapsed().as_millis() as u64;
     result.peak_loads_per_100ms = loads_per_100ms.values().copied().max().unwrap_or(0);

@@ -29,6 +29,7 @@ use crate::playground::{OpError, Playground, ReadOptions, WriteOptions};
 use crate::private_redis::PrivateRedisError;
 use crate::sandbox::{SandboxError, Unwatchable};
 use crate::session::{self, Admission};
+use crate::store::StoreError;
 
 /// How long any request may take (a herd over the WebSocket is not a
 /// request; its reply comes later). Past it: 408.
@@ -246,6 +247,9 @@ impl From<OpError> for AppError {
                 tracing::warn!(error = %e, "divergence check failed");
                 AppError::Unavailable(e.to_string())
             }
+            // Saturation is what the learner set up: said as it is, not
+            // logged as a fault.
+            OpError::Database(e @ StoreError::Busy { .. }) => AppError::Unavailable(e.to_string()),
             OpError::Database(e) => {
                 tracing::error!(error = %e, "operation failed");
                 AppError::Unavailable("the database is unavailable; try again shortly".into())
@@ -677,4 +681,29 @@ async fn admit(
         slot,
         notice,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+
+    /// A saturated database is the learner's own doing: a 503 that says
+    /// what happened, not "unavailable, try later".
+    #[test]
+    fn a_busy_database_is_a_503_that_says_why() {
+        let busy = OpError::Database(StoreError::Busy {
+            connections: 10,
+            waited_ms: 3_000,
+        });
+        let AppError::Unavailable(message) = AppError::from(busy) else {
+            panic!("not a 503");
+        };
+        assert!(
+            message.contains("none of its 10 connections came free within 3000 ms"),
+            "{message}"
+        );
+        let response = AppError::Unavailable(message).into_response();
+        assert_eq!(response.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

@@ -283,7 +283,20 @@ impl Observer for Recorder {
         let (action, reply, took, delayed) = match (step.kind, state.sql.take()) {
             // The loader said which query it ran and how long the database
             // really took, apart from the simulated delay.
-            (StepKind::Load, Some(sql)) => (Action::Sql(sql.text), sql.summary, sql.real, sql.simulated),
+            (StepKind::Load, Some(sql)) => {
+                // Time spent queueing for one of the database's connections
+                // is neither the query nor the simulated delay: said apart.
+                let reply = if sql.reached && sql.queued >= Duration::from_millis(1) {
+                    format!(
+                        "{} (after {} ms waiting for a free database connection)",
+                        sql.summary,
+                        sql.queued.as_millis()
+                    )
+                } else {
+                    sql.summary
+                };
+                (Action::Sql(sql.text), reply, sql.real, sql.simulated)
+            }
             (_, sql) => {
                 state.sql = sql;
                 let action = match step.command {

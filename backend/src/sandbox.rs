@@ -645,6 +645,7 @@ impl Sandbox {
         settings.key_prefix = config.settings.key_prefix.clone();
         settings.redis_timeout_ms = config.settings.redis_timeout_ms;
         let near_changed = settings.near_cache != config.settings.near_cache;
+        bound_connections(&self.database, &settings);
         *config = Arc::new(Config::new(settings.clone()));
         // Still under the lock, so the instances follow the settings that
         // were stored last.
@@ -1065,6 +1066,7 @@ impl Sandboxes {
                     .to_string(),
             ),
         };
+        bound_connections(&database, &self.setup.defaults);
         let mut failure = None;
         // The instances tell the sandbox when they change, so it holds them
         // through a weak reference: no cycle keeps a sandbox alive.
@@ -1164,6 +1166,14 @@ pub fn new_token() -> SandboxId {
 }
 
 /// The per-sandbox operation limiter, if there is a limit.
+/// The database's connections as the settings say.
+fn bound_connections(database: &Database, settings: &SandboxSettings) {
+    database.set_connections(
+        settings.db_connections,
+        Duration::from_millis(settings.db_wait_ms),
+    );
+}
+
 fn ops_limiter(per_second: u32) -> Option<governor::DefaultDirectRateLimiter> {
     let per_second = std::num::NonZeroU32::new(per_second)?;
     Some(governor::RateLimiter::direct(governor::Quota::per_second(

@@ -386,6 +386,7 @@ pub fn client_text(error: &OpError) -> String {
                 | crate::private_redis::PrivateRedisError::AllInUse(_),
             )),
         ) => e.to_string(),
+        OpError::Database(e @ crate::store::StoreError::Busy { .. }) => e.to_string(),
         OpError::Database(_) | OpError::Sandbox(_) => {
             tracing::error!(%error, "command failed");
             "the database is unavailable; try again shortly".into()

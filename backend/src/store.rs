@@ -4,17 +4,21 @@
 //! seeds them with deterministic sample data, so every learner sees the same
 //! records. Each query can be slowed by a simulated delay to imitate a remote
 //! database; the delay is applied after the real query and reported apart
-//! from it (see [`SqlCall`]).
+//! from it (see [`SqlCall`]). Like a real database server it has a bounded
+//! number of connections ([`Connections`]): a query holds one for its whole
+//! time, simulated delay included, and the rest queue, up to a limit, so a
+//! crowd of misses has a cost that shows.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use shared::{Kind, Product, Record, User};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How many users the seed creates (ids 1 to 1000).
 pub const SEEDED_USERS: u64 = 1000;
@@ -38,6 +42,48 @@ struct Inner {
     /// Counts the queries that reached the database. Tests use it to prove
     /// that a hit did not touch the database.
     queries: AtomicU64,
+    /// The connections an operation's queries share (`None`: unbounded).
+    connections: RwLock<Option<Connections>>,
+}
+
+/// A database server's connections: at most `size` queries at once; the
+/// others queue, each for at most `wait`, and then fail as busy. Cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct Connections {
+    free: Arc<Semaphore>,
+    size: u64,
+    wait: Duration,
+}
+
+impl Connections {
+    /// `size` connections (at least one); a query waits at most `wait` for
+    /// one.
+    pub fn new(size: u64, wait: Duration) -> Connections {
+        let size = size.max(1);
+        Connections {
+            free: Arc::new(Semaphore::new(usize::try_from(size).unwrap_or(usize::MAX))),
+            size,
+            wait,
+        }
+    }
+
+    /// Waits for a free connection, at most `wait`.
+    async fn take(&self) -> Result<OwnedSemaphorePermit, StoreError> {
+        match tokio::time::timeout(self.wait, self.free.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // Timed out (the semaphore is never closed).
+            _ => Err(StoreError::Busy {
+                connections: self.size,
+                waited_ms: u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    /// Queries running now.
+    pub fn in_use(&self) -> u64 {
+        self.size - self.free.available_permits() as u64
+    }
 }
 
 /// Why the database failed. Each variant says when it occurs.
@@ -55,6 +101,10 @@ pub enum StoreError {
     /// Occurs when the blocking task running a query panics or is cancelled.
     #[error("database task failed: {0}")]
     Task(String),
+    /// Occurs when every connection stayed in use for as long as a query
+    /// may wait for one: the database is saturated.
+    #[error("database busy: none of its {connections} connections came free within {waited_ms} ms")]
+    Busy { connections: u64, waited_ms: u64 },
 }
 
 /// One SQL statement, ready to run, with the text the trace shows for it.
@@ -66,6 +116,8 @@ pub struct SqlCall<T> {
     pub(crate) run: Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>,
     /// A short form of the result for the trace (`1 row`, `0 rows`).
     pub(crate) summarize: fn(&T) -> String,
+    /// The connections it must take one of (`None`: no limit).
+    connections: Option<Connections>,
 }
 
 /// What a statement did, for the trace: the text, the reply in short, the
@@ -76,6 +128,10 @@ pub struct SqlDone {
     pub summary: String,
     pub real: Duration,
     pub simulated: Duration,
+    /// How long it waited for a free connection.
+    pub queued: Duration,
+    /// Whether it reached the database (not when no connection came free).
+    pub reached: bool,
 }
 
 impl<T> SqlCall<T> {
@@ -88,9 +144,30 @@ impl<T> SqlCall<T> {
         self.run.await
     }
 
-    /// Runs the statement, then sleeps the simulated delay (only after a
-    /// success), measuring each apart.
+    /// Takes a connection (waiting in the queue if all are in use), runs
+    /// the statement, then sleeps the simulated delay (only after a
+    /// success), holding the connection throughout, as a slow remote query
+    /// would. Measures the wait, the query and the delay apart.
     pub async fn run_measured(self) -> (Result<T, StoreError>, SqlDone) {
+        let queued_at = Instant::now();
+        let _connection = match &self.connections {
+            Some(connections) => match connections.take().await {
+                Ok(permit) => Some(permit),
+                Err(busy) => {
+                    let done = SqlDone {
+                        text: self.text,
+                        summary: format!("error: {busy}"),
+                        real: Duration::ZERO,
+                        simulated: Duration::ZERO,
+                        queued: queued_at.elapsed(),
+                        reached: false,
+                    };
+                    return (Err(busy), done);
+                }
+            },
+            None => None,
+        };
+        let queued = queued_at.elapsed();
         let started = Instant::now();
         let result = self.run.await;
         let real = started.elapsed();
@@ -109,6 +186,8 @@ impl<T> SqlCall<T> {
             summary,
             real,
             simulated,
+            queued,
+            reached: true,
         };
         (result, done)
     }
@@ -146,6 +225,7 @@ impl Database {
                 path: path.to_path_buf(),
                 connection: Mutex::new(connection),
                 queries: AtomicU64::new(0),
+                connections: RwLock::new(None),
             }),
         })
     }
@@ -214,6 +294,29 @@ impl Database {
     /// How many queries have reached the database since it was opened.
     pub fn query_count(&self) -> u64 {
         self.inner.queries.load(Ordering::Relaxed)
+    }
+
+    /// Bounds the connections operations' queries share from now on
+    /// (queries already holding one of the old ones finish on it). A no-op
+    /// when nothing changed, so waiting queries keep their place.
+    pub fn set_connections(&self, size: u64, wait: Duration) {
+        let mut current = self.inner.connections.write().unwrap_or_else(|p| p.into_inner());
+        if current
+            .as_ref()
+            .is_some_and(|c| c.size == size.max(1) && c.wait == wait)
+        {
+            return;
+        }
+        *current = Some(Connections::new(size, wait));
+    }
+
+    /// The connections in force, if bounded.
+    pub fn connections(&self) -> Option<Connections> {
+        self.inner
+            .connections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Reads one record by id; `None` if there is no such row.
@@ -307,6 +410,7 @@ impl Database {
             simulated_delay,
             run: Box::pin(async move { db.blocking(query).await }),
             summarize,
+            connections: self.connections(),
         }
     }
 

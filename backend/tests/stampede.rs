@@ -329,3 +329,48 @@ async fn a_thousand_concurrent_rest_reads_of_a_cold_key_load_once_under_the_lock
     );
     assert_eq!(outcomes.get(&shared::Outcome::Miss), Some(&1), "{outcomes:?}");
 }
+
+/// A database with few connections: each query holds one for its whole
+/// (slow) time, the rest queue, and those that wait longer than allowed
+/// fail as busy. Counts only: 2 connections held for 1 s, a 100 ms wait.
+fn saturated(c: &mut backend::Config) {
+    c.db_latency_ms = 1_000;
+    c.db_connections = 2;
+    c.db_wait_ms = 100;
+}
+
+/// Without a defence a herd overwhelms a saturated database: two requests
+/// get a connection, every other one gives up waiting and fails, with a
+/// clear error; nothing failed is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_database_turns_a_herd_away() {
+    let t = common::start(saturated);
+    let result = t
+        .backend
+        .playground
+        .run_herd(&SandboxId::default_sandbox(), herd(Defence::None, 20))
+        .await
+        .unwrap();
+    assert_eq!(result.database_loads, 2, "{result:?}");
+    assert_eq!(result.failed, 18, "{result:?}");
+    assert_eq!(result.from_cache, 0, "{result:?}");
+    assert_eq!(t.database_queries(), 2, "the turned-away requests never queried");
+    let connections = t.backend.playground.database.connections().expect("bounded");
+    assert_eq!(connections.in_use(), 0, "every connection came back");
+}
+
+/// The Redis lock keeps the same herd to one query: nothing queues,
+/// nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_spares_a_saturated_database() {
+    let t = common::start(saturated);
+    let result = t
+        .backend
+        .playground
+        .run_herd(&SandboxId::default_sandbox(), herd(Defence::RedisLock, 20))
+        .await
+        .unwrap();
+    assert_eq!(result.database_loads, 1, "{result:?}");
+    assert_eq!(result.failed, 0, "{result:?}");
+    assert_eq!(result.from_cache, 19, "{result:?}");
+}

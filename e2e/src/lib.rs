@@ -58,6 +58,10 @@ impl Server {
         // Counts, not timeouts, are under test: a herd on a loaded machine
         // must not turn into fallbacks (see backend/tests/common).
         config.redis_timeout_ms = 5_000;
+        // Likewise herds count every load: the most connections, and the
+        // longest wait for one. Tests of a saturated database set their own.
+        config.db_connections = 100;
+        config.db_wait_ms = 30_000;
         tweak(&mut config);
         let owner = Backend::start(config).expect("back end starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -694,3 +694,44 @@ async fn a_flood_of_reads_is_drawn_as_counts() {
     e2e::review_screenshot(&client, "flood-diagram", "[data-testid=diagram]").await;
     client.close().await.unwrap();
 }
+
+/// A database with two slow connections, set from the address: a herd
+/// with no defence is turned away (the table says how many failed), the
+/// Redis lock gets through with one load.
+#[tokio::test]
+async fn a_saturated_database_fails_a_herd_and_the_lock_spares_it() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    client
+        .goto(&format!(
+            "{}&db_ms=1000&db_conns=2&db_wait=100",
+            server.page("e2e-saturated")
+        ))
+        .await
+        .unwrap();
+    wait_for(&client, "the address's settings", WAIT, || async {
+        let field = client
+            .find(Locator::Css("[data-testid=db-connections]"))
+            .await
+            .ok()?;
+        field.prop("value").await.ok().flatten().filter(|v| v == "2")
+    })
+    .await;
+    let requests = client
+        .find(Locator::Css("[data-testid=herd-requests]"))
+        .await
+        .unwrap();
+    requests.clear().await.unwrap();
+    requests.send_keys("20").await.unwrap();
+    click(&client, "[data-testid=fire-herd]").await;
+    let rows = herd_rows(&client, 1).await;
+    // defence, requests, loads, from cache, failed
+    assert!(rows[0].starts_with("no defence · cold 20 2 0 18"), "{rows:?}");
+    select(&client, "[data-testid=herd-defence]", "redis-lock").await;
+    click(&client, "[data-testid=fire-herd]").await;
+    let rows = herd_rows(&client, 2).await;
+    assert!(rows[0].starts_with("Redis lock · cold 20 1 19 0"), "{rows:?}");
+    e2e::review_screenshot(&client, "saturated-herds", "[data-testid=herd-table]").await;
+    client.close().await.unwrap();
+}

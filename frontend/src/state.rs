@@ -231,10 +231,15 @@ impl AppState {
                 self.pending.update(|p| *p = p.saturating_sub(1));
                 self.herd_edges.set(Some(result.edges.clone()));
                 self.announcement.set(format!(
-                    "Herd of {} requests: {} database loads, {} waited, p99 {}",
+                    "Herd of {} requests: {} database loads, {} waited, {}p99 {}",
                     result.spec.requests,
                     result.database_loads,
                     result.waited,
+                    if result.failed > 0 {
+                        format!("{} failed (the database was saturated), ", result.failed)
+                    } else {
+                        String::new()
+                    },
                     crate::format::micros(result.p99_us)
                 ));
                 self.herds.update(|h| h.push(result));

@@ -246,6 +246,10 @@ pub struct HerdResult {
     /// is drawn as counts rather than thousands of tokens.
     #[serde(default)]
     pub edges: Vec<EdgeCount>,
+    /// Requests that failed because the database stayed saturated: none of
+    /// its connections came free in time.
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// Reads that were counted rather than traced during one interval: what

@@ -120,6 +120,22 @@ pub struct SandboxSettings {
     /// lookup of a missing id reaches the database (section 4.7).
     #[serde(default = "default_true")]
     pub negative_caching: bool,
+    /// How many queries the database runs at once, like a real server's
+    /// connections: the rest queue (section 4.1's stampede shows why).
+    #[serde(default = "default_db_connections")]
+    pub db_connections: u64,
+    /// How long a query waits in that queue for a free connection before
+    /// the database is reported busy, in milliseconds.
+    #[serde(default = "default_db_wait_ms")]
+    pub db_wait_ms: u64,
+}
+
+fn default_db_connections() -> u64 {
+    10
+}
+
+fn default_db_wait_ms() -> u64 {
+    3_000
 }
 
 fn default_beta() -> f64 {
@@ -219,6 +235,8 @@ impl Default for SandboxSettings {
             stampede: StampedePolicy::None,
             early_refresh_beta: default_beta(),
             negative_caching: true,
+            db_connections: default_db_connections(),
+            db_wait_ms: default_db_wait_ms(),
         }
     }
 }
@@ -309,6 +327,8 @@ impl SandboxSettings {
     pub const CACHE_TTL_SECS: (u64, u64) = (1, 604_800);
     pub const DB_LATENCY_MS: (u64, u64) = (0, 10_000);
     pub const REDIS_TIMEOUT_MS: (u64, u64) = (1, 10_000);
+    pub const DB_CONNECTIONS: (u64, u64) = (1, 100);
+    pub const DB_WAIT_MS: (u64, u64) = (10, 30_000);
     /// XFetch's beta (NaN is outside every range, so it is refused too).
     pub const BETA: (f64, f64) = (0.1, 10.0);
 
@@ -333,6 +353,8 @@ impl SandboxSettings {
         check("near_ttl_secs", self.near_ttl_secs, Self::CACHE_TTL_SECS)?;
         check("ttl_jitter_percent", self.ttl_jitter_percent, (0, 90))?;
         check("redis_timeout_ms", self.redis_timeout_ms, Self::REDIS_TIMEOUT_MS)?;
+        check("db_connections", self.db_connections, Self::DB_CONNECTIONS)?;
+        check("db_wait_ms", self.db_wait_ms, Self::DB_WAIT_MS)?;
         if !(Self::BETA.0..=Self::BETA.1).contains(&self.early_refresh_beta) {
             return Err(InputError::BadSetting(format!(
                 "early_refresh_beta must be from {} to {}, not {}",
@@ -350,12 +372,14 @@ impl SandboxSettings {
     pub fn to_query(&self) -> String {
         let flag = |on: bool| if on { "1" } else { "0" };
         format!(
-            "ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&write={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}",
+            "ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}",
             self.cache_ttl_secs,
             self.null_ttl_secs,
             flag(self.negative_caching),
             self.db_latency_ms,
             self.db_jitter_percent,
+            self.db_connections,
+            self.db_wait_ms,
             self.write_strategy.name(),
             self.race_fix.name(),
             flag(self.near_cache),
@@ -414,6 +438,8 @@ impl SandboxSettings {
                 "negative" => s.negative_caching = flag(name, value)?,
                 "db_ms" => s.db_latency_ms = number(name, value)?,
                 "db_jitter" => s.db_jitter_percent = number(name, value)?,
+                "db_conns" => s.db_connections = number(name, value)?,
+                "db_wait" => s.db_wait_ms = number(name, value)?,
                 "write" => s.write_strategy = named(name, value, &WriteStrategy::ALL, WriteStrategy::name)?,
                 "race" => s.race_fix = named(name, value, &RaceFix::ALL, RaceFix::name)?,
                 "near" => s.near_cache = flag(name, value)?,
@@ -430,12 +456,14 @@ impl SandboxSettings {
 }
 
 /// The address parameters [`SandboxSettings::with_query`] reads.
-pub const QUERY_NAMES: [&str; 12] = [
+pub const QUERY_NAMES: [&str; 14] = [
     "ttl",
     "null_ttl",
     "negative",
     "db_ms",
     "db_jitter",
+    "db_conns",
+    "db_wait",
     "write",
     "race",
     "near",
@@ -518,6 +546,8 @@ mod query_tests {
             near_cache: true,
             stampede: StampedePolicy::Lock,
             early_refresh_beta: 2.5,
+            db_connections: 3,
+            db_wait_ms: 500,
             ..SandboxSettings::default()
         };
         let query = chosen.to_query();
@@ -543,6 +573,13 @@ mod query_tests {
         assert!(err.to_string().contains("cache_ttl_secs"), "{err}");
         let err = base.with_query([("near", "maybe")]).unwrap_err();
         assert!(err.to_string().contains("near"), "{err}");
+        let err = base.with_query([("db_conns", "0")]).unwrap_err();
+        assert!(
+            err.to_string().contains("db_connections must be from 1 to 100"),
+            "{err}"
+        );
+        let err = base.with_query([("db_wait", "100000")]).unwrap_err();
+        assert!(err.to_string().contains("db_wait_ms"), "{err}");
         // Unknown parameters are someone else's.
         assert_eq!(base.with_query([("lesson", "basics")]).unwrap(), base);
     }

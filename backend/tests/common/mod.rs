@@ -31,6 +31,10 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> TestBackend {
     // hold a Redis reply past the 250 ms default, and a read that gives up
     // on Redis rightly loads by itself. Tests of the timeout set their own.
     config.redis_timeout_ms = 5_000;
+    // Likewise herds count every load: the most connections, and the
+    // longest wait for one. Tests of a saturated database set their own.
+    config.db_connections = 100;
+    config.db_wait_ms = 30_000;
     tweak(&mut config);
     let backend = Backend::start(config).expect("back end starts");
     TestBackend { backend, _dir: dir }

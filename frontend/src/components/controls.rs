@@ -3,7 +3,9 @@
 
 use leptos::prelude::*;
 use shared::diagram::nodes::STORE_IN_CACHE;
-use shared::{entity::parse_id, parse_name, Kind, StampedePolicy, WriteChange, WriteStrategy};
+use shared::{
+    entity::parse_id, parse_name, Kind, SandboxSettings, StampedePolicy, WriteChange, WriteStrategy,
+};
 
 use super::ConnectionHandle;
 use crate::format;
@@ -218,7 +220,6 @@ pub fn SettingsPanel() -> impl IntoView {
             connection.with_value(|c| c.update_settings(settings));
         }
     };
-    let number = move |ev: leptos::ev::Event| event_target_value(&ev).trim().parse::<u64>().ok();
     view! {
         <section class="card settings" aria-labelledby="settings-title">
             <h2 id="settings-title">"Sandbox settings"</h2>
@@ -290,62 +291,60 @@ pub fn SettingsPanel() -> impl IntoView {
                 />
                 <span>"Cache \"does not exist\""</span>
             </label>
-            <label class="setting">
-                <span>"TTL jitter (%)"</span>
-                <input
-                    type="number"
-                    min="0"
-                    max="90"
-                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.ttl_jitter_percent.to_string()).unwrap_or_default())
-                    on:change=move |ev| {
-                        if let Some(v) = number(ev) {
-                            apply(&|s| s.ttl_jitter_percent = v);
-                        }
-                    }
-                />
-            </label>
-            <label class="setting">
-                <span>"Cache TTL (s)"</span>
-                <input
-                    type="number"
-                    min="1"
-                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.cache_ttl_secs.to_string()).unwrap_or_default())
-                    on:change=move |ev| {
-                        if let Some(v) = number(ev) {
-                            apply(&|s| s.cache_ttl_secs = v);
-                        }
-                    }
-                />
-            </label>
-            <label class="setting">
-                <span>"Latency jitter (%)"</span>
-                <input
-                    type="number"
-                    min="0"
-                    max="100"
-                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.db_jitter_percent.to_string()).unwrap_or_default())
-                    on:change=move |ev| {
-                        if let Some(v) = number(ev) {
-                            apply(&|s| s.db_jitter_percent = v);
-                        }
-                    }
-                />
-            </label>
-            <label class="setting">
-                <span>"Database latency (ms)"</span>
-                <input
-                    type="number"
-                    min="0"
-                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.db_latency_ms.to_string()).unwrap_or_default())
-                    on:change=move |ev| {
-                        if let Some(v) = number(ev) {
-                            apply(&|s| s.db_latency_ms = v);
-                        }
-                    }
-                />
-            </label>
+            <NumberSetting label="TTL jitter (%)" range=(0, 90) get=|s| s.ttl_jitter_percent set=|s, v| s.ttl_jitter_percent = v/>
+            <NumberSetting label="Cache TTL (s)" range=SandboxSettings::CACHE_TTL_SECS get=|s| s.cache_ttl_secs set=|s, v| s.cache_ttl_secs = v/>
+            <NumberSetting label="Latency jitter (%)" range=(0, 100) get=|s| s.db_jitter_percent set=|s, v| s.db_jitter_percent = v/>
+            <NumberSetting label="Database latency (ms)" range=SandboxSettings::DB_LATENCY_MS get=|s| s.db_latency_ms set=|s, v| s.db_latency_ms = v/>
+            <NumberSetting
+                label="Database connections"
+                range=SandboxSettings::DB_CONNECTIONS
+                get=|s| s.db_connections
+                set=|s, v| s.db_connections = v
+                test_id="db-connections"
+            />
+            <NumberSetting
+                label="Wait for a connection (ms)"
+                range=SandboxSettings::DB_WAIT_MS
+                get=|s| s.db_wait_ms
+                set=|s, v| s.db_wait_ms = v
+                test_id="db-wait"
+            />
             <super::SetupLink/>
         </section>
+    }
+}
+
+/// One whole-number setting: shown from the sandbox's settings, sent on
+/// change when it parses; the server checks `range` and says what is
+/// wrong with a value outside it.
+#[component]
+fn NumberSetting(
+    label: &'static str,
+    range: (u64, u64),
+    get: fn(&SandboxSettings) -> u64,
+    set: fn(&mut SandboxSettings, u64),
+    #[prop(optional)] test_id: &'static str,
+) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    view! {
+        <label class="setting">
+            <span>{label}</span>
+            <input
+                type="number"
+                min=range.0
+                max=range.1
+                data-testid=(!test_id.is_empty()).then_some(test_id)
+                prop:value=move || state.settings.with(|s| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default())
+                on:change=move |ev| {
+                    let value = event_target_value(&ev).trim().parse::<u64>().ok();
+                    if let (Some(v), Some(mut settings)) = (value, state.settings.get_untracked()) {
+                        set(&mut settings, v);
+                        connection.with_value(|c| c.update_settings(settings));
+                    }
+                }
+            />
+        </label>
     }
 }
 

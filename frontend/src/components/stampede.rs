@@ -129,6 +129,7 @@ pub fn StampedePanel() -> impl IntoView {
                                     <td class="num">{h.spec.requests}</td>
                                     <td class="num loads">{h.database_loads}</td>
                                     <td class="num">{h.from_cache}</td>
+                                    <td class={if h.failed > 0 { "num failed" } else { "num" }}>{h.failed}</td>
                                     <td class="num">{h.waited}</td>
                                     <td class="num">{h.served_stale}</td>
                                     <td class="num">{h.early_recomputes}</td>
@@ -146,7 +147,7 @@ pub fn StampedePanel() -> impl IntoView {
                             <table data-testid="herd-table">
                                 <thead>
                                     <tr>
-                                        <th>"defence"</th><th>"requests"</th><th>"database loads"</th><th>"from cache"</th>
+                                        <th>"defence"</th><th>"requests"</th><th>"database loads"</th><th>"from cache"</th><th title="turned away: no database connection came free in time">"failed"</th>
                                         <th>"waited"</th><th>"stale"</th><th>"early"</th><th title="most database loads in any 100 ms">"peak / 100 ms"</th><th>"p50"</th><th>"p90"</th><th>"p99"</th><th>"max"</th>
                                     </tr>
                                 </thead>
