@@ -64,6 +64,7 @@ pub fn app(
         .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
         .route("/api/v1/scenarios/patterns", post(compare_patterns))
         .route("/api/v1/reset", post(reset))
+        .route("/api/v1/load", get(load_state).post(start_load).delete(stop_load))
         .route("/ws", get(websocket))
         .route("/api/{*rest}", axum::routing::any(unknown_api))
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
@@ -508,6 +509,42 @@ async fn compare_patterns(
     };
     let result = state.playground.compare_patterns(&sandbox, seed).await?;
     Ok(Json(result).into_response())
+}
+
+/// `POST /api/v1/load`: starts a steady load in the sandbox (JSON body: a
+/// `LoadSpec`), replacing one that runs; answers its state. Watching pages
+/// see it start, progress and end.
+async fn start_load(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+    body: Result<Json<shared::LoadSpec>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AppError> {
+    let sandbox = query.sandbox()?;
+    let Json(spec) = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(e.body_text()),
+        _ => AppError::Body(e.body_text()),
+    })?;
+    let started = crate::load::start(&state.playground, &sandbox, spec)?;
+    Ok(Json(started).into_response())
+}
+
+/// `GET /api/v1/load`: the sandbox's load as it stands (`null`: none).
+async fn load_state(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+) -> Result<Response, AppError> {
+    let sandbox = state.playground.sandbox(&query.sandbox()?)?;
+    Ok(Json(sandbox.load_state()).into_response())
+}
+
+/// `DELETE /api/v1/load`: stops the sandbox's load; answers its last state
+/// (`null`: none ran).
+async fn stop_load(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+) -> Result<Response, AppError> {
+    let stopped = crate::load::stop(&state.playground, &query.sandbox()?)?;
+    Ok(Json(stopped).into_response())
 }
 
 /// How long the health check waits for Redis.

@@ -20,6 +20,7 @@
 //! - [`private_redis`]: sandboxes with a redis-server of their own.
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
+//! - [`load`]: the load generator (seeded, skewed, steady).
 //! - [`traffic`]: reads beyond the trace budget, folded into summaries.
 //! - [`http`]: the REST API, the WebSocket route and the static files (thin handlers).
 //! - [`session`]: one browser's WebSocket session, bounded.
@@ -40,6 +41,7 @@ pub mod fleet;
 pub mod herd;
 pub mod http;
 pub mod ledger;
+pub mod load;
 pub mod patterns;
 pub mod playground;
 pub mod policies;

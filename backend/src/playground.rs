@@ -427,6 +427,23 @@ impl Playground {
         // 3. With near caches the write published an invalidation: its
         //    trace waits (the write does not) for the instances' receipts,
         //    so the diagram can show the fan-out.
+        // The load generator's writes are drawn within the sandbox's
+        // budget of traces, like REST reads; beyond it they are counted.
+        if origin == Origin::Load && !sandbox.may_trace(origin) {
+            let (steps, took) = recorder.finish();
+            let nodes: Vec<NodeId> = steps.into_iter().map(|s| s.node).collect();
+            sandbox.count_untraced(Outcome::Written, micros(took), 0, &nodes);
+            return Ok(WriteResult {
+                kind,
+                id,
+                found,
+                record,
+                cache: effect,
+                latency_us,
+                trace_id,
+                sandbox: sandbox.id.clone(),
+            });
+        }
         match published {
             Some(published) => {
                 let sandbox = sandbox.clone();
@@ -588,6 +605,7 @@ impl Playground {
             recent: sandbox.recent(),
             instances: sandbox.fleet.states(),
             redis: sandbox.redis_description.clone(),
+            load: sandbox.load_state(),
         }
     }
 

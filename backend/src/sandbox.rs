@@ -16,14 +16,15 @@ use cache_aside::{Content, Envelope, KeySpace, Options, Redis};
 use tokio::sync::{oneshot, Notify};
 
 use shared::{
-    InputError, Kind, NodeId, Origin, Outcome, Record, SandboxId, SandboxSettings, ServerMessage, Stats,
-    Trace,
+    InputError, Kind, LoadState, NodeId, Origin, Outcome, Record, SandboxId, SandboxSettings, ServerMessage,
+    Stats, Trace,
 };
 
 use crate::config::Limits;
 use crate::feed::{to_json, TraceFeed};
 use crate::fleet::Fleet;
 use crate::ledger::{longest_hold, KeyLedger};
+use crate::load::RunningLoad;
 use crate::policies;
 use crate::private_redis::{PrivateRedisError, PrivateServer, PrivateServers};
 use crate::recorder::unix_millis;
@@ -95,7 +96,9 @@ impl Counters {
         let add = |counter: &AtomicU64, n: u64| {
             counter.fetch_add(n, Ordering::Relaxed);
         };
-        if untraced {
+        // `untraced` counts reads (the page says so); untraced writes are
+        // in `writes` and in the summaries.
+        if untraced && outcome != Outcome::Written {
             add(&self.untraced, 1);
         }
         match outcome {
@@ -286,6 +289,8 @@ pub struct Sandbox {
     summary_due: AtomicBool,
     /// Untraced reads since the last summary.
     traffic: TrafficMeter,
+    /// The load generator running here, if any.
+    load: Mutex<Option<RunningLoad>>,
     /// When the sandbox was last used, in milliseconds since the epoch.
     last_used: AtomicU64,
     /// Browsers watching it now.
@@ -507,6 +512,8 @@ impl Sandbox {
     /// subscriptions, its keys in Redis and, for any sandbox but `default`,
     /// its database files.
     pub async fn clean_up(&self) {
+        // Its load would otherwise keep it alive until its time is up.
+        drop(self.set_load(None));
         self.fleet.close();
         // A server of its own goes, keys and all; in the shared one, its
         // keys are deleted.
@@ -538,6 +545,8 @@ impl Sandbox {
             return Err(InputError::OverLimit("this sandbox is being reset already".into()).into());
         };
         self.check_rate(WEIGHT)?;
+        // A reset starts from quiet: the load generator stops first.
+        self.stop_load();
         self.frozen.store(true, Ordering::SeqCst);
         let paused: Vec<u64> = lock(&self.paused).keys().copied().collect();
         for id in paused {
@@ -709,7 +718,7 @@ impl Sandbox {
     pub fn may_trace(&self, origin: Origin) -> bool {
         match origin {
             Origin::Browser => self.asked_budget.take(ASKED_TRACES_PER_SECOND),
-            Origin::Rest | Origin::Scenario => self.budget.take(TRACES_PER_SECOND),
+            Origin::Rest | Origin::Scenario | Origin::Load => self.budget.take(TRACES_PER_SECOND),
         }
     }
 
@@ -744,6 +753,28 @@ impl Sandbox {
                 sandbox.feed.publish(Arc::from(to_json(&message)));
             }
         });
+    }
+
+    /// Puts `load` in place of the one running (which stops); returns the
+    /// one it replaced.
+    pub fn set_load(&self, load: Option<RunningLoad>) -> Option<RunningLoad> {
+        std::mem::replace(&mut *lock(&self.load), load)
+    }
+
+    /// The load running here, as it stands.
+    pub fn load_state(&self) -> Option<LoadState> {
+        lock(&self.load).as_ref().map(RunningLoad::state)
+    }
+
+    /// Stops the load running here, if any, and tells every watcher.
+    pub fn stop_load(&self) -> Option<LoadState> {
+        let load = self.set_load(None)?;
+        let mut state = load.state();
+        drop(load);
+        state.running = false;
+        let message = ServerMessage::Load { state: state.clone() };
+        self.feed.publish(Arc::from(to_json(&message)));
+        Some(state)
     }
 
     /// Remembers a trace for browsers that connect later.
@@ -1111,6 +1142,7 @@ impl Sandboxes {
                 asked_budget: TraceBudget::default(),
                 summary_due: AtomicBool::new(false),
                 traffic: TrafficMeter::default(),
+                load: Mutex::new(None),
                 last_used: AtomicU64::new(unix_millis()),
                 watchers: AtomicUsize::new(0),
                 ops: ops_limiter(self.setup.limits.sandbox_ops_per_second),

@@ -139,6 +139,7 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
         // The client is gone: say so by closing the channel.
     });
     let mut herds: Vec<JoinHandle<()>> = Vec::new();
+    let mut my_load: Option<u64> = None;
     let mut last_heard = Instant::now();
     // A client says something (a pong at least) at every ping; three
     // pings unanswered and it is gone.
@@ -169,6 +170,10 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
                                 herds.push(task);
                                 continue;
                             }
+                            Started::Load(started_at_ms) => {
+                                my_load = Some(started_at_ms);
+                                continue;
+                            }
                         }
                     }
                     Some(None) => continue,
@@ -192,6 +197,10 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
     for herd in herds {
         herd.abort();
     }
+    // So is a load this page started and nobody replaced.
+    if my_load.is_some() && sandbox.load_state().map(|s| s.started_at_ms) == my_load {
+        sandbox.stop_load();
+    }
     let _ = send(&mut sink, Message::Close(None)).await;
 }
 
@@ -211,6 +220,9 @@ enum Started {
     Later,
     /// A herd was started; its task stops with the session.
     Herd(JoinHandle<()>),
+    /// A load was started (at this time): it stops with the session,
+    /// unless another replaced it.
+    Load(u64),
 }
 
 /// A command from its JSON text, or what is wrong with it, in at most a
@@ -287,6 +299,14 @@ fn handle_command(
                     .map(|result| ServerMessage::WriteReply { request_id, result })
             }))
         }
+        ClientMessage::StartLoad { request_id, load } => match crate::load::start(&playground, &id, load) {
+            Ok(state) => Started::Load(state.started_at_ms),
+            Err(error) => Started::Reply(error_message(Some(request_id), error)),
+        },
+        ClientMessage::StopLoad { request_id } => match crate::load::stop(&playground, &id) {
+            Ok(_) => Started::Later,
+            Err(error) => Started::Reply(error_message(Some(request_id), error)),
+        },
         ClientMessage::SetInstanceLink { instance, connected } => reply(
             sandbox
                 .start_operation(1)

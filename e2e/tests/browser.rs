@@ -735,3 +735,52 @@ async fn a_saturated_database_fails_a_herd_and_the_lock_spares_it() {
     e2e::review_screenshot(&client, "saturated-herds", "[data-testid=herd-table]").await;
     client.close().await.unwrap();
 }
+
+/// The steady load from the page: it says how skewed the keys are, runs,
+/// reports progress and its end, and the charts fill with the hit ratio
+/// and database queries as the hot keys get cached.
+#[tokio::test]
+async fn a_steady_load_runs_from_the_page_and_charts_the_hit_ratio() {
+    let (_server, _driver, client) = start_page("e2e-load", |_| {}).await;
+    for (field, value) in [("load-rate", "200"), ("load-seconds", "3"), ("load-keys", "20")] {
+        let input = client
+            .find(Locator::Css(&format!("[data-testid={field}]")))
+            .await
+            .unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    let shape = text_of(&client, "[data-testid=load-shape]")
+        .await
+        .unwrap_or_default();
+    assert!(shape.contains("hottest fifth"), "{shape}");
+    click(&client, "[data-testid=start-load]").await;
+    wait_for(&client, "the load to end", WAIT, || async {
+        text_of(&client, "[data-testid=load-status]")
+            .await
+            .filter(|t| t == "ended: 600 operations sent")
+    })
+    .await;
+    // Every read of the load is counted (the last summary follows the end
+    // within a quarter of a second).
+    wait_for(&client, "600 reads counted", WAIT, || async {
+        text_of(&client, "[data-testid=reads]")
+            .await
+            .filter(|t| t == "600")
+    })
+    .await;
+    let latest = wait_for(&client, "a point on the charts", WAIT, || async {
+        text_of(&client, "[data-testid=load-latest]")
+            .await
+            .filter(|t| t.starts_with("Last second"))
+    })
+    .await;
+    assert!(latest.contains("hit ratio"), "{latest}");
+    let lines = client
+        .find_all(Locator::Css("[data-testid=load-charts] polyline"))
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 2);
+    e2e::review_screenshot(&client, "steady-load", "[data-testid=load-charts]").await;
+    client.close().await.unwrap();
+}

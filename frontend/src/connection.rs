@@ -223,6 +223,18 @@ impl Connection {
         self.send(&ClientMessage::ComparePatterns { request_id, seed }, true)
     }
 
+    /// Starts a steady load in the sandbox.
+    pub fn start_load(&self, load: shared::LoadSpec) -> bool {
+        let request_id = self.next_request_id();
+        self.send(&ClientMessage::StartLoad { request_id, load }, false)
+    }
+
+    /// Stops the sandbox's load.
+    pub fn stop_load(&self) -> bool {
+        let request_id = self.next_request_id();
+        self.send(&ClientMessage::StopLoad { request_id }, false)
+    }
+
     /// Asks the back end to compare the cache with the database.
     pub fn check_divergence(&self) -> bool {
         let request_id = self.next_request_id();

@@ -6,6 +6,7 @@
 //! - [`flood`]: more reads than the page can animate, as counts; plain
 //!   Rust.
 //! - [`format`]: how numbers, times and commands are shown; plain Rust.
+//! - [`series`]: the counters over time for the live charts; plain Rust.
 //! - [`state`]: the page's reactive state and how server messages change it.
 //! - [`connection`]: the WebSocket, with reconnection.
 //! - [`components`]: Leptos components that draw the state: the diagram,
@@ -17,6 +18,7 @@ pub mod embed;
 pub mod flood;
 pub mod format;
 pub mod runner;
+pub mod series;
 
 /// The lesson path is data the back end also reads (the embed pages).
 pub use shared::lessons;

@@ -4,14 +4,15 @@ use std::collections::VecDeque;
 
 use leptos::prelude::*;
 use shared::{
-    Diagram, DivergenceReport, EdgeCount, HerdResult, InstanceState, NodeId, Operation, ReadResult,
-    SandboxId, SandboxSettings, ScenarioResult, ServerMessage, Stats, Trace, TraceStep, WriteResult,
-    PROTOCOL_VERSION,
+    Diagram, DivergenceReport, EdgeCount, HerdResult, InstanceState, LoadState, NodeId, Operation,
+    ReadResult, SandboxId, SandboxSettings, ScenarioResult, ServerMessage, Stats, Trace, TraceStep,
+    WriteResult, PROTOCOL_VERSION,
 };
 
 use crate::flood::Flood;
 use crate::lessons::{Position, Progress};
 use crate::runner::Run;
+use crate::series::Series;
 use crate::timeline::Timeline;
 
 /// The most traces the log keeps.
@@ -81,6 +82,10 @@ pub struct AppState {
     /// The latest flood of reads too many to animate, from the server's
     /// summaries.
     pub flood: RwSignal<Flood>,
+    /// The counters over time, a point a second.
+    pub series: RwSignal<Series>,
+    /// The sandbox's load generator, as last told.
+    pub load: RwSignal<Option<LoadState>>,
     /// The instance this page sends its reads and writes to (`None`: any,
     /// round-robin).
     pub target_instance: RwSignal<Option<String>>,
@@ -125,6 +130,8 @@ impl AppState {
             herds: RwSignal::new(Vec::new()),
             herd_edges: RwSignal::new(None),
             flood: RwSignal::new(Flood::default()),
+            series: RwSignal::new(Series::default()),
+            load: RwSignal::new(None),
             target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
@@ -156,6 +163,7 @@ impl AppState {
                 recent,
                 instances,
                 redis,
+                load,
                 ..
             } => {
                 if protocol_version != PROTOCOL_VERSION {
@@ -177,6 +185,8 @@ impl AppState {
                 self.diagram.set(diagram);
                 self.instances.set(instances);
                 self.redis.set(redis);
+                self.load.set(load);
+                self.series.set(Series::default());
                 // A reconnect or reload picks the log up where it was.
                 self.log.set(recent.into_iter().take(LOG_LIMIT).collect());
             }
@@ -193,6 +203,8 @@ impl AppState {
                     self.herd_edges.set(None);
                 }
                 self.stats.set(stats);
+                let ended_ms = trace.started_at_ms + trace.total_us / 1_000;
+                self.series.update(|s| s.observe(ended_ms, stats));
                 self.log.update(|log| {
                     log.push_front(trace.clone());
                     log.truncate(LOG_LIMIT);
@@ -220,8 +232,10 @@ impl AppState {
                 self.last_write.set(Some(result));
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
+            ServerMessage::Load { state } => self.load.set(Some(state)),
             ServerMessage::Summary { stats, traffic } => {
                 self.stats.set(stats);
+                self.series.update(|s| s.observe(traffic.at_ms, stats));
                 self.flood.update(|f| f.add(traffic));
                 self.herd_edges
                     .set(Some(self.flood.with_untracked(|f| f.edges().to_vec())));
@@ -312,6 +326,7 @@ impl AppState {
                 }
                 self.herd_edges.set(None);
                 self.flood.set(Flood::default());
+                self.series.set(Series::default());
                 self.paused.update(Vec::clear);
                 self.notice.set((!experiment).then(|| {
                     "This sandbox was reset: its rows are back to the seed data and its cache is empty."
@@ -359,6 +374,7 @@ mod tests {
             recent: Vec::new(),
             instances: Vec::new(),
             redis: String::new(),
+            load: None,
         }
     }
 

@@ -117,6 +117,8 @@ pub enum Panel {
     Race,
     Stampede,
     Patterns,
+    /// The steady load and its charts.
+    Load,
 }
 
 /// One setting a step changes.

@@ -18,6 +18,7 @@
 pub mod diagram;
 pub mod entity;
 pub mod lessons;
+pub mod load;
 pub mod protocol;
 pub mod settings;
 pub mod trace;
@@ -26,6 +27,7 @@ pub use diagram::{Diagram, Edge, Feature, Node, NodeId, NodeShape, System};
 pub use entity::{
     check_id, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID, MAX_NAME_LEN,
 };
+pub use load::{LoadSpec, LoadState};
 pub use protocol::{
     CacheEffect, ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, HerdResult, HerdSpec,
     HerdTiming, InstanceState, Pattern, PatternComparison, PatternRow, ReadResult, Scenario, ScenarioResult,

@@ -7,6 +7,7 @@
 
 use crate::diagram::{Diagram, NodeId};
 use crate::entity::{Kind, Record, SandboxId};
+use crate::load::{LoadSpec, LoadState};
 use crate::settings::{RaceFix, SandboxSettings, Stats};
 use crate::trace::{Operation, Outcome, Trace, TraceStep};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,11 @@ pub enum ClientMessage {
     Continue { operation_id: u64 },
     /// Fires a herd of concurrent reads at one cold key (the stampede lab).
     RunHerd { request_id: u64, herd: HerdSpec },
+    /// Starts a steady load in the sandbox (replacing one that runs);
+    /// every watcher gets [`ServerMessage::Load`].
+    StartLoad { request_id: u64, load: LoadSpec },
+    /// Stops the sandbox's load, if one runs.
+    StopLoad { request_id: u64 },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
     /// The same seeded workload through cache-aside, read-through,
@@ -344,6 +350,9 @@ pub enum ServerMessage {
         /// Which Redis the sandbox uses: the shared one, or its own server.
         #[serde(default)]
         redis: String,
+        /// The sandbox's load, if one runs.
+        #[serde(default)]
+        load: Option<LoadState>,
     },
     /// An operation in this sandbox finished, whoever started it.
     Trace { trace: Trace, stats: Stats },
@@ -383,6 +392,8 @@ pub enum ServerMessage {
     HerdReply { request_id: u64, result: HerdResult },
     /// The sandbox's settings changed.
     Settings { settings: SandboxSettings },
+    /// The sandbox's load started, moved on (once a second) or ended.
+    Load { state: LoadState },
     /// Reads beyond what the sandbox draws per second, folded into counts:
     /// sent a few times a second at most, serialized once for every
     /// watcher, with the counters as they stand.

@@ -79,6 +79,8 @@ pub enum Origin {
     Rest,
     /// A step of a preset scenario driven by the back end.
     Scenario,
+    /// The sandbox's load generator.
+    Load,
 }
 
 impl Origin {
@@ -88,6 +90,7 @@ impl Origin {
             Origin::Browser => "page",
             Origin::Rest => "REST",
             Origin::Scenario => "scenario",
+            Origin::Load => "load",
         }
     }
 
@@ -97,6 +100,7 @@ impl Origin {
             Origin::Browser => "from this page",
             Origin::Rest => "from the REST API",
             Origin::Scenario => "from a scenario",
+            Origin::Load => "from the load generator",
         }
     }
 }

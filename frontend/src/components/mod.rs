@@ -6,6 +6,7 @@ mod diagram;
 mod divergence;
 mod instances;
 pub(crate) mod lesson;
+mod load;
 mod log;
 mod patterns;
 mod race;
@@ -112,6 +113,7 @@ pub fn App() -> impl IntoView {
                 {move || shows(Panel::Race).then(|| view! { <RacePanel/> })}
                 {move || shows(Panel::Stampede).then(|| view! { <StampedePanel/> })}
                 {move || shows(Panel::Patterns).then(|| view! { <PatternsPanel/> })}
+                {move || shows(Panel::Load).then(|| view! { <load::LoadPanel/> })}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).

@@ -1,0 +1,178 @@
+//! Steady load: a seeded stream of reads (and a few writes) over hot and
+//! cold keys, and the sandbox's hit ratio, database queries and latency
+//! charted as it runs.
+
+use leptos::prelude::*;
+use shared::{Kind, LoadSpec};
+
+use super::ConnectionHandle;
+use crate::format;
+use crate::series::{Point, Series, POINTS};
+use crate::state::AppState;
+
+/// The load card.
+#[component]
+pub fn LoadPanel() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    let defaults = LoadSpec::default();
+    let per_second = RwSignal::new(defaults.per_second.to_string());
+    let write_percent = RwSignal::new(defaults.write_percent.to_string());
+    let keys = RwSignal::new(defaults.keys.to_string());
+    let skew = RwSignal::new(format!("{:.1}", defaults.skew));
+    let seconds = RwSignal::new(defaults.seconds.to_string());
+    let seed = RwSignal::new(defaults.seed.to_string());
+    let error = RwSignal::new(None::<String>);
+    // The spec as typed, or what is wrong with it.
+    let spec = move || -> Result<LoadSpec, String> {
+        let whole = |name: &str, text: RwSignal<String>| {
+            text.get()
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{name} must be a whole number"))
+        };
+        let spec = LoadSpec {
+            kind: Kind::Users,
+            per_second: whole("operations per second", per_second)?,
+            write_percent: whole("writes %", write_percent)?,
+            keys: whole("keys", keys)?,
+            skew: skew
+                .get()
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| "skew must be a number".to_string())?,
+            seconds: whole("seconds", seconds)?,
+            seed: whole("seed", seed)?,
+        };
+        spec.validate().map_err(|e| e.to_string())?;
+        Ok(spec)
+    };
+    let running = move || state.load.with(|l| l.as_ref().is_some_and(|l| l.running));
+    let start = move |_| match spec() {
+        Ok(spec) => {
+            error.set(None);
+            connection.with_value(|c| c.start_load(spec));
+        }
+        Err(message) => error.set(Some(message)),
+    };
+    let stop = move |_| {
+        connection.with_value(|c| c.stop_load());
+    };
+    let field = move |id: &'static str, label: &'static str, text: RwSignal<String>| {
+        view! {
+            <label for=id>{label}</label>
+            <input id=id data-testid=id inputmode="decimal" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))/>
+        }
+    };
+    view! {
+        <section class="card load" aria-labelledby="load-title" data-spot="load">
+            <h2 id="load-title">"Steady load"</h2>
+            <p class="help">
+                "Reads (and some writes) at a steady rate over a set of users, a few of them hot, as real traffic is. Watch the hit ratio climb as the hot keys are cached and the database queries fall."
+            </p>
+            <div class="row">
+                {field("load-rate", "operations/s", per_second)}
+                {field("load-writes", "writes %", write_percent)}
+                {field("load-seconds", "seconds", seconds)}
+            </div>
+            <div class="row">
+                {field("load-keys", "users", keys)}
+                {field("load-skew", "skew", skew)}
+                {field("load-seed", "seed", seed)}
+            </div>
+            <p class="help" data-testid="load-shape">
+                {move || match spec() {
+                    Ok(spec) => format!(
+                        "The hottest fifth of the users gets {} of the operations (skew 0: every user alike).",
+                        format::percent(spec.share_of_top(0.2))
+                    ),
+                    Err(message) => message,
+                }}
+            </p>
+            <div class="row">
+                <button type="button" class="primary" data-testid="start-load" disabled=move || !state.is_open() on:click=start>
+                    {move || if running() { "Restart" } else { "Start" }}
+                </button>
+                <button type="button" data-testid="stop-load" disabled=move || !running() on:click=stop>
+                    "Stop"
+                </button>
+                <span class="help" data-testid="load-status" aria-live="polite">
+                    {move || state.load.with(|l| match l {
+                        Some(l) if l.running => format!("running: {} of {} sent", l.sent, l.spec.per_second * l.spec.seconds),
+                        Some(l) => format!("ended: {} operations sent", l.sent),
+                        None => String::new(),
+                    })}
+                </span>
+            </div>
+            {move || error.get().map(|e| view! { <p class="help error">{e}</p> })}
+            <Charts series=state.series/>
+        </section>
+    }
+}
+
+/// The hit ratio and the database's queries per second over the last two
+/// minutes, a point a second.
+#[component]
+fn Charts(series: RwSignal<Series>) -> impl IntoView {
+    let latest = move || series.with(|s| s.latest().cloned());
+    view! {
+        <div class="charts" data-testid="load-charts">
+            {move || {
+                series.with(|s| {
+                    (!s.is_empty()).then(|| {
+                        let ratios = line(s, 1.0, |p| p.hit_ratio);
+                        let most = s.points().map(|p| p.database_per_second).fold(1.0, f64::max);
+                        let queries = line(s, most, |p| Some(p.database_per_second));
+                        view! {
+                            <figure class="chart">
+                                <figcaption>"hit ratio"</figcaption>
+                                <svg viewBox="0 0 240 60" preserveAspectRatio="none" role="img" aria-label="hit ratio over the last two minutes">
+                                    <polyline class="ratio-line" points=ratios/>
+                                </svg>
+                            </figure>
+                            <figure class="chart">
+                                <figcaption>{format!("database queries/s (top {most:.0})")}</figcaption>
+                                <svg viewBox="0 0 240 60" preserveAspectRatio="none" role="img" aria-label="database queries per second over the last two minutes">
+                                    <polyline class="queries-line" points=queries/>
+                                </svg>
+                            </figure>
+                        }
+                    })
+                })
+            }}
+            <p class="help" data-testid="load-latest">
+                {move || latest().map(|p| format!(
+                    "Last second: {} reads, hit ratio {}, {:.0} database queries/s, average read {}.",
+                    p.reads,
+                    p.hit_ratio.map(format::percent).unwrap_or_else(|| "–".into()),
+                    p.database_per_second,
+                    p.average_us.map(format::micros).unwrap_or_else(|| "–".into()),
+                ))}
+            </p>
+        </div>
+    }
+}
+
+/// SVG polyline points for `value` of each point, scaled so `top` is the
+/// chart's top; the newest point at the right edge, at least
+/// [`MIN_SPAN`] points across so a short run is not squeezed into a
+/// corner; points without a value are left out.
+fn line(series: &Series, top: f64, value: impl Fn(&Point) -> Option<f64>) -> String {
+    let count = series.points().count();
+    let span = count.clamp(MIN_SPAN, POINTS);
+    let offset = span.saturating_sub(count);
+    series
+        .points()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let v = value(p)?;
+            let x = (offset + i) as f64 * 240.0 / (span - 1) as f64;
+            let y = 58.0 - 56.0 * (v / top).clamp(0.0, 1.0);
+            Some(format!("{x:.1},{y:.1}"))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The fewest points a chart spreads across its width.
+const MIN_SPAN: usize = 20;
