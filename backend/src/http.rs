@@ -59,6 +59,7 @@ pub fn app(
     let body_limit = state.playground.sandboxes.limits().max_body_bytes;
     let api = Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
         .route("/api/v1/{kind}/{id}", get(read).put(update).delete(delete))
         .route("/api/v1/divergence", get(divergence))
         .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
@@ -545,6 +546,19 @@ async fn stop_load(
 ) -> Result<Response, AppError> {
     let stopped = crate::load::stop(&state.playground, &query.sandbox()?)?;
     Ok(Json(stopped).into_response())
+}
+
+/// `GET /metrics`: the playground's Prometheus metrics (aggregated over
+/// every sandbox, nothing per visitor), in the OpenMetrics text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.playground.sandboxes.metrics_text(),
+    )
+        .into_response()
 }
 
 /// How long the health check waits for Redis.

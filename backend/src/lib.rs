@@ -21,6 +21,7 @@
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
 //! - [`load`]: the load generator (seeded, skewed, steady).
+//! - [`metrics`]: Prometheus metrics of the whole playground.
 //! - [`traffic`]: reads beyond the trace budget, folded into summaries.
 //! - [`http`]: the REST API, the WebSocket route and the static files (thin handlers).
 //! - [`session`]: one browser's WebSocket session, bounded.
@@ -42,6 +43,7 @@ pub mod herd;
 pub mod http;
 pub mod ledger;
 pub mod load;
+pub mod metrics;
 pub mod patterns;
 pub mod playground;
 pub mod policies;
@@ -157,6 +159,7 @@ impl Backend {
             sealer: Arc::new(sealer),
             sandbox_dir: config.data_dir.join("sandboxes"),
             feed_capacity: config.trace_buffer as usize,
+            metrics: Arc::new(metrics::Metrics::new()),
             limits: limits.clone(),
             // Only a back end that starts its own Redis starts more.
             private_servers: embedded_redis.is_some().then(|| {

@@ -25,6 +25,7 @@ use crate::feed::{to_json, TraceFeed};
 use crate::fleet::Fleet;
 use crate::ledger::{longest_hold, KeyLedger};
 use crate::load::RunningLoad;
+use crate::metrics::Metrics;
 use crate::policies;
 use crate::private_redis::{PrivateRedisError, PrivateServer, PrivateServers};
 use crate::recorder::unix_millis;
@@ -291,6 +292,8 @@ pub struct Sandbox {
     traffic: TrafficMeter,
     /// The load generator running here, if any.
     load: Mutex<Option<RunningLoad>>,
+    /// The playground's metrics.
+    metrics: Arc<Metrics>,
     /// When the sandbox was last used, in milliseconds since the epoch.
     last_used: AtomicU64,
     /// Browsers watching it now.
@@ -674,10 +677,11 @@ impl Sandbox {
         settings: &SandboxSettings,
         ran: impl FnOnce(SqlDone) + Send + 'static,
     ) -> impl FnOnce() -> Load + Send + 'static {
-        let (database, latency, jitter) = (
+        let (database, latency, jitter, metrics) = (
             self.database.clone(),
             settings.db_latency_ms,
             settings.db_jitter_percent,
+            self.metrics.clone(),
         );
         // Nothing is prepared until the engine calls the loader: a hit
         // costs no SQL text, no boxed query.
@@ -685,6 +689,9 @@ impl Sandbox {
             Box::pin(async move {
                 let query = database.find(kind, id, simulated_latency(latency, jitter));
                 let (result, done) = query.run_measured().await;
+                if !done.reached {
+                    metrics.busy();
+                }
                 ran(done);
                 result
             })
@@ -701,6 +708,7 @@ impl Sandbox {
     /// untraced. Returns the counters.
     pub fn count(&self, outcome: Outcome, total_us: u64, database_us: u64, untraced: bool) -> Stats {
         self.counters.count(outcome, total_us, database_us, untraced);
+        self.metrics.operation(outcome, total_us, database_us);
         if outcome == Outcome::Fallback {
             if let Some(reads) = FALLBACKS.note(unix_millis()) {
                 tracing::warn!(
@@ -735,6 +743,7 @@ impl Sandbox {
         path: &[NodeId],
     ) {
         self.counters.count(outcome, total_us, database_us, true);
+        self.metrics.operation(outcome, total_us, database_us);
         self.traffic.count(outcome, total_us, path);
         if self.summary_due.swap(true, Ordering::AcqRel) {
             return;
@@ -910,6 +919,8 @@ pub struct Setup {
     pub sandbox_dir: PathBuf,
     /// Traces that wait for a slow browser.
     pub feed_capacity: usize,
+    /// The playground's metrics, shared by every sandbox.
+    pub metrics: Arc<Metrics>,
     pub limits: Limits,
     /// Starts sandboxes' own servers; `None` with an external Redis.
     pub private_servers: Option<PrivateServers>,
@@ -1047,6 +1058,20 @@ impl Sandboxes {
         Ok(sandbox)
     }
 
+    /// The playground's metrics as OpenMetrics text, with what is open now.
+    pub fn metrics_text(&self) -> String {
+        let (mut watchers, mut loads) = (0, 0);
+        let sandboxes = {
+            let map = read(&self.map);
+            for sandbox in map.values() {
+                watchers += sandbox.watchers() as u64;
+                loads += u64::from(sandbox.load_state().is_some_and(|l| l.running));
+            }
+            map.len() as u64
+        };
+        self.setup.metrics.encode(sandboxes, watchers, loads)
+    }
+
     /// Removes the sandboxes nobody watches and nobody used for `idle`
     /// (never `default`), and cleans each up completely: its instances'
     /// subscriptions, its keys in Redis, its database files. Returns how
@@ -1143,6 +1168,7 @@ impl Sandboxes {
                 summary_due: AtomicBool::new(false),
                 traffic: TrafficMeter::default(),
                 load: Mutex::new(None),
+                metrics: self.setup.metrics.clone(),
                 last_used: AtomicU64::new(unix_millis()),
                 watchers: AtomicUsize::new(0),
                 ops: ops_limiter(self.setup.limits.sandbox_ops_per_second),
