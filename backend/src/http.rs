@@ -62,6 +62,7 @@ pub fn app(
         .route("/metrics", get(metrics))
         .route("/api/v1/{kind}/{id}", get(read).put(update).delete(delete))
         .route("/api/v1/divergence", get(divergence))
+        .route("/api/v1/keys", get(keys))
         .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
         .route("/api/v1/scenarios/patterns", post(compare_patterns))
         .route("/api/v1/reset", post(reset))
@@ -454,6 +455,16 @@ async fn divergence(
 ) -> Result<Response, AppError> {
     let sandbox = query.sandbox()?;
     let report = state.playground.check_divergence(&sandbox).await?;
+    Ok(Json(report).into_response())
+}
+
+/// `GET /api/v1/keys`: the sandbox's keys in Redis, each with its TTL,
+/// type, size and use, and how many have no TTL.
+async fn keys(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+) -> Result<Response, AppError> {
+    let report = state.playground.inspect_keys(&query.sandbox()?).await?;
     Ok(Json(report).into_response())
 }
 

@@ -20,6 +20,7 @@
 //! - [`private_redis`]: sandboxes with a redis-server of their own.
 //! - [`store`]: the SQLite database, its schema and deterministic seed data.
 //! - [`feed`]: bounded fan-out of traces to watching browsers.
+//! - [`inspect`]: a sandbox's keys in Redis, with their TTLs (SCAN).
 //! - [`load`]: the load generator (seeded, skewed, steady).
 //! - [`metrics`]: Prometheus metrics of the whole playground.
 //! - [`traffic`]: reads beyond the trace budget, folded into summaries.
@@ -41,6 +42,7 @@ pub mod feed;
 pub mod fleet;
 pub mod herd;
 pub mod http;
+pub mod inspect;
 pub mod ledger;
 pub mod load;
 pub mod metrics;

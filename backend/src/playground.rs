@@ -483,6 +483,21 @@ impl Playground {
         Ok(divergence::check(&sandbox, unix_millis()).await?)
     }
 
+    /// Lists the sandbox's keys in Redis with their TTLs and sizes.
+    ///
+    /// # Errors
+    /// [`OpError::Inspection`] when Redis fails; [`OpError::Input`] while
+    /// another inspection of the sandbox runs.
+    pub async fn inspect_keys(&self, sandbox: &SandboxId) -> Result<shared::KeyReport, OpError> {
+        let sandbox = self.sandbox(sandbox)?.start_operation(DIVERGENCE_WEIGHT)?;
+        let Ok(_one_at_a_time) = sandbox.inspecting.try_lock() else {
+            return Err(InputError::OverLimit("a check of this sandbox is running already".into()).into());
+        };
+        crate::inspect::inspect(&sandbox, unix_millis())
+            .await
+            .map_err(|e| OpError::Inspection(e.into()))
+    }
+
     /// Fires a herd of concurrent reads (see [`crate::herd`]), if fewer
     /// herds than the limit run now.
     ///

@@ -307,6 +307,14 @@ fn handle_command(
             Ok(_) => Started::Later,
             Err(error) => Started::Reply(error_message(Some(request_id), error)),
         },
+        ClientMessage::InspectKeys { request_id } => {
+            later(spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .inspect_keys(&id)
+                    .await
+                    .map(|report| ServerMessage::Keys { request_id, report })
+            }))
+        }
         ClientMessage::SetInstanceLink { instance, connected } => reply(
             sandbox
                 .start_operation(1)

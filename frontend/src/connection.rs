@@ -229,6 +229,12 @@ impl Connection {
         self.send(&ClientMessage::StartLoad { request_id, load }, false)
     }
 
+    /// Lists the sandbox's keys in Redis.
+    pub fn inspect_keys(&self) -> bool {
+        let request_id = self.next_request_id();
+        self.send(&ClientMessage::InspectKeys { request_id }, false)
+    }
+
     /// Stops the sandbox's load.
     pub fn stop_load(&self) -> bool {
         let request_id = self.next_request_id();

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use leptos::prelude::*;
 use shared::{
-    Diagram, DivergenceReport, EdgeCount, HerdResult, InstanceState, LoadState, NodeId, Operation,
+    Diagram, DivergenceReport, EdgeCount, HerdResult, InstanceState, KeyReport, LoadState, NodeId, Operation,
     ReadResult, SandboxId, SandboxSettings, ScenarioResult, ServerMessage, Stats, Trace, TraceStep,
     WriteResult, PROTOCOL_VERSION,
 };
@@ -86,6 +86,8 @@ pub struct AppState {
     pub series: RwSignal<Series>,
     /// The sandbox's load generator, as last told.
     pub load: RwSignal<Option<LoadState>>,
+    /// The latest key inspection.
+    pub keys: RwSignal<Option<KeyReport>>,
     /// The instance this page sends its reads and writes to (`None`: any,
     /// round-robin).
     pub target_instance: RwSignal<Option<String>>,
@@ -132,6 +134,7 @@ impl AppState {
             flood: RwSignal::new(Flood::default()),
             series: RwSignal::new(Series::default()),
             load: RwSignal::new(None),
+            keys: RwSignal::new(None),
             target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
@@ -233,6 +236,14 @@ impl AppState {
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
             ServerMessage::Load { state } => self.load.set(Some(state)),
+            ServerMessage::Keys { report, .. } => {
+                self.announcement.set(format!(
+                    "{} keys in Redis, {} without a TTL",
+                    report.keys.len(),
+                    report.without_ttl
+                ));
+                self.keys.set(Some(report));
+            }
             ServerMessage::Summary { stats, traffic } => {
                 self.stats.set(stats);
                 self.series.update(|s| s.observe(traffic.at_ms, stats));
@@ -327,6 +338,7 @@ impl AppState {
                 self.herd_edges.set(None);
                 self.flood.set(Flood::default());
                 self.series.set(Series::default());
+                self.keys.set(None);
                 self.paused.update(Vec::clear);
                 self.notice.set((!experiment).then(|| {
                     "This sandbox was reset: its rows are back to the seed data and its cache is empty."

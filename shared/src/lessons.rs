@@ -119,6 +119,8 @@ pub enum Panel {
     Patterns,
     /// The steady load and its charts.
     Load,
+    /// The keys in Redis and their TTLs.
+    Keys,
 }
 
 /// One setting a step changes.

@@ -46,6 +46,9 @@ pub enum ClientMessage {
     StartLoad { request_id: u64, load: LoadSpec },
     /// Stops the sandbox's load, if one runs.
     StopLoad { request_id: u64 },
+    /// Lists the sandbox's keys in Redis; answered with
+    /// [`ServerMessage::Keys`].
+    InspectKeys { request_id: u64 },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
     /// The same seeded workload through cache-aside, read-through,
@@ -298,6 +301,37 @@ impl Traffic {
     }
 }
 
+/// What a sandbox has in Redis now (`GET /api/v1/keys`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyReport {
+    /// The keys, without the sandbox's prefix, sorted.
+    pub keys: Vec<KeyInfo>,
+    /// How many of them have no TTL.
+    pub without_ttl: u64,
+    /// Whether there were more than the report lists.
+    pub truncated: bool,
+    /// Redis's `maxmemory-policy` (`None`: Redis would not say).
+    pub policy: Option<String>,
+    /// When it was taken, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// One key and its figures, as Redis gives them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub key: String,
+    /// `string`, `hash`, ...
+    pub redis_type: String,
+    /// Time to live in milliseconds (`None`: no TTL at all).
+    pub ttl_ms: Option<u64>,
+    /// `MEMORY USAGE`, in bytes.
+    pub bytes: Option<u64>,
+    /// Seconds since it was last used (LRU and other non-LFU policies).
+    pub idle_secs: Option<u64>,
+    /// Its LFU counter (LFU policies).
+    pub frequency: Option<u64>,
+}
+
 /// Requests that went from one diagram node to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeCount {
@@ -394,6 +428,8 @@ pub enum ServerMessage {
     Settings { settings: SandboxSettings },
     /// The sandbox's load started, moved on (once a second) or ended.
     Load { state: LoadState },
+    /// The answer to [`ClientMessage::InspectKeys`].
+    Keys { request_id: u64, report: KeyReport },
     /// Reads beyond what the sandbox draws per second, folded into counts:
     /// sent a few times a second at most, serialized once for every
     /// watcher, with the counters as they stand.

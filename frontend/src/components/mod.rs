@@ -5,6 +5,7 @@ mod controls;
 mod diagram;
 mod divergence;
 mod instances;
+mod keys;
 pub(crate) mod lesson;
 mod load;
 mod log;
@@ -114,6 +115,7 @@ pub fn App() -> impl IntoView {
                 {move || shows(Panel::Stampede).then(|| view! { <StampedePanel/> })}
                 {move || shows(Panel::Patterns).then(|| view! { <PatternsPanel/> })}
                 {move || shows(Panel::Load).then(|| view! { <load::LoadPanel/> })}
+                {move || shows(Panel::Keys).then(|| view! { <keys::KeysPanel/> })}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).

@@ -1,0 +1,50 @@
+//! The key inspector on a real Redis: every key of the sandbox with its
+//! TTL and size, none of another sandbox's, and the audit of keys with no
+//! TTL.
+
+mod common;
+
+use redis::Commands;
+use shared::{KeyReport, Kind, SandboxId};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_lists_the_sandboxs_keys_and_flags_those_without_a_ttl() {
+    let t = common::start(|c| c.cache_ttl_secs = 60);
+    let served = common::serve(&t).await;
+    for id in [1, 2, 3] {
+        t.read(Kind::Users, id).await;
+    }
+    t.read_in("keys-other", Kind::Users, 4).await;
+    // A key someone cached with no TTL (the "forgot the TTL" bug).
+    let mut redis = t.redis();
+    let planted = "cache:default:user:999";
+    let _: () = redis.set(planted, "ca1 v 1 0 0\n{}").unwrap();
+
+    let report = t
+        .backend
+        .playground
+        .inspect_keys(&SandboxId::default_sandbox())
+        .await
+        .unwrap();
+    let names: Vec<&str> = report.keys.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(names, ["user:1", "user:2", "user:3", "user:999"], "{report:?}");
+    assert_eq!(report.without_ttl, 1);
+    assert!(!report.truncated);
+    for key in &report.keys[..3] {
+        let ttl = key.ttl_ms.expect("a TTL");
+        assert!(ttl > 0 && ttl <= 60_000, "{key:?}");
+        assert!(key.bytes.is_some_and(|b| b > 0), "{key:?}");
+        assert_eq!(key.redis_type, "string");
+        assert!(key.idle_secs.is_some() || key.frequency.is_some(), "{key:?}");
+    }
+    assert_eq!(report.keys[3].ttl_ms, None);
+    assert!(report.policy.is_some(), "our own Redis answers CONFIG GET");
+
+    let response = common::http_get(served.addr, "/api/v1/keys?sandbox=keys-other").await;
+    assert_eq!(common::status_of(&response), 200, "{response}");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let other: KeyReport = serde_json::from_str(body).unwrap();
+    let names: Vec<&str> = other.keys.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(names, ["user:4"]);
+    assert_eq!(other.without_ttl, 0);
+}
