@@ -52,6 +52,7 @@ pub fn options(settings: &SandboxSettings) -> Options {
         near_ttl: settings
             .near_cache
             .then(|| Duration::from_secs(settings.near_ttl_secs)),
+        forget_ttl: settings.forget_ttl,
     }
 }
 

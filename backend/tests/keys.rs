@@ -48,3 +48,26 @@ async fn the_inspector_lists_the_sandboxs_keys_and_flags_those_without_a_ttl() {
     assert_eq!(names, ["user:4"]);
     assert_eq!(other.without_ttl, 0);
 }
+
+/// "Forget the TTL", switched on: the sandbox's next reads cache keys that
+/// never expire, and the audit finds exactly those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_the_ttl_is_caught_by_the_audit() {
+    let t = common::start(|_| {});
+    let sandbox = SandboxId::default_sandbox();
+    t.read(Kind::Users, 1).await;
+    let mut settings = t.backend.playground.sandbox(&sandbox).unwrap().settings();
+    settings.forget_ttl = true;
+    t.backend.playground.update_settings(&sandbox, settings).unwrap();
+    t.read(Kind::Users, 2).await;
+    t.read(Kind::Users, 3).await;
+    let report = t.backend.playground.inspect_keys(&sandbox).await.unwrap();
+    let forgotten: Vec<&str> = report
+        .keys
+        .iter()
+        .filter(|k| k.ttl_ms.is_none())
+        .map(|k| k.key.as_str())
+        .collect();
+    assert_eq!(forgotten, ["user:2", "user:3"], "{report:?}");
+    assert_eq!(report.without_ttl, 2);
+}

@@ -28,11 +28,14 @@ use crate::read::Loaded;
 
 /// Stores the entry only if the lease still holds the reader's token, then
 /// releases the lease. KEYS: value, lease. ARGV: token, entry, TTL in ms.
+/// A TTL of 0 stores with none (`Options::forget_ttl`).
 pub const STORE_IF_LEASE_HELD: &str = "if redis.call('GET', KEYS[2]) == ARGV[1] then \
-     redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) redis.call('DEL', KEYS[2]) return 1 end return 0";
+     if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) \
+     else redis.call('SET', KEYS[1], ARGV[2]) end \
+     redis.call('DEL', KEYS[2]) return 1 end return 0";
 
 /// Stores the entry unless the key holds a newer version (a value or a
-/// marker). KEYS: value. ARGV: entry, its version, TTL in ms, and whether
+/// marker). KEYS: value. ARGV: entry, its version, TTL in ms (0: none), and whether
 /// the caller is a writer (`1`): a writer, who has just committed its row,
 /// may replace the marker a delete left, since the record exists again.
 pub fn store_if_not_older() -> &'static str {
@@ -41,7 +44,8 @@ pub fn store_if_not_older() -> &'static str {
         format!(
             "{LUA_VERSION_OF}local v = version_of(redis.call('GET', KEYS[1])) \
              if v and v > tonumber(ARGV[2]) and not (ARGV[4] == '1' and v == {DELETED_VERSION}) then return 0 end \
-             redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 1"
+             if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) \
+             else redis.call('SET', KEYS[1], ARGV[1]) end return 1"
         )
     })
 }
@@ -195,7 +199,12 @@ impl<V: Value> Call<'_, V> {
         kind: StepKind,
         who: Who,
     ) -> Put {
-        let ttl_ms = millis(bounded(ttl));
+        // 0: no TTL at all (the mistake `forget_ttl` demonstrates).
+        let ttl_ms = if self.options.forget_ttl {
+            0
+        } else {
+            millis(bounded(ttl))
+        };
         let command = match (&self.options.race_guard, lease) {
             (RaceGuard::Lease { .. }, Lease::Lost) => {
                 // Without a lease, a write may have come and gone unseen.
@@ -229,7 +238,9 @@ impl<V: Value> Call<'_, V> {
             _ => {
                 let mut set = redis::cmd("SET");
                 set.arg(self.redis_key()).arg(bytes);
-                if ttl_ms % 1000 == 0 {
+                if ttl_ms == 0 {
+                    // No TTL: stays until deleted or evicted.
+                } else if ttl_ms % 1000 == 0 {
                     set.arg("EX").arg(ttl_ms / 1000);
                 } else {
                     set.arg("PX").arg(ttl_ms);

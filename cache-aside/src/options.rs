@@ -45,6 +45,12 @@ pub struct Options {
     /// entries that live this long. `None` skips it. A near copy may be
     /// stale until an invalidation reaches it; this TTL bounds how long.
     pub near_ttl: Option<Duration>,
+    /// Store entries with no Redis TTL at all: the mistake the tutorial
+    /// warns about (section 4.6), here so it can be shown. Entries then
+    /// stay until deleted or evicted, and the cache only grows; the
+    /// envelope still says when a value stops being fresh. Never in
+    /// production.
+    pub forget_ttl: bool,
 }
 
 impl Default for Options {
@@ -58,6 +64,7 @@ impl Default for Options {
             stampede: Stampede::None,
             race_guard: RaceGuard::None,
             near_ttl: None,
+            forget_ttl: false,
         }
     }
 }

@@ -241,3 +241,41 @@ async fn the_observer_sees_every_command_as_sent() {
     assert_eq!(hit.kinds(), [StepKind::Lookup]);
     assert_eq!(hit.seen()[0].status, Status::Hit);
 }
+
+/// Section 4.6, the mistake made visible: with `forget_ttl` every way of
+/// storing (plain, under a lease, with a version check) leaves a key with
+/// no TTL (`PTTL` answers -1), and it is still served.
+#[tokio::test]
+async fn forgetting_the_ttl_stores_keys_that_never_expire() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let mut redis = raw(&server);
+    for (n, race_guard) in [
+        cache_aside::RaceGuard::None,
+        cache_aside::RaceGuard::lease(),
+        cache_aside::RaceGuard::Version,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let items = cache(
+            &server,
+            Options {
+                forget_ttl: true,
+                race_guard: race_guard.clone(),
+                ..Options::default()
+            },
+        );
+        let id = n as u64 + 1;
+        let key = format!("item:{id}");
+        assert_eq!(
+            items.get_or_load(&key, db.loader(id)).await.unwrap().source,
+            Source::Loaded
+        );
+        assert_eq!(pttl(&mut redis, &format!("cache:{key}")), -1, "{race_guard:?}");
+        assert_eq!(
+            items.get_or_load(&key, db.loader(id)).await.unwrap().source,
+            Source::Redis
+        );
+    }
+}

@@ -293,6 +293,7 @@ pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
         ttl_jitter_percent: 0,
         stampede: StampedePolicy::None,
         negative_caching: true,
+        forget_ttl: false,
         ..current.clone()
     }
 }

@@ -128,6 +128,10 @@ pub struct SandboxSettings {
     /// the database is reported busy, in milliseconds.
     #[serde(default = "default_db_wait_ms")]
     pub db_wait_ms: u64,
+    /// The mistake of section 4.6, switched on to see it: values are
+    /// cached with no TTL and stay until deleted or evicted.
+    #[serde(default)]
+    pub forget_ttl: bool,
 }
 
 fn default_db_connections() -> u64 {
@@ -237,6 +241,7 @@ impl Default for SandboxSettings {
             negative_caching: true,
             db_connections: default_db_connections(),
             db_wait_ms: default_db_wait_ms(),
+            forget_ttl: false,
         }
     }
 }
@@ -372,8 +377,9 @@ impl SandboxSettings {
     pub fn to_query(&self) -> String {
         let flag = |on: bool| if on { "1" } else { "0" };
         format!(
-            "ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}",
+            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}",
             self.cache_ttl_secs,
+            flag(self.forget_ttl),
             self.null_ttl_secs,
             flag(self.negative_caching),
             self.db_latency_ms,
@@ -434,6 +440,7 @@ impl SandboxSettings {
         for (name, value) in pairs {
             match name {
                 "ttl" => s.cache_ttl_secs = number(name, value)?,
+                "no_ttl" => s.forget_ttl = flag(name, value)?,
                 "null_ttl" => s.null_ttl_secs = number(name, value)?,
                 "negative" => s.negative_caching = flag(name, value)?,
                 "db_ms" => s.db_latency_ms = number(name, value)?,
@@ -456,8 +463,9 @@ impl SandboxSettings {
 }
 
 /// The address parameters [`SandboxSettings::with_query`] reads.
-pub const QUERY_NAMES: [&str; 14] = [
+pub const QUERY_NAMES: [&str; 15] = [
     "ttl",
+    "no_ttl",
     "null_ttl",
     "negative",
     "db_ms",
@@ -548,6 +556,7 @@ mod query_tests {
             early_refresh_beta: 2.5,
             db_connections: 3,
             db_wait_ms: 500,
+            forget_ttl: true,
             ..SandboxSettings::default()
         };
         let query = chosen.to_query();

@@ -291,6 +291,18 @@ pub fn SettingsPanel() -> impl IntoView {
                 />
                 <span>"Cache \"does not exist\""</span>
             </label>
+            <label class="setting checkbox">
+                <input
+                    type="checkbox"
+                    data-testid="forget-ttl"
+                    prop:checked=move || state.settings.with(|s| s.as_ref().is_some_and(|s| s.forget_ttl))
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        apply(&|s| s.forget_ttl = on);
+                    }
+                />
+                <span>"Forget the TTL (the bug: keys never expire)"</span>
+            </label>
             <NumberSetting label="TTL jitter (%)" range=(0, 90) get=|s| s.ttl_jitter_percent set=|s, v| s.ttl_jitter_percent = v/>
             <NumberSetting label="Cache TTL (s)" range=SandboxSettings::CACHE_TTL_SECS get=|s| s.cache_ttl_secs set=|s, v| s.cache_ttl_secs = v/>
             <NumberSetting label="Latency jitter (%)" range=(0, 100) get=|s| s.db_jitter_percent set=|s, v| s.db_jitter_percent = v/>
