@@ -81,7 +81,9 @@ fn key_row(key: KeyInfo, received_ms: f64, now: RwSignal<f64>) -> impl IntoView 
     let ttl = move || match key.ttl_ms {
         None => "none".to_string(),
         Some(ms) => {
-            let left = ms as f64 - (now.get() - received_ms);
+            // The page's clock ticks once a second and may lag the report:
+            // never count up past what Redis said.
+            let left = ms as f64 - (now.get() - received_ms).max(0.0);
             if left <= 0.0 {
                 "expired".to_string()
             } else {
