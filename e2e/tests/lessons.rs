@@ -206,6 +206,64 @@ async fn the_stampede_lesson_compares_no_defence_with_the_lock() {
     review_screenshot(&client, "lesson-stampede-2", "[data-testid=lesson]").await;
 }
 
+/// The stampede lesson's last steps: a database with 5 connections turns
+/// most of a herd away with no defence; with the lock nothing fails. The
+/// answers are the herd table's failed column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stampede_lesson_saturates_a_small_database() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "stampede", 5).await;
+    run_experiment(&client).await;
+    let failed = newest_herd_failed(&client).await;
+    assert!(failed > 100, "5 connections for 200 requests: {failed} failed");
+    let right = answer_with(&client, &failed.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    click(&client, "[data-testid=lesson-continue]").await;
+    wait_for(&client, "the lock step", WAIT, || async {
+        step_title(&client).await.contains("lock").then_some(())
+    })
+    .await;
+    run_experiment(&client).await;
+    wait_for(&client, "the second row", WAIT, || async {
+        let rows = client
+            .find_all(Locator::Css("[data-testid=herd-row]"))
+            .await
+            .ok()?;
+        (rows.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(newest_herd_failed(&client).await, 0);
+    assert_eq!(newest_herd_loads(&client).await, 1);
+    let right = answer_with(&client, "0").await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-stampede-6", "[data-testid=lesson]").await;
+}
+
+async fn newest_herd_failed(client: &Client) -> u64 {
+    let row = wait_for(client, "a herd row", WAIT, || async {
+        let rows = client
+            .find_all(Locator::Css("[data-testid=herd-row]"))
+            .await
+            .ok()?;
+        rows.first().cloned()
+    })
+    .await;
+    let failed = row
+        .find(Locator::Css("td.failed-count"))
+        .await
+        .expect("a failed column")
+        .text()
+        .await
+        .unwrap();
+    failed
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("failed {failed:?}"))
+}
+
 /// A shared setup address sets a new sandbox up the same way, and the
 /// settings panel offers that address; a bad value is explained, not
 /// applied.

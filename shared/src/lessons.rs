@@ -134,6 +134,11 @@ pub enum Setting {
     NearTtl(u64),
     DbLatency(u64),
     DbJitter(u64),
+    /// The database's connections, and how long a query waits for one.
+    DbConnections {
+        connections: u64,
+        wait_ms: u64,
+    },
 }
 
 /// One thing an experiment does, in order; each waits for the previous
@@ -278,7 +283,8 @@ impl Check {
 }
 
 /// The settings every lesson starts from: the tutorial's figures, every
-/// defence off, so each step turns on only what it teaches. Fields a lesson
+/// defence off, a roomy database (no queue for its connections), so each
+/// step turns on only what it teaches. Fields a lesson
 /// does not touch (the Redis timeout, the key prefix) stay as they are.
 pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
     SandboxSettings {
@@ -294,6 +300,8 @@ pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
         stampede: StampedePolicy::None,
         negative_caching: true,
         forget_ttl: false,
+        db_connections: 100,
+        db_wait_ms: 30_000,
         ..current.clone()
     }
 }
@@ -311,6 +319,10 @@ pub fn settings_for(step: &Step, current: &SandboxSettings) -> SandboxSettings {
             Setting::NearTtl(secs) => s.near_ttl_secs = secs,
             Setting::DbLatency(ms) => s.db_latency_ms = ms,
             Setting::DbJitter(percent) => s.db_jitter_percent = percent,
+            Setting::DbConnections { connections, wait_ms } => {
+                s.db_connections = connections;
+                s.db_wait_ms = wait_ms;
+            }
         }
     }
     s
@@ -470,6 +482,10 @@ fn herd_loads(o: &Observed) -> Option<u64> {
 
 fn herd_waited(o: &Observed) -> Option<u64> {
     o.last_herd().map(|h| h.waited)
+}
+
+fn herd_failed(o: &Observed) -> Option<u64> {
+    o.last_herd().map(|h| h.failed)
 }
 
 fn herd_peak(o: &Observed) -> Option<u64> {
@@ -894,6 +910,36 @@ pub const LESSONS: &[Lesson] = &[
                     question: "How many requests had to wait for the database?",
                     answer: Expect::Number(herd_waited),
                     hint: "The \"waited\" column of the herd table.",
+                },
+            },
+            Step {
+                title: "A real database runs out of connections",
+                text: "So far the database took every query at once. A real one has a pool of connections: each query holds one until it is done, and the rest wait in line. Here it has 5, each query takes 100 ms, and a query gives up after waiting 300 ms.\n\nSend the same herd with no defence: only the first few get a connection in time; the others fail, and the application has nothing to answer with.",
+                parts: HERD_PARTS,
+                panel: Panel::Stampede,
+                setup: &[Setting::DbConnections { connections: 5, wait_ms: 300 }],
+                run: &[Action::Herd { requests: 200, defence: Defence::None, timing: HerdTiming::Cold }],
+                run_label: "Send 200 reads at a cold key (5 connections, no defence)",
+                notice: &[Pointer { text: "The \"failed\" column counts the requests the database turned away.", target: Target::Element("herds") }],
+                check: Check {
+                    question: "How many of the 200 requests failed?",
+                    answer: Expect::Number(herd_failed),
+                    hint: "The \"failed\" column of the herd table's top row.",
+                },
+            },
+            Step {
+                title: "The lock keeps a small database standing",
+                text: "The same small database, the same herd, with the Redis lock: one request loads, the others wait on the lock rather than on the database's queue, and all of them are answered.",
+                parts: HERD_PARTS,
+                panel: Panel::Stampede,
+                setup: &[Setting::DbConnections { connections: 5, wait_ms: 300 }],
+                run: &[Action::Herd { requests: 200, defence: Defence::RedisLock, timing: HerdTiming::Cold }],
+                run_label: "Send 200 reads at a cold key (5 connections, Redis lock)",
+                notice: &[Pointer { text: "Compare the failed column of the two rows.", target: Target::Element("herds") }],
+                check: Check {
+                    question: "How many requests failed with the lock?",
+                    answer: Expect::Number(herd_failed),
+                    hint: "The \"failed\" column of the herd table's top row.",
                 },
             },
         ],

@@ -129,7 +129,7 @@ pub fn StampedePanel() -> impl IntoView {
                                     <td class="num">{h.spec.requests}</td>
                                     <td class="num loads">{h.database_loads}</td>
                                     <td class="num">{h.from_cache}</td>
-                                    <td class={if h.failed > 0 { "num failed" } else { "num" }}>{h.failed}</td>
+                                    <td class={if h.failed > 0 { "num failed-count failed" } else { "num failed-count" }}>{h.failed}</td>
                                     <td class="num">{h.waited}</td>
                                     <td class="num">{h.served_stale}</td>
                                     <td class="num">{h.early_recomputes}</td>
