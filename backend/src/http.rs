@@ -63,6 +63,7 @@ pub fn app(
         .route("/api/v1/{kind}/{id}", get(read).put(update).delete(delete))
         .route("/api/v1/divergence", get(divergence))
         .route("/api/v1/keys", get(keys))
+        .route("/api/v1/redis-info", get(redis_info))
         .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
         .route("/api/v1/scenarios/patterns", post(compare_patterns))
         .route("/api/v1/reset", post(reset))
@@ -466,6 +467,16 @@ async fn keys(
 ) -> Result<Response, AppError> {
     let report = state.playground.inspect_keys(&query.sandbox()?).await?;
     Ok(Json(report).into_response())
+}
+
+/// `GET /api/v1/redis-info`: Redis's own figures (memory, evictions,
+/// expirations, its hits and misses, operations per second).
+async fn redis_info(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+) -> Result<Response, AppError> {
+    let figures = state.playground.redis_figures(&query.sandbox()?).await?;
+    Ok(Json(figures).into_response())
 }
 
 /// `?sandbox=NAME&kind=users&id=7` for a scenario.

@@ -10,7 +10,7 @@
 //! USAGE` and `OBJECT` do not touch its LRU clock).
 
 use cache_aside::RedisError;
-use shared::{KeyInfo, KeyReport};
+use shared::{KeyInfo, KeyReport, RedisFigures};
 
 use crate::sandbox::Sandbox;
 
@@ -119,4 +119,69 @@ pub async fn inspect(sandbox: &Sandbox, now_ms: u64) -> Result<KeyReport, RedisE
         policy,
         at_ms: now_ms,
     })
+}
+
+/// Redis's own figures (`INFO memory` and `INFO stats`, one call each).
+///
+/// # Errors
+/// [`RedisError`] when Redis fails or is too slow.
+pub async fn figures(sandbox: &Sandbox, now_ms: u64) -> Result<RedisFigures, RedisError> {
+    let (redis, timeout) = (&sandbox.redis, sandbox.timeout);
+    let mut text = String::new();
+    for section in ["memory", "stats"] {
+        let mut info = redis::cmd("INFO");
+        info.arg(section);
+        let part: String = redis::from_redis_value(redis.query(&info, timeout).await?)
+            .map_err(|e| RedisError::Failed(e.to_string()))?;
+        text.push_str(&part);
+    }
+    Ok(parse_info(&text, now_ms))
+}
+
+/// The figures out of `INFO` text (`name:value` lines); a missing one is 0.
+pub fn parse_info(text: &str, now_ms: u64) -> RedisFigures {
+    let field = |name: &str| -> Option<&str> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let number = |name: &str| field(name).and_then(|v| v.parse().ok()).unwrap_or(0);
+    RedisFigures {
+        at_ms: now_ms,
+        used_memory: number("used_memory"),
+        maxmemory: number("maxmemory"),
+        maxmemory_policy: field("maxmemory_policy").unwrap_or_default().to_string(),
+        evicted_keys: number("evicted_keys"),
+        expired_keys: number("expired_keys"),
+        keyspace_hits: number("keyspace_hits"),
+        keyspace_misses: number("keyspace_misses"),
+        instantaneous_ops_per_sec: number("instantaneous_ops_per_sec"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_text_becomes_figures() {
+        let text = "# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\nmaxmemory:67108864\r\n\
+                    maxmemory_policy:allkeys-lru\r\n# Stats\r\nexpired_keys:12\r\nevicted_keys:3\r\n\
+                    keyspace_hits:90\r\nkeyspace_misses:10\r\ninstantaneous_ops_per_sec:250\r\n";
+        let figures = parse_info(text, 7);
+        assert_eq!(
+            figures,
+            RedisFigures {
+                at_ms: 7,
+                used_memory: 1_048_576,
+                maxmemory: 67_108_864,
+                maxmemory_policy: "allkeys-lru".into(),
+                evicted_keys: 3,
+                expired_keys: 12,
+                keyspace_hits: 90,
+                keyspace_misses: 10,
+                instantaneous_ops_per_sec: 250,
+            }
+        );
+    }
 }

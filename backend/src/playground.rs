@@ -498,6 +498,17 @@ impl Playground {
             .map_err(|e| OpError::Inspection(e.into()))
     }
 
+    /// Redis's own figures (`INFO`).
+    ///
+    /// # Errors
+    /// [`OpError::Inspection`] when Redis fails.
+    pub async fn redis_figures(&self, sandbox: &SandboxId) -> Result<shared::RedisFigures, OpError> {
+        let sandbox = self.sandbox(sandbox)?.start_operation(1)?;
+        crate::inspect::figures(&sandbox, unix_millis())
+            .await
+            .map_err(|e| OpError::Inspection(e.into()))
+    }
+
     /// Fires a herd of concurrent reads (see [`crate::herd`]), if fewer
     /// herds than the limit run now.
     ///

@@ -315,6 +315,14 @@ fn handle_command(
                     .map(|report| ServerMessage::Keys { request_id, report })
             }))
         }
+        ClientMessage::RedisInfo { request_id } => {
+            later(spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .redis_figures(&id)
+                    .await
+                    .map(|figures| ServerMessage::RedisInfo { request_id, figures })
+            }))
+        }
         ClientMessage::SetInstanceLink { instance, connected } => reply(
             sandbox
                 .start_operation(1)

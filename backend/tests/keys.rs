@@ -71,3 +71,33 @@ async fn forgetting_the_ttl_is_caught_by_the_audit() {
     assert_eq!(forgotten, ["user:2", "user:3"], "{report:?}");
     assert_eq!(report.without_ttl, 2);
 }
+
+/// `GET /api/v1/redis-info`: Redis's own counters, read from INFO; a read
+/// shows up in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_info_reports_the_servers_own_figures() {
+    let t = common::start(|_| {});
+    let served = common::serve(&t).await;
+    let before = t
+        .backend
+        .playground
+        .redis_figures(&SandboxId::default_sandbox())
+        .await
+        .unwrap();
+    t.read(Kind::Users, 1).await;
+    t.read(Kind::Users, 1).await;
+    let response = common::http_get(served.addr, "/api/v1/redis-info").await;
+    assert_eq!(common::status_of(&response), 200, "{response}");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let after: shared::RedisFigures = serde_json::from_str(body).unwrap();
+    assert!(after.used_memory > 0);
+    assert!(!after.maxmemory_policy.is_empty());
+    assert!(
+        after.keyspace_hits > before.keyspace_hits,
+        "{before:?} then {after:?}"
+    );
+    assert!(
+        after.keyspace_misses > before.keyspace_misses,
+        "{before:?} then {after:?}"
+    );
+}

@@ -816,3 +816,19 @@ async fn the_key_inspector_lists_cached_keys_with_their_ttl() {
     e2e::review_screenshot(&client, "keys", "[data-testid=keys-table]").await;
     client.close().await.unwrap();
 }
+
+/// Redis's own figures reach the page every two seconds, and with a quiet
+/// sandbox no alert fires.
+#[tokio::test]
+async fn redis_figures_are_shown_with_no_alert_when_healthy() {
+    let (_server, _driver, client) = start_page("e2e-redis", |_| {}).await;
+    let memory = wait_for(&client, "Redis's figures", WAIT, || async {
+        text_of(&client, "[data-testid=redis-memory]").await
+    })
+    .await;
+    assert!(memory.contains("MB") || memory.contains("KB"), "{memory}");
+    let alerts = text_of(&client, "[data-testid=alerts]").await.unwrap_or_default();
+    assert!(alerts.starts_with("No alert"), "{alerts}");
+    e2e::review_screenshot(&client, "redis-figures", "[data-testid=redis-figures]").await;
+    client.close().await.unwrap();
+}

@@ -229,6 +229,12 @@ impl Connection {
         self.send(&ClientMessage::StartLoad { request_id, load }, false)
     }
 
+    /// Asks for Redis's own figures.
+    pub fn redis_info(&self) -> bool {
+        let request_id = self.next_request_id();
+        self.send(&ClientMessage::RedisInfo { request_id }, false)
+    }
+
     /// Lists the sandbox's keys in Redis.
     pub fn inspect_keys(&self) -> bool {
         let request_id = self.next_request_id();

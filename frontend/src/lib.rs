@@ -5,6 +5,7 @@
 //!   position, the queue); plain Rust, tested natively.
 //! - [`flood`]: more reads than the page can animate, as counts; plain
 //!   Rust.
+//! - [`health`]: Redis's own figures over time and the alerts; plain Rust.
 //! - [`format`]: how numbers, times and commands are shown; plain Rust.
 //! - [`series`]: the counters over time for the live charts; plain Rust.
 //! - [`state`]: the page's reactive state and how server messages change it.
@@ -17,6 +18,7 @@ pub mod connection;
 pub mod embed;
 pub mod flood;
 pub mod format;
+pub mod health;
 pub mod runner;
 pub mod series;
 

@@ -10,6 +10,7 @@ use shared::{
 };
 
 use crate::flood::Flood;
+use crate::health::RedisWatch;
 use crate::lessons::{Position, Progress};
 use crate::runner::Run;
 use crate::series::Series;
@@ -88,6 +89,8 @@ pub struct AppState {
     pub load: RwSignal<Option<LoadState>>,
     /// The latest key inspection.
     pub keys: RwSignal<Option<KeyReport>>,
+    /// Redis's own figures over time.
+    pub redis_watch: RwSignal<RedisWatch>,
     /// The instance this page sends its reads and writes to (`None`: any,
     /// round-robin).
     pub target_instance: RwSignal<Option<String>>,
@@ -135,6 +138,7 @@ impl AppState {
             series: RwSignal::new(Series::default()),
             load: RwSignal::new(None),
             keys: RwSignal::new(None),
+            redis_watch: RwSignal::new(RedisWatch::default()),
             target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
@@ -236,6 +240,7 @@ impl AppState {
             }
             ServerMessage::Settings { settings } => self.settings.set(Some(settings)),
             ServerMessage::Load { state } => self.load.set(Some(state)),
+            ServerMessage::RedisInfo { figures, .. } => self.redis_watch.update(|w| w.observe(figures)),
             ServerMessage::Keys { report, .. } => {
                 self.announcement.set(format!(
                     "{} keys in Redis, {} without a TTL",

@@ -121,6 +121,8 @@ pub enum Panel {
     Load,
     /// The keys in Redis and their TTLs.
     Keys,
+    /// Redis's own figures and the alerts.
+    Redis,
 }
 
 /// One setting a step changes.

@@ -31,7 +31,8 @@ pub use load::{LoadSpec, LoadState};
 pub use protocol::{
     CacheEffect, ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, HerdResult, HerdSpec,
     HerdTiming, InstanceState, KeyInfo, KeyReport, Pattern, PatternComparison, PatternRow, ReadResult,
-    Scenario, ScenarioResult, ServerMessage, Traffic, WriteChange, WriteResult, PROTOCOL_VERSION,
+    RedisFigures, Scenario, ScenarioResult, ServerMessage, Traffic, WriteChange, WriteResult,
+    PROTOCOL_VERSION,
 };
 pub use settings::{CacheWrite, RaceFix, SandboxSettings, StampedePolicy, Stats, WriteStrategy};
 pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

@@ -49,6 +49,9 @@ pub enum ClientMessage {
     /// Lists the sandbox's keys in Redis; answered with
     /// [`ServerMessage::Keys`].
     InspectKeys { request_id: u64 },
+    /// Asks for Redis's own figures (`INFO`); answered with
+    /// [`ServerMessage::RedisInfo`].
+    RedisInfo { request_id: u64 },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
     /// The same seeded workload through cache-aside, read-through,
@@ -316,6 +319,23 @@ pub struct KeyReport {
     pub at_ms: u64,
 }
 
+/// Redis's own figures from `INFO` (the whole server's: on a shared Redis,
+/// every sandbox's together). Counters run from the server's start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedisFigures {
+    /// When they were read, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub used_memory: u64,
+    /// 0: no limit.
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub evicted_keys: u64,
+    pub expired_keys: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub instantaneous_ops_per_sec: u64,
+}
+
 /// One key and its figures, as Redis gives them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInfo {
@@ -430,6 +450,8 @@ pub enum ServerMessage {
     Load { state: LoadState },
     /// The answer to [`ClientMessage::InspectKeys`].
     Keys { request_id: u64, report: KeyReport },
+    /// The answer to [`ClientMessage::RedisInfo`].
+    RedisInfo { request_id: u64, figures: RedisFigures },
     /// Reads beyond what the sandbox draws per second, folded into counts:
     /// sent a few times a second at most, serialized once for every
     /// watcher, with the counters as they stand.

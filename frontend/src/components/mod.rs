@@ -11,6 +11,7 @@ mod load;
 mod log;
 mod patterns;
 mod race;
+mod redis;
 mod share;
 mod stampede;
 mod stats;
@@ -116,6 +117,7 @@ pub fn App() -> impl IntoView {
                 {move || shows(Panel::Patterns).then(|| view! { <PatternsPanel/> })}
                 {move || shows(Panel::Load).then(|| view! { <load::LoadPanel/> })}
                 {move || shows(Panel::Keys).then(|| view! { <keys::KeysPanel/> })}
+                {move || shows(Panel::Redis).then(|| view! { <redis::RedisPanel/> })}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).
