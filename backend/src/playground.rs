@@ -490,8 +490,10 @@ impl Playground {
     /// another inspection of the sandbox runs.
     pub async fn inspect_keys(&self, sandbox: &SandboxId) -> Result<shared::KeyReport, OpError> {
         let sandbox = self.sandbox(sandbox)?.start_operation(DIVERGENCE_WEIGHT)?;
-        let Ok(_one_at_a_time) = sandbox.inspecting.try_lock() else {
-            return Err(InputError::OverLimit("a check of this sandbox is running already".into()).into());
+        let Ok(_one_at_a_time) = sandbox.listing_keys.try_lock() else {
+            return Err(
+                InputError::OverLimit("the keys of this sandbox are being listed already".into()).into(),
+            );
         };
         crate::inspect::inspect(&sandbox, unix_millis())
             .await

@@ -282,6 +282,9 @@ pub struct Sandbox {
     pub herd: tokio::sync::Mutex<()>,
     /// Held while a divergence check runs: one at a time.
     pub inspecting: tokio::sync::Mutex<()>,
+    /// Held while a key inspection runs: one at a time (apart from the
+    /// divergence check, so the diagnostics can run both at once).
+    pub listing_keys: tokio::sync::Mutex<()>,
     /// Traces left this second.
     budget: TraceBudget,
     /// Traces of the pages' own reads left this second.
@@ -1163,6 +1166,7 @@ impl Sandboxes {
                 pause_events: Notify::new(),
                 herd: tokio::sync::Mutex::new(()),
                 inspecting: tokio::sync::Mutex::new(()),
+                listing_keys: tokio::sync::Mutex::new(()),
                 budget: TraceBudget::default(),
                 asked_budget: TraceBudget::default(),
                 summary_due: AtomicBool::new(false),

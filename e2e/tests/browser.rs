@@ -832,3 +832,30 @@ async fn redis_figures_are_shown_with_no_alert_when_healthy() {
     e2e::review_screenshot(&client, "redis-figures", "[data-testid=redis-figures]").await;
     client.close().await.unwrap();
 }
+
+/// A diagnostics puzzle: it breaks the sandbox (keys cached with no TTL)
+/// and runs a load; the checks then name the problem.
+#[tokio::test]
+async fn the_diagnostics_find_the_forgotten_ttl_puzzle() {
+    let (_server, _driver, client) = start_page("e2e-diagnose", |_| {}).await;
+    click(&client, "[data-testid=puzzle-no-ttl]").await;
+    wait_for(&client, "the puzzle's load to read", WAIT, || async {
+        let reads: u64 = text_of(&client, "[data-testid=reads]").await?.parse().ok()?;
+        (reads >= 50).then_some(())
+    })
+    .await;
+    click(&client, "[data-testid=run-diagnostics]").await;
+    let findings = wait_for(&client, "the memory finding", WAIT, || async {
+        text_of(&client, "[data-testid=findings]")
+            .await
+            .filter(|t| t.contains("have no TTL"))
+    })
+    .await;
+    assert!(
+        findings.contains("Memory keeps growing: a problem."),
+        "{findings}"
+    );
+    e2e::review_screenshot(&client, "diagnostics", "[data-testid=findings]").await;
+    click(&client, "[data-testid=stop-load]").await;
+    client.close().await.unwrap();
+}

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`timeline`]: the animation model (which step is lit, the token's
 //!   position, the queue); plain Rust, tested natively.
+//! - [`diagnose`]: the troubleshooting checks on what the sandbox did;
+//!   plain Rust.
 //! - [`flood`]: more reads than the page can animate, as counts; plain
 //!   Rust.
 //! - [`health`]: Redis's own figures over time and the alerts; plain Rust.
@@ -15,6 +17,7 @@
 
 pub mod components;
 pub mod connection;
+pub mod diagnose;
 pub mod embed;
 pub mod flood;
 pub mod format;

@@ -123,6 +123,8 @@ pub enum Panel {
     Keys,
     /// Redis's own figures and the alerts.
     Redis,
+    /// The troubleshooting checks and their puzzles.
+    Diagnose,
 }
 
 /// One setting a step changes.

@@ -2,6 +2,7 @@
 //! that could live in plain Rust.
 
 mod controls;
+mod diagnose;
 mod diagram;
 mod divergence;
 mod instances;
@@ -118,6 +119,7 @@ pub fn App() -> impl IntoView {
                 {move || shows(Panel::Load).then(|| view! { <load::LoadPanel/> })}
                 {move || shows(Panel::Keys).then(|| view! { <keys::KeysPanel/> })}
                 {move || shows(Panel::Redis).then(|| view! { <redis::RedisPanel/> })}
+                {move || shows(Panel::Diagnose).then(|| view! { <diagnose::DiagnosePanel/> })}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).

@@ -1,0 +1,122 @@
+//! The diagnostics drawer: the tutorial's troubleshooting checks run on
+//! this sandbox, and puzzles that break it for the learner to diagnose.
+
+use leptos::prelude::*;
+use shared::{Kind, LoadSpec};
+
+use super::ConnectionHandle;
+use crate::diagnose::{diagnose, Evidence};
+use crate::state::AppState;
+
+/// A puzzle: a sandbox set up wrong, and a load to show it.
+struct Puzzle {
+    name: &'static str,
+    test_id: &'static str,
+    /// How it breaks the settings.
+    breaks: fn(&mut shared::SandboxSettings),
+}
+
+const PUZZLES: [Puzzle; 2] = [
+    Puzzle {
+        name: "Puzzle: reads keep missing",
+        test_id: "puzzle-short-ttl",
+        breaks: |s| s.cache_ttl_secs = 1,
+    },
+    Puzzle {
+        name: "Puzzle: Redis keeps growing",
+        test_id: "puzzle-no-ttl",
+        breaks: |s| s.forget_ttl = true,
+    },
+];
+
+/// The drawer.
+#[component]
+pub fn DiagnosePanel() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    let ran = RwSignal::new(false);
+    let run = move |_| {
+        ran.set(true);
+        connection.with_value(|c| {
+            c.check_divergence();
+            c.inspect_keys();
+            c.redis_info();
+        });
+    };
+    let start_puzzle = move |breaks: fn(&mut shared::SandboxSettings)| {
+        let Some(mut settings) = state.settings.get_untracked() else {
+            return;
+        };
+        breaks(&mut settings);
+        ran.set(false);
+        connection.with_value(|c| {
+            c.update_settings(settings);
+            c.start_load(LoadSpec {
+                kind: Kind::Users,
+                per_second: 100,
+                write_percent: 0,
+                keys: 200,
+                skew: 0.6,
+                seconds: 20,
+                seed: 3,
+            });
+        });
+    };
+    let findings = move || {
+        state.stats.with(|stats| {
+            state.settings.with(|settings| {
+                state.redis_watch.with(|redis| {
+                    state.divergence.with(|divergence| {
+                        state.keys.with(|keys| {
+                            diagnose(&Evidence {
+                                stats,
+                                settings: settings.as_ref(),
+                                redis,
+                                divergence: divergence.as_ref(),
+                                keys: keys.as_ref(),
+                            })
+                        })
+                    })
+                })
+            })
+        })
+    };
+    view! {
+        <section class="card diagnose" aria-labelledby="diagnose-title" data-spot="diagnose">
+            <h2 id="diagnose-title">"Diagnostics"</h2>
+            <p class="help">
+                "The usual suspects when a cache misbehaves, checked on this sandbox: hit ratio, memory, latency, stale data, Redis errors. Or start a puzzle: it breaks the sandbox and runs a load; find out what is wrong."
+            </p>
+            <div class="row">
+                <button type="button" class="primary" data-testid="run-diagnostics" disabled=move || !state.is_open() on:click=run>
+                    "Run the checks"
+                </button>
+                {PUZZLES
+                    .iter()
+                    .map(|p| {
+                        let breaks = p.breaks;
+                        view! {
+                            <button type="button" data-testid=p.test_id disabled=move || !state.is_open() on:click=move |_| start_puzzle(breaks)>
+                                {p.name}
+                            </button>
+                        }
+                    })
+                    .collect_view()}
+            </div>
+            {move || ran.get().then(|| view! {
+                <ul class="findings" data-testid="findings">
+                    {findings()
+                        .into_iter()
+                        .map(|f| view! {
+                            <li class=if f.problem { "finding problem" } else { "finding" } data-testid="finding">
+                                <strong>{f.check}</strong>
+                                {if f.problem { ": a problem. " } else { ": fine. " }}
+                                {f.text}
+                            </li>
+                        })
+                        .collect_view()}
+                </ul>
+            })}
+        </section>
+    }
+}

@@ -1,0 +1,259 @@
+//! The troubleshooting checks of the tutorial's section 7, run on what the
+//! sandbox really did: a low hit ratio, memory that grows, slow reads,
+//! stale data, Redis connection errors. Each check says what it found and
+//! what usually causes it. Plain Rust, tested natively.
+
+use shared::{DivergenceReport, KeyReport, SandboxSettings, Stats};
+
+use crate::health::RedisWatch;
+
+/// What one check found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    /// The check, as the tutorial names the symptom.
+    pub check: &'static str,
+    /// Whether it points at a problem.
+    pub problem: bool,
+    /// What it saw, and what to do.
+    pub text: String,
+}
+
+/// Everything the checks look at.
+pub struct Evidence<'a> {
+    pub stats: &'a Stats,
+    pub settings: Option<&'a SandboxSettings>,
+    pub redis: &'a RedisWatch,
+    pub divergence: Option<&'a DivergenceReport>,
+    pub keys: Option<&'a KeyReport>,
+}
+
+/// Runs every check.
+pub fn diagnose(e: &Evidence<'_>) -> Vec<Finding> {
+    vec![
+        hit_ratio(e),
+        memory(e),
+        latency(e),
+        stale_data(e),
+        connection_errors(e),
+    ]
+}
+
+fn hit_ratio(e: &Evidence<'_>) -> Finding {
+    let check = "Low hit ratio";
+    let Some(ratio) = e.stats.hit_ratio() else {
+        return Finding {
+            check,
+            problem: false,
+            text: "No reads yet: read some records, or start a steady load.".into(),
+        };
+    };
+    let ttl = e.settings.map(|s| s.cache_ttl_secs);
+    if ratio >= 0.8 {
+        return Finding {
+            check,
+            problem: false,
+            text: format!("{:.0} % of reads came from the cache: healthy.", ratio * 100.0),
+        };
+    }
+    let mut text = format!("Only {:.0} % of reads came from the cache.", ratio * 100.0);
+    match ttl {
+        Some(ttl) if ttl < 30 => text.push_str(&format!(
+            " The TTL is {ttl} s: values expire before they are read again. Raise it, if the data may be that old."
+        )),
+        _ => text.push_str(
+            " Are the keys read often enough to be worth caching, and are readers and writers using the same key names? Misses right after a restart or a reset are normal (a cold cache).",
+        ),
+    }
+    Finding {
+        check,
+        problem: true,
+        text,
+    }
+}
+
+fn memory(e: &Evidence<'_>) -> Finding {
+    let check = "Memory keeps growing";
+    let without_ttl = e.keys.map_or(0, |k| k.without_ttl);
+    if without_ttl > 0 {
+        return Finding {
+            check,
+            problem: true,
+            text: format!(
+                "{without_ttl} key(s) have no TTL: they never expire, so the cache only grows. Give every key a TTL."
+            ),
+        };
+    }
+    let memory: Vec<u64> = e.redis.memory().collect();
+    match (memory.first(), memory.last(), e.redis.latest()) {
+        (Some(&first), Some(&last), Some(latest)) if memory.len() >= 5 => {
+            let grew = last.saturating_sub(first);
+            let full = latest.maxmemory > 0 && last as f64 > 0.8 * latest.maxmemory as f64;
+            Finding {
+                check,
+                problem: full,
+                text: if full {
+                    format!(
+                        "Redis uses over 80 % of maxmemory ({last} of {} bytes): evictions are near; check what holds the memory and the eviction policy.",
+                        latest.maxmemory
+                    )
+                } else if e.keys.is_some() {
+                    format!("Redis memory grew by {grew} bytes over the watch; every key of the sandbox has a TTL.")
+                } else {
+                    format!("Redis memory grew by {grew} bytes over the watch; the keys were not inspected.")
+                },
+            }
+        }
+        _ => Finding {
+            check,
+            problem: false,
+            text: if e.keys.is_some() {
+                "Every key has a TTL. Keep the Redis card open a little to watch memory over time.".into()
+            } else {
+                "Not enough to go on yet: inspect the keys, and keep the Redis card open a little.".into()
+            },
+        },
+    }
+}
+
+fn latency(e: &Evidence<'_>) -> Finding {
+    let check = "High latency";
+    let (Some(average), Some(database)) = (e.stats.average_latency_us(), e.stats.average_database_us())
+    else {
+        return Finding {
+            check,
+            problem: false,
+            text: "No database read yet to compare with.".into(),
+        };
+    };
+    // A read that mostly hits should cost far less than a database read.
+    let problem = average * 2 > database;
+    Finding {
+        check,
+        problem,
+        text: if problem {
+            format!(
+                "An average read takes {} µs, close to a database read ({} µs): most reads miss, or Redis itself is slow (big values, a slow network, a saturated database behind the misses).",
+                average, database
+            )
+        } else {
+            format!("An average read takes {average} µs against {database} µs for a database read: the cache is doing its job.")
+        },
+    }
+}
+
+fn stale_data(e: &Evidence<'_>) -> Finding {
+    let check = "Stale data";
+    match e.divergence {
+        None => Finding {
+            check,
+            problem: false,
+            text: "Not checked: the diagnostics compare the cache with the database when they run.".into(),
+        },
+        Some(report) if report.stale() > 0 => Finding {
+            check,
+            problem: true,
+            text: format!(
+                "{} cached key(s) disagree with the database: a write did not invalidate them (TTL-only strategy, a lost invalidation, a race). Delete on write, or a shorter TTL, or a race guard.",
+                report.stale()
+            ),
+        },
+        Some(report) => Finding {
+            check,
+            problem: false,
+            text: format!("All {} cached key(s) agree with the database.", report.entries.len()),
+        },
+    }
+}
+
+fn connection_errors(e: &Evidence<'_>) -> Finding {
+    let check = "Redis connection errors";
+    let fallbacks = e.stats.fallbacks;
+    Finding {
+        check,
+        problem: fallbacks > 0,
+        text: if fallbacks > 0 {
+            format!(
+                "{fallbacks} read(s) fell back to the database because Redis failed or was too slow: check that Redis runs, the timeout, and the network."
+            )
+        } else {
+            "No read fell back: Redis answered every time.".into()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence<'a>(stats: &'a Stats, settings: &'a SandboxSettings, redis: &'a RedisWatch) -> Evidence<'a> {
+        Evidence {
+            stats,
+            settings: Some(settings),
+            redis,
+            divergence: None,
+            keys: None,
+        }
+    }
+
+    #[test]
+    fn a_short_ttl_is_named_as_the_cause_of_a_low_hit_ratio() {
+        let stats = Stats {
+            hits: 20,
+            misses: 80,
+            total_latency_us: 8_000_000,
+            database_reads: 80,
+            database_latency_us: 8_000_000,
+            ..Stats::default()
+        };
+        let settings = SandboxSettings {
+            cache_ttl_secs: 2,
+            ..SandboxSettings::default()
+        };
+        let watch = RedisWatch::default();
+        let findings = diagnose(&evidence(&stats, &settings, &watch));
+        assert!(findings[0].problem);
+        assert!(
+            findings[0].text.contains("The TTL is 2 s"),
+            "{}",
+            findings[0].text
+        );
+        // 80 000 µs a read against 100 000 µs from the database.
+        assert!(findings[2].problem, "{}", findings[2].text);
+        assert!(!findings[4].problem);
+    }
+
+    #[test]
+    fn a_healthy_sandbox_has_no_problem_and_fallbacks_and_missing_ttls_are_named() {
+        let stats = Stats {
+            hits: 95,
+            misses: 5,
+            fallbacks: 0,
+            total_latency_us: 600_000,
+            database_reads: 5,
+            database_latency_us: 500_000,
+            ..Stats::default()
+        };
+        let settings = SandboxSettings::default();
+        let watch = RedisWatch::default();
+        assert!(diagnose(&evidence(&stats, &settings, &watch))
+            .iter()
+            .all(|f| !f.problem));
+
+        let broken = Stats {
+            fallbacks: 3,
+            ..stats
+        };
+        let keys = KeyReport {
+            keys: Vec::new(),
+            without_ttl: 4,
+            truncated: false,
+            policy: None,
+            at_ms: 0,
+        };
+        let mut e = evidence(&broken, &settings, &watch);
+        e.keys = Some(&keys);
+        let findings = diagnose(&e);
+        assert!(findings[1].problem && findings[1].text.starts_with("4 key(s) have no TTL"));
+        assert!(findings[4].problem && findings[4].text.starts_with("3 read(s) fell back"));
+    }
+}
