@@ -264,6 +264,36 @@ async fn newest_herd_failed(client: &Client) -> u64 {
         .unwrap_or_else(|_| panic!("failed {failed:?}"))
 }
 
+/// The TTL lesson, problem first: with the TTL forgotten, the three keys
+/// the step caches never expire and the keys card flags them; with it back,
+/// none is flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ttl_lesson_shows_a_forgotten_ttl_then_the_fix() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "ttl", 2).await;
+    run_experiment(&client).await;
+    let warning = wait_for(&client, "the no-TTL warning", WAIT, || async {
+        text_of(&client, "[data-testid=no-ttl-warning]").await
+    })
+    .await;
+    assert!(warning.starts_with("3 key(s) have no TTL"), "{warning}");
+    let right = answer_with(&client, "3").await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-ttl-2", "[data-testid=keys-table]").await;
+
+    click(&client, "[data-testid=lesson-continue]").await;
+    wait_for(&client, "the fix step", WAIT, || async {
+        step_title(&client).await.starts_with("The fix").then_some(())
+    })
+    .await;
+    run_experiment(&client).await;
+    let right = answer_with(&client, "0").await;
+    assert!(right.starts_with("Right"), "{right}");
+    assert!(text_of(&client, "[data-testid=no-ttl-warning]").await.is_none());
+}
+
 /// A shared setup address sets a new sandbox up the same way, and the
 /// settings panel offers that address; a bad value is explained, not
 /// applied.

@@ -186,6 +186,10 @@ impl Run {
                 self.observed.divergence = Some(report.clone());
                 true
             }
+            (Waiting::Reply(id), ServerMessage::Keys { request_id, report }) if request_id == id => {
+                self.observed.keys = Some(report.clone());
+                true
+            }
             // A refusal of this run's request, or of a reset or settings
             // change (those are answered without an id).
             (
@@ -355,6 +359,7 @@ impl Run {
             }
             Action::Wait { ms } => return Ok((Waiting::Timer, Command::Wait(ms))),
             Action::ComparePatterns { seed } => ClientMessage::ComparePatterns { request_id: id, seed },
+            Action::InspectKeys => ClientMessage::InspectKeys { request_id: id },
         };
         Ok((Waiting::Reply(id), Command::Send(message)))
     }

@@ -143,6 +143,8 @@ pub enum Setting {
         connections: u64,
         wait_ms: u64,
     },
+    /// Cache with no TTL at all (the mistake, to see it).
+    ForgetTtl(bool),
 }
 
 /// One thing an experiment does, in order; each waits for the previous
@@ -171,6 +173,8 @@ pub enum Action {
     Wait { ms: u32 },
     /// The same seeded workload through every caching pattern.
     ComparePatterns { seed: u64 },
+    /// List the sandbox's keys in Redis, with their TTLs.
+    InspectKeys,
 }
 
 /// A pointer to what shows the effect.
@@ -218,6 +222,7 @@ pub struct Observed {
     pub herds: Vec<crate::HerdResult>,
     pub race: Option<crate::ScenarioResult>,
     pub divergence: Option<crate::DivergenceReport>,
+    pub keys: Option<crate::KeyReport>,
     pub comparison: Option<crate::PatternComparison>,
 }
 
@@ -327,6 +332,7 @@ pub fn settings_for(step: &Step, current: &SandboxSettings) -> SandboxSettings {
                 s.db_connections = connections;
                 s.db_wait_ms = wait_ms;
             }
+            Setting::ForgetTtl(on) => s.forget_ttl = on,
         }
     }
     s
@@ -476,6 +482,10 @@ impl Progress {
 
 // The answers, read from what the back end reported.
 
+fn keys_without_ttl(o: &Observed) -> Option<u64> {
+    o.keys.as_ref().map(|k| k.without_ttl)
+}
+
 fn database_reads(o: &Observed) -> Option<u64> {
     (!o.reads.is_empty()).then(|| o.database_reads())
 }
@@ -544,6 +554,24 @@ const NAMES: &[&str] = &["The old name", "The new name"];
 const RACE: &[&str] = &["A stale value: the old name", "The row as the database has it"];
 
 const READ_PATH: &[Part] = &[Part::Read];
+const FORGOTTEN_TTL_RUN: &[Action] = &[
+    Action::Read {
+        kind: Kind::Users,
+        id: 1,
+        times: 1,
+    },
+    Action::Read {
+        kind: Kind::Users,
+        id: 2,
+        times: 1,
+    },
+    Action::Read {
+        kind: Kind::Users,
+        id: 3,
+        times: 1,
+    },
+    Action::InspectKeys,
+];
 const WRITES: &[Part] = &[Part::Read, Part::Write];
 const NEAR: &[Part] = &[Part::Read, Part::Write, Part::Near];
 const RACE_PARTS: &[Part] = &[Part::Read, Part::Write, Part::Lease];
@@ -620,7 +648,7 @@ pub const LESSONS: &[Lesson] = &[
     Lesson {
         id: "ttl",
         title: "Time to live",
-        outcome: "Choose a TTL and see a key expire on a real Redis.",
+        outcome: "Choose a TTL, see a key expire on a real Redis, and see what forgetting it does.",
         steps: &[Step {
             title: "Keys expire",
             text: "Every value is stored with an expiry (SET ... EX). When the time is up Redis drops the key by itself, and the next read misses and loads a fresh copy. The TTL is the longest a cached copy can be out of date when nobody invalidates it, and it keeps keys nobody reads from piling up.\n\nThis step sets the TTL to 3 seconds, reads user 42 twice, waits 3.5 seconds, and reads it again.",
@@ -641,6 +669,39 @@ pub const LESSONS: &[Lesson] = &[
                 question: "How many of the three reads went to the database?",
                 answer: Expect::Number(database_reads),
                 hint: "Count the misses in the trace log.",
+            },
+        },
+        Step {
+            title: "The problem: a cache that only grows",
+            text: "Forget the TTL on a SET and the key never expires. Nothing goes wrong at first; then every record ever read stays in Redis until memory runs out, and a copy nobody invalidates stays wrong forever.\n\nThis step caches with no TTL, reads three users, and lists the sandbox's keys in Redis.",
+            parts: READ_PATH,
+            panel: Panel::Keys,
+            setup: &[Setting::ForgetTtl(true)],
+            run: FORGOTTEN_TTL_RUN,
+            run_label: "Read three users with no TTL, then list the keys",
+            notice: &[
+                Pointer { text: "The SET has no EX.", target: Target::Node("store_in_cache") },
+                Pointer { text: "The keys card flags keys that never expire.", target: Target::Element("keys") },
+            ],
+            check: Check {
+                question: "How many of the sandbox's keys have no TTL?",
+                answer: Expect::Number(keys_without_ttl),
+                hint: "The warning above the keys table counts them.",
+            },
+        },
+        Step {
+            title: "The fix: every key gets a TTL",
+            text: "The same reads with the TTL back on. Each key now counts down and goes by itself, and the audit finds nothing.",
+            parts: READ_PATH,
+            panel: Panel::Keys,
+            setup: &[],
+            run: FORGOTTEN_TTL_RUN,
+            run_label: "Read three users with a TTL, then list the keys",
+            notice: &[Pointer { text: "Every key shows its TTL counting down.", target: Target::Element("keys") }],
+            check: Check {
+                question: "How many keys have no TTL now?",
+                answer: Expect::Number(keys_without_ttl),
+                hint: "The keys table: is any TTL \"none\"?",
             },
         }],
     },
