@@ -7,22 +7,13 @@
 use std::time::Duration;
 
 use backend::{Backend, Config};
-use load::rss;
+use load::{redis_used, rss};
 use shared::{Defence, HerdSpec, HerdTiming, Kind, Origin, SandboxId};
 
 #[path = "common/load.rs"]
 mod load;
 
 const SANDBOXES: usize = 100;
-
-fn redis_used(url: &str) -> u64 {
-    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let info: String = redis::cmd("INFO").arg("memory").query(&mut connection).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))

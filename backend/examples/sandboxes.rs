@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use backend::{Backend, Config};
 use futures_util::{SinkExt, StreamExt};
-use load::rss;
+use load::{redis_used, rss};
 use shared::ServerMessage;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -45,15 +45,6 @@ fn args() -> Args {
         }
     }
     args
-}
-
-fn redis_used(url: &str) -> u64 {
-    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let info: String = redis::cmd("INFO").arg("memory").query(&mut connection).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// A browser: connects (a new sandbox), is greeted.

@@ -433,29 +433,15 @@ impl Playground {
             let (steps, took) = recorder.finish();
             let nodes: Vec<NodeId> = steps.into_iter().map(|s| s.node).collect();
             sandbox.count_untraced(Outcome::Written, micros(took), 0, &nodes);
-            return Ok(WriteResult {
-                kind,
-                id,
-                found,
-                record,
-                cache: effect,
-                latency_us,
-                trace_id,
-                sandbox: sandbox.id.clone(),
+        } else if let Some(published) = published {
+            let sandbox = sandbox.clone();
+            let expected = sandbox.fleet.listening();
+            tokio::spawn(async move {
+                draw_fan_out(&sandbox, &recorder, published.message, expected).await;
+                publish_trace(&sandbox, started, Outcome::Written, found, &recorder);
             });
-        }
-        match published {
-            Some(published) => {
-                let sandbox = sandbox.clone();
-                let expected = sandbox.fleet.listening();
-                tokio::spawn(async move {
-                    draw_fan_out(&sandbox, &recorder, published.message, expected).await;
-                    publish_trace(&sandbox, started, Outcome::Written, found, &recorder);
-                });
-            }
-            None => {
-                self.publish(&sandbox, started, Outcome::Written, found, &recorder);
-            }
+        } else {
+            self.publish(&sandbox, started, Outcome::Written, found, &recorder);
         }
         Ok(WriteResult {
             kind,

@@ -51,6 +51,15 @@ async fn step_title(client: &Client) -> String {
 
 /// The "database loads" of the newest herd row (the table's first).
 async fn newest_herd_loads(client: &Client) -> u64 {
+    newest_herd_cell(client, "td.loads").await
+}
+
+async fn newest_herd_failed(client: &Client) -> u64 {
+    newest_herd_cell(client, "td.failed-count").await
+}
+
+/// A number in the newest row of the herd table.
+async fn newest_herd_cell(client: &Client, css: &str) -> u64 {
     let row = wait_for(client, "a herd row", WAIT, || async {
         let rows = client
             .find_all(Locator::Css("[data-testid=herd-row]"))
@@ -59,14 +68,16 @@ async fn newest_herd_loads(client: &Client) -> u64 {
         rows.first().cloned()
     })
     .await;
-    let loads = row
-        .find(Locator::Css("td.loads"))
+    let cell = row
+        .find(Locator::Css(css))
         .await
-        .expect("a loads column")
+        .unwrap_or_else(|_| panic!("no {css} in the herd row"))
         .text()
         .await
         .unwrap();
-    loads.trim().parse().unwrap_or_else(|_| panic!("loads {loads:?}"))
+    cell.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{css} shows {cell:?}"))
 }
 
 /// Lesson 1, the read path: a miss costs one query, a hit none; the answers
@@ -240,28 +251,6 @@ async fn the_stampede_lesson_saturates_a_small_database() {
     let right = answer_with(&client, "0").await;
     assert!(right.starts_with("Right"), "{right}");
     review_screenshot(&client, "lesson-stampede-6", "[data-testid=lesson]").await;
-}
-
-async fn newest_herd_failed(client: &Client) -> u64 {
-    let row = wait_for(client, "a herd row", WAIT, || async {
-        let rows = client
-            .find_all(Locator::Css("[data-testid=herd-row]"))
-            .await
-            .ok()?;
-        rows.first().cloned()
-    })
-    .await;
-    let failed = row
-        .find(Locator::Css("td.failed-count"))
-        .await
-        .expect("a failed column")
-        .text()
-        .await
-        .unwrap();
-    failed
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("failed {failed:?}"))
 }
 
 /// The TTL lesson, problem first: with the TTL forgotten, the three keys

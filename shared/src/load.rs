@@ -55,15 +55,7 @@ impl LoadSpec {
     /// # Errors
     /// [`InputError::BadSetting`] naming the first field out of range.
     pub fn validate(&self) -> Result<(), InputError> {
-        let check = |name: &str, value: u64, (lo, hi): (u64, u64)| {
-            if (lo..=hi).contains(&value) {
-                Ok(())
-            } else {
-                Err(InputError::BadSetting(format!(
-                    "{name} must be from {lo} to {hi}, not {value}"
-                )))
-            }
-        };
+        let check = crate::settings::check_range;
         check("per_second", self.per_second, Self::PER_SECOND)?;
         check("write_percent", self.write_percent, Self::WRITE_PERCENT)?;
         check("keys", self.keys, Self::KEYS)?;

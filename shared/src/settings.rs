@@ -342,15 +342,7 @@ impl SandboxSettings {
     /// # Errors
     /// [`InputError::BadSetting`] naming the first setting out of range.
     pub fn validate(&self) -> Result<(), InputError> {
-        let check = |name: &str, value: u64, (lo, hi): (u64, u64)| {
-            if (lo..=hi).contains(&value) {
-                Ok(())
-            } else {
-                Err(InputError::BadSetting(format!(
-                    "{name} must be from {lo} to {hi}, not {value}"
-                )))
-            }
-        };
+        let check = check_range;
         check("cache_ttl_secs", self.cache_ttl_secs, Self::CACHE_TTL_SECS)?;
         check("null_ttl_secs", self.null_ttl_secs, Self::CACHE_TTL_SECS)?;
         check("db_latency_ms", self.db_latency_ms, Self::DB_LATENCY_MS)?;
@@ -459,6 +451,18 @@ impl SandboxSettings {
         }
         s.validate()?;
         Ok(s)
+    }
+}
+
+/// `Ok` when `value` lies in `lo..=hi`; otherwise an error naming the
+/// setting and its range.
+pub(crate) fn check_range(name: &str, value: u64, (lo, hi): (u64, u64)) -> Result<(), InputError> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(InputError::BadSetting(format!(
+            "{name} must be from {lo} to {hi}, not {value}"
+        )))
     }
 }
 

@@ -21,6 +21,16 @@ pub fn rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Redis's `used_memory`, in bytes.
+pub fn redis_used(url: &str) -> u64 {
+    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut connection).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// What one load run measured.
 #[derive(Clone)]
 pub struct Run {
