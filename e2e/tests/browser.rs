@@ -859,3 +859,27 @@ async fn the_diagnostics_find_the_forgotten_ttl_puzzle() {
     click(&client, "[data-testid=stop-load]").await;
     client.close().await.unwrap();
 }
+
+/// With Redis stopped, the Redis card says it did not answer, while the
+/// page's notice stays free for what the learner does (the card polls in
+/// the background every two seconds).
+#[tokio::test]
+async fn a_stopped_redis_is_reported_in_the_redis_card_not_as_a_page_notice() {
+    let (mut server, _driver, client) = start_page("e2e-redis-down", |_| {}).await;
+    wait_for(&client, "Redis's figures", WAIT, || async {
+        text_of(&client, "[data-testid=redis-memory]").await
+    })
+    .await;
+    server.stop_redis();
+    let said = wait_for(&client, "the card's error", WAIT, || async {
+        text_of(&client, "[data-testid=redis-error]").await
+    })
+    .await;
+    assert!(said.starts_with("Redis did not answer"), "{said}");
+    assert!(
+        text_of(&client, ".notice").await.is_none(),
+        "no page notice for a background poll"
+    );
+    e2e::review_screenshot(&client, "redis-down", "[data-testid=redis-figures]").await;
+    client.close().await.unwrap();
+}

@@ -229,10 +229,16 @@ impl Connection {
         self.send(&ClientMessage::StartLoad { request_id, load }, false)
     }
 
-    /// Asks for Redis's own figures.
+    /// Asks for Redis's own figures, in the background (the Redis card
+    /// polls): nothing is pending, and the page's notice is left alone; a
+    /// failure is shown in the card (see [`AppState::redis_request`]).
     pub fn redis_info(&self) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::RedisInfo { request_id }, false)
+        let sent = self.transmit(&ClientMessage::RedisInfo { request_id });
+        if sent {
+            self.inner.state.redis_request.set(Some(request_id));
+        }
+        sent
     }
 
     /// Lists the sandbox's keys in Redis.
@@ -393,15 +399,7 @@ impl Connection {
 
     /// Sends a message if connected; `awaits_reply` counts it as pending.
     fn send(&self, message: &ClientMessage, awaits_reply: bool) -> bool {
-        let text = serde_json::to_string(message).expect("client messages serialize");
-        let sent = self
-            .inner
-            .socket
-            .borrow()
-            .as_ref()
-            .filter(|s| s.ready_state() == WebSocket::OPEN)
-            .map(|s| s.send_with_str(&text).is_ok())
-            .unwrap_or(false);
+        let sent = self.transmit(message);
         let state = self.inner.state;
         if sent {
             if awaits_reply {
@@ -414,6 +412,17 @@ impl Connection {
             ));
         }
         sent
+    }
+
+    /// Puts a message on the socket if it is open; says whether it did.
+    fn transmit(&self, message: &ClientMessage) -> bool {
+        let text = serde_json::to_string(message).expect("client messages serialize");
+        self.inner
+            .socket
+            .borrow()
+            .as_ref()
+            .filter(|s| s.ready_state() == WebSocket::OPEN)
+            .is_some_and(|s| s.send_with_str(&text).is_ok())
     }
 
     fn connect(&self) {

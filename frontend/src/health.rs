@@ -16,6 +16,8 @@ pub const SAMPLES: usize = 60;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RedisWatch {
     samples: VecDeque<RedisFigures>,
+    /// Why the latest request failed (cleared by the next answer).
+    error: Option<String>,
 }
 
 /// What the latest two samples say, per second.
@@ -66,6 +68,7 @@ impl RedisWatch {
     /// Takes the next sample; one from a restarted Redis (counters that
     /// went down) starts the watch again.
     pub fn observe(&mut self, figures: RedisFigures) {
+        self.error = None;
         if let Some(last) = self.samples.back() {
             if figures.evicted_keys < last.evicted_keys
                 || figures.keyspace_hits < last.keyspace_hits
@@ -78,6 +81,16 @@ impl RedisWatch {
         while self.samples.len() > SAMPLES {
             self.samples.pop_front();
         }
+    }
+
+    /// The latest request failed (Redis down or too slow).
+    pub fn failed(&mut self, why: String) {
+        self.error = Some(why);
+    }
+
+    /// Why the latest request failed, if it did.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     pub fn latest(&self) -> Option<&RedisFigures> {
@@ -192,9 +205,13 @@ mod tests {
         assert_eq!(alerts.len(), 2, "{alerts:?}");
         assert!(matches!(alerts[0], Alert::MemoryHigh { share } if (share - 0.9).abs() < 1e-9));
         assert!(matches!(alerts[1], Alert::Evicting { per_second } if per_second == 200.0));
+        // A failed request is kept until the next answer.
+        watch.failed("Redis failed".into());
+        assert_eq!(watch.error(), Some("Redis failed"));
         // A restarted Redis starts the watch again.
         watch.observe(figures(4_000, 100, 0, 0, 0));
         assert_eq!(watch.rates(), None);
+        assert_eq!(watch.error(), None);
     }
 
     /// The sandbox's series: `ratio` of each second's 10 reads are hits,

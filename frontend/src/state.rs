@@ -91,6 +91,9 @@ pub struct AppState {
     pub keys: RwSignal<Option<KeyReport>>,
     /// Redis's own figures over time.
     pub redis_watch: RwSignal<RedisWatch>,
+    /// The latest background request for them: its failure belongs to the
+    /// Redis card, not to the page's notice.
+    pub redis_request: RwSignal<Option<u64>>,
     /// The instance this page sends its reads and writes to (`None`: any,
     /// round-robin).
     pub target_instance: RwSignal<Option<String>>,
@@ -139,6 +142,7 @@ impl AppState {
             load: RwSignal::new(None),
             keys: RwSignal::new(None),
             redis_watch: RwSignal::new(RedisWatch::default()),
+            redis_request: RwSignal::new(None),
             target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
@@ -349,6 +353,12 @@ impl AppState {
                     "This sandbox was reset: its rows are back to the seed data and its cache is empty."
                         .into()
                 }));
+            }
+            ServerMessage::Error {
+                request_id: Some(id),
+                message,
+            } if self.redis_request.get_untracked() == Some(id) => {
+                self.redis_watch.update(|w| w.failed(message));
             }
             ServerMessage::Error { request_id, message } => {
                 if request_id.is_some() {

@@ -32,6 +32,9 @@ pub fn RedisPanel() -> impl IntoView {
             <p class="help">
                 "The server's own figures (INFO), every two seconds. On a shared Redis they count every sandbox's keys together."
             </p>
+            {move || watch.with(|w| w.error().map(|e| view! {
+                <p class="help error" data-testid="redis-error">{format!("Redis did not answer: {e}")}</p>
+            }))}
             <dl class="figures" data-testid="redis-figures">
                 {move || watch.with(|w| w.latest().cloned()).map(|f| {
                     let memory = if f.maxmemory > 0 {
