@@ -112,16 +112,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn main() {
     let args = args();
-    let servers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let load = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let (servers, load) = load::runtimes();
 
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::defaults();

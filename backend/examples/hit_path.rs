@@ -69,19 +69,7 @@ fn args() -> Args {
 
 fn main() {
     let args = args();
-    // The servers' runtime: two workers, as the machine has two cores.
-    let servers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    // The load generator's own runtime, so it does not queue behind the
-    // servers' tasks.
-    let load = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let (servers, load) = load::runtimes();
 
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::defaults();

@@ -24,10 +24,9 @@ Tasks:
   dev         Back end on :8080 plus `trunk serve` with live reload on
               http://127.0.0.1:8081 (proxying /api and /ws to the back end).
   screenshot  Regenerate docs/playground.png from a headless browser.
-  bench       Measure read latency (hit, miss, fallback), the hit path beside
-              a minimal axum + Redis GET baseline, and the WASM size;
-              `cargo xtask bench stampede` compares the stampede defences,
-              `cargo xtask bench hit-path` runs the hit path alone.
+  bench       Run every bench, each beside a baseline from the same run and
+              its goal; `cargo xtask bench NAME` runs one: read-latency,
+              hit-path, stampede, sandboxes, fanout, memory, browser, size.
   setup       Only install what is missing (add --tests for the test tools).
 ";
 

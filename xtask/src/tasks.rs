@@ -208,15 +208,50 @@ pub fn screenshot() -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask bench`: read latency by outcome, the hit path side by side
-/// with a minimal baseline, many sandboxes, fan-out to watchers, memory, the
-/// page in Chromium and the first load's size. `cargo xtask bench NAME`
-/// runs one: `stampede` (the defences compared), `hit-path [--seconds N
-/// --connections N --rounds N]`, `sandboxes`, `fanout [--watchers N]`,
+/// The back end's benches: the name after `cargo xtask bench`, the
+/// `backend` example that runs it, and what it measures. `cargo xtask bench`
+/// runs them in this order, then the browser bench and the size.
+const BACKEND_BENCHES: [(&str, &str, &str); 6] = [
+    (
+        "read-latency",
+        "read_latency",
+        "read latency against a real redis-server and SQLite",
+    ),
+    (
+        "hit-path",
+        "hit_path",
+        "the hit path: axum + GET, the engine, the playground",
+    ),
+    (
+        "stampede",
+        "stampede",
+        "stampede defences against a real redis-server and SQLite",
+    ),
+    (
+        "sandboxes",
+        "sandboxes",
+        "many browsers, each in its own sandbox, over WebSockets",
+    ),
+    (
+        "fanout",
+        "fanout",
+        "fan-out: the hit path with 0, 1 and 50 WebSocket watchers",
+    ),
+    (
+        "memory",
+        "memory",
+        "the back end's memory: idle, after a herd, with 100 sandboxes",
+    ),
+];
+
+/// `cargo xtask bench`: every bench, each beside its baseline and goal.
+/// `cargo xtask bench NAME [ARGS]` runs one: `read-latency`, `hit-path
+/// [--seconds N --connections N --rounds N]`, `stampede`, `sandboxes
+/// [--clients N --reads N]`, `fanout [--seconds N --rounds N --watchers N]`,
 /// `memory`, `browser` (time to interactive, a flood of reads) or `size`.
 pub fn bench(args: &[String]) -> Result<(), String> {
     setup::ensure(Purpose::Run)?;
-    let example = |name: &str, extra: &[String]| {
+    let backend_bench = |example: &str, title: &str, extra: &[String]| {
         let mut run = cargo();
         run.args([
             "run",
@@ -225,88 +260,53 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             "--package",
             "backend",
             "--example",
-            name,
+            example,
         ]);
         if !extra.is_empty() {
             run.arg("--").args(extra);
         }
-        run
+        step(title, run)
     };
     match args.first().map(String::as_str) {
-        Some("stampede") => {
-            return step(
-                "stampede defences against a real redis-server and SQLite",
-                example("stampede", &[]),
-            )
-        }
-        Some("hit-path") => {
-            return step(
-                "the hit path: axum + GET, the engine, the playground",
-                example("hit_path", &args[1..]),
-            )
-        }
-        Some("sandboxes") => {
-            return step(
-                "many browsers, each in its own sandbox, over WebSockets",
-                example("sandboxes", &args[1..]),
-            )
-        }
-        Some("fanout") => {
-            return step(
-                "fan-out: the hit path with 0, 1 and 50 WebSocket watchers",
-                example("fanout", &args[1..]),
-            )
-        }
-        Some("memory") => {
-            return step(
-                "the back end's memory: idle, after a herd, with 100 sandboxes",
-                example("memory", &[]),
-            )
-        }
-        Some("browser") => {
+        Some("browser") => browser_bench(&build_front_end()?),
+        Some("size") => front_end_size(&build_front_end()?),
+        Some(name) => match BACKEND_BENCHES.iter().find(|(n, ..)| *n == name) {
+            Some((_, example, title)) => backend_bench(example, title, &args[1..]),
+            None => Err(format!(
+                "unknown bench {name:?}: use {}, browser or size",
+                BACKEND_BENCHES.map(|(n, ..)| n).join(", ")
+            )),
+        },
+        None => {
             let dist = build_front_end()?;
-            setup::ensure(Purpose::Tests)?;
-            let mut run = cargo();
-            run.args([
-                "run",
-                "--quiet",
-                "--release",
-                "--package",
-                "e2e",
-                "--example",
-                "browser_bench",
-            ])
-            .env("PLAYGROUND_DIST", &dist);
-            return step(
-                "the page in headless Chromium: time to interactive, a flood of reads",
-                run,
-            );
+            for (_, example, title) in BACKEND_BENCHES {
+                backend_bench(example, title, &[])?;
+            }
+            browser_bench(&dist)?;
+            front_end_size(&dist)
         }
-        Some("size") => return front_end_size(&build_front_end()?),
-        Some(other) => {
-            return Err(format!(
-                "unknown bench {other:?}: use stampede, hit-path, sandboxes, fanout, memory, browser or size"
-            ))
-        }
-        None => {}
     }
-    let dist = build_front_end()?;
+}
+
+/// The page in headless Chromium against the release back end (the e2e
+/// crate's `browser_bench` example).
+fn browser_bench(dist: &std::path::Path) -> Result<(), String> {
+    setup::ensure(Purpose::Tests)?;
+    let mut run = cargo();
+    run.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "e2e",
+        "--example",
+        "browser_bench",
+    ])
+    .env("PLAYGROUND_DIST", dist);
     step(
-        "measuring read latency against a real redis-server and SQLite",
-        example("read_latency", &[]),
-    )?;
-    step(
-        "the hit path: axum + GET, the engine, the playground",
-        example("hit_path", &[]),
-    )?;
-    step(
-        "many browsers, each in its own sandbox, over WebSockets",
-        example("sandboxes", &[]),
-    )?;
-    for name in ["fanout", "memory", "browser"] {
-        bench(&[name.to_string()])?;
-    }
-    front_end_size(&dist)
+        "the page in headless Chromium: time to interactive, a flood of reads",
+        run,
+    )
 }
 
 /// What a first visit downloads, as sent (the build wrote the compressed

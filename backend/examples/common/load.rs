@@ -21,6 +21,20 @@ pub fn rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Two runtimes of two workers each: the servers', and the load
+/// generator's own, so the load does not queue behind the servers' tasks
+/// (the machine has two cores).
+pub fn runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    (runtime(), runtime())
+}
+
 /// Redis's `used_memory`, in bytes.
 pub fn redis_used(url: &str) -> u64 {
     let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();

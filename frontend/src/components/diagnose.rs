@@ -63,19 +63,16 @@ pub fn DiagnosePanel() -> impl IntoView {
         });
     };
     let findings = move || {
-        state.stats.with(|stats| {
-            state.settings.with(|settings| {
-                state.redis_watch.with(|redis| {
-                    state.divergence.with(|divergence| {
-                        state.keys.with(|keys| {
-                            diagnose(&Evidence {
-                                stats,
-                                settings: settings.as_ref(),
-                                redis,
-                                divergence: divergence.as_ref(),
-                                keys: keys.as_ref(),
-                            })
-                        })
+        let (stats, settings) = (state.stats.get(), state.settings.get());
+        state.redis_watch.with(|redis| {
+            state.divergence.with(|divergence| {
+                state.keys.with(|keys| {
+                    diagnose(&Evidence {
+                        stats: &stats,
+                        settings: settings.as_ref(),
+                        redis,
+                        divergence: divergence.as_ref(),
+                        keys: keys.as_ref(),
                     })
                 })
             })
