@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -64,6 +65,8 @@ pub fn app(
         .route("/api/v1/divergence", get(divergence))
         .route("/api/v1/keys", get(keys))
         .route("/api/v1/redis-info", get(redis_info))
+        .route("/api/v1/memory", get(memory).put(set_memory))
+        .route("/api/v1/memory/fill", post(fill))
         .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
         .route("/api/v1/scenarios/patterns", post(compare_patterns))
         .route("/api/v1/reset", post(reset))
@@ -396,13 +399,10 @@ async fn update(
     State(state): State<AppState>,
     Segments((kind, id)): Segments<(String, String)>,
     Params(query): Params<SandboxQuery>,
-    body: Result<Json<UpdateBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<UpdateBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
     let (kind, id, sandbox) = target(&kind, &id, &query)?;
-    let Json(body) = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(e.body_text()),
-        _ => AppError::Body(e.body_text()),
-    })?;
+    let body = json_body(body)?;
     let change = WriteChange::Update { name: body.name };
     write(&state, (sandbox, &query), kind, id, change).await
 }
@@ -479,6 +479,50 @@ async fn redis_info(
     Ok(Json(figures).into_response())
 }
 
+/// `GET /api/v1/memory`: the sandbox's server's memory limit, eviction
+/// policy and figures, and whether the sandbox may change them.
+async fn memory(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+) -> Result<Response, AppError> {
+    let memory = state.playground.memory(&query.sandbox()?).await?;
+    Ok(Json(memory).into_response())
+}
+
+/// `PUT /api/v1/memory` (JSON body: `MemorySettings`): sets the limit and
+/// policy of the sandbox's own redis-server; 400 on the shared Redis.
+async fn set_memory(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+    body: Result<Json<shared::MemorySettings>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let sandbox = query.sandbox()?;
+    let settings = json_body(body)?;
+    let memory = state.playground.set_memory(&sandbox, settings).await?;
+    Ok(Json(memory).into_response())
+}
+
+/// `POST /api/v1/memory/fill` (JSON body: `FillSpec`): fills the sandbox's
+/// own redis-server past its limit and answers what Redis kept.
+async fn fill(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+    body: Result<Json<shared::FillSpec>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let sandbox = query.sandbox()?;
+    let spec = json_body(body)?;
+    let result = state.playground.fill(&sandbox, spec).await?;
+    Ok(Json(result).into_response())
+}
+
+/// A JSON body, or the 400 (413 when too large) that says what is wrong.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AppError> {
+    body.map(|Json(value)| value).map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(e.body_text()),
+        _ => AppError::Body(e.body_text()),
+    })
+}
+
 /// `?sandbox=NAME&kind=users&id=7` for a scenario.
 #[derive(Debug, Deserialize)]
 pub struct ScenarioQuery {
@@ -540,13 +584,10 @@ async fn compare_patterns(
 async fn start_load(
     State(state): State<AppState>,
     Params(query): Params<SandboxQuery>,
-    body: Result<Json<shared::LoadSpec>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<shared::LoadSpec>, JsonRejection>,
 ) -> Result<Response, AppError> {
     let sandbox = query.sandbox()?;
-    let Json(spec) = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(e.body_text()),
-        _ => AppError::Body(e.body_text()),
-    })?;
+    let spec = json_body(body)?;
     let started = crate::load::start(&state.playground, &sandbox, spec)?;
     Ok(Json(started).into_response())
 }

@@ -45,6 +45,7 @@ pub mod http;
 pub mod inspect;
 pub mod ledger;
 pub mod load;
+pub mod memory;
 pub mod metrics;
 pub mod patterns;
 pub mod playground;

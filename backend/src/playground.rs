@@ -497,6 +497,66 @@ impl Playground {
             .map_err(|e| OpError::Inspection(e.into()))
     }
 
+    /// The memory limit and eviction policy of the sandbox's server, and
+    /// whether the sandbox may change them (see [`crate::memory`]).
+    ///
+    /// # Errors
+    /// [`OpError::Inspection`] when Redis fails.
+    pub async fn memory(&self, sandbox: &SandboxId) -> Result<shared::MemoryState, OpError> {
+        let sandbox = self.sandbox(sandbox)?.start_operation(1)?;
+        crate::memory::state(&sandbox, self.memory_refusal())
+            .await
+            .map_err(|e| OpError::Inspection(e.into()))
+    }
+
+    /// Sets the memory limit and eviction policy of the sandbox's own
+    /// server.
+    ///
+    /// # Errors
+    /// [`OpError::Input`] on the shared Redis or out of range;
+    /// [`OpError::Inspection`] when Redis fails.
+    pub async fn set_memory(
+        &self,
+        sandbox: &SandboxId,
+        settings: shared::MemorySettings,
+    ) -> Result<shared::MemoryState, OpError> {
+        let sandbox = self.sandbox(sandbox)?.start_operation(1)?;
+        crate::memory::set(&sandbox, settings).await
+    }
+
+    /// Fills the sandbox's own server past its limit (weighed like a herd,
+    /// one at a time per sandbox and within the herds' shared places).
+    ///
+    /// # Errors
+    /// [`OpError::Input`] on the shared Redis, for a bad spec or a busy
+    /// sandbox; [`OpError::Inspection`] when Redis fails.
+    pub async fn fill(
+        &self,
+        sandbox: &SandboxId,
+        spec: shared::FillSpec,
+    ) -> Result<shared::FillResult, OpError> {
+        let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
+        let Ok(_one_here) = sandbox.herd.try_lock() else {
+            return Err(InputError::OverLimit(
+                "a herd, comparison or fill is running in this sandbox already".into(),
+            )
+            .into());
+        };
+        let Ok(_running) = self.herds.clone().try_acquire_owned() else {
+            return Err(InputError::OverLimit(
+                "other herds are running right now; try again in a moment".into(),
+            )
+            .into());
+        };
+        crate::memory::fill(&sandbox, spec).await
+    }
+
+    /// Why no sandbox here may change its server's memory, if none may:
+    /// with an external Redis no sandbox has a server of its own.
+    fn memory_refusal(&self) -> Option<String> {
+        self.sandboxes.private_servers_refusal().map(|e| e.to_string())
+    }
+
     /// Fires a herd of concurrent reads (see [`crate::herd`]), if fewer
     /// herds than the limit run now.
     ///

@@ -31,6 +31,33 @@ pub enum PrivateRedisError {
     DidNotStart(String),
 }
 
+/// The policy a server starts with: the tutorial's usual one for a cache.
+const STARTING_POLICY: &str = "allkeys-lru";
+
+/// The limit a sandbox may set when the configured `maxmemory` does not
+/// parse (Redis itself would have refused to start with it).
+const DEFAULT_LIMIT_KB: u64 = 64 * 1024;
+
+/// Bytes in a Redis memory amount (`64mb`, `1gb`, `100000`), read the way
+/// Redis reads its configuration: `k`, `m`, `g` are powers of 1,000, `kb`,
+/// `mb`, `gb` powers of 1,024, any case.
+pub fn memory_bytes(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let scale: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(scale)
+}
+
 /// Starts private servers, at most so many at once.
 pub struct PrivateServers {
     options: RedisServerOptions,
@@ -42,6 +69,8 @@ pub struct PrivateServers {
 pub struct PrivateServer {
     server: EmbeddedRedis,
     maxmemory: String,
+    /// The highest `maxmemory` the sandbox may set: the configured one.
+    limit_kb: u64,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -54,7 +83,7 @@ impl PrivateServers {
             options: RedisServerOptions {
                 program,
                 maxmemory,
-                maxmemory_policy: "allkeys-lru".into(),
+                maxmemory_policy: STARTING_POLICY.into(),
             },
             permits: Arc::new(Semaphore::new(most)),
             most,
@@ -83,6 +112,7 @@ impl PrivateServers {
         Ok(PrivateServer {
             server,
             maxmemory: self.options.maxmemory.clone(),
+            limit_kb: memory_bytes(&self.options.maxmemory).map_or(DEFAULT_LIMIT_KB, |b| b / 1024),
             _permit: permit,
         })
     }
@@ -99,12 +129,50 @@ impl PrivateServer {
         self.server.url()
     }
 
+    /// The highest `maxmemory` the sandbox may set, in KiB.
+    pub fn limit_kb(&self) -> u64 {
+        self.limit_kb
+    }
+
+    /// The `CONFIG SET` that puts its memory limit and policy back as it
+    /// started.
+    pub fn restore_command(&self) -> redis::Cmd {
+        let mut config = redis::cmd("CONFIG");
+        config
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(&self.maxmemory)
+            .arg("maxmemory-policy")
+            .arg(STARTING_POLICY)
+            .arg("maxmemory-samples")
+            .arg(5);
+        config
+    }
+
     /// What the page shows of it.
     pub fn describe(&self) -> String {
         format!(
-            "its own redis-server (port {}, maxmemory {}, allkeys-lru)",
+            "its own redis-server (port {}, maxmemory {}, {STARTING_POLICY})",
             self.server.port(),
             self.maxmemory
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory_bytes;
+
+    #[test]
+    fn memory_amounts_read_as_redis_reads_them() {
+        assert_eq!(memory_bytes("64mb"), Some(64 << 20));
+        assert_eq!(memory_bytes("64MB"), Some(64 << 20));
+        assert_eq!(memory_bytes("2m"), Some(2_000_000));
+        assert_eq!(memory_bytes("1gb"), Some(1 << 30));
+        assert_eq!(memory_bytes("4096"), Some(4096));
+        assert_eq!(memory_bytes("12kb"), Some(12 * 1024));
+        assert_eq!(memory_bytes("lots"), None);
+        assert_eq!(memory_bytes("5tb"), None);
+        assert_eq!(memory_bytes("99999999999999999999gb"), None);
     }
 }

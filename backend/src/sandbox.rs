@@ -384,6 +384,12 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Sandbox {
+    /// The highest `maxmemory` this sandbox may give its Redis, in KiB:
+    /// `Some` only when it has a server of its own.
+    pub fn own_server_limit_kb(&self) -> Option<u64> {
+        lock(&self.private_server).as_ref().map(PrivateServer::limit_kb)
+    }
+
     /// Starts an operation: notes the use, checks the sandbox's
     /// operations-per-second limit (an operation may `weigh` several), and
     /// counts it under way until the returned guard is dropped.
@@ -610,8 +616,21 @@ impl Sandbox {
             let _ = self.redis.query(&unlink, self.timeout).await;
         }
         self.ledger.clear();
-        if self.id.as_str() == SandboxId::DEFAULT {
+        // The ledger knows the records; the default sandbox's curl users
+        // and a server of one's own (the eviction lab's fills) may hold
+        // keys it never saw.
+        let own_server = self.own_server_limit_kb().is_some();
+        if self.id.as_str() == SandboxId::DEFAULT || own_server {
             self.scan_and_delete_keys().await;
+        }
+        if own_server {
+            // As it started: the configured limit and policy.
+            let restore = lock(&self.private_server)
+                .as_ref()
+                .map(PrivateServer::restore_command);
+            if let Some(restore) = restore {
+                let _ = self.redis.query(&restore, self.timeout).await;
+            }
         }
     }
 
@@ -1002,6 +1021,15 @@ impl Sandboxes {
         let sandbox = self.assemble(id.clone(), self.default_database.clone(), None)?;
         map.insert(id.clone(), sandbox.clone());
         Ok(sandbox)
+    }
+
+    /// Why no sandbox here can have a server of its own, if none can
+    /// (the back end uses an external Redis).
+    pub fn private_servers_refusal(&self) -> Option<PrivateRedisError> {
+        self.setup
+            .private_servers
+            .is_none()
+            .then_some(PrivateRedisError::External)
     }
 
     /// The sandbox a browser asks for: `default` or an existing one as

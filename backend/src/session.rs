@@ -323,6 +323,35 @@ fn handle_command(
                     .map(|figures| ServerMessage::RedisInfo { request_id, figures })
             }))
         }
+        ClientMessage::Memory { request_id } => {
+            later(spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .memory(&id)
+                    .await
+                    .map(|state| ServerMessage::Memory { request_id, state })
+            }))
+        }
+        ClientMessage::SetMemory { request_id, memory } => {
+            later(spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .set_memory(&id, memory)
+                    .await
+                    .map(|state| ServerMessage::Memory { request_id, state })
+            }))
+        }
+        // Like a herd: stopped when the page goes.
+        ClientMessage::Fill { request_id, fill } => {
+            let started = spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .fill(&id, fill)
+                    .await
+                    .map(|result| ServerMessage::FillReply { request_id, result })
+            });
+            match started {
+                Ok(task) => Started::Herd(task),
+                Err(reply) => Started::Reply(reply),
+            }
+        }
         ClientMessage::SetInstanceLink { instance, connected } => reply(
             sandbox
                 .start_operation(1)

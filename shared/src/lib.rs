@@ -13,12 +13,15 @@
 //!   later labs can add steps without rewriting the animation.
 //! - [`protocol`]: the versioned messages sent over the WebSocket, and the
 //!   REST response body.
+//! - [`load`] and [`memory`]: the load generator's and the eviction lab's
+//!   specs and results.
 //! - [`settings`]: a sandbox's settings and counters as one serializable value.
 
 pub mod diagram;
 pub mod entity;
 pub mod lessons;
 pub mod load;
+pub mod memory;
 pub mod protocol;
 pub mod settings;
 pub mod trace;
@@ -28,6 +31,7 @@ pub use entity::{
     check_id, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID, MAX_NAME_LEN,
 };
 pub use load::{LoadSpec, LoadState};
+pub use memory::{EvictionPolicy, FillResult, FillSpec, MemorySettings, MemoryState};
 pub use protocol::{
     CacheEffect, ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, HerdResult, HerdSpec,
     HerdTiming, InstanceState, KeyInfo, KeyReport, Pattern, PatternComparison, PatternRow, ReadResult,

@@ -61,16 +61,7 @@ impl LoadSpec {
         check("keys", self.keys, Self::KEYS)?;
         check("seconds", self.seconds, Self::SECONDS)?;
         check("seed", self.seed, (0, crate::protocol::MAX_SEED))?;
-        // NaN is outside every range.
-        if !(Self::SKEW.0..=Self::SKEW.1).contains(&self.skew) {
-            return Err(InputError::BadSetting(format!(
-                "skew must be from {} to {}, not {}",
-                Self::SKEW.0,
-                Self::SKEW.1,
-                self.skew
-            )));
-        }
-        Ok(())
+        crate::settings::check_float_range("skew", self.skew, Self::SKEW)
     }
 
     /// The cumulative distribution of the keys: entry `i` is the chance of

@@ -8,12 +8,13 @@
 use crate::diagram::{Diagram, NodeId};
 use crate::entity::{Kind, Record, SandboxId};
 use crate::load::{LoadSpec, LoadState};
+use crate::memory::{FillResult, FillSpec, MemorySettings, MemoryState};
 use crate::settings::{RaceFix, SandboxSettings, Stats};
 use crate::trace::{Operation, Outcome, Trace, TraceStep};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Sent by the browser over the WebSocket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,6 +53,16 @@ pub enum ClientMessage {
     /// Asks for Redis's own figures (`INFO`); answered with
     /// [`ServerMessage::RedisInfo`].
     RedisInfo { request_id: u64 },
+    /// Asks for the sandbox's server's memory limit and policy; answered
+    /// with [`ServerMessage::Memory`].
+    Memory { request_id: u64 },
+    /// Sets the memory limit and eviction policy of the sandbox's own
+    /// redis-server (refused on a shared Redis); answered with
+    /// [`ServerMessage::Memory`].
+    SetMemory { request_id: u64, memory: MemorySettings },
+    /// Fills the sandbox's own redis-server past its limit (the eviction
+    /// lab); answered with [`ServerMessage::FillReply`].
+    Fill { request_id: u64, fill: FillSpec },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
     /// The same seeded workload through cache-aside, read-through,
@@ -452,6 +463,11 @@ pub enum ServerMessage {
     Keys { request_id: u64, report: KeyReport },
     /// The answer to [`ClientMessage::RedisInfo`].
     RedisInfo { request_id: u64, figures: RedisFigures },
+    /// The answer to [`ClientMessage::Memory`] and
+    /// [`ClientMessage::SetMemory`].
+    Memory { request_id: u64, state: MemoryState },
+    /// The answer to [`ClientMessage::Fill`].
+    FillReply { request_id: u64, result: FillResult },
     /// Reads beyond what the sandbox draws per second, folded into counts:
     /// sent a few times a second at most, serialized once for every
     /// watcher, with the counters as they stand.

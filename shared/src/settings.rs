@@ -466,6 +466,18 @@ pub(crate) fn check_range(name: &str, value: u64, (lo, hi): (u64, u64)) -> Resul
     }
 }
 
+/// Like [`check_range`] for a fraction or exponent; NaN is outside every
+/// range.
+pub(crate) fn check_float_range(name: &str, value: f64, (lo, hi): (f64, f64)) -> Result<(), InputError> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(InputError::BadSetting(format!(
+            "{name} must be from {lo} to {hi}, not {value}"
+        )))
+    }
+}
+
 /// The address parameters [`SandboxSettings::with_query`] reads.
 pub const QUERY_NAMES: [&str; 15] = [
     "ttl",
