@@ -817,6 +817,136 @@ async fn the_key_inspector_lists_cached_keys_with_their_ttl() {
     client.close().await.unwrap();
 }
 
+/// Types `value` into the input with `data-testid=field`.
+async fn type_into(client: &Client, field: &str, value: &str) {
+    let input = client
+        .find(Locator::Css(&format!("[data-testid={field}]")))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(value).await.unwrap();
+}
+
+/// Waits until the fills table has `n` rows; returns the newest one's
+/// (refused, evicted) counts.
+async fn newest_fill(client: &Client, n: usize) -> (u64, u64) {
+    wait_for(client, &format!("{n} fill rows"), WAIT, || async {
+        let rows = client
+            .find_all(Locator::Css("[data-testid=fill-row]"))
+            .await
+            .ok()?;
+        let row = rows.get(n - 1)?;
+        let cell = |css: &'static str| async move {
+            row.find(Locator::Css(css))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        };
+        Some((
+            cell("[data-testid=fill-refused]").await?,
+            cell("[data-testid=fill-evicted]").await?,
+        ))
+    })
+    .await
+}
+
+/// The eviction lab from the page: on the shared Redis its controls are
+/// read-only with the reason; in a sandbox with its own redis-server a
+/// fill past a 2 MB limit under allkeys-lru is counted as evictions, and
+/// under noeviction as refused stores, each told in words.
+#[tokio::test]
+async fn filling_memory_from_the_page_counts_evictions_or_refusals_by_policy() {
+    let (server, _driver, client) = start_page("e2e-memory", |_| {}).await;
+    let reason = wait_for(&client, "the read-only reason", WAIT, || async {
+        text_of(&client, "[data-testid=memory-read-only]").await
+    })
+    .await;
+    assert!(reason.contains("shares the playground's Redis"), "{reason}");
+    let disabled = client
+        .find(Locator::Css("fieldset.memory-fill"))
+        .await
+        .unwrap()
+        .attr("disabled")
+        .await
+        .unwrap();
+    assert!(disabled.is_some(), "the fill is off on the shared Redis");
+
+    client
+        .goto(&format!("http://{}/?redis=private", server.addr))
+        .await
+        .unwrap();
+    let policy = wait_for(&client, "the own server's figures", WAIT, || async {
+        text_of(&client, "[data-testid=memory-policy]").await
+    })
+    .await;
+    assert_eq!(policy, "allkeys-lru");
+    assert!(text_of(&client, "[data-testid=memory-read-only]").await.is_none());
+    type_into(&client, "memory-max", "2").await;
+    click(&client, "[data-testid=memory-apply]").await;
+    wait_for(&client, "the 2 MB limit", WAIT, || async {
+        text_of(&client, "[data-testid=memory-used]")
+            .await
+            .filter(|t| t.ends_with("of 2.0 MB"))
+    })
+    .await;
+    type_into(&client, "fill-keys", "3000").await;
+    type_into(&client, "fill-reads", "1000").await;
+    click(&client, "[data-testid=fill-run]").await;
+    let (refused, evicted) = newest_fill(&client, 1).await;
+    assert_eq!(refused, 0);
+    assert!(evicted > 0, "3 MB of values past a 2 MB limit evict");
+    let story = text_of(&client, "[data-testid=fill-story]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        story.contains("Redis evicted") && story.contains("allkeys-lru"),
+        "{story}"
+    );
+    let evicted_so_far = wait_for(&client, "the evictions in the figures", WAIT, || async {
+        text_of(&client, "[data-testid=memory-evicted]")
+            .await?
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n >= evicted)
+    })
+    .await;
+    assert!(evicted_so_far >= evicted);
+    e2e::review_screenshot(&client, "eviction-lab-figures", "[data-testid=memory-figures]").await;
+
+    select(&client, "[data-testid=memory-policy-select]", "noeviction").await;
+    let explained = text_of(&client, "[data-testid=memory-policy-explained]")
+        .await
+        .unwrap_or_default();
+    assert!(explained.contains("refuses writes"), "{explained}");
+    click(&client, "[data-testid=memory-apply]").await;
+    wait_for(&client, "noeviction in force", WAIT, || async {
+        text_of(&client, "[data-testid=memory-policy]")
+            .await
+            .filter(|t| t == "noeviction")
+    })
+    .await;
+    // New keys, so the full server must refuse them.
+    type_into(&client, "fill-seed", "2").await;
+    type_into(&client, "fill-keys", "4000").await;
+    click(&client, "[data-testid=fill-run]").await;
+    let (refused, evicted) = newest_fill(&client, 2).await;
+    assert_eq!(evicted, 0);
+    assert!(refused > 0, "a full server under noeviction refuses stores");
+    let story = text_of(&client, "[data-testid=fill-story]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        story.contains("noeviction evicts nothing") && story.contains("Every read still answered"),
+        "{story}"
+    );
+    e2e::review_screenshot(&client, "eviction-lab", "[data-testid=fills-table]").await;
+    client.close().await.unwrap();
+}
+
 /// Redis's own figures reach the page every two seconds, and with a quiet
 /// sandbox no alert fires.
 #[tokio::test]

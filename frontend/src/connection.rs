@@ -241,6 +241,28 @@ impl Connection {
         sent
     }
 
+    /// Asks for the sandbox's server's memory limit and policy.
+    pub fn memory(&self) -> bool {
+        let request_id = self.next_request_id();
+        self.transmit(&ClientMessage::Memory { request_id })
+    }
+
+    /// Sets the memory limit and policy of the sandbox's own server.
+    pub fn set_memory(&self, memory: shared::MemorySettings) -> bool {
+        let request_id = self.next_request_id();
+        self.send(&ClientMessage::SetMemory { request_id, memory }, false)
+    }
+
+    /// Fills the sandbox's own server past its limit.
+    pub fn fill(&self, fill: shared::FillSpec) -> bool {
+        let request_id = self.next_request_id();
+        let sent = self.send(&ClientMessage::Fill { request_id, fill }, true);
+        if sent {
+            self.inner.state.fill_request.set(Some(request_id));
+        }
+        sent
+    }
+
     /// Lists the sandbox's keys in Redis.
     pub fn inspect_keys(&self) -> bool {
         let request_id = self.next_request_id();

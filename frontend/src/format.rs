@@ -17,6 +17,15 @@ pub fn percent(ratio: f64) -> String {
     format!("{:.1}%", ratio * 100.0)
 }
 
+/// A size in bytes, in KB up to a MB and in MB above (1,024 each).
+pub fn bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MB", n as f64 / f64::from(1 << 20))
+    } else {
+        format!("{:.0} KB", n as f64 / 1024.0)
+    }
+}
+
 /// How many times faster `fast` is than `slow`, such as `×96`.
 pub fn speedup(slow_us: u64, fast_us: u64) -> Option<String> {
     if fast_us == 0 || slow_us == 0 {

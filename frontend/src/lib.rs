@@ -7,6 +7,7 @@
 //!   plain Rust.
 //! - [`flood`]: more reads than the page can animate, as counts; plain
 //!   Rust.
+//! - [`eviction`]: the eviction lab's results in words; plain Rust.
 //! - [`health`]: Redis's own figures over time and the alerts; plain Rust.
 //! - [`format`]: how numbers, times and commands are shown; plain Rust.
 //! - [`series`]: the counters over time for the live charts; plain Rust.
@@ -19,6 +20,7 @@ pub mod components;
 pub mod connection;
 pub mod diagnose;
 pub mod embed;
+pub mod eviction;
 pub mod flood;
 pub mod format;
 pub mod health;

@@ -89,6 +89,13 @@ pub struct AppState {
     pub load: RwSignal<Option<LoadState>>,
     /// The latest key inspection.
     pub keys: RwSignal<Option<KeyReport>>,
+    /// The sandbox's server's memory limit and policy, as last told
+    /// (`None`: to be asked).
+    pub memory: RwSignal<Option<shared::MemoryState>>,
+    /// The eviction lab's fills of this page, oldest first.
+    pub fills: RwSignal<Vec<shared::FillResult>>,
+    /// The fill this page is waiting for, if any.
+    pub fill_request: RwSignal<Option<u64>>,
     /// Redis's own figures over time.
     pub redis_watch: RwSignal<RedisWatch>,
     /// The latest background request for them: its failure belongs to the
@@ -141,6 +148,9 @@ impl AppState {
             series: RwSignal::new(Series::default()),
             load: RwSignal::new(None),
             keys: RwSignal::new(None),
+            memory: RwSignal::new(None),
+            fills: RwSignal::new(Vec::new()),
+            fill_request: RwSignal::new(None),
             redis_watch: RwSignal::new(RedisWatch::default()),
             redis_request: RwSignal::new(None),
             target_instance: RwSignal::new(None),
@@ -253,6 +263,15 @@ impl AppState {
                 ));
                 self.keys.set(Some(report));
             }
+            ServerMessage::Memory { state, .. } => self.memory.set(Some(state)),
+            ServerMessage::FillReply { result, .. } => {
+                self.pending.update(|p| *p = p.saturating_sub(1));
+                self.fill_request.set(None);
+                self.announcement.set(crate::eviction::story(&result));
+                // The figures moved: ask again.
+                self.memory.set(None);
+                self.fills.update(|f| f.push(result));
+            }
             ServerMessage::Summary { stats, traffic } => {
                 self.stats.set(stats);
                 self.series.update(|s| s.observe(traffic.at_ms, stats));
@@ -343,7 +362,10 @@ impl AppState {
                 self.comparison.set(None);
                 if !experiment {
                     self.herds.update(Vec::clear);
+                    self.fills.update(Vec::clear);
                 }
+                // A reset puts a server of one's own back to its limits.
+                self.memory.set(None);
                 self.herd_edges.set(None);
                 self.flood.set(Flood::default());
                 self.series.set(Series::default());
@@ -361,6 +383,9 @@ impl AppState {
                 self.redis_watch.update(|w| w.failed(message));
             }
             ServerMessage::Error { request_id, message } => {
+                if request_id.is_some() && request_id == self.fill_request.get_untracked() {
+                    self.fill_request.set(None);
+                }
                 if request_id.is_some() {
                     self.pending.update(|p| *p = p.saturating_sub(1));
                 }

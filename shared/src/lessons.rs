@@ -125,6 +125,8 @@ pub enum Panel {
     Redis,
     /// The troubleshooting checks and their puzzles.
     Diagnose,
+    /// The memory limit, the eviction policy and fills past the limit.
+    Memory,
 }
 
 /// One setting a step changes.

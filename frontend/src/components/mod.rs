@@ -10,6 +10,7 @@ mod keys;
 pub(crate) mod lesson;
 mod load;
 mod log;
+mod memory;
 mod patterns;
 mod race;
 mod redis;
@@ -120,6 +121,7 @@ pub fn App() -> impl IntoView {
                 {move || shows(Panel::Keys).then(|| view! { <keys::KeysPanel/> })}
                 {move || shows(Panel::Redis).then(|| view! { <redis::RedisPanel/> })}
                 {move || shows(Panel::Diagnose).then(|| view! { <diagnose::DiagnosePanel/> })}
+                {move || shows(Panel::Memory).then(|| view! { <memory::MemoryPanel/> })}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).

@@ -38,10 +38,10 @@ pub fn RedisPanel() -> impl IntoView {
             <dl class="figures" data-testid="redis-figures">
                 {move || watch.with(|w| w.latest().cloned()).map(|f| {
                     let memory = if f.maxmemory > 0 {
-                        format!("{} of {} ({})", bytes(f.used_memory), bytes(f.maxmemory),
+                        format!("{} of {} ({})", format::bytes(f.used_memory), format::bytes(f.maxmemory),
                             format::percent(f.used_memory as f64 / f.maxmemory as f64))
                     } else {
-                        format!("{} (no maxmemory)", bytes(f.used_memory))
+                        format!("{} (no maxmemory)", format::bytes(f.used_memory))
                     };
                     let rates = watch.with(|w| w.rates());
                     view! {
@@ -69,13 +69,5 @@ pub fn RedisPanel() -> impl IntoView {
                 }}
             </ul></div>
         </section>
-    }
-}
-
-fn bytes(n: u64) -> String {
-    if n >= 1 << 20 {
-        format!("{:.1} MB", n as f64 / f64::from(1 << 20))
-    } else {
-        format!("{:.0} KB", n as f64 / 1024.0)
     }
 }
