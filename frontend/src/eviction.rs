@@ -157,7 +157,7 @@ mod tests {
             },
             ..lru.clone()
         };
-        assert_eq!(best_for_latest(&[lru.clone()]), None, "nothing to compare");
+        assert_eq!(best_for_latest(std::slice::from_ref(&lru)), None, "nothing to compare");
         assert_eq!(
             best_for_latest(&[other_workload, lfu.clone(), lru.clone()]),
             Some(1)
