@@ -152,7 +152,7 @@ impl PrivateServer {
     /// What the page shows of it.
     pub fn describe(&self) -> String {
         format!(
-            "its own redis-server (port {}, maxmemory {}, {STARTING_POLICY})",
+            "its own redis-server (port {}; started with maxmemory {}, {STARTING_POLICY})",
             self.server.port(),
             self.maxmemory
         )

@@ -365,3 +365,88 @@ async fn the_patterns_lesson_counts_write_behinds_risk() {
     assert!(right.starts_with("Right"), "{right}");
     review_screenshot(&client, "lesson-patterns", "[data-testid=patterns-table]").await;
 }
+
+/// The texts of the fills table's rows, oldest first, once there are `n`.
+async fn fill_rows(client: &Client, n: usize) -> Vec<String> {
+    wait_for(client, &format!("{n} fill rows"), WAIT, || async {
+        let rows = client
+            .find_all(Locator::Css("[data-testid=fill-row]"))
+            .await
+            .ok()?;
+        if rows.len() < n {
+            return None;
+        }
+        let mut texts = Vec::new();
+        for row in rows {
+            texts.push(row.text().await.ok()?);
+        }
+        Some(texts)
+    })
+    .await
+}
+
+/// The memory lesson changes the Redis server itself: in a shared sandbox
+/// its step says so and links to a sandbox with its own redis-server;
+/// there, noeviction's refusals are the first answer, and the comparison
+/// of random with LFU eviction is answered from the highlighted row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_lesson_runs_on_a_redis_server_of_its_own() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "memory", 1).await;
+    let notice = wait_for(&client, "the own-server notice", WAIT, || async {
+        text_of(&client, "[data-testid=lesson-own-redis]").await
+    })
+    .await;
+    assert!(notice.contains("shares the playground's Redis"), "{notice}");
+    click(&client, "[data-testid=lesson-own-redis] a").await;
+    wait_for(&client, "a sandbox of its own", WAIT, || async {
+        let address = client.current_url().await.ok()?;
+        (address.query()?.contains("sandbox=") && address.query()?.contains("lesson=memory")).then_some(())
+    })
+    .await;
+    wait_live(&client).await;
+    run_experiment(&client).await;
+    assert!(text_of(&client, "[data-testid=lesson-own-redis]").await.is_none());
+    let refused = number_on_page(&client, "[data-testid=fill-refused]").await;
+    assert!(refused > 0, "a full noeviction server refuses stores");
+    let right = answer_with(&client, &refused.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-memory-1", "[data-testid=fills-table]").await;
+
+    let address = client.current_url().await.unwrap();
+    let sandbox = address
+        .query_pairs()
+        .find(|(k, _)| k == "sandbox")
+        .map(|(_, v)| v.to_string())
+        .unwrap();
+    client
+        .goto(&format!(
+            "http://{}/?sandbox={sandbox}&lesson=memory&step=4",
+            server.addr
+        ))
+        .await
+        .unwrap();
+    wait_live(&client).await;
+    run_experiment(&client).await;
+    let rows = fill_rows(&client, 2).await;
+    let hit_ratio = |row: &str| -> f64 {
+        row.rsplit(' ')
+            .next()
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        rows[0].starts_with("allkeys-random") && rows[1].starts_with("allkeys-lfu"),
+        "{rows:?}"
+    );
+    let better = usize::from(hit_ratio(&rows[1]) > hit_ratio(&rows[0]));
+    click(&client, &format!("[data-testid=lesson-choice-{better}]")).await;
+    click(&client, "[data-testid=check-answer]").await;
+    let right = verdict(&client).await;
+    assert!(right.starts_with("Right"), "{right} for {rows:?}");
+    review_screenshot(&client, "lesson-memory-4", "[data-testid=fills-table]").await;
+}

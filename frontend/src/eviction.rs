@@ -157,7 +157,11 @@ mod tests {
             },
             ..lru.clone()
         };
-        assert_eq!(best_for_latest(std::slice::from_ref(&lru)), None, "nothing to compare");
+        assert_eq!(
+            best_for_latest(std::slice::from_ref(&lru)),
+            None,
+            "nothing to compare"
+        );
         assert_eq!(
             best_for_latest(&[other_workload, lfu.clone(), lru.clone()]),
             Some(1)

@@ -92,6 +92,7 @@ impl Run {
                         queue.push_back(Item::Act(Action::Read { kind, id, times: 1 }));
                     }
                 }
+                Action::Reset => queue.push_back(Item::Reset),
                 other => queue.push_back(Item::Act(other)),
             }
         }
@@ -188,6 +189,14 @@ impl Run {
             }
             (Waiting::Reply(id), ServerMessage::Keys { request_id, report }) if request_id == id => {
                 self.observed.keys = Some(report.clone());
+                true
+            }
+            (Waiting::Reply(id), ServerMessage::Memory { request_id, state }) if request_id == id => {
+                self.observed.memory = Some(state.clone());
+                true
+            }
+            (Waiting::Reply(id), ServerMessage::FillReply { request_id, result }) if request_id == id => {
+                self.observed.fills.push(result.clone());
                 true
             }
             // A refusal of this run's request, or of a reset or settings
@@ -360,6 +369,34 @@ impl Run {
             Action::Wait { ms } => return Ok((Waiting::Timer, Command::Wait(ms))),
             Action::ComparePatterns { seed } => ClientMessage::ComparePatterns { request_id: id, seed },
             Action::InspectKeys => ClientMessage::InspectKeys { request_id: id },
+            Action::Memory { maxmemory_kb, policy } => ClientMessage::SetMemory {
+                request_id: id,
+                memory: shared::MemorySettings {
+                    maxmemory_kb,
+                    policy,
+                    ..shared::MemorySettings::default()
+                },
+            },
+            Action::Fill {
+                keys,
+                value_bytes,
+                reads,
+                with_ttl,
+                drift,
+            } => ClientMessage::Fill {
+                request_id: id,
+                fill: shared::FillSpec {
+                    keys,
+                    value_bytes,
+                    reads,
+                    with_ttl,
+                    drift,
+                    skew: 1.0,
+                    seed: 1,
+                },
+            },
+            // Queued as a reset of the run itself (see `Run::start`).
+            Action::Reset => return Err("a reset is not an action".into()),
         };
         Ok((Waiting::Reply(id), Command::Send(message)))
     }
@@ -448,6 +485,72 @@ mod tests {
         assert_eq!(run.phase, Phase::Running);
         run.on_message(&ServerMessage::Missed { count: 3 });
         assert_eq!(run.phase, Phase::Done);
+    }
+
+    /// The comparison step: set the memory, fill, reset, set, fill; both
+    /// fills are what the check reads.
+    #[test]
+    fn a_comparison_resets_between_its_two_fills() {
+        let (mut run, first) = past_set_up("memory", 4);
+        let set_memory = |command: &Command| match command {
+            Command::Send(ClientMessage::SetMemory { request_id, memory }) => (*request_id, memory.policy),
+            other => panic!("expected a memory change, got {other:?}"),
+        };
+        let fill_id = |command: &Command| match command {
+            Command::Send(ClientMessage::Fill { request_id, fill }) => {
+                assert_eq!((fill.keys, fill.reads), (6_000, 12_000));
+                *request_id
+            }
+            other => panic!("expected a fill, got {other:?}"),
+        };
+        let memory = |request_id: u64| ServerMessage::Memory {
+            request_id,
+            state: shared::MemoryState {
+                controllable: true,
+                reason: None,
+                limit_kb: 8 * 1024,
+                maxmemory: 3 << 20,
+                policy: "allkeys-random".into(),
+                samples: 5,
+                used_memory: 1 << 20,
+                keys: 0,
+                evicted_keys: 0,
+            },
+        };
+        let filled = |request_id: u64, hits: u64| ServerMessage::FillReply {
+            request_id,
+            result: shared::FillResult {
+                spec: shared::FillSpec::default(),
+                memory: shared::MemorySettings::default(),
+                stored: 10,
+                store_failures: 0,
+                hits,
+                misses: 1,
+                fallbacks: 0,
+                evicted: 5,
+                keys_left: 5,
+                used_memory: 3 << 20,
+                duration_ms: 1,
+            },
+        };
+        let (id, policy) = set_memory(&first);
+        assert_eq!(policy, shared::EvictionPolicy::AllkeysRandom);
+        let fill = run.on_message(&memory(id)).unwrap();
+        let reset = run.on_message(&filled(fill_id(&fill), 70)).unwrap();
+        assert_eq!(reset, Command::Send(ClientMessage::Reset));
+        let second = run
+            .on_message(&ServerMessage::Reset {
+                stats: Stats::default(),
+            })
+            .unwrap();
+        let (id, policy) = set_memory(&second);
+        assert_eq!(policy, shared::EvictionPolicy::AllkeysLfu);
+        let fill = run.on_message(&memory(id)).unwrap();
+        run.on_message(&filled(fill_id(&fill), 80));
+        assert_eq!(run.phase, Phase::Done);
+        assert_eq!(run.observed.fills.len(), 2);
+        let check = position("memory", 4).step().check;
+        assert_eq!(check.answer_text(&run.observed).as_deref(), Some("allkeys-lfu"));
     }
 
     fn request_id(command: &Command) -> u64 {

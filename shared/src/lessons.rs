@@ -10,7 +10,8 @@
 
 use crate::diagram::nodes;
 use crate::{
-    Defence, HerdTiming, Kind, NodeId, Outcome, RaceFix, SandboxSettings, StampedePolicy, WriteStrategy,
+    Defence, EvictionPolicy, HerdTiming, Kind, NodeId, Outcome, RaceFix, SandboxSettings, StampedePolicy,
+    WriteStrategy,
 };
 
 /// A lesson: a few steps on one idea.
@@ -45,6 +46,16 @@ pub struct Step {
     pub notice: &'static [Pointer],
     /// The check question.
     pub check: Check,
+}
+
+impl Step {
+    /// Whether the experiment changes the Redis server itself, which only
+    /// a sandbox with a redis-server of its own may do.
+    pub fn needs_own_redis(&self) -> bool {
+        self.run
+            .iter()
+            .any(|a| matches!(a, Action::Memory { .. } | Action::Fill { .. }))
+    }
 }
 
 /// A part of the flow diagram.
@@ -177,6 +188,23 @@ pub enum Action {
     ComparePatterns { seed: u64 },
     /// List the sandbox's keys in Redis, with their TTLs.
     InspectKeys,
+    /// Put the sandbox back as it started (between two runs to compare).
+    Reset,
+    /// Give the sandbox's own redis-server a memory limit (KiB) and an
+    /// eviction policy (5 samples).
+    Memory {
+        maxmemory_kb: u64,
+        policy: EvictionPolicy,
+    },
+    /// Fill the sandbox's own redis-server: `keys` values of `value_bytes`
+    /// each, then `reads` reads hot-first (skew 1, seed 1).
+    Fill {
+        keys: u64,
+        value_bytes: u64,
+        reads: u64,
+        with_ttl: bool,
+        drift: bool,
+    },
 }
 
 /// A pointer to what shows the effect.
@@ -226,6 +254,10 @@ pub struct Observed {
     pub divergence: Option<crate::DivergenceReport>,
     pub keys: Option<crate::KeyReport>,
     pub comparison: Option<crate::PatternComparison>,
+    /// The memory limit and policy as the last change left them.
+    pub memory: Option<crate::MemoryState>,
+    /// The eviction lab's fills, in order.
+    pub fills: Vec<crate::FillResult>,
 }
 
 impl Observed {
@@ -488,6 +520,32 @@ fn keys_without_ttl(o: &Observed) -> Option<u64> {
     o.keys.as_ref().map(|k| k.without_ttl)
 }
 
+fn last_fill(o: &Observed) -> Option<&crate::FillResult> {
+    o.fills.last()
+}
+
+fn refused_stores(o: &Observed) -> Option<u64> {
+    last_fill(o).map(|f| f.store_failures)
+}
+
+fn evicted_keys(o: &Observed) -> Option<u64> {
+    last_fill(o).map(|f| f.evicted)
+}
+
+/// 1 when the last fill refused stores without evicting anything (no key
+/// could go), 0 when it evicted.
+fn refused_rather_than_evicted(o: &Observed) -> Option<usize> {
+    last_fill(o).map(|f| usize::from(f.evicted == 0 && f.store_failures > 0))
+}
+
+/// Of the last two fills, the one that kept more hits (0: the first).
+fn better_of_two_fills(o: &Observed) -> Option<usize> {
+    match o.fills.as_slice() {
+        [.., first, second] => Some(usize::from(second.hits > first.hits)),
+        _ => None,
+    }
+}
+
 fn database_reads(o: &Observed) -> Option<u64> {
     (!o.reads.is_empty()).then(|| o.database_reads())
 }
@@ -581,6 +639,45 @@ const HERD_PARTS: &[Part] = &[Part::Read, Part::Lock];
 
 /// A user who is there in every sandbox's seed data.
 const USER: u64 = 42;
+/// The eviction lesson's limit: an empty redis-server uses about 1 MiB, so
+/// 2 MiB leaves room for about 900 values of 1 KiB.
+const SMALL_REDIS_KB: u64 = 2 * 1024;
+/// About three times what fits in [`SMALL_REDIS_KB`].
+const OVERFILL: Action = Action::Fill {
+    keys: 3_000,
+    value_bytes: 1_024,
+    reads: 2_000,
+    with_ttl: false,
+    drift: false,
+};
+/// A workload to compare policies on: the same fill, twice, from an
+/// empty server each time.
+const fn compare(first: EvictionPolicy, second: EvictionPolicy, drift: bool) -> [Action; 5] {
+    let fill = Action::Fill {
+        keys: 6_000,
+        value_bytes: 1_024,
+        reads: 12_000,
+        with_ttl: false,
+        drift,
+    };
+    [
+        Action::Memory {
+            maxmemory_kb: 3 * 1024,
+            policy: first,
+        },
+        fill,
+        Action::Reset,
+        Action::Memory {
+            maxmemory_kb: 3 * 1024,
+            policy: second,
+        },
+        fill,
+    ]
+}
+const RANDOM_THEN_LFU: [Action; 5] =
+    compare(EvictionPolicy::AllkeysRandom, EvictionPolicy::AllkeysLfu, false);
+const LFU_THEN_LRU_MOVING: [Action; 5] =
+    compare(EvictionPolicy::AllkeysLfu, EvictionPolicy::AllkeysLru, true);
 /// A user id no sandbox has.
 const NOBODY: u64 = 990_000;
 
@@ -706,6 +803,100 @@ pub const LESSONS: &[Lesson] = &[
                 hint: "The keys table: is any TTL \"none\"?",
             },
         }],
+    },
+    Lesson {
+        id: "memory",
+        title: "Memory and eviction",
+        outcome: "Give Redis a memory limit, pick an eviction policy for a cache, and see what each policy keeps or refuses when the cache outgrows memory.",
+        steps: &[
+            Step {
+                title: "The problem: a full Redis that evicts nothing",
+                text: "A cache always grows toward its memory limit. What happens there is the eviction policy's call. With noeviction, Redis refuses every write that needs more memory: the application still answers, from the database, but the cache has stopped caching anything new.\n\nThis step needs a redis-server of its own. It gives it a 2 MB limit and noeviction, then stores 3,000 values of 1 KB (about three times what fits) the cache-aside way: each read misses and stores.",
+                parts: READ_PATH,
+                panel: Panel::Memory,
+                setup: &[],
+                run: &[Action::Memory { maxmemory_kb: SMALL_REDIS_KB, policy: EvictionPolicy::Noeviction }, OVERFILL],
+                run_label: "Fill a 2 MB Redis under noeviction",
+                notice: &[
+                    Pointer { text: "The refused column: stores Redis turned down (out of memory).", target: Target::Element("memory") },
+                    Pointer { text: "The reads still answered: a full cache is not a reason to fail.", target: Target::Node("return_loaded") },
+                ],
+                check: Check {
+                    question: "How many stores did Redis refuse?",
+                    answer: Expect::Number(refused_stores),
+                    hint: "The refused column of the fills table.",
+                },
+            },
+            Step {
+                title: "The fix: let Redis evict (allkeys-lru)",
+                text: "The usual choice for a cache is allkeys-lru: when memory is full, Redis drops a key that has gone unused the longest, and the write goes through. Redis approximates this by sampling a few keys (maxmemory-samples) rather than keeping an exact order.\n\nThe same fill as before, under allkeys-lru.",
+                parts: READ_PATH,
+                panel: Panel::Memory,
+                setup: &[],
+                run: &[Action::Memory { maxmemory_kb: SMALL_REDIS_KB, policy: EvictionPolicy::AllkeysLru }, OVERFILL],
+                run_label: "Fill a 2 MB Redis under allkeys-lru",
+                notice: &[Pointer { text: "Nothing refused; the evicted column counts the keys that made room.", target: Target::Element("memory") }],
+                check: Check {
+                    question: "How many keys did Redis evict to make room?",
+                    answer: Expect::Number(evicted_keys),
+                    hint: "The evicted column of the newest fill.",
+                },
+            },
+            Step {
+                title: "The trap: a volatile policy and keys with no TTL",
+                text: "The volatile-* policies only ever evict keys that have a TTL; they suit a Redis that also holds data which must never go. If the cache forgets its TTLs, there is nothing they may evict, and they behave exactly like noeviction.\n\nThe same fill under volatile-lru, with values stored without a TTL.",
+                parts: READ_PATH,
+                panel: Panel::Memory,
+                setup: &[],
+                run: &[Action::Memory { maxmemory_kb: SMALL_REDIS_KB, policy: EvictionPolicy::VolatileLru }, OVERFILL],
+                run_label: "Fill under volatile-lru, no TTLs",
+                notice: &[Pointer { text: "Evicted stays at 0 and refused climbs: no key was a candidate.", target: Target::Element("memory") }],
+                check: Check {
+                    question: "What did volatile-lru do once memory was full?",
+                    answer: Expect::Choice {
+                        options: &["It evicted the least recently used keys", "It refused stores: no key had a TTL"],
+                        correct: refused_rather_than_evicted,
+                    },
+                    hint: "Compare the evicted and refused columns of the newest fill.",
+                },
+            },
+            Step {
+                title: "Which keys to keep: popularity that stays",
+                text: "Which key goes decides the hit ratio. With the same keys popular all along, counting uses (LFU) picks the cold ones best; evicting at random sometimes drops a hot key.\n\nThis step fills 6,000 values into 3 MB and reads 12,000 times, hottest keys most often, first under allkeys-random, then (from an empty server) under allkeys-lfu.",
+                parts: READ_PATH,
+                panel: Panel::Memory,
+                setup: &[],
+                run: &RANDOM_THEN_LFU,
+                run_label: "Compare allkeys-random with allkeys-lfu",
+                notice: &[Pointer { text: "The hit ratio column; the better row is highlighted.", target: Target::Element("memory") }],
+                check: Check {
+                    question: "Which policy kept more hits?",
+                    answer: Expect::Choice {
+                        options: &["allkeys-random", "allkeys-lfu"],
+                        correct: better_of_two_fills,
+                    },
+                    hint: "The highlighted row of the fills table.",
+                },
+            },
+            Step {
+                title: "Which keys to keep: popularity that moves",
+                text: "Real popularity moves: today's posts, this hour's prices. LFU keeps counting what used to be hot, while LRU follows what was used lately.\n\nThe same comparison with moving popularity (the newest keys are the hot ones), first under allkeys-lfu, then under allkeys-lru. Redis samples, so runs differ a little; the live numbers decide the answer.",
+                parts: READ_PATH,
+                panel: Panel::Memory,
+                setup: &[],
+                run: &LFU_THEN_LRU_MOVING,
+                run_label: "Compare allkeys-lfu with allkeys-lru, popularity moving",
+                notice: &[Pointer { text: "Compare the two hit ratios of this run.", target: Target::Element("memory") }],
+                check: Check {
+                    question: "Which policy kept more hits this time?",
+                    answer: Expect::Choice {
+                        options: &["allkeys-lfu", "allkeys-lru"],
+                        correct: better_of_two_fills,
+                    },
+                    hint: "The highlighted row of the fills table.",
+                },
+            },
+        ],
     },
     Lesson {
         id: "null-values",
@@ -1131,6 +1322,61 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_lessons_answers_come_from_the_fills() {
+        let fill = |hits: u64, evicted: u64, refused: u64| crate::FillResult {
+            spec: crate::FillSpec::default(),
+            memory: crate::MemorySettings::default(),
+            stored: 100,
+            store_failures: refused,
+            hits,
+            misses: 10,
+            fallbacks: 0,
+            evicted,
+            keys_left: 50,
+            used_memory: 1 << 21,
+            duration_ms: 5,
+        };
+        let at = Position::from_query("memory", Some("1")).unwrap();
+        assert!(at.step().needs_own_redis());
+        assert!(!Position::from_query("ttl", Some("1"))
+            .unwrap()
+            .step()
+            .needs_own_redis());
+        let observed = Observed {
+            fills: vec![fill(5, 0, 700)],
+            ..Observed::default()
+        };
+        assert_eq!(at.step().check.judge(Some(&observed), "700"), Verdict::Right);
+        let volatile = Position::from_query("memory", Some("3")).unwrap().step().check;
+        assert_eq!(
+            volatile.judge(Some(&observed), "1"),
+            Verdict::Right,
+            "refused, nothing evicted"
+        );
+        let evicting = Observed {
+            fills: vec![fill(5, 300, 0)],
+            ..Observed::default()
+        };
+        assert_eq!(volatile.judge(Some(&evicting), "0"), Verdict::Right);
+        let compare = Position::from_query("memory", Some("4")).unwrap().step().check;
+        let second_better = Observed {
+            fills: vec![fill(5, 1, 0), fill(9, 1, 0)],
+            ..Observed::default()
+        };
+        assert_eq!(compare.judge(Some(&second_better), "1"), Verdict::Right);
+        let first_better = Observed {
+            fills: vec![fill(9, 1, 0), fill(5, 1, 0)],
+            ..Observed::default()
+        };
+        assert_eq!(compare.judge(Some(&first_better), "0"), Verdict::Right);
+        assert_eq!(
+            compare.judge(Some(&evicting), "0"),
+            Verdict::NotRun,
+            "one fill compares nothing"
+        );
+    }
+
+    #[test]
     fn continue_and_back_walk_the_whole_path() {
         let mut at = Position { lesson: 0, step: 0 };
         let mut steps = 1;
@@ -1146,14 +1392,15 @@ mod tests {
     #[test]
     fn progress_survives_encoding_and_drops_what_it_does_not_know() {
         let mut progress = Progress::default();
-        progress.mark(Position { lesson: 2, step: 1 });
+        let null_values = Position::from_query("null-values", Some("2")).unwrap();
+        progress.mark(null_values);
         progress.mark(Position { lesson: 0, step: 0 });
         let line = progress.encode();
         assert_eq!(line, "basics:1 null-values:2");
         let back = Progress::decode(&format!("{line} gone:1 basics:99 nonsense"));
         assert_eq!(back, progress);
         assert_eq!(back.first_open(), Position { lesson: 0, step: 1 });
-        assert_eq!(back.lesson_done(2), 1);
+        assert_eq!(back.lesson_done(null_values.lesson), 1);
     }
 
     fn read(outcome: Outcome) -> crate::ReadResult {

@@ -190,6 +190,9 @@ fn StepView(at: Position) -> impl IntoView {
             .with(|r| r.as_ref().filter(|r| r.at == at).map(|r| r.phase.clone()))
     };
     let running = move || phase() == Some(Phase::Running);
+    // A step that changes the server itself, in a sandbox that may not.
+    let needs_own_server =
+        move || step.needs_own_redis() && state.memory.with(|m| m.as_ref().is_some_and(|m| !m.controllable));
     let ran = move || phase() == Some(Phase::Done);
     let progress = move || {
         state.run.with(|r| {
@@ -298,13 +301,19 @@ fn StepView(at: Position) -> impl IntoView {
             <progress class="path" max=steps_total value=step_number aria-hidden="true"></progress>
             <h2 id="lesson-step-title" tabindex="-1">{step.title}</h2>
             {step.text.split("\n\n").map(|p| view! { <p>{p}</p> }).collect_view()}
+            {move || needs_own_server().then(|| view! {
+                <p class="help error" data-testid="lesson-own-redis">
+                    "This sandbox shares the playground's Redis, and this step changes the server itself. "
+                    <a href=format!("?redis=private&{}", at.query())>"Open this step in a sandbox with a redis-server of its own"</a>
+                </p>
+            })}
             <div class="lesson-run">
                 <button
                     type="button"
                     class="primary"
                     data-testid="run-experiment"
                     on:click=run
-                    disabled=move || running() || !state.is_open()
+                    disabled=move || running() || !state.is_open() || needs_own_server()
                 >
                     {step.run_label}
                 </button>

@@ -36,6 +36,21 @@ pub fn MemoryPanel() -> impl IntoView {
     let with_ttl = RwSignal::new(fill.with_ttl);
     let drift = RwSignal::new(fill.drift);
     let error = RwSignal::new(None::<String>);
+    // The form follows the server: what it holds after a change, a
+    // lesson's step or a reset.
+    Effect::new(move || {
+        if let Some(m) = state.memory.get() {
+            if m.maxmemory > 0 {
+                maxmemory_mb.set((m.maxmemory / (1 << 20)).max(1).to_string());
+            }
+            if let Some(known) = EvictionPolicy::from_name(&m.policy) {
+                policy.set(known);
+            }
+            if m.samples > 0 {
+                samples.set(m.samples.to_string());
+            }
+        }
+    });
     let whole = |name: &str, text: RwSignal<String>| {
         text.get()
             .trim()
