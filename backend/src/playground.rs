@@ -401,8 +401,13 @@ impl Playground {
             }
         };
 
-        // 2. Then the cached copy, as the write strategy says.
-        let key = policies::record_key(kind, id);
+        // 2. Then the cached copy, as the write strategy says (under the
+        //    key name readers use, unless the sandbox shows the bug).
+        let key = if settings.settings.mismatched_keys {
+            policies::mistyped_key(kind, id)
+        } else {
+            policies::record_key(kind, id)
+        };
         let mut published = None;
         let effect = if found {
             sandbox.row_changed(kind, id, unix_millis());

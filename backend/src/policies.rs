@@ -74,6 +74,12 @@ pub fn record_key(kind: Kind, id: u64) -> String {
     format!("{}:{id}", kind.key_segment())
 }
 
+/// The key a writer with the bug of mismatched names deletes: the table's
+/// name (`users:42`) where readers cache `user:42`.
+pub fn mistyped_key(kind: Kind, id: u64) -> String {
+    format!("{}:{id}", kind.path())
+}
+
 /// The record a logical key names, if it names one.
 pub fn parse_record_key(key: &str) -> Option<(Kind, u64)> {
     let (segment, id) = key.split_once(':')?;

@@ -340,8 +340,15 @@ fn handle_command(
             }))
         }
         // Like a herd: stopped when the page goes.
-        ClientMessage::Fill { request_id, fill } => {
+        ClientMessage::Fill {
+            request_id,
+            fill,
+            memory,
+        } => {
             let started = spawn_command(request_id, replies, in_flight, async move {
+                if let Some(memory) = memory {
+                    playground.set_memory(&id, memory).await?;
+                }
                 playground
                     .fill(&id, fill)
                     .await

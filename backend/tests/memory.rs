@@ -86,6 +86,21 @@ async fn noeviction_refuses_stores_once_full_and_every_read_still_answers() {
         "{result:?}"
     );
     assert!(result.keys_left < spec.keys, "{result:?}");
+    // Even past its limit (lowered under what it holds), a server lets the
+    // key inspector read its keys: its script says it writes nothing.
+    let lower = MemorySettings {
+        maxmemory_kb: 2 * 1024,
+        policy: EvictionPolicy::Noeviction,
+        samples: 5,
+    };
+    t.backend.playground.set_memory(&sandbox, lower).await.unwrap();
+    let report = t
+        .backend
+        .playground
+        .inspect_keys(&sandbox)
+        .await
+        .expect("inspect a full server");
+    assert!(!report.keys.is_empty());
 }
 
 /// The volatile policies evict only keys with a TTL: with none, they evict

@@ -990,6 +990,77 @@ async fn the_diagnostics_find_the_forgotten_ttl_puzzle() {
     client.close().await.unwrap();
 }
 
+/// Clicks "run the checks" until the findings say `wanted` (the load keeps
+/// going, so a check run too early may not see it yet).
+async fn diagnose_until(client: &Client, wanted: &str) -> String {
+    wait_for(client, wanted, WAIT, || async {
+        click(client, "[data-testid=run-diagnostics]").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        text_of(client, "[data-testid=findings]")
+            .await
+            .filter(|t| t.contains(wanted))
+    })
+    .await
+}
+
+/// The mismatched-keys puzzle: writers delete `users:N` while readers cache
+/// `user:N`; the stale-data check finds cached keys that disagree with the
+/// database and names both spellings from the write traces.
+#[tokio::test]
+async fn the_diagnostics_find_the_mismatched_keys_puzzle() {
+    let (_server, _driver, client) = start_page("e2e-mismatched", |_| {}).await;
+    click(&client, "[data-testid=puzzle-mismatched-keys]").await;
+    let findings = diagnose_until(&client, "spell the key differently").await;
+    assert!(findings.contains("Stale data: a problem."), "{findings}");
+    assert!(
+        findings.contains(":users:"),
+        "the deleted spelling is named: {findings}"
+    );
+    e2e::review_screenshot(&client, "diagnostics-mismatched", "[data-testid=findings]").await;
+    click(&client, "[data-testid=stop-load]").await;
+    client.close().await.unwrap();
+}
+
+/// The full-memory puzzle, on a redis-server of its own: Redis is filled
+/// under noeviction; the memory check names the policy as the reason new
+/// values are refused. On the shared Redis the puzzle is off.
+#[tokio::test]
+async fn the_diagnostics_find_the_full_memory_puzzle() {
+    let (server, _driver, client) = start_page("e2e-full", |_| {}).await;
+    wait_for(&client, "the memory card", WAIT, || async {
+        text_of(&client, "[data-testid=memory-policy]").await
+    })
+    .await;
+    let enabled = client
+        .find(Locator::Css("[data-testid=puzzle-full-memory]"))
+        .await
+        .unwrap()
+        .is_enabled()
+        .await
+        .unwrap();
+    assert!(!enabled, "no filling the shared Redis");
+    client
+        .goto(&format!("http://{}/?redis=private", server.addr))
+        .await
+        .unwrap();
+    wait_for(&client, "the puzzle to be offered", WAIT, || async {
+        let button = client
+            .find(Locator::Css("[data-testid=puzzle-full-memory]"))
+            .await
+            .ok()?;
+        button.is_enabled().await.ok().filter(|e| *e)
+    })
+    .await;
+    click(&client, "[data-testid=puzzle-full-memory]").await;
+    let findings = diagnose_until(&client, "Its policy is noeviction").await;
+    assert!(
+        findings.contains("Memory keeps growing: a problem."),
+        "{findings}"
+    );
+    click(&client, "[data-testid=stop-load]").await;
+    client.close().await.unwrap();
+}
+
 /// With Redis stopped, the Redis card says it did not answer, while the
 /// page's notice stays free for what the learner does (the card polls in
 /// the background every two seconds).

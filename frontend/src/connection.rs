@@ -253,10 +253,18 @@ impl Connection {
         self.send(&ClientMessage::SetMemory { request_id, memory }, false)
     }
 
-    /// Fills the sandbox's own server past its limit.
-    pub fn fill(&self, fill: shared::FillSpec) -> bool {
+    /// Fills the sandbox's own server past its limit, after giving it
+    /// `memory` if set.
+    pub fn fill(&self, fill: shared::FillSpec, memory: Option<shared::MemorySettings>) -> bool {
         let request_id = self.next_request_id();
-        let sent = self.send(&ClientMessage::Fill { request_id, fill }, true);
+        let sent = self.send(
+            &ClientMessage::Fill {
+                request_id,
+                fill,
+                memory,
+            },
+            true,
+        );
         if sent {
             self.inner.state.fill_request.set(Some(request_id));
         }

@@ -3,7 +3,9 @@
 //! stale data, Redis connection errors. Each check says what it found and
 //! what usually causes it. Plain Rust, tested natively.
 
-use shared::{DivergenceReport, KeyReport, SandboxSettings, Stats};
+use std::collections::VecDeque;
+
+use shared::{DivergenceEntry, DivergenceReport, KeyReport, Operation, SandboxSettings, Stats, Trace};
 
 use crate::health::RedisWatch;
 
@@ -25,6 +27,8 @@ pub struct Evidence<'a> {
     pub redis: &'a RedisWatch,
     pub divergence: Option<&'a DivergenceReport>,
     pub keys: Option<&'a KeyReport>,
+    /// The sandbox's recent write traces, newest first.
+    pub writes: &'a VecDeque<Trace>,
 }
 
 /// Runs every check.
@@ -83,20 +87,35 @@ fn memory(e: &Evidence<'_>) -> Finding {
             ),
         };
     }
+    if let Some(latest) = e.redis.latest() {
+        let full = latest.maxmemory > 0 && latest.used_memory as f64 > 0.8 * latest.maxmemory as f64;
+        if full {
+            let policy = latest.maxmemory_policy.as_str();
+            let what = if policy == "noeviction" || policy.starts_with("volatile") {
+                format!(
+                    " Its policy is {policy}: once full, Redis refuses new values it cannot make room for (the reads still answer, from the database). Let Redis evict (allkeys-lru), give every key a TTL, or raise maxmemory."
+                )
+            } else {
+                format!(" Its policy is {policy}: Redis evicts to make room; if the hit ratio suffers, raise maxmemory or cache less.")
+            };
+            return Finding {
+                check,
+                problem: true,
+                text: format!(
+                    "Redis uses over 80 % of maxmemory ({} of {} bytes).{what}",
+                    latest.used_memory, latest.maxmemory
+                ),
+            };
+        }
+    }
     let memory: Vec<u64> = e.redis.memory().collect();
-    match (memory.first(), memory.last(), e.redis.latest()) {
-        (Some(&first), Some(&last), Some(latest)) if memory.len() >= 5 => {
+    match (memory.first(), memory.last()) {
+        (Some(&first), Some(&last)) if memory.len() >= 5 => {
             let grew = last.saturating_sub(first);
-            let full = latest.maxmemory > 0 && last as f64 > 0.8 * latest.maxmemory as f64;
             Finding {
                 check,
-                problem: full,
-                text: if full {
-                    format!(
-                        "Redis uses over 80 % of maxmemory ({last} of {} bytes): evictions are near; check what holds the memory and the eviction policy.",
-                        latest.maxmemory
-                    )
-                } else if e.keys.is_some() {
+                problem: false,
+                text: if e.keys.is_some() {
                     format!("Redis memory grew by {grew} bytes over the watch; every key of the sandbox has a TTL.")
                 } else {
                     format!("Redis memory grew by {grew} bytes over the watch; the keys were not inspected.")
@@ -149,20 +168,63 @@ fn stale_data(e: &Evidence<'_>) -> Finding {
             problem: false,
             text: "Not checked: the diagnostics compare the cache with the database when they run.".into(),
         },
-        Some(report) if report.stale() > 0 => Finding {
-            check,
-            problem: true,
-            text: format!(
-                "{} cached key(s) disagree with the database: a write did not invalidate them (TTL-only strategy, a lost invalidation, a race). Delete on write, or a shorter TTL, or a race guard.",
-                report.stale()
-            ),
-        },
+        Some(report) if report.stale() > 0 => {
+            let missed = report
+                .entries
+                .iter()
+                .filter(|entry| entry.stale)
+                .find_map(|entry| Some((entry, deleted_instead(e.writes, entry)?)));
+            Finding {
+                check,
+                problem: true,
+                text: match missed {
+                    Some((entry, deleted)) => format!(
+                        "{} cached key(s) disagree with the database. {} stayed cached while the writes of that record deleted {deleted}: the writers and the readers spell the key differently, so no invalidation ever lands. Build key names in one place, used by both.",
+                        report.stale(),
+                        entry.key
+                    ),
+                    None => format!(
+                        "{} cached key(s) disagree with the database: a write did not invalidate them (TTL-only strategy, a lost invalidation, a race). Delete on write, or a shorter TTL, or a race guard.",
+                        report.stale()
+                    ),
+                },
+            }
+        }
         Some(report) => Finding {
             check,
             problem: false,
-            text: format!("All {} cached key(s) agree with the database.", report.entries.len()),
+            text: format!(
+                "All {} cached key(s) agree with the database.",
+                report.entries.len()
+            ),
         },
     }
+}
+
+/// The key a recent write of `entry`'s record deleted, if it is not the key
+/// the record is cached under: an invalidation that missed.
+fn deleted_instead(writes: &VecDeque<Trace>, entry: &DivergenceEntry) -> Option<String> {
+    writes
+        .iter()
+        .filter(|t| match t.operation {
+            Operation::Update { kind, id, .. } | Operation::Delete { kind, id } => {
+                (kind, id) == (entry.kind, entry.id)
+            }
+            Operation::Read { .. } => false,
+        })
+        .flat_map(|t| &t.steps)
+        .find_map(|step| {
+            let shared::Action::Redis(command) = &step.action else {
+                return None;
+            };
+            let mut words = command.split_whitespace();
+            let verb = words.next()?;
+            if !verb.eq_ignore_ascii_case("DEL") && !verb.eq_ignore_ascii_case("UNLINK") {
+                return None;
+            }
+            let key = words.next()?.trim_matches(|c| c == '"' || c == '\'');
+            (key != entry.key).then(|| key.to_string())
+        })
 }
 
 fn connection_errors(e: &Evidence<'_>) -> Finding {
@@ -185,6 +247,8 @@ fn connection_errors(e: &Evidence<'_>) -> Finding {
 mod tests {
     use super::*;
 
+    static NO_TRACES: VecDeque<Trace> = VecDeque::new();
+
     fn evidence<'a>(stats: &'a Stats, settings: &'a SandboxSettings, redis: &'a RedisWatch) -> Evidence<'a> {
         Evidence {
             stats,
@@ -192,7 +256,86 @@ mod tests {
             redis,
             divergence: None,
             keys: None,
+            writes: &NO_TRACES,
         }
+    }
+
+    /// A stale `user:42` whose write deleted `users:42`: the key names
+    /// differ, and the finding says which.
+    #[test]
+    fn an_invalidation_of_a_misspelled_key_is_named() {
+        let cached = "cache:s:user:42";
+        let report = DivergenceReport {
+            entries: vec![DivergenceEntry {
+                key: cached.into(),
+                kind: shared::Kind::Users,
+                id: 42,
+                cached: "Ada (version 1)".into(),
+                database: "Grace (version 2)".into(),
+                stale: true,
+                changed_at_ms: None,
+                ttl_secs: 200,
+            }],
+            checked_at_ms: 0,
+            sandbox: shared::SandboxId::default_sandbox(),
+            truncated: false,
+        };
+        let mut write = crate::timeline::tests::trace(7, &["write_request", "update_cache"]);
+        write.operation = Operation::Update {
+            kind: shared::Kind::Users,
+            id: 42,
+            name: "Grace".into(),
+        };
+        write.steps[1].action = shared::Action::Redis("DEL cache:s:users:42".into());
+        let log = VecDeque::from([write.clone()]);
+        let (stats, settings, watch) = (
+            Stats::default(),
+            SandboxSettings::default(),
+            RedisWatch::default(),
+        );
+        let mut e = evidence(&stats, &settings, &watch);
+        e.divergence = Some(&report);
+        e.writes = &log;
+        let finding = &diagnose(&e)[3];
+        assert!(finding.problem);
+        assert!(
+            finding.text.contains(
+                "cache:s:user:42 stayed cached while the writes of that record deleted cache:s:users:42"
+            ),
+            "{}",
+            finding.text
+        );
+        // The same write deleting the right key: another cause.
+        write.steps[1].action = shared::Action::Redis(format!("DEL {cached}"));
+        let log = VecDeque::from([write]);
+        e.writes = &log;
+        let finding = &diagnose(&e)[3];
+        assert!(
+            finding.text.contains("a write did not invalidate them"),
+            "{}",
+            finding.text
+        );
+    }
+
+    #[test]
+    fn a_full_redis_under_noeviction_is_named_with_its_policy() {
+        let mut watch = RedisWatch::default();
+        watch.observe(shared::RedisFigures {
+            used_memory: 2_000_000,
+            maxmemory: 2 << 20,
+            maxmemory_policy: "noeviction".into(),
+            ..shared::RedisFigures::default()
+        });
+        let (stats, settings) = (Stats::default(), SandboxSettings::default());
+        let finding = &diagnose(&evidence(&stats, &settings, &watch))[1];
+        assert!(finding.problem);
+        assert!(
+            finding
+                .text
+                .contains("Its policy is noeviction: once full, Redis refuses"),
+            "{}",
+            finding.text
+        );
     }
 
     #[test]

@@ -385,6 +385,7 @@ impl Run {
                 drift,
             } => ClientMessage::Fill {
                 request_id: id,
+                memory: None,
                 fill: shared::FillSpec {
                     keys,
                     value_bytes,
@@ -497,7 +498,7 @@ mod tests {
             other => panic!("expected a memory change, got {other:?}"),
         };
         let fill_id = |command: &Command| match command {
-            Command::Send(ClientMessage::Fill { request_id, fill }) => {
+            Command::Send(ClientMessage::Fill { request_id, fill, .. }) => {
                 assert_eq!((fill.keys, fill.reads), (6_000, 12_000));
                 *request_id
             }

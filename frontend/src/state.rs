@@ -18,6 +18,8 @@ use crate::timeline::Timeline;
 
 /// The most traces the log keeps.
 pub const LOG_LIMIT: usize = 50;
+/// Write traces kept for the diagnostics.
+const WRITES_KEPT: usize = 64;
 
 /// Where the WebSocket stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +61,8 @@ pub struct AppState {
     pub timeline: RwSignal<Timeline>,
     /// Newest first.
     pub log: RwSignal<VecDeque<Trace>>,
+    /// The latest write traces, newest first (the diagnostics read them).
+    pub writes: RwSignal<VecDeque<Trace>>,
     pub stats: RwSignal<Stats>,
     pub settings: RwSignal<Option<SandboxSettings>>,
     /// The answer to this page's latest read.
@@ -133,6 +137,7 @@ impl AppState {
             diagram: RwSignal::new(Diagram::cache_aside_read()),
             timeline: RwSignal::new(Timeline::new(reduced_motion)),
             log: RwSignal::new(VecDeque::new()),
+            writes: RwSignal::new(VecDeque::new()),
             stats: RwSignal::new(Stats::default()),
             settings: RwSignal::new(None),
             last_result: RwSignal::new(None),
@@ -209,6 +214,14 @@ impl AppState {
                 self.load.set(load);
                 self.series.set(Series::default());
                 // A reconnect or reload picks the log up where it was.
+                self.writes.set(
+                    recent
+                        .iter()
+                        .filter(|t| !matches!(t.operation, shared::Operation::Read { .. }))
+                        .take(WRITES_KEPT)
+                        .cloned()
+                        .collect(),
+                );
                 self.log.set(recent.into_iter().take(LOG_LIMIT).collect());
             }
             // The greeting's recent traces and the live feed may overlap by
@@ -230,6 +243,14 @@ impl AppState {
                     log.push_front(trace.clone());
                     log.truncate(LOG_LIMIT);
                 });
+                // Writes are kept apart too: a flood of reads pushes them
+                // out of the log long before a check looks for them.
+                if !matches!(trace.operation, shared::Operation::Read { .. }) {
+                    self.writes.update(|writes| {
+                        writes.push_front(trace.clone());
+                        writes.truncate(WRITES_KEPT);
+                    });
+                }
                 self.timeline.update(|t| t.push(trace));
             }
             ServerMessage::ReadReply { result, .. } => {
@@ -354,6 +375,7 @@ impl AppState {
                 // compare herds side by side, and it needs no notice.
                 let experiment = self.experimenting();
                 self.log.update(VecDeque::clear);
+                self.writes.update(VecDeque::clear);
                 self.timeline.update(Timeline::clear);
                 self.last_result.set(None);
                 self.last_write.set(None);

@@ -343,6 +343,7 @@ pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
         stampede: StampedePolicy::None,
         negative_caching: true,
         forget_ttl: false,
+        mismatched_keys: false,
         db_connections: 100,
         db_wait_ms: 30_000,
         ..current.clone()

@@ -61,8 +61,14 @@ pub enum ClientMessage {
     /// [`ServerMessage::Memory`].
     SetMemory { request_id: u64, memory: MemorySettings },
     /// Fills the sandbox's own redis-server past its limit (the eviction
-    /// lab); answered with [`ServerMessage::FillReply`].
-    Fill { request_id: u64, fill: FillSpec },
+    /// lab), after giving it `memory` if set; answered with
+    /// [`ServerMessage::FillReply`].
+    Fill {
+        request_id: u64,
+        fill: FillSpec,
+        #[serde(default)]
+        memory: Option<MemorySettings>,
+    },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
     /// The same seeded workload through cache-aside, read-through,

@@ -132,6 +132,12 @@ pub struct SandboxSettings {
     /// cached with no TTL and stay until deleted or evicted.
     #[serde(default)]
     pub forget_ttl: bool,
+    /// A bug of section 7 ("stale data"), switched on to see it: writers
+    /// build key names their own way (`users:42`, the table's name) while
+    /// readers cache `user:42`, so every invalidation deletes a key nobody
+    /// reads.
+    #[serde(default)]
+    pub mismatched_keys: bool,
 }
 
 fn default_db_connections() -> u64 {
@@ -242,6 +248,7 @@ impl Default for SandboxSettings {
             db_connections: default_db_connections(),
             db_wait_ms: default_db_wait_ms(),
             forget_ttl: false,
+            mismatched_keys: false,
         }
     }
 }
@@ -369,7 +376,7 @@ impl SandboxSettings {
     pub fn to_query(&self) -> String {
         let flag = |on: bool| if on { "1" } else { "0" };
         format!(
-            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}",
+            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}",
             self.cache_ttl_secs,
             flag(self.forget_ttl),
             self.null_ttl_secs,
@@ -379,6 +386,7 @@ impl SandboxSettings {
             self.db_connections,
             self.db_wait_ms,
             self.write_strategy.name(),
+            flag(self.mismatched_keys),
             self.race_fix.name(),
             flag(self.near_cache),
             self.near_ttl_secs,
@@ -440,6 +448,7 @@ impl SandboxSettings {
                 "db_conns" => s.db_connections = number(name, value)?,
                 "db_wait" => s.db_wait_ms = number(name, value)?,
                 "write" => s.write_strategy = named(name, value, &WriteStrategy::ALL, WriteStrategy::name)?,
+                "key_typo" => s.mismatched_keys = flag(name, value)?,
                 "race" => s.race_fix = named(name, value, &RaceFix::ALL, RaceFix::name)?,
                 "near" => s.near_cache = flag(name, value)?,
                 "near_ttl" => s.near_ttl_secs = number(name, value)?,
@@ -479,7 +488,7 @@ pub(crate) fn check_float_range(name: &str, value: f64, (lo, hi): (f64, f64)) ->
 }
 
 /// The address parameters [`SandboxSettings::with_query`] reads.
-pub const QUERY_NAMES: [&str; 15] = [
+pub const QUERY_NAMES: [&str; 16] = [
     "ttl",
     "no_ttl",
     "null_ttl",
@@ -489,6 +498,7 @@ pub const QUERY_NAMES: [&str; 15] = [
     "db_conns",
     "db_wait",
     "write",
+    "key_typo",
     "race",
     "near",
     "near_ttl",

@@ -303,6 +303,18 @@ pub fn SettingsPanel() -> impl IntoView {
                 />
                 <span>"Forget the TTL (the bug: keys never expire)"</span>
             </label>
+            <label class="setting checkbox">
+                <input
+                    type="checkbox"
+                    data-testid="mismatched-keys"
+                    prop:checked=move || state.settings.with(|s| s.as_ref().is_some_and(|s| s.mismatched_keys))
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        apply(&|s| s.mismatched_keys = on);
+                    }
+                />
+                <span>"Writers name keys their own way (the bug: users:42 deleted, user:42 cached)"</span>
+            </label>
             <NumberSetting label="TTL jitter (%)" range=(0, 90) get=|s| s.ttl_jitter_percent set=|s, v| s.ttl_jitter_percent = v/>
             <NumberSetting label="Cache TTL (s)" range=SandboxSettings::CACHE_TTL_SECS get=|s| s.cache_ttl_secs set=|s, v| s.cache_ttl_secs = v/>
             <NumberSetting label="Latency jitter (%)" range=(0, 100) get=|s| s.db_jitter_percent set=|s, v| s.db_jitter_percent = v/>

@@ -14,20 +14,62 @@ struct Puzzle {
     test_id: &'static str,
     /// How it breaks the settings.
     breaks: fn(&mut shared::SandboxSettings),
+    /// Share of the load's operations that are writes.
+    write_percent: u64,
+    /// Whether it fills Redis first (a server of one's own only).
+    fills_redis: bool,
 }
 
-const PUZZLES: [Puzzle; 2] = [
+const PUZZLES: [Puzzle; 4] = [
     Puzzle {
         name: "Puzzle: reads keep missing",
         test_id: "puzzle-short-ttl",
         breaks: |s| s.cache_ttl_secs = 1,
+        write_percent: 0,
+        fills_redis: false,
     },
     Puzzle {
         name: "Puzzle: Redis keeps growing",
         test_id: "puzzle-no-ttl",
         breaks: |s| s.forget_ttl = true,
+        write_percent: 0,
+        fills_redis: false,
+    },
+    Puzzle {
+        name: "Puzzle: updates never show",
+        test_id: "puzzle-mismatched-keys",
+        breaks: |s| s.mismatched_keys = true,
+        write_percent: 10,
+        fills_redis: false,
+    },
+    Puzzle {
+        name: "Puzzle: new values are not cached",
+        test_id: "puzzle-full-memory",
+        breaks: |_| {},
+        write_percent: 0,
+        fills_redis: true,
     },
 ];
+
+/// What the full-memory puzzle fills Redis with: 3 MB of values into 2 MB
+/// under noeviction, with no reads of its own.
+fn filled_full() -> (shared::FillSpec, shared::MemorySettings) {
+    (
+        shared::FillSpec {
+            keys: 3_000,
+            value_bytes: 1_024,
+            reads: 0,
+            // With TTLs: the puzzle is the full memory, not missing TTLs.
+            with_ttl: true,
+            ..shared::FillSpec::default()
+        },
+        shared::MemorySettings {
+            maxmemory_kb: shared::MemorySettings::MAXMEMORY_KB.0,
+            policy: shared::EvictionPolicy::Noeviction,
+            samples: 5,
+        },
+    )
+}
 
 /// The drawer.
 #[component]
@@ -43,18 +85,22 @@ pub fn DiagnosePanel() -> impl IntoView {
             c.redis_info();
         });
     };
-    let start_puzzle = move |breaks: fn(&mut shared::SandboxSettings)| {
+    let start_puzzle = move |puzzle: &'static Puzzle| {
         let Some(mut settings) = state.settings.get_untracked() else {
             return;
         };
-        breaks(&mut settings);
+        (puzzle.breaks)(&mut settings);
         ran.set(false);
         connection.with_value(|c| {
             c.update_settings(settings);
+            if puzzle.fills_redis {
+                let (fill, memory) = filled_full();
+                c.fill(fill, Some(memory));
+            }
             c.start_load(LoadSpec {
                 kind: Kind::Users,
                 per_second: 100,
-                write_percent: 0,
+                write_percent: puzzle.write_percent,
                 keys: 200,
                 skew: 0.6,
                 seconds: 20,
@@ -67,12 +113,15 @@ pub fn DiagnosePanel() -> impl IntoView {
         state.redis_watch.with(|redis| {
             state.divergence.with(|divergence| {
                 state.keys.with(|keys| {
-                    diagnose(&Evidence {
-                        stats: &stats,
-                        settings: settings.as_ref(),
-                        redis,
-                        divergence: divergence.as_ref(),
-                        keys: keys.as_ref(),
+                    state.writes.with(|writes| {
+                        diagnose(&Evidence {
+                            stats: &stats,
+                            settings: settings.as_ref(),
+                            redis,
+                            divergence: divergence.as_ref(),
+                            keys: keys.as_ref(),
+                            writes,
+                        })
                     })
                 })
             })
@@ -91,9 +140,14 @@ pub fn DiagnosePanel() -> impl IntoView {
                 {PUZZLES
                     .iter()
                     .map(|p| {
-                        let breaks = p.breaks;
+                        // Filling Redis needs a server of one's own.
+                        let off = move || {
+                            !state.is_open()
+                                || (p.fills_redis && !state.memory.with(|m| m.as_ref().is_some_and(|m| m.controllable)))
+                        };
+                        let title = p.fills_redis.then_some("needs a sandbox with a redis-server of its own");
                         view! {
-                            <button type="button" data-testid=p.test_id disabled=move || !state.is_open() on:click=move |_| start_puzzle(breaks)>
+                            <button type="button" data-testid=p.test_id title=title disabled=off on:click=move |_| start_puzzle(p)>
                                 {p.name}
                             </button>
                         }

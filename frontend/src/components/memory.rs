@@ -96,7 +96,7 @@ pub fn MemoryPanel() -> impl IntoView {
     let run = move |_| match spec() {
         Ok(spec) => {
             error.set(None);
-            connection.with_value(|c| c.fill(spec));
+            connection.with_value(|c| c.fill(spec, None));
         }
         Err(message) => error.set(Some(message)),
     };
