@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::cache::CacheAside;
 use crate::connection::RedisError;
 use crate::observe::{Observer, Reply, Status, Step, StepKind};
@@ -63,12 +65,28 @@ impl<'a, V> Call<'a, V> {
         judge: impl FnOnce(&redis::Value) -> (StepKind, Status),
     ) -> Result<redis::Value, RedisError> {
         self.pause(intent).await;
+        // A span per command, named with OpenTelemetry's database
+        // conventions; the command's text is only built if it is recorded.
+        let span = tracing::debug_span!(
+            target: "cache_aside",
+            "redis",
+            otel.name = intent.name(),
+            db.system = "redis",
+            db.statement = tracing::field::Empty,
+            cache.key = self.key,
+            cache.step = tracing::field::Empty,
+            cache.status = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            span.record("db.statement", crate::connection::command_text(command));
+        }
         let started = Instant::now();
         let result = self
             .cache
             .inner
             .redis
             .query(command, self.cache.inner.timeout)
+            .instrument(span.clone())
             .await;
         let took = started.elapsed();
         let (kind, reply, status) = match &result {
@@ -78,6 +96,8 @@ impl<'a, V> Call<'a, V> {
             }
             Err(error) => (intent, Reply::Error(error), Status::Error),
         };
+        span.record("cache.step", kind.name());
+        span.record("cache.status", status.name());
         self.observer.step(&Step {
             kind,
             key: self.key,

@@ -65,6 +65,31 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// Its name in spans and logs (`lookup`, `lock_acquire`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::NearLookup => "near_lookup",
+            StepKind::Lookup => "lookup",
+            StepKind::Unreadable => "unreadable",
+            StepKind::Load => "load",
+            StepKind::Store => "store",
+            StepKind::StoreRefused => "store_refused",
+            StepKind::LeaseTaken => "lease_taken",
+            StepKind::LockAcquire => "lock_acquire",
+            StepKind::LockWait => "lock_wait",
+            StepKind::LockRelease => "lock_release",
+            StepKind::Publish => "publish",
+            StepKind::InvalidationReceived => "invalidation_received",
+            StepKind::EarlyRefresh => "early_refresh",
+            StepKind::ServedStale => "served_stale",
+            StepKind::Fallback => "fallback",
+            StepKind::Invalidate => "invalidate",
+            StepKind::Expiry => "expiry",
+            StepKind::Subscribed => "subscribed",
+            StepKind::Unsubscribed => "unsubscribed",
+        }
+    }
+
     /// Every kind, for tables and tests.
     pub const ALL: [StepKind; 19] = [
         StepKind::NearLookup,
@@ -102,6 +127,18 @@ pub enum Status {
     Miss,
     /// Failed: the reply is the error.
     Error,
+}
+
+impl Status {
+    /// Its name in spans and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Hit => "hit",
+            Status::Miss => "miss",
+            Status::Error => "error",
+        }
+    }
 }
 
 /// A reply, borrowed, printed the way `redis-cli` prints it.

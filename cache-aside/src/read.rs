@@ -23,6 +23,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::cache::{now_ms, CacheAside, Value};
 use crate::call::Call;
 use crate::connection::RedisError;
@@ -69,6 +71,18 @@ pub enum Source {
 }
 
 impl Source {
+    /// Its name in spans and logs (`redis`, `loaded`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Near => "near",
+            Source::Redis => "redis",
+            Source::Negative => "negative",
+            Source::Loaded => "loaded",
+            Source::Stale => "stale",
+            Source::Fallback => "fallback",
+        }
+    }
+
     /// Whether the answer came from a cache, without running the loader.
     pub fn from_cache(self) -> bool {
         matches!(
@@ -124,9 +138,44 @@ impl<V: Value> CacheAside<V> {
     /// [`CacheAside::get_or_load`] with this call's own options and
     /// observer.
     ///
+    /// Each call is a `tracing` span (`get_or_load`, target `cache_aside`,
+    /// DEBUG) holding a span per Redis command and one for the load, named
+    /// after OpenTelemetry's conventions; without a subscriber that wants
+    /// them they cost next to nothing.
+    ///
     /// # Errors
     /// Only the loader's own error.
     pub async fn get_or_load_with<F, Fut, E>(
+        &self,
+        key: &str,
+        options: &Options,
+        observer: &dyn Observer,
+        load: F,
+    ) -> Result<Answer<V>, E>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: Send + 'static,
+    {
+        let span = tracing::debug_span!(
+            target: "cache_aside",
+            "get_or_load",
+            otel.name = "cache_aside.get_or_load",
+            cache.key = key,
+            cache.source = tracing::field::Empty,
+        );
+        let answer = self
+            .read_path(key, options, observer, load)
+            .instrument(span.clone())
+            .await;
+        if let Ok(answer) = &answer {
+            span.record("cache.source", answer.source.name());
+        }
+        answer
+    }
+
+    /// The read path itself.
+    async fn read_path<F, Fut, E>(
         &self,
         key: &str,
         options: &Options,
@@ -287,8 +336,10 @@ impl<V: Value> Call<'_, V> {
         Fut: Future<Output = Result<Option<V>, E>>,
     {
         self.pause(StepKind::Load).await;
+        let span =
+            tracing::debug_span!(target: "cache_aside", "load", otel.name = "load", cache.key = self.key);
         let started = Instant::now();
-        let result = load().await;
+        let result = load().instrument(span).await;
         let took = started.elapsed();
         let status = match &result {
             Ok(Some(_)) => Status::Hit,
