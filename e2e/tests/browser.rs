@@ -915,6 +915,7 @@ async fn filling_memory_from_the_page_counts_evictions_or_refusals_by_policy() {
     })
     .await;
     assert!(evicted_so_far >= evicted);
+    e2e::review_screenshot(&client, "eviction-redis-charts", "[data-testid=redis-charts]").await;
     e2e::review_screenshot(&client, "eviction-lab-figures", "[data-testid=memory-figures]").await;
 
     select(&client, "[data-testid=memory-policy-select]", "noeviction").await;
@@ -959,7 +960,25 @@ async fn redis_figures_are_shown_with_no_alert_when_healthy() {
     assert!(memory.contains("MB") || memory.contains("KB"), "{memory}");
     let alerts = text_of(&client, "[data-testid=alerts]").await.unwrap_or_default();
     assert!(alerts.starts_with("No alert"), "{alerts}");
-    e2e::review_screenshot(&client, "redis-figures", "[data-testid=redis-figures]").await;
+    // From the second sample on, the figures are charted over time.
+    let captions = wait_for(&client, "the Redis charts", WAIT, || async {
+        let charts = client
+            .find_all(Locator::Css("[data-testid=redis-charts] figcaption"))
+            .await
+            .ok()?;
+        let mut captions = Vec::new();
+        for chart in charts {
+            captions.push(chart.text().await.ok()?);
+        }
+        (captions.len() == 4).then_some(captions)
+    })
+    .await;
+    assert!(
+        captions[0].starts_with("memory (top "),
+        "far below its limit: {captions:?}"
+    );
+    assert!(captions[2].starts_with("evictions/s"), "{captions:?}");
+    e2e::review_screenshot(&client, "redis-figures", "[data-testid=redis-charts]").await;
     client.close().await.unwrap();
 }
 

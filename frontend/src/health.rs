@@ -29,6 +29,19 @@ pub struct Rates {
     pub hit_ratio: Option<f64>,
 }
 
+/// One sample as the Redis card charts it: memory, and rates since the
+/// sample before.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisPoint {
+    pub used_memory: u64,
+    pub maxmemory: u64,
+    pub ops_per_second: u64,
+    pub evictions_per_second: f64,
+    pub expirations_per_second: f64,
+    /// Redis's hit ratio over the interval (`None`: no lookups).
+    pub hit_ratio: Option<f64>,
+}
+
 /// An alert that fires now.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Alert {
@@ -108,15 +121,27 @@ impl RedisWatch {
         if n < 2 {
             return None;
         }
-        let (a, b) = (&self.samples[n - 2], &self.samples[n - 1]);
-        let seconds = (b.at_ms - a.at_ms) as f64 / 1000.0;
-        let hits = b.keyspace_hits.saturating_sub(a.keyspace_hits);
-        let misses = b.keyspace_misses.saturating_sub(a.keyspace_misses);
-        Some(Rates {
-            evictions_per_second: b.evicted_keys.saturating_sub(a.evicted_keys) as f64 / seconds,
-            expirations_per_second: b.expired_keys.saturating_sub(a.expired_keys) as f64 / seconds,
-            hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
-        })
+        Some(rates_between(&self.samples[n - 2], &self.samples[n - 1]))
+    }
+
+    /// Every sample but the first, with the rates since the one before,
+    /// oldest first: the card's charts.
+    pub fn points(&self) -> Vec<RedisPoint> {
+        self.samples
+            .iter()
+            .zip(self.samples.iter().skip(1))
+            .map(|(a, b)| {
+                let rates = rates_between(a, b);
+                RedisPoint {
+                    used_memory: b.used_memory,
+                    maxmemory: b.maxmemory,
+                    ops_per_second: b.instantaneous_ops_per_sec,
+                    evictions_per_second: rates.evictions_per_second,
+                    expirations_per_second: rates.expirations_per_second,
+                    hit_ratio: rates.hit_ratio,
+                }
+            })
+            .collect()
     }
 
     /// The alerts that fire now, from Redis's figures and the sandbox's
@@ -172,10 +197,38 @@ impl RedisWatch {
     }
 }
 
+/// The rates from sample `a` to the later sample `b`.
+fn rates_between(a: &RedisFigures, b: &RedisFigures) -> Rates {
+    let seconds = (b.at_ms.saturating_sub(a.at_ms)).max(1) as f64 / 1000.0;
+    let hits = b.keyspace_hits.saturating_sub(a.keyspace_hits);
+    let misses = b.keyspace_misses.saturating_sub(a.keyspace_misses);
+    Rates {
+        evictions_per_second: b.evicted_keys.saturating_sub(a.evicted_keys) as f64 / seconds,
+        expirations_per_second: b.expired_keys.saturating_sub(a.expired_keys) as f64 / seconds,
+        hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use shared::Stats;
+
+    #[test]
+    fn each_sample_after_the_first_is_a_chart_point_with_its_rates() {
+        let mut watch = RedisWatch::default();
+        watch.observe(figures(1_000, 100, 0, 0, 0));
+        assert!(watch.points().is_empty(), "one sample has no rates yet");
+        watch.observe(figures(3_000, 400, 400, 30, 10));
+        watch.observe(figures(5_000, 500, 400, 30, 10));
+        let points = watch.points();
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].used_memory, 400);
+        assert_eq!(points[0].evictions_per_second, 200.0);
+        assert_eq!(points[0].hit_ratio, Some(0.75));
+        assert_eq!(points[1].evictions_per_second, 0.0);
+        assert_eq!(points[1].hit_ratio, None, "no lookups in that interval");
+    }
 
     fn figures(at_ms: u64, used: u64, evicted: u64, hits: u64, misses: u64) -> RedisFigures {
         RedisFigures {

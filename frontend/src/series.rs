@@ -83,9 +83,38 @@ impl Series {
     }
 }
 
+/// SVG polyline points (a 240 × 60 view box) for `values`, oldest first,
+/// scaled so `top` is the chart's top; the newest at the right edge, at
+/// least `min_span` points across so a short run is not squeezed into a
+/// corner; missing values are left out.
+pub fn polyline(values: &[Option<f64>], top: f64, min_span: usize) -> String {
+    let count = values.len();
+    let span = count.max(min_span).max(2);
+    let offset = span - count;
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let v = (*v)?;
+            let x = (offset + i) as f64 * 240.0 / (span - 1) as f64;
+            let y = 58.0 - 56.0 * (v / top).clamp(0.0, 1.0);
+            Some(format!("{x:.1},{y:.1}"))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_polyline_ends_at_the_right_edge_and_skips_gaps() {
+        let line = polyline(&[Some(0.0), None, Some(1.0)], 1.0, 5);
+        assert_eq!(line, "120.0,58.0 240.0,2.0");
+        assert_eq!(polyline(&[Some(2.0)], 1.0, 1), "240.0,2.0", "clamped to the top");
+        assert_eq!(polyline(&[], 1.0, 20), "");
+    }
 
     fn stats(hits: u64, misses: u64, latency_us: u64) -> Stats {
         Stats {

@@ -7,7 +7,7 @@ use shared::{Kind, LoadSpec};
 
 use super::ConnectionHandle;
 use crate::format;
-use crate::series::{Point, Series, POINTS};
+use crate::series::{polyline, Point, Series, POINTS};
 use crate::state::AppState;
 
 /// The load card.
@@ -153,25 +153,10 @@ fn Charts(series: RwSignal<Series>) -> impl IntoView {
     }
 }
 
-/// SVG polyline points for `value` of each point, scaled so `top` is the
-/// chart's top; the newest point at the right edge, at least
-/// [`MIN_SPAN`] points across so a short run is not squeezed into a
-/// corner; points without a value are left out.
+/// The chart line of `value` of each point (see [`polyline`]).
 fn line(series: &Series, top: f64, value: impl Fn(&Point) -> Option<f64>) -> String {
-    let count = series.points().count();
-    let span = count.clamp(MIN_SPAN, POINTS);
-    let offset = span.saturating_sub(count);
-    series
-        .points()
-        .enumerate()
-        .filter_map(|(i, p)| {
-            let v = value(p)?;
-            let x = (offset + i) as f64 * 240.0 / (span - 1) as f64;
-            let y = 58.0 - 56.0 * (v / top).clamp(0.0, 1.0);
-            Some(format!("{x:.1},{y:.1}"))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let values: Vec<Option<f64>> = series.points().map(value).collect();
+    polyline(&values, top, MIN_SPAN.min(POINTS))
 }
 
 /// The fewest points a chart spreads across its width.

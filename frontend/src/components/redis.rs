@@ -6,6 +6,8 @@ use leptos::prelude::*;
 
 use super::ConnectionHandle;
 use crate::format;
+use crate::health::RedisPoint;
+use crate::series::polyline;
 use crate::state::AppState;
 
 /// How often the page asks for Redis's figures while the card is shown.
@@ -54,6 +56,7 @@ pub fn RedisPanel() -> impl IntoView {
                     }
                 })}
             </dl>
+            <RedisCharts/>
             <div role="status"><ul class="alerts" data-testid="alerts">
                 {move || {
                     let alerts = alerts();
@@ -71,3 +74,70 @@ pub fn RedisPanel() -> impl IntoView {
         </section>
     }
 }
+
+/// Redis's figures over the last two minutes: memory against its limit,
+/// operations, evictions and its own hit ratio.
+#[component]
+fn RedisCharts() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let points = move || state.redis_watch.with(|w| w.points());
+    view! {
+        <div class="charts" data-testid="redis-charts">
+            {move || {
+                let points = points();
+                (!points.is_empty()).then(|| {
+                    let limit = points.iter().map(|p| p.maxmemory).max().unwrap_or(0);
+                    let most_used = points.iter().map(|p| p.used_memory).max().unwrap_or(0).max(1);
+                    // Against the limit when it is near; far below it, a
+                    // flat line at the bottom would hide the growth.
+                    let near_limit = limit > 0 && most_used * 4 >= limit;
+                    let memory_top = if near_limit { limit as f64 } else { most_used as f64 * 1.25 };
+                    let most_ops = points.iter().map(|p| p.ops_per_second).max().unwrap_or(0).max(1) as f64;
+                    let most_evictions = points.iter().map(|p| p.evictions_per_second).fold(1.0, f64::max);
+                    let values = |f: &dyn Fn(&RedisPoint) -> Option<f64>| points.iter().map(f).collect::<Vec<_>>();
+                    let chart = |caption: String, label: &'static str, class: &'static str, line: String| view! {
+                        <figure class="chart">
+                            <figcaption>{caption}</figcaption>
+                            <svg viewBox="0 0 240 60" preserveAspectRatio="none" role="img" aria-label=label>
+                                <polyline class=class points=line/>
+                            </svg>
+                        </figure>
+                    };
+                    view! {
+                        {chart(
+                            match (near_limit, limit) {
+                                (true, _) => format!("memory (of {})", format::bytes(limit)),
+                                (false, 0) => format!("memory (top {})", format::bytes(most_used)),
+                                (false, _) => format!("memory (top {}; limit {})", format::bytes(most_used), format::bytes(limit)),
+                            },
+                            "Redis memory over the last two minutes",
+                            "memory-line",
+                            polyline(&values(&|p| Some(p.used_memory as f64)), memory_top, MIN_SPAN),
+                        )}
+                        {chart(
+                            format!("operations/s (top {most_ops:.0})"),
+                            "Redis operations per second over the last two minutes",
+                            "queries-line",
+                            polyline(&values(&|p| Some(p.ops_per_second as f64)), most_ops, MIN_SPAN),
+                        )}
+                        {chart(
+                            format!("evictions/s (top {most_evictions:.0})"),
+                            "Redis evictions per second over the last two minutes",
+                            "evictions-line",
+                            polyline(&values(&|p| Some(p.evictions_per_second)), most_evictions, MIN_SPAN),
+                        )}
+                        {chart(
+                            "Redis hit ratio".to_string(),
+                            "Redis's own hit ratio over the last two minutes",
+                            "ratio-line",
+                            polyline(&values(&|p| p.hit_ratio), 1.0, MIN_SPAN),
+                        )}
+                    }
+                })
+            }}
+        </div>
+    }
+}
+
+/// The fewest samples a chart spreads across its width (40 s of samples).
+const MIN_SPAN: usize = 20;
