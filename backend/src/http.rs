@@ -67,6 +67,7 @@ pub fn app(
         .route("/api/v1/redis-info", get(redis_info))
         .route("/api/v1/memory", get(memory).put(set_memory))
         .route("/api/v1/memory/fill", post(fill))
+        .route("/api/v1/encodings", get(encodings))
         .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
         .route("/api/v1/scenarios/patterns", post(compare_patterns))
         .route("/api/v1/reset", post(reset))
@@ -512,6 +513,44 @@ async fn fill(
     let sandbox = query.sandbox()?;
     let spec = json_body(body)?;
     let result = state.playground.fill(&sandbox, spec).await?;
+    Ok(Json(result).into_response())
+}
+
+/// `?sandbox=NAME&kind=users&id=42&padding=1000` for the encodings.
+#[derive(Debug, Deserialize)]
+pub struct EncodingsQuery {
+    sandbox: Option<String>,
+    kind: String,
+    id: String,
+    padding: Option<String>,
+}
+
+/// `GET /api/v1/encodings?kind=users&id=42&padding=1000`: the record under
+/// every value encoding, each with its size and measured costs.
+async fn encodings(
+    State(state): State<AppState>,
+    Params(query): Params<EncodingsQuery>,
+) -> Result<Response, AppError> {
+    let sandbox = SandboxQuery {
+        sandbox: query.sandbox,
+        instance: None,
+    }
+    .sandbox()?;
+    let kind = Kind::parse(&query.kind)?;
+    let id = parse_id(&query.id)?;
+    let padding = match query.padding.as_deref() {
+        None => 0,
+        Some(text) => text.trim().parse().map_err(|_| {
+            shared::InputError::BadSetting(format!(
+                "padding must be a whole number of bytes, not {:?}",
+                text.chars().take(20).collect::<String>()
+            ))
+        })?,
+    };
+    let result = state
+        .playground
+        .compare_encodings(&sandbox, kind, id, padding)
+        .await?;
     Ok(Json(result).into_response())
 }
 

@@ -37,6 +37,7 @@ pub mod access;
 pub mod config;
 pub mod divergence;
 pub mod embed;
+pub mod encodings;
 pub mod error;
 pub mod feed;
 pub mod fleet;

@@ -556,6 +556,32 @@ impl Playground {
         crate::memory::fill(&sandbox, spec).await
     }
 
+    /// Measures a record under every value encoding (weighed like a herd,
+    /// one at a time per sandbox: it encodes values of up to 1 MiB many
+    /// times).
+    ///
+    /// # Errors
+    /// [`OpError`] for bad input, a busy sandbox, or a failing database or
+    /// Redis.
+    pub async fn compare_encodings(
+        &self,
+        sandbox: &SandboxId,
+        kind: Kind,
+        id: u64,
+        padding: u64,
+    ) -> Result<shared::EncodingComparison, OpError> {
+        check_id(id)?;
+        let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
+        let Ok(_one_here) = sandbox.herd.try_lock() else {
+            return Err(InputError::OverLimit(
+                "a herd, comparison or fill is running in this sandbox already".into(),
+            )
+            .into());
+        };
+        let settings = sandbox.settings();
+        crate::encodings::compare(&sandbox, &settings, kind, id, padding).await
+    }
+
     /// Why no sandbox here may change its server's memory, if none may:
     /// with an external Redis no sandbox has a server of its own.
     fn memory_refusal(&self) -> Option<String> {

@@ -9,11 +9,12 @@
 use std::time::Duration;
 
 use cache_aside::{
-    Content, Effect, Envelope, KeySpace, Options, RaceGuard, Remaining, Stampede, WritePolicy,
+    Content, Effect, Encoding, Envelope, KeySpace, Options, RaceGuard, Remaining, Stampede, WritePolicy,
     DELETED_VERSION,
 };
 use shared::{
     CacheEffect, CacheWrite, Kind, Outcome, RaceFix, Record, SandboxId, SandboxSettings, StampedePolicy,
+    ValueEncoding,
 };
 
 /// How long a value served stale may still be served, beyond its fresh
@@ -53,6 +54,18 @@ pub fn options(settings: &SandboxSettings) -> Options {
             .near_cache
             .then(|| Duration::from_secs(settings.near_ttl_secs)),
         forget_ttl: settings.forget_ttl,
+        encoding: encoding(settings.value_encoding, settings.compress_above_bytes),
+    }
+}
+
+/// The engine's encoding for a sandbox's choice.
+pub fn encoding(choice: ValueEncoding, compress_above_bytes: u64) -> Encoding {
+    match choice {
+        ValueEncoding::Json => Encoding::Json,
+        ValueEncoding::MessagePack => Encoding::MessagePack,
+        ValueEncoding::CompressedJson => Encoding::CompressedJson {
+            threshold: compress_above_bytes as usize,
+        },
     }
 }
 

@@ -58,6 +58,8 @@ pub fn node_of(kind: StepKind, flow: Flow, in_lock: bool) -> Option<NodeId> {
         StepKind::ServedStale => RETURN_CACHED,
         StepKind::Fallback => CACHE_ERROR,
         StepKind::Invalidate | StepKind::Expiry => UPDATE_CACHE,
+        // Folded into the step they belong to (see `Recorder::step`).
+        StepKind::Encode | StepKind::Decode => return None,
         StepKind::InvalidationReceived | StepKind::Subscribed | StepKind::Unsubscribed => return None,
     })
 }
@@ -83,6 +85,8 @@ struct State {
     sql: Option<SqlDone>,
     /// Whether the call has reached the lock.
     in_lock: bool,
+    /// The value just encoded, for the store that follows.
+    encoded: Option<String>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -268,6 +272,22 @@ impl Recorder {
 impl Observer for Recorder {
     fn step(&self, step: &Step<'_>) {
         let mut state = lock(&self.state);
+        // Encoding and decoding are told with the store they precede and
+        // the lookup they follow: their size, format and measured time.
+        let codec = || format!("{}, in {} µs", step.reply, step.took.as_micros());
+        match step.kind {
+            StepKind::Encode => {
+                state.encoded = Some(codec());
+                return;
+            }
+            StepKind::Decode => {
+                if let Some(last) = state.steps.last_mut() {
+                    last.reply = format!("{} · decoded {}", last.reply, codec());
+                }
+                return;
+            }
+            _ => {}
+        }
         let Some(node) = node_of(step.kind, self.flow, state.in_lock) else {
             return;
         };
@@ -303,10 +323,15 @@ impl Observer for Recorder {
                     Some(_) => Action::Redis(step.command_text()),
                     None => Action::Note(self.describe(step)),
                 };
-                let reply = match step.reply {
+                let mut reply = match step.reply {
                     Reply::None => String::new(),
                     reply => reply.to_string(),
                 };
+                if matches!(step.kind, StepKind::Store | StepKind::StoreRefused) {
+                    if let Some(encoded) = state.encoded.take() {
+                        reply = format!("{reply} · encoded {encoded}");
+                    }
+                }
                 (action, reply, step.took, Duration::ZERO)
             }
         };
@@ -409,11 +434,17 @@ mod tests {
     #[test]
     fn every_step_of_an_operation_has_a_box() {
         for kind in StepKind::ALL {
-            let bus_event = matches!(
+            // Bus events are no operation's; encoding and decoding are
+            // told within the store and the lookup.
+            let boxless = matches!(
                 kind,
-                StepKind::InvalidationReceived | StepKind::Subscribed | StepKind::Unsubscribed
+                StepKind::InvalidationReceived
+                    | StepKind::Subscribed
+                    | StepKind::Unsubscribed
+                    | StepKind::Encode
+                    | StepKind::Decode
             );
-            assert_eq!(node_of(kind, Flow::Read, false).is_none(), bus_event, "{kind:?}");
+            assert_eq!(node_of(kind, Flow::Read, false).is_none(), boxless, "{kind:?}");
         }
         let diagram = shared::Diagram::cache_aside_read();
         for kind in StepKind::ALL {

@@ -699,11 +699,12 @@ impl Sandbox {
         settings: &SandboxSettings,
         ran: impl FnOnce(SqlDone) + Send + 'static,
     ) -> impl FnOnce() -> Load + Send + 'static {
-        let (database, latency, jitter, metrics) = (
+        let (database, latency, jitter, metrics, padding) = (
             self.database.clone(),
             settings.db_latency_ms,
             settings.db_jitter_percent,
             self.metrics.clone(),
+            settings.value_padding_bytes as usize,
         );
         // Nothing is prepared until the engine calls the loader: a hit
         // costs no SQL text, no boxed query.
@@ -715,7 +716,11 @@ impl Sandbox {
                     metrics.busy();
                 }
                 ran(done);
-                result
+                // A padded sandbox makes every value big (section 4.4).
+                match result {
+                    Ok(Some(record)) if padding > 0 => Ok(Some(record.padded(padding))),
+                    other => other,
+                }
             })
         }
     }

@@ -194,6 +194,7 @@ mod tests {
             joined: "2020-02-02".into(),
             phone: "+1 415 555 0142".into(),
             version: 3,
+            notes: String::new(),
         })
     }
 

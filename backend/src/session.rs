@@ -359,6 +359,17 @@ fn handle_command(
                 Err(reply) => Started::Reply(reply),
             }
         }
+        ClientMessage::CompareEncodings {
+            request_id,
+            kind,
+            id: record,
+            padding_bytes,
+        } => later(spawn_command(request_id, replies, in_flight, async move {
+            playground
+                .compare_encodings(&id, kind, record, padding_bytes)
+                .await
+                .map(|result| ServerMessage::Encodings { request_id, result })
+        })),
         ClientMessage::SetInstanceLink { instance, connected } => reply(
             sandbox
                 .start_operation(1)

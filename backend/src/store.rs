@@ -447,6 +447,7 @@ fn record_from_row(kind: Kind, row: &rusqlite::Row<'_>) -> rusqlite::Result<Reco
             joined: row.get(4)?,
             version: row.get::<_, i64>(5)? as u64,
             phone: row.get(6)?,
+            notes: String::new(),
         }),
         Kind::Products => Record::Product(Product {
             id,
@@ -455,6 +456,7 @@ fn record_from_row(kind: Kind, row: &rusqlite::Row<'_>) -> rusqlite::Result<Reco
             price_cents: row.get::<_, i64>(3)? as u64,
             stock: row.get::<_, i64>(4)? as u64,
             version: row.get::<_, i64>(5)? as u64,
+            notes: String::new(),
         }),
     })
 }
@@ -649,6 +651,7 @@ pub mod seed {
             // 555-01xx numbers are set aside for fiction: none is real.
             phone: format!("+1 {:03} 555 01{:02}", 200 + (h >> 48) % 800, id % 100),
             version: 1,
+            notes: String::new(),
         }
     }
 
@@ -663,6 +666,7 @@ pub mod seed {
             price_cents: 499 + (h >> 16) % 20_000,
             stock: (h >> 40) % 250,
             version: 1,
+            notes: String::new(),
         }
     }
 }

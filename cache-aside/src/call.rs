@@ -42,6 +42,11 @@ impl<'a, V> Call<'a, V> {
         }
     }
 
+    /// Whether the observer wants steps (and so, measurements).
+    pub(crate) fn observed(&self) -> bool {
+        self.observed
+    }
+
     /// Where the value lives in Redis (`{prefix}user:42`), as a command
     /// argument.
     pub(crate) fn redis_key(&self) -> crate::keys::ValueKey<'_> {

@@ -18,7 +18,13 @@
 //! moment the entry stops being fresh (milliseconds since the Unix epoch),
 //! and how long the load that produced it took, in milliseconds. The Lua
 //! scripts of the race guards read the state and the version from the
-//! header, never the application's JSON.
+//! header, never the application's value.
+//!
+//! The value itself is JSON unless the cache's [`Encoding`] says otherwise
+//! (tutorial section 4.4): MessagePack, smaller and quicker to read, or
+//! JSON compressed with gzip once it is bigger than a threshold. Either is
+//! named by a sixth header field (`m`, `z`), so every reader decodes what
+//! any writer stored; plain JSON has none.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,6 +35,57 @@ pub const FORMAT: &str = "ca1";
 /// The version an invalidation marker carries after a delete: larger than
 /// any row version, and still exact in Lua's numbers (2^53 - 1).
 pub const DELETED_VERSION: u64 = 9_007_199_254_740_991;
+
+/// How values are written into entries (every reader reads all of them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// JSON: readable in `redis-cli`, the biggest and slowest.
+    #[default]
+    Json,
+    /// MessagePack (with field names, so any serde type round-trips).
+    MessagePack,
+    /// JSON, gzipped when it is longer than `threshold` bytes: small values
+    /// are not worth the CPU, big ones cost less memory and network.
+    CompressedJson { threshold: usize },
+}
+
+/// How one stored value is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    Json,
+    MessagePack,
+    GzipJson,
+}
+
+impl Body {
+    /// Its name for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Body::Json => "JSON",
+            Body::MessagePack => "MessagePack",
+            Body::GzipJson => "gzipped JSON",
+        }
+    }
+
+    /// The header field naming it (none for JSON).
+    fn tag(self) -> &'static str {
+        match self {
+            Body::Json => "",
+            Body::MessagePack => " m",
+            Body::GzipJson => " z",
+        }
+    }
+}
+
+/// The most a gzipped value may inflate to: a corrupt or hostile entry
+/// is a decode error, not an allocation of any size.
+pub const MAX_INFLATED: u64 = 64 << 20;
+
+/// Why a value cannot be stored: it does not serialize (a map with
+/// non-string keys in JSON, say).
+#[derive(Debug, thiserror::Error)]
+#[error("the value does not serialize: {0}")]
+pub struct EncodeError(String);
 
 /// What an entry says about its key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,26 +143,73 @@ impl<V> Envelope<V> {
 }
 
 impl<V: Serialize> Envelope<V> {
-    /// The bytes stored in Redis.
+    /// The bytes stored in Redis, the value written as `encoding` says.
     ///
     /// # Errors
-    /// When the value does not serialize (a map with non-string keys, say).
-    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+    /// [`EncodeError`] when the value does not serialize.
+    pub fn encode(&self, encoding: Encoding) -> Result<Vec<u8>, EncodeError> {
         let state = match self.content {
             Content::Value(_) => 'v',
             Content::NotFound => 'n',
             Content::Invalidated => 'i',
         };
+        let fail = |e: &dyn std::fmt::Display| EncodeError(e.to_string());
+        let (body, value) = match (&self.content, encoding) {
+            (Content::Value(value), Encoding::Json) => {
+                (Body::Json, serde_json::to_vec(value).map_err(|e| fail(&e))?)
+            }
+            (Content::Value(value), Encoding::MessagePack) => (
+                Body::MessagePack,
+                rmp_serde::to_vec_named(value).map_err(|e| fail(&e))?,
+            ),
+            (Content::Value(value), Encoding::CompressedJson { threshold }) => {
+                let json = serde_json::to_vec(value).map_err(|e| fail(&e))?;
+                if json.len() > threshold {
+                    (Body::GzipJson, gzip(&json).map_err(|e| fail(&e))?)
+                } else {
+                    (Body::Json, json)
+                }
+            }
+            _ => (Body::Json, Vec::new()),
+        };
         let mut bytes = format!(
-            "{FORMAT} {state} {} {} {}\n",
-            self.version, self.fresh_until_ms, self.load_ms
+            "{FORMAT} {state} {} {} {}{}\n",
+            self.version,
+            self.fresh_until_ms,
+            self.load_ms,
+            body.tag()
         )
         .into_bytes();
-        if let Content::Value(value) = &self.content {
-            serde_json::to_writer(&mut bytes, value)?;
-        }
+        bytes.extend_from_slice(&value);
         Ok(bytes)
     }
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes)?;
+    encoder.finish()
+}
+
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    use std::io::Read;
+    let mut inflated = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|e| DecodeError::Value(e.to_string()))?;
+    if inflated.len() as u64 > MAX_INFLATED {
+        return Err(DecodeError::Value("the value inflates past 64 MiB".into()));
+    }
+    Ok(inflated)
+}
+
+/// How the value in stored bytes is written, and its size in bytes as
+/// stored (`None`: not an envelope holding a value).
+pub fn body_of(bytes: &[u8]) -> Option<(Body, usize)> {
+    let header = Header::parse(bytes).ok()?;
+    (header.state == b'v').then_some((header.body_kind, header.body.len()))
 }
 
 impl<V: DeserializeOwned> Envelope<V> {
@@ -115,10 +219,13 @@ impl<V: DeserializeOwned> Envelope<V> {
     /// [`DecodeError`] when the bytes are not an envelope of a `V`.
     pub fn decode(bytes: &[u8]) -> Result<Envelope<V>, DecodeError> {
         let header = Header::parse(bytes)?;
+        let bad = |e: &dyn std::fmt::Display| DecodeError::Value(e.to_string());
         let content = match header.state {
-            b'v' => Content::Value(
-                serde_json::from_slice(header.body).map_err(|e| DecodeError::Value(e.to_string()))?,
-            ),
+            b'v' => Content::Value(match header.body_kind {
+                Body::Json => serde_json::from_slice(header.body).map_err(|e| bad(&e))?,
+                Body::MessagePack => rmp_serde::from_slice(header.body).map_err(|e| bad(&e))?,
+                Body::GzipJson => serde_json::from_slice(&gunzip(header.body)?).map_err(|e| bad(&e))?,
+            }),
             b'n' => Content::NotFound,
             _ => Content::Invalidated,
         };
@@ -134,6 +241,7 @@ impl<V: DeserializeOwned> Envelope<V> {
 /// The parsed header line, and the body after it.
 struct Header<'a> {
     state: u8,
+    body_kind: Body,
     version: u64,
     fresh_until_ms: u64,
     load_ms: u64,
@@ -164,8 +272,15 @@ impl<'a> Header<'a> {
                 .ok_or(DecodeError::Header("a number is missing"))
         };
         let (version, fresh_until_ms, load_ms) = (number()?, number()?, number()?);
+        let body_kind = match fields.next() {
+            None => Body::Json,
+            Some("m") => Body::MessagePack,
+            Some("z") => Body::GzipJson,
+            Some(_) => return Err(DecodeError::Header("unknown value encoding")),
+        };
         Ok(Header {
             state,
+            body_kind,
             version,
             fresh_until_ms,
             load_ms,
@@ -205,12 +320,67 @@ mod tests {
             fresh_until_ms: 1_764_190_000_123,
             load_ms: 102,
         };
-        let bytes = envelope.encode().unwrap();
+        let bytes = envelope.encode(Encoding::Json).unwrap();
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
             "ca1 v 3 1764190000123 102\n{\"id\":42,\"name\":\"Ada Lovelace\"}"
         );
         assert_eq!(Envelope::<User>::decode(&bytes).unwrap(), envelope);
+    }
+
+    #[test]
+    fn messagepack_and_gzip_round_trip_and_are_named_in_the_header() {
+        let envelope = Envelope {
+            content: Content::Value(ada()),
+            version: 3,
+            fresh_until_ms: 9,
+            load_ms: 1,
+        };
+        let packed = envelope.encode(Encoding::MessagePack).unwrap();
+        assert!(packed.starts_with(b"ca1 v 3 9 1 m\n"));
+        assert_eq!(Envelope::<User>::decode(&packed).unwrap(), envelope);
+        assert_eq!(body_of(&packed).map(|(b, _)| b), Some(Body::MessagePack));
+        let json = envelope.encode(Encoding::Json).unwrap();
+        assert!(packed.len() < json.len(), "MessagePack is smaller");
+
+        // Under the threshold, plain JSON; over it, gzip.
+        let small = envelope
+            .encode(Encoding::CompressedJson { threshold: 1_000 })
+            .unwrap();
+        assert_eq!(small, json);
+        let big = Envelope {
+            content: Content::Value(User {
+                id: 1,
+                name: "a".repeat(5_000),
+            }),
+            ..envelope.clone()
+        };
+        let zipped = big.encode(Encoding::CompressedJson { threshold: 1_000 }).unwrap();
+        assert!(zipped.starts_with(b"ca1 v 3 9 1 z\n"));
+        assert!(
+            zipped.len() < 200,
+            "5 kB of one letter compresses: {}",
+            zipped.len()
+        );
+        assert_eq!(Envelope::<User>::decode(&zipped).unwrap(), big);
+        assert_eq!(body_of(&zipped), Some((Body::GzipJson, zipped.len() - 14)));
+
+        // The Lua guards read the version before any of it.
+        for bytes in [&packed, &zipped] {
+            assert!(bytes.starts_with(b"ca1 v 3 "));
+        }
+    }
+
+    #[test]
+    fn a_corrupt_or_unknown_body_is_a_decode_error() {
+        assert!(matches!(
+            Envelope::<User>::decode(b"ca1 v 3 9 1 z\nnot gzip"),
+            Err(DecodeError::Value(_))
+        ));
+        assert_eq!(
+            Envelope::<User>::decode(b"ca1 v 3 9 1 q\n{}"),
+            Err(DecodeError::Header("unknown value encoding"))
+        );
     }
 
     #[test]
@@ -222,7 +392,7 @@ mod tests {
                 fresh_until_ms: 5,
                 load_ms: 0,
             };
-            let bytes = envelope.encode().unwrap();
+            let bytes = envelope.encode(Encoding::Json).unwrap();
             assert!(bytes.ends_with(b"\n"));
             assert_eq!(Envelope::<User>::decode(&bytes).unwrap(), envelope);
         }

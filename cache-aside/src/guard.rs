@@ -16,7 +16,7 @@
 //!   envelope header; a write leaves a marker with the new version instead
 //!   of deleting; a store never replaces a newer version with an older one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cache::{now_ms, Value};
 use crate::call::{integer, ok, Call};
@@ -145,11 +145,22 @@ impl<V: Value> Call<'_, V> {
             fresh_until_ms: now_ms().saturating_add(millis(fresh_for)),
             load_ms: millis(loaded.took),
         };
-        let Ok(bytes) = envelope.encode() else {
+        // Serializing is part of a store's cost (section 4.4): measured and
+        // reported when someone watches.
+        let encoding = self.observed().then(Instant::now);
+        let Ok(bytes) = envelope.encode(self.options.encoding) else {
             // A value that does not serialize cannot be cached; say so.
             self.note(StepKind::StoreRefused, Status::Error, Duration::ZERO, Reply::None);
             return Stored::Refused;
         };
+        if let (Some(started), Some((body, size))) = (encoding, crate::envelope::body_of(&bytes)) {
+            self.note(
+                StepKind::Encode,
+                Status::Ok,
+                started.elapsed(),
+                Reply::Encoded { body, bytes: size },
+            );
+        }
         if loaded.value.is_none() && self.options.negative_ttl.is_none() {
             // Negative caching is off: "does not exist" is not stored.
             return Stored::Skipped(bytes);

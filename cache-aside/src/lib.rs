@@ -63,7 +63,7 @@ pub mod write;
 
 pub use cache::{Builder, CacheAside, Value};
 pub use connection::{redact_url, Redis, RedisError};
-pub use envelope::{Content, Envelope, DELETED_VERSION};
+pub use envelope::{Body, Content, Encoding, Envelope, DELETED_VERSION};
 pub use keys::KeySpace;
 pub use observe::{NoObserver, Observer, Pause, Reply, Status, Step, StepKind};
 pub use options::{Options, OptionsError, RaceGuard, Stampede};

@@ -24,6 +24,11 @@ pub enum StepKind {
     NearLookup,
     /// Looked in Redis (`GET`).
     Lookup,
+    /// Read the value out of the entry found (its encoding and size in the
+    /// reply; the time is the decoding's).
+    Decode,
+    /// Wrote the value into an entry before a store (the same figures).
+    Encode,
     /// Found an entry that cannot be read (another format, or sealed with a
     /// key this process no longer has): it counts as a miss.
     Unreadable,
@@ -70,6 +75,8 @@ impl StepKind {
         match self {
             StepKind::NearLookup => "near_lookup",
             StepKind::Lookup => "lookup",
+            StepKind::Decode => "decode",
+            StepKind::Encode => "encode",
             StepKind::Unreadable => "unreadable",
             StepKind::Load => "load",
             StepKind::Store => "store",
@@ -91,9 +98,11 @@ impl StepKind {
     }
 
     /// Every kind, for tables and tests.
-    pub const ALL: [StepKind; 19] = [
+    pub const ALL: [StepKind; 21] = [
         StepKind::NearLookup,
         StepKind::Lookup,
+        StepKind::Decode,
+        StepKind::Encode,
         StepKind::Unreadable,
         StepKind::Load,
         StepKind::Store,
@@ -150,6 +159,8 @@ pub enum Reply<'a> {
     Value(&'a redis::Value),
     /// The command failed.
     Error(&'a RedisError),
+    /// A value encoded or decoded: how, and its size as stored.
+    Encoded { body: crate::Body, bytes: usize },
 }
 
 impl std::fmt::Display for Reply<'_> {
@@ -158,6 +169,7 @@ impl std::fmt::Display for Reply<'_> {
             Reply::None => Ok(()),
             Reply::Value(value) => f.write_str(&reply_text(value)),
             Reply::Error(error) => write!(f, "error: {error}"),
+            Reply::Encoded { body, bytes } => write!(f, "{bytes} bytes of {}", body.name()),
         }
     }
 }

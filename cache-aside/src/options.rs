@@ -51,6 +51,9 @@ pub struct Options {
     /// envelope still says when a value stops being fresh. Never in
     /// production.
     pub forget_ttl: bool,
+    /// How values are written into Redis (section 4.4). Readers decode any
+    /// encoding, so it can change while entries of another remain.
+    pub encoding: crate::Encoding,
 }
 
 impl Default for Options {
@@ -65,6 +68,7 @@ impl Default for Options {
             race_guard: RaceGuard::None,
             near_ttl: None,
             forget_ttl: false,
+            encoding: crate::Encoding::Json,
         }
     }
 }

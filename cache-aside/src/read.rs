@@ -273,7 +273,9 @@ impl<V: Value> Call<'_, V> {
         };
         // Bytes that are not an envelope (written by hand, or by an older
         // version), or a value sealed with a retired key, count as a miss,
-        // and the store below replaces them.
+        // and the store below replaces them. Decoding is part of a hit's
+        // cost (section 4.4): measured when someone watches.
+        let decoding = self.observed().then(Instant::now);
         let Some(entry) = Envelope::<V>::decode(&bytes)
             .ok()
             .and_then(|e| self.cache.opened(self.key, e))
@@ -281,6 +283,14 @@ impl<V: Value> Call<'_, V> {
             self.note(StepKind::Unreadable, Status::Miss, Duration::ZERO, Reply::None);
             return Lookup::Miss;
         };
+        if let (Some(started), Some((body, size))) = (decoding, crate::envelope::body_of(&bytes)) {
+            self.note(
+                StepKind::Decode,
+                Status::Ok,
+                started.elapsed(),
+                Reply::Encoded { body, bytes: size },
+            );
+        }
         // XFetch needs a random draw, and only it and stale-while-revalidate
         // look at the clock: other policies let Redis's TTL decide.
         let (now, draw) = match self.options.stampede {

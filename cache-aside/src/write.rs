@@ -209,7 +209,8 @@ impl<V: Value> Call<'_, V> {
             fresh_until_ms: now_ms().saturating_add(millis(bounded(ttl))),
             load_ms: 0,
         };
-        let Ok(bytes) = marker.encode() else {
+        // A marker has no value to encode.
+        let Ok(bytes) = marker.encode(crate::Encoding::Json) else {
             return self.delete().await;
         };
         match self
@@ -273,7 +274,7 @@ impl<V: Value> Call<'_, V> {
             fresh_until_ms: now_ms().saturating_add(millis(bounded(self.options.ttl))),
             load_ms: 0,
         };
-        let Ok(bytes) = envelope.encode() else {
+        let Ok(bytes) = envelope.encode(self.options.encoding) else {
             return self.delete().await;
         };
         let ttl = self.options.redis_ttl(self.options.ttl);

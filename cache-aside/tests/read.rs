@@ -210,7 +210,8 @@ async fn jitter_spreads_the_ttls_of_keys_cached_together() {
 }
 
 /// The observer sees each step with the command as sent: a miss is a GET
-/// that missed, the load, and a SET with the TTL; a hit is one GET.
+/// that missed, the load, the encoding and a SET with the TTL; a hit is
+/// one GET and the decoding, each with its size and format.
 #[tokio::test]
 async fn the_observer_sees_every_command_as_sent() {
     let server = redis_server();
@@ -222,24 +223,34 @@ async fn the_observer_sees_every_command_as_sent() {
         .await
         .unwrap();
     let seen = miss.seen();
-    assert_eq!(miss.kinds(), [StepKind::Lookup, StepKind::Load, StepKind::Store]);
+    assert_eq!(
+        miss.all_kinds(),
+        [
+            StepKind::Lookup,
+            StepKind::Load,
+            StepKind::Encode,
+            StepKind::Store
+        ]
+    );
     assert_eq!(seen[0].command, "GET cache:item:7");
     assert_eq!(seen[0].status, Status::Miss);
     assert_eq!(seen[1].status, Status::Hit, "the loader found the record");
+    assert_eq!(seen[2].reply, "36 bytes of JSON");
     assert!(
-        seen[2].command.starts_with("SET cache:item:7 \"ca1 v 1 "),
+        seen[3].command.starts_with("SET cache:item:7 \"ca1 v 1 "),
         "{}",
-        seen[2].command
+        seen[3].command
     );
-    assert!(seen[2].command.ends_with(" EX 60"), "{}", seen[2].command);
+    assert!(seen[3].command.ends_with(" EX 60"), "{}", seen[3].command);
 
     let hit = Recorder::default();
     items
         .get_or_load_with("item:7", items.options(), &hit, db.loader(7))
         .await
         .unwrap();
-    assert_eq!(hit.kinds(), [StepKind::Lookup]);
+    assert_eq!(hit.all_kinds(), [StepKind::Lookup, StepKind::Decode]);
     assert_eq!(hit.seen()[0].status, Status::Hit);
+    assert_eq!(hit.seen()[1].reply, "36 bytes of JSON");
 }
 
 /// Section 4.6, the mistake made visible: with `forget_ttl` every way of

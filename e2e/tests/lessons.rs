@@ -450,3 +450,55 @@ async fn the_memory_lesson_runs_on_a_redis_server_of_its_own() {
     assert!(right.starts_with("Right"), "{right} for {rows:?}");
     review_screenshot(&client, "lesson-memory-4", "[data-testid=fills-table]").await;
 }
+
+/// The serialization lesson: a small record gains nothing from gzip (the
+/// answer is 0 bytes saved), a 100 KB one is smallest gzipped; both are
+/// read off the encodings table the page draws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serialization_lesson_measures_three_encodings() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "serialization", 1).await;
+    run_experiment(&client).await;
+    let sizes = encoding_sizes(&client).await;
+    assert_eq!(sizes[0], sizes[2], "a small record is not gzipped: {sizes:?}");
+    assert!(sizes[1] < sizes[0], "MessagePack is smaller: {sizes:?}");
+    let right = answer_with(&client, &(sizes[0] - sizes[2]).to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    click(&client, "[data-testid=lesson-continue]").await;
+    wait_for(&client, "the second step", WAIT, || async {
+        step_title(&client).await.starts_with("The fix").then_some(())
+    })
+    .await;
+    run_experiment(&client).await;
+    let sizes = wait_for(&client, "the padded sizes", WAIT, || async {
+        let sizes = encoding_sizes(&client).await;
+        (sizes[0] > 100_000).then_some(sizes)
+    })
+    .await;
+    let smallest = (0..3).min_by_key(|&i| sizes[i]).unwrap();
+    assert_eq!(smallest, 2, "100 KB of text gzips smallest: {sizes:?}");
+    click(&client, &format!("[data-testid=lesson-choice-{smallest}]")).await;
+    click(&client, "[data-testid=check-answer]").await;
+    let right = verdict(&client).await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-serialization", "[data-testid=encodings-table]").await;
+}
+
+/// The bytes column of the encodings table: JSON, MessagePack, gzip.
+async fn encoding_sizes(client: &Client) -> Vec<u64> {
+    wait_for(client, "the encodings table", WAIT, || async {
+        let cells = client
+            .find_all(Locator::Css("[data-testid=encoding-bytes]"))
+            .await
+            .ok()?;
+        let mut sizes = Vec::new();
+        for cell in cells {
+            sizes.push(cell.text().await.ok()?.parse::<u64>().ok()?);
+        }
+        (sizes.len() == 3).then_some(sizes)
+    })
+    .await
+}

@@ -271,6 +271,18 @@ impl Connection {
         sent
     }
 
+    /// Measures a record under every value encoding.
+    pub fn compare_encodings(&self, kind: Kind, id: u64, padding_bytes: u64) -> bool {
+        let request_id = self.next_request_id();
+        let message = ClientMessage::CompareEncodings {
+            request_id,
+            kind,
+            id,
+            padding_bytes,
+        };
+        self.send(&message, true)
+    }
+
     /// Lists the sandbox's keys in Redis.
     pub fn inspect_keys(&self) -> bool {
         let request_id = self.next_request_id();

@@ -10,6 +10,7 @@
 //! - [`eviction`]: the eviction lab's results in words; plain Rust.
 //! - [`health`]: Redis's own figures over time and the alerts; plain Rust.
 //! - [`format`]: how numbers, times and commands are shown; plain Rust.
+//! - [`serialization`]: the value encodings compared, in words; plain Rust.
 //! - [`series`]: the counters over time for the live charts; plain Rust.
 //! - [`state`]: the page's reactive state and how server messages change it.
 //! - [`connection`]: the WebSocket, with reconnection.
@@ -25,6 +26,7 @@ pub mod flood;
 pub mod format;
 pub mod health;
 pub mod runner;
+pub mod serialization;
 pub mod series;
 
 /// The lesson path is data the back end also reads (the embed pages).

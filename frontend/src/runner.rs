@@ -191,6 +191,10 @@ impl Run {
                 self.observed.keys = Some(report.clone());
                 true
             }
+            (Waiting::Reply(id), ServerMessage::Encodings { request_id, result }) if request_id == id => {
+                self.observed.encodings = Some(result.clone());
+                true
+            }
             (Waiting::Reply(id), ServerMessage::Memory { request_id, state }) if request_id == id => {
                 self.observed.memory = Some(state.clone());
                 true
@@ -395,6 +399,12 @@ impl Run {
                     skew: 1.0,
                     seed: 1,
                 },
+            },
+            Action::CompareEncodings { padding_bytes } => ClientMessage::CompareEncodings {
+                request_id: id,
+                kind: shared::Kind::Users,
+                id: 42,
+                padding_bytes,
             },
             // Queued as a reset of the run itself (see `Run::start`).
             Action::Reset => return Err("a reset is not an action".into()),

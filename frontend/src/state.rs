@@ -98,6 +98,8 @@ pub struct AppState {
     pub memory: RwSignal<Option<shared::MemoryState>>,
     /// The eviction lab's fills of this page, oldest first.
     pub fills: RwSignal<Vec<shared::FillResult>>,
+    /// The latest serialization comparison.
+    pub encodings: RwSignal<Option<shared::EncodingComparison>>,
     /// The fill this page is waiting for, if any.
     pub fill_request: RwSignal<Option<u64>>,
     /// Redis's own figures over time.
@@ -156,6 +158,7 @@ impl AppState {
             memory: RwSignal::new(None),
             fills: RwSignal::new(Vec::new()),
             fill_request: RwSignal::new(None),
+            encodings: RwSignal::new(None),
             redis_watch: RwSignal::new(RedisWatch::default()),
             redis_request: RwSignal::new(None),
             target_instance: RwSignal::new(None),
@@ -285,6 +288,11 @@ impl AppState {
                 self.keys.set(Some(report));
             }
             ServerMessage::Memory { state, .. } => self.memory.set(Some(state)),
+            ServerMessage::Encodings { result, .. } => {
+                self.pending.update(|p| *p = p.saturating_sub(1));
+                self.announcement.set(crate::serialization::summary(&result));
+                self.encodings.set(Some(result));
+            }
             ServerMessage::FillReply { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
                 self.fill_request.set(None);

@@ -244,6 +244,11 @@ pub struct User {
     /// Starts at 1 and grows by one with every update of the row, so a
     /// cached copy can say which version of the row it holds.
     pub version: u64,
+    /// Filler text a sandbox may add so values are big (tutorial section
+    /// 4.4: what a big value costs on every hit); empty, and left out of
+    /// the JSON, otherwise. Not a column.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
 }
 
 /// A catalog product, as stored in the database and cached as JSON.
@@ -257,6 +262,11 @@ pub struct Product {
     pub stock: u64,
     /// Starts at 1 and grows by one with every update of the row.
     pub version: u64,
+    /// Filler text a sandbox may add so values are big (tutorial section
+    /// 4.4: what a big value costs on every hit); empty, and left out of
+    /// the JSON, otherwise. Not a column.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
 }
 
 /// One record of either kind. It is written as the plain user or product
@@ -287,6 +297,7 @@ impl<'de> Deserialize<'de> for Record {
             category: Option<String>,
             price_cents: Option<u64>,
             stock: Option<u64>,
+            notes: Option<String>,
         }
         let f = Fields::deserialize(deserializer)?;
         match (f.email, f.city, f.joined, f.category, f.price_cents, f.stock) {
@@ -298,6 +309,7 @@ impl<'de> Deserialize<'de> for Record {
                 joined,
                 phone: f.phone.unwrap_or_default(),
                 version: f.version,
+                notes: f.notes.unwrap_or_default(),
             })),
             (.., Some(category), Some(price_cents), Some(stock)) => Ok(Record::Product(Product {
                 id: f.id,
@@ -306,6 +318,7 @@ impl<'de> Deserialize<'de> for Record {
                 price_cents,
                 stock,
                 version: f.version,
+                notes: f.notes.unwrap_or_default(),
             })),
             _ => Err(serde::de::Error::custom(
                 "neither a user (email, city, joined) nor a product (category, price_cents, stock)",
@@ -315,6 +328,26 @@ impl<'de> Deserialize<'de> for Record {
 }
 
 impl Record {
+    /// The record with `bytes` of filler in its notes (0: none).
+    pub fn padded(mut self, bytes: usize) -> Record {
+        let notes = match &mut self {
+            Record::User(u) => &mut u.notes,
+            Record::Product(p) => &mut p.notes,
+        };
+        notes.clear();
+        const FILLER: &str = "cache-aside keeps copies of rows close to the code that reads them. ";
+        while notes.len() < bytes {
+            notes.push_str(FILLER);
+        }
+        notes.truncate(bytes);
+        self
+    }
+
+    /// The record as its row holds it: without filler.
+    pub fn unpadded(&self) -> Record {
+        self.clone().padded(0)
+    }
+
     /// The record's id.
     pub fn id(&self) -> u64 {
         match self {

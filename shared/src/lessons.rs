@@ -138,6 +138,8 @@ pub enum Panel {
     Diagnose,
     /// The memory limit, the eviction policy and fills past the limit.
     Memory,
+    /// The value encodings compared.
+    Serialization,
 }
 
 /// One setting a step changes.
@@ -196,6 +198,9 @@ pub enum Action {
         maxmemory_kb: u64,
         policy: EvictionPolicy,
     },
+    /// Measure user 42 under every value encoding, padded by this many
+    /// bytes.
+    CompareEncodings { padding_bytes: u64 },
     /// Fill the sandbox's own redis-server: `keys` values of `value_bytes`
     /// each, then `reads` reads hot-first (skew 1, seed 1).
     Fill {
@@ -258,6 +263,8 @@ pub struct Observed {
     pub memory: Option<crate::MemoryState>,
     /// The eviction lab's fills, in order.
     pub fills: Vec<crate::FillResult>,
+    /// The latest serialization comparison.
+    pub encodings: Option<crate::EncodingComparison>,
 }
 
 impl Observed {
@@ -344,6 +351,8 @@ pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
         negative_caching: true,
         forget_ttl: false,
         mismatched_keys: false,
+        value_encoding: crate::ValueEncoding::Json,
+        value_padding_bytes: 0,
         db_connections: 100,
         db_wait_ms: 30_000,
         ..current.clone()
@@ -545,6 +554,23 @@ fn better_of_two_fills(o: &Observed) -> Option<usize> {
         [.., first, second] => Some(usize::from(second.hits > first.hits)),
         _ => None,
     }
+}
+
+/// Bytes gzip saved against plain JSON in the latest comparison.
+fn gzip_saved(o: &Observed) -> Option<u64> {
+    let c = o.encodings.as_ref()?;
+    let bytes = |e: crate::ValueEncoding| c.rows.iter().find(|r| r.encoding == e).map(|r| r.bytes);
+    Some(bytes(crate::ValueEncoding::Json)?.saturating_sub(bytes(crate::ValueEncoding::CompressedJson)?))
+}
+
+/// The encoding (in [`crate::ValueEncoding::ALL`]'s order) that made the
+/// smallest entry.
+fn smallest_encoding(o: &Observed) -> Option<usize> {
+    let c = o.encodings.as_ref()?;
+    let smallest = c.rows.iter().min_by_key(|r| r.bytes)?;
+    crate::ValueEncoding::ALL
+        .iter()
+        .position(|e| *e == smallest.encoding)
 }
 
 fn database_reads(o: &Observed) -> Option<u64> {
@@ -895,6 +921,46 @@ pub const LESSONS: &[Lesson] = &[
                         correct: better_of_two_fills,
                     },
                     hint: "The highlighted row of the fills table.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "serialization",
+        title: "What a value costs",
+        outcome: "Measure what encoding and size cost on every hit, and choose JSON, MessagePack or compression with numbers.",
+        steps: &[
+            Step {
+                title: "The problem: compressing what is already small",
+                text: "A hit is not free: Redis sends the whole value and the application decodes it. A compact encoding shrinks both; compression shrinks more but costs CPU on every read and write, which only pays for big values.\n\nThis step measures user 42 as stored (a few hundred bytes) written as JSON, as MessagePack, and as JSON gzipped above 1 KB: each entry's size, and the median time to encode it, decode it and GET it from this Redis.",
+                parts: READ_PATH,
+                panel: Panel::Serialization,
+                setup: &[],
+                run: &[Action::CompareEncodings { padding_bytes: 0 }],
+                run_label: "Measure a small record three ways",
+                notice: &[Pointer { text: "The gzip row: under the threshold it is plain JSON, byte for byte.", target: Target::Element("serialization") }],
+                check: Check {
+                    question: "How many bytes did gzip save on this small record?",
+                    answer: Expect::Number(gzip_saved),
+                    hint: "Compare the JSON and gzip rows' bytes in Redis.",
+                },
+            },
+            Step {
+                title: "The fix: compress big values, keep small ones plain",
+                text: "The same user with 100 KB of notes, like a profile with a long biography. Now every hit moves 100 KB over the network unless the value shrinks first: compare the sizes and the cost of a hit.",
+                parts: READ_PATH,
+                panel: Panel::Serialization,
+                setup: &[],
+                run: &[Action::CompareEncodings { padding_bytes: 100_000 }],
+                run_label: "Measure a 100 KB record three ways",
+                notice: &[Pointer { text: "Bytes in Redis and the cost of a hit, side by side.", target: Target::Element("serialization") }],
+                check: Check {
+                    question: "Which encoding made the smallest entry?",
+                    answer: Expect::Choice {
+                        options: &["JSON", "MessagePack", "JSON, gzipped when big"],
+                        correct: smallest_encoding,
+                    },
+                    hint: "The bytes in Redis column.",
                 },
             },
         ],

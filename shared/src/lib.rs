@@ -33,10 +33,12 @@ pub use entity::{
 pub use load::{LoadSpec, LoadState};
 pub use memory::{EvictionPolicy, FillResult, FillSpec, MemorySettings, MemoryState};
 pub use protocol::{
-    CacheEffect, ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, HerdResult, HerdSpec,
-    HerdTiming, InstanceState, KeyInfo, KeyReport, Pattern, PatternComparison, PatternRow, ReadResult,
-    RedisFigures, Scenario, ScenarioResult, ServerMessage, Traffic, WriteChange, WriteResult,
-    PROTOCOL_VERSION,
+    CacheEffect, ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, EncodingComparison,
+    EncodingRow, HerdResult, HerdSpec, HerdTiming, InstanceState, KeyInfo, KeyReport, Pattern,
+    PatternComparison, PatternRow, ReadResult, RedisFigures, Scenario, ScenarioResult, ServerMessage,
+    Traffic, WriteChange, WriteResult, PROTOCOL_VERSION,
 };
-pub use settings::{CacheWrite, RaceFix, SandboxSettings, StampedePolicy, Stats, WriteStrategy};
+pub use settings::{
+    CacheWrite, RaceFix, SandboxSettings, StampedePolicy, Stats, ValueEncoding, WriteStrategy,
+};
 pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

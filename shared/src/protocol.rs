@@ -69,6 +69,15 @@ pub enum ClientMessage {
         #[serde(default)]
         memory: Option<MemorySettings>,
     },
+    /// Measures one record under every value encoding (section 4.4);
+    /// answered with [`ServerMessage::Encodings`].
+    CompareEncodings {
+        request_id: u64,
+        kind: Kind,
+        id: u64,
+        /// Filler added to the record first, in bytes (up to 1 MiB).
+        padding_bytes: u64,
+    },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
     /// The same seeded workload through cache-aside, read-through,
@@ -474,6 +483,11 @@ pub enum ServerMessage {
     Memory { request_id: u64, state: MemoryState },
     /// The answer to [`ClientMessage::Fill`].
     FillReply { request_id: u64, result: FillResult },
+    /// The answer to [`ClientMessage::CompareEncodings`].
+    Encodings {
+        request_id: u64,
+        result: EncodingComparison,
+    },
     /// Reads beyond what the sandbox draws per second, folded into counts:
     /// sent a few times a second at most, serialized once for every
     /// watcher, with the counters as they stand.
@@ -778,6 +792,40 @@ pub struct PatternRow {
     /// The most writes that were at any moment only in Redis, lost if it
     /// had crashed then.
     pub most_unsaved: u64,
+}
+
+/// One record under every value encoding, measured on this machine and
+/// this Redis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncodingComparison {
+    pub kind: Kind,
+    pub id: u64,
+    pub padding_bytes: u64,
+    /// The JSON size above which the gzip encoding compresses.
+    pub compress_above_bytes: u64,
+    pub rows: Vec<EncodingRow>,
+}
+
+/// What one encoding costs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncodingRow {
+    pub encoding: crate::ValueEncoding,
+    /// The entry's size in Redis, header included.
+    pub bytes: u64,
+    /// Median time to encode the entry, in nanoseconds.
+    pub encode_ns: u64,
+    /// Median time to decode it, in nanoseconds.
+    pub decode_ns: u64,
+    /// Median round trip of a real `GET` of it, in microseconds: what its
+    /// size costs on the wire.
+    pub get_us: u64,
+}
+
+impl EncodingRow {
+    /// What a hit costs: the `GET` and the decoding.
+    pub fn hit_us(&self) -> f64 {
+        self.get_us as f64 + self.decode_ns as f64 / 1_000.0
+    }
 }
 
 /// The comparison: one seeded workload, every pattern.

@@ -138,6 +138,73 @@ pub struct SandboxSettings {
     /// reads.
     #[serde(default)]
     pub mismatched_keys: bool,
+    /// How values are written into Redis (section 4.4).
+    #[serde(default)]
+    pub value_encoding: ValueEncoding,
+    /// With [`ValueEncoding::CompressedJson`], values whose JSON is longer
+    /// than this many bytes are gzipped; shorter ones are not worth it.
+    #[serde(default = "default_compress_above")]
+    pub compress_above_bytes: u64,
+    /// Filler added to every record loaded, in bytes, to see what a big
+    /// value costs on each hit (0: none).
+    #[serde(default)]
+    pub value_padding_bytes: u64,
+}
+
+/// How a sandbox writes values into Redis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueEncoding {
+    /// Readable in `redis-cli`; the biggest.
+    #[default]
+    Json,
+    /// Binary, smaller, quicker to read.
+    #[serde(rename = "messagepack")]
+    MessagePack,
+    /// JSON, gzipped above [`SandboxSettings::compress_above_bytes`].
+    #[serde(rename = "gzip")]
+    CompressedJson,
+}
+
+impl ValueEncoding {
+    pub const ALL: [ValueEncoding; 3] = [
+        ValueEncoding::Json,
+        ValueEncoding::MessagePack,
+        ValueEncoding::CompressedJson,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueEncoding::Json => "json",
+            ValueEncoding::MessagePack => "messagepack",
+            ValueEncoding::CompressedJson => "gzip",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ValueEncoding::Json => "JSON",
+            ValueEncoding::MessagePack => "MessagePack",
+            ValueEncoding::CompressedJson => "JSON, gzipped when big",
+        }
+    }
+}
+
+impl std::str::FromStr for ValueEncoding {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ValueEncoding::ALL
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| {
+                InputError::BadSetting(format!("unknown encoding {s:?}: use json, messagepack or gzip"))
+            })
+    }
+}
+
+fn default_compress_above() -> u64 {
+    1_024
 }
 
 fn default_db_connections() -> u64 {
@@ -249,6 +316,9 @@ impl Default for SandboxSettings {
             db_wait_ms: default_db_wait_ms(),
             forget_ttl: false,
             mismatched_keys: false,
+            value_encoding: ValueEncoding::Json,
+            compress_above_bytes: default_compress_above(),
+            value_padding_bytes: 0,
         }
     }
 }
@@ -341,6 +411,8 @@ impl SandboxSettings {
     pub const REDIS_TIMEOUT_MS: (u64, u64) = (1, 10_000);
     pub const DB_CONNECTIONS: (u64, u64) = (1, 100);
     pub const DB_WAIT_MS: (u64, u64) = (10, 30_000);
+    /// Up to 1 MiB: a value that big shows what it costs on every hit.
+    pub const VALUE_BYTES: (u64, u64) = (0, 1 << 20);
     /// XFetch's beta (NaN is outside every range, so it is refused too).
     pub const BETA: (f64, f64) = (0.1, 10.0);
 
@@ -359,6 +431,12 @@ impl SandboxSettings {
         check("redis_timeout_ms", self.redis_timeout_ms, Self::REDIS_TIMEOUT_MS)?;
         check("db_connections", self.db_connections, Self::DB_CONNECTIONS)?;
         check("db_wait_ms", self.db_wait_ms, Self::DB_WAIT_MS)?;
+        check(
+            "compress_above_bytes",
+            self.compress_above_bytes,
+            Self::VALUE_BYTES,
+        )?;
+        check("value_padding_bytes", self.value_padding_bytes, Self::VALUE_BYTES)?;
         if !(Self::BETA.0..=Self::BETA.1).contains(&self.early_refresh_beta) {
             return Err(InputError::BadSetting(format!(
                 "early_refresh_beta must be from {} to {}, not {}",
@@ -376,7 +454,7 @@ impl SandboxSettings {
     pub fn to_query(&self) -> String {
         let flag = |on: bool| if on { "1" } else { "0" };
         format!(
-            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}",
+            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}&encoding={}&compress_above={}&padding={}",
             self.cache_ttl_secs,
             flag(self.forget_ttl),
             self.null_ttl_secs,
@@ -393,6 +471,9 @@ impl SandboxSettings {
             self.ttl_jitter_percent,
             self.stampede.name(),
             self.early_refresh_beta,
+            self.value_encoding.name(),
+            self.compress_above_bytes,
+            self.value_padding_bytes,
         )
     }
 
@@ -454,6 +535,11 @@ impl SandboxSettings {
                 "near_ttl" => s.near_ttl_secs = number(name, value)?,
                 "ttl_jitter" => s.ttl_jitter_percent = number(name, value)?,
                 "stampede" => s.stampede = named(name, value, &StampedePolicy::ALL, StampedePolicy::name)?,
+                "encoding" => {
+                    s.value_encoding = named(name, value, &ValueEncoding::ALL, ValueEncoding::name)?
+                }
+                "compress_above" => s.compress_above_bytes = number(name, value)?,
+                "padding" => s.value_padding_bytes = number(name, value)?,
                 "beta" => s.early_refresh_beta = value.trim().parse().map_err(|_| bad(name, value))?,
                 _ => {}
             }
@@ -488,7 +574,7 @@ pub(crate) fn check_float_range(name: &str, value: f64, (lo, hi): (f64, f64)) ->
 }
 
 /// The address parameters [`SandboxSettings::with_query`] reads.
-pub const QUERY_NAMES: [&str; 16] = [
+pub const QUERY_NAMES: [&str; 19] = [
     "ttl",
     "no_ttl",
     "null_ttl",
@@ -505,6 +591,9 @@ pub const QUERY_NAMES: [&str; 16] = [
     "ttl_jitter",
     "stampede",
     "beta",
+    "encoding",
+    "compress_above",
+    "padding",
 ];
 
 /// Running counters of one sandbox since the back end started.

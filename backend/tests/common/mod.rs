@@ -281,3 +281,25 @@ pub fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
         key.eq_ignore_ascii_case(name).then(|| value.trim())
     })
 }
+
+/// The next `n` traces on a sandbox's feed, skipping its other messages
+/// (settings, summaries); bounded by a generous wait for each.
+#[allow(dead_code)]
+pub async fn traces_of(feed: &mut backend::feed::Subscription, n: usize) -> Vec<Trace> {
+    let mut traces = Vec::new();
+    while traces.len() < n {
+        let event = tokio::time::timeout(Duration::from_secs(30), feed.next())
+            .await
+            .expect("a trace within 30 s");
+        match event {
+            Some(backend::feed::FeedEvent::Message(json)) => {
+                if let Ok(ServerMessage::Trace { trace, .. }) = serde_json::from_str::<ServerMessage>(&json) {
+                    traces.push(trace);
+                }
+            }
+            Some(_) => {}
+            None => panic!("the feed ended"),
+        }
+    }
+    traces
+}

@@ -152,6 +152,7 @@ pub struct Seen {
     pub kind: StepKind,
     pub status: Status,
     pub command: String,
+    pub reply: String,
     pub message: Option<u64>,
 }
 
@@ -169,6 +170,7 @@ impl Observer for Recorder {
             kind: step.kind,
             status: step.status,
             command: step.command_text(),
+            reply: step.reply.to_string(),
             message: step.message,
         });
         self.stepped.notify_waiters();
@@ -176,7 +178,17 @@ impl Observer for Recorder {
 }
 
 impl Recorder {
+    /// The pattern's steps, leaving out the encoding and decoding of
+    /// values (see [`Recorder::all_kinds`]).
     pub fn kinds(&self) -> Vec<StepKind> {
+        self.all_kinds()
+            .into_iter()
+            .filter(|k| !matches!(k, StepKind::Encode | StepKind::Decode))
+            .collect()
+    }
+
+    /// Every step, in order.
+    pub fn all_kinds(&self) -> Vec<StepKind> {
         self.steps.lock().unwrap().iter().map(|s| s.kind).collect()
     }
 
@@ -308,7 +320,7 @@ pub fn put_stale(server: &EmbeddedRedis, key: &str, item: &Item, keep: Duration)
     };
     let _: () = redis::cmd("SET")
         .arg(key)
-        .arg(envelope.encode().unwrap())
+        .arg(envelope.encode(cache_aside::Encoding::Json).unwrap())
         .arg("PX")
         .arg(keep.as_millis() as u64)
         .query(&mut raw(server))

@@ -333,6 +333,37 @@ pub fn SettingsPanel() -> impl IntoView {
                 set=|s, v| s.db_wait_ms = v
                 test_id="db-wait"
             />
+            <label class="setting">
+                <span>"Value encoding"</span>
+                <select
+                    data-testid="value-encoding"
+                    on:change=move |ev| {
+                        if let Ok(encoding) = event_target_value(&ev).parse::<shared::ValueEncoding>() {
+                            apply(&|s| s.value_encoding = encoding);
+                        }
+                    }
+                    prop:value=move || state.settings.with(|s| s.as_ref().map(|s| s.value_encoding.name()).unwrap_or("json"))
+                >
+                    {shared::ValueEncoding::ALL
+                        .into_iter()
+                        .map(|e| view! { <option value=e.name()>{e.label()}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <NumberSetting
+                label="Gzip above (bytes)"
+                range=SandboxSettings::VALUE_BYTES
+                get=|s| s.compress_above_bytes
+                set=|s, v| s.compress_above_bytes = v
+                test_id="compress-above"
+            />
+            <NumberSetting
+                label="Pad values by (bytes)"
+                range=SandboxSettings::VALUE_BYTES
+                get=|s| s.value_padding_bytes
+                set=|s, v| s.value_padding_bytes = v
+                test_id="value-padding"
+            />
             <super::SetupLink/>
         </section>
     }

@@ -14,6 +14,7 @@ mod memory;
 mod patterns;
 mod race;
 mod redis;
+mod serialization;
 mod share;
 mod stampede;
 mod stats;
@@ -122,6 +123,7 @@ pub fn App() -> impl IntoView {
                 {move || shows(Panel::Redis).then(|| view! { <redis::RedisPanel/> })}
                 {move || shows(Panel::Diagnose).then(|| view! { <diagnose::DiagnosePanel/> })}
                 {move || shows(Panel::Memory).then(|| view! { <memory::MemoryPanel/> })}
+                {move || shows(Panel::Serialization).then(|| view! { <serialization::SerializationPanel/> })}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).
