@@ -130,7 +130,7 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
     check(&spec)?;
     let sandbox: &Arc<Sandbox> = running;
     let settings = Arc::new(herd_settings(&sandbox.settings(), &spec));
-    let options = Arc::new(policies::options(&settings));
+    let options = Arc::new(policies::options_for(&settings, spec.kind));
     let key_of = |id: u64| policies::record_key(spec.kind, id);
 
     // Start cold: no value, no lock, no lease, no refresh lock.

@@ -53,6 +53,7 @@ pub mod playground;
 pub mod policies;
 pub mod private_redis;
 pub mod recorder;
+pub mod related;
 pub mod sandbox;
 pub mod scenario;
 pub mod sealing;

@@ -194,7 +194,7 @@ impl Playground {
         }
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
         let config = sandbox.config();
-        sandbox.admit(&[(kind, id)], &config.options)?;
+        sandbox.admit(&[(kind, id)], config.options_for(kind))?;
         // Step-through and scenarios are always drawn; other reads as long
         // as the sandbox's budgets of traces per second last (a page's own
         // reads have a budget of their own).
@@ -230,7 +230,7 @@ impl Playground {
             .cache
             .get_or_load_with(
                 &policies::record_key(kind, id),
-                &config.options,
+                config.options_for(kind),
                 &*recorder,
                 loader,
             )
@@ -282,7 +282,12 @@ impl Playground {
         let path = Path::default();
         let answer = instance
             .cache
-            .get_or_load_with(&policies::record_key(kind, id), &config.options, &path, loader)
+            .get_or_load_with(
+                &policies::record_key(kind, id),
+                config.options_for(kind),
+                &path,
+                loader,
+            )
             .await;
         let latency_us = micros(started.elapsed());
         let mut nodes = vec![REQUEST];
@@ -351,13 +356,10 @@ impl Playground {
         let sandbox = self.for_operation(sandbox)?;
         let instance = sandbox.fleet.pick(options.instance.as_deref())?;
         let settings = match options.settings {
-            Some(settings) => Arc::new(crate::sandbox::Config {
-                options: policies::options(&settings),
-                settings,
-            }),
+            Some(settings) => Arc::new(crate::sandbox::Config::new(settings)),
             None => sandbox.config(),
         };
-        sandbox.admit(&[(kind, id)], &settings.options)?;
+        sandbox.admit(&[(kind, id)], settings.options_for(kind))?;
         let operation = match &change {
             WriteChange::Update { name } => Operation::Update {
                 kind,
@@ -418,7 +420,7 @@ impl Playground {
             let policy = policies::write_policy(&settings.settings, kind);
             let written = instance
                 .cache
-                .after_write_with(&key, change, policy, &settings.options, &*recorder)
+                .after_write_with(&key, change, policy, settings.options_for(kind), &*recorder)
                 .await;
             published = written.published.and_then(Result::ok);
             policies::cache_effect(sandbox.keys.value(&key), written.effect)
@@ -580,6 +582,27 @@ impl Playground {
         };
         let settings = sandbox.settings();
         crate::encodings::compare(&sandbox, &settings, kind, id, padding).await
+    }
+
+    /// Related keys with different TTLs (weighed like a herd, one at a time
+    /// per sandbox; it runs for up to the longer TTL and a second).
+    ///
+    /// # Errors
+    /// [`OpError`] for bad input, a busy sandbox or a failing database.
+    pub async fn related_keys(
+        &self,
+        sandbox: &SandboxId,
+        spec: shared::RelatedSpec,
+    ) -> Result<shared::RelatedResult, OpError> {
+        spec.validate()?;
+        let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
+        let Ok(_one_here) = sandbox.herd.try_lock() else {
+            return Err(InputError::OverLimit(
+                "a herd, comparison or fill is running in this sandbox already".into(),
+            )
+            .into());
+        };
+        crate::related::run(&sandbox, spec).await
     }
 
     /// Why no sandbox here may change its server's memory, if none may:

@@ -58,6 +58,15 @@ pub fn options(settings: &SandboxSettings) -> Options {
     }
 }
 
+/// The engine options for records of `kind` (products may have a TTL of
+/// their own).
+pub fn options_for(settings: &SandboxSettings, kind: Kind) -> Options {
+    Options {
+        ttl: Duration::from_secs(settings.ttl_secs_for(kind)),
+        ..options(settings)
+    }
+}
+
 /// The engine's encoding for a sandbox's choice.
 pub fn encoding(choice: ValueEncoding, compress_above_bytes: u64) -> Encoding {
     match choice {

@@ -222,14 +222,26 @@ impl TraceBudget {
 #[derive(Debug)]
 pub struct Config {
     pub settings: SandboxSettings,
+    /// For users (and products, unless they have a TTL of their own).
     pub options: Options,
+    /// For products.
+    pub product_options: Options,
 }
 
 impl Config {
-    fn new(settings: SandboxSettings) -> Config {
+    pub fn new(settings: SandboxSettings) -> Config {
         Config {
             options: policies::options(&settings),
+            product_options: policies::options_for(&settings, Kind::Products),
             settings,
+        }
+    }
+
+    /// The engine options for records of `kind`.
+    pub fn options_for(&self, kind: Kind) -> &Options {
+        match kind {
+            Kind::Users => &self.options,
+            Kind::Products => &self.product_options,
         }
     }
 }

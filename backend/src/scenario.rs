@@ -39,7 +39,7 @@ pub async fn stale_set_race(
     shared::check_id(id)?;
     let sandbox = playground.for_operation(sandbox_id)?;
     let settings = sandbox.settings();
-    sandbox.admit(&[(kind, id)], &sandbox.config().options)?;
+    sandbox.admit(&[(kind, id)], sandbox.config().options_for(kind))?;
     let record_key = policies::record_key(kind, id);
     let key = sandbox.keys.value(&record_key);
     let mut story = Vec::new();

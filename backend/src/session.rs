@@ -359,6 +359,14 @@ fn handle_command(
                 Err(reply) => Started::Reply(reply),
             }
         }
+        ClientMessage::RelatedKeys { request_id, spec } => {
+            later(spawn_command(request_id, replies, in_flight, async move {
+                playground
+                    .related_keys(&id, spec)
+                    .await
+                    .map(|result| ServerMessage::RelatedReply { request_id, result })
+            }))
+        }
         ClientMessage::CompareEncodings {
             request_id,
             kind,

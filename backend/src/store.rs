@@ -368,6 +368,22 @@ impl Database {
         })
     }
 
+    /// Sets a product's price and stock and bumps its version; returns the
+    /// new row, or `None` if there is no such product.
+    pub fn reprice(&self, id: u64, price_cents: u64, stock: u64) -> SqlCall<Option<Record>> {
+        let sql = "UPDATE products SET price_cents = ?2, stock = ?3, version = version + 1 WHERE id = ?1 \
+                   RETURNING id, name, category, price_cents, stock, version";
+        let text = format!("{sql}  -- ?1 = {id}, ?2 = {price_cents}, ?3 = {stock}");
+        self.call(text, Duration::ZERO, summarize_row, move |conn| {
+            let mut statement = conn.prepare_cached(sql)?;
+            Ok(statement
+                .query_row(params![id as i64, price_cents as i64, stock as i64], |row| {
+                    record_from_row(Kind::Products, row)
+                })
+                .optional()?)
+        })
+    }
+
     /// Removes a record; returns whether a row was removed.
     pub fn delete(&self, kind: Kind, id: u64, simulated_delay: Duration) -> SqlCall<bool> {
         let sql = match kind {

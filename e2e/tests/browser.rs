@@ -948,6 +948,42 @@ async fn filling_memory_from_the_page_counts_evictions_or_refusals_by_policy() {
     client.close().await.unwrap();
 }
 
+/// Related keys from the keys card: price and stock with TTLs 0.5 s and
+/// 2 s; after both change in the database a reader sees one new and one
+/// old (red cells), the spread is flagged, and the end shows both new.
+#[tokio::test]
+async fn related_keys_with_different_ttls_are_seen_apart_and_flagged() {
+    let (_server, _driver, client) = start_page("e2e-related", |_| {}).await;
+    type_into(&client, "related-price", "0.5").await;
+    type_into(&client, "related-stock", "2").await;
+    click(&client, "[data-testid=run-related]").await;
+    let story = wait_for(&client, "the related keys' story", WAIT, || async {
+        text_of(&client, "[data-testid=related-story]").await
+    })
+    .await;
+    assert!(
+        story.contains("For about") && story.contains("over 50 %"),
+        "{story}"
+    );
+    let mismatched = client
+        .find_all(Locator::Css("[data-testid=related-samples] .mismatched"))
+        .await
+        .unwrap();
+    assert!(!mismatched.is_empty());
+    let last = client
+        .find_all(Locator::Css("[data-testid=related-samples] .sample"))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        last.attr("class").await.unwrap().as_deref(),
+        Some("sample both-new")
+    );
+    e2e::review_screenshot(&client, "related-keys", "[data-testid=related-samples]").await;
+    client.close().await.unwrap();
+}
+
 /// Redis's own figures reach the page every two seconds, and with a quiet
 /// sandbox no alert fires.
 #[tokio::test]
@@ -1013,7 +1049,15 @@ async fn the_diagnostics_find_the_forgotten_ttl_puzzle() {
 /// going, so a check run too early may not see it yet).
 async fn diagnose_until(client: &Client, wanted: &str) -> String {
     wait_for(client, wanted, WAIT, || async {
-        click(client, "[data-testid=run-diagnostics]").await;
+        // A DOM click: the cards above grow as their figures arrive, and a
+        // pointer click aimed a moment earlier can land on something else.
+        client
+            .execute(
+                "document.querySelector('[data-testid=run-diagnostics]').click()",
+                vec![],
+            )
+            .await
+            .ok()?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         text_of(client, "[data-testid=findings]")
             .await

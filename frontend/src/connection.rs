@@ -271,6 +271,12 @@ impl Connection {
         sent
     }
 
+    /// Runs the related-keys experiment.
+    pub fn related_keys(&self, spec: shared::RelatedSpec) -> bool {
+        let request_id = self.next_request_id();
+        self.send(&ClientMessage::RelatedKeys { request_id, spec }, true)
+    }
+
     /// Measures a record under every value encoding.
     pub fn compare_encodings(&self, kind: Kind, id: u64, padding_bytes: u64) -> bool {
         let request_id = self.next_request_id();

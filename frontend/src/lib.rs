@@ -12,6 +12,8 @@
 //! - [`format`]: how numbers, times and commands are shown; plain Rust.
 //! - [`serialization`]: the value encodings compared, in words; plain Rust.
 //! - [`series`]: the counters over time for the live charts; plain Rust.
+//! - [`ttl`]: TTLs compared across kinds of keys and related keys; plain
+//!   Rust.
 //! - [`state`]: the page's reactive state and how server messages change it.
 //! - [`connection`]: the WebSocket, with reconnection.
 //! - [`components`]: Leptos components that draw the state: the diagram,
@@ -33,6 +35,7 @@ pub mod series;
 pub use shared::lessons;
 pub mod state;
 pub mod timeline;
+pub mod ttl;
 
 /// Mounts the playground on the page's `<body>`.
 pub fn mount() {

@@ -98,6 +98,8 @@ pub struct AppState {
     pub memory: RwSignal<Option<shared::MemoryState>>,
     /// The eviction lab's fills of this page, oldest first.
     pub fills: RwSignal<Vec<shared::FillResult>>,
+    /// The latest related-keys experiment.
+    pub related: RwSignal<Option<shared::RelatedResult>>,
     /// The latest serialization comparison.
     pub encodings: RwSignal<Option<shared::EncodingComparison>>,
     /// The fill this page is waiting for, if any.
@@ -159,6 +161,7 @@ impl AppState {
             fills: RwSignal::new(Vec::new()),
             fill_request: RwSignal::new(None),
             encodings: RwSignal::new(None),
+            related: RwSignal::new(None),
             redis_watch: RwSignal::new(RedisWatch::default()),
             redis_request: RwSignal::new(None),
             target_instance: RwSignal::new(None),
@@ -288,6 +291,11 @@ impl AppState {
                 self.keys.set(Some(report));
             }
             ServerMessage::Memory { state, .. } => self.memory.set(Some(state)),
+            ServerMessage::RelatedReply { result, .. } => {
+                self.pending.update(|p| *p = p.saturating_sub(1));
+                self.announcement.set(crate::ttl::related_story(&result));
+                self.related.set(Some(result));
+            }
             ServerMessage::Encodings { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
                 self.announcement.set(crate::serialization::summary(&result));

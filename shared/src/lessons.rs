@@ -353,6 +353,7 @@ pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
         mismatched_keys: false,
         value_encoding: crate::ValueEncoding::Json,
         value_padding_bytes: 0,
+        product_ttl_secs: 0,
         db_connections: 100,
         db_wait_ms: 30_000,
         ..current.clone()

@@ -35,8 +35,8 @@ pub use memory::{EvictionPolicy, FillResult, FillSpec, MemorySettings, MemorySta
 pub use protocol::{
     CacheEffect, ClientMessage, Defence, DivergenceEntry, DivergenceReport, EdgeCount, EncodingComparison,
     EncodingRow, HerdResult, HerdSpec, HerdTiming, InstanceState, KeyInfo, KeyReport, Pattern,
-    PatternComparison, PatternRow, ReadResult, RedisFigures, Scenario, ScenarioResult, ServerMessage,
-    Traffic, WriteChange, WriteResult, PROTOCOL_VERSION,
+    PatternComparison, PatternRow, ReadResult, RedisFigures, RelatedResult, RelatedSample, RelatedSpec,
+    Scenario, ScenarioResult, ServerMessage, Traffic, WriteChange, WriteResult, PROTOCOL_VERSION,
 };
 pub use settings::{
     CacheWrite, RaceFix, SandboxSettings, StampedePolicy, Stats, ValueEncoding, WriteStrategy,

@@ -78,6 +78,10 @@ pub enum ClientMessage {
         /// Filler added to the record first, in bytes (up to 1 MiB).
         padding_bytes: u64,
     },
+    /// Caches a product's price and stock under two keys with their own
+    /// TTLs, changes both in the database, and watches when each key shows
+    /// the change; answered with [`ServerMessage::RelatedReply`].
+    RelatedKeys { request_id: u64, spec: RelatedSpec },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
     /// The same seeded workload through cache-aside, read-through,
@@ -483,6 +487,8 @@ pub enum ServerMessage {
     Memory { request_id: u64, state: MemoryState },
     /// The answer to [`ClientMessage::Fill`].
     FillReply { request_id: u64, result: FillResult },
+    /// The answer to [`ClientMessage::RelatedKeys`].
+    RelatedReply { request_id: u64, result: RelatedResult },
     /// The answer to [`ClientMessage::CompareEncodings`].
     Encodings {
         request_id: u64,
@@ -792,6 +798,78 @@ pub struct PatternRow {
     /// The most writes that were at any moment only in Redis, lost if it
     /// had crashed then.
     pub most_unsaved: u64,
+}
+
+/// Two related keys of one product (tutorial section 4.6): its price and
+/// its stock, cached apart, each with its own TTL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelatedSpec {
+    /// The product.
+    pub id: u64,
+    pub price_ttl_ms: u64,
+    pub stock_ttl_ms: u64,
+}
+
+impl RelatedSpec {
+    pub const TTL_MS: (u64, u64) = (500, 10_000);
+    /// The tutorial's alert: related keys whose TTLs differ by more than
+    /// half of the longer one.
+    pub const SPREAD_ALERT: f64 = 0.5;
+
+    /// Checks the id and both TTLs.
+    ///
+    /// # Errors
+    /// [`crate::InputError`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), crate::InputError> {
+        crate::check_id(self.id)?;
+        crate::settings::check_range("price_ttl_ms", self.price_ttl_ms, Self::TTL_MS)?;
+        crate::settings::check_range("stock_ttl_ms", self.stock_ttl_ms, Self::TTL_MS)
+    }
+
+    /// How far apart the TTLs are, as a share of the longer one.
+    pub fn spread(&self) -> f64 {
+        let (short, long) = (
+            self.price_ttl_ms.min(self.stock_ttl_ms),
+            self.price_ttl_ms.max(self.stock_ttl_ms),
+        );
+        (long - short) as f64 / long.max(1) as f64
+    }
+}
+
+/// One look at both keys after the change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelatedSample {
+    /// Milliseconds since the row changed.
+    pub at_ms: u64,
+    /// Whether the price read shows the change.
+    pub price_new: bool,
+    /// Whether the stock read shows the change.
+    pub stock_new: bool,
+}
+
+impl RelatedSample {
+    /// One key shows the change and the other does not: a new price with
+    /// an old stock, or the reverse.
+    pub fn mismatched(&self) -> bool {
+        self.price_new != self.stock_new
+    }
+}
+
+/// What the two keys showed, over time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RelatedResult {
+    pub spec: RelatedSpec,
+    /// Price (cents) and stock before the change, and after it.
+    pub before: (u64, u64),
+    pub after: (u64, u64),
+    /// Looks at both keys, every 250 ms, until both showed the change.
+    pub samples: Vec<RelatedSample>,
+    /// How long readers saw one key changed and the other not, in
+    /// milliseconds (to the sampling's precision).
+    pub mismatched_ms: u64,
+    /// [`RelatedSpec::spread`], and whether it passes the alert.
+    pub spread: f64,
+    pub flagged: bool,
 }
 
 /// One record under every value encoding, measured on this machine and

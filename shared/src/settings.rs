@@ -149,6 +149,11 @@ pub struct SandboxSettings {
     /// value costs on each hit (0: none).
     #[serde(default)]
     pub value_padding_bytes: u64,
+    /// How long a cached product lives, in seconds, when products should
+    /// not share the users' `cache_ttl_secs` (0: they share it). Different
+    /// TTLs for related data is the inconsistency of section 4.6.
+    #[serde(default)]
+    pub product_ttl_secs: u64,
 }
 
 /// How a sandbox writes values into Redis.
@@ -319,6 +324,7 @@ impl Default for SandboxSettings {
             value_encoding: ValueEncoding::Json,
             compress_above_bytes: default_compress_above(),
             value_padding_bytes: 0,
+            product_ttl_secs: 0,
         }
     }
 }
@@ -405,6 +411,14 @@ pub enum CacheWrite {
 }
 
 impl SandboxSettings {
+    /// The TTL of cached records of `kind`, in seconds.
+    pub fn ttl_secs_for(&self, kind: crate::Kind) -> u64 {
+        match kind {
+            crate::Kind::Products if self.product_ttl_secs > 0 => self.product_ttl_secs,
+            _ => self.cache_ttl_secs,
+        }
+    }
+
     /// The ranges each setting must be in.
     pub const CACHE_TTL_SECS: (u64, u64) = (1, 604_800);
     pub const DB_LATENCY_MS: (u64, u64) = (0, 10_000);
@@ -437,6 +451,11 @@ impl SandboxSettings {
             Self::VALUE_BYTES,
         )?;
         check("value_padding_bytes", self.value_padding_bytes, Self::VALUE_BYTES)?;
+        check(
+            "product_ttl_secs",
+            self.product_ttl_secs,
+            (0, Self::CACHE_TTL_SECS.1),
+        )?;
         if !(Self::BETA.0..=Self::BETA.1).contains(&self.early_refresh_beta) {
             return Err(InputError::BadSetting(format!(
                 "early_refresh_beta must be from {} to {}, not {}",
@@ -454,7 +473,7 @@ impl SandboxSettings {
     pub fn to_query(&self) -> String {
         let flag = |on: bool| if on { "1" } else { "0" };
         format!(
-            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}&encoding={}&compress_above={}&padding={}",
+            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}&encoding={}&compress_above={}&padding={}&product_ttl={}",
             self.cache_ttl_secs,
             flag(self.forget_ttl),
             self.null_ttl_secs,
@@ -474,6 +493,7 @@ impl SandboxSettings {
             self.value_encoding.name(),
             self.compress_above_bytes,
             self.value_padding_bytes,
+            self.product_ttl_secs,
         )
     }
 
@@ -540,6 +560,7 @@ impl SandboxSettings {
                 }
                 "compress_above" => s.compress_above_bytes = number(name, value)?,
                 "padding" => s.value_padding_bytes = number(name, value)?,
+                "product_ttl" => s.product_ttl_secs = number(name, value)?,
                 "beta" => s.early_refresh_beta = value.trim().parse().map_err(|_| bad(name, value))?,
                 _ => {}
             }
@@ -574,7 +595,7 @@ pub(crate) fn check_float_range(name: &str, value: f64, (lo, hi): (f64, f64)) ->
 }
 
 /// The address parameters [`SandboxSettings::with_query`] reads.
-pub const QUERY_NAMES: [&str; 19] = [
+pub const QUERY_NAMES: [&str; 20] = [
     "ttl",
     "no_ttl",
     "null_ttl",
@@ -594,6 +615,7 @@ pub const QUERY_NAMES: [&str; 19] = [
     "encoding",
     "compress_above",
     "padding",
+    "product_ttl",
 ];
 
 /// Running counters of one sandbox since the back end started.

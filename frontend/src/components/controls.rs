@@ -317,6 +317,13 @@ pub fn SettingsPanel() -> impl IntoView {
             </label>
             <NumberSetting label="TTL jitter (%)" range=(0, 90) get=|s| s.ttl_jitter_percent set=|s, v| s.ttl_jitter_percent = v/>
             <NumberSetting label="Cache TTL (s)" range=SandboxSettings::CACHE_TTL_SECS get=|s| s.cache_ttl_secs set=|s, v| s.cache_ttl_secs = v/>
+            <NumberSetting
+                label="Products' TTL (s; 0: the same)"
+                range=(0, SandboxSettings::CACHE_TTL_SECS.1)
+                get=|s| s.product_ttl_secs
+                set=|s, v| s.product_ttl_secs = v
+                test_id="product-ttl"
+            />
             <NumberSetting label="Latency jitter (%)" range=(0, 100) get=|s| s.db_jitter_percent set=|s, v| s.db_jitter_percent = v/>
             <NumberSetting label="Database latency (ms)" range=SandboxSettings::DB_LATENCY_MS get=|s| s.db_latency_ms set=|s, v| s.db_latency_ms = v/>
             <NumberSetting

@@ -30,6 +30,7 @@ pub fn KeysPanel() -> impl IntoView {
             <button type="button" data-testid="inspect-keys" disabled=move || !state.is_open() on:click=inspect>
                 "Inspect keys"
             </button>
+            <RelatedKeys/>
             {move || {
                 state.keys.with(|report| {
                     report.as_ref().map(|report| {
@@ -58,9 +59,29 @@ pub fn KeysPanel() -> impl IntoView {
                             if report.truncated { " (the first ones only)" } else { "" },
                             report.policy.as_deref().unwrap_or("unknown (CONFIG refused)")
                         );
+                        let groups = crate::ttl::by_kind(report);
+                        let kinds = groups
+                            .iter()
+                            .map(|g| match g.longest_ms {
+                                Some(ms) => format!("{} ({}): up to {:.0} s", g.kind, g.keys, (ms as f64 / 1000.0).ceil()),
+                                None => format!("{} ({}): no TTL", g.kind, g.keys),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" · ");
+                        let spread = crate::ttl::spread(&groups);
+                        let flagged = spread.is_some_and(|s| s > shared::RelatedSpec::SPREAD_ALERT);
+                        let kinds = match spread {
+                            Some(s) => format!(
+                                "TTL by kind: {kinds}. Spread {:.0} %{}",
+                                s * 100.0,
+                                if flagged { ": over 50 %, data that belongs together goes stale at different moments." } else { "." }
+                            ),
+                            None => format!("TTL by kind: {kinds}."),
+                        };
                         view! {
                             {warning}
                             <p class="help" data-testid="keys-summary">{summary}</p>
+                            <p class="help" class:error=flagged data-testid="keys-kinds">{kinds}</p>
                             <div class="table-wrap" tabindex="0" role="region" aria-label="Keys, scrollable">
                                 <table data-testid="keys-table">
                                     <thead>
@@ -104,5 +125,81 @@ fn key_row(key: KeyInfo, received_ms: f64, now: RwSignal<f64>) -> impl IntoView 
             <td class="num">{key.bytes.map(|b| b.to_string()).unwrap_or_else(|| "–".into())}</td>
             <td class="num">{use_}</td>
         </tr>
+    }
+}
+
+/// Related keys with TTLs of their own: a product's price and stock cached
+/// apart, changed together in the database, watched until both show it.
+#[component]
+fn RelatedKeys() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    let price_ttl = RwSignal::new("1".to_string());
+    let stock_ttl = RwSignal::new("4".to_string());
+    let error = RwSignal::new(None::<String>);
+    let run = move |_| {
+        let millis = |text: RwSignal<String>| {
+            text.get_untracked()
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| (s * 1000.0).round() as u64)
+        };
+        let spec = match (millis(price_ttl), millis(stock_ttl)) {
+            (Some(price_ttl_ms), Some(stock_ttl_ms)) => shared::RelatedSpec {
+                id: 7,
+                price_ttl_ms,
+                stock_ttl_ms,
+            },
+            _ => {
+                error.set(Some("the TTLs are seconds, such as 1 or 2.5".into()));
+                return;
+            }
+        };
+        match spec.validate() {
+            Ok(()) => {
+                error.set(None);
+                connection.with_value(|c| c.related_keys(spec));
+            }
+            Err(e) => error.set(Some(e.to_string().replace("_ttl_ms", " TTL (ms)"))),
+        }
+    };
+    view! {
+        <div class="related" data-spot="related">
+            <h3>"Related keys, different TTLs"</h3>
+            <p class="help">
+                "Product 7's price and stock, cached under two keys with their own TTLs. Both change in the database (no invalidation: the TTLs are trusted), then both keys are read every 250 ms until they show it."
+            </p>
+            <div class="row">
+                <label for="related-price">"price TTL (s)"</label>
+                <input id="related-price" data-testid="related-price" inputmode="decimal" prop:value=move || price_ttl.get() on:input=move |ev| price_ttl.set(event_target_value(&ev))/>
+                <label for="related-stock">"stock TTL (s)"</label>
+                <input id="related-stock" data-testid="related-stock" inputmode="decimal" prop:value=move || stock_ttl.get() on:input=move |ev| stock_ttl.set(event_target_value(&ev))/>
+                <button type="button" data-testid="run-related" disabled=move || !state.is_open() on:click=run>
+                    "Change both and watch"
+                </button>
+            </div>
+            {move || error.get().map(|e| view! { <p class="help error" role="alert">{e}</p> })}
+            {move || state.related.get().map(|r| {
+                let cells = r
+                    .samples
+                    .iter()
+                    .map(|s| {
+                        let (class, title) = match (s.price_new, s.stock_new) {
+                            (true, true) => ("sample both-new", "both new"),
+                            (false, false) => ("sample both-old", "both old"),
+                            _ => ("sample mismatched", "one new, one old"),
+                        };
+                        view! { <span class=class title=format!("{:.2} s: {title}", s.at_ms as f64 / 1000.0)></span> }
+                    })
+                    .collect_view();
+                view! {
+                    <div class="samples" data-testid="related-samples" role="img" aria-label="what a reader saw every 250 ms: both old, one new, both new">{cells}</div>
+                    <p class="small">"Every 250 ms: grey, both keys old; red, one new and one old; green, both new."</p>
+                    <p class="help" class:error=r.flagged data-testid="related-story">{crate::ttl::related_story(&r)}</p>
+                }
+            })}
+        </div>
     }
 }
