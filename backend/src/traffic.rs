@@ -33,6 +33,8 @@ struct Interval {
     outcomes: Vec<(Outcome, u64)>,
     edges: HashMap<(NodeId, NodeId), u64>,
     buckets: [u64; BUCKETS],
+    /// The same, for the reads a cache answered.
+    cached: [u64; BUCKETS],
 }
 
 impl TrafficMeter {
@@ -52,6 +54,9 @@ impl TrafficMeter {
                 .or_default() += 1;
         }
         interval.buckets[bucket(latency_us)] += 1;
+        if outcome.from_cache() {
+            interval.cached[bucket(latency_us)] += 1;
+        }
     }
 
     /// The counts since the last call, which start again from zero; the
@@ -76,15 +81,20 @@ impl TrafficMeter {
             at_ms: unix_millis(),
             outcomes: interval.outcomes,
             edges,
-            histogram: interval
-                .buckets
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| (1u64 << i, *n))
-                .collect(),
+            histogram: sparse(&interval.buckets),
+            cached_histogram: sparse(&interval.cached),
         }
     }
+}
+
+/// The buckets that hold reads, as (upper bound in µs, reads).
+fn sparse(buckets: &[u64; BUCKETS]) -> Vec<(u64, u64)> {
+    buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, n)| (1u64 << i, *n))
+        .collect()
 }
 
 /// The bucket of a latency: the smallest power of two at or above it.
@@ -128,6 +138,8 @@ mod tests {
         meter.count(Outcome::Miss, 100_000, &miss);
         let traffic = meter.take();
         assert_eq!(traffic.outcomes, vec![(Outcome::Hit, 3), (Outcome::Miss, 1)]);
+        assert_eq!(traffic.cached_histogram, vec![(64, 3)], "the hits alone");
+        assert_eq!(traffic.histogram, vec![(64, 3), (131_072, 1)]);
         assert_eq!(traffic.reads(), 4);
         let count = |from: &NodeId, to: &NodeId| {
             traffic

@@ -123,11 +123,9 @@ async fn volatile_policies_evict_nothing_when_no_key_has_a_ttl() {
 
 /// Every allkeys policy makes room: nothing is refused, keys are evicted,
 /// memory stays under the limit. Which keys go decides the hits: with
-/// steady popularity LFU keeps the hot keys best; when what is hot moves
-/// on, LRU beats LFU, whose counts still favour the keys hot before.
-/// Redis samples, so these are compared, not predicted. (LRU against
-/// random is close on such reads, well within a run's noise: the lab shows
-/// it, the test does not bet on it.)
+/// steady popularity LFU keeps more hot keys than random eviction; when
+/// what is hot moves on, LRU beats LFU, whose counts still favour the keys
+/// hot before. Redis samples, so these are compared, not predicted.
 #[tokio::test]
 async fn allkeys_policies_make_room_and_frequency_or_recency_wins_by_workload() {
     let t = lab();
@@ -154,9 +152,11 @@ async fn allkeys_policies_make_room_and_frequency_or_recency_wins_by_workload() 
         );
         hits.insert(policy, result.hits);
     }
+    // (LRU and LFU come close on steady reads, and either may lead on a
+    // busy machine: the lab shows them side by side; the test compares
+    // each with random only where the gap is wide.)
     let lfu = hits[&EvictionPolicy::AllkeysLfu];
     assert!(lfu > hits[&EvictionPolicy::AllkeysRandom], "steady: {hits:?}");
-    assert!(lfu > hits[&EvictionPolicy::AllkeysLru], "steady: {hits:?}");
 
     let moving = FillSpec {
         drift: true,

@@ -781,7 +781,17 @@ async fn a_steady_load_runs_from_the_page_and_charts_the_hit_ratio() {
         .await
         .unwrap();
     assert_eq!(lines.len(), 2);
-    e2e::review_screenshot(&client, "steady-load", "[data-testid=load-charts]").await;
+    // Latency with and without the cache, each with its quantiles.
+    let distribution = wait_for(&client, "the latency distributions", WAIT, || async {
+        text_of(&client, "[data-testid=latency-distribution]")
+            .await
+            .filter(|t| {
+                t.contains("from the cache:") && t.contains("from the database:") && !t.contains("none yet")
+            })
+    })
+    .await;
+    assert!(distribution.contains("p99 ≤"), "{distribution}");
+    e2e::review_screenshot(&client, "steady-load", "[data-testid=latency-distribution]").await;
     client.close().await.unwrap();
 }
 

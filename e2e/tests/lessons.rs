@@ -502,3 +502,49 @@ async fn encoding_sizes(client: &Client) -> Vec<u64> {
     })
     .await
 }
+
+/// The TTL lesson's related keys: with 1 s and 4 s the page shows looks
+/// where one key changed and the other not, and their count is the answer;
+/// with one TTL for both, the count (0, or 1 at the moment both expire)
+/// is the answer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ttl_lesson_shows_related_keys_apart_then_together() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "ttl", 4).await;
+    run_experiment(&client).await;
+    let apart = mismatched_cells(&client).await;
+    assert!(apart >= 8, "about 3 s of 250 ms looks disagree: {apart}");
+    let right = answer_with(&client, &apart.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-related-keys", "[data-testid=related-samples]").await;
+
+    click(&client, "[data-testid=lesson-continue]").await;
+    wait_for(&client, "the fix step", WAIT, || async {
+        step_title(&client).await.starts_with("The fix").then_some(())
+    })
+    .await;
+    run_experiment(&client).await;
+    let together = mismatched_cells(&client).await;
+    assert!(together <= 1, "{together}");
+    let right = answer_with(&client, &together.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+}
+
+/// The related keys' looks that disagreed, once the strip is drawn.
+async fn mismatched_cells(client: &Client) -> usize {
+    wait_for(client, "the related keys' strip", WAIT, || async {
+        client
+            .find(Locator::Css("[data-testid=related-samples]"))
+            .await
+            .ok()?;
+        Some(())
+    })
+    .await;
+    client
+        .find_all(Locator::Css("[data-testid=related-samples] .mismatched"))
+        .await
+        .unwrap()
+        .len()
+}

@@ -120,6 +120,7 @@ mod tests {
                 },
             ],
             histogram: vec![(micros, hits)],
+            cached_histogram: vec![(micros, hits)],
         }
     }
 

@@ -9,6 +9,7 @@
 //!   Rust.
 //! - [`eviction`]: the eviction lab's results in words; plain Rust.
 //! - [`health`]: Redis's own figures over time and the alerts; plain Rust.
+//! - [`latency`]: read latency with and without the cache; plain Rust.
 //! - [`format`]: how numbers, times and commands are shown; plain Rust.
 //! - [`serialization`]: the value encodings compared, in words; plain Rust.
 //! - [`series`]: the counters over time for the live charts; plain Rust.
@@ -27,6 +28,7 @@ pub mod eviction;
 pub mod flood;
 pub mod format;
 pub mod health;
+pub mod latency;
 pub mod runner;
 pub mod serialization;
 pub mod series;

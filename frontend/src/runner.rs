@@ -191,6 +191,10 @@ impl Run {
                 self.observed.keys = Some(report.clone());
                 true
             }
+            (Waiting::Reply(id), ServerMessage::RelatedReply { request_id, result }) if request_id == id => {
+                self.observed.related = Some(result.clone());
+                true
+            }
             (Waiting::Reply(id), ServerMessage::Encodings { request_id, result }) if request_id == id => {
                 self.observed.encodings = Some(result.clone());
                 true
@@ -398,6 +402,17 @@ impl Run {
                     drift,
                     skew: 1.0,
                     seed: 1,
+                },
+            },
+            Action::RelatedKeys {
+                price_ttl_ms,
+                stock_ttl_ms,
+            } => ClientMessage::RelatedKeys {
+                request_id: id,
+                spec: shared::RelatedSpec {
+                    id: 7,
+                    price_ttl_ms,
+                    stock_ttl_ms,
                 },
             },
             Action::CompareEncodings { padding_bytes } => ClientMessage::CompareEncodings {

@@ -89,6 +89,8 @@ pub struct AppState {
     pub flood: RwSignal<Flood>,
     /// The counters over time, a point a second.
     pub series: RwSignal<Series>,
+    /// Read latency, answered by a cache or by the database.
+    pub latencies: RwSignal<crate::latency::Latencies>,
     /// The sandbox's load generator, as last told.
     pub load: RwSignal<Option<LoadState>>,
     /// The latest key inspection.
@@ -155,6 +157,7 @@ impl AppState {
             herd_edges: RwSignal::new(None),
             flood: RwSignal::new(Flood::default()),
             series: RwSignal::new(Series::default()),
+            latencies: RwSignal::new(crate::latency::Latencies::default()),
             load: RwSignal::new(None),
             keys: RwSignal::new(None),
             memory: RwSignal::new(None),
@@ -219,6 +222,7 @@ impl AppState {
                 self.redis.set(redis);
                 self.load.set(load);
                 self.series.set(Series::default());
+                self.latencies.set(crate::latency::Latencies::default());
                 // A reconnect or reload picks the log up where it was.
                 self.writes.set(
                     recent
@@ -245,6 +249,7 @@ impl AppState {
                 self.stats.set(stats);
                 let ended_ms = trace.started_at_ms + trace.total_us / 1_000;
                 self.series.update(|s| s.observe(ended_ms, stats));
+                self.latencies.update(|l| l.add_trace(&trace));
                 self.log.update(|log| {
                     log.push_front(trace.clone());
                     log.truncate(LOG_LIMIT);
@@ -312,6 +317,7 @@ impl AppState {
             ServerMessage::Summary { stats, traffic } => {
                 self.stats.set(stats);
                 self.series.update(|s| s.observe(traffic.at_ms, stats));
+                self.latencies.update(|l| l.add_traffic(&traffic));
                 self.flood.update(|f| f.add(traffic));
                 self.herd_edges
                     .set(Some(self.flood.with_untracked(|f| f.edges().to_vec())));

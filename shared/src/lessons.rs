@@ -198,6 +198,9 @@ pub enum Action {
         maxmemory_kb: u64,
         policy: EvictionPolicy,
     },
+    /// Cache product 7's price and stock with these TTLs, change both in
+    /// the database, and watch both keys until they show it.
+    RelatedKeys { price_ttl_ms: u64, stock_ttl_ms: u64 },
     /// Measure user 42 under every value encoding, padded by this many
     /// bytes.
     CompareEncodings { padding_bytes: u64 },
@@ -265,6 +268,8 @@ pub struct Observed {
     pub fills: Vec<crate::FillResult>,
     /// The latest serialization comparison.
     pub encodings: Option<crate::EncodingComparison>,
+    /// The latest related-keys experiment.
+    pub related: Option<crate::RelatedResult>,
 }
 
 impl Observed {
@@ -557,6 +562,12 @@ fn better_of_two_fills(o: &Observed) -> Option<usize> {
     }
 }
 
+/// Looks at the related keys that found one changed and the other not.
+fn mismatched_looks(o: &Observed) -> Option<u64> {
+    let r = o.related.as_ref()?;
+    Some(r.samples.iter().filter(|s| s.mismatched()).count() as u64)
+}
+
 /// Bytes gzip saved against plain JSON in the latest comparison.
 fn gzip_saved(o: &Observed) -> Option<u64> {
     let c = o.encodings.as_ref()?;
@@ -829,6 +840,36 @@ pub const LESSONS: &[Lesson] = &[
                 question: "How many keys have no TTL now?",
                 answer: Expect::Number(keys_without_ttl),
                 hint: "The keys table: is any TTL \"none\"?",
+            },
+        },
+        Step {
+            title: "The problem: related keys with different TTLs",
+            text: "Data that belongs together often lives under several keys: a product's price and its stock, a user's profile and preferences. Give them different TTLs and, after a change, one key shows it long before the other: a reader sees the new price with the old stock.\n\nThis step caches product 7's price for 1 s and its stock for 4 s, changes both in the database with no invalidation, and reads both keys every 250 ms until both show the change.",
+            parts: READ_PATH,
+            panel: Panel::Keys,
+            setup: &[],
+            run: &[Action::RelatedKeys { price_ttl_ms: 1_000, stock_ttl_ms: 4_000 }],
+            run_label: "Change price and stock, watch the two keys",
+            notice: &[Pointer { text: "The red cells: one key changed, the other not yet.", target: Target::Element("related") }],
+            check: Check {
+                question: "In how many of the 250 ms looks did a reader see one key changed and not the other?",
+                answer: Expect::Number(mismatched_looks),
+                hint: "Count the red cells.",
+            },
+        },
+        Step {
+            title: "The fix: one TTL for related data",
+            text: "The same change with both keys cached for 2 s: they go and come back together. (Caching the product as one value removes the question altogether.)",
+            parts: READ_PATH,
+            panel: Panel::Keys,
+            setup: &[],
+            run: &[Action::RelatedKeys { price_ttl_ms: 2_000, stock_ttl_ms: 2_000 }],
+            run_label: "The same with one TTL for both",
+            notice: &[Pointer { text: "No red cell, or one at the very moment both expire.", target: Target::Element("related") }],
+            check: Check {
+                question: "In how many looks did the two keys disagree this time?",
+                answer: Expect::Number(mismatched_looks),
+                hint: "Count the red cells.",
             },
         }],
     },

@@ -310,6 +310,10 @@ pub struct Traffic {
     /// Latency histogram: (upper bound in microseconds, reads), powers of
     /// two, only buckets with reads.
     pub histogram: Vec<(u64, u64)>,
+    /// The same for the reads a cache answered (the rest went to the
+    /// database): latency with and without the cache, apart.
+    #[serde(default)]
+    pub cached_histogram: Vec<(u64, u64)>,
 }
 
 impl Traffic {
@@ -719,6 +723,7 @@ mod tests {
             outcomes: vec![(Outcome::Hit, 90), (Outcome::Miss, 10)],
             edges: vec![],
             histogram: vec![(64, 50), (128, 40), (131_072, 10)],
+            cached_histogram: vec![(64, 50), (128, 40)],
         };
         assert_eq!(traffic.reads(), 100);
         assert_eq!(traffic.quantile_us(0.5), Some(64));

@@ -211,7 +211,7 @@ pub fn screenshot() -> Result<(), String> {
 /// The back end's benches: the name after `cargo xtask bench`, the
 /// `backend` example that runs it, and what it measures. `cargo xtask bench`
 /// runs them in this order, then the browser bench and the size.
-const BACKEND_BENCHES: [(&str, &str, &str); 6] = [
+const BACKEND_BENCHES: [(&str, &str, &str); 7] = [
     (
         "read-latency",
         "read_latency",
@@ -241,6 +241,11 @@ const BACKEND_BENCHES: [(&str, &str, &str); 6] = [
         "memory",
         "memory",
         "the back end's memory: idle, after a herd, with 100 sandboxes",
+    ),
+    (
+        "lab",
+        "lab",
+        "the traffic and memory lab: the hit ratio a load reaches, eviction policies, value encodings",
     ),
 ];
 

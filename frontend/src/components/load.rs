@@ -106,6 +106,7 @@ pub fn LoadPanel() -> impl IntoView {
             </div>
             {move || error.get().map(|e| view! { <p class="help error">{e}</p> })}
             <Charts series=state.series/>
+            <Distribution/>
         </section>
     }
 }
@@ -161,3 +162,56 @@ fn line(series: &Series, top: f64, value: impl Fn(&Point) -> Option<f64>) -> Str
 
 /// The fewest points a chart spreads across its width.
 const MIN_SPAN: usize = 20;
+
+/// Read latency with and without the cache: two distributions over the
+/// same power-of-two buckets, each as a share of its own reads, with their
+/// p50 and p99.
+#[component]
+fn Distribution() -> impl IntoView {
+    use crate::latency::From;
+    let state = expect_context::<AppState>();
+    view! {
+        {move || state.latencies.with(|l| {
+            let bars = l.bars();
+            (!bars.is_empty()).then(|| {
+                let width = 240.0 / bars.len() as f64;
+                let rects = bars
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(_, cache, database))| {
+                        let x = i as f64 * width;
+                        let half = (width / 2.0 - 1.0).max(1.0);
+                        view! {
+                            <rect class="cache-bar" x=format!("{:.1}", x) y=format!("{:.1}", 58.0 - 56.0 * cache) width=format!("{half:.1}") height=format!("{:.1}", 56.0 * cache)/>
+                            <rect class="database-bar" x=format!("{:.1}", x + half) y=format!("{:.1}", 58.0 - 56.0 * database) width=format!("{half:.1}") height=format!("{:.1}", 56.0 * database)/>
+                        }
+                    })
+                    .collect_view();
+                let line = |from: From, name: &str| match (l.quantile_us(from, 0.5), l.quantile_us(from, 0.99)) {
+                    (Some(p50), Some(p99)) => format!(
+                        "{name}: {} reads, p50 ≤ {}, p99 ≤ {}",
+                        l.count(from),
+                        format::micros(p50),
+                        format::micros(p99)
+                    ),
+                    _ => format!("{name}: none yet"),
+                };
+                let range = format!(
+                    "from ≤ {} to ≤ {}",
+                    format::micros(bars[0].0),
+                    format::micros(bars[bars.len() - 1].0)
+                );
+                view! {
+                    <figure class="chart distribution" data-testid="latency-distribution">
+                        <figcaption>{format!("read latency, each bar a doubling ({range})")}</figcaption>
+                        <svg viewBox="0 0 240 60" preserveAspectRatio="none" role="img" aria-label="read latency distributions, from the cache and from the database">
+                            {rects}
+                        </svg>
+                        <p class="help"><span class="key cache-key"></span>{line(From::Cache, "from the cache")}</p>
+                        <p class="help"><span class="key database-key"></span>{line(From::Database, "from the database")}</p>
+                    </figure>
+                }
+            })
+        })}
+    }
+}
