@@ -146,7 +146,7 @@ async fn the_read_path_lesson_is_answered_from_what_the_page_shows() {
         text_of(&client, "[data-testid=lesson-index]").await
     })
     .await;
-    assert!(listed.contains("2 of 3 answered"), "{listed}");
+    assert!(listed.contains("The read path · 2 of 4 answered"), "{listed}");
     let address = client.current_url().await.unwrap();
     assert!(!address.as_str().contains("lesson="), "{address}");
     review_screenshot(&client, "lesson-index", "[data-testid=lesson-index]").await;
@@ -547,4 +547,33 @@ async fn mismatched_cells(client: &Client) -> usize {
         .await
         .unwrap()
         .len()
+}
+
+/// The read path's last step: 10 s of skewed traffic; the hits the
+/// counters show are the answer, and the latency card splits hits from
+/// database reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_path_lesson_runs_skewed_traffic_and_reads_the_hit_ratio() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "basics", 4).await;
+    run_experiment(&client).await;
+    // The load's last summary may follow its end: wait for 2,000 reads.
+    wait_for(&client, "the load's 2,000 reads", WAIT, || async {
+        (number_on_page(&client, "[data-testid=reads]").await >= 2_000).then_some(())
+    })
+    .await;
+    let hits = number_on_page(&client, "[data-testid=hits]").await;
+    assert!(hits > 1_200, "the hot users are cached: {hits} hits of 2,000");
+    let right = answer_with(&client, &hits.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+    let distribution = text_of(&client, "[data-testid=latency-distribution]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        distribution.contains("from the cache:") && distribution.contains("from the database:"),
+        "{distribution}"
+    );
+    review_screenshot(&client, "lesson-load", "[data-testid=load-charts]").await;
 }

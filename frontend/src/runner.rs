@@ -44,6 +44,9 @@ enum Waiting {
     /// A write's trace: it arrives once the other instances heard the
     /// invalidation, so the next action sees a settled fleet.
     Trace(u64),
+    /// The end of the load this run started (its request id, for a
+    /// refusal).
+    LoadEnd(u64),
 }
 
 /// Where a run stands.
@@ -122,6 +125,14 @@ impl Run {
     /// Takes in a message from the back end; returns the next command if
     /// the message was what the run waited for.
     pub fn on_message(&mut self, message: &ServerMessage) -> Option<Command> {
+        // The counters the page shows, kept even after the run is done: a
+        // load's last summary may arrive after its end.
+        if let ServerMessage::Trace { stats, .. }
+        | ServerMessage::Summary { stats, .. }
+        | ServerMessage::Reset { stats } = message
+        {
+            self.observed.stats = Some(*stats);
+        }
         if !self.is_running() {
             return None;
         }
@@ -191,6 +202,7 @@ impl Run {
                 self.observed.keys = Some(report.clone());
                 true
             }
+            (Waiting::LoadEnd(_), ServerMessage::Load { state }) => !state.running,
             (Waiting::Reply(id), ServerMessage::RelatedReply { request_id, result }) if request_id == id => {
                 self.observed.related = Some(result.clone());
                 true
@@ -210,7 +222,7 @@ impl Run {
             // A refusal of this run's request, or of a reset or settings
             // change (those are answered without an id).
             (
-                Waiting::Reply(id),
+                Waiting::Reply(id) | Waiting::LoadEnd(id),
                 ServerMessage::Error {
                     request_id: Some(r),
                     message,
@@ -404,6 +416,25 @@ impl Run {
                     seed: 1,
                 },
             },
+            Action::Load {
+                per_second,
+                keys,
+                seconds,
+            } => {
+                let load = shared::LoadSpec {
+                    kind: shared::Kind::Users,
+                    per_second,
+                    write_percent: 0,
+                    keys,
+                    skew: 1.0,
+                    seconds,
+                    seed: 1,
+                };
+                return Ok((
+                    Waiting::LoadEnd(id),
+                    Command::Send(ClientMessage::StartLoad { request_id: id, load }),
+                ));
+            }
             Action::RelatedKeys {
                 price_ttl_ms,
                 stock_ttl_ms,
@@ -511,6 +542,40 @@ mod tests {
         assert_eq!(run.phase, Phase::Running);
         run.on_message(&ServerMessage::Missed { count: 3 });
         assert_eq!(run.phase, Phase::Done);
+    }
+
+    /// A load step: it runs until the load says it ended; the counters of
+    /// every summary are kept, even one that comes after the end.
+    #[test]
+    fn a_load_step_waits_for_its_end_and_keeps_the_counters() {
+        let (mut run, first) = past_set_up("basics", 4);
+        let Command::Send(ClientMessage::StartLoad { load, .. }) = first else {
+            panic!("a load first, got {first:?}");
+        };
+        assert_eq!((load.per_second, load.keys, load.seconds), (200, 100, 10));
+        let summary = |hits: u64, misses: u64| ServerMessage::Summary {
+            stats: Stats {
+                hits,
+                misses,
+                ..Stats::default()
+            },
+            traffic: shared::Traffic::default(),
+        };
+        let state = |running: bool| ServerMessage::Load {
+            state: shared::LoadState {
+                spec: load.clone(),
+                started_at_ms: 1,
+                sent: 10,
+                running,
+            },
+        };
+        assert_eq!(run.on_message(&state(true)), None, "still running");
+        run.on_message(&summary(50, 50));
+        run.on_message(&state(false));
+        assert_eq!(run.phase, Phase::Done);
+        run.on_message(&summary(1_700, 300));
+        let check = position("basics", 4).step().check;
+        assert_eq!(check.answer_text(&run.observed).as_deref(), Some("1700"));
     }
 
     /// The comparison step: set the memory, fill, reset, set, fill; both

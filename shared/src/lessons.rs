@@ -190,6 +190,13 @@ pub enum Action {
     ComparePatterns { seed: u64 },
     /// List the sandbox's keys in Redis, with their TTLs.
     InspectKeys,
+    /// A steady load of reads over users (Zipf skew 1, seed 1), waited for
+    /// until it ends.
+    Load {
+        per_second: u64,
+        keys: u64,
+        seconds: u64,
+    },
     /// Put the sandbox back as it started (between two runs to compare).
     Reset,
     /// Give the sandbox's own redis-server a memory limit (KiB) and an
@@ -270,6 +277,8 @@ pub struct Observed {
     pub encodings: Option<crate::EncodingComparison>,
     /// The latest related-keys experiment.
     pub related: Option<crate::RelatedResult>,
+    /// The sandbox's counters as the page last heard them.
+    pub stats: Option<crate::Stats>,
 }
 
 impl Observed {
@@ -562,6 +571,11 @@ fn better_of_two_fills(o: &Observed) -> Option<usize> {
     }
 }
 
+/// Reads the cache answered, by the sandbox's counters.
+fn cache_hits(o: &Observed) -> Option<u64> {
+    o.stats.map(|s| s.hits + s.null_hits)
+}
+
 /// Looks at the related keys that found one changed and the other not.
 fn mismatched_looks(o: &Observed) -> Option<u64> {
     let r = o.related.as_ref()?;
@@ -779,6 +793,24 @@ pub const LESSONS: &[Lesson] = &[
                     question: "Of the ten reads, how many reached the database?",
                     answer: Expect::Number(database_reads),
                     hint: "The misses counter of the sandbox panel.",
+                },
+            },
+            Step {
+                title: "Real traffic: the hit ratio settles",
+                text: "An application does not read one record ten times: it reads many, and a few of them far more often than the rest. That skew is why caching pays: the popular records stay cached, the rare ones miss.\n\nThis step sends 200 reads a second for 10 seconds over 100 users, drawn so that the hottest fifth get about 70 % of the reads. Watch the hit ratio climb as the hot users get cached, and the database queries fall.",
+                parts: READ_PATH,
+                panel: Panel::Load,
+                setup: &[],
+                run: &[Action::Load { per_second: 200, keys: 100, seconds: 10 }],
+                run_label: "Run 10 s of skewed traffic",
+                notice: &[
+                    Pointer { text: "The hit ratio chart climbs, the database queries chart falls.", target: Target::Element("load") },
+                    Pointer { text: "The latency bars: hits on the left, database reads far to the right.", target: Target::Element("load") },
+                ],
+                check: Check {
+                    question: "Of the 2,000 reads, how many did the cache answer?",
+                    answer: Expect::Number(cache_hits),
+                    hint: "The hits counter of the sandbox panel (its hit ratio is this over 2,000).",
                 },
             },
         ],
