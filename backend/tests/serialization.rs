@@ -77,8 +77,8 @@ async fn each_encoding_is_stored_as_chosen_told_in_the_trace_and_read_back() {
         ));
         if padding > 0 {
             assert!(
-                stored.len() < 5_000,
-                "50 kB of filler gzips small: {}",
+                stored.len() < 25_000,
+                "50 kB of words gzip to under half: {}",
                 stored.len()
             );
         }
@@ -142,7 +142,7 @@ async fn the_comparison_measures_every_encoding_and_refuses_bad_input() {
         .unwrap();
     assert!(size(&big, ValueEncoding::Json) > 200_000);
     assert!(
-        size(&big, ValueEncoding::CompressedJson) * 10 < size(&big, ValueEncoding::Json),
+        size(&big, ValueEncoding::CompressedJson) * 2 < size(&big, ValueEncoding::Json),
         "{big:?}"
     );
     // No scratch key is left behind.
