@@ -428,15 +428,16 @@ impl Playground {
             CacheEffect::NoRecord
         };
         recorder.note(RETURN_WRITTEN, StepStatus::Ok, effect.describe());
-        let trace_id = started.operation_id;
         let latency_us = micros(recorder.elapsed());
 
         // 3. With near caches the write published an invalidation: its
         //    trace waits (the write does not) for the instances' receipts,
         //    so the diagram can show the fan-out.
-        // The load generator's writes are drawn within the sandbox's
-        // budget of traces, like REST reads; beyond it they are counted.
-        if origin == Origin::Load && !sandbox.may_trace(origin) {
+        // Writes are drawn within the sandbox's budgets of traces, like
+        // reads (a scenario's always); beyond them they are counted.
+        let traced = origin == Origin::Scenario || sandbox.may_trace(origin);
+        let trace_id = traced.then_some(started.operation_id);
+        if !traced {
             let (steps, took) = recorder.finish();
             let nodes: Vec<NodeId> = steps.into_iter().map(|s| s.node).collect();
             sandbox.count_untraced(Outcome::Written, micros(took), 0, &nodes);

@@ -277,3 +277,34 @@ async fn the_divergence_check_flags_stale_copies() {
     let report = t.backend.playground.check_divergence(&sandbox).await.unwrap();
     assert_eq!(report.stale(), 0, "{report:?}");
 }
+
+/// A flood of REST writes is drawn within the sandbox's budget of traces
+/// like reads: the rest are counted, not traced (their `trace_id` is
+/// null, their steps folded into the next summary), and every one is in
+/// the counters.
+#[tokio::test]
+async fn a_flood_of_writes_is_counted_beyond_the_trace_budget() {
+    let t = common::start(|_| {});
+    let playground = &t.backend.playground;
+    let sandbox = shared::SandboxId::default_sandbox();
+    let writes = (1..=150u64).map(|id| {
+        playground.write(
+            &sandbox,
+            shared::Kind::Users,
+            id,
+            shared::WriteChange::Update {
+                name: format!("Renamed {id}"),
+            },
+            shared::Origin::Rest,
+        )
+    });
+    let results = futures_util::future::join_all(writes).await;
+    let untraced = results
+        .iter()
+        .filter(|r| r.as_ref().unwrap().trace_id.is_none())
+        .count();
+    assert!(untraced > 0, "150 writes at once pass the 50 a second drawn");
+    assert!(untraced < 150, "the first ones are drawn");
+    let stats = playground.sandbox(&sandbox).unwrap().stats();
+    assert_eq!(stats.writes, 150, "every write is counted, drawn or not");
+}

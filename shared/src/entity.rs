@@ -334,9 +334,8 @@ impl Record {
     pub fn padded(mut self, bytes: usize) -> Record {
         const WORDS: [&str; 32] = [
             "cache", "redis", "query", "row", "key", "value", "miss", "hit", "store", "read", "write",
-            "expire", "price", "stock", "order", "user", "city", "name", "fresh", "stale", "lock",
-            "lease", "load", "memory", "policy", "index", "table", "join", "commit", "page", "token",
-            "batch",
+            "expire", "price", "stock", "order", "user", "city", "name", "fresh", "stale", "lock", "lease",
+            "load", "memory", "policy", "index", "table", "join", "commit", "page", "token", "batch",
         ];
         let mut state = self.id() ^ 0x9e37_79b9_7f4a_7c15;
         let notes = match &mut self {

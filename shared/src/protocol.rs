@@ -546,7 +546,9 @@ pub struct WriteResult {
     /// What the write did to the cache.
     pub cache: CacheEffect,
     pub latency_us: u64,
-    pub trace_id: u64,
+    /// The trace of this write; `None` when it was counted but not drawn
+    /// (more operations per second than the sandbox draws), as for reads.
+    pub trace_id: Option<u64>,
     pub sandbox: SandboxId,
 }
 
