@@ -46,6 +46,13 @@ pub struct Playground {
     herds: Arc<tokio::sync::Semaphore>,
 }
 
+/// The places a heavy job holds while it runs (see
+/// [`Playground::heavy_job`]).
+struct HeavyJob<'a> {
+    _here: tokio::sync::MutexGuard<'a, ()>,
+    _everywhere: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// How long a paused operation waits for "continue" by default.
 pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -544,18 +551,7 @@ impl Playground {
         spec: shared::FillSpec,
     ) -> Result<shared::FillResult, OpError> {
         let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
-        let Ok(_one_here) = sandbox.herd.try_lock() else {
-            return Err(InputError::OverLimit(
-                "a herd, comparison or fill is running in this sandbox already".into(),
-            )
-            .into());
-        };
-        let Ok(_running) = self.herds.clone().try_acquire_owned() else {
-            return Err(InputError::OverLimit(
-                "other herds are running right now; try again in a moment".into(),
-            )
-            .into());
-        };
+        let _job = self.heavy_job(&sandbox)?;
         crate::memory::fill(&sandbox, spec).await
     }
 
@@ -575,12 +571,7 @@ impl Playground {
     ) -> Result<shared::EncodingComparison, OpError> {
         check_id(id)?;
         let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
-        let Ok(_one_here) = sandbox.herd.try_lock() else {
-            return Err(InputError::OverLimit(
-                "a herd, comparison or fill is running in this sandbox already".into(),
-            )
-            .into());
-        };
+        let _job = self.heavy_job(&sandbox)?;
         let settings = sandbox.settings();
         crate::encodings::compare(&sandbox, &settings, kind, id, padding).await
     }
@@ -597,13 +588,31 @@ impl Playground {
     ) -> Result<shared::RelatedResult, OpError> {
         spec.validate()?;
         let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
-        let Ok(_one_here) = sandbox.herd.try_lock() else {
+        let _job = self.heavy_job(&sandbox)?;
+        crate::related::run(&sandbox, spec).await
+    }
+
+    /// One heavy job (a herd, a comparison, a fill, an experiment) at a
+    /// time per sandbox, and a few at a time across all of them: this
+    /// sandbox's place is taken first, so a second job here does not hold
+    /// one of the shared places only to be refused.
+    fn heavy_job<'a>(&self, sandbox: &'a Sandbox) -> Result<HeavyJob<'a>, OpError> {
+        let Ok(here) = sandbox.herd.try_lock() else {
             return Err(InputError::OverLimit(
-                "a herd, comparison or fill is running in this sandbox already".into(),
+                "a herd, comparison, fill or experiment is running in this sandbox already".into(),
             )
             .into());
         };
-        crate::related::run(&sandbox, spec).await
+        let Ok(everywhere) = self.herds.clone().try_acquire_owned() else {
+            return Err(InputError::OverLimit(
+                "other herds are running right now; try again in a moment".into(),
+            )
+            .into());
+        };
+        Ok(HeavyJob {
+            _here: here,
+            _everywhere: everywhere,
+        })
     }
 
     /// Why no sandbox here may change its server's memory, if none may:
@@ -627,17 +636,7 @@ impl Playground {
             .into());
         }
         let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
-        // This sandbox's herd first, so a second one here does not take
-        // one of the places all sandboxes share only to wait.
-        let Ok(_one_here) = sandbox.herd.try_lock() else {
-            return Err(InputError::OverLimit("a herd is running in this sandbox already".into()).into());
-        };
-        let Ok(_running) = self.herds.clone().try_acquire_owned() else {
-            return Err(InputError::OverLimit(
-                "other herds are running right now; try again in a moment".into(),
-            )
-            .into());
-        };
+        let _job = self.heavy_job(&sandbox)?;
         crate::herd::run(&sandbox, spec).await
     }
 
@@ -653,19 +652,7 @@ impl Playground {
     ) -> Result<shared::PatternComparison, OpError> {
         crate::patterns::check_seed(seed)?;
         let sandbox = self.sandbox(sandbox)?.start_operation(HERD_WEIGHT)?;
-        let Ok(_one_here) = sandbox.herd.try_lock() else {
-            return Err(InputError::OverLimit(
-                "a herd or comparison is running in this sandbox already".into(),
-            )
-            .into());
-        };
-        // Shares the places herds take across all sandboxes.
-        let Ok(_running) = self.herds.clone().try_acquire_owned() else {
-            return Err(InputError::OverLimit(
-                "other herds are running right now; try again in a moment".into(),
-            )
-            .into());
-        };
+        let _job = self.heavy_job(&sandbox)?;
         crate::patterns::compare(&sandbox, seed).await
     }
 

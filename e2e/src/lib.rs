@@ -248,6 +248,28 @@ pub async fn review_screenshot(client: &Client, name: &str, css: &str) {
     }
 }
 
+/// Waits until at least `n` elements match `css`; returns their texts in
+/// page order.
+pub async fn texts_of(client: &Client, css: &str, n: usize) -> Vec<String> {
+    wait_for(
+        client,
+        &format!("{n} of {css}"),
+        Duration::from_secs(60),
+        || async {
+            let found = client.find_all(Locator::Css(css)).await.ok()?;
+            if found.len() < n {
+                return None;
+            }
+            let mut texts = Vec::new();
+            for element in found {
+                texts.push(element.text().await.ok()?);
+            }
+            Some(texts)
+        },
+    )
+    .await
+}
+
 /// Clicks the first element matching `css`.
 pub async fn click(client: &Client, css: &str) {
     client

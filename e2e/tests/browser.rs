@@ -33,21 +33,7 @@ async fn open(client: &Client, server: &Server, sandbox: &str) {
 
 /// Waits until the herd table has `n` rows; returns their texts, newest first.
 async fn herd_rows(client: &Client, n: usize) -> Vec<String> {
-    wait_for(client, &format!("{n} herd rows"), WAIT, || async {
-        let rows = client
-            .find_all(Locator::Css("[data-testid=herd-row]"))
-            .await
-            .ok()?;
-        if rows.len() < n {
-            return None;
-        }
-        let mut texts = Vec::new();
-        for row in rows {
-            texts.push(row.text().await.ok()?);
-        }
-        Some(texts)
-    })
-    .await
+    e2e::texts_of(client, "[data-testid=herd-row]", n).await
 }
 
 async fn set_speed(client: &Client, value: &str) {

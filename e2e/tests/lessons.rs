@@ -368,21 +368,7 @@ async fn the_patterns_lesson_counts_write_behinds_risk() {
 
 /// The texts of the fills table's rows, oldest first, once there are `n`.
 async fn fill_rows(client: &Client, n: usize) -> Vec<String> {
-    wait_for(client, &format!("{n} fill rows"), WAIT, || async {
-        let rows = client
-            .find_all(Locator::Css("[data-testid=fill-row]"))
-            .await
-            .ok()?;
-        if rows.len() < n {
-            return None;
-        }
-        let mut texts = Vec::new();
-        for row in rows {
-            texts.push(row.text().await.ok()?);
-        }
-        Some(texts)
-    })
-    .await
+    e2e::texts_of(client, "[data-testid=fill-row]", n).await
 }
 
 /// The memory lesson changes the Redis server itself: in a shared sandbox
