@@ -72,7 +72,8 @@ async fn a_sandbox_can_have_its_own_redis_server_a_few_at_most() {
 }
 
 /// With an external Redis the back end cannot start servers: a sandbox
-/// that asks for its own is refused for good (1008), with the reason.
+/// that asks for its own is refused for good (1008), with the reason, and
+/// the eviction lab shows the server's figures read-only with that reason.
 #[tokio::test]
 async fn with_an_external_redis_no_sandbox_gets_its_own_server() {
     let external =
@@ -83,4 +84,13 @@ async fn with_an_external_redis_no_sandbox_gets_its_own_server() {
     let (message, code) = refusal(&mut socket).await;
     assert!(message.contains("external Redis"), "{message}");
     assert_eq!(code, 1008);
+    // The eviction lab is read-only there, and says why.
+    let memory = t
+        .backend
+        .playground
+        .memory(&shared::SandboxId::default_sandbox())
+        .await
+        .unwrap();
+    assert!(!memory.controllable);
+    assert!(memory.reason.unwrap().contains("external Redis (REDIS_URL)"));
 }
