@@ -51,6 +51,11 @@ pub async fn compare(
         .await?
         .ok_or_else(|| InputError::BadSetting(format!("there is no {kind} {id} to measure")))?
         .padded(padding as usize);
+    // Sealed like every cached record: a phone number never rests in Redis
+    // in the clear, not even in a scratch key for a few milliseconds.
+    let at = sandbox.keys.value("encoding-test");
+    let record = cache_aside::Seal::seal(&*sandbox.sealer, &at, &record)
+        .ok_or_else(|| OpError::Internal("the record could not be sealed".into()))?;
     let threshold = settings.compress_above_bytes;
     let mut rows = Vec::new();
     for encoding in ValueEncoding::ALL {
