@@ -156,32 +156,33 @@ pub async fn fill(sandbox: &Sandbox, spec: FillSpec) -> Result<FillResult, OpErr
     let next = Arc::new(AtomicUsize::new(0));
     let value_bytes = spec.value_bytes as usize;
     let started = Instant::now();
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (cache, options, sequence, counts, next) = (
-                cache.clone(),
-                options.clone(),
-                sequence.clone(),
-                counts.clone(),
-                next.clone(),
-            );
-            let fill_len = spec.keys as usize;
-            tokio::spawn(async move {
-                loop {
-                    let at = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&id) = sequence.get(at) else { break };
-                    let key = format!("blob:{id}");
-                    let load = move || async move { Ok::<_, Infallible>(Some(blob(id, value_bytes))) };
-                    let Ok(answer) = cache.get_or_load_with(&key, &options, &*counts, load).await;
-                    if at >= fill_len {
-                        counts.read(answer.source);
-                    }
+    // In a set: if the fill is dropped (its page left), its workers stop
+    // with it rather than fill on unseen.
+    let mut workers = tokio::task::JoinSet::new();
+    let fill_len = spec.keys as usize;
+    for _ in 0..WORKERS {
+        let (cache, options, sequence, counts, next) = (
+            cache.clone(),
+            options.clone(),
+            sequence.clone(),
+            counts.clone(),
+            next.clone(),
+        );
+        workers.spawn(async move {
+            loop {
+                let at = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&id) = sequence.get(at) else { break };
+                let key = format!("blob:{id}");
+                let load = move || async move { Ok::<_, Infallible>(Some(blob(id, value_bytes))) };
+                let Ok(answer) = cache.get_or_load_with(&key, &options, &*counts, load).await;
+                if at >= fill_len {
+                    counts.read(answer.source);
                 }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.map_err(|e| OpError::Internal(e.to_string()))?;
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.map_err(|e| OpError::Internal(e.to_string()))?;
     }
     let duration_ms = started.elapsed().as_millis() as u64;
 

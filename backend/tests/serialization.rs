@@ -147,15 +147,24 @@ async fn the_comparison_measures_every_encoding_and_refuses_bad_input() {
     );
     // The phone number is sealed in what was measured, as in every entry:
     // the measured JSON body is as long as the cached (sealed) one.
-    let user = playground.compare_encodings(&sandbox, Kind::Users, 42, 0).await.unwrap();
-    playground.read(&sandbox, Kind::Users, 42, shared::Origin::Rest).await.unwrap();
+    let user = playground
+        .compare_encodings(&sandbox, Kind::Users, 42, 0)
+        .await
+        .unwrap();
+    playground
+        .read(&sandbox, Kind::Users, 42, shared::Origin::Rest)
+        .await
+        .unwrap();
     let cached: Vec<u8> = redis::cmd("GET")
         .arg("cache:default:user:42")
         .query(&mut t.redis())
         .unwrap();
     let body = |bytes: &[u8]| bytes.len() - bytes.iter().position(|b| *b == b'\n').unwrap() - 1;
     let measured_header = "ca1 v 1 0 0\n".len() as u64;
-    assert_eq!(size(&user, ValueEncoding::Json) - measured_header, body(&cached) as u64);
+    assert_eq!(
+        size(&user, ValueEncoding::Json) - measured_header,
+        body(&cached) as u64
+    );
     // No scratch key is left behind.
     assert!(
         !t.all_keys().iter().any(|k| k.contains("encoding-test")),
