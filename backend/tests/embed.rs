@@ -49,7 +49,7 @@ async fn a_lesson_page_loads_nothing_until_started_and_may_be_framed() {
     assert_eq!(status_of(&odd), 200);
     assert!(!odd.contains("<script"), "{odd}");
     assert!(
-        odd.contains("basics/live?step=3&amp;theme=auto&amp;autoheight=1"),
+        odd.contains("basics/live?step=4&amp;theme=auto&amp;autoheight=1"),
         "{odd}"
     );
 
