@@ -63,7 +63,22 @@ pub struct PrivateServers {
     options: RedisServerOptions,
     permits: Arc<Semaphore>,
     most: usize,
+    /// The one thread that starts them. The kernel stops a server when the
+    /// *thread* that started it ends (`PR_SET_PDEATHSIG`, so none outlives
+    /// a crashed back end), and the blocking pool's threads end after ten
+    /// idle seconds: started there, a sandbox's server died ten seconds
+    /// later. This thread lives as long as the back end.
+    starter: std::sync::Mutex<std::sync::mpsc::Sender<Start>>,
 }
+
+/// A request to the starter thread: the server, and where to send it with
+/// its place (if the requester is gone, the server is stopped there, before
+/// its place is given back).
+type Start = (
+    RedisServerOptions,
+    OwnedSemaphorePermit,
+    tokio::sync::oneshot::Sender<(Result<EmbeddedRedis, String>, OwnedSemaphorePermit)>,
+);
 
 /// A sandbox's own server; stops when dropped, giving its place back.
 pub struct PrivateServer {
@@ -79,7 +94,19 @@ impl PrivateServers {
     /// tutorial's `allkeys-lru` policy (a server of one's own may evict:
     /// that is the experiment).
     pub fn new(program: PathBuf, maxmemory: String, most: usize) -> PrivateServers {
+        let (starter, requests) = std::sync::mpsc::channel::<Start>();
+        // Ends when `PrivateServers` does (its sender dropped).
+        let _ = std::thread::Builder::new()
+            .name("redis-starter".into())
+            .spawn(move || {
+                for (options, permit, reply) in requests {
+                    let server = EmbeddedRedis::start(&options).map_err(|e| e.to_string());
+                    // A requester that left drops the server here: stopped.
+                    let _ = reply.send((server, permit));
+                }
+            });
         PrivateServers {
+            starter: std::sync::Mutex::new(starter),
             options: RedisServerOptions {
                 program,
                 maxmemory,
@@ -101,14 +128,24 @@ impl PrivateServers {
             .clone()
             .try_acquire_owned()
             .map_err(|_| PrivateRedisError::AllInUse(self.most))?;
-        let options = self.options.clone();
-        // The place goes with the blocking start: if the request is dropped
+        // The place goes with the start: if the request is dropped
         // meanwhile, the server started is stopped before its place is
         // given back, so never more run than the cap.
-        let (server, permit) = tokio::task::spawn_blocking(move || (EmbeddedRedis::start(&options), permit))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.starter.lock().unwrap_or_else(|p| p.into_inner()).send((
+            self.options.clone(),
+            permit,
+            reply,
+        ));
+        if sent.is_err() {
+            return Err(PrivateRedisError::DidNotStart(
+                "the starter thread is gone".into(),
+            ));
+        }
+        let (server, permit) = answer
             .await
-            .map_err(|e| PrivateRedisError::DidNotStart(e.to_string()))?;
-        let server = server.map_err(|e| PrivateRedisError::DidNotStart(e.to_string()))?;
+            .map_err(|_| PrivateRedisError::DidNotStart("the starter thread is gone".into()))?;
+        let server = server.map_err(PrivateRedisError::DidNotStart)?;
         Ok(PrivateServer {
             server,
             maxmemory: self.options.maxmemory.clone(),

@@ -94,3 +94,38 @@ async fn with_an_external_redis_no_sandbox_gets_its_own_server() {
     assert!(!memory.controllable);
     assert!(memory.reason.unwrap().contains("external Redis (REDIS_URL)"));
 }
+
+/// A sandbox's own server outlives the pool threads that served its
+/// opening. The kernel stops a child when the *thread* that started it
+/// ends (so none outlives a crashed back end), and a runtime's blocking
+/// threads end when idle: here after 10 ms. Servers started on such a
+/// thread died seconds after their sandbox opened. Asked ten times over a
+/// second, the server answers every time.
+#[test]
+fn a_private_server_outlives_idle_pool_threads() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_keep_alive(Duration::from_millis(10))
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let t = common::start(|c| c.private_redis_servers = Some(1));
+        let sandbox = t
+            .backend
+            .playground
+            .open_sandbox_with(None, true)
+            .await
+            .expect("a sandbox with its own server");
+        let url = sandbox.redis.url().to_string();
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut own = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .expect("the sandbox's server still runs");
+            let pong: String = redis::cmd("PING").query(&mut own).unwrap();
+            assert_eq!(pong, "PONG");
+        }
+    });
+}

@@ -65,6 +65,11 @@ impl EmbeddedRedis {
     /// Starts a server on a free loopback port and waits until it answers
     /// `PING`. Nothing is persisted: no RDB snapshots, no AOF.
     ///
+    /// On Linux the kernel stops the server when the *thread* that called
+    /// this ends (so none outlives a crashed parent): call it from a thread
+    /// that lives as long as the server should, never from a pool thread
+    /// that may end when idle (Tokio's `spawn_blocking`).
+    ///
     /// # Errors
     /// See [`EmbeddedRedisError`].
     pub fn start(options: &RedisServerOptions) -> Result<EmbeddedRedis, EmbeddedRedisError> {
