@@ -77,6 +77,9 @@ impl Body {
     }
 }
 
+/// How a stored value is written, and its size in bytes as stored.
+pub type Stored = (Body, usize);
+
 /// The most a gzipped value may inflate to: a corrupt or hostile entry
 /// is a decode error, not an allocation of any size.
 pub const MAX_INFLATED: u64 = 64 << 20;
@@ -207,7 +210,7 @@ fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
 
 /// How the value in stored bytes is written, and its size in bytes as
 /// stored (`None`: not an envelope holding a value).
-pub fn body_of(bytes: &[u8]) -> Option<(Body, usize)> {
+pub fn body_of(bytes: &[u8]) -> Option<Stored> {
     let header = Header::parse(bytes).ok()?;
     (header.state == b'v').then_some((header.body_kind, header.body.len()))
 }
@@ -218,7 +221,18 @@ impl<V: DeserializeOwned> Envelope<V> {
     /// # Errors
     /// [`DecodeError`] when the bytes are not an envelope of a `V`.
     pub fn decode(bytes: &[u8]) -> Result<Envelope<V>, DecodeError> {
+        Ok(Self::decode_told(bytes)?.0)
+    }
+
+    /// [`Envelope::decode`], also telling how the value was written and its
+    /// size as stored (`None` for an entry with no value), from the one
+    /// reading of the header.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the bytes are not an envelope of a `V`.
+    pub fn decode_told(bytes: &[u8]) -> Result<(Envelope<V>, Option<Stored>), DecodeError> {
         let header = Header::parse(bytes)?;
+        let told = (header.state == b'v').then_some((header.body_kind, header.body.len()));
         let bad = |e: &dyn std::fmt::Display| DecodeError::Value(e.to_string());
         let content = match header.state {
             b'v' => Content::Value(match header.body_kind {
@@ -229,12 +243,13 @@ impl<V: DeserializeOwned> Envelope<V> {
             b'n' => Content::NotFound,
             _ => Content::Invalidated,
         };
-        Ok(Envelope {
+        let envelope = Envelope {
             content,
             version: header.version,
             fresh_until_ms: header.fresh_until_ms,
             load_ms: header.load_ms,
-        })
+        };
+        Ok((envelope, told))
     }
 }
 

@@ -153,7 +153,9 @@ impl<V: Value> Call<'_, V> {
             self.note(StepKind::StoreRefused, Status::Error, Duration::ZERO, Reply::None);
             return Stored::Refused;
         };
-        if let (Some(started), Some((body, size))) = (encoding, crate::envelope::body_of(&bytes)) {
+        // (The header is read again only when someone watches.)
+        let told = encoding.and_then(|started| Some((started, crate::envelope::body_of(&bytes)?)));
+        if let Some((started, (body, size))) = told {
             self.note(
                 StepKind::Encode,
                 Status::Ok,

@@ -276,14 +276,14 @@ impl<V: Value> Call<'_, V> {
         // and the store below replaces them. Decoding is part of a hit's
         // cost (section 4.4): measured when someone watches.
         let decoding = self.observed().then(Instant::now);
-        let Some(entry) = Envelope::<V>::decode(&bytes)
+        let Some((entry, told)) = Envelope::<V>::decode_told(&bytes)
             .ok()
-            .and_then(|e| self.cache.opened(self.key, e))
+            .and_then(|(e, told)| Some((self.cache.opened(self.key, e)?, told)))
         else {
             self.note(StepKind::Unreadable, Status::Miss, Duration::ZERO, Reply::None);
             return Lookup::Miss;
         };
-        if let (Some(started), Some((body, size))) = (decoding, crate::envelope::body_of(&bytes)) {
+        if let (Some(started), Some((body, size))) = (decoding, told) {
             self.note(
                 StepKind::Decode,
                 Status::Ok,

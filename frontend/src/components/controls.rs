@@ -279,42 +279,24 @@ pub fn SettingsPanel() -> impl IntoView {
                         .collect_view()}
                 </select>
             </label>
-            <label class="setting checkbox">
-                <input
-                    type="checkbox"
-                    data-testid="negative-caching"
-                    prop:checked=move || state.settings.with(|s| s.as_ref().is_some_and(|s| s.negative_caching))
-                    on:change=move |ev| {
-                        let on = event_target_checked(&ev);
-                        apply(&|s| s.negative_caching = on);
-                    }
-                />
-                <span>"Cache \"does not exist\""</span>
-            </label>
-            <label class="setting checkbox">
-                <input
-                    type="checkbox"
-                    data-testid="forget-ttl"
-                    prop:checked=move || state.settings.with(|s| s.as_ref().is_some_and(|s| s.forget_ttl))
-                    on:change=move |ev| {
-                        let on = event_target_checked(&ev);
-                        apply(&|s| s.forget_ttl = on);
-                    }
-                />
-                <span>"Forget the TTL (the bug: keys never expire)"</span>
-            </label>
-            <label class="setting checkbox">
-                <input
-                    type="checkbox"
-                    data-testid="mismatched-keys"
-                    prop:checked=move || state.settings.with(|s| s.as_ref().is_some_and(|s| s.mismatched_keys))
-                    on:change=move |ev| {
-                        let on = event_target_checked(&ev);
-                        apply(&|s| s.mismatched_keys = on);
-                    }
-                />
-                <span>"Writers name keys their own way (the bug: users:42 deleted, user:42 cached)"</span>
-            </label>
+            <FlagSetting
+                label="Cache \"does not exist\""
+                test_id="negative-caching"
+                get=|s| s.negative_caching
+                set=|s, on| s.negative_caching = on
+            />
+            <FlagSetting
+                label="Forget the TTL (the bug: keys never expire)"
+                test_id="forget-ttl"
+                get=|s| s.forget_ttl
+                set=|s, on| s.forget_ttl = on
+            />
+            <FlagSetting
+                label="Writers name keys their own way (the bug: users:42 deleted, user:42 cached)"
+                test_id="mismatched-keys"
+                get=|s| s.mismatched_keys
+                set=|s, on| s.mismatched_keys = on
+            />
             <NumberSetting label="TTL jitter (%)" range=(0, 90) get=|s| s.ttl_jitter_percent set=|s, v| s.ttl_jitter_percent = v/>
             <NumberSetting label="Cache TTL (s)" range=SandboxSettings::CACHE_TTL_SECS get=|s| s.cache_ttl_secs set=|s, v| s.cache_ttl_secs = v/>
             <NumberSetting
@@ -406,6 +388,36 @@ fn NumberSetting(
                     }
                 }
             />
+        </label>
+    }
+}
+
+/// One on/off setting, shown from the sandbox's settings and sent on
+/// change.
+#[component]
+fn FlagSetting(
+    label: &'static str,
+    test_id: &'static str,
+    get: fn(&SandboxSettings) -> bool,
+    set: fn(&mut SandboxSettings, bool),
+) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let connection = expect_context::<ConnectionHandle>();
+    view! {
+        <label class="setting checkbox">
+            <input
+                type="checkbox"
+                data-testid=test_id
+                prop:checked=move || state.settings.with(|s| s.as_ref().is_some_and(get))
+                on:change=move |ev| {
+                    let on = event_target_checked(&ev);
+                    if let Some(mut settings) = state.settings.get_untracked() {
+                        set(&mut settings, on);
+                        connection.with_value(|c| c.update_settings(settings));
+                    }
+                }
+            />
+            <span>{label}</span>
         </label>
     }
 }
