@@ -220,3 +220,31 @@ async fn the_shared_redis_is_read_only_and_bad_settings_are_refused() {
     assert_eq!(status_of(&response), 400, "{response}");
     assert!(response.contains("keys must be from 1"), "{response}");
 }
+
+/// With Redis stopped the labs answer with an error that says so, and no
+/// scratch key or half-done state is left to trip the next run: the
+/// memory figures, the encodings comparison and the related keys each fail
+/// cleanly.
+#[tokio::test]
+async fn with_redis_stopped_the_labs_say_so() {
+    let mut t = lab();
+    t.stop_redis();
+    let playground = &t.backend.playground;
+    let sandbox = SandboxId::default_sandbox();
+    let error = playground.memory(&sandbox).await.unwrap_err();
+    assert!(error.to_string().contains("Redis"), "{error}");
+    let error = playground
+        .compare_encodings(&sandbox, shared::Kind::Users, 42, 0)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("Redis"), "{error}");
+    // The related keys read through the engine, which falls back to the
+    // database: the experiment still runs, both keys read from the rows.
+    let spec = shared::RelatedSpec {
+        id: 7,
+        price_ttl_ms: 500,
+        stock_ttl_ms: 500,
+    };
+    let result = playground.related_keys(&sandbox, spec).await.unwrap();
+    assert!(result.samples.last().is_some_and(|s| s.price_new && s.stock_new));
+}

@@ -1041,6 +1041,25 @@ async fn the_diagnostics_find_the_forgotten_ttl_puzzle() {
     client.close().await.unwrap();
 }
 
+/// The settings' switches reach the sandbox: ticking "Forget the TTL"
+/// turns it on for every watcher, unticking turns it off again.
+#[tokio::test]
+async fn the_settings_switches_change_the_sandbox() {
+    let (server, _driver, client) = start_page("e2e-flags", |_| {}).await;
+    let sandbox = shared::SandboxId::parse("e2e-flags").unwrap();
+    let forgets = |on: bool| {
+        let server = &server;
+        let sandbox = &sandbox;
+        move || async move { (server.backend.sandbox(sandbox).unwrap().settings().forget_ttl == on).then_some(()) }
+    };
+    click(&client, "[data-testid=forget-ttl]").await;
+    wait_for(&client, "the TTL forgotten", WAIT, forgets(true)).await;
+    e2e::review_screenshot(&client, "settings-flags", "[data-testid=mismatched-keys]").await;
+    click(&client, "[data-testid=forget-ttl]").await;
+    wait_for(&client, "the TTL back", WAIT, forgets(false)).await;
+    client.close().await.unwrap();
+}
+
 /// Clicks "run the checks" until the findings say `wanted` (the load keeps
 /// going, so a check run too early may not see it yet).
 async fn diagnose_until(client: &Client, wanted: &str) -> String {
