@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::breaker::{Breaker, BreakerState};
 use crate::bus::Bus;
 use crate::connection::Redis;
 use crate::envelope::{Content, Envelope};
@@ -22,6 +23,7 @@ use crate::near::NearCache;
 use crate::observe::{NoObserver, Observer};
 use crate::options::{Options, OptionsError};
 use crate::random::{mix64, SplitMix64};
+use crate::retry::Pending;
 use crate::seal::Seal;
 
 /// What the engine can cache: any type that serializes, clones and may
@@ -61,6 +63,10 @@ pub(crate) struct Inner<V> {
     pub(crate) seal: Option<Arc<dyn Seal<V>>>,
     pub(crate) flights: Flights<V>,
     pub(crate) bus: Bus<V>,
+    /// The circuit breaker's state, shared by the calls that use it.
+    pub(crate) breaker: Arc<Breaker>,
+    /// Invalidations that did not reach Redis yet.
+    pub(crate) pending: Arc<Pending>,
     /// Draws for TTL jitter and XFetch.
     pub(crate) random: SplitMix64,
     /// Tokens (leases, locks) and message ids: this handle's random origin
@@ -191,6 +197,33 @@ impl<V: Value> CacheAside<V> {
         }
     }
 
+    /// Where the circuit breaker is (closed unless calls use it).
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
+    /// How many times the circuit breaker has opened.
+    pub fn breaker_opened(&self) -> u64 {
+        self.inner.breaker.times_opened()
+    }
+
+    /// How many invalidations wait to be delivered (see [`crate::retry`]).
+    pub fn pending_invalidations(&self) -> usize {
+        self.inner.pending.len()
+    }
+
+    /// Invalidations delivered by retries, and given up because too many
+    /// waited, since the handle was built.
+    pub fn retried_invalidations(&self) -> (u64, u64) {
+        self.inner.pending.counts()
+    }
+
+    /// Waits until no invalidation is pending, at most `timeout`; says
+    /// whether none is.
+    pub async fn invalidations_delivered(&self, timeout: Duration) -> bool {
+        self.inner.pending.drained(timeout).await
+    }
+
     /// A token no other handle, in this process or another, hands out.
     pub(crate) fn token(&self) -> u64 {
         mix64(self.inner.origin ^ self.inner.next_token.fetch_add(1, Ordering::Relaxed))
@@ -317,6 +350,8 @@ impl<V: Value> Builder<V> {
                 seal: self.seal,
                 flights: Flights::default(),
                 bus,
+                breaker: Arc::default(),
+                pending: Arc::default(),
                 random: SplitMix64::new(self.seed.unwrap_or(origin)),
                 origin,
                 next_token: AtomicU64::new(1),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::breaker::{Admission, BreakerPolicy};
 use crate::cache::CacheAside;
 use crate::connection::RedisError;
 use crate::observe::{Observer, Reply, Status, Step, StepKind};
@@ -63,12 +64,29 @@ impl<'a, V> Call<'a, V> {
     /// Sends one command, measures it and reports it. `judge` names the
     /// step and its status from the reply (a `SET NX` that replies nil is a
     /// lock held by someone else, say); errors are reported as `fallback`.
+    /// With a circuit breaker, the command may not be sent at all.
     pub(crate) async fn redis(
         &self,
         intent: StepKind,
         command: &redis::Cmd,
         judge: impl FnOnce(&redis::Value) -> (StepKind, Status),
     ) -> Result<redis::Value, RedisError> {
+        // An open breaker: Redis has been failing, so do not wait on it
+        // again; the caller falls back at once.
+        let admission = match &self.options.breaker {
+            Some(_) => self.cache.inner.breaker.admit(),
+            None => Admission::Send,
+        };
+        if let Admission::Refuse = admission {
+            let error = RedisError::BreakerOpen;
+            self.note(
+                StepKind::BreakerRefused,
+                Status::Error,
+                Duration::ZERO,
+                Reply::Error(&error),
+            );
+            return Err(error);
+        }
         self.pause(intent).await;
         // A span per command, named with OpenTelemetry's database
         // conventions; the command's text is only built if it is recorded.
@@ -103,6 +121,9 @@ impl<'a, V> Call<'a, V> {
         };
         span.record("cache.step", kind.name());
         span.record("cache.status", status.name());
+        if let Some(policy) = &self.options.breaker {
+            self.settle_breaker(policy, admission, &result);
+        }
         self.observer.step(&Step {
             kind,
             key: self.key,
@@ -113,6 +134,54 @@ impl<'a, V> Call<'a, V> {
             message: None,
         });
         result
+    }
+
+    /// Tells the breaker how a command it let through went, and reports a
+    /// change of state (to this call's observer and the handle's, which
+    /// sees every call).
+    fn settle_breaker(
+        &self,
+        policy: &BreakerPolicy,
+        admission: Admission,
+        result: &Result<redis::Value, RedisError>,
+    ) {
+        let outage = result.as_ref().err().filter(|e| e.is_outage());
+        let changed = match (admission, outage) {
+            (Admission::Probe(probe), None) => {
+                probe.answered();
+                Some(StepKind::BreakerClosed)
+            }
+            (Admission::Probe(probe), Some(_)) => {
+                probe.failed(policy);
+                Some(StepKind::BreakerOpened)
+            }
+            (_, Some(_)) => self
+                .cache
+                .inner
+                .breaker
+                .failed(policy)
+                .then_some(StepKind::BreakerOpened),
+            (_, None) => {
+                self.cache.inner.breaker.answered();
+                None
+            }
+        };
+        if let Some(kind) = changed {
+            let reply = outage.map_or(Reply::None, Reply::Error);
+            self.note(kind, Status::Ok, Duration::ZERO, reply);
+            let handle = &*self.cache.inner.observer;
+            if !std::ptr::addr_eq(handle, self.observer) {
+                handle.step(&Step {
+                    kind,
+                    key: self.key,
+                    command: None,
+                    reply,
+                    status: Status::Ok,
+                    took: Duration::ZERO,
+                    message: None,
+                });
+            }
+        }
     }
 
     /// Reports a step that sent nothing: a decision, a wait, a load.

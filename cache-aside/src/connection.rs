@@ -70,12 +70,43 @@ pub enum RedisError {
     /// timeout.
     #[error("timed out after {} ms", .0.as_millis())]
     Timeout(Duration),
-    /// Occurs when Redis cannot be reached, or answers with an error.
+    /// Occurs when Redis cannot be reached, the connection drops, or Redis
+    /// says it cannot serve now (loading, busy).
     #[error("{0}")]
     Failed(String),
+    /// Occurs when Redis is up and refuses this command with an error of
+    /// its own (`OOM` over `maxmemory`, `WRONGTYPE`): Redis is healthy, so
+    /// this does not count against it (see [`RedisError::is_outage`]).
+    #[error("{0}")]
+    Replied(String),
+    /// Occurs when the circuit breaker is open: the command was not sent,
+    /// so a Redis known to be failing costs no waiting.
+    #[error("not sent: the circuit breaker is open")]
+    BreakerOpen,
     /// Occurs when the URL given to [`Redis::open`] is not a Redis URL.
     #[error("not a Redis URL: {0}")]
     Url(String),
+}
+
+impl RedisError {
+    /// Sorts an error of the client library: Redis's own error replies
+    /// apart from failures to reach it.
+    fn from_client(error: &redis::RedisError) -> RedisError {
+        // Replies that mean "not now" are an outage as much as a dead
+        // socket is.
+        const UNAVAILABLE: [&str; 5] = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"];
+        match error.code() {
+            Some(code) if !UNAVAILABLE.contains(&code) => RedisError::Replied(error.to_string()),
+            _ => RedisError::Failed(error.to_string()),
+        }
+    }
+
+    /// Whether the error says Redis is unreachable, slow or not serving:
+    /// what a circuit breaker counts. An error reply from a healthy Redis
+    /// is not one.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, RedisError::Timeout(_) | RedisError::Failed(_))
+    }
 }
 
 impl Redis {
@@ -128,7 +159,7 @@ impl Redis {
             command
                 .query_async::<redis::Value>(&mut connection)
                 .await
-                .map_err(|e| RedisError::Failed(e.to_string()))
+                .map_err(|e| RedisError::from_client(&e))
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,

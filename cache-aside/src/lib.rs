@@ -43,6 +43,7 @@
 //! - [`connection`]: the Redis connection, with timeouts.
 //! - [`random`]: the seeded random source.
 
+pub mod breaker;
 pub mod bus;
 mod cache;
 mod call;
@@ -57,10 +58,12 @@ pub mod options;
 pub mod policy;
 pub mod random;
 pub mod read;
+pub mod retry;
 pub mod seal;
 pub mod stampede;
 pub mod write;
 
+pub use breaker::{BreakerPolicy, BreakerState};
 pub use cache::{Builder, CacheAside, Value};
 pub use connection::{redact_url, Redis, RedisError};
 pub use envelope::{Body, Content, Encoding, Envelope, DELETED_VERSION};

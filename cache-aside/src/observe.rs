@@ -67,6 +67,20 @@ pub enum StepKind {
     Subscribed,
     /// The invalidation subscription went down.
     Unsubscribed,
+    /// The circuit breaker is open: the command was not sent.
+    BreakerRefused,
+    /// The circuit breaker opened (outages in a row, or a failed probe).
+    BreakerOpened,
+    /// The circuit breaker closed: its probe found Redis answering.
+    BreakerClosed,
+    /// The loader failed and an expired value was served instead
+    /// (fail-safe).
+    FailSafe,
+    /// A write's invalidation could not reach Redis: kept, to be sent
+    /// again until Redis takes it.
+    InvalidationPending,
+    /// A pending invalidation was delivered before the key was read.
+    InvalidationRetried,
 }
 
 impl StepKind {
@@ -94,11 +108,17 @@ impl StepKind {
             StepKind::Expiry => "expiry",
             StepKind::Subscribed => "subscribed",
             StepKind::Unsubscribed => "unsubscribed",
+            StepKind::BreakerRefused => "breaker_refused",
+            StepKind::BreakerOpened => "breaker_opened",
+            StepKind::BreakerClosed => "breaker_closed",
+            StepKind::FailSafe => "fail_safe",
+            StepKind::InvalidationPending => "invalidation_pending",
+            StepKind::InvalidationRetried => "invalidation_retried",
         }
     }
 
     /// Every kind, for tables and tests.
-    pub const ALL: [StepKind; 21] = [
+    pub const ALL: [StepKind; 27] = [
         StepKind::NearLookup,
         StepKind::Lookup,
         StepKind::Decode,
@@ -120,6 +140,12 @@ impl StepKind {
         StepKind::Expiry,
         StepKind::Subscribed,
         StepKind::Unsubscribed,
+        StepKind::BreakerRefused,
+        StepKind::BreakerOpened,
+        StepKind::BreakerClosed,
+        StepKind::FailSafe,
+        StepKind::InvalidationPending,
+        StepKind::InvalidationRetried,
     ];
 }
 

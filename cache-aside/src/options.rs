@@ -54,6 +54,20 @@ pub struct Options {
     /// How values are written into Redis (section 4.4). Readers decode any
     /// encoding, so it can change while entries of another remain.
     pub encoding: crate::Encoding,
+    /// A circuit breaker around Redis (sections 4.5, 6.3): after enough
+    /// outages in a row, stop sending commands for a while, so a dead or
+    /// hung Redis costs reads no waiting. `None`: every command is sent,
+    /// and each one waits out the failure.
+    pub breaker: Option<crate::BreakerPolicy>,
+    /// Fail-safe (FusionCache's name): keep entries this long past their
+    /// fresh time, and when the loader fails, answer with the expired value
+    /// (marked [`crate::Source::FailSafe`]) rather than the error. `None`:
+    /// a failing database fails the read once the entry has expired.
+    pub fail_safe: Option<Duration>,
+    /// When a write's invalidation cannot reach Redis, keep it and send it
+    /// again until Redis takes it (see [`crate::retry`]). Off, the old copy
+    /// may outlive the outage until its TTL.
+    pub retry_invalidations: bool,
 }
 
 impl Default for Options {
@@ -69,6 +83,9 @@ impl Default for Options {
             near_ttl: None,
             forget_ttl: false,
             encoding: crate::Encoding::Json,
+            breaker: None,
+            fail_safe: None,
+            retry_invalidations: false,
         }
     }
 }
@@ -166,6 +183,9 @@ pub enum OptionsError {
     /// Occurs when the lock policy allows no attempt at all.
     #[error("the lock needs at least one attempt")]
     Attempts,
+    /// Occurs when the breaker would open before any failure.
+    #[error("the breaker opens after at least one failure")]
+    BreakerFailures,
 }
 
 impl Options {
@@ -208,17 +228,28 @@ impl Options {
         if let RaceGuard::Lease { ttl } = &self.race_guard {
             at_least_a_ms(*ttl, "the lease's ttl")?;
         }
+        if let Some(d) = self.fail_safe {
+            at_least_a_ms(d, "fail_safe")?;
+        }
+        if let Some(breaker) = &self.breaker {
+            at_least_a_ms(breaker.open_for, "the breaker's open_for")?;
+            if breaker.failures == 0 {
+                return Err(OptionsError::BreakerFailures);
+            }
+        }
         Ok(())
     }
 
     /// How long Redis keeps an entry: its TTL, plus the stale window under
-    /// stale-while-revalidate (the entry must outlive its fresh time to be
-    /// served stale).
+    /// stale-while-revalidate or fail-safe, whichever is longer (the entry
+    /// must outlive its fresh time to be served stale).
     pub fn redis_ttl(&self, fresh_for: Duration) -> Duration {
-        match &self.stampede {
-            Stampede::StaleWhileRevalidate { stale_for } => bounded(fresh_for) + bounded(*stale_for),
-            _ => bounded(fresh_for),
-        }
+        let swr = match &self.stampede {
+            Stampede::StaleWhileRevalidate { stale_for } => bounded(*stale_for),
+            _ => Duration::ZERO,
+        };
+        let fail_safe = self.fail_safe.map_or(Duration::ZERO, bounded);
+        bounded(fresh_for) + swr.max(fail_safe)
     }
 }
 

@@ -19,6 +19,9 @@ pub enum Verdict {
     RefreshEarly,
     /// It is no answer (an invalidation marker): treat the lookup as a miss.
     Miss,
+    /// Past its fresh time, kept only for fail-safe: load as on a miss,
+    /// and answer with it if the loader fails.
+    Expired,
 }
 
 /// Judges an entry found in Redis at `now_ms`, under `options`. `draw` is
@@ -26,6 +29,21 @@ pub enum Verdict {
 pub fn judge<V>(entry: &Envelope<V>, now_ms: u64, options: &Options, draw: f64) -> Verdict {
     if matches!(entry.content, Content::Invalidated) {
         return Verdict::Miss;
+    }
+    let swr = matches!(options.stampede, Stampede::StaleWhileRevalidate { .. });
+    if let (Some(fail_safe), false) = (options.fail_safe, swr) {
+        if !entry.is_fresh(now_ms) {
+            // Kept past its fresh time for the loader's bad days only, and
+            // never longer than the fail-safe window.
+            let kept_until = entry
+                .fresh_until_ms
+                .saturating_add(u64::try_from(fail_safe.as_millis()).unwrap_or(u64::MAX));
+            return if now_ms < kept_until {
+                Verdict::Expired
+            } else {
+                Verdict::Miss
+            };
+        }
     }
     match &options.stampede {
         Stampede::StaleWhileRevalidate { .. } if !entry.is_fresh(now_ms) => Verdict::Stale,

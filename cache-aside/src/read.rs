@@ -10,15 +10,18 @@
 //!     │ miss
 //! GET key ────hit───► answer                         (fresh, stale, or refresh early)
 //!     │ miss      └─error─► load, do not store ────► answer (fallback)
+//!     │                     (an open breaker skips the GET: no waiting)
 //! load (once, as the stampede policy says)
-//!     │
+//!     │      └─error─► the expired copy, if fail-safe kept one ► answer
 //! SET key envelope EX ttl (as the race guard allows) ► answer
 //! ```
 //!
 //! The refinements from the tutorial's pitfalls are options of this one
 //! path, so they compose: negative caching (4.7), TTL jitter (4.1), the
 //! stampede defences (4.1), the race guards (4.2), the near cache and its
-//! invalidation bus (3.5), and the fallback when Redis fails (4.5).
+//! invalidation bus (3.5), the fallback when Redis fails (4.5) with its
+//! circuit breaker ([`crate::breaker`]), and fail-safe when the database
+//! fails.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::cache::{now_ms, CacheAside, Value};
-use crate::call::Call;
+use crate::call::{ok, Call};
 use crate::connection::RedisError;
 use crate::envelope::{Content, Envelope};
 use crate::guard::Stored;
@@ -66,8 +69,12 @@ pub enum Source {
     /// A value past its fresh time (stale-while-revalidate), while one
     /// request refreshes it in the background.
     Stale,
-    /// The loader, because Redis failed or timed out. Nothing was stored.
+    /// The loader, because Redis failed or timed out (or the circuit
+    /// breaker is open). Nothing was stored.
     Fallback,
+    /// An expired value, because the loader failed (fail-safe): better a
+    /// little old than an error.
+    FailSafe,
 }
 
 impl Source {
@@ -80,6 +87,7 @@ impl Source {
             Source::Loaded => "loaded",
             Source::Stale => "stale",
             Source::Fallback => "fallback",
+            Source::FailSafe => "fail_safe",
         }
     }
 
@@ -87,7 +95,7 @@ impl Source {
     pub fn from_cache(self) -> bool {
         matches!(
             self,
-            Source::Near | Source::Redis | Source::Negative | Source::Stale
+            Source::Near | Source::Redis | Source::Negative | Source::Stale | Source::FailSafe
         )
     }
 }
@@ -100,6 +108,8 @@ pub(crate) enum Lookup<V> {
     Stale(Envelope<V>),
     /// An entry XFetch wants reloaded now.
     RefreshEarly,
+    /// An entry past its fresh time, kept for fail-safe.
+    Expired(Envelope<V>),
     /// Nothing usable: the key is missing, expired, evicted, a marker, or
     /// unreadable.
     Miss,
@@ -199,6 +209,7 @@ impl<V: Value> CacheAside<V> {
         // 1. Ask Redis: a hit costs one round trip.
         //    (Every path but the hit is boxed: a miss pays for one small
         //    allocation, and the hit's future stays small.)
+        let mut expired = None;
         match call.lookup().await {
             Lookup::Fresh(entry) => return Ok(call.answer_from(entry, false)),
             // Past its fresh time: serve it anyway while one request
@@ -208,6 +219,8 @@ impl<V: Value> CacheAside<V> {
             Lookup::RefreshEarly => return Box::pin(call.load_and_store(load)).await,
             // The key was never stored, expired or was evicted.
             Lookup::Miss => {}
+            // Expired, but kept in case the database fails (fail-safe).
+            Lookup::Expired(entry) => expired = Some(entry),
             // Redis is down or slow. Do not fail the read over it.
             Lookup::Failed(error) => return Box::pin(call.fallback(error, load)).await,
         }
@@ -215,10 +228,17 @@ impl<V: Value> CacheAside<V> {
         // 2. A miss: the database answers, and its answer is stored for the
         //    next reader. How many concurrent misses may load at once is the
         //    stampede policy's decision.
-        match options.stampede {
+        let loaded = match options.stampede {
             Stampede::SingleFlight => Box::pin(call.load_in_single_flight(load)).await,
             Stampede::Lock { ttl, attempts } => Box::pin(call.load_under_lock(ttl, attempts, load)).await,
             _ => Box::pin(call.load_and_store(load)).await,
+        };
+
+        // 3. Fail-safe: the database failed, but the expired copy is still
+        //    at hand. Nothing was stored (a failed load never is).
+        match (loaded, expired) {
+            (Err(_), Some(entry)) => Ok(call.serve_fail_safe(entry)),
+            (loaded, _) => loaded,
         }
     }
 }
@@ -252,6 +272,11 @@ impl<V: Value> Call<'_, V> {
 
     /// `GET key`, and what the entry found means under this call's policy.
     pub(crate) async fn lookup(&self) -> Lookup<V> {
+        // A write's invalidation of this key has not reached Redis yet:
+        // deliver it first, or the old copy would be served.
+        if let Err(error) = self.deliver_pending().await {
+            return Lookup::Failed(error);
+        }
         let mut get = redis::cmd("GET");
         get.arg(self.redis_key());
         let reply = self
@@ -291,15 +316,18 @@ impl<V: Value> Call<'_, V> {
                 Reply::Encoded { body, bytes: size },
             );
         }
-        // XFetch needs a random draw, and only it and stale-while-revalidate
-        // look at the clock: other policies let Redis's TTL decide.
+        // XFetch needs a random draw, and only it, stale-while-revalidate
+        // and fail-safe look at the clock: other policies let Redis's TTL
+        // decide.
         let (now, draw) = match self.options.stampede {
             Stampede::EarlyRefresh { .. } => (now_ms(), self.cache.inner.random.next_unit()),
             Stampede::StaleWhileRevalidate { .. } => (now_ms(), 1.0),
+            _ if self.options.fail_safe.is_some() => (now_ms(), 1.0),
             _ => (0, 1.0),
         };
         match judge(&entry, now, self.options, draw) {
             Verdict::Fresh => Lookup::Fresh(entry),
+            Verdict::Expired => Lookup::Expired(entry),
             Verdict::Stale => Lookup::Stale(entry),
             Verdict::RefreshEarly => {
                 self.note(StepKind::EarlyRefresh, Status::Miss, Duration::ZERO, Reply::None);
@@ -381,6 +409,41 @@ impl<V: Value> Call<'_, V> {
             waited: false,
             loaded_in: Some(loaded.took),
         })
+    }
+
+    /// Sends the `DEL` a write of this key could not deliver, if one waits
+    /// (see [`crate::retry`]). One atomic load when none does.
+    async fn deliver_pending(&self) -> Result<(), RedisError> {
+        let pending = &self.cache.inner.pending;
+        if pending.len() == 0 || !pending.holds(self.key) {
+            return Ok(());
+        }
+        let delete = crate::retry::delete(&self.cache.inner.keys, &[self.key]);
+        self.redis(
+            StepKind::InvalidationRetried,
+            &delete,
+            ok(StepKind::InvalidationRetried),
+        )
+        .await?;
+        pending.forget(&[self.key.to_string()]);
+        Ok(())
+    }
+
+    /// Fail-safe: the loader failed, so the expired entry answers, marked
+    /// as such. It is not stored again and not kept near.
+    fn serve_fail_safe(&self, entry: Envelope<V>) -> Answer<V> {
+        let stale_by = Duration::from_millis(now_ms().saturating_sub(entry.fresh_until_ms));
+        self.note(StepKind::FailSafe, Status::Hit, stale_by, Reply::None);
+        let value = match entry.content {
+            Content::Value(value) => Some(value),
+            _ => None,
+        };
+        Answer {
+            value,
+            source: Source::FailSafe,
+            waited: false,
+            loaded_in: None,
+        }
     }
 
     /// An answer from an entry found in Redis (or handed over by a lock

@@ -79,6 +79,10 @@ pub enum Effect {
     /// Redis failed: the old copy may live until its TTL. The reason every
     /// key has one.
     Failed(RedisError),
+    /// Redis failed, and the invalidation is kept: it is sent again until
+    /// Redis takes it, and until then this process does not read the key
+    /// from Redis (see [`crate::retry`]).
+    Pending(RedisError),
 }
 
 /// How long a copy left alone still lives.
@@ -136,6 +140,23 @@ impl<V: Value> CacheAside<V> {
             }
             (WritePolicy::WriteThrough, Change::Updated(value)) => call.write_through(value).await,
             (_, change) => call.invalidate(change).await,
+        };
+        // Redis is unreachable, but the database has changed: the old copy
+        // must not outlive the outage. Keep the invalidation to send again.
+        let effect = match effect {
+            Effect::Failed(error)
+                if options.retry_invalidations && !matches!(error, RedisError::Replied(_)) =>
+            {
+                self.inner.pending.add(key, &self.inner.redis, &self.inner.keys);
+                call.note(
+                    StepKind::InvalidationPending,
+                    Status::Error,
+                    Duration::ZERO,
+                    Reply::Error(&error),
+                );
+                Effect::Pending(error)
+            }
+            effect => effect,
         };
         let published = match options.near_ttl {
             Some(_) => Some(call.publish_invalidation().await),

@@ -3,6 +3,10 @@
 //! With no `REDIS_URL`, the back end starts its own Redis on a free loopback
 //! port, so `cargo xtask run` needs no set-up. Tests use the same type to get
 //! a throwaway server each, which they can stop to watch the fallback path.
+//! [`proxy::FaultProxy`] makes any Redis slow, hung or unreachable for the
+//! clients that connect through it.
+
+pub mod proxy;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -159,6 +163,11 @@ impl EmbeddedRedis {
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's process id, while it runs (to `SIGSTOP` it in a test).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// A URL for the `redis` crate.

@@ -1,0 +1,388 @@
+//! When Redis or the database fails (tutorial sections 4.2, 4.5, 6.3 and
+//! 7): the circuit breaker, fail-safe, and invalidations retried until
+//! Redis takes them. Redis is made unreachable or slow through a
+//! fault-injecting TCP proxy (its data stays), or hung with `SIGSTOP`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cache_aside::{
+    BreakerPolicy, BreakerState, CacheAside, Change, Effect, KeySpace, Options, Redis, Source, StepKind,
+    WritePolicy,
+};
+use common::{get, raw, redis_server, Db, Item, Recorder};
+use embedded_redis::proxy::{FaultProxy, Faults};
+use embedded_redis::EmbeddedRedis;
+
+const TIMEOUT: Duration = Duration::from_millis(200);
+
+async fn proxy_to(server: &EmbeddedRedis) -> FaultProxy {
+    FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], server.port())))
+        .await
+        .unwrap()
+}
+
+/// A cache of items whose commands go through `port` (a proxy or the
+/// server itself), with a 200 ms command timeout.
+fn cache_on(port: u16, options: Options) -> CacheAside<Item> {
+    CacheAside::builder(
+        Redis::open(&format!("redis://127.0.0.1:{port}/")).unwrap(),
+        KeySpace::new("cache:"),
+    )
+    .options(options)
+    .versioned(Item::version)
+    .timeout(TIMEOUT)
+    .build()
+    .unwrap()
+}
+
+fn down() -> Faults {
+    Faults {
+        down: true,
+        ..Faults::default()
+    }
+}
+
+fn breaker(failures: u32, open_for: Duration) -> Options {
+    Options {
+        breaker: Some(BreakerPolicy { failures, open_for }),
+        ..Options::default()
+    }
+}
+
+/// A loader for a database that is down.
+fn failing() -> impl FnOnce() -> common::Load + Send + 'static {
+    || -> common::Load { Box::pin(async { Err("the database is down".to_string()) }) }
+}
+
+/// Problem, then fix: with Redis unreachable every read falls back and
+/// answers, but without a breaker each one tries Redis first; with one,
+/// after three failures in a row commands are not sent at all.
+#[tokio::test]
+async fn an_open_breaker_sends_nothing_and_every_read_still_answers() {
+    let server = redis_server();
+    let proxy = proxy_to(&server).await;
+    let db = Db::new(Duration::ZERO);
+    let items = cache_on(proxy.port(), breaker(3, Duration::from_secs(60)));
+    items.get_or_load("item:1", db.loader(1)).await.unwrap();
+    proxy.set(down());
+
+    let recorder = Recorder::default();
+    for _ in 0..6 {
+        let answer = items
+            .get_or_load_with("item:1", items.options(), &recorder, db.loader(1))
+            .await
+            .unwrap();
+        assert_eq!(answer.source, Source::Fallback);
+        assert_eq!(answer.value.unwrap().name, "item 1", "the database answers");
+    }
+    let tried = recorder
+        .seen()
+        .iter()
+        .filter(|s| s.kind == StepKind::Lookup)
+        .count();
+    assert_eq!(tried, 3, "three lookups failed, then none was sent");
+    assert_eq!(recorder.count(StepKind::BreakerRefused), 3);
+    assert_eq!(recorder.count(StepKind::BreakerOpened), 1);
+    assert_eq!(items.breaker_state(), BreakerState::Open);
+    assert_eq!(db.loads(), 1 + 6);
+
+    // The same outage without a breaker: every read tries Redis.
+    let plain = cache_on(proxy.port(), Options::default());
+    let recorder = Recorder::default();
+    for _ in 0..6 {
+        let answer = plain
+            .get_or_load_with("item:1", plain.options(), &recorder, db.loader(1))
+            .await
+            .unwrap();
+        assert_eq!(answer.source, Source::Fallback);
+    }
+    let tried = recorder
+        .seen()
+        .iter()
+        .filter(|s| s.kind == StepKind::Lookup)
+        .count();
+    assert_eq!(tried, 6);
+    assert_eq!(recorder.count(StepKind::BreakerRefused), 0);
+}
+
+/// Half-open: once `open_for` has passed, one read probes; Redis answers,
+/// the breaker closes, and the entry cached before the outage is a hit
+/// again.
+#[tokio::test]
+async fn a_probe_that_finds_redis_back_closes_the_breaker() {
+    let server = redis_server();
+    let proxy = proxy_to(&server).await;
+    let db = Db::new(Duration::ZERO);
+    let open_for = Duration::from_millis(50);
+    let items = cache_on(proxy.port(), breaker(2, open_for));
+    items.get_or_load("item:1", db.loader(1)).await.unwrap();
+    proxy.set(down());
+    for _ in 0..2 {
+        items.get_or_load("item:1", db.loader(1)).await.unwrap();
+    }
+    assert_eq!(items.breaker_opened(), 1);
+    proxy.set(Faults::default());
+    // The breaker's own clock is what is tested: let its time run out.
+    tokio::time::sleep(open_for).await;
+    assert_eq!(items.breaker_state(), BreakerState::HalfOpen);
+
+    let recorder = Recorder::default();
+    let answer = items
+        .get_or_load_with("item:1", items.options(), &recorder, db.loader(1))
+        .await
+        .unwrap();
+    assert_eq!(answer.source, Source::Redis, "{:?}", recorder.kinds());
+    assert_eq!(recorder.count(StepKind::BreakerClosed), 1);
+    assert_eq!(items.breaker_state(), BreakerState::Closed);
+}
+
+/// An error reply from a healthy Redis (here `WRONGTYPE`) is not an outage:
+/// it never opens the breaker.
+#[tokio::test]
+async fn error_replies_do_not_open_the_breaker() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let items = cache_on(server.port(), breaker(1, Duration::from_secs(60)));
+    let _: () = redis::cmd("LPUSH")
+        .arg("cache:item:1")
+        .arg("a list, not a string")
+        .query(&mut raw(&server))
+        .unwrap();
+    for _ in 0..3 {
+        let answer = items.get_or_load("item:1", db.loader(1)).await.unwrap();
+        assert_eq!(answer.source, Source::Fallback);
+    }
+    assert_eq!(items.breaker_state(), BreakerState::Closed);
+    assert_eq!(items.breaker_opened(), 0);
+}
+
+/// A hung Redis (`SIGSTOP`: it accepts and never answers) is worse than a
+/// dead one: without a breaker every read waits the full command timeout.
+/// With one, the first failures time out, then reads skip Redis. Every read
+/// answers either way (each is bounded here, to fail rather than hang).
+#[tokio::test]
+async fn a_hung_redis_costs_timeouts_until_the_breaker_opens() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let plain = cache_on(server.port(), Options::default());
+    let guarded = cache_on(server.port(), breaker(2, Duration::from_secs(60)));
+    plain.get_or_load("item:1", db.loader(1)).await.unwrap();
+    guarded.get_or_load("item:1", db.loader(1)).await.unwrap();
+    let pid = server.pid().unwrap().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+
+    let without = Recorder::default();
+    let with = Recorder::default();
+    for _ in 0..4 {
+        assert_eq!(bounded_read(&plain, &without, &db).await, Source::Fallback);
+        assert_eq!(bounded_read(&guarded, &with, &db).await, Source::Fallback);
+    }
+    signal("-CONT");
+
+    let timeouts = |recorder: &Recorder| {
+        recorder
+            .seen()
+            .iter()
+            .filter(|s| s.kind == StepKind::Lookup && s.reply.contains("timed out after 200 ms"))
+            .count()
+    };
+    assert_eq!(timeouts(&without), 4, "every read waited out the timeout");
+    assert_eq!(timeouts(&with), 2, "two timed out, then the breaker opened");
+    assert_eq!(with.count(StepKind::BreakerRefused), 2);
+}
+
+/// A read of item 1 that must answer within 10 s; where the answer came
+/// from.
+async fn bounded_read(items: &CacheAside<Item>, recorder: &Recorder, db: &Db) -> Source {
+    let read = items.get_or_load_with("item:1", items.options(), recorder, db.loader(1));
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the read answers, it does not hang")
+        .unwrap()
+        .source
+}
+
+/// Fail-safe: the database fails, and the entry is past its fresh time but
+/// within the fail-safe window: the old value answers, marked, and nothing
+/// is stored. Without fail-safe, or past the window, the read fails.
+#[tokio::test]
+async fn fail_safe_serves_an_expired_value_when_the_database_fails() {
+    let server = redis_server();
+    let items = cache_on(server.port(), Options::default());
+    let item = Item {
+        id: 1,
+        name: "item 1".into(),
+        version: 1,
+    };
+    common::put_stale(&server, "cache:item:1", &item, Duration::from_secs(60));
+    let before = get(&mut raw(&server), "cache:item:1");
+
+    let fail_safe = Options {
+        fail_safe: Some(Duration::from_secs(60)),
+        ..Options::default()
+    };
+    let recorder = Recorder::default();
+    let answer = items
+        .get_or_load_with("item:1", &fail_safe, &recorder, failing())
+        .await
+        .unwrap();
+    assert_eq!(answer.source, Source::FailSafe);
+    assert_eq!(answer.value, Some(item.clone()));
+    assert_eq!(recorder.count(StepKind::FailSafe), 1);
+    assert_eq!(recorder.count(StepKind::Store), 0);
+    assert_eq!(get(&mut raw(&server), "cache:item:1"), before, "nothing stored");
+
+    // Problem first: without fail-safe an entry lives in Redis no longer
+    // than its fresh time, so it is gone and the database's error is the
+    // answer.
+    let _: () = redis::cmd("DEL")
+        .arg("cache:item:1")
+        .query(&mut raw(&server))
+        .unwrap();
+    let error = items
+        .get_or_load_with("item:1", &Options::default(), &Recorder::default(), failing())
+        .await
+        .unwrap_err();
+    assert_eq!(error, "the database is down");
+
+    // Past the window (a 1 ms window ended as soon as the entry expired).
+    common::put_stale(&server, "cache:item:1", &item, Duration::from_secs(60));
+    let short = Options {
+        fail_safe: Some(Duration::from_millis(1)),
+        ..Options::default()
+    };
+    assert!(items
+        .get_or_load_with("item:1", &short, &Recorder::default(), failing())
+        .await
+        .is_err());
+}
+
+/// A database error is never cached, and with fail-safe on a value lives
+/// in Redis for its TTL plus the window.
+#[tokio::test]
+async fn database_errors_are_never_cached_and_fail_safe_keeps_values_longer() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let options = Options {
+        ttl: Duration::from_secs(10),
+        fail_safe: Some(Duration::from_secs(60)),
+        ..Options::default()
+    };
+    let items = cache_on(server.port(), options);
+    assert!(items.get_or_load("item:2", failing()).await.is_err());
+    let mut redis = raw(&server);
+    assert_eq!(get(&mut redis, "cache:item:2"), None, "the error was not stored");
+
+    items.get_or_load("item:2", db.loader(2)).await.unwrap();
+    let ttl = common::pttl(&mut redis, "cache:item:2");
+    assert!(
+        ttl > 10_000 && ttl <= 70_000,
+        "TTL plus the fail-safe window: {ttl}"
+    );
+}
+
+/// Problem first: a write whose `DEL` cannot reach Redis leaves the old
+/// copy in Redis for when it returns. With retries, the invalidation is
+/// kept and delivered once Redis is back, and meanwhile this process does
+/// not read the key from Redis.
+#[tokio::test]
+async fn a_failed_invalidation_is_delivered_when_redis_returns() {
+    let server = redis_server();
+    let proxy = proxy_to(&server).await;
+    let db = Db::new(Duration::ZERO);
+    let mut redis = raw(&server);
+
+    for retry in [false, true] {
+        let options = Options {
+            retry_invalidations: retry,
+            ..Options::default()
+        };
+        let items = cache_on(proxy.port(), options);
+        items.get_or_load("item:1", db.loader(1)).await.unwrap();
+        proxy.set(down());
+        let renamed = db.rename(1, &format!("renamed, retry {retry}"));
+        let written = items
+            .after_write("item:1", Change::Updated(&renamed), WritePolicy::Invalidate)
+            .await;
+        // While Redis is away, the database answers, with the new name.
+        let during = items.get_or_load("item:1", db.loader(1)).await.unwrap();
+        assert_eq!(during.source, Source::Fallback);
+        assert_eq!(during.value.unwrap().name, renamed.name);
+        proxy.set(Faults::default());
+
+        if retry {
+            assert!(matches!(written.effect, Effect::Pending(_)), "{written:?}");
+            // The first read after the outage delivers it if the retry has
+            // not yet: never the old copy.
+            let after = items.get_or_load("item:1", db.loader(1)).await.unwrap();
+            assert_eq!(after.value.unwrap().name, renamed.name);
+            assert!(items.invalidations_delivered(Duration::from_secs(10)).await);
+            assert_eq!(items.pending_invalidations(), 0);
+        } else {
+            assert!(matches!(written.effect, Effect::Failed(_)), "{written:?}");
+            assert_eq!(items.pending_invalidations(), 0);
+            let stale = get(&mut redis, "cache:item:1").unwrap();
+            assert!(
+                !stale.contains("renamed"),
+                "the old copy outlived the outage: {stale}"
+            );
+            let after = items.get_or_load("item:1", db.loader(1)).await.unwrap();
+            assert_eq!(after.source, Source::Redis);
+            assert_ne!(after.value.unwrap().name, renamed.name, "served stale");
+            let _: () = redis::cmd("DEL").arg("cache:item:1").query(&mut redis).unwrap();
+        }
+    }
+}
+
+/// The retry runs on its own: with nobody reading, the pending `DEL`
+/// reaches Redis once it is reachable, and the old copy is gone.
+#[tokio::test]
+async fn pending_invalidations_are_retried_in_the_background() {
+    let server = redis_server();
+    let proxy = proxy_to(&server).await;
+    let db = Db::new(Duration::ZERO);
+    let options = Options {
+        retry_invalidations: true,
+        ..Options::default()
+    };
+    let items = cache_on(proxy.port(), options);
+    for id in 1..=3 {
+        items
+            .get_or_load(&format!("item:{id}"), db.loader(id))
+            .await
+            .unwrap();
+    }
+    proxy.set(down());
+    for id in 1..=3 {
+        let renamed = db.rename(id, "new");
+        items
+            .after_write(
+                &format!("item:{id}"),
+                Change::Updated(&renamed),
+                WritePolicy::Invalidate,
+            )
+            .await;
+    }
+    assert_eq!(items.pending_invalidations(), 3);
+    assert!(
+        !items.invalidations_delivered(Duration::from_millis(300)).await,
+        "nothing is delivered while Redis is away"
+    );
+    proxy.set(Faults::default());
+    assert!(items.invalidations_delivered(Duration::from_secs(10)).await);
+    let mut redis = raw(&server);
+    for id in 1..=3 {
+        assert_eq!(get(&mut redis, &format!("cache:item:{id}")), None);
+    }
+    assert_eq!(items.retried_invalidations(), (3, 0));
+}
