@@ -118,7 +118,14 @@ struct InstanceEvents {
     received: Arc<AtomicU64>,
     /// Tells the sandbox the instances changed (it tells the browsers).
     changed: Arc<dyn Fn() + Send + Sync>,
+    /// Tells the sandbox an instance's circuit breaker opened (`true`) or
+    /// closed.
+    tripped: Tripped,
 }
+
+/// Called with an instance's name when its circuit breaker opens (`true`)
+/// or closes.
+pub type Tripped = Arc<dyn Fn(&'static str, bool) + Send + Sync>;
 
 impl Observer for InstanceEvents {
     fn step(&self, step: &Step<'_>) {
@@ -131,6 +138,8 @@ impl Observer for InstanceEvents {
                 (self.changed)();
             }
             StepKind::Subscribed | StepKind::Unsubscribed => (self.changed)(),
+            StepKind::BreakerOpened => (self.tripped)(NAMES[self.index], true),
+            StepKind::BreakerClosed => (self.tripped)(NAMES[self.index], false),
             _ => {}
         }
     }
@@ -142,21 +151,35 @@ pub struct Fleet {
     pub receipts: Arc<Receipts>,
     /// Round-robin position.
     next: AtomicUsize,
+    /// How it was made, to make it again on another connection.
+    spec: Option<Spec>,
+}
+
+/// What a fleet is made of, apart from its Redis.
+#[derive(Clone)]
+pub struct Spec {
+    pub keys: KeySpace,
+    pub timeout: Duration,
+    pub sealer: Arc<Sealer>,
+    pub changed: Arc<dyn Fn() + Send + Sync>,
+    pub tripped: Tripped,
 }
 
 impl Fleet {
-    /// Instances A, B and C on `redis`, under `keys`, sealing with `sealer`. `changed` is called whenever an instance's state
-    /// changes.
+    /// Instances A, B and C on `redis`, under the spec's keys, sealing with
+    /// its sealer; its `changed` is called whenever an instance's state
+    /// changes, `tripped` when a breaker opens or closes.
     ///
     /// # Errors
     /// When the engine refuses its options (never with the fleet's own).
-    pub fn new(
-        redis: &Redis,
-        keys: &KeySpace,
-        timeout: Duration,
-        sealer: Arc<Sealer>,
-        changed: Arc<dyn Fn() + Send + Sync>,
-    ) -> Result<Fleet, OptionsError> {
+    pub fn new(redis: &Redis, spec: Spec) -> Result<Fleet, OptionsError> {
+        let Spec {
+            keys,
+            timeout,
+            sealer,
+            changed,
+            tripped,
+        } = spec.clone();
         let receipts = Arc::new(Receipts::default());
         let instances = NAMES
             .iter()
@@ -168,6 +191,7 @@ impl Fleet {
                     receipts: receipts.clone(),
                     received: received.clone(),
                     changed: changed.clone(),
+                    tripped: tripped.clone(),
                 };
                 // One multiplexed command connection serves every instance
                 // (as a pool would); each instance still has a Pub/Sub
@@ -194,7 +218,20 @@ impl Fleet {
             instances,
             receipts,
             next: AtomicUsize::new(0),
+            spec: Some(spec),
         })
+    }
+
+    /// New instances like these, on `redis` (the fault proxy's way to
+    /// Redis): empty near caches, no breaker history, fresh subscriptions.
+    ///
+    /// # Errors
+    /// As [`Fleet::new`]; a placeholder fleet cannot be remade.
+    pub fn rebuilt_on(&self, redis: &Redis) -> Result<Fleet, String> {
+        match &self.spec {
+            Some(spec) => Fleet::new(redis, spec.clone()).map_err(|e| e.to_string()),
+            None => Err("this sandbox has no instances to move".into()),
+        }
     }
 
     /// A fleet of no instances: only ever a placeholder for a sandbox that
@@ -204,6 +241,7 @@ impl Fleet {
             instances: Vec::new(),
             receipts: Arc::new(Receipts::default()),
             next: AtomicUsize::new(0),
+            spec: None,
         }
     }
 

@@ -156,7 +156,7 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
 
     // At expiry and with many keys: cache the values now, the way the
     // defence stores them, and schedule the requests around their expiry.
-    let primer = sandbox.fleet.instances[0].clone();
+    let primer = sandbox.fleet().instances[0].clone();
     let schedule = match spec.timing {
         HerdTiming::Cold => None,
         HerdTiming::ManyKeys | HerdTiming::AtExpiry => {
@@ -200,7 +200,7 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
     let (loader_alive, mut loaders_gone) = tokio::sync::mpsc::channel::<()>(1);
 
     let started = Instant::now();
-    let instances = sandbox.fleet.instances.clone();
+    let instances = sandbox.fleet().instances.clone();
     let mut tasks = Vec::with_capacity(spec.requests as usize);
     for n in 0..spec.requests as usize {
         let (sandbox, settings, options) = (sandbox.clone(), settings.clone(), options.clone());

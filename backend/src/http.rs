@@ -68,6 +68,7 @@ pub fn app(
         .route("/api/v1/memory", get(memory).put(set_memory))
         .route("/api/v1/memory/fill", post(fill))
         .route("/api/v1/encodings", get(encodings))
+        .route("/api/v1/faults", get(faults).post(inject_fault))
         .route("/api/v1/scenarios/stale-set-race", post(stale_set_race))
         .route("/api/v1/scenarios/patterns", post(compare_patterns))
         .route("/api/v1/reset", post(reset))
@@ -257,7 +258,9 @@ impl From<OpError> for AppError {
             }
             // Saturation is what the learner set up: said as it is, not
             // logged as a fault.
-            OpError::Database(e @ StoreError::Busy { .. }) => AppError::Unavailable(e.to_string()),
+            OpError::Database(
+                e @ (StoreError::Busy { .. } | StoreError::Injected { .. } | StoreError::NoFallback(_)),
+            ) => AppError::Unavailable(e.to_string()),
             OpError::Database(e) => {
                 tracing::error!(error = %e, "operation failed");
                 AppError::Unavailable("the database is unavailable; try again shortly".into())
@@ -501,6 +504,31 @@ async fn set_memory(
     let settings = json_body(body)?;
     let memory = state.playground.set_memory(&sandbox, settings).await?;
     Ok(Json(memory).into_response())
+}
+
+/// `GET /api/v1/faults`: the fault lab's report (what is being done to the
+/// sandbox's Redis, each instance's breaker, pending invalidations, the
+/// timeline).
+async fn faults(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+) -> Result<Response, AppError> {
+    let report = state.playground.fault(&query.sandbox()?, None).await?;
+    Ok(Json(report).into_response())
+}
+
+/// `POST /api/v1/faults` (JSON body: a `FaultAction`, such as
+/// `{"fault": "stop_redis"}`): breaks or mends the sandbox's Redis, or warms
+/// its cache; answers the report.
+async fn inject_fault(
+    State(state): State<AppState>,
+    Params(query): Params<SandboxQuery>,
+    body: Result<Json<shared::FaultAction>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let sandbox = query.sandbox()?;
+    let action = json_body(body)?;
+    let report = state.playground.fault(&sandbox, Some(action)).await?;
+    Ok(Json(report).into_response())
 }
 
 /// `POST /api/v1/memory/fill` (JSON body: `FillSpec`): fills the sandbox's

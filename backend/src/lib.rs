@@ -39,6 +39,7 @@ pub mod divergence;
 pub mod embed;
 pub mod encodings;
 pub mod error;
+pub mod faults;
 pub mod feed;
 pub mod fleet;
 pub mod herd;

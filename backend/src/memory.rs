@@ -225,7 +225,7 @@ struct FillCounts {
 impl FillCounts {
     fn read(&self, source: Source) {
         let counter = match source {
-            Source::Redis | Source::Near | Source::Negative | Source::Stale => &self.hits,
+            Source::Redis | Source::Near | Source::Negative | Source::Stale | Source::FailSafe => &self.hits,
             Source::Loaded => &self.misses,
             Source::Fallback => &self.fallbacks,
         };

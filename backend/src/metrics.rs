@@ -25,6 +25,7 @@ enum OutcomeLabel {
     miss,
     stale,
     fallback,
+    fail_safe,
     failed,
 }
 
@@ -114,6 +115,7 @@ impl Metrics {
             Outcome::Miss => OutcomeLabel::miss,
             Outcome::Stale => OutcomeLabel::stale,
             Outcome::Fallback => OutcomeLabel::fallback,
+            Outcome::FailSafe => OutcomeLabel::fail_safe,
             Outcome::Failed => OutcomeLabel::failed,
         };
         self.reads.get_or_create(&ReadLabels { outcome: label }).inc();

@@ -157,7 +157,7 @@ async fn run_pattern(
     first: u64,
     ops: &[Op],
 ) -> Result<PatternRow, OpError> {
-    let cache = sandbox.fleet.instances[0].cache.clone();
+    let cache = sandbox.fleet().instances[0].cache.clone();
     let key_of = |index: u64| policies::record_key(Kind::Users, first + index);
 
     // Start cold: none of this pattern's keys cached.

@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_aside::{Change, Redis};
-use shared::diagram::nodes::{self, PUBLISH, REQUEST, RETURN_WRITTEN, WRITE_DATABASE, WRITE_REQUEST};
+use cache_aside::{Change, Observer, Redis};
+use shared::diagram::nodes::{
+    self, CACHE_ERROR, PUBLISH, REQUEST, RETURN_WRITTEN, WRITE_DATABASE, WRITE_REQUEST,
+};
 use shared::{
     check_id, parse_name, CacheEffect, Diagram, DivergenceReport, HerdResult, HerdSpec, InputError, Kind,
     NodeId, Operation, Origin, Outcome, ReadResult, Record, SandboxId, SandboxSettings, ServerMessage,
@@ -25,9 +27,9 @@ pub use crate::error::OpError;
 use crate::feed::{to_json, Subscription};
 use crate::fleet::Instance;
 use crate::policies;
-use crate::recorder::{answer_node, micros, unix_millis, Flow, Gate, Path, Recorder};
+use crate::recorder::{answer_node, micros, unix_millis, Flow, Gate, NoFallback, Path, Recorder};
 use crate::sandbox::{Running, Sandbox, Sandboxes};
-use crate::store::{simulated_latency, Database};
+use crate::store::{simulated_latency, Database, StoreError};
 
 /// Shared state behind every request.
 pub struct Playground {
@@ -199,7 +201,7 @@ impl Playground {
             ))
             .into());
         }
-        let instance = sandbox.fleet.pick(options.instance.as_deref())?;
+        let instance = sandbox.fleet().pick(options.instance.as_deref())?;
         let config = sandbox.config();
         sandbox.admit(&[(kind, id)], config.options_for(kind))?;
         // Step-through and scenarios are always drawn; other reads as long
@@ -230,18 +232,28 @@ impl Playground {
         );
 
         // The engine's read, with the sandbox's policies; the loader is the
-        // SQL query, and tells the recorder what it ran.
+        // SQL query, and tells the recorder what it ran. (With the fallback
+        // off, the naive application's: a Redis error fails the read.)
         let heard = recorder.clone();
         let loader = sandbox.loader(kind, id, &config.settings, move |sql| heard.loaded(sql));
+        let naive = NoFallback::when(!config.settings.fallback, &*recorder);
+        let observer: &dyn Observer = naive.as_ref().map_or(&*recorder as &dyn Observer, |n| n);
         let answer = instance
             .cache
             .get_or_load_with(
                 &policies::record_key(kind, id),
                 config.options_for(kind),
-                &*recorder,
-                loader,
+                observer,
+                NoFallback::guard(naive.as_ref(), loader),
             )
             .await;
+        if let Err(StoreError::NoFallback(reason)) = &answer {
+            recorder.note(
+                CACHE_ERROR,
+                StepStatus::Error,
+                format!("Redis failed ({reason}); with no fallback, the request fails"),
+            );
+        }
 
         let (outcome, record) = match &answer {
             Ok(answer) => (policies::outcome(answer.source), answer.value.clone()),
@@ -287,18 +299,24 @@ impl Playground {
         let started = std::time::Instant::now();
         let loader = sandbox.loader(kind, id, &config.settings, |_| {});
         let path = Path::default();
+        let naive = NoFallback::when(!config.settings.fallback, &path);
+        let observer: &dyn Observer = naive.as_ref().map_or(&path as &dyn Observer, |n| n);
         let answer = instance
             .cache
             .get_or_load_with(
                 &policies::record_key(kind, id),
                 config.options_for(kind),
-                &path,
-                loader,
+                observer,
+                NoFallback::guard(naive.as_ref(), loader),
             )
             .await;
+        drop(naive);
         let latency_us = micros(started.elapsed());
         let mut nodes = vec![REQUEST];
         nodes.extend(path.finish().nodes);
+        if let Err(StoreError::NoFallback(_)) = &answer {
+            nodes.push(CACHE_ERROR);
+        }
         let (outcome, database_us) = match &answer {
             Ok(answer) => {
                 nodes.push(answer_node(answer.source, answer.waited));
@@ -361,7 +379,7 @@ impl Playground {
             WriteChange::Delete => WriteChange::Delete,
         };
         let sandbox = self.for_operation(sandbox)?;
-        let instance = sandbox.fleet.pick(options.instance.as_deref())?;
+        let instance = sandbox.fleet().pick(options.instance.as_deref())?;
         let settings = match options.settings {
             Some(settings) => Arc::new(crate::sandbox::Config::new(settings)),
             None => sandbox.config(),
@@ -382,6 +400,35 @@ impl Playground {
             StepStatus::Ok,
             format!("{} at instance {}", started.operation.label(), instance.name),
         );
+
+        // (Under the key name readers use, unless the sandbox shows the bug.)
+        let key = if settings.settings.mismatched_keys {
+            policies::mistyped_key(kind, id)
+        } else {
+            policies::record_key(kind, id)
+        };
+        // The wrong order, switched on to see it: the cached copy is deleted
+        // before the database changes, so a read in between loads the old
+        // row and caches it again, stale until its TTL.
+        let deleted_first = if settings.settings.delete_first {
+            let plain_delete = cache_aside::Options {
+                race_guard: cache_aside::RaceGuard::None,
+                ..settings.options_for(kind).clone()
+            };
+            let written = instance
+                .cache
+                .after_write_with(
+                    &key,
+                    Change::Deleted,
+                    cache_aside::WritePolicy::Invalidate,
+                    &plain_delete,
+                    &*recorder,
+                )
+                .await;
+            Some(policies::cache_effect(sandbox.keys.value(&key), written.effect))
+        } else {
+            None
+        };
 
         // 1. The database first: if the cache were changed first, a reader
         //    could load the old row back into it before the database changed.
@@ -410,15 +457,14 @@ impl Playground {
             }
         };
 
-        // 2. Then the cached copy, as the write strategy says (under the
-        //    key name readers use, unless the sandbox shows the bug).
-        let key = if settings.settings.mismatched_keys {
-            policies::mistyped_key(kind, id)
-        } else {
-            policies::record_key(kind, id)
-        };
+        // 2. Then the cached copy, as the write strategy says.
         let mut published = None;
-        let effect = if found {
+        let effect = if let Some(effect) = deleted_first {
+            if found {
+                sandbox.row_changed(kind, id, unix_millis());
+            }
+            effect
+        } else if found {
             sandbox.row_changed(kind, id, unix_millis());
             let change = match &record {
                 Some(record) => Change::Updated(record),
@@ -450,7 +496,7 @@ impl Playground {
             sandbox.count_untraced(Outcome::Written, micros(took), 0, &nodes);
         } else if let Some(published) = published {
             let sandbox = sandbox.clone();
-            let expected = sandbox.fleet.listening();
+            let expected = sandbox.fleet().listening();
             tokio::spawn(async move {
                 draw_fan_out(&sandbox, &recorder, published.message, expected).await;
                 publish_trace(&sandbox, started, Outcome::Written, found, &recorder);
@@ -522,6 +568,29 @@ impl Playground {
         crate::memory::state(&sandbox, self.memory_refusal())
             .await
             .map_err(|e| OpError::Inspection(e.into()))
+    }
+
+    /// Breaks (or mends) the sandbox's Redis, or warms its cache (see
+    /// [`crate::faults`]); with no action, the fault lab's report alone.
+    ///
+    /// # Errors
+    /// [`OpError::Input`] for a bad delay or a Redis the proxy cannot stand
+    /// in front of, or past the operations limit.
+    pub async fn fault(
+        &self,
+        sandbox: &SandboxId,
+        action: Option<shared::FaultAction>,
+    ) -> Result<shared::FaultReport, OpError> {
+        let sandbox = self.sandbox(sandbox)?;
+        match action {
+            None => Ok(crate::faults::report(&sandbox)),
+            Some(action) => {
+                // A warm-up stores 150 records: it weighs as much.
+                let weight = if action == shared::FaultAction::WarmCache { 20 } else { 1 };
+                let running = sandbox.start_operation(weight)?;
+                crate::faults::apply(&running, action).await
+            }
+        }
     }
 
     /// Sets the memory limit and eviction policy of the sandbox's own
@@ -719,7 +788,7 @@ impl Playground {
             stats: sandbox.stats(),
             diagram: Diagram::cache_aside_read(),
             recent: sandbox.recent(),
-            instances: sandbox.fleet.states(),
+            instances: sandbox.fleet().states(),
             redis: sandbox.redis_description.clone(),
             load: sandbox.load_state(),
         }
@@ -787,12 +856,12 @@ fn publish_trace(
 async fn draw_fan_out(sandbox: &Sandbox, recorder: &Recorder, message: u64, expected: usize) {
     let sent = std::time::Instant::now();
     let receipts = sandbox
-        .fleet
+        .fleet()
         .receipts
         .collect(message, expected, RECEIPT_WAIT)
         .await;
     let near_ttl = sandbox.config().settings.near_ttl_secs;
-    for instance in &sandbox.fleet.instances {
+    for instance in &sandbox.fleet().instances {
         let Some(node) = nodes::instance(instance.index) else {
             continue;
         };

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use cache_aside::{
-    Content, Effect, Encoding, Envelope, KeySpace, Options, RaceGuard, Remaining, Stampede, WritePolicy,
+    BreakerPolicy, Content, Effect, Encoding, Envelope, KeySpace, Options, RaceGuard, Remaining, Stampede, WritePolicy,
     DELETED_VERSION,
 };
 use shared::{
@@ -55,6 +55,9 @@ pub fn options(settings: &SandboxSettings) -> Options {
             .then(|| Duration::from_secs(settings.near_ttl_secs)),
         forget_ttl: settings.forget_ttl,
         encoding: encoding(settings.value_encoding, settings.compress_above_bytes),
+        breaker: settings.breaker.then(BreakerPolicy::default),
+        fail_safe: (settings.fail_safe_secs > 0).then(|| Duration::from_secs(settings.fail_safe_secs)),
+        retry_invalidations: settings.retry_invalidations,
     }
 }
 
@@ -151,6 +154,10 @@ pub fn cache_effect(key: String, effect: Effect) -> CacheEffect {
             key,
             error: error.to_string(),
         },
+        Effect::Pending(error) => CacheEffect::Pending {
+            key,
+            error: error.to_string(),
+        },
     }
 }
 
@@ -164,6 +171,7 @@ pub fn outcome(source: cache_aside::Source) -> Outcome {
         Source::Loaded => Outcome::Miss,
         Source::Stale => Outcome::Stale,
         Source::Fallback => Outcome::Fallback,
+        Source::FailSafe => Outcome::FailSafe,
     }
 }
 

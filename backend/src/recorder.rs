@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use cache_aside::{Observer, Pause, Reply, Status, Step, StepKind};
 use shared::diagram::nodes::{
-    CACHE_ERROR, CHECK_CACHE, LEASE, LOCK, NEAR_CACHE, PUBLISH, QUERY_DATABASE, RETURN_CACHED, RETURN_LOADED,
+    BREAKER, CACHE_ERROR, CHECK_CACHE, LEASE, LOCK, NEAR_CACHE, PUBLISH, QUERY_DATABASE, RETURN_CACHED, RETURN_LOADED,
     STORE_IN_CACHE, UPDATE_CACHE,
 };
 use shared::{Action, NodeId, StepStatus, TraceStep};
@@ -58,8 +58,18 @@ pub fn node_of(kind: StepKind, flow: Flow, in_lock: bool) -> Option<NodeId> {
         StepKind::ServedStale => RETURN_CACHED,
         StepKind::Fallback => CACHE_ERROR,
         StepKind::Invalidate | StepKind::Expiry => UPDATE_CACHE,
+        // A read that finds its key's invalidation still owed delivers it
+        // before looking.
+        StepKind::InvalidationRetried => CHECK_CACHE,
+        StepKind::BreakerRefused => BREAKER,
+        // Fail-safe goes back to the copy the lookup kept.
+        StepKind::FailSafe => CHECK_CACHE,
         // Folded into the step they belong to (see `Recorder::step`).
-        StepKind::Encode | StepKind::Decode => return None,
+        StepKind::Encode
+        | StepKind::Decode
+        | StepKind::BreakerOpened
+        | StepKind::BreakerClosed
+        | StepKind::InvalidationPending => return None,
         StepKind::InvalidationReceived | StepKind::Subscribed | StepKind::Unsubscribed => return None,
     })
 }
@@ -257,6 +267,13 @@ impl Recorder {
                 "past its fresh time: served stale while one request refreshes it".into()
             }
             (StepKind::Fallback, _) => format!("cache error ({}); falling back to the database", step.reply),
+            (StepKind::BreakerRefused, _) => {
+                "the circuit breaker is open: Redis is not asked, no waiting".into()
+            }
+            (StepKind::FailSafe, _) => format!(
+                "the database failed: answering with the copy that expired {} ms ago (fail-safe)",
+                step.took.as_millis()
+            ),
             (StepKind::LockWait, Status::Hit) => "handed the value by the lock holder".into(),
             (StepKind::LockWait, _) => "waited for the lock holder: nothing handed over".into(),
             (StepKind::StoreRefused, Status::Error) => "the value does not serialize: not cached".into(),
@@ -283,6 +300,23 @@ impl Observer for Recorder {
             StepKind::Decode => {
                 if let Some(last) = state.steps.last_mut() {
                     last.reply = format!("{} · decoded {}", last.reply, codec());
+                }
+                return;
+            }
+            // The breaker changes state on the command that made it; the
+            // kept invalidation belongs to the failed delete.
+            StepKind::BreakerOpened | StepKind::BreakerClosed | StepKind::InvalidationPending => {
+                let told = match step.kind {
+                    StepKind::BreakerOpened => "the circuit breaker opens: reads skip Redis for a while",
+                    StepKind::BreakerClosed => "the probe got through: the circuit breaker closes",
+                    _ => "the delete is kept and sent again until Redis takes it",
+                };
+                if let Some(last) = state.steps.last_mut() {
+                    last.reply = if last.reply.is_empty() {
+                        told.to_string()
+                    } else {
+                        format!("{} · {told}", last.reply)
+                    };
                 }
                 return;
             }
@@ -332,7 +366,14 @@ impl Observer for Recorder {
                         reply = format!("{reply} · encoded {encoded}");
                     }
                 }
-                (action, reply, step.took, Duration::ZERO)
+                // A fail-safe step's time is how stale the copy is (told in
+                // its text), not time spent.
+                let took = if step.kind == StepKind::FailSafe {
+                    Duration::ZERO
+                } else {
+                    step.took
+                };
+                (action, reply, took, Duration::ZERO)
             }
         };
         state.steps.push(TraceStep {
@@ -416,6 +457,65 @@ impl Observer for Path {
     }
 }
 
+/// The naive application of section 7, whose handler lets a cache error
+/// through (the engine itself always falls back): wraps a read's observer
+/// and loader so that once Redis has failed the loader fails at once, with
+/// [`StoreError::NoFallback`], instead of asking the database. The steps
+/// of the fallback that did not happen are not passed on.
+pub struct NoFallback<'a> {
+    inner: &'a dyn Observer,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl<'a> NoFallback<'a> {
+    /// Wraps `inner` when `naive`; `None` otherwise.
+    pub fn when(naive: bool, inner: &'a dyn Observer) -> Option<NoFallback<'a>> {
+        naive.then(|| NoFallback {
+            inner,
+            failed: Arc::default(),
+        })
+    }
+
+    /// `load`, failing instead once Redis has failed (when wrapped).
+    pub fn guard(
+        naive: Option<&NoFallback<'_>>,
+        load: impl FnOnce() -> crate::sandbox::Load + Send + 'static,
+    ) -> impl FnOnce() -> crate::sandbox::Load + Send + 'static {
+        let failed = naive.map(|n| n.failed.clone());
+        move || match failed.and_then(|f| lock(&f).clone()) {
+            Some(error) => Box::pin(async move { Err(StoreError::NoFallback(error)) }),
+            None => load(),
+        }
+    }
+
+    fn has_failed(&self) -> bool {
+        lock(&self.failed).is_some()
+    }
+}
+
+impl Observer for NoFallback<'_> {
+    fn step(&self, step: &Step<'_>) {
+        match step.kind {
+            StepKind::Fallback => {
+                *lock(&self.failed) = Some(step.reply.to_string());
+                return;
+            }
+            StepKind::Load if self.has_failed() => return,
+            _ => {}
+        }
+        if self.inner.wants_steps() {
+            self.inner.step(step);
+        }
+    }
+
+    fn checkpoint<'b>(&'b self, next: StepKind, key: &'b str) -> Option<Pause<'b>> {
+        if next == StepKind::Load && self.has_failed() {
+            return None;
+        }
+        self.inner.checkpoint(next, key)
+    }
+}
+
 /// Where a read's answer leaves the diagram: from the cache (a hit, a
 /// value handed over by a lock holder, a stale value) or from the
 /// database (a load, a fallback).
@@ -443,6 +543,9 @@ mod tests {
                     | StepKind::Unsubscribed
                     | StepKind::Encode
                     | StepKind::Decode
+                    | StepKind::BreakerOpened
+                    | StepKind::BreakerClosed
+                    | StepKind::InvalidationPending
             );
             assert_eq!(node_of(kind, Flow::Read, false).is_none(), boxless, "{kind:?}");
         }

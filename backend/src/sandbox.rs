@@ -103,7 +103,8 @@ impl Counters {
             add(&self.untraced, 1);
         }
         match outcome {
-            Outcome::Hit | Outcome::NearHit | Outcome::Stale => add(&self.hits, 1),
+            // A fail-safe answer is an old value from the cache.
+            Outcome::Hit | Outcome::NearHit | Outcome::Stale | Outcome::FailSafe => add(&self.hits, 1),
             Outcome::NullHit => add(&self.null_hits, 1),
             Outcome::Miss => add(&self.misses, 1),
             Outcome::Fallback => add(&self.fallbacks, 1),
@@ -272,8 +273,13 @@ pub struct Sandbox {
     pub database: Database,
     /// Traces of this sandbox's operations, for the browsers watching it.
     pub feed: Arc<TraceFeed>,
-    /// The application instances serving this sandbox.
-    pub fleet: Fleet,
+    /// The application instances serving this sandbox; replaced when the
+    /// fault lab puts its proxy in front of Redis (see [`Sandbox::fleet`]).
+    fleet: RwLock<Arc<Fleet>>,
+    /// The fault lab: faults injected into this sandbox's Redis.
+    pub faults: crate::faults::FaultLab,
+    /// Draws which queries the fault lab fails.
+    chaos: cache_aside::random::SplitMix64,
     /// Std locks: each is held for a copy or an update, never across an
     /// `await`. The configuration is read by every request and written
     /// rarely: a read-write lock.
@@ -538,7 +544,7 @@ impl Sandbox {
     pub async fn clean_up(&self) {
         // Its load would otherwise keep it alive until its time is up.
         drop(self.set_load(None));
-        self.fleet.close();
+        self.fleet().close();
         // A server of its own goes, keys and all; in the shared one, its
         // keys are deleted.
         let own = lock(&self.private_server).take();
@@ -590,8 +596,11 @@ impl Sandbox {
             }
         }
         let reseeded = self.database.reseed().await;
+        // Redis mended first (its keys are deleted next, and the instances
+        // reach it again).
+        self.faults.clear();
         self.delete_keys().await;
-        for instance in &self.fleet.instances {
+        for instance in &self.fleet().instances {
             // As it started: every instance listening, no near copies.
             instance.cache.listen();
             instance.cache.near_clear();
@@ -696,7 +705,7 @@ impl Sandbox {
         // Still under the lock, so the instances follow the settings that
         // were stored last.
         if near_changed {
-            self.fleet.near_caches(settings.near_cache);
+            self.fleet().near_caches(settings.near_cache);
         }
         settings
     }
@@ -718,11 +727,18 @@ impl Sandbox {
             self.metrics.clone(),
             settings.value_padding_bytes as usize,
         );
+        // The fault lab's failing database: this query's fate is drawn now
+        // (a hit never calls the loader, so it draws for nothing).
+        let failing = settings.db_error_percent;
+        let fails = failing > 0 && self.chaos.next_unit() * 100.0 < failing as f64;
         // Nothing is prepared until the engine calls the loader: a hit
         // costs no SQL text, no boxed query.
         move || -> Load {
             Box::pin(async move {
-                let query = database.find(kind, id, simulated_latency(latency, jitter));
+                let mut query = database.find(kind, id, simulated_latency(latency, jitter));
+                if fails {
+                    query = query.failing(StoreError::Injected { percent: failing });
+                }
                 let (result, done) = query.run_measured().await;
                 if !done.reached {
                     metrics.busy();
@@ -859,7 +875,7 @@ impl Sandbox {
                 "turn near caches on first: without them there is nothing to invalidate".into(),
             ));
         }
-        self.fleet.set_link(instance, connected)?;
+        self.fleet().set_link(instance, connected)?;
         // Told even when nothing changed, so whoever asked hears back.
         self.announce_instances();
         Ok(())
@@ -868,9 +884,57 @@ impl Sandbox {
     /// Tells every watcher how the instances stand.
     pub fn announce_instances(&self) {
         let message = ServerMessage::Instances {
-            instances: self.fleet.states(),
+            instances: self.fleet().states(),
         };
         self.feed.publish(Arc::from(to_json(&message)));
+    }
+
+    /// The application instances serving this sandbox now.
+    pub fn fleet(&self) -> Arc<Fleet> {
+        read(&self.fleet).clone()
+    }
+
+    /// Moves the instances onto `redis` (the fault proxy): new instances,
+    /// following the near-cache setting; operations under way finish on
+    /// the old ones.
+    ///
+    /// # Errors
+    /// When the new instances cannot be made.
+    pub fn move_fleet_to(&self, redis: &Redis) -> Result<(), String> {
+        let fleet = Arc::new(self.fleet().rebuilt_on(redis)?);
+        fleet.near_caches(self.config().settings.near_cache);
+        *write(&self.fleet) = fleet;
+        self.announce_instances();
+        Ok(())
+    }
+
+    /// Tells every watcher the fault lab's state.
+    pub fn announce_faults(&self, report: &shared::FaultReport) {
+        let message = ServerMessage::Faults {
+            request_id: None,
+            report: report.clone(),
+        };
+        self.feed.publish(Arc::from(to_json(&message)));
+    }
+
+    /// An instance's circuit breaker opened or closed: on the timeline, and
+    /// told to the watchers.
+    fn breaker_moved(&self, instance: &str, opened: bool) {
+        self.faults.note(if opened {
+            format!("instance {instance}: circuit breaker opened")
+        } else {
+            format!("instance {instance}: circuit breaker closed")
+        });
+        self.announce_faults(&crate::faults::report(self));
+    }
+
+    /// Deletes every key the sandbox cached and drops near copies: Redis
+    /// restarted without its data.
+    pub async fn forget_cached(&self) {
+        self.delete_keys().await;
+        for instance in &self.fleet().instances {
+            instance.cache.near_clear();
+        }
     }
 
     /// How many operations are held at a breakpoint now.
@@ -1175,20 +1239,25 @@ impl Sandboxes {
         // The instances tell the sandbox when they change, so it holds them
         // through a weak reference: no cycle keeps a sandbox alive.
         let sandbox = Arc::new_cyclic(|me: &Weak<Sandbox>| {
-            let me = me.clone();
+            let (me, also_me) = (me.clone(), me.clone());
             let changed: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
                 if let Some(sandbox) = me.upgrade() {
                     sandbox.announce_instances();
                 }
             });
-            let fleet = Fleet::new(
-                &redis,
-                &keys,
-                self.setup.timeout,
-                self.setup.sealer.clone(),
+            let tripped: crate::fleet::Tripped = Arc::new(move |instance, opened| {
+                if let Some(sandbox) = also_me.upgrade() {
+                    sandbox.breaker_moved(instance, opened);
+                }
+            });
+            let spec = crate::fleet::Spec {
+                keys: keys.clone(),
+                timeout: self.setup.timeout,
+                sealer: self.setup.sealer.clone(),
                 changed,
-            )
-            .unwrap_or_else(|e| {
+                tripped,
+            };
+            let fleet = Fleet::new(&redis, spec).unwrap_or_else(|e| {
                 failure = Some(e);
                 Fleet::empty()
             });
@@ -1202,7 +1271,9 @@ impl Sandboxes {
                 sealer: self.setup.sealer.clone(),
                 database,
                 feed: Arc::new(TraceFeed::new(self.setup.feed_capacity)),
-                fleet,
+                fleet: RwLock::new(Arc::new(fleet)),
+                faults: crate::faults::FaultLab::default(),
+                chaos: cache_aside::random::SplitMix64::new(unix_millis()),
                 config: RwLock::new(Arc::new(Config::new(self.setup.defaults.clone()))),
                 counters: Counters::default(),
                 recent: Mutex::new(VecDeque::new()),
@@ -1234,7 +1305,7 @@ impl Sandboxes {
             return Err(error.into());
         }
         if self.setup.defaults.near_cache {
-            sandbox.fleet.near_caches(true);
+            sandbox.fleet().near_caches(true);
         }
         Ok(sandbox)
     }

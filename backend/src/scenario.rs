@@ -51,7 +51,7 @@ pub async fn stale_set_race(
         .arg(sandbox.keys.lease(&record_key))
         .arg(sandbox.keys.lock(&record_key));
     let _ = sandbox.redis.query(&del, sandbox.timeout).await;
-    for instance in &sandbox.fleet.instances {
+    for instance in &sandbox.fleet().instances {
         instance.cache.near_remove(&record_key);
     }
     let before = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;

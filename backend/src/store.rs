@@ -105,6 +105,14 @@ pub enum StoreError {
     /// may wait for one: the database is saturated.
     #[error("database busy: none of its {connections} connections came free within {waited_ms} ms")]
     Busy { connections: u64, waited_ms: u64 },
+    /// Occurs when the sandbox's fault lab makes queries fail
+    /// ([`shared::SandboxSettings::db_error_percent`]).
+    #[error("database unavailable: the fault lab fails {percent} % of queries")]
+    Injected { percent: u64 },
+    /// Occurs in a sandbox with its fallback off (the naive application)
+    /// when Redis failed: the read fails without asking the database.
+    #[error("Redis failed ({0}) and this application has no fallback")]
+    NoFallback(String),
 }
 
 /// One SQL statement, ready to run, with the text the trace shows for it.
@@ -148,6 +156,14 @@ impl<T> SqlCall<T> {
     /// the statement, then sleeps the simulated delay (only after a
     /// success), holding the connection throughout, as a slow remote query
     /// would. Measures the wait, the query and the delay apart.
+    /// The same statement, failing with `error` instead of running (a
+    /// fault injected by the lab).
+    #[must_use]
+    pub fn failing(mut self, error: StoreError) -> Self {
+        self.run = Box::pin(async move { Err(error) });
+        self
+    }
+
     pub async fn run_measured(self) -> (Result<T, StoreError>, SqlDone) {
         let queued_at = Instant::now();
         let _connection = match &self.connections {

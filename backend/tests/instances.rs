@@ -62,12 +62,12 @@ async fn wait_subscribed(t: &common::TestBackend, expected: usize) {
         .sandbox(&SandboxId::default_sandbox())
         .unwrap();
     for _ in 0..200 {
-        if sandbox.fleet.states().iter().filter(|s| s.subscribed).count() == expected {
+        if sandbox.fleet().states().iter().filter(|s| s.subscribed).count() == expected {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("subscriptions: {:?}", sandbox.fleet.states());
+    panic!("subscriptions: {:?}", sandbox.fleet().states());
 }
 
 fn name_of(record: &Option<Record>) -> String {

@@ -74,7 +74,7 @@ pub enum StepKind {
     /// The circuit breaker closed: its probe found Redis answering.
     BreakerClosed,
     /// The loader failed and an expired value was served instead
-    /// (fail-safe).
+    /// (fail-safe). The step's `took` is how long ago the value expired.
     FailSafe,
     /// A write's invalidation could not reach Redis: kept, to be sent
     /// again until Redis takes it.

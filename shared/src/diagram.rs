@@ -63,6 +63,8 @@ pub mod nodes {
     pub const LOCK: NodeId = NodeId::new("lock");
     /// The reader's lease against the stale-set race.
     pub const LEASE: NodeId = NodeId::new("lease");
+    /// The circuit breaker around Redis: open, reads skip Redis.
+    pub const BREAKER: NodeId = NodeId::new("breaker");
     /// The application instances, receiving invalidations.
     pub const INSTANCE_A: NodeId = NodeId::new("instance_a");
     pub const INSTANCE_B: NodeId = NodeId::new("instance_b");
@@ -94,6 +96,8 @@ pub enum Feature {
     Lock,
     /// Leases against the stale-set race.
     Lease,
+    /// The circuit breaker around Redis.
+    Breaker,
 }
 
 /// How a node is drawn.
@@ -333,7 +337,7 @@ impl Diagram {
     /// near caches) a Pub/Sub message that every instance receives.
     pub fn cache_aside_read() -> Diagram {
         use nodes::*;
-        use Feature::{Lease, Lock, Near};
+        use Feature::{Breaker, Lease, Lock, Near};
         use NodeShape::{Box as Step, Terminal};
         use System::{App, Database, Redis};
         const W: f64 = 150.0;
@@ -397,6 +401,17 @@ impl Diagram {
                 optional(
                     Lease,
                     node(LEASE, "Lease", "SET lease token PX", Redis, Step, (2, 1)),
+                ),
+                optional(
+                    Breaker,
+                    node(
+                        BREAKER,
+                        "Circuit breaker",
+                        "open: skip Redis",
+                        App,
+                        Step,
+                        (0, 1),
+                    ),
                 ),
                 optional(
                     Lock,
@@ -497,6 +512,14 @@ impl Diagram {
                 edge(STORE_IN_CACHE, RETURN_LOADED, "", 0.0),
                 // After a fallback the store is skipped: Redis just failed.
                 edge(QUERY_DATABASE, RETURN_LOADED, "skip store", 100.0),
+                // An open breaker sends the read straight to the fallback
+                // (it opens within a failed lookup's step).
+                edge(REQUEST, BREAKER, "open", 0.0),
+                edge(NEAR_CACHE, BREAKER, "miss, open", 0.0),
+                edge(BREAKER, CACHE_ERROR, "skip Redis", 0.0),
+                // Fail-safe: the database failed, so back to the expired
+                // copy the lookup kept, which answers.
+                edge(QUERY_DATABASE, CHECK_CACHE, "fail-safe", 60.0),
                 edge(WRITE_REQUEST, WRITE_DATABASE, "", 0.0),
                 edge(WRITE_DATABASE, UPDATE_CACHE, "then", 0.0),
                 edge(UPDATE_CACHE, PUBLISH, "", 0.0),
@@ -505,6 +528,10 @@ impl Diagram {
                 edge(PUBLISH, INSTANCE_A, "", 0.0),
                 edge(PUBLISH, INSTANCE_B, "", 0.0),
                 edge(PUBLISH, INSTANCE_C, "", 0.0),
+                // The wrong order (section 4.2): the cache first.
+                edge(WRITE_REQUEST, UPDATE_CACHE, "delete first", 130.0),
+                edge(UPDATE_CACHE, WRITE_DATABASE, "then", 0.0),
+                edge(WRITE_DATABASE, RETURN_WRITTEN, "", 200.0),
             ],
         }
     }

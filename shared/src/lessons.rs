@@ -370,6 +370,12 @@ pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
         product_ttl_secs: 0,
         db_connections: 100,
         db_wait_ms: 30_000,
+        fallback: true,
+        breaker: false,
+        fail_safe_secs: 0,
+        retry_invalidations: false,
+        db_error_percent: 0,
+        delete_first: false,
         ..current.clone()
     }
 }

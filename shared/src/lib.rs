@@ -13,12 +13,13 @@
 //!   later labs can add steps without rewriting the animation.
 //! - [`protocol`]: the versioned messages sent over the WebSocket, and the
 //!   REST response body.
-//! - [`load`] and [`memory`]: the load generator's and the eviction lab's
-//!   specs and results.
+//! - [`load`], [`memory`] and [`faults`]: the load generator's, the eviction
+//!   lab's and the fault lab's specs and results.
 //! - [`settings`]: a sandbox's settings and counters as one serializable value.
 
 pub mod diagram;
 pub mod entity;
+pub mod faults;
 pub mod lessons;
 pub mod load;
 pub mod memory;
@@ -30,6 +31,7 @@ pub use diagram::{Diagram, Edge, Feature, Node, NodeId, NodeShape, System};
 pub use entity::{
     check_id, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID, MAX_NAME_LEN,
 };
+pub use faults::{BreakerView, FaultAction, FaultEvent, FaultReport, RedisFault};
 pub use load::{LoadSpec, LoadState};
 pub use memory::{EvictionPolicy, FillResult, FillSpec, MemorySettings, MemoryState};
 pub use protocol::{

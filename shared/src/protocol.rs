@@ -14,7 +14,7 @@ use crate::trace::{Operation, Outcome, Trace, TraceStep};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Sent by the browser over the WebSocket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +82,14 @@ pub enum ClientMessage {
     /// TTLs, changes both in the database, and watches when each key shows
     /// the change; answered with [`ServerMessage::RelatedReply`].
     RelatedKeys { request_id: u64, spec: RelatedSpec },
+    /// Breaks (or mends) the sandbox's Redis, or warms its cache; with no
+    /// action, only asks for the report. Answered with
+    /// [`ServerMessage::Faults`].
+    Fault {
+        request_id: u64,
+        #[serde(default)]
+        action: Option<crate::FaultAction>,
+    },
     /// Runs a preset scenario in the sandbox.
     RunScenario { request_id: u64, scenario: Scenario },
     /// The same seeded workload through cache-aside, read-through,
@@ -508,6 +516,13 @@ pub enum ServerMessage {
     /// The sandbox was put back as it started (by any of its watchers, or
     /// `POST /api/v1/reset`): forget its traces and results.
     Reset { stats: Stats },
+    /// The sandbox's faults and the application's defences: the answer to
+    /// [`ClientMessage::Fault`] (with its `request_id`), and sent to every
+    /// watcher when they change (a fault, a breaker opening or closing).
+    Faults {
+        request_id: Option<u64>,
+        report: crate::FaultReport,
+    },
     /// A message could not be handled.
     Error {
         request_id: Option<u64>,
@@ -585,6 +600,9 @@ pub enum CacheEffect {
     WriteThroughRefused { key: String },
     /// Redis failed: the old copy may live until its TTL.
     Failed { key: String, error: String },
+    /// Redis failed; the invalidation is kept and sent again until Redis
+    /// takes it.
+    Pending { key: String, error: String },
 }
 
 impl CacheEffect {
@@ -633,6 +651,9 @@ impl CacheEffect {
             }
             CacheEffect::Failed { key, error } => {
                 format!("could not update {key} ({error}); a stale copy may live until its TTL")
+            }
+            CacheEffect::Pending { key, error } => {
+                format!("could not delete {key} ({error}); kept, and sent again until Redis takes it")
             }
         }
     }

@@ -154,6 +154,32 @@ pub struct SandboxSettings {
     /// TTLs for related data is the inconsistency of section 4.6.
     #[serde(default)]
     pub product_ttl_secs: u64,
+    /// Whether a read whose Redis command fails falls back to the database
+    /// (section 4.5). Off is the naive application of section 7, whose
+    /// handler lets the cache's error through: Redis down, request failed.
+    #[serde(default = "default_true")]
+    pub fallback: bool,
+    /// A circuit breaker around Redis: after five outages in a row, reads
+    /// skip Redis for two seconds, then one probes (sections 4.5, 6.3).
+    #[serde(default)]
+    pub breaker: bool,
+    /// Fail-safe: keep values this many seconds past their TTL, and serve
+    /// one, marked stale, when the database fails (0: off).
+    #[serde(default)]
+    pub fail_safe_secs: u64,
+    /// Keep a write's invalidation that could not reach Redis, and send it
+    /// again until Redis takes it (off: the old copy may outlive the
+    /// outage until its TTL).
+    #[serde(default)]
+    pub retry_invalidations: bool,
+    /// Share of database queries that fail, in percent: a failing database.
+    #[serde(default)]
+    pub db_error_percent: u64,
+    /// The wrong order of section 4.2, switched on to see it: writes delete
+    /// the cached copy *before* changing the database, so a read in between
+    /// caches the old row again.
+    #[serde(default)]
+    pub delete_first: bool,
 }
 
 /// How a sandbox writes values into Redis.
@@ -325,6 +351,12 @@ impl Default for SandboxSettings {
             compress_above_bytes: default_compress_above(),
             value_padding_bytes: 0,
             product_ttl_secs: 0,
+            fallback: true,
+            breaker: false,
+            fail_safe_secs: 0,
+            retry_invalidations: false,
+            db_error_percent: 0,
+            delete_first: false,
         }
     }
 }
@@ -427,6 +459,8 @@ impl SandboxSettings {
     pub const DB_WAIT_MS: (u64, u64) = (10, 30_000);
     /// Up to 1 MiB: a value that big shows what it costs on every hit.
     pub const VALUE_BYTES: (u64, u64) = (0, 1 << 20);
+    /// Fail-safe's window: up to a day past the TTL.
+    pub const FAIL_SAFE_SECS: (u64, u64) = (0, 86_400);
     /// XFetch's beta (NaN is outside every range, so it is refused too).
     pub const BETA: (f64, f64) = (0.1, 10.0);
 
@@ -456,6 +490,8 @@ impl SandboxSettings {
             self.product_ttl_secs,
             (0, Self::CACHE_TTL_SECS.1),
         )?;
+        check("fail_safe_secs", self.fail_safe_secs, Self::FAIL_SAFE_SECS)?;
+        check("db_error_percent", self.db_error_percent, (0, 100))?;
         if !(Self::BETA.0..=Self::BETA.1).contains(&self.early_refresh_beta) {
             return Err(InputError::BadSetting(format!(
                 "early_refresh_beta must be from {} to {}, not {}",
@@ -473,7 +509,7 @@ impl SandboxSettings {
     pub fn to_query(&self) -> String {
         let flag = |on: bool| if on { "1" } else { "0" };
         format!(
-            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}&encoding={}&compress_above={}&padding={}&product_ttl={}",
+            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}&encoding={}&compress_above={}&padding={}&product_ttl={}&fallback={}&breaker={}&fail_safe={}&retry_inval={}&db_errors={}&delete_first={}",
             self.cache_ttl_secs,
             flag(self.forget_ttl),
             self.null_ttl_secs,
@@ -494,6 +530,12 @@ impl SandboxSettings {
             self.compress_above_bytes,
             self.value_padding_bytes,
             self.product_ttl_secs,
+            flag(self.fallback),
+            flag(self.breaker),
+            self.fail_safe_secs,
+            flag(self.retry_invalidations),
+            self.db_error_percent,
+            flag(self.delete_first),
         )
     }
 
@@ -561,6 +603,12 @@ impl SandboxSettings {
                 "compress_above" => s.compress_above_bytes = number(name, value)?,
                 "padding" => s.value_padding_bytes = number(name, value)?,
                 "product_ttl" => s.product_ttl_secs = number(name, value)?,
+                "fallback" => s.fallback = flag(name, value)?,
+                "breaker" => s.breaker = flag(name, value)?,
+                "fail_safe" => s.fail_safe_secs = number(name, value)?,
+                "retry_inval" => s.retry_invalidations = flag(name, value)?,
+                "db_errors" => s.db_error_percent = number(name, value)?,
+                "delete_first" => s.delete_first = flag(name, value)?,
                 "beta" => s.early_refresh_beta = value.trim().parse().map_err(|_| bad(name, value))?,
                 _ => {}
             }
@@ -572,7 +620,7 @@ impl SandboxSettings {
 
 /// `Ok` when `value` lies in `lo..=hi`; otherwise an error naming the
 /// setting and its range.
-pub(crate) fn check_range(name: &str, value: u64, (lo, hi): (u64, u64)) -> Result<(), InputError> {
+pub fn check_range(name: &str, value: u64, (lo, hi): (u64, u64)) -> Result<(), InputError> {
     if (lo..=hi).contains(&value) {
         Ok(())
     } else {
@@ -595,7 +643,7 @@ pub(crate) fn check_float_range(name: &str, value: f64, (lo, hi): (f64, f64)) ->
 }
 
 /// The address parameters [`SandboxSettings::with_query`] reads.
-pub const QUERY_NAMES: [&str; 20] = [
+pub const QUERY_NAMES: [&str; 26] = [
     "ttl",
     "no_ttl",
     "null_ttl",
@@ -616,6 +664,12 @@ pub const QUERY_NAMES: [&str; 20] = [
     "compress_above",
     "padding",
     "product_ttl",
+    "fallback",
+    "breaker",
+    "fail_safe",
+    "retry_inval",
+    "db_errors",
+    "delete_first",
 ];
 
 /// Running counters of one sandbox since the back end started.
@@ -694,6 +748,12 @@ mod query_tests {
             db_connections: 3,
             db_wait_ms: 500,
             forget_ttl: true,
+            fallback: false,
+            breaker: true,
+            fail_safe_secs: 120,
+            retry_invalidations: true,
+            db_error_percent: 30,
+            delete_first: true,
             ..SandboxSettings::default()
         };
         let query = chosen.to_query();

@@ -122,6 +122,9 @@ pub enum Outcome {
     Stale,
     /// Redis failed or timed out; the database answered instead.
     Fallback,
+    /// The database failed, and an expired value kept for the purpose
+    /// answered instead (fail-safe).
+    FailSafe,
     /// The database failed too: there was nothing to answer with.
     Failed,
     /// A write changed the database (and the cache as its strategy says).
@@ -133,7 +136,7 @@ impl Outcome {
     pub fn from_cache(self) -> bool {
         matches!(
             self,
-            Outcome::Hit | Outcome::NearHit | Outcome::NullHit | Outcome::Stale
+            Outcome::Hit | Outcome::NearHit | Outcome::NullHit | Outcome::Stale | Outcome::FailSafe
         )
     }
 
@@ -146,6 +149,7 @@ impl Outcome {
             Outcome::Miss => "miss",
             Outcome::Stale => "stale",
             Outcome::Fallback => "fallback",
+            Outcome::FailSafe => "fail-safe",
             Outcome::Failed => "failed",
             Outcome::Written => "written",
         }
