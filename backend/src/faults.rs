@@ -50,14 +50,16 @@ pub struct FaultLab {
 impl FaultLab {
     /// What is being done to Redis now.
     pub fn redis_fault(&self) -> RedisFault {
-        lock(&self.proxy).as_ref().map_or_else(RedisFault::default, |proxy| {
-            let faults = proxy.faults();
-            RedisFault {
-                down: faults.down,
-                delay_ms: u64::try_from(faults.delay.as_millis()).unwrap_or(u64::MAX),
-                hung: faults.hang,
-            }
-        })
+        lock(&self.proxy)
+            .as_ref()
+            .map_or_else(RedisFault::default, |proxy| {
+                let faults = proxy.faults();
+                RedisFault {
+                    down: faults.down,
+                    delay_ms: u64::try_from(faults.delay.as_millis()).unwrap_or(u64::MAX),
+                    hung: faults.hang,
+                }
+            })
     }
 
     /// Adds a line to the timeline.
@@ -119,7 +121,9 @@ pub fn report(sandbox: &Sandbox) -> FaultReport {
 fn refusal(client: &redis::Client) -> Option<String> {
     match client.get_connection_info().addr() {
         redis::ConnectionAddr::Tcp(..) => None,
-        _ => Some("faults need Redis over plain TCP; this playground's Redis uses TLS or a Unix socket".into()),
+        _ => {
+            Some("faults need Redis over plain TCP; this playground's Redis uses TLS or a Unix socket".into())
+        }
     }
 }
 
@@ -137,7 +141,9 @@ pub async fn apply(running: &Running, action: FaultAction) -> Result<FaultReport
     match action {
         FaultAction::WarmCache => {
             let warmed = warm(running).await?;
-            sandbox.faults.note(format!("cache warmed: {warmed} records stored"));
+            sandbox
+                .faults
+                .note(format!("cache warmed: {warmed} records stored"));
         }
         FaultAction::StartRedis { empty } => {
             if let Some(proxy) = sandbox.faults.proxy() {

@@ -436,16 +436,25 @@ impl Playground {
             settings.settings.db_latency_ms,
             settings.settings.db_jitter_percent,
         );
+        // (After an early delete, the write's latency is spent before it
+        // lands: the window in which a reader caches the old row.)
+        let late = deleted_first.is_some();
         let written = match &change {
             WriteChange::Update { name } => recorder
                 .sql(
                     WRITE_DATABASE,
-                    sandbox.database.update_name(kind, id, name.clone(), latency),
+                    sandbox
+                        .database
+                        .update_name(kind, id, name.clone(), latency)
+                        .delayed_first(late),
                 )
                 .await
                 .map(|row| (row.is_some(), row)),
             WriteChange::Delete => recorder
-                .sql(WRITE_DATABASE, sandbox.database.delete(kind, id, latency))
+                .sql(
+                    WRITE_DATABASE,
+                    sandbox.database.delete(kind, id, latency).delayed_first(late),
+                )
                 .await
                 .map(|removed| (removed, None)),
         };
@@ -586,7 +595,11 @@ impl Playground {
             None => Ok(crate::faults::report(&sandbox)),
             Some(action) => {
                 // A warm-up stores 150 records: it weighs as much.
-                let weight = if action == shared::FaultAction::WarmCache { 20 } else { 1 };
+                let weight = if action == shared::FaultAction::WarmCache {
+                    20
+                } else {
+                    1
+                };
                 let running = sandbox.start_operation(weight)?;
                 crate::faults::apply(&running, action).await
             }
@@ -761,6 +774,8 @@ impl Playground {
             ("cache_ttl_secs", settings.cache_ttl_secs),
             ("null_ttl_secs", settings.null_ttl_secs),
             ("near_ttl_secs", settings.near_ttl_secs),
+            // Fail-safe keeps entries this much longer.
+            ("fail_safe_secs", settings.fail_safe_secs),
         ] {
             if secs > most {
                 return Err(InputError::BadSetting(format!(

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use cache_aside::{
-    BreakerPolicy, Content, Effect, Encoding, Envelope, KeySpace, Options, RaceGuard, Remaining, Stampede, WritePolicy,
-    DELETED_VERSION,
+    BreakerPolicy, Content, Effect, Encoding, Envelope, KeySpace, Options, RaceGuard, Remaining, Stampede,
+    WritePolicy, DELETED_VERSION,
 };
 use shared::{
     CacheEffect, CacheWrite, Kind, Outcome, RaceFix, Record, SandboxId, SandboxSettings, StampedePolicy,

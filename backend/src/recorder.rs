@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use cache_aside::{Observer, Pause, Reply, Status, Step, StepKind};
 use shared::diagram::nodes::{
-    BREAKER, CACHE_ERROR, CHECK_CACHE, LEASE, LOCK, NEAR_CACHE, PUBLISH, QUERY_DATABASE, RETURN_CACHED, RETURN_LOADED,
-    STORE_IN_CACHE, UPDATE_CACHE,
+    BREAKER, CACHE_ERROR, CHECK_CACHE, LEASE, LOCK, NEAR_CACHE, PUBLISH, QUERY_DATABASE, RETURN_CACHED,
+    RETURN_LOADED, STORE_IN_CACHE, UPDATE_CACHE,
 };
 use shared::{Action, NodeId, StepStatus, TraceStep};
 

@@ -361,10 +361,13 @@ fn handle_command(
         }
         ClientMessage::Fault { request_id, action } => {
             later(spawn_command(request_id, replies, in_flight, async move {
-                playground.fault(&id, action).await.map(|report| ServerMessage::Faults {
-                    request_id: Some(request_id),
-                    report,
-                })
+                playground
+                    .fault(&id, action)
+                    .await
+                    .map(|report| ServerMessage::Faults {
+                        request_id: Some(request_id),
+                        report,
+                    })
             }))
         }
         ClientMessage::RelatedKeys { request_id, spec } => {

@@ -126,6 +126,9 @@ pub struct SqlCall<T> {
     pub(crate) summarize: fn(&T) -> String,
     /// The connections it must take one of (`None`: no limit).
     connections: Option<Connections>,
+    /// Whether the simulated delay comes before the real query (the
+    /// request still on its way to the database) instead of after it.
+    delay_first: bool,
 }
 
 /// What a statement did, for the trace: the text, the reply in short, the
@@ -164,6 +167,14 @@ impl<T> SqlCall<T> {
         self
     }
 
+    /// The same statement, its simulated delay spent before it runs when
+    /// `first`: it then takes effect at the end of the delay, not its start.
+    #[must_use]
+    pub fn delayed_first(mut self, first: bool) -> Self {
+        self.delay_first = first;
+        self
+    }
+
     pub async fn run_measured(self) -> (Result<T, StoreError>, SqlDone) {
         let queued_at = Instant::now();
         let _connection = match &self.connections {
@@ -184,18 +195,24 @@ impl<T> SqlCall<T> {
             None => None,
         };
         let queued = queued_at.elapsed();
+        let delay_started = Instant::now();
+        if self.delay_first && !self.simulated_delay.is_zero() {
+            tokio::time::sleep(self.simulated_delay).await;
+        }
+        let delayed_first = delay_started.elapsed();
         let started = Instant::now();
         let result = self.run.await;
         let real = started.elapsed();
         let (summary, simulated) = match &result {
-            Ok(value) => {
+            Ok(value) if !self.delay_first => {
                 let delay_started = Instant::now();
                 if !self.simulated_delay.is_zero() {
                     tokio::time::sleep(self.simulated_delay).await;
                 }
                 ((self.summarize)(value), delay_started.elapsed())
             }
-            Err(error) => (format!("error: {error}"), Duration::ZERO),
+            Ok(value) => ((self.summarize)(value), delayed_first),
+            Err(error) => (format!("error: {error}"), delayed_first),
         };
         let done = SqlDone {
             text: self.text,
@@ -443,6 +460,7 @@ impl Database {
             run: Box::pin(async move { db.blocking(query).await }),
             summarize,
             connections: self.connections(),
+            delay_first: false,
         }
     }
 

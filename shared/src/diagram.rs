@@ -404,14 +404,7 @@ impl Diagram {
                 ),
                 optional(
                     Breaker,
-                    node(
-                        BREAKER,
-                        "Circuit breaker",
-                        "open: skip Redis",
-                        App,
-                        Step,
-                        (0, 1),
-                    ),
+                    node(BREAKER, "Circuit breaker", "open: skip Redis", App, Step, (0, 1)),
                 ),
                 optional(
                     Lock,
