@@ -3,8 +3,9 @@
 //! and write-behind on the sandbox's real Redis and database, measured
 //! side by side: how long reads and writes took, what reached the
 //! database, how often an answer was older than the database, how often
-//! the database was behind, and how many writes were only in Redis at the
-//! worst moment.
+//! the database was behind, how many writes were only in Redis at the
+//! worst moment, and how many acknowledged writes a crash of the writer
+//! halfway through lost.
 //!
 //! Each pattern works on ids of its own, so one cannot warm the cache for
 //! another. Reads are `get_or_load`; what differs is the write:
@@ -225,7 +226,13 @@ async fn run_pattern(
         }
     };
 
-    for op in ops {
+    // Right after the first write acknowledged past halfway, the writer's
+    // process crashes and restarts: what it held only in memory is lost.
+    // (Cache-aside and write-through acknowledge a write once the database
+    // has it: nothing to lose.)
+    let crash_at = ops.len() / 2;
+    let (mut crashed, mut lost_writes) = (false, 0);
+    for (at, op) in ops.iter().enumerate() {
         match *op {
             Op::Read(index) => {
                 let started = Instant::now();
@@ -290,12 +297,20 @@ async fn run_pattern(
                                 .await;
                             if let Ok(mut waiting) = queue.waiting.lock() {
                                 waiting.push_back((id, name));
+                                if !crashed && at >= crash_at {
+                                    // The crash: the queue dies with the
+                                    // process (the write the flusher has
+                                    // sent already still lands).
+                                    lost_writes = waiting.len() as u64;
+                                    waiting.clear();
+                                }
                             }
                             let _ = wake.send(());
                         }
                     }
                 }
                 writes.0.push(micros(started.elapsed()));
+                crashed |= at >= crash_at;
             }
         }
         most_unsaved = most_unsaved.max(queue.unsaved());
@@ -330,6 +345,7 @@ async fn run_pattern(
         stale_reads,
         database_behind,
         most_unsaved,
+        lost_writes,
     })
 }
 

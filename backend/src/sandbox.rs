@@ -903,7 +903,10 @@ impl Sandbox {
     pub fn move_fleet_to(&self, redis: &Redis) -> Result<(), String> {
         let fleet = Arc::new(self.fleet().rebuilt_on(redis)?);
         fleet.near_caches(self.config().settings.near_cache);
-        *write(&self.fleet) = fleet;
+        let old = std::mem::replace(&mut *write(&self.fleet), fleet);
+        // Dropped outside the lock: ending the old instances' subscriptions
+        // tells the sandbox, which reads the fleet.
+        drop(old);
         self.announce_instances();
         Ok(())
     }

@@ -423,3 +423,51 @@ async fn a_hung_redis_costs_timeouts_until_the_breaker_opens() {
     let report = fault(&t, FaultAction::HangRedis { hung: false }).await;
     assert!(report.breakers.iter().all(|b| b.opened >= 1), "{report:?}");
 }
+
+/// Over the WebSocket, as the page does: a fault is answered with the
+/// report (its request id echoed), and every watcher is told.
+#[tokio::test]
+async fn a_fault_over_the_websocket_is_answered_and_announced() {
+    use futures_util::SinkExt;
+    let t = common::start(|_| {});
+    let served = common::serve(&t).await;
+    let mut socket = common::connect(served.addr, "?sandbox=ws-faults").await;
+    common::greeted(&mut socket).await;
+    // After a reset every instance is subscribed: moving them onto the
+    // proxy ends those subscriptions (which once deadlocked on the fleet).
+    let sandbox = SandboxId::parse("ws-faults").unwrap();
+    t.backend.playground.reset(&sandbox).await.unwrap();
+    loop {
+        if let shared::ServerMessage::Instances { instances } = common::receive(&mut socket).await {
+            if instances.iter().all(|i| i.subscribed) {
+                break;
+            }
+        }
+    }
+    let command = shared::ClientMessage::Fault {
+        request_id: 7,
+        action: Some(FaultAction::StopRedis),
+    };
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            serde_json::to_string(&command).unwrap().into(),
+        ))
+        .await
+        .unwrap();
+    let (mut announced, mut answered) = (false, false);
+    while !(announced && answered) {
+        // (Each message comes within 10 s, or the test fails.)
+        match common::receive(&mut socket).await {
+            shared::ServerMessage::Faults { request_id, report } => {
+                assert!(report.redis.down, "{report:?}");
+                match request_id {
+                    Some(7) => answered = true,
+                    None => announced = true,
+                    other => panic!("unexpected request id {other:?}"),
+                }
+            }
+            shared::ServerMessage::Error { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+    }
+}

@@ -395,7 +395,7 @@ async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
     click(&client, "[data-testid=near-cache]").await;
     let sandbox = shared::SandboxId::parse("e2e-near").unwrap();
     wait_for(&client, "all three subscribed", WAIT, || async {
-        let fleet = server.backend.sandbox(&sandbox).unwrap().fleet.states();
+        let fleet = server.backend.sandbox(&sandbox).unwrap().fleet().states();
         fleet.iter().all(|i| i.subscribed).then_some(())
     })
     .await;
@@ -1160,5 +1160,92 @@ async fn a_stopped_redis_is_reported_in_the_redis_card_not_as_a_page_notice() {
         "no page notice for a background poll"
     );
     e2e::review_screenshot(&client, "redis-down", "[data-testid=redis-figures]").await;
+    client.close().await.unwrap();
+}
+
+/// The fault lab from the page (issue: fault lab): with the breaker on,
+/// "Stop Redis" makes reads fall back (the cache error animates) and the
+/// breaker opens (its box is drawn, its state shown); "Start it" brings
+/// hits back.
+#[tokio::test]
+async fn stopping_redis_from_the_page_opens_the_breaker_and_starting_it_brings_hits_back() {
+    let (_server, _driver, client) = start_page("e2e-faults", |_| {}).await;
+    click(&client, "[data-testid=breaker]").await;
+    wait_for(&client, "the breaker switched on", WAIT, || async {
+        client
+            .find(Locator::Css("[data-testid=breaker]"))
+            .await
+            .ok()?
+            .prop("checked")
+            .await
+            .ok()
+            .flatten()
+            .filter(|c| c == "true")
+    })
+    .await;
+    set_speed(&client, "4").await;
+    read_id(&client, "42").await;
+    wait_for_log(&client, &["miss"]).await;
+    click(&client, "[data-testid=stop-redis]").await;
+    let headline = wait_for(&client, "Redis reported stopped", WAIT, || async {
+        text_of(&client, "[data-testid=fault-headline]")
+            .await
+            .filter(|t| t.contains("stopped"))
+    })
+    .await;
+    assert!(headline.contains("this sandbox only"), "{headline}");
+    // Five failures in a row open a breaker; each instance has its own,
+    // and reads take turns: fifteen reads open all three.
+    for _ in 0..16 {
+        read_id(&client, "42").await;
+    }
+    let breakers = wait_for(&client, "the breakers to open", WAIT, || async {
+        text_of(&client, "[data-testid=breakers]")
+            .await
+            .filter(|t| t.matches(" open").count() == 3)
+    })
+    .await;
+    assert!(breakers.contains("opened 1×"), "{breakers}");
+    // (A refused command is drawn as a failed step, in red.)
+    wait_for(&client, "the breaker box to be reached", WAIT, || async {
+        node_class(&client, "breaker")
+            .await
+            .contains("failed")
+            .then_some(())
+    })
+    .await;
+    assert!(log_outcomes(&client)
+        .await
+        .iter()
+        .take(16)
+        .all(|o| o == "fallback"));
+    e2e::review_screenshot(&client, "faults-breaker-open", "[data-node=breaker]").await;
+    e2e::review_screenshot(&client, "faults-card", "[data-testid=faults]").await;
+
+    click(&client, "[data-testid=start-redis]").await;
+    wait_for(&client, "Redis reported reachable", WAIT, || async {
+        text_of(&client, "[data-testid=fault-headline]")
+            .await
+            .filter(|t| t.contains("reachable"))
+    })
+    .await;
+    // Each breaker lets a probe through after its two seconds: reading
+    // until a hit shows is bounded by the wait, not by a count.
+    wait_for(&client, "a hit after the outage", WAIT, || async {
+        read_id(&client, "42").await;
+        log_outcomes(&client)
+            .await
+            .first()
+            .filter(|o| *o == "hit")
+            .cloned()
+    })
+    .await;
+    let timeline = text_of(&client, "[data-testid=fault-timeline]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        timeline.contains("Redis stopped") && timeline.contains("Redis back"),
+        "{timeline}"
+    );
     client.close().await.unwrap();
 }

@@ -563,3 +563,64 @@ async fn the_read_path_lesson_runs_skewed_traffic_and_reads_the_hit_ratio() {
     );
     review_screenshot(&client, "lesson-load", "[data-testid=load-charts]").await;
 }
+
+/// Checks the radio button `index` and the answer; the verdict.
+async fn choose(client: &Client, index: usize) -> String {
+    click(client, &format!("[data-testid=lesson-choice-{index}]")).await;
+    click(client, "[data-testid=check-answer]").await;
+    verdict(client).await
+}
+
+/// The failures lesson, problem then fix, from what the page shows: the
+/// naive application fails three reads while Redis is stopped, the one
+/// that falls back answers them from the database; the breaker is open
+/// when a hung Redis answers again; fail-safe answers while the database
+/// fails; a write during an outage leaves a stale key unless retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defence() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+
+    open_lesson(&client, &server, "failures", 1).await;
+    run_experiment(&client).await;
+    let right = answer_with(&client, "3").await;
+    assert!(right.starts_with("Right"), "{right}");
+    let timeline = text_of(&client, "[data-testid=fault-timeline]")
+        .await
+        .unwrap_or_default();
+    assert!(timeline.contains("Redis stopped"), "{timeline}");
+    review_screenshot(&client, "lesson-failures-1", "[data-testid=faults]").await;
+
+    open_lesson(&client, &server, "failures", 2).await;
+    run_experiment(&client).await;
+    let right = choose(&client, 1).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    open_lesson(&client, &server, "failures", 4).await;
+    run_experiment(&client).await;
+    let breakers = text_of(&client, "[data-testid=breakers]")
+        .await
+        .unwrap_or_default();
+    assert!(breakers.starts_with("Breakers: A open"), "{breakers}");
+    let right = choose(&client, 1).await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-failures-4", "[data-node=breaker]").await;
+
+    open_lesson(&client, &server, "failures", 6).await;
+    run_experiment(&client).await;
+    let right = choose(&client, 1).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    for (step, stale) in [(7, "1"), (8, "0")] {
+        open_lesson(&client, &server, "failures", step).await;
+        run_experiment(&client).await;
+        let said = text_of(&client, "[data-testid=fault-divergence]")
+            .await
+            .unwrap_or_default();
+        assert!(said.contains(&format!(": {stale} of")), "step {step}: {said}");
+        let right = answer_with(&client, stale).await;
+        assert!(right.starts_with("Right"), "step {step}: {right}");
+    }
+    client.close().await.unwrap();
+}

@@ -241,6 +241,18 @@ impl Connection {
         sent
     }
 
+    /// Breaks or mends the sandbox's Redis, or warms its cache (see
+    /// [`shared::FaultAction`]); with `None`, asks for the fault lab's
+    /// report alone, quietly.
+    pub fn fault(&self, action: Option<shared::FaultAction>) -> bool {
+        let request_id = self.next_request_id();
+        let message = ClientMessage::Fault { request_id, action };
+        match action {
+            Some(_) => self.send(&message, false),
+            None => self.transmit(&message),
+        }
+    }
+
     /// Asks for the sandbox's server's memory limit and policy.
     pub fn memory(&self) -> bool {
         let request_id = self.next_request_id();

@@ -8,6 +8,7 @@
 //! - [`flood`]: more reads than the page can animate, as counts; plain
 //!   Rust.
 //! - [`eviction`]: the eviction lab's results in words; plain Rust.
+//! - [`faults`]: the fault lab's report in words; plain Rust.
 //! - [`health`]: Redis's own figures over time and the alerts; plain Rust.
 //! - [`latency`]: read latency with and without the cache; plain Rust.
 //! - [`format`]: how numbers, times and commands are shown; plain Rust.
@@ -25,6 +26,7 @@ pub mod connection;
 pub mod diagnose;
 pub mod embed;
 pub mod eviction;
+pub mod faults;
 pub mod flood;
 pub mod format;
 pub mod health;

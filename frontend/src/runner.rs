@@ -77,6 +77,9 @@ pub struct Run {
     seen: HashSet<u64>,
     /// Waits for a write's trace begun, so a watchdog sees the run move.
     trace_waits: usize,
+    /// The request id of the read under way, if one is: its error is a
+    /// result (a failed read), not the run's failure.
+    reading: Option<u64>,
 }
 
 impl Run {
@@ -86,9 +89,15 @@ impl Run {
         let step = at.step();
         let mut queue = VecDeque::new();
         queue.push_back(Item::Reset);
-        queue.push_back(Item::Settings(Box::new(settings_for(step, current))));
+        let mut settings = settings_for(step, current);
+        queue.push_back(Item::Settings(Box::new(settings.clone())));
         for action in step.run {
             match *action {
+                // A failing database is a setting, changed mid-run.
+                Action::FailDatabase { percent } => {
+                    settings.db_error_percent = percent;
+                    queue.push_back(Item::Settings(Box::new(settings.clone())));
+                }
                 // One read at a time, each waiting for the last.
                 Action::Read { kind, id, times } => {
                     for _ in 0..times {
@@ -113,6 +122,7 @@ impl Run {
             awaited: HashSet::new(),
             seen: HashSet::new(),
             trace_waits: 0,
+            reading: None,
         };
         let first = run.advance().expect("a run starts with a reset");
         (run, first)
@@ -222,6 +232,27 @@ impl Run {
                 self.observed.fills.push(result.clone());
                 true
             }
+            (
+                Waiting::Reply(id),
+                ServerMessage::Faults {
+                    request_id: Some(request_id),
+                    report,
+                },
+            ) if request_id == id => {
+                self.observed.faults = Some(report.clone());
+                true
+            }
+            // A read the back end could not answer (no fallback, a failing
+            // database) is what the experiment shows: counted, not fatal.
+            (
+                Waiting::Reply(id),
+                ServerMessage::Error {
+                    request_id: Some(r), ..
+                },
+            ) if r == id && self.reading == Some(*id) => {
+                self.observed.failed_reads += 1;
+                true
+            }
             // A refusal of this run's request, or of a reset or settings
             // change (those are answered without an id).
             (
@@ -329,6 +360,7 @@ impl Run {
 
     fn act(&mut self, action: Action) -> Result<(Waiting, Command), String> {
         let id = self.request_id();
+        self.reading = matches!(action, Action::Read { .. } | Action::ReadOn { .. }).then_some(id);
         let message = match action {
             Action::Read { kind, id: record, .. } => ClientMessage::Read {
                 request_id: id,
@@ -455,8 +487,15 @@ impl Run {
                 id: 42,
                 padding_bytes,
             },
-            // Queued as a reset of the run itself (see `Run::start`).
-            Action::Reset => return Err("a reset is not an action".into()),
+            Action::Fault(action) => ClientMessage::Fault {
+                request_id: id,
+                action: Some(action),
+            },
+            // Queued as a reset or a settings change of the run itself (see
+            // `Run::start`).
+            Action::Reset | Action::FailDatabase { .. } => {
+                return Err("a reset or a settings change is not an action".into())
+            }
         };
         Ok((Waiting::Reply(id), Command::Send(message)))
     }
@@ -779,6 +818,58 @@ mod tests {
         });
         assert_eq!(next, None);
         assert!(matches!(run.phase, Phase::Failed(ref why) if why.contains("instance number 1")));
+    }
+
+    /// The failures lesson: a fault is answered with the report; a read
+    /// the back end refuses (no fallback) is counted as failed and the run
+    /// goes on; a failing database is a settings change mid-run.
+    #[test]
+    fn faults_failed_reads_and_a_failing_database_move_the_run_on() {
+        let (mut run, first) = past_set_up("failures", 1);
+        let stop = run.on_message(&reply(request_id(&first), Outcome::Miss)).unwrap();
+        let Command::Send(ClientMessage::Fault {
+            request_id: stop_id,
+            action: Some(shared::FaultAction::StopRedis),
+        }) = stop
+        else {
+            panic!("a fault next, got {stop:?}");
+        };
+        let report = shared::FaultReport::default();
+        // The announcement to every watcher is not the answer.
+        assert_eq!(
+            run.on_message(&ServerMessage::Faults {
+                request_id: None,
+                report: report.clone()
+            }),
+            None
+        );
+        let read = run
+            .on_message(&ServerMessage::Faults {
+                request_id: Some(stop_id),
+                report,
+            })
+            .unwrap();
+        let refused = ServerMessage::Error {
+            request_id: Some(request_id(&read)),
+            message: "Redis failed".into(),
+        };
+        let next = run.on_message(&refused).unwrap();
+        assert!(
+            matches!(next, Command::Send(ClientMessage::Read { .. })),
+            "{next:?}"
+        );
+        assert_eq!(run.observed.failed_reads, 1);
+        assert_eq!(run.phase, Phase::Running);
+
+        // Step 5: read, wait, then the database fails (a settings change).
+        let (mut run, first) = past_set_up("failures", 5);
+        let wait = run.on_message(&reply(request_id(&first), Outcome::Miss)).unwrap();
+        assert_eq!(wait, Command::Wait(1_500));
+        let Some(Command::Send(ClientMessage::UpdateSettings { settings })) = run.on_timer() else {
+            panic!("the settings change follows the wait");
+        };
+        assert_eq!(settings.db_error_percent, 100);
+        assert_eq!(settings.cache_ttl_secs, 1);
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct AppState {
     /// The sandbox's server's memory limit and policy, as last told
     /// (`None`: to be asked).
     pub memory: RwSignal<Option<shared::MemoryState>>,
+    /// The fault lab's report, as last told.
+    pub faults: RwSignal<Option<shared::FaultReport>>,
     /// The eviction lab's fills of this page, oldest first.
     pub fills: RwSignal<Vec<shared::FillResult>>,
     /// The latest related-keys experiment.
@@ -161,6 +163,7 @@ impl AppState {
             load: RwSignal::new(None),
             keys: RwSignal::new(None),
             memory: RwSignal::new(None),
+            faults: RwSignal::new(None),
             fills: RwSignal::new(Vec::new()),
             fill_request: RwSignal::new(None),
             encodings: RwSignal::new(None),
@@ -296,6 +299,7 @@ impl AppState {
                 self.keys.set(Some(report));
             }
             ServerMessage::Memory { state, .. } => self.memory.set(Some(state)),
+            ServerMessage::Faults { report, .. } => self.faults.set(Some(report)),
             ServerMessage::RelatedReply { result, .. } => {
                 self.pending.update(|p| *p = p.saturating_sub(1));
                 self.announcement.set(crate::ttl::related_story(&result));
@@ -402,6 +406,8 @@ impl AppState {
                 self.last_result.set(None);
                 self.last_write.set(None);
                 self.divergence.set(None);
+                // The reset mended every fault: the card asks again.
+                self.faults.set(None);
                 self.scenario.set(None);
                 self.comparison.set(None);
                 if !experiment {

@@ -98,6 +98,10 @@ pub enum Feature {
     Lease,
     /// The circuit breaker around Redis.
     Breaker,
+    /// Fail-safe: an expired copy answers when the database fails.
+    FailSafe,
+    /// The wrong write order: the cache deleted before the database write.
+    WrongOrder,
 }
 
 /// How a node is drawn.
@@ -172,6 +176,10 @@ pub struct Edge {
     /// How far the arrow bows out sideways from a straight line, in diagram
     /// units (0 for straight); used so two edges never overlap.
     pub bend: f64,
+    /// The optional part of the flow this arrow belongs to, if any (it is
+    /// faded while unused, like the part's nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<Feature>,
 }
 
 /// A whole diagram.
@@ -337,7 +345,7 @@ impl Diagram {
     /// near caches) a Pub/Sub message that every instance receives.
     pub fn cache_aside_read() -> Diagram {
         use nodes::*;
-        use Feature::{Breaker, Lease, Lock, Near};
+        use Feature::{Breaker, FailSafe, Lease, Lock, Near, WrongOrder};
         use NodeShape::{Box as Step, Terminal};
         use System::{App, Database, Redis};
         const W: f64 = 150.0;
@@ -364,6 +372,11 @@ impl Diagram {
             to,
             label: label.into(),
             bend,
+            feature: None,
+        };
+        let optional_edge = |feature, e: Edge| Edge {
+            feature: Some(feature),
+            ..e
         };
         Diagram {
             width: 1170.0,
@@ -509,10 +522,10 @@ impl Diagram {
                 // (it opens within a failed lookup's step).
                 edge(REQUEST, BREAKER, "open", 0.0),
                 edge(NEAR_CACHE, BREAKER, "miss, open", 0.0),
-                edge(BREAKER, CACHE_ERROR, "skip Redis", 0.0),
+                edge(BREAKER, CACHE_ERROR, "", 0.0),
                 // Fail-safe: the database failed, so back to the expired
                 // copy the lookup kept, which answers.
-                edge(QUERY_DATABASE, CHECK_CACHE, "fail-safe", 60.0),
+                optional_edge(FailSafe, edge(QUERY_DATABASE, CHECK_CACHE, "fail-safe", 60.0)),
                 edge(WRITE_REQUEST, WRITE_DATABASE, "", 0.0),
                 edge(WRITE_DATABASE, UPDATE_CACHE, "then", 0.0),
                 edge(UPDATE_CACHE, PUBLISH, "", 0.0),
@@ -522,9 +535,12 @@ impl Diagram {
                 edge(PUBLISH, INSTANCE_B, "", 0.0),
                 edge(PUBLISH, INSTANCE_C, "", 0.0),
                 // The wrong order (section 4.2): the cache first.
-                edge(WRITE_REQUEST, UPDATE_CACHE, "delete first", 130.0),
-                edge(UPDATE_CACHE, WRITE_DATABASE, "then", 0.0),
-                edge(WRITE_DATABASE, RETURN_WRITTEN, "", 200.0),
+                optional_edge(
+                    WrongOrder,
+                    edge(WRITE_REQUEST, UPDATE_CACHE, "delete first", 130.0),
+                ),
+                optional_edge(WrongOrder, edge(UPDATE_CACHE, WRITE_DATABASE, "", 0.0)),
+                optional_edge(WrongOrder, edge(WRITE_DATABASE, RETURN_WRITTEN, "", 200.0)),
             ],
         }
     }

@@ -73,6 +73,8 @@ pub enum Part {
     Lock,
     /// The lease against the stale-set race.
     Lease,
+    /// The circuit breaker around Redis.
+    Breaker,
 }
 
 impl Part {
@@ -85,6 +87,7 @@ impl Part {
             Part::Near => NEAR_NODES,
             Part::Lock => LOCK_NODES,
             Part::Lease => LEASE_NODES,
+            Part::Breaker => BREAKER_NODES,
         }
     }
 }
@@ -113,6 +116,7 @@ const NEAR_NODES: &[NodeId] = &[
 ];
 const LOCK_NODES: &[NodeId] = &[nodes::LOCK];
 const LEASE_NODES: &[NodeId] = &[nodes::LEASE];
+const BREAKER_NODES: &[NodeId] = &[nodes::BREAKER];
 
 /// Whether the diagram of a step with `parts` shows node `id`.
 pub fn shows(parts: &[Part], id: &NodeId) -> bool {
@@ -140,6 +144,8 @@ pub enum Panel {
     Memory,
     /// The value encodings compared.
     Serialization,
+    /// Faults injected into Redis and the database, and the defences.
+    Faults,
 }
 
 /// One setting a step changes.
@@ -160,6 +166,15 @@ pub enum Setting {
     },
     /// Cache with no TTL at all (the mistake, to see it).
     ForgetTtl(bool),
+    /// Fall back to the database when Redis fails (off: the naive
+    /// application).
+    Fallback(bool),
+    /// The circuit breaker around Redis.
+    Breaker(bool),
+    /// Fail-safe's window past the TTL, in seconds (0: off).
+    FailSafe(u64),
+    /// Keep and resend invalidations Redis did not take.
+    RetryInvalidations(bool),
 }
 
 /// One thing an experiment does, in order; each waits for the previous
@@ -211,6 +226,10 @@ pub enum Action {
     /// Measure user 42 under every value encoding, padded by this many
     /// bytes.
     CompareEncodings { padding_bytes: u64 },
+    /// Break or mend the sandbox's Redis (through the fault proxy).
+    Fault(crate::FaultAction),
+    /// From now on, this share of database queries fails (in percent).
+    FailDatabase { percent: u64 },
     /// Fill the sandbox's own redis-server: `keys` values of `value_bytes`
     /// each, then `reads` reads hot-first (skew 1, seed 1).
     Fill {
@@ -279,6 +298,11 @@ pub struct Observed {
     pub related: Option<crate::RelatedResult>,
     /// The sandbox's counters as the page last heard them.
     pub stats: Option<crate::Stats>,
+    /// Reads the back end answered with an error (the naive application,
+    /// a failing database).
+    pub failed_reads: u64,
+    /// The fault lab's report after the last fault.
+    pub faults: Option<crate::FaultReport>,
 }
 
 impl Observed {
@@ -398,6 +422,10 @@ pub fn settings_for(step: &Step, current: &SandboxSettings) -> SandboxSettings {
                 s.db_wait_ms = wait_ms;
             }
             Setting::ForgetTtl(on) => s.forget_ttl = on,
+            Setting::Fallback(on) => s.fallback = on,
+            Setting::Breaker(on) => s.breaker = on,
+            Setting::FailSafe(secs) => s.fail_safe_secs = secs,
+            Setting::RetryInvalidations(on) => s.retry_invalidations = on,
         }
     }
     s
@@ -625,6 +653,45 @@ fn herd_peak(o: &Observed) -> Option<u64> {
     o.last_herd().map(|h| h.peak_loads_per_100ms)
 }
 
+fn failed_reads(o: &Observed) -> Option<u64> {
+    Some(o.failed_reads)
+}
+
+fn fallbacks(o: &Observed) -> Option<u64> {
+    (!o.reads.is_empty()).then(|| o.reads.iter().filter(|r| r.outcome == Outcome::Fallback).count() as u64)
+}
+
+/// Where the reads after the first were answered: 0 Redis, 1 the
+/// database, 2 nowhere (they failed).
+fn outage_answers(o: &Observed) -> Option<usize> {
+    if o.failed_reads > 0 {
+        return Some(2);
+    }
+    let during = o.reads.get(1..)?;
+    if during.is_empty() {
+        return None;
+    }
+    Some(usize::from(during.iter().all(|r| !r.outcome.from_cache())))
+}
+
+/// Instance A's breaker after the last fault: 0 closed, 1 open, 2 half-open.
+fn breaker_a(o: &Observed) -> Option<usize> {
+    let a = o.faults.as_ref()?.breakers.first()?;
+    BREAKER_STATES.iter().position(|s| *s == a.state)
+}
+
+/// The last read: 0 failed, 1 answered fail-safe, 2 anything else.
+fn fail_safe_answer(o: &Observed) -> Option<usize> {
+    if o.failed_reads > 0 {
+        return Some(0);
+    }
+    Some(if o.reads.last()?.outcome == Outcome::FailSafe {
+        1
+    } else {
+        2
+    })
+}
+
 fn stale_keys(o: &Observed) -> Option<u64> {
     o.divergence.as_ref().map(|d| d.stale() as u64)
 }
@@ -670,6 +737,82 @@ fn unsaved_writes(o: &Observed) -> Option<u64> {
 const PATTERNS: &[&str] = &["cache-aside", "read-through", "write-through", "write-behind"];
 const SOURCES: &[&str] = &["The database", "Redis"];
 const NAMES: &[&str] = &["The old name", "The new name"];
+const OUTAGE_ANSWERS: &[&str] = &["From Redis", "From the database", "Nowhere: they failed"];
+const BREAKER_STATES: &[&str] = &["closed", "open", "half-open"];
+const FAIL_SAFE_ANSWERS: &[&str] = &["An error", "The expired copy, marked fail-safe", "A fresh row"];
+const FAULT_PARTS: &[Part] = &[Part::Read, Part::Fallback, Part::Breaker];
+const FAULT_WRITES: &[Part] = &[Part::Read, Part::Fallback, Part::Write];
+/// Read user 42, stop Redis, read it three times, start Redis again.
+const OUTAGE_RUN: &[Action] = &[
+    Action::Read {
+        kind: Kind::Users,
+        id: USER,
+        times: 1,
+    },
+    Action::Fault(crate::FaultAction::StopRedis),
+    Action::Read {
+        kind: Kind::Users,
+        id: USER,
+        times: 3,
+    },
+    Action::Fault(crate::FaultAction::StartRedis { empty: false }),
+];
+const ON_A: Action = Action::ReadOn {
+    instance: 0,
+    kind: Kind::Users,
+    id: USER,
+};
+/// Read user 42 on instance A, hang Redis, read it eight times on A, let
+/// Redis answer again.
+const HANG_RUN: &[Action] = &[
+    ON_A,
+    Action::Fault(crate::FaultAction::HangRedis { hung: true }),
+    ON_A,
+    ON_A,
+    ON_A,
+    ON_A,
+    ON_A,
+    ON_A,
+    ON_A,
+    ON_A,
+    Action::Fault(crate::FaultAction::HangRedis { hung: false }),
+];
+/// Cache product 5, let its 1 s TTL pass, fail the database, read again.
+const DATABASE_DOWN_RUN: &[Action] = &[
+    Action::Read {
+        kind: Kind::Products,
+        id: 5,
+        times: 1,
+    },
+    Action::Wait { ms: 1_500 },
+    Action::FailDatabase { percent: 100 },
+    Action::Read {
+        kind: Kind::Products,
+        id: 5,
+        times: 1,
+    },
+];
+/// Cache user 7, stop Redis, rename the user on A, start Redis with its
+/// data, read on A, compare cache and database.
+const WRITE_DURING_OUTAGE_RUN: &[Action] = &[
+    Action::Read {
+        kind: Kind::Users,
+        id: 7,
+        times: 1,
+    },
+    Action::Fault(crate::FaultAction::StopRedis),
+    Action::Rename {
+        id: 7,
+        name: "Renamed during the outage",
+    },
+    Action::Fault(crate::FaultAction::StartRedis { empty: false }),
+    Action::ReadOn {
+        instance: 0,
+        kind: Kind::Users,
+        id: 7,
+    },
+    Action::CheckDivergence,
+];
 const RACE: &[&str] = &["A stale value: the old name", "The row as the database has it"];
 
 const READ_PATH: &[Part] = &[Part::Read];
@@ -1422,6 +1565,151 @@ pub const LESSONS: &[Lesson] = &[
                     question: "With write-behind, how many writes were only in Redis at the worst moment?",
                     answer: Expect::Number(unsaved_writes),
                     hint: "The \"only in Redis\" column, write-behind's row.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "failures",
+        title: "When Redis or the database fails",
+        outcome: "Keep serving through a Redis outage, a hung Redis and a failing database, and lose no invalidation.",
+        steps: &[
+            Step {
+                title: "The problem: a cache that takes the application down",
+                text: "Redis is an optimisation, yet code that calls it without handling its errors turns a Redis outage into an application outage: every request fails, even though the database is fine.\n\nThis sandbox now runs such an application. The button reads user 42 (so it is cached), stops this sandbox's Redis, reads the user three more times, and starts Redis again. The other sandboxes on this Redis see nothing: the fault is injected by a proxy between this sandbox's application and Redis.",
+                parts: FAULT_PARTS,
+                panel: Panel::Faults,
+                setup: &[Setting::Fallback(false)],
+                run: OUTAGE_RUN,
+                run_label: "Stop Redis under a naive application",
+                notice: &[
+                    Pointer { text: "The GET fails and, with no fallback, so does the request.", target: Target::Node("cache_error") },
+                    Pointer { text: "The fault timeline shows when Redis stopped and came back.", target: Target::Element("faults") },
+                ],
+                check: Check {
+                    question: "How many of the three reads made while Redis was stopped failed?",
+                    answer: Expect::Number(failed_reads),
+                    hint: "Failed reads show in red in the trace log, and as errors above the page.",
+                },
+            },
+            Step {
+                title: "The fix: fall back to the database",
+                text: "Treat a Redis error like a miss that must not be stored: log it, count it, read the database and answer. Do not try to store the value either, since Redis has just failed and another attempt would only add another wait. Reads get slower during the outage, but none fails.\n\nSame experiment, with the fallback on.",
+                parts: FAULT_PARTS,
+                panel: Panel::Faults,
+                setup: &[],
+                run: OUTAGE_RUN,
+                run_label: "Stop Redis under an application that falls back",
+                notice: &[
+                    Pointer { text: "The error is logged and the read carries on to the database.", target: Target::Node("cache_error") },
+                    Pointer { text: "After a fallback the store is skipped.", target: Target::Node("return_loaded") },
+                ],
+                check: Check {
+                    question: "Where did the reads made while Redis was stopped get their answer?",
+                    answer: Expect::Choice { options: OUTAGE_ANSWERS, correct: outage_answers },
+                    hint: "Each read's outcome is in the trace log: fallback means the database answered.",
+                },
+            },
+            Step {
+                title: "The problem: a hung Redis costs every read its timeout",
+                text: "A Redis that is down refuses connections at once. A Redis that hangs (an overloaded server, a stalled network) accepts the command and never answers, so each read waits for the full command timeout, 250 ms here, before it falls back. The tutorial suggests timeouts between 100 and 500 ms: long enough for a busy moment, short enough that a dead cache does not double every response time.\n\nThe button caches user 42, hangs this sandbox's Redis, reads the user eight times on instance A, then lets Redis answer again.",
+                parts: FAULT_PARTS,
+                panel: Panel::Faults,
+                setup: &[],
+                run: HANG_RUN,
+                run_label: "Hang Redis and read eight times",
+                notice: &[
+                    Pointer { text: "Each GET ends in a timeout: look at its measured time.", target: Target::Node("check_cache") },
+                    Pointer { text: "The read's total is the timeout plus the database.", target: Target::Element("log") },
+                ],
+                check: Check {
+                    question: "How many of the nine reads were answered by the database after a Redis error?",
+                    answer: Expect::Number(fallbacks),
+                    hint: "Count the fallbacks in the trace log.",
+                },
+            },
+            Step {
+                title: "The fix: a circuit breaker",
+                text: "A circuit breaker remembers that Redis has been failing. After five failures in a row it opens, and for two seconds reads skip Redis altogether and go straight to the database, without waiting. Then it lets one read through as a probe: if Redis answers, the breaker closes again; if not, it stays open for another two seconds.\n\nSame experiment, with the breaker on. Each instance keeps its own breaker, as separate processes would.",
+                parts: FAULT_PARTS,
+                panel: Panel::Faults,
+                setup: &[Setting::Breaker(true)],
+                run: HANG_RUN,
+                run_label: "Hang Redis with the breaker on",
+                notice: &[
+                    Pointer { text: "Once open, reads pass the breaker and skip Redis.", target: Target::Node("breaker") },
+                    Pointer { text: "The fault card shows each instance's breaker and when it opened.", target: Target::Element("faults") },
+                ],
+                check: Check {
+                    question: "In which state was instance A's breaker when Redis answered again?",
+                    answer: Expect::Choice { options: BREAKER_STATES, correct: breaker_a },
+                    hint: "The breakers line of the fault card, and its timeline.",
+                },
+            },
+            Step {
+                title: "The problem: the database fails too",
+                text: "The database can fail as well: a restart, a full connection pool, a network split. A read whose entry has just expired then has nothing to answer with.\n\nThe button caches product 5 with a one-second TTL, waits for it to expire, makes every database query fail, and reads the product again.",
+                parts: FAULT_PARTS,
+                panel: Panel::Faults,
+                setup: &[Setting::CacheTtl(1)],
+                run: DATABASE_DOWN_RUN,
+                run_label: "Let the entry expire, then fail the database",
+                notice: &[Pointer { text: "The query fails, and the read with it.", target: Target::Node("query_database") }],
+                check: Check {
+                    question: "How many reads failed?",
+                    answer: Expect::Number(failed_reads),
+                    hint: "The failed read is red in the trace log.",
+                },
+            },
+            Step {
+                title: "The fix: fail-safe",
+                text: "Fail-safe keeps each entry in Redis for a while after it stops being fresh (here a minute longer). Normally an expired entry is just a miss. But when the database fails, the read answers with the expired copy, marked as such, instead of an error: a value a few seconds old is usually better than no page at all. A database error is never cached.\n\nSame experiment, with fail-safe on.",
+                parts: FAULT_PARTS,
+                panel: Panel::Faults,
+                setup: &[Setting::CacheTtl(1), Setting::FailSafe(60)],
+                run: DATABASE_DOWN_RUN,
+                run_label: "The same, with fail-safe",
+                notice: &[Pointer { text: "After the failed query the read goes back to the copy it found.", target: Target::Node("check_cache") }],
+                check: Check {
+                    question: "What did the last read answer with?",
+                    answer: Expect::Choice { options: FAIL_SAFE_ANSWERS, correct: fail_safe_answer },
+                    hint: "The last read's outcome in the trace log.",
+                },
+            },
+            Step {
+                title: "The problem: a write while Redis is away",
+                text: "Writes keep working during an outage, since they go to the database. But the delete that should follow cannot reach Redis, and when Redis comes back with its data (a network split that healed, a restart with persistence) it still holds the old value, served until its TTL runs out.\n\nThe button caches user 7, stops Redis, renames the user on instance A, starts Redis with its data, reads the user on A and compares the cache with the database.",
+                parts: FAULT_WRITES,
+                panel: Panel::Faults,
+                setup: &[],
+                run: WRITE_DURING_OUTAGE_RUN,
+                run_label: "Write during an outage",
+                notice: &[
+                    Pointer { text: "The delete fails: the old copy stays in Redis.", target: Target::Node("update_cache") },
+                    Pointer { text: "The fault card tells what the check found.", target: Target::Element("faults") },
+                ],
+                check: Check {
+                    question: "How many cached keys did the check find out of date?",
+                    answer: Expect::Number(stale_keys),
+                    hint: "The fault card's last line: the cache-versus-database check.",
+                },
+            },
+            Step {
+                title: "The fix: keep the delete and send it again",
+                text: "A delete that could not be delivered is kept and sent again, with growing pauses, until Redis takes it. Until then the writing process does not read that key from Redis at all: its next read first delivers the delete. Other processes may see the old copy from the moment Redis returns until the retry lands, a second at most here.\n\nSame experiment, with retries on.",
+                parts: FAULT_WRITES,
+                panel: Panel::Faults,
+                setup: &[Setting::RetryInvalidations(true)],
+                run: WRITE_DURING_OUTAGE_RUN,
+                run_label: "Write during an outage, with retries",
+                notice: &[
+                    Pointer { text: "The failed delete is kept: the write's last step says so.", target: Target::Node("update_cache") },
+                    Pointer { text: "The read on A delivers it first, then misses and loads the new row.", target: Target::Node("check_cache") },
+                ],
+                check: Check {
+                    question: "How many cached keys did the check find out of date this time?",
+                    answer: Expect::Number(stale_keys),
+                    hint: "The fault card's last line: the cache-versus-database check.",
                 },
             },
         ],

@@ -826,6 +826,11 @@ pub struct PatternRow {
     /// The most writes that were at any moment only in Redis, lost if it
     /// had crashed then.
     pub most_unsaved: u64,
+    /// Acknowledged writes that never reached the database because the
+    /// writer crashed halfway through the workload (write-behind's queue
+    /// dies with it; the others acknowledge only what the database has).
+    #[serde(default)]
+    pub lost_writes: u64,
 }
 
 /// Two related keys of one product (tutorial section 4.6): its price and

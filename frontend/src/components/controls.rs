@@ -362,7 +362,7 @@ pub fn SettingsPanel() -> impl IntoView {
 /// change when it parses; the server checks `range` and says what is
 /// wrong with a value outside it.
 #[component]
-fn NumberSetting(
+pub(super) fn NumberSetting(
     label: &'static str,
     range: (u64, u64),
     get: fn(&SandboxSettings) -> u64,
@@ -395,7 +395,7 @@ fn NumberSetting(
 /// One on/off setting, shown from the sandbox's settings and sent on
 /// change.
 #[component]
-fn FlagSetting(
+pub(super) fn FlagSetting(
     label: &'static str,
     test_id: &'static str,
     get: fn(&SandboxSettings) -> bool,

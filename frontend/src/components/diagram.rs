@@ -77,12 +77,23 @@ pub fn feature_in_use(
             StampedePolicy::Lock | StampedePolicy::StaleWhileRevalidate
         ),
         Feature::Lease => s.race_fix == RaceFix::Lease,
+        Feature::Breaker => s.breaker,
+        Feature::FailSafe => s.fail_safe_secs > 0,
+        Feature::WrongOrder => s.delete_first,
     });
     let is_part = |id: &NodeId| diagram.node(id).is_some_and(|n| n.feature == Some(feature));
-    let traced = timeline
-        .frame()
-        .is_some_and(|frame| frame.trace.steps.iter().any(|s| is_part(&s.node)));
-    let herded = herd.is_some_and(|edges| edges.iter().any(|e| is_part(&e.from) || is_part(&e.to)));
+    let is_part_edge =
+        |from: &NodeId, to: &NodeId| diagram.edge(from, to).is_some_and(|e| e.feature == Some(feature));
+    let traced = timeline.frame().is_some_and(|frame| {
+        let steps = &frame.trace.steps;
+        steps.iter().any(|s| is_part(&s.node))
+            || steps.windows(2).any(|w| is_part_edge(&w[0].node, &w[1].node))
+    });
+    let herded = herd.is_some_and(|edges| {
+        edges
+            .iter()
+            .any(|e| is_part(&e.from) || is_part(&e.to) || is_part_edge(&e.from, &e.to))
+    });
     on || traced || herded
 }
 
@@ -318,7 +329,11 @@ fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
         .filter_map(|id| diagram.node(id).cloned())
         .collect();
     let whole = diagram.clone();
-    let off = move || ends.iter().any(|n| node_off(state, &whole, n));
+    let feature = edge.feature;
+    let off = move || {
+        ends.iter().any(|n| node_off(state, &whole, n))
+            || feature.is_some_and(|f| feature_off(state, &whole, f))
+    };
     Some(view! {
         <g class=move || {
             let base = match (lit(), herd_count().is_some()) {
@@ -340,9 +355,12 @@ fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
 /// Whether `node` is drawn faded: it belongs to a part of the flow that is
 /// not in use.
 fn node_off(state: AppState, diagram: &Diagram, node: &Node) -> bool {
-    let Some(feature) = node.feature else {
-        return false;
-    };
+    node.feature
+        .is_some_and(|feature| feature_off(state, diagram, feature))
+}
+
+/// Whether an optional part of the flow is drawn faded now.
+fn feature_off(state: AppState, diagram: &Diagram, feature: Feature) -> bool {
     state.settings.with(|settings| {
         state.herd_edges.with(|herd| {
             state

@@ -5,6 +5,7 @@ mod controls;
 mod diagnose;
 mod diagram;
 mod divergence;
+mod faults;
 mod instances;
 mod keys;
 pub(crate) mod lesson;
@@ -124,6 +125,7 @@ pub fn App() -> impl IntoView {
                 {move || shows(Panel::Diagnose).then(|| view! { <diagnose::DiagnosePanel/> })}
                 {move || shows(Panel::Memory).then(|| view! { <memory::MemoryPanel/> })}
                 {move || shows(Panel::Serialization).then(|| view! { <serialization::SerializationPanel/> })}
+                {move || shows(Panel::Faults).then(|| view! { <faults::FaultsPanel/> })}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).

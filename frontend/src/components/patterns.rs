@@ -57,6 +57,7 @@ pub fn PatternsPanel() -> impl IntoView {
                                     <td class="num">{r.stale_reads}</td>
                                     <td class="num">{r.database_behind}</td>
                                     <td class="num unsaved">{r.most_unsaved}</td>
+                                    <td class="num lost" data-testid="lost-writes">{r.lost_writes}</td>
                                 </tr>
                             }
                         })
@@ -64,7 +65,7 @@ pub fn PatternsPanel() -> impl IntoView {
                     view! {
                         <p class="small">
                             {format!(
-                                "Seed {}: {} operations on {} users, {} % writes, database {} ms.",
+                                "Seed {}: {} operations on {} users, {} % writes, database {} ms; the writer crashes and restarts halfway.",
                                 c.seed, c.operations, c.keys, c.write_percent, c.db_latency_ms
                             )}
                         </p>
@@ -82,6 +83,7 @@ pub fn PatternsPanel() -> impl IntoView {
                                         <th scope="col" title="reads answered with an older version than the database held">"stale reads"</th>
                                         <th scope="col" title="reads after which the database held an older version than the one answered">"database behind"</th>
                                         <th scope="col" title="the most writes that were only in Redis at one moment">"only in Redis"</th>
+                                        <th scope="col" title="acknowledged writes that never reached the database when the writer crashed halfway">"lost in a crash"</th>
                                     </tr>
                                 </thead>
                                 <tbody>{rows}</tbody>
