@@ -799,7 +799,7 @@ impl Playground {
         ServerMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             sandbox: sandbox.id.clone(),
-            settings: sandbox.settings(),
+            settings: Box::new(sandbox.settings()),
             stats: sandbox.stats(),
             diagram: Diagram::cache_aside_read(),
             recent: sandbox.recent(),

@@ -218,7 +218,7 @@ impl AppState {
                 // for none, or for one that had expired): reconnections
                 // ask for this one.
                 self.sandbox.set(Some(sandbox));
-                self.settings.set(Some(settings));
+                self.settings.set(Some(*settings));
                 self.stats.set(stats);
                 self.diagram.set(diagram);
                 self.instances.set(instances);
@@ -464,13 +464,12 @@ fn announce_read(result: &ReadResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::SandboxSettings;
 
     fn hello(sandbox: &str) -> ServerMessage {
         ServerMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             sandbox: SandboxId::parse(sandbox).unwrap(),
-            settings: SandboxSettings::default(),
+            settings: Box::default(),
             stats: Stats::default(),
             diagram: Diagram::cache_aside_read(),
             recent: Vec::new(),

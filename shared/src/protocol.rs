@@ -433,7 +433,8 @@ pub enum ServerMessage {
     Hello {
         protocol_version: u32,
         sandbox: SandboxId,
-        settings: SandboxSettings,
+        /// (Boxed: the greeting is sent once; other messages stay small.)
+        settings: Box<SandboxSettings>,
         stats: Stats,
         /// The diagram to draw; traces refer to its node ids.
         diagram: Diagram,
