@@ -26,7 +26,8 @@ Tasks:
   screenshot  Regenerate docs/playground.png from a headless browser.
   bench       Run every bench, each beside a baseline from the same run and
               its goal; `cargo xtask bench NAME` runs one: read-latency,
-              hit-path, stampede, sandboxes, fanout, memory, browser, size.
+              hit-path, stampede, sandboxes, fanout, memory, lab, faults,
+              browser, size.
   setup       Only install what is missing (add --tests for the test tools).
 ";
 

@@ -211,7 +211,7 @@ pub fn screenshot() -> Result<(), String> {
 /// The back end's benches: the name after `cargo xtask bench`, the
 /// `backend` example that runs it, and what it measures. `cargo xtask bench`
 /// runs them in this order, then the browser bench and the size.
-const BACKEND_BENCHES: [(&str, &str, &str); 7] = [
+const BACKEND_BENCHES: [(&str, &str, &str); 8] = [
     (
         "read-latency",
         "read_latency",
@@ -247,13 +247,19 @@ const BACKEND_BENCHES: [(&str, &str, &str); 7] = [
         "lab",
         "the traffic and memory lab: the hit ratio a load reaches, eviction policies, value encodings",
     ),
+    (
+        "faults",
+        "faults",
+        "a Redis outage and a hung Redis under steady load, without and with the defences",
+    ),
 ];
 
 /// `cargo xtask bench`: every bench, each beside its baseline and goal.
 /// `cargo xtask bench NAME [ARGS]` runs one: `read-latency`, `hit-path
 /// [--seconds N --connections N --rounds N]`, `stampede`, `sandboxes
 /// [--clients N --reads N]`, `fanout [--seconds N --rounds N --watchers N]`,
-/// `memory`, `browser` (time to interactive, a flood of reads) or `size`.
+/// `memory`, `lab`, `faults`, `browser` (time to interactive, a flood of
+/// reads) or `size`.
 pub fn bench(args: &[String]) -> Result<(), String> {
     setup::ensure(Purpose::Run)?;
     let backend_bench = |example: &str, title: &str, extra: &[String]| {
