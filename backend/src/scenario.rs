@@ -160,6 +160,131 @@ pub async fn stale_set_race(
     })
 }
 
+/// How long [`write_order`] watches for the cached copy to go.
+const DELETE_WAIT: Duration = Duration::from_secs(10);
+/// How often it looks.
+const DELETE_LOOK: Duration = Duration::from_millis(5);
+
+/// The write order (tutorial section 4.2) on one record, in the sandbox's
+/// order (`delete_first` or not):
+///
+/// 1. the record is read, so it is cached;
+/// 2. a writer renames it;
+/// 3. as soon as the cached copy is gone, a reader reads it.
+///
+/// In the right order the copy goes after the database changed, so the
+/// reader loads the new row. Deleting first, the database write is still
+/// on its way: the reader loads the old row and caches it again, stale
+/// until its TTL.
+///
+/// # Errors
+/// [`OpError`] when the record does not exist or a step fails.
+pub async fn write_order(
+    playground: &Arc<Playground>,
+    sandbox_id: &SandboxId,
+    kind: Kind,
+    id: u64,
+) -> Result<ScenarioResult, OpError> {
+    shared::check_id(id)?;
+    let sandbox = playground.for_operation(sandbox_id)?;
+    let settings = sandbox.settings();
+    let key = sandbox.keys.value(&policies::record_key(kind, id));
+    let mut story = Vec::new();
+
+    // 1. Cached.
+    let first = playground.read(sandbox_id, kind, id, Origin::Scenario).await?;
+    let Some(before) = first.record else {
+        return Err(InputError::IdOutOfRange(format!("{id} (no such {kind} in this sandbox)")).into());
+    };
+    story.push(format!(
+        "Reader: cached {:?} (version {}).",
+        before.title(),
+        before.version()
+    ));
+
+    // 2. The writer, in the sandbox's order.
+    let base = before.title().trim_end_matches(" (edited)");
+    let name: String = format!("{base} (edited)").chars().take(MAX_NAME_LEN).collect();
+    let writer = {
+        let (playground, sandbox_id) = (playground.clone(), sandbox_id.clone());
+        tokio::spawn(async move {
+            playground
+                .write(
+                    &sandbox_id,
+                    kind,
+                    id,
+                    WriteChange::Update { name },
+                    Origin::Scenario,
+                )
+                .await
+        })
+    };
+
+    // 3. The reader, as soon as the copy is gone (a bounded watch: the
+    //    shared Redis's keyspace events are not ours to switch on).
+    let deadline = tokio::time::Instant::now() + DELETE_WAIT;
+    loop {
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(&key);
+        if let Ok(redis::Value::Int(0)) = sandbox.redis.query(&exists, sandbox.timeout).await {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            writer.abort();
+            return Err(OpError::Internal(
+                "the writer never deleted the cached copy".into(),
+            ));
+        }
+        tokio::time::sleep(DELETE_LOOK).await;
+    }
+    let between = playground.read(sandbox_id, kind, id, Origin::Scenario).await?;
+    story.push(format!(
+        "Writer: {} Reader, right after the delete: {} {}.",
+        if settings.delete_first {
+            "deleted the cached copy first; its database write is still on its way."
+        } else {
+            "changed the database, then deleted the cached copy."
+        },
+        between.outcome.label(),
+        between
+            .record
+            .as_ref()
+            .map_or_else(|| "nothing".into(), policies::describe_record)
+    ));
+    let written = writer
+        .await
+        .map_err(|e| OpError::Internal(format!("the writer failed: {e}")))??;
+    story.push(format!(
+        "Writer: the database now holds version {}.",
+        written.record.as_ref().map(Record::version).unwrap_or_default()
+    ));
+
+    // 4. What does Redis hold now, against the database?
+    let (cached, opened) = cached_entry(&sandbox, &key).await.unzip();
+    let row = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;
+    let stale = match (opened.flatten(), &row) {
+        (Some(entry), Some(row)) => matches!(&entry.content, Content::Value(cached) if cached != row),
+        _ => false,
+    };
+    story.push(if stale {
+        format!(
+            "Redis serves the old row until its TTL ({} s) runs out: the reader cached it in between.",
+            settings.ttl_secs_for(kind)
+        )
+    } else {
+        "Redis holds the row as the database has it.".into()
+    });
+    Ok(ScenarioResult {
+        fix: settings.race_fix,
+        stale,
+        cached: policies::describe_entry(cached.as_ref()),
+        database: row
+            .as_ref()
+            .map_or_else(|| "no row".into(), policies::describe_record),
+        story,
+    })
+}
+
 /// What Redis holds at `key`, if it is an entry of the engine: as it
 /// rests, and opened (see [`Sandbox::decode_entry`]).
 async fn cached_entry(sandbox: &Sandbox, key: &str) -> Option<(Envelope<Record>, Option<Envelope<Record>>)> {

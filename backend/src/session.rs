@@ -418,6 +418,11 @@ fn handle_command(
                             .await
                             .map(|result| ServerMessage::ScenarioReply { request_id, result })
                     }
+                    Scenario::WriteOrder { kind, id: record } => {
+                        crate::scenario::write_order(&playground, &id, kind, record)
+                            .await
+                            .map(|result| ServerMessage::ScenarioReply { request_id, result })
+                    }
                 }
             }))
         }

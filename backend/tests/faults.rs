@@ -476,3 +476,23 @@ async fn a_fault_over_the_websocket_is_answered_and_announced() {
         }
     }
 }
+
+/// The write-order scenario the lesson runs: deleting first, the reader
+/// that comes right after the delete caches the old row; in the right
+/// order, the new one.
+#[tokio::test]
+async fn the_write_order_scenario_is_stale_only_when_deleting_first() {
+    let t = common::start(|_| {});
+    for (delete_first, stale) in [(true, true), (false, false)] {
+        settings(&t, |s| {
+            s.delete_first = delete_first;
+            s.db_latency_ms = 100;
+        });
+        let result = backend::scenario::write_order(&t.backend.playground, &sandbox(), Kind::Users, 9)
+            .await
+            .unwrap();
+        assert_eq!(result.stale, stale, "{result:?}");
+        assert_eq!(stale_keys(&t).await, usize::from(stale));
+        t.backend.playground.reset(&sandbox()).await.unwrap();
+    }
+}

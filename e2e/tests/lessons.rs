@@ -612,7 +612,17 @@ async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defenc
     let right = choose(&client, 1).await;
     assert!(right.starts_with("Right"), "{right}");
 
-    for (step, stale) in [(7, "1"), (8, "0")] {
+    // The write order: deleting first leaves the old name cached (0), the
+    // right order the new row (1).
+    for (step, verdict) in [(7, 0), (8, 1)] {
+        open_lesson(&client, &server, "failures", step).await;
+        run_experiment(&client).await;
+        let right = choose(&client, verdict).await;
+        assert!(right.starts_with("Right"), "step {step}: {right}");
+    }
+    review_screenshot(&client, "lesson-failures-8", "[data-spot=race]").await;
+
+    for (step, stale) in [(9, "1"), (10, "0")] {
         open_lesson(&client, &server, "failures", step).await;
         run_experiment(&client).await;
         let said = text_of(&client, "[data-testid=fault-divergence]")

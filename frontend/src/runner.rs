@@ -391,6 +391,13 @@ impl Run {
                 instance: self.instances.first().cloned(),
             },
             Action::CheckDivergence => ClientMessage::CheckDivergence { request_id: id },
+            Action::WriteOrder { id: record } => ClientMessage::RunScenario {
+                request_id: id,
+                scenario: Scenario::WriteOrder {
+                    kind: shared::Kind::Users,
+                    id: record,
+                },
+            },
             Action::Race { id: record } => ClientMessage::RunScenario {
                 request_id: id,
                 scenario: Scenario::StaleSetRace {

@@ -175,6 +175,8 @@ pub enum Setting {
     FailSafe(u64),
     /// Keep and resend invalidations Redis did not take.
     RetryInvalidations(bool),
+    /// Delete the cached copy before the database write (the wrong order).
+    DeleteFirst(bool),
 }
 
 /// One thing an experiment does, in order; each waits for the previous
@@ -228,6 +230,9 @@ pub enum Action {
     CompareEncodings { padding_bytes: u64 },
     /// Break or mend the sandbox's Redis (through the fault proxy).
     Fault(crate::FaultAction),
+    /// Rename a user while a reader reads it right after its cached copy
+    /// is deleted, in the sandbox's write order.
+    WriteOrder { id: u64 },
     /// From now on, this share of database queries fails (in percent).
     FailDatabase { percent: u64 },
     /// Fill the sandbox's own redis-server: `keys` values of `value_bytes`
@@ -426,6 +431,7 @@ pub fn settings_for(step: &Step, current: &SandboxSettings) -> SandboxSettings {
             Setting::Breaker(on) => s.breaker = on,
             Setting::FailSafe(secs) => s.fail_safe_secs = secs,
             Setting::RetryInvalidations(on) => s.retry_invalidations = on,
+            Setting::DeleteFirst(on) => s.delete_first = on,
         }
     }
     s
@@ -1674,6 +1680,39 @@ pub const LESSONS: &[Lesson] = &[
                     question: "What did the last read answer with?",
                     answer: Expect::Choice { options: FAIL_SAFE_ANSWERS, correct: fail_safe_answer },
                     hint: "The last read's outcome in the trace log.",
+                },
+            },
+            Step {
+                title: "The problem: deleting before the database write",
+                text: "Even with Redis healthy, the order of a write matters. Delete the cached copy first and the database write is still on its way when the next reader arrives: the reader misses, loads the row the database still has, the old one, and caches it. The write lands a moment later and nobody deletes the copy again: Redis serves the old row until its TTL.\n\nThe button caches user 9, renames the user with the delete first, and has a reader read it the moment the copy is gone.",
+                parts: WRITES,
+                panel: Panel::Race,
+                setup: &[Setting::DeleteFirst(true)],
+                run: &[Action::WriteOrder { id: 9 }],
+                run_label: "Delete first, then write the database",
+                notice: &[
+                    Pointer { text: "The write starts with the delete, before the database.", target: Target::Node("update_cache") },
+                    Pointer { text: "The story says what the reader cached in between.", target: Target::Element("race") },
+                ],
+                check: Check {
+                    question: "What does Redis hold for user 9 at the end?",
+                    answer: Expect::Choice { options: RACE, correct: race_outcome },
+                    hint: "The verdict of the experiment, under its story.",
+                },
+            },
+            Step {
+                title: "The fix: the database first, then delete",
+                text: "Write the database first and delete the cached copy after. A reader that misses once the copy is gone loads the new row. (A reader that loaded just before the write can still store an old row late: that is the stale-set race, and its guards are leases and version checks.)\n\nSame experiment, in the right order.",
+                parts: WRITES,
+                panel: Panel::Race,
+                setup: &[],
+                run: &[Action::WriteOrder { id: 9 }],
+                run_label: "Write the database, then delete",
+                notice: &[Pointer { text: "The delete comes after the database write.", target: Target::Node("update_cache") }],
+                check: Check {
+                    question: "What does Redis hold for user 9 at the end this time?",
+                    answer: Expect::Choice { options: RACE, correct: race_outcome },
+                    hint: "The verdict of the experiment, under its story.",
                 },
             },
             Step {

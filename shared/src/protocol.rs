@@ -126,6 +126,11 @@ pub enum Scenario {
     /// pauses; a writer updates the row and invalidates the key; the reader
     /// then stores what it loaded.
     StaleSetRace { kind: Kind, id: u64 },
+    /// A write in the sandbox's order while a reader reads: the record is
+    /// cached, a writer changes it, and a reader reads it as soon as the
+    /// cached copy is gone. With `delete_first` (the wrong order) the
+    /// reader caches the old row; in the right order, the new one.
+    WriteOrder { kind: Kind, id: u64 },
 }
 
 /// What a scenario showed.

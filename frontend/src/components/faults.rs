@@ -113,6 +113,10 @@ pub fn FaultsPanel() -> impl IntoView {
                 view! {
                     {report.refusal.clone().map(|r| view! { <p class="help error" role="alert">{r}</p> })}
                     <p data-testid="breakers">"Breakers: "{breakers(report)}</p>
+                    <p data-testid="fault-counts">{move || state.stats.with(|s| format!(
+                        "Since the last reset: {} reads answered by the database after a Redis error, {} failed.",
+                        s.fallbacks, s.failures
+                    ))}</p>
                     {invalidations(report).map(|text| view! { <p data-testid="owed">{text}</p> })}
                     {(!report.events.is_empty()).then(|| view! {
                         <ol class="fault-timeline" data-testid="fault-timeline" aria-label="Fault timeline">{rows}</ol>
