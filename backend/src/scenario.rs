@@ -128,12 +128,7 @@ pub async fn stale_set_race(
         .map_err(|e| OpError::Internal(format!("the reader failed: {e}")))??;
 
     // 4. What does Redis hold now, against the database?
-    let (cached, opened) = cached_entry(&sandbox, &key).await.unzip();
-    let row = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;
-    let stale = match (opened.flatten(), &row) {
-        (Some(entry), Some(row)) => matches!(&entry.content, Content::Value(cached) if cached != row),
-        _ => false,
-    };
+    let (stale, cached, database) = compare(&sandbox, kind, id, &key).await?;
     story.push(match (stale, settings.race_fix) {
         (true, _) => format!(
             "Reader: stored version {}. Redis now serves the old row until its TTL ({} s) runs out.",
@@ -152,10 +147,8 @@ pub async fn stale_set_race(
     Ok(ScenarioResult {
         fix: settings.race_fix,
         stale,
-        cached: policies::describe_entry(cached.as_ref()),
-        database: row
-            .as_ref()
-            .map_or_else(|| "no row".into(), policies::describe_record),
+        cached,
+        database,
         story,
     })
 }
@@ -260,12 +253,7 @@ pub async fn write_order(
     ));
 
     // 4. What does Redis hold now, against the database?
-    let (cached, opened) = cached_entry(&sandbox, &key).await.unzip();
-    let row = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;
-    let stale = match (opened.flatten(), &row) {
-        (Some(entry), Some(row)) => matches!(&entry.content, Content::Value(cached) if cached != row),
-        _ => false,
-    };
+    let (stale, cached, database) = compare(&sandbox, kind, id, &key).await?;
     story.push(if stale {
         format!(
             "Redis serves the old row until its TTL ({} s) runs out: the reader cached it in between.",
@@ -277,12 +265,30 @@ pub async fn write_order(
     Ok(ScenarioResult {
         fix: settings.race_fix,
         stale,
-        cached: policies::describe_entry(cached.as_ref()),
-        database: row
-            .as_ref()
-            .map_or_else(|| "no row".into(), policies::describe_record),
+        cached,
+        database,
         story,
     })
+}
+
+/// A scenario's verdict: whether Redis holds a value the database no
+/// longer has at `key`, and what each holds, in words.
+async fn compare(
+    sandbox: &Sandbox,
+    kind: Kind,
+    id: u64,
+    key: &str,
+) -> Result<(bool, String, String), OpError> {
+    let (cached, opened) = cached_entry(sandbox, key).await.unzip();
+    let row = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;
+    let stale = match (opened.flatten(), &row) {
+        (Some(entry), Some(row)) => matches!(&entry.content, Content::Value(cached) if cached != row),
+        _ => false,
+    };
+    let database = row
+        .as_ref()
+        .map_or_else(|| "no row".into(), policies::describe_record);
+    Ok((stale, policies::describe_entry(cached.as_ref()), database))
 }
 
 /// What Redis holds at `key`, if it is an entry of the engine: as it

@@ -123,6 +123,20 @@ pub fn FaultsPanel() -> impl IntoView {
                     })}
                 }
             }))}
+            // Latency over time: what each fault and defence did to reads.
+            {move || state.series.with(|s| (!s.is_empty()).then(|| {
+                let most = s.points().filter_map(|p| p.average_us).max().unwrap_or(1).max(1);
+                // (Headroom above the slowest second, so a flat line shows.)
+                let latency = super::load::line(s, most as f64 * 1.25, |p| p.average_us.map(|us| us as f64));
+                view! {
+                    <figure class="chart" data-testid="fault-latency">
+                        <figcaption>{format!("average read, a point a second (top {})", crate::format::micros(most))}</figcaption>
+                        <svg viewBox="0 0 240 60" preserveAspectRatio="none" role="img" aria-label="average read latency over the last two minutes">
+                            <polyline class="queries-line" points=latency/>
+                        </svg>
+                    </figure>
+                }
+            }))}
             {move || state.divergence.with(|d| d.as_ref().map(|d| view! {
                 <p data-testid="fault-divergence">
                     {format!("Last cache-versus-database check: {} of {} cached keys stale.", d.stale(), d.entries.len())}

@@ -155,7 +155,7 @@ fn Charts(series: RwSignal<Series>) -> impl IntoView {
 }
 
 /// The chart line of `value` of each point (see [`polyline`]).
-fn line(series: &Series, top: f64, value: impl Fn(&Point) -> Option<f64>) -> String {
+pub(super) fn line(series: &Series, top: f64, value: impl Fn(&Point) -> Option<f64>) -> String {
     let values: Vec<Option<f64>> = series.points().map(value).collect();
     polyline(&values, top, MIN_SPAN.min(POINTS))
 }
