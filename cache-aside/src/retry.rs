@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::connection::Redis;
@@ -88,8 +88,10 @@ impl Pending {
             self.count.store(waiting.len(), Ordering::Release);
         }
         if !self.retrying.swap(true, Ordering::AcqRel) {
-            let (pending, redis, keys) = (self.clone(), redis.clone(), keys.clone());
-            tokio::spawn(async move { pending.retry_until_drained(&redis, &keys).await });
+            // The task holds the set weakly: it ends with the cache handle,
+            // even if Redis never comes back.
+            let (pending, redis, keys) = (Arc::downgrade(self), redis.clone(), keys.clone());
+            tokio::spawn(async move { retry_until_drained(&pending, &redis, &keys).await });
         }
     }
 
@@ -120,30 +122,33 @@ impl Pending {
             self.drained.notify_waiters();
         }
     }
+}
 
-    /// Sends the waiting deletes in batches, backing off while Redis fails,
-    /// until none is left.
-    async fn retry_until_drained(&self, redis: &Redis, keys: &KeySpace) {
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            tokio::time::sleep(backoff).await;
-            let batch: Vec<String> = lock(&self.keys).iter().take(BATCH).cloned().collect();
-            if batch.is_empty() {
-                self.retrying.store(false, Ordering::Release);
-                // A key added between the look and the store above would
-                // wait for nobody: look once more.
-                if self.len() == 0 || self.retrying.swap(true, Ordering::AcqRel) {
-                    return;
-                }
-                continue;
+/// Sends the waiting deletes in batches, backing off while Redis fails,
+/// until none is left or the cache handle is gone.
+async fn retry_until_drained(pending: &Weak<Pending>, redis: &Redis, keys: &KeySpace) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        tokio::time::sleep(backoff).await;
+        let Some(pending) = pending.upgrade() else {
+            return;
+        };
+        let batch: Vec<String> = lock(&pending.keys).iter().take(BATCH).cloned().collect();
+        if batch.is_empty() {
+            pending.retrying.store(false, Ordering::Release);
+            // A key added between the look and the store above would wait
+            // for nobody: look once more.
+            if pending.len() == 0 || pending.retrying.swap(true, Ordering::AcqRel) {
+                return;
             }
-            match redis.query(&delete(keys, &batch), LONGEST_BACKOFF).await {
-                Ok(_) => {
-                    self.forget(&batch);
-                    backoff = FIRST_BACKOFF;
-                }
-                Err(_) => backoff = (backoff * 2).min(LONGEST_BACKOFF),
+            continue;
+        }
+        match redis.query(&delete(keys, &batch), LONGEST_BACKOFF).await {
+            Ok(_) => {
+                pending.forget(&batch);
+                backoff = FIRST_BACKOFF;
             }
+            Err(_) => backoff = (backoff * 2).min(LONGEST_BACKOFF),
         }
     }
 }

@@ -386,3 +386,34 @@ async fn pending_invalidations_are_retried_in_the_background() {
     }
     assert_eq!(items.retried_invalidations(), (3, 0));
 }
+
+/// A handle dropped while its deletes are still owed (a sandbox reaped
+/// with Redis down) leaves no task behind: the retries end with it.
+#[tokio::test]
+async fn retries_end_with_the_cache_handle() {
+    let server = redis_server();
+    let proxy = proxy_to(&server).await;
+    let db = Db::new(Duration::ZERO);
+    let options = Options {
+        retry_invalidations: true,
+        ..Options::default()
+    };
+    let items = cache_on(proxy.port(), options);
+    items.get_or_load("item:1", db.loader(1)).await.unwrap();
+    proxy.set(down());
+    let renamed = db.rename(1, "new");
+    items
+        .after_write("item:1", Change::Updated(&renamed), WritePolicy::Invalidate)
+        .await;
+    assert_eq!(items.pending_invalidations(), 1);
+    let accepted = proxy.accepted();
+    drop(items);
+    // Long enough for several rounds had the task lived on (each round
+    // connects through the proxy).
+    tokio::time::sleep(cache_aside::retry::LONGEST_BACKOFF * 3).await;
+    assert!(
+        proxy.accepted() <= accepted + 1,
+        "no retry after the handle went: {} connections",
+        proxy.accepted() - accepted
+    );
+}
