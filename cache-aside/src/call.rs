@@ -121,9 +121,6 @@ impl<'a, V> Call<'a, V> {
         };
         span.record("cache.step", kind.name());
         span.record("cache.status", status.name());
-        if let Some(policy) = &self.options.breaker {
-            self.settle_breaker(policy, admission, &result);
-        }
         self.observer.step(&Step {
             kind,
             key: self.key,
@@ -133,6 +130,11 @@ impl<'a, V> Call<'a, V> {
             took,
             message: None,
         });
+        // After the command's own step, so a change of the breaker's state
+        // is told with the command that caused it.
+        if let Some(policy) = &self.options.breaker {
+            self.settle_breaker(policy, admission, &result);
+        }
         result
     }
 

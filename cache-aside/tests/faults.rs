@@ -86,6 +86,10 @@ async fn an_open_breaker_sends_nothing_and_every_read_still_answers() {
     assert_eq!(tried, 3, "three lookups failed, then none was sent");
     assert_eq!(recorder.count(StepKind::BreakerRefused), 3);
     assert_eq!(recorder.count(StepKind::BreakerOpened), 1);
+    // Told right after the lookup that tripped it.
+    let kinds = recorder.kinds();
+    let opened = kinds.iter().position(|k| *k == StepKind::BreakerOpened).unwrap();
+    assert_eq!(kinds[opened - 1], StepKind::Lookup, "{kinds:?}");
     assert_eq!(items.breaker_state(), BreakerState::Open);
     assert_eq!(db.loads(), 1 + 6);
 
