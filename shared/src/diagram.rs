@@ -525,7 +525,7 @@ impl Diagram {
                 edge(BREAKER, CACHE_ERROR, "", 0.0),
                 // Fail-safe: the database failed, so back to the expired
                 // copy the lookup kept, which answers.
-                optional_edge(FailSafe, edge(QUERY_DATABASE, CHECK_CACHE, "fail-safe", 60.0)),
+                optional_edge(FailSafe, edge(QUERY_DATABASE, CHECK_CACHE, "fail-safe", 110.0)),
                 edge(WRITE_REQUEST, WRITE_DATABASE, "", 0.0),
                 edge(WRITE_DATABASE, UPDATE_CACHE, "then", 0.0),
                 edge(UPDATE_CACHE, PUBLISH, "", 0.0),

@@ -104,6 +104,7 @@ pub fn FaultsPanel() -> impl IntoView {
                 <FlagSetting label="Delete before the database write (the wrong order)" test_id="delete-first" get=|s| s.delete_first set=|s, on| s.delete_first = on/>
                 <NumberSetting label="Fail-safe: keep values past their TTL (s; 0 off)" range=SandboxSettings::FAIL_SAFE_SECS get=|s| s.fail_safe_secs set=|s, v| s.fail_safe_secs = v test_id="fail-safe"/>
                 <NumberSetting label="Database queries that fail (%)" range=(0, 100) get=|s| s.db_error_percent set=|s, v| s.db_error_percent = v test_id="db-errors"/>
+                <NumberSetting label="Database latency (ms): a slow database" range=SandboxSettings::DB_LATENCY_MS get=|s| s.db_latency_ms set=|s, v| s.db_latency_ms = v/>
             </div>
             {move || state.faults.with(|report| report.as_ref().map(|report| {
                 let rows = timeline(report)
