@@ -1199,13 +1199,14 @@ async fn stopping_redis_from_the_page_opens_the_breaker_and_starting_it_brings_h
     for _ in 0..16 {
         read_id(&client, "42").await;
     }
-    let breakers = wait_for(&client, "the breakers to open", WAIT, || async {
+    // Each instance's breaker opened (by the time the page asks, one may
+    // be half-open already: its two seconds are short).
+    wait_for(&client, "the breakers to open", WAIT, || async {
         text_of(&client, "[data-testid=breakers]")
             .await
-            .filter(|t| t.matches(" open").count() == 3)
+            .filter(|t| t.matches("(opened").count() == 3)
     })
     .await;
-    assert!(breakers.contains("opened 1×"), "{breakers}");
     // With every breaker open, reads pass the breaker box (a refused
     // command is drawn as a failed step, in red): read until one is drawn
     // there (a breaker whose two seconds ran out lets a probe through
