@@ -231,20 +231,21 @@ async fn an_open_breaker_is_drawn_on_the_diagram() {
         read(&t, Kind::Users, 4).await.unwrap();
     }
     let report = t.backend.playground.fault(&sandbox(), None).await.unwrap();
-    assert!(report.breakers.iter().all(|b| b.state == "open"), "{report:?}");
+    assert!(report.breakers.iter().all(|b| b.opened >= 1), "{report:?}");
+    // The next reads skip Redis (a breaker whose two seconds ran out on a
+    // slow machine lets one probe through first, which fails and opens it
+    // again): one of the next few is drawn through the breaker.
     let mut feed = t.backend.playground.subscribe(&sandbox()).unwrap();
-    let answered = read(&t, Kind::Users, 4).await.unwrap();
-    assert_eq!(answered.outcome, Outcome::Fallback);
-    let trace = common::traces_of(&mut feed, 1).await.remove(0);
-    assert_eq!(
-        common::nodes(&trace),
-        [
-            "request",
-            "breaker",
-            "cache_error",
-            "query_database",
-            "return_loaded"
-        ]
+    let mut drawn = Vec::new();
+    for _ in 0..6 {
+        let answered = read(&t, Kind::Users, 4).await.unwrap();
+        assert_eq!(answered.outcome, Outcome::Fallback);
+        let trace = common::traces_of(&mut feed, 1).await.remove(0);
+        drawn.push(common::nodes(&trace).join(" "));
+    }
+    assert!(
+        drawn.contains(&"request breaker cache_error query_database return_loaded".to_string()),
+        "{drawn:?}"
     );
 }
 
