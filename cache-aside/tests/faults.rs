@@ -348,26 +348,25 @@ async fn a_failed_invalidation_is_delivered_when_redis_returns() {
     }
 }
 
-/// The retry runs on its own: with nobody reading, the pending `DEL`
-/// reaches Redis once it is reachable, and the old copy is gone.
-#[tokio::test]
-async fn pending_invalidations_are_retried_in_the_background() {
-    let server = redis_server();
-    let proxy = proxy_to(&server).await;
+/// A cache with retried invalidations behind a proxy, items `1..=n`
+/// cached, then Redis made unreachable and each item renamed: `n` deletes
+/// owed.
+async fn owing(server: &EmbeddedRedis, n: u64) -> (FaultProxy, CacheAside<Item>) {
+    let proxy = proxy_to(server).await;
     let db = Db::new(Duration::ZERO);
     let options = Options {
         retry_invalidations: true,
         ..Options::default()
     };
     let items = cache_on(proxy.port(), options);
-    for id in 1..=3 {
+    for id in 1..=n {
         items
             .get_or_load(&format!("item:{id}"), db.loader(id))
             .await
             .unwrap();
     }
     proxy.set(down());
-    for id in 1..=3 {
+    for id in 1..=n {
         let renamed = db.rename(id, "new");
         items
             .after_write(
@@ -377,7 +376,16 @@ async fn pending_invalidations_are_retried_in_the_background() {
             )
             .await;
     }
-    assert_eq!(items.pending_invalidations(), 3);
+    assert_eq!(items.pending_invalidations(), n as usize);
+    (proxy, items)
+}
+
+/// The retry runs on its own: with nobody reading, the pending `DEL`
+/// reaches Redis once it is reachable, and the old copy is gone.
+#[tokio::test]
+async fn pending_invalidations_are_retried_in_the_background() {
+    let server = redis_server();
+    let (proxy, items) = owing(&server, 3).await;
     assert!(
         !items.invalidations_delivered(Duration::from_millis(300)).await,
         "nothing is delivered while Redis is away"
@@ -396,20 +404,7 @@ async fn pending_invalidations_are_retried_in_the_background() {
 #[tokio::test]
 async fn retries_end_with_the_cache_handle() {
     let server = redis_server();
-    let proxy = proxy_to(&server).await;
-    let db = Db::new(Duration::ZERO);
-    let options = Options {
-        retry_invalidations: true,
-        ..Options::default()
-    };
-    let items = cache_on(proxy.port(), options);
-    items.get_or_load("item:1", db.loader(1)).await.unwrap();
-    proxy.set(down());
-    let renamed = db.rename(1, "new");
-    items
-        .after_write("item:1", Change::Updated(&renamed), WritePolicy::Invalidate)
-        .await;
-    assert_eq!(items.pending_invalidations(), 1);
+    let (proxy, items) = owing(&server, 1).await;
     let accepted = proxy.accepted();
     drop(items);
     // Long enough for several rounds had the task lived on (each round
