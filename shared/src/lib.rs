@@ -15,6 +15,8 @@
 //!   REST response body.
 //! - [`load`], [`memory`] and [`faults`]: the load generator's, the eviction
 //!   lab's and the fault lab's specs and results.
+//! - [`recording`]: lessons recorded from a real back end, replayed by
+//!   static documentation sites.
 //! - [`settings`]: a sandbox's settings and counters as one serializable value.
 
 pub mod diagram;
@@ -24,6 +26,7 @@ pub mod lessons;
 pub mod load;
 pub mod memory;
 pub mod protocol;
+pub mod recording;
 pub mod settings;
 pub mod trace;
 
