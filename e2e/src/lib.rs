@@ -4,6 +4,9 @@
 //! `cargo xtask test` builds the front end and installs Chromium first;
 //! run alone, the tests fail with a message saying what is missing.
 
+pub mod record;
+pub mod static_site;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,10 +54,20 @@ pub struct Server {
 impl Server {
     /// Starts a back end serving the built front end.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
+        Server::launch(Some(dist_dir()), tweak).await
+    }
+
+    /// Starts a back end serving its API and WebSocket only (no built
+    /// front end needed): the lesson recorder's.
+    pub async fn start_api_only(tweak: impl FnOnce(&mut Config)) -> Server {
+        Server::launch(None, tweak).await
+    }
+
+    async fn launch(dist: Option<PathBuf>, tweak: impl FnOnce(&mut Config)) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::defaults();
         config.data_dir = dir.path().to_path_buf();
-        config.static_dir = dist_dir();
+        config.static_dir = dist.unwrap_or_else(|| dir.path().join("no-front-end"));
         // Counts, not timeouts, are under test: a herd on a loaded machine
         // must not turn into fallbacks (see backend/tests/common).
         config.redis_timeout_ms = 5_000;

@@ -2,6 +2,7 @@
 //! [`AppState::apply`], and reconnects with backoff when the link drops.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
@@ -13,9 +14,11 @@ use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use crate::lessons::Position;
+use crate::replay::Player;
 use crate::runner::{Command, Run};
 use crate::state::{AppState, Link};
 use leptos::prelude::*;
+use shared::recording::{Recording, RecordingEntry, RECORDINGS_DIR, RECORDINGS_INDEX, REPLAY_META};
 
 /// How long an experiment may wait for one answer before it gives up.
 const RUN_WATCHDOG_MS: u32 = 120_000;
@@ -39,6 +42,64 @@ struct Inner {
     runs: Cell<u64>,
     /// Whether the settings in the page's address were applied.
     address_settings_done: Cell<bool>,
+    /// Set on a page that replays recordings instead of connecting.
+    replay: Option<Replay>,
+}
+
+/// The recordings a static build ships, and the one being played.
+#[derive(Default)]
+struct Replay {
+    /// What `recordings/index.json` lists.
+    index: RefCell<Vec<RecordingEntry>>,
+    /// Recordings fetched so far, by lesson id.
+    loaded: RefCell<HashMap<String, Rc<Recording>>>,
+    /// The step being played.
+    player: RefCell<Option<Player>>,
+    /// Messages due to the page, oldest first; each has a timer.
+    due: RefCell<VecDeque<ServerMessage>>,
+    /// Grows when the queue is flushed, so older timers do nothing.
+    generation: Cell<u64>,
+}
+
+/// Whether this page replays recordings: a static build marks its pages
+/// (`<meta name="cache-aside-playground-replay">`), and an address naming
+/// a back end (`?backend=URL`) goes live instead.
+pub fn replay_mode() -> bool {
+    let marked = document()
+        .query_selector(&format!("meta[name={REPLAY_META}]"))
+        .ok()
+        .flatten()
+        .is_some();
+    marked && backend_root().is_none()
+}
+
+/// The back end the address names (`?backend=https://host/path`), as a
+/// root ending in `/`; only `http` and `https` addresses count.
+pub fn backend_root() -> Option<String> {
+    let named = page_param("backend")?;
+    let named = named.trim();
+    if !(named.starts_with("http://") || named.starts_with("https://")) {
+        return None;
+    }
+    Some(if named.ends_with('/') {
+        named.to_string()
+    } else {
+        format!("{named}/")
+    })
+}
+
+/// What a message the page cannot send while replaying would have done.
+fn needs_back_end(message: &ClientMessage) -> &'static str {
+    match message {
+        ClientMessage::Read { .. } => "A new read would ask Redis for the key and, on a miss, the database",
+        ClientMessage::Write { .. } => "A write would change the database and then the cache",
+        ClientMessage::UpdateSettings { .. } => {
+            "Changing a setting would change how the sandbox's instances cache"
+        }
+        ClientMessage::RunHerd { .. } => "A herd would send many reads of one key at once",
+        ClientMessage::Reset => "A reset would empty the sandbox's cache and records",
+        _ => "This would ask the back end to act",
+    }
 }
 
 /// Where the page keeps its sandbox's name, so a reload (or a new
@@ -73,7 +134,7 @@ pub fn root_of(base: &str) -> String {
 /// The WebSocket URL beside the page, asking for `sandbox` (without one
 /// the server opens a new sandbox for the page).
 pub fn socket_url(sandbox: Option<&SandboxId>) -> String {
-    let root = app_root();
+    let root = backend_root().unwrap_or_else(app_root);
     let root = match root.strip_prefix("https") {
         Some(rest) => format!("wss{rest}"),
         None => root.replacen("http", "ws", 1),
@@ -155,9 +216,14 @@ impl Connection {
                 attempt: Cell::new(1),
                 runs: Cell::new(0),
                 address_settings_done: Cell::new(false),
+                replay: replay_mode().then(Replay::default),
             }),
         };
-        connection.connect();
+        if connection.inner.replay.is_some() {
+            connection.open_recordings();
+        } else {
+            connection.connect();
+        }
         connection
     }
 
@@ -365,8 +431,17 @@ impl Connection {
         }
     }
 
-    /// Runs the experiment of lesson step `at` on this page's sandbox.
+    /// Runs the experiment of lesson step `at` on this page's sandbox (on
+    /// a replaying page: plays its recording).
     pub fn start_run(&self, at: Position) {
+        if self.inner.replay.is_some() {
+            self.start_replay(at);
+            return;
+        }
+        self.begin_run(at);
+    }
+
+    fn begin_run(&self, at: Position) {
         let state = self.inner.state;
         let Some(settings) = state.settings.get_untracked() else {
             state.notice.set(Some(
@@ -398,7 +473,9 @@ impl Connection {
                         | ClientMessage::ComparePatterns { .. }
                         | ClientMessage::CheckDivergence { .. }
                 );
-                if !self.send(&message, awaits_reply) {
+                if self.inner.replay.is_some() {
+                    self.play(&message);
+                } else if !self.send(&message, awaits_reply) {
                     state.run.update(|run| {
                         if let Some(run) = run {
                             run.fail("Not connected to the back end; run it again in a moment.".into());
@@ -459,8 +536,16 @@ impl Connection {
 
     /// Sends a message if connected; `awaits_reply` counts it as pending.
     fn send(&self, message: &ClientMessage, awaits_reply: bool) -> bool {
-        let sent = self.transmit(message);
         let state = self.inner.state;
+        if self.inner.replay.is_some() {
+            state.notice.set(Some(format!(
+                "{}: that needs a live back end, and this page replays a recording. Each lesson step's run \
+                 button replays what its experiment did; add ?backend=URL to the address to run your own.",
+                needs_back_end(message)
+            )));
+            return false;
+        }
+        let sent = self.transmit(message);
         if sent {
             if awaits_reply {
                 state.pending.update(|p| *p += 1);
@@ -476,6 +561,9 @@ impl Connection {
 
     /// Puts a message on the socket if it is open; says whether it did.
     fn transmit(&self, message: &ClientMessage) -> bool {
+        if self.inner.replay.is_some() {
+            return false;
+        }
         let text = serde_json::to_string(message).expect("client messages serialize");
         self.inner
             .socket
@@ -483,6 +571,184 @@ impl Connection {
             .as_ref()
             .filter(|s| s.ready_state() == WebSocket::OPEN)
             .is_some_and(|s| s.send_with_str(&text).is_ok())
+    }
+
+    /// A replaying page: reads the build's list of recordings, then greets
+    /// the page with the recording of its lesson (the first listed when
+    /// the address names none, or one not recorded).
+    fn open_recordings(&self) {
+        let this = self.clone();
+        leptos::task::spawn_local(async move {
+            let state = this.inner.state;
+            let index_url = format!("{}{RECORDINGS_DIR}/{RECORDINGS_INDEX}", app_root());
+            let index = match fetch_text(&index_url).await.and_then(|text| {
+                serde_json::from_str::<Vec<RecordingEntry>>(&text).map_err(|e| format!("{index_url}: {e}"))
+            }) {
+                Ok(index) if !index.is_empty() => index,
+                Ok(_) => {
+                    return this
+                        .refuse("This build has no recordings: `cargo xtask record` makes them.".into())
+                }
+                Err(why) => return this.refuse(format!("The recordings could not be read: {why}")),
+            };
+            let wanted = crate::components::lesson::position_from_address().map(|at| at.lesson().id);
+            let lesson = index
+                .iter()
+                .find(|e| Some(e.lesson.as_str()) == wanted)
+                .unwrap_or(&index[0])
+                .lesson
+                .clone();
+            *this.replay().index.borrow_mut() = index;
+            match this.recording(&lesson).await {
+                Ok(recording) => {
+                    state.recorded.set(Some(recording.entry()));
+                    this.receive(recording.hello.clone());
+                }
+                Err(why) => this.refuse(why),
+            }
+        });
+    }
+
+    fn replay(&self) -> &Replay {
+        self.inner
+            .replay
+            .as_ref()
+            .expect("only a replaying page plays recordings")
+    }
+
+    /// The page cannot go on: says why, and tries no more.
+    fn refuse(&self, why: String) {
+        self.inner.state.notice.set(Some(why));
+        self.inner.state.link.set(Link::Refused);
+    }
+
+    /// The recording of `lesson`, fetched once.
+    async fn recording(&self, lesson: &str) -> Result<Rc<Recording>, String> {
+        if let Some(recording) = self.replay().loaded.borrow().get(lesson) {
+            return Ok(recording.clone());
+        }
+        if !self.replay().index.borrow().iter().any(|e| e.lesson == lesson) {
+            return Err(format!(
+                "This build has no recording of the lesson `{lesson}`; add ?backend=URL to the address to run it live."
+            ));
+        }
+        let url = format!("{}{RECORDINGS_DIR}/{lesson}.json", app_root());
+        let text = fetch_text(&url).await?;
+        let recording: Recording =
+            serde_json::from_str(&text).map_err(|e| format!("The recording {url} cannot be read: {e}"))?;
+        if let Some(why) = recording.problem() {
+            return Err(format!("The recording {url} cannot be played: {why}"));
+        }
+        let recording = Rc::new(recording);
+        self.replay()
+            .loaded
+            .borrow_mut()
+            .insert(lesson.to_string(), recording.clone());
+        Ok(recording)
+    }
+
+    /// Plays step `at` of its lesson's recording through the experiment
+    /// runner, as a live run would go.
+    fn start_replay(&self, at: Position) {
+        let this = self.clone();
+        leptos::task::spawn_local(async move {
+            let state = this.inner.state;
+            let recording = match this.recording(at.lesson().id).await {
+                Ok(recording) => recording,
+                Err(why) => {
+                    state.notice.set(Some(why));
+                    return;
+                }
+            };
+            let Some(step) = recording.steps.get(at.step) else {
+                return;
+            };
+            this.flush_due();
+            *this.replay().player.borrow_mut() = Some(Player::new(step));
+            state.recorded.set(Some(recording.entry()));
+            this.begin_run(at);
+        });
+    }
+
+    /// The experiment sent `message`: hands the page what the back end
+    /// answered in the recording, at the recorded pace.
+    fn play(&self, message: &ClientMessage) {
+        self.flush_due();
+        let played = self
+            .replay()
+            .player
+            .borrow_mut()
+            .as_mut()
+            .map(|player| player.on_send(message));
+        let (overdue, later) = match played {
+            Some(Ok(answers)) => answers,
+            Some(Err(why)) => {
+                self.inner.state.run.update(|run| {
+                    if let Some(run) = run {
+                        run.fail(why);
+                    }
+                });
+                return;
+            }
+            None => return,
+        };
+        for message in overdue {
+            self.receive(message);
+        }
+        let generation = self.replay().generation.get();
+        for delivery in later {
+            self.replay().due.borrow_mut().push_back(delivery.message);
+            let this = self.clone();
+            let ms = u32::try_from(delivery.after_ms).unwrap_or(u32::MAX);
+            Timeout::new(ms, move || {
+                if this.replay().generation.get() != generation {
+                    return;
+                }
+                let next = this.replay().due.borrow_mut().pop_front();
+                if let Some(message) = next {
+                    this.receive(message);
+                }
+            })
+            .forget();
+        }
+    }
+
+    /// Hands out at once whatever is still due (the experiment moved on,
+    /// as it did when recorded, after these had arrived).
+    fn flush_due(&self) {
+        let replay = self.replay();
+        replay.generation.set(replay.generation.get() + 1);
+        let due: Vec<ServerMessage> = replay.due.borrow_mut().drain(..).collect();
+        for message in due {
+            self.receive(message);
+        }
+    }
+
+    /// Hands a message from the back end (or from a recording) to the
+    /// experiment under way and to the page's state.
+    fn receive(&self, message: ServerMessage) {
+        let state = self.inner.state;
+        // A lesson's experiment waits for some of these.
+        let before = state.run.with_untracked(|r| r.as_ref().map(Run::progress));
+        let next = state
+            .run
+            .try_update(|run| run.as_mut().and_then(|run| run.on_message(&message)))
+            .flatten();
+        // Moved on, yet nothing to send (a write's or the last
+        // traces are awaited): watch that wait too.
+        let moved = state.run.with_untracked(|r| r.as_ref().map(Run::progress)) != before;
+        if next.is_none() && moved && state.experimenting() {
+            self.watch_run();
+        }
+        let greeted = matches!(message, ServerMessage::Hello { .. });
+        state.apply(message);
+        if greeted {
+            self.apply_address_settings();
+            mark_interactive();
+        }
+        if let Some(command) = next {
+            self.execute(command);
+        }
     }
 
     fn connect(&self) {
@@ -512,27 +778,7 @@ impl Connection {
                         // socket opens, then closes) keeps backing off.
                         this.inner.attempt.set(1);
                     }
-                    // A lesson's experiment waits for some of these.
-                    let before = state.run.with_untracked(|r| r.as_ref().map(Run::progress));
-                    let next = state
-                        .run
-                        .try_update(|run| run.as_mut().and_then(|run| run.on_message(&message)))
-                        .flatten();
-                    // Moved on, yet nothing to send (a write's or the last
-                    // traces are awaited): watch that wait too.
-                    let moved = state.run.with_untracked(|r| r.as_ref().map(Run::progress)) != before;
-                    if next.is_none() && moved && state.experimenting() {
-                        this.watch_run();
-                    }
-                    let greeted = matches!(message, ServerMessage::Hello { .. });
-                    state.apply(message);
-                    if greeted {
-                        this.apply_address_settings();
-                        mark_interactive();
-                    }
-                    if let Some(command) = next {
-                        this.execute(command);
-                    }
+                    this.receive(message);
                 }
                 Err(e) => state
                     .notice
@@ -581,6 +827,26 @@ impl Connection {
         let this = self.clone();
         Timeout::new(delay, move || this.connect()).forget();
     }
+}
+
+/// The text at `url` (same origin: the static build's own files).
+async fn fetch_text(url: &str) -> Result<String, String> {
+    use wasm_bindgen_futures::JsFuture;
+    let response = JsFuture::from(window().fetch_with_str(url))
+        .await
+        .map_err(|_| format!("{url} could not be fetched"))?;
+    let response: web_sys::Response = response
+        .dyn_into()
+        .map_err(|_| format!("{url} gave no response"))?;
+    if !response.ok() {
+        return Err(format!("{url} answered HTTP {}", response.status()));
+    }
+    let text = response.text().map_err(|_| format!("{url} has no text"))?;
+    JsFuture::from(text)
+        .await
+        .ok()
+        .and_then(|t| t.as_string())
+        .ok_or_else(|| format!("{url} could not be read"))
 }
 
 /// Milliseconds to wait before attempt `attempt + 1`: 500 ms, doubling, at

@@ -16,6 +16,8 @@
 //! - [`series`]: the counters over time for the live charts; plain Rust.
 //! - [`ttl`]: TTLs compared across kinds of keys and related keys; plain
 //!   Rust.
+//! - [`replay`]: a recorded lesson played to the experiment runner (static
+//!   documentation sites, no back end); plain Rust.
 //! - [`state`]: the page's reactive state and how server messages change it.
 //! - [`connection`]: the WebSocket, with reconnection.
 //! - [`components`]: Leptos components that draw the state: the diagram,
@@ -31,6 +33,7 @@ pub mod flood;
 pub mod format;
 pub mod health;
 pub mod latency;
+pub mod replay;
 pub mod runner;
 pub mod serialization;
 pub mod series;

@@ -57,6 +57,9 @@ pub struct AppState {
     /// none).
     pub sandbox: RwSignal<Option<SandboxId>>,
     pub link: RwSignal<Link>,
+    /// Set when the page replays recordings (a static documentation site
+    /// with no back end): which one is shown, when and where recorded.
+    pub recorded: RwSignal<Option<shared::recording::RecordingEntry>>,
     pub diagram: RwSignal<Diagram>,
     pub timeline: RwSignal<Timeline>,
     /// Newest first.
@@ -173,6 +176,7 @@ impl AppState {
             target_instance: RwSignal::new(None),
             pending: RwSignal::new(0),
             notice: RwSignal::new(None),
+            recorded: RwSignal::new(None),
             redis: RwSignal::new(String::new()),
             lesson: RwSignal::new(None),
             run: RwSignal::new(None),

@@ -56,8 +56,8 @@ pub struct RecordedStep {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
-    /// The page sent this.
-    Sent(ClientMessage),
+    /// The page sent this, `at_ms` after the step began.
+    Sent { at_ms: u64, message: ClientMessage },
     /// The back end sent this, `at_ms` after the step began.
     Received { at_ms: u64, message: ServerMessage },
 }
@@ -144,7 +144,10 @@ mod tests {
                 .iter()
                 .map(|_| RecordedStep {
                     events: vec![
-                        Event::Sent(ClientMessage::Reset),
+                        Event::Sent {
+                            at_ms: 0,
+                            message: ClientMessage::Reset,
+                        },
                         Event::Received {
                             at_ms: 3,
                             message: ServerMessage::Reset {

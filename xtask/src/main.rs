@@ -23,6 +23,13 @@ Tasks:
               and end-to-end. CI runs exactly this.
   dev         Back end on :8080 plus `trunk serve` with live reload on
               http://127.0.0.1:8081 (proxying /api and /ws to the back end).
+  record      Record lessons for sites with no back end (all, or those
+              named: `cargo xtask record basics ttl`) against a back end of
+              their own: recordings/{lesson}.json.
+  build-static DIR
+              Build the front end and put it, the recordings and an embed
+              page per lesson in DIR: a folder any static host serves, whose
+              pages replay the recordings (`?backend=URL` goes live).
   screenshot  Regenerate docs/playground.png from a headless browser.
   bench       Run every bench, each beside a baseline from the same run and
               its goal; `cargo xtask bench NAME` runs one: read-latency,
@@ -45,6 +52,8 @@ fn main() -> ExitCode {
         "test" => tasks::test(),
         "dev" => tasks::dev(),
         "screenshot" => tasks::screenshot(),
+        "record" => tasks::record(rest),
+        "build-static" => tasks::build_static(rest),
         "bench" => tasks::bench(rest),
         "setup" => setup::ensure(if rest.iter().any(|a| a == "--tests") {
             setup::Purpose::Tests

@@ -185,6 +185,52 @@ pub fn dev() -> Result<(), String> {
 }
 
 /// `cargo xtask screenshot`: the README picture, from the browser test.
+/// Records lessons (all, or those named) against a back end of their own
+/// (its own redis-server and SQLite file): `recordings/{lesson}.json`.
+pub fn record(lessons: &[String]) -> Result<(), String> {
+    setup::ensure(Purpose::Run)?;
+    let mut record = cargo();
+    record
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "--package",
+            "e2e",
+            "--bin",
+            "record",
+            "--",
+        ])
+        .args(lessons);
+    step("recording lessons against a real back end", record)
+}
+
+/// The static folder for documentation sites with no back end: the front
+/// end built, then the recordings checked against this build and copied
+/// beside it with an embed page per lesson.
+pub fn build_static(args: &[String]) -> Result<(), String> {
+    let [out] = args else {
+        return Err("usage: cargo xtask build-static DIR".into());
+    };
+    let out = std::env::current_dir().map_err(|e| e.to_string())?.join(out);
+    let dist = build_front_end()?;
+    let mut build = cargo();
+    build
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "--package",
+            "e2e",
+            "--bin",
+            "build_static",
+            "--",
+        ])
+        .arg(&out)
+        .env("PLAYGROUND_DIST", &dist);
+    step("assembling the static site", build)
+}
+
 pub fn screenshot() -> Result<(), String> {
     setup::ensure(Purpose::Tests)?;
     let dist = build_front_end()?;

@@ -88,7 +88,13 @@ pub fn App() -> impl IntoView {
         view! {
             <header class="top">
                 <h1>"Cache-aside playground"</h1>
-                <p class="tagline">"Every read below runs against a real Redis and a real SQLite database. Watch each command happen."</p>
+                <p class="tagline">
+                    {move || if state.recorded.with(Option::is_some) {
+                        "Every read below was run against a real Redis and a real SQLite database, and recorded. Watch each command happen."
+                    } else {
+                        "Every read below runs against a real Redis and a real SQLite database. Watch each command happen."
+                    }}
+                </p>
                 <LinkBadge/>
             </header>
         }
@@ -99,6 +105,7 @@ pub fn App() -> impl IntoView {
         <a class="skip" href="#main">"Skip to the playground"</a>
         {header}
         <Notice/>
+        <RecordedNotice/>
         // Results in words, for screen readers: one live region for the
         // whole page, never re-created.
         <p class="sr-only" role="status" data-testid="announce">{move || state.announcement.get()}</p>
@@ -160,6 +167,10 @@ pub fn App() -> impl IntoView {
 fn LinkBadge() -> impl IntoView {
     let state = expect_context::<AppState>();
     let text = move || match state.link.get() {
+        _ if state.recorded.with(Option::is_some) => state
+            .recorded
+            .with(|r| r.as_ref().map(|r| format!("Recorded · {}", r.recorded_at)))
+            .unwrap_or_default(),
         Link::Connecting { attempt: 1 } => "Connecting…".to_string(),
         Link::Connecting { attempt } => format!("Reconnecting (attempt {attempt})…"),
         Link::Open => match state.sandbox.get() {
@@ -176,11 +187,34 @@ fn LinkBadge() -> impl IntoView {
         Link::Refused => "Not connected: see the message above".to_string(),
     };
     let class = move || match state.link.get() {
+        _ if state.recorded.with(Option::is_some) => "badge recorded",
         Link::Open => "badge live",
         Link::Connecting { .. } => "badge waiting",
         _ => "badge down",
     };
     view! { <p class=class role="status" aria-live="polite" data-testid="link">{text}</p> }
+}
+
+/// On a page that replays recordings: says so, always, with when and on
+/// what they were made, and how to go live.
+#[component]
+fn RecordedNotice() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    move || {
+        state.recorded.get().map(|recorded| {
+            view! {
+                <div class="notice recorded" role="note" data-testid="recorded-notice">
+                    <span>
+                        {format!(
+                            "Recorded from a real Redis on {} ({}). This page replays it: the commands, answers and timings are the recorded ones. Connect a back end to run it live: add ?backend=URL (your back end's address) to this page's address.",
+                            recorded.recorded_at,
+                            recorded.machine
+                        )}
+                    </span>
+                </div>
+            }
+        })
+    }
 }
 
 /// A dismissible message (an error from the back end, traces missed).

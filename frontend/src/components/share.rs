@@ -8,10 +8,13 @@ use leptos::prelude::*;
 use crate::lessons::Position;
 use crate::state::AppState;
 
-/// The iframe snippet embedding lesson step `at`.
-pub fn embed_snippet(root: &str, at: Position) -> String {
+/// The iframe snippet embedding lesson step `at`. A back end serves a
+/// light start page at `embed/{lesson}`; a static build (`recorded`) has
+/// the lesson's page itself at `embed/{lesson}/live/`.
+pub fn embed_snippet(root: &str, at: Position, recorded: bool) -> String {
+    let page = if recorded { "/live/" } else { "" };
     format!(
-        r#"<iframe src="{root}embed/{lesson}?step={step}&amp;theme=auto" title="Cache-aside playground: {title}" loading="lazy" style="border:0;width:100%;height:720px"></iframe>"#,
+        r#"<iframe src="{root}embed/{lesson}{page}?step={step}&amp;theme=auto" title="Cache-aside playground: {title}" loading="lazy" style="border:0;width:100%;height:720px"></iframe>"#,
         lesson = at.lesson().id,
         step = at.step + 1,
         title = at.lesson().title,
@@ -76,11 +79,20 @@ pub fn SetupLink() -> impl IntoView {
 /// The embed snippet of the step on screen.
 #[component]
 pub fn EmbedSnippet(at: Position) -> impl IntoView {
-    let text = Signal::derive(move || embed_snippet(&crate::connection::app_root(), at));
+    let state = expect_context::<AppState>();
+    let recorded = move || state.recorded.with(Option::is_some);
+    let text = Signal::derive(move || embed_snippet(&crate::connection::app_root(), at, recorded()));
+    let help = move || {
+        if recorded() {
+            "Paste this into any HTML or Markdown page: the lesson replays its recording there too; add &backend=URL to its address to run it live. README: \"A documentation site with no back end\"."
+        } else {
+            "Paste this into any HTML or Markdown page; the lesson loads when the reader presses Start. README: \"Embedding in a documentation site\"."
+        }
+    };
     view! {
         <details class="share">
             <summary>"Embed this step in a page"</summary>
-            <p class="help">"Paste this into any HTML or Markdown page; the lesson loads when the reader presses Start. README: \"Embedding in a documentation site\"."</p>
+            <p class="help">{help}</p>
             <CopyField label="Snippet" text=text testid="embed-snippet"/>
         </details>
     }
@@ -93,7 +105,7 @@ mod tests {
     #[test]
     fn the_snippet_names_the_step_and_is_lazy_and_titled() {
         let at = Position::from_query("stampede", Some("2")).unwrap();
-        let snippet = embed_snippet("https://play.example.com/", at);
+        let snippet = embed_snippet("https://play.example.com/", at, false);
         assert!(
             snippet.contains(r#"src="https://play.example.com/embed/stampede?step=2&amp;theme=auto""#),
             "{snippet}"
@@ -101,5 +113,12 @@ mod tests {
         assert!(snippet.contains(r#"loading="lazy""#));
         assert!(snippet.contains(r#"title="Cache-aside playground: Stampede""#));
         assert!(snippet.contains("border:0"));
+        let recorded = embed_snippet("https://docs.example.com/play/", at, true);
+        assert!(
+            recorded.contains(
+                r#"src="https://docs.example.com/play/embed/stampede/live/?step=2&amp;theme=auto""#
+            ),
+            "{recorded}"
+        );
     }
 }

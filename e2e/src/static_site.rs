@@ -1,0 +1,118 @@
+//! The static build (`cargo xtask build-static DIR`): the built front end,
+//! the lesson recordings and an embed page per lesson, in one folder that
+//! any static host serves under any sub-path, with no back end. Its pages
+//! replay the recordings; `?backend=URL` makes the same pages go live.
+
+use std::path::Path;
+
+use shared::recording::{RECORDINGS_DIR, RECORDINGS_INDEX, REPLAY_META};
+
+use crate::record::{index, load_all};
+
+/// What a static build holds.
+#[derive(Debug)]
+pub struct Built {
+    pub lessons: Vec<String>,
+    /// Every file's bytes, summed.
+    pub bytes: u64,
+    /// What a first visit downloads: the page, the WASM, its JS and CSS,
+    /// and one lesson's recording (the largest), uncompressed.
+    pub first_load_bytes: u64,
+}
+
+/// Builds the static folder `out` from the built front end `dist` and the
+/// recordings in `recordings`. Every recording must be of this build's
+/// protocol and lessons: a stale one fails the build with its reason.
+pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, String> {
+    let recordings = load_all(recordings_dir)?;
+    if recordings.is_empty() {
+        return Err(format!(
+            "no recordings in {}: `cargo xtask record` makes them",
+            recordings_dir.display()
+        ));
+    }
+    let index_html = std::fs::read_to_string(dist.join("index.html")).map_err(|e| {
+        format!(
+            "no built front end in {} ({e}): `cargo xtask build-static` builds it first",
+            dist.display()
+        )
+    })?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| format!("cannot empty {}: {e}", out.display()))?;
+    }
+    std::fs::create_dir_all(out.join(RECORDINGS_DIR))
+        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+
+    // The front end, without the precompressed copies the back end serves
+    // (a static host compresses by its own rules).
+    let mut assets = 0u64;
+    for entry in std::fs::read_dir(dist).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !path.is_file() || name.ends_with(".br") || name.ends_with(".gz") || name == "index.html" {
+            continue;
+        }
+        std::fs::copy(&path, out.join(&name)).map_err(|e| format!("cannot copy {name}: {e}"))?;
+        if name.ends_with(".wasm") || name.ends_with(".js") || name.ends_with(".css") {
+            assets += std::fs::metadata(&path).map_or(0, |m| m.len());
+        }
+    }
+    let marked = index_html.replacen(
+        "<head>",
+        &format!(r#"<head><meta name="{REPLAY_META}" content="recorded">"#),
+        1,
+    );
+    write(&out.join("index.html"), &marked)?;
+
+    let mut largest = 0u64;
+    let mut lessons = Vec::new();
+    for recording in &recordings {
+        let text = serde_json::to_string(recording).map_err(|e| e.to_string())?;
+        largest = largest.max(text.len() as u64);
+        write(
+            &out.join(RECORDINGS_DIR)
+                .join(format!("{}.json", recording.lesson)),
+            &text,
+        )?;
+        // The lesson's embed page: the playground under
+        // `embed/{lesson}/live/`, its addresses relative to the root three
+        // levels up (as the back end's `/embed/{lesson}/live` is two).
+        let page = marked.replacen("<head>", r#"<head><base href="../../../">"#, 1);
+        let dir = out.join("embed").join(&recording.lesson).join("live");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        write(&dir.join("index.html"), &page)?;
+        lessons.push(recording.lesson.clone());
+    }
+    let listed = serde_json::to_string(&index(&recordings)).map_err(|e| e.to_string())?;
+    write(&out.join(RECORDINGS_DIR).join(RECORDINGS_INDEX), &listed)?;
+
+    Ok(Built {
+        lessons,
+        bytes: folder_bytes(out),
+        first_load_bytes: marked.len() as u64 + assets + largest,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn folder_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                folder_bytes(&path)
+            } else {
+                entry.metadata().map_or(0, |m| m.len())
+            }
+        })
+        .sum()
+}
