@@ -136,7 +136,7 @@ async fn record_step(
                 next = run.on_message(&message);
                 events.push(Event::Received {
                     at_ms: began.elapsed().as_millis() as u64,
-                    message,
+                    message: Box::new(message),
                 });
             }
             _ = tokio::time::sleep_until(wake), if timer.is_some() => {

@@ -16,8 +16,19 @@ pub struct Built {
     /// Every file's bytes, summed.
     pub bytes: u64,
     /// What a first visit downloads: the page, the WASM, its JS and CSS,
-    /// and one lesson's recording (the largest), uncompressed.
+    /// the list of recordings and one lesson's recording (the largest),
+    /// uncompressed.
     pub first_load_bytes: u64,
+    /// The same, each file gzipped (as most static hosts send them).
+    pub first_load_gzip_bytes: u64,
+}
+
+/// `text`'s size gzipped (best compression).
+fn gzipped(bytes: &[u8]) -> u64 {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let _ = encoder.write_all(bytes);
+    encoder.finish().map_or(0, |out| out.len() as u64)
 }
 
 /// Builds the static folder `out` from the built front end `dist` and the
@@ -45,7 +56,7 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
 
     // The front end, without the precompressed copies the back end serves
     // (a static host compresses by its own rules).
-    let mut assets = 0u64;
+    let (mut assets, mut assets_gzip) = (0u64, 0u64);
     for entry in std::fs::read_dir(dist).map_err(|e| e.to_string())? {
         let path = entry.map_err(|e| e.to_string())?.path();
         let name = path
@@ -58,7 +69,9 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
         }
         std::fs::copy(&path, out.join(&name)).map_err(|e| format!("cannot copy {name}: {e}"))?;
         if name.ends_with(".wasm") || name.ends_with(".js") || name.ends_with(".css") {
-            assets += std::fs::metadata(&path).map_or(0, |m| m.len());
+            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {name}: {e}"))?;
+            assets += bytes.len() as u64;
+            assets_gzip += gzipped(&bytes);
         }
     }
     let marked = index_html.replacen(
@@ -68,11 +81,14 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
     );
     write(&out.join("index.html"), &marked)?;
 
-    let mut largest = 0u64;
+    let (mut largest, mut largest_gzip) = (0u64, 0u64);
     let mut lessons = Vec::new();
     for recording in &recordings {
         let text = serde_json::to_string(recording).map_err(|e| e.to_string())?;
-        largest = largest.max(text.len() as u64);
+        if text.len() as u64 > largest {
+            largest = text.len() as u64;
+            largest_gzip = gzipped(text.as_bytes());
+        }
         write(
             &out.join(RECORDINGS_DIR)
                 .join(format!("{}.json", recording.lesson)),
@@ -93,7 +109,11 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
     Ok(Built {
         lessons,
         bytes: folder_bytes(out),
-        first_load_bytes: marked.len() as u64 + assets + largest,
+        first_load_bytes: marked.len() as u64 + assets + listed.len() as u64 + largest,
+        first_load_gzip_bytes: gzipped(marked.as_bytes())
+            + assets_gzip
+            + gzipped(listed.as_bytes())
+            + largest_gzip,
     })
 }
 

@@ -124,10 +124,12 @@ async fn a_static_build_replays_recorded_lessons_with_no_back_end() {
     let built = e2e::static_site::build(&dist_dir(), recordings.path(), &site).unwrap();
     assert_eq!(built.lessons, LESSONS_RECORDED);
     println!(
-        "static site: {} KB in all, first load {} KB before compression",
+        "static site: {} KB in all, first load {} KB ({} KB gzipped)",
         built.bytes / 1024,
-        built.first_load_bytes / 1024
+        built.first_load_bytes / 1024,
+        built.first_load_gzip_bytes / 1024
     );
+    assert!(built.first_load_gzip_bytes < built.first_load_bytes);
     let log = root.path().join("requests.log");
     let host = StaticServer::start(root.path(), &log);
     let base = format!("http://127.0.0.1:{}/docs/playground/", host.port);

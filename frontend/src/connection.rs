@@ -18,7 +18,11 @@ use crate::replay::Player;
 use crate::runner::{Command, Run};
 use crate::state::{AppState, Link};
 use leptos::prelude::*;
-use shared::recording::{Recording, RecordingEntry, RECORDINGS_DIR, RECORDINGS_INDEX, REPLAY_META};
+use shared::recording::{RecordingEntry, SentKind, RECORDINGS_DIR, RECORDINGS_INDEX, REPLAY_META};
+
+/// A recording as the page reads it: the messages it sent known by kind
+/// alone.
+type Recording = shared::recording::Recording<SentKind>;
 
 /// How long an experiment may wait for one answer before it gives up.
 const RUN_WATCHDOG_MS: u32 = 120_000;

@@ -4,7 +4,7 @@
 //! same message, at the recorded pace. Plain Rust, tested natively.
 
 use shared::lessons::{Observed, Position};
-use shared::recording::{Event, RecordedStep, Recording};
+use shared::recording::{Event, RecordedStep, Recording, SentKind};
 use shared::{ClientMessage, ServerMessage};
 
 use crate::runner::{Command, Phase, Run};
@@ -17,16 +17,35 @@ pub struct Delivery {
     pub message: ServerMessage,
 }
 
+/// A message sent, as a recording keeps it: whole, or by kind alone (the
+/// page reads recordings that way, see [`SentKind`]).
+pub trait Sent: Clone {
+    /// Its `type` on the wire.
+    fn kind(&self) -> String;
+}
+
+impl Sent for SentKind {
+    fn kind(&self) -> String {
+        self.kind.clone()
+    }
+}
+
+impl Sent for ClientMessage {
+    fn kind(&self) -> String {
+        name(self)
+    }
+}
+
 /// One step's recording, being played.
 #[derive(Clone, Debug)]
-pub struct Player {
-    events: Vec<Event>,
+pub struct Player<C = SentKind> {
+    events: Vec<Event<C>>,
     /// The next event not handed out.
     cursor: usize,
 }
 
-impl Player {
-    pub fn new(step: &RecordedStep) -> Player {
+impl<C: Sent> Player<C> {
+    pub fn new(step: &RecordedStep<C>) -> Player<C> {
         Player {
             events: step.events.clone(),
             cursor: 0,
@@ -49,7 +68,7 @@ impl Player {
                         name(message)
                     ))
                 }
-                Some(Event::Received { message, .. }) => overdue.push(message.clone()),
+                Some(Event::Received { message, .. }) => overdue.push((**message).clone()),
                 Some(Event::Sent {
                     at_ms,
                     message: recorded,
@@ -57,11 +76,10 @@ impl Player {
                     // Request ids and settings may differ (the page's
                     // counter, what an earlier step left): the kind of
                     // message must not.
-                    if std::mem::discriminant(recorded) != std::mem::discriminant(message) {
+                    let (sending, sent) = (name(message), recorded.kind());
+                    if sending != sent {
                         return Err(format!(
-                            "the experiment sends {} where the recording sent {}; record the lesson again",
-                            name(message),
-                            name(recorded)
+                            "the experiment sends {sending} where the recording sent {sent}; record the lesson again"
                         ));
                     }
                     break *at_ms;
@@ -74,7 +92,7 @@ impl Player {
         while let Some(Event::Received { at_ms, message }) = self.events.get(self.cursor) {
             later.push(Delivery {
                 after_ms: at_ms.saturating_sub(sent_at),
-                message: message.clone(),
+                message: (**message).clone(),
             });
             self.cursor += 1;
         }
@@ -82,19 +100,20 @@ impl Player {
     }
 }
 
-/// The message's kind, in words (its tag on the wire).
+/// The message's kind, in words (its tag on the wire; read back from the
+/// text the page sends anyway, so no other serializer is compiled in).
 fn name(message: &ClientMessage) -> String {
-    serde_json::to_value(message)
+    serde_json::to_string(message)
         .ok()
-        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "a message".into())
+        .and_then(|text| serde_json::from_str::<SentKind>(&text).ok())
+        .map_or_else(|| "a message".into(), |k| k.kind)
 }
 
 /// Plays step `at` of `recording` to a runner at once (no pacing, timers
 /// fire when nothing else is due): what the page's run observes when it
 /// replays the step. The static site's test answers the check questions
 /// from it.
-pub fn observe(recording: &Recording, at: Position) -> Result<Observed, String> {
+pub fn observe<C: Sent>(recording: &Recording<C>, at: Position) -> Result<Observed, String> {
     let ServerMessage::Hello {
         settings, instances, ..
     } = &recording.hello
@@ -153,9 +172,9 @@ mod tests {
                 },
                 Event::Received {
                     at_ms: 14,
-                    message: ServerMessage::Reset {
+                    message: Box::new(ServerMessage::Reset {
                         stats: Stats::default(),
-                    },
+                    }),
                 },
                 Event::Sent {
                     at_ms: 15,
@@ -163,10 +182,10 @@ mod tests {
                 },
                 Event::Received {
                     at_ms: 40,
-                    message: ServerMessage::Error {
+                    message: Box::new(ServerMessage::Error {
                         request_id: Some(1),
                         message: "recorded".into(),
-                    },
+                    }),
                 },
             ],
             took_ms: 40,
@@ -204,7 +223,7 @@ mod tests {
             0,
             Event::Received {
                 at_ms: 1,
-                message: ServerMessage::Missed { count: 3 },
+                message: Box::new(ServerMessage::Missed { count: 3 }),
             },
         );
         let mut player = Player::new(&step);

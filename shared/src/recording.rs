@@ -25,9 +25,12 @@ pub const RECORDINGS_INDEX: &str = "index.json";
 /// replays recordings unless its address names a back end (`?backend=`).
 pub const REPLAY_META: &str = "cache-aside-playground-replay";
 
-/// One lesson, recorded.
+/// One lesson, recorded. `C` is how the messages the page sent are kept:
+/// whole ([`ClientMessage`], as recorded), or only their kind
+/// ([`SentKind`]: what the front end reads, so its WASM carries no code to
+/// read every client message).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Recording {
+pub struct Recording<C = ClientMessage> {
     /// [`PROTOCOL_VERSION`] when it was recorded.
     pub protocol_version: u32,
     /// The lesson's id (`?lesson=`).
@@ -39,15 +42,15 @@ pub struct Recording {
     /// The greeting the page was sent ([`ServerMessage::Hello`]).
     pub hello: ServerMessage,
     /// One per step, in the lesson's order.
-    pub steps: Vec<RecordedStep>,
+    pub steps: Vec<RecordedStep<C>>,
 }
 
 /// One step's experiment, as it ran.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RecordedStep {
+pub struct RecordedStep<C = ClientMessage> {
     /// What happened, in order: the messages the experiment sent and the
     /// ones it was sent.
-    pub events: Vec<Event>,
+    pub events: Vec<Event<C>>,
     /// Milliseconds from the first message sent to the run's end.
     pub took_ms: u64,
 }
@@ -55,11 +58,20 @@ pub struct RecordedStep {
 /// A message of a recorded experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Event {
+pub enum Event<C = ClientMessage> {
     /// The page sent this, `at_ms` after the step began.
-    Sent { at_ms: u64, message: ClientMessage },
-    /// The back end sent this, `at_ms` after the step began.
-    Received { at_ms: u64, message: ServerMessage },
+    Sent { at_ms: u64, message: C },
+    /// The back end sent this, `at_ms` after the step began. (Boxed: a
+    /// server message is far larger than the rest.)
+    Received { at_ms: u64, message: Box<ServerMessage> },
+}
+
+/// A message the page sent, known by its kind alone (its `type` on the
+/// wire); the rest of it is skipped when read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentKind {
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// A line of `recordings/index.json`.
@@ -70,7 +82,7 @@ pub struct RecordingEntry {
     pub machine: String,
 }
 
-impl Recording {
+impl<C> Recording<C> {
     /// Why this recording cannot be used by this build, if it cannot.
     pub fn problem(&self) -> Option<String> {
         if self.protocol_version != PROTOCOL_VERSION {
@@ -150,9 +162,9 @@ mod tests {
                         },
                         Event::Received {
                             at_ms: 3,
-                            message: ServerMessage::Reset {
+                            message: Box::new(ServerMessage::Reset {
                                 stats: Stats::default(),
-                            },
+                            }),
                         },
                     ],
                     took_ms: 3,
@@ -169,6 +181,12 @@ mod tests {
         assert_eq!(back, recording);
         assert_eq!(serde_json::to_string(&back).unwrap(), text);
         assert_eq!(recording.problem(), None);
+        // Read by kind alone, as the front end reads it.
+        let kinds: Recording<SentKind> = serde_json::from_str(&text).unwrap();
+        assert!(matches!(
+            &kinds.steps[0].events[0],
+            Event::Sent { at_ms: 0, message } if message.kind == "reset"
+        ));
     }
 
     #[test]

@@ -21,12 +21,13 @@ fn main() -> ExitCode {
     match e2e::static_site::build(&dist, &recordings, &out) {
         Ok(built) => {
             println!(
-                "static site in {}: {} lessons ({}), {} KB in all, first load {} KB before compression",
+                "static site in {}: {} lessons ({}), {} KB in all; a first visit to the largest lesson loads {} KB, {} KB gzipped",
                 out.display(),
                 built.lessons.len(),
                 built.lessons.join(", "),
                 built.bytes / 1024,
-                built.first_load_bytes / 1024
+                built.first_load_bytes / 1024,
+                built.first_load_gzip_bytes / 1024
             );
             println!(
                 "serve it from any static host; embed a lesson with <iframe src=\".../embed/LESSON/live/?step=1\">, \
