@@ -158,7 +158,10 @@ impl Driver {
             .unwrap()
             .port();
         let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let child = Command::new(&program)
+        // A process group of its own: the browsers it starts join it, and
+        // the drop ends the whole group (killing chromedriver alone left its
+        // browsers running, hundreds after a few test runs).
+        let child = std::os::unix::process::CommandExt::process_group(&mut Command::new(&program), 0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -218,6 +221,11 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid (`process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
