@@ -142,6 +142,7 @@ impl Backend {
                     program: config.redis_server.clone(),
                     maxmemory: config.redis_maxmemory(&limits),
                     maxmemory_policy: "noeviction".into(),
+                    extra_args: Vec::new(),
                 })?;
                 (server.url(), Some(server))
             }

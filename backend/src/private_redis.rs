@@ -111,6 +111,7 @@ impl PrivateServers {
                 program,
                 maxmemory,
                 maxmemory_policy: STARTING_POLICY.into(),
+                extra_args: Vec::new(),
             },
             permits: Arc::new(Semaphore::new(most)),
             most,

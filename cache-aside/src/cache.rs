@@ -316,7 +316,7 @@ impl<V: Value> Builder<V> {
     ///
     /// # Errors
     /// [`OptionsError`] when a default option is unusable.
-    pub fn build(self) -> Result<CacheAside<V>, OptionsError> {
+    pub fn build(mut self) -> Result<CacheAside<V>, OptionsError> {
         self.defaults.validate()?;
         if self.defaults.race_guard == crate::RaceGuard::Version && self.version_of.is_none() {
             return Err(OptionsError::Unversioned);
@@ -330,6 +330,11 @@ impl<V: Value> Builder<V> {
         // Tokens must differ between handles even when draws are seeded
         // alike, or two instances could release each other's locks.
         let origin = fresh_origin();
+        // On a cluster an entry's keys must share a hash slot (see
+        // `KeySpace::tagged`).
+        if self.redis.is_cluster() {
+            self.keys = self.keys.tagged();
+        }
         let near = self.near_capacity.map(NearCache::new);
         let bus = Bus::new(
             self.redis.client().clone(),

@@ -8,6 +8,12 @@
 //! in a task of its own, one attempt at a time, so a handshake slower than
 //! a command may take (TLS to a distant server) still completes, and
 //! commands wait for it only as long as they may.
+//!
+//! The same handle works on a Redis Cluster ([`Redis::open_cluster`]): the
+//! cluster client sends each command to the master that owns its key's
+//! hash slot and follows `MOVED` redirections; the engine's key space tags
+//! every entry's keys so that the commands and scripts of one entry touch
+//! one slot (see [`crate::KeySpace`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +21,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 
 /// A handle on one Redis endpoint and its connection. Cheap to clone; all
 /// clones share the connection.
@@ -24,13 +32,19 @@ pub struct Redis {
 }
 
 struct Inner {
-    /// Where Redis lives, as given (`redis://127.0.0.1:6379/`).
+    /// Where Redis lives, as given (`redis://127.0.0.1:6379/`; a cluster's
+    /// first node).
     url: String,
+    /// A client of the one server, or of a cluster's first node (for
+    /// Pub/Sub: on a cluster, a message published on any node reaches
+    /// the subscribers of every node).
     client: redis::Client,
+    /// Set when Redis is a cluster.
+    cluster: Option<ClusterClient>,
     /// Made on first use. Once connected, every command gets the
     /// connection without taking a lock; while connecting fails it stays
     /// empty and the next command starts another attempt.
-    connection: OnceLock<ConnectionManager>,
+    connection: OnceLock<Connection>,
     /// Whether an attempt to connect is under way (one at a time).
     connecting: AtomicBool,
     /// Woken when an attempt ends, in success or failure.
@@ -42,11 +56,28 @@ struct Inner {
 /// The longest one attempt to connect may take, handshakes included.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The connection commands go over: to one server, or to a cluster.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn query(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        match self {
+            Connection::Single(connection) => command.query_async(connection).await,
+            Connection::Cluster(connection) => command.query_async(connection).await,
+        }
+    }
+}
+
 impl Inner {
     fn new(url: &str, client: redis::Client) -> Inner {
         Inner {
             url: url.to_string(),
             client,
+            cluster: None,
             connection: OnceLock::new(),
             connecting: AtomicBool::new(false),
             attempt_done: tokio::sync::Notify::new(),
@@ -119,6 +150,38 @@ impl Redis {
         Ok(Redis::from_client(url, client))
     }
 
+    /// A handle on a Redis Cluster, given some of its nodes' URLs (one is
+    /// enough; the client learns the others and which slots each serves).
+    /// Does not connect yet.
+    ///
+    /// # Errors
+    /// [`RedisError::Url`] when no URL is given or one is not a Redis URL.
+    pub fn open_cluster<S: AsRef<str>>(nodes: &[S]) -> Result<Redis, RedisError> {
+        let first = nodes
+            .first()
+            .ok_or_else(|| RedisError::Url("a cluster needs at least one node's URL".into()))?
+            .as_ref();
+        let client = redis::Client::open(first).map_err(|e| RedisError::Url(e.to_string()))?;
+        let cluster = ClusterClient::builder(nodes.iter().map(|n| n.as_ref().to_string()))
+            .connection_timeout(CONNECT_TIMEOUT)
+            // Commands bring their own timeout (see `query`); a redirection
+            // (`MOVED`, `ASK`) is followed at once, and a node that is down
+            // is the caller's fallback, not a wait.
+            .retries(1)
+            .build()
+            .map_err(|e| RedisError::Url(e.to_string()))?;
+        let mut inner = Inner::new(first, client);
+        inner.cluster = Some(cluster);
+        Ok(Redis {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Whether this handle talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster.is_some()
+    }
+
     /// A handle on the Redis `client` connects to (say one built with TLS
     /// certificates); `url` is only what [`Redis::url`] shows.
     pub fn from_client(url: &str, client: redis::Client) -> Redis {
@@ -130,7 +193,11 @@ impl Redis {
     /// A handle on the same Redis with a connection of its own, as a second
     /// application instance would have.
     pub fn with_new_connection(&self) -> Redis {
-        Redis::from_client(&self.inner.url, self.inner.client.clone())
+        let mut inner = Inner::new(&self.inner.url, self.inner.client.clone());
+        inner.cluster = self.inner.cluster.clone();
+        Redis {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The URL this handle talks to, as given (passwords included: use
@@ -156,8 +223,8 @@ impl Redis {
                 Some(connection) => connection.clone(),
                 None => self.connection().await?,
             };
-            command
-                .query_async::<redis::Value>(&mut connection)
+            connection
+                .query(command)
                 .await
                 .map_err(|e| RedisError::from_client(&e))
         };
@@ -176,7 +243,7 @@ impl Redis {
     /// The connection, once an attempt to connect has made it. Starts an
     /// attempt unless one is under way, then waits for it to end; the
     /// caller's timeout bounds the wait, not the attempt.
-    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
+    async fn connection(&self) -> Result<Connection, RedisError> {
         let inner = &self.inner;
         // Listen before looking, so an attempt that ends in between still
         // wakes this command.
@@ -195,11 +262,24 @@ impl Redis {
                 let _ended = AttemptEnded(inner.clone());
                 // After the first success the manager reconnects by itself;
                 // commands bring their own timeout, so none here.
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(None)
-                    .set_number_of_retries(0);
-                let attempt = inner.client.get_connection_manager_with_config(config);
+                let attempt = async {
+                    match &inner.cluster {
+                        // The cluster connection reconnects to its nodes
+                        // and refreshes the slot map by itself.
+                        Some(cluster) => cluster.get_async_connection().await.map(Connection::Cluster),
+                        None => {
+                            let config = redis::aio::ConnectionManagerConfig::new()
+                                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                                .set_response_timeout(None)
+                                .set_number_of_retries(0);
+                            inner
+                                .client
+                                .get_connection_manager_with_config(config)
+                                .await
+                                .map(Connection::Single)
+                        }
+                    }
+                };
                 match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
                     Ok(Ok(connection)) => {
                         let _ = inner.connection.set(connection);

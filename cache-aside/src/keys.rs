@@ -17,6 +17,15 @@
 //! Helper keys carry a `#` suffix, so a logical key must not contain `#`;
 //! that is how [`KeySpace::logical`] tells values from helpers when it
 //! walks the keys with `SCAN`.
+//!
+//! On a Redis Cluster a command or script may only touch keys of one hash
+//! slot, and a write deletes a value with its lease in one `DEL`. So there
+//! the logical key is a hash tag, `{prefix}{user:42}` and
+//! `{prefix}{user:42}#lease`: Redis hashes only what is between the
+//! braces, so an entry's keys share a slot while entries spread over the
+//! masters. [`crate::CacheAside`] tags its key space by itself when its
+//! Redis is a cluster ([`KeySpace::tagged`]). (A prefix with braces of its
+//! own, `cache:{app}:`, puts every key in that one slot instead.)
 
 use std::sync::Arc;
 
@@ -24,6 +33,8 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeySpace {
     prefix: Arc<str>,
+    /// Whether logical keys are hash tags (a cluster's key space).
+    tagged: bool,
 }
 
 /// What separates a logical key from a helper key's role.
@@ -35,7 +46,19 @@ impl KeySpace {
     pub fn new(prefix: impl Into<String>) -> KeySpace {
         KeySpace {
             prefix: Arc::from(prefix.into()),
+            tagged: false,
         }
+    }
+
+    /// The same key space with every logical key a hash tag, for a Redis
+    /// Cluster: an entry's value and helpers share one hash slot.
+    pub fn tagged(self) -> KeySpace {
+        KeySpace { tagged: true, ..self }
+    }
+
+    /// Whether logical keys are hash tags.
+    pub fn is_tagged(&self) -> bool {
+        self.tagged
     }
 
     /// The prefix every name starts with.
@@ -45,9 +68,15 @@ impl KeySpace {
 
     /// The Redis key holding the cached value of `key`.
     pub fn value(&self, key: &str) -> String {
-        let mut name = String::with_capacity(self.prefix.len() + key.len());
+        let mut name = String::with_capacity(self.prefix.len() + key.len() + 2);
         name.push_str(&self.prefix);
-        name.push_str(key);
+        if self.tagged {
+            name.push('{');
+            name.push_str(key);
+            name.push('}');
+        } else {
+            name.push_str(key);
+        }
         name
     }
 
@@ -57,6 +86,7 @@ impl KeySpace {
         ValueKey {
             prefix: &self.prefix,
             key,
+            tagged: self.tagged,
         }
     }
 
@@ -106,11 +136,15 @@ impl KeySpace {
     /// `None` for helper keys (leases, locks) and other key spaces.
     pub fn logical<'a>(&self, redis_key: &'a str) -> Option<&'a str> {
         let key = redis_key.strip_prefix(&*self.prefix)?;
+        let key = match self.tagged {
+            true => key.strip_prefix('{')?.strip_suffix('}')?,
+            false => key,
+        };
         (!key.is_empty() && !key.contains(HELPER)).then_some(key)
     }
 
     fn helper(&self, key: &str, role: &str) -> String {
-        format!("{}{key}{HELPER}{role}", self.prefix)
+        format!("{}{HELPER}{role}", self.value(key))
     }
 }
 
@@ -119,6 +153,7 @@ impl KeySpace {
 pub struct ValueKey<'a> {
     prefix: &'a str,
     key: &'a str,
+    tagged: bool,
 }
 
 impl redis::ToRedisArgs for ValueKey<'_> {
@@ -127,7 +162,13 @@ impl redis::ToRedisArgs for ValueKey<'_> {
         let mut arg = out.writer_for_next_arg();
         // Writing to the command's own buffer cannot fail.
         let _ = arg.write_all(self.prefix.as_bytes());
-        let _ = arg.write_all(self.key.as_bytes());
+        if self.tagged {
+            let _ = arg.write_all(b"{");
+            let _ = arg.write_all(self.key.as_bytes());
+            let _ = arg.write_all(b"}");
+        } else {
+            let _ = arg.write_all(self.key.as_bytes());
+        }
     }
 }
 
@@ -162,6 +203,29 @@ mod tests {
         assert_eq!(keys.logical(&keys.lease("user:42")), None);
         assert_eq!(keys.logical("cache:b:user:42"), None);
         assert_eq!(keys.logical("cache:a:"), None);
+    }
+
+    #[test]
+    fn a_clusters_entry_keys_share_a_hash_tag() {
+        let keys = KeySpace::new("cache:a:").tagged();
+        assert_eq!(keys.value("user:42"), "cache:a:{user:42}");
+        assert_eq!(keys.lease("user:42"), "cache:a:{user:42}#lease");
+        assert_eq!(keys.lock("user:42"), "cache:a:{user:42}#lock");
+        let mut get = redis::cmd("GET");
+        get.arg(keys.value_arg("user:42"));
+        assert_eq!(crate::connection::command_text(&get), "GET cache:a:{user:42}");
+        assert_eq!(keys.logical("cache:a:{user:42}"), Some("user:42"));
+        assert_eq!(keys.logical(&keys.lease("user:42")), None);
+        assert_eq!(keys.logical("cache:a:user:42"), None);
+        // Redis hashes what the first braces hold: one entry's names
+        // alike (the cluster tests check the slots themselves).
+        let tag = |name: &str| {
+            name.split_once('{')
+                .and_then(|(_, r)| r.split_once('}'))
+                .map(|(t, _)| t.to_string())
+        };
+        assert_eq!(tag(&keys.value("user:42")).as_deref(), Some("user:42"));
+        assert_eq!(tag(&keys.refresh("user:42")).as_deref(), Some("user:42"));
     }
 
     #[test]

@@ -25,7 +25,9 @@
 //! against the stale-set race (leases, version checks), and a near cache
 //! kept coherent over Redis Pub/Sub. A Redis failure never fails a read.
 //! A [`Seal`] can encrypt what must not rest in Redis in the clear.
-//! An [`Observer`] sees every step with the command as sent.
+//! An [`Observer`] sees every step with the command as sent. The same
+//! cache runs on a Redis Cluster ([`Redis::open_cluster`]): an entry's
+//! keys share a hash slot, so its commands and scripts stay on one master.
 //!
 //! # Layout
 //! - [`read`]: `get_or_load`, the read path. Start here.

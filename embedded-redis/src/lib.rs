@@ -6,6 +6,7 @@
 //! [`proxy::FaultProxy`] makes any Redis slow, hung or unreachable for the
 //! clients that connect through it.
 
+pub mod cluster;
 pub mod proxy;
 
 use std::io::{Read, Write};
@@ -25,6 +26,8 @@ pub struct RedisServerOptions {
     /// Redis's `maxmemory-policy`; `allkeys-lru` is the tutorial's general
     /// purpose choice.
     pub maxmemory_policy: String,
+    /// More arguments for `redis-server` (a cluster node's, say).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for RedisServerOptions {
@@ -33,6 +36,7 @@ impl Default for RedisServerOptions {
             program: PathBuf::from("redis-server"),
             maxmemory: "64mb".into(),
             maxmemory_policy: "allkeys-lru".into(),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -101,6 +105,7 @@ impl EmbeddedRedis {
             .args(["--daemonize", "no"])
             .args(["--maxmemory", &options.maxmemory])
             .args(["--maxmemory-policy", &options.maxmemory_policy])
+            .args(&options.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -192,7 +197,7 @@ impl Drop for EmbeddedRedis {
 }
 
 /// Asks the kernel for a free loopback port.
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
     Ok(listener.local_addr()?.port())
 }

@@ -1,0 +1,167 @@
+//! A Redis Cluster of `redis-server` child processes on loopback ports,
+//! made the way an operator makes one: each node started with
+//! `--cluster-enabled yes`, then `redis-cli --cluster create` spreads the
+//! 16,384 hash slots over the masters and introduces the nodes.
+//!
+//! No replicas: a master that stops takes its slots with it until it is
+//! started again (it rejoins from its `nodes.conf`), which is the failure
+//! the engine's tests want to watch.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{EmbeddedRedis, EmbeddedRedisError, RedisServerOptions};
+
+/// A running cluster. Dropping it stops every node and removes their
+/// cluster files.
+#[derive(Debug)]
+pub struct EmbeddedCluster {
+    nodes: Vec<EmbeddedRedis>,
+    dir: PathBuf,
+}
+
+impl EmbeddedCluster {
+    /// Starts `masters` nodes (at least 3, as Redis requires) and makes
+    /// them one cluster; returns once every node says the cluster is ok.
+    /// The same thread rule as [`EmbeddedRedis::start`] applies.
+    ///
+    /// # Errors
+    /// See [`EmbeddedRedisError`]; a cluster that does not form in time is
+    /// [`EmbeddedRedisError::DidNotStart`] with `redis-cli`'s words.
+    pub fn start(
+        masters: usize,
+        options: &RedisServerOptions,
+    ) -> Result<EmbeddedCluster, EmbeddedRedisError> {
+        let masters = masters.max(3);
+        let port = crate::free_port().map_err(EmbeddedRedisError::NoPort)?;
+        let dir = std::env::temp_dir().join(format!("embedded-redis-cluster-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(EmbeddedRedisError::NoPort)?;
+        let mut cluster = EmbeddedCluster {
+            nodes: Vec::new(),
+            dir,
+        };
+        for i in 0..masters {
+            let node_options = RedisServerOptions {
+                extra_args: [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &cluster.dir.join(format!("nodes-{i}.conf")).to_string_lossy(),
+                    // A stopped master is marked failed after this long.
+                    "--cluster-node-timeout",
+                    "2000",
+                    // The other masters keep serving their slots while one
+                    // is down.
+                    "--cluster-require-full-coverage",
+                    "no",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(options.extra_args.iter().cloned())
+                .collect(),
+                ..options.clone()
+            };
+            cluster.nodes.push(EmbeddedRedis::start(&node_options)?);
+        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let created = Command::new(redis_cli(options))
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .map_err(|source| EmbeddedRedisError::NotInstalled {
+                program: redis_cli(options),
+                source,
+            })?;
+        if !created.status.success() {
+            return Err(EmbeddedRedisError::DidNotStart {
+                port: cluster.nodes[0].port(),
+                detail: format!(
+                    "redis-cli --cluster create failed: {}",
+                    String::from_utf8_lossy(&created.stdout).trim()
+                ),
+            });
+        }
+        cluster.wait_until_ok(Duration::from_secs(20))?;
+        Ok(cluster)
+    }
+
+    /// Every node's URL, for a cluster client's initial nodes.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(EmbeddedRedis::url).collect()
+    }
+
+    /// The nodes, in the order they were started.
+    pub fn nodes(&self) -> &[EmbeddedRedis] {
+        &self.nodes
+    }
+
+    /// A node, to stop or restart it.
+    pub fn node_mut(&mut self, index: usize) -> &mut EmbeddedRedis {
+        &mut self.nodes[index]
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` (after a
+    /// stopped master is started again, say), at most `within`.
+    ///
+    /// # Errors
+    /// [`EmbeddedRedisError::DidNotStart`] with the last state seen.
+    pub fn wait_until_ok(&self, within: Duration) -> Result<(), EmbeddedRedisError> {
+        let deadline = Instant::now() + within;
+        let cli = redis_cli(&RedisServerOptions::default());
+        loop {
+            let mut last = String::new();
+            let all_ok = self.nodes.iter().filter(|n| n.pid().is_some()).all(|node| {
+                let info = Command::new(&cli)
+                    .args(["-p", &node.port().to_string(), "cluster", "info"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                    .unwrap_or_default();
+                let ok = info.lines().any(|l| l.trim() == "cluster_state:ok");
+                if !ok {
+                    last = format!(
+                        "node {}: {}",
+                        node.port(),
+                        info.lines().next().unwrap_or("no answer")
+                    );
+                }
+                ok
+            });
+            if all_ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(EmbeddedRedisError::DidNotStart {
+                    port: self.nodes[0].port(),
+                    detail: format!("the cluster is not ok after {within:?}: {last}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `redis-cli` beside the `redis-server` the options name (Debian installs
+/// both), or on PATH.
+fn redis_cli(options: &RedisServerOptions) -> PathBuf {
+    let beside = options.program.with_file_name("redis-cli");
+    if options.program.components().count() > 1 && beside.is_file() {
+        beside
+    } else {
+        PathBuf::from("redis-cli")
+    }
+}
