@@ -23,6 +23,13 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// A Redis Cluster to use instead: some of its nodes' URLs,
+    /// comma-separated (one is enough). Every key of a sandbox carries the
+    /// sandbox's hash tag (`cache:{tab-1}:user:42`), so its scripts and
+    /// its reset touch one slot.
+    #[arg(long, env = "REDIS_CLUSTER", value_delimiter = ',', hide_env_values = true)]
+    pub redis_cluster: Vec<String>,
+
     /// For a `rediss://` REDIS_URL: the PEM file of the certificate
     /// authority that signed the server's certificate, when it is not one
     /// the system trusts.

@@ -112,14 +112,22 @@ pub fn report(sandbox: &Sandbox) -> FaultReport {
         breakers,
         retried,
         events: lock(&sandbox.faults.events).iter().cloned().collect(),
-        refusal: refusal(sandbox.redis.client()),
+        refusal: refusal(&sandbox.redis),
     }
 }
 
 /// Why this Redis cannot be put behind the proxy, if it cannot: the proxy
-/// passes plain TCP, so a TLS or Unix-socket Redis is out.
-fn refusal(client: &redis::Client) -> Option<String> {
-    match client.get_connection_info().addr() {
+/// passes plain TCP, so a TLS or Unix-socket Redis is out; and a cluster's
+/// clients connect to every node it names, past any proxy.
+fn refusal(redis: &cache_aside::Redis) -> Option<String> {
+    if redis.is_cluster() {
+        return Some(
+            "faults need a single Redis server; this playground runs on a Redis Cluster, whose clients reach \
+             every node directly (stop a master instead: its keys' reads fall back)"
+                .into(),
+        );
+    }
+    match redis.client().get_connection_info().addr() {
         redis::ConnectionAddr::Tcp(..) => None,
         _ => {
             Some("faults need Redis over plain TCP; this playground's Redis uses TLS or a Unix socket".into())
@@ -188,7 +196,7 @@ async fn proxied(sandbox: &Sandbox) -> Result<Arc<FaultProxy>, OpError> {
         return Ok(proxy);
     }
     let client = sandbox.redis.client();
-    if let Some(refusal) = refusal(client) {
+    if let Some(refusal) = refusal(&sandbox.redis) {
         return Err(InputError::BadSetting(refusal).into());
     }
     let info = client.get_connection_info().clone();

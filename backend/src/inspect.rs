@@ -45,19 +45,14 @@ return out";
 pub async fn inspect(sandbox: &Sandbox, now_ms: u64) -> Result<KeyReport, RedisError> {
     let (redis, timeout) = (&sandbox.redis, sandbox.timeout);
     let bad = |e: redis::ParsingError| RedisError::Failed(e.to_string());
-    let pattern = sandbox.keys.pattern();
     let mut names: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
     let mut complete = false;
     for _ in 0..MAX_SCANS {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1_000);
+        let scan = crate::policies::scan_command(&sandbox.keys, cursor, 1_000);
+        let node = crate::policies::scan_node(&sandbox.keys);
         let (next, found): (u64, Vec<String>) =
-            redis::from_redis_value(redis.query(&scan, timeout).await?).map_err(bad)?;
+            redis::from_redis_value(redis.query_at(&scan, &node, timeout).await?).map_err(bad)?;
         names.extend(found);
         cursor = next;
         if cursor == 0 {
@@ -127,9 +122,17 @@ pub async fn inspect(sandbox: &Sandbox, now_ms: u64) -> Result<KeyReport, RedisE
 /// # Errors
 /// [`RedisError`] when Redis fails or is too slow.
 pub async fn figures(sandbox: &Sandbox, now_ms: u64) -> Result<RedisFigures, RedisError> {
-    let text: String =
-        redis::from_redis_value(sandbox.redis.query(&redis::cmd("INFO"), sandbox.timeout).await?)
-            .map_err(|e| RedisError::Failed(e.to_string()))?;
+    let text: String = redis::from_redis_value(
+        sandbox
+            .redis
+            .query_at(
+                &redis::cmd("INFO"),
+                &crate::policies::scan_node(&sandbox.keys),
+                sandbox.timeout,
+            )
+            .await?,
+    )
+    .map_err(|e| RedisError::Failed(e.to_string()))?;
     Ok(parse_info(&text, now_ms))
 }
 

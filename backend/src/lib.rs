@@ -124,6 +124,7 @@ impl Backend {
         let database = Database::open(&config.database_path().map_err(StartError::Config)?)?;
         let limits = config.limits();
         let (redis_url, embedded_redis) = match &config.redis_url {
+            _ if !config.redis_cluster.is_empty() => (config.redis_cluster[0].clone(), None),
             Some(url) => {
                 tracing::info!(
                     "with these limits the sandboxes may hold up to {} MiB in Redis; \
@@ -147,7 +148,14 @@ impl Backend {
                 (server.url(), Some(server))
             }
         };
-        let redis = connect_redis(&redis_url, &config)?;
+        let redis = if config.redis_cluster.is_empty() {
+            connect_redis(&redis_url, &config)?
+        } else {
+            cache_aside::Redis::open_cluster(&config.redis_cluster).map_err(|e| {
+                let shown = redact_url(&redis_url);
+                StartError::RedisUrl(redact_error(e, &redis_url, &shown))
+            })?
+        };
         let sealer = match &config.cache_keys {
             Some(keys) => {
                 sealing::Sealer::from_config(keys).map_err(|e| StartError::Config(e.to_string()))?

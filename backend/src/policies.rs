@@ -89,9 +89,36 @@ pub fn lock_ttl(db_latency_ms: u64) -> Duration {
 }
 
 /// The key space of a sandbox: `cache:tab-1:` (the prefix, the sandbox), so
-/// learners never see each other's keys.
-pub fn key_space(prefix: &str, sandbox: &SandboxId) -> KeySpace {
-    KeySpace::new(format!("{prefix}{sandbox}:"))
+/// learners never see each other's keys. On a Redis Cluster the sandbox is
+/// a hash tag, `cache:{tab-1}:`: every key of a sandbox lives in one slot,
+/// so its scripts, its multi-key commands and the scan of its reset run on
+/// one master, and sandboxes spread over the masters.
+pub fn key_space(prefix: &str, sandbox: &SandboxId, cluster: bool) -> KeySpace {
+    if cluster {
+        KeySpace::new(format!("{prefix}{{{sandbox}}}:"))
+    } else {
+        KeySpace::new(format!("{prefix}{sandbox}:"))
+    }
+}
+
+/// `SCAN cursor MATCH pattern COUNT count` for the keys of `keys`. Send it
+/// with [`cache_aside::Redis::query_at`] and [`scan_node`]: on a cluster a
+/// plain `SCAN` would go to any one node.
+pub fn scan_command(keys: &KeySpace, cursor: u64, count: u64) -> redis::Cmd {
+    let mut command = redis::cmd("SCAN");
+    command
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(keys.pattern())
+        .arg("COUNT")
+        .arg(count);
+    command
+}
+
+/// A name in the sandbox's hash slot (never stored): where commands about
+/// the sandbox's node go ([`cache_aside::Redis::query_at`]).
+pub fn scan_node(keys: &KeySpace) -> String {
+    keys.value("node")
 }
 
 /// The logical key of a record: `user:42`, `product:7` (tutorial 6.1).
@@ -248,7 +275,7 @@ mod tests {
         assert_eq!(parse_record_key("product:7"), Some((Kind::Products, 7)));
         assert_eq!(parse_record_key("order:7"), None);
         assert_eq!(parse_record_key("user:x"), None);
-        let keys = key_space("cache:", &SandboxId::parse("tab-1").unwrap());
+        let keys = key_space("cache:", &SandboxId::parse("tab-1").unwrap(), false);
         assert_eq!(keys.value(&record_key(Kind::Users, 42)), "cache:tab-1:user:42");
     }
 }

@@ -658,13 +658,12 @@ impl Sandbox {
     /// Deletes every key of the sandbox's key space: SCAN and UNLINK, a page
     /// at a time.
     async fn scan_and_delete_keys(&self) {
-        let pattern = self.keys.pattern();
         let mut cursor = 0u64;
         // Bounded, whatever Redis answers: a page of 500 keys at a time.
         for _ in 0..10_000 {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500);
-            let Ok(reply) = self.redis.query(&scan, self.timeout).await else {
+            let scan = policies::scan_command(&self.keys, cursor, 500);
+            let node = policies::scan_node(&self.keys);
+            let Ok(reply) = self.redis.query_at(&scan, &node, self.timeout).await else {
                 break;
             };
             let Ok((next, keys)) = redis::from_redis_value::<(u64, Vec<String>)>(reply) else {
@@ -1225,7 +1224,11 @@ impl Sandboxes {
         database: Database,
         mut server: Option<PrivateServer>,
     ) -> Result<Arc<Sandbox>, SandboxError> {
-        let keys = policies::key_space(&self.setup.defaults.key_prefix, &id);
+        let keys = policies::key_space(
+            &self.setup.defaults.key_prefix,
+            &id,
+            self.setup.redis.is_cluster(),
+        );
         let (redis, redis_description) = match &server {
             Some(server) => (
                 Redis::open(&server.url()).map_err(|e| PrivateRedisError::DidNotStart(e.to_string()))?,

@@ -331,8 +331,9 @@ impl<V: Value> Builder<V> {
         // alike, or two instances could release each other's locks.
         let origin = fresh_origin();
         // On a cluster an entry's keys must share a hash slot (see
-        // `KeySpace::tagged`).
-        if self.redis.is_cluster() {
+        // `KeySpace::tagged`); a prefix with a tag of its own already
+        // puts them all in one.
+        if self.redis.is_cluster() && !self.keys.prefix_has_hash_tag() {
             self.keys = self.keys.tagged();
         }
         let near = self.near_capacity.map(NearCache::new);

@@ -64,10 +64,18 @@ enum Connection {
 }
 
 impl Connection {
-    async fn query(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
-        match self {
-            Connection::Single(connection) => command.query_async(connection).await,
-            Connection::Cluster(connection) => command.query_async(connection).await,
+    /// Sends `command`; on a cluster to the master that holds `at`'s slot
+    /// when given, else where its own key routes it.
+    async fn query(&mut self, command: &redis::Cmd, at: Option<&str>) -> redis::RedisResult<redis::Value> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        match (self, at) {
+            (Connection::Single(connection), _) => command.query_async(connection).await,
+            (Connection::Cluster(connection), None) => command.query_async(connection).await,
+            (Connection::Cluster(connection), Some(key)) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                connection.route_command(command.clone(), routing).await
+            }
         }
     }
 }
@@ -218,13 +226,38 @@ impl Redis {
     /// # Errors
     /// [`RedisError::Timeout`] or [`RedisError::Failed`].
     pub async fn query(&self, command: &redis::Cmd, timeout: Duration) -> Result<redis::Value, RedisError> {
+        self.send(command, None, timeout).await
+    }
+
+    /// Like [`Redis::query`], for a command with no key of its own that must
+    /// run where `key` lives: on a cluster it goes to the master holding
+    /// `key`'s hash slot (a `SCAN` of keys that share a hash tag, the
+    /// `INFO` of their node); on one server it is [`Redis::query`].
+    ///
+    /// # Errors
+    /// [`RedisError::Timeout`] or [`RedisError::Failed`].
+    pub async fn query_at(
+        &self,
+        command: &redis::Cmd,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<redis::Value, RedisError> {
+        self.send(command, Some(key), timeout).await
+    }
+
+    async fn send(
+        &self,
+        command: &redis::Cmd,
+        at: Option<&str>,
+        timeout: Duration,
+    ) -> Result<redis::Value, RedisError> {
         let attempt = async {
             let mut connection = match self.inner.connection.get() {
                 Some(connection) => connection.clone(),
                 None => self.connection().await?,
             };
             connection
-                .query(command)
+                .query(command, at)
                 .await
                 .map_err(|e| RedisError::from_client(&e))
         };

@@ -24,8 +24,9 @@
 //! `{prefix}{user:42}#lease`: Redis hashes only what is between the
 //! braces, so an entry's keys share a slot while entries spread over the
 //! masters. [`crate::CacheAside`] tags its key space by itself when its
-//! Redis is a cluster ([`KeySpace::tagged`]). (A prefix with braces of its
-//! own, `cache:{app}:`, puts every key in that one slot instead.)
+//! Redis is a cluster ([`KeySpace::tagged`]), unless the prefix holds a tag
+//! of its own (`cache:{app}:`): that puts every key in that one slot, and
+//! the names stay as on one server.
 
 use std::sync::Arc;
 
@@ -59,6 +60,16 @@ impl KeySpace {
     /// Whether logical keys are hash tags.
     pub fn is_tagged(&self) -> bool {
         self.tagged
+    }
+
+    /// Whether the prefix holds a hash tag of its own (`cache:{app}:`):
+    /// then every name of the key space hashes to that one slot, and
+    /// logical keys need no tags.
+    pub fn prefix_has_hash_tag(&self) -> bool {
+        self.prefix
+            .split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .is_some_and(|(tag, _)| !tag.is_empty())
     }
 
     /// The prefix every name starts with.
@@ -217,6 +228,9 @@ mod tests {
         assert_eq!(keys.logical("cache:a:{user:42}"), Some("user:42"));
         assert_eq!(keys.logical(&keys.lease("user:42")), None);
         assert_eq!(keys.logical("cache:a:user:42"), None);
+        assert!(!keys.prefix_has_hash_tag());
+        assert!(KeySpace::new("cache:{tab-1}:").prefix_has_hash_tag());
+        assert!(!KeySpace::new("cache:{}:").prefix_has_hash_tag());
         // Redis hashes what the first braces hold: one entry's names
         // alike (the cluster tests check the slots themselves).
         let tag = |name: &str| {
