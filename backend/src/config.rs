@@ -163,6 +163,16 @@ pub struct Config {
     #[arg(long, env = "PLAYGROUND_HOSTED", value_parser = clap::builder::FalseyValueParser::new())]
     pub hosted: bool,
 
+    /// One of several back ends behind a load balancer that keeps each
+    /// sandbox on one of them (by its `sandbox` parameter), all sharing
+    /// Redis and the data directory. A sandbox this one does not know is
+    /// taken over under its own name (its replica stopped): its database
+    /// file is kept, its cache keys are emptied, and the page is told.
+    /// Every response naming a sandbox says which (`X-Playground-Sandbox`),
+    /// for the balancer's stickiness.
+    #[arg(long, env = "PLAYGROUND_REPLICA", value_parser = clap::builder::FalseyValueParser::new())]
+    pub replica: bool,
+
     /// Origins (scheme://host[:port]) whose pages may use the WebSocket and
     /// the API, besides the playground's own; comma-separated.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -248,6 +258,9 @@ pub struct Limits {
     /// Whether a client may name a new sandbox (local use, tests) rather
     /// than be given a server-issued token.
     pub named_sandboxes: bool,
+    /// Whether a sandbox this back end does not know is taken over under
+    /// its name (one of several replicas, see `--replica`).
+    pub adopt_sandboxes: bool,
     pub sandbox_idle: std::time::Duration,
     pub max_sandboxes: usize,
     /// Records one sandbox may hold in Redis (see `ledger`).
@@ -358,6 +371,7 @@ impl Config {
         };
         Limits {
             named_sandboxes: !self.hosted,
+            adopt_sandboxes: self.replica,
             sandbox_idle: std::time::Duration::from_secs(pick(self.sandbox_idle_secs, 3_600, 600)),
             max_sandboxes: pick(self.max_sandboxes, 50, 200) as usize,
             sandbox_max_keys: pick(self.sandbox_max_keys, 2_000, 500) as usize,

@@ -362,9 +362,22 @@ impl SandboxQuery {
     }
 }
 
-/// The record and sandbox a request names, checked.
-fn target(kind: &str, id: &str, query: &SandboxQuery) -> Result<(Kind, u64, SandboxId), AppError> {
-    Ok((Kind::parse(kind)?, parse_id(id)?, query.sandbox()?))
+/// The record and sandbox a request names, checked; a sandbox a stopped
+/// replica held is taken over first (`--replica`).
+async fn target(
+    state: &AppState,
+    kind: &str,
+    id: &str,
+    query: &SandboxQuery,
+) -> Result<(Kind, u64, SandboxId), AppError> {
+    let (kind, id, sandbox) = (Kind::parse(kind)?, parse_id(id)?, query.sandbox()?);
+    state
+        .playground
+        .sandboxes
+        .take_over(&sandbox)
+        .await
+        .map_err(OpError::from)?;
+    Ok((kind, id, sandbox))
 }
 
 /// `GET /api/v1/{kind}/{id}`: a cache-aside read. 200 with the record, or
@@ -374,7 +387,7 @@ async fn read(
     Segments((kind, id)): Segments<(String, String)>,
     Params(query): Params<SandboxQuery>,
 ) -> Result<Response, AppError> {
-    let (kind, id, sandbox) = target(&kind, &id, &query)?;
+    let (kind, id, sandbox) = target(&state, &kind, &id, &query).await?;
     let options = ReadOptions {
         instance: query.instance.clone(),
         ..ReadOptions::default()
@@ -405,7 +418,7 @@ async fn update(
     Params(query): Params<SandboxQuery>,
     body: Result<Json<UpdateBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
-    let (kind, id, sandbox) = target(&kind, &id, &query)?;
+    let (kind, id, sandbox) = target(&state, &kind, &id, &query).await?;
     let body = json_body(body)?;
     let change = WriteChange::Update { name: body.name };
     write(&state, (sandbox, &query), kind, id, change).await
@@ -418,7 +431,7 @@ async fn delete(
     Segments((kind, id)): Segments<(String, String)>,
     Params(query): Params<SandboxQuery>,
 ) -> Result<Response, AppError> {
-    let (kind, id, sandbox) = target(&kind, &id, &query)?;
+    let (kind, id, sandbox) = target(&state, &kind, &id, &query).await?;
     write(&state, (sandbox, &query), kind, id, WriteChange::Delete).await
 }
 
@@ -781,7 +794,16 @@ async fn websocket(
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20);
     match admit(&state, &headers, peer, &query).await {
-        Ok(admission) => upgrade.on_upgrade(move |socket| session::run(state, admission, socket)),
+        Ok(admission) => {
+            // For a load balancer that keeps a sandbox on one replica: the
+            // sandbox this session watches (made here, if it asked none).
+            let sandbox = HeaderValue::from_str(admission.sandbox.id.as_str()).ok();
+            let mut response = upgrade.on_upgrade(move |socket| session::run(state, admission, socket));
+            if let Some(sandbox) = sandbox {
+                response.headers_mut().insert("x-playground-sandbox", sandbox);
+            }
+            response
+        }
         Err(error) => {
             let refusal = session::Refusal::of(&error);
             upgrade.on_upgrade(move |socket| session::refuse(socket, refusal))
@@ -853,14 +875,24 @@ async fn admit(
             }
         }
     };
-    let notice = requested
-        .filter(|asked| *asked != sandbox.id)
-        .map(|_| "your sandbox had expired (idle too long): this is a new one, with fresh data".to_string());
+    let moved = sandbox.take_moved();
+    let notice = if moved {
+        Some(
+            "your sandbox moved to another server (the one it was on stopped): its records and your writes are \
+             kept; its cache and counters start afresh, and the page put your settings back"
+                .to_string(),
+        )
+    } else {
+        requested.filter(|asked| *asked != sandbox.id).map(|_| {
+            "your sandbox had expired (idle too long): this is a new one, with fresh data".to_string()
+        })
+    };
     Ok(Admission {
         sandbox,
         watching,
         slot,
         notice,
+        moved,
     })
 }
 

@@ -806,6 +806,7 @@ impl Playground {
             instances: sandbox.fleet().states(),
             redis: sandbox.redis_description.clone(),
             load: sandbox.load_state(),
+            moved: false,
         }
     }
 

@@ -303,6 +303,10 @@ pub struct Sandbox {
     /// Held while a key inspection runs: one at a time (apart from the
     /// divergence check, so the diagnostics can run both at once).
     pub listing_keys: tokio::sync::Mutex<()>,
+    /// Set when this back end took the sandbox over from a replica that
+    /// stopped; the next page to connect is told (see
+    /// [`Sandbox::take_moved`]).
+    moved: std::sync::atomic::AtomicBool,
     /// Traces left this second.
     budget: TraceBudget,
     /// Traces of the pages' own reads left this second.
@@ -653,6 +657,12 @@ impl Sandbox {
                 let _ = self.redis.query(&restore, self.timeout).await;
             }
         }
+    }
+
+    /// Whether this back end took the sandbox over from a stopped replica
+    /// since the last call (once: for the first page that connects).
+    pub fn take_moved(&self) -> bool {
+        self.moved.swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// Deletes every key of the sandbox's key space: SCAN and UNLINK, a page
@@ -1144,7 +1154,7 @@ impl Sandboxes {
         };
         let _creating = self.creating.lock().await;
         let id = match requested {
-            Some(id) if self.setup.limits.named_sandboxes => {
+            Some(id) if self.setup.limits.named_sandboxes || self.setup.limits.adopt_sandboxes => {
                 // Made meanwhile by another request?
                 if let Some(sandbox) = read(&self.map).get(id) {
                     return Ok(sandbox.clone());
@@ -1164,12 +1174,48 @@ impl Sandboxes {
             self.template.clone(),
             self.setup.sandbox_dir.join(format!("{id}.sqlite3")),
         );
-        let database = tokio::task::spawn_blocking(move || Database::copy_of(&template, &path))
-            .await
-            .map_err(|e| SandboxError::Task(e.to_string()))??;
+        // A replica taking over a sandbox whose back end stopped: its
+        // database file (in the shared data directory) holds every write
+        // that back end acknowledged, so it is kept, not re-seeded.
+        let adopted = self.setup.limits.adopt_sandboxes && requested.is_some() && path.exists();
+        let database = tokio::task::spawn_blocking(move || {
+            if adopted {
+                Database::open(&path)
+            } else {
+                Database::copy_of(&template, &path)
+            }
+        })
+        .await
+        .map_err(|e| SandboxError::Task(e.to_string()))??;
         let sandbox = self.assemble(id.clone(), database, server)?;
+        if adopted {
+            // Its keys in Redis were the other back end's (its ledger died
+            // with it): emptied, so the cache refills from the database
+            // and every key is this back end's to reclaim.
+            sandbox.scan_and_delete_keys().await;
+            sandbox.moved.store(true, std::sync::atomic::Ordering::Release);
+        }
         write(&self.map).insert(id, sandbox.clone());
         Ok(sandbox)
+    }
+
+    /// A replica's take-over of a sandbox a stopped replica held: when
+    /// `id` is not open here, this back end adopts sandboxes
+    /// (`--replica`) and the shared data directory has its database, it is
+    /// opened here (see [`Sandboxes::open`]). Anything else is left as it
+    /// is, for the lookup that follows to say.
+    ///
+    /// # Errors
+    /// As [`Sandboxes::open`].
+    pub async fn take_over(&self, id: &SandboxId) -> Result<(), SandboxError> {
+        let known = read(&self.map).contains_key(id);
+        if known || !self.setup.limits.adopt_sandboxes {
+            return Ok(());
+        }
+        if !self.setup.sandbox_dir.join(format!("{id}.sqlite3")).exists() {
+            return Ok(());
+        }
+        self.open(Some(id), false).await.map(|_| ())
     }
 
     /// The playground's metrics as OpenMetrics text, with what is open now.
@@ -1289,6 +1335,7 @@ impl Sandboxes {
                 herd: tokio::sync::Mutex::new(()),
                 inspecting: tokio::sync::Mutex::new(()),
                 listing_keys: tokio::sync::Mutex::new(()),
+                moved: std::sync::atomic::AtomicBool::new(false),
                 budget: TraceBudget::default(),
                 asked_budget: TraceBudget::default(),
                 summary_due: AtomicBool::new(false),

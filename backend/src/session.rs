@@ -44,6 +44,8 @@ pub struct Admission {
     pub slot: SocketSlot,
     /// A word for the page, such as "your sandbox had expired".
     pub notice: Option<String>,
+    /// This back end just took the sandbox over from a stopped replica.
+    pub moved: bool,
 }
 
 /// Why a session was not started, told to the page before the socket
@@ -98,10 +100,14 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
         watching: _watching,
         slot: _slot,
         notice,
+        moved,
     } = admission;
     let (mut sink, mut stream) = socket.split();
     let mut feed = sandbox.feed.subscribe();
-    let hello = state.playground.hello(&sandbox);
+    let mut hello = state.playground.hello(&sandbox);
+    if let ServerMessage::Hello { moved: told, .. } = &mut hello {
+        *told = moved;
+    }
     if !send(&mut sink, Message::Text(to_json(&hello).into())).await {
         return;
     }

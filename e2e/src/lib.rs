@@ -4,6 +4,7 @@
 //! `cargo xtask test` builds the front end and installs Chromium first;
 //! run alone, the tests fail with a message saying what is missing.
 
+pub mod balancer;
 pub mod record;
 pub mod static_site;
 

@@ -745,7 +745,16 @@ impl Connection {
             self.watch_run();
         }
         let greeted = matches!(message, ServerMessage::Hello { .. });
+        // A sandbox another replica took over starts with the default
+        // settings: the page puts back the ones it had.
+        let restore = match &message {
+            ServerMessage::Hello { moved: true, .. } => state.settings.get_untracked(),
+            _ => None,
+        };
         state.apply(message);
+        if let Some(settings) = restore {
+            self.update_settings(settings);
+        }
         if greeted {
             self.apply_address_settings();
             mark_interactive();

@@ -480,6 +480,7 @@ mod tests {
             instances: Vec::new(),
             redis: String::new(),
             load: None,
+            moved: false,
         }
     }
 

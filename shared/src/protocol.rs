@@ -455,6 +455,11 @@ pub enum ServerMessage {
         /// The sandbox's load, if one runs.
         #[serde(default)]
         load: Option<LoadState>,
+        /// This back end just took the sandbox over from a replica that
+        /// stopped: its records are kept, its settings are the defaults
+        /// again (the page puts its own back). Left out when false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        moved: bool,
     },
     /// An operation in this sandbox finished, whoever started it.
     Trace { trace: Trace, stats: Stats },

@@ -140,6 +140,7 @@ mod tests {
             instances: Vec::new(),
             redis: "shared".into(),
             load: None,
+            moved: false,
         }
     }
 

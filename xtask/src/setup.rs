@@ -117,6 +117,10 @@ fn ensure_system_packages(purpose: Purpose) -> Result<(), String> {
         if !on_path("npm") {
             missing.push("npm");
         }
+        // The replicas' load balancer in the scale-out tests.
+        if !on_path("haproxy") {
+            missing.push("haproxy");
+        }
     }
     // The back end speaks TLS to Redis (`rediss://`) through the system's
     // OpenSSL; the browser tests' driver does too.

@@ -1,0 +1,164 @@
+//! Scale-out: two back-end replicas on a three-master Redis Cluster,
+//! sharing a data directory, behind HAProxy (Debian's package, the
+//! configuration `e2e::balancer` writes). Sandboxes spread over both
+//! replicas and each stays on one; when a replica stops, its sandboxes come
+//! back on the other with every acknowledged write, the page is told, and
+//! the other replica's sandboxes never fail.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use e2e::balancer::Balancer;
+use e2e::Server;
+use embedded_redis::cluster::EmbeddedCluster;
+use embedded_redis::RedisServerOptions;
+use futures_util::StreamExt;
+use shared::{SandboxId, ServerMessage};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A plain HTTP/1.1 request through `addr`; the status and body.
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket through the balancer; returns it and its greeting's
+/// sandbox and `moved` flag, and the first notice if one follows.
+async fn connect(addr: SocketAddr, query: &str) -> (Socket, SandboxId, bool) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
+        .await
+        .unwrap();
+    loop {
+        let message = socket.next().await.expect("a greeting").unwrap();
+        if let Message::Text(text) = message {
+            match serde_json::from_str::<ServerMessage>(&text).unwrap() {
+                ServerMessage::Hello { sandbox, moved, .. } => return (socket, sandbox, moved),
+                other => panic!("greeted with {other:?}"),
+            }
+        }
+    }
+}
+
+fn holds(server: &Server, sandbox: &SandboxId) -> bool {
+    server.backend.sandbox(sandbox).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_stay_on_one_replica_and_move_with_their_writes_when_it_stops() {
+    let cluster = EmbeddedCluster::start(3, &RedisServerOptions::default()).expect("a cluster");
+    let shared = tempfile::tempdir().unwrap();
+    let replica = |c: &mut backend::Config| {
+        c.redis_cluster = cluster.urls();
+        c.replica = true;
+        c.data_dir = shared.path().to_path_buf();
+    };
+    let mut first = Server::start_api_only(replica).await;
+    let second = Server::start_api_only(replica).await;
+    let balancer = Balancer::start(&[first.addr, second.addr]);
+
+    // New pages, round-robin: sandboxes on both replicas, each on one.
+    let mut pages = Vec::new();
+    for _ in 0..10 {
+        pages.push(connect(balancer.addr, "").await);
+    }
+    let ids: Vec<SandboxId> = pages.iter().map(|(_, id, _)| id.clone()).collect();
+    let on_first: Vec<SandboxId> = ids.iter().filter(|id| holds(&first, id)).cloned().collect();
+    let on_second: Vec<SandboxId> = ids.iter().filter(|id| holds(&second, id)).cloned().collect();
+    assert!(
+        !on_first.is_empty() && !on_second.is_empty(),
+        "spread: {on_first:?} {on_second:?}"
+    );
+    assert_eq!(on_first.len() + on_second.len(), ids.len(), "each on exactly one");
+
+    // Every read and write of a sandbox lands on its replica (another
+    // would have taken it over, and both would hold it).
+    for id in &ids {
+        let (status, _) = http(balancer.addr, "GET", &format!("/api/v1/users/1?sandbox={id}"), "").await;
+        assert_eq!(status, 200);
+        let body = format!(r#"{{"name":"written in {id}"}}"#);
+        let (status, _) = http(
+            balancer.addr,
+            "PUT",
+            &format!("/api/v1/users/1?sandbox={id}"),
+            &body,
+        )
+        .await;
+        assert_eq!(status, 200, "the write is acknowledged");
+    }
+    for id in &ids {
+        assert!(
+            holds(&first, id) != holds(&second, id),
+            "{id} stayed on one replica"
+        );
+    }
+
+    // Steady reads of the second replica's sandboxes while the first stops.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (reads, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let steady = {
+        let (stop, reads, failures) = (stop.clone(), reads.clone(), failures.clone());
+        let (addr, sandboxes) = (balancer.addr, on_second.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) || n < 50 {
+                let id = &sandboxes[n as usize % sandboxes.len()];
+                let (status, _) = http(
+                    addr,
+                    "GET",
+                    &format!("/api/v1/users/{}?sandbox={id}", 1 + n % 5),
+                    "",
+                )
+                .await;
+                reads.fetch_add(1, Ordering::Relaxed);
+                if status != 200 {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                n += 1;
+            }
+        })
+    };
+    first.stop_serving().await;
+
+    // The first replica's sandboxes come back on the second, with the
+    // writes it acknowledged.
+    for id in &on_first {
+        let (status, body) = http(balancer.addr, "GET", &format!("/api/v1/users/1?sandbox={id}"), "").await;
+        assert_eq!(status, 200, "{id}: {body}");
+        assert!(
+            body.contains(&format!("written in {id}")),
+            "{id} kept its write: {body}"
+        );
+        assert!(holds(&second, id), "{id} is on the second replica now");
+    }
+    // A page coming back to one is told it moved.
+    let (_socket, id, moved) = connect(balancer.addr, &format!("?sandbox={}", on_first[0])).await;
+    assert_eq!(id, on_first[0], "the same sandbox");
+    assert!(moved, "the page is told its sandbox moved");
+
+    stop.store(true, Ordering::Release);
+    steady.await.unwrap();
+    assert!(reads.load(Ordering::Relaxed) >= 50);
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "the second replica's sandboxes never failed"
+    );
+    drop(pages);
+}
