@@ -237,3 +237,51 @@ async fn a_stopped_master_fails_no_read_and_the_cache_recovers() {
     }
     assert!(hit, "the cache recovers once the master is back");
 }
+
+/// A master with a replica stops during steady reads: until the replica is
+/// promoted the reads of its slots fall back (none fails); after the
+/// failover the cache serves hits again, with the old master still down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_fails_no_read_and_hits_return_without_the_old_master() {
+    let mut cluster = EmbeddedCluster::start_with_replicas(3, 1, &RedisServerOptions::default())
+        .expect("a cluster with replicas");
+    let t = on(&cluster, |c| c.redis_timeout_ms = 500);
+    let sandbox = open(&t, "tab-f").await;
+    t.backend
+        .playground
+        .read(&sandbox, Kind::Users, 1, Origin::Rest)
+        .await
+        .unwrap();
+    let key = keys_matching(&cluster, "cache:{tab-f}:*")
+        .pop()
+        .expect("the cached user");
+    let victim = cluster.master_of(&key).expect("a master holds the sandbox");
+    cluster.node_mut(victim).stop();
+
+    let (mut fallbacks, mut hit_after_failover) = (0, false);
+    // Bounded: the failover takes the 2 s node timeout and an election.
+    for _ in 0..600 {
+        let read = t
+            .backend
+            .playground
+            .read(&sandbox, Kind::Users, 1, Origin::Rest)
+            .await
+            .unwrap();
+        assert!(read.record.is_some(), "every read answers: {:?}", read.outcome);
+        match read.outcome {
+            Outcome::Fallback => fallbacks += 1,
+            Outcome::Hit | Outcome::Miss if fallbacks > 0 => {
+                hit_after_failover = true;
+                break;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(fallbacks > 0, "reads fell back while the master was down");
+    assert!(hit_after_failover, "the promoted replica serves the sandbox");
+    assert!(
+        cluster.nodes()[victim].pid().is_none(),
+        "the old master is still down"
+    );
+}

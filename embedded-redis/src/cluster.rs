@@ -3,9 +3,11 @@
 //! `--cluster-enabled yes`, then `redis-cli --cluster create` spreads the
 //! 16,384 hash slots over the masters and introduces the nodes.
 //!
-//! No replicas: a master that stops takes its slots with it until it is
-//! started again (it rejoins from its `nodes.conf`), which is the failure
-//! the engine's tests want to watch.
+//! Without replicas a master that stops takes its slots with it until it
+//! is started again (it rejoins from its `nodes.conf`); with a replica per
+//! master ([`EmbeddedCluster::start_with_replicas`]) the replica is
+//! promoted once the others mark the master failed (after the 2 s node
+//! timeout): a failover.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,6 +35,19 @@ impl EmbeddedCluster {
         masters: usize,
         options: &RedisServerOptions,
     ) -> Result<EmbeddedCluster, EmbeddedRedisError> {
+        EmbeddedCluster::start_with_replicas(masters, 0, options)
+    }
+
+    /// [`EmbeddedCluster::start`] with `replicas` replicas per master (the
+    /// first `masters` nodes are the masters, as `redis-cli` assigns them).
+    ///
+    /// # Errors
+    /// As [`EmbeddedCluster::start`].
+    pub fn start_with_replicas(
+        masters: usize,
+        replicas: usize,
+        options: &RedisServerOptions,
+    ) -> Result<EmbeddedCluster, EmbeddedRedisError> {
         let masters = masters.max(3);
         let port = crate::free_port().map_err(EmbeddedRedisError::NoPort)?;
         let dir = std::env::temp_dir().join(format!("embedded-redis-cluster-{}-{port}", std::process::id()));
@@ -41,7 +56,7 @@ impl EmbeddedCluster {
             nodes: Vec::new(),
             dir,
         };
-        for i in 0..masters {
+        for i in 0..masters * (1 + replicas) {
             let node_options = RedisServerOptions {
                 extra_args: [
                     "--cluster-enabled",
@@ -55,6 +70,10 @@ impl EmbeddedCluster {
                     // is down.
                     "--cluster-require-full-coverage",
                     "no",
+                    // A replica syncs at once (not after the default 5 s),
+                    // so it can take over from the first moments.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ]
                 .iter()
                 .map(|s| s.to_string())
@@ -72,7 +91,7 @@ impl EmbeddedCluster {
         let created = Command::new(redis_cli(options))
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .map_err(|source| EmbeddedRedisError::NotInstalled {
                 program: redis_cli(options),
@@ -104,6 +123,43 @@ impl EmbeddedCluster {
     /// A node, to stop or restart it.
     pub fn node_mut(&mut self, index: usize) -> &mut EmbeddedRedis {
         &mut self.nodes[index]
+    }
+
+    /// The index of the node that is master of the slot `key` hashes to,
+    /// as node 0 (or the first node that answers) sees the cluster now.
+    pub fn master_of(&self, key: &str) -> Option<usize> {
+        let cli = redis_cli(&RedisServerOptions::default());
+        for node in self.nodes.iter().filter(|n| n.pid().is_some()) {
+            let port = node.port().to_string();
+            let slot = Command::new(&cli)
+                .args(["-p", &port, "cluster", "keyslot", key])
+                .output()
+                .ok()?;
+            let slot: u32 = String::from_utf8_lossy(&slot.stdout).trim().parse().ok()?;
+            let shards = Command::new(&cli)
+                .args(["-p", &port, "cluster", "slots"])
+                .output()
+                .ok()?;
+            // `CLUSTER SLOTS`, one value per line: start, end, then the
+            // master's host, port and id, then each replica's.
+            let lines: Vec<String> = String::from_utf8_lossy(&shards.stdout)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .collect();
+            let mut i = 0;
+            while i + 3 < lines.len() {
+                let (start, end) = (lines[i].parse::<u32>(), lines[i + 1].parse::<u32>());
+                if let (Ok(start), Ok(end)) = (start, end) {
+                    if (start..=end).contains(&slot) {
+                        let master_port: u16 = lines[i + 3].parse().ok()?;
+                        return self.nodes.iter().position(|n| n.port() == master_port);
+                    }
+                }
+                i += 1;
+            }
+            return None;
+        }
+        None
     }
 
     /// Waits until every running node reports `cluster_state:ok` (after a
