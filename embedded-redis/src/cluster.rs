@@ -126,38 +126,36 @@ impl EmbeddedCluster {
     }
 
     /// The index of the node that is master of the slot `key` hashes to,
-    /// as node 0 (or the first node that answers) sees the cluster now.
+    /// as the first running node sees the cluster now.
     pub fn master_of(&self, key: &str) -> Option<usize> {
         let cli = redis_cli(&RedisServerOptions::default());
-        for node in self.nodes.iter().filter(|n| n.pid().is_some()) {
-            let port = node.port().to_string();
-            let slot = Command::new(&cli)
-                .args(["-p", &port, "cluster", "keyslot", key])
-                .output()
-                .ok()?;
-            let slot: u32 = String::from_utf8_lossy(&slot.stdout).trim().parse().ok()?;
-            let shards = Command::new(&cli)
-                .args(["-p", &port, "cluster", "slots"])
-                .output()
-                .ok()?;
-            // `CLUSTER SLOTS`, one value per line: start, end, then the
-            // master's host, port and id, then each replica's.
-            let lines: Vec<String> = String::from_utf8_lossy(&shards.stdout)
-                .lines()
-                .map(|l| l.trim().to_string())
-                .collect();
-            let mut i = 0;
-            while i + 3 < lines.len() {
-                let (start, end) = (lines[i].parse::<u32>(), lines[i + 1].parse::<u32>());
-                if let (Ok(start), Ok(end)) = (start, end) {
-                    if (start..=end).contains(&slot) {
-                        let master_port: u16 = lines[i + 3].parse().ok()?;
-                        return self.nodes.iter().position(|n| n.port() == master_port);
-                    }
+        let node = self.nodes.iter().find(|n| n.pid().is_some())?;
+        let port = node.port().to_string();
+        let slot = Command::new(&cli)
+            .args(["-p", &port, "cluster", "keyslot", key])
+            .output()
+            .ok()?;
+        let slot: u32 = String::from_utf8_lossy(&slot.stdout).trim().parse().ok()?;
+        let shards = Command::new(&cli)
+            .args(["-p", &port, "cluster", "slots"])
+            .output()
+            .ok()?;
+        // `CLUSTER SLOTS`, one value per line: start, end, then the
+        // master's host, port and id, then each replica's.
+        let lines: Vec<String> = String::from_utf8_lossy(&shards.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect();
+        let mut i = 0;
+        while i + 3 < lines.len() {
+            let (start, end) = (lines[i].parse::<u32>(), lines[i + 1].parse::<u32>());
+            if let (Ok(start), Ok(end)) = (start, end) {
+                if (start..=end).contains(&slot) {
+                    let master_port: u16 = lines[i + 3].parse().ok()?;
+                    return self.nodes.iter().position(|n| n.port() == master_port);
                 }
-                i += 1;
             }
-            return None;
+            i += 1;
         }
         None
     }
