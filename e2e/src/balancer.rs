@@ -71,7 +71,14 @@ impl Balancer {
     /// When `haproxy` is not installed (`cargo xtask test` installs it) or
     /// does not start within 10 s.
     pub fn start(replicas: &[SocketAddr]) -> Balancer {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Balancer::start_on(SocketAddr::from(([127, 0, 0, 1], free_port())), replicas)
+    }
+
+    /// [`Balancer::start`] on `addr`.
+    ///
+    /// # Panics
+    /// As [`Balancer::start`].
+    pub fn start_on(addr: SocketAddr, replicas: &[SocketAddr]) -> Balancer {
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = dir.path().join("haproxy.cfg");
         std::fs::write(&config, haproxy_config(addr, replicas)).expect("the config is written");

@@ -13,7 +13,7 @@ use e2e::balancer::Balancer;
 use e2e::Server;
 use embedded_redis::cluster::EmbeddedCluster;
 use embedded_redis::RedisServerOptions;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use shared::{SandboxId, ServerMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -108,6 +108,37 @@ async fn sandboxes_stay_on_one_replica_and_move_with_their_writes_when_it_stops(
             "{id} stayed on one replica"
         );
     }
+
+    // Through the balancer, a herd with the Redis lock loads once.
+    let herd = shared::ClientMessage::RunHerd {
+        request_id: 1,
+        herd: shared::HerdSpec {
+            kind: shared::Kind::Users,
+            id: 21,
+            requests: 100,
+            defence: shared::Defence::RedisLock,
+            timing: shared::HerdTiming::Cold,
+            beta: 1.0,
+            jitter_percent: 25,
+        },
+    };
+    let socket = &mut pages[0].0;
+    socket
+        .send(Message::text(serde_json::to_string(&herd).unwrap()))
+        .await
+        .unwrap();
+    let result = loop {
+        let message = socket.next().await.expect("the herd's answer").unwrap();
+        if let Message::Text(text) = message {
+            match serde_json::from_str::<ServerMessage>(&text).unwrap() {
+                ServerMessage::HerdReply { result, .. } => break result,
+                ServerMessage::Error { message, .. } => panic!("the herd was refused: {message}"),
+                _ => {}
+            }
+        }
+    };
+    assert_eq!(result.database_loads, 1, "{result:?}");
+    assert_eq!(result.fallbacks, 0);
 
     // Steady reads of the second replica's sandboxes while the first stops.
     let stop = Arc::new(AtomicBool::new(false));

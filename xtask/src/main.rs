@@ -30,6 +30,9 @@ Tasks:
               Build the front end and put it, the recordings and an embed
               page per lesson in DIR: a folder any static host serves, whose
               pages replay the recordings (`?backend=URL` goes live).
+  cluster     The playground scaled out on this machine: a Redis Cluster of
+              three masters with a replica each, two back-end replicas and
+              HAProxy in front; prints the address. Enter stops a replica.
   screenshot  Regenerate docs/playground.png from a headless browser.
   bench       Run every bench, each beside a baseline from the same run and
               its goal; `cargo xtask bench NAME` runs one: read-latency,
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         "dev" => tasks::dev(),
         "screenshot" => tasks::screenshot(),
         "record" => tasks::record(rest),
+        "cluster" => tasks::cluster(),
         "build-static" => tasks::build_static(rest),
         "bench" => tasks::bench(rest),
         "setup" => setup::ensure(if rest.iter().any(|a| a == "--tests") {

@@ -231,6 +231,30 @@ pub fn build_static(args: &[String]) -> Result<(), String> {
     step("assembling the static site", build)
 }
 
+/// The playground scaled out on this machine: a three-master Redis
+/// Cluster with a replica each, two back-end replicas and HAProxy in front.
+pub fn cluster() -> Result<(), String> {
+    setup::ensure(Purpose::Run)?;
+    let haproxy = std::path::Path::new("/usr/sbin/haproxy").is_file() || crate::util::on_path("haproxy");
+    if !haproxy {
+        return Err("the load balancer is missing: sudo apt-get install -y haproxy (or run `cargo xtask setup --tests`)".into());
+    }
+    let dist = build_front_end()?;
+    let mut cluster = cargo();
+    cluster
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "--package",
+            "e2e",
+            "--bin",
+            "cluster",
+        ])
+        .env("PLAYGROUND_DIST", &dist);
+    exec(cluster)
+}
+
 pub fn screenshot() -> Result<(), String> {
     setup::ensure(Purpose::Tests)?;
     let dist = build_front_end()?;
