@@ -43,6 +43,8 @@ pub(crate) struct Fill {
 /// keeps the handle alive.
 struct Shared<V> {
     client: redis::Client,
+    /// A cluster's nodes: then the subscription is sharded (`SSUBSCRIBE`).
+    cluster_nodes: Vec<String>,
     invalidations: String,
     fills: String,
     near: Option<NearCache<V>>,
@@ -63,7 +65,7 @@ pub(crate) struct Bus<V> {
 
 impl<V: Clone + Send + Sync + 'static> Bus<V> {
     pub(crate) fn new(
-        client: redis::Client,
+        redis: &crate::Redis,
         invalidations: String,
         fills: String,
         near: Option<NearCache<V>>,
@@ -71,7 +73,8 @@ impl<V: Clone + Send + Sync + 'static> Bus<V> {
     ) -> Bus<V> {
         Bus {
             shared: Arc::new(Shared {
-                client,
+                client: redis.client().clone(),
+                cluster_nodes: redis.cluster_nodes().to_vec(),
                 invalidations,
                 fills,
                 near,
@@ -166,6 +169,9 @@ impl<V> Shared<V> {
 /// (Re)subscribes, clears the near cache on every subscription, then
 /// handles messages until the connection drops; forever.
 async fn subscribe_forever<V: Clone + Send + Sync + 'static>(shared: Arc<Shared<V>>) {
+    if !shared.cluster_nodes.is_empty() {
+        return subscribe_sharded_forever(shared).await;
+    }
     let mut backoff = BACKOFF.0;
     loop {
         let started = Instant::now();
@@ -202,6 +208,82 @@ async fn subscribe_forever<V: Clone + Send + Sync + 'static>(shared: Arc<Shared<
             shared.announce(StepKind::Unsubscribed, Duration::ZERO);
         }
         // The connection dropped, or never came up: try again, later.
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF.1);
+    }
+}
+
+/// On a cluster: sharded Pub/Sub (`SSUBSCRIBE`), each channel on the
+/// shard that owns its slot, so a message crosses no other node. The
+/// cluster connection follows the slot to a new master after a failover
+/// and subscribes again by itself; every subscription (the first and each
+/// again) clears the near cache, as on one server.
+async fn subscribe_sharded_forever<V: Clone + Send + Sync + 'static>(shared: Arc<Shared<V>>) {
+    let mut backoff = BACKOFF.0;
+    loop {
+        let started = Instant::now();
+        let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let connected = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+            let client = redis::cluster::ClusterClientBuilder::new(shared.cluster_nodes.clone())
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(pushes)
+                .build()
+                .ok()?;
+            let mut connection = client.get_async_connection().await.ok()?;
+            // One at a time: the two channels may hash to different slots.
+            connection.ssubscribe(shared.invalidations.as_str()).await.ok()?;
+            connection.ssubscribe(shared.fills.as_str()).await.ok()?;
+            Some(connection)
+        })
+        .await;
+        if let Ok(Some(_connection)) = connected {
+            if let Some(near) = &shared.near {
+                near.clear();
+            }
+            shared.listening.send_replace(true);
+            shared.announce(StepKind::Subscribed, started.elapsed());
+            backoff = BACKOFF.0;
+            let mut reconnecting = false;
+            while let Some(push) = received.recv().await {
+                match push.kind {
+                    redis::PushKind::SMessage => {
+                        let mut data = push.data.into_iter();
+                        let (Some(channel), Some(payload)) = (data.next(), data.next()) else {
+                            continue;
+                        };
+                        let (Ok(channel), Ok(payload)) = (
+                            redis::from_redis_value::<String>(channel),
+                            redis::from_redis_value::<Vec<u8>>(payload),
+                        ) else {
+                            continue;
+                        };
+                        if channel == shared.invalidations {
+                            on_invalidation(&shared, &payload);
+                        } else if let Some(fill) = parse_fill(payload) {
+                            let _ = shared.filled.send(Arc::new(fill));
+                        }
+                    }
+                    redis::PushKind::Disconnection => {
+                        reconnecting = true;
+                        shared.listening.send_replace(false);
+                        shared.announce(StepKind::Unsubscribed, Duration::ZERO);
+                    }
+                    // Subscribed again after a reconnection: what was
+                    // published meanwhile is lost.
+                    redis::PushKind::SSubscribe if reconnecting => {
+                        reconnecting = false;
+                        if let Some(near) = &shared.near {
+                            near.clear();
+                        }
+                        shared.listening.send_replace(true);
+                        shared.announce(StepKind::Subscribed, Duration::ZERO);
+                    }
+                    _ => {}
+                }
+            }
+            shared.listening.send_replace(false);
+            shared.announce(StepKind::Unsubscribed, Duration::ZERO);
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF.1);
     }

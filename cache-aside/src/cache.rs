@@ -338,7 +338,7 @@ impl<V: Value> Builder<V> {
         }
         let near = self.near_capacity.map(NearCache::new);
         let bus = Bus::new(
-            self.redis.client().clone(),
+            &self.redis,
             self.keys.invalidation_channel(),
             self.keys.fills_channel(),
             near.clone(),

@@ -35,12 +35,14 @@ struct Inner {
     /// Where Redis lives, as given (`redis://127.0.0.1:6379/`; a cluster's
     /// first node).
     url: String,
-    /// A client of the one server, or of a cluster's first node (for
-    /// Pub/Sub: on a cluster, a message published on any node reaches
-    /// the subscribers of every node).
+    /// A client of the one server (for Pub/Sub), or of a cluster's first
+    /// node (unused there: the subscriber's cluster connection is sharded).
     client: redis::Client,
     /// Set when Redis is a cluster.
     cluster: Option<ClusterClient>,
+    /// The cluster's nodes as given (the Pub/Sub subscriber makes a
+    /// connection of its own to them).
+    cluster_nodes: Vec<String>,
     /// Made on first use. Once connected, every command gets the
     /// connection without taking a lock; while connecting fails it stays
     /// empty and the next command starts another attempt.
@@ -86,6 +88,7 @@ impl Inner {
             url: url.to_string(),
             client,
             cluster: None,
+            cluster_nodes: Vec::new(),
             connection: OnceLock::new(),
             connecting: AtomicBool::new(false),
             attempt_done: tokio::sync::Notify::new(),
@@ -180,6 +183,7 @@ impl Redis {
             .map_err(|e| RedisError::Url(e.to_string()))?;
         let mut inner = Inner::new(first, client);
         inner.cluster = Some(cluster);
+        inner.cluster_nodes = nodes.iter().map(|n| n.as_ref().to_string()).collect();
         Ok(Redis {
             inner: Arc::new(inner),
         })
@@ -188,6 +192,19 @@ impl Redis {
     /// Whether this handle talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.inner.cluster.is_some()
+    }
+
+    /// The cluster's nodes as given to [`Redis::open_cluster`] (none for
+    /// one server).
+    pub fn cluster_nodes(&self) -> &[String] {
+        &self.inner.cluster_nodes
+    }
+
+    /// `PUBLISH`, or on a cluster `SPUBLISH`: sharded Pub/Sub, where a
+    /// message goes only to the shard that owns its channel's slot (the
+    /// engine's subscribers subscribe there), not to every node.
+    pub fn publish_command(&self) -> redis::Cmd {
+        redis::cmd(if self.is_cluster() { "SPUBLISH" } else { "PUBLISH" })
     }
 
     /// A handle on the Redis `client` connects to (say one built with TLS
@@ -203,6 +220,7 @@ impl Redis {
     pub fn with_new_connection(&self) -> Redis {
         let mut inner = Inner::new(&self.inner.url, self.inner.client.clone());
         inner.cluster = self.inner.cluster.clone();
+        inner.cluster_nodes = self.inner.cluster_nodes.clone();
         Redis {
             inner: Arc::new(inner),
         }

@@ -204,7 +204,7 @@ impl<V: Value> Call<'_, V> {
     /// itself so they need no further round trip (empty: "look again"),
     /// then release the lock, only if it is still ours.
     async fn hand_over_and_release(&self, mut held: HeldLock<V>, fill: &[u8]) {
-        let mut publish = redis::cmd("PUBLISH");
+        let mut publish = self.cache.inner.redis.publish_command();
         publish
             .arg(self.cache.inner.keys.fills_channel())
             .arg(fill_message(self.key, fill));
@@ -390,7 +390,7 @@ impl<V> Drop for HeldLock<V> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let mut publish = redis::cmd("PUBLISH");
+        let mut publish = self.cache.inner.redis.publish_command();
         publish
             .arg(self.cache.inner.keys.fills_channel())
             .arg(fill_message(&self.key, &[]));

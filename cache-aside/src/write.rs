@@ -325,7 +325,7 @@ impl<V: Value> Call<'_, V> {
             near.remove(self.key);
         }
         let message = self.cache.token();
-        let mut publish = redis::cmd("PUBLISH");
+        let mut publish = self.cache.inner.redis.publish_command();
         publish
             .arg(self.cache.inner.keys.invalidation_channel())
             .arg(format!("{message} {}", self.key));

@@ -3,8 +3,8 @@
 //! `redis-cli --cluster create`. Entries spread over the masters while the
 //! keys of one entry share a hash slot, so the Lua scripts (leases,
 //! version checks, the lock's release) and a write's one `DEL` of value
-//! and lease run as on one server; near caches hear invalidations through
-//! the cluster's Pub/Sub; a master that stops fails no read, and the cache
+//! and lease run as on one server; near caches hear invalidations over
+//! sharded Pub/Sub; a master that stops fails no read, and the cache
 //! recovers when it is back.
 
 mod common;
@@ -212,6 +212,29 @@ async fn a_write_drops_the_near_copies_of_every_process() {
         let again = cache.get_or_load("item:3", db.loader(3)).await.unwrap();
         assert_eq!(again.source, Source::Near);
     }
+    // Sharded Pub/Sub: both subscribers are on the shard that owns the
+    // channel's slot, and none on the classic, cluster-wide channels.
+    let channel = "cache:invalidation";
+    let (mut sharded, mut classic) = (0, 0);
+    for i in 0..3 {
+        let counts: (String, i64) = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(channel)
+            .query(&mut node(&cluster, i))
+            .unwrap();
+        sharded += counts.1;
+        let counts: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query(&mut node(&cluster, i))
+            .unwrap();
+        classic += counts.1;
+    }
+    assert_eq!(
+        (sharded, classic),
+        (2, 0),
+        "two sharded subscribers, no classic one"
+    );
     let new = db.rename(3, "renamed");
     caches[0]
         .after_write("item:3", Change::Updated(&new), WritePolicy::Invalidate)

@@ -37,7 +37,7 @@ Tasks:
   bench       Run every bench, each beside a baseline from the same run and
               its goal; `cargo xtask bench NAME` runs one: read-latency,
               hit-path, stampede, sandboxes, fanout, memory, lab, faults,
-              browser, size.
+              replicas, browser, size.
   setup       Only install what is missing (add --tests for the test tools).
 ";
 

@@ -350,11 +350,12 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     };
     match args.first().map(String::as_str) {
         Some("browser") => browser_bench(&build_front_end()?),
+        Some("replicas") => replicas_bench(),
         Some("size") => front_end_size(&build_front_end()?),
         Some(name) => match BACKEND_BENCHES.iter().find(|(n, ..)| *n == name) {
             Some((_, example, title)) => backend_bench(example, title, &args[1..]),
             None => Err(format!(
-                "unknown bench {name:?}: use {}, browser or size",
+                "unknown bench {name:?}: use {}, replicas, browser or size",
                 BACKEND_BENCHES.map(|(n, ..)| n).join(", ")
             )),
         },
@@ -363,6 +364,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             for (_, example, title) in BACKEND_BENCHES {
                 backend_bench(example, title, &[])?;
             }
+            replicas_bench()?;
             browser_bench(&dist)?;
             front_end_size(&dist)
         }
@@ -371,6 +373,24 @@ pub fn bench(args: &[String]) -> Result<(), String> {
 
 /// The page in headless Chromium against the release back end (the e2e
 /// crate's `browser_bench` example).
+/// Two back-end replicas against one, behind HAProxy on a Redis Cluster.
+fn replicas_bench() -> Result<(), String> {
+    let mut run = cargo();
+    run.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "e2e",
+        "--example",
+        "replicas_bench",
+    ]);
+    step(
+        "REST hits through HAProxy: two back-end replicas against one",
+        run,
+    )
+}
+
 fn browser_bench(dist: &std::path::Path) -> Result<(), String> {
     setup::ensure(Purpose::Tests)?;
     let mut run = cargo();
