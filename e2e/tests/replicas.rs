@@ -193,3 +193,75 @@ async fn sandboxes_stay_on_one_replica_and_move_with_their_writes_when_it_stops(
     );
     drop(pages);
 }
+
+/// In the browser: a page on a sandbox whose replica stops reconnects
+/// through the balancer to the other replica, which took the sandbox over;
+/// the page says the sandbox moved and puts its settings back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_replica_stops_is_told_and_keeps_its_settings() {
+    use e2e::{text_of, wait_for, wait_live, Driver};
+    use std::time::Duration;
+
+    let cluster = EmbeddedCluster::start(3, &RedisServerOptions::default()).expect("a cluster");
+    let shared = tempfile::tempdir().unwrap();
+    let replica = |c: &mut backend::Config| {
+        c.redis_cluster = cluster.urls();
+        c.replica = true;
+        c.data_dir = shared.path().to_path_buf();
+    };
+    let mut first = Server::start(replica).await;
+    let mut second = Server::start(replica).await;
+    let balancer = Balancer::start(&[first.addr, second.addr]);
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    // A shared setup: the page applies `ttl=42` to its new sandbox.
+    client
+        .goto(&format!("http://{}/?ttl=42", balancer.addr))
+        .await
+        .unwrap();
+    let badge = wait_live(&client).await;
+    let id = SandboxId::parse(badge.rsplit(' ').next().unwrap()).unwrap();
+    let ttl_on = |server: &Server| {
+        server
+            .backend
+            .sandbox(&id)
+            .ok()
+            .map(|s| s.settings().cache_ttl_secs)
+    };
+    wait_for(
+        &client,
+        "the address's settings applied",
+        Duration::from_secs(30),
+        || async { (ttl_on(&first) == Some(42) || ttl_on(&second) == Some(42)).then_some(()) },
+    )
+    .await;
+    let (holder, other) = if holds(&first, &id) {
+        (&mut first, &second)
+    } else {
+        (&mut second, &first)
+    };
+    holder.stop_serving().await;
+
+    let notice = wait_for(
+        &client,
+        "the page to say its sandbox moved",
+        Duration::from_secs(60),
+        || async {
+            text_of(&client, "[role=alert]")
+                .await
+                .filter(|t| t.contains("moved"))
+        },
+    )
+    .await;
+    assert!(notice.contains("writes are kept"), "{notice}");
+    let badge = wait_live(&client).await;
+    assert!(badge.ends_with(id.as_str()), "the same sandbox: {badge}");
+    wait_for(
+        &client,
+        "the settings put back",
+        Duration::from_secs(30),
+        || async { (ttl_on(other) == Some(42)).then_some(()) },
+    )
+    .await;
+    client.close().await.unwrap();
+}
