@@ -111,14 +111,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn main() {
     let cluster = EmbeddedCluster::start(3, &RedisServerOptions::default()).expect("a Redis Cluster");
     let data = tempfile::tempdir().unwrap();
-    let replica = |c: &mut backend::Config| {
-        c.redis_cluster = cluster.urls();
-        c.replica = true;
-        c.data_dir = data.path().to_path_buf();
+    let base = e2e::balancer::replica_config(cluster.urls(), data.path().to_path_buf());
+    let replica = move |c: &mut backend::Config| {
+        base(c);
         c.db_latency_ms = 0;
         c.sandbox_ops_per_second = Some(0);
     };
-    let first = Server::start_api_only(replica).await;
+    let first = Server::start_api_only(replica.clone()).await;
     let second = Server::start_api_only(replica).await;
     let one = Balancer::start(&[first.addr]);
     let two = Balancer::start(&[first.addr, second.addr]);

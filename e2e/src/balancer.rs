@@ -16,6 +16,19 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A back end's configuration as one of several replicas: on the Redis
+/// Cluster at `cluster`, sharing `data_dir` with the others.
+pub fn replica_config(
+    cluster: Vec<String>,
+    data_dir: std::path::PathBuf,
+) -> impl Fn(&mut backend::Config) + Clone {
+    move |config| {
+        config.redis_cluster = cluster.clone();
+        config.replica = true;
+        config.data_dir = data_dir.clone();
+    }
+}
+
 /// HAProxy's configuration for `replicas`, listening on `listen`.
 pub fn haproxy_config(listen: SocketAddr, replicas: &[SocketAddr]) -> String {
     let mut config = format!(

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use e2e::balancer::Balancer;
+use e2e::balancer::{replica_config, Balancer};
 use e2e::Server;
 use embedded_redis::cluster::EmbeddedCluster;
 use embedded_redis::RedisServerOptions;
@@ -64,12 +64,8 @@ fn holds(server: &Server, sandbox: &SandboxId) -> bool {
 async fn sandboxes_stay_on_one_replica_and_move_with_their_writes_when_it_stops() {
     let cluster = EmbeddedCluster::start(3, &RedisServerOptions::default()).expect("a cluster");
     let shared = tempfile::tempdir().unwrap();
-    let replica = |c: &mut backend::Config| {
-        c.redis_cluster = cluster.urls();
-        c.replica = true;
-        c.data_dir = shared.path().to_path_buf();
-    };
-    let mut first = Server::start_api_only(replica).await;
+    let replica = replica_config(cluster.urls(), shared.path().to_path_buf());
+    let mut first = Server::start_api_only(replica.clone()).await;
     let second = Server::start_api_only(replica).await;
     let balancer = Balancer::start(&[first.addr, second.addr]);
 
@@ -204,12 +200,8 @@ async fn a_page_whose_replica_stops_is_told_and_keeps_its_settings() {
 
     let cluster = EmbeddedCluster::start(3, &RedisServerOptions::default()).expect("a cluster");
     let shared = tempfile::tempdir().unwrap();
-    let replica = |c: &mut backend::Config| {
-        c.redis_cluster = cluster.urls();
-        c.replica = true;
-        c.data_dir = shared.path().to_path_buf();
-    };
-    let mut first = Server::start(replica).await;
+    let replica = replica_config(cluster.urls(), shared.path().to_path_buf());
+    let mut first = Server::start(replica.clone()).await;
     let mut second = Server::start(replica).await;
     let balancer = Balancer::start(&[first.addr, second.addr]);
     let driver = Driver::start();
@@ -264,4 +256,80 @@ async fn a_page_whose_replica_stops_is_told_and_keeps_its_settings() {
     )
     .await;
     client.close().await.unwrap();
+}
+
+/// Through the balancer, on a cluster with a replica per master: a storm
+/// of racing reads and writes with leases leaves nothing stale, and a
+/// master failing over during steady reads fails none of them (its
+/// sandbox's reads fall back until the replica is promoted, then hit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_balancer_a_storm_leaves_nothing_stale_and_a_failover_fails_no_read() {
+    let cluster = EmbeddedCluster::start_with_replicas(3, 1, &RedisServerOptions::default())
+        .expect("a cluster with replicas");
+    let shared = tempfile::tempdir().unwrap();
+    let base = replica_config(cluster.urls(), shared.path().to_path_buf());
+    let replica = move |c: &mut backend::Config| {
+        base(c);
+        c.race_fix = shared::RaceFix::Lease;
+        c.db_latency_ms = 5;
+        c.db_jitter_percent = 100;
+        c.redis_timeout_ms = 500;
+    };
+    let first = Server::start_api_only(replica.clone()).await;
+    let second = Server::start_api_only(replica).await;
+    let balancer = Balancer::start(&[first.addr, second.addr]);
+    let (_page, id, _) = connect(balancer.addr, "").await;
+    let addr = balancer.addr;
+
+    // The storm: one write in four over three users, 64 at a time.
+    let slots = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for op in 0..800u64 {
+        let (id, slot) = (id.clone(), slots.clone().acquire_owned().await.unwrap());
+        let user = 1 + (op * 7_919) % 3;
+        tasks.push(tokio::spawn(async move {
+            let path = format!("/api/v1/users/{user}?sandbox={id}");
+            let (status, body) = if op % 4 == 0 {
+                http(addr, "PUT", &path, &format!(r#"{{"name":"name {op}"}}"#)).await
+            } else {
+                http(addr, "GET", &path, "").await
+            };
+            drop(slot);
+            (status, body)
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    for user in 1..=3 {
+        http(addr, "GET", &format!("/api/v1/users/{user}?sandbox={id}"), "").await;
+    }
+    let (status, body) = http(addr, "GET", &format!("/api/v1/divergence?sandbox={id}"), "").await;
+    assert_eq!(status, 200, "{body}");
+    let report: shared::DivergenceReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(report.stale(), 0, "leases leave nothing stale: {report:?}");
+
+    // The master holding the sandbox fails over during steady reads.
+    let key = format!("cache:{{{id}}}:user:1");
+    let victim = cluster.master_of(&key).expect("a master holds the sandbox");
+    let mut cluster = cluster;
+    cluster.node_mut(victim).stop();
+    let (mut fallbacks, mut back) = (0, false);
+    for _ in 0..600 {
+        let (status, body) = http(addr, "GET", &format!("/api/v1/users/1?sandbox={id}"), "").await;
+        assert_eq!(status, 200, "no read fails: {body}");
+        let read: shared::ReadResult = serde_json::from_str(&body).unwrap();
+        match read.outcome {
+            shared::Outcome::Fallback => fallbacks += 1,
+            shared::Outcome::Hit | shared::Outcome::Miss if fallbacks > 0 => {
+                back = true;
+                break;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(fallbacks > 0, "reads fell back while the master was down");
+    assert!(back, "the cache serves again after the failover");
 }

@@ -74,6 +74,9 @@ impl EmbeddedCluster {
                     // so it can take over from the first moments.
                     "--repl-diskless-sync-delay",
                     "0",
+                    // What a replica syncs goes to disk here, removed on drop.
+                    "--dir",
+                    &cluster.dir.to_string_lossy(),
                 ]
                 .iter()
                 .map(|s| s.to_string())

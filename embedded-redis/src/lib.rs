@@ -105,6 +105,16 @@ impl EmbeddedRedis {
             .args(["--daemonize", "no"])
             .args(["--maxmemory", &options.maxmemory])
             .args(["--maxmemory-policy", &options.maxmemory_policy])
+            // Never the working directory: a server loads any `dump.rdb` it
+            // finds there at start (a stray one would put keys in every
+            // test's Redis), and a cluster replica writes what it syncs.
+            // A name no other server uses, in the temporary directory
+            // (a cluster node's own directory overrides it below).
+            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .args([
+                "--dbfilename",
+                &format!("embedded-redis-{}-{port}.rdb", std::process::id()),
+            ])
             .args(&options.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -9,7 +9,7 @@
 use std::io::BufRead;
 use std::net::SocketAddr;
 
-use e2e::balancer::{haproxy_config, Balancer};
+use e2e::balancer::{haproxy_config, replica_config, Balancer};
 use e2e::Server;
 use embedded_redis::cluster::EmbeddedCluster;
 use embedded_redis::RedisServerOptions;
@@ -24,12 +24,8 @@ async fn main() {
         }
     };
     let data = tempfile::tempdir().expect("a data directory");
-    let replica = |c: &mut backend::Config| {
-        c.redis_cluster = cluster.urls();
-        c.replica = true;
-        c.data_dir = data.path().to_path_buf();
-    };
-    let mut first = Server::start(replica).await;
+    let replica = replica_config(cluster.urls(), data.path().to_path_buf());
+    let mut first = Server::start(replica.clone()).await;
     let second = Server::start(replica).await;
     let wanted = SocketAddr::from(([127, 0, 0, 1], 8080));
     let balancer = if std::net::TcpListener::bind(wanted).is_ok() {
