@@ -242,6 +242,9 @@ impl From<OpError> for AppError {
             OpError::Input(e) => AppError::Input(e),
             OpError::Sandbox(e @ SandboxError::Unknown(_)) => AppError::NoSandbox(e.to_string()),
             OpError::Sandbox(e @ SandboxError::Full(_)) => AppError::Unavailable(e.to_string()),
+            OpError::Sandbox(e @ (SandboxError::Elsewhere | SandboxError::Ownership(_))) => {
+                AppError::Unavailable(e.to_string())
+            }
             OpError::Sandbox(SandboxError::Private(e @ PrivateRedisError::External)) => {
                 AppError::Refused(e.to_string())
             }

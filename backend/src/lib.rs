@@ -49,6 +49,7 @@ pub mod ledger;
 pub mod load;
 pub mod memory;
 pub mod metrics;
+pub mod ownership;
 pub mod patterns;
 pub mod playground;
 pub mod policies;
@@ -208,7 +209,10 @@ impl Backend {
     ) -> Result<(), StartError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let router = self.router(stopped.clone());
-        let reaper = tokio::spawn(reap_idle_sandboxes(self.playground.clone(), stopped));
+        let reaper = tokio::spawn(reap_idle_sandboxes(self.playground.clone(), stopped.clone()));
+        // A replica keeps its sandboxes' leases while it serves; once it
+        // stops, they lapse and another replica may take them over.
+        let leases = tokio::spawn(renew_leases(self.playground.clone(), stopped));
         // No Nagle: a trace and the reply after it are two small writes,
         // and holding the second until the first is acknowledged meets the
         // browser's delayed ACK: 40 ms added to a read over a WebSocket
@@ -227,6 +231,7 @@ impl Backend {
         .await
         .map_err(StartError::Serve);
         reaper.abort();
+        leases.abort();
         served
     }
 
@@ -315,6 +320,27 @@ fn redact_error(error: cache_aside::RedisError, url: &str, shown: &str) -> cache
     match error {
         cache_aside::RedisError::Url(message) => cache_aside::RedisError::Url(message.replace(url, shown)),
         other => other,
+    }
+}
+
+/// Renews the leases of the sandboxes a replica holds, every second, until
+/// the back end stops serving (see [`ownership`]).
+async fn renew_leases(playground: Arc<Playground>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    if !playground.sandboxes.limits().adopt_sandboxes {
+        return;
+    }
+    let mut ticks = tokio::time::interval(ownership::RENEW_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let lost = playground.sandboxes.renew_leases().await;
+                if lost > 0 {
+                    tracing::warn!(lost, "sandboxes taken over by another replica");
+                }
+            }
+            _ = stopped.changed() => return,
+        }
     }
 }
 

@@ -546,9 +546,7 @@ impl Sandbox {
     /// subscriptions, its keys in Redis and, for any sandbox but `default`,
     /// its database files.
     pub async fn clean_up(&self) {
-        // Its load would otherwise keep it alive until its time is up.
-        drop(self.set_load(None));
-        self.fleet().close();
+        self.let_go();
         // A server of its own goes, keys and all; in the shared one, its
         // keys are deleted.
         let own = lock(&self.private_server).take();
@@ -559,6 +557,14 @@ impl Sandbox {
         if self.id.as_str() != SandboxId::DEFAULT {
             Database::remove_files(self.database.path());
         }
+    }
+
+    /// Stops what runs in the sandbox here (its load, its instances'
+    /// subscriptions), leaving its files and keys.
+    pub fn let_go(&self) {
+        // Its load would otherwise keep it alive until its time is up.
+        drop(self.set_load(None));
+        self.fleet().close();
     }
 
     /// Puts the sandbox back as it started: its rows re-seeded, its keys
@@ -1018,6 +1024,14 @@ pub enum SandboxError {
     /// one.
     #[error(transparent)]
     Private(#[from] PrivateRedisError),
+    /// Occurs on a replica when another replica holds the sandbox (its
+    /// lease in Redis): the balancer sent the request astray, or the owner
+    /// stopped less than a lease ago.
+    #[error("this sandbox is open on another server of the playground; try again in a few seconds")]
+    Elsewhere,
+    /// Occurs on a replica when Redis cannot say who holds the sandbox.
+    #[error("cannot tell which server holds this sandbox (Redis: {0}); try again in a moment")]
+    Ownership(String),
 }
 
 /// What every sandbox shares: the back end's choices.
@@ -1055,6 +1069,9 @@ pub struct Sandboxes {
     /// Held while a sandbox is being created (an async lock: creation waits
     /// on a blocking task), so two first requests never make one twice.
     creating: tokio::sync::Mutex<()>,
+    /// This process's name on the sandboxes' leases (`--replica`, see
+    /// [`crate::ownership`]).
+    owner: String,
 }
 
 impl Sandboxes {
@@ -1069,14 +1086,19 @@ impl Sandboxes {
         let template = setup.sandbox_dir.join(".template.sqlite3");
         Database::make_template(&template)?;
         // No sandbox exists yet: files left by a process that crashed or
-        // was killed are nobody's.
-        remove_leftovers(&setup.sandbox_dir);
+        // was killed are nobody's. Not so for a replica: the directory is
+        // shared, and the others' sandboxes (and those of a replica that
+        // stopped, to be taken over) live there.
+        if !setup.limits.adopt_sandboxes {
+            remove_leftovers(&setup.sandbox_dir);
+        }
         Ok(Sandboxes {
             setup,
             default_database,
             template,
             map: RwLock::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
+            owner: new_token().to_string(),
         })
     }
 
@@ -1152,9 +1174,15 @@ impl Sandboxes {
             (true, None) => return Err(PrivateRedisError::External.into()),
             (true, Some(servers)) => Some(servers.start().await?),
         };
-        let _creating = self.creating.lock().await;
+        let creating = self.creating.lock().await;
+        // A replica takes over a sandbox under its own name only when its
+        // database is in the shared directory; a name nobody made gets a
+        // token, as anywhere (unless names are allowed: local use).
+        let adoptable = |id: &SandboxId| {
+            self.setup.limits.adopt_sandboxes && self.setup.sandbox_dir.join(format!("{id}.sqlite3")).exists()
+        };
         let id = match requested {
-            Some(id) if self.setup.limits.named_sandboxes || self.setup.limits.adopt_sandboxes => {
+            Some(id) if self.setup.limits.named_sandboxes || adoptable(id) => {
                 // Made meanwhile by another request?
                 if let Some(sandbox) = read(&self.map).get(id) {
                     return Ok(sandbox.clone());
@@ -1163,6 +1191,15 @@ impl Sandboxes {
             }
             _ => new_token(),
         };
+        // A replica holds the sandbox's lease before it opens it.
+        if self.setup.limits.adopt_sandboxes {
+            let key = crate::ownership::key(&id, self.setup.redis.is_cluster());
+            match crate::ownership::claim(&self.setup.redis, &key, &self.owner, self.setup.timeout).await {
+                Ok(true) => {}
+                Ok(false) => return Err(SandboxError::Elsewhere),
+                Err(e) => return Err(SandboxError::Ownership(e.to_string())),
+            }
+        }
         let others = read(&self.map)
             .keys()
             .filter(|k| k.as_str() != SandboxId::DEFAULT)
@@ -1177,7 +1214,7 @@ impl Sandboxes {
         // A replica taking over a sandbox whose back end stopped: its
         // database file (in the shared data directory) holds every write
         // that back end acknowledged, so it is kept, not re-seeded.
-        let adopted = self.setup.limits.adopt_sandboxes && requested.is_some() && path.exists();
+        let adopted = requested == Some(&id) && adoptable(&id);
         let database = tokio::task::spawn_blocking(move || {
             if adopted {
                 Database::open(&path)
@@ -1189,11 +1226,16 @@ impl Sandboxes {
         .map_err(|e| SandboxError::Task(e.to_string()))??;
         let sandbox = self.assemble(id.clone(), database, server)?;
         if adopted {
+            sandbox.moved.store(true, std::sync::atomic::Ordering::Release);
             // Its keys in Redis were the other back end's (its ledger died
             // with it): emptied, so the cache refills from the database
-            // and every key is this back end's to reclaim.
+            // and every key is this back end's to reclaim. Done before
+            // anyone can use it, but after the creation lock: the scan may
+            // take a while, and other sandboxes need not wait for it.
+            drop(creating);
             sandbox.scan_and_delete_keys().await;
-            sandbox.moved.store(true, std::sync::atomic::Ordering::Release);
+            let mut map = write(&self.map);
+            return Ok(map.entry(id).or_insert(sandbox).clone());
         }
         write(&self.map).insert(id, sandbox.clone());
         Ok(sandbox)
@@ -1216,6 +1258,51 @@ impl Sandboxes {
             return Ok(());
         }
         self.open(Some(id), false).await.map(|_| ())
+    }
+
+    /// Renews the lease of every sandbox this replica holds
+    /// (`--replica`); a sandbox whose lease another replica took meanwhile
+    /// is let go here, its files and keys left to the new owner. Returns
+    /// how many were let go.
+    pub async fn renew_leases(&self) -> usize {
+        if !self.setup.limits.adopt_sandboxes {
+            return 0;
+        }
+        let ids: Vec<SandboxId> = read(&self.map)
+            .keys()
+            .filter(|k| k.as_str() != SandboxId::DEFAULT)
+            .cloned()
+            .collect();
+        let cluster = self.setup.redis.is_cluster();
+        let mut lost = Vec::new();
+        for id in ids {
+            let key = crate::ownership::key(&id, cluster);
+            // A Redis error says nothing of who holds it: kept.
+            if let Ok(false) =
+                crate::ownership::renew(&self.setup.redis, &key, &self.owner, self.setup.timeout).await
+            {
+                lost.push(id);
+            }
+        }
+        let mut map = write(&self.map);
+        for id in &lost {
+            map.remove(id);
+        }
+        lost.len()
+    }
+
+    /// Whether this back end may delete the sandbox's files and keys: always,
+    /// unless it is a replica that no longer holds the sandbox's lease (it
+    /// gives the lease up here when it does).
+    async fn may_clean_up(&self, id: &SandboxId) -> bool {
+        if !self.setup.limits.adopt_sandboxes || id.as_str() == SandboxId::DEFAULT {
+            return true;
+        }
+        let key = crate::ownership::key(id, self.setup.redis.is_cluster());
+        matches!(
+            crate::ownership::release(&self.setup.redis, &key, &self.owner, self.setup.timeout).await,
+            Ok(true)
+        )
     }
 
     /// The playground's metrics as OpenMetrics text, with what is open now.
@@ -1258,7 +1345,13 @@ impl Sandboxes {
         };
         let removed = victims.len();
         for sandbox in victims {
-            sandbox.clean_up().await;
+            if self.may_clean_up(&sandbox.id).await {
+                sandbox.clean_up().await;
+            } else {
+                // Another replica holds it now: its files and keys are
+                // that replica's.
+                sandbox.let_go();
+            }
         }
         removed
     }

@@ -9,6 +9,10 @@ use shared::recording::{RECORDINGS_DIR, RECORDINGS_INDEX, REPLAY_META};
 
 use crate::record::{index, load_all};
 
+/// The file that marks a folder as a static build's, so the next build may
+/// empty it.
+const MARKER: &str = ".cache-aside-static";
+
 /// What a static build holds.
 #[derive(Debug)]
 pub struct Built {
@@ -48,7 +52,18 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
             dist.display()
         )
     })?;
+    // Emptied first, but only a folder this build made (or an empty one):
+    // never a source tree, `dist/` or the recordings by mistake.
     if out.exists() {
+        let empty = std::fs::read_dir(out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty && !out.join(MARKER).is_file() {
+            return Err(format!(
+                "{} is not empty and was not made by build-static: give a new or empty folder",
+                out.display()
+            ));
+        }
         std::fs::remove_dir_all(out).map_err(|e| format!("cannot empty {}: {e}", out.display()))?;
     }
     std::fs::create_dir_all(out.join(RECORDINGS_DIR))
@@ -80,6 +95,10 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
         1,
     );
     write(&out.join("index.html"), &marked)?;
+    write(
+        &out.join(MARKER),
+        "Made by `cargo xtask build-static`; the next build empties this folder.\n",
+    )?;
 
     let (mut largest, mut largest_gzip) = (0u64, 0u64);
     let mut lessons = Vec::new();

@@ -37,6 +37,21 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, S
     (status, body)
 }
 
+/// A GET repeated while the answer is 503 "open on another server": a
+/// stopped replica's leases lapse within `backend::ownership::LEASE`, then
+/// the sandbox may be taken over. Bounded.
+async fn until_served(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut answer = http(addr, "GET", path, "").await;
+    for _ in 0..100 {
+        if answer.0 != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        answer = http(addr, "GET", path, "").await;
+    }
+    answer
+}
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a WebSocket through the balancer; returns it and its greeting's
@@ -66,7 +81,7 @@ async fn sandboxes_stay_on_one_replica_and_move_with_their_writes_when_it_stops(
     let shared = tempfile::tempdir().unwrap();
     let replica = replica_config(cluster.urls(), shared.path().to_path_buf());
     let mut first = Server::start_api_only(replica.clone()).await;
-    let second = Server::start_api_only(replica).await;
+    let second = Server::start_api_only(replica.clone()).await;
     let balancer = Balancer::start(&[first.addr, second.addr]);
 
     // New pages, round-robin: sandboxes on both replicas, each on one.
@@ -166,7 +181,7 @@ async fn sandboxes_stay_on_one_replica_and_move_with_their_writes_when_it_stops(
     // The first replica's sandboxes come back on the second, with the
     // writes it acknowledged.
     for id in &on_first {
-        let (status, body) = http(balancer.addr, "GET", &format!("/api/v1/users/1?sandbox={id}"), "").await;
+        let (status, body) = until_served(balancer.addr, &format!("/api/v1/users/1?sandbox={id}")).await;
         assert_eq!(status, 200, "{id}: {body}");
         assert!(
             body.contains(&format!("written in {id}")),

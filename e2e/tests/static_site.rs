@@ -299,6 +299,12 @@ fn a_stale_recording_fails_the_static_build_with_its_reason() {
     std::fs::remove_file(dir.path().join("basics.json")).unwrap();
     let why = e2e::static_site::build(&dist_dir(), dir.path(), &out.path().join("site")).unwrap_err();
     assert!(why.contains("no recordings"), "{why}");
+
+    // A folder it did not make is never emptied: the recordings kept.
+    let committed = e2e::project_root().join(shared::recording::RECORDINGS_DIR);
+    let why = e2e::static_site::build(&dist_dir(), &committed, &committed).unwrap_err();
+    assert!(why.contains("not made by build-static"), "{why}");
+    assert!(committed.join("basics.json").is_file());
 }
 
 /// The recordings the repository carries are this build's: every lesson,

@@ -63,6 +63,9 @@ struct Replay {
     due: RefCell<VecDeque<ServerMessage>>,
     /// Grows when the queue is flushed, so older timers do nothing.
     generation: Cell<u64>,
+    /// Grows with every run asked for, so one whose recording arrives
+    /// after a newer one was asked for does not start.
+    asked: Cell<u64>,
 }
 
 /// Whether this page replays recordings: a static build marks its pages
@@ -654,10 +657,17 @@ impl Connection {
     /// Plays step `at` of its lesson's recording through the experiment
     /// runner, as a live run would go.
     fn start_replay(&self, at: Position) {
+        let asked = self.replay().asked.get() + 1;
+        self.replay().asked.set(asked);
         let this = self.clone();
         leptos::task::spawn_local(async move {
             let state = this.inner.state;
-            let recording = match this.recording(at.lesson().id).await {
+            let recording = this.recording(at.lesson().id).await;
+            // A newer run was asked for while this one's recording came.
+            if this.replay().asked.get() != asked {
+                return;
+            }
+            let recording = match recording {
                 Ok(recording) => recording,
                 Err(why) => {
                     state.notice.set(Some(why));
