@@ -302,3 +302,77 @@ async fn a_stopped_master_fails_no_read_and_the_cache_recovers() {
     }
     assert!(loaded_again, "the cache recovers once the master is back");
 }
+
+/// An operator moves every slot of one master to another while reads run
+/// (`redis-cli --cluster reshard`): the client follows `ASK` and `MOVED`,
+/// no read fails, and the entries that moved with their slots are still
+/// hits afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_moving_between_masters_fail_no_read() {
+    let cluster = cluster();
+    let db = Db::new(Duration::ZERO);
+    let items = plain(&cluster, Options::default());
+    for id in 1..=60 {
+        items
+            .get_or_load(&format!("item:{id}"), db.loader(id))
+            .await
+            .unwrap();
+    }
+    let loads_before = db.loads();
+    let moved = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Reads go on for as long as the slots move.
+    let reading = {
+        let (items, db, moved) = (items.clone(), db.clone(), moved.clone());
+        tokio::spawn(async move {
+            let mut answered = 0u64;
+            while !moved.load(std::sync::atomic::Ordering::Acquire) {
+                for id in 1..=60 {
+                    let answer = items
+                        .get_or_load(&format!("item:{id}"), db.loader(id))
+                        .await
+                        .expect("no read fails while slots move");
+                    assert_eq!(answer.value.unwrap().id, id);
+                    answered += 1;
+                }
+            }
+            answered
+        })
+    };
+    let moving = {
+        let moved = moved.clone();
+        tokio::task::spawn_blocking(move || {
+            // Node 0 holds slots 0-5460 (redis-cli assigns them in order).
+            let result = cluster.move_slots(0, 1, 5461);
+            moved.store(true, std::sync::atomic::Ordering::Release);
+            result.expect("the slots move");
+            cluster
+        })
+    };
+    let cluster = moving.await.unwrap();
+    let answered = reading.await.unwrap();
+    assert!(answered >= 60, "reads ran while the slots moved: {answered}");
+    // Node 0 serves no slot now (having none, it even turned into a replica
+    // of the master that took them, as Redis does).
+    for id in 1..=60 {
+        assert_ne!(
+            cluster.master_of(&format!("cache:{{item:{id}}}")),
+            Some(0),
+            "item {id}"
+        );
+    }
+    for id in 1..=60 {
+        let answer = items
+            .get_or_load(&format!("item:{id}"), db.loader(id))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.source,
+            Source::Redis,
+            "item {id} is still a hit on its new master"
+        );
+    }
+    println!(
+        "{answered} reads while the slots moved; loads meanwhile: {}",
+        db.loads() - loads_before
+    );
+}

@@ -163,6 +163,47 @@ impl EmbeddedCluster {
         None
     }
 
+    /// Moves `slots` hash slots, keys and all, from node `from` to node `to`
+    /// (`redis-cli --cluster reshard`), as an operator rebalancing would:
+    /// clients meanwhile meet `ASK` and then `MOVED` redirections.
+    ///
+    /// # Errors
+    /// [`EmbeddedRedisError::DidNotStart`] with `redis-cli`'s words.
+    pub fn move_slots(&self, from: usize, to: usize, slots: u32) -> Result<(), EmbeddedRedisError> {
+        let cli = redis_cli(&RedisServerOptions::default());
+        let id_of = |node: &EmbeddedRedis| {
+            Command::new(&cli)
+                .args(["-p", &node.port().to_string(), "cluster", "myid"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        let (source, target) = (id_of(&self.nodes[from]), id_of(&self.nodes[to]));
+        let moved = Command::new(&cli)
+            .args([
+                "--cluster",
+                "reshard",
+                &format!("127.0.0.1:{}", self.nodes[from].port()),
+            ])
+            .args(["--cluster-from", &source, "--cluster-to", &target])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .map_err(|e| EmbeddedRedisError::DidNotStart {
+                port: self.nodes[from].port(),
+                detail: format!("redis-cli: {e}"),
+            })?;
+        if !moved.status.success() {
+            return Err(EmbeddedRedisError::DidNotStart {
+                port: self.nodes[from].port(),
+                detail: format!(
+                    "redis-cli --cluster reshard failed: {}",
+                    String::from_utf8_lossy(&moved.stdout).trim()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Waits until every running node reports `cluster_state:ok` (after a
     /// stopped master is started again, say), at most `within`.
     ///
