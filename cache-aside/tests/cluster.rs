@@ -376,3 +376,54 @@ async fn slots_moving_between_masters_fail_no_read() {
         db.loads() - loads_before
     );
 }
+
+/// The master holding the invalidation channel fails over: the sharded
+/// subscription is made again on the promoted replica (the near cache
+/// cleared, as after any resubscription), and a write's invalidation
+/// reaches the other process again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_invalidations_follow_a_failover_of_their_channels_master() {
+    let mut cluster = EmbeddedCluster::start_with_replicas(3, 1, &RedisServerOptions::default())
+        .expect("a cluster with replicas");
+    let db = Db::new(Duration::ZERO);
+    let near = Options {
+        near_ttl: Some(Duration::from_secs(30)),
+        ..Options::default()
+    };
+    let buses: Vec<Arc<Recorder>> = (0..2).map(|_| Arc::new(Recorder::default())).collect();
+    let caches: Vec<_> = buses
+        .iter()
+        .map(|bus| cache_on(&cluster, near.clone(), bus.clone()))
+        .collect();
+    for (cache, bus) in caches.iter().zip(&buses) {
+        cache.listen();
+        bus.wait_for(StepKind::Subscribed, 1).await;
+    }
+    let victim = cluster
+        .master_of("cache:invalidation")
+        .expect("a master holds the channel");
+    cluster.node_mut(victim).stop();
+    cluster
+        .wait_until_ok(Duration::from_secs(30))
+        .expect("the replica takes over");
+    // Both subscribers come back on the new master.
+    for bus in &buses {
+        bus.wait_for(StepKind::Subscribed, 2).await;
+    }
+    assert_ne!(cluster.master_of("cache:invalidation"), Some(victim));
+
+    caches[1].get_or_load("item:9", db.loader(9)).await.unwrap();
+    let again = caches[1].get_or_load("item:9", db.loader(9)).await.unwrap();
+    assert_eq!(again.source, Source::Near);
+    let new = db.rename(9, "renamed");
+    caches[0]
+        .after_write("item:9", Change::Updated(&new), WritePolicy::Invalidate)
+        .await;
+    buses[1].wait_for(StepKind::InvalidationReceived, 1).await;
+    let read = caches[1].get_or_load("item:9", db.loader(9)).await.unwrap();
+    assert_eq!(
+        read.value.unwrap().name,
+        "renamed",
+        "no stale near copy after the failover"
+    );
+}
