@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use embedded_redis::cluster::EmbeddedCluster;
 use embedded_redis::RedisServerOptions;
-use shared::{Defence, HerdSpec, Kind, Origin, Outcome, RaceFix, SandboxId, WriteChange};
+use shared::{Defence, HerdSpec, Kind, Origin, Outcome, RaceFix, SandboxId};
 
 fn cluster() -> EmbeddedCluster {
     EmbeddedCluster::start(3, &RedisServerOptions::default()).expect("a three-master cluster starts")
@@ -53,6 +52,27 @@ async fn open(t: &common::TestBackend, name: &str) -> SandboxId {
     let sandbox = SandboxId::parse(name).unwrap();
     t.backend.playground.open_sandbox(Some(&sandbox)).await.unwrap();
     sandbox
+}
+
+/// Opens sandbox `name`, caches user 1 in it, and stops the master that
+/// holds the sandbox's slot; returns the sandbox and that master's index.
+async fn stop_the_sandboxs_master(
+    cluster: &mut EmbeddedCluster,
+    t: &common::TestBackend,
+    name: &str,
+) -> (SandboxId, usize) {
+    let sandbox = open(t, name).await;
+    t.backend
+        .playground
+        .read(&sandbox, Kind::Users, 1, Origin::Rest)
+        .await
+        .unwrap();
+    let key = keys_matching(cluster, &format!("cache:{{{name}}}:*"))
+        .pop()
+        .expect("the cached user");
+    let victim = cluster.master_of(&key).expect("a master holds the sandbox");
+    cluster.node_mut(victim).stop();
+    (sandbox, victim)
 }
 
 /// A sandbox's keys share its hash slot; the key inspector finds them (its
@@ -131,45 +151,7 @@ async fn stale_after_a_storm(cluster: &EmbeddedCluster, fix: RaceFix) -> usize {
         c.db_jitter_percent = 100;
         c.cache_ttl_secs = 3_600;
     });
-    let playground = t.backend.playground.clone();
-    let sandbox = SandboxId::default_sandbox();
-    let slots = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tasks = Vec::new();
-    for op in 0..1_200u64 {
-        let (playground, sandbox) = (playground.clone(), sandbox.clone());
-        let id = 1 + (op * 7_919) % 3;
-        let slot = slots.clone().acquire_owned().await.unwrap();
-        tasks.push(tokio::spawn(async move {
-            let done = if op % 4 == 0 {
-                let change = WriteChange::Update {
-                    name: format!("name {op}"),
-                };
-                playground
-                    .write(&sandbox, Kind::Users, id, change, Origin::Rest)
-                    .await
-                    .map(|_| ())
-            } else {
-                playground
-                    .read(&sandbox, Kind::Users, id, Origin::Rest)
-                    .await
-                    .map(|_| ())
-            };
-            drop(slot);
-            done
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
-    for id in 1..=3 {
-        playground
-            .read(&sandbox, Kind::Users, id, Origin::Rest)
-            .await
-            .unwrap();
-    }
-    let report = playground.check_divergence(&sandbox).await.unwrap();
-    println!("cluster, race fix {fix:?}: {} stale keys", report.stale());
-    report.stale()
+    common::stale_keys_after_a_storm(&t, 1_200).await
 }
 
 /// Leases and version checks keep the storm from leaving a stale key on a
@@ -187,17 +169,7 @@ async fn a_race_storm_leaves_nothing_stale_with_leases_or_version_checks() {
 async fn a_stopped_master_fails_no_read_and_the_cache_recovers() {
     let mut cluster = cluster();
     let t = on(&cluster, |c| c.redis_timeout_ms = 500);
-    let sandbox = open(&t, "tab-c").await;
-    t.backend
-        .playground
-        .read(&sandbox, Kind::Users, 1, Origin::Rest)
-        .await
-        .unwrap();
-    let key = keys_matching(&cluster, "cache:{tab-c}:*")
-        .pop()
-        .expect("the cached user");
-    let victim = cluster.master_of(&key).expect("a master holds the sandbox");
-    cluster.node_mut(victim).stop();
+    let (sandbox, victim) = stop_the_sandboxs_master(&mut cluster, &t, "tab-c").await;
     for id in 1..=5 {
         let read = t
             .backend
@@ -235,17 +207,7 @@ async fn a_failover_fails_no_read_and_hits_return_without_the_old_master() {
     let mut cluster = EmbeddedCluster::start_with_replicas(3, 1, &RedisServerOptions::default())
         .expect("a cluster with replicas");
     let t = on(&cluster, |c| c.redis_timeout_ms = 500);
-    let sandbox = open(&t, "tab-f").await;
-    t.backend
-        .playground
-        .read(&sandbox, Kind::Users, 1, Origin::Rest)
-        .await
-        .unwrap();
-    let key = keys_matching(&cluster, "cache:{tab-f}:*")
-        .pop()
-        .expect("the cached user");
-    let victim = cluster.master_of(&key).expect("a master holds the sandbox");
-    cluster.node_mut(victim).stop();
+    let (sandbox, victim) = stop_the_sandboxs_master(&mut cluster, &t, "tab-f").await;
 
     let (mut fallbacks, mut hit_after_failover) = (0, false);
     // Bounded: the failover takes the 2 s node timeout and an election.

@@ -5,13 +5,12 @@ mod common;
 
 use backend::scenario::stale_set_race;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use backend::feed::FeedEvent;
 use backend::playground::ReadOptions;
 use shared::diagram::nodes::STORE_IN_CACHE;
-use shared::{Kind, Origin, Outcome, RaceFix, SandboxId, ServerMessage, WriteChange};
+use shared::{Kind, Origin, Outcome, RaceFix, SandboxId, ServerMessage};
 
 fn with_fix(fix: RaceFix) -> impl FnOnce(&mut backend::Config) {
     move |c| {
@@ -187,56 +186,8 @@ async fn stale_keys_after_a_storm(fix: RaceFix) -> usize {
         c.db_jitter_percent = 100;
         c.cache_ttl_secs = 3_600;
     });
-    let playground = t.backend.playground.clone();
-    let sandbox = SandboxId::default_sandbox();
-    // At most 64 operations in flight, started as others finish.
-    let slots = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tasks = Vec::new();
-    for op in 0..2_000u64 {
-        let playground = playground.clone();
-        let sandbox = sandbox.clone();
-        // Deterministic mix: one write in four, over three keys.
-        let id = 1 + (op * 7_919) % 3;
-        let write = op % 4 == 0;
-        let slot = slots.clone().acquire_owned().await.unwrap();
-        tasks.push(tokio::spawn(async move {
-            let done = if write {
-                let change = WriteChange::Update {
-                    name: format!("name {op}"),
-                };
-                playground
-                    .write(&sandbox, Kind::Users, id, change, Origin::Rest)
-                    .await
-                    .map(|_| ())
-            } else {
-                playground
-                    .read(&sandbox, Kind::Users, id, Origin::Rest)
-                    .await
-                    .map(|_| ())
-            };
-            drop(slot);
-            done
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
-    // One quiet read per key, so every key is cached before the check:
-    // a stale copy is served (and stays), a fixed cache loads fresh rows.
-    for id in 1..=3 {
-        playground
-            .read(&sandbox, Kind::Users, id, Origin::Rest)
-            .await
-            .unwrap();
-    }
-    let report = playground.check_divergence(&sandbox).await.unwrap();
-    let stale = report.stale();
-    println!(
-        "race fix {:?}: {stale} stale keys of {} after 2000 operations",
-        fix,
-        report.entries.len()
-    );
-    stale
+    println!("race fix {fix:?}:");
+    common::stale_keys_after_a_storm(&t, 2_000).await
 }
 
 /// Without a fix, the storm leaves stale keys. Whether the last write to a

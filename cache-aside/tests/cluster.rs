@@ -42,6 +42,25 @@ fn cache_on(cluster: &EmbeddedCluster, options: Options, observer: Arc<Recorder>
     .unwrap()
 }
 
+/// Two processes with near caches, each subscribed to invalidations; their
+/// caches and the observers that record what arrives on the bus.
+async fn near_processes(cluster: &EmbeddedCluster) -> (Vec<CacheAside<Item>>, Vec<Arc<Recorder>>) {
+    let near = Options {
+        near_ttl: Some(Duration::from_secs(30)),
+        ..Options::default()
+    };
+    let buses: Vec<Arc<Recorder>> = (0..2).map(|_| Arc::new(Recorder::default())).collect();
+    let caches: Vec<_> = buses
+        .iter()
+        .map(|bus| cache_on(cluster, near.clone(), bus.clone()))
+        .collect();
+    for (cache, bus) in caches.iter().zip(&buses) {
+        cache.listen();
+        bus.wait_for(StepKind::Subscribed, 1).await;
+    }
+    (caches, buses)
+}
+
 fn plain(cluster: &EmbeddedCluster, options: Options) -> CacheAside<Item> {
     cache_on(cluster, options, Arc::new(Recorder::default()))
 }
@@ -196,18 +215,8 @@ async fn leases_and_version_checks_refuse_the_stale_store() {
 async fn a_write_drops_the_near_copies_of_every_process() {
     let cluster = cluster();
     let db = Db::new(Duration::ZERO);
-    let near = Options {
-        near_ttl: Some(Duration::from_secs(30)),
-        ..Options::default()
-    };
-    let buses: Vec<Arc<Recorder>> = (0..2).map(|_| Arc::new(Recorder::default())).collect();
-    let caches: Vec<_> = buses
-        .iter()
-        .map(|bus| cache_on(&cluster, near.clone(), bus.clone()))
-        .collect();
-    for (cache, bus) in caches.iter().zip(&buses) {
-        cache.listen();
-        bus.wait_for(StepKind::Subscribed, 1).await;
+    let (caches, buses) = near_processes(&cluster).await;
+    for cache in &caches {
         cache.get_or_load("item:3", db.loader(3)).await.unwrap();
         let again = cache.get_or_load("item:3", db.loader(3)).await.unwrap();
         assert_eq!(again.source, Source::Near);
@@ -386,19 +395,7 @@ async fn near_invalidations_follow_a_failover_of_their_channels_master() {
     let mut cluster = EmbeddedCluster::start_with_replicas(3, 1, &RedisServerOptions::default())
         .expect("a cluster with replicas");
     let db = Db::new(Duration::ZERO);
-    let near = Options {
-        near_ttl: Some(Duration::from_secs(30)),
-        ..Options::default()
-    };
-    let buses: Vec<Arc<Recorder>> = (0..2).map(|_| Arc::new(Recorder::default())).collect();
-    let caches: Vec<_> = buses
-        .iter()
-        .map(|bus| cache_on(&cluster, near.clone(), bus.clone()))
-        .collect();
-    for (cache, bus) in caches.iter().zip(&buses) {
-        cache.listen();
-        bus.wait_for(StepKind::Subscribed, 1).await;
-    }
+    let (caches, buses) = near_processes(&cluster).await;
     let victim = cluster
         .master_of("cache:invalidation")
         .expect("a master holds the channel");

@@ -185,23 +185,20 @@ pub fn dev() -> Result<(), String> {
 }
 
 /// `cargo xtask screenshot`: the README picture, from the browser test.
+/// `cargo run` of one of the e2e crate's programs (`--bin` or `--example`
+/// `name`); add `--release` or `-- ARGS` to it.
+fn e2e_program(kind: &str, name: &str) -> Command {
+    let mut run = cargo();
+    run.args(["run", "--quiet", "--locked", "--package", "e2e", kind, name]);
+    run
+}
+
 /// Records lessons (all, or those named) against a back end of their own
 /// (its own redis-server and SQLite file): `recordings/{lesson}.json`.
 pub fn record(lessons: &[String]) -> Result<(), String> {
     setup::ensure(Purpose::Run)?;
-    let mut record = cargo();
-    record
-        .args([
-            "run",
-            "--quiet",
-            "--locked",
-            "--package",
-            "e2e",
-            "--bin",
-            "record",
-            "--",
-        ])
-        .args(lessons);
+    let mut record = e2e_program("--bin", "record");
+    record.arg("--").args(lessons);
     step("recording lessons against a real back end", record)
 }
 
@@ -214,20 +211,8 @@ pub fn build_static(args: &[String]) -> Result<(), String> {
     };
     let out = std::env::current_dir().map_err(|e| e.to_string())?.join(out);
     let dist = build_front_end()?;
-    let mut build = cargo();
-    build
-        .args([
-            "run",
-            "--quiet",
-            "--locked",
-            "--package",
-            "e2e",
-            "--bin",
-            "build_static",
-            "--",
-        ])
-        .arg(&out)
-        .env("PLAYGROUND_DIST", &dist);
+    let mut build = e2e_program("--bin", "build_static");
+    build.arg("--").arg(&out).env("PLAYGROUND_DIST", &dist);
     step("assembling the static site", build)
 }
 
@@ -240,18 +225,8 @@ pub fn cluster() -> Result<(), String> {
         return Err("the load balancer is missing: sudo apt-get install -y haproxy (or run `cargo xtask setup --tests`)".into());
     }
     let dist = build_front_end()?;
-    let mut cluster = cargo();
-    cluster
-        .args([
-            "run",
-            "--quiet",
-            "--locked",
-            "--package",
-            "e2e",
-            "--bin",
-            "cluster",
-        ])
-        .env("PLAYGROUND_DIST", &dist);
+    let mut cluster = e2e_program("--bin", "cluster");
+    cluster.env("PLAYGROUND_DIST", &dist);
     exec(cluster)
 }
 
@@ -375,16 +350,8 @@ pub fn bench(args: &[String]) -> Result<(), String> {
 /// crate's `browser_bench` example).
 /// Two back-end replicas against one, behind HAProxy on a Redis Cluster.
 fn replicas_bench() -> Result<(), String> {
-    let mut run = cargo();
-    run.args([
-        "run",
-        "--quiet",
-        "--release",
-        "--package",
-        "e2e",
-        "--example",
-        "replicas_bench",
-    ]);
+    let mut run = e2e_program("--example", "replicas_bench");
+    run.arg("--release");
     step(
         "REST hits through HAProxy: two back-end replicas against one",
         run,
@@ -393,17 +360,8 @@ fn replicas_bench() -> Result<(), String> {
 
 fn browser_bench(dist: &std::path::Path) -> Result<(), String> {
     setup::ensure(Purpose::Tests)?;
-    let mut run = cargo();
-    run.args([
-        "run",
-        "--quiet",
-        "--release",
-        "--package",
-        "e2e",
-        "--example",
-        "browser_bench",
-    ])
-    .env("PLAYGROUND_DIST", dist);
+    let mut run = e2e_program("--example", "browser_bench");
+    run.arg("--release").env("PLAYGROUND_DIST", dist);
     step(
         "the page in headless Chromium: time to interactive, a flood of reads",
         run,
