@@ -60,6 +60,11 @@ fn only_content_named_files_are_immutable() {
         year
     );
     assert_eq!(cache_policy("/style-fb058fef794345ec.css"), year);
+    // The split front end's loader and modules (`cargo xtask split-wasm`).
+    assert_eq!(cache_policy("/__wasm_split-e179f133c4de69bd.js"), year);
+    assert_eq!(cache_policy("/memory_panel-45af0025a55e96b9.wasm"), year);
+    assert_eq!(cache_policy("/chunk_12-b2da653855d0fba1.wasm"), year);
+    assert_eq!(cache_policy("/chunk_12.wasm"), "no-cache");
     assert_eq!(cache_policy("/"), "no-cache");
     assert_eq!(cache_policy("/index.html"), "no-cache");
     assert_eq!(cache_policy("/my-file.js"), "no-cache");

@@ -5,6 +5,7 @@
 
 mod compress;
 mod setup;
+mod split;
 mod tasks;
 mod util;
 
@@ -38,6 +39,8 @@ Tasks:
               its goal; `cargo xtask bench NAME` runs one: read-latency,
               hit-path, stampede, sandboxes, fanout, memory, lab, faults,
               replicas, browser, size.
+  split-wasm  Split the front end's WebAssembly so each lab panel loads on
+              demand (Trunk runs it after every build; see Trunk.toml).
   setup       Only install what is missing (add --tests for the test tools).
 ";
 
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         "cluster" => tasks::cluster(),
         "build-static" => tasks::build_static(rest),
         "bench" => tasks::bench(rest),
+        "split-wasm" => split::split_wasm(),
         "setup" => setup::ensure(if rest.iter().any(|a| a == "--tests") {
             setup::Purpose::Tests
         } else {

@@ -35,6 +35,7 @@ pub use stats::{ResetSandbox, StatsPanel};
 pub use steps::StepList;
 
 use leptos::prelude::*;
+use leptos::wasm_split::{wasm_split, SplitLoaderError};
 use shared::SandboxId;
 use wasm_bindgen::JsCast;
 
@@ -122,17 +123,17 @@ pub fn App() -> impl IntoView {
                     <DiagramView/>
                     <StepList/>
                 </section>
-                {move || shows(Panel::Divergence).then(|| view! { <DivergencePanel/> })}
-                {move || shows(Panel::Race).then(|| view! { <RacePanel/> })}
-                {move || shows(Panel::Stampede).then(|| view! { <StampedePanel/> })}
-                {move || shows(Panel::Patterns).then(|| view! { <PatternsPanel/> })}
-                {move || shows(Panel::Load).then(|| view! { <load::LoadPanel/> })}
-                {move || shows(Panel::Keys).then(|| view! { <keys::KeysPanel/> })}
-                {move || shows(Panel::Redis).then(|| view! { <redis::RedisPanel/> })}
-                {move || shows(Panel::Diagnose).then(|| view! { <diagnose::DiagnosePanel/> })}
-                {move || shows(Panel::Memory).then(|| view! { <memory::MemoryPanel/> })}
-                {move || shows(Panel::Serialization).then(|| view! { <serialization::SerializationPanel/> })}
-                {move || shows(Panel::Faults).then(|| view! { <faults::FaultsPanel/> })}
+                {move || shows(Panel::Divergence).then(|| lab_panel("Cache vs database", divergence_panel()))}
+                {move || shows(Panel::Race).then(|| lab_panel("The stale-set race", race_panel()))}
+                {move || shows(Panel::Stampede).then(|| lab_panel("Cache stampede", stampede_panel()))}
+                {move || shows(Panel::Patterns).then(|| lab_panel("Caching patterns compared", patterns_panel()))}
+                {move || shows(Panel::Load).then(|| lab_panel("Steady load", load_panel()))}
+                {move || shows(Panel::Keys).then(|| lab_panel("Keys in Redis", keys_panel()))}
+                {move || shows(Panel::Redis).then(|| lab_panel("Redis itself", redis_panel()))}
+                {move || shows(Panel::Diagnose).then(|| lab_panel("Diagnostics", diagnose_panel()))}
+                {move || shows(Panel::Memory).then(|| lab_panel("Memory and eviction", memory_panel()))}
+                {move || shows(Panel::Serialization).then(|| lab_panel("Serialization", serialization_panel()))}
+                {move || shows(Panel::Faults).then(|| lab_panel("Faults", faults_panel()))}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).
@@ -321,4 +322,85 @@ fn keyboard_shortcuts(state: AppState) {
         }
     });
     on_cleanup(move || handle.remove());
+}
+
+/// A lab panel, drawn once its module has arrived.
+///
+/// Each lab panel is a split point: the build (`cargo xtask split-wasm`,
+/// run by Trunk after every build) moves the code only that panel uses
+/// into a WebAssembly module of its own, fetched the first time the panel
+/// is shown. A lesson page (or an embed of one) then loads the one panel
+/// its step uses, not all eleven. A module that cannot be fetched leaves a
+/// card saying so; the rest of the page works on.
+fn lab_panel(
+    title: &'static str,
+    panel: impl std::future::Future<Output = Result<AnyView, SplitLoaderError>> + Send + 'static,
+) -> impl IntoView {
+    let loaded = async move {
+        panel.await.unwrap_or_else(|_| {
+            view! {
+                <section class="card" role="alert" data-testid="panel-unavailable">
+                    <h2>{title}</h2>
+                    <p class="help">"This panel's code could not be downloaded (the connection failed, or the playground was updated since this page was loaded). Reload the page to try again; the rest of the page works meanwhile."</p>
+                </section>
+            }
+            .into_any()
+        })
+    };
+    view! { <Suspense fallback=|| ()>{Suspend::new(loaded)}</Suspense> }
+}
+
+#[wasm_split(divergence_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn divergence_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <DivergencePanel/> }.into_any())
+}
+
+#[wasm_split(race_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn race_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <RacePanel/> }.into_any())
+}
+
+#[wasm_split(stampede_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn stampede_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <StampedePanel/> }.into_any())
+}
+
+#[wasm_split(patterns_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn patterns_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <PatternsPanel/> }.into_any())
+}
+
+#[wasm_split(load_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn load_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <load::LoadPanel/> }.into_any())
+}
+
+#[wasm_split(keys_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn keys_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <keys::KeysPanel/> }.into_any())
+}
+
+#[wasm_split(redis_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn redis_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <redis::RedisPanel/> }.into_any())
+}
+
+#[wasm_split(diagnose_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn diagnose_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <diagnose::DiagnosePanel/> }.into_any())
+}
+
+#[wasm_split(memory_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn memory_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <memory::MemoryPanel/> }.into_any())
+}
+
+#[wasm_split(serialization_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn serialization_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <serialization::SerializationPanel/> }.into_any())
+}
+
+#[wasm_split(faults_panel, fallible, wasm_split_path = leptos::wasm_split)]
+fn faults_panel() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <faults::FaultsPanel/> }.into_any())
 }

@@ -1,0 +1,171 @@
+//! The front end's WebAssembly is split (`cargo xtask split-wasm`): each lab
+//! panel's code is a module of its own, fetched when the panel is shown. A
+//! lesson page fetches only its step's panel; free play fetches them all;
+//! a module that cannot be fetched costs its panel, not the page.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use e2e::{click, review_screenshot, text_of, wait_for, wait_live, Driver, Server};
+use fantoccini::{Client, Locator};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Every lab panel, by the id of its title.
+const PANELS: [&str; 11] = [
+    "divergence",
+    "race",
+    "stampede",
+    "patterns",
+    "load",
+    "keys",
+    "redis",
+    "diagnose",
+    "memory",
+    "serialization",
+    "faults",
+];
+
+/// The lab panels' modules this page has fetched (`memory_panel`, …),
+/// from the browser's own record of what it downloaded.
+async fn panel_modules_fetched(client: &Client) -> BTreeSet<String> {
+    let names = client
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname.split('/').pop())",
+            vec![],
+        )
+        .await
+        .unwrap();
+    names
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .filter_map(|name| {
+            let (stem, hash) = name.strip_suffix(".wasm")?.rsplit_once('-')?;
+            (stem.ends_with("_panel") && hash.len() == 16).then(|| stem.to_string())
+        })
+        .collect()
+}
+
+async fn panels_shown(client: &Client) -> BTreeSet<String> {
+    let mut shown = BTreeSet::new();
+    for panel in PANELS {
+        if client.find(Locator::Id(&format!("{panel}-title"))).await.is_ok() {
+            shown.insert(panel.to_string());
+        }
+    }
+    shown
+}
+
+fn all_panels() -> BTreeSet<String> {
+    PANELS.iter().map(|p| p.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lesson_fetches_only_its_panels_module_and_free_play_all_of_them() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+
+    // A lesson step with the herd panel: that module, no other.
+    client
+        .goto(&format!("http://{}/?lesson=stampede&step=1", server.addr))
+        .await
+        .unwrap();
+    wait_live(&client).await;
+    wait_for(&client, "the herd panel", WAIT, || async {
+        client.find(Locator::Id("stampede-title")).await.ok()
+    })
+    .await;
+    assert_eq!(
+        panels_shown(&client).await,
+        BTreeSet::from(["stampede".to_string()])
+    );
+    assert_eq!(
+        panel_modules_fetched(&client).await,
+        BTreeSet::from(["stampede_panel".to_string()])
+    );
+
+    // Free play shows every lab panel, each from its own module.
+    client.goto(&server.page("split-free-play")).await.unwrap();
+    wait_live(&client).await;
+    wait_for(&client, "every lab panel", WAIT, || async {
+        (panels_shown(&client).await == all_panels()).then_some(())
+    })
+    .await;
+    let expected: BTreeSet<String> = PANELS.iter().map(|p| format!("{p}_panel")).collect();
+    assert_eq!(panel_modules_fetched(&client).await, expected);
+    assert!(client
+        .find_all(Locator::Css("[data-testid=panel-unavailable]"))
+        .await
+        .unwrap()
+        .is_empty());
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panel_whose_module_cannot_be_fetched_says_so_and_the_page_works_on() {
+    // A copy of the built front end without the memory panel's module (as
+    // after a deploy that removed it while a page was open).
+    let copy = tempfile::tempdir().unwrap();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(e2e::dist_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("memory_panel-") {
+            removed += 1;
+            continue;
+        }
+        if path.is_file() {
+            std::fs::copy(&path, copy.path().join(&name)).unwrap();
+        }
+    }
+    assert!(removed > 0, "the build has no memory panel module to remove");
+    let static_dir = copy.path().to_path_buf();
+    let server = Server::start(move |c| c.static_dir = static_dir).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    client.goto(&server.page("split-missing")).await.unwrap();
+    wait_live(&client).await;
+
+    let message = wait_for(&client, "the unavailable panel's card", WAIT, || async {
+        text_of(&client, "[data-testid=panel-unavailable]").await
+    })
+    .await;
+    assert!(message.starts_with("Memory and eviction"), "{message}");
+    assert!(message.contains("could not be downloaded"), "{message}");
+    assert!(message.contains("Reload the page"), "{message}");
+    wait_for(&client, "the other panels", WAIT, || async {
+        let mut others = all_panels();
+        others.remove("memory");
+        (panels_shown(&client).await == others).then_some(())
+    })
+    .await;
+    assert_eq!(
+        client
+            .find_all(Locator::Css("[data-testid=panel-unavailable]"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    review_screenshot(&client, "split-missing-panel", "[data-testid=panel-unavailable]").await;
+
+    // The page still reads through the cache.
+    let input = client
+        .find(Locator::Css("[data-testid=record-id]"))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys("42").await.unwrap();
+    click(&client, "[data-testid=read]").await;
+    wait_for(&client, "the read's miss in the log", WAIT, || async {
+        client
+            .find(Locator::Css("[data-testid=log] .entry[data-outcome=miss]"))
+            .await
+            .ok()
+    })
+    .await;
+    client.close().await.unwrap();
+}

@@ -1,0 +1,327 @@
+//! `cargo xtask split-wasm`: splits the front end's WebAssembly at its
+//! split points, so each lab panel's code is downloaded only when the panel
+//! is shown. Trunk runs it after every build (`Trunk.toml`'s `post_build`
+//! hook), for `trunk build`, `trunk serve` and `cargo xtask` alike.
+//!
+//! Trunk cannot split a module itself, so this step redoes the end of its
+//! Rust pipeline on the module cargo linked (kept in the target directory):
+//!
+//! 1. `wasm_split_cli_support` (the splitter Leptos's own tooling uses)
+//!    cuts the module at every `#[wasm_split]` function: a main module, one
+//!    module per split point, and shared chunks, plus the JavaScript that
+//!    fetches them. It reads the linker's relocations, which is why the
+//!    WASM target links with `--emit-relocs` (`.cargo/config.toml`) and the
+//!    `wasm-release` profile does not strip (this step strips instead).
+//! 2. `wasm-bindgen` (the pinned CLI Trunk uses) runs on the main module,
+//!    keeping the exports the split modules link against, and replaces the
+//!    JavaScript and `.wasm` Trunk made, under the same hashed names.
+//! 3. Every new file is named after its content (`memory_panel-<hash>.wasm`,
+//!    `__wasm_split-<hash>.js`), like Trunk's, so the back end can let
+//!    browsers keep them a year; `index.html`'s integrity hashes are
+//!    updated for the two files that changed.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256, Sha384};
+
+use crate::util::{command, project_root};
+
+/// The module name the main module imports the loaders from, before the
+/// loader file is named after its content (same length, so nothing moves).
+const LINK_PLACEHOLDER: &str = "./__wasm_split-XXXXXXXXXXXXXXXX.js";
+
+/// Runs inside Trunk's `post_build` hook (its environment says where the
+/// build is).
+pub fn split_wasm() -> Result<(), String> {
+    let staging = std::env::var_os("TRUNK_STAGING_DIR").map(PathBuf::from).ok_or(
+        "split-wasm runs as Trunk's post_build hook (Trunk.toml), after `trunk build`: TRUNK_STAGING_DIR is not set",
+    )?;
+    let release = std::env::var("TRUNK_PROFILE").as_deref() == Ok("release");
+    // index.html builds releases with the `wasm-release` profile.
+    let profile_dir = if release { "wasm-release" } else { "debug" };
+    let linked = target_dir()?
+        .join("wasm32-unknown-unknown")
+        .join(profile_dir)
+        .join("frontend.wasm");
+    let input = std::fs::read(&linked).map_err(|e| format!("{}: {e}", linked.display()))?;
+    let stem = trunk_js_stem(&staging)?;
+    let report = split(&input, &staging, &stem, release)?;
+    eprintln!(
+        "xtask: split the front end's WebAssembly: main {} KB, {} modules loaded on demand ({} KB)",
+        report.main_bytes / 1024,
+        report.on_demand,
+        report.on_demand_bytes / 1024
+    );
+    Ok(())
+}
+
+struct Report {
+    main_bytes: u64,
+    on_demand: usize,
+    on_demand_bytes: u64,
+}
+
+/// Splits `input` and puts the result in `staging` in place of Trunk's
+/// `{stem}.js` and `{stem}_bg.wasm`.
+fn split(input: &[u8], staging: &Path, stem: &str, strip: bool) -> Result<Report, String> {
+    let work = staging.join(".split");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let main_path = work.join("main.wasm");
+    let main_module = format!("./{stem}.js");
+    wasm_split_cli_support::transform({
+        let mut options = wasm_split_cli_support::Options::new(input);
+        options.output_dir = &work;
+        options.main_out_path = &main_path;
+        options.link_name = LINK_PLACEHOLDER;
+        options.main_module = &main_module;
+        options
+    })
+    .map_err(|e| format!("splitting the front end's WebAssembly: {e:#}"))?;
+
+    // The split modules, named after their content; the loader refers to
+    // them by those names.
+    let loader_path = work.join(LINK_PLACEHOLDER.trim_start_matches("./"));
+    let mut loader =
+        std::fs::read_to_string(&loader_path).map_err(|e| format!("{}: {e}", loader_path.display()))?;
+    let mut on_demand = 0;
+    let mut on_demand_bytes = 0;
+    for entry in std::fs::read_dir(&work).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if path == main_path || !name.ends_with(".wasm") {
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if strip {
+            bytes = strip_custom_sections(&bytes)?;
+        }
+        let base = name.trim_end_matches(".wasm");
+        // `split_memory_panel` → `memory_panel`; shared chunks keep
+        // their `chunk_12`.
+        let readable = base.strip_prefix("split_").unwrap_or(base);
+        let named = format!("{readable}-{}.wasm", content_hash(&bytes));
+        let quoted = format!("\"./{name}\"");
+        if !loader.contains(&quoted) {
+            return Err(format!("the splitter's loader does not mention {name}"));
+        }
+        loader = loader.replace(&quoted, &format!("\"./{named}\""));
+        write(&staging.join(&named), &bytes)?;
+        on_demand += 1;
+        on_demand_bytes += bytes.len() as u64;
+    }
+    let loader_name = format!("__wasm_split-{}.js", content_hash(loader.as_bytes()));
+    write(&staging.join(&loader_name), loader.as_bytes())?;
+
+    // The main module through wasm-bindgen, as Trunk ran it, keeping the
+    // linker's exports (the split modules import the shared functions by
+    // those names).
+    let bindgen_out = work.join("bindgen");
+    let mut bindgen = command("wasm-bindgen");
+    bindgen
+        .args([
+            "--target=web",
+            "--no-typescript",
+            "--keep-lld-exports",
+            "--no-demangle",
+        ])
+        .arg(format!("--out-name={stem}"))
+        .arg(format!("--out-dir={}", bindgen_out.display()))
+        .arg(&main_path);
+    let output = bindgen
+        .output()
+        .map_err(|e| format!("cannot start wasm-bindgen: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "wasm-bindgen on the split main module failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let js_path = bindgen_out.join(format!("{stem}.js"));
+    let js = std::fs::read_to_string(&js_path).map_err(|e| format!("{}: {e}", js_path.display()))?;
+    // The script imports the loader under its new name; the module still
+    // asks for it by the placeholder (the key of the imports object).
+    let import_from = format!("from \"{LINK_PLACEHOLDER}\"");
+    if !js.contains(&import_from) {
+        return Err(
+            "the main module imports no split loader: are the panels' #[wasm_split] functions gone?".into(),
+        );
+    }
+    let js = js.replace(&import_from, &format!("from \"./{loader_name}\""));
+    let wasm_path = bindgen_out.join(format!("{stem}_bg.wasm"));
+    let mut wasm = std::fs::read(&wasm_path).map_err(|e| format!("{}: {e}", wasm_path.display()))?;
+    if strip {
+        wasm = strip_custom_sections(&wasm)?;
+    }
+    let js_name = format!("{stem}.js");
+    let wasm_name = format!("{stem}_bg.wasm");
+    write(&staging.join(&js_name), js.as_bytes())?;
+    write(&staging.join(&wasm_name), &wasm)?;
+    if bindgen_out.join("snippets").exists() {
+        return Err("wasm-bindgen wrote snippets, which split-wasm does not copy yet".into());
+    }
+
+    // index.html's integrity hashes for the two files that changed.
+    let index_path = staging.join("index.html");
+    let mut index =
+        std::fs::read_to_string(&index_path).map_err(|e| format!("{}: {e}", index_path.display()))?;
+    for (name, bytes) in [(&js_name, js.as_bytes()), (&wasm_name, &wasm[..])] {
+        index = replace_integrity(&index, name, bytes)?;
+    }
+    write(&index_path, index.as_bytes())?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(Report {
+        main_bytes: wasm.len() as u64,
+        on_demand,
+        on_demand_bytes,
+    })
+}
+
+/// The cargo target directory (`cargo metadata` knows every way to set it).
+fn target_dir() -> Result<PathBuf, String> {
+    let output = crate::util::cargo()
+        .args(["metadata", "--no-deps", "--format-version=1"])
+        .current_dir(project_root())
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let key = "\"target_directory\":\"";
+    let start = text.find(key).ok_or("cargo metadata names no target directory")? + key.len();
+    let end = text[start..].find('"').ok_or("cargo metadata: unreadable")? + start;
+    Ok(PathBuf::from(text[start..end].replace("\\\\", "\\")))
+}
+
+/// `frontend-<hash>` from Trunk's JavaScript file in the staging folder.
+fn trunk_js_stem(staging: &Path) -> Result<String, String> {
+    let mut stems = std::fs::read_dir(staging)
+        .map_err(|e| format!("{}: {e}", staging.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            name.strip_suffix(".js")
+                .filter(|stem| stem.starts_with("frontend-"))
+                .map(str::to_owned)
+        });
+    match (stems.next(), stems.next()) {
+        (Some(stem), None) => Ok(stem),
+        _ => Err(format!(
+            "expected one frontend-<hash>.js in {}",
+            staging.display()
+        )),
+    }
+}
+
+/// Sixteen hex digits of the content's SHA-256, as Trunk names assets.
+fn content_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Replaces the `integrity` attribute of the tag whose `href` is `name`.
+fn replace_integrity(index: &str, name: &str, bytes: &[u8]) -> Result<String, String> {
+    use base64::Engine as _;
+    let href = format!("href=\"./{name}\"");
+    let at = index
+        .find(&href)
+        .ok_or_else(|| format!("index.html does not link {name}"))?;
+    let tag_end = index[at..].find('>').ok_or("index.html: unclosed tag")? + at;
+    let Some(attr) = index[at..tag_end]
+        .find("integrity=\"")
+        .map(|i| i + at + "integrity=\"".len())
+    else {
+        // Trunk was told not to add integrity hashes: nothing to update.
+        return Ok(index.to_owned());
+    };
+    let attr_end = index[attr..].find('"').ok_or("index.html: unclosed attribute")? + attr;
+    let digest = base64::engine::general_purpose::STANDARD.encode(Sha384::digest(bytes));
+    Ok(format!("{}sha384-{digest}{}", &index[..attr], &index[attr_end..]))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The module without its custom sections (names, producers, the linker's
+/// relocations and symbols, debug information): what a browser needs.
+pub fn strip_custom_sections(module: &[u8]) -> Result<Vec<u8>, String> {
+    const HEADER: usize = 8;
+    if module.len() < HEADER || &module[..4] != b"\0asm" {
+        return Err("not a WebAssembly module".into());
+    }
+    let mut out = module[..HEADER].to_vec();
+    let mut at = HEADER;
+    while at < module.len() {
+        let id = module[at];
+        let (size, body) = read_leb128(module, at + 1)?;
+        let end = body
+            .checked_add(size)
+            .filter(|&end| end <= module.len())
+            .ok_or("a section runs past the end of the module")?;
+        if id != 0 {
+            out.extend_from_slice(&module[at..end]);
+        }
+        at = end;
+    }
+    Ok(out)
+}
+
+/// An unsigned LEB128 number at `at`: its value and where it ends.
+fn read_leb128(bytes: &[u8], mut at: usize) -> Result<(usize, usize), String> {
+    let mut value: usize = 0;
+    for shift in (0..35).step_by(7) {
+        let byte = *bytes
+            .get(at)
+            .ok_or("a section size runs past the end of the module")?;
+        at += 1;
+        value |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok((value, at));
+        }
+    }
+    Err("a section size is too long".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_sections_are_dropped_and_the_others_kept() {
+        // Header, a type section (id 1, 4 bytes), a custom section (id 0,
+        // name "x", 2 bytes of payload), a 200-byte custom section (a
+        // two-byte size), and a start section (id 8, 1 byte).
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        module.extend([1, 4, 1, 0x60, 0, 0]);
+        module.extend([0, 4, 1, b'x', 7, 7]);
+        module.extend([0, 0xc8, 0x01]);
+        module.extend(std::iter::repeat_n(0, 200));
+        module.extend([8, 1, 0]);
+        let stripped = strip_custom_sections(&module).unwrap();
+        let mut expected = b"\0asm\x01\0\0\0".to_vec();
+        expected.extend([1, 4, 1, 0x60, 0, 0, 8, 1, 0]);
+        assert_eq!(stripped, expected);
+    }
+
+    #[test]
+    fn a_truncated_module_is_an_error_not_a_panic() {
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        module.extend([1, 40, 1]);
+        assert!(strip_custom_sections(&module).is_err());
+        assert!(strip_custom_sections(b"\0asm").is_err());
+        assert!(strip_custom_sections(b"not wasm at all").is_err());
+    }
+
+    #[test]
+    fn the_integrity_of_the_named_file_changes_and_only_it() {
+        let index = r#"<link rel="stylesheet" href="./style-1.css" integrity="sha384-AAA"/><link rel="modulepreload" href="./frontend-2.js" crossorigin="anonymous" integrity="sha384-BBB"><link rel="preload" href="./frontend-2_bg.wasm" integrity="sha384-CCC" as="fetch">"#;
+        let updated = replace_integrity(index, "frontend-2.js", b"hello").unwrap();
+        // sha384("hello"), base64.
+        assert!(updated.contains(r#"href="./frontend-2.js" crossorigin="anonymous" integrity="sha384-WeF0h3dEjGnea4ANejO7+5/xtGPkQ1TDVTvNucZm+pASWjx5+QOXvfX2oT3oKGhP""#));
+        assert!(updated.contains(r#"integrity="sha384-AAA""#));
+        assert!(updated.contains(r#"integrity="sha384-CCC""#));
+        assert!(replace_integrity(index, "other.js", b"x").is_err());
+    }
+}
