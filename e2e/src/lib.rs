@@ -360,17 +360,24 @@ pub async fn axe_violations(client: &Client) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Waits until the page (or frame) says it is connected; returns the
+/// Waits until the page (or frame) says it is connected and every panel
+/// it shows has its code (a lab panel's module is fetched when the panel is
+/// first shown; until then a "Loading…" card holds its place); returns the
 /// badge's text (it names the sandbox).
 pub async fn wait_live(client: &Client) -> String {
     wait_for(
         client,
-        "the WebSocket to connect",
+        "the WebSocket to connect and the panels to load",
         Duration::from_secs(60),
         || async {
-            text_of(client, "[data-testid=link]")
+            let live = text_of(client, "[data-testid=link]")
                 .await
-                .filter(|t| t.starts_with("Live"))
+                .filter(|t| t.starts_with("Live"))?;
+            let loading = client
+                .find_all(Locator::Css("[data-testid=panel-loading]"))
+                .await
+                .ok()?;
+            loading.is_empty().then_some(live)
         },
     )
     .await

@@ -23,12 +23,7 @@ async fn start_page(sandbox: &str, tweak: impl FnOnce(&mut backend::Config)) -> 
 
 async fn open(client: &Client, server: &Server, sandbox: &str) {
     client.goto(&server.page(sandbox)).await.unwrap();
-    wait_for(client, "the WebSocket to connect", WAIT, || async {
-        text_of(client, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Live"))
-    })
-    .await;
+    e2e::wait_live(client).await;
 }
 
 /// Waits until the herd table has `n` rows; returns their texts, newest first.

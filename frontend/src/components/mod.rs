@@ -347,7 +347,17 @@ fn lab_panel(
             .into_any()
         })
     };
-    view! { <Suspense fallback=|| ()>{Suspend::new(loaded)}</Suspense> }
+    // Until the module is there (a few milliseconds on a fast link), a
+    // card with the panel's title holds its place.
+    let loading = move || {
+        view! {
+            <section class="card loading" aria-busy="true" data-testid="panel-loading">
+                <h2>{title}</h2>
+                <p class="help">"Loading…"</p>
+            </section>
+        }
+    };
+    view! { <Suspense fallback=loading>{Suspend::new(loaded)}</Suspense> }
 }
 
 #[wasm_split(divergence_panel, fallible, wasm_split_path = leptos::wasm_split)]
