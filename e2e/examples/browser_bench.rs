@@ -5,7 +5,9 @@
 //!   with the Read button enabled (the page's `playground-interactive`
 //!   performance mark), on loopback, for fresh sessions (empty cache) and
 //!   reloads (cached assets), beside the same loads' DOMContentLoaded as
-//!   the baseline, and the bytes the browser actually received.
+//!   the baseline, and the bytes the browser actually received; and when
+//!   every panel shown had its module. For free play (every lab panel) and
+//!   a lesson step (one panel, as a documentation page embeds it).
 //! - **Under a flood**: 1,000 reads a second for 10 s into the page's
 //!   sandbox, beside 10 s with no reads (the baseline, same page): long
 //!   tasks over 50 ms (`PerformanceObserver` `longtask`), animation frames
@@ -25,6 +27,9 @@ const READS_PER_SECOND: u64 = 1_000;
 #[derive(serde::Deserialize, Debug, Default)]
 struct Load {
     interactive_ms: f64,
+    /// When every panel the page shows had its code (lab panels are
+    /// modules fetched when first shown).
+    panels_ms: f64,
     dom_content_loaded_ms: f64,
     /// Bytes received over the network for the page and its assets
     /// (`transferSize`: 0 when served from the cache).
@@ -35,20 +40,23 @@ struct Load {
     decoded: f64,
 }
 
-/// Waits (bounded) for the page's interactive mark, then reads the timings.
-async fn measure_load(client: &Client) -> Load {
+/// Waits (bounded) for the page's interactive mark and for no panel still
+/// loading, then reads the timings. `free_play`: the page has a Read button,
+/// which interactive means is enabled.
+async fn measure_load(client: &Client, free_play: bool) -> Load {
     let script = r#"
         const done = arguments[arguments.length - 1];
         const started = performance.now();
         (function check() {
             const mark = performance.getEntriesByName("playground-interactive")[0];
-            if (mark) {
+            if (mark && !document.querySelector("[data-testid=panel-loading]")) {
                 const nav = performance.getEntriesByType("navigation")[0];
                 const assets = performance.getEntriesByType("resource")
                     .filter(r => /\.(wasm|js|css)$/.test(new URL(r.name).pathname));
                 const sum = k => assets.reduce((n, r) => n + r[k], 0);
                 done({
                     interactive_ms: mark.startTime,
+                    panels_ms: performance.now(),
                     dom_content_loaded_ms: nav.domContentLoadedEventEnd,
                     transferred: nav.transferSize + sum("transferSize"),
                     encoded: sum("encodedBodySize"),
@@ -67,6 +75,9 @@ async fn measure_load(client: &Client) -> Load {
         .expect("the timing script runs");
     let load: Option<Load> = serde_json::from_value(value).expect("timings");
     let load = load.expect("the page became interactive within 30 s");
+    if !free_play {
+        return load;
+    }
     let read = client
         .find(Locator::Css("[data-testid=read]"))
         .await
@@ -170,30 +181,36 @@ async fn main() {
     let driver = Driver::start();
     let page = server.page(SANDBOX);
 
-    // Time to interactive: fresh sessions (nothing cached), then reloads.
-    let mut fresh = Vec::new();
-    let mut reloads = Vec::new();
+    // Time to interactive: fresh sessions (nothing cached), then reloads;
+    // free play, then a lesson step with one lab panel.
+    let lesson = format!("http://{}/?lesson=stampede&step=1", server.addr);
+    let mut rows: Vec<(&str, Vec<Load>)> = vec![
+        ("free play, fresh session", Vec::new()),
+        ("free play, reload (cached)", Vec::new()),
+        ("lesson step, fresh session", Vec::new()),
+        ("lesson step, reload (cached)", Vec::new()),
+    ];
     for _ in 0..RUNS {
-        let client = driver.browser(1280, 800).await;
-        client.goto(&page).await.expect("the page loads");
-        fresh.push(measure_load(&client).await);
-        client.goto(&page).await.expect("the page reloads");
-        reloads.push(measure_load(&client).await);
-        client.close().await.expect("closes");
+        for (first, url, free_play) in [(0, &page, true), (2, &lesson, false)] {
+            let client = driver.browser(1280, 800).await;
+            client.goto(url).await.expect("the page loads");
+            rows[first].1.push(measure_load(&client, free_play).await);
+            client.goto(url).await.expect("the page reloads");
+            rows[first + 1].1.push(measure_load(&client, free_play).await);
+            client.close().await.expect("closes");
+        }
     }
     println!("\ntime to interactive on loopback, headless Chromium, median of {RUNS}");
     println!(
-        "{:<34} {:>16} {:>22} {:>14} {:>14} {:>14}",
-        "", "interactive", "DOMContentLoaded", "received", "assets sent", "unpacked"
+        "{:<30} {:>12} {:>18} {:>18} {:>11} {:>12} {:>11}",
+        "", "interactive", "panels drawn", "DOMContentLoaded", "received", "assets sent", "unpacked"
     );
-    for (name, loads) in [
-        ("fresh session (empty cache)", &fresh),
-        ("reload (cached assets)", &reloads),
-    ] {
+    for (name, loads) in &rows {
         println!(
-            "{:<34} {:>13.0} ms {:>19.0} ms {:>11.0} KB {:>11.0} KB {:>11.0} KB",
+            "{:<30} {:>9.0} ms {:>15.0} ms {:>15.0} ms {:>8.0} KB {:>9.0} KB {:>8.0} KB",
             name,
             median(loads.iter().map(|l| l.interactive_ms).collect()),
+            median(loads.iter().map(|l| l.panels_ms).collect()),
             median(loads.iter().map(|l| l.dom_content_loaded_ms).collect()),
             median(loads.iter().map(|l| l.transferred).collect()) / 1024.0,
             median(loads.iter().map(|l| l.encoded).collect()) / 1024.0,
@@ -205,7 +222,7 @@ async fn main() {
     // Under a flood, beside a quiet stretch of the same page.
     let client = driver.browser(1280, 800).await;
     client.goto(&page).await.expect("the page loads");
-    measure_load(&client).await;
+    measure_load(&client, true).await;
     let quiet = stretch(&client, None).await;
     let flooded = stretch(&client, Some(&server)).await;
     // What came in is on the page within a summary interval.

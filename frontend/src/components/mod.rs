@@ -62,8 +62,18 @@ pub fn App() -> impl IntoView {
     keyboard_shortcuts(state);
 
     // In a lesson, only the lab panel its step uses; in free play, all.
+    // Their modules are fetched once the first greeting is in (or the first
+    // try to connect has failed): until then a panel has nothing to show,
+    // and the page's own start (the main module, the greeting) goes first.
     let panel = move || state.lesson.get().map(|at| at.step().panel);
+    let labs_wanted = RwSignal::new(false);
+    Effect::new(move |_| {
+        if !matches!(state.link.get(), Link::Connecting { attempt: 1 }) {
+            labs_wanted.set(true);
+        }
+    });
     let shows = move |wanted: Panel| panel().is_none_or(|p| p == wanted);
+    let shows_lab = move |wanted: Panel| labs_wanted.get() && shows(wanted);
 
     let embedded = crate::embed::is_embedded();
     let header = if embedded {
@@ -123,17 +133,17 @@ pub fn App() -> impl IntoView {
                     <DiagramView/>
                     <StepList/>
                 </section>
-                {move || shows(Panel::Divergence).then(|| lab_panel("Cache vs database", divergence_panel()))}
-                {move || shows(Panel::Race).then(|| lab_panel("The stale-set race", race_panel()))}
-                {move || shows(Panel::Stampede).then(|| lab_panel("Cache stampede", stampede_panel()))}
-                {move || shows(Panel::Patterns).then(|| lab_panel("Caching patterns compared", patterns_panel()))}
-                {move || shows(Panel::Load).then(|| lab_panel("Steady load", load_panel()))}
-                {move || shows(Panel::Keys).then(|| lab_panel("Keys in Redis", keys_panel()))}
-                {move || shows(Panel::Redis).then(|| lab_panel("Redis itself", redis_panel()))}
-                {move || shows(Panel::Diagnose).then(|| lab_panel("Diagnostics", diagnose_panel()))}
-                {move || shows(Panel::Memory).then(|| lab_panel("Memory and eviction", memory_panel()))}
-                {move || shows(Panel::Serialization).then(|| lab_panel("Serialization", serialization_panel()))}
-                {move || shows(Panel::Faults).then(|| lab_panel("Faults", faults_panel()))}
+                {move || shows_lab(Panel::Divergence).then(|| lab_panel("Cache vs database", divergence_panel()))}
+                {move || shows_lab(Panel::Race).then(|| lab_panel("The stale-set race", race_panel()))}
+                {move || shows_lab(Panel::Stampede).then(|| lab_panel("Cache stampede", stampede_panel()))}
+                {move || shows_lab(Panel::Patterns).then(|| lab_panel("Caching patterns compared", patterns_panel()))}
+                {move || shows_lab(Panel::Load).then(|| lab_panel("Steady load", load_panel()))}
+                {move || shows_lab(Panel::Keys).then(|| lab_panel("Keys in Redis", keys_panel()))}
+                {move || shows_lab(Panel::Redis).then(|| lab_panel("Redis itself", redis_panel()))}
+                {move || shows_lab(Panel::Diagnose).then(|| lab_panel("Diagnostics", diagnose_panel()))}
+                {move || shows_lab(Panel::Memory).then(|| lab_panel("Memory and eviction", memory_panel()))}
+                {move || shows_lab(Panel::Serialization).then(|| lab_panel("Serialization", serialization_panel()))}
+                {move || shows_lab(Panel::Faults).then(|| lab_panel("Faults", faults_panel()))}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).
