@@ -370,57 +370,37 @@ fn lab_panel(
     view! { <Suspense fallback=loading>{Suspend::new(loaded)}</Suspense> }
 }
 
-#[wasm_split(divergence_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn divergence_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <DivergencePanel/> }.into_any())
+/// One split point per lab panel: `name => Component` makes `async fn
+/// name() -> Result<AnyView, SplitLoaderError>`, whose first call fetches
+/// the module holding the panel's code (the splitter names the module
+/// after `name`).
+macro_rules! split_panels {
+    ($($name:ident => $panel:ident),* $(,)?) => {$(
+        #[wasm_split($name, fallible, wasm_split_path = leptos::wasm_split)]
+        fn $name() -> Result<AnyView, SplitLoaderError> {
+            Ok(view! { <$panel/> }.into_any())
+        }
+    )*};
 }
 
-#[wasm_split(race_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn race_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <RacePanel/> }.into_any())
-}
+use diagnose::DiagnosePanel;
+use faults::FaultsPanel;
+use keys::KeysPanel;
+use load::LoadPanel;
+use memory::MemoryPanel;
+use redis::RedisPanel;
+use serialization::SerializationPanel;
 
-#[wasm_split(stampede_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn stampede_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <StampedePanel/> }.into_any())
-}
-
-#[wasm_split(patterns_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn patterns_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <PatternsPanel/> }.into_any())
-}
-
-#[wasm_split(load_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn load_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <load::LoadPanel/> }.into_any())
-}
-
-#[wasm_split(keys_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn keys_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <keys::KeysPanel/> }.into_any())
-}
-
-#[wasm_split(redis_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn redis_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <redis::RedisPanel/> }.into_any())
-}
-
-#[wasm_split(diagnose_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn diagnose_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <diagnose::DiagnosePanel/> }.into_any())
-}
-
-#[wasm_split(memory_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn memory_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <memory::MemoryPanel/> }.into_any())
-}
-
-#[wasm_split(serialization_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn serialization_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <serialization::SerializationPanel/> }.into_any())
-}
-
-#[wasm_split(faults_panel, fallible, wasm_split_path = leptos::wasm_split)]
-fn faults_panel() -> Result<AnyView, SplitLoaderError> {
-    Ok(view! { <faults::FaultsPanel/> }.into_any())
+split_panels! {
+    divergence_panel => DivergencePanel,
+    race_panel => RacePanel,
+    stampede_panel => StampedePanel,
+    patterns_panel => PatternsPanel,
+    load_panel => LoadPanel,
+    keys_panel => KeysPanel,
+    redis_panel => RedisPanel,
+    diagnose_panel => DiagnosePanel,
+    memory_panel => MemoryPanel,
+    serialization_panel => SerializationPanel,
+    faults_panel => FaultsPanel,
 }
