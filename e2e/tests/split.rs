@@ -151,6 +151,12 @@ async fn a_panel_whose_module_cannot_be_fetched_says_so_and_the_page_works_on() 
         1
     );
     review_screenshot(&client, "split-missing-panel", "[data-testid=panel-unavailable]").await;
+    assert!(client
+        .find(Locator::Css(
+            "[data-testid=panel-unavailable] [data-testid=reload-page]"
+        ))
+        .await
+        .is_ok());
 
     // The page still reads through the cache.
     let input = client
@@ -167,5 +173,38 @@ async fn a_panel_whose_module_cannot_be_fetched_says_so_and_the_page_works_on() 
             .ok()
     })
     .await;
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_panel_keeps_what_the_learner_typed_across_a_reconnect() {
+    let mut server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    client.goto(&server.page("split-reconnect")).await.unwrap();
+    wait_live(&client).await;
+    let requests = client
+        .find(Locator::Css("[data-testid=herd-requests]"))
+        .await
+        .unwrap();
+    requests.clear().await.unwrap();
+    requests.send_keys("77").await.unwrap();
+
+    // The connection drops and comes back: the panels stay as they were
+    // (drawn once, when the first greeting came), not redrawn afresh.
+    server.stop_serving().await;
+    wait_for(&client, "the page to see the connection lost", WAIT, || async {
+        text_of(&client, "[data-testid=link]")
+            .await
+            .filter(|t| !t.starts_with("Live"))
+    })
+    .await;
+    server.serve_again().await;
+    wait_live(&client).await;
+    let requests = client
+        .find(Locator::Css("[data-testid=herd-requests]"))
+        .await
+        .unwrap();
+    assert_eq!(requests.prop("value").await.unwrap().as_deref(), Some("77"));
     client.close().await.unwrap();
 }

@@ -13,13 +13,28 @@ pub struct Compressed {
 }
 
 impl Compressed {
-    /// Bytes raw, brotli and gzip of files whose name ends with `suffix`.
-    pub fn total(&self, suffixes: &[&str]) -> (u64, u64, u64) {
+    /// Bytes raw, brotli and gzip of what a first visit fetches (see
+    /// [`first_load`]).
+    pub fn first_load(&self) -> (u64, u64, u64) {
         self.files
             .iter()
-            .filter(|(p, ..)| suffixes.iter().any(|s| p.to_string_lossy().ends_with(s)))
+            .filter(|(p, ..)| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                first_load(&name) && !name.ends_with(".html")
+            })
             .fold((0, 0, 0), |(r, b, g), (_, raw, br, gz)| (r + raw, b + br, g + gz))
     }
+}
+
+/// Whether a first visit fetches the built file `name` before the page can
+/// draw anything: the page, its script and style, the main module and the
+/// split modules' loader (imported by the script). The lab panels' modules
+/// come when a panel is shown (`cargo xtask split-wasm`).
+pub fn first_load(name: &str) -> bool {
+    name == "index.html"
+        || name.starts_with("frontend-")
+        || name.starts_with("__wasm_split-")
+        || name.starts_with("style-")
 }
 
 /// Whether `path` is worth compressing (text and WebAssembly).
@@ -79,6 +94,25 @@ mod tests {
     use std::io::Read;
 
     #[test]
+    fn a_first_visit_fetches_the_main_files_not_the_panels_modules() {
+        for name in [
+            "index.html",
+            "frontend-dae8fb89be97ba27.js",
+            "frontend-dae8fb89be97ba27_bg.wasm",
+            "__wasm_split-dae8fb89be97ba27.js",
+            "style-2b7963b32cf1e4c5.css",
+        ] {
+            assert!(first_load(name), "{name}");
+        }
+        for name in [
+            "memory_panel-45af0025a55e96b9.wasm",
+            "chunk_12-b2da653855d0fba1.wasm",
+        ] {
+            assert!(!first_load(name), "{name}");
+        }
+    }
+
+    #[test]
     fn both_forms_decompress_to_the_original_and_only_assets_are_compressed() {
         let dir = std::env::temp_dir().join(format!("xtask-compress-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -88,7 +122,7 @@ mod tests {
         std::fs::write(dir.join("picture.png"), [0u8, 1, 2]).unwrap();
         let done = precompress(&dir).unwrap();
         assert_eq!(done.files.len(), 1);
-        let (raw, br, gz) = done.total(&[".js"]);
+        let (_, raw, br, gz) = done.files[0].clone();
         assert_eq!(raw, text.len() as u64);
         assert!(br < raw / 10 && gz < raw / 10, "{br} {gz}");
 

@@ -30,6 +30,10 @@ use crate::util::{command, project_root};
 /// loader file is named after its content (same length, so nothing moves).
 const LINK_PLACEHOLDER: &str = "./__wasm_split-XXXXXXXXXXXXXXXX.js";
 
+/// The main script as the loader first names it (it imports `initSync`
+/// from it), before the script is named after its content.
+const MAIN_PLACEHOLDER: &str = "./frontend.js";
+
 /// Runs inside Trunk's `post_build` hook (its environment says where the
 /// build is).
 pub fn split_wasm() -> Result<(), String> {
@@ -45,6 +49,18 @@ pub fn split_wasm() -> Result<(), String> {
         .join("frontend.wasm");
     let input = std::fs::read(&linked).map_err(|e| format!("{}: {e}", linked.display()))?;
     let stem = trunk_js_stem(&staging)?;
+    // Trunk names its files after the module it bound (a SeaHash of its
+    // bytes): the module read here must be that one, not one left by
+    // another profile or an earlier build.
+    let mut hasher = seahash::SeaHasher::new();
+    std::hash::Hasher::write(&mut hasher, &input);
+    let expected = format!("frontend-{:x}", std::hash::Hasher::finish(&hasher));
+    if stem != expected {
+        return Err(format!(
+            "{} is not the module Trunk just built ({stem}.js is named after another): is Trunk building with another cargo profile than `{profile_dir}`?",
+            linked.display()
+        ));
+    }
     let report = split(&input, &staging, &stem, release)?;
     eprintln!(
         "xtask: split the front end's WebAssembly: main {} KB, {} modules loaded on demand ({} KB)",
@@ -67,14 +83,19 @@ fn split(input: &[u8], staging: &Path, stem: &str, strip: bool) -> Result<Report
     let work = staging.join(".split");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let result = split_in(input, staging, &work, stem, strip);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn split_in(input: &[u8], staging: &Path, work: &Path, stem: &str, strip: bool) -> Result<Report, String> {
     let main_path = work.join("main.wasm");
-    let main_module = format!("./{stem}.js");
     wasm_split_cli_support::transform({
         let mut options = wasm_split_cli_support::Options::new(input);
-        options.output_dir = &work;
+        options.output_dir = work;
         options.main_out_path = &main_path;
         options.link_name = LINK_PLACEHOLDER;
-        options.main_module = &main_module;
+        options.main_module = MAIN_PLACEHOLDER;
         options
     })
     .map_err(|e| format!("splitting the front end's WebAssembly: {e:#}"))?;
@@ -82,11 +103,10 @@ fn split(input: &[u8], staging: &Path, stem: &str, strip: bool) -> Result<Report
     // The split modules, named after their content; the loader refers to
     // them by those names.
     let loader_path = work.join(LINK_PLACEHOLDER.trim_start_matches("./"));
-    let mut loader =
-        std::fs::read_to_string(&loader_path).map_err(|e| format!("{}: {e}", loader_path.display()))?;
+    let mut loader = read_text(&loader_path)?;
     let mut on_demand = 0;
     let mut on_demand_bytes = 0;
-    for entry in std::fs::read_dir(&work).map_err(|e| e.to_string())? {
+    for entry in std::fs::read_dir(work).map_err(|e| e.to_string())? {
         let path = entry.map_err(|e| e.to_string())?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
             continue;
@@ -102,18 +122,13 @@ fn split(input: &[u8], staging: &Path, stem: &str, strip: bool) -> Result<Report
         // `split_memory_panel` → `memory_panel`; shared chunks keep
         // their `chunk_12`.
         let readable = base.strip_prefix("split_").unwrap_or(base);
-        let named = format!("{readable}-{}.wasm", content_hash(&bytes));
-        let quoted = format!("\"./{name}\"");
-        if !loader.contains(&quoted) {
-            return Err(format!("the splitter's loader does not mention {name}"));
-        }
-        loader = loader.replace(&quoted, &format!("\"./{named}\""));
+        let named = format!("{readable}-{}.wasm", content_hash(&[&bytes]));
+        loader = replace_present(&loader, &format!("\"./{name}\""), &format!("\"./{named}\""))
+            .ok_or_else(|| format!("the splitter's loader does not mention {name}"))?;
         write(&staging.join(&named), &bytes)?;
         on_demand += 1;
         on_demand_bytes += bytes.len() as u64;
     }
-    let loader_name = format!("__wasm_split-{}.js", content_hash(loader.as_bytes()));
-    write(&staging.join(&loader_name), loader.as_bytes())?;
 
     // The main module through wasm-bindgen, as Trunk ran it, keeping the
     // linker's exports (the split modules import the shared functions by
@@ -127,7 +142,7 @@ fn split(input: &[u8], staging: &Path, stem: &str, strip: bool) -> Result<Report
             "--keep-lld-exports",
             "--no-demangle",
         ])
-        .arg(format!("--out-name={stem}"))
+        .arg("--out-name=frontend")
         .arg(format!("--out-dir={}", bindgen_out.display()))
         .arg(&main_path);
     let output = bindgen
@@ -139,44 +154,93 @@ fn split(input: &[u8], staging: &Path, stem: &str, strip: bool) -> Result<Report
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let js_path = bindgen_out.join(format!("{stem}.js"));
-    let js = std::fs::read_to_string(&js_path).map_err(|e| format!("{}: {e}", js_path.display()))?;
-    // The script imports the loader under its new name; the module still
-    // asks for it by the placeholder (the key of the imports object).
-    let import_from = format!("from \"{LINK_PLACEHOLDER}\"");
-    if !js.contains(&import_from) {
-        return Err(
-            "the main module imports no split loader: are the panels' #[wasm_split] functions gone?".into(),
-        );
+    if bindgen_out.join("snippets").exists() {
+        return Err("wasm-bindgen wrote snippets, which split-wasm does not copy yet".into());
     }
-    let js = js.replace(&import_from, &format!("from \"./{loader_name}\""));
-    let wasm_path = bindgen_out.join(format!("{stem}_bg.wasm"));
+    let js = read_text(&bindgen_out.join("frontend.js"))?;
+    let wasm_path = bindgen_out.join("frontend_bg.wasm");
     let mut wasm = std::fs::read(&wasm_path).map_err(|e| format!("{}: {e}", wasm_path.display()))?;
     if strip {
         wasm = strip_custom_sections(&wasm)?;
     }
-    let js_name = format!("{stem}.js");
-    let wasm_name = format!("{stem}_bg.wasm");
+
+    // The main script, its module and the loader are named after all three.
+    // (Trunk's name hashes only the module cargo linked: after an update of
+    // the splitter or of this step, the same name would hold other bytes,
+    // and browsers keep these files a year.)
+    let hash = content_hash(&[&wasm, js.as_bytes(), loader.as_bytes()]);
+    let new_stem = format!("frontend-{hash}");
+    let loader_name = format!("__wasm_split-{hash}.js");
+    // The script imports the loader under its new name; the module still
+    // asks for it by the placeholder (the key of the imports object).
+    let js = replace_present(
+        &js,
+        &format!("from \"{LINK_PLACEHOLDER}\""),
+        &format!("from \"./{loader_name}\""),
+    )
+    .ok_or("the main module imports no split loader: are the panels' #[wasm_split] functions gone?")?;
+    let js = replace_present(&js, "'frontend_bg.wasm'", &format!("'{new_stem}_bg.wasm'"))
+        .ok_or("wasm-bindgen's script does not name its module 'frontend_bg.wasm'")?;
+    let loader = replace_present(
+        &loader,
+        &format!("from \"{MAIN_PLACEHOLDER}\""),
+        &format!("from \"./{new_stem}.js\""),
+    )
+    .ok_or("the splitter's loader does not import the main script")?;
+    let js_name = format!("{new_stem}.js");
+    let wasm_name = format!("{new_stem}_bg.wasm");
     write(&staging.join(&js_name), js.as_bytes())?;
     write(&staging.join(&wasm_name), &wasm)?;
-    if bindgen_out.join("snippets").exists() {
-        return Err("wasm-bindgen wrote snippets, which split-wasm does not copy yet".into());
+    write(&staging.join(&loader_name), loader.as_bytes())?;
+    for old in [format!("{stem}.js"), format!("{stem}_bg.wasm")] {
+        std::fs::remove_file(staging.join(&old)).map_err(|e| format!("{old}: {e}"))?;
     }
 
-    // index.html's integrity hashes for the two files that changed.
+    // index.html: the new names, their integrity hashes, and the loader
+    // preloaded beside the script (which imports it at once).
     let index_path = staging.join("index.html");
-    let mut index =
-        std::fs::read_to_string(&index_path).map_err(|e| format!("{}: {e}", index_path.display()))?;
-    for (name, bytes) in [(&js_name, js.as_bytes()), (&wasm_name, &wasm[..])] {
-        index = replace_integrity(&index, name, bytes)?;
+    let public_url = std::env::var("TRUNK_PUBLIC_URL").unwrap_or_else(|_| "./".into());
+    let index = read_text(&index_path)?.replace(stem, &new_stem);
+    let mut index = preload_loader(&index, &public_url, &js_name, &loader_name)?;
+    for (name, bytes) in [
+        (&js_name, js.as_bytes()),
+        (&wasm_name, &wasm[..]),
+        (&loader_name, loader.as_bytes()),
+    ] {
+        index = replace_integrity(&index, &public_url, name, bytes)?;
     }
     write(&index_path, index.as_bytes())?;
-    let _ = std::fs::remove_dir_all(&work);
     Ok(Report {
         main_bytes: wasm.len() as u64,
         on_demand,
         on_demand_bytes,
     })
+}
+
+/// `text` with every `from` replaced, or `None` if there is none.
+fn replace_present(text: &str, from: &str, to: &str) -> Option<String> {
+    text.contains(from).then(|| text.replace(from, to))
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Adds a `modulepreload` of the loader after the script's own, with the
+/// same attributes (its integrity hash is set afterwards).
+fn preload_loader(index: &str, public_url: &str, js_name: &str, loader_name: &str) -> Result<String, String> {
+    let href = format!("href=\"{public_url}{js_name}\"");
+    let at = index
+        .find(&href)
+        .ok_or_else(|| format!("index.html does not link {js_name}"))?;
+    let start = index[..at].rfind('<').ok_or("index.html: a link with no tag")?;
+    let end = index[at..].find('>').ok_or("index.html: unclosed tag")? + at + 1;
+    let tag = &index[start..end];
+    if !tag.contains("modulepreload") {
+        return Ok(index.to_owned());
+    }
+    let loader_tag = tag.replace(js_name, loader_name);
+    Ok(format!("{}{loader_tag}{}", &index[..end], &index[end..]))
 }
 
 /// The cargo target directory (`cargo metadata` knows every way to set it).
@@ -186,6 +250,12 @@ fn target_dir() -> Result<PathBuf, String> {
         .current_dir(project_root())
         .output()
         .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
     let text = String::from_utf8_lossy(&output.stdout);
     let key = "\"target_directory\":\"";
     let start = text.find(key).ok_or("cargo metadata names no target directory")? + key.len();
@@ -212,18 +282,24 @@ fn trunk_js_stem(staging: &Path) -> Result<String, String> {
     }
 }
 
-/// Sixteen hex digits of the content's SHA-256, as Trunk names assets.
-fn content_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)[..8]
+/// Sixteen hex digits of the SHA-256 of `parts` (each length-prefixed),
+/// as Trunk names assets.
+fn content_hash(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
 /// Replaces the `integrity` attribute of the tag whose `href` is `name`.
-fn replace_integrity(index: &str, name: &str, bytes: &[u8]) -> Result<String, String> {
+fn replace_integrity(index: &str, public_url: &str, name: &str, bytes: &[u8]) -> Result<String, String> {
     use base64::Engine as _;
-    let href = format!("href=\"./{name}\"");
+    let href = format!("href=\"{public_url}{name}\"");
     let at = index
         .find(&href)
         .ok_or_else(|| format!("index.html does not link {name}"))?;
@@ -317,11 +393,11 @@ mod tests {
     #[test]
     fn the_integrity_of_the_named_file_changes_and_only_it() {
         let index = r#"<link rel="stylesheet" href="./style-1.css" integrity="sha384-AAA"/><link rel="modulepreload" href="./frontend-2.js" crossorigin="anonymous" integrity="sha384-BBB"><link rel="preload" href="./frontend-2_bg.wasm" integrity="sha384-CCC" as="fetch">"#;
-        let updated = replace_integrity(index, "frontend-2.js", b"hello").unwrap();
+        let updated = replace_integrity(index, "./", "frontend-2.js", b"hello").unwrap();
         // sha384("hello"), base64.
         assert!(updated.contains(r#"href="./frontend-2.js" crossorigin="anonymous" integrity="sha384-WeF0h3dEjGnea4ANejO7+5/xtGPkQ1TDVTvNucZm+pASWjx5+QOXvfX2oT3oKGhP""#));
         assert!(updated.contains(r#"integrity="sha384-AAA""#));
         assert!(updated.contains(r#"integrity="sha384-CCC""#));
-        assert!(replace_integrity(index, "other.js", b"x").is_err());
+        assert!(replace_integrity(index, "./", "other.js", b"x").is_err());
     }
 }

@@ -16,9 +16,9 @@ fn build_front_end() -> Result<PathBuf, String> {
     step("building the front end with Trunk (release, offline)", trunk)?;
     let dist = project_root().join("dist");
     let compressed = crate::compress::precompress(&dist)?;
-    let (raw, br, gz) = compressed.total(&[".wasm", ".js", ".css"]);
+    let (raw, br, gz) = compressed.first_load();
     eprintln!(
-        "xtask: precompressed the front end: wasm + js + css {} KB raw, {} KB brotli, {} KB gzip",
+        "xtask: precompressed the front end: a first visit fetches {} KB raw, {} KB brotli, {} KB gzip (the lab panels' modules follow when shown)",
         raw / 1024,
         br / 1024,
         gz / 1024
@@ -379,12 +379,7 @@ fn front_end_size(dist: &std::path::Path) -> Result<(), String> {
             .to_string_lossy()
             .into_owned()
     };
-    // The page, its script and style, the main module and the split
-    // modules' loader (imported by the script): all fetched before the
-    // page can draw anything.
-    let first_load = |name: &str| {
-        name.starts_with("frontend-") || name.starts_with("__wasm_split-") || name.starts_with("style-")
-    };
+    let first_load = crate::compress::first_load;
     println!(
         "{:<40} {:>10} {:>10} {:>10}",
         "front end file (first load)", "raw", "brotli", "gzip"

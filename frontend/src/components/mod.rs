@@ -66,11 +66,10 @@ pub fn App() -> impl IntoView {
     // try to connect has failed): until then a panel has nothing to show,
     // and the page's own start (the main module, the greeting) goes first.
     let panel = move || state.lesson.get().map(|at| at.step().panel);
-    let labs_wanted = RwSignal::new(false);
-    Effect::new(move |_| {
-        if !matches!(state.link.get(), Link::Connecting { attempt: 1 }) {
-            labs_wanted.set(true);
-        }
+    // A memo latched on: it changes once, so later changes of the link
+    // (lost, reconnecting) do not redraw the panels.
+    let labs_wanted = Memo::new(move |was: Option<&bool>| {
+        was.copied().unwrap_or(false) || !matches!(state.link.get(), Link::Connecting { attempt: 1 })
     });
     let shows = move |wanted: Panel| panel().is_none_or(|p| p == wanted);
     let shows_lab = move |wanted: Panel| labs_wanted.get() && shows(wanted);
@@ -352,6 +351,8 @@ fn lab_panel(
                 <section class="card" role="alert" data-testid="panel-unavailable">
                     <h2>{title}</h2>
                     <p class="help">"This panel's code could not be downloaded (the connection failed, or the playground was updated since this page was loaded). Reload the page to try again; the rest of the page works meanwhile."</p>
+                    // A link to this very address: a reload, with no code.
+                    <a href="" data-testid="reload-page">"Reload the page"</a>
                 </section>
             }
             .into_any()
