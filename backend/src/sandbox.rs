@@ -307,6 +307,10 @@ pub struct Sandbox {
     /// stopped; the next page to connect is told (see
     /// [`Sandbox::take_moved`]).
     moved: std::sync::atomic::AtomicBool,
+    /// Set when this replica lets the sandbox go (another took its lease):
+    /// its pages' WebSockets close, so they reconnect to the new holder
+    /// instead of running a second copy here (see [`Sandbox::close_pages`]).
+    pages_closed: tokio::sync::watch::Sender<bool>,
     /// Traces left this second.
     budget: TraceBudget,
     /// Traces of the pages' own reads left this second.
@@ -497,6 +501,18 @@ impl Sandbox {
     /// The records whose values may be in Redis now, sorted.
     pub fn held_records(&self) -> Vec<(Kind, u64)> {
         self.ledger.held(unix_millis())
+    }
+
+    /// Closes the sockets of every page watching: this back end no longer
+    /// holds the sandbox (a replica whose lease another replica took).
+    pub fn close_pages(&self) {
+        self.pages_closed.send_replace(true);
+    }
+
+    /// Changes to `true` when the pages must go (see
+    /// [`Sandbox::close_pages`]).
+    pub fn pages_closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.pages_closed.subscribe()
     }
 
     /// Notes a use now.
@@ -1284,9 +1300,16 @@ impl Sandboxes {
                 lost.push(id);
             }
         }
-        let mut map = write(&self.map);
-        for id in &lost {
-            map.remove(id);
+        let let_go: Vec<Arc<Sandbox>> = {
+            let mut map = write(&self.map);
+            lost.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        // What runs here stops; its pages reconnect, through the balancer,
+        // to the new holder.
+        for sandbox in &let_go {
+            tracing::warn!(sandbox = %sandbox.id, "another replica holds this sandbox now: closing its pages' sockets");
+            sandbox.let_go();
+            sandbox.close_pages();
         }
         lost.len()
     }
@@ -1429,6 +1452,7 @@ impl Sandboxes {
                 inspecting: tokio::sync::Mutex::new(()),
                 listing_keys: tokio::sync::Mutex::new(()),
                 moved: std::sync::atomic::AtomicBool::new(false),
+                pages_closed: tokio::sync::watch::Sender::new(false),
                 budget: TraceBudget::default(),
                 asked_budget: TraceBudget::default(),
                 summary_due: AtomicBool::new(false),

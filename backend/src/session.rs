@@ -121,6 +121,7 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
         }
     }
     let mut shutdown = state.shutdown.clone();
+    let mut pages_closed = sandbox.pages_closed();
     // Replies to this client's own commands arrive here from their tasks.
     let (replies, mut reply_queue) = mpsc::channel::<String>(COMMANDS_IN_FLIGHT);
     let in_flight = Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT));
@@ -156,6 +157,15 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
     loop {
         let outgoing: Message = tokio::select! {
             _ = shutdown.changed() => break,
+            // Another replica holds the sandbox now: the page reconnects
+            // (through the balancer) to it.
+            () = until_closed(&mut pages_closed) => {
+                let _ = sink.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: axum::extract::ws::close_code::AGAIN,
+                    reason: "this sandbox is open on another server now: reconnect".into(),
+                }))).await;
+                break;
+            }
             event = feed.next() => match event {
                 Some(FeedEvent::Message(json)) => Message::Text(json.to_string().into()),
                 Some(FeedEvent::Missed(count)) => Message::Text(to_json(&ServerMessage::Missed { count }).into()),
@@ -545,4 +555,10 @@ fn spawn_command(
         drop(permit);
     });
     Ok(task)
+}
+
+/// Returns once the sandbox's pages must go ([`Sandbox::close_pages`]).
+async fn until_closed(closed: &mut tokio::sync::watch::Receiver<bool>) {
+    // The sender lives as long as the sandbox, which this session holds.
+    let _ = closed.wait_for(|closed| *closed).await;
 }

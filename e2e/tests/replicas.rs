@@ -348,3 +348,45 @@ async fn through_the_balancer_a_storm_leaves_nothing_stale_and_a_failover_fails_
     assert!(fallbacks > 0, "reads fell back while the master was down");
     assert!(back, "the cache serves again after the failover");
 }
+
+/// A replica that finds another holding the lease of a sandbox it serves
+/// (it could not renew in time, and another replica took the sandbox over)
+/// lets the sandbox go and closes its pages' sockets, so they reconnect to
+/// the holder instead of talking to a second copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_a_sandboxs_lease_closes_its_pages_sockets() {
+    let cluster = EmbeddedCluster::start(3, &RedisServerOptions::default()).expect("a cluster");
+    let shared = tempfile::tempdir().unwrap();
+    let replica = replica_config(cluster.urls(), shared.path().to_path_buf());
+    let first = Server::start_api_only(replica).await;
+    let (mut socket, id, _) = connect(first.addr, "").await;
+    assert!(holds(&first, &id));
+
+    // Another replica's claim, written over this one's lease.
+    let key = backend::ownership::key(&id, true);
+    let port = cluster.nodes()[0].port().to_string();
+    let set = std::process::Command::new("redis-cli")
+        .args(["-c", "-p", &port, "SET", &key, "another-replica", "PX", "60000"])
+        .output()
+        .expect("redis-cli runs");
+    assert_eq!(String::from_utf8_lossy(&set.stdout).trim(), "OK", "{set:?}");
+
+    // At its next renewal (each second) the replica sees it and closes the
+    // page's socket, saying why.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(frame) = socket.next().await {
+            match frame {
+                Ok(Message::Close(frame)) => return frame,
+                Ok(_) => continue,
+                Err(e) => panic!("the socket failed instead of closing: {e}"),
+            }
+        }
+        None
+    })
+    .await
+    .expect("the socket closes within 30 s");
+    let frame = closed.expect("a close frame with its reason");
+    assert_eq!(u16::from(frame.code), 1013, "try again later: {frame:?}");
+    assert!(frame.reason.contains("another server"), "{frame:?}");
+    assert!(!holds(&first, &id), "the replica let the sandbox go");
+}

@@ -26,8 +26,9 @@ use sha2::{Digest, Sha256, Sha384};
 
 use crate::util::{command, project_root};
 
-/// The module name the main module imports the loaders from, before the
-/// loader file is named after its content (same length, so nothing moves).
+/// The module name the main module imports the loaders from. It stays in
+/// the module (the key of the imports object); the script imports the
+/// loader under its content name.
 const LINK_PLACEHOLDER: &str = "./__wasm_split-XXXXXXXXXXXXXXXX.js";
 
 /// The main script as the loader first names it (it imports `initSync`
