@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use e2e::{click, review_screenshot, text_of, wait_for, wait_live, Driver, Server};
+use e2e::{attr_of, click, review_screenshot, text_of, wait_for, wait_live, Driver, Server};
 use fantoccini::{Client, Locator};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -199,6 +199,12 @@ async fn a_lab_panel_keeps_what_the_learner_typed_across_a_reconnect() {
             .filter(|t| !t.starts_with("Live"))
     })
     .await;
+    // Drawn from a fetched module, the panel still follows the page's
+    // state: its button is off while the connection is down.
+    wait_for(&client, "the herd button to be disabled", WAIT, || async {
+        attr_of(&client, "[data-testid=fire-herd]", "disabled").await
+    })
+    .await;
     server.serve_again().await;
     wait_live(&client).await;
     let requests = client
@@ -206,5 +212,12 @@ async fn a_lab_panel_keeps_what_the_learner_typed_across_a_reconnect() {
         .await
         .unwrap();
     assert_eq!(requests.prop("value").await.unwrap().as_deref(), Some("77"));
+    wait_for(&client, "the herd button to be enabled again", WAIT, || async {
+        attr_of(&client, "[data-testid=fire-herd]", "disabled")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
     client.close().await.unwrap();
 }
