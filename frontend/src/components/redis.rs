@@ -18,8 +18,9 @@ const EVERY_MS: u32 = 2_000;
 pub fn RedisPanel() -> impl IntoView {
     let state = expect_context::<AppState>();
     let connection = expect_context::<ConnectionHandle>();
+    // A timer, not a reactive context: read without subscribing.
     let ask = move || {
-        if state.is_open() {
+        if state.link.with_untracked(|l| *l == crate::state::Link::Open) {
             connection.with_value(|c| c.redis_info());
         }
     };
