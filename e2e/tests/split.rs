@@ -221,3 +221,63 @@ async fn a_lab_panel_keeps_what_the_learner_typed_across_a_reconnect() {
     .await;
     client.close().await.unwrap();
 }
+
+/// Serves the files of `dir` as a static host that does not know `.wasm`
+/// would (an S3 bucket by default): `application/octet-stream`.
+async fn plain_static_host(dir: std::path::PathBuf) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 8192];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&request[..n]);
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or("/").trim_start_matches('/');
+                let name = if path.is_empty() { "index.html" } else { path };
+                let (status, body) = match std::fs::read(dir.join(name)) {
+                    Ok(body) if !name.contains("..") => ("200 OK", body),
+                    _ => ("404 Not Found", Vec::new()),
+                };
+                let kind = match name.rsplit('.').next() {
+                    Some("html") => "text/html; charset=utf-8",
+                    Some("js") => "text/javascript",
+                    Some("css") => "text/css",
+                    _ => "application/octet-stream",
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panels_load_from_a_host_that_sends_wasm_as_plain_bytes() {
+    let host = plain_static_host(e2e::dist_dir()).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    // No back end here: the first try to connect fails, and the panels
+    // are fetched then.
+    client.goto(&format!("http://{host}/")).await.unwrap();
+    wait_for(&client, "every lab panel", WAIT, || async {
+        (panels_shown(&client).await == all_panels()).then_some(())
+    })
+    .await;
+    assert!(client
+        .find_all(Locator::Css("[data-testid=panel-unavailable]"))
+        .await
+        .unwrap()
+        .is_empty());
+    let expected: BTreeSet<String> = PANELS.iter().map(|p| format!("{p}_panel")).collect();
+    assert_eq!(panel_modules_fetched(&client).await, expected);
+    client.close().await.unwrap();
+}

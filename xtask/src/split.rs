@@ -35,6 +35,25 @@ const LINK_PLACEHOLDER: &str = "./__wasm_split-XXXXXXXXXXXXXXXX.js";
 /// from it), before the script is named after its content.
 const MAIN_PLACEHOLDER: &str = "./frontend.js";
 
+/// How the splitter's loader (0.2.4) instantiates each module it fetched.
+const STREAMING: &str = "(WebAssembly.instantiateStreaming(src, imports))";
+
+/// What it does instead: streams when the server says `application/wasm`,
+/// else reads the module whole (a failed fetch stays a failure: the panel
+/// says it could not be loaded).
+const INSTANTIATE: &str = r#"async function __instantiate(fetched, imports) {
+    const response = await fetched;
+    if (!response.ok) {
+        throw new Error(`${response.url}: ${response.status}`);
+    }
+    const type = (response.headers.get("Content-Type") || "").split(";")[0].trim();
+    if (type === "application/wasm") {
+        return WebAssembly.instantiateStreaming(response, imports);
+    }
+    return WebAssembly.instantiate(await response.arrayBuffer(), imports);
+}
+"#;
+
 /// Runs inside Trunk's `post_build` hook (its environment says where the
 /// build is).
 pub fn split_wasm() -> Result<(), String> {
@@ -130,6 +149,14 @@ fn split_in(input: &[u8], staging: &Path, work: &Path, stem: &str, strip: bool) 
         on_demand += 1;
         on_demand_bytes += bytes.len() as u64;
     }
+
+    // The loader streams each module into `instantiateStreaming`, which
+    // browsers refuse unless it is sent as `application/wasm`; many static
+    // hosts (an S3 bucket, by default) send `.wasm` as anything else. Such a
+    // module is read whole instead, as wasm-bindgen's own loader does.
+    let loader = replace_present(&loader, STREAMING, "(__instantiate(src, imports))")
+        .ok_or("the splitter's loader no longer instantiates modules as split-wasm expects")?;
+    let loader = format!("{loader}\n{INSTANTIATE}");
 
     // The main module through wasm-bindgen, as Trunk ran it, keeping the
     // linker's exports (the split modules import the shared functions by
