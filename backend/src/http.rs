@@ -224,6 +224,10 @@ pub enum AppError {
     TooLarge(String),
     /// Occurs when the database fails (503); details go to the log.
     Unavailable(String),
+    /// Occurs when another replica holds the sandbox (503): a load
+    /// balancer retries the request on another replica (see
+    /// `e2e/src/balancer.rs`).
+    Elsewhere(String),
     /// Occurs when the playground itself fails (500); details go to the log.
     Internal,
     /// Occurs when a client or sandbox goes over a limit (429).
@@ -242,9 +246,8 @@ impl From<OpError> for AppError {
             OpError::Input(e) => AppError::Input(e),
             OpError::Sandbox(e @ SandboxError::Unknown(_)) => AppError::NoSandbox(e.to_string()),
             OpError::Sandbox(e @ SandboxError::Full(_)) => AppError::Unavailable(e.to_string()),
-            OpError::Sandbox(e @ (SandboxError::Elsewhere | SandboxError::Ownership(_))) => {
-                AppError::Unavailable(e.to_string())
-            }
+            OpError::Sandbox(e @ SandboxError::Elsewhere) => AppError::Elsewhere(e.to_string()),
+            OpError::Sandbox(e @ SandboxError::Ownership(_)) => AppError::Unavailable(e.to_string()),
             OpError::Sandbox(SandboxError::Private(e @ PrivateRedisError::External)) => {
                 AppError::Refused(e.to_string())
             }
@@ -295,7 +298,7 @@ impl AppError {
             AppError::Refused(m) => (StatusCode::FORBIDDEN, m),
             AppError::Body(m) => (StatusCode::BAD_REQUEST, m),
             AppError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
-            AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            AppError::Unavailable(m) | AppError::Elsewhere(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             AppError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the playground failed; the details are in its log".into(),
@@ -807,6 +810,10 @@ async fn websocket(
             }
             response
         }
+        // Another replica holds the sandbox: a plain 503, not upgraded, so
+        // a load balancer can retry the handshake on another replica (it
+        // cannot once upgraded); a page with no balancer retries later.
+        Err(error @ AppError::Elsewhere(_)) => error.into_response(),
         Err(error) => {
             let refusal = session::Refusal::of(&error);
             upgrade.on_upgrade(move |socket| session::refuse(socket, refusal))

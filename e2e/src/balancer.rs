@@ -9,7 +9,9 @@
 //! hash of the name; a request naming none (a new page) goes round-robin.
 //! A replica that fails its health checks (`GET /healthz`) is taken out,
 //! and its sandboxes' requests go to another, which takes them over
-//! (`--replica`).
+//! (`--replica`). A request a replica refuses because another holds the
+//! sandbox (503) is tried again on another replica: after a restart of the
+//! balancer (an empty stick table) it finds the holder.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -43,8 +45,12 @@ defaults
     timeout server 1h
     # WebSockets: once upgraded, a connection is a tunnel.
     timeout tunnel 1h
-    # A request whose replica is down goes to another.
-    option redispatch
+    # A request whose replica is down, or that another replica holds (503:
+    # its stick entry was lost, say by a restart of this balancer, and the
+    # name hashes elsewhere), is tried again on another replica; the
+    # holder's answer then fills the stick table again.
+    retry-on conn-failure empty-response 503
+    option redispatch 1
     retries 2
 
 frontend playground

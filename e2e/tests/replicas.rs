@@ -390,3 +390,41 @@ async fn a_replica_that_lost_a_sandboxs_lease_closes_its_pages_sockets() {
     assert!(frame.reason.contains("another server"), "{frame:?}");
     assert!(!holds(&first, &id), "the replica let the sandbox go");
 }
+
+/// A restarted balancer has forgotten where each sandbox lives (its stick
+/// table is in memory) and sends a request where the sandbox's name
+/// hashes: when another replica holds it, that one answers 503 and the
+/// balancer tries the other, which serves it. No request fails and no
+/// sandbox changes hands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_balancer_restart_every_sandbox_is_served_by_its_holder() {
+    let cluster = EmbeddedCluster::start(3, &RedisServerOptions::default()).expect("a cluster");
+    let shared = tempfile::tempdir().unwrap();
+    let replica = replica_config(cluster.urls(), shared.path().to_path_buf());
+    let first = Server::start_api_only(replica.clone()).await;
+    let second = Server::start_api_only(replica).await;
+    let balancer = Balancer::start(&[first.addr, second.addr]);
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let (socket, id, _) = connect(balancer.addr, "").await;
+        drop(socket);
+        ids.push(id);
+    }
+    let on_first: Vec<bool> = ids.iter().map(|id| holds(&first, id)).collect();
+    drop(balancer);
+
+    let balancer = Balancer::start(&[first.addr, second.addr]);
+    for (i, (id, was_on_first)) in ids.iter().zip(&on_first).enumerate() {
+        // Half the sandboxes are asked for by a page first (the WebSocket's
+        // handshake is what is retried), half by a REST read.
+        if i % 2 == 0 {
+            let (_socket, greeted, moved) = connect(balancer.addr, &format!("?sandbox={id}")).await;
+            assert_eq!(&greeted, id);
+            assert!(!moved, "{id} was not taken over");
+        }
+        let (status, body) = http(balancer.addr, "GET", &format!("/api/v1/users/1?sandbox={id}"), "").await;
+        assert_eq!(status, 200, "{id}: {body}");
+        assert_eq!(holds(&first, id), *was_on_first, "{id} stayed where it was");
+        assert_ne!(holds(&first, id), holds(&second, id), "{id} is on one replica");
+    }
+}
