@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_aside::{
-    CacheAside, Change, Effect, KeySpace, Options, RaceGuard, Redis, Source, Stampede, StepKind, WritePolicy,
+    CacheAside, Change, KeySpace, Options, RaceGuard, Redis, Source, Stampede, StepKind, WritePolicy,
 };
-use common::{within, Db, Gate, Item, Recorder};
+use common::{stale_set_race, Db, Item, Recorder};
 use embedded_redis::cluster::EmbeddedCluster;
 use embedded_redis::RedisServerOptions;
 
@@ -178,27 +178,7 @@ async fn leases_and_version_checks_refuse_the_stale_store() {
                 ..Options::default()
             },
         );
-        let gate = Gate::before(StepKind::Store);
-        let reader = {
-            let items = items.clone();
-            let gate = gate.clone();
-            let loader = db.loader(1);
-            tokio::spawn(async move {
-                let options = items.options().clone();
-                items.get_or_load_with("item:1", &options, &*gate, loader).await
-            })
-        };
-        within(&gate.reached, "the reader reaching its store").await;
-        let new = db.rename(1, "renamed");
-        let written = items
-            .after_write("item:1", Change::Updated(&new), WritePolicy::Invalidate)
-            .await;
-        assert!(
-            !matches!(written.effect, Effect::Failed(_)),
-            "{guard:?}: {written:?}"
-        );
-        gate.open();
-        reader.await.unwrap().unwrap();
+        stale_set_race(&items, &db).await;
         let next = items.get_or_load("item:1", db.loader(1)).await.unwrap();
         assert_eq!(
             next.value.unwrap().name,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use cache_aside::{
     Change, Effect, Options, RaceGuard, Remaining, Source, StepKind, WritePolicy, DELETED_VERSION,
 };
-use common::{cache, get, raw, redis_server, within, Db, Gate};
+use common::{cache, get, raw, redis_server, stale_set_race, within, Db, Gate};
 
 fn guarded(race_guard: RaceGuard) -> Options {
     Options {
@@ -27,25 +27,7 @@ async fn race(guard: RaceGuard) -> (Option<String>, String) {
     let server = redis_server();
     let db = Db::new(Duration::ZERO);
     let items = cache(&server, guarded(guard));
-    let gate = Gate::before(StepKind::Store);
-    let reader = {
-        let items = items.clone();
-        let gate = gate.clone();
-        let loader = db.loader(1);
-        tokio::spawn(async move {
-            let options = items.options().clone();
-            items.get_or_load_with("item:1", &options, &*gate, loader).await
-        })
-    };
-    within(&gate.reached, "the reader reaching its store").await;
-
-    let new = db.rename(1, "renamed");
-    let written = items
-        .after_write("item:1", Change::Updated(&new), WritePolicy::Invalidate)
-        .await;
-    assert!(!matches!(written.effect, Effect::Failed(_)), "{written:?}");
-    gate.open();
-    let answer = reader.await.unwrap().unwrap();
+    let (answer, new) = stale_set_race(&items, &db).await;
     assert_eq!(
         answer.value.unwrap().version,
         1,

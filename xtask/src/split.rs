@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256, Sha384};
 
-use crate::util::{command, project_root};
+use crate::util::{cargo, command, stdout_of};
 
 /// The module name the main module imports the loaders from. It stays in
 /// the module (the key of the imports object); the script imports the
@@ -173,15 +173,7 @@ fn split_in(input: &[u8], staging: &Path, work: &Path, stem: &str, strip: bool) 
         .arg("--out-name=frontend")
         .arg(format!("--out-dir={}", bindgen_out.display()))
         .arg(&main_path);
-    let output = bindgen
-        .output()
-        .map_err(|e| format!("cannot start wasm-bindgen: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "wasm-bindgen on the split main module failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    stdout_of("wasm-bindgen on the split main module", bindgen)?;
     if bindgen_out.join("snippets").exists() {
         return Err("wasm-bindgen wrote snippets, which split-wasm does not copy yet".into());
     }
@@ -273,18 +265,9 @@ fn preload_loader(index: &str, public_url: &str, js_name: &str, loader_name: &st
 
 /// The cargo target directory (`cargo metadata` knows every way to set it).
 fn target_dir() -> Result<PathBuf, String> {
-    let output = crate::util::cargo()
-        .args(["metadata", "--no-deps", "--format-version=1"])
-        .current_dir(project_root())
-        .output()
-        .map_err(|e| format!("cargo metadata: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
+    let mut metadata = cargo();
+    metadata.args(["metadata", "--no-deps", "--format-version=1"]);
+    let text = stdout_of("cargo metadata", metadata)?;
     let key = "\"target_directory\":\"";
     let start = text.find(key).ok_or("cargo metadata names no target directory")? + key.len();
     let end = text[start..].find('"').ok_or("cargo metadata: unreadable")? + start;

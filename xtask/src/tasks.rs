@@ -127,26 +127,18 @@ pub fn test() -> Result<(), String> {
 /// hold nothing of the playground. (A crate cannot use what it does not
 /// depend on; this keeps anyone from adding the dependency.)
 fn engine_stands_alone() -> Result<(), String> {
-    let output = cargo()
-        .args([
-            "tree",
-            "--locked",
-            "--package",
-            "cache-aside",
-            "--edges",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo tree failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let tree = String::from_utf8_lossy(&output.stdout);
+    let mut tree = cargo();
+    tree.args([
+        "tree",
+        "--locked",
+        "--package",
+        "cache-aside",
+        "--edges",
+        "normal",
+        "--prefix",
+        "none",
+    ]);
+    let tree = crate::util::stdout_of("cargo tree", tree)?;
     let forbidden: Vec<&str> = tree
         .lines()
         .filter_map(|line| line.split_whitespace().next())

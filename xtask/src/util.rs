@@ -44,6 +44,21 @@ pub fn path_with_cargo_bin() -> String {
     format!("{}:{path}", cargo_home.join("bin").display())
 }
 
+/// Runs a command quietly and returns what it printed; fails with its
+/// description and what it said on stderr if it fails.
+pub fn stdout_of(description: &str, mut command: Command) -> Result<String, String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("{description}: cannot start {:?}: {e}", command.get_program()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{description} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// Runs a command, echoing it, and fails with its description if it fails.
 pub fn step(description: &str, mut command: Command) -> Result<(), String> {
     let started = Instant::now();

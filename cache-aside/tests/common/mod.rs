@@ -376,3 +376,30 @@ pub fn wait_until_set(server: &EmbeddedRedis, key: &str) {
         }
     }
 }
+
+/// The stale-set race on item 1: a reader loads the row and is held before
+/// its store; a writer renames the row and invalidates (which must not
+/// fail); then the reader stores. Returns the reader's answer and the row
+/// as renamed.
+pub async fn stale_set_race(items: &CacheAside<Item>, db: &Db) -> (cache_aside::Answer<Item>, Item) {
+    use cache_aside::{Change, Effect, WritePolicy};
+    let gate = Gate::before(StepKind::Store);
+    let reader = {
+        let items = items.clone();
+        let gate = gate.clone();
+        let loader = db.loader(1);
+        tokio::spawn(async move {
+            let options = items.options().clone();
+            items.get_or_load_with("item:1", &options, &*gate, loader).await
+        })
+    };
+    within(&gate.reached, "the reader reaching its store").await;
+    let new = db.rename(1, "renamed");
+    let written = items
+        .after_write("item:1", Change::Updated(&new), WritePolicy::Invalidate)
+        .await;
+    assert!(!matches!(written.effect, Effect::Failed(_)), "{written:?}");
+    gate.open();
+    let answer = reader.await.unwrap().unwrap();
+    (answer, new)
+}
