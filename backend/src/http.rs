@@ -26,6 +26,7 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::access::{content_security_policy, Access};
+use crate::feed::Wire;
 use crate::playground::{OpError, Playground, ReadOptions, WriteOptions};
 use crate::private_redis::PrivateRedisError;
 use crate::sandbox::{SandboxError, Unwatchable};
@@ -768,11 +769,26 @@ async fn reset(
 
 /// `?sandbox=NAME` on the WebSocket: the sandbox to watch; without it (or
 /// for one that is gone) a new one is opened, with a redis-server of its
-/// own if `redis=private`.
+/// own if `redis=private`. `wire=binary`: the client reads and sends the
+/// protocol's compact binary form (`shared::wire`, what the page does);
+/// JSON text otherwise.
 #[derive(Debug, Deserialize)]
 pub struct SocketQuery {
     sandbox: Option<String>,
     redis: Option<String>,
+    wire: Option<String>,
+}
+
+impl SocketQuery {
+    fn wire(&self) -> Result<Wire, AppError> {
+        match self.wire.as_deref() {
+            None | Some("json") => Ok(Wire::Json),
+            Some(binary) if binary == shared::wire::BINARY_PARAM.1 => Ok(Wire::Binary),
+            Some(_) => Err(AppError::Input(InputError::BadSetting(
+                "wire must be `json` or `binary`".into(),
+            ))),
+        }
+    }
 }
 
 /// `GET /ws?sandbox=NAME`: the trace stream of one sandbox, and a channel
@@ -799,12 +815,17 @@ async fn websocket(
         .read_buffer_size(limits.max_message_bytes)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20);
-    match admit(&state, &headers, peer, &query).await {
+    // Told in JSON when the asked wire is not one (nothing else is known).
+    let (wire, admitted) = match query.wire() {
+        Ok(wire) => (wire, admit(&state, &headers, peer, &query).await),
+        Err(error) => (Wire::Json, Err(error)),
+    };
+    match admitted {
         Ok(admission) => {
             // For a load balancer that keeps a sandbox on one replica: the
             // sandbox this session watches (made here, if it asked none).
             let sandbox = HeaderValue::from_str(admission.sandbox.id.as_str()).ok();
-            let mut response = upgrade.on_upgrade(move |socket| session::run(state, admission, socket));
+            let mut response = upgrade.on_upgrade(move |socket| session::run(state, admission, wire, socket));
             if let Some(sandbox) = sandbox {
                 response.headers_mut().insert("x-playground-sandbox", sandbox);
             }
@@ -816,7 +837,7 @@ async fn websocket(
         Err(error @ AppError::Elsewhere(_)) => error.into_response(),
         Err(error) => {
             let refusal = session::Refusal::of(&error);
-            upgrade.on_upgrade(move |socket| session::refuse(socket, refusal))
+            upgrade.on_upgrade(move |socket| session::refuse(socket, wire, refusal))
         }
     }
 }

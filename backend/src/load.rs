@@ -19,7 +19,6 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::error::OpError;
-use crate::feed::to_json;
 use crate::playground::Playground;
 use crate::recorder::unix_millis;
 use crate::sandbox::Sandbox;
@@ -113,7 +112,7 @@ pub fn stop(playground: &Playground, sandbox: &SandboxId) -> Result<Option<LoadS
 
 fn announce(sandbox: &Sandbox, state: &LoadState) {
     let message = ServerMessage::Load { state: state.clone() };
-    sandbox.feed.publish(Arc::from(to_json(&message)));
+    sandbox.feed.publish(message);
 }
 
 /// Sends the load's operations on schedule, every 10 ms what is due.

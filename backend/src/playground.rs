@@ -24,7 +24,7 @@ use shared::{
 
 use crate::divergence;
 pub use crate::error::OpError;
-use crate::feed::{to_json, Subscription};
+use crate::feed::Subscription;
 use crate::fleet::Instance;
 use crate::policies;
 use crate::recorder::{answer_node, micros, unix_millis, Flow, Gate, NoFallback, Path, Recorder};
@@ -789,7 +789,7 @@ impl Playground {
         let message = ServerMessage::Settings {
             settings: settings.clone(),
         };
-        sandbox.feed.publish(Arc::from(to_json(&message)));
+        sandbox.feed.publish(message);
         sandbox.announce_instances();
         Ok(settings)
     }
@@ -863,7 +863,7 @@ fn publish_trace(
         trace: trace.clone(),
         stats,
     };
-    sandbox.feed.publish(Arc::from(to_json(&message)));
+    sandbox.feed.publish(message);
     trace
 }
 
@@ -927,7 +927,7 @@ impl Gate for SandboxGate {
             // Register first, then tell: a "continue" can only come after
             // the browser has heard of the pause.
             let released = self.sandbox.hold(self.operation_id);
-            self.sandbox.feed.publish(Arc::from(to_json(&paused)));
+            self.sandbox.feed.publish(paused);
             let timed_out = self
                 .sandbox
                 .wait_held(self.operation_id, released, self.timeout)
@@ -936,7 +936,7 @@ impl Gate for SandboxGate {
                 operation_id: self.operation_id,
                 timed_out,
             };
-            self.sandbox.feed.publish(Arc::from(to_json(&resumed)));
+            self.sandbox.feed.publish(resumed);
         })
     }
 }

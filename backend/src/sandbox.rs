@@ -21,7 +21,7 @@ use shared::{
 };
 
 use crate::config::Limits;
-use crate::feed::{to_json, TraceFeed};
+use crate::feed::TraceFeed;
 use crate::fleet::Fleet;
 use crate::ledger::{longest_hold, KeyLedger};
 use crate::load::RunningLoad;
@@ -638,7 +638,7 @@ impl Sandbox {
         self.frozen.store(false, Ordering::SeqCst);
         reseeded?;
         let message = ServerMessage::Reset { stats: self.stats() };
-        self.feed.publish(Arc::from(to_json(&message)));
+        self.feed.publish(message);
         Ok(())
     }
 
@@ -845,7 +845,7 @@ impl Sandbox {
                     traffic: sandbox.traffic.take(),
                     stats: sandbox.stats(),
                 };
-                sandbox.feed.publish(Arc::from(to_json(&message)));
+                sandbox.feed.publish(message);
             }
         });
     }
@@ -868,7 +868,7 @@ impl Sandbox {
         drop(load);
         state.running = false;
         let message = ServerMessage::Load { state: state.clone() };
-        self.feed.publish(Arc::from(to_json(&message)));
+        self.feed.publish(message);
         Some(state)
     }
 
@@ -917,7 +917,7 @@ impl Sandbox {
         let message = ServerMessage::Instances {
             instances: self.fleet().states(),
         };
-        self.feed.publish(Arc::from(to_json(&message)));
+        self.feed.publish(message);
     }
 
     /// The application instances serving this sandbox now.
@@ -948,7 +948,7 @@ impl Sandbox {
             request_id: None,
             report: report.clone(),
         };
-        self.feed.publish(Arc::from(to_json(&message)));
+        self.feed.publish(message);
     }
 
     /// An instance's circuit breaker opened or closed: on the timeline, and

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::access::SocketSlot;
 use crate::error::OpError;
-use crate::feed::{to_json, FeedEvent};
+use crate::feed::{FeedEvent, Wire};
 use crate::http::AppState;
 use crate::playground::{ReadOptions, WriteOptions};
 use crate::sandbox::{Sandbox, Watching};
@@ -73,13 +73,13 @@ impl Refusal {
 }
 
 /// Tells the page why it may not have a session, and closes.
-pub async fn refuse(socket: WebSocket, refusal: Refusal) {
+pub async fn refuse(socket: WebSocket, wire: Wire, refusal: Refusal) {
     let (mut sink, _stream) = socket.split();
     let error = ServerMessage::Error {
         request_id: None,
         message: refusal.message.clone(),
     };
-    if send(&mut sink, Message::Text(to_json(&error).into())).await {
+    if send(&mut sink, wire.frame(&error)).await {
         // A close reason is at most 123 bytes.
         let mut reason = refusal.message;
         while reason.len() > 123 {
@@ -93,8 +93,9 @@ pub async fn refuse(socket: WebSocket, refusal: Refusal) {
     }
 }
 
-/// Runs one session to its end.
-pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
+/// Runs one session to its end, speaking `wire` (the client's messages are
+/// read in either form).
+pub async fn run(state: AppState, admission: Admission, wire: Wire, socket: WebSocket) {
     let Admission {
         sandbox,
         watching: _watching,
@@ -108,7 +109,7 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
     if let ServerMessage::Hello { moved: told, .. } = &mut hello {
         *told = moved;
     }
-    if !send(&mut sink, Message::Text(to_json(&hello).into())).await {
+    if !send(&mut sink, wire.frame(&hello)).await {
         return;
     }
     if let Some(message) = notice {
@@ -116,27 +117,27 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
             request_id: None,
             message,
         };
-        if !send(&mut sink, Message::Text(to_json(&notice).into())).await {
+        if !send(&mut sink, wire.frame(&notice)).await {
             return;
         }
     }
     let mut shutdown = state.shutdown.clone();
     let mut pages_closed = sandbox.pages_closed();
     // Replies to this client's own commands arrive here from their tasks.
-    let (replies, mut reply_queue) = mpsc::channel::<String>(COMMANDS_IN_FLIGHT);
+    let (replies, mut reply_queue) = mpsc::channel::<ServerMessage>(COMMANDS_IN_FLIGHT);
     let in_flight = Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT));
     // The client's messages are read by a task of their own: the loop below
     // then wakes for them only when one arrives, instead of starting a read
     // of the socket each time it sends a trace. Any frame, pongs included,
     // counts as a sign of life.
-    let (heard, mut hearing) = mpsc::channel::<Option<String>>(COMMANDS_IN_FLIGHT);
+    let (heard, mut hearing) = mpsc::channel::<Option<Result<ClientMessage, String>>>(COMMANDS_IN_FLIGHT);
     let reader = tokio::spawn(async move {
         while let Some(incoming) = stream.next().await {
             let command = match incoming {
-                Ok(Message::Text(text)) => Some(text.to_string()),
+                Ok(Message::Text(text)) => Some(decode(&text)),
+                Ok(Message::Binary(bytes)) => Some(decode_binary(&bytes)),
                 Ok(Message::Close(_)) | Err(_) => break,
-                // Pongs and pings (axum answers those) are signs of life;
-                // binary frames are not part of the protocol.
+                // Pongs and pings (axum answers those) are signs of life.
                 Ok(_) => None,
             };
             if heard.send(command).await.is_err() {
@@ -167,19 +168,19 @@ pub async fn run(state: AppState, admission: Admission, socket: WebSocket) {
                 break;
             }
             event = feed.next() => match event {
-                Some(FeedEvent::Message(json)) => Message::Text(json.to_string().into()),
-                Some(FeedEvent::Missed(count)) => Message::Text(to_json(&ServerMessage::Missed { count }).into()),
+                Some(FeedEvent::Message(published)) => published.frame(wire),
+                Some(FeedEvent::Missed(count)) => wire.frame(&ServerMessage::Missed { count }),
                 None => break,
             },
-            Some(reply) = reply_queue.recv() => Message::Text(reply.into()),
+            Some(reply) = reply_queue.recv() => wire.frame(&reply),
             heard = hearing.recv() => {
                 last_heard = Instant::now();
                 match heard {
-                    Some(Some(text)) => {
+                    Some(Some(command)) => {
                         sandbox.touch();
-                        let started = handle_command(&state, &sandbox, &text, &replies, &in_flight);
+                        let started = handle_command(&state, &sandbox, command, &replies, &in_flight);
                         match started {
-                            Started::Reply(error) => Message::Text(error.into()),
+                            Started::Reply(error) => wire.frame(&error),
                             Started::Later => continue,
                             Started::Herd(task) => {
                                 herds.retain(|h| !h.is_finished());
@@ -231,7 +232,7 @@ async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, me
 /// What starting a command did.
 enum Started {
     /// An answer to send now (an error).
-    Reply(String),
+    Reply(Box<ServerMessage>),
     /// The answer will come from a task.
     Later,
     /// A herd was started; its task stops with the session.
@@ -244,24 +245,32 @@ enum Started {
 /// A command from its JSON text, or what is wrong with it, in at most a
 /// couple of hundred characters (an error never echoes a message back).
 pub fn decode(text: &str) -> Result<ClientMessage, String> {
-    serde_json::from_str::<ClientMessage>(text).map_err(|e| {
-        let detail: String = e.to_string().chars().take(200).collect();
-        format!("not a valid command: {detail}")
-    })
+    serde_json::from_str::<ClientMessage>(text).map_err(|e| not_a_command(&e))
+}
+
+/// A command from its binary form ([`shared::wire`]), or what is wrong
+/// with it, as [`decode`].
+pub fn decode_binary(bytes: &[u8]) -> Result<ClientMessage, String> {
+    shared::wire::from_binary::<ClientMessage>(bytes).map_err(|e| not_a_command(&e))
+}
+
+fn not_a_command(error: &dyn std::fmt::Display) -> String {
+    let detail: String = error.to_string().chars().take(200).collect();
+    format!("not a valid command: {detail}")
 }
 
 /// Starts a command from the browser.
 fn handle_command(
     state: &AppState,
     sandbox: &Arc<Sandbox>,
-    text: &str,
-    replies: &mpsc::Sender<String>,
+    command: Result<ClientMessage, String>,
+    replies: &mpsc::Sender<ServerMessage>,
     in_flight: &Arc<Semaphore>,
 ) -> Started {
-    let command = match decode(text) {
+    let command = match command {
         Ok(command) => command,
         Err(message) => {
-            return Started::Reply(to_json(&ServerMessage::Error {
+            return Started::Reply(Box::new(ServerMessage::Error {
                 request_id: None,
                 message,
             }))
@@ -478,7 +487,7 @@ fn handle_command(
             tokio::spawn(async move {
                 let _permit = permit;
                 if let Err(error) = playground.reset(&id).await {
-                    let _ = replies.send(error_message(None, error)).await;
+                    let _ = replies.send(*error_message(None, error)).await;
                 }
             });
             Started::Later
@@ -488,7 +497,7 @@ fn handle_command(
 
 /// A command whose answer comes later (its task runs to the end, even if
 /// the session ends first), or an error now.
-fn later(started: Result<JoinHandle<()>, String>) -> Started {
+fn later(started: Result<JoinHandle<()>, Box<ServerMessage>>) -> Started {
     match started {
         Ok(_) => Started::Later,
         Err(reply) => Started::Reply(reply),
@@ -522,8 +531,8 @@ pub fn client_text(error: &OpError) -> String {
 }
 
 /// The message that reports a command's failure to its sender.
-fn error_message(request_id: Option<u64>, error: OpError) -> String {
-    to_json(&ServerMessage::Error {
+fn error_message(request_id: Option<u64>, error: OpError) -> Box<ServerMessage> {
+    Box::new(ServerMessage::Error {
         request_id,
         message: client_text(&error),
     })
@@ -533,12 +542,12 @@ fn error_message(request_id: Option<u64>, error: OpError) -> String {
 /// flight, and queues its reply. An error message instead, at the limit.
 fn spawn_command(
     request_id: u64,
-    replies: &mpsc::Sender<String>,
+    replies: &mpsc::Sender<ServerMessage>,
     in_flight: &Arc<Semaphore>,
     command: impl std::future::Future<Output = Result<ServerMessage, OpError>> + Send + 'static,
-) -> Result<JoinHandle<()>, String> {
+) -> Result<JoinHandle<()>, Box<ServerMessage>> {
     let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-        return Err(to_json(&ServerMessage::Error {
+        return Err(Box::new(ServerMessage::Error {
             request_id: Some(request_id),
             message: format!(
                 "too many commands in flight (at most {COMMANDS_IN_FLIGHT}); wait for one to finish"
@@ -551,7 +560,7 @@ fn spawn_command(
             request_id: Some(request_id),
             message: client_text(&e),
         });
-        let _ = replies.send(to_json(&message)).await;
+        let _ = replies.send(message).await;
         drop(permit);
     });
     Ok(task)

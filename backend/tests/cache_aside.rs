@@ -22,7 +22,7 @@ fn watch(t: &common::TestBackend) -> backend::feed::Subscription {
 
 async fn next_trace(feed: &mut backend::feed::Subscription) -> Trace {
     match feed.next().await {
-        Some(FeedEvent::Message(json)) => match serde_json::from_str::<ServerMessage>(&json).unwrap() {
+        Some(FeedEvent::Message(published)) => match published.message().clone() {
             ServerMessage::Trace { trace, .. } => trace,
             other => panic!("expected a trace, got {other:?}"),
         },
@@ -355,10 +355,10 @@ async fn a_flood_of_reads_is_counted_not_traced() {
     let mut summaries = Vec::new();
     let stats = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let Some(FeedEvent::Message(json)) = feed.next().await else {
+            let Some(FeedEvent::Message(published)) = feed.next().await else {
                 panic!("the feed ended");
             };
-            match serde_json::from_str::<ServerMessage>(&json).unwrap() {
+            match published.message().clone() {
                 ServerMessage::Trace { .. } => traces += 1,
                 ServerMessage::Summary { stats, traffic } => {
                     summaries.push(traffic);

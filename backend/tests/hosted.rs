@@ -349,8 +349,8 @@ async fn a_write_whose_client_hung_up_still_invalidates_the_cache() {
     // The write's trace arrives when it finished, cache step included.
     let finished = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Some(backend::feed::FeedEvent::Message(json)) = trace_feed.next().await {
-                if let Ok(ServerMessage::Trace { trace, .. }) = serde_json::from_str(&json) {
+            if let Some(backend::feed::FeedEvent::Message(published)) = trace_feed.next().await {
+                if let ServerMessage::Trace { trace, .. } = published.message().clone() {
                     if matches!(trace.operation, Operation::Update { .. }) {
                         return trace;
                     }

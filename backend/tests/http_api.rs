@@ -343,6 +343,114 @@ async fn websocket_streams_are_per_sandbox() {
     }
 }
 
+/// The next message of a socket that asked for the binary form: every
+/// frame it gets is binary.
+async fn receive_binary(socket: &mut common::Socket) -> ServerMessage {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("socket open")
+            .unwrap();
+        match frame {
+            Message::Binary(bytes) => return shared::wire::from_binary(&bytes).unwrap(),
+            Message::Text(text) => panic!("a text frame on a binary socket: {text}"),
+            _ => continue,
+        }
+    }
+}
+
+/// The page's wire (`?wire=binary`): binary frames both ways, decoded to
+/// the same messages a JSON watcher of the sandbox gets at the same time;
+/// a frame that is no command is answered with an error, as in JSON.
+#[tokio::test]
+async fn the_binary_wire_carries_the_same_messages_as_json() {
+    let t = common::start(|_| {});
+    let served = serve(&t).await;
+    let mut page = connect(served.addr, "?sandbox=bin&wire=binary").await;
+    let mut watcher = connect(served.addr, "?sandbox=bin").await;
+    match receive_binary(&mut page).await {
+        ServerMessage::Hello {
+            protocol_version,
+            sandbox,
+            diagram,
+            ..
+        } => {
+            assert_eq!(protocol_version, PROTOCOL_VERSION);
+            assert_eq!(sandbox.as_str(), "bin");
+            assert!(!diagram.nodes.is_empty());
+        }
+        other => panic!("expected the greeting, got {other:?}"),
+    }
+    assert!(matches!(receive(&mut watcher).await, ServerMessage::Hello { .. }));
+
+    let read = shared::ClientMessage::Read {
+        request_id: 5,
+        kind: shared::Kind::Users,
+        id: 4,
+        pause_before: Vec::new(),
+        instance: None,
+    };
+    page.send(Message::Binary(shared::wire::to_binary(&read).into()))
+        .await
+        .unwrap();
+    let (mut reply, mut trace) = (None, None);
+    while reply.is_none() || trace.is_none() {
+        match receive_binary(&mut page).await {
+            ServerMessage::ReadReply {
+                request_id: 5,
+                result,
+            } => reply = Some(result),
+            ServerMessage::Trace { trace: t, .. } => trace = Some(t),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let reply = reply.unwrap();
+    assert_eq!((reply.outcome, reply.found), (Outcome::Miss, true));
+    let record = reply.record.expect("user 4 exists");
+    assert_eq!(record.id(), 4);
+    // The JSON watcher got the very same trace.
+    match receive(&mut watcher).await {
+        ServerMessage::Trace { trace: seen, .. } => assert_eq!(Some(seen), trace),
+        other => panic!("expected the trace, got {other:?}"),
+    }
+
+    for bad in [&b"\xff\xff\xff"[..], b"", br#"{"type":"reset"}"#] {
+        page.send(Message::Binary(bad.to_vec().into())).await.unwrap();
+        match receive_binary(&mut page).await {
+            ServerMessage::Error { message, .. } => {
+                assert!(message.contains("not a valid command"), "{message}")
+            }
+            other => panic!("expected an error for {bad:?}, got {other:?}"),
+        }
+    }
+    // A JSON command on the binary socket is read too; answered in binary.
+    page.send(Message::Text(
+        r#"{"type":"read","request_id":6,"kind":"users","id":0}"#.into(),
+    ))
+    .await
+    .unwrap();
+    match receive_binary(&mut page).await {
+        ServerMessage::Error { request_id, message } => {
+            assert_eq!(request_id, Some(6));
+            assert!(message.contains("out of range"), "{message}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// A wire the back end does not speak is refused (in JSON: the client's
+/// own wire is unknown), not silently answered in JSON.
+#[tokio::test]
+async fn websocket_rejects_an_unknown_wire() {
+    let t = common::start(|_| {});
+    let served = serve(&t).await;
+    let mut socket = connect(served.addr, "?wire=xml").await;
+    let (message, code) = refusal(&mut socket).await;
+    assert!(message.contains("wire"), "{message}");
+    assert_eq!(code, 1008);
+}
+
 /// A bad sandbox name is refused with a reason the page can show, and a
 /// close code that says not to try again.
 #[tokio::test]

@@ -260,8 +260,8 @@ async fn write_trace(feed: &mut backend::feed::Subscription) -> Trace {
         let event = tokio::time::timeout(Duration::from_secs(10), feed.next())
             .await
             .expect("a message");
-        if let Some(FeedEvent::Message(json)) = event {
-            if let ServerMessage::Trace { trace, .. } = serde_json::from_str(&json).unwrap() {
+        if let Some(FeedEvent::Message(published)) = event {
+            if let ServerMessage::Trace { trace, .. } = published.message().clone() {
                 if matches!(trace.operation, shared::Operation::Update { .. }) {
                     return trace;
                 }
@@ -287,8 +287,8 @@ async fn a_reset_reconnects_every_instance_and_links_are_always_answered() {
     sandbox.set_link("C", false).unwrap();
     let announced = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Some(FeedEvent::Message(text)) = feed.next().await {
-                if let Ok(ServerMessage::Instances { instances }) = serde_json::from_str(&text) {
+            if let Some(FeedEvent::Message(published)) = feed.next().await {
+                if let ServerMessage::Instances { instances } = published.message().clone() {
                     return instances;
                 }
             }

@@ -16,10 +16,10 @@ async fn load_message(
 ) -> LoadState {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let Some(FeedEvent::Message(json)) = feed.next().await else {
+            let Some(FeedEvent::Message(published)) = feed.next().await else {
                 continue;
             };
-            if let Ok(ServerMessage::Load { state }) = serde_json::from_str(&json) {
+            if let ServerMessage::Load { state } = published.message().clone() {
                 if wanted(&state) {
                     return state;
                 }

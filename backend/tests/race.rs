@@ -164,7 +164,7 @@ async fn next_message(feed: &mut backend::feed::Subscription) -> ServerMessage {
             .await
             .expect("a message")
         {
-            Some(FeedEvent::Message(json)) => match serde_json::from_str(&json).unwrap() {
+            Some(FeedEvent::Message(published)) => match published.message().clone() {
                 ServerMessage::Trace { .. } => continue,
                 other => return other,
             },

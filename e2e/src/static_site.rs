@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use shared::recording::{RECORDINGS_DIR, RECORDINGS_INDEX, REPLAY_META};
+use shared::recording::{site_file, RECORDINGS_DIR, REPLAY_META, SITE_INDEX};
+use shared::wire::to_binary;
 
 use crate::record::{index, load_all};
 
@@ -99,24 +100,25 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
         &format!(r#"<head><meta name="{REPLAY_META}" content="recorded">"#),
         1,
     );
-    write(&out.join("index.html"), &marked)?;
+    write(&out.join("index.html"), marked.as_bytes())?;
     write(
         &out.join(MARKER),
-        "Made by `cargo xtask build-static`; the next build empties this folder.\n",
+        b"Made by `cargo xtask build-static`; the next build empties this folder.\n",
     )?;
 
     let (mut largest, mut largest_gzip) = (0u64, 0u64);
     let mut lessons = Vec::new();
     for recording in &recordings {
-        let text = serde_json::to_string(recording).map_err(|e| e.to_string())?;
-        if text.len() as u64 > largest {
-            largest = text.len() as u64;
-            largest_gzip = gzipped(text.as_bytes());
+        // In the page's binary form, as the page reads it: the messages it
+        // sent by their kind alone (see `shared::recording::SentKind`).
+        let bytes = to_binary(&recording.sent_kinds());
+        if bytes.len() as u64 > largest {
+            largest = bytes.len() as u64;
+            largest_gzip = gzipped(&bytes);
         }
         write(
-            &out.join(RECORDINGS_DIR)
-                .join(format!("{}.json", recording.lesson)),
-            &text,
+            &out.join(RECORDINGS_DIR).join(site_file(&recording.lesson)),
+            &bytes,
         )?;
         // The lesson's embed page: the playground under
         // `embed/{lesson}/live/`, its addresses relative to the root three
@@ -124,25 +126,22 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
         let page = marked.replacen("<head>", r#"<head><base href="../../../">"#, 1);
         let dir = out.join("embed").join(&recording.lesson).join("live");
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        write(&dir.join("index.html"), &page)?;
+        write(&dir.join("index.html"), page.as_bytes())?;
         lessons.push(recording.lesson.clone());
     }
-    let listed = serde_json::to_string(&index(&recordings)).map_err(|e| e.to_string())?;
-    write(&out.join(RECORDINGS_DIR).join(RECORDINGS_INDEX), &listed)?;
+    let listed = to_binary(&index(&recordings));
+    write(&out.join(RECORDINGS_DIR).join(SITE_INDEX), &listed)?;
 
     Ok(Built {
         lessons,
         bytes: folder_bytes(out),
         first_load_bytes: marked.len() as u64 + assets + listed.len() as u64 + largest,
-        first_load_gzip_bytes: gzipped(marked.as_bytes())
-            + assets_gzip
-            + gzipped(listed.as_bytes())
-            + largest_gzip,
+        first_load_gzip_bytes: gzipped(marked.as_bytes()) + assets_gzip + gzipped(&listed) + largest_gzip,
     })
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write(path: &Path, contents: &[u8]) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn folder_bytes(dir: &Path) -> u64 {

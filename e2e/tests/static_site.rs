@@ -247,7 +247,7 @@ async fn a_static_build_replays_recorded_lessons_with_no_back_end() {
         .collect();
     assert!(paths.iter().any(|p| p.ends_with(".wasm")), "{requests}");
     assert!(
-        paths.iter().any(|p| p.ends_with("recordings/null-values.json")),
+        paths.iter().any(|p| p.ends_with("recordings/null-values.bin")),
         "{requests}"
     );
     // (The browser asks the origin for its icon by itself.)

@@ -18,7 +18,8 @@ use crate::replay::Player;
 use crate::runner::{Command, Run};
 use crate::state::{AppState, Link};
 use leptos::prelude::*;
-use shared::recording::{RecordingEntry, SentKind, RECORDINGS_DIR, RECORDINGS_INDEX, REPLAY_META};
+use shared::recording::{site_file, RecordingEntry, SentKind, RECORDINGS_DIR, REPLAY_META, SITE_INDEX};
+use shared::wire::{from_binary, to_binary, BINARY_PARAM};
 
 /// A recording as the page reads it: the messages it sent known by kind
 /// alone.
@@ -146,12 +147,14 @@ pub fn socket_url(sandbox: Option<&SandboxId>) -> String {
         Some(rest) => format!("wss{rest}"),
         None => root.replacen("http", "ws", 1),
     };
+    // The page reads and sends the protocol's compact binary form.
+    let wire = format!("{}={}", BINARY_PARAM.0, BINARY_PARAM.1);
     match sandbox {
         // Sandbox names are letters, digits, `-` and `_`: nothing to escape.
-        Some(sandbox) => format!("{root}ws?sandbox={sandbox}"),
+        Some(sandbox) => format!("{root}ws?sandbox={sandbox}&{wire}"),
         // A new sandbox, with a redis-server of its own if the page asks.
-        None if page_param("redis").as_deref() == Some("private") => format!("{root}ws?redis=private"),
-        None => format!("{root}ws"),
+        None if page_param("redis").as_deref() == Some("private") => format!("{root}ws?redis=private&{wire}"),
+        None => format!("{root}ws?{wire}"),
     }
 }
 
@@ -571,13 +574,13 @@ impl Connection {
         if self.inner.replay.is_some() {
             return false;
         }
-        let text = serde_json::to_string(message).expect("client messages serialize");
+        let bytes = to_binary(message);
         self.inner
             .socket
             .borrow()
             .as_ref()
             .filter(|s| s.ready_state() == WebSocket::OPEN)
-            .is_some_and(|s| s.send_with_str(&text).is_ok())
+            .is_some_and(|s| s.send_with_u8_array(&bytes).is_ok())
     }
 
     /// A replaying page: reads the build's list of recordings, then greets
@@ -587,9 +590,9 @@ impl Connection {
         let this = self.clone();
         leptos::task::spawn_local(async move {
             let state = this.inner.state;
-            let index_url = format!("{}{RECORDINGS_DIR}/{RECORDINGS_INDEX}", app_root());
-            let index = match fetch_text(&index_url).await.and_then(|text| {
-                serde_json::from_str::<Vec<RecordingEntry>>(&text).map_err(|e| format!("{index_url}: {e}"))
+            let index_url = format!("{}{RECORDINGS_DIR}/{SITE_INDEX}", app_root());
+            let index = match fetch_bytes(&index_url).await.and_then(|bytes| {
+                from_binary::<Vec<RecordingEntry>>(&bytes).map_err(|e| format!("{index_url}: {e}"))
             }) {
                 Ok(index) if !index.is_empty() => index,
                 Ok(_) => {
@@ -639,10 +642,10 @@ impl Connection {
                 "This build has no recording of the lesson `{lesson}`; add ?backend=URL to the address to run it live."
             ));
         }
-        let url = format!("{}{RECORDINGS_DIR}/{lesson}.json", app_root());
-        let text = fetch_text(&url).await?;
+        let url = format!("{}{RECORDINGS_DIR}/{}", app_root(), site_file(lesson));
+        let bytes = fetch_bytes(&url).await?;
         let recording: Recording =
-            serde_json::from_str(&text).map_err(|e| format!("The recording {url} cannot be read: {e}"))?;
+            from_binary(&bytes).map_err(|e| format!("The recording {url} cannot be read: {e}"))?;
         if let Some(why) = recording.problem() {
             return Err(format!("The recording {url} cannot be played: {why}"));
         }
@@ -789,11 +792,17 @@ impl Connection {
         };
 
         let this = self.clone();
+        // Binary frames: the protocol's compact form (`shared::wire`).
+        socket.set_binary_type(web_sys::BinaryType::Arraybuffer);
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Some(text) = event.data().as_string() else {
+            let Ok(buffer) = event.data().dyn_into::<js_sys::ArrayBuffer>() else {
+                state.notice.set(Some(
+                    "The back end sent text where this page reads binary messages: it may be of another version; reload the page."
+                        .into(),
+                ));
                 return;
             };
-            match serde_json::from_str::<ServerMessage>(&text) {
+            match from_binary::<ServerMessage>(&js_sys::Uint8Array::new(&buffer).to_vec()) {
                 Ok(message) => {
                     if let ServerMessage::Hello { sandbox, .. } = &message {
                         remember_sandbox(sandbox);
@@ -852,8 +861,8 @@ impl Connection {
     }
 }
 
-/// The text at `url` (same origin: the static build's own files).
-async fn fetch_text(url: &str) -> Result<String, String> {
+/// The bytes at `url` (same origin: the static build's own files).
+async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     use wasm_bindgen_futures::JsFuture;
     let response = JsFuture::from(window().fetch_with_str(url))
         .await
@@ -864,11 +873,14 @@ async fn fetch_text(url: &str) -> Result<String, String> {
     if !response.ok() {
         return Err(format!("{url} answered HTTP {}", response.status()));
     }
-    let text = response.text().map_err(|_| format!("{url} has no text"))?;
-    JsFuture::from(text)
+    let body = response
+        .array_buffer()
+        .map_err(|_| format!("{url} has no body"))?;
+    JsFuture::from(body)
         .await
         .ok()
-        .and_then(|t| t.as_string())
+        .and_then(|b| b.dyn_into::<js_sys::ArrayBuffer>().ok())
+        .map(|b| js_sys::Uint8Array::new(&b).to_vec())
         .ok_or_else(|| format!("{url} could not be read"))
 }
 

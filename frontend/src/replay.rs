@@ -100,13 +100,9 @@ impl<C: Sent> Player<C> {
     }
 }
 
-/// The message's kind, in words (its tag on the wire; read back from the
-/// text the page sends anyway, so no other serializer is compiled in).
+/// The message's kind, in words (its `type` in JSON).
 fn name(message: &ClientMessage) -> String {
-    serde_json::to_string(message)
-        .ok()
-        .and_then(|text| serde_json::from_str::<SentKind>(&text).ok())
-        .map_or_else(|| "a message".into(), |k| k.kind)
+    message.kind().to_string()
 }
 
 /// Plays step `at` of `recording` to a runner at once (no pacing, timers

@@ -129,7 +129,7 @@ pub struct Node {
     #[serde(default)]
     pub flow: u8,
     /// The optional part of the flow this node belongs to, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub feature: Option<Feature>,
     pub x: f64,
     pub y: f64,
@@ -178,7 +178,7 @@ pub struct Edge {
     pub bend: f64,
     /// The optional part of the flow this arrow belongs to, if any (it is
     /// faded while unused, like the part's nodes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub feature: Option<Feature>,
 }
 

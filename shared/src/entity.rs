@@ -327,6 +327,78 @@ impl<'de> Deserialize<'de> for Record {
     }
 }
 
+/// A record inside a protocol message ([`crate::ReadResult`],
+/// [`crate::WriteResult`]): in JSON, the record's own JSON (as cached); in
+/// the binary form ([`crate::wire`]), its kind by number and then every
+/// field in order, empty notes too (a binary format cannot leave a field
+/// out). The record's own `Serialize` stays the JSON shape for every
+/// format, since the cache stores it with MessagePack too.
+pub(crate) mod in_message {
+    use super::{Product, Record, User};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(remote = "Record")]
+    enum Compact {
+        User(#[serde(with = "CompactUser")] User),
+        Product(#[serde(with = "CompactProduct")] Product),
+    }
+
+    // Every field of each kind, in order; the compiler checks they are the
+    // record's own (a field added there and not here does not build).
+    #[derive(Serialize, Deserialize)]
+    #[serde(remote = "User")]
+    struct CompactUser {
+        id: u64,
+        name: String,
+        email: String,
+        city: String,
+        joined: String,
+        phone: String,
+        version: u64,
+        notes: String,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(remote = "Product")]
+    struct CompactProduct {
+        id: u64,
+        name: String,
+        category: String,
+        price_cents: u64,
+        stock: u64,
+        version: u64,
+        notes: String,
+    }
+
+    struct Borrowed<'a>(&'a Record);
+
+    impl Serialize for Borrowed<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            Compact::serialize(self.0, serializer)
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Owned(#[serde(with = "Compact")] Record);
+
+    pub fn serialize<S: Serializer>(record: &Option<Record>, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            record.serialize(serializer)
+        } else {
+            record.as_ref().map(Borrowed).serialize(serializer)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Record>, D::Error> {
+        if deserializer.is_human_readable() {
+            Option::<Record>::deserialize(deserializer)
+        } else {
+            Ok(Option::<Owned>::deserialize(deserializer)?.map(|owned| owned.0))
+        }
+    }
+}
+
 impl Record {
     /// The record with `bytes` of filler in its notes (0: none): words
     /// drawn at random (seeded by the id, so the same every time), which

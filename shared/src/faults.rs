@@ -10,24 +10,29 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Something done to the sandbox's Redis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "fault", rename_all = "snake_case")]
-pub enum FaultAction {
-    /// Redis goes away: connections are cut, new ones refused.
-    StopRedis,
-    /// Redis comes back; `empty`: as after a restart without persistence,
-    /// the sandbox's keys are gone (a cold cache).
-    StartRedis { empty: bool },
-    /// Every command waits this long more (0: back to normal). At most
-    /// [`FaultAction::MAX_DELAY_MS`].
-    SlowRedis { delay_ms: u64 },
-    /// Redis accepts and never answers (like `SIGSTOP`), or answers again.
-    HangRedis { hung: bool },
-    /// Live connections are cut once; reconnecting works.
-    CutConnections,
-    /// Reads every user and product once, so the cache is warm.
-    WarmCache,
+use crate::wire::two_forms;
+
+two_forms! {
+    "FaultAction";
+    /// Something done to the sandbox's Redis.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "fault", rename_all = "snake_case")]
+    pub enum FaultAction {
+        /// Redis goes away: connections are cut, new ones refused.
+        StopRedis,
+        /// Redis comes back; `empty`: as after a restart without persistence,
+        /// the sandbox's keys are gone (a cold cache).
+        StartRedis { empty: bool },
+        /// Every command waits this long more (0: back to normal). At most
+        /// [`FaultAction::MAX_DELAY_MS`].
+        SlowRedis { delay_ms: u64 },
+        /// Redis accepts and never answers (like `SIGSTOP`), or answers again.
+        HangRedis { hung: bool },
+        /// Live connections are cut once; reconnecting works.
+        CutConnections,
+        /// Reads every user and product once, so the cache is warm.
+        WarmCache,
+    }
 }
 
 impl FaultAction {
@@ -98,7 +103,7 @@ pub struct FaultReport {
     /// The latest events, oldest first (at most [`FaultReport::MAX_EVENTS`]).
     pub events: Vec<FaultEvent>,
     /// Why faults cannot be injected here, if they cannot.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub refusal: Option<String>,
 }
 

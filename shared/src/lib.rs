@@ -18,6 +18,8 @@
 //! - [`recording`]: lessons recorded from a real back end, replayed by
 //!   static documentation sites.
 //! - [`settings`]: a sandbox's settings and counters as one serializable value.
+//! - [`wire`]: the protocol's two encodings, JSON and the page's compact
+//!   binary form.
 
 pub mod diagram;
 pub mod entity;
@@ -29,6 +31,7 @@ pub mod protocol;
 pub mod recording;
 pub mod settings;
 pub mod trace;
+pub mod wire;
 
 pub use diagram::{Diagram, Edge, Feature, Node, NodeId, NodeShape, System};
 pub use entity::{

@@ -1,9 +1,10 @@
 //! Messages between the browser and the back end.
 //!
-//! Every message is JSON with a `type` field. The server greets each
-//! WebSocket client with [`ServerMessage::Hello`], which carries
-//! [`PROTOCOL_VERSION`]; a client that sees another version tells the user
-//! to reload instead of misreading messages.
+//! Every message is JSON with a `type` field (or, for the page, the same
+//! message in a compact binary form: see [`crate::wire`]). The server
+//! greets each WebSocket client with [`ServerMessage::Hello`], which
+//! carries [`PROTOCOL_VERSION`]; a client that sees another version tells
+//! the user to reload instead of misreading messages.
 
 use crate::diagram::{Diagram, NodeId};
 use crate::entity::{Kind, Record, SandboxId};
@@ -13,124 +14,161 @@ use crate::settings::{RaceFix, SandboxSettings, Stats};
 use crate::trace::{Operation, Outcome, Trace, TraceStep};
 use serde::{Deserialize, Serialize};
 
+use crate::wire::two_forms;
+
 /// Bumped whenever a message changes shape.
 pub const PROTOCOL_VERSION: u32 = 7;
 
-/// Sent by the browser over the WebSocket.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientMessage {
-    /// Read one record through the cache. `request_id` is chosen by the
-    /// client and echoed in the [`ServerMessage::ReadReply`].
-    Read {
-        request_id: u64,
-        kind: Kind,
-        id: u64,
-        /// Step-through: the back end pauses the read before each of these
-        /// steps until a [`ClientMessage::Continue`] (or a timeout).
-        #[serde(default)]
-        pause_before: Vec<NodeId>,
-        /// The application instance to serve the read (`A`, `B`, `C`);
-        /// round-robin when absent.
-        #[serde(default)]
-        instance: Option<String>,
-    },
-    /// Cuts (`connected: false`) or restores an instance's Pub/Sub
-    /// subscription, to watch a missed invalidation and the recovery.
-    SetInstanceLink { instance: String, connected: bool },
-    /// Lets a paused operation go on.
-    Continue { operation_id: u64 },
-    /// Fires a herd of concurrent reads at one cold key (the stampede lab).
-    RunHerd { request_id: u64, herd: HerdSpec },
-    /// Starts a steady load in the sandbox (replacing one that runs);
-    /// every watcher gets [`ServerMessage::Load`].
-    StartLoad { request_id: u64, load: LoadSpec },
-    /// Stops the sandbox's load, if one runs.
-    StopLoad { request_id: u64 },
-    /// Lists the sandbox's keys in Redis; answered with
-    /// [`ServerMessage::Keys`].
-    InspectKeys { request_id: u64 },
-    /// Asks for Redis's own figures (`INFO`); answered with
-    /// [`ServerMessage::RedisInfo`].
-    RedisInfo { request_id: u64 },
-    /// Asks for the sandbox's server's memory limit and policy; answered
-    /// with [`ServerMessage::Memory`].
-    Memory { request_id: u64 },
-    /// Sets the memory limit and eviction policy of the sandbox's own
-    /// redis-server (refused on a shared Redis); answered with
-    /// [`ServerMessage::Memory`].
-    SetMemory { request_id: u64, memory: MemorySettings },
-    /// Fills the sandbox's own redis-server past its limit (the eviction
-    /// lab), after giving it `memory` if set; answered with
-    /// [`ServerMessage::FillReply`].
-    Fill {
-        request_id: u64,
-        fill: FillSpec,
-        #[serde(default)]
-        memory: Option<MemorySettings>,
-    },
-    /// Measures one record under every value encoding (section 4.4);
-    /// answered with [`ServerMessage::Encodings`].
-    CompareEncodings {
-        request_id: u64,
-        kind: Kind,
-        id: u64,
-        /// Filler added to the record first, in bytes (up to 1 MiB).
-        padding_bytes: u64,
-    },
-    /// Caches a product's price and stock under two keys with their own
-    /// TTLs, changes both in the database, and watches when each key shows
-    /// the change; answered with [`ServerMessage::RelatedReply`].
-    RelatedKeys { request_id: u64, spec: RelatedSpec },
-    /// Breaks (or mends) the sandbox's Redis, or warms its cache; with no
-    /// action, only asks for the report. Answered with
-    /// [`ServerMessage::Faults`].
-    Fault {
-        request_id: u64,
-        #[serde(default)]
-        action: Option<crate::FaultAction>,
-    },
-    /// Runs a preset scenario in the sandbox.
-    RunScenario { request_id: u64, scenario: Scenario },
-    /// The same seeded workload through cache-aside, read-through,
-    /// write-through and write-behind, measured side by side.
-    ComparePatterns { request_id: u64, seed: u64 },
-    /// Change or remove one record: the database first, then the cache as
-    /// the sandbox's write strategy says.
-    Write {
-        request_id: u64,
-        kind: Kind,
-        id: u64,
-        change: WriteChange,
-        /// The instance that writes (and publishes); round-robin when absent.
-        #[serde(default)]
-        instance: Option<String>,
-    },
-    /// Compare what Redis holds with the database for every cached key of
-    /// the sandbox; answered with [`ServerMessage::Divergence`].
-    CheckDivergence { request_id: u64 },
-    /// Replace the sandbox's settings (the key prefix stays the server's).
-    /// Every watcher gets [`ServerMessage::Settings`].
-    UpdateSettings { settings: SandboxSettings },
-    /// Put the sandbox back as it started: its rows re-seeded, its keys
-    /// deleted, its counters and traces cleared. Every watcher gets
-    /// [`ServerMessage::Reset`].
-    Reset,
+two_forms! {
+    "ClientMessage";
+    /// Sent by the browser over the WebSocket.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum ClientMessage {
+        /// Read one record through the cache. `request_id` is chosen by the
+        /// client and echoed in the [`ServerMessage::ReadReply`].
+        Read {
+            request_id: u64,
+            kind: Kind,
+            id: u64,
+            /// Step-through: the back end pauses the read before each of these
+            /// steps until a [`ClientMessage::Continue`] (or a timeout).
+            #[serde(default)]
+            pause_before: Vec<NodeId>,
+            /// The application instance to serve the read (`A`, `B`, `C`);
+            /// round-robin when absent.
+            #[serde(default)]
+            instance: Option<String>,
+        },
+        /// Cuts (`connected: false`) or restores an instance's Pub/Sub
+        /// subscription, to watch a missed invalidation and the recovery.
+        SetInstanceLink { instance: String, connected: bool },
+        /// Lets a paused operation go on.
+        Continue { operation_id: u64 },
+        /// Fires a herd of concurrent reads at one cold key (the stampede lab).
+        RunHerd { request_id: u64, herd: HerdSpec },
+        /// Starts a steady load in the sandbox (replacing one that runs);
+        /// every watcher gets [`ServerMessage::Load`].
+        StartLoad { request_id: u64, load: LoadSpec },
+        /// Stops the sandbox's load, if one runs.
+        StopLoad { request_id: u64 },
+        /// Lists the sandbox's keys in Redis; answered with
+        /// [`ServerMessage::Keys`].
+        InspectKeys { request_id: u64 },
+        /// Asks for Redis's own figures (`INFO`); answered with
+        /// [`ServerMessage::RedisInfo`].
+        RedisInfo { request_id: u64 },
+        /// Asks for the sandbox's server's memory limit and policy; answered
+        /// with [`ServerMessage::Memory`].
+        Memory { request_id: u64 },
+        /// Sets the memory limit and eviction policy of the sandbox's own
+        /// redis-server (refused on a shared Redis); answered with
+        /// [`ServerMessage::Memory`].
+        SetMemory { request_id: u64, memory: MemorySettings },
+        /// Fills the sandbox's own redis-server past its limit (the eviction
+        /// lab), after giving it `memory` if set; answered with
+        /// [`ServerMessage::FillReply`].
+        Fill {
+            request_id: u64,
+            fill: FillSpec,
+            #[serde(default)]
+            memory: Option<MemorySettings>,
+        },
+        /// Measures one record under every value encoding (section 4.4);
+        /// answered with [`ServerMessage::Encodings`].
+        CompareEncodings {
+            request_id: u64,
+            kind: Kind,
+            id: u64,
+            /// Filler added to the record first, in bytes (up to 1 MiB).
+            padding_bytes: u64,
+        },
+        /// Caches a product's price and stock under two keys with their own
+        /// TTLs, changes both in the database, and watches when each key shows
+        /// the change; answered with [`ServerMessage::RelatedReply`].
+        RelatedKeys { request_id: u64, spec: RelatedSpec },
+        /// Breaks (or mends) the sandbox's Redis, or warms its cache; with no
+        /// action, only asks for the report. Answered with
+        /// [`ServerMessage::Faults`].
+        Fault {
+            request_id: u64,
+            #[serde(default)]
+            action: Option<crate::FaultAction>,
+        },
+        /// Runs a preset scenario in the sandbox.
+        RunScenario { request_id: u64, scenario: Scenario },
+        /// The same seeded workload through cache-aside, read-through,
+        /// write-through and write-behind, measured side by side.
+        ComparePatterns { request_id: u64, seed: u64 },
+        /// Change or remove one record: the database first, then the cache as
+        /// the sandbox's write strategy says.
+        Write {
+            request_id: u64,
+            kind: Kind,
+            id: u64,
+            change: WriteChange,
+            /// The instance that writes (and publishes); round-robin when absent.
+            #[serde(default)]
+            instance: Option<String>,
+        },
+        /// Compare what Redis holds with the database for every cached key of
+        /// the sandbox; answered with [`ServerMessage::Divergence`].
+        CheckDivergence { request_id: u64 },
+        /// Replace the sandbox's settings (the key prefix stays the server's).
+        /// Every watcher gets [`ServerMessage::Settings`].
+        UpdateSettings { settings: SandboxSettings },
+        /// Put the sandbox back as it started: its rows re-seeded, its keys
+        /// deleted, its counters and traces cleared. Every watcher gets
+        /// [`ServerMessage::Reset`].
+        Reset,
+    }
 }
 
-/// A preset experiment the back end drives step by step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "snake_case")]
-pub enum Scenario {
-    /// The stale-set race on one record: a reader misses and loads the row,
-    /// pauses; a writer updates the row and invalidates the key; the reader
-    /// then stores what it loaded.
-    StaleSetRace { kind: Kind, id: u64 },
-    /// A write in the sandbox's order while a reader reads: the record is
-    /// cached, a writer changes it, and a reader reads it as soon as the
-    /// cached copy is gone. With `delete_first` (the wrong order) the
-    /// reader caches the old row; in the right order, the new one.
-    WriteOrder { kind: Kind, id: u64 },
+impl ClientMessage {
+    /// The message's kind: its `type` in JSON (a recording keeps only this
+    /// of what the page sent, see [`crate::recording::SentKind`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Read { .. } => "read",
+            ClientMessage::SetInstanceLink { .. } => "set_instance_link",
+            ClientMessage::Continue { .. } => "continue",
+            ClientMessage::RunHerd { .. } => "run_herd",
+            ClientMessage::StartLoad { .. } => "start_load",
+            ClientMessage::StopLoad { .. } => "stop_load",
+            ClientMessage::InspectKeys { .. } => "inspect_keys",
+            ClientMessage::RedisInfo { .. } => "redis_info",
+            ClientMessage::Memory { .. } => "memory",
+            ClientMessage::SetMemory { .. } => "set_memory",
+            ClientMessage::Fill { .. } => "fill",
+            ClientMessage::CompareEncodings { .. } => "compare_encodings",
+            ClientMessage::RelatedKeys { .. } => "related_keys",
+            ClientMessage::Fault { .. } => "fault",
+            ClientMessage::RunScenario { .. } => "run_scenario",
+            ClientMessage::ComparePatterns { .. } => "compare_patterns",
+            ClientMessage::Write { .. } => "write",
+            ClientMessage::CheckDivergence { .. } => "check_divergence",
+            ClientMessage::UpdateSettings { .. } => "update_settings",
+            ClientMessage::Reset => "reset",
+        }
+    }
+}
+
+two_forms! {
+    "Scenario";
+    /// A preset experiment the back end drives step by step.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "name", rename_all = "snake_case")]
+    pub enum Scenario {
+        /// The stale-set race on one record: a reader misses and loads the row,
+        /// pauses; a writer updates the row and invalidates the key; the reader
+        /// then stores what it loaded.
+        StaleSetRace { kind: Kind, id: u64 },
+        /// A write in the sandbox's order while a reader reads: the record is
+        /// cached, a writer changes it, and a reader reads it as soon as the
+        /// cached copy is gone. With `delete_first` (the wrong order) the
+        /// reader caches the old row; in the right order, the new one.
+        WriteOrder { kind: Kind, id: u64 },
+    }
 }
 
 /// What a scenario showed.
@@ -420,125 +458,132 @@ pub struct InstanceState {
     pub received: u64,
 }
 
-/// What a write does to a record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum WriteChange {
-    /// Set the record's name.
-    Update { name: String },
-    /// Remove the record.
-    Delete,
+two_forms! {
+    "WriteChange";
+    /// What a write does to a record.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    pub enum WriteChange {
+        /// Set the record's name.
+        Update { name: String },
+        /// Remove the record.
+        Delete,
+    }
 }
 
-/// Sent by the back end over the WebSocket.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerMessage {
-    /// The first message on every connection.
-    Hello {
-        protocol_version: u32,
-        sandbox: SandboxId,
-        /// (Boxed: the greeting is sent once; other messages stay small.)
-        settings: Box<SandboxSettings>,
-        stats: Stats,
-        /// The diagram to draw; traces refer to its node ids.
-        diagram: Diagram,
-        /// The sandbox's latest traces, newest first, so a reloaded page
-        /// still shows its log.
-        recent: Vec<Trace>,
-        /// The sandbox's application instances.
-        #[serde(default)]
-        instances: Vec<InstanceState>,
-        /// Which Redis the sandbox uses: the shared one, or its own server.
-        #[serde(default)]
-        redis: String,
-        /// The sandbox's load, if one runs.
-        #[serde(default)]
-        load: Option<LoadState>,
-        /// This back end just took the sandbox over from a replica that
-        /// stopped: its records are kept, its settings are the defaults
-        /// again (the page puts its own back). Left out when false.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        moved: bool,
-    },
-    /// An operation in this sandbox finished, whoever started it.
-    Trace { trace: Trace, stats: Stats },
-    /// The answer to this client's own [`ClientMessage::Read`].
-    ReadReply { request_id: u64, result: ReadResult },
-    /// The answer to this client's own [`ClientMessage::Write`].
-    WriteReply { request_id: u64, result: WriteResult },
-    /// The answer to [`ClientMessage::CheckDivergence`].
-    Divergence {
-        request_id: u64,
-        report: DivergenceReport,
-    },
-    /// An operation stopped at a breakpoint; it goes on after a
-    /// [`ClientMessage::Continue`] or after `timeout_secs`.
-    Paused {
-        operation_id: u64,
-        operation: Operation,
-        /// The step it will run next.
-        at: NodeId,
-        /// The steps done so far.
-        steps: Vec<TraceStep>,
-        timeout_secs: u64,
-    },
-    /// A paused operation went on.
-    Resumed { operation_id: u64, timed_out: bool },
-    /// The answer to [`ClientMessage::RunScenario`].
-    ScenarioReply { request_id: u64, result: ScenarioResult },
-    /// The answer to [`ClientMessage::ComparePatterns`].
-    Comparison {
-        request_id: u64,
-        result: PatternComparison,
-    },
-    /// The sandbox's application instances and their state; sent in the
-    /// greeting's wake and whenever a link changes.
-    Instances { instances: Vec<InstanceState> },
-    /// The answer to [`ClientMessage::RunHerd`].
-    HerdReply { request_id: u64, result: HerdResult },
-    /// The sandbox's settings changed.
-    Settings { settings: SandboxSettings },
-    /// The sandbox's load started, moved on (once a second) or ended.
-    Load { state: LoadState },
-    /// The answer to [`ClientMessage::InspectKeys`].
-    Keys { request_id: u64, report: KeyReport },
-    /// The answer to [`ClientMessage::RedisInfo`].
-    RedisInfo { request_id: u64, figures: RedisFigures },
-    /// The answer to [`ClientMessage::Memory`] and
-    /// [`ClientMessage::SetMemory`].
-    Memory { request_id: u64, state: MemoryState },
-    /// The answer to [`ClientMessage::Fill`].
-    FillReply { request_id: u64, result: FillResult },
-    /// The answer to [`ClientMessage::RelatedKeys`].
-    RelatedReply { request_id: u64, result: RelatedResult },
-    /// The answer to [`ClientMessage::CompareEncodings`].
-    Encodings {
-        request_id: u64,
-        result: EncodingComparison,
-    },
-    /// Reads beyond what the sandbox draws per second, folded into counts:
-    /// sent a few times a second at most, serialized once for every
-    /// watcher, with the counters as they stand.
-    Summary { stats: Stats, traffic: Traffic },
-    /// This client fell behind and `count` traces were dropped for it; the
-    /// back end never waits for a slow browser.
-    Missed { count: u64 },
-    /// The sandbox was put back as it started (by any of its watchers, or
-    /// `POST /api/v1/reset`): forget its traces and results.
-    Reset { stats: Stats },
-    /// The sandbox's faults and the application's defences: the answer to
-    /// [`ClientMessage::Fault`] (with its `request_id`), and sent to every
-    /// watcher when they change (a fault, a breaker opening or closing).
-    Faults {
-        request_id: Option<u64>,
-        report: crate::FaultReport,
-    },
-    /// A message could not be handled.
-    Error {
-        request_id: Option<u64>,
-        message: String,
-    },
+two_forms! {
+    "ServerMessage";
+    /// Sent by the back end over the WebSocket.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum ServerMessage {
+        /// The first message on every connection.
+        Hello {
+            protocol_version: u32,
+            sandbox: SandboxId,
+            /// (Boxed: the greeting is sent once; other messages stay small.)
+            settings: Box<SandboxSettings>,
+            stats: Stats,
+            /// The diagram to draw; traces refer to its node ids.
+            diagram: Diagram,
+            /// The sandbox's latest traces, newest first, so a reloaded page
+            /// still shows its log.
+            recent: Vec<Trace>,
+            /// The sandbox's application instances.
+            #[serde(default)]
+            instances: Vec<InstanceState>,
+            /// Which Redis the sandbox uses: the shared one, or its own server.
+            #[serde(default)]
+            redis: String,
+            /// The sandbox's load, if one runs.
+            #[serde(default)]
+            load: Option<LoadState>,
+            /// This back end just took the sandbox over from a replica that
+            /// stopped: its records are kept, its settings are the defaults
+            /// again (the page puts its own back). Back ends before the
+            /// binary form left it out when false.
+            #[serde(default)]
+            moved: bool,
+        },
+        /// An operation in this sandbox finished, whoever started it.
+        Trace { trace: Trace, stats: Stats },
+        /// The answer to this client's own [`ClientMessage::Read`].
+        ReadReply { request_id: u64, result: ReadResult },
+        /// The answer to this client's own [`ClientMessage::Write`].
+        WriteReply { request_id: u64, result: WriteResult },
+        /// The answer to [`ClientMessage::CheckDivergence`].
+        Divergence {
+            request_id: u64,
+            report: DivergenceReport,
+        },
+        /// An operation stopped at a breakpoint; it goes on after a
+        /// [`ClientMessage::Continue`] or after `timeout_secs`.
+        Paused {
+            operation_id: u64,
+            operation: Operation,
+            /// The step it will run next.
+            at: NodeId,
+            /// The steps done so far.
+            steps: Vec<TraceStep>,
+            timeout_secs: u64,
+        },
+        /// A paused operation went on.
+        Resumed { operation_id: u64, timed_out: bool },
+        /// The answer to [`ClientMessage::RunScenario`].
+        ScenarioReply { request_id: u64, result: ScenarioResult },
+        /// The answer to [`ClientMessage::ComparePatterns`].
+        Comparison {
+            request_id: u64,
+            result: PatternComparison,
+        },
+        /// The sandbox's application instances and their state; sent in the
+        /// greeting's wake and whenever a link changes.
+        Instances { instances: Vec<InstanceState> },
+        /// The answer to [`ClientMessage::RunHerd`].
+        HerdReply { request_id: u64, result: HerdResult },
+        /// The sandbox's settings changed.
+        Settings { settings: SandboxSettings },
+        /// The sandbox's load started, moved on (once a second) or ended.
+        Load { state: LoadState },
+        /// The answer to [`ClientMessage::InspectKeys`].
+        Keys { request_id: u64, report: KeyReport },
+        /// The answer to [`ClientMessage::RedisInfo`].
+        RedisInfo { request_id: u64, figures: RedisFigures },
+        /// The answer to [`ClientMessage::Memory`] and
+        /// [`ClientMessage::SetMemory`].
+        Memory { request_id: u64, state: MemoryState },
+        /// The answer to [`ClientMessage::Fill`].
+        FillReply { request_id: u64, result: FillResult },
+        /// The answer to [`ClientMessage::RelatedKeys`].
+        RelatedReply { request_id: u64, result: RelatedResult },
+        /// The answer to [`ClientMessage::CompareEncodings`].
+        Encodings {
+            request_id: u64,
+            result: EncodingComparison,
+        },
+        /// Reads beyond what the sandbox draws per second, folded into counts:
+        /// sent a few times a second at most, serialized once for every
+        /// watcher, with the counters as they stand.
+        Summary { stats: Stats, traffic: Traffic },
+        /// This client fell behind and `count` traces were dropped for it; the
+        /// back end never waits for a slow browser.
+        Missed { count: u64 },
+        /// The sandbox was put back as it started (by any of its watchers, or
+        /// `POST /api/v1/reset`): forget its traces and results.
+        Reset { stats: Stats },
+        /// The sandbox's faults and the application's defences: the answer to
+        /// [`ClientMessage::Fault`] (with its `request_id`), and sent to every
+        /// watcher when they change (a fault, a breaker opening or closing).
+        Faults {
+            request_id: Option<u64>,
+            report: crate::FaultReport,
+        },
+        /// A message could not be handled.
+        Error {
+            request_id: Option<u64>,
+            message: String,
+        },
+    }
 }
 
 /// The result of a read: the body of `GET /api/v1/{kind}/{id}` and of a
@@ -549,6 +594,7 @@ pub struct ReadResult {
     pub id: u64,
     pub outcome: Outcome,
     pub found: bool,
+    #[serde(default, with = "crate::entity::in_message")]
     pub record: Option<Record>,
     /// Wall time of the read in microseconds.
     pub latency_us: u64,
@@ -568,6 +614,7 @@ pub struct WriteResult {
     /// Whether the record existed.
     pub found: bool,
     /// The record as it is now (`None` after a delete, or if not found).
+    #[serde(default, with = "crate::entity::in_message")]
     pub record: Option<Record>,
     /// What the write did to the cache.
     pub cache: CacheEffect,
@@ -578,42 +625,45 @@ pub struct WriteResult {
     pub sandbox: SandboxId,
 }
 
-/// What a write did to the cached copy of its record, as a value (the
-/// engine's effect, named for the UI); [`CacheEffect::describe`] says it in
-/// words.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "effect", rename_all = "snake_case")]
-pub enum CacheEffect {
-    /// The record does not exist: nothing was written, nothing to do.
-    NoRecord,
-    /// `DEL`: the copy is gone (`existed`: there was one); with leases the
-    /// key's lease was revoked too.
-    Deleted {
-        key: String,
-        existed: bool,
-        lease_revoked: bool,
-    },
-    /// Version checks: a marker at `version` replaced the copy; after a
-    /// delete (`deleted`) it answers "does not exist".
-    Marked {
-        key: String,
-        version: u64,
-        deleted: bool,
-    },
-    /// Version checks: Redis already held a newer version.
-    NewerKept { key: String },
-    /// TTL only: the copy was left alone; it lives `remaining_ms` more
-    /// (`None`: it was not cached at all).
-    Left { key: String, remaining_ms: Option<u64> },
-    /// Write-through: the new value is cached.
-    WroteThrough { key: String },
-    /// Write-through: a newer version was already cached.
-    WriteThroughRefused { key: String },
-    /// Redis failed: the old copy may live until its TTL.
-    Failed { key: String, error: String },
-    /// Redis failed; the invalidation is kept and sent again until Redis
-    /// takes it.
-    Pending { key: String, error: String },
+two_forms! {
+    "CacheEffect";
+    /// What a write did to the cached copy of its record, as a value (the
+    /// engine's effect, named for the UI); [`CacheEffect::describe`] says it in
+    /// words.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "effect", rename_all = "snake_case")]
+    pub enum CacheEffect {
+        /// The record does not exist: nothing was written, nothing to do.
+        NoRecord,
+        /// `DEL`: the copy is gone (`existed`: there was one); with leases the
+        /// key's lease was revoked too.
+        Deleted {
+            key: String,
+            existed: bool,
+            lease_revoked: bool,
+        },
+        /// Version checks: a marker at `version` replaced the copy; after a
+        /// delete (`deleted`) it answers "does not exist".
+        Marked {
+            key: String,
+            version: u64,
+            deleted: bool,
+        },
+        /// Version checks: Redis already held a newer version.
+        NewerKept { key: String },
+        /// TTL only: the copy was left alone; it lives `remaining_ms` more
+        /// (`None`: it was not cached at all).
+        Left { key: String, remaining_ms: Option<u64> },
+        /// Write-through: the new value is cached.
+        WroteThrough { key: String },
+        /// Write-through: a newer version was already cached.
+        WriteThroughRefused { key: String },
+        /// Redis failed: the old copy may live until its TTL.
+        Failed { key: String, error: String },
+        /// Redis failed; the invalidation is kept and sent again until Redis
+        /// takes it.
+        Pending { key: String, error: String },
+    }
 }
 
 impl CacheEffect {

@@ -21,6 +21,16 @@ pub const RECORDINGS_DIR: &str = "recordings";
 /// The list of recordings in a static build (`recordings/index.json`).
 pub const RECORDINGS_INDEX: &str = "index.json";
 
+/// A static build's list of recordings, in the page's binary form
+/// ([`crate::wire`]): the page reads no JSON at all.
+pub const SITE_INDEX: &str = "index.bin";
+
+/// A static build's file of `lesson`'s recording: [`Recording::sent_kinds`],
+/// in the binary form.
+pub fn site_file(lesson: &str) -> String {
+    format!("{lesson}.bin")
+}
+
 /// The `<meta name=...>` a static build adds to `index.html`: the page
 /// replays recordings unless its address names a back end (`?backend=`).
 pub const REPLAY_META: &str = "cache-aside-playground-replay";
@@ -114,11 +124,46 @@ impl<C> Recording<C> {
         }
     }
 
+    /// A line of the list of recordings.
     pub fn entry(&self) -> RecordingEntry {
         RecordingEntry {
             lesson: self.lesson.clone(),
             recorded_at: self.recorded_at.clone(),
             machine: self.machine.clone(),
+        }
+    }
+}
+
+impl Recording<ClientMessage> {
+    /// The recording as a page reads it: the messages it sent by their
+    /// kind alone.
+    pub fn sent_kinds(&self) -> Recording<SentKind> {
+        let steps = self.steps.iter().map(|step| RecordedStep {
+            events: step
+                .events
+                .iter()
+                .map(|event| match event {
+                    Event::Sent { at_ms, message } => Event::Sent {
+                        at_ms: *at_ms,
+                        message: SentKind {
+                            kind: message.kind().to_string(),
+                        },
+                    },
+                    Event::Received { at_ms, message } => Event::Received {
+                        at_ms: *at_ms,
+                        message: message.clone(),
+                    },
+                })
+                .collect(),
+            took_ms: step.took_ms,
+        });
+        Recording {
+            protocol_version: self.protocol_version,
+            lesson: self.lesson.clone(),
+            recorded_at: self.recorded_at.clone(),
+            machine: self.machine.clone(),
+            hello: self.hello.clone(),
+            steps: steps.collect(),
         }
     }
 }
@@ -182,12 +227,16 @@ mod tests {
         assert_eq!(back, recording);
         assert_eq!(serde_json::to_string(&back).unwrap(), text);
         assert_eq!(recording.problem(), None);
-        // Read by kind alone, as the front end reads it.
+        // Read by kind alone from the JSON, or as a static site's page
+        // reads it: by kind alone, in the binary form.
         let kinds: Recording<SentKind> = serde_json::from_str(&text).unwrap();
         assert!(matches!(
             &kinds.steps[0].events[0],
             Event::Sent { at_ms: 0, message } if message.kind == "reset"
         ));
+        let site: Recording<SentKind> =
+            crate::wire::from_binary(&crate::wire::to_binary(&recording.sent_kinds())).unwrap();
+        assert_eq!(site, kinds);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use crate::diagram::NodeId;
 use crate::entity::{Kind, SandboxId};
 use serde::{Deserialize, Serialize};
 
+use crate::wire::two_forms;
+
 /// The complete record of one operation, pushed to every browser watching
 /// the sandbox.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -16,7 +18,7 @@ pub struct Trace {
     pub operation: Operation,
     pub origin: Origin,
     /// The application instance that served the operation (`A`, `B`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub instance: Option<String>,
     pub outcome: Outcome,
     /// Whether the record exists.
@@ -46,16 +48,19 @@ impl Trace {
     }
 }
 
-/// What was asked for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Operation {
-    /// A cache-aside read of one record.
-    Read { kind: Kind, id: u64 },
-    /// A change of one record's name.
-    Update { kind: Kind, id: u64, name: String },
-    /// The removal of one record.
-    Delete { kind: Kind, id: u64 },
+two_forms! {
+    "Operation";
+    /// What was asked for.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    pub enum Operation {
+        /// A cache-aside read of one record.
+        Read { kind: Kind, id: u64 },
+        /// A change of one record's name.
+        Update { kind: Kind, id: u64, name: String },
+        /// The removal of one record.
+        Delete { kind: Kind, id: u64 },
+    }
 }
 
 impl Operation {
@@ -173,20 +178,23 @@ pub struct TraceStep {
     pub simulated_delay_us: u64,
     /// Where the step's message came from, when not from the previous step
     /// (an instance receives a Pub/Sub message from the publish step).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub via: Option<NodeId>,
 }
 
-/// What a step did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "text", rename_all = "snake_case")]
-pub enum Action {
-    /// A Redis command, exactly as sent (arguments quoted where needed).
-    Redis(String),
-    /// A SQL statement as sent, followed by its parameters.
-    Sql(String),
-    /// A decision or event inside the application (no I/O).
-    Note(String),
+two_forms! {
+    "Action";
+    /// What a step did.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "type", content = "text", rename_all = "snake_case")]
+    pub enum Action {
+        /// A Redis command, exactly as sent (arguments quoted where needed).
+        Redis(String),
+        /// A SQL statement as sent, followed by its parameters.
+        Sql(String),
+        /// A decision or event inside the application (no I/O).
+        Note(String),
+    }
 }
 
 impl Action {

@@ -292,8 +292,8 @@ pub async fn traces_of(feed: &mut backend::feed::Subscription, n: usize) -> Vec<
             .await
             .expect("a trace within 30 s");
         match event {
-            Some(backend::feed::FeedEvent::Message(json)) => {
-                if let Ok(ServerMessage::Trace { trace, .. }) = serde_json::from_str::<ServerMessage>(&json) {
+            Some(backend::feed::FeedEvent::Message(published)) => {
+                if let ServerMessage::Trace { trace, .. } = published.message().clone() {
                     traces.push(trace);
                 }
             }
