@@ -1,7 +1,8 @@
-//! Fuzzing the decoders anonymous visitors reach: WebSocket commands and
-//! REST requests built from random and half-valid parts, sent to a real
-//! back end. A bounded, deterministic run (the same cases every time), so
-//! CI stays short and a failure can be replayed. The back end must never
+//! Fuzzing the decoders anonymous visitors reach: WebSocket commands (JSON
+//! and the page's binary form) and REST requests built from random and
+//! half-valid parts, sent to a real back end. A bounded, deterministic run
+//! (the same cases every time), so CI stays short and a failure can be
+//! replayed. The back end must never
 //! panic, never answer 5xx for bad input, never drop the session for a bad
 //! command, and keep serving.
 
@@ -146,20 +147,54 @@ fn sample<S: Strategy>(strategy: S, n: usize) -> Vec<S::Value> {
 /// session never drops, and a plain read still works after every batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_websocket_commands_never_break_the_session() {
+    let frames = sample(command(), 600)
+        .into_iter()
+        .map(|text| Message::Text(text.into()))
+        .collect();
+    fuzz_session("", frames).await;
+}
+
+/// The same on the page's binary wire: each fuzzed command that is one
+/// (awkward values and all) in its binary form, every third of those with
+/// a byte changed or cut short, and the rest as bytes that are no command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_binary_commands_never_break_the_session() {
+    let frames = sample(command(), 600)
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let mut bytes = match serde_json::from_str::<shared::ClientMessage>(&text) {
+                Ok(command) => shared::wire::to_binary(&command),
+                Err(_) => text.into_bytes(),
+            };
+            match (i % 3, bytes.len()) {
+                (_, 0) | (0, _) => {}
+                (1, n) => bytes[i % n] ^= 0x5a,
+                (_, n) => bytes.truncate(i % n),
+            }
+            Message::Binary(bytes.into())
+        })
+        .collect();
+    fuzz_session("&wire=binary", frames).await;
+}
+
+/// Sends `frames` over one session (`wire`: extra query), in batches, each
+/// followed by the default settings and a read that must be answered.
+async fn fuzz_session(wire: &str, frames: Vec<Message>) {
     let t = common::start(|c| {
         c.max_herd_requests = Some(20);
         c.pause_timeout_secs = 1;
     });
     let served = common::serve(&t).await;
-    let mut socket = common::connect(served.addr, "?sandbox=fuzz").await;
+    let mut socket = common::connect(served.addr, &format!("?sandbox=fuzz{wire}")).await;
     assert!(matches!(
         common::receive(&mut socket).await,
         ServerMessage::Hello { .. }
     ));
     let mut errors = 0;
-    for (batch, commands) in sample(command(), 600).chunks(30).enumerate() {
-        for text in commands {
-            socket.send(Message::Text(text.clone().into())).await.unwrap();
+    for (batch, frames) in frames.chunks(30).enumerate() {
+        for frame in frames {
+            socket.send(frame.clone()).await.unwrap();
         }
         // Settings back to the defaults (a fuzzed one may have set a slow
         // database), then a read that must be answered.

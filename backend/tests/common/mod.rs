@@ -150,8 +150,11 @@ pub async fn receive(socket: &mut Socket) -> ServerMessage {
             .expect("a message within 10 s")
             .expect("socket open")
             .unwrap();
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            // A socket that asked for `?wire=binary`.
+            Message::Binary(bytes) => return shared::wire::from_binary(&bytes).unwrap(),
+            _ => {}
         }
     }
 }
