@@ -22,19 +22,24 @@ pub struct Built {
     pub bytes: u64,
     /// What a first visit downloads: the page, the main WASM, its JS and
     /// CSS, the list of recordings and one lesson's recording (the
-    /// largest), uncompressed; a lab panel's module comes when the panel
-    /// is shown.
+    /// largest), uncompressed (the recording as stored: gzipped); a lab
+    /// panel's module comes when the panel is shown.
     pub first_load_bytes: u64,
     /// The same, each file gzipped (as most static hosts send them).
     pub first_load_gzip_bytes: u64,
 }
 
-/// `text`'s size gzipped (best compression).
-fn gzipped(bytes: &[u8]) -> u64 {
+/// `bytes` gzipped (best compression).
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Write as _;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let _ = encoder.write_all(bytes);
-    encoder.finish().map_or(0, |out| out.len() as u64)
+    encoder.write_all(bytes).map_err(|e| e.to_string())?;
+    encoder.finish().map_err(|e| e.to_string())
+}
+
+/// `bytes`' size gzipped.
+fn gzipped(bytes: &[u8]) -> u64 {
+    gzip(bytes).map_or(0, |out| out.len() as u64)
 }
 
 /// Builds the static folder `out` from the built front end `dist` and the
@@ -106,16 +111,15 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
         b"Made by `cargo xtask build-static`; the next build empties this folder.\n",
     )?;
 
-    let (mut largest, mut largest_gzip) = (0u64, 0u64);
+    // The largest recording, as stored (gzipped already).
+    let mut largest = 0u64;
     let mut lessons = Vec::new();
     for recording in &recordings {
         // In the page's binary form, as the page reads it: the messages it
-        // sent by their kind alone (see `shared::recording::SentKind`).
-        let bytes = to_binary(&recording.sent_kinds());
-        if bytes.len() as u64 > largest {
-            largest = bytes.len() as u64;
-            largest_gzip = gzipped(&bytes);
-        }
+        // sent by their kind alone (see `shared::recording::SentKind`);
+        // gzipped, as few hosts compress a binary file.
+        let bytes = gzip(&to_binary(&recording.sent_kinds()))?;
+        largest = largest.max(bytes.len() as u64);
         write(
             &out.join(RECORDINGS_DIR).join(site_file(&recording.lesson)),
             &bytes,
@@ -136,7 +140,7 @@ pub fn build(dist: &Path, recordings_dir: &Path, out: &Path) -> Result<Built, St
         lessons,
         bytes: folder_bytes(out),
         first_load_bytes: marked.len() as u64 + assets + listed.len() as u64 + largest,
-        first_load_gzip_bytes: gzipped(marked.as_bytes()) + assets_gzip + gzipped(&listed) + largest_gzip,
+        first_load_gzip_bytes: gzipped(marked.as_bytes()) + assets_gzip + gzipped(&listed) + largest,
     })
 }
 

@@ -247,7 +247,7 @@ async fn a_static_build_replays_recorded_lessons_with_no_back_end() {
         .collect();
     assert!(paths.iter().any(|p| p.ends_with(".wasm")), "{requests}");
     assert!(
-        paths.iter().any(|p| p.ends_with("recordings/null-values.bin")),
+        paths.iter().any(|p| p.ends_with("recordings/null-values.bin.gz")),
         "{requests}"
     );
     // (The browser asks the origin for its icon by itself.)
@@ -344,4 +344,93 @@ fn the_committed_recordings_are_current() {
             );
         }
     }
+}
+
+/// A back end of another protocol version, as far as a page can tell: it
+/// accepts WebSockets on any path and greets each with `greeting`, then
+/// keeps the socket open and says nothing more.
+async fn back_end_greeting_with(greeting: tokio_tungstenite::tungstenite::Message) -> std::net::SocketAddr {
+    use futures_util::SinkExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let greeting = greeting.clone();
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let _ = socket.send(greeting).await;
+                // Held open until the page closes it.
+                use futures_util::StreamExt;
+                while let Some(Ok(_)) = socket.next().await {}
+            });
+        }
+    });
+    addr
+}
+
+/// A page and a back end of different versions: one older than the binary
+/// wire (it greets in JSON, protocol 7) and one newer (a binary greeting
+/// of the next version with a field this page does not know). The page
+/// reads each greeting's version, stops, and says which side to update,
+/// instead of misreading messages or waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_tells_a_back_end_of_another_version() {
+    use tokio_tungstenite::tungstenite::Message;
+    let hello = |version| shared::ServerMessage::Hello {
+        protocol_version: version,
+        sandbox: shared::SandboxId::parse("old").unwrap(),
+        settings: Box::default(),
+        stats: shared::Stats::default(),
+        diagram: shared::Diagram::cache_aside_read(),
+        recent: Vec::new(),
+        instances: Vec::new(),
+        redis: "shared".into(),
+        load: None,
+        moved: false,
+    };
+    let older = back_end_greeting_with(Message::Text(serde_json::to_string(&hello(7)).unwrap().into())).await;
+    let mut newer_greeting = shared::wire::to_binary(&hello(shared::PROTOCOL_VERSION + 1));
+    newer_greeting.extend_from_slice(&[5, b'n', b'e', b'w', b'e', b'r']);
+    let newer = back_end_greeting_with(Message::Binary(newer_greeting.into())).await;
+
+    // The built page, from a plain static server (no back end of its own).
+    let root = tempfile::tempdir().unwrap();
+    let host = StaticServer::start(&dist_dir(), &root.path().join("requests.log"));
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    for (back_end, expected) in [
+        (
+            older,
+            format!(
+                "protocol v7, older than this page's v{}",
+                shared::PROTOCOL_VERSION
+            ),
+        ),
+        (
+            newer,
+            format!("protocol v{}: reload the page", shared::PROTOCOL_VERSION + 1),
+        ),
+    ] {
+        client
+            .goto(&format!(
+                "http://127.0.0.1:{}/?backend=http://{back_end}/",
+                host.port
+            ))
+            .await
+            .unwrap();
+        let badge = wait_for(&client, "the version said", WAIT, || async {
+            text_of(&client, "[data-testid=link]")
+                .await
+                .filter(|t| t.contains("Back end speaks"))
+        })
+        .await;
+        assert!(badge.contains(&expected), "{badge}");
+        // Nothing was misread into a live page.
+        let live = text_of(&client, "[data-testid=link]").await.unwrap_or_default();
+        assert!(!live.starts_with("Live"), "{live}");
+    }
+    review_screenshot(&client, "version-newer-back-end", "header").await;
+    client.close().await.unwrap();
 }

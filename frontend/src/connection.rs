@@ -19,7 +19,7 @@ use crate::runner::{Command, Run};
 use crate::state::{AppState, Link};
 use leptos::prelude::*;
 use shared::recording::{site_file, RecordingEntry, SentKind, RECORDINGS_DIR, REPLAY_META, SITE_INDEX};
-use shared::wire::{from_binary, to_binary, BINARY_PARAM};
+use shared::wire::{from_binary, read_frame, to_binary, Frame, Received, BINARY_PARAM};
 
 /// A recording as the page reads it: the messages it sent known by kind
 /// alone.
@@ -795,26 +795,32 @@ impl Connection {
         // Binary frames: the protocol's compact form (`shared::wire`).
         socket.set_binary_type(web_sys::BinaryType::Arraybuffer);
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Ok(buffer) = event.data().dyn_into::<js_sys::ArrayBuffer>() else {
-                state.notice.set(Some(
-                    "The back end sent text where this page reads binary messages: it may be of another version; reload the page."
-                        .into(),
-                ));
-                return;
+            let data = event.data();
+            let received = match data.dyn_ref::<js_sys::ArrayBuffer>() {
+                Some(buffer) => read_frame(Frame::Binary(&js_sys::Uint8Array::new(buffer).to_vec())),
+                None => read_frame(Frame::Text(&data.as_string().unwrap_or_default())),
             };
-            match from_binary::<ServerMessage>(&js_sys::Uint8Array::new(&buffer).to_vec()) {
-                Ok(message) => {
-                    if let ServerMessage::Hello { sandbox, .. } = &message {
+            match received {
+                Received::Message(message) => {
+                    if let ServerMessage::Hello { sandbox, .. } = message.as_ref() {
                         remember_sandbox(sandbox);
                         // Greeted, not merely connected: a refusal (the
                         // socket opens, then closes) keeps backing off.
                         this.inner.attempt.set(1);
                     }
-                    this.receive(message);
+                    this.receive(*message);
                 }
-                Err(e) => state
+                // Nothing more this page can read from that back end: it
+                // stops there and says which version it met.
+                Received::OtherVersion(server) => {
+                    state.link.set(Link::Incompatible { server });
+                    if let Some(socket) = this.inner.socket.borrow().as_ref() {
+                        let _ = socket.close();
+                    }
+                }
+                Received::Unreadable(why) => state
                     .notice
-                    .set(Some(format!("Could not read a message from the back end: {e}"))),
+                    .set(Some(format!("Could not read a message from the back end: {why}"))),
             }
         });
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -861,8 +867,44 @@ impl Connection {
     }
 }
 
-/// The bytes at `url` (same origin: the static build's own files).
+/// The bytes at `url` (same origin: the static build's own files),
+/// unpacked if they are gzipped: the static build gzips the recordings,
+/// since hosts rarely compress a binary file on the way.
 async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    let bytes = fetch_raw(url).await?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        gunzip(&bytes)
+            .await
+            .map_err(|_| format!("{url} could not be unpacked"))
+    } else {
+        // Already unpacked by the browser (a host that labels it gzip).
+        Ok(bytes)
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The browser's own gzip reader (every current browser has one), so
+    /// the page carries none.
+    type DecompressionStream;
+    #[wasm_bindgen(constructor, catch)]
+    fn new(format: &str) -> Result<DecompressionStream, JsValue>;
+}
+
+async fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, JsValue> {
+    use wasm_bindgen_futures::JsFuture;
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let packed = web_sys::Blob::new_with_u8_array_sequence(&parts)?.stream();
+    // A transform stream is the readable and writable pair `pipeThrough`
+    // asks for.
+    let gzip = DecompressionStream::new("gzip")?;
+    let unpacked = packed.pipe_through(gzip.unchecked_ref());
+    let response = web_sys::Response::new_with_opt_readable_stream(Some(&unpacked))?;
+    let buffer = JsFuture::from(response.array_buffer()?).await?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+async fn fetch_raw(url: &str) -> Result<Vec<u8>, String> {
     use wasm_bindgen_futures::JsFuture;
     let response = JsFuture::from(window().fetch_with_str(url))
         .await

@@ -16,8 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::two_forms;
 
-/// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// Bumped whenever a message changes shape, a field added too: the page's
+/// binary form ([`crate::wire`]) reads fields by position, so a field one
+/// side has and the other has not misreads every message after it.
+/// Version 8 brought that binary form.
+pub const PROTOCOL_VERSION: u32 = 8;
 
 two_forms! {
     "ClientMessage";
@@ -477,7 +480,9 @@ two_forms! {
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
     pub enum ServerMessage {
-        /// The first message on every connection.
+        /// The first message on every connection. It stays the first
+        /// variant, with the version its first field: a page reads those
+        /// two before anything else ([`crate::wire::greeting_version`]).
         Hello {
             protocol_version: u32,
             sandbox: SandboxId,

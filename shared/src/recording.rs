@@ -26,9 +26,10 @@ pub const RECORDINGS_INDEX: &str = "index.json";
 pub const SITE_INDEX: &str = "index.bin";
 
 /// A static build's file of `lesson`'s recording: [`Recording::sent_kinds`],
-/// in the binary form.
+/// in the binary form, gzipped (hosts rarely compress a binary file; the
+/// page unpacks it with the browser's own gzip reader).
 pub fn site_file(lesson: &str) -> String {
-    format!("{lesson}.bin")
+    format!("{lesson}.bin.gz")
 }
 
 /// The `<meta name=...>` a static build adds to `index.html`: the page

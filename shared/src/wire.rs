@@ -25,6 +25,8 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::{ServerMessage, PROTOCOL_VERSION};
+
 /// The query parameter a client adds to the WebSocket's address to be sent
 /// (and to send) binary frames: `/ws?wire=binary`.
 pub const BINARY_PARAM: (&str, &str) = ("wire", "binary");
@@ -37,13 +39,88 @@ pub fn to_binary<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("the protocol's types always serialize")
 }
 
-/// A message from its binary form.
+/// A message from its binary form: all of `bytes`, nothing left over.
 ///
 /// # Errors
 /// The bytes are not a `T` in the binary form (truncated, from another
 /// build, or not a message at all), in words.
 pub fn from_binary<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|e| format!("{e} ({} bytes)", bytes.len()))
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(format!(
+            "{} bytes left over after the message ({} bytes)",
+            rest.len(),
+            bytes.len()
+        )),
+        Err(e) => Err(format!("{e} ({} bytes)", bytes.len())),
+    }
+}
+
+/// The protocol version of a greeting in the binary form, read from its
+/// first bytes alone: a greeting from a back end of another version may
+/// not decode whole, and this says why. `None` for any other message.
+pub fn greeting_version(bytes: &[u8]) -> Option<u32> {
+    // The greeting is `ServerMessage`'s variant 0 and its version is its
+    // first field (a test pins both).
+    match postcard::take_from_bytes::<(u32, u32)>(bytes) {
+        Ok(((0, version), _)) => Some(version),
+        _ => None,
+    }
+}
+
+/// A frame a page got from the back end.
+pub enum Frame<'a> {
+    Binary(&'a [u8]),
+    /// A back end that does not know the binary form answers in JSON.
+    Text(&'a str),
+}
+
+/// What a page makes of a frame.
+#[derive(Debug, PartialEq)]
+pub enum Received {
+    Message(Box<ServerMessage>),
+    /// A greeting from a back end of another protocol version: the page
+    /// stops and says which.
+    OtherVersion(u32),
+    /// Nothing the page can read, in words.
+    Unreadable(String),
+}
+
+/// Reads a frame as the page does: the binary form; a greeting of another
+/// version, even one that does not decode; and JSON text, from a back end
+/// older than the binary form, by its version alone (the page carries no
+/// JSON reader).
+pub fn read_frame(frame: Frame<'_>) -> Received {
+    match frame {
+        Frame::Binary(bytes) => match from_binary::<ServerMessage>(bytes) {
+            Ok(ServerMessage::Hello { protocol_version, .. }) if protocol_version != PROTOCOL_VERSION => {
+                Received::OtherVersion(protocol_version)
+            }
+            Ok(message) => Received::Message(Box::new(message)),
+            Err(why) => match greeting_version(bytes) {
+                Some(version) if version != PROTOCOL_VERSION => Received::OtherVersion(version),
+                _ => Received::Unreadable(why),
+            },
+        },
+        Frame::Text(text) => match json_greeting_version(text) {
+            Some(version) => Received::OtherVersion(version),
+            None => Received::Unreadable(format!(
+                "the back end sent text ({} bytes) where this page reads binary messages",
+                text.len()
+            )),
+        },
+    }
+}
+
+/// `7` from `{"type":"hello","protocol_version":7,…}`, as a back end
+/// writes its greeting in JSON.
+fn json_greeting_version(text: &str) -> Option<u32> {
+    if !text.starts_with(r#"{"type":"hello","#) {
+        return None;
+    }
+    let after = &text[text.find(r#""protocol_version":"#)? + r#""protocol_version":"#.len()..];
+    let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+    after[..digits].parse().ok()
 }
 
 /// Declares a protocol enum with its two forms.
@@ -208,6 +285,60 @@ mod tests {
         }
     }
 
+    fn hello(version: u32) -> ServerMessage {
+        ServerMessage::Hello {
+            protocol_version: version,
+            sandbox: SandboxId::parse("abc").unwrap(),
+            settings: Box::default(),
+            stats: crate::Stats::default(),
+            diagram: crate::Diagram::cache_aside_read(),
+            recent: Vec::new(),
+            instances: Vec::new(),
+            redis: "shared".into(),
+            load: None,
+            moved: false,
+        }
+    }
+
+    #[test]
+    fn a_greeting_says_its_version_in_its_first_bytes() {
+        let bytes = to_binary(&hello(PROTOCOL_VERSION));
+        assert!(bytes.starts_with(&to_binary(&(0u32, PROTOCOL_VERSION))));
+        assert_eq!(greeting_version(&bytes), Some(PROTOCOL_VERSION));
+        assert_eq!(greeting_version(&to_binary(&read_reply(""))), None);
+        assert_eq!(
+            read_frame(Frame::Binary(&bytes)),
+            Received::Message(Box::new(hello(PROTOCOL_VERSION)))
+        );
+        // A newer back end's greeting that no longer decodes here (a field
+        // added at its end) is still known for what it is.
+        let mut newer = to_binary(&hello(PROTOCOL_VERSION + 1));
+        newer.extend_from_slice(&[3, 1, 2, 3]);
+        assert!(from_binary::<ServerMessage>(&newer).is_err());
+        assert_eq!(
+            read_frame(Frame::Binary(&newer)),
+            Received::OtherVersion(PROTOCOL_VERSION + 1)
+        );
+    }
+
+    #[test]
+    fn a_back_end_older_than_the_binary_form_is_known_by_its_json_greeting() {
+        let json = serde_json::to_string(&hello(7)).unwrap();
+        assert_eq!(read_frame(Frame::Text(&json)), Received::OtherVersion(7));
+        for text in [
+            r#"{"type":"trace"}"#,
+            "",
+            r#"{"type":"hello","protocol_version":"x"}"#,
+        ] {
+            assert!(
+                matches!(read_frame(Frame::Text(text)), Received::Unreadable(_)),
+                "{text}"
+            );
+        }
+        let junk = read_frame(Frame::Binary(&[7, 7, 7]));
+        assert!(matches!(junk, Received::Unreadable(why) if why.contains("3 bytes")));
+    }
+
     #[test]
     fn bytes_that_are_not_a_message_are_an_error() {
         let binary = to_binary(&read_reply("x"));
@@ -220,5 +351,10 @@ mod tests {
         // JSON is not the binary form.
         let json = serde_json::to_vec(&read_reply("")).unwrap();
         assert!(from_binary::<ServerMessage>(&json).is_err());
+        // A message with anything after it is not a message.
+        let mut longer = binary.clone();
+        longer.push(0);
+        let error = from_binary::<ServerMessage>(&longer).unwrap_err();
+        assert!(error.contains("1 bytes left over"), "{error}");
     }
 }

@@ -191,9 +191,13 @@ fn LinkBadge() -> impl IntoView {
             "Connection lost · retrying in {:.1} s",
             retry_in_ms as f64 / 1000.0
         ),
-        Link::Incompatible { server } => {
+        Link::Incompatible { server } if server > shared::PROTOCOL_VERSION => {
             format!("Back end speaks protocol v{server}: reload the page")
         }
+        Link::Incompatible { server } => format!(
+            "Back end speaks protocol v{server}, older than this page's v{}: it needs updating",
+            shared::PROTOCOL_VERSION
+        ),
         Link::Refused => "Not connected: see the message above".to_string(),
     };
     let class = move || match state.link.get() {
