@@ -1,7 +1,8 @@
 //! `cargo xtask bench fanout`: what watching costs. The playground's REST
 //! read of cached keys in one sandbox, with 0, 1 and `--watchers` (50)
-//! browsers watching that sandbox over real WebSockets, side by side in one
-//! run; each watcher reads every message it is sent, as a page does.
+//! clients watching that sandbox over real WebSockets in JSON, and as many
+//! on the page's binary wire, side by side in one run; each watcher reads
+//! every message it is sent, as a page does.
 //!
 //! Printed per row: requests per second (median of `--rounds` interleaved
 //! rounds of `--seconds` each, 32 keep-alive connections), the ratio to no
@@ -62,16 +63,20 @@ struct Received {
 
 /// `n` browsers watching the default sandbox until `stop`; each counts
 /// what it is sent. Returns once all of them are greeted.
-async fn watch(addr: SocketAddr, n: usize, received: Arc<Received>, stop: Arc<AtomicBool>) {
+async fn watch(addr: SocketAddr, n: usize, binary: bool, received: Arc<Received>, stop: Arc<AtomicBool>) {
     let mut greeted = Vec::new();
+    let wire = if binary { "&wire=binary" } else { "" };
     for _ in 0..n {
-        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?sandbox=default"))
-            .await
-            .expect("a watcher connects");
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/ws?sandbox=default{wire}"))
+                .await
+                .expect("a watcher connects");
         // The greeting is not part of the load's traffic; a refusal (too
         // many watchers) would make the row meaningless.
         match socket.next().await {
-            Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type":"hello""#) => {}
+            Some(Ok(Message::Text(text))) if !binary && text.starts_with(r#"{"type":"hello""#) => {}
+            Some(Ok(Message::Binary(bytes)))
+                if binary && shared::wire::greeting_version(&bytes) == Some(shared::PROTOCOL_VERSION) => {}
             other => panic!("a watcher was not greeted: {other:?}"),
         }
         let (received, stop) = (received.clone(), stop.clone());
@@ -99,6 +104,8 @@ async fn watch(addr: SocketAddr, n: usize, received: Arc<Received>, stop: Arc<At
 
 struct Row {
     watchers: usize,
+    /// On the page's binary wire, not JSON.
+    binary: bool,
     runs: Vec<Run>,
     messages_per_watcher_s: Vec<f64>,
     bytes_per_watcher_s: Vec<f64>,
@@ -148,21 +155,33 @@ fn main() {
     // Warm the paths.
     load.block_on(run_load(addr, path, 32, Duration::from_secs(1)));
 
-    let mut rows: Vec<Row> = [0, 1, args.watchers]
-        .into_iter()
-        .map(|watchers| Row {
-            watchers,
-            runs: Vec::new(),
-            messages_per_watcher_s: Vec::new(),
-            bytes_per_watcher_s: Vec::new(),
-            rss_during: 0,
-        })
-        .collect();
+    let mut rows: Vec<Row> = [
+        (0, false),
+        (1, false),
+        (args.watchers, false),
+        (args.watchers, true),
+    ]
+    .into_iter()
+    .map(|(watchers, binary)| Row {
+        watchers,
+        binary,
+        runs: Vec::new(),
+        messages_per_watcher_s: Vec::new(),
+        bytes_per_watcher_s: Vec::new(),
+        rss_during: 0,
+    })
+    .collect();
     for _ in 0..args.rounds {
         for row in &mut rows {
             let received = Arc::new(Received::default());
             let stop = Arc::new(AtomicBool::new(false));
-            load.block_on(watch(addr, row.watchers, received.clone(), stop.clone()));
+            load.block_on(watch(
+                addr,
+                row.watchers,
+                row.binary,
+                received.clone(),
+                stop.clone(),
+            ));
             let started = Instant::now();
             let run = load.block_on(run_load(addr, path, 32, Duration::from_secs(args.seconds)));
             // What was in flight to the watchers arrives within a summary
@@ -213,10 +232,10 @@ fn main() {
         };
         println!(
             "{:<22} {:>10.0} {:>8.2} {:>9} {:>9} {:>14} {:>16} {:>10}",
-            if row.watchers == 0 {
-                "0 (baseline)".to_string()
-            } else {
-                row.watchers.to_string()
+            match (row.watchers, row.binary) {
+                (0, _) => "0 (baseline)".to_string(),
+                (n, false) => format!("{n} (JSON)"),
+                (n, true) => format!("{n} (binary, a page's)"),
             },
             run.per_second,
             ratio,
@@ -231,9 +250,10 @@ fn main() {
         }
     }
     println!(
-        "{} watchers / none = {:.2} (goal ≥ 0.85); RSS {} MiB before, {} MiB at most during, {} MiB after the watchers left",
+        "{} watchers / none = {:.2} in JSON, {:.2} in binary (goal ≥ 0.85); RSS {} MiB before, {} MiB at most during, {} MiB after the watchers left",
         args.watchers,
         ratios[2],
+        ratios[3],
         rss_before >> 20,
         rows.iter().map(|r| r.rss_during).max().unwrap_or(0) >> 20,
         rss_after >> 20
