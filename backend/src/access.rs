@@ -182,7 +182,7 @@ fn is_loopback(authority: &str) -> bool {
 }
 
 /// The Content-Security-Policy of every response: scripts only from the
-/// playground itself (its inline boot script by hash, WebAssembly allowed),
+/// playground itself (its inline boot scripts by hash, WebAssembly allowed),
 /// connections only to itself, framing only by itself and `frame_ancestors`.
 pub fn content_security_policy(static_dir: &Path, frame_ancestors: &[String]) -> String {
     let scripts: String = inline_script_hashes(static_dir)
@@ -201,7 +201,8 @@ pub fn content_security_policy(static_dir: &Path, frame_ancestors: &[String]) ->
 }
 
 /// `sha256-…` of each inline `<script>` of the built `index.html` (Trunk
-/// writes one to start the WebAssembly), so the CSP can allow exactly them.
+/// writes one to start the WebAssembly; index.html has one that reports a
+/// failure to start), so the CSP can allow exactly them.
 fn inline_script_hashes(static_dir: &Path) -> Vec<String> {
     let Ok(html) = std::fs::read_to_string(static_dir.join("index.html")) else {
         return Vec::new();
@@ -334,14 +335,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("index.html"),
-            "<script type=\"module\">boot();</script><script src=\"/x.js\"></script>",
+            "<script type=\"module\">boot();</script><script src=\"/x.js\"></script>\
+             <div id=\"boot\"></div><script>watch();</script>",
         )
         .unwrap();
         let csp = content_security_policy(dir.path(), &["https://docs.example.com".into()]);
-        let digest = sha2::Sha256::digest(b"boot();");
-        let expected = base64::engine::general_purpose::STANDARD.encode(digest);
-        assert!(csp.contains(&format!("'sha256-{expected}'")), "{csp}");
-        assert_eq!(csp.matches("sha256-").count(), 1, "only the inline script");
+        for inline in [&b"boot();"[..], b"watch();"] {
+            let digest = sha2::Sha256::digest(inline);
+            let expected = base64::engine::general_purpose::STANDARD.encode(digest);
+            assert!(csp.contains(&format!("'sha256-{expected}'")), "{csp}");
+        }
+        assert_eq!(csp.matches("sha256-").count(), 2, "only the inline scripts");
         assert!(
             csp.contains("frame-ancestors 'self' https://docs.example.com"),
             "{csp}"

@@ -225,6 +225,15 @@ async fn a_lab_panel_keeps_what_the_learner_typed_across_a_reconnect() {
 /// Serves the files of `dir` as a static host that does not know `.wasm`
 /// would (an S3 bucket by default): `application/octet-stream`.
 async fn plain_static_host(dir: std::path::PathBuf) -> std::net::SocketAddr {
+    static_host_serving(dir, |_, body| body).await
+}
+
+/// Like [`plain_static_host`], each file's bytes passed through `alter`
+/// (given the file's name) on their way out.
+async fn static_host_serving(
+    dir: std::path::PathBuf,
+    alter: fn(&str, Vec<u8>) -> Vec<u8>,
+) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -239,7 +248,7 @@ async fn plain_static_host(dir: std::path::PathBuf) -> std::net::SocketAddr {
                 let path = path.split('?').next().unwrap_or("/").trim_start_matches('/');
                 let name = if path.is_empty() { "index.html" } else { path };
                 let (status, body) = match std::fs::read(dir.join(name)) {
-                    Ok(body) if !name.contains("..") => ("200 OK", body),
+                    Ok(body) if !name.contains("..") => ("200 OK", alter(name, body)),
                     _ => ("404 Not Found", Vec::new()),
                 };
                 let kind = match name.rsplit('.').next() {
@@ -279,5 +288,44 @@ async fn panels_load_from_a_host_that_sends_wasm_as_plain_bytes() {
         .is_empty());
     let expected: BTreeSet<String> = PANELS.iter().map(|p| format!("{p}_panel")).collect();
     assert_eq!(panel_modules_fetched(&client).await, expected);
+    // The page is drawn, so index.html's loading note is gone.
+    assert!(
+        client.find(Locator::Id("boot")).await.is_err(),
+        "the loading note outlived the page's start"
+    );
+    client.close().await.unwrap();
+}
+
+/// A page whose main WebAssembly cannot start (a damaged or blocked
+/// download, a browser without WebAssembly) says so where it said it was
+/// loading, instead of staying blank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_webassembly_cannot_start_says_so() {
+    // The main module cut short, as a broken download would leave it.
+    let host = static_host_serving(e2e::dist_dir(), |name, mut body| {
+        if name.starts_with("frontend-") && name.ends_with("_bg.wasm") {
+            body.truncate(64);
+        }
+        body
+    })
+    .await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    client.goto(&format!("http://{host}/")).await.unwrap();
+    let note = wait_for(
+        &client,
+        "the loading note to say the start failed",
+        WAIT,
+        || async { text_of(&client, "#boot.failed").await },
+    )
+    .await;
+    assert!(note.starts_with("The playground could not start: "), "{note}");
+    assert!(note.contains("Reload the page"), "{note}");
+    assert_eq!(
+        attr_of(&client, "#boot", "role").await.as_deref(),
+        Some("alert"),
+        "a screen reader announces the failure"
+    );
+    review_screenshot(&client, "boot-failed", "body").await;
     client.close().await.unwrap();
 }

@@ -50,4 +50,9 @@ pub fn mount() {
     embed::start_theme();
     embed::start_auto_height();
     leptos::mount::mount_to_body(components::App);
+    // The page is drawn: the loading note of index.html has done its job
+    // (and its script no longer has a note to turn into an error).
+    if let Some(note) = leptos::prelude::document().get_element_by_id("boot") {
+        note.remove();
+    }
 }
