@@ -179,12 +179,8 @@ async fn loader() -> Response {
 fn picture(parts: &[shared::lessons::Part]) -> String {
     let diagram = Diagram::cache_aside_read();
     let shown = |id: &shared::NodeId| shows(parts, id);
-    let height = diagram
-        .nodes
-        .iter()
-        .filter(|n| shown(&n.id))
-        .map(|n| n.y + n.height + 20.0)
-        .fold(0.0, f64::max);
+    // Cropped to what is drawn, curves bowing under the last row included.
+    let height = diagram.height_showing(shown);
     let mut svg = format!(
         r#"<svg viewBox="-4 0 {} {height}" role="img" aria-label="The part of the cache-aside flow this lesson uses"><defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z"/></marker></defs>"#,
         diagram.width + 8.0

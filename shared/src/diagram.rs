@@ -220,6 +220,50 @@ impl Diagram {
         Some([start, control, end])
     }
 
+    /// How far down the picture reaches when only the nodes `shown` accepts
+    /// are drawn: their boxes with room for a label under the last row, and
+    /// every curve between two of them, with the label or count the page
+    /// writes under its middle. A lesson crops the canvas to this, so a
+    /// curve bowing under the last row is not cut off.
+    pub fn height_showing(&self, shown: impl Fn(&NodeId) -> bool) -> f64 {
+        let boxes = self
+            .nodes
+            .iter()
+            .filter(|n| shown(&n.id))
+            .map(|n| n.y + n.height + 40.0);
+        let curves = self
+            .edges
+            .iter()
+            .filter(|e| shown(&e.from) && shown(&e.to))
+            .filter_map(|e| self.edge_curve(e))
+            .map(|curve| {
+                let lowest = (0..=20)
+                    .map(|t| Diagram::point_on(&curve, f64::from(t) / 20.0).1)
+                    .fold(0.0, f64::max);
+                // The text under a curve's middle sits about 20 units below
+                // it (frontend `edge_view`), and reaches 6 under its baseline.
+                let middle = Diagram::point_on(&curve, 0.5).1;
+                (lowest + 10.0).max(middle + 26.0)
+            });
+        boxes.chain(curves).fold(0.0, f64::max)
+    }
+
+    /// Where an edge's label is written: `(x, baseline y, text-anchor)`.
+    /// Beside the middle of its curve: right of a vertical edge, under a
+    /// curve bowing below its line, above the others.
+    pub fn label_place(&self, edge: &Edge) -> Option<(f64, f64, &'static str)> {
+        let [start, control, end] = self.edge_curve(edge)?;
+        let (mx, my) = Diagram::point_on(&[start, control, end], 0.5);
+        let vertical = (end.0 - start.0).abs() < 1.0;
+        Some(if vertical {
+            (mx + 8.0, my, "start")
+        } else if edge.bend > 0.0 {
+            (mx, my + 18.0, "middle")
+        } else {
+            (mx, my - 8.0, "middle")
+        })
+    }
+
     /// The point at `t` (0 to 1) along a curve from [`Diagram::edge_curve`].
     pub fn point_on(curve: &[(f64, f64); 3], t: f64) -> (f64, f64) {
         let t = t.clamp(0.0, 1.0);
@@ -239,7 +283,10 @@ impl Diagram {
         // Room on the left for an edge to bow around a column of boxes.
         const GUTTER: f64 = 90.0;
         const GAP: f64 = 60.0;
-        let cell_w = self.nodes.iter().map(|n| n.width).fold(0.0, f64::max) + GAP;
+        // Columns stand further apart than rows: a label on an edge across
+        // them ("hand over") must fit between two boxes.
+        const COLUMN_GAP: f64 = 90.0;
+        let cell_w = self.nodes.iter().map(|n| n.width).fold(0.0, f64::max) + COLUMN_GAP;
         let cell_h = self.nodes.iter().map(|n| n.height).fold(0.0, f64::max) + GAP;
         let mut flows: Vec<u8> = self.nodes.iter().map(|n| n.flow).collect();
         flows.sort_unstable();
@@ -265,7 +312,7 @@ impl Diagram {
         // Keep the original order, so node i is still node i.
         nodes.sort_by_key(|n| self.nodes.iter().position(|o| o.id == n.id));
         let mut narrow = Diagram {
-            width: GUTTER + columns_used as f64 * cell_w - GAP + MARGIN,
+            width: GUTTER + columns_used as f64 * cell_w - COLUMN_GAP + MARGIN,
             height: top - GAP + MARGIN,
             nodes,
             edges: Vec::new(),
@@ -273,12 +320,19 @@ impl Diagram {
         // Positions changed, so every edge is routed again: straight when
         // nothing is in the way, else bowed just enough to clear the boxes
         // (a mirror flips which side a curve bows to, so that side first).
+        // Of two edges between the same boxes, one each way, the one bowed
+        // here stays bowed: straight, both would be drawn on one line, their
+        // labels on top of each other.
         narrow.edges = self
             .edges
             .iter()
             .map(|e| {
                 let preferred = if e.bend > 0.0 { -1.0 } else { 1.0 };
-                let bend = narrow.clear_bend(e, preferred).unwrap_or(-e.bend);
+                let has_reverse = self.edges.iter().any(|o| o.from == e.to && o.to == e.from);
+                let least = if has_reverse && e.bend != 0.0 { 50.0 } else { 0.0 };
+                let bend = narrow
+                    .clear_bend_of_at_least(e, preferred, least)
+                    .unwrap_or(-e.bend);
                 Edge { bend, ..e.clone() }
             })
             .collect();
@@ -300,9 +354,17 @@ impl Diagram {
     /// The smallest bend (trying `preferred`'s side first) at which `edge`
     /// crosses no node but its own two ends; `None` if none up to 300.
     pub fn clear_bend(&self, edge: &Edge, preferred: f64) -> Option<f64> {
+        self.clear_bend_of_at_least(edge, preferred, 0.0)
+    }
+
+    /// [`Diagram::clear_bend`], bowed by `least` at least.
+    fn clear_bend_of_at_least(&self, edge: &Edge, preferred: f64, least: f64) -> Option<f64> {
         for magnitude in [
             0.0, 50.0, 90.0, 130.0, 170.0, 210.0, 250.0, 300.0, 350.0, 400.0, 450.0, 500.0,
-        ] {
+        ]
+        .into_iter()
+        .filter(|m| *m >= least)
+        {
             for side in [preferred, -preferred] {
                 let candidate = Edge {
                     bend: side * magnitude,
@@ -566,6 +628,46 @@ fn rank_of(ranks: &[f64], v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The box an edge's label covers, from [`Diagram::label_place`], for
+    /// the page's 13-unit bold text: about 8 units a letter, 10 above the
+    /// baseline and 3 below.
+    fn label_box(d: &Diagram, e: &Edge) -> (f64, f64, f64, f64) {
+        let (x, y, anchor) = d.label_place(e).unwrap();
+        let width = e.label.chars().count() as f64 * 8.0;
+        let left = if anchor == "middle" { x - width / 2.0 } else { x };
+        (left, y - 10.0, left + width, y + 3.0)
+    }
+
+    fn overlap(a: (f64, f64, f64, f64), b: (f64, f64, f64, f64)) -> bool {
+        a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+    }
+
+    /// In the wide layout and the narrow one, every edge's label can be
+    /// read: it covers no box (boxes are drawn over the edges) and no
+    /// other label.
+    #[test]
+    fn no_label_covers_a_box_or_another_label() {
+        let wide = Diagram::cache_aside_read();
+        for (layout, d) in [("wide", wide.clone()), ("narrow", wide.transposed())] {
+            let labelled: Vec<&Edge> = d.edges.iter().filter(|e| !e.label.is_empty()).collect();
+            for (i, e) in labelled.iter().enumerate() {
+                let label = label_box(&d, e);
+                for n in &d.nodes {
+                    let node = (n.x, n.y, n.x + n.width, n.y + n.height);
+                    assert!(!overlap(label, node), "{layout}: {:?} covers {:?}", e.label, n.id);
+                }
+                for other in &labelled[i + 1..] {
+                    assert!(
+                        !overlap(label, label_box(&d, other)),
+                        "{layout}: {:?} and {:?} overlap",
+                        e.label,
+                        other.label
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_edge_joins_two_existing_nodes() {

@@ -1759,6 +1759,52 @@ pub const LESSONS: &[Lesson] = &[
 mod tests {
     use super::*;
 
+    /// A lesson crops the diagram to the parts its step shows: in the wide
+    /// and the narrow layout, every curve drawn, and the text the page
+    /// writes under a curve's middle (baseline 20 below it, 6 more for the
+    /// letters), stays inside the crop.
+    #[test]
+    fn a_lessons_cropped_diagram_holds_every_curve_it_draws() {
+        let wide = crate::diagram::Diagram::cache_aside_read();
+        let mut cut_by_the_boxes_alone = Vec::new();
+        for diagram in [wide.clone(), wide.transposed()] {
+            for lesson in LESSONS {
+                for step in lesson.steps {
+                    let shown = |id: &NodeId| shows(step.parts, id);
+                    let height = diagram.height_showing(shown);
+                    let boxes_only = diagram
+                        .nodes
+                        .iter()
+                        .filter(|n| shown(&n.id))
+                        .map(|n| n.y + n.height + 40.0)
+                        .fold(0.0, f64::max);
+                    for edge in diagram.edges.iter().filter(|e| shown(&e.from) && shown(&e.to)) {
+                        let curve = diagram.edge_curve(edge).unwrap();
+                        for t in 0..=20 {
+                            let (_, y) = crate::diagram::Diagram::point_on(&curve, f64::from(t) / 20.0);
+                            assert!(
+                                y < height,
+                                "{}: {}: {edge:?} at {y} > {height}",
+                                lesson.id,
+                                step.title
+                            );
+                            if y >= boxes_only {
+                                cut_by_the_boxes_alone.push((lesson.id, edge.label.clone()));
+                            }
+                        }
+                        let (_, middle) = crate::diagram::Diagram::point_on(&curve, 0.5);
+                        assert!(middle + 26.0 <= height, "{}: {}: {edge:?}", lesson.id, step.title);
+                    }
+                }
+            }
+        }
+        // Cropping to the boxes alone (as the page once did) cut curves off.
+        assert!(
+            cut_by_the_boxes_alone.iter().any(|(lesson, _)| *lesson == "race"),
+            "{cut_by_the_boxes_alone:?}"
+        );
+    }
+
     #[test]
     fn every_lesson_has_steps_and_unique_ids() {
         let mut ids: Vec<&str> = LESSONS.iter().map(|l| l.id).collect();

@@ -205,16 +205,10 @@ pub fn DiagramView() -> impl IntoView {
             .filter(|e| shown(&e.from) && shown(&e.to))
             .map(|e| edge_view(state, &diagram, e.clone()))
             .collect_view();
-        // Without the hidden parts the picture ends lower down: crop it to
-        // the nodes shown (with room for the labels under the last row).
+        // Without the hidden parts the picture ends higher up: crop it to
+        // what is drawn (the boxes shown, and the curves between them).
         let height = if parts.is_some() {
-            diagram
-                .nodes
-                .iter()
-                .filter(|n| shown(&n.id))
-                .map(|n| n.y + n.height + 40.0)
-                .fold(0.0, f64::max)
-                .min(diagram.height)
+            diagram.height_showing(shown)
         } else {
             diagram.height
         };
@@ -286,17 +280,11 @@ fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
         "M {:.1} {:.1} Q {:.1} {:.1} {:.1} {:.1}",
         start.0, start.1, control.0, control.1, end.0, end.1
     );
-    // The label sits beside the curve's midpoint.
+    // The label sits beside the curve's midpoint (placed by the model, which
+    // tests that no label covers a box or another label).
     let (mx, my) = Diagram::point_on(&[start, control, end], 0.5);
     let vertical = (end.0 - start.0).abs() < 1.0;
-    let (lx, ly, anchor) = if vertical {
-        (mx + 8.0, my, "start")
-    } else if edge.bend > 0.0 {
-        // A curve bowing below its line gets its label underneath.
-        (mx, my + 18.0, "middle")
-    } else {
-        (mx, my - 8.0, "middle")
-    };
+    let (lx, ly, anchor) = diagram.label_place(&edge)?;
     let label = edge.label.clone();
     // After a herd: how many of its requests went along this edge.
     let herd_count = {
