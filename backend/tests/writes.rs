@@ -87,9 +87,12 @@ async fn ttl_only_serves_the_old_value_until_the_ttl_runs_out() {
     );
 
     let mut redis = t.redis();
-    while redis.exists::<_, bool>("cache:default:user:11").unwrap() {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "the cached copy expires with its 2 s TTL",
+        std::time::Duration::from_secs(15),
+        || !redis.exists::<_, bool>("cache:default:user:11").unwrap(),
+    )
+    .await;
     let fresh = t.read(Kind::Users, 11).await;
     assert_eq!(fresh.outcome, Outcome::Miss);
     assert_eq!(name_of(&fresh.record), "New Name");
