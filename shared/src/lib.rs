@@ -21,6 +21,7 @@
 //! - [`wire`]: the protocol's two encodings, JSON and the page's compact
 //!   binary form.
 
+pub mod decimal;
 pub mod diagram;
 pub mod entity;
 pub mod faults;

@@ -609,7 +609,9 @@ impl SandboxSettings {
                 "retry_inval" => s.retry_invalidations = flag(name, value)?,
                 "db_errors" => s.db_error_percent = number(name, value)?,
                 "delete_first" => s.delete_first = flag(name, value)?,
-                "beta" => s.early_refresh_beta = value.trim().parse().map_err(|_| bad(name, value))?,
+                "beta" => {
+                    s.early_refresh_beta = crate::decimal::parse(value).ok_or_else(|| bad(name, value))?;
+                }
                 _ => {}
             }
         }

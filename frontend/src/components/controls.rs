@@ -447,7 +447,7 @@ pub fn PlaybackControls() -> impl IntoView {
             <label class="speed">
                 "Speed "
                 <select on:change=move |ev| {
-                    let value = event_target_value(&ev).parse::<f64>().unwrap_or(1.0);
+                    let value = shared::decimal::parse(&event_target_value(&ev)).unwrap_or(1.0);
                     timeline.update(|t| t.set_speed(value));
                 }>
                     {SPEEDS

@@ -139,10 +139,7 @@ fn RelatedKeys() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let run = move |_| {
         let millis = |text: RwSignal<String>| {
-            text.get_untracked()
-                .trim()
-                .parse::<f64>()
-                .ok()
+            shared::decimal::parse(&text.get_untracked())
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .map(|s| (s * 1000.0).round() as u64)
         };

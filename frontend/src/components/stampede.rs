@@ -35,8 +35,8 @@ pub fn StampedePanel() -> impl IntoView {
                 )))
             }
         };
-        let beta = match beta_text.get_untracked().trim().parse::<f64>() {
-            Ok(b) if (0.1..=10.0).contains(&b) => b,
+        let beta = match shared::decimal::parse(&beta_text.get_untracked()) {
+            Some(b) if (0.1..=10.0).contains(&b) => b,
             _ => return error.set(Some("beta must be a number from 0.1 to 10".into())),
         };
         let jitter_percent = match jitter_text.get_untracked().trim().parse::<u64>() {

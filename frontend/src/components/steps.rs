@@ -130,7 +130,7 @@ pub fn StepList() -> impl IntoView {
                                 view! {
                                     <li class=row.class aria-current=row.current.then_some("step")>
                                         <span class="where">{row.title}</span>
-                                        <span class=format!("system {}", row.system.to_lowercase())>{row.system}</span>
+                                        <span class=format!("system {}", row.system.to_ascii_lowercase())>{row.system}</span>
                                         <code class="what">{row.text}</code>
                                         <span class="reply">{row.reply}</span>
                                         <span class="time">{row.time}</span>
