@@ -84,14 +84,14 @@ impl Flood {
     pub fn quantile_us(&self, share: f64) -> Option<u64> {
         let mut merged = Traffic::default();
         for traffic in &self.recent {
+            // Kept in order of bound as it is merged.
             for &(bound, n) in &traffic.histogram {
-                match merged.histogram.iter_mut().find(|(b, _)| *b == bound) {
-                    Some((_, known)) => *known += n,
-                    None => merged.histogram.push((bound, n)),
+                match merged.histogram.binary_search_by_key(&bound, |(b, _)| *b) {
+                    Ok(at) => merged.histogram[at].1 += n,
+                    Err(at) => merged.histogram.insert(at, (bound, n)),
                 }
             }
         }
-        merged.histogram.sort_unstable();
         merged.quantile_us(share)
     }
 }

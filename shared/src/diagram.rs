@@ -288,29 +288,27 @@ impl Diagram {
         const COLUMN_GAP: f64 = 90.0;
         let cell_w = self.nodes.iter().map(|n| n.width).fold(0.0, f64::max) + COLUMN_GAP;
         let cell_h = self.nodes.iter().map(|n| n.height).fold(0.0, f64::max) + GAP;
-        let mut flows: Vec<u8> = self.nodes.iter().map(|n| n.flow).collect();
-        flows.sort_unstable();
-        flows.dedup();
-        let mut nodes = Vec::new();
+        // Each flow (reads, writes) in turn, top to bottom. (No sorting in
+        // this file: each sort is kilobytes of the page's WebAssembly.)
+        let flows = (0..=u8::MAX).filter(|flow| self.nodes.iter().any(|n| n.flow == *flow));
+        // Node i stays node i; only its position changes.
+        let mut nodes = self.nodes.clone();
         let mut top = MARGIN;
         let mut columns_used = 0usize;
         for flow in flows {
-            let members: Vec<&Node> = self.nodes.iter().filter(|n| n.flow == flow).collect();
-            let columns = ranks(members.iter().map(|n| n.centre().1));
-            let rows = ranks(members.iter().map(|n| n.centre().0));
-            for n in members {
-                let (cx, cy) = n.centre();
-                nodes.push(Node {
-                    x: GUTTER + rank_of(&columns, cy) * cell_w,
-                    y: top + rank_of(&rows, cx) * cell_h,
-                    ..n.clone()
-                });
+            let members = || self.nodes.iter().filter(move |n| n.flow == flow);
+            let columns = ranks(members().map(|n| n.centre().1));
+            let rows = ranks(members().map(|n| n.centre().0));
+            for (node, original) in nodes.iter_mut().zip(&self.nodes) {
+                if original.flow == flow {
+                    let (cx, cy) = original.centre();
+                    node.x = GUTTER + rank_of(&columns, cy) * cell_w;
+                    node.y = top + rank_of(&rows, cx) * cell_h;
+                }
             }
             top += rows.len() as f64 * cell_h;
             columns_used = columns_used.max(columns.len());
         }
-        // Keep the original order, so node i is still node i.
-        nodes.sort_by_key(|n| self.nodes.iter().position(|o| o.id == n.id));
         let mut narrow = Diagram {
             width: GUTTER + columns_used as f64 * cell_w - COLUMN_GAP + MARGIN,
             height: top - GAP + MARGIN,
@@ -608,15 +606,16 @@ impl Diagram {
     }
 }
 
-/// The distinct values (within one unit), sorted.
+/// The distinct values (within one unit), in ascending order (each put in
+/// its place as it comes: a handful of values).
 fn ranks(values: impl Iterator<Item = f64>) -> Vec<f64> {
     let mut distinct: Vec<f64> = Vec::new();
     for v in values {
         if !distinct.iter().any(|d| (d - v).abs() < 1.0) {
-            distinct.push(v);
+            let at = distinct.iter().position(|d| *d > v).unwrap_or(distinct.len());
+            distinct.insert(at, v);
         }
     }
-    distinct.sort_by(f64::total_cmp);
     distinct
 }
 

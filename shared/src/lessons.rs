@@ -531,14 +531,11 @@ impl Progress {
             let (lesson, step) = key.split_once(':')?;
             Position::from_query(lesson, Some(step)).filter(|p| p.key() == key)
         };
-        let mut done: Vec<String> = text
-            .split_whitespace()
-            .filter(|key| known(key).is_some())
-            .map(str::to_string)
-            .collect();
-        done.sort();
-        done.dedup();
-        Progress { done }
+        let mut progress = Progress { done: Vec::new() };
+        for key in text.split_whitespace().filter(|key| known(key).is_some()) {
+            progress.insert(key.to_string());
+        }
+        progress
     }
 
     pub fn encode(&self) -> String {
@@ -546,10 +543,13 @@ impl Progress {
     }
 
     pub fn mark(&mut self, at: Position) {
-        let key = at.key();
-        if !self.done.contains(&key) {
-            self.done.push(key);
-            self.done.sort();
+        self.insert(at.key());
+    }
+
+    /// Puts `key` in its place in the sorted list, once.
+    fn insert(&mut self, key: String) {
+        if let Err(at) = self.done.binary_search(&key) {
+            self.done.insert(at, key);
         }
     }
 
