@@ -1,28 +1,46 @@
 //! How the UI shows times, ratios and commands. Plain functions, tested
-//! natively.
+//! natively. Numbers are written with integer arithmetic or
+//! [`shared::decimal::fixed`], never `f64`'s `Display` (see there why).
+
+use shared::decimal::fixed;
+
+/// `n / d` rounded half up, for counts that fit `u64` many times over.
+fn div_round(n: u64, d: u64) -> u64 {
+    (n + d / 2) / d
+}
+
+/// `hundredths` as `1.24`.
+fn two_places(hundredths: u64) -> String {
+    format!("{}.{:02}", hundredths / 100, hundredths % 100)
+}
+
+/// `tenths` as `101.3`.
+fn one_place(tenths: u64) -> String {
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
 
 /// A duration in microseconds, in the unit a person reads most easily:
 /// `850 µs`, `1.24 ms`, `101.3 ms`, `2.50 s`.
 pub fn micros(us: u64) -> String {
     match us {
         0..=999 => format!("{us} µs"),
-        1_000..=9_999 => format!("{:.2} ms", us as f64 / 1_000.0),
-        10_000..=999_999 => format!("{:.1} ms", us as f64 / 1_000.0),
-        _ => format!("{:.2} s", us as f64 / 1_000_000.0),
+        1_000..=9_999 => format!("{} ms", two_places(div_round(us, 10))),
+        10_000..=999_999 => format!("{} ms", one_place(div_round(us, 100))),
+        _ => format!("{} s", two_places(div_round(us, 10_000))),
     }
 }
 
 /// A ratio from 0 to 1 as a percentage with one decimal.
 pub fn percent(ratio: f64) -> String {
-    format!("{:.1}%", ratio * 100.0)
+    format!("{}%", fixed(ratio * 100.0, 1))
 }
 
 /// A size in bytes, in KB up to a MB and in MB above (1,024 each).
 pub fn bytes(n: u64) -> String {
     if n >= 1 << 20 {
-        format!("{:.1} MB", n as f64 / f64::from(1 << 20))
+        format!("{} MB", one_place(div_round(n.saturating_mul(10), 1 << 20)))
     } else {
-        format!("{:.0} KB", n as f64 / 1024.0)
+        format!("{} KB", div_round(n, 1024))
     }
 }
 
@@ -31,11 +49,10 @@ pub fn speedup(slow_us: u64, fast_us: u64) -> Option<String> {
     if fast_us == 0 || slow_us == 0 {
         return None;
     }
-    let factor = slow_us as f64 / fast_us as f64;
-    Some(if factor >= 10.0 {
-        format!("×{factor:.0}")
+    Some(if slow_us >= fast_us.saturating_mul(10) {
+        format!("×{}", div_round(slow_us, fast_us))
     } else {
-        format!("×{factor:.1}")
+        format!("×{}", one_place(div_round(slow_us * 10, fast_us)))
     })
 }
 
@@ -72,7 +89,7 @@ pub fn sealed_phone(trace: &shared::Trace) -> Option<String> {
 
 /// A speed factor as shown on its button: `0.25×`, `1×`, `4×`.
 pub fn speed(factor: f64) -> String {
-    format!("{factor}×")
+    format!("{}×", shared::decimal::trimmed(factor, 2))
 }
 
 #[cfg(test)]
@@ -86,6 +103,16 @@ mod tests {
         assert_eq!(micros(1_240), "1.24 ms");
         assert_eq!(micros(101_300), "101.3 ms");
         assert_eq!(micros(2_500_000), "2.50 s");
+        assert_eq!(micros(9_999), "10.00 ms", "rounded, as the unit says");
+        assert_eq!(micros(999_960), "1000.0 ms");
+    }
+
+    #[test]
+    fn sizes_in_kilobytes_and_megabytes() {
+        assert_eq!(bytes(0), "0 KB");
+        assert_eq!(bytes(1_536), "2 KB");
+        assert_eq!(bytes(1 << 20), "1.0 MB");
+        assert_eq!(bytes(5 * (1 << 20) / 2), "2.5 MB");
     }
 
     #[test]
@@ -93,6 +120,8 @@ mod tests {
         assert_eq!(percent(0.8), "80.0%");
         assert_eq!(speedup(101_000, 1_000).as_deref(), Some("×101"));
         assert_eq!(speedup(3_000, 2_000).as_deref(), Some("×1.5"));
+        assert_eq!(speedup(10_000, 1_000).as_deref(), Some("×10"));
+        assert_eq!(speedup(9_990, 1_000).as_deref(), Some("×10.0"));
         assert_eq!(speedup(0, 1), None);
     }
 

@@ -60,19 +60,19 @@ pub fn related_story(r: &RelatedResult) -> String {
     );
     if r.mismatched_ms > 0 {
         text.push_str(&format!(
-            "For about {:.1} s a reader saw one key changed and not the other (a new price with the old stock, or the reverse). ",
-            r.mismatched_ms as f64 / 1000.0
+            "For about {} s a reader saw one key changed and not the other (a new price with the old stock, or the reverse). ",
+            shared::decimal::fixed(r.mismatched_ms as f64 / 1000.0, 1)
         ));
     } else {
         text.push_str("Both keys showed the change together. ");
     }
     text.push_str(&format!(
-        "TTL spread {:.0} %{}",
-        r.spread * 100.0,
+        "TTL spread {} %{}",
+        shared::decimal::fixed(r.spread * 100.0, 0),
         if r.flagged {
             format!(
-                ": over {:.0} %, the alert for related keys. Give them one TTL, or cache them as one value.",
-                RelatedSpec::SPREAD_ALERT * 100.0
+                ": over {} %, the alert for related keys. Give them one TTL, or cache them as one value.",
+                shared::decimal::fixed(RelatedSpec::SPREAD_ALERT * 100.0, 0)
             )
         } else {
             ".".to_string()

@@ -1,4 +1,10 @@
-//! Decimal numbers typed into the page's forms ("1.5", "0.25", "-2").
+//! Decimal numbers typed into the page's forms ("1.5", "0.25", "-2"), and
+//! numbers the page writes with a fixed number of decimals.
+//!
+//! Both without the standard library's float code, which is large in the
+//! page's WebAssembly: [`fixed`] writes what `format!("{x:.1}")` would
+//! (without `f64`'s `Display`: its two formatting algorithms, their tables
+//! and big-number arithmetic, about 15 KB).
 //!
 //! The page reads a few such fields (a herd's XFetch beta, a skew, a TTL in
 //! seconds). `str::parse::<f64>` would bring the standard library's general
@@ -43,6 +49,47 @@ pub fn parse(text: &str) -> Option<f64> {
     Some(if negative { -magnitude } else { magnitude })
 }
 
+/// `value` with `decimals` digits after the point (at most 9), as
+/// `format!("{value:.decimals$}")` writes it for the page's numbers (while
+/// `value × 10^decimals` stays below about 10^12; above, its last digit may
+/// be one off), except at an exact half: this
+/// rounds half away from zero (`0.125` → `0.13`), the standard library to
+/// even on the binary value (`0.12`); and a negative number that rounds to
+/// zero is written without its sign (`0.0`, not `-0.0`). `NaN`, `inf` and
+/// `-inf` as there.
+pub fn fixed(value: f64, decimals: u32) -> String {
+    if value.is_nan() {
+        return "NaN".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let decimals = decimals.min(9);
+    let scale = 10u64.pow(decimals);
+    let scaled = (value.abs() * scale as f64).round();
+    // `scaled` is a whole number, so the conversion is exact up to 2^64;
+    // beyond that (far beyond anything the page shows) it saturates.
+    let scaled = scaled as u64;
+    let sign = if value < 0.0 && scaled != 0 { "-" } else { "" };
+    let (whole, fraction) = (scaled / scale, scaled % scale);
+    if decimals == 0 {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction:0width$}", width = decimals as usize)
+    }
+}
+
+/// [`fixed`] without the trailing zeros (and without a trailing point):
+/// `0.25`, `1`, `2.5`.
+pub fn trimmed(value: f64, decimals: u32) -> String {
+    let text = fixed(value, decimals);
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,9 +97,27 @@ mod tests {
     #[test]
     fn reads_what_the_forms_hold_as_str_parse_does() {
         for text in [
-            "0", "1", "1.0", "0.1", "0.25", "2.5", "10", " 4 ", "-2", "+3", "1.", ".5", "0.30",
-            "123456789012345", "0.00000000000001", "99999.9999999999", "0.1234567890123",
-            "7.7", "1.15", "3.3333", "-0.0",
+            "0",
+            "1",
+            "1.0",
+            "0.1",
+            "0.25",
+            "2.5",
+            "10",
+            " 4 ",
+            "-2",
+            "+3",
+            "1.",
+            ".5",
+            "0.30",
+            "123456789012345",
+            "0.00000000000001",
+            "99999.9999999999",
+            "0.1234567890123",
+            "7.7",
+            "1.15",
+            "3.3333",
+            "-0.0",
         ] {
             let expected: f64 = text.trim().parse().unwrap();
             let got = parse(text).unwrap_or_else(|| panic!("{text:?} refused"));
@@ -83,10 +148,75 @@ mod tests {
     #[test]
     fn refuses_anything_but_a_plain_decimal() {
         for text in [
-            "", " ", "-", "+", ".", "1e3", "inf", "NaN", "1,5", "1.2.3", "0x10", "--1", "1 2",
-            "1234567890123456", "٣",
+            "",
+            " ",
+            "-",
+            "+",
+            ".",
+            "1e3",
+            "inf",
+            "NaN",
+            "1,5",
+            "1.2.3",
+            "0x10",
+            "--1",
+            "1 2",
+            "1234567890123456",
+            "٣",
         ] {
             assert_eq!(parse(text), None, "{text:?}");
         }
+    }
+
+    /// Away from exact halves, the same text as `format!` (which the page
+    /// no longer calls): a spread of values, each to 0 to 3 decimals.
+    #[test]
+    fn fixed_writes_what_format_writes() {
+        let mut checked = 0;
+        let mut magnitude = 0.000_731_f64;
+        while magnitude < 1.0e6 {
+            for value in [magnitude, -magnitude] {
+                for decimals in 0..=3u32 {
+                    let scaled = value.abs() * 10f64.powi(decimals as i32);
+                    if (scaled - scaled.trunc() - 0.5).abs() < 1e-6 {
+                        continue; // an exact half: the documented difference
+                    }
+                    let expected = format!("{value:.prec$}", prec = decimals as usize);
+                    // A negative that rounds to zero is written "0" here, "-0" there.
+                    let zero = expected
+                        .trim_start_matches('-')
+                        .bytes()
+                        .all(|b| b == b'0' || b == b'.');
+                    let expected = if zero {
+                        expected.trim_start_matches('-').to_string()
+                    } else {
+                        expected
+                    };
+                    assert_eq!(fixed(value, decimals), expected, "{value} to {decimals}");
+                    checked += 1;
+                }
+            }
+            magnitude = magnitude * 1.37 + 0.0173;
+        }
+        for (value, decimals) in [(0.0, 1), (101.3, 1), (0.8 * 100.0, 1), (-2.26, 1)] {
+            assert_eq!(
+                fixed(value, decimals),
+                format!("{value:.prec$}", prec = decimals as usize)
+            );
+        }
+        assert_eq!(fixed(-0.04, 1), "0.0", "no sign on a zero");
+        assert!(checked > 100, "{checked}");
+        assert_eq!(fixed(f64::NAN, 1), "NaN");
+        assert_eq!(fixed(f64::INFINITY, 2), "inf");
+        assert_eq!(fixed(0.125, 2), "0.13", "a half rounds away from zero");
+    }
+
+    #[test]
+    fn trimmed_drops_trailing_zeros() {
+        assert_eq!(trimmed(0.25, 2), "0.25");
+        assert_eq!(trimmed(1.0, 2), "1");
+        assert_eq!(trimmed(2.5, 2), "2.5");
+        assert_eq!(trimmed(10.0, 2), "10");
+        assert_eq!(trimmed(0.0, 2), "0");
     }
 }

@@ -495,9 +495,9 @@ impl SandboxSettings {
         if !(Self::BETA.0..=Self::BETA.1).contains(&self.early_refresh_beta) {
             return Err(InputError::BadSetting(format!(
                 "early_refresh_beta must be from {} to {}, not {}",
-                Self::BETA.0,
-                Self::BETA.1,
-                self.early_refresh_beta
+                crate::decimal::trimmed(Self::BETA.0, 9),
+                crate::decimal::trimmed(Self::BETA.1, 9),
+                crate::decimal::trimmed(self.early_refresh_beta, 9)
             )));
         }
         Ok(())
@@ -525,7 +525,8 @@ impl SandboxSettings {
             self.near_ttl_secs,
             self.ttl_jitter_percent,
             self.stampede.name(),
-            self.early_refresh_beta,
+            // Nine decimals at most, read back by `decimal::parse`.
+            crate::decimal::trimmed(self.early_refresh_beta, 9),
             self.value_encoding.name(),
             self.compress_above_bytes,
             self.value_padding_bytes,

@@ -452,7 +452,7 @@ pub fn PlaybackControls() -> impl IntoView {
                 }>
                     {SPEEDS
                         .into_iter()
-                        .map(|s| view! { <option value=s.to_string() selected=s == 1.0>{format::speed(s)}</option> })
+                        .map(|s| view! { <option value=shared::decimal::trimmed(s, 2) selected=s == 1.0>{format::speed(s)}</option> })
                         .collect_view()}
                 </select>
             </label>

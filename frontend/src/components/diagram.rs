@@ -230,13 +230,13 @@ pub fn DiagramView() -> impl IntoView {
                     .map(|curve| Diagram::point_on(&curve, frame.progress))
                     .unwrap_or_else(|| (to.x + to.width / 2.0, to.y));
                 let system = system_class(to.system);
-                Some(view! { <circle class=format!("token {system}") cx=x cy=y r="9" data-testid="token"/> })
+                Some(view! { <circle class=format!("token {system}") cx=num(x) cy=num(y) r="9" data-testid="token"/> })
             })
         };
         view! {
             <svg
                 class="diagram"
-                viewBox=format!("0 0 {} {}", diagram.width, height + 30.0)
+                viewBox=format!("0 0 {} {}", num(diagram.width), num(height + 30.0))
                 role="img"
                 aria-label=move || label.get()
                 data-testid="diagram"
@@ -249,7 +249,7 @@ pub fn DiagramView() -> impl IntoView {
                         <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead lit"/>
                     </marker>
                 </defs>
-                <g class="legend" transform=format!("translate(20 {})", height + 10.0)>
+                <g class="legend" transform=format!("translate(20 {})", num(height + 10.0))>
                     <rect class="swatch app" x="0" y="-10" width="14" height="14" rx="3"/>
                     <text x="20" y="2">"application"</text>
                     <rect class="swatch redis" x="120" y="-10" width="14" height="14" rx="3"/>
@@ -273,12 +273,23 @@ fn system_class(system: System) -> &'static str {
     }
 }
 
+/// A coordinate as an SVG attribute: to a tenth of a unit, without
+/// `f64`'s `Display` (see `shared::decimal`).
+fn num(value: f64) -> String {
+    shared::decimal::trimmed(value, 1)
+}
+
 fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
     let curve = diagram.edge_curve(&edge);
     let [start, control, end] = curve?;
     let d = format!(
-        "M {:.1} {:.1} Q {:.1} {:.1} {:.1} {:.1}",
-        start.0, start.1, control.0, control.1, end.0, end.1
+        "M {} {} Q {} {} {} {}",
+        num(start.0),
+        num(start.1),
+        num(control.0),
+        num(control.1),
+        num(end.0),
+        num(end.1)
     );
     // The label sits beside the curve's midpoint (placed by the model, which
     // tests that no label covers a box or another label).
@@ -332,8 +343,8 @@ fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
             if off() { format!("{base} off") } else { base.to_string() }
         } data-edge=format!("{}->{}", edge.from, edge.to)>
             <path d=d marker-end=move || if lit2() { "url(#arrow-lit)" } else { "url(#arrow)" }/>
-            <text x=lx y=ly text-anchor=anchor class="edge-label">{label}</text>
-            <text x=cx y=cy text-anchor=count_anchor class="herd-count" data-testid="herd-count">
+            <text x=num(lx) y=num(ly) text-anchor=anchor class="edge-label">{label}</text>
+            <text x=num(cx) y=num(cy) text-anchor=count_anchor class="herd-count" data-testid="herd-count">
                 {move || herd_count2().map(|n| format!("×{n}"))}
             </text>
         </g>
@@ -410,16 +421,16 @@ fn node_view(state: AppState, diagram: Diagram, node: Node, spotlight: Memo<Stri
     };
     let (cx, _) = node.centre();
     let rx = if node.shape == NodeShape::Terminal {
-        30.0
+        "30"
     } else {
-        8.0
+        "8"
     };
     view! {
         <g class=class data-node=id.to_string()>
-            <rect x=node.x y=node.y width=node.width height=node.height rx=rx/>
-            <text x=cx y=node.y + 25.0 text-anchor="middle" class="node-title">{node.title.clone()}</text>
-            <text x=cx y=node.y + 46.0 text-anchor="middle" class="node-detail">{detail}</text>
-            <text x=cx y=node.y + 67.0 text-anchor="middle" class="node-time">{time}</text>
+            <rect x=num(node.x) y=num(node.y) width=num(node.width) height=num(node.height) rx=rx/>
+            <text x=num(cx) y=num(node.y + 25.0) text-anchor="middle" class="node-title">{node.title.clone()}</text>
+            <text x=num(cx) y=num(node.y + 46.0) text-anchor="middle" class="node-detail">{detail}</text>
+            <text x=num(cx) y=num(node.y + 67.0) text-anchor="middle" class="node-time">{time}</text>
         </g>
     }
 }

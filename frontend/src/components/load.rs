@@ -36,8 +36,7 @@ pub fn LoadPanel() -> impl IntoView {
             per_second: whole("operations per second", per_second)?,
             write_percent: whole("writes %", write_percent)?,
             keys: whole("keys", keys)?,
-            skew: shared::decimal::parse(&skew.get())
-                .ok_or_else(|| "skew must be a number".to_string())?,
+            skew: shared::decimal::parse(&skew.get()).ok_or_else(|| "skew must be a number".to_string())?,
             seconds: whole("seconds", seconds)?,
             seed: whole("seed", seed)?,
         };

@@ -75,8 +75,7 @@ pub fn MemoryPanel() -> impl IntoView {
             value_bytes: whole("value size", value_bytes)?,
             with_ttl: with_ttl.get(),
             reads: whole("reads", reads)?,
-            skew: shared::decimal::parse(&skew.get())
-                .ok_or_else(|| "skew must be a number".to_string())?,
+            skew: shared::decimal::parse(&skew.get()).ok_or_else(|| "skew must be a number".to_string())?,
             seed: whole("seed", seed)?,
             drift: drift.get(),
         };

@@ -132,17 +132,13 @@ pub fn App() -> impl IntoView {
                     <DiagramView/>
                     <StepList/>
                 </section>
-                {move || shows_lab(Panel::Divergence).then(|| lab_panel("Cache vs database", divergence_panel()))}
-                {move || shows_lab(Panel::Race).then(|| lab_panel("The stale-set race", race_panel()))}
-                {move || shows_lab(Panel::Stampede).then(|| lab_panel("Cache stampede", stampede_panel()))}
-                {move || shows_lab(Panel::Patterns).then(|| lab_panel("Caching patterns compared", patterns_panel()))}
-                {move || shows_lab(Panel::Load).then(|| lab_panel("Steady load", load_panel()))}
-                {move || shows_lab(Panel::Keys).then(|| lab_panel("Keys in Redis", keys_panel()))}
-                {move || shows_lab(Panel::Redis).then(|| lab_panel("Redis itself", redis_panel()))}
-                {move || shows_lab(Panel::Diagnose).then(|| lab_panel("Diagnostics", diagnose_panel()))}
-                {move || shows_lab(Panel::Memory).then(|| lab_panel("Memory and eviction", memory_panel()))}
-                {move || shows_lab(Panel::Serialization).then(|| lab_panel("Serialization", serialization_panel()))}
-                {move || shows_lab(Panel::Faults).then(|| lab_panel("Faults", faults_panel()))}
+                // One closure type for all eleven (a table, not eleven
+                // closures): each distinct closure would instantiate the
+                // renderer's generic code again.
+                {LAB_PANELS
+                    .iter()
+                    .map(|&(kind, title, load)| move || shows_lab(kind).then(|| lab_panel(title, load())))
+                    .collect_view()}
             </div>
             // The narration sits beside the diagram it talks about (above
             // it on a narrow screen).
@@ -188,8 +184,8 @@ fn LinkBadge() -> impl IntoView {
             None => "Live".to_string(),
         },
         Link::Lost { retry_in_ms, .. } => format!(
-            "Connection lost · retrying in {:.1} s",
-            retry_in_ms as f64 / 1000.0
+            "Connection lost · retrying in {} s",
+            shared::decimal::fixed(retry_in_ms as f64 / 1000.0, 1)
         ),
         Link::Incompatible { server } if server > shared::PROTOCOL_VERSION => {
             format!("Back end speaks protocol v{server}: reload the page")
@@ -345,10 +341,7 @@ fn keyboard_shortcuts(state: AppState) {
 /// is shown. A lesson page (or an embed of one) then loads the one panel
 /// its step uses, not all eleven. A module that cannot be fetched leaves a
 /// card saying so; the rest of the page works on.
-fn lab_panel(
-    title: &'static str,
-    panel: impl std::future::Future<Output = Result<AnyView, SplitLoaderError>> + Send + 'static,
-) -> impl IntoView {
+fn lab_panel(title: &'static str, panel: PanelFuture) -> impl IntoView {
     let loaded = async move {
         panel.await.unwrap_or_else(|_| {
             view! {
@@ -379,13 +372,27 @@ fn lab_panel(
 /// name() -> Result<AnyView, SplitLoaderError>`, whose first call fetches
 /// the module holding the panel's code (the splitter names the module
 /// after `name`).
+/// A lab panel's code on its way: its split point's future, boxed, so that
+/// every panel goes through one instantiation of [`lab_panel`].
+type PanelFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AnyView, SplitLoaderError>> + Send>>;
+
+/// One split point per lab panel: `name => Component (Panel, "title")`
+/// makes `async fn name() -> Result<AnyView, SplitLoaderError>`, whose first
+/// call fetches the module holding the panel's code (the splitter names the
+/// module after `name`), and lists it in `LAB_PANELS`, in page order.
 macro_rules! split_panels {
-    ($($name:ident => $panel:ident),* $(,)?) => {$(
-        #[wasm_split($name, fallible, wasm_split_path = leptos::wasm_split)]
-        fn $name() -> Result<AnyView, SplitLoaderError> {
-            Ok(view! { <$panel/> }.into_any())
-        }
-    )*};
+    ($($name:ident => $panel:ident ($kind:ident, $title:literal)),* $(,)?) => {
+        $(
+            #[wasm_split($name, fallible, wasm_split_path = leptos::wasm_split)]
+            fn $name() -> Result<AnyView, SplitLoaderError> {
+                Ok(view! { <$panel/> }.into_any())
+            }
+        )*
+        /// Every lab panel: which it is, its title, and its code to fetch.
+        const LAB_PANELS: &[(Panel, &str, fn() -> PanelFuture)] =
+            &[$((Panel::$kind, $title, || Box::pin($name()))),*];
+    };
 }
 
 use diagnose::DiagnosePanel;
@@ -397,15 +404,15 @@ use redis::RedisPanel;
 use serialization::SerializationPanel;
 
 split_panels! {
-    divergence_panel => DivergencePanel,
-    race_panel => RacePanel,
-    stampede_panel => StampedePanel,
-    patterns_panel => PatternsPanel,
-    load_panel => LoadPanel,
-    keys_panel => KeysPanel,
-    redis_panel => RedisPanel,
-    diagnose_panel => DiagnosePanel,
-    memory_panel => MemoryPanel,
-    serialization_panel => SerializationPanel,
-    faults_panel => FaultsPanel,
+    divergence_panel => DivergencePanel(Divergence, "Cache vs database"),
+    race_panel => RacePanel(Race, "The stale-set race"),
+    stampede_panel => StampedePanel(Stampede, "Cache stampede"),
+    patterns_panel => PatternsPanel(Patterns, "Caching patterns compared"),
+    load_panel => LoadPanel(Load, "Steady load"),
+    keys_panel => KeysPanel(Keys, "Keys in Redis"),
+    redis_panel => RedisPanel(Redis, "Redis itself"),
+    diagnose_panel => DiagnosePanel(Diagnose, "Diagnostics"),
+    memory_panel => MemoryPanel(Memory, "Memory and eviction"),
+    serialization_panel => SerializationPanel(Serialization, "Serialization"),
+    faults_panel => FaultsPanel(Faults, "Faults"),
 }

@@ -26,7 +26,7 @@ pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView
             <div class="ratio">
                 <span>"hit ratio "<strong>{move || ratio().map(format::percent).unwrap_or_else(|| "–".into())}</strong></span>
                 <span class="bar" aria-hidden="true">
-                    <span class="fill" style=move || format!("width: {:.1}%", ratio().unwrap_or(0.0) * 100.0)></span>
+                    <span class="fill" style=move || format!("width: {}%", shared::decimal::fixed(ratio().unwrap_or(0.0) * 100.0, 1))></span>
                 </span>
             </div>
             <dl class="latency">
@@ -60,8 +60,8 @@ pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView
                     let flood = state.flood.with(|f| {
                         let rate = f.per_second()?;
                         Some(format!(
-                            " Latest flood: {:.0} reads/s, p50 under {}, p99 under {}; the arrows count its reads.",
-                            rate,
+                            " Latest flood: {} reads/s, p50 under {}, p99 under {}; the arrows count its reads.",
+                            shared::decimal::fixed(rate, 0),
                             format::micros(f.quantile_us(0.5)?),
                             format::micros(f.quantile_us(0.99)?)
                         ))
