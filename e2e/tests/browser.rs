@@ -122,12 +122,25 @@ async fn reading_a_user_twice_shows_a_miss_then_a_hit() {
     wait_for_active(&client, "return_loaded").await;
     assert!(node_class(&client, "store_in_cache").await.contains("visited"));
 
+    // The boot script of index.html ran under the back end's CSP (allowed
+    // by its hash): blocked, it would leave a failure to start unreported.
+    assert_eq!(
+        client
+            .execute("return typeof window.playgroundBootFailed;", vec![])
+            .await
+            .unwrap(),
+        serde_json::json!("function")
+    );
+
     // On a phone-sized screen the page must not scroll sideways, even with
-    // the longest sandbox name in its badge (hosted names are 27 letters).
+    // the longest sandbox name (no hyphen to break at, as hosted names)
+    // in its badge and in the commands of a read.
     let narrow = driver.browser(390, 900).await;
-    let longest = "e2e-narrow".repeat(4);
+    let longest = "e2enarrow0".repeat(4);
     assert_eq!(longest.len(), shared::SandboxId::MAX_LEN);
     open(&narrow, &server, &longest).await;
+    read_id(&narrow, "7").await;
+    wait_for_log(&narrow, &["miss"]).await;
     let overflow = narrow
         .execute(
             "return document.documentElement.scrollWidth - window.innerWidth;",

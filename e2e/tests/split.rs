@@ -225,14 +225,14 @@ async fn a_lab_panel_keeps_what_the_learner_typed_across_a_reconnect() {
 /// Serves the files of `dir` as a static host that does not know `.wasm`
 /// would (an S3 bucket by default): `application/octet-stream`.
 async fn plain_static_host(dir: std::path::PathBuf) -> std::net::SocketAddr {
-    static_host_serving(dir, |_, body| body).await
+    static_host_serving(dir, |_, body| Some(body)).await
 }
 
 /// Like [`plain_static_host`], each file's bytes passed through `alter`
-/// (given the file's name) on their way out.
+/// (given the file's name) on their way out; `None` answers 404.
 async fn static_host_serving(
     dir: std::path::PathBuf,
-    alter: fn(&str, Vec<u8>) -> Vec<u8>,
+    alter: fn(&str, Vec<u8>) -> Option<Vec<u8>>,
 ) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -247,9 +247,13 @@ async fn static_host_serving(
                 let path = request.split_whitespace().nth(1).unwrap_or("/");
                 let path = path.split('?').next().unwrap_or("/").trim_start_matches('/');
                 let name = if path.is_empty() { "index.html" } else { path };
-                let (status, body) = match std::fs::read(dir.join(name)) {
-                    Ok(body) if !name.contains("..") => ("200 OK", alter(name, body)),
-                    _ => ("404 Not Found", Vec::new()),
+                let body = std::fs::read(dir.join(name))
+                    .ok()
+                    .filter(|_| !name.contains(".."))
+                    .and_then(|body| alter(name, body));
+                let (status, body) = match body {
+                    Some(body) => ("200 OK", body),
+                    None => ("404 Not Found", Vec::new()),
                 };
                 let kind = match name.rsplit('.').next() {
                     Some("html") => "text/html; charset=utf-8",
@@ -296,36 +300,48 @@ async fn panels_load_from_a_host_that_sends_wasm_as_plain_bytes() {
     client.close().await.unwrap();
 }
 
-/// A page whose main WebAssembly cannot start (a damaged or blocked
-/// download, a browser without WebAssembly) says so where it said it was
-/// loading, instead of staying blank.
+/// A page whose WebAssembly cannot start (a damaged or blocked download, a
+/// browser without WebAssembly) says so where it said it was loading,
+/// instead of staying blank.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_whose_webassembly_cannot_start_says_so() {
     // The main module cut short, as a broken download would leave it.
-    let host = static_host_serving(e2e::dist_dir(), |name, mut body| {
+    let damaged = static_host_serving(e2e::dist_dir(), |name, mut body| {
         if name.starts_with("frontend-") && name.ends_with("_bg.wasm") {
             body.truncate(64);
         }
-        body
+        Some(body)
+    })
+    .await;
+    // The page's script missing (a 404, or blocked on the way): its import
+    // fails before any of the page's code runs.
+    let missing = static_host_serving(e2e::dist_dir(), |name, body| {
+        (!(name.starts_with("frontend-") && name.ends_with(".js"))).then_some(body)
     })
     .await;
     let driver = Driver::start();
     let client = driver.browser(1280, 800).await;
-    client.goto(&format!("http://{host}/")).await.unwrap();
-    let note = wait_for(
-        &client,
-        "the loading note to say the start failed",
-        WAIT,
-        || async { text_of(&client, "#boot.failed").await },
-    )
-    .await;
-    assert!(note.starts_with("The playground could not start: "), "{note}");
-    assert!(note.contains("Reload the page"), "{note}");
-    assert_eq!(
-        attr_of(&client, "#boot", "role").await.as_deref(),
-        Some("alert"),
-        "a screen reader announces the failure"
-    );
+    for (host, reason) in [
+        (damaged, "WebAssembly"),
+        (missing, "its code could not be downloaded"),
+    ] {
+        client.goto(&format!("http://{host}/")).await.unwrap();
+        let note = wait_for(
+            &client,
+            "the loading note to say the start failed",
+            WAIT,
+            || async { text_of(&client, "#boot.failed").await },
+        )
+        .await;
+        assert!(note.starts_with("The playground could not start: "), "{note}");
+        assert!(note.contains(reason), "{note}");
+        assert!(note.contains("Reload the page"), "{note}");
+        assert_eq!(
+            attr_of(&client, "#boot", "role").await.as_deref(),
+            Some("alert"),
+            "a screen reader announces the failure"
+        );
+    }
     review_screenshot(&client, "boot-failed", "body").await;
     client.close().await.unwrap();
 }

@@ -4,9 +4,9 @@
 
 use shared::decimal::fixed;
 
-/// `n / d` rounded half up, for counts that fit `u64` many times over.
+/// `n / d` rounded half up (without overflow, even near `u64::MAX`).
 fn div_round(n: u64, d: u64) -> u64 {
-    (n + d / 2) / d
+    n / d + u64::from(n % d >= d - d / 2)
 }
 
 /// `hundredths` as `1.24`.
@@ -52,7 +52,7 @@ pub fn speedup(slow_us: u64, fast_us: u64) -> Option<String> {
     Some(if slow_us >= fast_us.saturating_mul(10) {
         format!("×{}", div_round(slow_us, fast_us))
     } else {
-        format!("×{}", one_place(div_round(slow_us * 10, fast_us)))
+        format!("×{}", one_place(div_round(slow_us.saturating_mul(10), fast_us)))
     })
 }
 
@@ -113,6 +113,11 @@ mod tests {
         assert_eq!(bytes(1_536), "2 KB");
         assert_eq!(bytes(1 << 20), "1.0 MB");
         assert_eq!(bytes(5 * (1 << 20) / 2), "2.5 MB");
+        // No overflow at the far end: rounded, not wrapped to zero.
+        assert_eq!(micros(u64::MAX), "18446744073709.55 s");
+        assert!(bytes(u64::MAX).ends_with(" MB"));
+        assert_eq!(div_round(u64::MAX, 2), 1 << 63);
+        assert_eq!((div_round(5, 10), div_round(4, 10), div_round(15, 10)), (1, 0, 2));
     }
 
     #[test]

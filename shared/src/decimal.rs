@@ -33,9 +33,14 @@ pub fn parse(text: &str) -> Option<f64> {
         Some((whole, fraction)) => (whole, fraction),
         None => (unsigned, ""),
     };
-    let digits = whole.len() + fraction.len();
     let all_digits = whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit());
-    if digits == 0 || digits > MAX_DIGITS || !all_digits {
+    if whole.len() + fraction.len() == 0 || !all_digits {
+        return None;
+    }
+    // Zeros before the number and after its last decimal change nothing:
+    // they do not count against the limit.
+    let (whole, fraction) = (whole.trim_start_matches('0'), fraction.trim_end_matches('0'));
+    if whole.len() + fraction.len() > MAX_DIGITS {
         return None;
     }
     // Every digit of both parts as one integer: below 10^15 < 2^53, exact.
@@ -49,14 +54,18 @@ pub fn parse(text: &str) -> Option<f64> {
     Some(if negative { -magnitude } else { magnitude })
 }
 
-/// `value` with `decimals` digits after the point (at most 9), as
-/// `format!("{value:.decimals$}")` writes it for the page's numbers (while
-/// `value × 10^decimals` stays below about 10^12; above, its last digit may
-/// be one off), except at an exact half: this
-/// rounds half away from zero (`0.125` → `0.13`), the standard library to
-/// even on the binary value (`0.12`); and a negative number that rounds to
-/// zero is written without its sign (`0.0`, not `-0.0`). `NaN`, `inf` and
-/// `-inf` as there.
+/// `value` with `decimals` digits after the point (at most 15), as
+/// `format!("{value:.decimals$}")` writes it for the page's numbers, with
+/// these differences:
+/// - at a decimal half (`0.125` to two places, `0.15` to one) this rounds
+///   the decimal away from zero (`0.13`, `0.2`); the standard library
+///   rounds the binary value, which may lie on either side (`0.12`, `0.1`);
+/// - a negative number that rounds to zero is written without its sign
+///   (`0.0`, not `-0.0`);
+/// - exact while `value × 10^decimals` stays below 2^53 (9 × 10^15); above,
+///   the last digits may differ, and above 2^64 the number saturates.
+///
+/// `NaN`, `inf` and `-inf` as there.
 pub fn fixed(value: f64, decimals: u32) -> String {
     if value.is_nan() {
         return "NaN".into();
@@ -64,7 +73,7 @@ pub fn fixed(value: f64, decimals: u32) -> String {
     if value.is_infinite() {
         return if value > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    let decimals = decimals.min(9);
+    let decimals = decimals.min(15);
     let scale = 10u64.pow(decimals);
     let scaled = (value.abs() * scale as f64).round();
     // `scaled` is a whole number, so the conversion is exact up to 2^64;
@@ -118,6 +127,10 @@ mod tests {
             "1.15",
             "3.3333",
             "-0.0",
+            "0.1000000000000000",
+            "000000000000001.5",
+            "9.99999999999999",
+            "0.123456789012345",
         ] {
             let expected: f64 = text.trim().parse().unwrap();
             let got = parse(text).unwrap_or_else(|| panic!("{text:?} refused"));
@@ -125,8 +138,8 @@ mod tests {
         }
     }
 
-    /// Every decimal of up to 7 digits with the point anywhere (and some
-    /// longer ones): bit for bit the standard parser's answer.
+    /// Every number below 1,000 and a spread up to 7 digits, each with the
+    /// point at every place: bit for bit the standard parser's answer.
     #[test]
     fn agrees_with_str_parse_across_many_decimals() {
         let mut checked = 0;
@@ -162,6 +175,7 @@ mod tests {
             "--1",
             "1 2",
             "1234567890123456",
+            "0.1234567890123456",
             "٣",
         ] {
             assert_eq!(parse(text), None, "{text:?}");

@@ -220,6 +220,23 @@ impl Diagram {
         Some([start, control, end])
     }
 
+    /// Where the count of a herd's requests along an edge is written:
+    /// `(x, baseline y, text-anchor)`, across the curve from its label (left
+    /// of a vertical edge, above a curve whose label is under it, under the
+    /// others).
+    pub fn count_place(&self, edge: &Edge) -> Option<(f64, f64, &'static str)> {
+        let [start, control, end] = self.edge_curve(edge)?;
+        let (mx, my) = Diagram::point_on(&[start, control, end], 0.5);
+        let vertical = (end.0 - start.0).abs() < 1.0;
+        Some(if vertical {
+            (mx - 8.0, my + 5.0, "end")
+        } else if edge.bend > 0.0 {
+            (mx, my - 8.0, "middle")
+        } else {
+            (mx, my + 20.0, "middle")
+        })
+    }
+
     /// How far down the picture reaches when only the nodes `shown` accepts
     /// are drawn: their boxes with room for a label under the last row, and
     /// every curve between two of them, with the label or count the page
@@ -235,15 +252,16 @@ impl Diagram {
             .edges
             .iter()
             .filter(|e| shown(&e.from) && shown(&e.to))
-            .filter_map(|e| self.edge_curve(e))
-            .map(|curve| {
+            .filter_map(|e| {
+                let curve = self.edge_curve(e)?;
                 let lowest = (0..=20)
                     .map(|t| Diagram::point_on(&curve, f64::from(t) / 20.0).1)
                     .fold(0.0, f64::max);
-                // The text under a curve's middle sits about 20 units below
-                // it (frontend `edge_view`), and reaches 6 under its baseline.
-                let middle = Diagram::point_on(&curve, 0.5).1;
-                (lowest + 10.0).max(middle + 26.0)
+                // The label and the herd's count, whichever is lower, reach
+                // 6 units under their baseline.
+                let (_, label, _) = self.label_place(e)?;
+                let (_, count, _) = self.count_place(e)?;
+                Some((lowest + 10.0).max(label.max(count) + 6.0))
             });
         boxes.chain(curves).fold(0.0, f64::max)
     }
@@ -642,13 +660,33 @@ mod tests {
         a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
     }
 
+    /// The box a herd's count ("×200", 15-unit heavy text) covers beside
+    /// an edge.
+    fn count_box(d: &Diagram, e: &Edge) -> (f64, f64, f64, f64) {
+        let (x, y, anchor) = d.count_place(e).unwrap();
+        let width = 4.0 * 9.5;
+        let left = match anchor {
+            "middle" => x - width / 2.0,
+            "end" => x - width,
+            _ => x,
+        };
+        (left, y - 12.0, left + width, y + 3.0)
+    }
+
     /// In the wide layout and the narrow one, every edge's label can be
     /// read: it covers no box (boxes are drawn over the edges) and no
-    /// other label.
+    /// other label; and a herd's count is not written over its own edge's
+    /// label.
     #[test]
     fn no_label_covers_a_box_or_another_label() {
         let wide = Diagram::cache_aside_read();
         for (layout, d) in [("wide", wide.clone()), ("narrow", wide.transposed())] {
+            for e in &d.edges {
+                if !e.label.is_empty() {
+                    let (label, count) = (label_box(&d, e), count_box(&d, e));
+                    assert!(!overlap(label, count), "{layout}: the count over {:?}", e.label);
+                }
+            }
             let labelled: Vec<&Edge> = d.edges.iter().filter(|e| !e.label.is_empty()).collect();
             for (i, e) in labelled.iter().enumerate() {
                 let label = label_box(&d, e);

@@ -1780,8 +1780,10 @@ mod tests {
                         .fold(0.0, f64::max);
                     for edge in diagram.edges.iter().filter(|e| shown(&e.from) && shown(&e.to)) {
                         let curve = diagram.edge_curve(edge).unwrap();
-                        for t in 0..=20 {
-                            let (_, y) = crate::diagram::Diagram::point_on(&curve, f64::from(t) / 20.0);
+                        // Every point of the drawn curve (a finer sampling
+                        // than the crop's own).
+                        for t in 0..=100 {
+                            let (_, y) = crate::diagram::Diagram::point_on(&curve, f64::from(t) / 100.0);
                             assert!(
                                 y < height,
                                 "{}: {}: {edge:?} at {y} > {height}",
@@ -1792,8 +1794,16 @@ mod tests {
                                 cut_by_the_boxes_alone.push((lesson.id, edge.label.clone()));
                             }
                         }
-                        let (_, middle) = crate::diagram::Diagram::point_on(&curve, 0.5);
-                        assert!(middle + 26.0 <= height, "{}: {}: {edge:?}", lesson.id, step.title);
+                        // The label and the herd's count, to the bottom of
+                        // their letters (3 under the baseline, and a margin).
+                        let (_, label, _) = diagram.label_place(edge).unwrap();
+                        let (_, count, _) = diagram.count_place(edge).unwrap();
+                        assert!(
+                            label.max(count) + 4.0 <= height,
+                            "{}: {}: {edge:?}",
+                            lesson.id,
+                            step.title
+                        );
                     }
                 }
             }

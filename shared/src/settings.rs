@@ -250,6 +250,14 @@ fn default_beta() -> f64 {
     1.0
 }
 
+/// A valid beta (0.1 to 10) in an address: to its 15th significant digit,
+/// so that `decimal::parse` reads back the same `f64` for any beta a person
+/// typed (15 digits at most), without trailing zeros.
+fn beta_text(beta: f64) -> String {
+    let decimals = if beta.abs() >= 1.0 { 14 } else { 15 };
+    crate::decimal::trimmed(beta, decimals)
+}
+
 fn default_true() -> bool {
     true
 }
@@ -493,11 +501,17 @@ impl SandboxSettings {
         check("fail_safe_secs", self.fail_safe_secs, Self::FAIL_SAFE_SECS)?;
         check("db_error_percent", self.db_error_percent, (0, 100))?;
         if !(Self::BETA.0..=Self::BETA.1).contains(&self.early_refresh_beta) {
+            let beta = self.early_refresh_beta;
+            // The value itself when it reads well (not NaN, 1e300 or 1e-12).
+            let shown = if (1e-6..1e9).contains(&beta.abs()) {
+                format!(", not {}", crate::decimal::trimmed(beta, 6))
+            } else {
+                String::new()
+            };
             return Err(InputError::BadSetting(format!(
-                "early_refresh_beta must be from {} to {}, not {}",
-                crate::decimal::trimmed(Self::BETA.0, 9),
-                crate::decimal::trimmed(Self::BETA.1, 9),
-                crate::decimal::trimmed(self.early_refresh_beta, 9)
+                "early_refresh_beta must be from {} to {}{shown}",
+                crate::decimal::trimmed(Self::BETA.0, 6),
+                crate::decimal::trimmed(Self::BETA.1, 6),
             )));
         }
         Ok(())
@@ -525,8 +539,7 @@ impl SandboxSettings {
             self.near_ttl_secs,
             self.ttl_jitter_percent,
             self.stampede.name(),
-            // Nine decimals at most, read back by `decimal::parse`.
-            crate::decimal::trimmed(self.early_refresh_beta, 9),
+            beta_text(self.early_refresh_beta),
             self.value_encoding.name(),
             self.compress_above_bytes,
             self.value_padding_bytes,
@@ -771,6 +784,43 @@ mod query_tests {
             pairs(&query).into_iter().map(|(n, _)| n)
         ));
         assert!(!SandboxSettings::in_query(["lesson", "step", "theme"]));
+    }
+
+    /// A beta of up to 15 digits, as typed, comes back from the address
+    /// bit for bit; an exponent is refused by name, and an absurd value is
+    /// not printed back.
+    #[test]
+    fn beta_survives_the_address_and_bad_ones_are_named() {
+        for typed in [
+            "0.1",
+            "0.123456789012345",
+            "1",
+            "2.5",
+            "9.99999999999999",
+            "10",
+            "3.14159265358979",
+        ] {
+            let beta = crate::decimal::parse(typed).unwrap();
+            let chosen = SandboxSettings {
+                early_refresh_beta: beta,
+                ..SandboxSettings::default()
+            };
+            let back = SandboxSettings::default()
+                .with_query(pairs(&chosen.to_query()))
+                .unwrap();
+            assert_eq!(back.early_refresh_beta.to_bits(), beta.to_bits(), "{typed}");
+            assert!(chosen.to_query().contains(&format!("&beta={typed}&")), "{typed}");
+        }
+        let base = SandboxSettings::default();
+        let err = base.with_query([("beta", "1e-1")]).unwrap_err().to_string();
+        assert!(err.contains("beta=\"1e-1\""), "{err}");
+        let err = base.with_query([("beta", "11")]).unwrap_err().to_string();
+        assert!(err.ends_with("must be from 0.1 to 10, not 11"), "{err}");
+        let err = base
+            .with_query([("beta", "99999999999")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("must be from 0.1 to 10"), "{err}");
     }
 
     #[test]

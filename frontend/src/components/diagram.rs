@@ -293,8 +293,6 @@ fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
     );
     // The label sits beside the curve's midpoint (placed by the model, which
     // tests that no label covers a box or another label).
-    let (mx, my) = Diagram::point_on(&[start, control, end], 0.5);
-    let vertical = (end.0 - start.0).abs() < 1.0;
     let (lx, ly, anchor) = diagram.label_place(&edge)?;
     let label = edge.label.clone();
     // After a herd: how many of its requests went along this edge.
@@ -311,12 +309,8 @@ fn edge_view(state: AppState, diagram: &Diagram, edge: Edge) -> impl IntoView {
         }
     };
     let herd_count2 = herd_count.clone();
-    // The count sits opposite the label: left of vertical edges, under the others.
-    let (cx, cy, count_anchor) = if vertical {
-        (mx - 8.0, my + 5.0, "end")
-    } else {
-        (mx, my + 20.0, "middle")
-    };
+    // The count sits across the curve from the label (placed by the model).
+    let (cx, cy, count_anchor) = diagram.count_place(&edge)?;
     let lit = {
         let edge = edge.clone();
         move || state.timeline.with(|t| edge_travelled(t, &edge))

@@ -368,10 +368,6 @@ fn lab_panel(title: &'static str, panel: PanelFuture) -> impl IntoView {
     view! { <Suspense fallback=loading>{Suspend::new(loaded)}</Suspense> }
 }
 
-/// One split point per lab panel: `name => Component` makes `async fn
-/// name() -> Result<AnyView, SplitLoaderError>`, whose first call fetches
-/// the module holding the panel's code (the splitter names the module
-/// after `name`).
 /// A lab panel's code on its way: its split point's future, boxed, so that
 /// every panel goes through one instantiation of [`lab_panel`].
 type PanelFuture =
