@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use shared::{DivergenceEntry, DivergenceReport, KeyReport, Operation, SandboxSettings, Stats, Trace};
 
 use crate::health::RedisWatch;
+use shared::decimal::fixed;
 
 /// What one check found.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,10 +57,13 @@ fn hit_ratio(e: &Evidence<'_>) -> Finding {
         return Finding {
             check,
             problem: false,
-            text: format!("{:.0} % of reads came from the cache: healthy.", ratio * 100.0),
+            text: format!(
+                "{} % of reads came from the cache: healthy.",
+                fixed(ratio * 100.0, 0)
+            ),
         };
     }
-    let mut text = format!("Only {:.0} % of reads came from the cache.", ratio * 100.0);
+    let mut text = format!("Only {} % of reads came from the cache.", fixed(ratio * 100.0, 0));
     match ttl {
         Some(ttl) if ttl < 30 => text.push_str(&format!(
             " The TTL is {ttl} s: values expire before they are read again. Raise it, if the data may be that old."

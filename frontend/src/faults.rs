@@ -1,6 +1,7 @@
 //! The fault lab's report in words: what is being done to Redis, each
 //! instance's breaker, the timeline. Plain Rust, tested without a DOM.
 
+use shared::decimal::fixed;
 use shared::{FaultReport, RedisFault};
 
 /// What is being done to the sandbox's Redis, in one sentence.
@@ -67,7 +68,7 @@ pub fn timeline(report: &FaultReport) -> Vec<(String, String)> {
             let when = if ms < 10_000 {
                 format!("+{ms} ms")
             } else {
-                format!("+{:.1} s", ms as f64 / 1000.0)
+                format!("+{} s", fixed(ms as f64 / 1000.0, 1))
             };
             (when, e.text.clone())
         })

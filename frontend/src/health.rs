@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use shared::RedisFigures;
 
 use crate::series::Series;
+use shared::decimal::fixed;
 
 /// Samples kept (two minutes at one every two seconds).
 pub const SAMPLES: usize = 60;
@@ -60,18 +61,20 @@ impl Alert {
     pub fn text(&self) -> String {
         match self {
             Alert::LowHitRatio { ratio } => format!(
-                "Hit ratio {:.0} % for a minute (under 50 %): check the TTLs and the keys you read.",
-                ratio * 100.0
+                "Hit ratio {} % for a minute (under 50 %): check the TTLs and the keys you read.",
+                fixed(ratio * 100.0, 0)
             ),
             Alert::MemoryHigh { share } => format!(
-                "Redis memory at {:.0} % of maxmemory (over 80 %): evictions are near.",
-                share * 100.0
+                "Redis memory at {} % of maxmemory (over 80 %): evictions are near.",
+                fixed(share * 100.0, 0)
             ),
             Alert::Evicting { per_second } => format!(
-                "Redis evicts {per_second:.0} keys a second (over 100): the cache is too small for what it holds."
+                "Redis evicts {} keys a second (over 100): the cache is too small for what it holds.",
+                fixed(*per_second, 0)
             ),
             Alert::DatabaseSurge { factor } => format!(
-                "The database gets {factor:.0}× its usual queries: a stampede, or the cache is not answering."
+                "The database gets {}× its usual queries: a stampede, or the cache is not answering.",
+                fixed(*factor, 0)
             ),
         }
     }

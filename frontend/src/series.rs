@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 
+use shared::decimal::fixed;
 use shared::Stats;
 
 /// Points kept: two minutes at one a second.
@@ -98,7 +99,7 @@ pub fn polyline(values: &[Option<f64>], top: f64, min_span: usize) -> String {
             let v = (*v)?;
             let x = (offset + i) as f64 * 240.0 / (span - 1) as f64;
             let y = 58.0 - 56.0 * (v / top).clamp(0.0, 1.0);
-            Some(format!("{x:.1},{y:.1}"))
+            Some(format!("{},{}", fixed(x, 1), fixed(y, 1)))
         })
         .collect::<Vec<_>>()
         .join(" ")

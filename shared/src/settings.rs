@@ -500,20 +500,7 @@ impl SandboxSettings {
         )?;
         check("fail_safe_secs", self.fail_safe_secs, Self::FAIL_SAFE_SECS)?;
         check("db_error_percent", self.db_error_percent, (0, 100))?;
-        if !(Self::BETA.0..=Self::BETA.1).contains(&self.early_refresh_beta) {
-            let beta = self.early_refresh_beta;
-            // The value itself when it reads well (not NaN, 1e300 or 1e-12).
-            let shown = if (1e-6..1e9).contains(&beta.abs()) {
-                format!(", not {}", crate::decimal::trimmed(beta, 6))
-            } else {
-                String::new()
-            };
-            return Err(InputError::BadSetting(format!(
-                "early_refresh_beta must be from {} to {}{shown}",
-                crate::decimal::trimmed(Self::BETA.0, 6),
-                crate::decimal::trimmed(Self::BETA.1, 6),
-            )));
-        }
+        check_float_range("early_refresh_beta", self.early_refresh_beta, Self::BETA)?;
         Ok(())
     }
 
@@ -650,12 +637,21 @@ pub fn check_range(name: &str, value: u64, (lo, hi): (u64, u64)) -> Result<(), I
 /// range.
 pub(crate) fn check_float_range(name: &str, value: f64, (lo, hi): (f64, f64)) -> Result<(), InputError> {
     if (lo..=hi).contains(&value) {
-        Ok(())
-    } else {
-        Err(InputError::BadSetting(format!(
-            "{name} must be from {lo} to {hi}, not {value}"
-        )))
+        return Ok(());
     }
+    // Written without f64's Display (see `decimal`); the value itself only
+    // when it reads well (not NaN, 1e300 or 1e-12).
+    let number = |v: f64| crate::decimal::trimmed(v, 6);
+    let shown = if (1e-6..1e9).contains(&value.abs()) {
+        format!(", not {}", number(value))
+    } else {
+        String::new()
+    };
+    Err(InputError::BadSetting(format!(
+        "{name} must be from {} to {}{shown}",
+        number(lo),
+        number(hi)
+    )))
 }
 
 /// The address parameters [`SandboxSettings::with_query`] reads.

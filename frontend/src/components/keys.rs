@@ -7,6 +7,7 @@ use shared::KeyInfo;
 
 use super::ConnectionHandle;
 use crate::state::AppState;
+use shared::decimal::fixed;
 
 /// The keys card.
 #[component]
@@ -63,7 +64,7 @@ pub fn KeysPanel() -> impl IntoView {
                         let kinds = groups
                             .iter()
                             .map(|g| match g.longest_ms {
-                                Some(ms) => format!("{} ({}): up to {:.0} s", g.kind, g.keys, (ms as f64 / 1000.0).ceil()),
+                                Some(ms) => format!("{} ({}): up to {} s", g.kind, g.keys, ms.div_ceil(1000)),
                                 None => format!("{} ({}): no TTL", g.kind, g.keys),
                             })
                             .collect::<Vec<_>>()
@@ -72,8 +73,8 @@ pub fn KeysPanel() -> impl IntoView {
                         let flagged = spread.is_some_and(|s| s > shared::RelatedSpec::SPREAD_ALERT);
                         let kinds = match spread {
                             Some(s) => format!(
-                                "TTL by kind: {kinds}. Spread {:.0} %{}",
-                                s * 100.0,
+                                "TTL by kind: {kinds}. Spread {} %{}",
+                                fixed(s * 100.0, 0),
                                 if flagged { ": over 50 %, data that belongs together goes stale at different moments." } else { "." }
                             ),
                             None => format!("TTL by kind: {kinds}."),
@@ -108,7 +109,7 @@ fn key_row(key: KeyInfo, received_ms: f64, now: RwSignal<f64>) -> impl IntoView 
             if left <= 0.0 {
                 "expired".to_string()
             } else {
-                format!("{:.0} s", (left / 1000.0).ceil())
+                format!("{} s", fixed((left / 1000.0).ceil(), 0))
             }
         }
     };
@@ -188,7 +189,7 @@ fn RelatedKeys() -> impl IntoView {
                             (false, false) => ("sample both-old", "both old"),
                             _ => ("sample mismatched", "one new, one old"),
                         };
-                        view! { <span class=class title=format!("{:.2} s: {title}", s.at_ms as f64 / 1000.0)></span> }
+                        view! { <span class=class title=format!("{} s: {title}", fixed(s.at_ms as f64 / 1000.0, 2))></span> }
                     })
                     .collect_view();
                 view! {

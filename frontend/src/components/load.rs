@@ -9,6 +9,7 @@ use super::ConnectionHandle;
 use crate::format;
 use crate::series::{polyline, Point, Series, POINTS};
 use crate::state::AppState;
+use shared::decimal::fixed;
 
 /// The load card.
 #[component]
@@ -19,7 +20,7 @@ pub fn LoadPanel() -> impl IntoView {
     let per_second = RwSignal::new(defaults.per_second.to_string());
     let write_percent = RwSignal::new(defaults.write_percent.to_string());
     let keys = RwSignal::new(defaults.keys.to_string());
-    let skew = RwSignal::new(format!("{:.1}", defaults.skew));
+    let skew = RwSignal::new(fixed(defaults.skew, 1));
     let seconds = RwSignal::new(defaults.seconds.to_string());
     let seed = RwSignal::new(defaults.seed.to_string());
     let error = RwSignal::new(None::<String>);
@@ -128,7 +129,7 @@ fn Charts(series: RwSignal<Series>) -> impl IntoView {
                                 </svg>
                             </figure>
                             <figure class="chart">
-                                <figcaption>{format!("database queries/s (top {most:.0})")}</figcaption>
+                                <figcaption>{format!("database queries/s (top {})", fixed(most, 0))}</figcaption>
                                 <svg viewBox="0 0 240 60" preserveAspectRatio="none" role="img" aria-label="database queries per second over the last two minutes">
                                     <polyline class="queries-line" points=queries/>
                                 </svg>
@@ -139,10 +140,10 @@ fn Charts(series: RwSignal<Series>) -> impl IntoView {
             }}
             <p class="help" data-testid="load-latest">
                 {move || latest().map(|p| format!(
-                    "Last second: {} reads, hit ratio {}, {:.0} database queries/s, average read {}.",
+                    "Last second: {} reads, hit ratio {}, {} database queries/s, average read {}.",
                     p.reads,
                     p.hit_ratio.map(format::percent).unwrap_or_else(|| "–".into()),
-                    p.database_per_second,
+                    fixed(p.database_per_second, 0),
                     p.average_us.map(format::micros).unwrap_or_else(|| "–".into()),
                 ))}
             </p>
@@ -178,8 +179,8 @@ fn Distribution() -> impl IntoView {
                         let x = i as f64 * width;
                         let half = (width / 2.0 - 1.0).max(1.0);
                         view! {
-                            <rect class="cache-bar" x=format!("{:.1}", x) y=format!("{:.1}", 58.0 - 56.0 * cache) width=format!("{half:.1}") height=format!("{:.1}", 56.0 * cache)/>
-                            <rect class="database-bar" x=format!("{:.1}", x + half) y=format!("{:.1}", 58.0 - 56.0 * database) width=format!("{half:.1}") height=format!("{:.1}", 56.0 * database)/>
+                            <rect class="cache-bar" x=fixed(x, 1) y=fixed(58.0 - 56.0 * cache, 1) width=fixed(half, 1) height=fixed(56.0 * cache, 1)/>
+                            <rect class="database-bar" x=fixed(x + half, 1) y=fixed(58.0 - 56.0 * database, 1) width=fixed(half, 1) height=fixed(56.0 * database, 1)/>
                         }
                     })
                     .collect_view();

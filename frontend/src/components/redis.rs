@@ -9,6 +9,7 @@ use crate::format;
 use crate::health::RedisPoint;
 use crate::series::polyline;
 use crate::state::AppState;
+use shared::decimal::fixed;
 
 /// How often the page asks for Redis's figures while the card is shown.
 const EVERY_MS: u32 = 2_000;
@@ -51,8 +52,8 @@ pub fn RedisPanel() -> impl IntoView {
                         <div><dt>"memory"</dt><dd data-testid="redis-memory">{memory}</dd></div>
                         <div><dt>"eviction policy"</dt><dd>{f.maxmemory_policy.clone()}</dd></div>
                         <div><dt>"operations/s"</dt><dd>{f.instantaneous_ops_per_sec}</dd></div>
-                        <div><dt>"evictions/s"</dt><dd>{rates.as_ref().map(|r| format!("{:.0}", r.evictions_per_second)).unwrap_or_else(|| "–".into())}</dd></div>
-                        <div><dt>"expirations/s"</dt><dd>{rates.as_ref().map(|r| format!("{:.1}", r.expirations_per_second)).unwrap_or_else(|| "–".into())}</dd></div>
+                        <div><dt>"evictions/s"</dt><dd>{rates.as_ref().map(|r| fixed(r.evictions_per_second, 0)).unwrap_or_else(|| "–".into())}</dd></div>
+                        <div><dt>"expirations/s"</dt><dd>{rates.as_ref().map(|r| fixed(r.expirations_per_second, 1)).unwrap_or_else(|| "–".into())}</dd></div>
                         <div><dt>"Redis hit ratio"</dt><dd>{rates.and_then(|r| r.hit_ratio).map(format::percent).unwrap_or_else(|| "–".into())}</dd></div>
                     }
                 })}
@@ -116,13 +117,13 @@ fn RedisCharts() -> impl IntoView {
                             polyline(&values(&|p| Some(p.used_memory as f64)), memory_top, MIN_SPAN),
                         )}
                         {chart(
-                            format!("operations/s (top {most_ops:.0})"),
+                            format!("operations/s (top {})", fixed(most_ops, 0)),
                             "Redis operations per second over the last two minutes",
                             "queries-line",
                             polyline(&values(&|p| Some(p.ops_per_second as f64)), most_ops, MIN_SPAN),
                         )}
                         {chart(
-                            format!("evictions/s (top {most_evictions:.0})"),
+                            format!("evictions/s (top {})", fixed(most_evictions, 0)),
                             "Redis evictions per second over the last two minutes",
                             "evictions-line",
                             polyline(&values(&|p| Some(p.evictions_per_second)), most_evictions, MIN_SPAN),

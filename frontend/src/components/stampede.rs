@@ -7,6 +7,7 @@ use shared::{entity::parse_id, Defence, HerdResult, HerdSpec, HerdTiming, Kind};
 use super::ConnectionHandle;
 use crate::format;
 use crate::state::AppState;
+use shared::decimal::fixed;
 
 /// The stampede card.
 #[component]
@@ -178,7 +179,7 @@ fn LatencyChart(
             view! {
                 <div class="bar-row">
                     <span class="bucket">{format!("≤ {}", format::micros(upper_us))}</span>
-                    <span class="bar"><span class="fill" style=format!("width: {width:.1}%")></span></span>
+                    <span class="bar"><span class="fill" style=format!("width: {}%", fixed(width, 1))></span></span>
                     <span class="count">{count}</span>
                 </div>
             }
