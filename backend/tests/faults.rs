@@ -194,6 +194,73 @@ async fn without_retries_a_write_during_the_outage_leaves_a_stale_key() {
     assert_eq!(stale_keys(&t).await, 0);
 }
 
+/// Once Redis is started again, the first read on the instance that wrote
+/// during the outage delivers the delete it owed and loads the new row:
+/// the contract the failures lesson's last step teaches (it checks the
+/// cache right after that read), five times over.
+#[tokio::test]
+async fn the_first_read_after_redis_starts_again_reaches_it() {
+    use backend::playground::{ReadOptions, WriteOptions};
+    let t = common::start(|_| {});
+    settings(&t, |s| s.retry_invalidations = true);
+    let on_a = || Some("A".to_string());
+    let sandbox = sandbox();
+    for round in 0..5 {
+        let id = 10 + round;
+        let read_on_a = || {
+            t.backend.playground.read_with(
+                &sandbox,
+                Kind::Users,
+                id,
+                Origin::Rest,
+                ReadOptions {
+                    instance: on_a(),
+                    ..ReadOptions::default()
+                },
+            )
+        };
+        read_on_a().await.unwrap();
+        fault(&t, FaultAction::StopRedis).await;
+        assert_eq!(
+            read_on_a().await.unwrap().outcome,
+            Outcome::Fallback,
+            "round {round}"
+        );
+        let written = t
+            .backend
+            .playground
+            .write_with(
+                &sandbox,
+                Kind::Users,
+                id,
+                WriteChange::Update {
+                    name: "Renamed In The Outage".into(),
+                },
+                Origin::Rest,
+                WriteOptions {
+                    instance: on_a(),
+                    ..WriteOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(written.cache, shared::CacheEffect::Pending { .. }),
+            "round {round}: {:?}",
+            written.cache
+        );
+        fault(&t, FaultAction::StartRedis { empty: false }).await;
+        let after = read_on_a().await.unwrap();
+        assert_eq!(
+            after.outcome,
+            Outcome::Miss,
+            "round {round}: the owed delete went first"
+        );
+        assert_eq!(after.record.unwrap().title(), "Renamed In The Outage");
+        assert_eq!(stale_keys(&t).await, 0, "round {round}");
+    }
+}
+
 /// The naive application (fallback off): Redis down, the request fails
 /// with a 503-worthy error and the database is not asked; with the
 /// fallback on, the database answers.
