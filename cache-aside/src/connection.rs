@@ -274,10 +274,22 @@ impl Redis {
                 Some(connection) => connection.clone(),
                 None => self.connection().await?,
             };
-            connection
-                .query(command, at)
-                .await
-                .map_err(|e| RedisError::from_client(&e))
+            match connection.query(command, at).await {
+                // The connection was dead before this command went out: it
+                // was made while Redis was away (a proxy, a load balancer or
+                // a healing network accepted it, then dropped it), and the
+                // first command after Redis returns finds it so. The manager
+                // is already making a new one; a command that does the same
+                // twice as once goes again on it, within the same timeout.
+                // Without this, the first read after every outage would fall
+                // back, and an owed delete would wait for its retry.
+                Err(e) if e.is_connection_dropped() && is_idempotent(command) => {
+                    let mut fresh = connection.clone();
+                    fresh.query(command, at).await
+                }
+                other => other,
+            }
+            .map_err(|e| RedisError::from_client(&e))
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
@@ -352,6 +364,30 @@ impl Redis {
             )),
         }
     }
+}
+
+/// Whether sending `command` twice leaves Redis as sending it once does,
+/// whatever the first did: reads, deletes, and a plain `SET` (the same
+/// value again). A `SET` with `NX` (a lock, a lease) is not: its second
+/// try would find the key its first set. Scripts, `PUBLISH` and counters
+/// are not either.
+fn is_idempotent(command: &redis::Cmd) -> bool {
+    let mut args = command.args_iter().map(|arg| match arg {
+        redis::Arg::Simple(bytes) => bytes,
+        // A cursor, or a kind of argument added later: matches nothing.
+        _ => &[][..],
+    });
+    let Some(name) = args.next() else {
+        return false;
+    };
+    const SAFE: [&[u8]; 11] = [
+        b"GET", b"MGET", b"DEL", b"UNLINK", b"EXISTS", b"PTTL", b"TTL", b"PING", b"SCAN", b"INFO", b"MEMORY",
+    ];
+    if SAFE.iter().any(|safe| name.eq_ignore_ascii_case(safe)) {
+        return true;
+    }
+    name.eq_ignore_ascii_case(b"SET")
+        && !args.any(|arg| arg.eq_ignore_ascii_case(b"NX") || arg.eq_ignore_ascii_case(b"GET"))
 }
 
 /// Marks an attempt to connect as over when dropped.
@@ -487,6 +523,36 @@ mod tests {
         assert!(reply_text(&long).ends_with("(100 bytes)"));
         let envelope = redis::Value::BulkString(b"ca1 n 0 5 0\n".to_vec());
         assert_eq!(reply_text(&envelope), r#""ca1 n 0 5 0\n""#);
+    }
+
+    #[test]
+    fn only_commands_that_may_go_twice_are_sent_again() {
+        let command = |args: &[&str]| {
+            let mut command = redis::cmd(args[0]);
+            for arg in &args[1..] {
+                command.arg(*arg);
+            }
+            command
+        };
+        for safe in [
+            &["GET", "k"][..],
+            &["get", "k"],
+            &["DEL", "k", "k#lease"],
+            &["SET", "k", "v", "PX", "1000"],
+            &["PING"],
+        ] {
+            assert!(is_idempotent(&command(safe)), "{safe:?}");
+        }
+        for unsafe_ in [
+            &["SET", "k#lock", "token", "NX", "PX", "1000"][..],
+            &["set", "k", "v", "nx"],
+            &["SET", "k", "v", "GET"],
+            &["EVALSHA", "abc", "1", "k"],
+            &["PUBLISH", "channel", "k"],
+            &["INCR", "k"],
+        ] {
+            assert!(!is_idempotent(&command(unsafe_)), "{unsafe_:?}");
+        }
     }
 
     #[test]

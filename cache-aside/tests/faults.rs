@@ -348,6 +348,58 @@ async fn a_failed_invalidation_is_delivered_when_redis_returns() {
     }
 }
 
+/// Waits (at most 10 s) until the proxy has accepted a connection after
+/// `before`: the client made a new connection while Redis was away, which
+/// the proxy closed at once. The next command finds it dead.
+async fn until_reconnected_while_down(proxy: &FaultProxy, before: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while proxy.accepted() == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never tried to reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The first command after an outage finds the connection made while
+/// Redis was away dead. A command that may safely go twice (here `GET`
+/// and `DEL`) goes again on a new connection, so the first read after
+/// Redis returns reaches it: it delivers the owed delete, misses and loads
+/// the new row, and leaves no old copy behind (the failures lesson's last
+/// step). Without that second try, most rounds fell back.
+#[tokio::test]
+async fn the_first_read_after_an_outage_reaches_redis() {
+    let server = redis_server();
+    let proxy = proxy_to(&server).await;
+    let db = Db::new(Duration::ZERO);
+    let mut redis = raw(&server);
+    let options = Options {
+        retry_invalidations: true,
+        ..Options::default()
+    };
+    let items = cache_on(proxy.port(), options);
+    for round in 0..10 {
+        items.get_or_load("item:1", db.loader(1)).await.unwrap();
+        proxy.set(down());
+        let before = proxy.accepted();
+        let renamed = db.rename(1, &format!("renamed in round {round}"));
+        let written = items
+            .after_write("item:1", Change::Updated(&renamed), WritePolicy::Invalidate)
+            .await;
+        assert!(matches!(written.effect, Effect::Pending(_)), "{written:?}");
+        until_reconnected_while_down(&proxy, before).await;
+        proxy.set(Faults::default());
+
+        let after = items.get_or_load("item:1", db.loader(1)).await.unwrap();
+        assert_eq!(after.source, Source::Loaded, "round {round}: {after:?}");
+        assert_eq!(after.value.unwrap().name, renamed.name);
+        assert_eq!(items.pending_invalidations(), 0, "round {round}");
+        let cached = get(&mut redis, "cache:item:1").unwrap();
+        assert!(cached.contains(&renamed.name), "round {round}: {cached}");
+    }
+}
+
 /// A cache with retried invalidations behind a proxy, items `1..=n`
 /// cached, then Redis made unreachable and each item renamed: `n` deletes
 /// owed.
