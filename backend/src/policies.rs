@@ -58,6 +58,7 @@ pub fn options(settings: &SandboxSettings) -> Options {
         breaker: settings.breaker.then(BreakerPolicy::default),
         fail_safe: (settings.fail_safe_secs > 0).then(|| Duration::from_secs(settings.fail_safe_secs)),
         retry_invalidations: settings.retry_invalidations,
+        resend_dropped: settings.resend_dropped,
     }
 }
 

@@ -69,7 +69,8 @@ pub fn node_of(kind: StepKind, flow: Flow, in_lock: bool) -> Option<NodeId> {
         | StepKind::Decode
         | StepKind::BreakerOpened
         | StepKind::BreakerClosed
-        | StepKind::InvalidationPending => return None,
+        | StepKind::InvalidationPending
+        | StepKind::Resent => return None,
         StepKind::InvalidationReceived | StepKind::Subscribed | StepKind::Unsubscribed => return None,
     })
 }
@@ -97,6 +98,9 @@ struct State {
     in_lock: bool,
     /// The value just encoded, for the store that follows.
     encoded: Option<String>,
+    /// A command that found its connection dead and goes again: drawn at
+    /// the box of the try that follows.
+    dead_try: Option<TraceStep>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -320,11 +324,27 @@ impl Observer for Recorder {
                 }
                 return;
             }
+            StepKind::Resent => {
+                state.dead_try = Some(TraceStep {
+                    node: CHECK_CACHE,
+                    action: Action::Redis(step.command_text()),
+                    reply: format!("{} · sent again on a new connection", step.reply),
+                    status: StepStatus::Error,
+                    duration_us: micros(step.took),
+                    simulated_delay_us: 0,
+                    via: None,
+                });
+                return;
+            }
             _ => {}
         }
         let Some(node) = node_of(step.kind, self.flow, state.in_lock) else {
             return;
         };
+        if let Some(mut dead) = state.dead_try.take() {
+            dead.node = node.clone();
+            state.steps.push(dead);
+        }
         if matches!(step.kind, StepKind::LockAcquire | StepKind::LockWait) {
             state.in_lock = true;
         }
@@ -546,6 +566,7 @@ mod tests {
                     | StepKind::BreakerOpened
                     | StepKind::BreakerClosed
                     | StepKind::InvalidationPending
+                    | StepKind::Resent
             );
             assert_eq!(node_of(kind, Flow::Read, false).is_none(), boxless, "{kind:?}");
         }
@@ -557,6 +578,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A command resent on a new connection is two steps at its box: the
+    /// dead try, failed, saying it goes again, then the try that answered.
+    #[test]
+    fn a_resent_command_shows_its_dead_try_at_its_box() {
+        let recorder = Recorder::new(Flow::Read, None);
+        let mut get = redis::cmd("GET");
+        get.arg("user:42");
+        let dead = cache_aside::RedisError::Dropped("broken pipe".into());
+        let step = |kind, reply, status| Step {
+            kind,
+            key: "user:42",
+            command: Some(&get),
+            reply,
+            status,
+            took: Duration::from_micros(40),
+            message: None,
+        };
+        recorder.step(&step(StepKind::Resent, Reply::Error(&dead), Status::Error));
+        recorder.step(&step(
+            StepKind::Lookup,
+            Reply::Value(&redis::Value::Nil),
+            Status::Miss,
+        ));
+        let (steps, _) = recorder.finish();
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(steps.iter().all(|s| s.node == CHECK_CACHE), "{steps:?}");
+        assert_eq!(steps[0].status, StepStatus::Error);
+        assert_eq!(
+            steps[0].reply,
+            "error: the connection was dead: broken pipe · sent again on a new connection"
+        );
+        assert_eq!(steps[1].status, StepStatus::Miss);
+        assert_eq!(steps[0].action, steps[1].action, "the same command");
     }
 
     #[test]

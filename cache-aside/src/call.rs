@@ -104,14 +104,31 @@ impl<'a, V> Call<'a, V> {
             span.record("db.statement", crate::connection::command_text(command));
         }
         let started = Instant::now();
-        let result = self
-            .cache
-            .inner
-            .redis
-            .query(command, self.cache.inner.timeout)
-            .instrument(span.clone())
-            .await;
-        let took = started.elapsed();
+        let timeout = self.cache.inner.timeout;
+        let redis = &self.cache.inner.redis;
+        let mut sent = started;
+        let mut result = redis.query(command, timeout).instrument(span.clone()).await;
+        // A dead connection (the first command after an outage or a cut)
+        // is not Redis failing: the client is already connecting again. A
+        // command that may safely go twice goes once more, in what is left
+        // of the same timeout; the dead try is told as a step of its own.
+        if let Err(error @ RedisError::Dropped(_)) = &result {
+            let left = timeout.saturating_sub(started.elapsed());
+            if self.options.resend_dropped && crate::connection::is_idempotent(command) && !left.is_zero() {
+                self.observer.step(&Step {
+                    kind: StepKind::Resent,
+                    key: self.key,
+                    command: Some(command),
+                    reply: Reply::Error(error),
+                    status: Status::Error,
+                    took: started.elapsed(),
+                    message: None,
+                });
+                sent = Instant::now();
+                result = redis.query(command, left).instrument(span.clone()).await;
+            }
+        }
+        let took = sent.elapsed();
         let (kind, reply, status) = match &result {
             Ok(value) => {
                 let (kind, status) = judge(value);

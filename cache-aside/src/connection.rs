@@ -116,6 +116,12 @@ pub enum RedisError {
     /// says it cannot serve now (loading, busy).
     #[error("{0}")]
     Failed(String),
+    /// Occurs when the connection turns out dead (closed by Redis or by
+    /// something between) before the reply came: typically the first
+    /// command after an outage, on a connection made while Redis was away.
+    /// The client is already making a new one.
+    #[error("the connection was dead: {0}")]
+    Dropped(String),
     /// Occurs when Redis is up and refuses this command with an error of
     /// its own (`OOM` over `maxmemory`, `WRONGTYPE`): Redis is healthy, so
     /// this does not count against it (see [`RedisError::is_outage`]).
@@ -139,6 +145,7 @@ impl RedisError {
         const UNAVAILABLE: [&str; 5] = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"];
         match error.code() {
             Some(code) if !UNAVAILABLE.contains(&code) => RedisError::Replied(error.to_string()),
+            None if error.is_connection_dropped() => RedisError::Dropped(error.to_string()),
             _ => RedisError::Failed(error.to_string()),
         }
     }
@@ -147,7 +154,10 @@ impl RedisError {
     /// what a circuit breaker counts. An error reply from a healthy Redis
     /// is not one.
     pub fn is_outage(&self) -> bool {
-        matches!(self, RedisError::Timeout(_) | RedisError::Failed(_))
+        matches!(
+            self,
+            RedisError::Timeout(_) | RedisError::Failed(_) | RedisError::Dropped(_)
+        )
     }
 }
 
@@ -274,22 +284,10 @@ impl Redis {
                 Some(connection) => connection.clone(),
                 None => self.connection().await?,
             };
-            match connection.query(command, at).await {
-                // The connection was dead before this command went out: it
-                // was made while Redis was away (a proxy, a load balancer or
-                // a healing network accepted it, then dropped it), and the
-                // first command after Redis returns finds it so. The manager
-                // is already making a new one; a command that does the same
-                // twice as once goes again on it, within the same timeout.
-                // Without this, the first read after every outage would fall
-                // back, and an owed delete would wait for its retry.
-                Err(e) if e.is_connection_dropped() && is_idempotent(command) => {
-                    let mut fresh = connection.clone();
-                    fresh.query(command, at).await
-                }
-                other => other,
-            }
-            .map_err(|e| RedisError::from_client(&e))
+            connection
+                .query(command, at)
+                .await
+                .map_err(|e| RedisError::from_client(&e))
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
@@ -371,7 +369,7 @@ impl Redis {
 /// value again). A `SET` with `NX` (a lock, a lease) is not: its second
 /// try would find the key its first set. Scripts, `PUBLISH` and counters
 /// are not either.
-fn is_idempotent(command: &redis::Cmd) -> bool {
+pub(crate) fn is_idempotent(command: &redis::Cmd) -> bool {
     let mut args = command.args_iter().map(|arg| match arg {
         redis::Arg::Simple(bytes) => bytes,
         // A cursor, or a kind of argument added later: matches nothing.

@@ -81,6 +81,9 @@ pub enum StepKind {
     InvalidationPending,
     /// A pending invalidation was delivered before the key was read.
     InvalidationRetried,
+    /// The command before found its connection dead and goes once more on
+    /// a new one (see [`crate::Options::resend_dropped`]).
+    Resent,
 }
 
 impl StepKind {
@@ -114,11 +117,12 @@ impl StepKind {
             StepKind::FailSafe => "fail_safe",
             StepKind::InvalidationPending => "invalidation_pending",
             StepKind::InvalidationRetried => "invalidation_retried",
+            StepKind::Resent => "resent",
         }
     }
 
     /// Every kind, for tables and tests.
-    pub const ALL: [StepKind; 27] = [
+    pub const ALL: [StepKind; 28] = [
         StepKind::NearLookup,
         StepKind::Lookup,
         StepKind::Decode,
@@ -146,6 +150,7 @@ impl StepKind {
         StepKind::FailSafe,
         StepKind::InvalidationPending,
         StepKind::InvalidationRetried,
+        StepKind::Resent,
     ];
 }
 

@@ -68,6 +68,14 @@ pub struct Options {
     /// again until Redis takes it (see [`crate::retry`]). Off, the old copy
     /// may outlive the outage until its TTL.
     pub retry_invalidations: bool,
+    /// When a command finds its connection dead (one made while Redis was
+    /// away, or cut since), send it once more on the new connection the
+    /// client is already making, within the same timeout; only a command
+    /// that does no harm sent twice (reads, `DEL`, a plain `SET`), never a
+    /// `SET NX` or a script. Off, the first command after an outage or a
+    /// cut fails, and its read falls back (tutorial section 4.5's "retry
+    /// logic").
+    pub resend_dropped: bool,
 }
 
 impl Default for Options {
@@ -86,6 +94,7 @@ impl Default for Options {
             breaker: None,
             fail_safe: None,
             retry_invalidations: false,
+            resend_dropped: false,
         }
     }
 }

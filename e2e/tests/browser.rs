@@ -1274,3 +1274,80 @@ async fn stopping_redis_from_the_page_opens_the_breaker_and_starting_it_brings_h
     );
     client.close().await.unwrap();
 }
+
+/// A dead connection after an outage, from the page: with "Send a read
+/// again when its connection was dead" on, the first read after Redis is
+/// started again is a hit, and its steps show the dead try, then the
+/// answer (the connection the client made while Redis was stopped was
+/// dropped by the fault proxy). Without it, that read would fall back
+/// (`cache-aside`'s test of `resend_dropped` shows both).
+#[tokio::test]
+async fn the_first_read_after_an_outage_is_sent_again_on_a_new_connection() {
+    let (_server, _driver, client) = start_page("e2e-resend", |_| {}).await;
+    click(&client, "[data-testid=resend-dropped]").await;
+    wait_for(&client, "resending switched on", WAIT, || async {
+        client
+            .find(Locator::Css("[data-testid=resend-dropped]"))
+            .await
+            .ok()?
+            .prop("checked")
+            .await
+            .ok()
+            .flatten()
+            .filter(|c| c == "true")
+    })
+    .await;
+    set_speed(&client, "4").await;
+    // One instance, so that the read after the outage uses the connection
+    // the read during it left behind.
+    select(&client, "[data-testid=target-instance]", "A").await;
+    // The first fault moves the instances onto the fault proxy: cutting
+    // connections does that and breaks nothing, so the read that follows
+    // connects through the proxy before the outage.
+    click(&client, "[data-testid=cut-connections]").await;
+    wait_for(&client, "the instances on the proxy", WAIT, || async {
+        text_of(&client, "[data-testid=fault-timeline]")
+            .await
+            .filter(|t| t.contains("connections to Redis cut"))
+    })
+    .await;
+    read_id(&client, "42").await;
+    wait_for_log(&client, &["miss"]).await;
+    click(&client, "[data-testid=stop-redis]").await;
+    wait_for(&client, "Redis reported stopped", WAIT, || async {
+        text_of(&client, "[data-testid=fault-headline]")
+            .await
+            .filter(|t| t.contains("stopped"))
+    })
+    .await;
+    read_id(&client, "42").await;
+    wait_for_log(&client, &["fallback", "miss"]).await;
+    click(&client, "[data-testid=start-redis]").await;
+    wait_for(&client, "Redis reported reachable", WAIT, || async {
+        text_of(&client, "[data-testid=fault-headline]")
+            .await
+            .filter(|t| t.contains("reachable"))
+    })
+    .await;
+    read_id(&client, "42").await;
+    wait_for_log(&client, &["hit", "fallback", "miss"]).await;
+    // The steps drawn are the hit's once the animation reaches it (the
+    // fallback's show a dead try too: during the outage both fail).
+    let steps = wait_for(&client, "the hit's steps", WAIT, || async {
+        text_of(&client, "[data-testid=steps]")
+            .await
+            .filter(|t| t.contains("· hit ·"))
+    })
+    .await;
+    assert!(
+        steps.contains("sent again on a new connection"),
+        "the hit's first try found its connection dead: {steps}"
+    );
+    assert_eq!(
+        steps.matches("GET cache:e2e-resend:user:42").count(),
+        2,
+        "{steps}"
+    );
+    e2e::review_screenshot(&client, "resent-read", "[data-testid=steps]").await;
+    client.close().await.unwrap();
+}

@@ -19,8 +19,8 @@ use crate::wire::two_forms;
 /// Bumped whenever a message changes shape, a field added too: the page's
 /// binary form ([`crate::wire`]) reads fields by position, so a field one
 /// side has and the other has not misreads every message after it.
-/// Version 8 brought that binary form.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// Version 8 brought that binary form; 9 the setting `resend_dropped`.
+pub const PROTOCOL_VERSION: u32 = 9;
 
 two_forms! {
     "ClientMessage";

@@ -172,6 +172,12 @@ pub struct SandboxSettings {
     /// outage until its TTL).
     #[serde(default)]
     pub retry_invalidations: bool,
+    /// A read whose connection to Redis turns out dead (the first after an
+    /// outage, or after a cut) sends its command once more on a new one
+    /// (off: that read falls back to the database, or fails without a
+    /// fallback).
+    #[serde(default)]
+    pub resend_dropped: bool,
     /// Share of database queries that fail, in percent: a failing database.
     #[serde(default)]
     pub db_error_percent: u64,
@@ -363,6 +369,7 @@ impl Default for SandboxSettings {
             breaker: false,
             fail_safe_secs: 0,
             retry_invalidations: false,
+            resend_dropped: false,
             db_error_percent: 0,
             delete_first: false,
         }
@@ -510,7 +517,7 @@ impl SandboxSettings {
     pub fn to_query(&self) -> String {
         let flag = |on: bool| if on { "1" } else { "0" };
         format!(
-            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}&encoding={}&compress_above={}&padding={}&product_ttl={}&fallback={}&breaker={}&fail_safe={}&retry_inval={}&db_errors={}&delete_first={}",
+            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}&encoding={}&compress_above={}&padding={}&product_ttl={}&fallback={}&breaker={}&fail_safe={}&retry_inval={}&resend={}&db_errors={}&delete_first={}",
             self.cache_ttl_secs,
             flag(self.forget_ttl),
             self.null_ttl_secs,
@@ -535,6 +542,7 @@ impl SandboxSettings {
             flag(self.breaker),
             self.fail_safe_secs,
             flag(self.retry_invalidations),
+            flag(self.resend_dropped),
             self.db_error_percent,
             flag(self.delete_first),
         )
@@ -608,6 +616,7 @@ impl SandboxSettings {
                 "breaker" => s.breaker = flag(name, value)?,
                 "fail_safe" => s.fail_safe_secs = number(name, value)?,
                 "retry_inval" => s.retry_invalidations = flag(name, value)?,
+                "resend" => s.resend_dropped = flag(name, value)?,
                 "db_errors" => s.db_error_percent = number(name, value)?,
                 "delete_first" => s.delete_first = flag(name, value)?,
                 "beta" => {
@@ -655,7 +664,7 @@ pub(crate) fn check_float_range(name: &str, value: f64, (lo, hi): (f64, f64)) ->
 }
 
 /// The address parameters [`SandboxSettings::with_query`] reads.
-pub const QUERY_NAMES: [&str; 26] = [
+pub const QUERY_NAMES: [&str; 27] = [
     "ttl",
     "no_ttl",
     "null_ttl",
@@ -680,6 +689,7 @@ pub const QUERY_NAMES: [&str; 26] = [
     "breaker",
     "fail_safe",
     "retry_inval",
+    "resend",
     "db_errors",
     "delete_first",
 ];
@@ -764,6 +774,7 @@ mod query_tests {
             breaker: true,
             fail_safe_secs: 120,
             retry_invalidations: true,
+            resend_dropped: true,
             db_error_percent: 30,
             delete_first: true,
             ..SandboxSettings::default()
