@@ -209,10 +209,13 @@ impl Recorder {
 
     /// Ends the recording: the steps and the wall time so far.
     pub fn finish(&self) -> (Vec<TraceStep>, Duration) {
-        (
-            std::mem::take(&mut lock(&self.state).steps),
-            self.started.elapsed(),
-        )
+        let mut state = lock(&self.state);
+        // A dead try whose resend never reported (the call was cancelled):
+        // told where the command was headed, the box it was looking in.
+        if let Some(dead) = state.dead_try.take() {
+            state.steps.push(dead);
+        }
+        (std::mem::take(&mut state.steps), self.started.elapsed())
     }
 
     /// Time since the operation started.
@@ -613,6 +616,13 @@ mod tests {
         );
         assert_eq!(steps[1].status, StepStatus::Miss);
         assert_eq!(steps[0].action, steps[1].action, "the same command");
+
+        // A call cancelled during its resend still shows the dead try.
+        let recorder = Recorder::new(Flow::Read, None);
+        recorder.step(&step(StepKind::Resent, Reply::Error(&dead), Status::Error));
+        let (steps, _) = recorder.finish();
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert_eq!(steps[0].status, StepStatus::Error);
     }
 
     #[test]

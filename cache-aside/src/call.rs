@@ -115,17 +115,23 @@ impl<'a, V> Call<'a, V> {
         if let Err(error @ RedisError::Dropped(_)) = &result {
             let left = timeout.saturating_sub(started.elapsed());
             if self.options.resend_dropped && crate::connection::is_idempotent(command) && !left.is_zero() {
-                self.observer.step(&Step {
-                    kind: StepKind::Resent,
-                    key: self.key,
-                    command: Some(command),
-                    reply: Reply::Error(error),
-                    status: Status::Error,
-                    took: started.elapsed(),
-                    message: None,
-                });
+                if self.observed {
+                    self.observer.step(&Step {
+                        kind: StepKind::Resent,
+                        key: self.key,
+                        command: Some(command),
+                        reply: Reply::Error(error),
+                        status: Status::Error,
+                        took: started.elapsed(),
+                        message: None,
+                    });
+                }
                 sent = Instant::now();
-                result = redis.query(command, left).instrument(span.clone()).await;
+                result = match redis.query(command, left).instrument(span.clone()).await {
+                    // Timed out within the one budget: said as that budget.
+                    Err(RedisError::Timeout(_)) => Err(RedisError::Timeout(timeout)),
+                    other => other,
+                };
             }
         }
         let took = sent.elapsed();

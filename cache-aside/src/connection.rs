@@ -107,19 +107,21 @@ impl std::fmt::Debug for Redis {
 
 /// Why a Redis command failed. Each variant says when it occurs.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedisError {
     /// Occurs when the command (connecting included) takes longer than the
     /// timeout.
     #[error("timed out after {} ms", .0.as_millis())]
     Timeout(Duration),
-    /// Occurs when Redis cannot be reached, the connection drops, or Redis
-    /// says it cannot serve now (loading, busy).
+    /// Occurs when Redis cannot be reached (no connection could be made)
+    /// or says it cannot serve now (loading, busy).
     #[error("{0}")]
     Failed(String),
-    /// Occurs when the connection turns out dead (closed by Redis or by
-    /// something between) before the reply came: typically the first
-    /// command after an outage, on a connection made while Redis was away.
-    /// The client is already making a new one.
+    /// Occurs when the connection turns out dead (closed or refused, by
+    /// Redis or by something between) before the reply came: while Redis
+    /// is away, and typically for the first command after it returns, on
+    /// a connection made (or refused) while it was away. The client is
+    /// already making a new one. The command may or may not have run.
     #[error("the connection was dead: {0}")]
     Dropped(String),
     /// Occurs when Redis is up and refuses this command with an error of
@@ -252,7 +254,8 @@ impl Redis {
     /// it, whoever made the connection.
     ///
     /// # Errors
-    /// [`RedisError::Timeout`] or [`RedisError::Failed`].
+    /// [`RedisError::Timeout`], [`RedisError::Failed`],
+    /// [`RedisError::Dropped`] or [`RedisError::Replied`].
     pub async fn query(&self, command: &redis::Cmd, timeout: Duration) -> Result<redis::Value, RedisError> {
         self.send(command, None, timeout).await
     }
@@ -364,11 +367,14 @@ impl Redis {
     }
 }
 
-/// Whether sending `command` twice leaves Redis as sending it once does,
-/// whatever the first did: reads, deletes, and a plain `SET` (the same
-/// value again). A `SET` with `NX` (a lock, a lease) is not: its second
-/// try would find the key its first set. Scripts, `PUBLISH` and counters
-/// are not either.
+/// Whether `command` may go a second time when the first try's fate is
+/// unknown: reads, deletes, and a plain `SET` (the same value again; if
+/// the first ran and a writer's `DEL` landed in between, the second brings
+/// the value back: the stale-set race an unguarded store has anyway, and
+/// guarded stores are scripts). A `SET` with `NX` (a lock, a lease) may
+/// not: its second try would find the key its first set. Scripts,
+/// `PUBLISH` and counters may not either. A resent `DEL` may report that
+/// the key did not exist when its first try deleted it.
 pub(crate) fn is_idempotent(command: &redis::Cmd) -> bool {
     let mut args = command.args_iter().map(|arg| match arg {
         redis::Arg::Simple(bytes) => bytes,

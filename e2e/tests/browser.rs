@@ -1275,7 +1275,7 @@ async fn stopping_redis_from_the_page_opens_the_breaker_and_starting_it_brings_h
     client.close().await.unwrap();
 }
 
-/// A dead connection after an outage, from the page: with "Send a read
+/// A dead connection after an outage, from the page: with "Send a command
 /// again when its connection was dead" on, the first read after Redis is
 /// started again is a hit, and its steps show the dead try, then the
 /// answer (the connection the client made while Redis was stopped was

@@ -47,6 +47,8 @@ pub struct FaultProxy {
     port: u16,
     state: watch::Sender<State>,
     accepted: Arc<AtomicU64>,
+    /// Connections being forwarded now.
+    live: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -64,11 +66,19 @@ impl FaultProxy {
             epoch: 0,
         });
         let accepted = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(serve(listener, upstream, state.clone(), accepted.clone()));
+        let live = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(serve(
+            listener,
+            upstream,
+            state.clone(),
+            accepted.clone(),
+            live.clone(),
+        ));
         Ok(FaultProxy {
             port,
             state,
             accepted,
+            live,
             task,
         })
     }
@@ -97,6 +107,28 @@ impl FaultProxy {
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
+
+    /// Connections being forwarded now (after a cut, 0 once every one
+    /// has ended).
+    pub fn live(&self) -> u64 {
+        self.live.load(Ordering::Acquire)
+    }
+}
+
+/// Counts a forwarded connection while it lives.
+struct Live(Arc<AtomicU64>);
+
+impl Live {
+    fn new(live: &Arc<AtomicU64>) -> Live {
+        live.fetch_add(1, Ordering::AcqRel);
+        Live(live.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Drop for FaultProxy {
@@ -115,6 +147,7 @@ async fn serve(
     upstream: SocketAddr,
     state: watch::Sender<State>,
     accepted: Arc<AtomicU64>,
+    live: Arc<AtomicU64>,
 ) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -128,7 +161,9 @@ async fn serve(
             drop(client);
             continue;
         }
+        let forwarding = Live::new(&live);
         tokio::spawn(async move {
+            let _forwarding = forwarding;
             let Ok(server) = TcpStream::connect(upstream).await else {
                 return;
             };

@@ -376,8 +376,10 @@ impl Check {
 }
 
 /// The settings every lesson starts from: the tutorial's figures, every
-/// defence off, a roomy database (no queue for its connections), so each
-/// step turns on only what it teaches. Fields a lesson
+/// defence off (but for resending a command whose connection was dead, a
+/// lesson of no step: without it, whether the first read after an outage
+/// reaches Redis would depend on timing), a roomy database (no queue for
+/// its connections), so each step turns on only what it teaches. Fields a lesson
 /// does not touch (the Redis timeout, the key prefix) stay as they are.
 pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
     SandboxSettings {
@@ -1738,7 +1740,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The fix: keep the delete and send it again",
-                text: "A delete that could not be delivered is kept and sent again, with growing pauses, until Redis takes it. Until then the writing process does not read that key from Redis at all: its next read first delivers the delete. Other processes may see the old copy from the moment Redis returns until the retry lands, a second at most here.\n\nSame experiment, with retries on. (The lessons also send a command again when its connection turns out dead, as the first after an outage often does: its trace shows that try, then the one that went through. The Faults card's switch for it is off in free play, to see the difference.)",
+                text: "A delete that could not be delivered is kept and sent again, with growing pauses, until Redis takes it. Until then the writing process does not read that key from Redis at all: its next read first delivers the delete. Other processes may see the old copy from the moment Redis returns until the retry lands, a second at most here.\n\nSame experiment, with retries on. (The lessons also send a command again when its connection turns out dead, as the first after an outage often does: its trace shows that try, then the one that went through. The Faults card has its switch, off in a new sandbox, to see the difference.)",
                 parts: FAULT_WRITES,
                 panel: Panel::Faults,
                 setup: &[Setting::RetryInvalidations(true)],

@@ -172,10 +172,10 @@ pub struct SandboxSettings {
     /// outage until its TTL).
     #[serde(default)]
     pub retry_invalidations: bool,
-    /// A read whose connection to Redis turns out dead (the first after an
-    /// outage, or after a cut) sends its command once more on a new one
-    /// (off: that read falls back to the database, or fails without a
-    /// fallback).
+    /// A command whose connection to Redis turns out dead (the first after
+    /// an outage, or after a cut) goes once more on a new one, if it may
+    /// safely go twice (off: a read then falls back to the database, or
+    /// fails without a fallback).
     #[serde(default)]
     pub resend_dropped: bool,
     /// Share of database queries that fail, in percent: a failing database.

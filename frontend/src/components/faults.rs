@@ -101,7 +101,7 @@ pub fn FaultsPanel() -> impl IntoView {
                 <FlagSetting label="Fall back to the database when Redis fails" test_id="fallback" get=|s| s.fallback set=|s, on| s.fallback = on/>
                 <FlagSetting label="Circuit breaker (5 failures in a row open it for 2 s)" test_id="breaker" get=|s| s.breaker set=|s, on| s.breaker = on/>
                 <FlagSetting label="Retry invalidations Redis did not take" test_id="retry-invalidations" get=|s| s.retry_invalidations set=|s, on| s.retry_invalidations = on/>
-                <FlagSetting label="Send a read again when its connection was dead (after an outage or a cut)" test_id="resend-dropped" get=|s| s.resend_dropped set=|s, on| s.resend_dropped = on/>
+                <FlagSetting label="Send a command again when its connection was dead (after an outage or a cut)" test_id="resend-dropped" get=|s| s.resend_dropped set=|s, on| s.resend_dropped = on/>
                 <FlagSetting label="Delete before the database write (the wrong order)" test_id="delete-first" get=|s| s.delete_first set=|s, on| s.delete_first = on/>
                 <NumberSetting label="Fail-safe: keep values past their TTL (s; 0 off)" range=SandboxSettings::FAIL_SAFE_SECS get=|s| s.fail_safe_secs set=|s, v| s.fail_safe_secs = v test_id="fail-safe"/>
                 <NumberSetting label="Database queries that fail (%)" range=(0, 100) get=|s| s.db_error_percent set=|s, v| s.db_error_percent = v test_id="db-errors"/>
