@@ -3,14 +3,16 @@
 //!
 //! 200 requests a second (reads of 20 users, one write in ten until Redis
 //! is back) for 30 s; Redis is stopped (through the fault proxy, data
-//! kept) at 10 s and started at 20 s. The baseline has the fallback alone; the other row adds the
-//! circuit breaker and retried invalidations. Then the same with Redis
+//! kept) at 10 s and started at 20 s. The baseline has the fallback alone;
+//! the other rows add resending a command whose connection was dead, the
+//! circuit breaker and retried invalidations, then all three. Then the same with Redis
 //! hung (accepting commands, never answering) instead of stopped, where
 //! the breaker's worth shows: without it every read waits out the command
 //! timeout (250 ms). Reported: failed reads, reads answered by the
 //! database during the fault, their median and p99, how long after the
-//! restart the first hit came, and stale keys once the retries are
-//! delivered.
+//! restart the first hit came, how many reads fell back after it (Redis
+//! back, but a dead connection or an open breaker), and stale keys once
+//! the retries are delivered.
 
 use std::time::{Duration, Instant};
 
@@ -20,10 +22,14 @@ use shared::{FaultAction, Kind, Origin, Outcome, SandboxId, WriteChange};
 const RATE: u64 = 200;
 const SECONDS: u64 = 30;
 
+#[derive(Default)]
 struct Row {
     failed: u64,
     during: Vec<u64>,
     first_hit_ms: Option<u64>,
+    /// Reads that fell back although Redis was back (a dead connection,
+    /// an open breaker).
+    fell_back_after: u64,
     stale: usize,
     opened: u64,
 }
@@ -31,7 +37,7 @@ struct Row {
 async fn outage(
     playground: &std::sync::Arc<backend::Playground>,
     name: &str,
-    defended: bool,
+    (defended, resend): (bool, bool),
     hang: bool,
 ) -> Row {
     let sandbox = SandboxId::parse(name).unwrap();
@@ -39,6 +45,7 @@ async fn outage(
     let mut settings = playground.sandbox(&sandbox).unwrap().settings();
     settings.breaker = defended;
     settings.retry_invalidations = defended;
+    settings.resend_dropped = resend;
     playground.update_settings(&sandbox, settings).unwrap();
 
     let (fault, mend) = if hang {
@@ -52,7 +59,7 @@ async fn outage(
     let mut pace = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let started = Instant::now();
-    let (mut failed, mut during, mut first_hit_ms) = (0, Vec::new(), None::<u64>);
+    let mut row = Row::default();
     let (mut broken, mut mended_at) = (false, None::<Instant>);
     // Requests run concurrently, as a load balancer's would: a hung Redis
     // slows each one, not the rate they arrive at.
@@ -91,7 +98,7 @@ async fn outage(
                     .write(&sandbox, Kind::Users, id, change, Origin::Load)
                     .await
                     .is_ok();
-                return (ok, None, in_fault, 0, None);
+                return (ok, None, in_fault, 0, None, false);
             }
             let result = playground.read(&sandbox, Kind::Users, id, Origin::Load).await;
             let took = request_started.elapsed().as_micros() as u64;
@@ -107,14 +114,15 @@ async fn outage(
                 in_fault,
                 took,
                 hit_after,
+                mended.is_some(),
             )
         });
         while let Some(done) = requests.try_join_next() {
-            tally(done.unwrap(), &mut failed, &mut during, &mut first_hit_ms);
+            tally(done.unwrap(), &mut row);
         }
     }
     while let Some(done) = requests.join_next().await {
-        tally(done.unwrap(), &mut failed, &mut during, &mut first_hit_ms);
+        tally(done.unwrap(), &mut row);
     }
     let running = playground.sandbox(&sandbox).unwrap();
     for instance in &running.fleet().instances {
@@ -123,37 +131,33 @@ async fn outage(
             .invalidations_delivered(Duration::from_secs(10))
             .await;
     }
-    let stale = playground.check_divergence(&sandbox).await.unwrap().stale();
-    let opened = backend::faults::report(&running)
+    row.stale = playground.check_divergence(&sandbox).await.unwrap().stale();
+    row.opened = backend::faults::report(&running)
         .breakers
         .iter()
         .map(|b| b.opened)
         .sum();
-    Row {
-        failed,
-        during,
-        first_hit_ms,
-        stale,
-        opened,
-    }
+    row
 }
 
 /// Adds one request's result: (answered, outcome, during the fault, its
 /// time in µs, ms from the restart to this hit).
-fn tally(
-    (ok, outcome, in_fault, took, hit_after): (bool, Option<Outcome>, bool, u64, Option<u64>),
-    failed: &mut u64,
-    during: &mut Vec<u64>,
-    first_hit_ms: &mut Option<u64>,
-) {
+/// One request: whether it answered, how, whether during the fault, how
+/// long it took, when it hit after the mend, whether after the mend.
+type Done = (bool, Option<Outcome>, bool, u64, Option<u64>, bool);
+
+fn tally((ok, outcome, in_fault, took, hit_after, after): Done, row: &mut Row) {
     if !ok {
-        *failed += 1;
+        row.failed += 1;
     }
     if in_fault && outcome.is_some() {
-        during.push(took);
+        row.during.push(took);
+    }
+    if after && outcome == Some(Outcome::Fallback) {
+        row.fell_back_after += 1;
     }
     if let Some(ms) = hit_after {
-        *first_hit_ms = Some(first_hit_ms.map_or(ms, |m| m.min(ms)));
+        row.first_hit_ms = Some(row.first_hit_ms.map_or(ms, |m| m.min(ms)));
     }
 }
 
@@ -183,28 +187,32 @@ async fn main() {
             }
         );
         println!(
-            "{:<44} {:>7} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7}",
-            "", "failed", "fallbacks", "p50", "p99", "first hit", "stale", "opened"
+            "{:<36} {:>7} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>7}",
+            "", "failed", "fallbacks", "p50", "p99", "first hit", "fell back", "stale", "opened"
         );
-        for (label, defended) in [
-            ("fallback only (baseline)", false),
-            ("+ breaker, retried invalidations", true),
+        for (label, defences) in [
+            ("fallback only (baseline)", (false, false)),
+            ("+ resend on a dead connection", (false, true)),
+            ("+ breaker, retried invalidations", (true, false)),
+            ("+ all three", (true, true)),
         ] {
             let name = format!(
-                "bench-{}-{}",
+                "bench-{}-{}{}",
                 if hang { "hang" } else { "stop" },
-                u8::from(defended)
+                u8::from(defences.0),
+                u8::from(defences.1)
             );
-            let mut row = outage(playground, &name, defended, hang).await;
+            let mut row = outage(playground, &name, defences, hang).await;
             row.during.sort_unstable();
             println!(
-                "{label:<44} {:>7} {:>9} {:>7.1}ms {:>7.1}ms {:>10} {:>7} {:>7}",
+                "{label:<36} {:>7} {:>9} {:>7.1}ms {:>7.1}ms {:>10} {:>10} {:>7} {:>7}",
                 row.failed,
                 row.during.len(),
                 percentile(&row.during, 0.5) as f64 / 1000.0,
                 percentile(&row.during, 0.99) as f64 / 1000.0,
                 row.first_hit_ms
                     .map_or("none".to_string(), |ms| format!("{ms} ms")),
+                row.fell_back_after,
                 row.stale,
                 row.opened
             );
