@@ -1740,7 +1740,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The fix: keep the delete and send it again",
-                text: "A delete that could not be delivered is kept and sent again, with growing pauses, until Redis takes it. Until then the writing process does not read that key from Redis at all: its next read first delivers the delete. Other processes may see the old copy from the moment Redis returns until the retry lands, a second at most here.\n\nSame experiment, with retries on. (The lessons also send a command again when its connection turns out dead, as the first after an outage often does: its trace shows that try, then the one that went through. The Faults card has its switch, off in a new sandbox, to see the difference.)",
+                text: "A delete that could not be delivered is kept and sent again, with growing pauses, until Redis takes it. Until then the writing process does not read that key from Redis at all: its next read first delivers the delete. Other processes may see the old copy from the moment Redis returns until the retry lands, a second at most here.\n\nSame experiment, with retries on. (Lessons also resend a command whose connection turns out dead, as the first after an outage often is: the read's trace shows that dead try first. In free play, the Faults card's switch for it starts off.)",
                 parts: FAULT_WRITES,
                 panel: Panel::Faults,
                 setup: &[Setting::RetryInvalidations(true)],
