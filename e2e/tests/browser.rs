@@ -81,6 +81,35 @@ async fn wait_for_log(client: &Client, expected: &[&str]) {
     .await;
 }
 
+/// Ticks the Faults card's checkbox `test_id` and waits until the page
+/// shows it ticked (the sandbox's settings came back with it).
+async fn switch_on(client: &Client, test_id: &str) {
+    let css = format!("[data-testid={test_id}]");
+    click(client, &css).await;
+    wait_for(client, &format!("{test_id} switched on"), WAIT, || async {
+        client
+            .find(Locator::Css(&css))
+            .await
+            .ok()?
+            .prop("checked")
+            .await
+            .ok()
+            .flatten()
+            .filter(|c| c == "true")
+    })
+    .await;
+}
+
+/// Waits until the fault card's headline says `word`; returns it.
+async fn fault_headline(client: &Client, word: &str) -> String {
+    wait_for(client, &format!("Redis reported {word}"), WAIT, || async {
+        text_of(client, "[data-testid=fault-headline]")
+            .await
+            .filter(|t| t.contains(word))
+    })
+    .await
+}
+
 async fn wait_for_active(client: &Client, node: &str) {
     wait_for(client, &format!("the diagram to reach {node}"), WAIT, || async {
         node_class(client, node).await.contains("active").then_some(())
@@ -1181,29 +1210,12 @@ async fn a_stopped_redis_is_reported_in_the_redis_card_not_as_a_page_notice() {
 #[tokio::test]
 async fn stopping_redis_from_the_page_opens_the_breaker_and_starting_it_brings_hits_back() {
     let (_server, _driver, client) = start_page("e2e-faults", |_| {}).await;
-    click(&client, "[data-testid=breaker]").await;
-    wait_for(&client, "the breaker switched on", WAIT, || async {
-        client
-            .find(Locator::Css("[data-testid=breaker]"))
-            .await
-            .ok()?
-            .prop("checked")
-            .await
-            .ok()
-            .flatten()
-            .filter(|c| c == "true")
-    })
-    .await;
+    switch_on(&client, "breaker").await;
     set_speed(&client, "4").await;
     read_id(&client, "42").await;
     wait_for_log(&client, &["miss"]).await;
     click(&client, "[data-testid=stop-redis]").await;
-    let headline = wait_for(&client, "Redis reported stopped", WAIT, || async {
-        text_of(&client, "[data-testid=fault-headline]")
-            .await
-            .filter(|t| t.contains("stopped"))
-    })
-    .await;
+    let headline = fault_headline(&client, "stopped").await;
     assert!(headline.contains("this sandbox only"), "{headline}");
     // Five failures in a row open a breaker; each instance has its own,
     // and reads take turns: fifteen reads open all three.
@@ -1248,12 +1260,7 @@ async fn stopping_redis_from_the_page_opens_the_breaker_and_starting_it_brings_h
     e2e::review_screenshot(&client, "faults-card", "[data-testid=faults]").await;
 
     click(&client, "[data-testid=start-redis]").await;
-    wait_for(&client, "Redis reported reachable", WAIT, || async {
-        text_of(&client, "[data-testid=fault-headline]")
-            .await
-            .filter(|t| t.contains("reachable"))
-    })
-    .await;
+    fault_headline(&client, "reachable").await;
     // Each breaker lets a probe through after its two seconds: reading
     // until a hit shows is bounded by the wait, not by a count.
     wait_for(&client, "a hit after the outage", WAIT, || async {
@@ -1284,19 +1291,7 @@ async fn stopping_redis_from_the_page_opens_the_breaker_and_starting_it_brings_h
 #[tokio::test]
 async fn the_first_read_after_an_outage_is_sent_again_on_a_new_connection() {
     let (_server, _driver, client) = start_page("e2e-resend", |_| {}).await;
-    click(&client, "[data-testid=resend-dropped]").await;
-    wait_for(&client, "resending switched on", WAIT, || async {
-        client
-            .find(Locator::Css("[data-testid=resend-dropped]"))
-            .await
-            .ok()?
-            .prop("checked")
-            .await
-            .ok()
-            .flatten()
-            .filter(|c| c == "true")
-    })
-    .await;
+    switch_on(&client, "resend-dropped").await;
     set_speed(&client, "4").await;
     // One instance, so that the read after the outage uses the connection
     // the read during it left behind.
@@ -1314,21 +1309,11 @@ async fn the_first_read_after_an_outage_is_sent_again_on_a_new_connection() {
     read_id(&client, "42").await;
     wait_for_log(&client, &["miss"]).await;
     click(&client, "[data-testid=stop-redis]").await;
-    wait_for(&client, "Redis reported stopped", WAIT, || async {
-        text_of(&client, "[data-testid=fault-headline]")
-            .await
-            .filter(|t| t.contains("stopped"))
-    })
-    .await;
+    fault_headline(&client, "stopped").await;
     read_id(&client, "42").await;
     wait_for_log(&client, &["fallback", "miss"]).await;
     click(&client, "[data-testid=start-redis]").await;
-    wait_for(&client, "Redis reported reachable", WAIT, || async {
-        text_of(&client, "[data-testid=fault-headline]")
-            .await
-            .filter(|t| t.contains("reachable"))
-    })
-    .await;
+    fault_headline(&client, "reachable").await;
     read_id(&client, "42").await;
     wait_for_log(&client, &["hit", "fallback", "miss"]).await;
     // The steps drawn are the hit's once the animation reaches it (the
