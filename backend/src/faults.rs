@@ -176,7 +176,7 @@ pub async fn apply(running: &Running, action: FaultAction) -> Result<FaultReport
                 _ => {}
             }
             if action == FaultAction::CutConnections {
-                proxy.cut();
+                proxy.cut().await;
             } else {
                 proxy.set(faults);
             }

@@ -575,7 +575,8 @@ async fn choose(client: &Client, index: usize) -> String {
 /// naive application fails three reads while Redis is stopped, the one
 /// that falls back answers them from the database; the breaker is open
 /// when a hung Redis answers again; fail-safe answers while the database
-/// fails; a write during an outage leaves a stale key unless retried.
+/// fails; a write during an outage leaves a stale key unless retried; a
+/// read after a cut falls back unless its command is sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defence() {
     let server = Server::start(|_| {}).await;
@@ -644,5 +645,20 @@ async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defenc
         let right = answer_with(&client, stale).await;
         assert!(right.starts_with("Right"), "step {step}: {right}");
     }
+
+    // A connection cut under the application: without resending, the read
+    // after the cut falls back (the database, 0); with it, the dead try is
+    // told and the same GET hits (Redis, 1).
+    for (step, source) in [(11, 0), (12, 1)] {
+        open_lesson(&client, &server, "failures", step).await;
+        run_experiment(&client).await;
+        let log = text_of(&client, "[data-testid=log]").await.unwrap_or_default();
+        let right = choose(&client, source).await;
+        assert!(
+            right.starts_with("Right"),
+            "step {step}: {right}\n--- trace log:\n{log}"
+        );
+    }
+    review_screenshot(&client, "lesson-failures-12", "[data-testid=steps]").await;
     client.close().await.unwrap();
 }

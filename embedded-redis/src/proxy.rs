@@ -48,7 +48,7 @@ pub struct FaultProxy {
     state: watch::Sender<State>,
     accepted: Arc<AtomicU64>,
     /// Connections being forwarded now.
-    live: Arc<AtomicU64>,
+    live: Arc<LiveConnections>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -66,7 +66,7 @@ impl FaultProxy {
             epoch: 0,
         });
         let accepted = Arc::new(AtomicU64::new(0));
-        let live = Arc::new(AtomicU64::new(0));
+        let live = Arc::new(LiveConnections::default());
         let task = tokio::spawn(serve(
             listener,
             upstream,
@@ -99,35 +99,74 @@ impl FaultProxy {
     }
 
     /// Cuts every live connection once; new ones are served as usual.
-    pub fn cut(&self) {
-        self.state.send_modify(|state| state.epoch += 1);
+    /// Returns once the connections it cut have ended (at most a second:
+    /// each ends as soon as its task sees the cut), so a command sent
+    /// after it meets a dead connection.
+    pub async fn cut(&self) {
+        let mut epoch = 0;
+        self.state.send_modify(|state| {
+            state.epoch += 1;
+            epoch = state.epoch;
+        });
+        let ended = async {
+            loop {
+                let changed = self.live.changed.notified();
+                if self.live.oldest().is_none_or(|oldest| oldest >= epoch) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ended).await;
     }
 
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
+}
 
-    /// Connections being forwarded now (after a cut, 0 once every one
-    /// has ended).
-    pub fn live(&self) -> u64 {
-        self.live.load(Ordering::Acquire)
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The connections being forwarded, by the epoch they began in.
+#[derive(Default)]
+struct LiveConnections {
+    by_epoch: std::sync::Mutex<std::collections::BTreeMap<u64, u64>>,
+    /// Woken whenever one ends.
+    changed: tokio::sync::Notify,
+}
+
+impl LiveConnections {
+    /// The epoch of the oldest connection still forwarded.
+    fn oldest(&self) -> Option<u64> {
+        lock(&self.by_epoch).keys().next().copied()
     }
 }
 
-/// Counts a forwarded connection while it lives.
-struct Live(Arc<AtomicU64>);
+/// Counts a forwarded connection of `epoch` while it lives.
+struct Live(Arc<LiveConnections>, u64);
 
 impl Live {
-    fn new(live: &Arc<AtomicU64>) -> Live {
-        live.fetch_add(1, Ordering::AcqRel);
-        Live(live.clone())
+    fn new(live: &Arc<LiveConnections>, epoch: u64) -> Live {
+        *lock(&live.by_epoch).entry(epoch).or_default() += 1;
+        Live(live.clone(), epoch)
     }
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        {
+            let mut by_epoch = lock(&self.0.by_epoch);
+            if let Some(n) = by_epoch.get_mut(&self.1) {
+                *n -= 1;
+                if *n == 0 {
+                    by_epoch.remove(&self.1);
+                }
+            }
+        }
+        self.0.changed.notify_waiters();
     }
 }
 
@@ -147,7 +186,7 @@ async fn serve(
     upstream: SocketAddr,
     state: watch::Sender<State>,
     accepted: Arc<AtomicU64>,
-    live: Arc<AtomicU64>,
+    live: Arc<LiveConnections>,
 ) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -161,7 +200,7 @@ async fn serve(
             drop(client);
             continue;
         }
-        let forwarding = Live::new(&live);
+        let forwarding = Live::new(&live, now.epoch);
         tokio::spawn(async move {
             let _forwarding = forwarding;
             let Ok(server) = TcpStream::connect(upstream).await else {

@@ -175,6 +175,8 @@ pub enum Setting {
     FailSafe(u64),
     /// Keep and resend invalidations Redis did not take.
     RetryInvalidations(bool),
+    /// Send a command again when its connection turns out dead.
+    ResendDropped(bool),
     /// Delete the cached copy before the database write (the wrong order).
     DeleteFirst(bool),
 }
@@ -376,9 +378,10 @@ impl Check {
 }
 
 /// The settings every lesson starts from: the tutorial's figures, every
-/// defence off (but for resending a command whose connection was dead, a
-/// lesson of no step: without it, whether the first read after an outage
-/// reaches Redis would depend on timing), a roomy database (no queue for
+/// defence off (but for resending a command whose connection was dead:
+/// without it, whether the first read after an outage reaches Redis would
+/// depend on timing; the failures lesson's last two steps switch it
+/// themselves), a roomy database (no queue for
 /// its connections), so each step turns on only what it teaches. Fields a lesson
 /// does not touch (the Redis timeout, the key prefix) stay as they are.
 pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
@@ -436,6 +439,7 @@ pub fn settings_for(step: &Step, current: &SandboxSettings) -> SandboxSettings {
             Setting::Breaker(on) => s.breaker = on,
             Setting::FailSafe(secs) => s.fail_safe_secs = secs,
             Setting::RetryInvalidations(on) => s.retry_invalidations = on,
+            Setting::ResendDropped(on) => s.resend_dropped = on,
             Setting::DeleteFirst(on) => s.delete_first = on,
         }
     }
@@ -802,6 +806,17 @@ const DATABASE_DOWN_RUN: &[Action] = &[
         id: 5,
         times: 1,
     },
+];
+/// Cut the connections once (the first fault puts the fault proxy in
+/// place), read user 42 on A three times (by the third it is cached and A
+/// has a live connection), cut the connections, read on A again.
+const CUT_RUN: &[Action] = &[
+    Action::Fault(crate::FaultAction::CutConnections),
+    ON_A,
+    ON_A,
+    ON_A,
+    Action::Fault(crate::FaultAction::CutConnections),
+    ON_A,
 ];
 /// Cache user 7, stop Redis, rename the user on A, start Redis with its
 /// data, read on A, compare cache and database.
@@ -1754,6 +1769,42 @@ pub const LESSONS: &[Lesson] = &[
                     question: "How many cached keys did the check find out of date this time?",
                     answer: Expect::Number(stale_keys),
                     hint: "The fault card's last line: the cache-versus-database check.",
+                },
+            },
+            Step {
+                title: "The problem: a connection that died",
+                text: "A restart or failover of Redis, or a proxy or firewall that drops idle connections, can leave the application holding a connection that is already dead. The next command sent on it fails, and its read falls back to the database although Redis is up and holds the value. The client reconnects right after, so each process loses one command: on a busy service nobody notices, on a quiet one it is the next visitor's read.\n\nThe button reads user 42 on instance A until it is cached, cuts the connections between the application and Redis, and reads the user on A again.",
+                parts: FAULT_PARTS,
+                panel: Panel::Faults,
+                setup: &[Setting::ResendDropped(false)],
+                run: CUT_RUN,
+                run_label: "Cut the connections, then read",
+                notice: &[
+                    Pointer { text: "The GET fails on the dead connection.", target: Target::Node("check_cache") },
+                    Pointer { text: "So the read falls back, with Redis up.", target: Target::Node("cache_error") },
+                ],
+                check: Check {
+                    question: "Where did the read after the cut get user 42 from?",
+                    answer: Expect::Choice { options: SOURCES, correct: last_source },
+                    hint: "The last entry of the trace log, or the last read's steps.",
+                },
+            },
+            Step {
+                title: "The fix: send it again on a new connection",
+                text: "A command that finds its connection dead can go once more, on the connection the client is already making, within the same timeout. Only a command that does no harm if it runs twice qualifies: a read, a delete, a plain SET; never a lock's SET NX or a script, which the first try may already have run.\n\nSame experiment, with resending on.",
+                parts: FAULT_PARTS,
+                panel: Panel::Faults,
+                setup: &[Setting::ResendDropped(true)],
+                run: CUT_RUN,
+                run_label: "Cut the connections, then read (resending)",
+                notice: &[Pointer {
+                    text: "The dead try, then the same GET on a new connection: a hit.",
+                    target: Target::Node("check_cache"),
+                }],
+                check: Check {
+                    question: "Where did the read after the cut get user 42 from this time?",
+                    answer: Expect::Choice { options: SOURCES, correct: last_source },
+                    hint: "The last entry of the trace log, or the last read's steps.",
                 },
             },
         ],
