@@ -255,6 +255,20 @@ where
     }
 }
 
+/// How long [`wait_for_text`] waits: long enough for a loaded 2-core
+/// machine, and a failing test still ends.
+pub const TEXT_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until the text of the first element matching `css` passes `ok`
+/// (for [`TEXT_WAIT`] at most); returns that text. Fails as [`wait_for`]
+/// does, naming `what`.
+pub async fn wait_for_text(client: &Client, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    wait_for(client, what, TEXT_WAIT, || async {
+        text_of(client, css).await.filter(|t| ok(t))
+    })
+    .await
+}
+
 /// With `SCREENSHOTS_DIR` set, scrolls `css` into view and saves a
 /// screenshot as `{dir}/{name}.png`, for people reviewing the UI.
 pub async fn review_screenshot(client: &Client, name: &str, css: &str) {

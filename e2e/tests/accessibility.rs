@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use e2e::{
-    axe_violations, click, review_screenshot, run_experiment, text_of, wait_for, wait_live, Driver, Server,
+    axe_violations, click, review_screenshot, run_experiment, text_of, wait_for, wait_for_text, wait_live,
+    Driver, Server,
 };
 use fantoccini::{Client, Locator};
 
@@ -27,10 +28,8 @@ async fn the_pages_pass_axe_in_both_themes() {
         client.goto(&format!("{base}/?theme={theme}")).await.unwrap();
         wait_live(&client).await;
         click(&client, "[data-testid=read]").await;
-        wait_for(&client, "a read result", WAIT, || async {
-            text_of(&client, "[data-testid=result]")
-                .await
-                .filter(|t| !t.is_empty())
+        wait_for_text(&client, "[data-testid=result]", "a read result", |t| {
+            !t.is_empty()
         })
         .await;
         assert_no_violations(&client, &format!("the playground, {theme}")).await;

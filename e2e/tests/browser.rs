@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::{attr_of, click, http_get, select, text_of, wait_for, Driver, Server};
+use e2e::{attr_of, click, http_get, select, text_of, wait_for, wait_for_text, Driver, Server};
 use fantoccini::{Client, Locator};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -102,11 +102,12 @@ async fn switch_on(client: &Client, test_id: &str) {
 
 /// Waits until the fault card's headline says `word`; returns it.
 async fn fault_headline(client: &Client, word: &str) -> String {
-    wait_for(client, &format!("Redis reported {word}"), WAIT, || async {
-        text_of(client, "[data-testid=fault-headline]")
-            .await
-            .filter(|t| t.contains(word))
-    })
+    wait_for_text(
+        client,
+        "[data-testid=fault-headline]",
+        &format!("Redis reported {word}"),
+        |t| t.contains(word),
+    )
     .await
 }
 
@@ -238,10 +239,8 @@ async fn bad_ids_are_explained_and_space_pauses() {
     let (server, _driver, client) = start_page("e2e-input", |_| {}).await;
 
     read_id(&client, "abc").await;
-    let help = wait_for(&client, "an error under the field", WAIT, || async {
-        text_of(&client, "#read-help")
-            .await
-            .filter(|t| t.contains("not a whole number"))
+    let help = wait_for_text(&client, "#read-help", "an error under the field", |t| {
+        t.contains("not a whole number")
     })
     .await;
     assert!(help.contains("abc"), "{help}");
@@ -261,11 +260,12 @@ async fn bad_ids_are_explained_and_space_pauses() {
         )
         .await
         .unwrap();
-    let play = wait_for(&client, "the play button to show Play", WAIT, || async {
-        text_of(&client, "[data-testid=play]")
-            .await
-            .filter(|t| t.contains("Play"))
-    })
+    let play = wait_for_text(
+        &client,
+        "[data-testid=play]",
+        "the play button to show Play",
+        |t| t.contains("Play"),
+    )
     .await;
     assert!(play.contains("Play"));
     client.close().await.unwrap();
@@ -293,10 +293,8 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     assert!(read_disabled.is_some(), "reads are disabled while disconnected");
 
     server.serve_again().await;
-    wait_for(&client, "the page to reconnect", WAIT, || async {
-        text_of(&client, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Live"))
+    wait_for_text(&client, "[data-testid=link]", "the page to reconnect", |t| {
+        t.starts_with("Live")
     })
     .await;
     read_id(&client, "12").await;
@@ -316,22 +314,24 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
     read_id(&client, "3").await;
     wait_for_log(&client, &["miss"]).await;
     click(&client, "[data-testid=check-divergence]").await;
-    wait_for(&client, "the first check", WAIT, || async {
-        text_of(&client, "[data-testid=divergence-summary]")
-            .await
-            .filter(|t| t.contains("match"))
-    })
+    wait_for_text(
+        &client,
+        "[data-testid=divergence-summary]",
+        "the first check",
+        |t| t.contains("match"),
+    )
     .await;
 
     let name = client.find(Locator::Css("[data-testid=new-name]")).await.unwrap();
     name.send_keys("Renamed In Browser").await.unwrap();
     click(&client, "[data-testid=update]").await;
     wait_for_log(&client, &["written", "miss"]).await;
-    let summary = wait_for(&client, "the stale copy to be flagged", WAIT, || async {
-        text_of(&client, "[data-testid=divergence-summary]")
-            .await
-            .filter(|t| t.contains("stale"))
-    })
+    let summary = wait_for_text(
+        &client,
+        "[data-testid=divergence-summary]",
+        "the stale copy to be flagged",
+        |t| t.contains("stale"),
+    )
     .await;
     assert!(summary.starts_with("1 of 1"), "{summary}");
     e2e::review_screenshot(&client, "divergence-stale", "[data-testid=divergence-summary]").await;
@@ -353,11 +353,12 @@ async fn a_write_under_ttl_only_leaves_a_stale_copy_that_is_flagged() {
     })
     .await;
     click(&client, "[data-testid=update]").await;
-    wait_for(&client, "nothing stale after delete on write", WAIT, || async {
-        text_of(&client, "[data-testid=divergence-summary]")
-            .await
-            .filter(|t| t.contains("Nothing is cached"))
-    })
+    wait_for_text(
+        &client,
+        "[data-testid=divergence-summary]",
+        "nothing stale after delete on write",
+        |t| t.contains("Nothing is cached"),
+    )
     .await;
     client.close().await.unwrap();
 }
@@ -369,10 +370,8 @@ async fn the_preset_race_is_stale_without_a_fix_and_fresh_with_leases() {
     let (server, _driver, client) = start_page("e2e-race", |c| c.db_latency_ms = 5).await;
 
     click(&client, "[data-testid=run-race]").await;
-    let verdict = wait_for(&client, "the race's verdict", WAIT, || async {
-        text_of(&client, "[data-testid=race-verdict]")
-            .await
-            .filter(|t| t.starts_with("Stale"))
+    let verdict = wait_for_text(&client, "[data-testid=race-verdict]", "the race's verdict", |t| {
+        t.starts_with("Stale")
     })
     .await;
     assert!(verdict.contains("no protection"), "{verdict}");
@@ -392,11 +391,12 @@ async fn the_preset_race_is_stale_without_a_fix_and_fresh_with_leases() {
     })
     .await;
     click(&client, "[data-testid=run-race]").await;
-    let verdict = wait_for(&client, "the verdict with leases", WAIT, || async {
-        text_of(&client, "[data-testid=race-verdict]")
-            .await
-            .filter(|t| t.starts_with("Nothing stale"))
-    })
+    let verdict = wait_for_text(
+        &client,
+        "[data-testid=race-verdict]",
+        "the verdict with leases",
+        |t| t.starts_with("Nothing stale"),
+    )
     .await;
     assert!(verdict.contains("leases"), "{verdict}");
     e2e::review_screenshot(&client, "race-leases", "[data-testid=race-verdict]").await;
@@ -446,29 +446,29 @@ async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
     wait_for_log(&client, &["near hit", "miss"]).await;
 
     click(&client, "[data-testid=link-B]").await;
-    wait_for(&client, "B's link to show as cut", WAIT, || async {
-        text_of(&client, "[data-testid=instance-B]")
-            .await
-            .filter(|t| t.contains("link cut"))
-    })
+    wait_for_text(
+        &client,
+        "[data-testid=instance-B]",
+        "B's link to show as cut",
+        |t| t.contains("link cut"),
+    )
     .await;
     select(&client, "[data-testid=target-instance]", "A").await;
     let name = client.find(Locator::Css("[data-testid=new-name]")).await.unwrap();
     name.send_keys("Changed On A").await.unwrap();
     click(&client, "[data-testid=update]").await;
-    wait_for(&client, "the write's result", WAIT, || async {
-        text_of(&client, "[data-testid=write-result]")
-            .await
-            .filter(|t| t.contains("deleted"))
+    wait_for_text(&client, "[data-testid=write-result]", "the write's result", |t| {
+        t.contains("deleted")
     })
     .await;
     // A and C received the invalidation; B, cut off, did not.
     for (instance, received) in [("A", "1 received"), ("C", "1 received")] {
-        wait_for(&client, "the invalidation to arrive", WAIT, || async {
-            text_of(&client, &format!("[data-testid=instance-{instance}]"))
-                .await
-                .filter(|t| t.contains(received))
-        })
+        wait_for_text(
+            &client,
+            &format!("[data-testid=instance-{instance}]"),
+            "the invalidation to arrive",
+            |t| t.contains(received),
+        )
         .await;
     }
     let b = text_of(&client, "[data-testid=instance-B]").await.unwrap();
@@ -485,10 +485,8 @@ async fn a_cut_pubsub_link_leaves_a_stale_near_copy_until_reconnect() {
     );
 
     click(&client, "[data-testid=link-B]").await;
-    wait_for(&client, "B to resubscribe", WAIT, || async {
-        text_of(&client, "[data-testid=instance-B]")
-            .await
-            .filter(|t| t.contains("subscribed") && !t.contains("cut"))
+    wait_for_text(&client, "[data-testid=instance-B]", "B to resubscribe", |t| {
+        t.contains("subscribed") && !t.contains("cut")
     })
     .await;
     read_id(&client, "6").await;
@@ -595,10 +593,8 @@ async fn a_hosted_page_gets_a_private_sandbox_keeps_it_on_reload_and_can_reset_i
     let driver = Driver::start();
     let client = driver.browser(1280, 800).await;
     client.goto(&format!("http://{}/", server.addr)).await.unwrap();
-    let badge = wait_for(&client, "a sandbox from the server", WAIT, || async {
-        text_of(&client, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Live · sandbox "))
+    let badge = wait_for_text(&client, "[data-testid=link]", "a sandbox from the server", |t| {
+        t.starts_with("Live · sandbox ")
     })
     .await;
     let sandbox = badge.trim_start_matches("Live · sandbox ").to_string();
@@ -613,10 +609,8 @@ async fn a_hosted_page_gets_a_private_sandbox_keeps_it_on_reload_and_can_reset_i
     wait_for_log(&client, &["hit", "miss"]).await;
 
     client.refresh().await.unwrap();
-    let again = wait_for(&client, "the page to reconnect", WAIT, || async {
-        text_of(&client, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Live · sandbox "))
+    let again = wait_for_text(&client, "[data-testid=link]", "the page to reconnect", |t| {
+        t.starts_with("Live · sandbox ")
     })
     .await;
     assert_eq!(again, badge, "a reload keeps the sandbox");
@@ -629,10 +623,8 @@ async fn a_hosted_page_gets_a_private_sandbox_keeps_it_on_reload_and_can_reset_i
 
     click(&client, "[data-testid=reset]").await;
     wait_for_log(&client, &[]).await;
-    let notice = wait_for(&client, "the reset notice", WAIT, || async {
-        text_of(&client, "[role=alert]")
-            .await
-            .filter(|t| t.contains("reset"))
+    let notice = wait_for_text(&client, "[role=alert]", "the reset notice", |t| {
+        t.contains("reset")
     })
     .await;
     assert!(notice.contains("seed data"), "{notice}");
@@ -658,25 +650,19 @@ async fn a_full_playground_tells_the_reader_and_keeps_trying() {
     let driver = Driver::start();
     let first = driver.browser(1280, 800).await;
     first.goto(&format!("http://{}/", server.addr)).await.unwrap();
-    wait_for(&first, "the first reader's sandbox", WAIT, || async {
-        text_of(&first, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Live · sandbox "))
+    wait_for_text(&first, "[data-testid=link]", "the first reader's sandbox", |t| {
+        t.starts_with("Live · sandbox ")
     })
     .await;
     let second = driver.browser(1280, 800).await;
     second.goto(&format!("http://{}/", server.addr)).await.unwrap();
-    let notice = wait_for(&second, "the page to say it is full", WAIT, || async {
-        text_of(&second, "[role=alert]")
-            .await
-            .filter(|t| t.contains("full"))
+    let notice = wait_for_text(&second, "[role=alert]", "the page to say it is full", |t| {
+        t.contains("full")
     })
     .await;
     assert!(notice.contains("try again"), "{notice}");
-    let badge = wait_for(&second, "the page to retry", WAIT, || async {
-        text_of(&second, "[data-testid=link]")
-            .await
-            .filter(|t| t.contains("retrying") || t.contains("Reconnecting"))
+    let badge = wait_for_text(&second, "[data-testid=link]", "the page to retry", |t| {
+        t.contains("retrying") || t.contains("Reconnecting")
     })
     .await;
     assert!(!badge.starts_with("Live"), "{badge}");
@@ -702,10 +688,8 @@ async fn a_flood_of_reads_is_drawn_as_counts() {
         reads += 1;
         assert!(reads < 20_000, "only {untraced} of {reads} reads went untraced");
     }
-    let said = wait_for(&client, "the flood's summary", WAIT, || async {
-        text_of(&client, "[data-testid=untraced]")
-            .await
-            .filter(|t| t.starts_with(&format!("{untraced} read(s)")) && t.contains("Latest flood"))
+    let said = wait_for_text(&client, "[data-testid=untraced]", "the flood's summary", |t| {
+        t.starts_with(&format!("{untraced} read(s)")) && t.contains("Latest flood")
     })
     .await;
     assert!(said.contains("reads/s"), "{said}");
@@ -781,25 +765,22 @@ async fn a_steady_load_runs_from_the_page_and_charts_the_hit_ratio() {
         .unwrap_or_default();
     assert!(shape.contains("hottest fifth"), "{shape}");
     click(&client, "[data-testid=start-load]").await;
-    wait_for(&client, "the load to end", WAIT, || async {
-        text_of(&client, "[data-testid=load-status]")
-            .await
-            .filter(|t| t == "ended: 600 operations sent")
+    wait_for_text(&client, "[data-testid=load-status]", "the load to end", |t| {
+        t == "ended: 600 operations sent"
     })
     .await;
     // Every read of the load is counted (the last summary follows the end
     // within a quarter of a second).
-    wait_for(&client, "600 reads counted", WAIT, || async {
-        text_of(&client, "[data-testid=reads]")
-            .await
-            .filter(|t| t == "600")
+    wait_for_text(&client, "[data-testid=reads]", "600 reads counted", |t| {
+        t == "600"
     })
     .await;
-    let latest = wait_for(&client, "a point on the charts", WAIT, || async {
-        text_of(&client, "[data-testid=load-latest]")
-            .await
-            .filter(|t| t.starts_with("Last second"))
-    })
+    let latest = wait_for_text(
+        &client,
+        "[data-testid=load-latest]",
+        "a point on the charts",
+        |t| t.starts_with("Last second"),
+    )
     .await;
     assert!(latest.contains("hit ratio"), "{latest}");
     let lines = client
@@ -923,10 +904,8 @@ async fn filling_memory_from_the_page_counts_evictions_or_refusals_by_policy() {
     assert!(text_of(&client, "[data-testid=memory-read-only]").await.is_none());
     type_into(&client, "memory-max", "2").await;
     click(&client, "[data-testid=memory-apply]").await;
-    wait_for(&client, "the 2 MB limit", WAIT, || async {
-        text_of(&client, "[data-testid=memory-used]")
-            .await
-            .filter(|t| t.ends_with("of 2.0 MB"))
+    wait_for_text(&client, "[data-testid=memory-used]", "the 2 MB limit", |t| {
+        t.ends_with("of 2.0 MB")
     })
     .await;
     type_into(&client, "fill-keys", "3000").await;
@@ -960,11 +939,12 @@ async fn filling_memory_from_the_page_counts_evictions_or_refusals_by_policy() {
         .unwrap_or_default();
     assert!(explained.contains("refuses writes"), "{explained}");
     click(&client, "[data-testid=memory-apply]").await;
-    wait_for(&client, "noeviction in force", WAIT, || async {
-        text_of(&client, "[data-testid=memory-policy]")
-            .await
-            .filter(|t| t == "noeviction")
-    })
+    wait_for_text(
+        &client,
+        "[data-testid=memory-policy]",
+        "noeviction in force",
+        |t| t == "noeviction",
+    )
     .await;
     // New keys, so the full server must refuse them.
     type_into(&client, "fill-seed", "2").await;
@@ -1066,10 +1046,8 @@ async fn the_diagnostics_find_the_forgotten_ttl_puzzle() {
     })
     .await;
     click(&client, "[data-testid=run-diagnostics]").await;
-    let findings = wait_for(&client, "the memory finding", WAIT, || async {
-        text_of(&client, "[data-testid=findings]")
-            .await
-            .filter(|t| t.contains("have no TTL"))
+    let findings = wait_for_text(&client, "[data-testid=findings]", "the memory finding", |t| {
+        t.contains("have no TTL")
     })
     .await;
     assert!(
@@ -1300,11 +1278,12 @@ async fn the_first_read_after_an_outage_is_sent_again_on_a_new_connection() {
     // connections does that and breaks nothing, so the read that follows
     // connects through the proxy before the outage.
     click(&client, "[data-testid=cut-connections]").await;
-    wait_for(&client, "the instances on the proxy", WAIT, || async {
-        text_of(&client, "[data-testid=fault-timeline]")
-            .await
-            .filter(|t| t.contains("connections to Redis cut"))
-    })
+    wait_for_text(
+        &client,
+        "[data-testid=fault-timeline]",
+        "the instances on the proxy",
+        |t| t.contains("connections to Redis cut"),
+    )
     .await;
     read_id(&client, "42").await;
     wait_for_log(&client, &["miss"]).await;
@@ -1318,10 +1297,8 @@ async fn the_first_read_after_an_outage_is_sent_again_on_a_new_connection() {
     wait_for_log(&client, &["hit", "fallback", "miss"]).await;
     // The steps drawn are the hit's once the animation reaches it (the
     // fallback's show a dead try too: during the outage both fail).
-    let steps = wait_for(&client, "the hit's steps", WAIT, || async {
-        text_of(&client, "[data-testid=steps]")
-            .await
-            .filter(|t| t.contains("· hit ·"))
+    let steps = wait_for_text(&client, "[data-testid=steps]", "the hit's steps", |t| {
+        t.contains("· hit ·")
     })
     .await;
     assert!(

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use e2e::{click, review_screenshot, run_experiment, text_of, wait_for, wait_live, Driver, Server};
+use e2e::{
+    click, review_screenshot, run_experiment, text_of, wait_for, wait_for_text, wait_live, Driver, Server,
+};
 use fantoccini::{Client, Locator};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -37,10 +39,8 @@ async fn answer_with(client: &Client, answer: &str) -> String {
 }
 
 async fn verdict(client: &Client) -> String {
-    wait_for(client, "a verdict", WAIT, || async {
-        text_of(client, "[data-testid=lesson-verdict]")
-            .await
-            .filter(|t| !t.is_empty())
+    wait_for_text(client, "[data-testid=lesson-verdict]", "a verdict", |t| {
+        !t.is_empty()
     })
     .await
 }
@@ -329,10 +329,8 @@ async fn a_shared_setup_address_sets_up_a_new_sandbox_the_same_way() {
         .goto(&format!("http://{}/?stampede=everything", server.addr))
         .await
         .unwrap();
-    let notice = wait_for(&client, "the bad setting to be explained", WAIT, || async {
-        text_of(&client, ".notice")
-            .await
-            .filter(|t| t.contains("stampede"))
+    let notice = wait_for_text(&client, ".notice", "the bad setting to be explained", |t| {
+        t.contains("stampede")
     })
     .await;
     assert!(notice.contains("not applied"), "{notice}");

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use e2e::{attr_of, click, review_screenshot, text_of, wait_for, wait_live, Driver, Server};
+use e2e::{attr_of, click, review_screenshot, text_of, wait_for, wait_for_text, wait_live, Driver, Server};
 use fantoccini::{Client, Locator};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -193,11 +193,12 @@ async fn a_lab_panel_keeps_what_the_learner_typed_across_a_reconnect() {
     // The connection drops and comes back: the panels stay as they were
     // (drawn once, when the first greeting came), not redrawn afresh.
     server.stop_serving().await;
-    wait_for(&client, "the page to see the connection lost", WAIT, || async {
-        text_of(&client, "[data-testid=link]")
-            .await
-            .filter(|t| !t.starts_with("Live"))
-    })
+    wait_for_text(
+        &client,
+        "[data-testid=link]",
+        "the page to see the connection lost",
+        |t| !t.starts_with("Live"),
+    )
     .await;
     // Drawn from a fetched module, the panel still follows the page's
     // state: its button is off while the connection is down.

@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use e2e::record::{load_all, machine, now_utc, record_lesson, save};
-use e2e::{click, dist_dir, review_screenshot, run_experiment, text_of, wait_for, Driver, Server};
+use e2e::{
+    click, dist_dir, review_screenshot, run_experiment, text_of, wait_for, wait_for_text, Driver, Server,
+};
 use fantoccini::{Client, Locator};
 use shared::lessons::{Expect, Position, LESSONS};
 use shared::recording::Recording;
@@ -91,10 +93,8 @@ async fn answer_from_recording(client: &Client, recording: &Recording, at: Posit
         }
     }
     click(client, "[data-testid=check-answer]").await;
-    wait_for(client, "a verdict", WAIT, || async {
-        text_of(client, "[data-testid=lesson-verdict]")
-            .await
-            .filter(|t| !t.is_empty())
+    wait_for_text(client, "[data-testid=lesson-verdict]", "a verdict", |t| {
+        !t.is_empty()
     })
     .await
 }
@@ -196,17 +196,12 @@ async fn a_static_build_replays_recorded_lessons_with_no_back_end() {
     // A control that needs a server says what it would do, and how to go
     // live, instead of failing silently.
     client.goto(&base).await.unwrap();
-    wait_for(&client, "the recorded badge", WAIT, || async {
-        text_of(&client, "[data-testid=link]")
-            .await
-            .filter(|t| t.starts_with("Recorded"))
+    wait_for_text(&client, "[data-testid=link]", "the recorded badge", |t| {
+        t.starts_with("Recorded")
     })
     .await;
     click(&client, "[data-testid=read]").await;
-    let refusal = wait_for(&client, "the explanation", WAIT, || async {
-        text_of(&client, "[role=alert]").await.filter(|t| !t.is_empty())
-    })
-    .await;
+    let refusal = wait_for_text(&client, "[role=alert]", "the explanation", |t| !t.is_empty()).await;
     assert!(
         refusal.contains("needs a live back end") && refusal.contains("backend="),
         "{refusal}"
@@ -420,10 +415,8 @@ async fn a_page_tells_a_back_end_of_another_version() {
             ))
             .await
             .unwrap();
-        let badge = wait_for(&client, "the version said", WAIT, || async {
-            text_of(&client, "[data-testid=link]")
-                .await
-                .filter(|t| t.contains("Back end speaks"))
+        let badge = wait_for_text(&client, "[data-testid=link]", "the version said", |t| {
+            t.contains("Back end speaks")
         })
         .await;
         assert!(badge.contains(&expected), "{badge}");

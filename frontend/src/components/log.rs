@@ -2,21 +2,30 @@
 //! plays it on the diagram again.
 
 use leptos::prelude::*;
-use shared::{Action, Trace};
+use shared::{Action, StepStatus, Trace};
 
 use crate::format;
 use crate::state::AppState;
 
 /// Per-step timings in one line: `GET 210 µs → SQL 95 µs (+100.1 ms) → SET 180 µs`.
+///
+/// A command that failed says so (`GET failed 250 ms → SQL …`): a read
+/// whose outcome is a hit or a load may still have met an error on the way
+/// (a dead connection, sent again), and the log should not hide it.
 pub fn timings(trace: &Trace) -> String {
     trace
         .steps
         .iter()
         .filter_map(|s| {
-            let name = match &s.action {
-                Action::Redis(t) => t.split(' ').next().unwrap_or("Redis").to_string(),
-                Action::Sql(_) => "SQL".to_string(),
+            let command = match &s.action {
+                Action::Redis(t) => t.split(' ').next().unwrap_or("Redis"),
+                Action::Sql(_) => "SQL",
                 Action::Note(_) => return None,
+            };
+            let name = if s.status == StepStatus::Error {
+                format!("{command} failed")
+            } else {
+                command.to_string()
             };
             Some(if s.simulated_delay_us > 0 {
                 format!(
@@ -75,5 +84,36 @@ pub fn TraceLog() -> impl IntoView {
                 />
             </ol>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{NodeId, TraceStep};
+
+    fn step(action: Action, status: StepStatus, duration_us: u64) -> TraceStep {
+        TraceStep {
+            node: NodeId::new("check_redis"),
+            action,
+            reply: String::new(),
+            status,
+            duration_us,
+            simulated_delay_us: 0,
+            via: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_command_is_named_as_failed_in_the_timings() {
+        let mut trace = crate::timeline::tests::trace(1, &[]);
+        trace.steps = vec![
+            step(Action::Note("a note".into()), StepStatus::Ok, 1),
+            step(Action::Redis("GET cache:user:42".into()), StepStatus::Error, 121),
+            step(Action::Redis("GET cache:user:42".into()), StepStatus::Hit, 5_360),
+        ];
+        assert_eq!(timings(&trace), "GET failed 121 µs → GET 5.36 ms");
+        trace.steps[1].status = StepStatus::Miss;
+        assert_eq!(timings(&trace), "GET 121 µs → GET 5.36 ms");
     }
 }
