@@ -95,9 +95,13 @@ fn memory(e: &Evidence<'_>) -> Finding {
         let full = latest.maxmemory > 0 && latest.used_memory as f64 > 0.8 * latest.maxmemory as f64;
         if full {
             let policy = latest.maxmemory_policy.as_str();
-            let what = if policy == "noeviction" || policy.starts_with("volatile") {
+            let what = if policy == "noeviction" {
                 format!(
                     " Its policy is {policy}: once full, Redis refuses new values it cannot make room for (the reads still answer, from the database). Let Redis evict (allkeys-lru), give every key a TTL, or raise maxmemory."
+                )
+            } else if policy.starts_with("volatile") {
+                format!(
+                    " Its policy is {policy}: Redis evicts only keys with a TTL, and once none is left it refuses new values (the reads still answer, from the database). Give every key a TTL, use an allkeys policy, or raise maxmemory."
                 )
             } else {
                 format!(" Its policy is {policy}: Redis evicts to make room; if the hit ratio suffers, raise maxmemory or cache less.")
@@ -155,7 +159,7 @@ fn latency(e: &Evidence<'_>) -> Finding {
         problem,
         text: if problem {
             format!(
-                "An average read takes {} µs, close to a database read ({} µs): most reads miss, or Redis itself is slow (big values, a slow network, a saturated database behind the misses).",
+                "An average read takes {} µs, close to a database read ({} µs): most reads miss (or the database behind the misses is saturated), or Redis itself is slow (big values, a slow network).",
                 average, database
             )
         } else {
@@ -321,22 +325,46 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_full_redis_under_noeviction_is_named_with_its_policy() {
+    /// The memory finding for a Redis 2 MB full under `policy`.
+    fn full_redis_under(policy: &str) -> Finding {
         let mut watch = RedisWatch::default();
         watch.observe(shared::RedisFigures {
             used_memory: 2_000_000,
             maxmemory: 2 << 20,
-            maxmemory_policy: "noeviction".into(),
+            maxmemory_policy: policy.into(),
             ..shared::RedisFigures::default()
         });
         let (stats, settings) = (Stats::default(), SandboxSettings::default());
-        let finding = &diagnose(&evidence(&stats, &settings, &watch))[1];
+        diagnose(&evidence(&stats, &settings, &watch)).swap_remove(1)
+    }
+
+    #[test]
+    fn a_full_redis_under_noeviction_is_named_with_its_policy() {
+        let finding = full_redis_under("noeviction");
         assert!(finding.problem);
         assert!(
             finding
                 .text
                 .contains("Its policy is noeviction: once full, Redis refuses"),
+            "{}",
+            finding.text
+        );
+    }
+
+    #[test]
+    fn a_volatile_policy_evicts_keys_with_a_ttl_before_it_refuses() {
+        let finding = full_redis_under("volatile-lru");
+        assert!(finding.problem);
+        assert!(
+            finding.text.contains(
+                "volatile-lru: Redis evicts only keys with a TTL, and once none is left it refuses"
+            ),
+            "{}",
+            finding.text
+        );
+        let finding = full_redis_under("allkeys-lru");
+        assert!(
+            finding.text.contains("Redis evicts to make room"),
             "{}",
             finding.text
         );

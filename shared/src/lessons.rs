@@ -918,7 +918,7 @@ pub const LESSONS: &[Lesson] = &[
         steps: &[
             Step {
                 title: "Cache-aside in one read",
-                text: "In cache-aside the application, not the cache, does the work. To read a record it asks Redis first. If Redis has nothing, the application reads the database, puts a copy in Redis with an expiry time, and answers.\n\nThe cache never talks to the database itself, and a write goes straight to the database. That keeps the pattern simple and means a dead Redis only makes reads slower. It suits data read far more often than written that may be a little out of date; it is the wrong choice for write-heavy data, for data that must never be stale, and for a small data set that could simply live in memory.\n\nThe button empties this sandbox's cache and reads user 42 once. The sandbox's database waits 100 ms per query, like a database across a network.",
+                text: "In cache-aside the application, not the cache, does the work. To read a record it asks Redis first. If Redis has nothing, the application reads the database, puts a copy in Redis with an expiry time, and answers.\n\nThe cache never talks to the database itself, and a write goes straight to the database. That keeps the pattern simple, and an application that falls back to the database when Redis is down only gets slower, never wrong. It suits data read far more often than written that may be a little out of date; it is the wrong choice for write-heavy data, for data that must never be stale, and for a small data set that could simply live in memory.\n\nThe button empties this sandbox's cache and reads user 42 once. The sandbox's database waits 100 ms per query, like a database across a network.",
                 parts: READ_PATH,
                 panel: Panel::None,
                 setup: &[],
@@ -932,7 +932,7 @@ pub const LESSONS: &[Lesson] = &[
                 check: Check {
                     question: "How many times did that read query the database?",
                     answer: Expect::Number(database_reads),
-                    hint: "Count the visits to the green database box in the step list.",
+                    hint: "Count the visits to the blue database box in the step list.",
                 },
             },
             Step {
@@ -1066,7 +1066,7 @@ pub const LESSONS: &[Lesson] = &[
         },
         Step {
             title: "The fix: one TTL for related data",
-            text: "The same change with both keys cached for 2 s: they go and come back together. (Caching the product as one value removes the question altogether.)",
+            text: "The same change with both keys cached at the same moment with one TTL (2 s): they expire together and come back together. (Caching the product as one value removes the question altogether.)",
             parts: READ_PATH,
             panel: Panel::Keys,
             setup: &[],
@@ -1087,7 +1087,7 @@ pub const LESSONS: &[Lesson] = &[
         steps: &[
             Step {
                 title: "The problem: a full Redis that evicts nothing",
-                text: "A cache always grows toward its memory limit. What happens there is the eviction policy's call. With noeviction, Redis refuses every write that needs more memory: the application still answers, from the database, but the cache has stopped caching anything new.\n\nThis step needs a redis-server of its own. It gives it a 2 MB limit and noeviction, then stores 3,000 values of 1 KB (about three times what fits) the cache-aside way: each read misses and stores.",
+                text: "A busy cache can grow until it meets its memory limit. What happens there is the eviction policy's call. With noeviction, Redis refuses every write that needs more memory: the application still answers, from the database, but the cache has stopped caching anything new.\n\nThis step needs a redis-server of its own. It gives it a 2 MB limit and noeviction, then stores 3,000 values of 1 KB (about three times what fits) the cache-aside way: each read misses and stores.",
                 parts: READ_PATH,
                 panel: Panel::Memory,
                 setup: &[],
@@ -1151,7 +1151,7 @@ pub const LESSONS: &[Lesson] = &[
                         options: &["allkeys-random", "allkeys-lfu"],
                         correct: better_of_two_fills,
                     },
-                    hint: "The highlighted row of the fills table.",
+                    hint: "The hit ratios in the last two rows of the fills table.",
                 },
             },
             Step {
@@ -1169,7 +1169,7 @@ pub const LESSONS: &[Lesson] = &[
                         options: &["allkeys-lfu", "allkeys-lru"],
                         correct: better_of_two_fills,
                     },
-                    hint: "The highlighted row of the fills table.",
+                    hint: "The hit ratios in the last two rows of the fills table.",
                 },
             },
         ],
@@ -1180,7 +1180,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Measure what encoding and size cost on every hit, and choose JSON, MessagePack or compression with numbers.",
         steps: &[
             Step {
-                title: "The problem: compressing what is already small",
+                title: "Small values: compression would not pay",
                 text: "A hit is not free: Redis sends the whole value and the application decodes it. A compact encoding shrinks both; compression shrinks more but costs CPU on every read and write, which only pays for big values.\n\nThis step measures user 42 as stored (a few hundred bytes) written as JSON, as MessagePack, and as JSON gzipped above 1 KB: each entry's size, and the median time to encode it, decode it and GET it from this Redis.",
                 parts: READ_PATH,
                 panel: Panel::Serialization,
@@ -1239,7 +1239,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The fix: cache \"not found\" too",
-                text: "The remedy is to store a small marker that says \"no such record\", with a TTL shorter than a real value's (here 60 s), so a record created later shows up soon. The next lookups find the marker and answer \"not found\" from Redis.\n\nSame twenty lookups, marker on.",
+                text: "The remedy is to store a small marker that says \"no such record\", with a TTL of its own, shorter than a record's (here 60 s against 300 s), so a record created later shows up soon. The next lookups find the marker and answer \"not found\" from Redis.\n\nSame twenty lookups, marker on.",
                 parts: READ_PATH,
                 panel: Panel::None,
                 setup: &[Setting::DbLatency(20)],
@@ -1403,7 +1403,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "Fix two: versions",
-                text: "Every row carries a version that each write increases, and every cached value records the version it came from. The store is a small Lua script that refuses to replace a newer version with an older one, so the slow reader's old row cannot win.",
+                text: "Every row carries a version that each write increases, and every cached value records the version it came from. The write deletes the cached value but leaves a small marker holding the new version. The store is a small Lua script that refuses anything older than what Redis holds, marker included, so the slow reader's old row cannot win.",
                 parts: RACE_PARTS,
                 panel: Panel::Race,
                 setup: &[Setting::Race(RaceFix::Version)],
@@ -1453,11 +1453,11 @@ pub const LESSONS: &[Lesson] = &[
                 check: Check {
                     question: "How many database loads did the herd cause with the lock?",
                     answer: Expect::Number(herd_loads),
-                    hint: "The last row of the herd table.",
+                    hint: "The top row of the herd table (the newest).",
                 },
             },
             Step {
-                title: "A lock per process is not enough",
+                title: "Single flight: one load per instance, not one in all",
                 text: "Single flight merges concurrent misses inside one process, with no Redis round trip. It is cheap, but each instance still loads once: with three instances, three loads.",
                 parts: HERD_PARTS,
                 panel: Panel::Stampede,
@@ -1546,11 +1546,11 @@ pub const LESSONS: &[Lesson] = &[
                 setup: &[],
                 run: &[Action::Herd { requests: 500, defence: Defence::TtlJitter, timing: HerdTiming::ManyKeys }],
                 run_label: "50 keys, TTL with jitter",
-                notice: &[Pointer { text: "Compare the peak with the row above.", target: Target::Element("herds") }],
+                notice: &[Pointer { text: "Compare the peak with the row below it (the run before).", target: Target::Element("herds") }],
                 check: Check {
                     question: "What was the peak of database loads in one 100 ms window this time?",
                     answer: Expect::Number(herd_peak),
-                    hint: "The \"peak / 100 ms\" column, last row.",
+                    hint: "The \"peak / 100 ms\" column, top row (the newest).",
                 },
             },
         ],
@@ -1580,7 +1580,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "What the speed costs",
-                text: "Write-behind's fast writes are only in Redis until the queue reaches the database. While they wait, the database is behind (a report run on it would see old rows), and a Redis or application crash would lose them. Write-through pays the database's latency on every write, as cache-aside does, and keeps cache and database in step: reads after a write still hit. Cache-aside keeps the database as the only source of truth and lets the cache miss.\n\nSo cache-aside fits data read far more often than written that may be briefly stale; data written constantly suits write-behind (if losing a little is acceptable) or no cache; data that must never be stale needs write-through or no cache; a small data set may simply live in memory.",
+                text: "Write-behind's fast writes are only in Redis until the queue reaches the database. While they wait, the database is behind (a report run on it would see old rows), and a Redis or application crash would lose them. Write-through pays the database's latency on every write, as cache-aside does (tables that rate cache-aside writes as fast count only its part in the cache, a delete), and keeps cache and database in step: reads after a write still hit. Cache-aside keeps the database as the only source of truth and lets the cache miss.\n\nSo cache-aside fits data read far more often than written that may be briefly stale; data written constantly suits write-behind (if losing a little is acceptable) or no cache; data that must never be stale needs write-through or no cache; a small data set may simply live in memory.",
                 parts: WRITES,
                 panel: Panel::Patterns,
                 setup: &[Setting::DbLatency(20)],
@@ -1638,7 +1638,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The problem: a hung Redis costs every read its timeout",
-                text: "A Redis that is down refuses connections at once. A Redis that hangs (an overloaded server, a stalled network) accepts the command and never answers, so each read waits for the full command timeout, 250 ms here, before it falls back. The tutorial suggests timeouts between 100 and 500 ms: long enough for a busy moment, short enough that a dead cache does not double every response time.\n\nThe button caches user 42, hangs this sandbox's Redis, reads the user eight times on instance A, then lets Redis answer again.",
+                text: "A Redis that is down refuses connections at once. A Redis that hangs (an overloaded server, a stalled network) accepts the command and never answers, so each read waits for the full command timeout, 250 ms here, before it falls back. A common choice is 100 to 500 ms: long enough to ride out a busy moment, short enough that a hung cache adds a fraction of a second to a read, not seconds.\n\nThe button caches user 42, hangs this sandbox's Redis, reads the user eight times on instance A, then lets Redis answer again.",
                 parts: FAULT_PARTS,
                 panel: Panel::Faults,
                 setup: &[],
@@ -1755,7 +1755,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The fix: keep the delete and send it again",
-                text: "A delete that could not be delivered is kept and sent again, with growing pauses, until Redis takes it. Until then the writing process does not read that key from Redis at all: its next read first delivers the delete. Other processes may see the old copy from the moment Redis returns until the retry lands, a second at most here.\n\nSame experiment, with retries on. (Lessons also resend a command whose connection turns out dead, as the first after an outage often is: the read's trace shows that dead try first. In free play, the Faults card's switch for it starts off.)",
+                text: "A delete that could not be delivered is kept and sent again, with growing pauses, until Redis takes it. Meanwhile the writing process never serves the old copy: before it reads that key from Redis again, it sends the delete it owes. Other processes may see the old copy from the moment Redis returns until the retry lands, a second at most here.\n\nSame experiment, with retries on. (Lessons also send a command again, once, when its connection has died, as the first one after an outage often has: the read's trace may show that dead try first. In free play that switch, in the Faults card, starts off.)",
                 parts: FAULT_WRITES,
                 panel: Panel::Faults,
                 setup: &[Setting::RetryInvalidations(true)],
