@@ -184,8 +184,29 @@ fn is_loopback(authority: &str) -> bool {
 /// The Content-Security-Policy of every response: scripts only from the
 /// playground itself (its inline boot scripts by hash, WebAssembly allowed),
 /// connections only to itself, framing only by itself and `frame_ancestors`.
+///
+/// The hashes come from `index.html` as it is on disk now: a page served
+/// later must get a policy computed from the bytes it was served with
+/// ([`page_with_policy`]), or a front end rebuilt under a running back end
+/// would be refused its own boot script.
 pub fn content_security_policy(static_dir: &Path, frame_ancestors: &[String]) -> String {
-    let scripts: String = inline_script_hashes(static_dir)
+    let html = std::fs::read_to_string(static_dir.join("index.html")).unwrap_or_default();
+    policy_for_page(&html, frame_ancestors)
+}
+
+/// The built front end's `index.html` as it is on disk now, with the
+/// Content-Security-Policy that allows exactly its inline scripts: one
+/// read, so the page and its policy always match. `None` when no front
+/// end is built.
+pub fn page_with_policy(static_dir: &Path, frame_ancestors: &[String]) -> Option<(String, String)> {
+    let html = std::fs::read_to_string(static_dir.join("index.html")).ok()?;
+    let policy = policy_for_page(&html, frame_ancestors);
+    Some((html, policy))
+}
+
+/// The policy for a page whose inline scripts are those of `html`.
+fn policy_for_page(html: &str, frame_ancestors: &[String]) -> String {
+    let scripts: String = inline_script_hashes(html)
         .iter()
         .map(|hash| format!(" '{hash}'"))
         .collect();
@@ -203,12 +224,9 @@ pub fn content_security_policy(static_dir: &Path, frame_ancestors: &[String]) ->
 /// `sha256-…` of each inline `<script>` of the built `index.html` (Trunk
 /// writes one to start the WebAssembly; index.html has one that reports a
 /// failure to start), so the CSP can allow exactly them.
-fn inline_script_hashes(static_dir: &Path) -> Vec<String> {
-    let Ok(html) = std::fs::read_to_string(static_dir.join("index.html")) else {
-        return Vec::new();
-    };
+fn inline_script_hashes(html: &str) -> Vec<String> {
     let mut hashes = Vec::new();
-    let mut rest = html.as_str();
+    let mut rest = html;
     while let Some(start) = rest.find("<script") {
         let after = &rest[start..];
         let Some(open_end) = after.find('>') else {

@@ -13,7 +13,7 @@
 //! origins (CSP `frame-ancestors`); every other route only by itself.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, Query};
@@ -25,31 +25,30 @@ use serde::Deserialize;
 use shared::lessons::{shows, Position, LESSONS};
 use shared::Diagram;
 
-use crate::access::content_security_policy;
+use crate::access::{content_security_policy, page_with_policy};
 
 /// The loader script for host pages.
 const LOADER: &str = include_str!("embed.js");
 
-/// What the embed routes serve, prepared once.
+/// What the embed routes need.
 struct Pages {
-    /// The built front end's `index.html`, if built.
-    index: Option<String>,
-    /// The CSP of embed routes: framing by the configured parents.
+    /// Where the built front end is: the live page is its `index.html` as
+    /// it is when asked for (a rebuild under a running back end shows).
+    static_dir: PathBuf,
+    /// The origins that may frame the embed routes.
+    frame_ancestors: Vec<String>,
+    /// The CSP of the embed routes' own pages: framing by the configured
+    /// parents.
     csp: HeaderValue,
 }
 
 /// The embed routes; `frame_ancestors` are the origins that may frame them.
 pub fn routes(static_dir: &Path, frame_ancestors: &[String]) -> Router {
     let csp = content_security_policy(static_dir, frame_ancestors);
-    // The front end's addresses are relative to its root; the live page
-    // sits two levels below it (`embed/{lesson}/live`).
-    let index = std::fs::read_to_string(static_dir.join("index.html"))
-        .ok()
-        .map(|html| html.replacen("<head>", r#"<head><base href="../../">"#, 1));
     let pages = Arc::new(Pages {
-        index,
-        csp: HeaderValue::from_str(&csp)
-            .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'")),
+        static_dir: static_dir.to_path_buf(),
+        frame_ancestors: frame_ancestors.to_vec(),
+        csp: header_value(&csp),
     });
     let facade_pages = pages.clone();
     Router::new()
@@ -76,6 +75,12 @@ pub struct EmbedQuery {
     step: Option<String>,
     theme: Option<String>,
     autoheight: Option<String>,
+}
+
+/// A policy as a header value; one that cannot be (it always can: it is
+/// built from hashes and configured origins) still forbids framing.
+fn header_value(csp: &str) -> HeaderValue {
+    HeaderValue::from_str(csp).unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'"))
 }
 
 fn framed(pages: &Pages, status: StatusCode, content_type: &'static str, body: String) -> Response {
@@ -152,8 +157,17 @@ fn live(pages: &Pages, lesson: &str) -> Response {
     if Position::from_query(lesson, None).is_none() {
         return unknown_lesson(pages, lesson);
     }
-    match &pages.index {
-        Some(index) => framed(pages, StatusCode::OK, "text/html; charset=utf-8", index.clone()),
+    match page_with_policy(&pages.static_dir, &pages.frame_ancestors) {
+        Some((index, csp)) => {
+            // The front end's addresses are relative to its root; the live
+            // page sits two levels below it (`embed/{lesson}/live`). (The
+            // tag added has no script: the policy still fits the page.)
+            let index = index.replacen("<head>", r#"<head><base href="../../">"#, 1);
+            let mut page = framed(pages, StatusCode::OK, "text/html; charset=utf-8", index);
+            page.headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, header_value(&csp));
+            page
+        }
         None => framed(
             pages,
             StatusCode::SERVICE_UNAVAILABLE,

@@ -159,17 +159,35 @@ pub fn under_base_path(app: Router, base: &str) -> Router {
 /// The built front end: the `.br` / `.gz` beside each file (written by
 /// the xtask at build time) to browsers that accept them, hashed assets
 /// cached for a year, everything else revalidated.
+///
+/// The page gets a Content-Security-Policy made from `index.html` as it is
+/// now, not as it was when the back end started: a front end rebuilt under
+/// a running back end (`trunk build`) has new inline boot scripts, which a
+/// policy from the old page would refuse, leaving the page loading forever.
 fn static_files(static_dir: &Path) -> Router {
     let files = ServeDir::new(static_dir).precompressed_br().precompressed_gzip();
     Router::new()
         .fallback_service(files)
         .layer(axum::middleware::map_response_with_state(
-            (),
-            |request_path: axum::extract::OriginalUri, mut response: Response| async move {
-                let policy = cache_policy(request_path.path());
+            static_dir.to_path_buf(),
+            |State(dir): State<std::path::PathBuf>,
+             request_path: axum::extract::OriginalUri,
+             mut response: Response| async move {
+                let path = request_path.path();
                 let headers = response.headers_mut();
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+                headers.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(cache_policy(path)),
+                );
                 headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+                // The page (`/`, `/index.html`), also when revalidated (304):
+                // a 304's headers replace the ones the browser kept.
+                if path.ends_with('/') || path.ends_with(".html") {
+                    let policy = content_security_policy(&dir, &[]);
+                    if let Ok(value) = HeaderValue::from_str(&policy) {
+                        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+                    }
+                }
                 response
             },
         ))

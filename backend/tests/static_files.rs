@@ -69,3 +69,47 @@ fn only_content_named_files_are_immutable() {
     assert_eq!(cache_policy("/index.html"), "no-cache");
     assert_eq!(cache_policy("/my-file.js"), "no-cache");
 }
+
+/// The `sha256-…` source a CSP names for an inline script body.
+fn script_hash(body: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+#[tokio::test]
+async fn a_front_end_rebuilt_under_a_running_back_end_gets_a_policy_for_its_new_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = |script: &str| {
+        format!("<!doctype html><html><head><script>{script}</script></head><body></body></html>")
+    };
+    let (old, new) = (
+        "boot('frontend-1111111111111111')",
+        "boot('frontend-2222222222222222')",
+    );
+    std::fs::write(dir.path().join("index.html"), page(old)).unwrap();
+    let static_dir = dir.path().to_path_buf();
+    let t = common::start(move |c| c.static_dir = static_dir);
+    let served = serve(&t).await;
+    let policy = |response: &str| {
+        header(response, "content-security-policy")
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    let before = http(served.addr, "GET", "/", &[], "").await;
+    assert!(policy(&before).contains(&script_hash(old)), "{before}");
+
+    // `trunk build` replaces the page while the back end runs.
+    std::fs::write(dir.path().join("index.html"), page(new)).unwrap();
+    for path in ["/", "/index.html", "/embed/basics/live"] {
+        let after = http(served.addr, "GET", path, &[], "").await;
+        assert!(body(&after).contains(new), "{path}: {after}");
+        assert!(policy(&after).contains(&script_hash(new)), "{path}: {after}");
+        assert!(!policy(&after).contains(&script_hash(old)), "{path}: {after}");
+    }
+}
