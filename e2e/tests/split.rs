@@ -346,3 +346,36 @@ async fn a_page_whose_webassembly_cannot_start_says_so() {
     review_screenshot(&client, "boot-failed", "body").await;
     client.close().await.unwrap();
 }
+
+/// A page where no script runs at all (blocked by a policy, an extension
+/// or a proxy), so nothing can report a failure: the style sheet alone
+/// turns the loading note into a hint after a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_scripts_never_run_still_tells_the_reader_what_to_do() {
+    let blocked = static_host_serving(e2e::dist_dir(), |name, body| {
+        if name != "index.html" {
+            return Some(body);
+        }
+        let page = String::from_utf8(body).ok()?;
+        let policy = r#"<head><meta http-equiv="Content-Security-Policy" content="script-src 'none'">"#;
+        Some(page.replacen("<head>", policy, 1).into_bytes())
+    })
+    .await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 800).await;
+    client.goto(&format!("http://{blocked}/")).await.unwrap();
+    let hint = wait_for(&client, "the hint under the loading note", WAIT, || async {
+        let hint = client.find(Locator::Css("#boot .boot-slow")).await.ok()?;
+        hint.is_displayed().await.ok()?.then_some(())?;
+        hint.text().await.ok()
+    })
+    .await;
+    assert!(hint.contains("Reload the page"), "{hint}");
+    let note = text_of(&client, "#boot").await.unwrap_or_default();
+    assert!(
+        note.starts_with("Loading the playground"),
+        "no script ran: {note}"
+    );
+    review_screenshot(&client, "boot-slow", "body").await;
+    client.close().await.unwrap();
+}
