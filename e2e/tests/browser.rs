@@ -720,6 +720,9 @@ async fn a_saturated_database_fails_a_herd_and_the_lock_spares_it() {
         ))
         .await
         .unwrap();
+    // The herd form is the stampede panel's, a module of its own: loaded
+    // once the page is live.
+    e2e::wait_live(&client).await;
     wait_for(&client, "the address's settings", WAIT, || async {
         let field = client
             .find(Locator::Css("[data-testid=db-connections]"))
