@@ -174,15 +174,17 @@ fn static_files(static_dir: &Path) -> Router {
              request_path: axum::extract::OriginalUri,
              mut response: Response| async move {
                 let path = request_path.path();
+                // The page (`/`, `/index.html`), also when revalidated (304):
+                // a 304's headers replace the ones the browser kept.
+                let page = path.ends_with('/') || path.ends_with(".html");
+                let served = matches!(response.status(), StatusCode::OK | StatusCode::NOT_MODIFIED);
                 let headers = response.headers_mut();
                 headers.insert(
                     header::CACHE_CONTROL,
                     HeaderValue::from_static(cache_policy(path)),
                 );
                 headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-                // The page (`/`, `/index.html`), also when revalidated (304):
-                // a 304's headers replace the ones the browser kept.
-                if path.ends_with('/') || path.ends_with(".html") {
+                if page && served {
                     let policy = content_security_policy(&dir, &[]);
                     if let Ok(value) = HeaderValue::from_str(&policy) {
                         headers.insert(header::CONTENT_SECURITY_POLICY, value);

@@ -111,5 +111,12 @@ async fn a_front_end_rebuilt_under_a_running_back_end_gets_a_policy_for_its_new_
         assert!(body(&after).contains(new), "{path}: {after}");
         assert!(policy(&after).contains(&script_hash(new)), "{path}: {after}");
         assert!(!policy(&after).contains(&script_hash(old)), "{path}: {after}");
+        // Framing stays as it was: by other sites only on the embed page.
+        let framing = if path.starts_with("/embed/") {
+            "frame-ancestors 'self' http://localhost:* http://127.0.0.1:*"
+        } else {
+            "frame-ancestors 'self'"
+        };
+        assert!(policy(&after).ends_with(framing), "{path}: {after}");
     }
 }

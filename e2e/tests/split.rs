@@ -364,6 +364,12 @@ async fn a_page_whose_scripts_never_run_still_tells_the_reader_what_to_do() {
     let driver = Driver::start();
     let client = driver.browser(1280, 800).await;
     client.goto(&format!("http://{blocked}/")).await.unwrap();
+    // Not at once: most pages start well within the 12 s.
+    let at_once = client.find(Locator::Css("#boot .boot-slow")).await.unwrap();
+    assert!(
+        !at_once.is_displayed().await.unwrap(),
+        "the hint shows only after a while"
+    );
     let hint = wait_for(&client, "the hint under the loading note", WAIT, || async {
         let hint = client.find(Locator::Css("#boot .boot-slow")).await.ok()?;
         hint.is_displayed().await.ok()?.then_some(())?;

@@ -95,11 +95,15 @@ fn memory(e: &Evidence<'_>) -> Finding {
         let full = latest.maxmemory > 0 && latest.used_memory as f64 > 0.8 * latest.maxmemory as f64;
         if full {
             let policy = latest.maxmemory_policy.as_str();
+            // A volatile policy evicts only keys with a TTL: it refuses
+            // writes when none is left, unless every key has one (the
+            // sandbox's keys were listed whole and none lacked a TTL).
+            let every_key_has_a_ttl = e.keys.is_some_and(|k| k.without_ttl == 0 && !k.truncated);
             let what = if policy == "noeviction" {
                 format!(
                     " Its policy is {policy}: once full, Redis refuses new values it cannot make room for (the reads still answer, from the database). Let Redis evict (allkeys-lru), give every key a TTL, or raise maxmemory."
                 )
-            } else if policy.starts_with("volatile") {
+            } else if policy.starts_with("volatile") && !every_key_has_a_ttl {
                 format!(
                     " Its policy is {policy}: Redis evicts only keys with a TTL, and once none is left it refuses new values (the reads still answer, from the database). Give every key a TTL, use an allkeys policy, or raise maxmemory."
                 )
@@ -325,8 +329,13 @@ mod tests {
         );
     }
 
-    /// The memory finding for a Redis 2 MB full under `policy`.
+    /// The memory finding for a Redis 2 MB full under `policy`, the
+    /// sandbox's keys not listed.
     fn full_redis_under(policy: &str) -> Finding {
+        full_redis_with_keys(policy, None)
+    }
+
+    fn full_redis_with_keys(policy: &str, keys: Option<&KeyReport>) -> Finding {
         let mut watch = RedisWatch::default();
         watch.observe(shared::RedisFigures {
             used_memory: 2_000_000,
@@ -335,7 +344,9 @@ mod tests {
             ..shared::RedisFigures::default()
         });
         let (stats, settings) = (Stats::default(), SandboxSettings::default());
-        diagnose(&evidence(&stats, &settings, &watch)).swap_remove(1)
+        let mut e = evidence(&stats, &settings, &watch);
+        e.keys = keys;
+        diagnose(&e).swap_remove(1)
     }
 
     #[test]
@@ -363,6 +374,20 @@ mod tests {
             finding.text
         );
         let finding = full_redis_under("allkeys-lru");
+        assert!(
+            finding.text.contains("Redis evicts to make room"),
+            "{}",
+            finding.text
+        );
+        // Every key listed has a TTL: a volatile policy can evict them all.
+        let all_with_ttl = KeyReport {
+            keys: Vec::new(),
+            without_ttl: 0,
+            truncated: false,
+            policy: None,
+            at_ms: 0,
+        };
+        let finding = full_redis_with_keys("volatile-lru", Some(&all_with_ttl));
         assert!(
             finding.text.contains("Redis evicts to make room"),
             "{}",

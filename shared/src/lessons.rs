@@ -918,7 +918,7 @@ pub const LESSONS: &[Lesson] = &[
         steps: &[
             Step {
                 title: "Cache-aside in one read",
-                text: "In cache-aside the application, not the cache, does the work. To read a record it asks Redis first. If Redis has nothing, the application reads the database, puts a copy in Redis with an expiry time, and answers.\n\nThe cache never talks to the database itself, and a write goes straight to the database. That keeps the pattern simple, and an application that falls back to the database when Redis is down only gets slower, never wrong. It suits data read far more often than written that may be a little out of date; it is the wrong choice for write-heavy data, for data that must never be stale, and for a small data set that could simply live in memory.\n\nThe button empties this sandbox's cache and reads user 42 once. The sandbox's database waits 100 ms per query, like a database across a network.",
+                text: "In cache-aside the application, not the cache, does the work. To read a record it asks Redis first. If Redis has nothing, the application reads the database, puts a copy in Redis with an expiry time, and answers.\n\nThe cache never talks to the database itself, and a write goes straight to the database. That keeps the pattern simple, and an application that falls back to the database when Redis is down keeps answering, only slower (a write during the outage has its own trap: see the last lesson). It suits data read far more often than written that may be a little out of date; it is the wrong choice for write-heavy data, for data that must never be stale, and for a small data set that could simply live in memory.\n\nThe button empties this sandbox's cache and reads user 42 once. The sandbox's database waits 100 ms per query, like a database across a network.",
                 parts: READ_PATH,
                 panel: Panel::None,
                 setup: &[],
@@ -1144,7 +1144,7 @@ pub const LESSONS: &[Lesson] = &[
                 setup: &[],
                 run: &RANDOM_THEN_LFU,
                 run_label: "Compare allkeys-random with allkeys-lfu",
-                notice: &[Pointer { text: "The hit ratio column; the better row is highlighted.", target: Target::Element("memory") }],
+                notice: &[Pointer { text: "The hit ratios in the last two rows of the fills table.", target: Target::Element("memory") }],
                 check: Check {
                     question: "Which policy kept more hits?",
                     answer: Expect::Choice {
