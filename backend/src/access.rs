@@ -190,8 +190,8 @@ fn is_loopback(authority: &str) -> bool {
 /// ([`page_with_policy`]), or a front end rebuilt under a running back end
 /// would be refused its own boot script.
 pub fn content_security_policy(static_dir: &Path, frame_ancestors: &[String]) -> String {
-    let html = std::fs::read_to_string(static_dir.join("index.html")).unwrap_or_default();
-    policy_for_page(&html, frame_ancestors)
+    page_with_policy(static_dir, frame_ancestors)
+        .map_or_else(|| policy_for_page("", frame_ancestors), |(_, policy)| policy)
 }
 
 /// The built front end's `index.html` as it is on disk now, with the

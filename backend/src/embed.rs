@@ -83,12 +83,13 @@ fn header_value(csp: &str) -> HeaderValue {
     HeaderValue::from_str(csp).unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'"))
 }
 
-fn framed(pages: &Pages, status: StatusCode, content_type: &'static str, body: String) -> Response {
+/// A page of the embed routes under `csp`, revalidated on every visit.
+fn framed(csp: HeaderValue, status: StatusCode, content_type: &'static str, body: String) -> Response {
     (
         status,
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CONTENT_SECURITY_POLICY, pages.csp.clone()),
+            (header::CONTENT_SECURITY_POLICY, csp),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         body,
@@ -104,7 +105,12 @@ fn unknown_lesson(pages: &Pages, lesson: &str) -> Response {
         escape(&lesson.chars().take(40).collect::<String>()),
         known.join(", ")
     );
-    framed(pages, StatusCode::NOT_FOUND, "text/html; charset=utf-8", body)
+    framed(
+        pages.csp.clone(),
+        StatusCode::NOT_FOUND,
+        "text/html; charset=utf-8",
+        body,
+    )
 }
 
 /// The click-to-load page of a lesson step.
@@ -149,7 +155,12 @@ fn facade(pages: &Pages, lesson: &str, query: &EmbedQuery) -> Response {
         picture = picture(step.parts),
         live = escape(&live),
     );
-    framed(pages, StatusCode::OK, "text/html; charset=utf-8", body)
+    framed(
+        pages.csp.clone(),
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        body,
+    )
 }
 
 /// The playground in embed mode: the built front end, framed.
@@ -163,13 +174,15 @@ fn live(pages: &Pages, lesson: &str) -> Response {
             // page sits two levels below it (`embed/{lesson}/live`). (The
             // tag added has no script: the policy still fits the page.)
             let index = index.replacen("<head>", r#"<head><base href="../../">"#, 1);
-            let mut page = framed(pages, StatusCode::OK, "text/html; charset=utf-8", index);
-            page.headers_mut()
-                .insert(header::CONTENT_SECURITY_POLICY, header_value(&csp));
-            page
+            framed(
+                header_value(&csp),
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                index,
+            )
         }
         None => framed(
-            pages,
+            pages.csp.clone(),
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain; charset=utf-8",
             "The front end is not built; `cargo xtask run` builds it.".into(),
