@@ -21,13 +21,7 @@ fn watch(t: &common::TestBackend) -> backend::feed::Subscription {
 }
 
 async fn next_trace(feed: &mut backend::feed::Subscription) -> Trace {
-    match feed.next().await {
-        Some(FeedEvent::Message(published)) => match published.message().clone() {
-            ServerMessage::Trace { trace, .. } => trace,
-            other => panic!("expected a trace, got {other:?}"),
-        },
-        other => panic!("expected a message, got {other:?}"),
-    }
+    common::traces_of(feed, 1).await.remove(0)
 }
 
 /// Tutorial step 2: the first read misses and fills the cache, the second
@@ -120,13 +114,10 @@ async fn a_read_after_the_ttl_runs_out_misses_again() {
     let mut redis = t.redis();
     // Wait until Redis itself reports the key gone (TTL -2), rather than
     // guessing a sleep.
-    for _ in 0..100 {
-        let ttl: i64 = redis.ttl("cache:default:product:7").unwrap();
-        if ttl == -2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("the key expires", Duration::from_secs(10), || {
+        redis.ttl::<_, i64>("cache:default:product:7").unwrap() == -2
+    })
+    .await;
     assert_eq!(t.read(Kind::Products, 7).await.outcome, Outcome::Miss);
     assert_eq!(t.database_queries(), 2);
 }

@@ -347,7 +347,7 @@ fn put_expired(t: &common::TestBackend, product: &Product) {
 
 /// Fail-safe: the database fails every query; an expired product is served
 /// (marked fail-safe) while one never cached fails with a clear error and
-/// is not cached; without fail-safe the expired one fails too.
+/// is not cached; without fail-safe Redis keeps no expired copy to serve.
 #[tokio::test]
 async fn fail_safe_serves_an_expired_value_while_the_database_fails() {
     let t = common::start(|_| {});
@@ -381,11 +381,33 @@ async fn fail_safe_serves_an_expired_value_while_the_database_fails() {
     let cached: bool = t.redis().exists("cache:default:product:6").unwrap();
     assert!(!cached, "a database error is never cached");
 
+    // What keeps an expired copy at hand is its TTL in Redis: with
+    // fail-safe, the fresh time plus the fail-safe window; without, the
+    // fresh time alone, so Redis drops the copy as it expires and a failing
+    // database has nothing to fall back on.
+    settings(&t, |s| {
+        s.db_error_percent = 0;
+        s.cache_ttl_secs = 60;
+        s.ttl_jitter_percent = 0;
+    });
+    read(&t, Kind::Products, 8).await.unwrap();
     settings(&t, |s| s.fail_safe_secs = 0);
-    put_expired(&t, &product);
-    // Without fail-safe an entry lives no longer than its fresh time: gone.
-    let _: () = t.redis().del("cache:default:product:5").unwrap();
-    assert!(read(&t, Kind::Products, 5).await.is_err());
+    read(&t, Kind::Products, 9).await.unwrap();
+    let kept_ms = |id: u64| {
+        t.redis()
+            .pttl::<_, i64>(format!("cache:default:product:{id}"))
+            .unwrap()
+    };
+    assert!(
+        kept_ms(8) > 300_000,
+        "fresh 60 s + fail-safe 300 s: {}",
+        kept_ms(8)
+    );
+    assert!(
+        (1..=60_000).contains(&kept_ms(9)),
+        "no fail-safe: the fresh 60 s only, {}",
+        kept_ms(9)
+    );
 }
 
 /// The wrong order (section 4.2): the copy deleted before the database

@@ -14,6 +14,40 @@ fn interrupt(pid: u32) {
     assert!(status.success());
 }
 
+fn kill(pid: u32) {
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+}
+
+/// Kills the binary if the test is still running after its time, or if the
+/// test fails first: a binary that hangs closes its pipes, so the test's
+/// blocking reads end and it fails saying where, instead of stalling the
+/// suite (or leaving the process behind).
+struct Watchdog {
+    pid: u32,
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn new(pid: u32, within: Duration) -> Self {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            // Disconnected when the test ends; a timeout means it did not.
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(within) {
+                kill(pid);
+            }
+        });
+        Watchdog { pid, _done: done }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            kill(self.pid);
+        }
+    }
+}
+
 #[test]
 fn a_second_ctrl_c_stops_at_once_even_with_a_request_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -28,6 +62,7 @@ fn a_second_ctrl_c_stops_at_once_even_with_a_request_open() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _watchdog = Watchdog::new(child.id(), Duration::from_secs(120));
     // The address and Redis's port, from what it prints.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();

@@ -550,6 +550,17 @@ async fn pending_invalidations_are_retried_in_the_background() {
 async fn retries_end_with_the_cache_handle() {
     let server = redis_server();
     let (proxy, items) = owing(&server, 1).await;
+    // First the retries are seen running (each round connects through the
+    // proxy), so the silence below is the handle's doing.
+    let before = proxy.accepted();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while proxy.accepted() < before + 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no retry round within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let accepted = proxy.accepted();
     drop(items);
     // Long enough for several rounds had the task lived on (each round

@@ -27,7 +27,10 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, S
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    tokio::time::timeout(ANSWER_WAIT, stream.read_to_string(&mut response))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer within {ANSWER_WAIT:?}"))
+        .unwrap();
     let status = response
         .split_whitespace()
         .nth(1)
@@ -54,6 +57,20 @@ async fn until_served(addr: SocketAddr, path: &str) -> (u16, String) {
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// How long a request or a socket may keep a test waiting: the balancer's
+/// own timeouts are an hour, so a back end that never answers would
+/// otherwise stall the suite.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The socket's next message, `what` naming it if none comes in time.
+async fn next_message(socket: &mut Socket, what: &str) -> Message {
+    tokio::time::timeout(ANSWER_WAIT, socket.next())
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {ANSWER_WAIT:?}"))
+        .unwrap_or_else(|| panic!("the socket closed before {what}"))
+        .unwrap()
+}
+
 /// Opens a WebSocket through the balancer; returns it and its greeting's
 /// sandbox and `moved` flag, and the first notice if one follows.
 async fn connect(addr: SocketAddr, query: &str) -> (Socket, SandboxId, bool) {
@@ -61,7 +78,7 @@ async fn connect(addr: SocketAddr, query: &str) -> (Socket, SandboxId, bool) {
         .await
         .unwrap();
     loop {
-        let message = socket.next().await.expect("a greeting").unwrap();
+        let message = next_message(&mut socket, "greeting").await;
         if let Message::Text(text) = message {
             match serde_json::from_str::<ServerMessage>(&text).unwrap() {
                 ServerMessage::Hello { sandbox, moved, .. } => return (socket, sandbox, moved),
@@ -139,7 +156,7 @@ async fn sandboxes_stay_on_one_replica_and_move_with_their_writes_when_it_stops(
         .await
         .unwrap();
     let result = loop {
-        let message = socket.next().await.expect("the herd's answer").unwrap();
+        let message = next_message(socket, "answer to the herd").await;
         if let Message::Text(text) = message {
             match serde_json::from_str::<ServerMessage>(&text).unwrap() {
                 ServerMessage::HerdReply { result, .. } => break result,

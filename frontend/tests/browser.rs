@@ -88,8 +88,12 @@ fn mount<V: IntoView + 'static>(state: AppState, view: impl FnOnce() -> V + 'sta
     container
 }
 
+/// Lets the page's reactive work finish: Leptos runs effects as
+/// microtasks, and a timer is a macrotask, which the browser runs only once
+/// every queued microtask (and those they queue) has run. An event, not a
+/// guess at a duration: zero milliseconds would do as well.
 async fn settle() {
-    gloo_timers::future::TimeoutFuture::new(20).await;
+    gloo_timers::future::TimeoutFuture::new(0).await;
 }
 
 fn class_of(container: &web_sys::HtmlElement, selector: &str) -> String {
