@@ -160,12 +160,14 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
     let schedule = match spec.timing {
         HerdTiming::Cold => None,
         HerdTiming::ManyKeys | HerdTiming::AtExpiry => {
-            let mut primes = Vec::new();
+            // In a set: dropped with the herd (a page that leaves), the
+            // primes stop too.
+            let mut primes = tokio::task::JoinSet::new();
             for id in &ids {
                 let (primer, sandbox, settings, options) =
                     (primer.clone(), sandbox.clone(), settings.clone(), options.clone());
                 let (id, kind) = (*id, spec.kind);
-                primes.push(tokio::spawn(async move {
+                primes.spawn(async move {
                     let loader = sandbox.loader(kind, id, &settings, |_| {});
                     primer
                         .cache
@@ -176,12 +178,10 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
                             loader,
                         )
                         .await
-                }));
+                });
             }
-            for prime in primes {
-                prime
-                    .await
-                    .map_err(|e| OpError::Internal(format!("priming failed: {e}")))??;
+            while let Some(prime) = primes.join_next().await {
+                prime.map_err(|e| OpError::Internal(format!("priming failed: {e}")))??;
             }
             let now = tokio::time::Instant::now();
             Some(match spec.timing {
@@ -201,7 +201,12 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
 
     let started = Instant::now();
     let instances = sandbox.fleet().instances.clone();
-    let mut tasks = Vec::with_capacity(spec.requests as usize);
+    // Every request in one set, owned by this future: if the herd ends
+    // early (a failure, or the page that fired it leaves and its session
+    // drops the herd), dropping the set aborts the requests still running,
+    // so none outlives the herd's lock, its place among the herds allowed
+    // at once, or a reset of the sandbox.
+    let mut tasks = tokio::task::JoinSet::new();
     for n in 0..spec.requests as usize {
         let (sandbox, settings, options) = (sandbox.clone(), settings.clone(), options.clone());
         let instance = instances[n % instances.len()].clone();
@@ -214,7 +219,7 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
         let at = schedule.map(|first| first + window * n as u32 / spec.requests as u32);
         let kind = spec.kind;
         let (loads, alive) = (loads.clone(), loader_alive.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Some(at) = at {
                 tokio::time::sleep_until(at).await;
             }
@@ -287,7 +292,7 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
                 path: nodes,
                 failed: false,
             })
-        }));
+        });
     }
     let mut result = tally(spec, instances.len() as u64, started, tasks).await?;
     drop(loader_alive);
@@ -303,13 +308,13 @@ pub async fn run(running: &Running, spec: HerdSpec) -> Result<HerdResult, OpErro
 }
 
 /// Waits for every request and sums them up. On the first failure the rest
-/// of the herd is stopped before returning, so nothing outlives the herd's
-/// lock.
+/// of the herd is stopped before returning (dropping the set aborts them),
+/// so nothing outlives the herd's lock.
 async fn tally(
     spec: HerdSpec,
     instances: u64,
     started: Instant,
-    tasks: Vec<tokio::task::JoinHandle<Result<HerdRead, StoreError>>>,
+    mut tasks: tokio::task::JoinSet<Result<HerdRead, StoreError>>,
 ) -> Result<HerdResult, OpError> {
     let mut histogram =
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
@@ -334,14 +339,10 @@ async fn tally(
     };
     let mut loads_per_100ms: HashMap<u64, u64> = HashMap::new();
     let mut edge_counts: HashMap<(NodeId, NodeId), u64> = HashMap::new();
-    let mut tasks = tasks.into_iter();
-    while let Some(task) = tasks.next() {
-        let read = match task.await {
+    while let Some(task) = tasks.join_next().await {
+        let read = match task {
             Ok(Ok(read)) => read,
             failed => {
-                for rest in tasks.by_ref() {
-                    rest.abort();
-                }
                 return Err(match failed {
                     Ok(Err(error)) => error.into(),
                     Err(error) => OpError::Internal(format!("a herd request failed: {error}")),

@@ -374,3 +374,38 @@ async fn the_lock_spares_a_saturated_database() {
     assert_eq!(result.failed, 0, "{result:?}");
     assert_eq!(result.from_cache, 19, "{result:?}");
 }
+
+/// A herd dropped before it ends (the page that fired it left, and its
+/// session dropped the herd) takes its requests with it: none keeps
+/// running past the herd's lock and its place among the herds allowed at
+/// once, or would store a value after a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_dropped_midway_leaves_no_request_running() {
+    let t = common::start(|c| c.db_latency_ms = 10_000);
+    let id = SandboxId::default_sandbox();
+    let sandbox = t.backend.playground.sandbox(&id).unwrap();
+    // Every request holds the sandbox while it runs.
+    let idle = std::sync::Arc::strong_count(&sandbox);
+    let herd = t.backend.playground.run_herd(&id, herd(Defence::None, 50));
+    tokio::select! {
+        result = herd => panic!("a herd on a 10 s database ended early: {result:?}"),
+        // Each request has queried and now waits out the 10 s delay.
+        () = common::eventually("every request at the database", std::time::Duration::from_secs(30), || {
+            t.database_queries() == 50
+        }) => {}
+    }
+    assert!(
+        std::sync::Arc::strong_count(&sandbox) > idle,
+        "the requests hold the sandbox"
+    );
+    // The herd's future is gone: its requests must go too, long before
+    // their delay would have ended.
+    common::eventually(
+        "the dropped herd's requests to stop",
+        std::time::Duration::from_secs(5),
+        || std::sync::Arc::strong_count(&sandbox) == idle,
+    )
+    .await;
+    let cached: bool = redis::Commands::exists(&mut t.redis(), "cache:default:user:21").unwrap();
+    assert!(!cached, "no request stored a value");
+}
