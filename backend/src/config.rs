@@ -295,7 +295,11 @@ impl Limits {
     /// `default`) holding all it may, each record as large as it can be.
     /// The back end's own Redis gets this much, so it never has to evict.
     pub fn redis_bytes(&self) -> u64 {
-        (self.max_sandboxes as u64 + 1) * self.sandbox_max_keys as u64 * RECORD_BYTES
+        let sandboxes = self.max_sandboxes as u64 + 1;
+        // Plus one scratch value each, as large as padding makes it: the
+        // serialization lab's, stored for a moment while it measures.
+        let scratch = shared::SandboxSettings::PADDING_BYTES.1 + RECORD_BYTES;
+        sandboxes * (self.sandbox_max_keys as u64 * RECORD_BYTES + scratch)
     }
 }
 

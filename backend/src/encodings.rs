@@ -13,11 +13,11 @@ use crate::error::OpError;
 use crate::sandbox::Sandbox;
 
 /// `GET`s per encoding: enough for a median, few enough to stay quick with
-/// 1 MiB values.
+/// the largest values.
 const GETS: usize = 15;
 
 /// The most filler a comparison adds (the settings' bound).
-pub const MAX_PADDING: u64 = SandboxSettings::VALUE_BYTES.1;
+pub const MAX_PADDING: u64 = SandboxSettings::PADDING_BYTES.1;
 
 /// Encodes and decodes per encoding: many for small values, fewer for big
 /// ones, so one comparison takes well under a second.

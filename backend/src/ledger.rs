@@ -25,15 +25,24 @@ use std::time::Duration;
 use cache_aside::Options;
 use shared::{InputError, Kind};
 
+use crate::config::RECORD_BYTES;
+
 /// Records a sandbox may hold in Redis, each with when its value is gone
-/// for sure (milliseconds since the Unix epoch).
+/// for sure (milliseconds since the Unix epoch) and its weight: how many
+/// records' worth of memory it may take (1, or more for a padded value).
 pub struct KeyLedger {
     most: usize,
-    held: Mutex<HashMap<(Kind, u64), u64>>,
+    held: Mutex<HashMap<(Kind, u64), Held>>,
+}
+
+#[derive(Clone, Copy)]
+struct Held {
+    gone_at: u64,
+    weight: u64,
 }
 
 impl KeyLedger {
-    /// A ledger of at most `most` records.
+    /// A ledger of at most `most` records (of weight 1).
     pub fn new(most: usize) -> KeyLedger {
         KeyLedger {
             most,
@@ -46,40 +55,59 @@ impl KeyLedger {
         self.most
     }
 
-    /// Admits an operation on `records` whose values live at most `hold`
-    /// from `now_ms`: all of them, or none.
+    /// Admits an operation on `records`, each of `weight` (see
+    /// [`weight_of_padding`]), whose values live at most `hold` from
+    /// `now_ms`: all of them, or none.
     ///
     /// # Errors
     /// [`InputError::OverLimit`] when they would take the sandbox over
     /// its limit, even after forgetting the records whose values are gone.
-    pub fn admit(&self, records: &[(Kind, u64)], hold: Duration, now_ms: u64) -> Result<(), InputError> {
+    pub fn admit(
+        &self,
+        records: &[(Kind, u64)],
+        hold: Duration,
+        now_ms: u64,
+        weight: u64,
+    ) -> Result<(), InputError> {
         let until = now_ms.saturating_add(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX));
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let new = |held: &HashMap<(Kind, u64), u64>| records.iter().filter(|r| !held.contains_key(r)).count();
-        if held.len() + new(&held) > self.most {
-            held.retain(|_, gone_at| *gone_at > now_ms);
-            if held.len() + new(&held) > self.most {
+        // What holding them would weigh in all: a record already held
+        // weighs the heavier of its two weights.
+        let total = |held: &HashMap<(Kind, u64), Held>| {
+            let extra: u64 = records
+                .iter()
+                .map(|r| weight.saturating_sub(held.get(r).map_or(0, |h| h.weight)))
+                .sum();
+            held.values().map(|h| h.weight).sum::<u64>() + extra
+        };
+        if total(&held) > self.most as u64 {
+            held.retain(|_, h| h.gone_at > now_ms);
+            if total(&held) > self.most as u64 {
+                let padded = if weight > 1 {
+                    format!(", a record of this size counting as {weight}")
+                } else {
+                    String::new()
+                };
                 return Err(InputError::OverLimit(format!(
-                    "this sandbox holds as many cached records as it may ({}): reset it, or wait for their TTLs to run out",
+                    "this sandbox holds as many cached records as it may ({}{padded}): reset it, or wait for their TTLs to run out",
                     self.most
                 )));
             }
         }
         for record in records {
-            let gone_at = held.entry(*record).or_insert(until);
-            *gone_at = (*gone_at).max(until);
+            hold_until(&mut held, *record, until, weight);
         }
         Ok(())
     }
 
-    /// Holds `records` (admitted already) at least `hold` from `now_ms`:
-    /// an operation ending after its values were stored late.
-    pub fn extend(&self, records: &[(Kind, u64)], hold: Duration, now_ms: u64) {
+    /// Holds `records` (admitted already, with `weight`) at least `hold`
+    /// from `now_ms`: an operation ending after its values were stored
+    /// late.
+    pub fn extend(&self, records: &[(Kind, u64)], hold: Duration, now_ms: u64, weight: u64) {
         let until = now_ms.saturating_add(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX));
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         for record in records {
-            let gone_at = held.entry(*record).or_insert(until);
-            *gone_at = (*gone_at).max(until);
+            hold_until(&mut held, *record, until, weight);
         }
     }
 
@@ -88,7 +116,7 @@ impl KeyLedger {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let mut records: Vec<(Kind, u64)> = held
             .iter()
-            .filter(|(_, gone_at)| **gone_at > now_ms)
+            .filter(|(_, h)| h.gone_at > now_ms)
             .map(|(record, _)| *record)
             .collect();
         records.sort();
@@ -101,13 +129,42 @@ impl KeyLedger {
     }
 }
 
+fn hold_until(held: &mut HashMap<(Kind, u64), Held>, record: (Kind, u64), until: u64, weight: u64) {
+    let entry = held.entry(record).or_insert(Held {
+        gone_at: until,
+        weight,
+    });
+    entry.gone_at = entry.gone_at.max(until);
+    entry.weight = entry.weight.max(weight);
+}
+
+/// How many records' worth of Redis memory a record padded by `padding`
+/// bytes may take: each [`RECORD_BYTES`] of filler counts as one record
+/// more, so the ledger bounds a sandbox's bytes, not only its keys. A
+/// quarter more on top: Redis's allocator rounds a large value up to its
+/// size class, by up to a quarter (128 KiB of filler takes 160 KiB).
+pub fn weight_of_padding(padding: u64) -> u64 {
+    1 + (padding + padding / 4).div_ceil(RECORD_BYTES)
+}
+
+/// For the ledger, a value stored with no TTL is never gone by itself: it
+/// stays counted (and named for deletion) until the sandbox is reset or
+/// reaped.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// The longest a value written with `options` can stay in Redis: the
 /// longer of the TTLs, stretched by the most jitter can add, plus the
 /// stale window, plus a margin for the clock.
 pub fn longest_hold(options: &Options) -> Duration {
+    if options.forget_ttl {
+        return NEVER;
+    }
     let longest = options.ttl.max(options.negative_ttl.unwrap_or(Duration::ZERO));
     let jittered = longest.mul_f64(1.0 + options.jitter.clamp(0.0, 1.0));
-    options.redis_ttl(jittered) + Duration::from_secs(2)
+    // A near copy lives in the instances' memory for its own TTL: counted
+    // as long, so the ledger bounds the near caches too.
+    let near = options.near_ttl.unwrap_or(Duration::ZERO);
+    options.redis_ttl(jittered).max(near) + Duration::from_secs(2)
 }
 
 #[cfg(test)]
@@ -120,17 +177,17 @@ mod tests {
     fn a_sandbox_may_hold_only_so_many_records() {
         let ledger = KeyLedger::new(3);
         let users = |ids: &[u64]| ids.iter().map(|id| (Kind::Users, *id)).collect::<Vec<_>>();
-        ledger.admit(&users(&[1, 2]), MINUTE, 0).unwrap();
-        ledger.admit(&users(&[1, 2, 3]), MINUTE, 0).unwrap();
+        ledger.admit(&users(&[1, 2]), MINUTE, 0, 1).unwrap();
+        ledger.admit(&users(&[1, 2, 3]), MINUTE, 0, 1).unwrap();
         // The same records again cost nothing more.
-        ledger.admit(&users(&[3]), MINUTE, 1_000).unwrap();
-        let error = ledger.admit(&users(&[4]), MINUTE, 1_000).unwrap_err();
+        ledger.admit(&users(&[3]), MINUTE, 1_000, 1).unwrap();
+        let error = ledger.admit(&users(&[4]), MINUTE, 1_000, 1).unwrap_err();
         assert!(
             error.to_string().contains("as many cached records as it may (3)"),
             "{error}"
         );
         // All or nothing: a herd of two new keys is refused whole.
-        assert!(ledger.admit(&users(&[4, 5]), MINUTE, 1_000).is_err());
+        assert!(ledger.admit(&users(&[4, 5]), MINUTE, 1_000, 1).is_err());
         assert_eq!(ledger.held(1_000), users(&[1, 2, 3]));
     }
 
@@ -138,16 +195,16 @@ mod tests {
     fn records_whose_values_are_gone_make_room() {
         let ledger = KeyLedger::new(2);
         ledger
-            .admit(&[(Kind::Users, 1)], Duration::from_secs(1), 0)
+            .admit(&[(Kind::Users, 1)], Duration::from_secs(1), 0, 1)
             .unwrap();
-        ledger.admit(&[(Kind::Users, 2)], MINUTE, 0).unwrap();
-        assert!(ledger.admit(&[(Kind::Users, 3)], MINUTE, 500).is_err());
+        ledger.admit(&[(Kind::Users, 2)], MINUTE, 0, 1).unwrap();
+        assert!(ledger.admit(&[(Kind::Users, 3)], MINUTE, 500, 1).is_err());
         // User 1's value lived a second: after it, there is room.
-        ledger.admit(&[(Kind::Users, 3)], MINUTE, 1_001).unwrap();
+        ledger.admit(&[(Kind::Users, 3)], MINUTE, 1_001, 1).unwrap();
         assert_eq!(ledger.held(1_001), [(Kind::Users, 2), (Kind::Users, 3)]);
         // Touching a record again keeps it held for the longer of the two.
         ledger
-            .admit(&[(Kind::Users, 2)], Duration::from_secs(1), 2_000)
+            .admit(&[(Kind::Users, 2)], Duration::from_secs(1), 2_000, 1)
             .unwrap();
         assert_eq!(ledger.held(59_999).len(), 2);
         ledger.clear();
@@ -158,10 +215,10 @@ mod tests {
     fn an_operation_that_ends_late_keeps_its_records_held_from_then() {
         let ledger = KeyLedger::new(10);
         ledger
-            .admit(&[(Kind::Users, 1)], Duration::from_secs(1), 0)
+            .admit(&[(Kind::Users, 1)], Duration::from_secs(1), 0, 1)
             .unwrap();
         // The value was stored after a long pause; the operation ends at 5 s.
-        ledger.extend(&[(Kind::Users, 1)], Duration::from_secs(1), 5_000);
+        ledger.extend(&[(Kind::Users, 1)], Duration::from_secs(1), 5_000, 1);
         assert_eq!(ledger.held(5_500), [(Kind::Users, 1)]);
         assert!(ledger.held(6_001).is_empty());
     }
@@ -183,5 +240,49 @@ mod tests {
             ..Options::default()
         };
         assert!(longest_hold(&swr) >= Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_padded_record_weighs_as_many_records_as_its_bytes() {
+        assert_eq!(weight_of_padding(0), 1);
+        assert_eq!(weight_of_padding(1), 2);
+        assert_eq!(weight_of_padding(RECORD_BYTES * 64), 81);
+        let ledger = KeyLedger::new(10);
+        let heavy = weight_of_padding(RECORD_BYTES * 3);
+        assert_eq!(heavy, 5);
+        ledger.admit(&[(Kind::Users, 1)], MINUTE, 0, heavy).unwrap();
+        ledger.admit(&[(Kind::Users, 2)], MINUTE, 0, 1).unwrap();
+        // 5 + 1 held; another record of 5 would make 11.
+        let error = ledger.admit(&[(Kind::Users, 3)], MINUTE, 0, heavy).unwrap_err();
+        assert!(error.to_string().contains("counting as 5"), "{error}");
+        // The same record padded again costs nothing more; user 2 padded
+        // costs the difference (4), which fits.
+        ledger.admit(&[(Kind::Users, 1)], MINUTE, 0, heavy).unwrap();
+        ledger.admit(&[(Kind::Users, 2)], MINUTE, 0, heavy).unwrap();
+        assert!(ledger.admit(&[(Kind::Users, 3)], MINUTE, 0, 1).is_err());
+    }
+
+    #[test]
+    fn a_value_with_no_ttl_stays_counted_and_a_near_copy_as_long_as_it_lives() {
+        let forgotten = Options {
+            forget_ttl: true,
+            ..Options::default()
+        };
+        assert!(longest_hold(&forgotten) >= Duration::from_secs(365 * 86_400));
+        let ledger = KeyLedger::new(1);
+        ledger
+            .admit(&[(Kind::Users, 1)], longest_hold(&forgotten), 0, 1)
+            .unwrap();
+        // A year on, its key is still there (nothing expires it): still held.
+        let year_ms = 365 * 86_400 * 1_000;
+        assert!(ledger.admit(&[(Kind::Users, 2)], MINUTE, year_ms, 1).is_err());
+        assert_eq!(ledger.held(year_ms), [(Kind::Users, 1)]);
+
+        let near = Options {
+            ttl: Duration::from_secs(10),
+            near_ttl: Some(Duration::from_secs(600)),
+            ..Options::default()
+        };
+        assert!(longest_hold(&near) >= Duration::from_secs(600));
     }
 }

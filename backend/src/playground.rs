@@ -638,7 +638,7 @@ impl Playground {
     }
 
     /// Measures a record under every value encoding (weighed like a herd,
-    /// one at a time per sandbox: it encodes values of up to 1 MiB many
+    /// one at a time per sandbox: it encodes values of up to 128 KiB many
     /// times).
     ///
     /// # Errors
@@ -774,6 +774,7 @@ impl Playground {
             ("cache_ttl_secs", settings.cache_ttl_secs),
             ("null_ttl_secs", settings.null_ttl_secs),
             ("near_ttl_secs", settings.near_ttl_secs),
+            ("product_ttl_secs", settings.product_ttl_secs),
             // Fail-safe keeps entries this much longer.
             ("fail_safe_secs", settings.fail_safe_secs),
         ] {

@@ -22,6 +22,26 @@ use shared::{Action, NodeId, StepStatus, TraceStep};
 
 use crate::store::{SqlCall, SqlDone, StoreError};
 
+/// The most of a Redis command a trace step carries, in bytes. A `SET` of
+/// a padded value can be over a hundred kilobytes; every watcher, the
+/// sandbox's recent traces and the feed's buffer would each hold a copy.
+/// The key, the envelope's header and the start of the value are what the
+/// page shows anyway.
+pub const COMMAND_SHOWN: usize = 2_048;
+
+/// `command` cut to [`COMMAND_SHOWN`] bytes (at a character boundary),
+/// saying how long it was.
+pub fn clip_command(command: String) -> String {
+    if command.len() <= COMMAND_SHOWN {
+        return command;
+    }
+    let mut end = COMMAND_SHOWN;
+    while !command.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &command[..end], command.len())
+}
+
 /// Where an operation may be held at a breakpoint. The playground's
 /// implementation tells the watching browsers and waits for "continue".
 pub trait Gate: Send + Sync {
@@ -330,7 +350,7 @@ impl Observer for Recorder {
             StepKind::Resent => {
                 state.dead_try = Some(TraceStep {
                     node: CHECK_CACHE,
-                    action: Action::Redis(step.command_text()),
+                    action: Action::Redis(clip_command(step.command_text())),
                     reply: format!("{} · sent again on a new connection", step.reply),
                     status: StepStatus::Error,
                     duration_us: micros(step.took),
@@ -377,7 +397,7 @@ impl Observer for Recorder {
             (_, sql) => {
                 state.sql = sql;
                 let action = match step.command {
-                    Some(_) => Action::Redis(step.command_text()),
+                    Some(_) => Action::Redis(clip_command(step.command_text())),
                     None => Action::Note(self.describe(step)),
                 };
                 let mut reply = match step.reply {
@@ -553,6 +573,25 @@ pub fn answer_node(source: cache_aside::Source, waited: bool) -> NodeId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_command_is_cut_at_a_character_saying_how_long_it_was() {
+        let short = "GET cache:user:1".to_string();
+        assert_eq!(clip_command(short.clone()), short);
+        // A two-byte character straddles the cut.
+        let long = format!(
+            "SET k \"{}é{}\"",
+            "a".repeat(COMMAND_SHOWN - 8),
+            "b".repeat(100_000)
+        );
+        let clipped = clip_command(long.clone());
+        assert!(clipped.len() < COMMAND_SHOWN + 40, "{}", clipped.len());
+        assert!(clipped.starts_with("SET k \"aaa"));
+        assert!(
+            clipped.ends_with(&format!("… ({} bytes in all)", long.len())),
+            "{clipped}"
+        );
+    }
 
     #[test]
     fn every_step_of_an_operation_has_a_box() {

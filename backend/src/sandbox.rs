@@ -354,8 +354,12 @@ pub struct Sandbox {
 /// as long as it can live. Derefs to the sandbox.
 pub struct Running {
     sandbox: Arc<Sandbox>,
-    admitted: Mutex<(Vec<(Kind, u64)>, Duration)>,
+    admitted: Mutex<Admitted>,
 }
+
+/// What a [`Running`] operation admitted: its records, the longest hold,
+/// the heaviest weight.
+type Admitted = (Vec<(Kind, u64)>, Duration, u64);
 
 impl std::ops::Deref for Running {
     type Target = Arc<Sandbox>;
@@ -376,19 +380,22 @@ impl Running {
         // Background work the call leaves (a stale-while-revalidate
         // refresh) may store a little after the operation ends.
         let hold = longest_hold(options) + Duration::from_secs(30);
-        self.sandbox.ledger.admit(records, hold, unix_millis())?;
+        // A padded value takes more memory: it counts as more records.
+        let weight = crate::ledger::weight_of_padding(self.sandbox.config().settings.value_padding_bytes);
+        self.sandbox.ledger.admit(records, hold, unix_millis(), weight)?;
         let mut admitted = lock(&self.admitted);
         admitted.0.extend_from_slice(records);
         admitted.1 = admitted.1.max(hold);
+        admitted.2 = admitted.2.max(weight);
         Ok(())
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let (records, hold) = std::mem::take(&mut *lock(&self.admitted));
+        let (records, hold, weight) = std::mem::take(&mut *lock(&self.admitted));
         if !records.is_empty() {
-            self.sandbox.ledger.extend(&records, hold, unix_millis());
+            self.sandbox.ledger.extend(&records, hold, unix_millis(), weight);
         }
         self.sandbox.touch();
         if self.sandbox.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -438,7 +445,7 @@ impl Sandbox {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let running = Running {
             sandbox: self.clone(),
-            admitted: Mutex::new((Vec::new(), Duration::ZERO)),
+            admitted: Mutex::new((Vec::new(), Duration::ZERO, 1)),
         };
         if self.retired.load(Ordering::SeqCst) {
             return Err(SandboxError::Unknown(self.id.clone()).into());
@@ -649,15 +656,18 @@ impl Sandbox {
     async fn delete_keys(&self) {
         let mut names = Vec::new();
         for (kind, id) in self.ledger.held(0) {
-            let key = policies::record_key(kind, id);
-            names.extend([
-                self.keys.value(&key),
-                self.keys.lock(&key),
-                self.keys.lease(&key),
-                self.keys.refresh(&key),
-            ]);
+            // Under both spellings: with the mistyped-key bug switched on,
+            // writes stored the record under the name readers never use.
+            for key in [policies::record_key(kind, id), policies::mistyped_key(kind, id)] {
+                names.extend([
+                    self.keys.value(&key),
+                    self.keys.lock(&key),
+                    self.keys.lease(&key),
+                    self.keys.refresh(&key),
+                ]);
+            }
         }
-        for page in names.chunks(400) {
+        for page in names.chunks(800) {
             let mut unlink = redis::cmd("UNLINK");
             unlink.arg(page);
             let _ = self.redis.query(&unlink, self.timeout).await;

@@ -62,7 +62,7 @@ pub async fn stale_set_race(
 
     // 1. The reader, paused before it stores what it loaded.
     let operation_id = playground.next_operation_id();
-    let reader = {
+    let mut reader = {
         let playground = playground.clone();
         let sandbox_id = sandbox_id.clone();
         let options = ReadOptions {
@@ -80,7 +80,20 @@ pub async fn stale_set_race(
     // round trips.
     let latency = settings.db_latency_ms * (100 + settings.db_jitter_percent) / 100;
     let reach = Duration::from_millis(latency + 4 * settings.redis_timeout_ms) + REACH_BREAKPOINT;
-    if !sandbox.wait_until_held(operation_id, reach).await {
+    let held = tokio::select! {
+        held = sandbox.wait_until_held(operation_id, reach) => held,
+        // The reader ended before its breakpoint: refused (too many reads
+        // paused in this sandbox, a limit) or failed. Its own error says
+        // why, at once.
+        ended = &mut reader => {
+            return Err(match ended {
+                Ok(Err(error)) => error,
+                Ok(Ok(_)) => OpError::Internal("the reader did not pause before storing".into()),
+                Err(e) => OpError::Internal(format!("the reader failed: {e}")),
+            });
+        }
+    };
+    if !held {
         // If it got there just now, let it go before dropping it.
         sandbox.release(operation_id);
         reader.abort();

@@ -695,3 +695,127 @@ async fn silent_sockets_are_closed_and_live_ones_stay() {
         .unwrap();
     assert_eq!(live.watchers(), 1);
 }
+
+/// Padded values are counted by their size: a sandbox padding every
+/// record by the most allowed holds as many of them as fit in its share
+/// of Redis (each counts as many plain records), then is told why it may
+/// hold no more. Every trace carries the start of a padded `SET`, not the
+/// whole value, and the page still gets its record whole over a
+/// WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn padded_values_count_by_their_size_and_traces_carry_only_their_start() {
+    let t = common::start(|c| c.sandbox_max_keys = Some(400));
+    let served = serve(&t).await;
+    let playground = &t.backend.playground;
+    let sandbox = playground.open_sandbox(None).await.unwrap().id.clone();
+    let padding = shared::SandboxSettings::PADDING_BYTES.1;
+    let mut settings = playground.sandbox(&sandbox).unwrap().settings();
+    settings.value_padding_bytes = padding;
+    playground.update_settings(&sandbox, settings.clone()).unwrap();
+    settings.value_padding_bytes = padding + 1;
+    assert!(
+        playground.update_settings(&sandbox, settings).is_err(),
+        "beyond the most"
+    );
+
+    let mut page = connect(served.addr, &format!("?sandbox={sandbox}")).await;
+    greeted(&mut page).await;
+    let weight = backend::ledger::weight_of_padding(padding);
+    let fits = 400 / weight;
+    assert!(fits >= 2, "some padded records fit: {fits}");
+    let used = || -> u64 {
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut t.redis()).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    let before = used();
+    for id in 1..=fits + 1 {
+        let read = shared::ClientMessage::Read {
+            request_id: id,
+            kind: Kind::Users,
+            id,
+            pause_before: Vec::new(),
+            instance: None,
+        };
+        page.send(Message::text(serde_json::to_string(&read).unwrap()))
+            .await
+            .unwrap();
+        let (mut reply, mut set) = (None, None);
+        loop {
+            match common::receive(&mut page).await {
+                ServerMessage::ReadReply { request_id, result } if request_id == id => reply = Some(result),
+                ServerMessage::Trace { trace, .. } => {
+                    set = trace.steps.iter().find_map(|s| match &s.action {
+                        shared::Action::Redis(command) if command.starts_with("SET ") => {
+                            Some(command.clone())
+                        }
+                        _ => None,
+                    })
+                }
+                ServerMessage::Error {
+                    request_id: Some(r),
+                    message,
+                    ..
+                } if r == id => {
+                    // Past the share: refused, saying why.
+                    assert_eq!(id, fits + 1, "refused too early: {message}");
+                    assert!(message.contains(&format!("counting as {weight}")), "{message}");
+                    break;
+                }
+                _ => {}
+            }
+            if let (Some(result), Some(set)) = (&reply, &set) {
+                assert!(id <= fits, "read {id} admitted beyond the share of {fits}");
+                let Some(shared::Record::User(user)) = &result.record else {
+                    panic!("{result:?}")
+                };
+                assert_eq!(user.notes.len() as u64, padding, "the page gets the whole record");
+                assert!(set.len() < 4_096, "the trace's SET is {} bytes", set.len());
+                assert!(set.ends_with("bytes in all)"), "{set}");
+                break;
+            }
+        }
+    }
+    // The share: its records, and room for one value in transit (a
+    // connection's buffer), as the shared Redis is sized.
+    let grown = used() - before;
+    let share = 400 * backend::config::RECORD_BYTES + padding + backend::config::RECORD_BYTES;
+    assert!(
+        grown <= share,
+        "{grown} bytes, more than the sandbox's share of {share}"
+    );
+}
+
+/// Hosted, nothing a visitor caches may outlive the configured longest
+/// TTL: every setting that decides how long a key lives is held to it.
+#[tokio::test]
+async fn no_ttl_setting_may_exceed_the_longest_allowed() {
+    let t = common::start(|c| c.max_ttl_secs = Some(3_600));
+    let playground = &t.backend.playground;
+    let sandbox = playground.open_sandbox(None).await.unwrap().id.clone();
+    let base = playground.sandbox(&sandbox).unwrap().settings();
+    type Change = fn(&mut shared::SandboxSettings);
+    let cases: [(&str, Change); 5] = [
+        ("cache_ttl_secs", |s| s.cache_ttl_secs = 3_601),
+        ("null_ttl_secs", |s| s.null_ttl_secs = 3_601),
+        ("near_ttl_secs", |s| s.near_ttl_secs = 3_601),
+        ("product_ttl_secs", |s| s.product_ttl_secs = 3_601),
+        ("fail_safe_secs", |s| s.fail_safe_secs = 3_601),
+    ];
+    for (name, change) in cases {
+        let mut settings = base.clone();
+        change(&mut settings);
+        let error = playground.update_settings(&sandbox, settings).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("{name} must be at most 3600")),
+            "{error}"
+        );
+    }
+    let mut longest = base;
+    longest.product_ttl_secs = 3_600;
+    playground.update_settings(&sandbox, longest).unwrap();
+}

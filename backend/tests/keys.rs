@@ -101,3 +101,46 @@ async fn redis_info_reports_the_servers_own_figures() {
         "{before:?} then {after:?}"
     );
 }
+
+/// Keys a sandbox leaves without a TTL, or under the mistyped name of the
+/// key-typo bug, are still its own to clean up: a reset deletes them all,
+/// and nothing of the sandbox is left in the shared Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_deletes_keys_without_a_ttl_and_under_the_mistyped_name() {
+    let t = common::start(|_| {});
+    let playground = &t.backend.playground;
+    let sandbox = playground.open_sandbox(None).await.unwrap().id.clone();
+    let mut settings = playground.sandbox(&sandbox).unwrap().settings();
+    settings.forget_ttl = true;
+    settings.mismatched_keys = true;
+    settings.write_strategy = shared::WriteStrategy::WriteThrough;
+    playground.update_settings(&sandbox, settings).unwrap();
+    for id in [1, 2] {
+        playground
+            .read(&sandbox, Kind::Users, id, shared::Origin::Rest)
+            .await
+            .unwrap();
+    }
+    let change = shared::WriteChange::Update { name: "Ada".into() };
+    playground
+        .write(&sandbox, Kind::Users, 3, change, shared::Origin::Rest)
+        .await
+        .unwrap();
+    let prefix = format!("cache:{sandbox}:");
+    let own = || -> Vec<String> {
+        let mut keys: Vec<String> = t
+            .all_keys()
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(own(), ["user:1", "user:2", "users:3"]);
+    let mut redis = t.redis();
+    let ttl: i64 = redis.ttl(format!("{prefix}user:1")).unwrap();
+    assert_eq!(ttl, -1, "no TTL: it would never go by itself");
+
+    playground.reset(&sandbox).await.unwrap();
+    assert!(own().is_empty(), "left behind: {:?}", own());
+}

@@ -224,3 +224,40 @@ async fn a_storm_leaves_nothing_stale_with_version_checks() {
         assert_eq!(stale_keys_after_a_storm(RaceFix::Version).await, 0);
     }
 }
+
+/// With as many reads paused as a sandbox allows, the race scenario's own
+/// reader is refused, and the scenario says so at once rather than waiting
+/// for a breakpoint its reader never reaches.
+#[tokio::test]
+async fn the_scenario_says_why_when_no_read_may_pause() {
+    let t = common::start(|c| c.db_latency_ms = 0);
+    let playground = t.backend.playground.clone();
+    let sandbox = SandboxId::default_sandbox();
+    let mut feed = playground.subscribe(&sandbox).unwrap();
+    let mut readers = Vec::new();
+    for id in 1..=backend::playground::MOST_PAUSED as u64 {
+        let (playground, sandbox) = (playground.clone(), sandbox.clone());
+        readers.push(tokio::spawn(async move {
+            let options = ReadOptions {
+                pause_before: vec![STORE_IN_CACHE],
+                ..ReadOptions::default()
+            };
+            playground
+                .read_with(&sandbox, Kind::Users, id, Origin::Browser, options)
+                .await
+        }));
+    }
+    let mut paused = 0;
+    while paused < backend::playground::MOST_PAUSED {
+        if let ServerMessage::Paused { .. } = next_message(&mut feed).await {
+            paused += 1;
+        }
+    }
+    let error = stale_set_race(&playground, &sandbox, Kind::Users, 40)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("paused already"), "{error}");
+    for reader in readers {
+        reader.abort();
+    }
+}

@@ -135,12 +135,13 @@ async fn the_comparison_measures_every_encoding_and_refuses_bad_input() {
         .iter()
         .all(|r| r.get_us > 0 && r.encode_ns > 0 && r.decode_ns > 0));
 
-    // (A test build is slow at this: 200 kB shows it as well as 1 MB.)
+    // The most filler allowed.
+    let most = shared::SandboxSettings::PADDING_BYTES.1;
     let big = playground
-        .compare_encodings(&sandbox, Kind::Products, 7, 200_000)
+        .compare_encodings(&sandbox, Kind::Products, 7, most)
         .await
         .unwrap();
-    assert!(size(&big, ValueEncoding::Json) > 200_000);
+    assert!(size(&big, ValueEncoding::Json) > most);
     assert!(
         size(&big, ValueEncoding::CompressedJson) * 2 < size(&big, ValueEncoding::Json),
         "{big:?}"
@@ -192,7 +193,7 @@ async fn the_comparison_measures_every_encoding_and_refuses_bad_input() {
     .await;
     assert_eq!(status_of(&response), 400, "{response}");
     assert!(
-        response.contains("padding_bytes must be from 0 to 1048576"),
+        response.contains("padding_bytes must be from 0 to 131072"),
         "{response}"
     );
     let response = http(

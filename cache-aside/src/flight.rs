@@ -30,15 +30,27 @@ impl<V> Default for Flights<V> {
 }
 
 impl<V> Flights<V> {
-    /// The flight for `key`, new if none is in the air.
-    pub(crate) fn join(&self, key: &str) -> Arc<Flight<V>> {
-        lock(&self.map).entry(key.to_string()).or_default().clone()
+    /// A seat on the flight for `key`, new if none is in the air.
+    pub(crate) fn join<'a>(&'a self, key: &'a str) -> Seat<'a, V> {
+        let flight = lock(&self.map).entry(key.to_string()).or_default().clone();
+        Seat {
+            flights: self,
+            key,
+            flight,
+        }
     }
 
-    /// Forgets a flight that has landed (unless a newer one replaced it).
-    pub(crate) fn land(&self, key: &str, flight: &Arc<Flight<V>>) {
+    /// Forgets `flight` once it has landed, or once nobody is left on it:
+    /// a call cancelled before its load ended (a client that went away)
+    /// must not leave its flight in the map for good. A flight others are
+    /// still on stays for them (one of them loads, and lands it). Never
+    /// removes a newer flight of the same key.
+    fn leave(&self, key: &str, flight: &Arc<Flight<V>>) {
         let mut map = lock(&self.map);
-        if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+        // Under the map's lock nobody can join: the map's `Arc` and this
+        // seat's are all there is when no one else is aboard.
+        let alone = Arc::strong_count(flight) <= 2;
+        if (flight.initialized() || alone) && map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
             map.remove(key);
         }
     }
@@ -56,6 +68,29 @@ impl<V> Flights<V> {
     }
 }
 
+/// A call's place on a flight. Leaving it, however the call ends
+/// (answered, failed, or dropped midway), lands the flight if it is done
+/// or was this call's alone.
+pub(crate) struct Seat<'a, V> {
+    flights: &'a Flights<V>,
+    key: &'a str,
+    flight: Arc<Flight<V>>,
+}
+
+impl<V> std::ops::Deref for Seat<'_, V> {
+    type Target = Flight<V>;
+
+    fn deref(&self) -> &Flight<V> {
+        &self.flight
+    }
+}
+
+impl<V> Drop for Seat<'_, V> {
+    fn drop(&mut self) {
+        self.flights.leave(self.key, &self.flight);
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -69,14 +104,37 @@ mod tests {
         let flights = Flights::<u8>::default();
         let first = flights.join("k");
         let second = flights.join("k");
-        assert!(Arc::ptr_eq(&first, &second));
+        assert!(Arc::ptr_eq(&first.flight, &second.flight));
         assert_eq!(flights.len(), 1);
-        flights.land("k", &first);
+        // The first passenger leaves before the load ends: the second is
+        // still on, so the flight stays.
+        drop(first);
+        assert_eq!(flights.len(), 1);
+        second.set(Some(Some(7))).unwrap();
+        let landed = second.flight.clone();
+        drop(second);
         assert_eq!(flights.len(), 0);
         // A later miss starts a new flight.
-        assert!(!Arc::ptr_eq(&flights.join("k"), &first));
-        // A landed flight never removes its successor.
-        flights.land("k", &first);
+        let third = flights.join("k");
+        assert!(!Arc::ptr_eq(&third.flight, &landed));
+        // A forgotten flight never removes its successor.
+        flights.forget("k");
+        let fourth = flights.join("k");
+        drop(third);
         assert_eq!(flights.len(), 1);
+        drop(fourth);
+    }
+
+    #[tokio::test]
+    async fn a_leader_cancelled_midway_leaves_no_flight_behind() {
+        let flights = Flights::<u8>::default();
+        let seat = flights.join("k");
+        // The load never ends; the call is dropped (its client went away).
+        let load = seat.get_or_init(std::future::pending::<Outcome<u8>>);
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(1), load)
+            .await
+            .is_err());
+        drop(seat);
+        assert_eq!(flights.len(), 0, "the cancelled flight is forgotten");
     }
 }

@@ -46,8 +46,9 @@ impl<V: Value> Call<'_, V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, E>>,
     {
-        let flights = &self.cache.inner.flights;
-        let flight = flights.join(self.key);
+        // The seat lands the flight when this call leaves it, however it
+        // ends (dropped midway included).
+        let flight = self.cache.inner.flights.join(self.key);
         let mut load = Some(load);
         let mut failure = None;
         let mut led = None;
@@ -75,7 +76,7 @@ impl<V: Value> Call<'_, V> {
             })
             .await
             .clone();
-        flights.land(self.key, &flight);
+        drop(flight);
         if let Some(error) = failure {
             return Err(error);
         }

@@ -472,8 +472,12 @@ impl SandboxSettings {
     pub const REDIS_TIMEOUT_MS: (u64, u64) = (1, 10_000);
     pub const DB_CONNECTIONS: (u64, u64) = (1, 100);
     pub const DB_WAIT_MS: (u64, u64) = (10, 30_000);
-    /// Up to 1 MiB: a value that big shows what it costs on every hit.
+    /// Up to 1 MiB: where gzip starts to pay.
     pub const VALUE_BYTES: (u64, u64) = (0, 1 << 20);
+    /// Filler up to 128 KiB: a value that big shows what it costs on every
+    /// hit, and stays small enough to send to a page and to count in a
+    /// sandbox's share of Redis (a padded record counts as several).
+    pub const PADDING_BYTES: (u64, u64) = (0, 128 << 10);
     /// Fail-safe's window: up to a day past the TTL.
     pub const FAIL_SAFE_SECS: (u64, u64) = (0, 86_400);
     /// XFetch's beta (NaN is outside every range, so it is refused too).
@@ -499,7 +503,11 @@ impl SandboxSettings {
             self.compress_above_bytes,
             Self::VALUE_BYTES,
         )?;
-        check("value_padding_bytes", self.value_padding_bytes, Self::VALUE_BYTES)?;
+        check(
+            "value_padding_bytes",
+            self.value_padding_bytes,
+            Self::PADDING_BYTES,
+        )?;
         check(
             "product_ttl_secs",
             self.product_ttl_secs,
