@@ -196,6 +196,14 @@ async fn the_stampede_lesson_compares_no_defence_with_the_lock() {
     );
     let right = answer_with(&client, &without.to_string()).await;
     assert!(right.starts_with("Right"), "{right}");
+    // A herd is not a list of single reads: the log and the counters say
+    // where its reads went instead of "no reads yet".
+    assert!(text_of(&client, "[data-testid=log-empty]")
+        .await
+        .is_some_and(|t| t.contains("herd's reads are counted")));
+    assert!(text_of(&client, "[data-testid=herds-apart]")
+        .await
+        .is_some_and(|t| t.contains("not in these counters")));
     review_screenshot(&client, "lesson-stampede-1", "[data-testid=herd-table]").await;
 
     click(&client, "[data-testid=lesson-continue]").await;
@@ -212,6 +220,25 @@ async fn the_stampede_lesson_compares_no_defence_with_the_lock() {
     assert_eq!(rows.len(), 2);
     let with = newest_herd_loads(&client).await;
     assert_eq!(with, 1, "the lock lets one request load");
+    // The lab's form shows the herd the step fired (not its own defaults),
+    // so the learner can change one thing and fire again.
+    let value = |css: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .find(Locator::Css(css))
+                .await
+                .unwrap()
+                .prop("value")
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(value("[data-testid=herd-requests]").await.as_deref(), Some("200"));
+    assert_eq!(
+        value("[data-testid=herd-defence]").await.as_deref(),
+        Some("redis-lock")
+    );
     let right = answer_with(&client, "1").await;
     assert!(right.starts_with("Right"), "{right}");
     review_screenshot(&client, "lesson-stampede-2", "[data-testid=lesson]").await;

@@ -348,7 +348,7 @@ pub fn SettingsPanel() -> impl IntoView {
             />
             <NumberSetting
                 label="Pad values by (bytes)"
-                range=SandboxSettings::VALUE_BYTES
+                range=SandboxSettings::PADDING_BYTES
                 get=|s| s.value_padding_bytes
                 set=|s, v| s.value_padding_bytes = v
                 test_id="value-padding"

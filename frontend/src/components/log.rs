@@ -48,7 +48,13 @@ pub fn TraceLog() -> impl IntoView {
     view! {
         <section class="card log" aria-labelledby="log-title" data-spot="log">
             <h2 id="log-title">"Trace log"</h2>
-            <p class="help" hidden=move || state.log.with(|log| !log.is_empty())>"No reads yet in this sandbox."</p>
+            <p class="help" data-testid="log-empty" hidden=move || state.log.with(|log| !log.is_empty())>
+                {move || if state.herds.with(Vec::is_empty) {
+                    "No reads yet in this sandbox."
+                } else {
+                    "No single reads yet: a herd's reads are counted in the stampede card's table, not listed here."
+                }}
+            </p>
             // Keyed by trace: a new trace adds one entry, and the others
             // (and the keyboard focus on them) stay where they are.
             <ol class="entries" data-testid="log" hidden=move || state.log.with(|log| log.is_empty())>

@@ -27,11 +27,11 @@ pub fn SerializationPanel() -> impl IntoView {
                     .trim()
                     .parse::<u64>()
                     .ok()
-                    .filter(|b| *b <= SandboxSettings::VALUE_BYTES.1)
+                    .filter(|b| *b <= SandboxSettings::PADDING_BYTES.1)
                     .ok_or_else(|| {
                         format!(
                             "padding must be from 0 to {} bytes",
-                            SandboxSettings::VALUE_BYTES.1
+                            SandboxSettings::PADDING_BYTES.1
                         )
                     })?;
                 Ok((id, bytes))

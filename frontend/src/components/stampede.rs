@@ -21,6 +21,20 @@ pub fn StampedePanel() -> impl IntoView {
     let beta_text = RwSignal::new("1.0".to_string());
     let jitter_text = RwSignal::new("25".to_string());
     let error = RwSignal::new(None::<String>);
+    // The form follows the last herd that ran, whoever fired it (a lesson's
+    // step, another page on this sandbox): change one thing and fire again
+    // to compare.
+    Effect::new(move || {
+        if let Some(spec) = state.herds.with(|h| h.last().map(|h| h.spec.clone())) {
+            id_text.set(spec.id.to_string());
+            requests_text.set(spec.requests.to_string());
+            defence.set(spec.defence);
+            timing.set(spec.timing);
+            beta_text.set(shared::decimal::trimmed(spec.beta, 2));
+            jitter_text.set(spec.jitter_percent.to_string());
+            error.set(None);
+        }
+    });
     let running = move || state.pending.get() > 0;
     let fire = move |_| {
         let id = match parse_id(&id_text.get_untracked()) {
@@ -81,9 +95,9 @@ pub fn StampedePanel() -> impl IntoView {
                         });
                     }
                 >
-                    <option value="cold">"all at once, on a cold key"</option>
-                    <option value="at_expiry">"around the moment a cached key expires"</option>
-                    <option value="many_keys">"50 keys cached together, read for 4 s"</option>
+                    <option value="cold" prop:selected=move || timing.get() == HerdTiming::Cold>"all at once, on a cold key"</option>
+                    <option value="at_expiry" prop:selected=move || timing.get() == HerdTiming::AtExpiry>"around the moment a cached key expires"</option>
+                    <option value="many_keys" prop:selected=move || timing.get() == HerdTiming::ManyKeys>"50 keys cached together, read for 4 s"</option>
                 </select>
                 <label for="herd-beta">"XFetch beta"</label>
                 <input id="herd-beta" inputmode="decimal" prop:value=move || beta_text.get() on:input=move |ev| beta_text.set(event_target_value(&ev))/>
@@ -101,7 +115,7 @@ pub fn StampedePanel() -> impl IntoView {
                         }
                     }
                 >
-                    {Defence::ALL.into_iter().map(|d| view! { <option value=d.name()>{d.label()}</option> }).collect_view()}
+                    {Defence::ALL.into_iter().map(|d| view! { <option value=d.name() prop:selected=move || defence.get() == d>{d.label()}</option> }).collect_view()}
                 </select>
                 <button type="button" class="primary" data-testid="fire-herd" disabled=move || !state.is_open() on:click=fire>
                     {move || if running() { "Running…" } else { "Fire" }}

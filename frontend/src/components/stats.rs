@@ -76,6 +76,9 @@ pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView
                     }
                 })
             }}
+            <p class="help" data-testid="herds-apart" hidden=move || state.herds.with(Vec::is_empty)>
+                "A herd's reads are not in these counters: the stampede card's table sums each herd up."
+            </p>
             <p class="help" data-testid="redis-placement">
                 {move || {
                     let redis = state.redis.get();
