@@ -141,8 +141,10 @@ async fn a_bad_seed_is_explained() {
 
 /// Write-behind's writes go to Redis (reading the record first when it is
 /// not cached); the others each wait for the database's simulated 100 ms,
-/// so their average cannot be below it. Bounds that follow from the
-/// simulated delay, not timings of the machine.
+/// so their average cannot be below it: a bound that follows from the
+/// simulated delay, not a timing of the machine. Write-behind's are
+/// acknowledged before the database has them: writes were at times only
+/// in Redis, which no other pattern allows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_write_behind_writes_skip_the_database() {
     let t = common::start(|c| c.db_latency_ms = 100);
@@ -156,10 +158,9 @@ async fn only_write_behind_writes_skip_the_database() {
         let r = row(&result.rows, pattern);
         assert!(r.write_avg_us >= 100_000, "{r:?}");
     }
+    for pattern in [Pattern::CacheAside, Pattern::ReadThrough, Pattern::WriteThrough] {
+        assert_eq!(row(&result.rows, pattern).most_unsaved, 0, "{pattern:?}");
+    }
     let behind = row(&result.rows, Pattern::WriteBehind);
-    let through = row(&result.rows, Pattern::WriteThrough);
-    assert!(
-        behind.write_avg_us < through.write_avg_us,
-        "{behind:?} {through:?}"
-    );
+    assert!(behind.most_unsaved > 0, "{behind:?}");
 }

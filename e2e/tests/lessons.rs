@@ -200,8 +200,8 @@ async fn the_stampede_lesson_compares_no_defence_with_the_lock() {
     // where its reads went instead of "no reads yet".
     assert!(text_of(&client, "[data-testid=log-empty]")
         .await
-        .is_some_and(|t| t.contains("herd's reads are counted")));
-    assert!(text_of(&client, "[data-testid=herds-apart]")
+        .is_some_and(|t| t.contains("a herd, a fill or a comparison")));
+    assert!(text_of(&client, "[data-testid=bulk-apart]")
         .await
         .is_some_and(|t| t.contains("not in these counters")));
     review_screenshot(&client, "lesson-stampede-1", "[data-testid=herd-table]").await;

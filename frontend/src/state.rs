@@ -452,6 +452,15 @@ impl AppState {
     pub fn is_open(&self) -> bool {
         self.link.with(|l| *l == Link::Open)
     }
+
+    /// Whether a lab ran reads of its own that its card sums up (a herd, a
+    /// fill, a comparison of patterns): they are neither in the trace log
+    /// nor in the sandbox's counters, and both say so.
+    pub fn ran_in_bulk(&self) -> bool {
+        !self.herds.with(Vec::is_empty)
+            || !self.fills.with(Vec::is_empty)
+            || self.comparison.with(Option::is_some)
+    }
 }
 
 /// A read's result in words.

@@ -49,10 +49,10 @@ pub fn TraceLog() -> impl IntoView {
         <section class="card log" aria-labelledby="log-title" data-spot="log">
             <h2 id="log-title">"Trace log"</h2>
             <p class="help" data-testid="log-empty" hidden=move || state.log.with(|log| !log.is_empty())>
-                {move || if state.herds.with(Vec::is_empty) {
-                    "No reads yet in this sandbox."
+                {move || if state.ran_in_bulk() {
+                    "No single reads yet: a herd, a fill or a comparison of patterns is summed up in its own card, not listed here."
                 } else {
-                    "No single reads yet: a herd's reads are counted in the stampede card's table, not listed here."
+                    "No reads yet in this sandbox."
                 }}
             </p>
             // Keyed by trace: a new trace adds one entry, and the others

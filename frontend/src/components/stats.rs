@@ -76,8 +76,8 @@ pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView
                     }
                 })
             }}
-            <p class="help" data-testid="herds-apart" hidden=move || state.herds.with(Vec::is_empty)>
-                "A herd's reads are not in these counters: the stampede card's table sums each herd up."
+            <p class="help" data-testid="bulk-apart" hidden=move || !state.ran_in_bulk()>
+                "Herds, fills and comparisons of patterns are not in these counters: each card sums up its own reads."
             </p>
             <p class="help" data-testid="redis-placement">
                 {move || {
