@@ -51,6 +51,24 @@ struct Inner {
     replay: Option<Replay>,
 }
 
+/// The request id of a message whose answer the page waits for (its
+/// buttons say "Running…" meanwhile); `None` for settings, polls and
+/// other messages answered in passing, or not at all.
+fn awaited(message: &ClientMessage) -> Option<u64> {
+    match message {
+        ClientMessage::Read { request_id, .. }
+        | ClientMessage::Write { request_id, .. }
+        | ClientMessage::RunHerd { request_id, .. }
+        | ClientMessage::RunScenario { request_id, .. }
+        | ClientMessage::ComparePatterns { request_id, .. }
+        | ClientMessage::CheckDivergence { request_id }
+        | ClientMessage::Fill { request_id, .. }
+        | ClientMessage::RelatedKeys { request_id, .. }
+        | ClientMessage::CompareEncodings { request_id, .. } => Some(*request_id),
+        _ => None,
+    }
+}
+
 /// The recordings a static build ships, and the one being played.
 #[derive(Default)]
 struct Replay {
@@ -254,29 +272,29 @@ impl Connection {
             pause_before,
             instance,
         };
-        self.send(&message, true)
+        self.send(&message)
     }
 
     /// Cuts or restores an instance's Pub/Sub subscription.
     pub fn set_instance_link(&self, instance: String, connected: bool) -> bool {
-        self.send(&ClientMessage::SetInstanceLink { instance, connected }, false)
+        self.send(&ClientMessage::SetInstanceLink { instance, connected })
     }
 
     /// Fires a herd of concurrent reads.
     pub fn run_herd(&self, herd: HerdSpec) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::RunHerd { request_id, herd }, true)
+        self.send(&ClientMessage::RunHerd { request_id, herd })
     }
 
     /// Lets a paused operation go on.
     pub fn continue_operation(&self, operation_id: u64) -> bool {
-        self.send(&ClientMessage::Continue { operation_id }, false)
+        self.send(&ClientMessage::Continue { operation_id })
     }
 
     /// Runs a preset scenario.
     pub fn run_scenario(&self, scenario: Scenario) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::RunScenario { request_id, scenario }, true)
+        self.send(&ClientMessage::RunScenario { request_id, scenario })
     }
 
     /// Asks the back end to change or remove a record.
@@ -290,19 +308,19 @@ impl Connection {
             change,
             instance,
         };
-        self.send(&message, true)
+        self.send(&message)
     }
 
     /// Runs the seeded workload through every caching pattern.
     pub fn compare_patterns(&self, seed: u64) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::ComparePatterns { request_id, seed }, true)
+        self.send(&ClientMessage::ComparePatterns { request_id, seed })
     }
 
     /// Starts a steady load in the sandbox.
     pub fn start_load(&self, load: shared::LoadSpec) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::StartLoad { request_id, load }, false)
+        self.send(&ClientMessage::StartLoad { request_id, load })
     }
 
     /// Asks for Redis's own figures, in the background (the Redis card
@@ -324,7 +342,7 @@ impl Connection {
         let request_id = self.next_request_id();
         let message = ClientMessage::Fault { request_id, action };
         match action {
-            Some(_) => self.send(&message, false),
+            Some(_) => self.send(&message),
             None => self.transmit(&message),
         }
     }
@@ -338,21 +356,18 @@ impl Connection {
     /// Sets the memory limit and policy of the sandbox's own server.
     pub fn set_memory(&self, memory: shared::MemorySettings) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::SetMemory { request_id, memory }, false)
+        self.send(&ClientMessage::SetMemory { request_id, memory })
     }
 
     /// Fills the sandbox's own server past its limit, after giving it
     /// `memory` if set.
     pub fn fill(&self, fill: shared::FillSpec, memory: Option<shared::MemorySettings>) -> bool {
         let request_id = self.next_request_id();
-        let sent = self.send(
-            &ClientMessage::Fill {
-                request_id,
-                fill,
-                memory,
-            },
-            true,
-        );
+        let sent = self.send(&ClientMessage::Fill {
+            request_id,
+            fill,
+            memory,
+        });
         if sent {
             self.inner.state.fill_request.set(Some(request_id));
         }
@@ -362,7 +377,7 @@ impl Connection {
     /// Runs the related-keys experiment.
     pub fn related_keys(&self, spec: shared::RelatedSpec) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::RelatedKeys { request_id, spec }, true)
+        self.send(&ClientMessage::RelatedKeys { request_id, spec })
     }
 
     /// Measures a record under every value encoding.
@@ -374,35 +389,35 @@ impl Connection {
             id,
             padding_bytes,
         };
-        self.send(&message, true)
+        self.send(&message)
     }
 
     /// Lists the sandbox's keys in Redis.
     pub fn inspect_keys(&self) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::InspectKeys { request_id }, false)
+        self.send(&ClientMessage::InspectKeys { request_id })
     }
 
     /// Stops the sandbox's load.
     pub fn stop_load(&self) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::StopLoad { request_id }, false)
+        self.send(&ClientMessage::StopLoad { request_id })
     }
 
     /// Asks the back end to compare the cache with the database.
     pub fn check_divergence(&self) -> bool {
         let request_id = self.next_request_id();
-        self.send(&ClientMessage::CheckDivergence { request_id }, true)
+        self.send(&ClientMessage::CheckDivergence { request_id })
     }
 
     /// Asks the back end to replace the sandbox's settings.
     pub fn update_settings(&self, settings: SandboxSettings) -> bool {
-        self.send(&ClientMessage::UpdateSettings { settings }, false)
+        self.send(&ClientMessage::UpdateSettings { settings })
     }
 
     /// Asks the back end to put the sandbox back as it started.
     pub fn reset(&self) -> bool {
-        self.send(&ClientMessage::Reset, false)
+        self.send(&ClientMessage::Reset)
     }
 
     /// A shared setup (`?ttl=5&stampede=lock...`): applied once, after the
@@ -462,7 +477,8 @@ impl Connection {
         let instances = state
             .instances
             .with_untracked(|i| i.iter().map(|i| i.name.clone()).collect());
-        let (run, first) = Run::start(at, &settings, instances);
+        let (mut run, first) = Run::start(at, &settings, instances);
+        run.number(self.inner.runs.get());
         self.inner.runs.set(self.inner.runs.get() + 1);
         state.run.set(Some(run));
         self.execute(first);
@@ -474,18 +490,9 @@ impl Connection {
         self.watch_run();
         match command {
             Command::Send(message) => {
-                let awaits_reply = matches!(
-                    message,
-                    ClientMessage::Read { .. }
-                        | ClientMessage::Write { .. }
-                        | ClientMessage::RunHerd { .. }
-                        | ClientMessage::RunScenario { .. }
-                        | ClientMessage::ComparePatterns { .. }
-                        | ClientMessage::CheckDivergence { .. }
-                );
                 if self.inner.replay.is_some() {
                     self.play(&message);
-                } else if !self.send(&message, awaits_reply) {
+                } else if !self.send(&message) {
                     state.run.update(|run| {
                         if let Some(run) = run {
                             run.fail("Not connected to the back end; run it again in a moment.".into());
@@ -544,8 +551,9 @@ impl Connection {
         id
     }
 
-    /// Sends a message if connected; `awaits_reply` counts it as pending.
-    fn send(&self, message: &ClientMessage, awaits_reply: bool) -> bool {
+    /// Sends a message if connected; one that awaits its answer (see
+    /// [`awaited`]) is counted until the answer (or a refusal) comes.
+    fn send(&self, message: &ClientMessage) -> bool {
         let state = self.inner.state;
         if self.inner.replay.is_some() {
             state.notice.set(Some(format!(
@@ -557,8 +565,8 @@ impl Connection {
         }
         let sent = self.transmit(message);
         if sent {
-            if awaits_reply {
-                state.pending.update(|p| *p += 1);
+            if let Some(request_id) = awaited(message) {
+                state.awaiting(request_id);
             }
             state.notice.set(None);
         } else {
@@ -830,7 +838,7 @@ impl Connection {
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
             this.inner.socket.borrow_mut().take();
             // Requests in flight on a dead socket will never be answered.
-            this.inner.state.pending.set(0);
+            this.inner.state.forget_in_flight();
             if this.inner.state.experimenting() {
                 this.inner.state.run.update(|run| {
                     if let Some(run) = run {

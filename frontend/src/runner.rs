@@ -326,6 +326,16 @@ impl Run {
         self.next_id
     }
 
+    /// Numbers this run's requests apart: the page's `nth` run counts from
+    /// its own block of ids, so a late answer to a request of a run the
+    /// learner left (or that failed on its watchdog) is never taken for
+    /// this run's. Called before the first request goes out (a run opens
+    /// with a reset, which has none). A recording's runs keep the first
+    /// block: each of its steps is a run of its own.
+    pub fn number(&mut self, nth: u64) {
+        self.next_id = FIRST_REQUEST_ID + (nth << 24);
+    }
+
     fn instance(&mut self, index: usize) -> Result<String, String> {
         self.instances
             .get(index)
@@ -698,6 +708,36 @@ mod tests {
             Command::Send(ClientMessage::Read { request_id, .. }) => *request_id,
             other => panic!("expected a read, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_late_answer_to_an_abandoned_run_is_not_taken_for_the_next() {
+        let at = position("basics", 1);
+        let set_up = |nth: u64| {
+            let (mut run, _) = Run::start(at, &SandboxSettings::default(), names());
+            run.number(nth);
+            run.on_message(&ServerMessage::Reset {
+                stats: Stats::default(),
+            });
+            let read = run
+                .on_message(&ServerMessage::Settings {
+                    settings: SandboxSettings::default(),
+                })
+                .unwrap();
+            (run, read)
+        };
+        // The learner left run 0 while its read was out, and ran the step
+        // again.
+        let (_, abandoned) = set_up(0);
+        let (mut again, read) = set_up(1);
+        assert_ne!(request_id(&abandoned), request_id(&read));
+        assert_eq!(
+            again.on_message(&reply(request_id(&abandoned), Outcome::Hit)),
+            None
+        );
+        assert_eq!(again.done, 2, "the old answer moved nothing");
+        again.on_message(&reply(request_id(&read), Outcome::Miss));
+        assert_eq!(again.observed.reads.len(), 1);
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub struct AppState {
     /// round-robin).
     pub target_instance: RwSignal<Option<String>>,
     /// Reads sent and not yet answered.
-    pub pending: RwSignal<u32>,
+    pub pending: RwSignal<Vec<u64>>,
     /// A message for the learner (an error, traces missed), if any.
     pub notice: RwSignal<Option<String>>,
     /// Which Redis the sandbox uses, as the server describes it.
@@ -174,7 +174,7 @@ impl AppState {
             redis_watch: RwSignal::new(RedisWatch::default()),
             redis_request: RwSignal::new(None),
             target_instance: RwSignal::new(None),
-            pending: RwSignal::new(0),
+            pending: RwSignal::new(Vec::new()),
             notice: RwSignal::new(None),
             recorded: RwSignal::new(None),
             redis: RwSignal::new(String::new()),
@@ -271,13 +271,17 @@ impl AppState {
                 }
                 self.timeline.update(|t| t.push(trace));
             }
-            ServerMessage::ReadReply { result, .. } => {
-                self.pending.update(|p| *p = p.saturating_sub(1));
+            ServerMessage::ReadReply {
+                request_id, result, ..
+            } => {
+                self.answered(request_id);
                 self.announcement.set(announce_read(&result));
                 self.last_result.set(Some(result));
             }
-            ServerMessage::WriteReply { result, .. } => {
-                self.pending.update(|p| *p = p.saturating_sub(1));
+            ServerMessage::WriteReply {
+                request_id, result, ..
+            } => {
+                self.answered(request_id);
                 self.announcement.set(format!(
                     "{} {}/{} written in {}",
                     if result.record.is_some() {
@@ -304,23 +308,29 @@ impl AppState {
             }
             ServerMessage::Memory { state, .. } => self.memory.set(Some(state)),
             ServerMessage::Faults { report, .. } => self.faults.set(Some(report)),
-            ServerMessage::RelatedReply { result, .. } => {
-                self.pending.update(|p| *p = p.saturating_sub(1));
+            ServerMessage::RelatedReply {
+                request_id, result, ..
+            } => {
+                self.answered(request_id);
                 self.announcement.set(crate::ttl::related_story(&result));
                 self.related.set(Some(result));
             }
-            ServerMessage::Encodings { result, .. } => {
-                self.pending.update(|p| *p = p.saturating_sub(1));
+            ServerMessage::Encodings {
+                request_id, result, ..
+            } => {
+                self.answered(request_id);
                 self.announcement.set(crate::serialization::summary(&result));
                 self.encodings.set(Some(result));
             }
-            ServerMessage::FillReply { result, .. } => {
-                self.pending.update(|p| *p = p.saturating_sub(1));
+            ServerMessage::FillReply {
+                request_id, result, ..
+            } => {
+                self.answered(request_id);
                 self.fill_request.set(None);
                 self.announcement.set(crate::eviction::story(&result));
                 // The figures moved: ask again.
                 self.memory.set(None);
-                self.fills.update(|f| f.push(result));
+                self.fills.update(|f| keep_last(f, result));
             }
             ServerMessage::Summary { stats, traffic } => {
                 self.stats.set(stats);
@@ -331,8 +341,10 @@ impl AppState {
                     .set(Some(self.flood.with_untracked(|f| f.edges().to_vec())));
             }
             ServerMessage::Instances { instances } => self.instances.set(instances),
-            ServerMessage::HerdReply { result, .. } => {
-                self.pending.update(|p| *p = p.saturating_sub(1));
+            ServerMessage::HerdReply {
+                request_id, result, ..
+            } => {
+                self.answered(request_id);
                 self.herd_edges.set(Some(result.edges.clone()));
                 self.announcement.set(format!(
                     "Herd of {} requests: {} database loads, {} waited, {}p99 {}",
@@ -346,7 +358,7 @@ impl AppState {
                     },
                     crate::format::micros(result.p99_us)
                 ));
-                self.herds.update(|h| h.push(result));
+                self.herds.update(|h| keep_last(h, result));
             }
             ServerMessage::Paused {
                 operation_id,
@@ -367,8 +379,10 @@ impl AppState {
             ServerMessage::Resumed { operation_id, .. } => self
                 .paused
                 .update(|p| p.retain(|o| o.operation_id != operation_id)),
-            ServerMessage::ScenarioReply { result, .. } => {
-                self.pending.update(|p| *p = p.saturating_sub(1));
+            ServerMessage::ScenarioReply {
+                request_id, result, ..
+            } => {
+                self.answered(request_id);
                 self.announcement.set(if result.stale {
                     "Race over: Redis holds a stale value".to_string()
                 } else {
@@ -376,8 +390,10 @@ impl AppState {
                 });
                 self.scenario.set(Some(result));
             }
-            ServerMessage::Comparison { result, .. } => {
-                self.pending.update(|p| *p = p.saturating_sub(1));
+            ServerMessage::Comparison {
+                request_id, result, ..
+            } => {
+                self.answered(request_id);
                 self.announcement.set(format!(
                     "Compared {} patterns on {} operations",
                     result.rows.len(),
@@ -385,8 +401,10 @@ impl AppState {
                 ));
                 self.comparison.set(Some(result));
             }
-            ServerMessage::Divergence { report, .. } => {
-                self.pending.update(|p| *p = p.saturating_sub(1));
+            ServerMessage::Divergence {
+                request_id, report, ..
+            } => {
+                self.answered(request_id);
                 self.announcement.set(format!(
                     "Checked {} cached keys: {} stale",
                     report.entries.len(),
@@ -440,12 +458,40 @@ impl AppState {
                 if request_id.is_some() && request_id == self.fill_request.get_untracked() {
                     self.fill_request.set(None);
                 }
-                if request_id.is_some() {
-                    self.pending.update(|p| *p = p.saturating_sub(1));
+                if let Some(id) = request_id {
+                    self.answered(id);
                 }
                 self.notice.set(Some(message));
             }
         }
+    }
+
+    /// Whether a request the page counts (a read, a write, a herd, a
+    /// lab's run) still awaits its answer.
+    pub fn busy(&self) -> bool {
+        self.pending.with(|p| !p.is_empty())
+    }
+
+    /// Counts a request as awaiting its answer.
+    pub fn awaiting(&self, request_id: u64) {
+        self.pending.update(|p| p.push(request_id));
+    }
+
+    /// A request was answered (or refused): no longer awaited. An answer
+    /// to a request the page did not count (a poll) changes nothing.
+    fn answered(&self, request_id: u64) {
+        if self.pending.with_untracked(|p| p.contains(&request_id)) {
+            self.pending.update(|p| p.retain(|id| *id != request_id));
+        }
+    }
+
+    /// The socket closed: whatever was in flight on it will never be
+    /// answered (a new connection is a new session), and operations
+    /// paused on it resume on their own when their breakpoint times out.
+    pub fn forget_in_flight(&self) {
+        self.pending.set(Vec::new());
+        self.fill_request.set(None);
+        self.paused.set(Vec::new());
     }
 
     /// Whether reads can be sent.
@@ -461,6 +507,17 @@ impl AppState {
             || !self.fills.with(Vec::is_empty)
             || self.comparison.with(Option::is_some)
     }
+}
+
+/// How many herd and fill results a card keeps to compare, newest last.
+pub const RESULTS_KEPT: usize = 20;
+
+/// Adds `result`, dropping the oldest past [`RESULTS_KEPT`].
+fn keep_last<T>(results: &mut Vec<T>, result: T) {
+    if results.len() >= RESULTS_KEPT {
+        results.drain(..=results.len() - RESULTS_KEPT);
+    }
+    results.push(result);
 }
 
 /// A read's result in words.
@@ -491,6 +548,50 @@ mod tests {
             load: None,
             moved: false,
         }
+    }
+
+    #[test]
+    fn only_counted_requests_are_awaited_and_a_closed_socket_awaits_nothing() {
+        let state = AppState::new(None, true);
+        state.apply(hello("default"));
+        state.awaiting(7);
+        state.fill_request.set(Some(8));
+        state.awaiting(8);
+        // A poll's refusal (never counted) leaves the herd running.
+        state.apply(ServerMessage::Error {
+            request_id: Some(99),
+            message: "too many operations".into(),
+        });
+        assert!(state.busy());
+        state.apply(ServerMessage::Error {
+            request_id: Some(7),
+            message: "refused".into(),
+        });
+        assert_eq!(state.pending.get_untracked(), [8]);
+        state.apply(ServerMessage::Paused {
+            operation_id: 3,
+            operation: shared::Operation::Read {
+                kind: shared::Kind::Users,
+                id: 1,
+            },
+            at: shared::diagram::nodes::STORE_IN_CACHE,
+            steps: Vec::new(),
+            timeout_secs: 30,
+        });
+        // The socket drops with the fill out: its answer went with it.
+        state.forget_in_flight();
+        assert!(!state.busy());
+        assert_eq!(state.fill_request.get_untracked(), None);
+        assert!(state.paused.with_untracked(Vec::is_empty));
+    }
+
+    #[test]
+    fn a_card_keeps_its_last_twenty_results() {
+        let mut kept = Vec::new();
+        for n in 0..30 {
+            keep_last(&mut kept, n);
+        }
+        assert_eq!(kept, (10..30).collect::<Vec<_>>());
     }
 
     #[test]

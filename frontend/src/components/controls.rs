@@ -104,7 +104,7 @@ pub fn ReadForm() -> impl IntoView {
                         aria-describedby="read-help"
                     />
                     <button type="submit" class="primary" data-testid="read" disabled=disabled>
-                        {move || if state.pending.get() > 0 { "Reading…" } else { "Read" }}
+                        {move || if state.busy() { "Reading…" } else { "Read" }}
                     </button>
                 </div>
                 <p id="read-help" class=move || if error.get().is_some() { "help error" } else { "help" }>

@@ -35,7 +35,7 @@ pub fn StampedePanel() -> impl IntoView {
             error.set(None);
         }
     });
-    let running = move || state.pending.get() > 0;
+    let running = move || state.busy();
     let fire = move |_| {
         let id = match parse_id(&id_text.get_untracked()) {
             Ok(id) => id,
