@@ -30,23 +30,32 @@ pub fn judge<V>(entry: &Envelope<V>, now_ms: u64, options: &Options, draw: f64) 
     if matches!(entry.content, Content::Invalidated) {
         return Verdict::Miss;
     }
-    let swr = matches!(options.stampede, Stampede::StaleWhileRevalidate { .. });
-    if let (Some(fail_safe), false) = (options.fail_safe, swr) {
-        if !entry.is_fresh(now_ms) {
-            // Kept past its fresh time for the loader's bad days only, and
-            // never longer than the fail-safe window.
-            let kept_until = entry
+    // Only stale-while-revalidate and fail-safe keep entries past their
+    // fresh time; under other policies Redis's TTL alone decides.
+    let keeps_past_fresh =
+        matches!(options.stampede, Stampede::StaleWhileRevalidate { .. }) || options.fail_safe.is_some();
+    if keeps_past_fresh && !entry.is_fresh(now_ms) {
+        let past_fresh = |window: Duration| {
+            entry
                 .fresh_until_ms
-                .saturating_add(u64::try_from(fail_safe.as_millis()).unwrap_or(u64::MAX));
-            return if now_ms < kept_until {
-                Verdict::Expired
-            } else {
-                Verdict::Miss
-            };
+                .saturating_add(u64::try_from(window.as_millis()).unwrap_or(u64::MAX))
+        };
+        // Stale-while-revalidate: within its window, answer with it while
+        // one request refreshes it.
+        if let Stampede::StaleWhileRevalidate { stale_for } = options.stampede {
+            if now_ms < past_fresh(stale_for) {
+                return Verdict::Stale;
+            }
         }
+        // Past that, kept for the loader's bad days only (fail-safe), and
+        // never longer than the fail-safe window. (Redis keeps the entry
+        // for the longer of the two windows.)
+        return match options.fail_safe {
+            Some(fail_safe) if now_ms < past_fresh(fail_safe) => Verdict::Expired,
+            _ => Verdict::Miss,
+        };
     }
     match &options.stampede {
-        Stampede::StaleWhileRevalidate { .. } if !entry.is_fresh(now_ms) => Verdict::Stale,
         Stampede::EarlyRefresh { beta }
             if xfetch_should_refresh(
                 now_ms as f64,
@@ -158,6 +167,21 @@ mod tests {
         });
         assert_eq!(judge(&entry(1_000, 5), 999, &swr, 0.5), Verdict::Fresh);
         assert_eq!(judge(&entry(1_000, 5), 1_000, &swr, 0.5), Verdict::Stale);
+    }
+
+    #[test]
+    fn a_stale_entry_is_served_only_within_its_window_then_kept_for_fail_safe() {
+        let both = Options {
+            fail_safe: Some(Duration::from_secs(600)),
+            ..with(Stampede::StaleWhileRevalidate {
+                stale_for: Duration::from_secs(30),
+            })
+        };
+        assert_eq!(judge(&entry(1_000, 5), 30_999, &both, 0.5), Verdict::Stale);
+        // Redis keeps it for the fail-safe window: past the stale window it
+        // answers only if the loader fails.
+        assert_eq!(judge(&entry(1_000, 5), 31_000, &both, 0.5), Verdict::Expired);
+        assert_eq!(judge(&entry(1_000, 5), 601_000, &both, 0.5), Verdict::Miss);
     }
 
     #[test]

@@ -106,8 +106,8 @@ pub(crate) enum Lookup<V> {
     Fresh(Envelope<V>),
     /// An entry past its fresh time, still servable (stale-while-revalidate).
     Stale(Envelope<V>),
-    /// An entry XFetch wants reloaded now.
-    RefreshEarly,
+    /// A fresh entry XFetch wants reloaded now.
+    RefreshEarly(Envelope<V>),
     /// An entry past its fresh time, kept for fail-safe.
     Expired(Envelope<V>),
     /// Nothing usable: the key is missing, expired, evicted, a marker, or
@@ -215,8 +215,15 @@ impl<V: Value> CacheAside<V> {
             // Past its fresh time: serve it anyway while one request
             // refreshes it, so nobody waits for the database.
             Lookup::Stale(entry) => return Ok(Box::pin(call.serve_stale(entry, load)).await),
-            // XFetch: reload before it expires, so nobody ever misses.
-            Lookup::RefreshEarly => return Box::pin(call.load_and_store(load)).await,
+            // XFetch: reload before it expires, so nobody ever misses. The
+            // entry in hand is still fresh: if the reload fails, it is the
+            // answer (the failed load is in the steps), not an error.
+            Lookup::RefreshEarly(entry) => {
+                return match Box::pin(call.load_and_store(load)).await {
+                    Err(_) => Ok(call.answer_from(entry, false)),
+                    loaded => loaded,
+                };
+            }
             // The key was never stored, expired or was evicted.
             Lookup::Miss => {}
             // Expired, but kept in case the database fails (fail-safe).
@@ -335,7 +342,7 @@ impl<V: Value> Call<'_, V> {
             Verdict::Stale => Lookup::Stale(entry),
             Verdict::RefreshEarly => {
                 self.note(StepKind::EarlyRefresh, Status::Miss, Duration::ZERO, Reply::None);
-                Lookup::RefreshEarly
+                Lookup::RefreshEarly(entry)
             }
             Verdict::Miss => Lookup::Miss,
         }

@@ -180,6 +180,32 @@ async fn xfetch_refreshes_a_value_close_to_expiry() {
     assert_eq!(answer.source, Source::Redis);
 }
 
+/// XFetch with the database down: the early reload fails, but the entry in
+/// hand is still fresh, so it is the answer (the failed load is in the
+/// steps), never an error.
+#[tokio::test]
+async fn an_early_refresh_that_fails_answers_with_the_fresh_entry() {
+    let server = redis_server();
+    let db = Db::new(Duration::from_millis(50));
+    let eager = Options {
+        ttl: Duration::from_millis(400),
+        ..with(Stampede::EarlyRefresh { beta: 1_000.0 })
+    };
+    let items = cache(&server, eager);
+    let stored = items.get_or_load("item:5", db.loader(5)).await.unwrap();
+    let recorder = Recorder::default();
+    let answer = items
+        .get_or_load_with("item:5", items.options(), &recorder, || -> common::Load {
+            Box::pin(async { Err("the database is down".to_string()) })
+        })
+        .await
+        .expect("a fresh entry answers when its early reload fails");
+    // (As above: with beta 1,000 the refresh is all but sure.)
+    assert_eq!(recorder.kinds()[..2], [StepKind::Lookup, StepKind::EarlyRefresh]);
+    assert_eq!(answer.source, Source::Redis);
+    assert_eq!(answer.value, stored.value);
+}
+
 /// Stale-while-revalidate: past its fresh time the entry is served stale at
 /// once to everyone, and exactly one background refresh reloads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,6 +297,8 @@ async fn the_lock_hands_over_a_missing_record_even_uncached() {
     let db = slow();
     let options = Options {
         negative_ttl: None,
+        // Near caches on: a waiter must not keep what it was handed there.
+        near_ttl: Some(Duration::from_secs(30)),
         ..with(Stampede::lock())
     };
     let caches: Vec<_> = (0..3).map(|_| cache(&server, options.clone())).collect();
@@ -282,6 +310,17 @@ async fn the_lock_hands_over_a_missing_record_even_uncached() {
         .query(&mut raw(&server))
         .unwrap();
     assert_eq!(cached, None, "and nothing cached");
+    // Nor in any process's memory: the next read of each asks the
+    // database again.
+    for cache in &caches {
+        let again = cache.get_or_load("item:999", db.loader(999)).await.unwrap();
+        assert_eq!(
+            again.source,
+            Source::Loaded,
+            "absence kept near with negative caching off"
+        );
+    }
+    assert_eq!(db.loads(), 4);
 }
 
 /// Regression: a holder dropped half way (its client gone) still releases
