@@ -64,6 +64,10 @@ pub(crate) enum Stored {
     Skipped(Vec<u8>),
     /// A race guard refused it: the value loaded is stale.
     Refused,
+    /// Loaded without the lease (another reader held it): this call's own
+    /// answer, but a write may have come and gone unseen during the load,
+    /// so it is handed to nobody else.
+    Unguarded,
 }
 
 /// Who stores: a reader (what it loaded) or a writer (what it committed).
@@ -176,7 +180,7 @@ impl<V: Value> Call<'_, V> {
         if *lease == Lease::Lost {
             // Another reader holds the lease and will store.
             self.note(StepKind::StoreRefused, Status::Miss, Duration::ZERO, Reply::None);
-            return Stored::Skipped(bytes);
+            return Stored::Unguarded;
         }
         let ttl = self.options.redis_ttl(fresh_for);
         match self

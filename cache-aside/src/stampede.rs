@@ -58,7 +58,9 @@ impl<V: Value> Call<'_, V> {
                 let load = load.take().expect("the loader runs once");
                 match self.load_and_store_telling(load).await {
                     // A value a race guard refused is stale: it is this
-                    // call's answer, but not one to hand to others.
+                    // call's answer, but not one to hand to others. (One
+                    // loaded without the lease is shared: each passenger,
+                    // loading now for itself, could do no better.)
                     Ok((answer, Stored::Refused)) => {
                         led = Some(answer);
                         None
@@ -134,8 +136,11 @@ impl<V: Value> Call<'_, V> {
                             Ok((answer, Stored::Yes(bytes) | Stored::Skipped(bytes))) => {
                                 (Ok(Answer { waited, ..answer }), bytes)
                             }
-                            // Refused (stale) or failed: the waiters look again.
-                            Ok((answer, Stored::Refused)) => (Ok(Answer { waited, ..answer }), Vec::new()),
+                            // Refused (stale), loaded without the lease, or
+                            // failed: the waiters look again.
+                            Ok((answer, Stored::Refused | Stored::Unguarded)) => {
+                                (Ok(Answer { waited, ..answer }), Vec::new())
+                            }
                             Err(error) => (Err(error), Vec::new()),
                         },
                     };

@@ -451,3 +451,35 @@ async fn the_refresh_lock_is_released_after_the_refresh() {
         .unwrap();
     assert!(!held, "released");
 }
+
+/// The lock's holder that could not take the lease (another reader holds
+/// it) answers with what it loaded, but hands it to no waiter: a write may
+/// have come and gone unseen during its load. Each waiter loads for
+/// itself instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_without_the_lease_hands_nothing_over() {
+    let server = redis_server();
+    let db = Db::new(Duration::from_millis(200));
+    let options = Options {
+        race_guard: cache_aside::RaceGuard::lease(),
+        ..with(Stampede::Lock {
+            ttl: Duration::from_secs(1),
+            attempts: 3,
+        })
+    };
+    let caches: Vec<_> = (0..3).map(|_| cache(&server, options.clone())).collect();
+    // Another reader's lease, held for the whole test.
+    let lease = cache_aside::KeySpace::new("cache:").lease("item:7");
+    let _: () = redis::cmd("SET")
+        .arg(&lease)
+        .arg("another-reader")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut raw(&server))
+        .unwrap();
+    let answers = herd(&caches, &db, 7, 3).await;
+    assert!(answers
+        .iter()
+        .all(|a| a.value.as_ref().is_some_and(|i| i.id == 7)));
+    assert_eq!(db.loads(), 3, "a waiter was handed an unguarded value");
+}
