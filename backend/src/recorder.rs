@@ -25,21 +25,33 @@ use crate::store::{SqlCall, SqlDone, StoreError};
 /// The most of a Redis command a trace step carries, in bytes. A `SET` of
 /// a padded value can be over a hundred kilobytes; every watcher, the
 /// sandbox's recent traces and the feed's buffer would each hold a copy.
-/// The key, the envelope's header and the start of the value are what the
-/// page shows anyway.
+/// The key and the envelope's header (at the start) and the TTL (at the
+/// end, after the value) are what the page shows anyway.
 pub const COMMAND_SHOWN: usize = 2_048;
 
-/// `command` cut to [`COMMAND_SHOWN`] bytes (at a character boundary),
-/// saying how long it was.
+/// Of the bytes shown, those from the command's end.
+const COMMAND_TAIL: usize = 256;
+
+/// `command` cut to its first and last bytes ([`COMMAND_SHOWN`] in all,
+/// at character boundaries), saying how long it was in between.
 pub fn clip_command(command: String) -> String {
     if command.len() <= COMMAND_SHOWN {
         return command;
     }
-    let mut end = COMMAND_SHOWN;
-    while !command.is_char_boundary(end) {
-        end -= 1;
+    let mut head = COMMAND_SHOWN - COMMAND_TAIL;
+    while !command.is_char_boundary(head) {
+        head -= 1;
     }
-    format!("{}… ({} bytes in all)", &command[..end], command.len())
+    let mut tail = command.len() - COMMAND_TAIL;
+    while !command.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{} … ({} bytes in all) … {}",
+        &command[..head],
+        command.len(),
+        &command[tail..]
+    )
 }
 
 /// Where an operation may be held at a breakpoint. The playground's
@@ -575,22 +587,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_long_command_is_cut_at_a_character_saying_how_long_it_was() {
+    fn a_long_command_is_cut_at_characters_keeping_its_start_and_end() {
         let short = "GET cache:user:1".to_string();
         assert_eq!(clip_command(short.clone()), short);
-        // A two-byte character straddles the cut.
+        // Two-byte characters straddle both cuts.
         let long = format!(
-            "SET k \"{}é{}\"",
-            "a".repeat(COMMAND_SHOWN - 8),
-            "b".repeat(100_000)
+            "SET k \"{}é{}é{}\" EX 300",
+            "a".repeat(COMMAND_SHOWN - COMMAND_TAIL - 8),
+            "b".repeat(100_000),
+            "c".repeat(COMMAND_TAIL - 12)
         );
         let clipped = clip_command(long.clone());
         assert!(clipped.len() < COMMAND_SHOWN + 40, "{}", clipped.len());
         assert!(clipped.starts_with("SET k \"aaa"));
         assert!(
-            clipped.ends_with(&format!("… ({} bytes in all)", long.len())),
+            clipped.contains(&format!("… ({} bytes in all) …", long.len())),
             "{clipped}"
         );
+        assert!(clipped.ends_with("ccc\" EX 300"), "the TTL stays: {clipped}");
     }
 
     #[test]

@@ -650,7 +650,8 @@ impl Sandbox {
     }
 
     /// Deletes the sandbox's keys: those its ledger says it may hold (a
-    /// value and its helper keys each), a few hundred names per `UNLINK`.
+    /// value and its helper keys each, under both spellings), 800 names per
+    /// `UNLINK`.
     /// `default` also walks its key space with `SCAN` (never `KEYS`): its
     /// keys may predate this process, with an external Redis.
     async fn delete_keys(&self) {

@@ -36,21 +36,27 @@ impl<V> Flights<V> {
         Seat {
             flights: self,
             key,
-            flight,
+            flight: Some(flight),
         }
     }
 
-    /// Forgets `flight` once it has landed, or once nobody is left on it:
-    /// a call cancelled before its load ended (a client that went away)
-    /// must not leave its flight in the map for good. A flight others are
-    /// still on stays for them (one of them loads, and lands it). Never
-    /// removes a newer flight of the same key.
-    fn leave(&self, key: &str, flight: &Arc<Flight<V>>) {
+    /// Gives up a seat on `flight`, and forgets the flight once it has
+    /// landed, or once nobody is left on it: a call cancelled before its
+    /// load ended (a client that went away) must not leave its flight in
+    /// the map for good. A flight others are still on stays for them (one
+    /// of them loads, and lands it). Never removes a newer flight of the
+    /// same key.
+    fn leave(&self, key: &str, flight: Arc<Flight<V>>) {
         let mut map = lock(&self.map);
-        // Under the map's lock nobody can join: the map's `Arc` and this
-        // seat's are all there is when no one else is aboard.
-        let alone = Arc::strong_count(flight) <= 2;
-        if (flight.initialized() || alone) && map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+        let landed = flight.initialized();
+        let left = Arc::as_ptr(&flight);
+        // Dropped under the map's lock, where nobody can join or leave:
+        // if the map's `Arc` is the last, nobody is aboard.
+        drop(flight);
+        let forget = map
+            .get(key)
+            .is_some_and(|f| Arc::as_ptr(f) == left && (landed || Arc::strong_count(f) == 1));
+        if forget {
             map.remove(key);
         }
     }
@@ -74,20 +80,25 @@ impl<V> Flights<V> {
 pub(crate) struct Seat<'a, V> {
     flights: &'a Flights<V>,
     key: &'a str,
-    flight: Arc<Flight<V>>,
+    /// Always there until the seat is dropped.
+    flight: Option<Arc<Flight<V>>>,
 }
 
 impl<V> std::ops::Deref for Seat<'_, V> {
     type Target = Flight<V>;
 
     fn deref(&self) -> &Flight<V> {
-        &self.flight
+        self.flight
+            .as_ref()
+            .expect("a seat holds its flight until dropped")
     }
 }
 
 impl<V> Drop for Seat<'_, V> {
     fn drop(&mut self) {
-        self.flights.leave(self.key, &self.flight);
+        if let Some(flight) = self.flight.take() {
+            self.flights.leave(self.key, flight);
+        }
     }
 }
 
@@ -104,19 +115,19 @@ mod tests {
         let flights = Flights::<u8>::default();
         let first = flights.join("k");
         let second = flights.join("k");
-        assert!(Arc::ptr_eq(&first.flight, &second.flight));
+        assert!(std::ptr::eq(&*first, &*second), "one flight");
         assert_eq!(flights.len(), 1);
         // The first passenger leaves before the load ends: the second is
         // still on, so the flight stays.
         drop(first);
         assert_eq!(flights.len(), 1);
         second.set(Some(Some(7))).unwrap();
-        let landed = second.flight.clone();
+        let landed = second.flight.clone().unwrap();
         drop(second);
         assert_eq!(flights.len(), 0);
         // A later miss starts a new flight.
         let third = flights.join("k");
-        assert!(!Arc::ptr_eq(&third.flight, &landed));
+        assert!(!std::ptr::eq(&*third, &*landed));
         // A forgotten flight never removes its successor.
         flights.forget("k");
         let fourth = flights.join("k");

@@ -167,6 +167,12 @@ impl<V: Value> Call<'_, V> {
                 Reply::Encoded { body, bytes: size },
             );
         }
+        if *lease == Lease::Lost {
+            // Another reader holds the lease and will store. (Checked
+            // first: an absence loaded without it is no surer.)
+            self.note(StepKind::StoreRefused, Status::Miss, Duration::ZERO, Reply::None);
+            return Stored::Unguarded;
+        }
         if loaded.value.is_none() && self.options.negative_ttl.is_none() {
             // Negative caching is off: "does not exist" is not stored.
             return Stored::Skipped(bytes);
@@ -176,11 +182,6 @@ impl<V: Value> Call<'_, V> {
             // refusing is the safe side (see `Builder::versioned`).
             self.note(StepKind::StoreRefused, Status::Miss, Duration::ZERO, Reply::None);
             return Stored::Refused;
-        }
-        if *lease == Lease::Lost {
-            // Another reader holds the lease and will store.
-            self.note(StepKind::StoreRefused, Status::Miss, Duration::ZERO, Reply::None);
-            return Stored::Unguarded;
         }
         let ttl = self.options.redis_ttl(fresh_for);
         match self

@@ -59,8 +59,10 @@ impl<V: Value> Call<'_, V> {
                 match self.load_and_store_telling(load).await {
                     // A value a race guard refused is stale: it is this
                     // call's answer, but not one to hand to others. (One
-                    // loaded without the lease is shared: each passenger,
-                    // loading now for itself, could do no better.)
+                    // loaded without the lease is shared, as single flight
+                    // shares any load: a trade of freshness for one load
+                    // per process. The passengers would load without the
+                    // lease too, if a little later.)
                     Ok((answer, Stored::Refused)) => {
                         led = Some(answer);
                         None

@@ -478,7 +478,11 @@ impl Connection {
             .instances
             .with_untracked(|i| i.iter().map(|i| i.name.clone()).collect());
         let (mut run, first) = Run::start(at, &settings, instances);
-        run.number(self.inner.runs.get());
+        // A replayed run answers with the recording's ids: a recorded step
+        // is a run of its own, numbered from the first block.
+        if self.inner.replay.is_none() {
+            run.number(self.inner.runs.get());
+        }
         self.inner.runs.set(self.inner.runs.get() + 1);
         state.run.set(Some(run));
         self.execute(first);

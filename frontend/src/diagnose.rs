@@ -49,7 +49,7 @@ fn hit_ratio(e: &Evidence<'_>) -> Finding {
         return Finding {
             check,
             problem: false,
-            text: "No reads yet: read some records, or start a steady load.".into(),
+            text: "No reads counted yet: read some records, or start a steady load (herds, fills and pattern comparisons are summed up in their own cards).".into(),
         };
     };
     let ttl = e.settings.map(|s| s.cache_ttl_secs);

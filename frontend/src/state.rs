@@ -220,7 +220,11 @@ impl AppState {
                 self.notice.set(None);
                 // The server may have given a new sandbox (the page asked
                 // for none, or for one that had expired): reconnections
-                // ask for this one.
+                // ask for this one. Another sandbox's paused reads are not
+                // this one's to continue.
+                if self.sandbox.get_untracked().as_ref() != Some(&sandbox) {
+                    self.paused.set(Vec::new());
+                }
                 self.sandbox.set(Some(sandbox));
                 self.settings.set(Some(*settings));
                 self.stats.set(stats);
@@ -486,12 +490,11 @@ impl AppState {
     }
 
     /// The socket closed: whatever was in flight on it will never be
-    /// answered (a new connection is a new session), and operations
-    /// paused on it resume on their own when their breakpoint times out.
+    /// answered (a new connection is a new session). Paused reads are the
+    /// sandbox's, not the socket's: they stay (see the greeting).
     pub fn forget_in_flight(&self) {
         self.pending.set(Vec::new());
         self.fill_request.set(None);
-        self.paused.set(Vec::new());
     }
 
     /// Whether reads can be sent.
@@ -582,6 +585,11 @@ mod tests {
         state.forget_in_flight();
         assert!(!state.busy());
         assert_eq!(state.fill_request.get_untracked(), None);
+        // The paused read is the sandbox's: still there after a reconnect
+        // to it, gone with a greeting from another sandbox.
+        state.apply(hello("default"));
+        assert_eq!(state.paused.with_untracked(Vec::len), 1);
+        state.apply(hello("another"));
         assert!(state.paused.with_untracked(Vec::is_empty));
     }
 

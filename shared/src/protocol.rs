@@ -83,7 +83,7 @@ two_forms! {
             request_id: u64,
             kind: Kind,
             id: u64,
-            /// Filler added to the record first, in bytes (up to 1 MiB).
+            /// Filler added to the record first, in bytes (up to 128 KiB).
             padding_bytes: u64,
         },
         /// Caches a product's price and stock under two keys with their own

@@ -48,7 +48,7 @@ pub fn SerializationPanel() -> impl IntoView {
         <section class="card serialization" aria-labelledby="serialization-title" data-spot="serialization">
             <h2 id="serialization-title">"Serialization"</h2>
             <p class="help">
-                "Every hit pays for reading the value out of Redis and decoding it. Measure one user written three ways, padded to any size up to 1 MB; the sandbox's own encoding is a setting."
+                "Every hit pays for reading the value out of Redis and decoding it. Measure one user written three ways, padded to any size up to 128 KB; the sandbox's own encoding is a setting."
             </p>
             <div class="row">
                 <label for="encodings-id">"user"</label>
