@@ -611,13 +611,7 @@ async fn the_shared_redis_has_room_for_every_sandbox_and_never_evicts() {
         limits.redis_bytes()
     );
 
-    let used = || -> u64 {
-        let info: String = redis::cmd("INFO").arg("memory").query(&mut t.redis()).unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap()
-    };
+    let used = || used_memory(&t);
     let playground = &t.backend.playground;
     let sandbox = playground.open_sandbox(None).await.unwrap().id.clone();
     let before = used();
@@ -642,6 +636,15 @@ async fn the_shared_redis_has_room_for_every_sandbox_and_never_evicts() {
         "{per_record} bytes per record, more than the {} the limits assume",
         backend::config::RECORD_BYTES
     );
+}
+
+/// The shared Redis's `used_memory`, from `INFO memory`.
+fn used_memory(t: &common::TestBackend) -> u64 {
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut t.redis()).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
 }
 
 /// A browser that goes silent (not even answering pings) is closed after
@@ -723,13 +726,7 @@ async fn padded_values_count_by_their_size_and_traces_carry_only_their_start() {
     let weight = backend::ledger::weight_of_padding(padding);
     let fits = 400 / weight;
     assert!(fits >= 2, "some padded records fit: {fits}");
-    let used = || -> u64 {
-        let info: String = redis::cmd("INFO").arg("memory").query(&mut t.redis()).unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap()
-    };
+    let used = || used_memory(&t);
     let before = used();
     for id in 1..=fits + 1 {
         let read = shared::ClientMessage::Read {
