@@ -32,7 +32,15 @@ use crate::config::RECORD_BYTES;
 /// records' worth of memory it may take (1, or more for a padded value).
 pub struct KeyLedger {
     most: usize,
-    held: Mutex<HashMap<(Kind, u64), Held>>,
+    held: Mutex<Records>,
+}
+
+/// The records held, and their weights summed as they change: admitting
+/// is on every read's path, and must not add up the whole ledger.
+#[derive(Default)]
+struct Records {
+    by_record: HashMap<(Kind, u64), Held>,
+    weight: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -41,12 +49,43 @@ struct Held {
     weight: u64,
 }
 
+impl Records {
+    /// What holding `records` at `weight` too would weigh in all: a record
+    /// already held weighs the heavier of its two weights.
+    fn weight_with(&self, records: &[(Kind, u64)], weight: u64) -> u64 {
+        let extra: u64 = records
+            .iter()
+            .map(|r| weight.saturating_sub(self.by_record.get(r).map_or(0, |h| h.weight)))
+            .sum();
+        self.weight + extra
+    }
+
+    /// Holds `record` until at least `until`, at `weight` at least.
+    fn hold_until(&mut self, record: (Kind, u64), until: u64, weight: u64) {
+        let held = self.by_record.entry(record).or_insert(Held {
+            gone_at: until,
+            weight: 0,
+        });
+        held.gone_at = held.gone_at.max(until);
+        if weight > held.weight {
+            self.weight += weight - held.weight;
+            held.weight = weight;
+        }
+    }
+
+    /// Forgets the records whose values are gone at `now_ms`.
+    fn forget_gone(&mut self, now_ms: u64) {
+        self.by_record.retain(|_, h| h.gone_at > now_ms);
+        self.weight = self.by_record.values().map(|h| h.weight).sum();
+    }
+}
+
 impl KeyLedger {
     /// A ledger of at most `most` records (of weight 1).
     pub fn new(most: usize) -> KeyLedger {
         KeyLedger {
             most,
-            held: Mutex::new(HashMap::new()),
+            held: Mutex::new(Records::default()),
         }
     }
 
@@ -71,18 +110,9 @@ impl KeyLedger {
     ) -> Result<(), InputError> {
         let until = now_ms.saturating_add(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX));
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        // What holding them would weigh in all: a record already held
-        // weighs the heavier of its two weights.
-        let total = |held: &HashMap<(Kind, u64), Held>| {
-            let extra: u64 = records
-                .iter()
-                .map(|r| weight.saturating_sub(held.get(r).map_or(0, |h| h.weight)))
-                .sum();
-            held.values().map(|h| h.weight).sum::<u64>() + extra
-        };
-        if total(&held) > self.most as u64 {
-            held.retain(|_, h| h.gone_at > now_ms);
-            if total(&held) > self.most as u64 {
+        if held.weight_with(records, weight) > self.most as u64 {
+            held.forget_gone(now_ms);
+            if held.weight_with(records, weight) > self.most as u64 {
                 let padded = if weight > 1 {
                     format!(", a record of this size counting as {weight}")
                 } else {
@@ -95,7 +125,7 @@ impl KeyLedger {
             }
         }
         for record in records {
-            hold_until(&mut held, *record, until, weight);
+            held.hold_until(*record, until, weight);
         }
         Ok(())
     }
@@ -107,7 +137,7 @@ impl KeyLedger {
         let until = now_ms.saturating_add(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX));
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         for record in records {
-            hold_until(&mut held, *record, until, weight);
+            held.hold_until(*record, until, weight);
         }
     }
 
@@ -115,6 +145,7 @@ impl KeyLedger {
     pub fn held(&self, now_ms: u64) -> Vec<(Kind, u64)> {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let mut records: Vec<(Kind, u64)> = held
+            .by_record
             .iter()
             .filter(|(_, h)| h.gone_at > now_ms)
             .map(|(record, _)| *record)
@@ -125,17 +156,8 @@ impl KeyLedger {
 
     /// Forgets every record (their keys were just deleted).
     pub fn clear(&self) {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Records::default();
     }
-}
-
-fn hold_until(held: &mut HashMap<(Kind, u64), Held>, record: (Kind, u64), until: u64, weight: u64) {
-    let entry = held.entry(record).or_insert(Held {
-        gone_at: until,
-        weight,
-    });
-    entry.gone_at = entry.gone_at.max(until);
-    entry.weight = entry.weight.max(weight);
 }
 
 /// How many records' worth of Redis memory a record padded by `padding`
