@@ -297,6 +297,18 @@ impl Fleet {
         Ok(())
     }
 
+    /// Waits at most `within` for every instance's subscription (started
+    /// with the fleet, in the background) to be up; returns whether they
+    /// all are.
+    pub async fn wait_listening(&self, within: Duration) -> bool {
+        for instance in &self.instances {
+            if !instance.cache.wait_listening(within).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// How many instances are subscribed now.
     pub fn listening(&self) -> usize {
         self.instances.iter().filter(|i| i.cache.is_listening()).count()

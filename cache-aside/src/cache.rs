@@ -178,6 +178,15 @@ impl<V: Value> CacheAside<V> {
         self.inner.bus.is_listening()
     }
 
+    /// Waits at most `within` for the subscription to be up, starting it
+    /// unless [`CacheAside::stop_listening`] stopped it; returns whether it
+    /// is up. [`CacheAside::listen`] returns at once and subscribes in the
+    /// background: a process that wants to hear every invalidation before
+    /// it serves near copies waits here once at start-up.
+    pub async fn wait_listening(&self, within: Duration) -> bool {
+        self.inner.bus.ready(within).await
+    }
+
     /// How many entries the near cache holds (0 without one).
     pub fn near_len(&self) -> u64 {
         self.inner.near.as_ref().map_or(0, NearCache::len)
