@@ -208,6 +208,24 @@ fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
     Ok(inflated)
 }
 
+impl Envelope<()> {
+    /// The entry's header alone, its value (if any) left unread: enough to
+    /// judge it (see [`crate::policy::judge`]). `None` if not an envelope.
+    pub fn peek(bytes: &[u8]) -> Option<Envelope<()>> {
+        let header = Header::parse(bytes).ok()?;
+        Some(Envelope {
+            content: match header.state {
+                b'v' => Content::Value(()),
+                b'n' => Content::NotFound,
+                _ => Content::Invalidated,
+            },
+            version: header.version,
+            fresh_until_ms: header.fresh_until_ms,
+            load_ms: header.load_ms,
+        })
+    }
+}
+
 /// How the value in stored bytes is written, and its size in bytes as
 /// stored (`None`: not an envelope holding a value).
 pub fn body_of(bytes: &[u8]) -> Option<Stored> {

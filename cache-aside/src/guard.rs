@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::{now_ms, Value};
 use crate::call::{integer, ok, Call};
+use crate::connection::RedisError;
 use crate::envelope::{Content, Envelope, DELETED_VERSION, LUA_VERSION_OF};
 use crate::observe::{Reply, Status, StepKind};
 use crate::options::{bounded, RaceGuard};
@@ -201,7 +202,7 @@ impl<V: Value> Call<'_, V> {
                 self.keep_near(&loaded.value, fresh_for);
                 Stored::Yes(bytes)
             }
-            Put::Failed => Stored::Skipped(bytes),
+            Put::Failed(_) => Stored::Skipped(bytes),
             Put::Refused => Stored::Refused,
         }
     }
@@ -265,7 +266,7 @@ impl<V: Value> Call<'_, V> {
                 }
                 return match self.redis(kind, &set, ok(kind)).await {
                     Ok(_) => Put::Stored,
-                    Err(_) => Put::Failed,
+                    Err(error) => Put::Failed(error),
                 };
             }
         };
@@ -279,7 +280,7 @@ impl<V: Value> Call<'_, V> {
         match reply {
             Ok(value) if integer(&value) == 1 => Put::Stored,
             Ok(_) => Put::Refused,
-            Err(_) => Put::Failed,
+            Err(error) => Put::Failed(error),
         }
     }
 
@@ -294,12 +295,12 @@ impl<V: Value> Call<'_, V> {
 }
 
 /// What became of one guarded `SET`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Put {
     Stored,
     Refused,
-    /// Redis failed (or timed out).
-    Failed,
+    /// Redis failed, timed out or refused the command: its error.
+    Failed(RedisError),
 }
 
 /// Whole milliseconds, saturating.

@@ -36,6 +36,7 @@ use crate::guard::Stored;
 use crate::observe::{Observer, Reply, Status, StepKind};
 use crate::options::{bounded, Options, Stampede};
 use crate::policy::{judge, Verdict};
+use crate::retry::Debt;
 
 /// The answer to a read: the value, or `None` when the source has no such
 /// record, and where it came from.
@@ -283,23 +284,33 @@ impl<V: Value> Call<'_, V> {
         // deliver it first, or the old copy would be served. (One atomic
         // load when none waits; the delivery is boxed, so the hit's future
         // stays small.)
-        if self.cache.inner.pending.holds(self.key) {
-            if let Err(error) = Box::pin(self.deliver_pending()).await {
+        if let Some(debt) = self.cache.inner.pending.owed(self.key) {
+            if let Err(error) = Box::pin(self.deliver_pending(debt)).await {
                 return Lookup::Failed(error);
             }
         }
+        // XFetch, stale-while-revalidate and fail-safe look at the clock;
+        // other policies let Redis's TTL decide.
+        let now = match self.options.stampede {
+            Stampede::EarlyRefresh { .. } | Stampede::StaleWhileRevalidate { .. } => now_ms(),
+            _ if self.options.fail_safe.is_some() => now_ms(),
+            _ => 0,
+        };
         let mut get = redis::cmd("GET");
         get.arg(self.redis_key());
         let reply = self
             .redis(StepKind::Lookup, &get, |reply| {
-                (
-                    StepKind::Lookup,
-                    if is_answer(reply) {
-                        Status::Hit
-                    } else {
-                        Status::Miss
-                    },
-                )
+                // A hit is an entry this call may answer with: not a
+                // marker, and not one kept past its time for fail-safe
+                // only (judged from the header, before the value is read).
+                let hit = matches!(reply, redis::Value::BulkString(bytes)
+                if Envelope::<()>::peek(bytes).is_some_and(|entry| {
+                    matches!(
+                        judge(&entry, now, self.options, 1.0),
+                        Verdict::Fresh | Verdict::Stale | Verdict::RefreshEarly
+                    )
+                }));
+                (StepKind::Lookup, if hit { Status::Hit } else { Status::Miss })
             })
             .await;
         let bytes = match reply {
@@ -327,14 +338,10 @@ impl<V: Value> Call<'_, V> {
                 Reply::Encoded { body, bytes: size },
             );
         }
-        // XFetch needs a random draw, and only it, stale-while-revalidate
-        // and fail-safe look at the clock: other policies let Redis's TTL
-        // decide.
-        let (now, draw) = match self.options.stampede {
-            Stampede::EarlyRefresh { .. } => (now_ms(), self.cache.inner.random.next_unit()),
-            Stampede::StaleWhileRevalidate { .. } => (now_ms(), 1.0),
-            _ if self.options.fail_safe.is_some() => (now_ms(), 1.0),
-            _ => (0, 1.0),
+        // XFetch needs a random draw, and only it.
+        let draw = match self.options.stampede {
+            Stampede::EarlyRefresh { .. } => self.cache.inner.random.next_unit(),
+            _ => 1.0,
         };
         match judge(&entry, now, self.options, draw) {
             Verdict::Fresh => Lookup::Fresh(entry),
@@ -422,19 +429,30 @@ impl<V: Value> Call<'_, V> {
         })
     }
 
-    /// Sends the `DEL` a write of this key could not deliver (see
-    /// [`crate::retry`]).
-    async fn deliver_pending(&self) -> Result<(), RedisError> {
+    /// Sends what a write of this key could not deliver: its `DEL`, or its
+    /// marker (see [`crate::retry`]).
+    async fn deliver_pending(&self, debt: Debt) -> Result<(), RedisError> {
         let pending = &self.cache.inner.pending;
-        let delete = crate::retry::delete(&self.cache.inner.keys, &[self.key]);
-        self.redis(
-            StepKind::InvalidationRetried,
-            &delete,
-            ok(StepKind::InvalidationRetried),
-        )
-        .await?;
-        pending.forget(&[self.key.to_string()]);
-        Ok(())
+        let command = debt.owed.command(&self.cache.inner.keys, self.key);
+        match self
+            .redis(
+                StepKind::InvalidationRetried,
+                &command,
+                ok(StepKind::InvalidationRetried),
+            )
+            .await
+        {
+            Ok(_) => {
+                pending.forget(&[debt]);
+                Ok(())
+            }
+            Err(error) => {
+                if matches!(error, RedisError::Replied(_)) {
+                    pending.delete_instead(&debt);
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Fail-safe: the loader failed, so the expired entry answers, marked
@@ -493,14 +511,5 @@ impl<V: Value> Call<'_, V> {
                 self.near_seen,
             );
         }
-    }
-}
-
-/// Whether a `GET` reply is an answer (a value or "does not exist"), not
-/// nothing or a marker: judged from the header alone.
-fn is_answer(reply: &redis::Value) -> bool {
-    match reply {
-        redis::Value::BulkString(bytes) => bytes.starts_with(b"ca1 v ") || bytes.starts_with(b"ca1 n "),
-        _ => false,
     }
 }

@@ -154,17 +154,21 @@ impl<V: Value> Call<'_, V> {
                     // Someone else is loading. Listen first, then look, so a
                     // value stored in between is not missed.
                     let mut told = self.cache.inner.bus.fills();
+                    // One lock TTL per round in all, subscribing included:
+                    // by then a live holder has stored or its lock expired.
+                    let round_ends = tokio::time::Instant::now() + lock_ttl;
                     let listening = self.cache.inner.bus.ready(lock_ttl).await;
                     if let Lookup::Fresh(entry) = self.lookup().await {
                         return Ok(self.answer_from(entry, waited));
                     }
                     waited = true;
+                    let left = round_ends.saturating_duration_since(tokio::time::Instant::now());
                     let handed = if listening {
-                        self.wait_to_be_handed(&mut told, lock_ttl).await
+                        self.wait_to_be_handed(&mut told, left).await
                     } else {
                         // No subscription (stopped, or Redis refuses it):
                         // nobody can tell us, so look now and then.
-                        self.look_until_stored(lock_ttl).await
+                        self.look_until_stored(left).await
                     };
                     if let Some(entry) = handed {
                         return Ok(self.answer_from(entry, true));

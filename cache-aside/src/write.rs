@@ -27,15 +27,25 @@ use crate::guard::{millis, Lease, Put, Who, DELETE_WITH_LEASE};
 use crate::observe::{Observer, Reply, Status, Step, StepKind};
 use crate::options::bounded;
 use crate::options::{Options, RaceGuard};
+use crate::retry::{Marker, Owed};
 
 /// What changed in the database.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub enum Change<'a, V> {
     /// The record now has this value.
     Updated(&'a V),
     /// The record is gone.
     Deleted,
 }
+
+// A borrow is copied whatever `V` is (a derive would ask `V: Copy`).
+impl<V> Clone for Change<'_, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for Change<'_, V> {}
 
 /// What to do with the cached copy after the database write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -143,11 +153,18 @@ impl<V: Value> CacheAside<V> {
         };
         // Redis is unreachable, but the database has changed: the old copy
         // must not outlive the outage. Keep the invalidation to send again.
+        // Also when Redis refused the command (`OOM` over `maxmemory`
+        // refuses a marker or a new value): the retry's `DEL` is what Redis
+        // takes even then.
         let effect = match effect {
-            Effect::Failed(error)
-                if options.retry_invalidations && !matches!(error, RedisError::Replied(_)) =>
-            {
-                self.inner.pending.add(key, &self.inner.redis, &self.inner.keys);
+            Effect::Failed(error) if options.retry_invalidations => {
+                let owed = match call.marker(change) {
+                    Some(marker) => Owed::Mark(marker),
+                    None => Owed::Delete,
+                };
+                self.inner
+                    .pending
+                    .add(key, owed, &self.inner.redis, &self.inner.keys);
                 call.note(
                     StepKind::InvalidationPending,
                     Status::Error,
@@ -169,15 +186,34 @@ impl<V: Value> CacheAside<V> {
 impl<V: Value> Call<'_, V> {
     /// Invalidates the cached copy, as the race guard says.
     async fn invalidate(&self, change: Change<'_, V>) -> Effect {
-        let versioned = match change {
-            Change::Updated(value) => self.cache.version_of(value).is_some(),
-            Change::Deleted => true,
-        };
-        match self.options.race_guard {
+        match self.marker(change) {
+            Some(marker) => self.mark(marker).await,
             // Without a version to fence with, deleting is the safe choice.
-            RaceGuard::Version if versioned => self.mark(change).await,
-            _ => self.delete().await,
+            None => self.delete().await,
         }
+    }
+
+    /// The version guard's marker for this change: the new version, or
+    /// "deleted" (which answers "does not exist" with negative caching
+    /// on). None without the version guard, or without a version.
+    fn marker(&self, change: Change<'_, V>) -> Option<Marker> {
+        if self.options.race_guard != RaceGuard::Version {
+            return None;
+        }
+        let (version, not_found, ttl) = match change {
+            Change::Updated(value) => (self.cache.version_of(value)?, false, self.options.ttl),
+            Change::Deleted => match self.options.negative_ttl {
+                Some(ttl) => (DELETED_VERSION, true, ttl),
+                None => (DELETED_VERSION, false, self.options.ttl),
+            },
+        };
+        let fresh_ms = millis(bounded(ttl));
+        Some(Marker {
+            version,
+            not_found,
+            fresh_ms,
+            ttl_ms: if self.options.forget_ttl { 0 } else { fresh_ms },
+        })
     }
 
     /// `DEL key` (with the lease guard, the key's lease goes too, in one
@@ -212,42 +248,26 @@ impl<V: Value> Call<'_, V> {
     /// version, unless Redis holds a newer one. After a delete the marker
     /// says "does not exist" (with negative caching on), so readers need not
     /// ask the database.
-    async fn mark(&self, change: Change<'_, V>) -> Effect {
-        let (content, version, ttl) = match change {
-            Change::Updated(value) => (
-                Content::Invalidated,
-                self.cache.version_of(value).unwrap_or(0),
-                self.options.ttl,
-            ),
-            Change::Deleted => match self.options.negative_ttl {
-                Some(ttl) => (Content::NotFound, DELETED_VERSION, ttl),
-                None => (Content::Invalidated, DELETED_VERSION, self.options.ttl),
-            },
-        };
-        let marker = Envelope::<V> {
-            content,
-            version,
-            fresh_until_ms: now_ms().saturating_add(millis(bounded(ttl))),
-            load_ms: 0,
-        };
-        // A marker has no value to encode.
-        let Ok(bytes) = marker.encode(crate::Encoding::Json) else {
+    async fn mark(&self, marker: Marker) -> Effect {
+        let Some(bytes) = marker.bytes(now_ms()) else {
             return self.delete().await;
         };
         match self
             .put(
                 &bytes,
-                version,
-                ttl,
+                marker.version,
+                Duration::from_millis(marker.fresh_ms),
                 &Lease::NotNeeded,
                 StepKind::Invalidate,
                 Who::Writer,
             )
             .await
         {
-            Put::Stored => Effect::Marked { version },
+            Put::Stored => Effect::Marked {
+                version: marker.version,
+            },
             Put::Refused => Effect::NewerKept,
-            Put::Failed => Effect::Failed(RedisError::Failed("the marker was not stored".into())),
+            Put::Failed(error) => Effect::Failed(error),
         }
     }
 
@@ -314,7 +334,7 @@ impl<V: Value> Call<'_, V> {
         {
             Put::Stored => Effect::WroteThrough,
             Put::Refused => Effect::WriteThroughRefused,
-            Put::Failed => Effect::Failed(RedisError::Failed("the new value was not stored".into())),
+            Put::Failed(error) => Effect::Failed(error),
         }
     }
 

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cache_aside::{
-    BreakerPolicy, BreakerState, CacheAside, Change, Effect, KeySpace, Options, Redis, Source, StepKind,
-    WritePolicy,
+    BreakerPolicy, BreakerState, CacheAside, Change, Effect, KeySpace, Options, RaceGuard, Redis, Source,
+    Status, StepKind, WritePolicy,
 };
-use common::{get, raw, redis_server, Db, Item, Recorder};
+use common::{get, raw, redis_server, within, Db, Gate, Item, Recorder};
 use embedded_redis::proxy::{FaultProxy, Faults};
 use embedded_redis::EmbeddedRedis;
 
@@ -242,6 +242,12 @@ async fn fail_safe_serves_an_expired_value_when_the_database_fails() {
         .unwrap();
     assert_eq!(answer.source, Source::FailSafe);
     assert_eq!(answer.value, Some(item.clone()));
+    let lookup = recorder.seen().into_iter().find(|s| s.kind == StepKind::Lookup);
+    assert_eq!(
+        lookup.map(|s| s.status),
+        Some(Status::Miss),
+        "an entry kept for fail-safe only is no hit: the loader was asked first"
+    );
     assert_eq!(recorder.count(StepKind::FailSafe), 1);
     assert_eq!(recorder.count(StepKind::Store), 0);
     assert_eq!(get(&mut raw(&server), "cache:item:1"), before, "nothing stored");
@@ -345,6 +351,115 @@ async fn a_failed_invalidation_is_delivered_when_redis_returns() {
             assert_ne!(after.value.unwrap().name, renamed.name, "served stale");
             let _: () = redis::cmd("DEL").arg("cache:item:1").query(&mut redis).unwrap();
         }
+    }
+}
+
+/// Under the version guard, a retried invalidation keeps the write's fence.
+/// Another process's reader loads the old row before the write and stores
+/// it only after the retry has landed (held at its store by a gate). Had
+/// the retry been a bare `DEL`, that old row would be cached for its TTL;
+/// the retried marker refuses it.
+#[tokio::test]
+async fn a_retried_invalidation_keeps_the_version_guards_fence() {
+    let server = redis_server();
+    let proxy = proxy_to(&server).await;
+    let db = Db::new(Duration::ZERO);
+    let guarded = Options {
+        race_guard: RaceGuard::Version,
+        retry_invalidations: true,
+        ..Options::default()
+    };
+    let writer = cache_on(proxy.port(), guarded.clone());
+    // The reader is another process, with a path to Redis of its own.
+    let other = common::cache(&server, guarded);
+    writer.get_or_load("item:2", db.loader(2)).await.unwrap();
+
+    let gate = Gate::before(StepKind::Store);
+    let reader = {
+        let (other, gate, loader) = (other.clone(), gate.clone(), db.loader(1));
+        tokio::spawn(async move {
+            let options = other.options().clone();
+            other.get_or_load_with("item:1", &options, &*gate, loader).await
+        })
+    };
+    within(&gate.reached, "the reader holding the old row").await;
+
+    proxy.set(down());
+    let renamed = db.rename(1, "renamed during the outage");
+    let written = writer
+        .after_write("item:1", Change::Updated(&renamed), WritePolicy::Invalidate)
+        .await;
+    assert!(matches!(written.effect, Effect::Pending(_)), "{written:?}");
+    proxy.set(Faults::default());
+    assert!(writer.invalidations_delivered(Duration::from_secs(10)).await);
+    let mut redis = raw(&server);
+    let fence = get(&mut redis, "cache:item:1").expect("the retry left a marker");
+    assert!(fence.starts_with("ca1 i 2 "), "{fence}");
+
+    gate.open();
+    let late = reader.await.unwrap().unwrap();
+    assert_eq!(late.value.unwrap().name, "item 1", "it loaded before the write");
+    let cached = get(&mut redis, "cache:item:1").unwrap();
+    assert!(cached.starts_with("ca1 i 2 "), "the old row got in: {cached}");
+    let next = other.get_or_load("item:1", db.loader(1)).await.unwrap();
+    assert_eq!(next.value.unwrap(), renamed);
+}
+
+/// When Redis refuses a write's command (over `maxmemory`, it refuses the
+/// new value and the marker alike), the write reports Redis's own error,
+/// and the invalidation is kept: the retry's `DEL` is what Redis takes
+/// even then, so the old copy goes. With the version guard, the marker is
+/// tried first and, refused, given up for the `DEL`.
+#[tokio::test]
+async fn a_write_redis_refuses_reports_its_error_and_the_old_copy_still_goes() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let mut redis = raw(&server);
+    let cases = [
+        (RaceGuard::None, WritePolicy::WriteThrough),
+        (RaceGuard::Version, WritePolicy::Invalidate),
+        (RaceGuard::Version, WritePolicy::WriteThrough),
+    ];
+    for (round, (guard, policy)) in cases.into_iter().enumerate() {
+        let items = common::cache(
+            &server,
+            Options {
+                race_guard: guard.clone(),
+                retry_invalidations: true,
+                ..Options::default()
+            },
+        );
+        let id = round as u64 + 1;
+        let key = format!("item:{id}");
+        items.get_or_load(&key, db.loader(id)).await.unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(1)
+            .query(&mut redis)
+            .unwrap();
+        let renamed = db.rename(id, "renamed over maxmemory");
+        let written = items.after_write(&key, Change::Updated(&renamed), policy).await;
+        let outcome = format!("{guard:?} {policy:?}: {written:?}");
+        match written.effect {
+            Effect::Pending(cache_aside::RedisError::Replied(error)) => {
+                assert!(error.contains("OOM"), "{outcome}")
+            }
+            _ => panic!("{outcome}"),
+        }
+        assert!(
+            items.invalidations_delivered(Duration::from_secs(10)).await,
+            "{outcome}"
+        );
+        assert_eq!(get(&mut redis, &format!("cache:{key}")), None, "{outcome}");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(0)
+            .query(&mut redis)
+            .unwrap();
+        let next = items.get_or_load(&key, db.loader(id)).await.unwrap();
+        assert_eq!(next.value.unwrap(), renamed, "{outcome}");
     }
 }
 

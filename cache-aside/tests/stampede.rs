@@ -240,6 +240,18 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     // The one refresh reports to the cache's own observer when it stores.
     refreshes.wait_for(StepKind::Store, 1).await;
     assert_eq!(db.loads(), 1, "exactly one background refresh");
+    let lookups: Vec<_> = refreshes
+        .seen()
+        .into_iter()
+        .filter(|s| s.kind == StepKind::Lookup)
+        .map(|s| s.status)
+        .collect();
+    // The hundred reads, and the refresh's look before it loads.
+    assert_eq!(lookups.len(), 101);
+    assert!(
+        lookups.iter().all(|s| *s == cache_aside::Status::Hit),
+        "a stale entry within its window answers: a hit"
+    );
     let fresh = items.get_or_load("item:6", db.loader(6)).await.unwrap();
     assert_eq!(fresh.source, Source::Redis);
     assert_eq!(fresh.value.unwrap().name, "item 6");
