@@ -325,6 +325,22 @@ impl Recorder {
     }
 }
 
+/// Why a lookup that found an entry is still a miss: a version guard's
+/// marker, or a copy past its fresh time that fail-safe keeps only for when
+/// the database fails. `None` for every other step.
+fn why_a_found_entry_missed(step: &Step<'_>) -> Option<&'static str> {
+    let Reply::Value(redis::Value::BulkString(bytes)) = step.reply else {
+        return None;
+    };
+    if step.kind != StepKind::Lookup || step.status != Status::Miss {
+        return None;
+    }
+    match cache_aside::Envelope::<()>::peek(bytes)?.content {
+        cache_aside::Content::Invalidated => Some("a write's marker (version guard): a miss"),
+        _ => Some("past its fresh time: a miss, kept only in case the database fails (fail-safe)"),
+    }
+}
+
 impl Observer for Recorder {
     fn step(&self, step: &Step<'_>) {
         let mut state = lock(&self.state);
@@ -416,6 +432,9 @@ impl Observer for Recorder {
                     Reply::None => String::new(),
                     reply => reply.to_string(),
                 };
+                if let Some(why) = why_a_found_entry_missed(step) {
+                    reply = format!("{reply} · {why}");
+                }
                 if matches!(step.kind, StepKind::Store | StepKind::StoreRefused) {
                     if let Some(encoded) = state.encoded.take() {
                         reply = format!("{reply} · encoded {encoded}");
@@ -676,6 +695,34 @@ mod tests {
         let (steps, _) = recorder.finish();
         assert_eq!(steps.len(), 1, "{steps:?}");
         assert_eq!(steps[0].status, StepStatus::Error);
+    }
+
+    /// A lookup that found an entry and still missed says why; a hit, or
+    /// a miss that found nothing, says nothing more.
+    #[test]
+    fn a_found_entry_that_misses_says_why() {
+        let mut get = redis::cmd("GET");
+        get.arg("user:42");
+        let reply_of = |bytes: &str, status| {
+            let recorder = Recorder::new(Flow::Read, None);
+            let value = redis::Value::BulkString(bytes.as_bytes().to_vec());
+            recorder.step(&Step {
+                kind: StepKind::Lookup,
+                key: "user:42",
+                command: Some(&get),
+                reply: Reply::Value(&value),
+                status,
+                took: Duration::from_micros(40),
+                message: None,
+            });
+            recorder.finish().0.remove(0).reply
+        };
+        let kept = "ca1 v 1 1000 3\n{\"id\":42}";
+        assert!(reply_of(kept, Status::Miss).ends_with("kept only in case the database fails (fail-safe)"));
+        assert!(!reply_of(kept, Status::Hit).contains("fail-safe"));
+        let marker = "ca1 i 2 1000 0\n";
+        assert!(reply_of(marker, Status::Miss).ends_with("a write's marker (version guard): a miss"));
+        assert!(!reply_of("not an envelope", Status::Miss).contains(" · "));
     }
 
     #[test]
