@@ -44,6 +44,11 @@ pub struct Options {
     /// Use the near cache (this process's memory, in front of Redis), with
     /// entries that live this long. `None` skips it. A near copy may be
     /// stale until an invalidation reaches it; this TTL bounds how long.
+    ///
+    /// A write publishes its invalidation only when its own options set
+    /// this: if any process keeps near copies, every process that writes
+    /// must set it too (a writer without it leaves the others' near copies
+    /// until this TTL).
     pub near_ttl: Option<Duration>,
     /// Store entries with no Redis TTL at all: the mistake the tutorial
     /// warns about (section 4.6), here so it can be shown. Entries then
@@ -64,9 +69,10 @@ pub struct Options {
     /// (marked [`crate::Source::FailSafe`]) rather than the error. `None`:
     /// a failing database fails the read once the entry has expired.
     pub fail_safe: Option<Duration>,
-    /// When a write's invalidation cannot reach Redis, keep it and send it
-    /// again until Redis takes it (see [`crate::retry`]). Off, the old copy
-    /// may outlive the outage until its TTL.
+    /// When a write's invalidation cannot reach Redis (or Redis refuses
+    /// it, as over `maxmemory`), keep it and send it again until Redis
+    /// takes it (see [`crate::retry`]). Off, the old copy may outlive the
+    /// outage until its TTL.
     pub retry_invalidations: bool,
     /// When a command finds its connection dead (one made while Redis was
     /// away, or cut since), send it once more on the new connection the

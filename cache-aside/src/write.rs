@@ -86,10 +86,10 @@ pub enum Effect {
     /// Write-through: the version guard refused the new value, because
     /// Redis already held a newer one.
     WriteThroughRefused,
-    /// Redis failed: the old copy may live until its TTL. The reason every
-    /// key has one.
+    /// Redis failed or refused (its error): the old copy may live until its
+    /// TTL. The reason every key has one.
     Failed(RedisError),
-    /// Redis failed, and the invalidation is kept: it is sent again until
+    /// Redis failed or refused, and the invalidation is kept: it is sent again until
     /// Redis takes it, and until then this process does not read the key
     /// from Redis (see [`crate::retry`]).
     Pending(RedisError),
