@@ -364,7 +364,7 @@ impl Observer for Recorder {
                 let told = match step.kind {
                     StepKind::BreakerOpened => "the circuit breaker opens: reads skip Redis for a while",
                     StepKind::BreakerClosed => "the probe got through: the circuit breaker closes",
-                    _ => "the delete is kept and sent again until Redis takes it",
+                    _ => "the invalidation is kept and sent again until Redis takes it",
                 };
                 if let Some(last) = state.steps.last_mut() {
                     last.reply = if last.reply.is_empty() {

@@ -76,8 +76,8 @@ pub enum StepKind {
     /// The loader failed and an expired value was served instead
     /// (fail-safe). The step's `took` is how long ago the value expired.
     FailSafe,
-    /// A write's invalidation could not reach Redis: kept, to be sent
-    /// again until Redis takes it.
+    /// A write's invalidation could not reach Redis, or Redis refused it:
+    /// kept, to be sent again until Redis takes it.
     InvalidationPending,
     /// A pending invalidation was delivered before the key was read.
     InvalidationRetried,

@@ -11,20 +11,32 @@
 //!
 //! Other processes do not know about this process's pending invalidations:
 //! they may read the old copy from the moment Redis returns until the retry
-//! lands, at most one backoff later.
+//! lands: a backoff later for a few keys, a round more per hundred keys
+//! waiting.
 //!
 //! What is sent again is what the write owed ([`Owed`]): a plain `DEL` of
 //! the value and its lease, or, under the version guard, the write's
 //! marker. A bare `DEL` there would drop the fence: a reader elsewhere that
 //! loaded the old row before the write could store it after the retry, and
-//! it would stay until its TTL. If Redis refuses the marker itself (`OOM`
-//! over `maxmemory`), the retry deletes instead, which Redis always takes:
-//! the old copy goes, the fence is given up.
+//! it would stay until its TTL. A marker sent again never answers "does
+//! not exist" (the record may have been made again meanwhile); it still
+//! fences. If Redis refuses the marker itself (`OOM` over `maxmemory`), the
+//! retry deletes instead, which Redis takes even then: the old copy goes,
+//! the fence is given up. (Redis refuses a `DEL` only to a client without
+//! the permission, or on a read-only replica: such a debt never drains,
+//! and this process reads the key from the database meanwhile.)
 //!
-//! Each key waits once, with what its latest write owes. A retry forgets a
-//! key only if no write of it failed again while the retry was on its way:
-//! a `DEL` sent before the second write's database change does not settle
-//! the second write.
+//! Each key waits once, with what its last failed write owes (of two
+//! writes failing at once, the one that failed last, which may not be the
+//! one that committed last). A retry forgets a key only if no write of it
+//! failed again while the retry was on its way: a `DEL` sent before the
+//! second write's database change does not settle the second write. A
+//! write of a key that still owes, even one that succeeds, owes in its
+//! place: the older debt, paid after it, would undo it.
+//!
+//! A read that delivers a marker itself does not send it again on a dead
+//! connection (scripts never are, see `Options::resend_dropped`): it falls
+//! back to the database, and the retry task sends the marker.
 //!
 //! The set is bounded; past [`MOST_PENDING`] the oldest is given up and
 //! counted, its staleness then bounded by its TTL alone.

@@ -156,15 +156,19 @@ impl<V: Value> CacheAside<V> {
         // Also when Redis refused the command (`OOM` over `maxmemory`
         // refuses a marker or a new value): the retry's `DEL` is what Redis
         // takes even then.
+        let owed = || match call.marker(change) {
+            // Sent again, a marker fences but does not answer "does not
+            // exist": by the time it lands, the record may exist again.
+            Some(marker) => Owed::Mark(Marker {
+                not_found: false,
+                ..marker
+            }),
+            None => Owed::Delete,
+        };
+        let pending = &self.inner.pending;
         let effect = match effect {
             Effect::Failed(error) if options.retry_invalidations => {
-                let owed = match call.marker(change) {
-                    Some(marker) => Owed::Mark(marker),
-                    None => Owed::Delete,
-                };
-                self.inner
-                    .pending
-                    .add(key, owed, &self.inner.redis, &self.inner.keys);
+                pending.add(key, owed(), &self.inner.redis, &self.inner.keys);
                 call.note(
                     StepKind::InvalidationPending,
                     Status::Error,
@@ -173,7 +177,16 @@ impl<V: Value> CacheAside<V> {
                 );
                 Effect::Pending(error)
             }
-            effect => effect,
+            // An earlier write of this key still owes Redis: paid after this
+            // write, it would undo it (an old version's fence, or a delete's
+            // marker over a record made again). This write's own is owed
+            // instead, which is harmless to send again.
+            effect => {
+                if pending.owed(key).is_some() {
+                    pending.add(key, owed(), &self.inner.redis, &self.inner.keys);
+                }
+                effect
+            }
         };
         let published = match options.near_ttl {
             Some(_) => Some(call.publish_invalidation().await),

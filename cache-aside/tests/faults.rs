@@ -415,6 +415,8 @@ async fn a_write_redis_refuses_reports_its_error_and_the_old_copy_still_goes() {
     let server = redis_server();
     let db = Db::new(Duration::ZERO);
     let mut redis = raw(&server);
+    // Refused, not evicted: the old copy stays until something deletes it.
+    config_set(&mut redis, "maxmemory-policy", "noeviction");
     let cases = [
         (RaceGuard::None, WritePolicy::WriteThrough),
         (RaceGuard::Version, WritePolicy::Invalidate),
@@ -432,12 +434,7 @@ async fn a_write_redis_refuses_reports_its_error_and_the_old_copy_still_goes() {
         let id = round as u64 + 1;
         let key = format!("item:{id}");
         items.get_or_load(&key, db.loader(id)).await.unwrap();
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg(1)
-            .query(&mut redis)
-            .unwrap();
+        config_set(&mut redis, "maxmemory", "1");
         let renamed = db.rename(id, "renamed over maxmemory");
         let written = items.after_write(&key, Change::Updated(&renamed), policy).await;
         let outcome = format!("{guard:?} {policy:?}: {written:?}");
@@ -452,15 +449,60 @@ async fn a_write_redis_refuses_reports_its_error_and_the_old_copy_still_goes() {
             "{outcome}"
         );
         assert_eq!(get(&mut redis, &format!("cache:{key}")), None, "{outcome}");
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory")
-            .arg(0)
-            .query(&mut redis)
-            .unwrap();
+        config_set(&mut redis, "maxmemory", "0");
         let next = items.get_or_load(&key, db.loader(id)).await.unwrap();
         assert_eq!(next.value.unwrap(), renamed, "{outcome}");
     }
+}
+
+/// A delete Redis refused is owed; the record is made again and that write
+/// goes through. The older debt, the delete's marker, must not be paid
+/// after it (it would fence off the record made again, or answer "does
+/// not exist" for it): the write that succeeded owes in its place.
+#[tokio::test]
+async fn a_write_that_succeeds_after_a_failed_one_is_not_undone_by_its_retry() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let mut redis = raw(&server);
+    config_set(&mut redis, "maxmemory-policy", "noeviction");
+    let items = common::cache(
+        &server,
+        Options {
+            race_guard: RaceGuard::Version,
+            retry_invalidations: true,
+            ..Options::default()
+        },
+    );
+    items.get_or_load("item:3", db.loader(3)).await.unwrap();
+
+    config_set(&mut redis, "maxmemory", "1");
+    db.delete(3);
+    let deleted = items
+        .after_write("item:3", Change::Deleted, WritePolicy::Invalidate)
+        .await;
+    assert!(matches!(deleted.effect, Effect::Pending(_)), "{deleted:?}");
+    config_set(&mut redis, "maxmemory", "0");
+    // At once, before the retry's first round (100 ms on).
+    let again = db.insert(3, "made again", 2);
+    let written = items
+        .after_write("item:3", Change::Updated(&again), WritePolicy::Invalidate)
+        .await;
+    assert_eq!(written.effect, Effect::Marked { version: 2 });
+
+    assert!(items.invalidations_delivered(Duration::from_secs(10)).await);
+    let read = items.get_or_load("item:3", db.loader(3)).await.unwrap();
+    assert_eq!(read.value, Some(again));
+    let cached = get(&mut redis, "cache:item:3").unwrap();
+    assert!(cached.starts_with("ca1 v 2 "), "cached again: {cached}");
+}
+
+fn config_set(redis: &mut redis::Connection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query(redis)
+        .unwrap();
 }
 
 /// Waits (at most 10 s, looking every 2 ms) until `done` holds: the

@@ -719,7 +719,7 @@ impl CacheEffect {
                 format!("could not update {key} ({error}); a stale copy may live until its TTL")
             }
             CacheEffect::Pending { key, error } => {
-                format!("could not delete {key} ({error}); kept, and sent again until Redis takes it")
+                format!("could not invalidate {key} ({error}); kept, and sent again until Redis takes it")
             }
         }
     }

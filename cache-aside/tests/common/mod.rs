@@ -118,6 +118,19 @@ impl Db {
             .unwrap()
     }
 
+    /// `INSERT` an item again (after a delete), with a version of its own.
+    pub fn insert(&self, id: u64, name: &str, version: u64) -> Item {
+        let connection = self.connection.lock().unwrap();
+        connection
+            .execute("INSERT INTO items VALUES (?1, ?2, ?3)", (id, name, version))
+            .unwrap();
+        Item {
+            id,
+            name: name.to_string(),
+            version,
+        }
+    }
+
     /// `DELETE` an item.
     pub fn delete(&self, id: u64) {
         let connection = self.connection.lock().unwrap();
