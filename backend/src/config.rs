@@ -186,8 +186,8 @@ pub struct Config {
     #[arg(long, env = "FRAME_ANCESTORS", value_delimiter = ',')]
     pub frame_ancestors: Vec<String>,
 
-    /// Trust the first address of X-Forwarded-For as the client's (only
-    /// behind a proxy that sets it).
+    /// Trust the last address of X-Forwarded-For (the one the proxy in
+    /// front added) as the client's; only behind a proxy that sets it.
     #[arg(long, env = "TRUST_FORWARDED_FOR", value_parser = clap::builder::FalseyValueParser::new())]
     pub trust_forwarded_for: bool,
 

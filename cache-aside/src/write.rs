@@ -102,8 +102,8 @@ pub enum Remaining {
     NotCached,
     /// Readers may see the old value for this long.
     Expires(Duration),
-    /// It has no TTL: stale until someone deletes it (never done by the
-    /// engine, which gives every entry a TTL).
+    /// It has no TTL: stale until someone deletes it (the engine gives
+    /// every entry a TTL, unless `Options::forget_ttl` says not to).
     NoTtl,
 }
 

@@ -72,7 +72,7 @@ fn awaited(message: &ClientMessage) -> Option<u64> {
 /// The recordings a static build ships, and the one being played.
 #[derive(Default)]
 struct Replay {
-    /// What `recordings/index.json` lists.
+    /// What `recordings/index.bin` lists.
     index: RefCell<Vec<RecordingEntry>>,
     /// Recordings fetched so far, by lesson id.
     loaded: RefCell<HashMap<String, Rc<Recording>>>,

@@ -1,5 +1,6 @@
 //! `cargo xtask`: set-up, run, test and measure the playground with one
-//! command each. No dependencies beyond std, so it compiles in seconds.
+//! command each. Few dependencies (compression and the WASM splitter),
+//! so it compiles quickly.
 //!
 //! Run `cargo xtask` with no arguments for the list of tasks.
 
