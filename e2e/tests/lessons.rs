@@ -643,6 +643,16 @@ async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defenc
     run_experiment(&client).await;
     let right = choose(&client, 1).await;
     assert!(right.starts_with("Right"), "{right}");
+    // The fail-safe read's lookup found the expired copy and still missed
+    // (the database is asked first): its step says why.
+    click(&client, "[data-testid=log] li:nth-child(1) .entry").await;
+    wait_for_text(
+        &client,
+        "[data-testid=steps]",
+        "the fail-safe read's steps",
+        |t| t.contains("· fail-safe ·") && t.contains("a miss, kept only in case the database fails"),
+    )
+    .await;
 
     // The write order: deleting first leaves the old name cached (0), the
     // right order the new row (1).
