@@ -165,10 +165,19 @@ impl<V: Value> CacheAside<V> {
             }),
             None => Owed::Delete,
         };
+        // And when an earlier write of this key still owes Redis, even if
+        // this one went through: paid after this write, the older debt
+        // would undo it (an old version's fence, or a delete's marker over
+        // a record made again). This write's own is owed instead, which is
+        // harmless to send again.
         let pending = &self.inner.pending;
+        let failed = matches!(effect, Effect::Failed(_));
+        let owes = (failed && options.retry_invalidations) || pending.owed(key).is_some();
+        if owes {
+            pending.add(key, owed(), &self.inner.redis, &self.inner.keys);
+        }
         let effect = match effect {
-            Effect::Failed(error) if options.retry_invalidations => {
-                pending.add(key, owed(), &self.inner.redis, &self.inner.keys);
+            Effect::Failed(error) if owes => {
                 call.note(
                     StepKind::InvalidationPending,
                     Status::Error,
@@ -177,16 +186,7 @@ impl<V: Value> CacheAside<V> {
                 );
                 Effect::Pending(error)
             }
-            // An earlier write of this key still owes Redis: paid after this
-            // write, it would undo it (an old version's fence, or a delete's
-            // marker over a record made again). This write's own is owed
-            // instead, which is harmless to send again.
-            effect => {
-                if pending.owed(key).is_some() {
-                    pending.add(key, owed(), &self.inner.redis, &self.inner.keys);
-                }
-                effect
-            }
+            effect => effect,
         };
         let published = match options.near_ttl {
             Some(_) => Some(call.publish_invalidation().await),
