@@ -72,7 +72,8 @@ pub struct Options {
     /// When a write's invalidation cannot reach Redis (or Redis refuses
     /// it, as over `maxmemory`), keep it and send it again until Redis
     /// takes it (see [`crate::retry`]). Off, the old copy may outlive the
-    /// outage until its TTL.
+    /// outage until its TTL (unless an earlier write of the key, with it
+    /// on, still owes: then this write owes in its place).
     pub retry_invalidations: bool,
     /// When a command finds its connection dead (one made while Redis was
     /// away, or cut since), send it once more on the new connection the

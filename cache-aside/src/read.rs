@@ -280,8 +280,9 @@ impl<V: Value> Call<'_, V> {
 
     /// `GET key`, and what the entry found means under this call's policy.
     pub(crate) async fn lookup(&self) -> Lookup<V> {
-        // A write's invalidation of this key has not reached Redis yet:
-        // deliver it first, or the old copy would be served. (One atomic
+        // A write of this key still owes Redis its invalidation (it could
+        // not deliver it, or came after one that could not): deliver it
+        // first, or the old copy would be served. (One atomic
         // load when none waits; the delivery is boxed, so the hit's future
         // stays small.)
         if let Some(debt) = self.cache.inner.pending.owed(self.key) {
@@ -429,7 +430,7 @@ impl<V: Value> Call<'_, V> {
         })
     }
 
-    /// Sends what a write of this key could not deliver: its `DEL`, or its
+    /// Sends what a write of this key still owes: its `DEL`, or its
     /// marker (see [`crate::retry`]).
     async fn deliver_pending(&self, debt: Debt) -> Result<(), RedisError> {
         let pending = &self.cache.inner.pending;

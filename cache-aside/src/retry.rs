@@ -26,13 +26,16 @@
 //! the permission, or on a read-only replica: such a debt never drains,
 //! and this process reads the key from the database meanwhile.)
 //!
-//! Each key waits once, with what its last failed write owes (of two
-//! writes failing at once, the one that failed last, which may not be the
-//! one that committed last). A retry forgets a key only if no write of it
-//! failed again while the retry was on its way: a `DEL` sent before the
-//! second write's database change does not settle the second write. A
-//! write of a key that still owes, even one that succeeds, owes in its
-//! place: the older debt, paid after it, would undo it.
+//! Each key waits once, with what its last write owes (of two writes
+//! failing at once, the one that failed last, which may not be the one
+//! that committed last). A write of a key that still owes, even one that
+//! succeeds, owes in the older debt's place: that debt, paid after it,
+//! would undo it. A retry forgets a key only if no write of it came while
+//! the retry was on its way: a `DEL` sent before the second write's
+//! database change does not settle the second write. (A key written more
+//! often than a retry round takes may so stay owed for a while: its reads
+//! in this process deliver the debt first, a round trip more, and stay
+//! correct.)
 //!
 //! A read that delivers a marker itself does not send it again on a dead
 //! connection (scripts never are, see `Options::resend_dropped`): it falls
@@ -127,13 +130,13 @@ impl Owed {
     }
 }
 
-/// One key's debt, and which failed write it is from.
+/// One key's debt, and which write it is from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Debt {
     pub(crate) key: String,
     pub(crate) owed: Owed,
-    /// Counts failed writes: a later failure of the same key makes the
-    /// debt new again.
+    /// Counts the writes that owed: a later write of the same key makes
+    /// the debt new again.
     pub(crate) write: u64,
 }
 
@@ -145,7 +148,7 @@ struct Debts {
 }
 
 impl Debts {
-    /// Records what `key`'s latest failed write owes. Returns whether the
+    /// Records what `key`'s latest write owes. Returns whether the
     /// oldest debt was given up to make room.
     fn owe(&mut self, key: &str, owed: Owed) -> bool {
         self.writes += 1;
@@ -170,8 +173,8 @@ impl Debts {
         self.waiting.iter().find(|d| d.key == key).cloned()
     }
 
-    /// Forgets the debts paid, unless their key's write failed again since
-    /// (then the payment was for an older write). Returns how many went.
+    /// Forgets the debts paid, unless a later write of their key owes
+    /// since (then the payment was for an older write). Returns how many went.
     fn settle(&mut self, paid: &[Debt]) -> usize {
         let before = self.waiting.len();
         self.waiting
@@ -218,7 +221,7 @@ impl Pending {
         self.count.load(Ordering::Acquire)
     }
 
-    /// What `key`'s failed write still owes, if anything. One atomic load
+    /// What `key`'s last write still owes, if anything. One atomic load
     /// when nothing waits.
     pub(crate) fn owed(&self, key: &str) -> Option<Debt> {
         if self.len() == 0 {

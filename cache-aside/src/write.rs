@@ -140,8 +140,15 @@ impl<V: Value> CacheAside<V> {
         // A load in flight started before this write: later readers must not
         // join it and be handed what it loaded.
         self.inner.flights.forget(key);
+        // Looked at before this write's command too: an older debt paid
+        // after that command, and settled before the look below, would
+        // otherwise go unseen.
+        let owed_before = self.inner.pending.owed(key).is_some();
         let effect = match (policy, change) {
-            // TTL only means no invalidation at all, near copies included.
+            // TTL only means no invalidation at all, near copies included
+            // (an older debt of the key stays as it is: at worst its
+            // marker fences the record off, and reads go to the database,
+            // until the marker's TTL).
             (WritePolicy::LeaveToTtl, _) => {
                 return Written {
                     effect: call.leave_to_ttl().await,
@@ -169,10 +176,12 @@ impl<V: Value> CacheAside<V> {
         // this one went through: paid after this write, the older debt
         // would undo it (an old version's fence, or a delete's marker over
         // a record made again). This write's own is owed instead, which is
-        // harmless to send again.
+        // harmless to send again (it costs a miss: a value written through
+        // is replaced by its marker, a delete's "does not exist" by a plain
+        // fence).
         let pending = &self.inner.pending;
         let failed = matches!(effect, Effect::Failed(_));
-        let owes = (failed && options.retry_invalidations) || pending.owed(key).is_some();
+        let owes = (failed && options.retry_invalidations) || owed_before || pending.owed(key).is_some();
         if owes {
             pending.add(key, owed(), &self.inner.redis, &self.inner.keys);
         }

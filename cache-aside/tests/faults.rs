@@ -482,7 +482,9 @@ async fn a_write_that_succeeds_after_a_failed_one_is_not_undone_by_its_retry() {
         .await;
     assert!(matches!(deleted.effect, Effect::Pending(_)), "{deleted:?}");
     config_set(&mut redis, "maxmemory", "0");
-    // At once, before the retry's first round (100 ms on).
+    // At once, before the retry's first round (100 ms on), so that the
+    // older debt is still owed (had the retry come first, this write would
+    // land after it, and be right either way).
     let again = db.insert(3, "made again", 2);
     let written = items
         .after_write("item:3", Change::Updated(&again), WritePolicy::Invalidate)
