@@ -63,6 +63,9 @@ pub(crate) struct Inner<V> {
     pub(crate) seal: Option<Arc<dyn Seal<V>>>,
     pub(crate) flights: Flights<V>,
     pub(crate) bus: Bus<V>,
+    /// Whether every write publishes its invalidation, near cache or not
+    /// (see [`Builder::publish_invalidations`]).
+    pub(crate) publishes: bool,
     /// The circuit breaker's state, shared by the calls that use it.
     pub(crate) breaker: Arc<Breaker>,
     /// Invalidations that did not reach Redis yet.
@@ -85,6 +88,7 @@ pub struct Builder<V> {
     observer: Arc<dyn Observer>,
     version_of: Option<fn(&V) -> u64>,
     near_capacity: Option<u64>,
+    publishes: bool,
     seed: Option<u64>,
     seal: Option<Arc<dyn Seal<V>>>,
 }
@@ -100,6 +104,7 @@ impl<V: Value> CacheAside<V> {
             observer: Arc::new(NoObserver),
             version_of: None,
             near_capacity: None,
+            publishes: false,
             seed: None,
             seal: None,
         }
@@ -286,6 +291,16 @@ impl<V: Value> Builder<V> {
         self
     }
 
+    /// For a process that keeps no near copies while others do (a writer
+    /// without a near cache, say): every write publishes its invalidation
+    /// all the same, so their copies go. Without it, a write publishes only
+    /// when its options set `near_ttl`, and the others' near copies of what
+    /// this process writes live until their TTL.
+    pub fn publish_invalidations(mut self) -> Self {
+        self.publishes = true;
+        self
+    }
+
     /// The most one Redis command may take (250 ms by default). Past it the
     /// read falls back to the loader.
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -365,6 +380,7 @@ impl<V: Value> Builder<V> {
                 seal: self.seal,
                 flights: Flights::default(),
                 bus,
+                publishes: self.publishes,
                 breaker: Arc::default(),
                 pending: Arc::default(),
                 random: SplitMix64::new(self.seed.unwrap_or(origin)),

@@ -46,9 +46,10 @@ pub struct Options {
     /// stale until an invalidation reaches it; this TTL bounds how long.
     ///
     /// A write publishes its invalidation only when its own options set
-    /// this: if any process keeps near copies, every process that writes
-    /// must set it too (a writer without it leaves the others' near copies
-    /// until this TTL).
+    /// this, or its handle was built with
+    /// [`crate::Builder::publish_invalidations`]: if any process keeps near
+    /// copies, every process that writes must do one or the other (a writer
+    /// that does neither leaves the others' near copies until this TTL).
     pub near_ttl: Option<Duration>,
     /// Store entries with no Redis TTL at all: the mistake the tutorial
     /// warns about (section 4.6), here so it can be shown. Entries then

@@ -62,7 +62,8 @@ pub enum WritePolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
     pub effect: Effect,
-    /// With near caches: the invalidation published to the other processes.
+    /// With near caches (or [`crate::Builder::publish_invalidations`]): the
+    /// invalidation published to the other processes.
     pub published: Option<Result<Published, RedisError>>,
 }
 
@@ -197,9 +198,12 @@ impl<V: Value> CacheAside<V> {
             }
             effect => effect,
         };
-        let published = match options.near_ttl {
-            Some(_) => Some(call.publish_invalidation().await),
-            None => None,
+        // Near copies, in this process and the others, go too (tutorial
+        // step 3.5), if this call keeps any or the handle was told others do.
+        let published = if options.near_ttl.is_some() || self.inner.publishes {
+            Some(call.publish_invalidation().await)
+        } else {
+            None
         };
         Written { effect, published }
     }

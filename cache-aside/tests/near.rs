@@ -86,6 +86,51 @@ async fn a_write_in_one_process_drops_every_near_copy() {
     );
 }
 
+/// Problem first: a writer with no near cache of its own publishes
+/// nothing, so a reader's near copy outlives the write (until its TTL).
+/// Built with `publish_invalidations`, the same writer tells the reader.
+#[tokio::test]
+async fn a_writer_without_a_near_cache_tells_others_only_when_asked_to() {
+    let server = redis_server();
+    let db = Db::new(Duration::ZERO);
+    let reader = process(&server);
+    reader.bus.wait_for(StepKind::Subscribed, 1).await;
+    let writer = |publishes: bool| {
+        let builder =
+            CacheAside::<Item>::builder(Redis::open(&server.url()).unwrap(), KeySpace::new("cache:"));
+        if publishes {
+            builder.publish_invalidations()
+        } else {
+            builder
+        }
+        .build()
+        .unwrap()
+    };
+    read(&reader, &db, 4).await;
+    assert_eq!(read(&reader, &db, 4).await.source, Source::Near);
+
+    let silent = writer(false);
+    let new = db.rename(4, "renamed by a silent writer");
+    let written = silent
+        .after_write("item:4", Change::Updated(&new), WritePolicy::Invalidate)
+        .await;
+    assert_eq!(written.published, None);
+    let stale = read(&reader, &db, 4).await;
+    assert_eq!(stale.source, Source::Near);
+    assert_eq!(stale.value.unwrap().name, "item 4", "the old near copy");
+
+    let telling = writer(true);
+    let newer = db.rename(4, "renamed by a writer that tells");
+    let written = telling
+        .after_write("item:4", Change::Updated(&newer), WritePolicy::Invalidate)
+        .await;
+    assert_eq!(written.published.expect("published").unwrap().receivers, 1);
+    reader.bus.wait_for(StepKind::InvalidationReceived, 1).await;
+    let fresh = read(&reader, &db, 4).await;
+    assert_ne!(fresh.source, Source::Near);
+    assert_eq!(fresh.value.unwrap(), newer);
+}
+
 /// Pub/Sub is at most once: B, unsubscribed, misses the message and serves
 /// its stale near copy; when B subscribes again it clears its near cache,
 /// and its next read is fresh.
