@@ -297,12 +297,15 @@ impl Fleet {
         Ok(())
     }
 
-    /// Waits at most `within` for every instance's subscription (started
-    /// with the fleet, in the background) to be up; returns whether they
-    /// all are.
+    /// Waits at most `within` in all for every instance's subscription to
+    /// be up (with near caches on, the fleet starts them in the
+    /// background; otherwise this starts them, as
+    /// `CacheAside::wait_listening` does); returns whether they all are.
     pub async fn wait_listening(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
         for instance in &self.instances {
-            if !instance.cache.wait_listening(within).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !instance.cache.wait_listening(left).await {
                 return false;
             }
         }

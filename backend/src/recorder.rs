@@ -337,7 +337,7 @@ fn why_a_found_entry_missed(step: &Step<'_>) -> Option<&'static str> {
     }
     match cache_aside::Envelope::<()>::peek(bytes)?.content {
         cache_aside::Content::Invalidated => Some("a write's marker (version guard): a miss"),
-        _ => Some("past its fresh time: a miss, kept only in case the database fails (fail-safe)"),
+        _ => Some("past its fresh time: a miss (Redis keeps it for fail-safe, which answers with it only if the database fails)"),
     }
 }
 
@@ -718,10 +718,12 @@ mod tests {
             recorder.finish().0.remove(0).reply
         };
         let kept = "ca1 v 1 1000 3\n{\"id\":42}";
-        assert!(reply_of(kept, Status::Miss).ends_with("kept only in case the database fails (fail-safe)"));
+        assert!(reply_of(kept, Status::Miss).contains("Redis keeps it for fail-safe"));
+        // A "does not exist" kept past its time is said the same way.
+        assert!(reply_of("ca1 n 0 1000 0\n", Status::Miss).contains("Redis keeps it for fail-safe"));
         assert!(!reply_of(kept, Status::Hit).contains("fail-safe"));
         let marker = "ca1 i 2 1000 0\n";
-        assert!(reply_of(marker, Status::Miss).ends_with("a write's marker (version guard): a miss"));
+        assert!(reply_of(marker, Status::Miss).contains("a write's marker (version guard): a miss"));
         assert!(!reply_of("not an envelope", Status::Miss).contains(" · "));
     }
 

@@ -290,17 +290,21 @@ impl<V: Value> Call<'_, V> {
                 return Lookup::Failed(error);
             }
         }
-        // XFetch, stale-while-revalidate and fail-safe look at the clock;
-        // other policies let Redis's TTL decide.
-        let now = match self.options.stampede {
-            Stampede::EarlyRefresh { .. } | Stampede::StaleWhileRevalidate { .. } => now_ms(),
-            _ if self.options.fail_safe.is_some() => now_ms(),
-            _ => 0,
-        };
+        // XFetch, stale-while-revalidate and fail-safe look at the clock,
+        // once the reply is in (a breakpoint may hold the call before the
+        // GET); other policies let Redis's TTL decide.
+        let reads_clock = matches!(
+            self.options.stampede,
+            Stampede::EarlyRefresh { .. } | Stampede::StaleWhileRevalidate { .. }
+        ) || self.options.fail_safe.is_some();
+        let mut now = 0;
         let mut get = redis::cmd("GET");
         get.arg(self.redis_key());
         let reply = self
             .redis(StepKind::Lookup, &get, |reply| {
+                if reads_clock {
+                    now = now_ms();
+                }
                 // A hit is an entry this call may answer with: not a
                 // marker, and not one kept past its time for fail-safe
                 // only (judged from the header, before the value is read).

@@ -650,7 +650,7 @@ async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defenc
         &client,
         "[data-testid=steps]",
         "the fail-safe read's steps",
-        |t| t.contains("· fail-safe ·") && t.contains("a miss, kept only in case the database fails"),
+        |t| t.contains("· fail-safe ·") && t.contains("a miss (Redis keeps it for fail-safe"),
     )
     .await;
 
