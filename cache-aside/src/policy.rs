@@ -24,6 +24,14 @@ pub enum Verdict {
     Expired,
 }
 
+impl Verdict {
+    /// Whether the entry answers the read (fresh, stale, or fresh and due
+    /// for an early reload): the lookup was a hit.
+    pub fn answers(self) -> bool {
+        matches!(self, Verdict::Fresh | Verdict::Stale | Verdict::RefreshEarly)
+    }
+}
+
 /// Judges an entry found in Redis at `now_ms`, under `options`. `draw` is
 /// a random number in (0, 1], used only by XFetch.
 pub fn judge<V>(entry: &Envelope<V>, now_ms: u64, options: &Options, draw: f64) -> Verdict {

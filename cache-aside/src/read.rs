@@ -308,13 +308,11 @@ impl<V: Value> Call<'_, V> {
                 // A hit is an entry this call may answer with: not a
                 // marker, and not one kept past its time for fail-safe
                 // only (judged from the header, before the value is read).
-                let hit = matches!(reply, redis::Value::BulkString(bytes)
-                if Envelope::<()>::peek(bytes).is_some_and(|entry| {
-                    matches!(
-                        judge(&entry, now, self.options, 1.0),
-                        Verdict::Fresh | Verdict::Stale | Verdict::RefreshEarly
-                    )
-                }));
+                let hit = match reply {
+                    redis::Value::BulkString(bytes) => Envelope::<()>::peek(bytes)
+                        .is_some_and(|entry| judge(&entry, now, self.options, 1.0).answers()),
+                    _ => false,
+                };
                 (StepKind::Lookup, if hit { Status::Hit } else { Status::Miss })
             })
             .await;

@@ -12,7 +12,7 @@ use cache_aside::{
     BreakerPolicy, BreakerState, CacheAside, Change, Effect, KeySpace, Options, RaceGuard, Redis, Source,
     Status, StepKind, WritePolicy,
 };
-use common::{get, raw, redis_server, within, Db, Gate, Item, Recorder};
+use common::{config_set, get, raw, redis_server, within, Db, Gate, Item, Recorder};
 use embedded_redis::proxy::{FaultProxy, Faults};
 use embedded_redis::EmbeddedRedis;
 
@@ -496,15 +496,6 @@ async fn a_write_that_succeeds_after_a_failed_one_is_not_undone_by_its_retry() {
     assert_eq!(read.value, Some(again));
     let cached = get(&mut redis, "cache:item:3").unwrap();
     assert!(cached.starts_with("ca1 v 2 "), "cached again: {cached}");
-}
-
-fn config_set(redis: &mut redis::Connection, name: &str, value: &str) {
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg(name)
-        .arg(value)
-        .query(redis)
-        .unwrap();
 }
 
 /// Waits (at most 10 s, looking every 2 ms) until `done` holds: the

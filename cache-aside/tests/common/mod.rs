@@ -279,6 +279,16 @@ pub async fn within(notify: &Notify, what: &str) {
         .unwrap_or_else(|_| panic!("{what} did not happen within 10 s"));
 }
 
+/// `CONFIG SET name value`.
+pub fn config_set(connection: &mut redis::Connection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query(connection)
+        .unwrap();
+}
+
 /// `PTTL key` in milliseconds.
 pub fn pttl(connection: &mut redis::Connection, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query(connection).unwrap()
@@ -294,12 +304,7 @@ pub fn get(connection: &mut redis::Connection, key: &str) -> Option<String> {
 /// times a second, so the event comes soon after the TTL runs out.
 pub fn wait_until_expired(server: &EmbeddedRedis, key: &str) {
     let mut commands = raw(server);
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("notify-keyspace-events")
-        .arg("Ex")
-        .query(&mut commands)
-        .unwrap();
+    config_set(&mut commands, "notify-keyspace-events", "Ex");
     let mut subscriber = raw(server);
     let mut events = subscriber.as_pubsub();
     events.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -343,12 +348,7 @@ pub fn put_stale(server: &EmbeddedRedis, key: &str, item: &Item, keep: Duration)
 /// Waits, on Redis's keyspace events, until `key` is deleted (at most 10 s).
 pub fn wait_until_deleted(server: &EmbeddedRedis, key: &str) {
     let mut commands = raw(server);
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("notify-keyspace-events")
-        .arg("Eg")
-        .query(&mut commands)
-        .unwrap();
+    config_set(&mut commands, "notify-keyspace-events", "Eg");
     let mut subscriber = raw(server);
     let mut events = subscriber.as_pubsub();
     events.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -368,12 +368,7 @@ pub fn wait_until_deleted(server: &EmbeddedRedis, key: &str) {
 /// Waits, on Redis's keyspace events, until `key` is set (at most 10 s).
 pub fn wait_until_set(server: &EmbeddedRedis, key: &str) {
     let mut commands = raw(server);
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("notify-keyspace-events")
-        .arg("E$")
-        .query(&mut commands)
-        .unwrap();
+    config_set(&mut commands, "notify-keyspace-events", "E$");
     let mut subscriber = raw(server);
     let mut events = subscriber.as_pubsub();
     events.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
