@@ -9,13 +9,16 @@
 //! - (b) engine: an axum handler calling `get_or_load` (the no-op observer)
 //!   and returning the value as JSON;
 //! - (c) playground: the playground's REST read, with one WebSocket watcher
-//!   in its sandbox receiving every trace.
+//!   in its sandbox receiving every trace;
+//! - (d) the playground's read alone, behind a bare axum handler: (c)
+//!   less (d) is what the HTTP surface costs.
 //!
 //! Each row runs for `--seconds` (10 by default) with `--connections` (32)
 //! keep-alive HTTP/1.1 connections, in `--rounds` (3) interleaved rounds;
 //! the median round is reported. Every request is a hit: the keys are
 //! cached before measuring. The load generator runs in the same process on
-//! its own runtime, the same way for every row.
+//! its own runtime, the same way for every row, and every row runs on the
+//! playground's allocator (mimalloc, set in `backend`'s `lib.rs`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,7 +42,7 @@ struct Args {
     seconds: u64,
     connections: usize,
     rounds: usize,
-    /// Only these rows (`a`, `b`, `c`, `raw`), for profiling one.
+    /// Only these rows (`a`, `b`, `c`, `d`, `raw`), for profiling one.
     only: Option<String>,
 }
 
@@ -78,11 +81,12 @@ fn main() {
     let backend = Arc::new(Backend::start(config).expect("back end starts"));
     let url = backend.embedded_redis.as_ref().expect("its own redis").url();
 
-    let (a, b, c) = servers.block_on(async {
+    let (a, b, c, d) = servers.block_on(async {
         (
             baseline(&url).await,
             engine(&url, backend.playground.database.clone()).await,
             playground(backend.clone()).await,
+            bare(backend.clone()).await,
         )
     });
     // One watcher of the playground's sandbox, reading every message.
@@ -98,6 +102,7 @@ fn main() {
         ("a", "(a) axum + one Redis GET, typed", a, "/a/"),
         ("b", "(b) axum + engine get_or_load", b, "/b/"),
         ("c", "(c) playground REST read + 1 watcher", c, "/api/v1/users/"),
+        ("d", "(d) Playground::read_with, bare axum", d, "/d/"),
         ("raw", "(for reference) (a) passing the bytes through", a, "/raw/"),
     ];
     let rows: Vec<(&str, SocketAddr, &'static str)> = all
@@ -277,6 +282,27 @@ async fn playground(backend: Arc<Backend>) -> SocketAddr {
         let _ = backend.serve(listener, std::future::pending()).await;
     });
     addr
+}
+
+/// (d): the playground's read (sandbox, budgets, counting, sealing) behind
+/// a bare axum handler: what (c) costs beyond it is the HTTP surface (the
+/// access checks, CORS, timeout, security headers, the reply's fields).
+async fn bare(backend: Arc<Backend>) -> SocketAddr {
+    async fn handler(State(backend): State<Arc<Backend>>, Path(id): Path<u64>) -> axum::response::Response {
+        let sandbox = shared::SandboxId::parse("default").expect("the default sandbox's id");
+        let read = backend.playground.read_with(
+            &sandbox,
+            Kind::Users,
+            id,
+            shared::Origin::Rest,
+            Default::default(),
+        );
+        match read.await {
+            Ok(result) => Json(result).into_response(),
+            Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
+    serve(Router::new().route("/d/{id}", get(handler)).with_state(backend)).await
 }
 
 async fn serve(router: Router) -> SocketAddr {
