@@ -88,16 +88,16 @@ use sandbox::Sandboxes;
 /// Two settings keep its memory near glibc's (`cargo xtask bench memory`):
 /// no transparent huge pages (the `no_thp` feature; with them, 15 MiB
 /// idle instead of 10), and freed pages handed back at once
-/// ([`tune_allocator`]; by default it waits up to 10 s, so just after a
+/// ([`tune_allocator`]; by default a second later, so just after a
 /// 5,000-read herd the server held 67 MiB where glibc's held 31).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc 3's `mi_option_purge_delay` (its `include/mimalloc.h`; the
-/// crate names no constant for it, and `libmimalloc-sys` is pinned so the
-/// number stays right): how many milliseconds freed memory waits before it
-/// goes back to the system.
-const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// mimalloc 3's `mi_option_purge_delay` (its `include/mimalloc.h`): how
+/// many milliseconds freed memory waits before it goes back to the system.
+/// The crate names no constant for it, so `libmimalloc-sys` is pinned, and
+/// `tests/allocator.rs` checks the number still means this option.
+pub const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Hands freed memory back to the system at once; [`Backend::start`] calls
 /// it. Costs no throughput measurable on the hit path (`hit_path --only c`
