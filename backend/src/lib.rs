@@ -82,14 +82,17 @@ use sandbox::Sandboxes;
 /// trace, the reply), and glibc's allocator then waits on its arenas'
 /// locks: about two futex calls per read, measured with `perf stat` on
 /// `hit_path --only c`. mimalloc frees to the owning thread's list
-/// without a lock: the playground's REST read gained about a fifth, the
-/// bare Redis baseline about 6 % (`cargo xtask bench hit-path`).
+/// without a lock: the playground's REST read gained about a quarter in
+/// requests per second, the bare Redis baseline about 6 % (`hit_path
+/// --only c`, then `--only a`, old and new builds alternated).
 ///
 /// Two settings keep its memory near glibc's (`cargo xtask bench memory`):
-/// no transparent huge pages (the `no_thp` feature; with them, 15 MiB
-/// idle instead of 10), and freed pages handed back at once
-/// ([`tune_allocator`]; by default a second later, so just after a
-/// 5,000-read herd the server held 67 MiB where glibc's held 31).
+/// mimalloc does not ask the kernel for transparent huge pages (the
+/// `no_thp` feature: no `madvise(MADV_HUGEPAGE)`; a host whose THP setting
+/// is `always` may still give them; with them, 15 MiB idle instead of 10),
+/// and freed pages go back at once ([`tune_allocator`]; by default at
+/// least a second later, at the allocator's next collection, so just after
+/// a 5,000-read herd the server held 67 MiB where glibc's held 31).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -99,13 +102,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `tests/allocator.rs` checks the number still means this option.
 pub const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Hands freed memory back to the system at once; [`Backend::start`] calls
-/// it. Costs no throughput measurable on the hit path (`hit_path --only c`
-/// with and without, alternated: within the noise).
+/// Hands freed memory back to the system at once. Once per process: the
+/// server's `main` calls it before its runtime starts any thread, and
+/// [`Backend::start`] calls it for the programs that start a back end
+/// themselves (tests, benchmarks). Costs no throughput measurable on the
+/// hit path (`hit_path --only c` with and without, alternated: within the
+/// noise).
 pub fn tune_allocator() {
-    // SAFETY: sets a process-wide option of the allocator, which reads it
-    // atomically; any value is valid for this option.
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: any value is valid for this option. mimalloc stores and
+        // loads its options plainly (its docs: not thread-safe); this is
+        // one store of an aligned machine word, once. In the server no
+        // other thread exists yet; in a test or benchmark a thread that
+        // reads the option meanwhile sees the old delay or the new one.
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) }
+    });
 }
 
 /// A back end ready to serve: its state, plus the Redis it owns (if any),
