@@ -242,6 +242,13 @@ pub struct Config {
     #[arg(long, env = "PRIVATE_REDIS_MAXMEMORY", default_value = "8mb")]
     pub private_redis_maxmemory: String,
 
+    /// Seconds a sandbox with a redis-server of its own may stay unused
+    /// with no watcher before it is removed and its server stopped: there
+    /// are only a few such servers, so a page that left frees its own
+    /// sooner than SANDBOX_IDLE_SECS [120; never longer than that].
+    #[arg(long, env = "PRIVATE_REDIS_IDLE_SECS", value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub private_redis_idle_secs: Option<u64>,
+
     /// Seconds a WebSocket may stay silent (not even answering the
     /// server's pings, sent three times in that span) before it is closed.
     #[arg(long, env = "SOCKET_SILENCE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..=3_600))]
@@ -274,6 +281,9 @@ pub struct Limits {
     pub herds_at_once: usize,
     /// Sandboxes with a redis-server of their own, at most.
     pub private_redis_servers: usize,
+    /// How long such a sandbox is kept once unused and unwatched (at most
+    /// `sandbox_idle`).
+    pub private_sandbox_idle: std::time::Duration,
     /// The longest TTL a sandbox's settings may ask for, in seconds.
     pub max_ttl_secs: u64,
     /// How long a WebSocket may stay silent before it is closed.
@@ -390,6 +400,9 @@ impl Config {
             max_herd_requests: pick(self.max_herd_requests, 5_000, 1_000),
             herds_at_once: pick(self.herds_at_once, 4, 2) as usize,
             private_redis_servers: pick(self.private_redis_servers, 4, 2) as usize,
+            private_sandbox_idle: std::time::Duration::from_secs(
+                pick(self.private_redis_idle_secs, 120, 120).min(pick(self.sandbox_idle_secs, 3_600, 600)),
+            ),
             max_ttl_secs: pick(self.max_ttl_secs, 604_800, 3_600),
             socket_silence: std::time::Duration::from_secs(self.socket_silence_secs),
             max_message_bytes: 16 * 1024,

@@ -390,10 +390,12 @@ async fn renew_leases(playground: Arc<Playground>, mut stopped: tokio::sync::wat
 }
 
 /// Removes idle sandboxes (with their keys and files) every so often:
-/// a quarter of the idle time, at most every 30 seconds.
+/// a quarter of the shortest idle time (a sandbox with a redis-server of
+/// its own may have a shorter one), every 250 ms to 30 s.
 async fn reap_idle_sandboxes(playground: Arc<Playground>, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let idle = playground.sandboxes.limits().sandbox_idle;
-    let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let limits = playground.sandboxes.limits();
+    let idle = limits.sandbox_idle.min(limits.private_sandbox_idle);
+    let every = (idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1355,19 +1355,26 @@ impl Sandboxes {
 
     /// Removes the sandboxes nobody watches and nobody used for `idle`
     /// (never `default`), and cleans each up completely: its instances'
-    /// subscriptions, its keys in Redis, its database files. Returns how
-    /// many were removed.
+    /// subscriptions, its keys in Redis, its database files, its own
+    /// redis-server. One never used goes after [`NEVER_USED_GRACE`], one
+    /// with a redis-server of its own after `private_sandbox_idle`, if
+    /// shorter. Returns how many were removed.
     pub async fn reap(&self, idle: Duration) -> usize {
         let now = unix_millis();
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        // One that was opened and never used goes sooner.
+        // One that was opened and never used goes sooner; so does one with
+        // a redis-server of its own, since those are few.
         let (idle_ms, unused_ms) = (millis(idle), millis(idle.min(NEVER_USED_GRACE)));
+        let own_server_ms = millis(idle.min(self.setup.limits.private_sandbox_idle));
         let victims: Vec<Arc<Sandbox>> = {
             let mut map = write(&self.map);
             let idle_ids: Vec<SandboxId> = map
                 .iter()
                 .filter(|(id, sandbox)| {
-                    let threshold = if sandbox.was_used() { idle_ms } else { unused_ms };
+                    let mut threshold = if sandbox.was_used() { idle_ms } else { unused_ms };
+                    if sandbox.own_server_limit_kb().is_some() {
+                        threshold = threshold.min(own_server_ms);
+                    }
                     id.as_str() != SandboxId::DEFAULT
                         && now.saturating_sub(sandbox.last_used()) >= threshold
                         // Last: nothing starts in it once retired.

@@ -71,6 +71,56 @@ async fn a_sandbox_can_have_its_own_redis_server_a_few_at_most() {
     greeted(&mut third).await;
 }
 
+/// Those servers are few, so a sandbox holding one is reaped sooner than
+/// others once its page has left (`--private-redis-idle-secs`, here 0):
+/// its server stops and the next reader may have one, while a shared
+/// sandbox left at the same moment stays for the usual idle time.
+#[tokio::test]
+async fn a_sandbox_with_its_own_server_is_reaped_sooner_than_others() {
+    let t = common::start(|c| {
+        c.private_redis_servers = Some(1);
+        c.private_redis_idle_secs = Some(0);
+        c.sandbox_idle_secs = Some(3_600);
+    });
+    let served = serve(&t).await;
+    let playground = &t.backend.playground;
+    let mut own_page = connect(served.addr, "?redis=private").await;
+    let own = greeted(&mut own_page).await;
+    let mut shared_page = connect(served.addr, "").await;
+    let shared = greeted(&mut shared_page).await;
+    for sandbox in [&own, &shared] {
+        playground
+            .read(sandbox, Kind::Users, 1, Origin::Rest)
+            .await
+            .unwrap();
+    }
+    let own_url = playground.sandbox(&own).unwrap().redis.url().to_string();
+    // Full: a second reader is refused while the first holds the server.
+    let mut refused = connect(served.addr, "?redis=private").await;
+    assert!(refusal(&mut refused).await.0.contains("in use"));
+
+    own_page.close(None).await.unwrap();
+    shared_page.close(None).await.unwrap();
+    // The server's own reaper (every 250 ms here) removes it.
+    eventually(
+        "the sandbox with its own server to be reaped",
+        Duration::from_secs(10),
+        || playground.sandbox(&own).is_err(),
+    )
+    .await;
+    assert!(
+        redis::Client::open(own_url.as_str())
+            .unwrap()
+            .get_connection()
+            .is_err(),
+        "its server stopped"
+    );
+    let shared_sandbox = playground.sandbox(&shared).expect("the shared sandbox stays");
+    assert_eq!(shared_sandbox.watchers(), 0, "its page left too");
+    let mut next = connect(served.addr, "?redis=private").await;
+    greeted(&mut next).await;
+}
+
 /// With an external Redis the back end cannot start servers: a sandbox
 /// that asks for its own is refused for good (1008), with the reason, and
 /// the eviction lab shows the server's figures read-only with that reason.

@@ -338,6 +338,17 @@ pub async fn attr_of(client: &Client, css: &str, attr: &str) -> Option<String> {
     client.find(Locator::Css(css)).await.ok()?.attr(attr).await.ok()?
 }
 
+/// The current value of the first form field matching `css`, if any.
+pub async fn value_of(client: &Client, css: &str) -> Option<String> {
+    client
+        .find(Locator::Css(css))
+        .await
+        .ok()?
+        .prop("value")
+        .await
+        .ok()?
+}
+
 /// A plain HTTP GET, as `curl` would send it; returns the whole response.
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

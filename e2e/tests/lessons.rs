@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use e2e::{
-    click, review_screenshot, run_experiment, text_of, wait_for, wait_for_text, wait_live, Driver, Server,
+    click, review_screenshot, run_experiment, text_of, value_of, wait_for, wait_for_text, wait_live, Driver,
+    Server,
 };
 use fantoccini::{Client, Locator};
 
@@ -222,21 +223,12 @@ async fn the_stampede_lesson_compares_no_defence_with_the_lock() {
     assert_eq!(with, 1, "the lock lets one request load");
     // The lab's form shows the herd the step fired (not its own defaults),
     // so the learner can change one thing and fire again.
-    let value = |css: &'static str| {
-        let client = client.clone();
-        async move {
-            client
-                .find(Locator::Css(css))
-                .await
-                .unwrap()
-                .prop("value")
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(value("[data-testid=herd-requests]").await.as_deref(), Some("200"));
     assert_eq!(
-        value("[data-testid=herd-defence]").await.as_deref(),
+        value_of(&client, "[data-testid=herd-requests]").await.as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        value_of(&client, "[data-testid=herd-defence]").await.as_deref(),
         Some("redis-lock")
     );
     let right = answer_with(&client, "1").await;
@@ -422,6 +414,16 @@ async fn the_memory_lesson_runs_on_a_redis_server_of_its_own() {
     assert!(text_of(&client, "[data-testid=lesson-own-redis]").await.is_none());
     let refused = number_on_page(&client, "[data-testid=fill-refused]").await;
     assert!(refused > 0, "a full noeviction server refuses stores");
+    // The fill form shows the fill the step ran (3,000 values, 2,000
+    // reads), not its own defaults: its estimate speaks of that fill.
+    assert_eq!(
+        value_of(&client, "[data-testid=fill-keys]").await.as_deref(),
+        Some("3000")
+    );
+    assert_eq!(
+        value_of(&client, "[data-testid=fill-reads]").await.as_deref(),
+        Some("2000")
+    );
     let right = answer_with(&client, &refused.to_string()).await;
     assert!(right.starts_with("Right"), "{right}");
     review_screenshot(&client, "lesson-memory-1", "[data-testid=fills-table]").await;
@@ -577,6 +579,16 @@ async fn the_read_path_lesson_runs_skewed_traffic_and_reads_the_hit_ratio() {
     .await;
     let hits = number_on_page(&client, "[data-testid=hits]").await;
     assert!(hits > 1_200, "the hot users are cached: {hits} hits of 2,000");
+    // The load form shows the load the step ran (10 s at 200/s), not its
+    // own defaults (30 s).
+    assert_eq!(
+        value_of(&client, "[data-testid=load-seconds]").await.as_deref(),
+        Some("10")
+    );
+    assert_eq!(
+        value_of(&client, "[data-testid=load-rate]").await.as_deref(),
+        Some("200")
+    );
     let right = answer_with(&client, &hits.to_string()).await;
     assert!(right.starts_with("Right"), "{right}");
     let distribution = text_of(&client, "[data-testid=latency-distribution]")

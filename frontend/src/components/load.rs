@@ -24,6 +24,25 @@ pub fn LoadPanel() -> impl IntoView {
     let seconds = RwSignal::new(defaults.seconds.to_string());
     let seed = RwSignal::new(defaults.seed.to_string());
     let error = RwSignal::new(None::<String>);
+    // The form shows the load that runs or ran last, a lesson's or another
+    // page's included: its numbers then match the charts below. Set once
+    // per load (progress reports repeat the spec), so typing is not undone.
+    let shown = StoredValue::new(None::<LoadSpec>);
+    Effect::new(move || {
+        let Some(spec) = state.load.with(|l| l.as_ref().map(|l| l.spec.clone())) else {
+            return;
+        };
+        if shown.with_value(|s| s.as_ref() == Some(&spec)) {
+            return;
+        }
+        per_second.set(spec.per_second.to_string());
+        write_percent.set(spec.write_percent.to_string());
+        keys.set(spec.keys.to_string());
+        skew.set(shared::decimal::trimmed(spec.skew, 2));
+        seconds.set(spec.seconds.to_string());
+        seed.set(spec.seed.to_string());
+        shown.set_value(Some(spec));
+    });
     // The spec as typed, or what is wrong with it.
     let spec = move || -> Result<LoadSpec, String> {
         let whole = |name: &str, text: RwSignal<String>| {

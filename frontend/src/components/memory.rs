@@ -52,6 +52,20 @@ pub fn MemoryPanel() -> impl IntoView {
             }
         }
     });
+    // The fill form shows what the last fill ran, a lesson's included: its
+    // estimate ("about 7.8 MB of values") then speaks of that fill, and
+    // "Fill Redis" runs it again.
+    Effect::new(move || {
+        if let Some(spec) = state.fills.with(|f| f.last().map(|f| f.spec.clone())) {
+            keys.set(spec.keys.to_string());
+            value_bytes.set(spec.value_bytes.to_string());
+            reads.set(spec.reads.to_string());
+            skew.set(shared::decimal::trimmed(spec.skew, 2));
+            seed.set(spec.seed.to_string());
+            with_ttl.set(spec.with_ttl);
+            drift.set(spec.drift);
+        }
+    });
     let whole = |name: &str, text: RwSignal<String>| {
         text.get()
             .trim()
