@@ -158,6 +158,8 @@ pub async fn stale_set_race(
         (false, RaceFix::None) => "Reader: the store did not happen. Nothing stale.".into(),
     });
     Ok(ScenarioResult {
+        kind,
+        id,
         fix: settings.race_fix,
         stale,
         cached,
@@ -276,6 +278,8 @@ pub async fn write_order(
         "Redis holds the row as the database has it.".into()
     });
     Ok(ScenarioResult {
+        kind,
+        id,
         fix: settings.race_fix,
         stale,
         cached,

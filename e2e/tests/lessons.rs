@@ -493,6 +493,13 @@ async fn the_serialization_lesson_measures_three_encodings() {
     .await;
     let smallest = (0..3).min_by_key(|&i| sizes[i]).unwrap();
     assert_eq!(smallest, 2, "100 KB of text gzips smallest: {sizes:?}");
+    // The form shows the padding the step measured, not its default (0).
+    assert_eq!(
+        value_of(&client, "[data-testid=encodings-padding]")
+            .await
+            .as_deref(),
+        Some("100000")
+    );
     click(&client, &format!("[data-testid=lesson-choice-{smallest}]")).await;
     click(&client, "[data-testid=check-answer]").await;
     let right = verdict(&client).await;
@@ -674,6 +681,13 @@ async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defenc
         let right = choose(&client, verdict).await;
         assert!(right.starts_with("Right"), "step {step}: {right}");
     }
+    // The race card names the record the step wrote (user 9), and its form
+    // shows it instead of its own default (7).
+    let verdict = text_of(&client, "[data-testid=race-verdict]")
+        .await
+        .unwrap_or_default();
+    assert!(verdict.contains("(users/9, "), "{verdict}");
+    assert_eq!(value_of(&client, "#race-id").await.as_deref(), Some("9"));
     review_screenshot(&client, "lesson-failures-8", "[data-spot=race]").await;
 
     for (step, stale) in [(9, "1"), (10, "0")] {

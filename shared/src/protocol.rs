@@ -19,8 +19,9 @@ use crate::wire::two_forms;
 /// Bumped whenever a message changes shape, a field added too: the page's
 /// binary form ([`crate::wire`]) reads fields by position, so a field one
 /// side has and the other has not misreads every message after it.
-/// Version 8 brought that binary form; 9 the setting `resend_dropped`.
-pub const PROTOCOL_VERSION: u32 = 9;
+/// Version 8 brought that binary form; 9 the setting `resend_dropped`; 10
+/// the record a scenario ran on (`ScenarioResult`'s `kind` and `id`).
+pub const PROTOCOL_VERSION: u32 = 10;
 
 two_forms! {
     "ClientMessage";
@@ -177,6 +178,9 @@ two_forms! {
 /// What a scenario showed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScenarioResult {
+    /// The record it ran on.
+    pub kind: Kind,
+    pub id: u64,
     /// The protection that was in force.
     pub fix: RaceFix,
     /// Whether Redis ended up holding a value the database no longer has.

@@ -138,6 +138,14 @@ fn RelatedKeys() -> impl IntoView {
     let price_ttl = RwSignal::new("1".to_string());
     let stock_ttl = RwSignal::new("4".to_string());
     let error = RwSignal::new(None::<String>);
+    // The form shows the TTLs of the run below, a lesson's too.
+    Effect::new(move || {
+        if let Some(spec) = state.related.with(|r| r.as_ref().map(|r| r.spec.clone())) {
+            let seconds = |ms: u64| shared::decimal::trimmed(ms as f64 / 1000.0, 3);
+            price_ttl.set(seconds(spec.price_ttl_ms));
+            stock_ttl.set(seconds(spec.stock_ttl_ms));
+        }
+    });
     let run = move |_| {
         let millis = |text: RwSignal<String>| {
             shared::decimal::parse(&text.get_untracked())

@@ -14,6 +14,12 @@ pub fn PatternsPanel() -> impl IntoView {
     let connection = expect_context::<ConnectionHandle>();
     let seed_text = RwSignal::new("7".to_string());
     let error = RwSignal::new(None::<String>);
+    // The form shows the seed of the comparison below, a lesson's too.
+    Effect::new(move || {
+        if let Some(seed) = state.comparison.with(|c| c.as_ref().map(|c| c.seed)) {
+            seed_text.set(seed.to_string());
+        }
+    });
     let run = move |_| match seed_text.get_untracked().trim().parse::<u64>() {
         Ok(seed) if seed <= shared::protocol::MAX_SEED => {
             error.set(None);

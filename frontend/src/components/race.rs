@@ -14,6 +14,12 @@ pub fn RacePanel() -> impl IntoView {
     let connection = expect_context::<ConnectionHandle>();
     let id_text = RwSignal::new("7".to_string());
     let error = RwSignal::new(None::<String>);
+    // The form shows the record of the verdict below, a lesson's run too.
+    Effect::new(move || {
+        if let Some(id) = state.scenario.with(|s| s.as_ref().map(|s| s.id)) {
+            id_text.set(id.to_string());
+        }
+    });
     let fix = move || {
         state
             .settings
@@ -67,7 +73,7 @@ pub fn RacePanel() -> impl IntoView {
                     let story = result.story.iter().map(|line| view! { <li>{line.clone()}</li> }).collect_view();
                     view! {
                         <div class=if result.stale { "verdict stale" } else { "verdict fresh" } data-testid="race-verdict">
-                            <p><strong>{verdict}</strong>{format!(" ({})", result.fix.label())}</p>
+                            <p><strong>{verdict}</strong>{format!(" ({}/{}, {})", result.kind, result.id, result.fix.label())}</p>
                             <table>
                                 <tr><th>"in Redis"</th><td data-testid="race-cached">{result.cached.clone()}</td></tr>
                                 <tr><th>"in the database"</th><td>{result.database.clone()}</td></tr>

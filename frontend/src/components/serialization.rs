@@ -18,6 +18,16 @@ pub fn SerializationPanel() -> impl IntoView {
     let id = RwSignal::new("42".to_string());
     let padding = RwSignal::new("0".to_string());
     let error = RwSignal::new(None::<String>);
+    // The form shows what the table below measured, a lesson's run too.
+    Effect::new(move || {
+        if let Some((user, bytes)) = state
+            .encodings
+            .with(|e| e.as_ref().map(|e| (e.id, e.padding_bytes)))
+        {
+            id.set(user.to_string());
+            padding.set(bytes.to_string());
+        }
+    });
     let compare = move |_| {
         let parsed = shared::parse_id(id.get_untracked().trim())
             .map_err(|e| e.to_string())
