@@ -238,6 +238,7 @@ impl Playground {
         let loader = sandbox.loader(kind, id, &config.settings, move |sql| heard.loaded(sql));
         let naive = NoFallback::when(!config.settings.fallback, &*recorder);
         let observer: &dyn Observer = naive.as_ref().map_or(&*recorder as &dyn Observer, |n| n);
+        let near_before = instance.cache.near_len();
         let answer = instance
             .cache
             .get_or_load_with(
@@ -247,6 +248,12 @@ impl Playground {
                 NoFallback::guard(naive.as_ref(), loader),
             )
             .await;
+        // A read that kept a near copy (or found one expired) changes what
+        // the instances card counts: the pages hear of it. (Untraced reads,
+        // a flood, do not: the card is then a moment behind.)
+        if instance.cache.near_len() != near_before {
+            sandbox.announce_instances();
+        }
         if let Err(StoreError::NoFallback(reason)) = &answer {
             recorder.note(
                 CACHE_ERROR,

@@ -310,3 +310,41 @@ async fn a_reset_reconnects_every_instance_and_links_are_always_answered() {
     t.backend.playground.reset(&id).await.unwrap();
     wait_subscribed(&t, 3).await;
 }
+
+/// The next `Instances` message on `feed`.
+async fn next_instances(feed: &mut backend::feed::Subscription) -> Vec<shared::InstanceState> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(FeedEvent::Message(published)) = feed.next().await {
+                if let ServerMessage::Instances { instances } = published.message().clone() {
+                    return instances;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the instances are announced")
+}
+
+/// A read that keeps a near copy tells the pages, so the instances card
+/// counts it; a hit in the near cache changes nothing and says nothing.
+#[tokio::test]
+async fn a_read_that_keeps_a_near_copy_announces_the_instances() {
+    let t = common::start(near_caches_on);
+    wait_subscribed(&t, 3).await;
+    let id = SandboxId::default_sandbox();
+    let mut feed = t.backend.playground.subscribe(&id).unwrap();
+    assert_eq!(read_at(&t, "B", 3).await.outcome, Outcome::Miss);
+    let counted = next_instances(&mut feed).await;
+    let near = |name: &str| counted.iter().find(|i| i.name == name).unwrap().near_entries;
+    assert_eq!((near("A"), near("B"), near("C")), (0, 1, 0));
+
+    assert_eq!(read_at(&t, "B", 3).await.outcome, Outcome::NearHit);
+    // The next announcement is the write's, not one for the near hit.
+    rename_at(&t, "A", 3, "Announced").await;
+    let after_write = next_instances(&mut feed).await;
+    assert!(
+        after_write.iter().any(|i| i.received > 0),
+        "the first announcement after the near hit is the write's: {after_write:?}"
+    );
+}

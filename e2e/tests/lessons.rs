@@ -615,6 +615,36 @@ async fn choose(client: &Client, index: usize) -> String {
     verdict(client).await
 }
 
+/// The near-cache lesson's fix: with its link back, instance B has
+/// emptied its near cache, so its next read loads the renamed row (the
+/// step before it, cut off, served the old name from memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resubscribed_instance_reads_the_new_name() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "near-cache", 3).await;
+    run_experiment(&client).await;
+    let right = choose(&client, 1).await;
+    assert!(right.starts_with("Right"), "{right}");
+    // The log, newest first: the miss on B after the link came back, then
+    // B's near hit from while it was cut off.
+    let log = e2e::texts_of(&client, "[data-testid=log] li", 2).await;
+    assert!(
+        log[0].contains("MISS") && log[0].contains("page · B") && log[1].contains("NEAR HIT"),
+        "{log:?}"
+    );
+    // B kept the new row: the card counts the near copy its read made.
+    wait_for_text(
+        &client,
+        "[data-testid=instance-B]",
+        "B's near copy counted",
+        |t| t.contains("subscribed") && t.contains("1 near entry ·"),
+    )
+    .await;
+    review_screenshot(&client, "lesson-near-cache-3", "[data-testid=lesson]").await;
+}
+
 /// The failures lesson, problem then fix, from what the page shows: the
 /// naive application fails three reads while Redis is stopped, the one
 /// that falls back answers them from the database; the breaker is open

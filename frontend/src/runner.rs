@@ -35,7 +35,13 @@ enum Item {
 enum Waiting {
     Reset,
     Settings,
-    Instances,
+    /// An instance's subscription cut or up again, as the instances'
+    /// report shows it: a subscription comes back in the background, and
+    /// only once it is up has the instance emptied its near cache.
+    Link {
+        instance: String,
+        connected: bool,
+    },
     Reply(u64),
     Timer,
     /// Every action answered; the traces of its reads and writes (which
@@ -174,7 +180,9 @@ impl Run {
         let matched = match (&waiting, message) {
             (Waiting::Reset, ServerMessage::Reset { .. }) => true,
             (Waiting::Settings, ServerMessage::Settings { .. }) => true,
-            (Waiting::Instances, ServerMessage::Instances { .. }) => true,
+            (Waiting::Link { instance, connected }, ServerMessage::Instances { instances }) => instances
+                .iter()
+                .any(|i| &i.name == instance && i.subscribed == *connected),
             (Waiting::Reply(id), ServerMessage::ReadReply { request_id, result }) if request_id == id => {
                 // A read beyond the sandbox's traces per second has none.
                 if let Some(trace) = result.trace_id {
@@ -266,7 +274,7 @@ impl Run {
                 return None;
             }
             (
-                Waiting::Reset | Waiting::Settings | Waiting::Instances,
+                Waiting::Reset | Waiting::Settings | Waiting::Link { .. },
                 ServerMessage::Error {
                     request_id: None,
                     message,
@@ -434,7 +442,10 @@ impl Run {
             Action::Link { instance, connected } => {
                 let instance = self.instance(instance)?;
                 return Ok((
-                    Waiting::Instances,
+                    Waiting::Link {
+                        instance: instance.clone(),
+                        connected,
+                    },
                     Command::Send(ClientMessage::SetInstanceLink { instance, connected }),
                 ));
             }
@@ -801,11 +812,57 @@ mod tests {
                 connected: false
             })
         );
-        assert!(run
-            .on_message(&ServerMessage::Instances {
-                instances: Vec::new()
-            })
-            .is_some());
+        // A cut is done once the instances' report shows B unsubscribed.
+        let b = |subscribed: bool| ServerMessage::Instances {
+            instances: vec![shared::InstanceState {
+                name: "B".into(),
+                subscribed,
+                near_entries: 1,
+                received: 0,
+            }],
+        };
+        assert_eq!(run.on_message(&b(true)), None, "B is still subscribed");
+        assert!(run.on_message(&b(false)).is_some());
+
+        // Linked again: only a report of B subscribed moves on (the first
+        // report, sent as the subscription starts, may still say it is not).
+        let (mut run, mut next) = past_set_up("near-cache", 3);
+        while !matches!(
+            next,
+            Command::Send(ClientMessage::SetInstanceLink { connected: true, .. })
+        ) {
+            next = match next {
+                Command::Send(ClientMessage::Read { request_id, .. }) => {
+                    run.on_message(&reply(request_id, Outcome::Miss))
+                }
+                Command::Send(ClientMessage::SetInstanceLink { connected: false, .. }) => {
+                    run.on_message(&b(false))
+                }
+                Command::Send(ClientMessage::Write { request_id, .. }) => {
+                    run.on_message(&ServerMessage::WriteReply {
+                        request_id,
+                        result: shared::WriteResult {
+                            kind: Kind::Users,
+                            id: 9,
+                            found: true,
+                            record: None,
+                            cache: shared::CacheEffect::NoRecord,
+                            latency_us: 5,
+                            trace_id: None,
+                            sandbox: SandboxId::default_sandbox(),
+                        },
+                    })
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            .expect("the run goes on");
+        }
+        assert_eq!(run.on_message(&b(false)), None, "not subscribed yet");
+        let read = run.on_message(&b(true)).expect("the read on B follows");
+        assert!(
+            matches!(read, Command::Send(ClientMessage::Read { .. })),
+            "{read:?}"
+        );
     }
 
     /// A write is followed by its trace before the next action: the trace

@@ -1364,6 +1364,32 @@ pub const LESSONS: &[Lesson] = &[
                     hint: "The last trace in the log: a near-cache hit on B.",
                 },
             },
+            Step {
+                title: "The fix: a new subscription starts with an empty near cache",
+                text: "An instance that subscribes again cannot tell which invalidations it missed while it was away, so it throws its whole near cache away the moment the subscription is back, before it serves from it again. (That is why B's card showed no near entries at the end of the last step.) Each copy it then keeps is one it heard about from here on.\n\nThis step repeats the cut, the rename and the stale read on B, then links B again and reads on B once more.",
+                parts: NEAR,
+                panel: Panel::Instances,
+                setup: &[Setting::NearCache(true), Setting::NearTtl(30)],
+                run: &[
+                    Action::ReadOn { instance: 0, kind: Kind::Users, id: 9 },
+                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
+                    Action::Link { instance: 1, connected: false },
+                    Action::Rename { id: 9, name: "Renamed by the lesson" },
+                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
+                    Action::Link { instance: 1, connected: true },
+                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
+                ],
+                run_label: "Cut B, rename, read on B; link B again, read on B",
+                notice: &[
+                    Pointer { text: "The last read on B misses its near cache, then Redis, and loads the new row.", target: Target::Node("near_cache") },
+                    Pointer { text: "B subscribed again: its near cache was emptied first.", target: Target::Element("instances") },
+                ],
+                check: Check {
+                    question: "Which name did instance B answer with once its link was back?",
+                    answer: Expect::Choice { options: NAMES, correct: which_name },
+                    hint: "The last trace in the log, read on B after the link came back.",
+                },
+            },
         ],
     },
     Lesson {

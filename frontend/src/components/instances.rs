@@ -87,7 +87,12 @@ pub fn InstancesPanel() -> impl IntoView {
                             }
                         };
                         let counts = move || {
-                            this().map(|i| format!("{} near entries · {} received", i.near_entries, i.received)).unwrap_or_default()
+                            this()
+                                .map(|i| {
+                                    let entries = if i.near_entries == 1 { "entry" } else { "entries" };
+                                    format!("{} near {entries} · {} received", i.near_entries, i.received)
+                                })
+                                .unwrap_or_default()
                         };
                         let (class_sub, label_sub, click_sub) = (subscribed.clone(), subscribed.clone(), subscribed);
                         let target = name.clone();
