@@ -134,6 +134,9 @@ const STORED_SANDBOX: &str = "playground-sandbox";
 
 /// The close code with which the server refuses a session for good.
 const CLOSE_POLICY: u16 = 1008;
+/// The close code of a session refused for now: a limit that frees up
+/// (the playground full, every private redis-server in use).
+const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// The playground's root address, `http://host/` or
 /// `https://docs.example.com/playground/`: the document's base (an embed
@@ -798,7 +801,7 @@ impl Connection {
         let socket = match WebSocket::new(&url) {
             Ok(socket) => socket,
             Err(_) => {
-                self.retry_later();
+                self.retry_later(false);
                 return;
             }
         };
@@ -856,7 +859,7 @@ impl Connection {
             } else if !matches!(this.inner.state.link.get_untracked(), Link::Incompatible { .. }) {
                 // Gone, or refused for now (a limit; the notice says
                 // which): try again, later and later.
-                this.retry_later();
+                this.retry_later(event.code() == CLOSE_TRY_AGAIN);
             }
         });
         socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
@@ -865,13 +868,15 @@ impl Connection {
         *self.inner.socket.borrow_mut() = Some(socket);
     }
 
-    /// Schedules the next attempt with exponential backoff.
-    fn retry_later(&self) {
+    /// Schedules the next attempt with exponential backoff; `busy`: the
+    /// back end refused the session for now, rather than the link failing.
+    fn retry_later(&self, busy: bool) {
         let attempt = self.inner.attempt.get();
         let delay = backoff_ms(attempt);
         self.inner.state.link.set(Link::Lost {
             attempt,
             retry_in_ms: delay,
+            busy,
         });
         self.inner.attempt.set(attempt + 1);
         let this = self.clone();

@@ -28,8 +28,13 @@ pub enum Link {
     Connecting { attempt: u32 },
     /// Connected and greeted.
     Open,
-    /// Dropped; the next attempt starts in `retry_in_ms`.
-    Lost { attempt: u32, retry_in_ms: u32 },
+    /// Dropped, or refused for now (`busy`: a limit of the back end, which
+    /// the notice names); the next attempt starts in `retry_in_ms`.
+    Lost {
+        attempt: u32,
+        retry_in_ms: u32,
+        busy: bool,
+    },
     /// The server speaks another protocol version: reloading is the fix.
     Incompatible { server: u32 },
     /// The server refused the session for good (a bad sandbox name in the

@@ -183,8 +183,15 @@ fn LinkBadge() -> impl IntoView {
             Some(sandbox) => format!("Live · sandbox {sandbox}"),
             None => "Live".to_string(),
         },
-        Link::Lost { retry_in_ms, .. } => format!(
-            "Connection lost · retrying in {} s",
+        Link::Lost {
+            retry_in_ms, busy, ..
+        } => format!(
+            "{} · retrying in {} s",
+            if busy {
+                "Busy: not connected"
+            } else {
+                "Connection lost"
+            },
             shared::decimal::fixed(retry_in_ms as f64 / 1000.0, 1)
         ),
         Link::Incompatible { server } if server > shared::PROTOCOL_VERSION => {
