@@ -245,8 +245,8 @@ pub struct Config {
     /// Seconds a sandbox with a redis-server of its own may stay unused
     /// with no watcher before it is removed and its server stopped: there
     /// are only a few such servers, so a page that left frees its own
-    /// sooner than SANDBOX_IDLE_SECS [120; never longer than that].
-    #[arg(long, env = "PRIVATE_REDIS_IDLE_SECS", value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    /// sooner; never longer than SANDBOX_IDLE_SECS [local 120, hosted 120].
+    #[arg(long, env = "PRIVATE_REDIS_IDLE_SECS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub private_redis_idle_secs: Option<u64>,
 
     /// Seconds a WebSocket may stay silent (not even answering the

@@ -250,7 +250,8 @@ impl Playground {
             .await;
         // A read that kept a near copy (or found one expired) changes what
         // the instances card counts: the pages hear of it. (Untraced reads,
-        // a flood, do not: the card is then a moment behind.)
+        // a flood, do not: after one, the card may count too few until the
+        // next announcement.)
         if instance.cache.near_len() != near_before {
             sandbox.announce_instances();
         }

@@ -134,8 +134,9 @@ const STORED_SANDBOX: &str = "playground-sandbox";
 
 /// The close code with which the server refuses a session for good.
 const CLOSE_POLICY: u16 = 1008;
-/// The close code of a session refused for now: a limit that frees up
-/// (the playground full, every private redis-server in use).
+/// "Try again later": before a greeting, a session refused for now (a
+/// limit that frees up: the playground full, every private redis-server in
+/// use); the server also closes a live session with it.
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// The playground's root address, `http://host/` or
@@ -545,7 +546,8 @@ impl Connection {
                     .as_mut()
                     .filter(|r| r.is_running() && r.progress() == at_progress)
                 {
-                    run.fail("the back end did not answer within two minutes; run it again".into());
+                    let why = run.stalled();
+                    run.fail(why);
                 }
             });
         })
@@ -859,7 +861,10 @@ impl Connection {
             } else if !matches!(this.inner.state.link.get_untracked(), Link::Incompatible { .. }) {
                 // Gone, or refused for now (a limit; the notice says
                 // which): try again, later and later.
-                this.retry_later(event.code() == CLOSE_TRY_AGAIN);
+                // Refused for now: closed with 1013 before any greeting (a
+                // session closed after it, even with 1013, was lost).
+                let greeted = matches!(this.inner.state.link.get_untracked(), Link::Open);
+                this.retry_later(event.code() == CLOSE_TRY_AGAIN && !greeted);
             }
         });
         socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
@@ -868,15 +873,16 @@ impl Connection {
         *self.inner.socket.borrow_mut() = Some(socket);
     }
 
-    /// Schedules the next attempt with exponential backoff; `busy`: the
-    /// back end refused the session for now, rather than the link failing.
-    fn retry_later(&self, busy: bool) {
+    /// Schedules the next attempt with exponential backoff;
+    /// `refused_for_now`: the back end refused the session at a limit,
+    /// rather than the link failing.
+    fn retry_later(&self, refused_for_now: bool) {
         let attempt = self.inner.attempt.get();
         let delay = backoff_ms(attempt);
         self.inner.state.link.set(Link::Lost {
             attempt,
             retry_in_ms: delay,
-            busy,
+            refused_for_now,
         });
         self.inner.attempt.set(attempt + 1);
         let this = self.clone();

@@ -171,6 +171,14 @@ impl Run {
                     self.done += 1;
                     return self.advance();
                 }
+                // The report of a link change may be among what was missed:
+                // asking again costs nothing, and is always answered.
+                if let Some(Waiting::Link { instance, connected }) = &self.waiting {
+                    return Some(Command::Send(ClientMessage::SetInstanceLink {
+                        instance: instance.clone(),
+                        connected: *connected,
+                    }));
+                }
                 self.finish_if_drawn();
                 return None;
             }
@@ -319,6 +327,19 @@ impl Run {
     /// Grows whenever the run moves on, for a watchdog to see it did.
     pub fn progress(&self) -> usize {
         self.done + self.trace_waits
+    }
+
+    /// Why a run that stopped moving is stuck, for the page to say.
+    pub fn stalled(&self) -> String {
+        match &self.waiting {
+            Some(Waiting::Link {
+                instance,
+                connected: true,
+            }) => format!(
+                "instance {instance}'s subscription did not come back within two minutes: is Redis reachable? Run it again"
+            ),
+            _ => "the back end did not answer within two minutes; run it again".into(),
+        }
     }
 
     /// The connection dropped: nothing more will be answered.
@@ -858,6 +879,17 @@ mod tests {
             .expect("the run goes on");
         }
         assert_eq!(run.on_message(&b(false)), None, "not subscribed yet");
+        // The page fell behind: the report may be lost, so it asks again.
+        assert_eq!(
+            run.on_message(&ServerMessage::Missed { count: 3 }),
+            Some(Command::Send(ClientMessage::SetInstanceLink {
+                instance: "B".into(),
+                connected: true
+            }))
+        );
+        assert!(run
+            .stalled()
+            .contains("instance B's subscription did not come back"));
         let read = run.on_message(&b(true)).expect("the read on B follows");
         assert!(
             matches!(read, Command::Send(ClientMessage::Read { .. })),

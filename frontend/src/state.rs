@@ -28,12 +28,12 @@ pub enum Link {
     Connecting { attempt: u32 },
     /// Connected and greeted.
     Open,
-    /// Dropped, or refused for now (`busy`: a limit of the back end, which
-    /// the notice names); the next attempt starts in `retry_in_ms`.
+    /// Dropped, or refused at a limit of the back end, which the notice
+    /// names (`refused_for_now`); the next attempt starts in `retry_in_ms`.
     Lost {
         attempt: u32,
         retry_in_ms: u32,
-        busy: bool,
+        refused_for_now: bool,
     },
     /// The server speaks another protocol version: reloading is the fix.
     Incompatible { server: u32 },

@@ -1365,8 +1365,8 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
-                title: "The fix: a new subscription starts with an empty near cache",
-                text: "An instance that subscribes again cannot tell which invalidations it missed while it was away, so it throws its whole near cache away the moment the subscription is back, before it serves from it again. (That is why B's card showed no near entries at the end of the last step.) Each copy it then keeps is one it heard about from here on.\n\nThis step repeats the cut, the rename and the stale read on B, then links B again and reads on B once more.",
+                title: "The recovery: a new subscription starts with an empty near cache",
+                text: "An instance that subscribes again cannot tell which invalidations it missed while it was away. Until its subscription is back it goes on serving its near copies, stale or not; the moment it is back, it empties its whole near cache. (That is why B's card showed no near entries at the end of the last step.) Every copy it keeps after that was loaded while it was listening, so a later change reaches it.\n\nThis step repeats the cut, the rename and the stale read on B, then links B again and reads on B once more.",
                 parts: NEAR,
                 panel: Panel::Instances,
                 setup: &[Setting::NearCache(true), Setting::NearTtl(30)],
@@ -1382,7 +1382,7 @@ pub const LESSONS: &[Lesson] = &[
                 run_label: "Cut B, rename, read on B; link B again, read on B",
                 notice: &[
                     Pointer { text: "The last read on B misses its near cache, then Redis, and loads the new row.", target: Target::Node("near_cache") },
-                    Pointer { text: "B subscribed again: its near cache was emptied first.", target: Target::Element("instances") },
+                    Pointer { text: "B is subscribed again; its one near entry is the new row, loaded after its near cache was emptied.", target: Target::Element("instances") },
                 ],
                 check: Check {
                     question: "Which name did instance B answer with once its link was back?",

@@ -20,7 +20,7 @@ pub fn LoadPanel() -> impl IntoView {
     let per_second = RwSignal::new(defaults.per_second.to_string());
     let write_percent = RwSignal::new(defaults.write_percent.to_string());
     let keys = RwSignal::new(defaults.keys.to_string());
-    let skew = RwSignal::new(fixed(defaults.skew, 1));
+    let skew = RwSignal::new(shared::decimal::trimmed(defaults.skew, 2));
     let seconds = RwSignal::new(defaults.seconds.to_string());
     let seed = RwSignal::new(defaults.seed.to_string());
     let error = RwSignal::new(None::<String>);

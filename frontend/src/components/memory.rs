@@ -10,7 +10,6 @@ use super::ConnectionHandle;
 use crate::eviction;
 use crate::format;
 use crate::state::AppState;
-use shared::decimal::fixed;
 
 /// The card.
 #[component]
@@ -32,7 +31,7 @@ pub fn MemoryPanel() -> impl IntoView {
     let keys = RwSignal::new(fill.keys.to_string());
     let value_bytes = RwSignal::new(fill.value_bytes.to_string());
     let reads = RwSignal::new(fill.reads.to_string());
-    let skew = RwSignal::new(fixed(fill.skew, 1));
+    let skew = RwSignal::new(shared::decimal::trimmed(fill.skew, 2));
     let seed = RwSignal::new(fill.seed.to_string());
     let with_ttl = RwSignal::new(fill.with_ttl);
     let drift = RwSignal::new(fill.drift);

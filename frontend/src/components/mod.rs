@@ -184,10 +184,12 @@ fn LinkBadge() -> impl IntoView {
             None => "Live".to_string(),
         },
         Link::Lost {
-            retry_in_ms, busy, ..
+            retry_in_ms,
+            refused_for_now,
+            ..
         } => format!(
             "{} · retrying in {} s",
-            if busy {
+            if refused_for_now {
                 "Busy: not connected"
             } else {
                 "Connection lost"
