@@ -24,7 +24,7 @@ pub enum PrivateRedisError {
     )]
     External,
     /// Occurs when every private server allowed is in use.
-    #[error("all {0} private redis-servers are in use; try again when a sandbox closes")]
+    #[error("every private redis-server is in use ({0} at most); one frees up when its sandbox closes, soon after its page does")]
     AllInUse(usize),
     /// Occurs when `redis-server` does not start.
     #[error("could not start a redis-server for the sandbox: {0}")]
