@@ -9,6 +9,11 @@ use std::time::Duration;
 use common::{connect, eventually, greeted, receive, refusal, serve};
 use shared::{Kind, Origin, ServerMessage};
 
+/// Whether nothing answers at `url` any more (the server stopped).
+fn stopped(url: &str) -> bool {
+    redis::Client::open(url).unwrap().get_connection().is_err()
+}
+
 /// A sandbox can have a redis-server of its own: its keys live there, not
 /// in the shared Redis; only so many run at once; reaping the sandbox stops
 /// its server and frees the place.
@@ -60,13 +65,7 @@ async fn a_sandbox_can_have_its_own_redis_server_a_few_at_most() {
     .await;
     drop(both);
     assert_eq!(playground.sandboxes.reap(Duration::ZERO).await, 2);
-    assert!(
-        redis::Client::open(own_url.as_str())
-            .unwrap()
-            .get_connection()
-            .is_err(),
-        "its server stopped"
-    );
+    assert!(stopped(&own_url), "its server stopped");
     let mut third = connect(served.addr, "?redis=private").await;
     greeted(&mut third).await;
 }
@@ -114,13 +113,7 @@ async fn a_sandbox_with_its_own_server_is_reaped_sooner_than_others() {
         || playground.sandbox(&own).is_err(),
     )
     .await;
-    assert!(
-        redis::Client::open(own_url.as_str())
-            .unwrap()
-            .get_connection()
-            .is_err(),
-        "its server stopped"
-    );
+    assert!(stopped(&own_url), "its server stopped");
     // Unwatched as long, the shared sandbox stays (its idle time is an hour).
     playground.reap_idle().await;
     assert!(playground.sandbox(&shared).is_ok(), "the shared sandbox stays");

@@ -906,6 +906,43 @@ const RANDOM_THEN_LFU: [Action; 5] =
     compare(EvictionPolicy::AllkeysRandom, EvictionPolicy::AllkeysLfu, false);
 const LFU_THEN_LRU_MOVING: [Action; 5] =
     compare(EvictionPolicy::AllkeysLfu, EvictionPolicy::AllkeysLru, true);
+/// The near-cache lesson's lost message: A and B cache user 9, B's
+/// subscription is cut, A renames the user, B reads (its stale near copy),
+/// B's link comes back; then (the recovery step only) B reads again.
+const CUT_B_THEN_READ: [Action; 7] = [
+    Action::ReadOn {
+        instance: 0,
+        kind: Kind::Users,
+        id: 9,
+    },
+    Action::ReadOn {
+        instance: 1,
+        kind: Kind::Users,
+        id: 9,
+    },
+    Action::Link {
+        instance: 1,
+        connected: false,
+    },
+    Action::Rename {
+        id: 9,
+        name: "Renamed by the lesson",
+    },
+    Action::ReadOn {
+        instance: 1,
+        kind: Kind::Users,
+        id: 9,
+    },
+    Action::Link {
+        instance: 1,
+        connected: true,
+    },
+    Action::ReadOn {
+        instance: 1,
+        kind: Kind::Users,
+        id: 9,
+    },
+];
 /// A user id no sandbox has.
 const NOBODY: u64 = 990_000;
 
@@ -1345,14 +1382,7 @@ pub const LESSONS: &[Lesson] = &[
                 parts: NEAR,
                 panel: Panel::Instances,
                 setup: &[Setting::NearCache(true), Setting::NearTtl(30)],
-                run: &[
-                    Action::ReadOn { instance: 0, kind: Kind::Users, id: 9 },
-                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
-                    Action::Link { instance: 1, connected: false },
-                    Action::Rename { id: 9, name: "Renamed by the lesson" },
-                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
-                    Action::Link { instance: 1, connected: true },
-                ],
+                run: CUT_B_THEN_READ.as_slice().split_at(6).0,
                 run_label: "Cut B's subscription, rename, read on B",
                 notice: &[
                     Pointer { text: "B answers from its own memory: no Redis, no database.", target: Target::Node("near_cache") },
@@ -1370,15 +1400,7 @@ pub const LESSONS: &[Lesson] = &[
                 parts: NEAR,
                 panel: Panel::Instances,
                 setup: &[Setting::NearCache(true), Setting::NearTtl(30)],
-                run: &[
-                    Action::ReadOn { instance: 0, kind: Kind::Users, id: 9 },
-                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
-                    Action::Link { instance: 1, connected: false },
-                    Action::Rename { id: 9, name: "Renamed by the lesson" },
-                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
-                    Action::Link { instance: 1, connected: true },
-                    Action::ReadOn { instance: 1, kind: Kind::Users, id: 9 },
-                ],
+                run: &CUT_B_THEN_READ,
                 run_label: "Cut B, rename, read on B; link B again, read on B",
                 notice: &[
                     Pointer { text: "The last read on B misses its near cache, then Redis, and loads the new row.", target: Target::Node("near_cache") },
