@@ -611,6 +611,26 @@ async fn choose(client: &Client, index: usize) -> String {
     verdict(client).await
 }
 
+/// The jitter lesson's fix runs both herds itself, so a reader who opens
+/// it alone (a link, an embed) still sees one TTL and jitter side by side;
+/// the answer is the newest row's peak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jitter_fix_shows_both_runs_side_by_side() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "jitter", 2).await;
+    run_experiment(&client).await;
+    let rows = e2e::texts_of(&client, "[data-testid=herd-row]", 2).await;
+    assert!(
+        rows[0].starts_with("TTL jitter") && rows[1].starts_with("no defence"),
+        "{rows:?}"
+    );
+    let peak = newest_herd_cell(&client, "td.peak").await;
+    let right = answer_with(&client, &peak.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+}
+
 /// The near-cache lesson's fix: with its link back, instance B has
 /// emptied its near cache, so its next read loads the renamed row (the
 /// step before it, cut off, served the old name from memory).

@@ -1588,13 +1588,16 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The fix: add jitter to the TTL",
-                text: "Adding a random share (here up to 25 % either way) to each TTL spreads the expiries out, so the reloads arrive a few at a time.",
+                text: "Adding a random share (here up to 25 % either way) to each TTL spreads the expiries out, so the reloads arrive a few at a time.\n\nThis step sends the same herd twice, with one TTL and then with jitter, so both runs stand side by side in the table, whether or not the last step ran here.",
                 parts: READ_PATH,
                 panel: Panel::Stampede,
                 setup: &[],
-                run: &[Action::Herd { requests: 500, defence: Defence::TtlJitter, timing: HerdTiming::ManyKeys }],
-                run_label: "50 keys, TTL with jitter",
-                notice: &[Pointer { text: "Compare the peak with the row below it (the run before).", target: Target::Element("herds") }],
+                run: &[
+                    Action::Herd { requests: 500, defence: Defence::None, timing: HerdTiming::ManyKeys },
+                    Action::Herd { requests: 500, defence: Defence::TtlJitter, timing: HerdTiming::ManyKeys },
+                ],
+                run_label: "50 keys: one TTL, then TTL with jitter",
+                notice: &[Pointer { text: "Compare the peaks of the two newest rows: one TTL, then jitter.", target: Target::Element("herds") }],
                 check: Check {
                     question: "What was the peak of database loads in one 100 ms window this time?",
                     answer: Expect::Number(herd_peak),

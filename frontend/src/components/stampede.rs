@@ -148,7 +148,7 @@ pub fn StampedePanel() -> impl IntoView {
                                     <td class="num">{h.waited}</td>
                                     <td class="num">{h.served_stale}</td>
                                     <td class="num">{h.early_recomputes}</td>
-                                    <td class="num">{h.peak_loads_per_100ms}</td>
+                                    <td class="num peak">{h.peak_loads_per_100ms}</td>
                                     <td class="num">{format::micros(h.p50_us)}</td>
                                     <td class="num">{format::micros(h.p90_us)}</td>
                                     <td class="num">{format::micros(h.p99_us)}</td>
