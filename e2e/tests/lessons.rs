@@ -257,14 +257,14 @@ async fn the_stampede_lesson_saturates_a_small_database() {
     })
     .await;
     run_experiment(&client).await;
-    wait_for(&client, "the second row", WAIT, || async {
-        let rows = client
-            .find_all(Locator::Css("[data-testid=herd-row]"))
-            .await
-            .ok()?;
-        (rows.len() == 2).then_some(())
-    })
-    .await;
+    // The step runs the problem again beside the fix: step 5's row, then
+    // this step's two, newest first.
+    let rows = e2e::texts_of(&client, "[data-testid=herd-row]", 3).await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows[0].starts_with("Redis lock") && rows[1].starts_with("no defence"),
+        "{rows:?}"
+    );
     assert_eq!(newest_herd_failed(&client).await, 0);
     assert_eq!(newest_herd_loads(&client).await, 1);
     let right = answer_with(&client, "0").await;

@@ -1551,13 +1551,16 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The lock keeps a small database standing",
-                text: "The same small database, the same herd, with the Redis lock: one request loads, the others wait on the lock rather than on the database's queue, and all of them are answered.",
+                text: "The same small database, the same herd, with the Redis lock: one request loads, the others wait on the lock rather than on the database's queue, and all of them are answered.\n\nThis step sends the herd twice, with no defence and then with the lock, so both runs stand side by side in the table, whether or not the last step ran here.",
                 parts: HERD_PARTS,
                 panel: Panel::Stampede,
                 setup: &[Setting::DbConnections { connections: 5, wait_ms: 300 }],
-                run: &[Action::Herd { requests: 200, defence: Defence::RedisLock, timing: HerdTiming::Cold }],
-                run_label: "Send 200 reads at a cold key (5 connections, Redis lock)",
-                notice: &[Pointer { text: "Compare the failed column of the two rows.", target: Target::Element("herds") }],
+                run: &[
+                    Action::Herd { requests: 200, defence: Defence::None, timing: HerdTiming::Cold },
+                    Action::Herd { requests: 200, defence: Defence::RedisLock, timing: HerdTiming::Cold },
+                ],
+                run_label: "200 reads at a cold key, 5 connections: no defence, then the Redis lock",
+                notice: &[Pointer { text: "Compare the failed column of the two newest rows.", target: Target::Element("herds") }],
                 check: Check {
                     question: "How many requests failed with the lock?",
                     answer: Expect::Number(herd_failed),
