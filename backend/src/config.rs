@@ -383,10 +383,11 @@ impl Config {
         let pick = |flag: Option<u64>, local: u64, hosted: u64| {
             flag.unwrap_or(if self.hosted { hosted } else { local })
         };
+        let sandbox_idle = std::time::Duration::from_secs(pick(self.sandbox_idle_secs, 3_600, 600));
         Limits {
             named_sandboxes: !self.hosted,
             adopt_sandboxes: self.replica,
-            sandbox_idle: std::time::Duration::from_secs(pick(self.sandbox_idle_secs, 3_600, 600)),
+            sandbox_idle,
             max_sandboxes: pick(self.max_sandboxes, 50, 200) as usize,
             sandbox_max_keys: pick(self.sandbox_max_keys, 2_000, 500) as usize,
             sandboxes_per_minute: self
@@ -400,9 +401,12 @@ impl Config {
             max_herd_requests: pick(self.max_herd_requests, 5_000, 1_000),
             herds_at_once: pick(self.herds_at_once, 4, 2) as usize,
             private_redis_servers: pick(self.private_redis_servers, 4, 2) as usize,
-            private_sandbox_idle: std::time::Duration::from_secs(
-                pick(self.private_redis_idle_secs, 120, 120).min(pick(self.sandbox_idle_secs, 3_600, 600)),
-            ),
+            private_sandbox_idle: std::time::Duration::from_secs(pick(
+                self.private_redis_idle_secs,
+                120,
+                120,
+            ))
+            .min(sandbox_idle),
             max_ttl_secs: pick(self.max_ttl_secs, 604_800, 3_600),
             socket_silence: std::time::Duration::from_secs(self.socket_silence_secs),
             max_message_bytes: 16 * 1024,

@@ -909,40 +909,36 @@ const LFU_THEN_LRU_MOVING: [Action; 5] =
 /// The near-cache lesson's lost message: A and B cache user 9, B's
 /// subscription is cut, A renames the user, B reads (its stale near copy),
 /// B's link comes back; then (the recovery step only) B reads again.
-const CUT_B_THEN_READ: [Action; 7] = [
-    Action::ReadOn {
+const CUT_B_THEN_READ: [Action; 7] = {
+    const ON_A: Action = Action::ReadOn {
         instance: 0,
         kind: Kind::Users,
         id: 9,
-    },
-    Action::ReadOn {
+    };
+    const ON_B: Action = Action::ReadOn {
         instance: 1,
         kind: Kind::Users,
         id: 9,
-    },
-    Action::Link {
-        instance: 1,
-        connected: false,
-    },
-    Action::Rename {
-        id: 9,
-        name: "Renamed by the lesson",
-    },
-    Action::ReadOn {
-        instance: 1,
-        kind: Kind::Users,
-        id: 9,
-    },
-    Action::Link {
-        instance: 1,
-        connected: true,
-    },
-    Action::ReadOn {
-        instance: 1,
-        kind: Kind::Users,
-        id: 9,
-    },
-];
+    };
+    [
+        ON_A,
+        ON_B,
+        Action::Link {
+            instance: 1,
+            connected: false,
+        },
+        Action::Rename {
+            id: 9,
+            name: "Renamed by the lesson",
+        },
+        ON_B,
+        Action::Link {
+            instance: 1,
+            connected: true,
+        },
+        ON_B,
+    ]
+};
 /// A user id no sandbox has.
 const NOBODY: u64 = 990_000;
 

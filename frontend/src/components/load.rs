@@ -26,22 +26,19 @@ pub fn LoadPanel() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // The form shows the load that runs or ran last, a lesson's or another
     // page's included: its numbers then match the charts below. Set once
-    // per load (progress reports repeat the spec), so typing is not undone.
-    let shown = StoredValue::new(None::<LoadSpec>);
+    // per load (the memo ignores progress reports, which repeat the spec),
+    // so typing is not undone.
+    let running_spec = Memo::new(move |_| state.load.with(|l| l.as_ref().map(|l| l.spec.clone())));
     Effect::new(move || {
-        let Some(spec) = state.load.with(|l| l.as_ref().map(|l| l.spec.clone())) else {
+        let Some(spec) = running_spec.get() else {
             return;
         };
-        if shown.with_value(|s| s.as_ref() == Some(&spec)) {
-            return;
-        }
         per_second.set(spec.per_second.to_string());
         write_percent.set(spec.write_percent.to_string());
         keys.set(spec.keys.to_string());
         skew.set(shared::decimal::trimmed(spec.skew, 2));
         seconds.set(spec.seconds.to_string());
         seed.set(spec.seed.to_string());
-        shown.set_value(Some(spec));
     });
     // The spec as typed, or what is wrong with it.
     let spec = move || -> Result<LoadSpec, String> {
