@@ -479,8 +479,8 @@ async fn write(
     change: WriteChange,
 ) -> Result<Response, AppError> {
     let options = WriteOptions {
-        settings: None,
         instance: query.instance.clone(),
+        ..WriteOptions::default()
     };
     // In a task of its own: if the client hangs up, the write still runs
     // to its end, cache step included (a database written and a cache not

@@ -91,6 +91,10 @@ pub struct WriteOptions {
     pub settings: Option<SandboxSettings>,
     /// The instance that writes; round-robin when `None`.
     pub instance: Option<String>,
+    /// With the wrong order (`delete_first`), the database write waits,
+    /// after the early delete and its delay, until this is notified: the
+    /// write-order scenario lets its reader in there.
+    pub hold_database_write: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Playground {
@@ -447,6 +451,7 @@ impl Playground {
         // (After an early delete, the write's latency is spent before it
         // lands: the window in which a reader caches the old row.)
         let late = deleted_first.is_some();
+        let hold = options.hold_database_write.filter(|_| late);
         let written = match &change {
             WriteChange::Update { name } => recorder
                 .sql(
@@ -454,14 +459,19 @@ impl Playground {
                     sandbox
                         .database
                         .update_name(kind, id, name.clone(), latency)
-                        .delayed_first(late),
+                        .delayed_first(late)
+                        .held_until(hold.clone()),
                 )
                 .await
                 .map(|row| (row.is_some(), row)),
             WriteChange::Delete => recorder
                 .sql(
                     WRITE_DATABASE,
-                    sandbox.database.delete(kind, id, latency).delayed_first(late),
+                    sandbox
+                        .database
+                        .delete(kind, id, latency)
+                        .delayed_first(late)
+                        .held_until(hold),
                 )
                 .await
                 .map(|removed| (removed, None)),

@@ -123,7 +123,7 @@ pub async fn stale_set_race(
             Origin::Scenario,
             WriteOptions {
                 settings: Some(writer_settings),
-                instance: None,
+                ..WriteOptions::default()
             },
         )
         .await?;
@@ -213,16 +213,27 @@ pub async fn write_order(
     // 2. The writer, in the sandbox's order.
     let base = before.title().trim_end_matches(" (edited)");
     let name: String = format!("{base} (edited)").chars().take(MAX_NAME_LEN).collect();
+    // Deleting first, the writer's database write waits for the reader
+    // below: on a slow or busy machine a fixed delay alone could let the
+    // write land before the reader loads, and the lesson would show
+    // nothing. Released when the reader is done, or if this scenario ends
+    // early (dropped, or an error on the way).
+    let release = Release(Arc::new(tokio::sync::Notify::new()));
     let writer = {
         let (playground, sandbox_id) = (playground.clone(), sandbox_id.clone());
+        let options = WriteOptions {
+            hold_database_write: Some(release.0.clone()),
+            ..WriteOptions::default()
+        };
         tokio::spawn(async move {
             playground
-                .write(
+                .write_with(
                     &sandbox_id,
                     kind,
                     id,
                     WriteChange::Update { name },
                     Origin::Scenario,
+                    options,
                 )
                 .await
         })
@@ -246,6 +257,7 @@ pub async fn write_order(
         tokio::time::sleep(DELETE_LOOK).await;
     }
     let between = playground.read(sandbox_id, kind, id, Origin::Scenario).await?;
+    drop(release);
     story.push(format!(
         "Writer: {} Reader, right after the delete: {} {}.",
         if settings.delete_first {
@@ -286,6 +298,16 @@ pub async fn write_order(
         database,
         story,
     })
+}
+
+/// Lets a held database write go when dropped (see [`write_order`]).
+struct Release(Arc<tokio::sync::Notify>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // A permit is kept if the write is not waiting yet.
+        self.0.notify_one();
+    }
 }
 
 /// A scenario's verdict: whether Redis holds a value the database no

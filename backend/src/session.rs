@@ -314,8 +314,8 @@ fn handle_command(
             instance,
         } => {
             let options = WriteOptions {
-                settings: None,
                 instance,
+                ..WriteOptions::default()
             };
             later(spawn_command(request_id, replies, in_flight, async move {
                 playground

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use shared::{Kind, Product, Record, User};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// How many users the seed creates (ids 1 to 1000).
 pub const SEEDED_USERS: u64 = 1000;
@@ -129,7 +129,13 @@ pub struct SqlCall<T> {
     /// Whether the simulated delay comes before the real query (the
     /// request still on its way to the database) instead of after it.
     delay_first: bool,
+    /// Held before it runs until this is notified (see [`SqlCall::held_until`]).
+    hold: Option<Arc<Notify>>,
 }
+
+/// The longest a held statement waits for its release before it runs
+/// anyway: a scenario that lost its reader never leaves a write hanging.
+const HOLD_AT_MOST: Duration = Duration::from_secs(10);
 
 /// What a statement did, for the trace: the text, the reply in short, the
 /// real query time and the simulated delay, apart.
@@ -175,6 +181,17 @@ impl<T> SqlCall<T> {
         self
     }
 
+    /// The same statement, held before it runs (after a delay that comes
+    /// first) until
+    /// `release` is notified (at most [`HOLD_AT_MOST`]): how a scenario
+    /// puts a reader between an early delete and the database write on any
+    /// machine, however slow, instead of racing the delay.
+    #[must_use]
+    pub fn held_until(mut self, release: Option<Arc<Notify>>) -> Self {
+        self.hold = release;
+        self
+    }
+
     pub async fn run_measured(self) -> (Result<T, StoreError>, SqlDone) {
         let queued_at = Instant::now();
         let _connection = match &self.connections {
@@ -198,6 +215,10 @@ impl<T> SqlCall<T> {
         let delay_started = Instant::now();
         if self.delay_first && !self.simulated_delay.is_zero() {
             tokio::time::sleep(self.simulated_delay).await;
+        }
+        if let Some(release) = &self.hold {
+            // Either way it runs: released, or given up on.
+            let _ = tokio::time::timeout(HOLD_AT_MOST, release.notified()).await;
         }
         let delayed_first = delay_started.elapsed();
         let started = Instant::now();
@@ -461,6 +482,7 @@ impl Database {
             summarize,
             connections: self.connections(),
             delay_first: false,
+            hold: None,
         }
     }
 

@@ -575,14 +575,16 @@ async fn a_fault_over_the_websocket_is_answered_and_announced() {
 
 /// The write-order scenario the lesson runs: deleting first, the reader
 /// that comes right after the delete caches the old row; in the right
-/// order, the new one.
+/// order, the new one. With no database delay at all, so the order is
+/// the scenario's doing (it holds the early-deleting writer's database
+/// write until its reader is done), not the machine's timing.
 #[tokio::test]
 async fn the_write_order_scenario_is_stale_only_when_deleting_first() {
     let t = common::start(|_| {});
     for (delete_first, stale) in [(true, true), (false, false)] {
         settings(&t, |s| {
             s.delete_first = delete_first;
-            s.db_latency_ms = 100;
+            s.db_latency_ms = 0;
         });
         let result = backend::scenario::write_order(&t.backend.playground, &sandbox(), Kind::Users, 9)
             .await

@@ -492,7 +492,7 @@ async fn a_sandbox_holds_a_bounded_number_of_keys() {
 
 /// A hundred sandboxes at once, each writing and reading (near caches on):
 /// none ever reads another's data. Once idle they are reaped, and everything they held goes
-/// with them: keys, database files, Redis connections, descriptors.
+/// with them: keys, database files, Redis connections, open files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_sandboxes_stay_apart_and_leave_nothing_behind() {
     // Near caches on: each instance then holds a Pub/Sub connection, the
@@ -507,7 +507,8 @@ async fn a_hundred_sandboxes_stay_apart_and_leave_nothing_behind() {
     // before they are up, their connections would look like leftovers.
     let default = playground.sandbox(&SandboxId::default_sandbox()).unwrap();
     assert!(default.fleet().wait_listening(Duration::from_secs(10)).await);
-    let (descriptors, clients) = (common::open_descriptors(), t.redis_clients());
+    let data_dir = std::fs::canonicalize(&t.backend.config.data_dir).unwrap();
+    let (open_files, clients) = (common::open_files_under(&data_dir), t.redis_clients());
 
     let mut sandboxes = Vec::new();
     for _ in 0..100 {
@@ -559,7 +560,7 @@ async fn a_hundred_sandboxes_stay_apart_and_leave_nothing_behind() {
         task.await.unwrap();
     }
     assert!(
-        common::open_descriptors() > descriptors,
+        common::open_files_under(&data_dir) > open_files,
         "the count sees the sandboxes' files"
     );
     assert!(t.redis_clients() > clients, "the count sees their connections");
@@ -585,8 +586,8 @@ async fn a_hundred_sandboxes_stay_apart_and_leave_nothing_behind() {
         t.redis_clients() <= clients
     })
     .await;
-    eventually("the descriptors to close", Duration::from_secs(10), || {
-        common::open_descriptors() <= descriptors
+    eventually("the database files to close", Duration::from_secs(10), || {
+        common::open_files_under(&data_dir) <= open_files
     })
     .await;
 }

@@ -338,8 +338,10 @@ async fn xfetch_refreshes_negative_entries_early_too() {
     let server = redis_server();
     let db = Db::new(Duration::from_millis(30));
     let options = Options {
-        stampede: Stampede::EarlyRefresh { beta: 1_000.0 },
-        negative_ttl: Some(Duration::from_millis(500)),
+        // A minute, so no pause of a busy machine lets it expire before
+        // the second read; the huge beta makes it "close" all the same.
+        stampede: Stampede::EarlyRefresh { beta: 1_000_000.0 },
+        negative_ttl: Some(Duration::from_secs(60)),
         ..Options::default()
     };
     let recorder = Recorder::default();
@@ -349,7 +351,8 @@ async fn xfetch_refreshes_negative_entries_early_too() {
     assert!(get(&mut raw(&server), "cache:item:404")
         .unwrap()
         .starts_with("ca1 n "));
-    // With beta 1,000 and a 30 ms load, a draw below 0.98 refreshes.
+    // With beta 1,000,000 and a 30 ms load, a draw below 0.998 refreshes
+    // (-30 ms * beta * ln(draw) > 60 s).
     let second = cache
         .get_or_load_with("item:404", &options, &recorder, db.loader(404))
         .await

@@ -151,14 +151,17 @@ async fn a_late_owner_cannot_release_a_newer_lock() {
 async fn xfetch_refreshes_a_value_close_to_expiry() {
     let server = redis_server();
     let db = Db::new(Duration::from_millis(50));
-    let short = Options {
-        ttl: Duration::from_millis(400),
-        ..with(Stampede::EarlyRefresh { beta: 1_000.0 })
+    // A minute's TTL, so no pause of a busy machine lets the entry expire
+    // before the second read; the huge beta makes it "close" all the same.
+    let eager = Options {
+        ttl: Duration::from_secs(60),
+        ..with(Stampede::EarlyRefresh { beta: 1_000_000.0 })
     };
-    let items = cache(&server, short);
+    let items = cache(&server, eager);
     items.get_or_load("item:5", db.loader(5)).await.unwrap();
-    // With beta 1,000 and a 50 ms load, -50 * 1000 * ln(draw) exceeds the
-    // 400 ms left unless the draw is above 0.99: a refresh, all but surely.
+    // With beta 1,000,000 and a 50 ms load, -50 ms * beta * ln(draw)
+    // exceeds the 60 s left unless the draw is above 0.9988: a refresh,
+    // all but surely (and the cache's draws are seeded).
     let recorder = Recorder::default();
     let answer = items
         .get_or_load_with("item:5", items.options(), &recorder, db.loader(5))
@@ -188,8 +191,8 @@ async fn an_early_refresh_that_fails_answers_with_the_fresh_entry() {
     let server = redis_server();
     let db = Db::new(Duration::from_millis(50));
     let eager = Options {
-        ttl: Duration::from_millis(400),
-        ..with(Stampede::EarlyRefresh { beta: 1_000.0 })
+        ttl: Duration::from_secs(60),
+        ..with(Stampede::EarlyRefresh { beta: 1_000_000.0 })
     };
     let items = cache(&server, eager);
     let stored = items.get_or_load("item:5", db.loader(5)).await.unwrap();
@@ -200,7 +203,7 @@ async fn an_early_refresh_that_fails_answers_with_the_fresh_entry() {
         })
         .await
         .expect("a fresh entry answers when its early reload fails");
-    // (As above: with beta 1,000 the refresh is all but sure.)
+    // (As above: with beta 1,000,000 the refresh is all but sure.)
     assert_eq!(recorder.kinds()[..2], [StepKind::Lookup, StepKind::EarlyRefresh]);
     assert_eq!(answer.source, Source::Redis);
     assert_eq!(answer.value, stored.value);

@@ -238,9 +238,16 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() ->
     }
 }
 
-/// How many file descriptors this process has open.
-pub fn open_descriptors() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+/// How many file descriptors this process has open on files under `dir`
+/// (a test's own data directory). Counting every descriptor of the process
+/// would also count those of the tests running beside it in this binary.
+pub fn open_files_under(dir: &std::path::Path) -> usize {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
 }
 
 impl TestBackend {

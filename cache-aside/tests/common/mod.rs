@@ -152,6 +152,11 @@ pub fn cache(server: &EmbeddedRedis, options: Options) -> CacheAside<Item> {
     CacheAside::builder(Redis::open(&server.url()).unwrap(), KeySpace::new("cache:"))
         // A near cache of 1,000 entries, used when `options.near_ttl` says.
         .near_cache(1_000, Duration::from_secs(30))
+        // Not the 250 ms default: a command's time includes connecting,
+        // and on a loaded 2-core machine a first connection or a reconnect
+        // can take longer, turning an expected hit or load into a
+        // fallback. The tests of timeouts build their own cache.
+        .timeout(Duration::from_secs(5))
         .options(options)
         .versioned(Item::version)
         .seed(7)
