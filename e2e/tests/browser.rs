@@ -302,6 +302,90 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     client.close().await.unwrap();
 }
 
+/// A page the reader leaves can stay alive in the browser's back-forward
+/// cache, socket and all (Chromium keeps it for minutes). Put away, it
+/// lets its sandbox go all the same: nobody watches it any more, so the
+/// sandbox (and a redis-server of its own) can be reclaimed. Shown again,
+/// the same page, not a new load, is live and reads work.
+#[tokio::test]
+async fn a_page_the_browser_puts_away_lets_its_sandbox_go_and_comes_back_live() {
+    let (server, _driver, client) = start_page("e2e-away", |c| c.db_latency_ms = 5).await;
+    let sandbox = shared::SandboxId::parse("e2e-away").unwrap();
+    let watchers = || server.backend.sandbox(&sandbox).map_or(0, |s| s.watchers());
+    assert_eq!(watchers(), 1);
+    // A mark only this very page has: a reload would not keep it.
+    client
+        .execute("window.e2eKept = true; return null;", vec![])
+        .await
+        .unwrap();
+    client
+        .goto(&format!("http://{}/healthz", server.addr))
+        .await
+        .unwrap();
+    wait_for(&client, "the left page to stop watching", WAIT, || async {
+        (watchers() == 0).then_some(())
+    })
+    .await;
+
+    client.back().await.unwrap();
+    e2e::wait_live(&client).await;
+    let kept = client
+        .execute("return window.e2eKept === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        serde_json::Value::Bool(true),
+        "the page came back from the back-forward cache, not loaded again"
+    );
+    assert_eq!(watchers(), 1);
+    read_id(&client, "12").await;
+    wait_for_log(&client, &["miss"]).await;
+    client.close().await.unwrap();
+}
+
+/// The same with a sandbox that has a redis-server of its own, reclaimed
+/// while its page was away (after a second here, two minutes by default):
+/// back, the page gets a new sandbox with a server of its own, not the
+/// shared Redis in its place.
+#[tokio::test]
+async fn a_page_back_after_its_private_sandbox_was_reclaimed_gets_a_server_of_its_own_again() {
+    let server = Server::start(|c| c.private_redis_idle_secs = Some(1)).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    client
+        .goto(&format!("http://{}/?redis=private", server.addr))
+        .await
+        .unwrap();
+    e2e::wait_live(&client).await;
+    let own = |t: &str| t.starts_with("Redis: its own redis-server");
+    wait_for_text(&client, "[data-testid=redis-placement]", "its own server", own).await;
+    client
+        .execute("window.e2eKept = true; return null;", vec![])
+        .await
+        .unwrap();
+    client
+        .goto(&format!("http://{}/healthz", server.addr))
+        .await
+        .unwrap();
+    wait_for(&client, "the private sandbox to be reclaimed", WAIT, || async {
+        server.backend.sandboxes.is_empty().then_some(())
+    })
+    .await;
+
+    client.back().await.unwrap();
+    e2e::wait_live(&client).await;
+    let kept = client
+        .execute("return window.e2eKept === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept, serde_json::Value::Bool(true), "restored, not loaded again");
+    // (Live means greeted: the placement is the new sandbox's.)
+    let placement = text_of(&client, "[data-testid=redis-placement]").await;
+    assert!(placement.as_deref().is_some_and(own), "{placement:?}");
+    client.close().await.unwrap();
+}
+
 /// With "TTL only", an update leaves the old copy in Redis and the
 /// divergence view flags it; with "delete on write" the next update leaves
 /// nothing stale.
@@ -548,6 +632,54 @@ async fn firing_herds_fills_the_comparison_table() {
         "{newest}"
     );
     e2e::review_screenshot(&client, "stampede", "[data-testid=latency-chart]").await;
+    client.close().await.unwrap();
+}
+
+/// On a phone-sized screen the wide results tables (twelve figures a
+/// herd, eleven a pattern) show each row as a block of labelled figures:
+/// the figure a lesson asks about (failed requests, writes lost in a
+/// crash) is on screen without scrolling sideways.
+#[tokio::test]
+async fn wide_results_fit_a_phone_screen() {
+    let server = Server::start(|c| c.db_latency_ms = 5).await;
+    let driver = Driver::start();
+    let client = driver.browser(390, 900).await;
+    open(&client, &server, "e2e-phone").await;
+    type_into(&client, "herd-requests", "20").await;
+    click(&client, "[data-testid=fire-herd]").await;
+    herd_rows(&client, 1).await;
+    click(&client, "[data-testid=compare-patterns]").await;
+    e2e::texts_of(&client, "[data-testid=pattern-row]", 4).await;
+    for (table, cell) in [
+        ("herd-table", "td.failed-count"),
+        ("patterns-table", "[data-testid=lost-writes]"),
+    ] {
+        let fits = client
+            .execute(
+                "const table = document.querySelector(`[data-testid=${arguments[0]}]`);
+                 const wrap = table.closest('.table-wrap');
+                 const cell = table.querySelector(arguments[1]);
+                 const right = cell.getBoundingClientRect().right;
+                 return [wrap.scrollWidth - wrap.clientWidth, right - window.innerWidth,
+                         getComputedStyle(cell, '::before').content];",
+                vec![table.into(), cell.into()],
+            )
+            .await
+            .unwrap();
+        assert!(
+            fits[0].as_i64().is_some_and(|w| w <= 0),
+            "{table} scrolls sideways: {fits}"
+        );
+        assert!(
+            fits[1].as_f64().is_some_and(|x| x <= 0.0),
+            "{table}'s {cell} is off screen: {fits}"
+        );
+        assert!(
+            fits[2].as_str().is_some_and(|c| c.len() > 2),
+            "{table}'s {cell} has no label: {fits}"
+        );
+    }
+    e2e::review_screenshot(&client, "phone-herd-table", "[data-testid=herd-table]").await;
     client.close().await.unwrap();
 }
 

@@ -49,6 +49,16 @@ struct Inner {
     address_settings_done: Cell<bool>,
     /// Set on a page that replays recordings instead of connecting.
     replay: Option<Replay>,
+    /// Counts sockets opened and pages put away: a socket's close or a
+    /// retry's timer from an older one is ignored, so there is never more
+    /// than one socket.
+    generation: Cell<u64>,
+    /// Whether the browser has put the page away (its back-forward cache).
+    away: Cell<bool>,
+    /// Whether the page asked for a sandbox with a redis-server of its own
+    /// (`?redis=private`, which the address drops once greeted): asked
+    /// again on every reconnection.
+    private: bool,
 }
 
 /// The request id of a message whose answer the page waits for (its
@@ -162,8 +172,10 @@ pub fn root_of(base: &str) -> String {
 }
 
 /// The WebSocket URL beside the page, asking for `sandbox` (without one
-/// the server opens a new sandbox for the page).
-pub fn socket_url(sandbox: Option<&SandboxId>) -> String {
+/// the server opens a new sandbox for the page). `private`: the page's
+/// sandbox has a redis-server of its own, so if it is gone (reaped while
+/// the page was away) the one made in its place gets one too.
+pub fn socket_url(sandbox: Option<&SandboxId>, private: bool) -> String {
     let root = backend_root().unwrap_or_else(app_root);
     let root = match root.strip_prefix("https") {
         Some(rest) => format!("wss{rest}"),
@@ -173,9 +185,10 @@ pub fn socket_url(sandbox: Option<&SandboxId>) -> String {
     let wire = format!("{}={}", BINARY_PARAM.0, BINARY_PARAM.1);
     match sandbox {
         // Sandbox names are letters, digits, `-` and `_`: nothing to escape.
+        Some(sandbox) if private => format!("{root}ws?sandbox={sandbox}&redis=private&{wire}"),
         Some(sandbox) => format!("{root}ws?sandbox={sandbox}&{wire}"),
         // A new sandbox, with a redis-server of its own if the page asks.
-        None if page_param("redis").as_deref() == Some("private") => format!("{root}ws?redis=private&{wire}"),
+        None if private => format!("{root}ws?redis=private&{wire}"),
         None => format!("{root}ws?{wire}"),
     }
 }
@@ -249,14 +262,68 @@ impl Connection {
                 runs: Cell::new(0),
                 address_settings_done: Cell::new(false),
                 replay: replay_mode().then(Replay::default),
+                generation: Cell::new(0),
+                away: Cell::new(false),
+                private: page_param("redis").as_deref() == Some("private"),
             }),
         };
         if connection.inner.replay.is_some() {
             connection.open_recordings();
         } else {
+            connection.follow_page_lifecycle();
             connection.connect();
         }
         connection
+    }
+
+    /// A browser may keep a page the reader left alive in its back-forward
+    /// cache, socket and all, for minutes: its sandbox would still count as
+    /// watched, so neither it nor a redis-server of its own would be
+    /// reclaimed (Chromium does this). So the socket closes when the page
+    /// is put away, and opens again if the reader comes back to it.
+    fn follow_page_lifecycle(&self) {
+        let this = self.clone();
+        let on_hide = Closure::<dyn FnMut(web_sys::PageTransitionEvent)>::new(
+            move |event: web_sys::PageTransitionEvent| {
+                if !event.persisted() {
+                    return; // Unloaded for good: the socket goes with it.
+                }
+                this.inner.away.set(true);
+                this.inner.generation.set(this.inner.generation.get() + 1);
+                if let Some(socket) = this.inner.socket.borrow_mut().take() {
+                    let _ = socket.close();
+                }
+                this.lost_socket("The page was left during the experiment; run it again.");
+            },
+        );
+        let this = self.clone();
+        let on_show = Closure::<dyn FnMut(web_sys::PageTransitionEvent)>::new(
+            move |event: web_sys::PageTransitionEvent| {
+                if event.persisted() && this.inner.away.replace(false) {
+                    this.inner.attempt.set(1);
+                    this.connect();
+                }
+            },
+        );
+        let window = web_sys::window().expect("a window");
+        let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+        let _ = window.add_event_listener_with_callback("pageshow", on_show.as_ref().unchecked_ref());
+        on_hide.forget();
+        on_show.forget();
+    }
+
+    /// What a socket's end means for the page: requests in flight on it
+    /// will never be answered, and an experiment waiting on one fails.
+    fn lost_socket(&self, why: &str) {
+        let state = self.inner.state;
+        state.forget_in_flight();
+        if state.experimenting() {
+            state.run.update(|run| {
+                if let Some(run) = run {
+                    run.fail(why.into());
+                }
+            });
+        }
     }
 
     /// Asks the back end to read a record. Returns `false` (and says why on
@@ -799,7 +866,7 @@ impl Connection {
         state.link.set(Link::Connecting {
             attempt: self.inner.attempt.get(),
         });
-        let url = socket_url(state.sandbox.get_untracked().as_ref());
+        let url = socket_url(state.sandbox.get_untracked().as_ref(), self.inner.private);
         let socket = match WebSocket::new(&url) {
             Ok(socket) => socket,
             Err(_) => {
@@ -844,17 +911,14 @@ impl Connection {
         on_message.forget();
 
         let this = self.clone();
+        let generation = self.inner.generation.get() + 1;
+        self.inner.generation.set(generation);
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-            this.inner.socket.borrow_mut().take();
-            // Requests in flight on a dead socket will never be answered.
-            this.inner.state.forget_in_flight();
-            if this.inner.state.experimenting() {
-                this.inner.state.run.update(|run| {
-                    if let Some(run) = run {
-                        run.fail("The connection dropped during the experiment; run it again.".into());
-                    }
-                });
+            if this.inner.generation.get() != generation {
+                return; // Closed when the page was put away, and dealt with then.
             }
+            this.inner.socket.borrow_mut().take();
+            this.lost_socket("The connection dropped during the experiment; run it again.");
             if event.code() == CLOSE_POLICY {
                 // Refused for good; the server said why in a notice.
                 this.inner.state.link.set(Link::Refused);
@@ -886,7 +950,14 @@ impl Connection {
         });
         self.inner.attempt.set(attempt + 1);
         let this = self.clone();
-        Timeout::new(delay, move || this.connect()).forget();
+        let generation = self.inner.generation.get();
+        Timeout::new(delay, move || {
+            // Not if the page was put away meanwhile: it connects when shown.
+            if this.inner.generation.get() == generation {
+                this.connect();
+            }
+        })
+        .forget();
     }
 }
 

@@ -54,16 +54,16 @@ pub fn PatternsPanel() -> impl IntoView {
                             view! {
                                 <tr data-testid="pattern-row" data-pattern=r.pattern.label()>
                                     <th scope="row">{r.pattern.label()}</th>
-                                    <td class="num">{format::micros(r.write_avg_us)}</td>
-                                    <td class="num">{format::micros(r.write_p99_us)}</td>
-                                    <td class="num">{format::micros(r.read_avg_us)}</td>
-                                    <td class="num">{format::micros(r.read_p99_us)}</td>
-                                    <td class="num">{r.database_reads}</td>
-                                    <td class="num">{r.database_writes}</td>
-                                    <td class="num">{r.stale_reads}</td>
-                                    <td class="num">{r.database_behind}</td>
-                                    <td class="num unsaved">{r.most_unsaved}</td>
-                                    <td class="num lost" data-testid="lost-writes">{r.lost_writes}</td>
+                                    <td data-label="write avg" class="num">{format::micros(r.write_avg_us)}</td>
+                                    <td data-label="write p99" class="num">{format::micros(r.write_p99_us)}</td>
+                                    <td data-label="read avg" class="num">{format::micros(r.read_avg_us)}</td>
+                                    <td data-label="read p99" class="num">{format::micros(r.read_p99_us)}</td>
+                                    <td data-label="database reads" class="num">{r.database_reads}</td>
+                                    <td data-label="database writes" class="num">{r.database_writes}</td>
+                                    <td data-label="stale reads" class="num">{r.stale_reads}</td>
+                                    <td data-label="database behind" class="num">{r.database_behind}</td>
+                                    <td data-label="only in Redis" class="num unsaved">{r.most_unsaved}</td>
+                                    <td data-label="lost in a crash" class="num lost" data-testid="lost-writes">{r.lost_writes}</td>
                                 </tr>
                             }
                         })
@@ -76,7 +76,7 @@ pub fn PatternsPanel() -> impl IntoView {
                             )}
                         </p>
                         <div class="table-wrap" tabindex="0" role="region" aria-label="Pattern comparison, scrollable">
-                            <table data-testid="patterns-table">
+                            <table class="stacks" data-testid="patterns-table">
                                 <thead>
                                     <tr>
                                         <th scope="col">"pattern"</th>
