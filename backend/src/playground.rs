@@ -92,8 +92,8 @@ pub struct WriteOptions {
     /// The instance that writes; round-robin when `None`.
     pub instance: Option<String>,
     /// With the wrong order (`delete_first`), the database write waits,
-    /// after the early delete and its delay, until this is notified: the
-    /// write-order scenario lets its reader in there.
+    /// after the early delete and before it takes a connection, until this
+    /// is notified: the write-order scenario lets its reader in there.
     pub hold_database_write: Option<Arc<tokio::sync::Notify>>,
 }
 

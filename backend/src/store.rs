@@ -181,8 +181,7 @@ impl<T> SqlCall<T> {
         self
     }
 
-    /// The same statement, held before it runs (after a delay that comes
-    /// first) until
+    /// The same statement, held before it takes a connection until
     /// `release` is notified (at most [`HOLD_AT_MOST`]): how a scenario
     /// puts a reader between an early delete and the database write on any
     /// machine, however slow, instead of racing the delay.
@@ -193,6 +192,13 @@ impl<T> SqlCall<T> {
     }
 
     pub async fn run_measured(self) -> (Result<T, StoreError>, SqlDone) {
+        if let Some(release) = &self.hold {
+            // Before taking a connection (the reader it waits for may need
+            // one), and apart from every figure the trace shows: this wait
+            // is the scenario's, not the database's. Released or given up
+            // on, it runs.
+            let _ = tokio::time::timeout(HOLD_AT_MOST, release.notified()).await;
+        }
         let queued_at = Instant::now();
         let _connection = match &self.connections {
             Some(connections) => match connections.take().await {
@@ -215,10 +221,6 @@ impl<T> SqlCall<T> {
         let delay_started = Instant::now();
         if self.delay_first && !self.simulated_delay.is_zero() {
             tokio::time::sleep(self.simulated_delay).await;
-        }
-        if let Some(release) = &self.hold {
-            // Either way it runs: released, or given up on.
-            let _ = tokio::time::timeout(HOLD_AT_MOST, release.notified()).await;
         }
         let delayed_first = delay_started.elapsed();
         let started = Instant::now();

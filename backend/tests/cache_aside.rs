@@ -332,6 +332,7 @@ async fn a_flood_of_reads_is_counted_not_traced() {
     // Reads until 2 seconds' worth went untraced, however fast or slow
     // the machine reads: past each second's budget a read is only counted.
     let (mut reads, mut untraced) = (0, 0);
+    let started = std::time::Instant::now();
     while untraced < 2 * TRACES_PER_SECOND {
         assert!(
             reads < 100 * TRACES_PER_SECOND,
@@ -341,6 +342,14 @@ async fn a_flood_of_reads_is_counted_not_traced() {
         reads += 1;
         untraced += u64::from(result.trace_id.is_none());
     }
+    // And no more were drawn than the budget of each second the loop
+    // touched (a budget, not a timing: a slow machine only touches more).
+    let seconds_touched = started.elapsed().as_secs() + 2;
+    assert!(
+        reads - untraced <= TRACES_PER_SECOND * seconds_touched,
+        "{} traced in at most {seconds_touched} seconds",
+        reads - untraced
+    );
     // Summaries arrive on their own, counting every read; the traffic in
     // them adds up to the untraced reads, each drawn along real edges.
     let mut traces = 0;

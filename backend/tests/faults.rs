@@ -577,7 +577,9 @@ async fn a_fault_over_the_websocket_is_answered_and_announced() {
 /// that comes right after the delete caches the old row; in the right
 /// order, the new one. With no database delay at all, so the order is
 /// the scenario's doing (it holds the early-deleting writer's database
-/// write until its reader is done), not the machine's timing.
+/// write until its reader is done), not the machine's timing. And with a
+/// single database connection: the held writer must not sit on the one
+/// its reader needs.
 #[tokio::test]
 async fn the_write_order_scenario_is_stale_only_when_deleting_first() {
     let t = common::start(|_| {});
@@ -585,6 +587,7 @@ async fn the_write_order_scenario_is_stale_only_when_deleting_first() {
         settings(&t, |s| {
             s.delete_first = delete_first;
             s.db_latency_ms = 0;
+            s.db_connections = 1;
         });
         let result = backend::scenario::write_order(&t.backend.playground, &sandbox(), Kind::Users, 9)
             .await

@@ -635,8 +635,8 @@ async fn firing_herds_fills_the_comparison_table() {
     client.close().await.unwrap();
 }
 
-/// On a phone-sized screen the wide results tables (twelve figures a
-/// herd, eleven a pattern) show each row as a block of labelled figures:
+/// On a phone-sized screen the wide results tables (eleven figures a
+/// herd, ten a pattern) show each row as a block of labelled figures:
 /// the figure a lesson asks about (failed requests, writes lost in a
 /// crash) is on screen without scrolling sideways.
 #[tokio::test]

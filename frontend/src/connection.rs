@@ -56,8 +56,8 @@ struct Inner {
     /// Whether the browser has put the page away (its back-forward cache).
     away: Cell<bool>,
     /// Whether the page asked for a sandbox with a redis-server of its own
-    /// (`?redis=private`, which the address drops once greeted): asked
-    /// again on every reconnection.
+    /// (`?redis=private`): asked again on every reconnection, and kept in
+    /// the address for a reload.
     private: bool,
 }
 
@@ -235,13 +235,14 @@ fn remember_sandbox(sandbox: &SandboxId) {
     };
     // `?redis=private` asked for a new sandbox: from now on the address
     // names the one made, so a reload keeps it rather than make another.
+    // It keeps `redis=private` too: the server joins a sandbox that still
+    // exists, and makes one with a server of its own if it was reclaimed.
     let asked_new = params.get("redis").is_some();
     if asked_new
         || params
             .get("sandbox")
             .is_some_and(|named| named != sandbox.as_str())
     {
-        params.delete("redis");
         params.set("sandbox", sandbox.as_str());
         let address = format!("?{}", String::from(params.to_string()));
         if let Ok(history) = window.history() {
@@ -287,6 +288,12 @@ impl Connection {
             move |event: web_sys::PageTransitionEvent| {
                 if !event.persisted() {
                     return; // Unloaded for good: the socket goes with it.
+                }
+                if matches!(
+                    this.inner.state.link.get_untracked(),
+                    Link::Refused | Link::Incompatible { .. }
+                ) {
+                    return; // Stopped for good: nothing to close or reopen.
                 }
                 this.inner.away.set(true);
                 this.inner.generation.set(this.inner.generation.get() + 1);

@@ -228,16 +228,16 @@ fn Fills() -> impl IntoView {
                 .map(|(i, r)| {
                     let ratio = r.hit_ratio().map(format::percent).unwrap_or_else(|| "–".into());
                     view! {
-                        <tr data-testid="fill-row" class:best=best == Some(i)>
-                            <td class="lead">{r.memory.policy.name()}</td>
-                            <td class="num" data-label="limit">{format::bytes(r.memory.maxmemory_kb * 1024)}</td>
-                            <td class="num wide" data-label="values">{format!("{} × {} B{}{}", r.spec.keys, r.spec.value_bytes,
+                        <tr role="row" data-testid="fill-row" class:best=best == Some(i)>
+                            <td role="cell" class="lead">{r.memory.policy.name()}</td>
+                            <td role="cell" class="num" data-label="limit">{format::bytes(r.memory.maxmemory_kb * 1024)}</td>
+                            <td role="cell" class="num wide" data-label="values">{format!("{} × {} B{}{}", r.spec.keys, r.spec.value_bytes,
                                 if r.spec.with_ttl { ", TTL" } else { "" },
                                 if r.spec.drift { ", moving" } else { "" })}</td>
-                            <td class="num" data-label="refused" data-testid="fill-refused">{r.store_failures}</td>
-                            <td class="num" data-label="evicted" data-testid="fill-evicted">{r.evicted}</td>
-                            <td class="num" data-label="keys left">{r.keys_left}</td>
-                            <td class="num" data-label="hit ratio" data-testid="fill-ratio">{ratio}</td>
+                            <td role="cell" class="num" data-label="refused" data-testid="fill-refused">{r.store_failures}</td>
+                            <td role="cell" class="num" data-label="evicted" data-testid="fill-evicted">{r.evicted}</td>
+                            <td role="cell" class="num" data-label="keys left">{r.keys_left}</td>
+                            <td role="cell" class="num" data-label="hit ratio" data-testid="fill-ratio">{ratio}</td>
                         </tr>
                     }
                 })
@@ -245,11 +245,11 @@ fn Fills() -> impl IntoView {
             Some(view! {
                 <p class="help" data-testid="fill-story" role="status">{eviction::story(latest)}</p>
                 <div class="table-wrap" tabindex="0" role="region" aria-label="Fills, scrollable">
-                    <table class="stacks" data-testid="fills-table">
-                        <thead>
-                            <tr><th>"policy"</th><th>"limit"</th><th>"values"</th><th>"refused"</th><th>"evicted"</th><th>"keys left"</th><th title="hits over the reads after the fill">"hit ratio"</th></tr>
+                    <table class="stacks" role="table" data-testid="fills-table">
+                        <thead role="rowgroup">
+                            <tr role="row"><th role="columnheader">"policy"</th><th role="columnheader">"limit"</th><th role="columnheader">"values"</th><th role="columnheader">"refused"</th><th role="columnheader">"evicted"</th><th role="columnheader">"keys left"</th><th role="columnheader" title="hits over the reads after the fill">"hit ratio"</th></tr>
                         </thead>
-                        <tbody>{rows}</tbody>
+                        <tbody role="rowgroup">{rows}</tbody>
                     </table>
                 </div>
             })

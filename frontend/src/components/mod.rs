@@ -272,8 +272,9 @@ fn CurlHint() -> impl IntoView {
 
 /// The sandbox for this tab: `?sandbox=` if given and valid, else the one
 /// this tab watched before (a reload), else none: the server gives the
-/// page a new one, with a name nobody can guess (`?redis=private` always
-/// asks for a new one, with a redis-server of its own).
+/// page a new one, with a name nobody can guess (`?redis=private` alone
+/// asks for a new one, with a redis-server of its own; with `?sandbox=`
+/// too, for that one, made again with a server of its own if it is gone).
 fn choose_sandbox() -> Option<SandboxId> {
     use crate::connection::page_param;
     let from_url = page_param("sandbox").and_then(|name| SandboxId::parse(&name).ok());

@@ -52,18 +52,18 @@ pub fn PatternsPanel() -> impl IntoView {
                         .iter()
                         .map(|r| {
                             view! {
-                                <tr data-testid="pattern-row" data-pattern=r.pattern.label()>
-                                    <th scope="row">{r.pattern.label()}</th>
-                                    <td data-label="write avg" class="num">{format::micros(r.write_avg_us)}</td>
-                                    <td data-label="write p99" class="num">{format::micros(r.write_p99_us)}</td>
-                                    <td data-label="read avg" class="num">{format::micros(r.read_avg_us)}</td>
-                                    <td data-label="read p99" class="num">{format::micros(r.read_p99_us)}</td>
-                                    <td data-label="database reads" class="num">{r.database_reads}</td>
-                                    <td data-label="database writes" class="num">{r.database_writes}</td>
-                                    <td data-label="stale reads" class="num">{r.stale_reads}</td>
-                                    <td data-label="database behind" class="num">{r.database_behind}</td>
-                                    <td data-label="only in Redis" class="num unsaved">{r.most_unsaved}</td>
-                                    <td data-label="lost in a crash" class="num lost" data-testid="lost-writes">{r.lost_writes}</td>
+                                <tr role="row" data-testid="pattern-row" data-pattern=r.pattern.label()>
+                                    <th scope="row" role="rowheader">{r.pattern.label()}</th>
+                                    <td role="cell" data-label="write avg" class="num">{format::micros(r.write_avg_us)}</td>
+                                    <td role="cell" data-label="write p99" class="num">{format::micros(r.write_p99_us)}</td>
+                                    <td role="cell" data-label="read avg" class="num">{format::micros(r.read_avg_us)}</td>
+                                    <td role="cell" data-label="read p99" class="num">{format::micros(r.read_p99_us)}</td>
+                                    <td role="cell" data-label="database reads" class="num">{r.database_reads}</td>
+                                    <td role="cell" data-label="database writes" class="num">{r.database_writes}</td>
+                                    <td role="cell" data-label="stale reads" class="num">{r.stale_reads}</td>
+                                    <td role="cell" data-label="database behind" class="num">{r.database_behind}</td>
+                                    <td role="cell" data-label="only in Redis" class="num unsaved">{r.most_unsaved}</td>
+                                    <td role="cell" data-label="lost in a crash" class="num lost" data-testid="lost-writes">{r.lost_writes}</td>
                                 </tr>
                             }
                         })
@@ -76,23 +76,23 @@ pub fn PatternsPanel() -> impl IntoView {
                             )}
                         </p>
                         <div class="table-wrap" tabindex="0" role="region" aria-label="Pattern comparison, scrollable">
-                            <table class="stacks" data-testid="patterns-table">
-                                <thead>
-                                    <tr>
-                                        <th scope="col">"pattern"</th>
-                                        <th scope="col">"write avg"</th>
-                                        <th scope="col">"write p99"</th>
-                                        <th scope="col">"read avg"</th>
-                                        <th scope="col">"read p99"</th>
-                                        <th scope="col" title="database queries the reads caused">"database reads"</th>
-                                        <th scope="col" title="rows written by the end">"database writes"</th>
-                                        <th scope="col" title="reads answered with an older version than the database held">"stale reads"</th>
-                                        <th scope="col" title="reads after which the database held an older version than the one answered">"database behind"</th>
-                                        <th scope="col" title="the most writes that were only in Redis at one moment">"only in Redis"</th>
-                                        <th scope="col" title="acknowledged writes that never reached the database when the writer crashed halfway">"lost in a crash"</th>
+                            <table class="stacks" role="table" data-testid="patterns-table">
+                                <thead role="rowgroup">
+                                    <tr role="row">
+                                        <th scope="col" role="columnheader">"pattern"</th>
+                                        <th scope="col" role="columnheader">"write avg"</th>
+                                        <th scope="col" role="columnheader">"write p99"</th>
+                                        <th scope="col" role="columnheader">"read avg"</th>
+                                        <th scope="col" role="columnheader">"read p99"</th>
+                                        <th scope="col" role="columnheader" title="database queries the reads caused">"database reads"</th>
+                                        <th scope="col" role="columnheader" title="rows written by the end">"database writes"</th>
+                                        <th scope="col" role="columnheader" title="reads answered with an older version than the database held">"stale reads"</th>
+                                        <th scope="col" role="columnheader" title="reads after which the database held an older version than the one answered">"database behind"</th>
+                                        <th scope="col" role="columnheader" title="the most writes that were only in Redis at one moment">"only in Redis"</th>
+                                        <th scope="col" role="columnheader" title="acknowledged writes that never reached the database when the writer crashed halfway">"lost in a crash"</th>
                                     </tr>
                                 </thead>
-                                <tbody>{rows}</tbody>
+                                <tbody role="rowgroup">{rows}</tbody>
                             </table>
                         </div>
                     }

@@ -130,8 +130,8 @@ pub fn StampedePanel() -> impl IntoView {
                         .rev()
                         .map(|h| {
                             view! {
-                                <tr data-testid="herd-row">
-                                    <td class="lead">
+                                <tr role="row" data-testid="herd-row">
+                                    <td role="cell" class="lead">
                                         {h.spec.defence.label()}
                                         <span class="timing">
                                             {match h.spec.timing {
@@ -141,31 +141,31 @@ pub fn StampedePanel() -> impl IntoView {
                                             }}
                                         </span>
                                     </td>
-                                    <td class="num" data-label="requests">{h.spec.requests}</td>
-                                    <td class="num loads" data-label="database loads">{h.database_loads}</td>
-                                    <td class="num" data-label="from cache">{h.from_cache}</td>
-                                    <td class={if h.failed > 0 { "num failed-count failed" } else { "num failed-count" }} data-label="failed">{h.failed}</td>
-                                    <td class="num" data-label="waited">{h.waited}</td>
-                                    <td class="num" data-label="stale">{h.served_stale}</td>
-                                    <td class="num" data-label="early">{h.early_recomputes}</td>
-                                    <td class="num peak" data-label="peak / 100 ms">{h.peak_loads_per_100ms}</td>
-                                    <td class="num" data-label="p50">{format::micros(h.p50_us)}</td>
-                                    <td class="num" data-label="p99">{format::micros(h.p99_us)}</td>
-                                    <td class="num" data-label="max">{format::micros(h.max_us)}</td>
+                                    <td role="cell" class="num" data-label="requests">{h.spec.requests}</td>
+                                    <td role="cell" class="num loads" data-label="database loads">{h.database_loads}</td>
+                                    <td role="cell" class="num" data-label="from cache">{h.from_cache}</td>
+                                    <td role="cell" class={if h.failed > 0 { "num failed-count failed" } else { "num failed-count" }} data-label="failed">{h.failed}</td>
+                                    <td role="cell" class="num" data-label="waited">{h.waited}</td>
+                                    <td role="cell" class="num" data-label="stale">{h.served_stale}</td>
+                                    <td role="cell" class="num" data-label="early">{h.early_recomputes}</td>
+                                    <td role="cell" class="num peak" data-label="peak / 100 ms">{h.peak_loads_per_100ms}</td>
+                                    <td role="cell" class="num" data-label="p50">{format::micros(h.p50_us)}</td>
+                                    <td role="cell" class="num" data-label="p99">{format::micros(h.p99_us)}</td>
+                                    <td role="cell" class="num" data-label="max">{format::micros(h.max_us)}</td>
                                 </tr>
                             }
                         })
                         .collect_view();
                     view! {
                         <div class="table-wrap" tabindex="0" role="region" aria-label="Herd results, scrollable">
-                            <table class="stacks" data-testid="herd-table">
-                                <thead>
-                                    <tr>
-                                        <th>"defence"</th><th>"requests"</th><th>"database loads"</th><th>"from cache"</th><th title="turned away: no database connection came free in time">"failed"</th>
-                                        <th>"waited"</th><th>"stale"</th><th>"early"</th><th title="most database loads in any 100 ms">"peak" <span class="unit">"/ 100 ms"</span></th><th>"p50"</th><th>"p99"</th><th>"max"</th>
+                            <table class="stacks" role="table" data-testid="herd-table">
+                                <thead role="rowgroup">
+                                    <tr role="row">
+                                        <th role="columnheader">"defence"</th><th role="columnheader">"requests"</th><th role="columnheader">"database loads"</th><th role="columnheader">"from cache"</th><th role="columnheader" title="turned away: no database connection came free in time">"failed"</th>
+                                        <th role="columnheader">"waited"</th><th role="columnheader">"stale"</th><th role="columnheader">"early"</th><th role="columnheader" title="most database loads in any 100 ms">"peak" <span class="unit">"/ 100 ms"</span></th><th role="columnheader">"p50"</th><th role="columnheader">"p99"</th><th role="columnheader">"max"</th>
                                     </tr>
                                 </thead>
-                                <tbody>{rows}</tbody>
+                                <tbody role="rowgroup">{rows}</tbody>
                             </table>
                         </div>
                         {herds.last().map(|h| view! { <LatencyChart result=h.clone()/> })}
