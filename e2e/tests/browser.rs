@@ -302,6 +302,35 @@ async fn the_page_shows_a_lost_connection_and_reconnects() {
     client.close().await.unwrap();
 }
 
+/// Marks the page (a mark only this very page has: a reload would not
+/// keep it), then goes to another page of the same site.
+async fn leave_for_another_page(client: &Client, server: &Server) {
+    client
+        .execute("window.e2eKept = true; return null;", vec![])
+        .await
+        .unwrap();
+    client
+        .goto(&format!("http://{}/healthz", server.addr))
+        .await
+        .unwrap();
+}
+
+/// Goes back, and checks the page shown is the one left (restored from
+/// the back-forward cache, not loaded again), and live.
+async fn come_back_to_the_same_page(client: &Client) {
+    client.back().await.unwrap();
+    e2e::wait_live(client).await;
+    let kept = client
+        .execute("return window.e2eKept === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        serde_json::Value::Bool(true),
+        "the page came back from the back-forward cache, not loaded again"
+    );
+}
+
 /// A page the reader leaves can stay alive in the browser's back-forward
 /// cache, socket and all (Chromium keeps it for minutes). Put away, it
 /// lets its sandbox go all the same: nobody watches it any more, so the
@@ -313,31 +342,13 @@ async fn a_page_the_browser_puts_away_lets_its_sandbox_go_and_comes_back_live() 
     let sandbox = shared::SandboxId::parse("e2e-away").unwrap();
     let watchers = || server.backend.sandbox(&sandbox).map_or(0, |s| s.watchers());
     assert_eq!(watchers(), 1);
-    // A mark only this very page has: a reload would not keep it.
-    client
-        .execute("window.e2eKept = true; return null;", vec![])
-        .await
-        .unwrap();
-    client
-        .goto(&format!("http://{}/healthz", server.addr))
-        .await
-        .unwrap();
+    leave_for_another_page(&client, &server).await;
     wait_for(&client, "the left page to stop watching", WAIT, || async {
         (watchers() == 0).then_some(())
     })
     .await;
 
-    client.back().await.unwrap();
-    e2e::wait_live(&client).await;
-    let kept = client
-        .execute("return window.e2eKept === true;", vec![])
-        .await
-        .unwrap();
-    assert_eq!(
-        kept,
-        serde_json::Value::Bool(true),
-        "the page came back from the back-forward cache, not loaded again"
-    );
+    come_back_to_the_same_page(&client).await;
     assert_eq!(watchers(), 1);
     read_id(&client, "12").await;
     wait_for_log(&client, &["miss"]).await;
@@ -360,26 +371,13 @@ async fn a_page_back_after_its_private_sandbox_was_reclaimed_gets_a_server_of_it
     e2e::wait_live(&client).await;
     let own = |t: &str| t.starts_with("Redis: its own redis-server");
     wait_for_text(&client, "[data-testid=redis-placement]", "its own server", own).await;
-    client
-        .execute("window.e2eKept = true; return null;", vec![])
-        .await
-        .unwrap();
-    client
-        .goto(&format!("http://{}/healthz", server.addr))
-        .await
-        .unwrap();
+    leave_for_another_page(&client, &server).await;
     wait_for(&client, "the private sandbox to be reclaimed", WAIT, || async {
         server.backend.sandboxes.is_empty().then_some(())
     })
     .await;
 
-    client.back().await.unwrap();
-    e2e::wait_live(&client).await;
-    let kept = client
-        .execute("return window.e2eKept === true;", vec![])
-        .await
-        .unwrap();
-    assert_eq!(kept, serde_json::Value::Bool(true), "restored, not loaded again");
+    come_back_to_the_same_page(&client).await;
     // (Live means greeted: the placement is the new sandbox's.)
     let placement = text_of(&client, "[data-testid=redis-placement]").await;
     assert!(placement.as_deref().is_some_and(own), "{placement:?}");
