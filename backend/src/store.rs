@@ -194,9 +194,10 @@ impl<T> SqlCall<T> {
     pub async fn run_measured(self) -> (Result<T, StoreError>, SqlDone) {
         if let Some(release) = &self.hold {
             // Before taking a connection (the reader it waits for may need
-            // one), and apart from every figure the trace shows: this wait
-            // is the scenario's, not the database's. Released or given up
-            // on, it runs.
+            // one), and outside the statement's figures (queue, query,
+            // delay): this wait is the scenario's, not the database's. Only
+            // the write's total time includes it. Released or given up on,
+            // it runs.
             let _ = tokio::time::timeout(HOLD_AT_MOST, release.notified()).await;
         }
         let queued_at = Instant::now();
