@@ -1039,7 +1039,7 @@ pub enum SandboxError {
     Engine(#[from] cache_aside::OptionsError),
     /// Occurs when a request names a sandbox that does not exist (never
     /// made, or removed after being idle).
-    #[error("no sandbox {0:?} (it may have expired): open the playground page for a new one")]
+    #[error("no sandbox \"{0}\" (it may have expired): open the playground page for a new one")]
     Unknown(SandboxId),
     /// Occurs when the playground already has as many sandboxes as it may.
     #[error("the playground is full: all {0} sandboxes it may hold are in use; try again in a few minutes")]

@@ -92,7 +92,8 @@ async fn hosted_sandboxes_are_server_issued_and_expire() {
 
     let response = http_get(served.addr, "/api/v1/users/1?sandbox=mine").await;
     assert_eq!(status_of(&response), 404, "{response}");
-    assert!(response.contains("no sandbox"), "{response}");
+    // The name as the reader typed it, in JSON's quotes, not Rust's Debug.
+    assert!(response.contains(r#"no sandbox \"mine\""#), "{response}");
     let response = http_get(served.addr, &format!("/api/v1/users/1?sandbox={token}")).await;
     assert_eq!(status_of(&response), 200, "{response}");
 
