@@ -236,6 +236,52 @@ async fn the_stampede_lesson_compares_no_defence_with_the_lock() {
     review_screenshot(&client, "lesson-stampede-2", "[data-testid=lesson]").await;
 }
 
+/// The stampede lesson's expiry steps, problem first: a hot key that expires
+/// under a herd loads many times with no defence; with early refresh
+/// (XFetch) some reads reload before the expiry; with stale-while-revalidate
+/// nobody waits for the database. Each answer is read off the herd table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stampede_lesson_refreshes_a_hot_key_before_it_expires() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "stampede", 4).await;
+    run_experiment(&client).await;
+    let without = newest_herd_loads(&client).await;
+    assert!(without > 1, "the reads after the expiry each loaded: {without}");
+    assert_eq!(newest_herd_cell(&client, "td.early").await, 0);
+    let right = answer_with(&client, &without.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    click(&client, "[data-testid=lesson-continue]").await;
+    wait_for(&client, "the early refresh step", WAIT, || async {
+        step_title(&client).await.contains("early").then_some(())
+    })
+    .await;
+    run_experiment(&client).await;
+    let early = newest_herd_cell(&client, "td.early").await;
+    assert!(early >= 1, "some read refreshed before the expiry");
+    assert!(newest_herd_loads(&client).await >= early);
+    let wrong = answer_with(&client, &(early + 1000).to_string()).await;
+    assert!(wrong.starts_with("Not quite"), "{wrong}");
+    let right = answer_with(&client, &early.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+    let rows = e2e::texts_of(&client, "[data-testid=herd-row]", 2).await;
+    assert!(rows[0].contains("at expiry"), "{rows:?}");
+
+    click(&client, "[data-testid=lesson-continue]").await;
+    wait_for(&client, "the stale-while-revalidate step", WAIT, || async {
+        step_title(&client).await.contains("stale").then_some(())
+    })
+    .await;
+    run_experiment(&client).await;
+    assert_eq!(newest_herd_cell(&client, "td.waited").await, 0);
+    assert_eq!(newest_herd_loads(&client).await, 1, "one background refresh");
+    let right = answer_with(&client, "0").await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-stampede-5", "[data-testid=herd-table]").await;
+}
+
 /// The stampede lesson's last steps: a database with 5 connections turns
 /// most of a herd away with no defence; with the lock nothing fails. The
 /// answers are the herd table's failed column.
@@ -244,7 +290,7 @@ async fn the_stampede_lesson_saturates_a_small_database() {
     let server = Server::start(|_| {}).await;
     let driver = Driver::start();
     let client = driver.browser(1280, 900).await;
-    open_lesson(&client, &server, "stampede", 5).await;
+    open_lesson(&client, &server, "stampede", 7).await;
     run_experiment(&client).await;
     let failed = newest_herd_failed(&client).await;
     assert!(failed > 100, "5 connections for 200 requests: {failed} failed");
@@ -257,7 +303,7 @@ async fn the_stampede_lesson_saturates_a_small_database() {
     })
     .await;
     run_experiment(&client).await;
-    // The step runs the problem again beside the fix: step 5's row, then
+    // The step runs the problem again beside the fix: step 7's row, then
     // this step's two, newest first.
     let rows = e2e::texts_of(&client, "[data-testid=herd-row]", 3).await;
     assert_eq!(rows.len(), 3, "{rows:?}");
@@ -269,7 +315,7 @@ async fn the_stampede_lesson_saturates_a_small_database() {
     assert_eq!(newest_herd_loads(&client).await, 1);
     let right = answer_with(&client, "0").await;
     assert!(right.starts_with("Right"), "{right}");
-    review_screenshot(&client, "lesson-stampede-6", "[data-testid=lesson]").await;
+    review_screenshot(&client, "lesson-stampede-8", "[data-testid=lesson]").await;
 }
 
 /// The TTL lesson, problem first: with the TTL forgotten, the three keys
@@ -482,7 +528,7 @@ async fn the_serialization_lesson_measures_three_encodings() {
 
     click(&client, "[data-testid=lesson-continue]").await;
     wait_for(&client, "the second step", WAIT, || async {
-        step_title(&client).await.starts_with("The fix").then_some(())
+        step_title(&client).await.starts_with("Big values").then_some(())
     })
     .await;
     run_experiment(&client).await;
@@ -500,9 +546,33 @@ async fn the_serialization_lesson_measures_three_encodings() {
             .as_deref(),
         Some("100000")
     );
-    click(&client, &format!("[data-testid=lesson-choice-{smallest}]")).await;
+    // The question is the cost of a hit, which the summary above the table
+    // names: the answer is whichever encoding this run measured cheapest.
+    let summary = text_of(&client, "[data-testid=encodings-summary]")
+        .await
+        .unwrap_or_default();
+    let cheapest = summary
+        .split("Cheapest hit: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap_or_else(|| panic!("no cheapest hit in {summary:?}"))
+        .to_string();
+    let labels = ["JSON", "MessagePack", "JSON, gzipped when big"];
+    let index = labels
+        .iter()
+        .position(|l| *l == cheapest)
+        .unwrap_or_else(|| panic!("{cheapest:?} is not an option"));
+    let other = (index + 1) % 3;
+    click(&client, &format!("[data-testid=lesson-choice-{other}]")).await;
     click(&client, "[data-testid=check-answer]").await;
-    let right = verdict(&client).await;
+    let wrong = verdict(&client).await;
+    assert!(wrong.starts_with("Not quite"), "{wrong}");
+    click(&client, &format!("[data-testid=lesson-choice-{index}]")).await;
+    click(&client, "[data-testid=check-answer]").await;
+    let right = wait_for_text(&client, "[data-testid=lesson-verdict]", "Right", |t| {
+        t.starts_with("Right")
+    })
+    .await;
     assert!(right.starts_with("Right"), "{right}");
     review_screenshot(&client, "lesson-serialization", "[data-testid=encodings-table]").await;
 }

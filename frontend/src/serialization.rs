@@ -25,7 +25,7 @@ pub fn summary(c: &EncodingComparison) -> String {
     );
     if json.bytes <= c.compress_above_bytes {
         text.push_str(&format!(
-            " Under {} bytes nothing is gzipped: small values are not worth the CPU. Pad the record to see compression pay.",
+            " Under {} bytes nothing is gzipped: small values are not worth the CPU. Pad the record to see what compression saves, and what it costs.",
             c.compress_above_bytes
         ));
     }

@@ -342,6 +342,8 @@ impl Observed {
 pub enum Verdict {
     /// The experiment has not run yet (or its answer is unknown).
     NotRun,
+    /// Nothing was typed or chosen.
+    Unanswered,
     Right,
     Wrong,
 }
@@ -360,6 +362,9 @@ impl Check {
         let Some(expected) = expected else {
             return Verdict::NotRun;
         };
+        if given.trim().is_empty() {
+            return Verdict::Unanswered;
+        }
         match given.trim().replace([',', '_', ' '], "").parse::<u64>() {
             Ok(n) if n == expected => Verdict::Right,
             _ => Verdict::Wrong,
@@ -387,7 +392,7 @@ impl Check {
 pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
     SandboxSettings {
         cache_ttl_secs: 300,
-        null_ttl_secs: 60,
+        null_ttl_secs: 30,
         db_latency_ms: 100,
         write_strategy: WriteStrategy::DeleteOnWrite,
         race_fix: RaceFix::None,
@@ -638,14 +643,14 @@ fn gzip_saved(o: &Observed) -> Option<u64> {
     Some(bytes(crate::ValueEncoding::Json)?.saturating_sub(bytes(crate::ValueEncoding::CompressedJson)?))
 }
 
-/// The encoding (in [`crate::ValueEncoding::ALL`]'s order) that made the
-/// smallest entry.
-fn smallest_encoding(o: &Observed) -> Option<usize> {
+/// The encoding (in [`crate::ValueEncoding::ALL`]'s order) whose hit, the
+/// GET and the decoding, cost least: the one the panel's summary names.
+fn cheapest_hit(o: &Observed) -> Option<usize> {
     let c = o.encodings.as_ref()?;
-    let smallest = c.rows.iter().min_by_key(|r| r.bytes)?;
+    let cheapest = c.rows.iter().min_by(|a, b| a.hit_us().total_cmp(&b.hit_us()))?;
     crate::ValueEncoding::ALL
         .iter()
-        .position(|e| *e == smallest.encoding)
+        .position(|e| *e == cheapest.encoding)
 }
 
 fn database_reads(o: &Observed) -> Option<u64> {
@@ -662,6 +667,10 @@ fn herd_waited(o: &Observed) -> Option<u64> {
 
 fn herd_failed(o: &Observed) -> Option<u64> {
     o.last_herd().map(|h| h.failed)
+}
+
+fn herd_early(o: &Observed) -> Option<u64> {
+    o.last_herd().map(|h| h.early_recomputes)
 }
 
 fn herd_peak(o: &Observed) -> Option<u64> {
@@ -720,7 +729,7 @@ fn which_name(o: &Observed) -> Option<usize> {
     Some(usize::from(o.last_name()? == written))
 }
 
-/// 0: stale, 1: matches the database.
+/// 0: Redis serves the old row, 1: nothing stale is cached.
 fn race_outcome(o: &Observed) -> Option<usize> {
     o.race.as_ref().map(|r| usize::from(!r.stale))
 }
@@ -839,7 +848,9 @@ const WRITE_DURING_OUTAGE_RUN: &[Action] = &[
     },
     Action::CheckDivergence,
 ];
-const RACE: &[&str] = &["A stale value: the old name", "The row as the database has it"];
+/// Whether Redis serves the old row: asked this way because a race that
+/// went right may leave the row, nothing, or only a version marker.
+const RACE: &[&str] = &["Yes: Redis holds the old name", "No: nothing stale is cached"];
 
 const READ_PATH: &[Part] = &[Part::Read];
 const FORGOTTEN_TTL_RUN: &[Action] = &[
@@ -1029,7 +1040,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Choose a TTL, see a key expire on a real Redis, and see what forgetting it does.",
         steps: &[Step {
             title: "Keys expire",
-            text: "Every value is stored with an expiry (SET ... EX). When the time is up Redis drops the key by itself, and the next read misses and loads a fresh copy. The TTL is the longest a cached copy can be out of date when nobody invalidates it, and it keeps keys nobody reads from piling up.\n\nThis step sets the TTL to 3 seconds, reads user 42 twice, waits 3.5 seconds, and reads it again.",
+            text: "Every value is stored with an expiry (SET ... EX). When the time is up Redis drops the key by itself, and the next read misses and loads a fresh copy. The TTL is the longest a cached copy can be out of date when nobody invalidates it, and it keeps keys nobody reads from piling up.\n\nChoose it by how stale each kind of data may be: a few minutes for data that must stay close to the truth (1 to 5) and for sessions (5 to 15), an hour or a few for product pages, a day or more for reference data that hardly changes. Below a second the cache mostly misses; beyond a week, keys nobody reads pile up.\n\nThis step sets the TTL to 3 seconds, reads user 42 twice, waits 3.5 seconds, and reads it again.",
             parts: READ_PATH,
             panel: Panel::None,
             setup: &[Setting::CacheTtl(3)],
@@ -1228,8 +1239,8 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
-                title: "The fix: compress big values, keep small ones plain",
-                text: "The same user with 100 KB of notes, like a profile with a long biography. Now every hit moves 100 KB over the network unless the value shrinks first: compare the sizes and the cost of a hit.",
+                title: "Big values: compression trades CPU for bytes",
+                text: "The same user with 100 KB of notes, like a profile with a long biography. Now every hit moves 100 KB unless the value shrinks first. Gzip shrinks text to a fraction, but every hit then pays to unpack it. Which side wins depends on what is dear: on this loopback network bytes are cheap, while over a slower network, or with Redis short of memory, the smaller entry can be worth the CPU.\n\nCompare the bytes in Redis and the cost of a hit, row by row.",
                 parts: READ_PATH,
                 panel: Panel::Serialization,
                 setup: &[],
@@ -1237,12 +1248,12 @@ pub const LESSONS: &[Lesson] = &[
                 run_label: "Measure a 100 KB record three ways",
                 notice: &[Pointer { text: "Bytes in Redis and the cost of a hit, side by side.", target: Target::Element("serialization") }],
                 check: Check {
-                    question: "Which encoding made the smallest entry?",
+                    question: "Which encoding gave the cheapest hit here (the GET and the decoding)?",
                     answer: Expect::Choice {
                         options: &["JSON", "MessagePack", "JSON, gzipped when big"],
-                        correct: smallest_encoding,
+                        correct: cheapest_hit,
                     },
-                    hint: "The bytes in Redis column.",
+                    hint: "The \"a hit\" column, or the line above the table.",
                 },
             },
         ],
@@ -1272,7 +1283,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The fix: cache \"not found\" too",
-                text: "The remedy is to store a small marker that says \"no such record\", with a TTL of its own, shorter than a record's (here 60 s against 300 s), so a record created later shows up soon. The next lookups find the marker and answer \"not found\" from Redis.\n\nSame twenty lookups, marker on.",
+                text: "The remedy is to store a small marker that says \"no such record\", with a TTL of its own, shorter than a record's (here 30 s against 300 s), so a record created later shows up soon. The next lookups find the marker and answer \"not found\" from Redis.\n\nSame twenty lookups, marker on.",
                 parts: READ_PATH,
                 panel: Panel::None,
                 setup: &[Setting::DbLatency(20)],
@@ -1425,7 +1436,7 @@ pub const LESSONS: &[Lesson] = &[
                 run_label: "Play the race with no protection",
                 notice: &[Pointer { text: "The story lists every step in the order it happened.", target: Target::Element("race") }],
                 check: Check {
-                    question: "What did Redis hold for the user when the race was over?",
+                    question: "After the race, would a reader get the old name from Redis?",
                     answer: Expect::Choice { options: RACE, correct: race_outcome },
                     hint: "The race panel compares the cached value with the row.",
                 },
@@ -1440,7 +1451,7 @@ pub const LESSONS: &[Lesson] = &[
                 run_label: "Play the race with a lease",
                 notice: &[Pointer { text: "The lease box lights up before the load.", target: Target::Node("lease") }],
                 check: Check {
-                    question: "What did Redis hold for the user this time?",
+                    question: "Would a reader get the old name from Redis this time?",
                     answer: Expect::Choice { options: RACE, correct: race_outcome },
                     hint: "The race panel's verdict.",
                 },
@@ -1455,7 +1466,7 @@ pub const LESSONS: &[Lesson] = &[
                 run_label: "Play the race with versions",
                 notice: &[Pointer { text: "The story shows the store refused.", target: Target::Element("race") }],
                 check: Check {
-                    question: "What did Redis hold for the user this time?",
+                    question: "Would a reader get the old name from Redis this time?",
                     answer: Expect::Choice { options: RACE, correct: race_outcome },
                     hint: "The race panel's verdict.",
                 },
@@ -1516,8 +1527,38 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                title: "The problem again: a hot key expires under load",
+                text: "A herd needs no cold start. A key read all the time serves hits until the moment its TTL runs out; from then until the first reload is stored, every read misses and goes to the database for the same row.\n\nThe button caches the key with a 2-second TTL, then sends 200 reads spread evenly over the 0.8 s around its expiry, with no defence.",
+                parts: HERD_PARTS,
+                panel: Panel::Stampede,
+                setup: &[],
+                run: &[Action::Herd { requests: 200, defence: Defence::None, timing: HerdTiming::AtExpiry }],
+                run_label: "Send 200 reads around the expiry (no defence)",
+                notice: &[Pointer { text: "The reads before the expiry are in \"from cache\"; the loads came after it.", target: Target::Element("herds") }],
+                check: Check {
+                    question: "How many database loads did the herd cause around the expiry?",
+                    answer: Expect::Number(herd_loads),
+                    hint: "The \"database loads\" column of the newest row.",
+                },
+            },
+            Step {
+                title: "Refresh early, before the key expires",
+                text: "Probabilistic early expiration (XFetch) lets a reader renew a key before it runs out. Near the end of the TTL each read draws a random number, weighted by how long a load takes (100 ms here) and by a factor called beta (1 here): the closer the expiry, the likelier that this read reloads and stores a fresh copy with a new TTL. One reader, or a few, wins the draw before the expiry, so the key never goes missing and nobody queues on the database. A fixed rule, such as reloading once 80 % of the TTL has passed, does the same more bluntly.\n\nThe same herd around the expiry, with early refresh on.",
+                parts: HERD_PARTS,
+                panel: Panel::Stampede,
+                setup: &[],
+                run: &[Action::Herd { requests: 200, defence: Defence::XFetch, timing: HerdTiming::AtExpiry }],
+                run_label: "Send 200 reads around the expiry (early refresh)",
+                notice: &[Pointer { text: "The \"early\" column counts the reads that refreshed before the expiry; compare it with the loads.", target: Target::Element("herds") }],
+                check: Check {
+                    question: "How many reads refreshed the key early?",
+                    answer: Expect::Number(herd_early),
+                    hint: "The \"early\" column of the newest row; compare it with the database loads beside it.",
+                },
+            },
+            Step {
                 title: "Serve stale while one request refreshes",
-                text: "A key that expires under load causes the same herd. Stale-while-revalidate keeps the value a little past its fresh time: requests get the slightly old value at once while a single request refreshes it in the background. Nobody waits for the database.\n\nThis herd arrives around the moment the key goes stale.",
+                text: "Stale-while-revalidate takes another way out. It keeps the value a little past its fresh time: reads get the slightly old value at once while a single request reloads it in the background. Nobody waits for the database, and there is exactly one load instead of a few.\n\nThe same herd around the expiry, with stale-while-revalidate.",
                 parts: HERD_PARTS,
                 panel: Panel::Stampede,
                 setup: &[],
@@ -1587,7 +1628,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The fix: add jitter to the TTL",
-                text: "Adding a random share (here up to 25 % either way) to each TTL spreads the expiries out, so the reloads arrive a few at a time.\n\nThis step sends the same herd twice, with one TTL and then with jitter, so both runs stand side by side in the table, whether or not the last step ran here.",
+                text: "Adding a random share (here up to 25 % either way) to each TTL spreads the expiries out, so the reloads arrive a few at a time. Jitter does not save loads: a key that drew a shorter TTL may even reload once more during the 4 s of reads, so the loads column can go up a little. What it changes is when the loads land, and that is what the peak shows.\n\nThis step sends the same herd twice, with one TTL and then with jitter, so both runs stand side by side in the table, whether or not the last step ran here.",
                 parts: READ_PATH,
                 panel: Panel::Stampede,
                 setup: &[],
@@ -1719,7 +1760,7 @@ pub const LESSONS: &[Lesson] = &[
                 check: Check {
                     question: "In which state was instance A's breaker when Redis answered again?",
                     answer: Expect::Choice { options: BREAKER_STATES, correct: breaker_a },
-                    hint: "The breakers line of the fault card, and its timeline.",
+                    hint: "The fault card's timeline: when did the breaker open, and how long does it stay open? (Once those 2 s are up, the breakers line moves on to half-open.)",
                 },
             },
             Step {
@@ -1765,7 +1806,7 @@ pub const LESSONS: &[Lesson] = &[
                     Pointer { text: "The story says what the reader cached in between.", target: Target::Element("race") },
                 ],
                 check: Check {
-                    question: "What does Redis hold for user 9 at the end?",
+                    question: "At the end, would a reader get user 9's old name from Redis?",
                     answer: Expect::Choice { options: RACE, correct: race_outcome },
                     hint: "The verdict of the experiment, under its story.",
                 },
@@ -1780,7 +1821,7 @@ pub const LESSONS: &[Lesson] = &[
                 run_label: "Write the database, then delete",
                 notice: &[Pointer { text: "The delete comes after the database write.", target: Target::Node("update_cache") }],
                 check: Check {
-                    question: "What does Redis hold for user 9 at the end this time?",
+                    question: "Would a reader get user 9's old name from Redis this time?",
                     answer: Expect::Choice { options: RACE, correct: race_outcome },
                     hint: "The verdict of the experiment, under its story.",
                 },
@@ -2064,6 +2105,7 @@ mod tests {
         assert_eq!(check.judge(Some(&observed), " 1 "), Verdict::Right);
         assert_eq!(check.judge(Some(&observed), "10"), Verdict::Wrong);
         assert_eq!(check.judge(Some(&observed), "one"), Verdict::Wrong);
+        assert_eq!(check.judge(Some(&observed), "  "), Verdict::Unanswered);
         // Had the database been asked every time, 10 would be right.
         let every_time = Observed {
             reads: vec![read(Outcome::Miss); 10],

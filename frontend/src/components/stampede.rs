@@ -121,6 +121,9 @@ pub fn StampedePanel() -> impl IntoView {
                     {move || if running() { "Running…" } else { "Fire" }}
                 </button>
             </div>
+            <p class="help">
+                "XFetch beta: how eagerly early refresh reloads a key before it expires (1 is usual; higher reloads sooner). Jitter %: how far TTL jitter moves each key's TTL either way."
+            </p>
             {move || error.get().map(|e| view! { <p class="help error">{e}</p> })}
             {move || {
                 let herds = state.herds.get();
@@ -145,9 +148,9 @@ pub fn StampedePanel() -> impl IntoView {
                                     <td role="cell" class="num loads" data-label="database loads">{h.database_loads}</td>
                                     <td role="cell" class="num" data-label="from cache">{h.from_cache}</td>
                                     <td role="cell" class={if h.failed > 0 { "num failed-count failed" } else { "num failed-count" }} data-label="failed">{h.failed}</td>
-                                    <td role="cell" class="num" data-label="waited">{h.waited}</td>
+                                    <td role="cell" class="num waited" data-label="waited">{h.waited}</td>
                                     <td role="cell" class="num" data-label="stale">{h.served_stale}</td>
-                                    <td role="cell" class="num" data-label="early">{h.early_recomputes}</td>
+                                    <td role="cell" class="num early" data-label="early">{h.early_recomputes}</td>
                                     <td role="cell" class="num peak" data-label="peak / 100 ms">{h.peak_loads_per_100ms}</td>
                                     <td role="cell" class="num" data-label="p50">{format::micros(h.p50_us)}</td>
                                     <td role="cell" class="num" data-label="p99">{format::micros(h.p99_us)}</td>
