@@ -1446,3 +1446,103 @@ async fn the_first_read_after_an_outage_is_sent_again_on_a_new_connection() {
     e2e::review_screenshot(&client, "resent-read", "[data-testid=steps]").await;
     client.close().await.unwrap();
 }
+
+/// Bad input is answered where the reader is looking:
+/// - a number a setting refuses is not sent; the field says why beside it
+///   and shows the setting as the sandbox has it again;
+/// - a refusal from the back end for a card far down the page stays in
+///   view, not at the top of a page scrolled away from it;
+/// - an address naming no lesson says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_answered_where_the_reader_is() {
+    let (server, _driver, client) = start_page("badinput", |_| {}).await;
+    let sandbox = shared::SandboxId::parse("badinput").unwrap();
+    let ttl = || {
+        server
+            .backend
+            .sandbox(&sandbox)
+            .unwrap()
+            .settings()
+            .cache_ttl_secs
+    };
+    let before = ttl();
+    let field = client
+        .find(Locator::Css("[data-testid=cache-ttl]"))
+        .await
+        .unwrap();
+    // Select all (Control+A), type over it, then Tab: one change event, as
+    // a reader makes it (clearing the field first would be a change of its
+    // own, to empty).
+    let retype = |typed: &str| format!("\u{e009}a\u{e000}{typed}\u{e004}");
+    for typed in ["-5", "1.5", "99999999"] {
+        field.send_keys(&retype(typed)).await.unwrap();
+        let said = wait_for_text(&client, "label.setting .help.error", "the refusal", |t| {
+            t.contains(&format!("not “{typed}”"))
+        })
+        .await;
+        assert!(said.contains(&format!("kept {before}")), "{said}");
+        assert_eq!(
+            e2e::value_of(&client, "[data-testid=cache-ttl]").await,
+            Some(before.to_string())
+        );
+        assert_eq!(
+            attr_of(&client, "[data-testid=cache-ttl]", "aria-invalid")
+                .await
+                .as_deref(),
+            Some("true")
+        );
+    }
+    assert_eq!(ttl(), before, "nothing was sent");
+    // A good value is sent, and the refusal goes.
+    field.send_keys(&retype("120")).await.unwrap();
+    wait_for(&client, "the new TTL", WAIT, || async {
+        (ttl() == 120).then_some(())
+    })
+    .await;
+    wait_for(&client, "the refusal to go", WAIT, || async {
+        client
+            .find(Locator::Css("label.setting .help.error"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+
+    // The encodings card sits far down the page; the back end refuses a
+    // user that does not exist, and the message is in view.
+    let id = client
+        .find(Locator::Css("[data-testid=encodings-id]"))
+        .await
+        .unwrap();
+    id.clear().await.unwrap();
+    id.send_keys("5000").await.unwrap();
+    click(&client, "[data-testid=compare-encodings]").await;
+    let notice = wait_for_text(&client, ".notice[role=alert] span", "the refusal", |t| {
+        t.contains("5000")
+    })
+    .await;
+    assert!(notice.contains("no record users/5000"), "{notice}");
+    let seen = client
+        .execute(
+            "const r = document.querySelector('.notice[role=alert]').getBoundingClientRect(); \
+             return [window.scrollY > 0, r.top >= 0 && r.bottom <= window.innerHeight];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!([true, true]),
+        "scrolled down to the card, and the message is in view"
+    );
+
+    client
+        .goto(&format!("http://{}/?lesson=nope&sandbox=badinput", server.addr))
+        .await
+        .unwrap();
+    e2e::wait_live(&client).await;
+    let said = text_of(&client, "[data-testid=unknown-lesson]")
+        .await
+        .unwrap_or_default();
+    assert!(said.contains("no lesson “nope”"), "{said}");
+}

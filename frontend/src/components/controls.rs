@@ -298,7 +298,7 @@ pub fn SettingsPanel() -> impl IntoView {
                 set=|s, on| s.mismatched_keys = on
             />
             <NumberSetting label="TTL jitter (%)" range=(0, 90) get=|s| s.ttl_jitter_percent set=|s, v| s.ttl_jitter_percent = v/>
-            <NumberSetting label="Cache TTL (s)" range=SandboxSettings::CACHE_TTL_SECS get=|s| s.cache_ttl_secs set=|s, v| s.cache_ttl_secs = v/>
+            <NumberSetting label="Cache TTL (s)" range=SandboxSettings::CACHE_TTL_SECS get=|s| s.cache_ttl_secs set=|s, v| s.cache_ttl_secs = v test_id="cache-ttl"/>
             <NumberSetting
                 label="Products' TTL (s; 0: the same)"
                 range=(0, SandboxSettings::CACHE_TTL_SECS.1)
@@ -359,8 +359,10 @@ pub fn SettingsPanel() -> impl IntoView {
 }
 
 /// One whole-number setting: shown from the sandbox's settings, sent on
-/// change when it parses; the server checks `range` and says what is
-/// wrong with a value outside it.
+/// change when it is a whole number within `range`. Anything else is not
+/// sent: the field says why beside it and shows the setting as it is
+/// again, so what the field shows is always what the sandbox uses. (The
+/// server checks `range` too, for clients other than this page.)
 #[component]
 pub(super) fn NumberSetting(
     label: &'static str,
@@ -371,6 +373,12 @@ pub(super) fn NumberSetting(
 ) -> impl IntoView {
     let state = expect_context::<AppState>();
     let connection = expect_context::<ConnectionHandle>();
+    let error = RwSignal::new(None::<String>);
+    let current = move || {
+        state
+            .settings
+            .with(|s| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default())
+    };
     view! {
         <label class="setting">
             <span>{label}</span>
@@ -378,16 +386,33 @@ pub(super) fn NumberSetting(
                 type="number"
                 min=range.0
                 max=range.1
+                aria-invalid=move || error.with(Option::is_some).then_some("true")
                 data-testid=(!test_id.is_empty()).then_some(test_id)
-                prop:value=move || state.settings.with(|s| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default())
+                prop:value=current
                 on:change=move |ev| {
-                    let value = event_target_value(&ev).trim().parse::<u64>().ok();
-                    if let (Some(v), Some(mut settings)) = (value, state.settings.get_untracked()) {
-                        set(&mut settings, v);
-                        connection.with_value(|c| c.update_settings(settings));
+                    let typed = event_target_value(&ev);
+                    let Some(mut settings) = state.settings.get_untracked() else { return };
+                    match typed.trim().parse::<u64>() {
+                        Ok(v) if (range.0..=range.1).contains(&v) => {
+                            error.set(None);
+                            set(&mut settings, v);
+                            connection.with_value(|c| c.update_settings(settings));
+                        }
+                        _ => {
+                            let kept = get(&settings);
+                            let typed = typed.trim();
+                            let (lo, hi) = range;
+                            error.set(Some(if typed.is_empty() {
+                                format!("Use a whole number from {lo} to {hi}; kept {kept}.")
+                            } else {
+                                format!("Use a whole number from {lo} to {hi}, not “{typed}”; kept {kept}.")
+                            }));
+                            event_target::<web_sys::HtmlInputElement>(&ev).set_value(&kept.to_string());
+                        }
                     }
                 }
             />
+            {move || error.get().map(|e| view! { <span class="help error" role="alert">{e}</span> })}
         </label>
     }
 }

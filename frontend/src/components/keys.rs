@@ -168,7 +168,15 @@ fn RelatedKeys() -> impl IntoView {
                 error.set(None);
                 connection.with_value(|c| c.related_keys(spec));
             }
-            Err(e) => error.set(Some(e.to_string().replace("_ttl_ms", " TTL (ms)"))),
+            // Said in seconds, as the fields are (the spec counts in ms).
+            Err(_) => {
+                let (lo, hi) = shared::RelatedSpec::TTL_MS;
+                error.set(Some(format!(
+                    "each TTL must be from {} to {} s",
+                    fixed(lo as f64 / 1000.0, 1),
+                    fixed(hi as f64 / 1000.0, 0)
+                )));
+            }
         }
     };
     view! {

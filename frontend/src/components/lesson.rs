@@ -126,8 +126,18 @@ pub fn spotlight(state: AppState) -> String {
 pub fn LessonIndex() -> impl IntoView {
     let state = expect_context::<AppState>();
     let resume = move |_| go_to(state, Some(state.progress.with_untracked(Progress::first_open)));
+    // An address that names no lesson (a typo, an old link) opens free
+    // play, and says so rather than leaving the reader to wonder.
+    let unknown = crate::connection::page_param("lesson")
+        .filter(|_| position_from_address().is_none())
+        .map(|asked| asked.chars().take(40).collect::<String>());
     view! {
         <section class="card lessons" aria-labelledby="lessons-title" data-testid="lesson-index">
+            {unknown.map(|asked| view! {
+                <p class="help error" role="alert" data-testid="unknown-lesson">
+                    {format!("There is no lesson “{asked}”: pick one below, or play freely.")}
+                </p>
+            })}
             <div class="lessons-head">
                 <h2 id="lessons-title">"Guided lessons"</h2>
                 <p class="help">
@@ -202,6 +212,11 @@ fn StepView(at: Position) -> impl IntoView {
         })
     };
     let run = move |_| {
+        // Marked busy, not disabled, while it runs: a disabled button
+        // drops the keyboard focus to the page's top.
+        if running() {
+            return;
+        }
         verdict.set(None);
         shown.set(false);
         connection.with_value(|c| c.start_run(at));
@@ -235,12 +250,16 @@ fn StepView(at: Position) -> impl IntoView {
         match verdict.get() {
             None => String::new(),
             Some(Verdict::NotRun) => "Run the experiment first: the answer comes from what it does.".into(),
+            Some(Verdict::Unanswered) => match step.check.answer {
+                Expect::Number(_) => "Type a number first.".into(),
+                Expect::Choice { .. } => "Choose one of the answers first.".into(),
+            },
             Some(Verdict::Right) => format!(
-                "Right: the sandbox measured {}.",
+                "Right. This run's answer: {}.",
                 right_answer().unwrap_or_default()
             ),
             Some(Verdict::Wrong) if shown.get() => format!(
-                "The sandbox measured {}. {}",
+                "This run's answer: {}. {}",
                 right_answer().unwrap_or_default(),
                 step.check.hint
             ),
@@ -313,7 +332,8 @@ fn StepView(at: Position) -> impl IntoView {
                     class="primary"
                     data-testid="run-experiment"
                     on:click=run
-                    disabled=move || running() || !state.is_open() || needs_own_server()
+                    aria-disabled=move || running().then_some("true")
+                    disabled=move || !state.is_open() || needs_own_server()
                 >
                     {step.run_label}
                 </button>

@@ -50,14 +50,25 @@ pub fn LoadPanel() -> impl IntoView {
         };
         let spec = LoadSpec {
             kind: Kind::Users,
-            per_second: whole("operations per second", per_second)?,
+            per_second: whole("operations/s", per_second)?,
             write_percent: whole("writes %", write_percent)?,
-            keys: whole("keys", keys)?,
+            keys: whole("users", keys)?,
             skew: shared::decimal::parse(&skew.get()).ok_or_else(|| "skew must be a number".to_string())?,
             seconds: whole("seconds", seconds)?,
             seed: whole("seed", seed)?,
         };
-        spec.validate().map_err(|e| e.to_string())?;
+        // The check names the API's fields; the form says its labels.
+        spec.validate().map_err(|e| {
+            let message = e.to_string();
+            [
+                ("per_second", "operations/s"),
+                ("write_percent", "writes %"),
+                ("keys", "users"),
+            ]
+            .into_iter()
+            .find_map(|(field, label)| message.strip_prefix(field).map(|rest| format!("{label}{rest}")))
+            .unwrap_or(message)
+        })?;
         Ok(spec)
     };
     let running = move || state.load.with(|l| l.as_ref().is_some_and(|l| l.running));

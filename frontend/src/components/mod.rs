@@ -125,6 +125,11 @@ pub fn App() -> impl IntoView {
             tabindex="-1"
             data-spotlight=move || lesson::spotlight(state)
         >
+            // The narration sits beside the diagram it talks about (above
+            // it on a narrow screen). First in the page's order, so the
+            // keyboard reaches the step and its run button before the
+            // diagram and the lab below them (the grid places it).
+            {move || panel().is_some().then(|| view! { <div class="lesson-slot"><LessonPanel/></div> })}
             <div class="stage">
                 {move || state.lesson.get().is_none().then(|| view! { <LessonIndex/> })}
                 <section class="flow" aria-label="Flow diagram">
@@ -140,9 +145,6 @@ pub fn App() -> impl IntoView {
                     .map(|&(kind, title, load)| move || shows_lab(kind).then(|| lab_panel(title, load())))
                     .collect_view()}
             </div>
-            // The narration sits beside the diagram it talks about (above
-            // it on a narrow screen).
-            {move || panel().is_some().then(|| view! { <div class="lesson-slot"><LessonPanel/></div> })}
             <div class="side">
                 {move || panel().is_none().then(|| view! { <ReadForm/> })}
                 <TraceLog/>

@@ -23,6 +23,16 @@ pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView
                 <div data-spot="misses"><dt>"misses"</dt><dd class="miss" data-testid="misses">{move || stats.with(|s| s.misses)}</dd></div>
                 <div><dt>"fallbacks"</dt><dd class="fallback">{move || stats.with(|s| s.fallbacks)}</dd></div>
             </dl>
+            // Reads that got no answer at all: not reads the cache or the
+            // database answered, so not in the counters above or the ratio.
+            {move || {
+                let failed = stats.with(|s| s.failures);
+                (failed > 0).then(|| view! {
+                    <p class="help error" data-testid="failed-reads">
+                        {format!("{failed} read(s) failed with no answer: not counted above or in the hit ratio.")}
+                    </p>
+                })
+            }}
             <div class="ratio">
                 <span>"hit ratio "<strong>{move || ratio().map(format::percent).unwrap_or_else(|| "–".into())}</strong></span>
                 <span class="bar" aria-hidden="true">
