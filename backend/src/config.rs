@@ -294,6 +294,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
 }
 
+/// The largest request body the API reads, in bytes: far more than any
+/// request of ours needs.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 /// The most one cached record takes in Redis, key and Redis's own
 /// overhead included: a user with the longest name (80 four-byte
 /// characters) measured about 1,300 bytes (a test keeps this true); a "not
@@ -410,7 +414,7 @@ impl Config {
             max_ttl_secs: pick(self.max_ttl_secs, 604_800, 3_600),
             socket_silence: std::time::Duration::from_secs(self.socket_silence_secs),
             max_message_bytes: 16 * 1024,
-            max_body_bytes: 16 * 1024,
+            max_body_bytes: MAX_BODY_BYTES,
         }
     }
 

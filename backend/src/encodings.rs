@@ -49,7 +49,11 @@ pub async fn compare(
         .find(kind, id, Duration::ZERO)
         .execute()
         .await?
-        .ok_or_else(|| InputError::BadSetting(format!("there is no {kind} {id} to measure")))?
+        .ok_or_else(|| {
+            InputError::BadSetting(format!(
+                "there is no record {kind}/{id} in this sandbox to measure"
+            ))
+        })?
         .padded(padding as usize);
     // Sealed like every cached record: a phone number never rests in Redis
     // in the clear, not even in a scratch key for a few milliseconds.

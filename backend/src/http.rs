@@ -76,6 +76,7 @@ pub fn app(
         .route("/api/v1/load", get(load_state).post(start_load).delete(stop_load))
         .route("/ws", get(websocket))
         .route("/api/{*rest}", axum::routing::any(unknown_api))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
         .with_state(state)
         // Embed pages: framed by the configured parents, no origin check
@@ -634,7 +635,10 @@ async fn encodings(
 /// A JSON body, or the 400 (413 when too large) that says what is wrong.
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AppError> {
     body.map(|Json(value)| value).map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(e.body_text()),
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(format!(
+            "the request body is too large: at most {} KB of JSON",
+            crate::config::MAX_BODY_BYTES / 1024
+        )),
         _ => AppError::Body(e.body_text()),
     })
 }
@@ -765,6 +769,20 @@ async fn unknown_api(uri: axum::http::Uri) -> Response {
         StatusCode::NOT_FOUND,
         Json(json!({
             "error": format!("no such endpoint {path:?}: try /api/v1/users/{{id}} or /api/v1/products/{{id}}")
+        })),
+    )
+        .into_response()
+}
+
+/// A known address asked with a method it does not take: a JSON 405 like
+/// every other refusal (axum adds the `Allow` header listing those it
+/// does take).
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    let path: String = uri.path().chars().take(100).collect();
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({
+            "error": format!("{method} is not allowed on {path:?}: the Allow header lists the methods that are")
         })),
     )
         .into_response()

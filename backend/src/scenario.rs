@@ -56,7 +56,7 @@ pub async fn stale_set_race(
     }
     let before = sandbox.database.find(kind, id, Duration::ZERO).execute().await?;
     let Some(before) = before else {
-        return Err(InputError::IdOutOfRange(format!("{id} (no such {kind} in this sandbox)")).into());
+        return Err(no_such_record(kind, id).into());
     };
     story.push(format!("Cleared {key} so the reader misses."));
 
@@ -202,7 +202,7 @@ pub async fn write_order(
     // 1. Cached.
     let first = playground.read(sandbox_id, kind, id, Origin::Scenario).await?;
     let Some(before) = first.record else {
-        return Err(InputError::IdOutOfRange(format!("{id} (no such {kind} in this sandbox)")).into());
+        return Err(no_such_record(kind, id).into());
     };
     story.push(format!(
         "Reader: cached {:?} (version {}).",
@@ -339,4 +339,12 @@ async fn cached_entry(sandbox: &Sandbox, key: &str) -> Option<(Envelope<Record>,
         Ok(redis::Value::BulkString(bytes)) => sandbox.decode_entry(key, &bytes),
         _ => None,
     }
+}
+
+/// A scenario needs a record that exists: an id in range may still name
+/// no row (deleted, or past the seed data).
+fn no_such_record(kind: Kind, id: u64) -> InputError {
+    InputError::BadSetting(format!(
+        "there is no record {kind}/{id} in this sandbox: the experiment needs one that exists"
+    ))
 }

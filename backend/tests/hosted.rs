@@ -314,6 +314,19 @@ async fn bad_messages_get_clear_errors_and_the_server_stays_healthy() {
     let big = format!(r#"{{"name":"{}"}}"#, "n".repeat(20_000));
     let response = http(served.addr, "PUT", "/api/v1/users/1", &[], &big).await;
     assert_eq!(status_of(&response), 413, "{response}");
+    assert!(response.contains("at most 16 KB of JSON"), "{response}");
+    // A method an address does not take: JSON like every refusal, and the
+    // methods it does take.
+    let response = http(served.addr, "PATCH", "/api/v1/users/1", &[], "{}").await;
+    assert_eq!(status_of(&response), 405, "{response}");
+    assert!(
+        response.contains(r#""error":"PATCH is not allowed on \"/api/v1/users/1\""#),
+        "{response}"
+    );
+    assert!(
+        response.to_ascii_lowercase().contains("\nallow: ") && response.contains("PUT"),
+        "{response}"
+    );
 }
 
 /// A client that hangs up right after sending a write does not leave the

@@ -209,7 +209,7 @@ impl fmt::Display for InputError {
             ),
             InputError::BadName(s) => write!(
                 f,
-                "name {:?} is not valid: use 1 to {MAX_NAME_LEN} characters, not only spaces",
+                "name {:?} is not valid: use 1 to {MAX_NAME_LEN} characters, with no tabs or line breaks, not only spaces",
                 short(s)
             ),
             InputError::BadSetting(s) | InputError::OverLimit(s) => f.write_str(&short_text(s)),
