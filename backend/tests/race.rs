@@ -44,6 +44,29 @@ async fn the_race_leaves_a_stale_value_without_a_fix() {
     assert_eq!(read.record.unwrap().version(), 1);
 }
 
+/// Both scenarios need a record that exists: an id in range with no row
+/// is refused with that reason (it used to say "out of range"), and
+/// nothing is written.
+#[tokio::test]
+async fn a_scenario_on_a_record_that_does_not_exist_says_so() {
+    let t = common::start(with_fix(RaceFix::None));
+    let sandbox = SandboxId::default_sandbox();
+    let race = stale_set_race(&t.backend.playground, &sandbox, Kind::Users, 5_000)
+        .await
+        .unwrap_err();
+    let order = backend::scenario::write_order(&t.backend.playground, &sandbox, Kind::Users, 5_000)
+        .await
+        .unwrap_err();
+    for error in [race.to_string(), order.to_string()] {
+        assert!(
+            error.starts_with("there is no record users/5000 in this sandbox"),
+            "{error}"
+        );
+        assert!(!error.contains("out of range"), "{error}");
+    }
+    assert_eq!(t.backend.playground.sandbox(&sandbox).unwrap().stats().writes, 0);
+}
+
 /// With leases, the write revokes the reader's lease and its store is
 /// refused.
 #[tokio::test]

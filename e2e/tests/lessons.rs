@@ -161,7 +161,29 @@ async fn the_null_values_lesson_shows_the_problem_then_the_fix() {
     let driver = Driver::start();
     let client = driver.browser(1280, 900).await;
     open_lesson(&client, &server, "null-values", 1).await;
-    run_experiment(&client).await;
+    // Run from the keyboard: Enter on the button. While it runs the button
+    // is busy, not disabled, so the focus stays on it.
+    client
+        .find(Locator::Css("[data-testid=run-experiment]"))
+        .await
+        .unwrap()
+        .send_keys("\u{e007}")
+        .await
+        .unwrap();
+    wait_for_text(
+        &client,
+        "[data-testid=experiment-status]",
+        "the run to end",
+        |t| t.starts_with("Done"),
+    )
+    .await;
+    let focused = client
+        .execute("return document.activeElement.dataset.testid || null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, serde_json::json!("run-experiment"));
+    let empty = answer_with(&client, "").await;
+    assert_eq!(empty, "Type a number first.");
     let without = number_on_page(&client, "[data-testid=misses]").await;
     assert_eq!(without, 20, "every lookup reached the database");
     let right = answer_with(&client, &without.to_string()).await;
@@ -747,6 +769,12 @@ async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defenc
     run_experiment(&client).await;
     let right = answer_with(&client, "3").await;
     assert!(right.starts_with("Right"), "{right}");
+    // The three reads that failed are not hits, misses or fallbacks: the
+    // sandbox panel names them apart.
+    let failed = text_of(&client, "[data-testid=failed-reads]")
+        .await
+        .unwrap_or_default();
+    assert!(failed.starts_with("3 read(s) failed"), "{failed}");
     let timeline = text_of(&client, "[data-testid=fault-timeline]")
         .await
         .unwrap_or_default();
