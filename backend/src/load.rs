@@ -177,6 +177,8 @@ async fn run(
     // Ended means every operation it sent has finished: the counters
     // then hold all of them.
     let _all_done = in_flight.acquire_many(IN_FLIGHT as u32).await;
+    // And the page hears them before it hears the end.
+    sandbox.flush_summary();
     let last = {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         state.sent = sent;

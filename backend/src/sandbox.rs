@@ -849,16 +849,26 @@ impl Sandbox {
         tokio::spawn(async move {
             tokio::time::sleep(SUMMARY_EVERY).await;
             if let Some(sandbox) = sandbox.upgrade() {
-                // Cleared first: a read counted after this line schedules
-                // the next summary, so none is left behind.
-                sandbox.summary_due.store(false, Ordering::Release);
-                let message = ServerMessage::Summary {
-                    traffic: sandbox.traffic.take(),
-                    stats: sandbox.stats(),
-                };
-                sandbox.feed.publish(message);
+                sandbox.flush_summary();
             }
         });
+    }
+
+    /// Sends the summary of the reads counted untraced since the last one,
+    /// now, if there are any: a load that ends flushes it before saying
+    /// so, so a page that hears "ended" already holds the final counters.
+    pub fn flush_summary(&self) {
+        // Cleared first: a read counted after this line schedules the next
+        // summary, so none is left behind; a summary already flushed leaves
+        // the scheduled one nothing to send.
+        if !self.summary_due.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let message = ServerMessage::Summary {
+            traffic: self.traffic.take(),
+            stats: self.stats(),
+        };
+        self.feed.publish(message);
     }
 
     /// Puts `load` in place of the one running (which stops); returns the

@@ -867,3 +867,90 @@ async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defenc
     review_screenshot(&client, "lesson-failures-12", "[data-testid=steps]").await;
     client.close().await.unwrap();
 }
+
+/// Runs the diagnostics card's checks and returns its findings, in order:
+/// hit ratio, memory, latency, stale data, connection errors.
+async fn findings(client: &Client) -> Vec<String> {
+    click(client, "[data-testid=run-diagnostics]").await;
+    e2e::texts_of(client, "[data-testid=finding]", 5).await
+}
+
+/// The operations lesson, problem first each time: a 1 s TTL shows in the
+/// misses and the checks name it; the 300 s TTL brings the misses down
+/// (about one per user); a Redis slowed by 20 ms keeps its hits and the
+/// latency check names it; a restart empty misses on every user read, and
+/// a warm restart on none. Each answer is read off the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_lesson_watches_the_figures_and_warms_a_restart() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    let next = |title: &'static str| {
+        let client = client.clone();
+        async move {
+            click(&client, "[data-testid=lesson-continue]").await;
+            wait_for(&client, title, WAIT, || async {
+                step_title(&client).await.contains(title).then_some(())
+            })
+            .await;
+        }
+    };
+
+    open_lesson(&client, &server, "operations", 1).await;
+    run_experiment(&client).await;
+    let short = number_on_page(&client, "[data-testid=misses]").await;
+    assert!(short > 0);
+    let right = answer_with(&client, &short.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+    let found = findings(&client).await;
+    assert!(
+        found[0].starts_with("Low hit ratio: a problem.") && found[0].contains("The TTL is 1 s"),
+        "{found:?}"
+    );
+
+    next("The fix").await;
+    run_experiment(&client).await;
+    let long = number_on_page(&client, "[data-testid=misses]").await;
+    assert!(
+        long < short,
+        "a 300 s TTL misses less than a 1 s one: {long} against {short}"
+    );
+    let right = answer_with(&client, &long.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+    let found = findings(&client).await;
+    assert!(found[0].starts_with("Low hit ratio: fine."), "{found:?}");
+
+    next("Hits, and still slow").await;
+    run_experiment(&client).await;
+    let hits = number_on_page(&client, "[data-testid=hits]").await;
+    assert_eq!(hits, 9, "the first read misses, the others hit");
+    let right = answer_with(&client, "9").await;
+    assert!(right.starts_with("Right"), "{right}");
+    let found = findings(&client).await;
+    assert!(found[0].starts_with("Low hit ratio: fine."), "{found:?}");
+    assert!(
+        found[2].starts_with("High latency: a problem.") && found[2].contains("Redis itself is slow"),
+        "{found:?}"
+    );
+
+    next("restarts empty").await;
+    run_experiment(&client).await;
+    let cold = number_on_page(&client, "[data-testid=misses]").await;
+    assert!(cold > 0, "an empty Redis misses");
+    let right = answer_with(&client, &cold.to_string()).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    next("warm the cache").await;
+    run_experiment(&client).await;
+    assert_eq!(number_on_page(&client, "[data-testid=misses]").await, 0);
+    let timeline = text_of(&client, "[data-testid=fault-timeline]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        timeline.contains("cache warmed: 150 records stored"),
+        "{timeline}"
+    );
+    let right = answer_with(&client, "0").await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-operations-5", "[data-testid=lesson]").await;
+}

@@ -626,6 +626,16 @@ fn better_of_two_fills(o: &Observed) -> Option<usize> {
 }
 
 /// Reads the cache answered, by the sandbox's counters.
+/// The sandbox's misses, as its counters say (a load's reads included).
+fn counted_misses(o: &Observed) -> Option<u64> {
+    o.stats.map(|s| s.misses)
+}
+
+/// The step's own reads that a cache answered.
+fn redis_answers(o: &Observed) -> Option<u64> {
+    (!o.reads.is_empty()).then(|| o.cache_answers())
+}
+
 fn cache_hits(o: &Observed) -> Option<u64> {
     o.stats.map(|s| s.hits + s.null_hits)
 }
@@ -1896,6 +1906,112 @@ pub const LESSONS: &[Lesson] = &[
                     question: "Where did the read after the cut get user 42 from this time?",
                     answer: Expect::Choice { options: SOURCES, correct: last_source },
                     hint: "The last entry of the trace log, or the last read's steps.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "operations",
+        title: "Running a cache: watch it, warm it",
+        outcome: "Read the figures that tell a healthy cache from a sick one, trace a symptom to its cause, and warm a cache before it takes traffic.",
+        steps: &[
+            Step {
+                title: "The signs of a sick cache: a TTL too short",
+                text: "A cache that works badly does not fail: it just answers from the database more often than it should. The figures that give it away are the hit ratio (a tuned cache answers well over 80 % of reads; under 50 % for a minute is worth an alert), the time a hit takes (well under 5 ms), Redis's memory (under 80 % of its limit) with its evictions, and the share of reads that fail or fall back (under 1 %).\n\nThe button sets the TTL to 1 second and runs 3 seconds of skewed traffic, 100 reads a second over 50 users.",
+                parts: READ_PATH,
+                panel: Panel::Diagnose,
+                setup: &[Setting::CacheTtl(1)],
+                run: &[Action::Load { per_second: 100, keys: 50, seconds: 3 }],
+                run_label: "Run 3 s of traffic with a 1 s TTL",
+                notice: &[
+                    Pointer { text: "The hit ratio of the sandbox panel.", target: Target::Element("stats") },
+                    Pointer { text: "Press \"Run the checks\": the first check names the likely cause.", target: Target::Element("diagnose") },
+                ],
+                check: Check {
+                    question: "How many of the reads missed?",
+                    answer: Expect::Number(counted_misses),
+                    hint: "The misses counter of the sandbox panel.",
+                },
+            },
+            Step {
+                title: "The fix, confirmed by the same figures",
+                text: "Back to a five-minute TTL, the same traffic. A user misses when it is first read (now and then twice, when a second read arrives while the first is still loading) and then stays cached. Check the figures again: a fix is only a fix once the numbers that showed the problem say so.",
+                parts: READ_PATH,
+                panel: Panel::Diagnose,
+                setup: &[],
+                run: &[Action::Load { per_second: 100, keys: 50, seconds: 3 }],
+                run_label: "Run the same traffic with a 300 s TTL",
+                notice: &[
+                    Pointer { text: "The hit ratio now.", target: Target::Element("stats") },
+                    Pointer { text: "Run the checks again.", target: Target::Element("diagnose") },
+                ],
+                check: Check {
+                    question: "How many of the reads missed this time?",
+                    answer: Expect::Number(counted_misses),
+                    hint: "The misses counter: about one per user read, against hundreds before.",
+                },
+            },
+            Step {
+                title: "Hits, and still slow: a Redis that lags",
+                text: "A good hit ratio does not prove a fast cache. If Redis itself answers slowly (a distant or congested network, big values, a busy server), every hit pays for it, and the hit ratio never shows it. Watch the time a read spends outside the database.\n\nThe button makes every Redis command of this sandbox wait 20 ms more, then reads user 42 ten times.",
+                parts: READ_PATH,
+                panel: Panel::Diagnose,
+                setup: &[],
+                run: &[
+                    Action::Fault(crate::FaultAction::SlowRedis { delay_ms: 20 }),
+                    Action::Read { kind: Kind::Users, id: USER, times: 10 },
+                ],
+                run_label: "Slow Redis by 20 ms, then read ten times",
+                notice: &[
+                    Pointer { text: "Nine hits, yet the average read is slower than 20 ms.", target: Target::Element("stats") },
+                    Pointer { text: "Run the checks: the latency check names Redis.", target: Target::Element("diagnose") },
+                ],
+                check: Check {
+                    question: "How many of the ten reads did Redis answer?",
+                    answer: Expect::Number(redis_answers),
+                    hint: "The hits counter, or the HIT entries of the trace log.",
+                },
+            },
+            Step {
+                title: "The problem: a cache that restarts empty",
+                text: "A Redis that restarts without its data (no persistence, a new node, a flush) comes back empty, and the first wave of traffic after it misses on every key at once: a stampede over the whole data set, right when the system is recovering.\n\nThe button stops this sandbox's Redis, starts it again empty, and sends 2 seconds of traffic, 100 reads a second over 50 users.",
+                parts: READ_PATH,
+                panel: Panel::Faults,
+                setup: &[],
+                run: &[
+                    Action::Fault(crate::FaultAction::StopRedis),
+                    Action::Fault(crate::FaultAction::StartRedis { empty: true }),
+                    Action::Load { per_second: 100, keys: 50, seconds: 2 },
+                ],
+                run_label: "Restart Redis empty, then take traffic",
+                notice: &[Pointer { text: "The misses counter: every user read had to be loaded.", target: Target::Element("misses") }],
+                check: Check {
+                    question: "How many of the reads after the restart missed?",
+                    answer: Expect::Number(counted_misses),
+                    hint: "The misses counter of the sandbox panel.",
+                },
+            },
+            Step {
+                title: "The fix: warm the cache before traffic arrives",
+                text: "Warming fills the cache before it takes traffic: here by loading the hundred most read users and fifty products straight from the database. Redis's own snapshots (RDB) or log (AOF) do the same by bringing the data back with the server.\n\nThe same restart, then a warm-up, then the same traffic.",
+                parts: READ_PATH,
+                panel: Panel::Faults,
+                setup: &[],
+                run: &[
+                    Action::Fault(crate::FaultAction::StopRedis),
+                    Action::Fault(crate::FaultAction::StartRedis { empty: true }),
+                    Action::Fault(crate::FaultAction::WarmCache),
+                    Action::Load { per_second: 100, keys: 50, seconds: 2 },
+                ],
+                run_label: "Restart Redis empty, warm it, then take traffic",
+                notice: &[
+                    Pointer { text: "The fault card's timeline: the warm-up stored its records before the traffic.", target: Target::Element("faults") },
+                    Pointer { text: "The misses counter now.", target: Target::Element("misses") },
+                ],
+                check: Check {
+                    question: "How many of the reads after the warm restart missed?",
+                    answer: Expect::Number(counted_misses),
+                    hint: "The misses counter of the sandbox panel.",
                 },
             },
         ],
