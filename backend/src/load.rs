@@ -178,7 +178,7 @@ async fn run(
     // then hold all of them.
     let _all_done = in_flight.acquire_many(IN_FLIGHT as u32).await;
     // And the page hears them before it hears the end.
-    sandbox.flush_summary();
+    sandbox.flush_summary(true);
     let last = {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         state.sent = sent;

@@ -849,19 +849,21 @@ impl Sandbox {
         tokio::spawn(async move {
             tokio::time::sleep(SUMMARY_EVERY).await;
             if let Some(sandbox) = sandbox.upgrade() {
-                sandbox.flush_summary();
+                sandbox.flush_summary(false);
             }
         });
     }
 
     /// Sends the summary of the reads counted untraced since the last one,
-    /// now, if there are any: a load that ends flushes it before saying
-    /// so, so a page that hears "ended" already holds the final counters.
-    pub fn flush_summary(&self) {
+    /// now: if any are due, or always with `always`. A load that ends sends
+    /// one before saying so, so a page that hears "ended" holds the final
+    /// counters, even when the load's last reads were traced (two traces
+    /// may be published in another order than they were counted).
+    pub fn flush_summary(&self, always: bool) {
         // Cleared first: a read counted after this line schedules the next
         // summary, so none is left behind; a summary already flushed leaves
         // the scheduled one nothing to send.
-        if !self.summary_due.swap(false, Ordering::AcqRel) {
+        if !self.summary_due.swap(false, Ordering::AcqRel) && !always {
             return;
         }
         let message = ServerMessage::Summary {

@@ -205,7 +205,10 @@ async fn the_comparison_measures_every_encoding_and_refuses_bad_input() {
     )
     .await;
     assert_eq!(status_of(&response), 400, "{response}");
-    assert!(response.contains("there is no users 999999"), "{response}");
+    assert!(
+        response.contains("there is no record users/999999 in this sandbox"),
+        "{response}"
+    );
 
     let mut bad = with(ValueEncoding::Json, 0);
     bad.value_padding_bytes = 2 << 20;

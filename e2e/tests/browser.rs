@@ -1455,7 +1455,8 @@ async fn the_first_read_after_an_outage_is_sent_again_on_a_new_connection() {
 /// - an address naming no lesson says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_answered_where_the_reader_is() {
-    let (server, _driver, client) = start_page("badinput", |_| {}).await;
+    // TTLs capped at an hour, as a hosted playground does.
+    let (server, _driver, client) = start_page("badinput", |c| c.max_ttl_secs = Some(3_600)).await;
     let sandbox = shared::SandboxId::parse("badinput").unwrap();
     let ttl = || {
         server
@@ -1492,7 +1493,27 @@ async fn bad_input_is_answered_where_the_reader_is() {
             Some("true")
         );
     }
-    assert_eq!(ttl(), before, "nothing was sent");
+    assert_eq!(ttl(), before);
+    // Nothing was sent: the back end would have refused 99999999 with a
+    // message of its own.
+    assert!(
+        client.find(Locator::Css(".notice[role=alert]")).await.is_err(),
+        "no refusal from the back end"
+    );
+    // A value the field takes and the back end refuses (over the cap):
+    // the page's notice says why and the field shows the TTL in use again.
+    field.send_keys(&retype("7200")).await.unwrap();
+    let notice = wait_for_text(&client, ".notice[role=alert] span", "the cap", |t| {
+        t.contains("at most 3600")
+    })
+    .await;
+    assert!(notice.contains("not 7200"), "{notice}");
+    wait_for(&client, "the field to show the TTL in use", WAIT, || async {
+        (e2e::value_of(&client, "[data-testid=cache-ttl]").await == Some(before.to_string())).then_some(())
+    })
+    .await;
+    assert_eq!(ttl(), before);
+    click(&client, ".notice[role=alert] button").await;
     // A good value is sent, and the refusal goes.
     field.send_keys(&retype("120")).await.unwrap();
     wait_for(&client, "the new TTL", WAIT, || async {

@@ -160,8 +160,9 @@ fn latency(e: &Evidence<'_>) -> Finding {
             text: "No reads counted yet.".into(),
         };
     };
-    // What a read spends outside the database: Redis, decoding, the
-    // application. A slow Redis shows here even when every read hits, where
+    // What a read spends outside its own database query: Redis, decoding,
+    // the application, and waits (for a lock holder's load, for a database
+    // connection). A slow Redis shows here even when every read hits, where
     // comparing with a database read could not see it.
     let outside = e
         .stats
@@ -173,7 +174,7 @@ fn latency(e: &Evidence<'_>) -> Finding {
             check,
             problem: true,
             text: format!(
-                "Each read spends {outside} µs outside the database, where a hit should take well under 5 ms: Redis itself is slow (a slow or distant network, big values, a busy or hung server), whatever the hit ratio says."
+                "Each read spends {outside} µs outside its database query, where a hit should take well under 5 ms, whatever the hit ratio says. Redis may be slow (a slow or distant network, big values, a busy or hung server), or reads wait on something else: another reader's load behind a lock, a free database connection."
             ),
         };
     }
@@ -470,7 +471,7 @@ mod tests {
         assert!(
             findings[2]
                 .text
-                .starts_with("Each read spends 20000 µs outside the database"),
+                .starts_with("Each read spends 20000 µs outside its database query"),
             "{}",
             findings[2].text
         );

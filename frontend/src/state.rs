@@ -344,6 +344,11 @@ impl AppState {
             ServerMessage::Summary { stats, traffic } => {
                 self.stats.set(stats);
                 self.series.update(|s| s.observe(traffic.at_ms, stats));
+                // A summary of nothing (the one a load sends as it ends,
+                // for its final counters) starts no flood.
+                if traffic.outcomes.is_empty() && traffic.edges.is_empty() {
+                    return;
+                }
                 self.latencies.update(|l| l.add_traffic(&traffic));
                 self.flood.update(|f| f.add(traffic));
                 self.herd_edges
@@ -596,6 +601,34 @@ mod tests {
         assert_eq!(state.paused.with_untracked(Vec::len), 1);
         state.apply(hello("another"));
         assert!(state.paused.with_untracked(Vec::is_empty));
+    }
+
+    /// The summary a load sends as it ends carries its final counters and
+    /// no reads: the counters change, no flood starts, the diagram keeps
+    /// drawing traces.
+    #[test]
+    fn a_summary_of_nothing_brings_the_counters_only() {
+        let state = AppState::new(None, true);
+        state.apply(hello("default"));
+        let stats = Stats {
+            hits: 5,
+            misses: 2,
+            ..Stats::default()
+        };
+        state.apply(ServerMessage::Summary {
+            stats,
+            traffic: shared::Traffic {
+                interval_ms: 250,
+                at_ms: 1_000,
+                outcomes: Vec::new(),
+                edges: Vec::new(),
+                histogram: Vec::new(),
+                cached_histogram: Vec::new(),
+            },
+        });
+        assert_eq!(state.stats.get_untracked(), stats);
+        assert_eq!(state.herd_edges.get_untracked(), None);
+        assert_eq!(state.flood.get_untracked(), Flood::default());
     }
 
     #[test]

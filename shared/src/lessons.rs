@@ -625,7 +625,6 @@ fn better_of_two_fills(o: &Observed) -> Option<usize> {
     }
 }
 
-/// Reads the cache answered, by the sandbox's counters.
 /// The sandbox's misses, as its counters say (a load's reads included).
 fn counted_misses(o: &Observed) -> Option<u64> {
     o.stats.map(|s| s.misses)
@@ -636,6 +635,7 @@ fn redis_answers(o: &Observed) -> Option<u64> {
     (!o.reads.is_empty()).then(|| o.cache_answers())
 }
 
+/// Reads the cache answered, by the sandbox's counters.
 fn cache_hits(o: &Observed) -> Option<u64> {
     o.stats.map(|s| s.hits + s.null_hits)
 }
@@ -1050,7 +1050,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Choose a TTL, see a key expire on a real Redis, and see what forgetting it does.",
         steps: &[Step {
             title: "Keys expire",
-            text: "Every value is stored with an expiry (SET ... EX). When the time is up Redis drops the key by itself, and the next read misses and loads a fresh copy. The TTL is the longest a cached copy can be out of date when nobody invalidates it, and it keeps keys nobody reads from piling up.\n\nChoose it by how stale each kind of data may be: a few minutes for data that must stay close to the truth (1 to 5) and for sessions (5 to 15), an hour or a few for product pages, a day or more for reference data that hardly changes. Below a second the cache mostly misses; beyond a week, keys nobody reads pile up.\n\nThis step sets the TTL to 3 seconds, reads user 42 twice, waits 3.5 seconds, and reads it again.",
+            text: "Every value is stored with an expiry (SET ... EX). When the time is up Redis drops the key by itself, and the next read misses and loads a fresh copy. The TTL is the longest a cached copy can be out of date when nobody invalidates it, and it keeps keys nobody reads from piling up.\n\nChoose it by how stale each kind of data may be: a few minutes for data that must stay close to the truth (1 to 5) and for sessions (5 to 15), an hour or a few for product pages, a day or more for reference data that hardly changes. Below a second the cache mostly misses; beyond a week, a copy that missed its invalidation stays wrong for days.\n\nThis step sets the TTL to 3 seconds, reads user 42 twice, waits 3.5 seconds, and reads it again.",
             parts: READ_PATH,
             panel: Panel::None,
             setup: &[Setting::CacheTtl(3)],
@@ -1553,7 +1553,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "Refresh early, before the key expires",
-                text: "Probabilistic early expiration (XFetch) lets a reader renew a key before it runs out. Near the end of the TTL each read draws a random number, weighted by how long a load takes (100 ms here) and by a factor called beta (1 here): the closer the expiry, the likelier that this read reloads and stores a fresh copy with a new TTL. One reader, or a few, wins the draw before the expiry, so the key never goes missing and nobody queues on the database. A fixed rule, such as reloading once 80 % of the TTL has passed, does the same more bluntly.\n\nThe same herd around the expiry, with early refresh on.",
+                text: "Probabilistic early expiration (XFetch) lets a reader renew a key before it runs out. Near the end of the TTL each read draws a random number, weighted by how long a load takes (100 ms here) and by a factor called beta (1 here): the closer the expiry, the likelier that this read reloads and stores a fresh copy with a new TTL. One reader, or a few, wins the draw before the expiry and reloads while the others are still served the cached copy, so the key never goes missing and nobody waits for someone else's load. A fixed rule, such as reloading once 80 % of the TTL has passed, needs a lock beside it: on its own, every read past that point reloads.\n\nThe same herd around the expiry, with early refresh on.",
                 parts: HERD_PARTS,
                 panel: Panel::Stampede,
                 setup: &[],
@@ -1917,12 +1917,12 @@ pub const LESSONS: &[Lesson] = &[
         steps: &[
             Step {
                 title: "The signs of a sick cache: a TTL too short",
-                text: "A cache that works badly does not fail: it just answers from the database more often than it should. The figures that give it away are the hit ratio (a tuned cache answers well over 80 % of reads; under 50 % for a minute is worth an alert), the time a hit takes (well under 5 ms), Redis's memory (under 80 % of its limit) with its evictions, and the share of reads that fail or fall back (under 1 %).\n\nThe button sets the TTL to 1 second and runs 3 seconds of skewed traffic, 100 reads a second over 50 users.",
+                text: "A cache that works badly does not fail: it just answers from the database more often than it should. The figures that give it away are the hit ratio (a tuned cache answers well over 80 % of reads; under 50 % for a minute is worth an alert), the time a hit takes (well under 5 ms), Redis's memory (under 80 % of its limit) with its evictions, and the share of reads that fail or fall back (under 1 %).\n\nThe button sets the TTL to 1 second and runs 5 seconds of skewed traffic, 100 reads a second over 50 users.",
                 parts: READ_PATH,
                 panel: Panel::Diagnose,
                 setup: &[Setting::CacheTtl(1)],
-                run: &[Action::Load { per_second: 100, keys: 50, seconds: 3 }],
-                run_label: "Run 3 s of traffic with a 1 s TTL",
+                run: &[Action::Load { per_second: 100, keys: 50, seconds: 5 }],
+                run_label: "Run 5 s of traffic with a 1 s TTL",
                 notice: &[
                     Pointer { text: "The hit ratio of the sandbox panel.", target: Target::Element("stats") },
                     Pointer { text: "Press \"Run the checks\": the first check names the likely cause.", target: Target::Element("diagnose") },
@@ -1939,7 +1939,7 @@ pub const LESSONS: &[Lesson] = &[
                 parts: READ_PATH,
                 panel: Panel::Diagnose,
                 setup: &[],
-                run: &[Action::Load { per_second: 100, keys: 50, seconds: 3 }],
+                run: &[Action::Load { per_second: 100, keys: 50, seconds: 5 }],
                 run_label: "Run the same traffic with a 300 s TTL",
                 notice: &[
                     Pointer { text: "The hit ratio now.", target: Target::Element("stats") },
@@ -1948,7 +1948,7 @@ pub const LESSONS: &[Lesson] = &[
                 check: Check {
                     question: "How many of the reads missed this time?",
                     answer: Expect::Number(counted_misses),
-                    hint: "The misses counter: about one per user read, against hundreds before.",
+                    hint: "The misses counter: about one per user read, far fewer than before.",
                 },
             },
             Step {
@@ -1974,17 +1974,21 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The problem: a cache that restarts empty",
-                text: "A Redis that restarts without its data (no persistence, a new node, a flush) comes back empty, and the first wave of traffic after it misses on every key at once: a stampede over the whole data set, right when the system is recovering.\n\nThe button stops this sandbox's Redis, starts it again empty, and sends 2 seconds of traffic, 100 reads a second over 50 users.",
+                text: "A Redis that restarts without its data (no persistence, a new node, a flush) comes back empty, and the first wave of traffic after it misses on every key at once: a stampede over the whole data set, right when the system is recovering.\n\nThe button warms the cache (users 1 to 100, products 1 to 50), stops this sandbox's Redis, starts it again empty, and sends 2 seconds of traffic, 100 reads a second over 50 users.",
                 parts: READ_PATH,
                 panel: Panel::Faults,
                 setup: &[],
                 run: &[
+                    Action::Fault(crate::FaultAction::WarmCache),
                     Action::Fault(crate::FaultAction::StopRedis),
                     Action::Fault(crate::FaultAction::StartRedis { empty: true }),
                     Action::Load { per_second: 100, keys: 50, seconds: 2 },
                 ],
-                run_label: "Restart Redis empty, then take traffic",
-                notice: &[Pointer { text: "The misses counter: every user read had to be loaded.", target: Target::Element("misses") }],
+                run_label: "Warm the cache, restart Redis empty, then take traffic",
+                notice: &[
+                    Pointer { text: "The fault card's timeline: warmed, then stopped and started empty.", target: Target::Element("faults") },
+                    Pointer { text: "The misses counter: each user's first read after the restart had to be loaded.", target: Target::Element("misses") },
+                ],
                 check: Check {
                     question: "How many of the reads after the restart missed?",
                     answer: Expect::Number(counted_misses),
@@ -1993,7 +1997,7 @@ pub const LESSONS: &[Lesson] = &[
             },
             Step {
                 title: "The fix: warm the cache before traffic arrives",
-                text: "Warming fills the cache before it takes traffic: here by loading the hundred most read users and fifty products straight from the database. Redis's own snapshots (RDB) or log (AOF) do the same by bringing the data back with the server.\n\nThe same restart, then a warm-up, then the same traffic.",
+                text: "Warming fills the cache before it takes traffic: here by loading users 1 to 100 (every user this traffic reads) and products 1 to 50 straight from the database. Redis's own snapshots (RDB) or log (AOF) do the same by bringing the data back with the server.\n\nThe same restart, then a warm-up before the same traffic.",
                 parts: READ_PATH,
                 panel: Panel::Faults,
                 setup: &[],

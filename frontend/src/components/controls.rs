@@ -379,10 +379,34 @@ pub(super) fn NumberSetting(
             .settings
             .with(|s| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default())
     };
+    let input = NodeRef::<leptos::html::Input>::new();
+    // A value sent and not yet taken. Taken, the settings change and the
+    // field follows them; refused by the back end (a limit of a hosted
+    // playground, say), the page's notice says why and the field shows
+    // the setting as it is again.
+    let sent = RwSignal::new(false);
+    Effect::new(move || {
+        state.settings.track();
+        sent.set(false);
+        error.set(None);
+    });
+    Effect::new(move || {
+        if state.notice.with(Option::is_some) && sent.get_untracked() {
+            sent.set(false);
+            if let Some(field) = input.get_untracked() {
+                field.set_value(
+                    &state
+                        .settings
+                        .with_untracked(|s| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default()),
+                );
+            }
+        }
+    });
     view! {
         <label class="setting">
             <span>{label}</span>
             <input
+                node_ref=input
                 type="number"
                 min=range.0
                 max=range.1
@@ -396,7 +420,7 @@ pub(super) fn NumberSetting(
                         Ok(v) if (range.0..=range.1).contains(&v) => {
                             error.set(None);
                             set(&mut settings, v);
-                            connection.with_value(|c| c.update_settings(settings));
+                            sent.set(connection.with_value(|c| c.update_settings(settings)));
                         }
                         _ => {
                             let kept = get(&settings);

@@ -129,7 +129,7 @@ pub fn LessonIndex() -> impl IntoView {
     // An address that names no lesson (a typo, an old link) opens free
     // play, and says so rather than leaving the reader to wonder.
     let unknown = crate::connection::page_param("lesson")
-        .filter(|_| position_from_address().is_none())
+        .filter(|asked| !asked.trim().is_empty() && position_from_address().is_none())
         .map(|asked| asked.chars().take(40).collect::<String>());
     view! {
         <section class="card lessons" aria-labelledby="lessons-title" data-testid="lesson-index">
@@ -211,9 +211,26 @@ fn StepView(at: Position) -> impl IntoView {
                 .map(|r| (r.done, r.total))
         })
     };
+    // The run button is marked busy, not disabled, while it runs: a
+    // disabled button drops the keyboard focus to the page's top. Once the
+    // run is over, focus on the button moves to the status line beside it,
+    // so the page's keys (Space, →, R) work again and a stray Space does
+    // not run the experiment again (which resets its results).
+    let button = NodeRef::<leptos::html::Button>::new();
+    let status = NodeRef::<leptos::html::Span>::new();
+    Effect::new(move || {
+        if !matches!(phase(), Some(Phase::Done | Phase::Failed(_))) {
+            return;
+        }
+        let (Some(button), Some(status)) = (button.get_untracked(), status.get_untracked()) else {
+            return;
+        };
+        let button: &web_sys::Element = button.as_ref();
+        if document().active_element().as_ref() == Some(button) {
+            let _ = status.focus();
+        }
+    });
     let run = move |_| {
-        // Marked busy, not disabled, while it runs: a disabled button
-        // drops the keyboard focus to the page's top.
         if running() {
             return;
         }
@@ -328,6 +345,7 @@ fn StepView(at: Position) -> impl IntoView {
             })}
             <div class="lesson-run">
                 <button
+                    node_ref=button
                     type="button"
                     class="primary"
                     data-testid="run-experiment"
@@ -337,7 +355,7 @@ fn StepView(at: Position) -> impl IntoView {
                 >
                     {step.run_label}
                 </button>
-                <span class="small" role="status" data-testid="experiment-status">
+                <span node_ref=status class="small" role="status" tabindex="-1" data-testid="experiment-status">
                     {move || match (phase(), progress()) {
                         (Some(Phase::Running), Some((done, total))) => format!("Running… {done} of {total} done"),
                         (Some(Phase::Done), _) => "Done: see below what to look at.".to_string(),

@@ -29,7 +29,7 @@ pub fn StatsPanel(#[prop(optional)] children: Option<Children>) -> impl IntoView
                 let failed = stats.with(|s| s.failures);
                 (failed > 0).then(|| view! {
                     <p class="help error" data-testid="failed-reads">
-                        {format!("{failed} read(s) failed with no answer: not counted above or in the hit ratio.")}
+                        {format!("{failed} operation(s) failed with no answer (reads or writes): not counted above or in the hit ratio.")}
                     </p>
                 })
             }}
