@@ -54,6 +54,8 @@ pub enum Alert {
     Evicting { per_second: f64 },
     /// The database gets ten times its usual queries.
     DatabaseSurge { factor: f64 },
+    /// Over 1 % of the last ten seconds' reads fell back or failed.
+    Errors { share: f64 },
 }
 
 impl Alert {
@@ -75,6 +77,10 @@ impl Alert {
             Alert::DatabaseSurge { factor } => format!(
                 "The database gets {}× its usual queries: a stampede, or the cache is not answering.",
                 fixed(*factor, 0)
+            ),
+            Alert::Errors { share } => format!(
+                "{} % of reads in the last 10 s fell back to the database or failed (over 1 %): Redis is failing or not answering in time.",
+                fixed(share * 100.0, 1)
             ),
         }
     }
@@ -180,6 +186,18 @@ impl RedisWatch {
                     per_second: rates.evictions_per_second,
                 });
             }
+        }
+        // Errors: the last ten seconds, once they hold enough reads to
+        // tell 1 % from chance.
+        let (attempts, failed) = points
+            .iter()
+            .rev()
+            .take(10)
+            .fold((0, 0), |(a, f), p| (a + p.attempts, f + p.failed));
+        if attempts >= 100 && failed * 100 > attempts {
+            alerts.push(Alert::Errors {
+                share: failed as f64 / attempts as f64,
+            });
         }
         // The usual rate: the quietest ten seconds with any queries; the
         // alert compares the latest ten seconds with it.
@@ -293,6 +311,33 @@ mod tests {
         assert!(!low(watch.alerts(&series(30, 0.3, |_| 1))), "half a minute");
         assert!(low(watch.alerts(&series(70, 0.3, |_| 1))));
         assert!(!low(watch.alerts(&series(70, 0.8, |_| 1))), "a healthy ratio");
+    }
+
+    /// Over 1 % of the last ten seconds' reads not answered by Redis:
+    /// 2 fallbacks in 100 reads alert, 1 does not, nor 2 in 50.
+    #[test]
+    fn an_error_rate_over_one_percent_alerts() {
+        let watch = RedisWatch::default();
+        let errors = |fallbacks_at: &[u64], per_second: u64| {
+            let mut series = Series::default();
+            let mut stats = Stats::default();
+            series.observe(0, stats);
+            for s in 1..=10 {
+                stats.hits += per_second;
+                if fallbacks_at.contains(&s) {
+                    stats.hits -= 1;
+                    stats.fallbacks += 1;
+                }
+                series.observe(s * 1_000, stats);
+            }
+            watch
+                .alerts(&series)
+                .into_iter()
+                .any(|a| matches!(a, Alert::Errors { .. }))
+        };
+        assert!(errors(&[3, 7], 10));
+        assert!(!errors(&[3], 10));
+        assert!(!errors(&[3, 7], 5), "too few reads to tell");
     }
 
     #[test]

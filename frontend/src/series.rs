@@ -25,6 +25,11 @@ pub struct Point {
     pub database_per_second: f64,
     /// Average read latency, in microseconds (`None`: no reads).
     pub average_us: Option<u64>,
+    /// Reads tried in it: those answered and those that failed.
+    pub attempts: u64,
+    /// Of those, the ones Redis did not answer: fell back to the database,
+    /// or failed.
+    pub failed: u64,
 }
 
 /// The series, fed with the counters as they arrive.
@@ -56,12 +61,15 @@ impl Series {
         let hits = (stats.hits + stats.null_hits).saturating_sub(before.hits + before.null_hits);
         let latency = stats.total_latency_us.saturating_sub(before.total_latency_us);
         let queries = stats.database_reads - before.database_reads;
+        let failures = stats.failures.saturating_sub(before.failures);
         self.points.push_back(Point {
             at_ms,
             reads,
             hit_ratio: (reads > 0).then(|| hits as f64 / reads as f64),
             database_per_second: queries as f64 * 1000.0 / elapsed as f64,
             average_us: (reads > 0).then(|| latency / reads),
+            attempts: reads + failures,
+            failed: stats.fallbacks.saturating_sub(before.fallbacks) + failures,
         });
         while self.points.len() > POINTS {
             self.points.pop_front();
