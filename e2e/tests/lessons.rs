@@ -58,6 +58,15 @@ async fn step_title(client: &Client) -> String {
     text_of(client, "#lesson-step-title").await.unwrap_or_default()
 }
 
+/// Continues to the next step and waits until its title contains `title`.
+async fn continue_to(client: &Client, title: &str) {
+    click(client, "[data-testid=lesson-continue]").await;
+    wait_for(client, title, WAIT, || async {
+        step_title(client).await.contains(title).then_some(())
+    })
+    .await;
+}
+
 /// The "database loads" of the newest herd row (the table's first).
 async fn newest_herd_loads(client: &Client) -> u64 {
     newest_herd_cell(client, "td.loads").await
@@ -238,11 +247,7 @@ async fn the_stampede_lesson_compares_no_defence_with_the_lock() {
         .is_some_and(|t| t.contains("not in these counters")));
     review_screenshot(&client, "lesson-stampede-1", "[data-testid=herd-table]").await;
 
-    click(&client, "[data-testid=lesson-continue]").await;
-    wait_for(&client, "the lock step", WAIT, || async {
-        step_title(&client).await.contains("lock").then_some(())
-    })
-    .await;
+    continue_to(&client, "lock").await;
     run_experiment(&client).await;
     // Both rows stay, for comparison.
     let rows = client
@@ -284,11 +289,7 @@ async fn the_stampede_lesson_refreshes_a_hot_key_before_it_expires() {
     let right = answer_with(&client, &without.to_string()).await;
     assert!(right.starts_with("Right"), "{right}");
 
-    click(&client, "[data-testid=lesson-continue]").await;
-    wait_for(&client, "the early refresh step", WAIT, || async {
-        step_title(&client).await.contains("early").then_some(())
-    })
-    .await;
+    continue_to(&client, "early").await;
     run_experiment(&client).await;
     let early = newest_herd_cell(&client, "td.early").await;
     assert!(early >= 1, "some read refreshed before the expiry");
@@ -300,11 +301,7 @@ async fn the_stampede_lesson_refreshes_a_hot_key_before_it_expires() {
     let rows = e2e::texts_of(&client, "[data-testid=herd-row]", 2).await;
     assert!(rows[0].contains("at expiry"), "{rows:?}");
 
-    click(&client, "[data-testid=lesson-continue]").await;
-    wait_for(&client, "the stale-while-revalidate step", WAIT, || async {
-        step_title(&client).await.contains("stale").then_some(())
-    })
-    .await;
+    continue_to(&client, "stale").await;
     run_experiment(&client).await;
     assert_eq!(newest_herd_cell(&client, "td.waited").await, 0);
     assert_eq!(newest_herd_loads(&client).await, 1, "one background refresh");
@@ -328,11 +325,7 @@ async fn the_stampede_lesson_saturates_a_small_database() {
     let right = answer_with(&client, &failed.to_string()).await;
     assert!(right.starts_with("Right"), "{right}");
 
-    click(&client, "[data-testid=lesson-continue]").await;
-    wait_for(&client, "the lock step", WAIT, || async {
-        step_title(&client).await.contains("lock").then_some(())
-    })
-    .await;
+    continue_to(&client, "lock").await;
     run_experiment(&client).await;
     // The step runs the problem again beside the fix: step 7's row, then
     // this step's two, newest first.
@@ -895,16 +888,6 @@ async fn the_operations_lesson_watches_the_figures_and_warms_a_restart() {
     let server = Server::start(|_| {}).await;
     let driver = Driver::start();
     let client = driver.browser(1280, 900).await;
-    let next = |title: &'static str| {
-        let client = client.clone();
-        async move {
-            click(&client, "[data-testid=lesson-continue]").await;
-            wait_for(&client, title, WAIT, || async {
-                step_title(&client).await.contains(title).then_some(())
-            })
-            .await;
-        }
-    };
 
     open_lesson(&client, &server, "operations", 1).await;
     run_experiment(&client).await;
@@ -918,7 +901,7 @@ async fn the_operations_lesson_watches_the_figures_and_warms_a_restart() {
         "{found:?}"
     );
 
-    next("The fix").await;
+    continue_to(&client, "The fix").await;
     run_experiment(&client).await;
     let long = number_on_page(&client, "[data-testid=misses]").await;
     assert!(
@@ -930,7 +913,7 @@ async fn the_operations_lesson_watches_the_figures_and_warms_a_restart() {
     let found = findings(&client).await;
     assert!(found[0].starts_with("Low hit ratio: fine."), "{found:?}");
 
-    next("Hits, and still slow").await;
+    continue_to(&client, "Hits, and still slow").await;
     run_experiment(&client).await;
     let hits = number_on_page(&client, "[data-testid=hits]").await;
     assert_eq!(hits, 9, "the first read misses, the others hit");
@@ -943,14 +926,14 @@ async fn the_operations_lesson_watches_the_figures_and_warms_a_restart() {
         "{found:?}"
     );
 
-    next("restarts empty").await;
+    continue_to(&client, "restarts empty").await;
     run_experiment(&client).await;
     let cold = number_on_page(&client, "[data-testid=misses]").await;
     assert!(cold > 0, "an empty Redis misses");
     let right = answer_with(&client, &cold.to_string()).await;
     assert!(right.starts_with("Right"), "{right}");
 
-    next("warm the cache").await;
+    continue_to(&client, "warm the cache").await;
     run_experiment(&client).await;
     assert_eq!(number_on_page(&client, "[data-testid=misses]").await, 0);
     let timeline = text_of(&client, "[data-testid=fault-timeline]")

@@ -10,7 +10,7 @@ use crate::format;
 pub fn summary(c: &EncodingComparison) -> String {
     let (Some(smallest), Some(quickest), Some(json)) = (
         c.rows.iter().min_by_key(|r| r.bytes),
-        c.rows.iter().min_by(|a, b| a.hit_us().total_cmp(&b.hit_us())),
+        c.cheapest_hit(),
         c.rows.iter().find(|r| r.encoding == ValueEncoding::Json),
     ) else {
         return String::new();

@@ -656,8 +656,7 @@ fn gzip_saved(o: &Observed) -> Option<u64> {
 /// The encoding (in [`crate::ValueEncoding::ALL`]'s order) whose hit, the
 /// GET and the decoding, cost least: the one the panel's summary names.
 fn cheapest_hit(o: &Observed) -> Option<usize> {
-    let c = o.encodings.as_ref()?;
-    let cheapest = c.rows.iter().min_by(|a, b| a.hit_us().total_cmp(&b.hit_us()))?;
+    let cheapest = o.encodings.as_ref()?.cheapest_hit()?;
     crate::ValueEncoding::ALL
         .iter()
         .position(|e| *e == cheapest.encoding)

@@ -1002,6 +1002,14 @@ pub struct EncodingRow {
     pub get_us: u64,
 }
 
+impl EncodingComparison {
+    /// The encoding whose hit cost least: what the page's summary names and
+    /// the serialization lesson asks for.
+    pub fn cheapest_hit(&self) -> Option<&EncodingRow> {
+        self.rows.iter().min_by(|a, b| a.hit_us().total_cmp(&b.hit_us()))
+    }
+}
+
 impl EncodingRow {
     /// What a hit costs: the `GET` and the decoding.
     pub fn hit_us(&self) -> f64 {

@@ -374,11 +374,8 @@ pub(super) fn NumberSetting(
     let state = expect_context::<AppState>();
     let connection = expect_context::<ConnectionHandle>();
     let error = RwSignal::new(None::<String>);
-    let current = move || {
-        state
-            .settings
-            .with(|s| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default())
-    };
+    let shown = move |s: &Option<SandboxSettings>| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default();
+    let current = move || state.settings.with(shown);
     let input = NodeRef::<leptos::html::Input>::new();
     // A value sent and not yet taken. Taken, the settings change and the
     // field follows them; refused by the back end (a limit of a hosted
@@ -394,11 +391,7 @@ pub(super) fn NumberSetting(
         if state.notice.with(Option::is_some) && sent.get_untracked() {
             sent.set(false);
             if let Some(field) = input.get_untracked() {
-                field.set_value(
-                    &state
-                        .settings
-                        .with_untracked(|s| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default()),
-                );
+                field.set_value(&state.settings.with_untracked(shown));
             }
         }
     });
