@@ -11,7 +11,7 @@
 //! instances' handle-level observers note every invalidation they receive
 //! ([`Receipts`]), which is how a write's trace shows the fan-out.
 
-use crate::sealing::Sealer;
+use crate::sealing::SandboxSeal;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,7 +160,7 @@ pub struct Fleet {
 pub struct Spec {
     pub keys: KeySpace,
     pub timeout: Duration,
-    pub sealer: Arc<Sealer>,
+    pub sealer: Arc<SandboxSeal>,
     pub changed: Arc<dyn Fn() + Send + Sync>,
     pub tripped: Tripped,
 }
@@ -201,7 +201,8 @@ impl Fleet {
                     // setting decides whether a call uses it.
                     .near_cache(NEAR_CAPACITY, Duration::from_secs(30))
                     .versioned(Record::version)
-                    // Phone numbers rest in Redis sealed.
+                    // Phone numbers rest in Redis sealed (unless the
+                    // sandbox switched sealing off, to see why).
                     .seal(sealer.clone())
                     .timeout(timeout)
                     .observer(Arc::new(events))

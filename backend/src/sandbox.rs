@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::policies;
 use crate::private_redis::{PrivateRedisError, PrivateServer, PrivateServers};
 use crate::recorder::unix_millis;
-use crate::sealing::Sealer;
+use crate::sealing::{SandboxSeal, Sealer};
 use crate::store::{simulated_latency, Database, SqlDone, StoreError};
 use crate::traffic::TrafficMeter;
 
@@ -267,8 +267,9 @@ pub struct Sandbox {
     pub keys: KeySpace,
     /// The most one Redis command may take.
     pub timeout: Duration,
-    /// Seals users' phone numbers before they are cached.
-    pub sealer: Arc<Sealer>,
+    /// Seals users' phone numbers before they are cached (with the
+    /// back end's keys, as the sandbox's `seal_sensitive` says).
+    pub sealer: Arc<SandboxSeal>,
     /// This sandbox's database.
     pub database: Database,
     /// Traces of this sandbox's operations, for the browsers watching it.
@@ -743,6 +744,7 @@ impl Sandbox {
         settings.redis_timeout_ms = config.settings.redis_timeout_ms;
         let near_changed = settings.near_cache != config.settings.near_cache;
         bound_connections(&self.database, &settings);
+        self.sealer.set(settings.seal_sensitive);
         *config = Arc::new(Config::new(settings.clone()));
         // Still under the lock, so the instances follow the settings that
         // were stored last.
@@ -1448,10 +1450,14 @@ impl Sandboxes {
                     sandbox.breaker_moved(instance, opened);
                 }
             });
+            let sealer = Arc::new(SandboxSeal::new(
+                self.setup.sealer.clone(),
+                self.setup.defaults.seal_sensitive,
+            ));
             let spec = crate::fleet::Spec {
                 keys: keys.clone(),
                 timeout: self.setup.timeout,
-                sealer: self.setup.sealer.clone(),
+                sealer: sealer.clone(),
                 changed,
                 tripped,
             };
@@ -1466,7 +1472,7 @@ impl Sandboxes {
                 private_server: Mutex::new(server.take()),
                 keys: keys.clone(),
                 timeout: self.setup.timeout,
-                sealer: self.setup.sealer.clone(),
+                sealer,
                 database,
                 feed: Arc::new(TraceFeed::new(self.setup.feed_capacity)),
                 fleet: RwLock::new(Arc::new(fleet)),

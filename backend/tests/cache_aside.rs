@@ -104,6 +104,60 @@ async fn first_read_misses_and_fills_the_cache_second_read_hits() {
     assert_eq!(t.database_queries(), 1, "a hit must not query the database");
 }
 
+/// Section 6.6, problem first: with sealing switched off the phone number
+/// rests in Redis in the clear, for anyone who can `GET` the key. Switched
+/// on again, that plain entry is never served (whoever can write to Redis
+/// could have put it there): the read misses and stores the number sealed.
+/// An entry sealed earlier still opens with sealing off.
+#[tokio::test]
+async fn sealing_switched_off_leaves_the_phone_number_in_the_clear() {
+    let t = common::start(|_| {});
+    let sandbox = SandboxId::default_sandbox();
+    let seal = |on: bool| {
+        let mut settings = t.backend.playground.sandbox(&sandbox).unwrap().settings();
+        settings.seal_sensitive = on;
+        t.backend.playground.update_settings(&sandbox, settings).unwrap();
+    };
+    let held_phone = || {
+        let cached: Vec<u8> = t.redis().get("cache:default:user:42").unwrap();
+        match Envelope::<Record>::decode(&cached).unwrap().content {
+            Content::Value(Record::User(user)) => user.phone,
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut feed = watch(&t);
+
+    seal(false);
+    let first = t.read(Kind::Users, 42).await;
+    assert_eq!(first.outcome, Outcome::Miss);
+    let Some(Record::User(user)) = &first.record else {
+        panic!("{:?}", first.record)
+    };
+    assert_eq!(held_phone(), user.phone, "in the clear in Redis");
+    let trace = next_trace(&mut feed).await;
+    assert_eq!(trace.cached_phone().as_deref(), Some(user.phone.as_str()));
+    assert_eq!(t.read(Kind::Users, 42).await.outcome, Outcome::Hit);
+    next_trace(&mut feed).await;
+
+    // On again: the plain entry is a miss, replaced by a sealed one.
+    seal(true);
+    let sealed_read = t.read(Kind::Users, 42).await;
+    assert_eq!(sealed_read.outcome, Outcome::Miss);
+    assert_eq!(sealed_read.record, first.record);
+    let sealed = held_phone();
+    assert!(shared::looks_sealed(&sealed), "{sealed}");
+    let trace = next_trace(&mut feed).await;
+    assert_eq!(trace.cached_phone(), Some(sealed.clone()));
+    assert_eq!(t.read(Kind::Users, 42).await.outcome, Outcome::Hit);
+
+    // Off once more: what is sealed still opens, and stays sealed.
+    seal(false);
+    let hit = t.read(Kind::Users, 42).await;
+    assert_eq!((hit.outcome, &hit.record), (Outcome::Hit, &first.record));
+    assert_eq!(held_phone(), sealed);
+    assert_eq!(t.database_queries(), 2);
+}
+
 /// Section 5.3: Redis drops the key when its TTL runs out, and the next
 /// read is a miss again.
 #[tokio::test]

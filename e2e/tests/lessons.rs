@@ -947,3 +947,93 @@ async fn the_operations_lesson_watches_the_figures_and_warms_a_restart() {
     assert!(right.starts_with("Right"), "{right}");
     review_screenshot(&client, "lesson-operations-5", "[data-testid=lesson]").await;
 }
+
+/// The phone number as the read's SET sent it to Redis, read off the steps
+/// under the diagram (`None`: no SET with a phone field shown).
+async fn phone_in_the_set(client: &Client) -> Option<String> {
+    let rows = client
+        .find_all(Locator::Css("[data-testid=steps] code.what"))
+        .await
+        .ok()?;
+    for row in rows {
+        let text = row.text().await.ok()?;
+        if let Some(after) = text
+            .strip_prefix("SET ")
+            .and_then(|t| t.split_once(r#"phone\":\""#))
+        {
+            return after.1.split('\\').next().map(str::to_string);
+        }
+    }
+    None
+}
+
+/// The outcome of the trace log's newest entry.
+async fn newest_outcome(client: &Client) -> String {
+    wait_for(client, "a log entry", WAIT, || async {
+        let entries = client
+            .find_all(Locator::Css("[data-testid=log] .entry"))
+            .await
+            .ok()?;
+        entries.first()?.attr("data-outcome").await.ok().flatten()
+    })
+    .await
+}
+
+/// The sensitive-data lesson, problem first: with encryption off the SET
+/// carries the phone number itself, with it on only `enc:v1:…`; a user
+/// deleted under "TTL only" is still served from Redis, under delete on
+/// write not. Every answer is chosen from what the page shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sensitive_data_lesson_encrypts_a_phone_number_and_forgets_a_deleted_user() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+
+    open_lesson(&client, &server, "sensitive-data", 1).await;
+    run_experiment(&client).await;
+    let plain = wait_for(&client, "the SET's phone field", WAIT, || {
+        phone_in_the_set(&client)
+    })
+    .await;
+    assert!(plain.starts_with("+1 "), "in the clear: {plain}");
+    let line = text_of(&client, "[data-testid=step-phone]")
+        .await
+        .unwrap_or_default();
+    assert_eq!(line, format!("phone number: in the clear ({plain})"));
+    let wrong = choose(&client, 1).await;
+    assert!(wrong.starts_with("Not quite"), "{wrong}");
+    let right = choose(&client, 0).await;
+    assert!(right.starts_with("Right"), "{right}");
+    review_screenshot(&client, "lesson-sensitive-data-1", "[data-testid=lesson]").await;
+
+    continue_to(&client, "encrypt the field").await;
+    run_experiment(&client).await;
+    let sealed = wait_for(&client, "the SET's phone field", WAIT, || {
+        phone_in_the_set(&client)
+    })
+    .await;
+    assert!(sealed.starts_with("enc:v1:"), "sealed: {sealed}");
+    assert!(!sealed.contains(&plain));
+    let line = text_of(&client, "[data-testid=step-phone]")
+        .await
+        .unwrap_or_default();
+    assert!(line.starts_with("phone number: encrypted (enc:v1:"), "{line}");
+    let right = choose(&client, 1).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    continue_to(&client, "deleted person").await;
+    run_experiment(&client).await;
+    assert_eq!(newest_outcome(&client).await, "hit", "served after the delete");
+    let right = choose(&client, 0).await;
+    assert!(right.starts_with("Right"), "{right}");
+
+    continue_to(&client, "removes the cached copy").await;
+    run_experiment(&client).await;
+    assert_eq!(
+        newest_outcome(&client).await,
+        "miss",
+        "the copy went with the row"
+    );
+    let right = choose(&client, 1).await;
+    assert!(right.starts_with("Right"), "{right}");
+}

@@ -66,27 +66,6 @@ pub fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
-/// The sealed phone number a trace carries (in the `SET` it sent, quoted
-/// as `redis-cli` would): what Redis holds in place of the number.
-pub fn sealed_phone(trace: &shared::Trace) -> Option<String> {
-    // In a quoted command the JSON's quotes are escaped: `\"phone\":\"`.
-    const FIELDS: [&str; 2] = [r#"phone\":\""#, r#"phone":""#];
-    trace.steps.iter().find_map(|step| {
-        [step.action.text(), step.reply.as_str()]
-            .into_iter()
-            .find_map(|text| {
-                let start = FIELDS
-                    .iter()
-                    .find_map(|field| Some(text.find(field)? + field.len()))?;
-                let value = &text[start..];
-                let length = value.find(['"', '\\'])?;
-                value[..length]
-                    .starts_with("enc:")
-                    .then(|| value[..length].to_string())
-            })
-    })
-}
-
 /// A speed factor as shown on its button: `0.25×`, `1×`, `4×`.
 pub fn speed(factor: f64) -> String {
     format!("{}×", shared::decimal::trimmed(factor, 2))
@@ -136,44 +115,5 @@ mod tests {
         assert_eq!(truncate("GET cache:default:user:42", 10), "GET cache…");
         assert_eq!(speed(0.25), "0.25×");
         assert_eq!(speed(1.0), "1×");
-    }
-
-    #[test]
-    fn the_sealed_phone_number_is_found_in_a_trace() {
-        use shared::{
-            Action, Kind, NodeId, Operation, Origin, Outcome, SandboxId, StepStatus, Trace, TraceStep,
-        };
-        let step = |action: Action, reply: &str| TraceStep {
-            node: NodeId::new("store_in_cache"),
-            action,
-            reply: reply.into(),
-            status: StepStatus::Ok,
-            duration_us: 1,
-            simulated_delay_us: 0,
-            via: None,
-        };
-        let mut trace = Trace {
-            id: 1,
-            sandbox: SandboxId::default_sandbox(),
-            operation: Operation::Read { kind: Kind::Users, id: 4 },
-            origin: Origin::Browser,
-            outcome: Outcome::Miss,
-            found: true,
-            steps: vec![step(
-                Action::Redis(r#"SET cache:default:user:4 "ca1 v 1 {\"id\":4,\"phone\":\"enc:v1:k1:QUJD\",\"version\":1}" EX 60"#.into()),
-                "OK",
-            )],
-            total_us: 1,
-            started_at_ms: 0,
-            instance: None,
-        };
-        assert_eq!(sealed_phone(&trace).as_deref(), Some("enc:v1:k1:QUJD"));
-        trace.steps = vec![step(Action::Note(r#"{"phone":"enc:v1:k2:REVG"}"#.into()), "")];
-        assert_eq!(sealed_phone(&trace).as_deref(), Some("enc:v1:k2:REVG"));
-        trace.steps = vec![step(
-            Action::Redis("GET cache:default:product:4".into()),
-            r#"{"id":4}"#,
-        )];
-        assert_eq!(sealed_phone(&trace), None);
     }
 }

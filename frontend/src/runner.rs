@@ -154,6 +154,10 @@ impl Run {
         }
         match message {
             ServerMessage::Trace { trace, .. } => {
+                // What Redis was sent or gave back for a phone number.
+                if let Some(phone) = trace.cached_phone() {
+                    self.observed.cached_phones.push(phone);
+                }
                 if self.waiting == Some(Waiting::Trace(trace.id)) {
                     self.done += 1;
                     return self.advance();
@@ -427,6 +431,13 @@ impl Run {
                     name: name.to_string(),
                 },
                 // On A, so a lesson can say where the write came from.
+                instance: self.instances.first().cloned(),
+            },
+            Action::Delete { id: record } => ClientMessage::Write {
+                request_id: id,
+                kind: shared::Kind::Users,
+                id: record,
+                change: WriteChange::Delete,
                 instance: self.instances.first().cloned(),
             },
             Action::CheckDivergence => ClientMessage::CheckDivergence { request_id: id },

@@ -237,8 +237,9 @@ pub struct User {
     pub city: String,
     /// The day the user signed up, `YYYY-MM-DD`.
     pub joined: String,
-    /// Sensitive: never rests in Redis in the clear (the back end seals it
-    /// before caching). Empty in entries cached before it existed.
+    /// Sensitive: the back end seals it before caching, unless a sandbox
+    /// switched sealing off to show why ([`looks_sealed`]). Empty in
+    /// entries cached before it existed.
     #[serde(default)]
     pub phone: String,
     /// Starts at 1 and grows by one with every update of the row, so a
@@ -397,6 +398,12 @@ pub(crate) mod in_message {
             Ok(Option::<Owned>::deserialize(deserializer)?.map(|owned| owned.0))
         }
     }
+}
+
+/// Whether a phone number as Redis holds it is sealed (`enc:v1:<key
+/// id>:…`, written by the back end's sealer) rather than in the clear.
+pub fn looks_sealed(phone: &str) -> bool {
+    phone.starts_with("enc:")
 }
 
 impl Record {

@@ -179,6 +179,8 @@ pub enum Setting {
     ResendDropped(bool),
     /// Delete the cached copy before the database write (the wrong order).
     DeleteFirst(bool),
+    /// Encrypt sensitive fields before caching them (off: in the clear).
+    Seal(bool),
 }
 
 /// One thing an experiment does, in order; each waits for the previous
@@ -191,6 +193,9 @@ pub enum Action {
     ReadOn { instance: usize, kind: Kind, id: u64 },
     /// Rename a user, on instance A.
     Rename { id: u64, name: &'static str },
+    /// Delete a user from the database, on instance A (a reset brings the
+    /// row back).
+    Delete { id: u64 },
     /// Compare every cached key with its row.
     CheckDivergence,
     /// The stale-set race, with the sandbox's race fix.
@@ -310,6 +315,9 @@ pub struct Observed {
     pub failed_reads: u64,
     /// The fault lab's report after the last fault.
     pub faults: Option<crate::FaultReport>,
+    /// What the run's traces showed Redis holding for a user's phone
+    /// number, in order ([`crate::Trace::cached_phone`]).
+    pub cached_phones: Vec<String>,
 }
 
 impl Observed {
@@ -418,6 +426,7 @@ pub fn baseline(current: &SandboxSettings) -> SandboxSettings {
         resend_dropped: true,
         db_error_percent: 0,
         delete_first: false,
+        seal_sensitive: true,
         ..current.clone()
     }
 }
@@ -446,6 +455,7 @@ pub fn settings_for(step: &Step, current: &SandboxSettings) -> SandboxSettings {
             Setting::RetryInvalidations(on) => s.retry_invalidations = on,
             Setting::ResendDropped(on) => s.resend_dropped = on,
             Setting::DeleteFirst(on) => s.delete_first = on,
+            Setting::Seal(on) => s.seal_sensitive = on,
         }
     }
     s
@@ -625,6 +635,22 @@ fn better_of_two_fills(o: &Observed) -> Option<usize> {
     }
 }
 
+/// Whether the phone number the run cached could be read in Redis as it
+/// is: 0 (yes, in the clear) or 1 (no, sealed).
+fn phone_in_the_clear(o: &Observed) -> Option<usize> {
+    let held = o.cached_phones.first()?;
+    Some(if crate::entity::looks_sealed(held) { 1 } else { 0 })
+}
+
+/// What the read after a delete returned: 0 (the deleted record) or 1
+/// (no such record).
+fn deleted_record_served(o: &Observed) -> Option<usize> {
+    if o.writes.is_empty() {
+        return None;
+    }
+    Some(if o.reads.last()?.found { 0 } else { 1 })
+}
+
 /// The sandbox's misses, as its counters say (a load's reads included).
 fn counted_misses(o: &Observed) -> Option<u64> {
     o.stats.map(|s| s.misses)
@@ -772,6 +798,8 @@ const SOURCES: &[&str] = &["The database", "Redis"];
 const NAMES: &[&str] = &["The old name", "The new name"];
 const OUTAGE_ANSWERS: &[&str] = &["From Redis", "From the database", "Nowhere: they failed"];
 const BREAKER_STATES: &[&str] = &["closed", "open", "half-open"];
+const PHONE_READABLE: &[&str] = &["Yes: it is there in the clear", "No: it is encrypted"];
+const AFTER_DELETE: &[&str] = &["The deleted user's record, from Redis", "No such record"];
 const FAIL_SAFE_ANSWERS: &[&str] = &["An error", "The expired copy, marked fail-safe", "A fresh row"];
 const FAULT_PARTS: &[Part] = &[Part::Read, Part::Fallback, Part::Breaker];
 const FAULT_WRITES: &[Part] = &[Part::Read, Part::Fallback, Part::Write];
@@ -2015,6 +2043,93 @@ pub const LESSONS: &[Lesson] = &[
                     question: "How many of the reads after the warm restart missed?",
                     answer: Expect::Number(counted_misses),
                     hint: "The misses counter of the sandbox panel.",
+                },
+            },
+        ],
+    },
+    Lesson {
+        id: "sensitive-data",
+        title: "Sensitive data in a cache",
+        outcome: "Keep personal fields unreadable in Redis, and make sure a deleted person is gone from the cache as well as the database.",
+        steps: &[
+            Step {
+                title: "The problem: a phone number anyone with Redis access can read",
+                text: "Cached records are copies of real data, and some of their fields are personal: here, each user's phone number. Redis is seldom guarded as closely as the database. Operators run MONITOR, backups get copied around, and every client holding the password can GET any key. A personal field cached as it is leaks through each of them.\n\nThis step switches encryption off and reads user 42 once. The miss stores the whole record: look at the SET command in the steps under the diagram, and the line under it.",
+                parts: READ_PATH,
+                panel: Panel::None,
+                setup: &[Setting::Seal(false)],
+                run: &[Action::Read { kind: Kind::Users, id: 42, times: 1 }],
+                run_label: "Read user 42 (encryption off)",
+                notice: &[Pointer {
+                    text: "The SET sends the whole record to Redis; the line under it shows the phone field as stored.",
+                    target: Target::Node("store_in_cache"),
+                }],
+                check: Check {
+                    question: "Could someone who can only read this Redis learn user 42's phone number?",
+                    answer: Expect::Choice { options: PHONE_READABLE, correct: phone_in_the_clear },
+                    hint: "The phone field in the SET command: a number, or enc:v1:… ?",
+                },
+            },
+            Step {
+                title: "The fix: encrypt the field before it is cached",
+                text: "The remedy is to encrypt sensitive fields on their way into Redis and decrypt them on the way out, with a key that never goes to Redis. Here each phone number is sealed with AES-256-GCM and bound to the key it is stored under, so a copy pasted under another key does not open. The other fields stay readable, so the cache is as easy to inspect as before. Some data should never be cached, encrypted or not: passwords, full card numbers.\n\nThe same read with encryption on. A later hit gets the number back decrypted, in the application: Redis never sees the key.",
+                parts: READ_PATH,
+                panel: Panel::None,
+                setup: &[],
+                run: &[Action::Read { kind: Kind::Users, id: 42, times: 1 }],
+                run_label: "Read user 42 (encryption on)",
+                notice: &[Pointer {
+                    text: "The SET now carries enc:v1:… where the number was.",
+                    target: Target::Node("store_in_cache"),
+                }],
+                check: Check {
+                    question: "Could someone who can only read this Redis learn user 42's phone number now?",
+                    answer: Expect::Choice { options: PHONE_READABLE, correct: phone_in_the_clear },
+                    hint: "The phone field in the SET command: a number, or enc:v1:… ?",
+                },
+            },
+            Step {
+                title: "The problem: a deleted person still served from the cache",
+                text: "Privacy laws such as the GDPR give people the right to have their data erased. Deleting the row is not enough while a copy lives on in Redis. With the \"TTL only\" strategy writes leave the cache alone, so the deleted user is still served, phone number and all, until the TTL runs out: five minutes here.\n\nThis step reads user 42 (now cached), deletes the user from the database, and reads again.",
+                parts: WRITES,
+                panel: Panel::None,
+                setup: &[Setting::Write(WriteStrategy::TtlOnly)],
+                run: &[
+                    Action::Read { kind: Kind::Users, id: 42, times: 1 },
+                    Action::Delete { id: 42 },
+                    Action::Read { kind: Kind::Users, id: 42, times: 1 },
+                ],
+                run_label: "Read, delete, read again (TTL only)",
+                notice: &[
+                    Pointer { text: "The delete changed the database and nothing else.", target: Target::Node("update_cache") },
+                    Pointer { text: "The last read: a hit.", target: Target::Element("log") },
+                ],
+                check: Check {
+                    question: "After the delete, what did the last read of user 42 return?",
+                    answer: Expect::Choice { options: AFTER_DELETE, correct: deleted_record_served },
+                    hint: "The last entry of the trace log: a hit or a miss, and what it found.",
+                },
+            },
+            Step {
+                title: "The fix: a delete removes the cached copy too",
+                text: "Treat an erasure like any other write: delete the cached copy right after the row, and every other key built from the person's data. The next read misses, finds no row, and caches \"not found\" for a short while (30 s here) instead of the person.\n\nThe same three operations with delete-on-write, the default strategy.",
+                parts: WRITES,
+                panel: Panel::None,
+                setup: &[],
+                run: &[
+                    Action::Read { kind: Kind::Users, id: 42, times: 1 },
+                    Action::Delete { id: 42 },
+                    Action::Read { kind: Kind::Users, id: 42, times: 1 },
+                ],
+                run_label: "Read, delete, read again (delete on write)",
+                notice: &[
+                    Pointer { text: "The delete also deletes the cached copy.", target: Target::Node("update_cache") },
+                    Pointer { text: "The last read: a miss that found nothing.", target: Target::Element("log") },
+                ],
+                check: Check {
+                    question: "After the delete, what did the last read of user 42 return this time?",
+                    answer: Expect::Choice { options: AFTER_DELETE, correct: deleted_record_served },
+                    hint: "The last entry of the trace log.",
                 },
             },
         ],

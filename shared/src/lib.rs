@@ -36,7 +36,8 @@ pub mod wire;
 
 pub use diagram::{Diagram, Edge, Feature, Node, NodeId, NodeShape, System};
 pub use entity::{
-    check_id, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID, MAX_NAME_LEN,
+    check_id, looks_sealed, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID,
+    MAX_NAME_LEN,
 };
 pub use faults::{BreakerView, FaultAction, FaultEvent, FaultReport, RedisFault};
 pub use load::{LoadSpec, LoadState};
@@ -50,4 +51,4 @@ pub use protocol::{
 pub use settings::{
     CacheWrite, RaceFix, SandboxSettings, StampedePolicy, Stats, ValueEncoding, WriteStrategy,
 };
-pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};
+pub use trace::{phone_field, Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

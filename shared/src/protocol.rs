@@ -20,8 +20,9 @@ use crate::wire::two_forms;
 /// binary form ([`crate::wire`]) reads fields by position, so a field one
 /// side has and the other has not misreads every message after it.
 /// Version 8 brought that binary form; 9 the setting `resend_dropped`; 10
-/// the record a scenario ran on (`ScenarioResult`'s `kind` and `id`).
-pub const PROTOCOL_VERSION: u32 = 10;
+/// the record a scenario ran on (`ScenarioResult`'s `kind` and `id`); 11
+/// the setting `seal_sensitive`.
+pub const PROTOCOL_VERSION: u32 = 11;
 
 two_forms! {
     "ClientMessage";

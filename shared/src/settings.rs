@@ -186,6 +186,12 @@ pub struct SandboxSettings {
     /// caches the old row again.
     #[serde(default)]
     pub delete_first: bool,
+    /// Whether sensitive fields (a user's phone number) are sealed
+    /// (encrypted) before they are cached (section 6.6). Off, to see the
+    /// problem: the number rests in Redis in the clear, readable by anyone
+    /// who can `GET` the key, `MONITOR` the server or open a backup.
+    #[serde(default = "default_true")]
+    pub seal_sensitive: bool,
 }
 
 /// How a sandbox writes values into Redis.
@@ -372,6 +378,7 @@ impl Default for SandboxSettings {
             resend_dropped: false,
             db_error_percent: 0,
             delete_first: false,
+            seal_sensitive: true,
         }
     }
 }
@@ -525,7 +532,7 @@ impl SandboxSettings {
     pub fn to_query(&self) -> String {
         let flag = |on: bool| if on { "1" } else { "0" };
         format!(
-            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}&encoding={}&compress_above={}&padding={}&product_ttl={}&fallback={}&breaker={}&fail_safe={}&retry_inval={}&resend={}&db_errors={}&delete_first={}",
+            "ttl={}&no_ttl={}&null_ttl={}&negative={}&db_ms={}&db_jitter={}&db_conns={}&db_wait={}&write={}&key_typo={}&race={}&near={}&near_ttl={}&ttl_jitter={}&stampede={}&beta={}&encoding={}&compress_above={}&padding={}&product_ttl={}&fallback={}&breaker={}&fail_safe={}&retry_inval={}&resend={}&db_errors={}&delete_first={}&seal={}",
             self.cache_ttl_secs,
             flag(self.forget_ttl),
             self.null_ttl_secs,
@@ -553,6 +560,7 @@ impl SandboxSettings {
             flag(self.resend_dropped),
             self.db_error_percent,
             flag(self.delete_first),
+            flag(self.seal_sensitive),
         )
     }
 
@@ -627,6 +635,7 @@ impl SandboxSettings {
                 "resend" => s.resend_dropped = flag(name, value)?,
                 "db_errors" => s.db_error_percent = number(name, value)?,
                 "delete_first" => s.delete_first = flag(name, value)?,
+                "seal" => s.seal_sensitive = flag(name, value)?,
                 "beta" => {
                     s.early_refresh_beta = crate::decimal::parse(value).ok_or_else(|| bad(name, value))?;
                 }
@@ -672,7 +681,7 @@ pub(crate) fn check_float_range(name: &str, value: f64, (lo, hi): (f64, f64)) ->
 }
 
 /// The address parameters [`SandboxSettings::with_query`] reads.
-pub const QUERY_NAMES: [&str; 27] = [
+pub const QUERY_NAMES: [&str; 28] = [
     "ttl",
     "no_ttl",
     "null_ttl",
@@ -700,6 +709,7 @@ pub const QUERY_NAMES: [&str; 27] = [
     "resend",
     "db_errors",
     "delete_first",
+    "seal",
 ];
 
 /// Running counters of one sandbox since the back end started.
@@ -785,6 +795,7 @@ mod query_tests {
             resend_dropped: true,
             db_error_percent: 30,
             delete_first: true,
+            seal_sensitive: false,
             ..SandboxSettings::default()
         };
         let query = chosen.to_query();

@@ -46,6 +46,31 @@ impl Trace {
     pub fn simulated_us(&self) -> u64 {
         self.steps.iter().map(|s| s.simulated_delay_us).sum()
     }
+
+    /// A user's phone number as it went into Redis or came out of it (in
+    /// a Redis command this trace sent, or its reply): sealed
+    /// (`enc:v1:…`), or in the clear when sealing is off. Only Redis steps
+    /// are read: the application's own notes hold the number opened.
+    pub fn cached_phone(&self) -> Option<String> {
+        self.steps
+            .iter()
+            .filter(|step| matches!(step.action, Action::Redis(_)))
+            .flat_map(|step| [step.action.text(), step.reply.as_str()])
+            .find_map(phone_field)
+            .map(str::to_string)
+    }
+}
+
+/// The phone field of a user's JSON in `text` (a Redis command or reply,
+/// where `redis-cli`'s quoting escapes the JSON's quotes).
+pub fn phone_field(text: &str) -> Option<&str> {
+    const FIELDS: [&str; 2] = [r#"phone\":\""#, r#"phone":""#];
+    let start = FIELDS
+        .iter()
+        .find_map(|field| Some(text.find(field)? + field.len()))?;
+    let value = &text[start..];
+    let length = value.find(['"', '\\'])?;
+    (length > 0).then(|| &value[..length])
 }
 
 two_forms! {
@@ -214,4 +239,55 @@ pub enum StepStatus {
     Hit,
     Miss,
     Error,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(action: Action, reply: &str) -> TraceStep {
+        TraceStep {
+            node: NodeId::new("store_in_cache"),
+            action,
+            reply: reply.into(),
+            status: StepStatus::Ok,
+            duration_us: 1,
+            simulated_delay_us: 0,
+            via: None,
+        }
+    }
+
+    #[test]
+    fn the_phone_number_is_read_as_redis_holds_it() {
+        let mut trace = Trace {
+            id: 1,
+            sandbox: SandboxId::default_sandbox(),
+            operation: Operation::Read { kind: Kind::Users, id: 4 },
+            origin: Origin::Browser,
+            outcome: Outcome::Miss,
+            found: true,
+            steps: vec![step(
+                Action::Redis(r#"SET cache:default:user:4 "ca1 v 1 {\"id\":4,\"phone\":\"enc:v1:k1:QUJD\",\"version\":1}" EX 60"#.into()),
+                "OK",
+            )],
+            total_us: 1,
+            started_at_ms: 0,
+            instance: None,
+        };
+        assert_eq!(trace.cached_phone().as_deref(), Some("enc:v1:k1:QUJD"));
+        // Sealing off: the number itself, in a command or a reply.
+        trace.steps = vec![step(
+            Action::Redis("GET cache:default:user:4".into()),
+            r#"{"id":4,"phone":"+1 415 555 0104"}"#,
+        )];
+        assert_eq!(trace.cached_phone().as_deref(), Some("+1 415 555 0104"));
+        // The application's notes hold it opened: not what Redis holds.
+        trace.steps = vec![step(Action::Note(r#"{"phone":"+1 415 555 0104"}"#.into()), "")];
+        assert_eq!(trace.cached_phone(), None);
+        trace.steps = vec![step(
+            Action::Redis("GET cache:default:product:4".into()),
+            r#"{"id":4}"#,
+        )];
+        assert_eq!(trace.cached_phone(), None);
+    }
 }

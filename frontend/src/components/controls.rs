@@ -154,8 +154,8 @@ fn LastResult() -> impl IntoView {
             let operation = shared::Operation::Read { kind: result.kind, id: result.id };
             let sealed = state.log.with(|log| {
                 let this = result.trace_id.and_then(|id| log.iter().find(|t| t.id == id));
-                this.and_then(format::sealed_phone).or_else(|| {
-                    log.iter().filter(|t| t.operation == operation).find_map(format::sealed_phone)
+                this.and_then(shared::Trace::cached_phone).or_else(|| {
+                    log.iter().filter(|t| t.operation == operation).find_map(shared::Trace::cached_phone)
                 })
             });
             view! {
@@ -174,12 +174,24 @@ fn LastResult() -> impl IntoView {
                         .into_any(),
                         None => view! { <p class="help">{summary}</p> }.into_any(),
                     }}
-                    {sealed.map(|sealed| view! {
-                        <p class="help sealed" data-testid="sealed-phone">
-                            "The phone number is sensitive: Redis holds it only encrypted (AES-256-GCM), as "
-                            <code>{format::truncate(&sealed, 36)}</code>
-                            ". This page got it decrypted."
-                        </p>
+                    {sealed.map(|held| if shared::looks_sealed(&held) {
+                        view! {
+                            <p class="help sealed" data-testid="sealed-phone">
+                                "The phone number is sensitive: Redis holds it only encrypted (AES-256-GCM), as "
+                                <code>{format::truncate(&held, 36)}</code>
+                                ". This page got it decrypted."
+                            </p>
+                        }
+                        .into_any()
+                    } else {
+                        view! {
+                            <p class="help sealed exposed" data-testid="sealed-phone">
+                                "The phone number rests in Redis in the clear: "
+                                <code>{format::truncate(&held, 36)}</code>
+                                ". Anyone who can read this Redis (a GET, MONITOR, a backup) reads it too."
+                            </p>
+                        }
+                        .into_any()
                     })}
                 </div>
             }
@@ -352,6 +364,12 @@ pub fn SettingsPanel() -> impl IntoView {
                 get=|s| s.value_padding_bytes
                 set=|s, v| s.value_padding_bytes = v
                 test_id="value-padding"
+            />
+            <FlagSetting
+                label="Encrypt phone numbers before caching (off: in the clear in Redis)"
+                test_id="seal-sensitive"
+                get=|s| s.seal_sensitive
+                set=|s, on| s.seal_sensitive = on
             />
             <super::SetupLink/>
         </section>

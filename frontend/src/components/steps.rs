@@ -22,6 +22,10 @@ struct Row {
     text: String,
     reply: String,
     time: String,
+    /// For a Redis step carrying a user's phone number: how it rests in
+    /// Redis (the sensitive-data lesson looks for it), and whether that
+    /// is in the clear.
+    phone: Option<(String, bool)>,
 }
 
 /// What the list shows for the frame on screen.
@@ -93,6 +97,19 @@ pub fn StepList() -> impl IntoView {
                     } else {
                         format::micros(step.duration_us)
                     };
+                    let phone = matches!(step.action, Action::Redis(_))
+                        .then(|| shared::phone_field(&text).or_else(|| shared::phone_field(&step.reply)))
+                        .flatten()
+                        .map(|phone| {
+                            if shared::looks_sealed(phone) {
+                                (
+                                    format!("phone number: encrypted ({})", format::truncate(phone, 24)),
+                                    false,
+                                )
+                            } else {
+                                (format!("phone number: in the clear ({phone})"), true)
+                            }
+                        });
                     Row {
                         class: format!("step {phase} {status}"),
                         current: phase == "current",
@@ -101,6 +118,7 @@ pub fn StepList() -> impl IntoView {
                         text,
                         reply: step.reply.clone(),
                         time,
+                        phone,
                     }
                 })
                 .collect();
@@ -133,6 +151,9 @@ pub fn StepList() -> impl IntoView {
                                         <span class=format!("system {}", row.system.to_ascii_lowercase())>{row.system}</span>
                                         <code class="what">{row.text}</code>
                                         <span class="reply">{row.reply}</span>
+                                        {row.phone.map(|(phone, clear)| view! {
+                                            <span class=if clear { "phone exposed" } else { "phone" } data-testid="step-phone">{phone}</span>
+                                        })}
                                         <span class="time">{row.time}</span>
                                     </li>
                                 }
