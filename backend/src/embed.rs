@@ -1,6 +1,6 @@
 //! Embedding in documentation sites.
 //!
-//! - `GET /embed/{lesson}?step=N&theme=light|dark|auto`: a static page, a
+//! - `GET /embed/{lesson}?step=ID&theme=light|dark|auto`: a static page, a
 //!   picture of the step's diagram and a Start link. No WebAssembly, no
 //!   WebSocket and no sandbox until the reader clicks: a documentation
 //!   page with ten embedded lessons costs ten small HTML pages.
@@ -123,11 +123,20 @@ fn facade(pages: &Pages, lesson: &str, query: &EmbedQuery) -> Response {
         Some("light") => "light",
         _ => "auto",
     };
-    let mut live = format!("{}/live?step={}&theme={theme}", at.lesson().id, at.step + 1);
+    let mut live = format!("{}/live?step={}&theme={theme}", at.lesson().id, at.step().id);
     if query.autoheight.as_deref() == Some("1") {
         live.push_str("&autoheight=1");
     }
     let step = at.step();
+    // A step the lesson does not have (a typo, an old number): its first,
+    // said on the page so the page's author notices.
+    let unknown = match query.step.as_deref() {
+        Some(asked) if Position::names_no_step(lesson, Some(asked)) => format!(
+            "<p class=\"small\" data-testid=\"unknown-step\">This lesson has no step “{}”: it opens at its first.</p>\n",
+            escape(&asked.chars().take(40).collect::<String>())
+        ),
+        _ => String::new(),
+    };
     let body = format!(
         r#"<!doctype html>
 <html lang="en" data-theme="{theme}">
@@ -140,7 +149,7 @@ fn facade(pages: &Pages, lesson: &str, query: &EmbedQuery) -> Response {
 <body>
 <main>
 <p class="where">Cache-aside playground · lesson {number}: {lesson_title}</p>
-<h1>{step_title}</h1>
+{unknown}<h1>{step_title}</h1>
 <p>{intro}</p>
 {picture}
 <p><a class="start" href="{live}" data-testid="start">Start the lesson</a></p>

@@ -21,7 +21,7 @@ async fn a_lesson_page_loads_nothing_until_started_and_may_be_framed() {
     // Click to load: no script, no WebAssembly, no socket before Start.
     assert!(!page.contains("<script"), "{page}");
     assert!(
-        page.contains(r#"href="null-values/live?step=2&amp;theme=dark""#),
+        page.contains(r#"href="null-values/live?step=cache-not-found&amp;theme=dark""#),
         "{page}"
     );
     assert!(page.contains(r#"data-theme="dark""#));
@@ -39,8 +39,8 @@ async fn a_lesson_page_loads_nothing_until_started_and_may_be_framed() {
     let csp = header(&api, "content-security-policy").unwrap();
     assert!(csp.ends_with("frame-ancestors 'self'"), "{csp}");
 
-    // The reader's input never reaches the page unescaped, and a step out
-    // of range is the lesson's last.
+    // The reader's input never reaches the page unescaped, and a step the
+    // lesson does not have opens its first, saying so.
     let odd = http_get(
         served.addr,
         "/embed/basics?step=99&theme=%3Cscript%3E&autoheight=1",
@@ -49,8 +49,14 @@ async fn a_lesson_page_loads_nothing_until_started_and_may_be_framed() {
     assert_eq!(status_of(&odd), 200);
     assert!(!odd.contains("<script"), "{odd}");
     assert!(
-        odd.contains("basics/live?step=4&amp;theme=auto&amp;autoheight=1"),
+        odd.contains("basics/live?step=cold-read&amp;theme=auto&amp;autoheight=1"),
         "{odd}"
+    );
+    assert!(odd.contains("This lesson has no step “99”"), "{odd}");
+    let typo = http_get(served.addr, "/embed/basics?step=%3Cb%3E").await;
+    assert!(
+        typo.contains("no step “&lt;b&gt;”") && !typo.contains("<b>"),
+        "{typo}"
     );
 
     let unknown = http_get(served.addr, "/embed/%3Cb%3Enope?step=1").await;

@@ -1566,4 +1566,43 @@ async fn bad_input_is_answered_where_the_reader_is() {
         .await
         .unwrap_or_default();
     assert!(said.contains("no lesson “nope”"), "{said}");
+
+    // A step the lesson does not have opens its first, and says so; an
+    // older link's number still opens that step, and moving on writes the
+    // step's id, which stays put when steps are added.
+    client
+        .goto(&format!(
+            "http://{}/?lesson=null-values&step=99&sandbox=badinput",
+            server.addr
+        ))
+        .await
+        .unwrap();
+    e2e::wait_live(&client).await;
+    let said = text_of(&client, "[data-testid=unknown-step]")
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        said,
+        "This lesson has no step “99” (it has 2): here is its first."
+    );
+    let title = text_of(&client, "#lesson-step-title").await.unwrap_or_default();
+    assert_eq!(title, "The problem: misses that never end");
+    click(&client, "[data-testid=lesson-continue]").await;
+    e2e::wait_for(
+        &client,
+        "the next step's address",
+        Duration::from_secs(30),
+        || async {
+            let address = client.current_url().await.ok()?;
+            address
+                .as_str()
+                .contains("lesson=null-values&step=cache-not-found")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(client
+        .find(Locator::Css("[data-testid=unknown-step]"))
+        .await
+        .is_err());
 }

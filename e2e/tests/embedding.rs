@@ -210,5 +210,5 @@ async fn the_playground_works_under_a_path_prefix() {
         .await
         .unwrap()
         .unwrap_or_default();
-    assert_eq!(full, format!("{root}?lesson=stampede&step=2"));
+    assert_eq!(full, format!("{root}?lesson=stampede&step=lock"));
 }

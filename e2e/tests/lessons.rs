@@ -138,7 +138,10 @@ async fn the_read_path_lesson_is_answered_from_what_the_page_shows() {
     })
     .await;
     let address = client.current_url().await.unwrap();
-    assert!(address.as_str().contains("lesson=basics&step=2"), "{address}");
+    assert!(
+        address.as_str().contains("lesson=basics&step=second-read"),
+        "{address}"
+    );
     run_experiment(&client).await;
     // The log's newest entry says where the answer came from.
     let newest = wait_for(&client, "two log entries", WAIT, || async {

@@ -28,6 +28,11 @@ pub struct Lesson {
 /// One narrated frame of a lesson.
 #[derive(Debug)]
 pub struct Step {
+    /// Its name in addresses (`?lesson=stampede&step=xfetch`) and in the
+    /// learner's saved progress. Kept when steps are added or moved, so
+    /// links, embeds and progress stay on the same step; numbers
+    /// (`step=5`) are read too, but they move.
+    pub id: &'static str,
     pub title: &'static str,
     /// Paragraphs, separated by a blank line.
     pub text: &'static str,
@@ -479,24 +484,31 @@ impl Position {
         &LESSONS[self.lesson].steps[self.step]
     }
 
-    /// From an address's `lesson` and 1-based `step`; an unknown lesson is
-    /// `None`, a step out of range is clamped.
+    /// From an address's `lesson` and `step`: the step's id
+    /// (`step=xfetch`), or its number (`step=5`, as older links have it);
+    /// the first step when `step` is missing or names no step of the
+    /// lesson ([`Position::names_no_step`] tells the page to say so). An
+    /// unknown lesson is `None`.
     pub fn from_query(lesson: &str, step: Option<&str>) -> Option<Position> {
         let index = LESSONS.iter().position(|l| l.id == lesson)?;
-        let steps = LESSONS[index].steps.len();
-        let step = step
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .unwrap_or(1)
-            .clamp(1, steps);
         Some(Position {
             lesson: index,
-            step: step - 1,
+            step: step.and_then(|s| find_step(LESSONS[index].steps, s)).unwrap_or(0),
         })
     }
 
-    /// `lesson=ID&step=N`, for an address.
+    /// Whether an address names a lesson and a `step` that is none of its
+    /// steps (a typo, a number past its last step, an id since renamed).
+    pub fn names_no_step(lesson: &str, step: Option<&str>) -> bool {
+        let Some(lesson) = LESSONS.iter().find(|l| l.id == lesson) else {
+            return false;
+        };
+        step.is_some_and(|s| !s.trim().is_empty() && find_step(lesson.steps, s).is_none())
+    }
+
+    /// `lesson=ID&step=STEP-ID`, for an address.
     pub fn query(self) -> String {
-        format!("lesson={}&step={}", self.lesson().id, self.step + 1)
+        format!("lesson={}&step={}", self.lesson().id, self.step().id)
     }
 
     /// The next step, into the next lesson at the end of one.
@@ -534,10 +546,19 @@ impl Position {
         }
     }
 
-    /// `ID:N`, as kept in the learner's progress.
+    /// `LESSON-ID:STEP-ID`, as kept in the learner's progress.
     pub fn key(self) -> String {
-        format!("{}:{}", self.lesson().id, self.step + 1)
+        format!("{}:{}", self.lesson().id, self.step().id)
     }
+}
+
+/// The index of the step `named` by its id, or by its number (from 1).
+fn find_step(steps: &[Step], named: &str) -> Option<usize> {
+    let named = named.trim();
+    steps.iter().position(|s| s.id == named).or_else(|| {
+        let number = named.parse::<usize>().ok()?;
+        (1..=steps.len()).contains(&number).then(|| number - 1)
+    })
 }
 
 /// The steps a learner has answered, kept in the browser
@@ -549,15 +570,18 @@ pub struct Progress {
 
 impl Progress {
     /// Reads what [`Progress::encode`] wrote; anything unknown is dropped,
-    /// so a stored line from an older path does no harm.
+    /// so a stored line from an older path does no harm. Steps kept by
+    /// number (`basics:2`, before steps had ids) are read as today's step
+    /// of that number.
     pub fn decode(text: &str) -> Progress {
         let known = |key: &str| {
             let (lesson, step) = key.split_once(':')?;
-            Position::from_query(lesson, Some(step)).filter(|p| p.key() == key)
+            let at = Position::from_query(lesson, Some(step))?;
+            (!Position::names_no_step(lesson, Some(step))).then_some(at)
         };
         let mut progress = Progress { done: Vec::new() };
-        for key in text.split_whitespace().filter(|key| known(key).is_some()) {
-            progress.insert(key.to_string());
+        for at in text.split_whitespace().filter_map(known) {
+            progress.insert(at.key());
         }
         progress
     }
@@ -998,6 +1022,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Explain cache-aside and trace a read through a miss and a hit.",
         steps: &[
             Step {
+                id: "cold-read",
                 title: "Cache-aside in one read",
                 text: "In cache-aside the application, not the cache, does the work. To read a record it asks Redis first. If Redis has nothing, the application reads the database, puts a copy in Redis with an expiry time, and answers.\n\nThe cache never talks to the database itself, and a write goes straight to the database. That keeps the pattern simple, and an application that falls back to the database when Redis is down keeps answering, only slower (a write during the outage has its own trap: see the last lesson). It suits data read far more often than written that may be a little out of date; it is the wrong choice for write-heavy data, for data that must never be stale, and for a small data set that could simply live in memory.\n\nThe button empties this sandbox's cache and reads user 42 once. The sandbox's database waits 100 ms per query, like a database across a network.",
                 parts: READ_PATH,
@@ -1017,6 +1042,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "second-read",
                 title: "The second read is a hit",
                 text: "Now the key is in Redis. The same read again costs one GET and no SQL at all: the answer comes straight from memory.\n\nThe button empties the cache and reads user 42 twice in a row.",
                 parts: READ_PATH,
@@ -1035,6 +1061,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "savings",
                 title: "What the cache saves",
                 text: "One miss pays for many hits. Ten reads of a popular record cost one database query; the other nine answer in well under a millisecond on this machine, against 100 ms or more for the query.\n\nThe counters on the right add it up: the hit ratio, the average read with the cache, and what every read would cost without one.",
                 parts: READ_PATH,
@@ -1052,6 +1079,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "hit-ratio",
                 title: "Real traffic: the hit ratio settles",
                 text: "An application does not read one record ten times: it reads many, and a few of them far more often than the rest. That skew is why caching pays: the popular records stay cached, the rare ones miss.\n\nThis step sends 200 reads a second for 10 seconds over 100 users, drawn so that the hottest fifth get about 70 % of the reads. Watch the hit ratio climb as the hot users get cached, and the database queries fall.",
                 parts: READ_PATH,
@@ -1076,6 +1104,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Time to live",
         outcome: "Choose a TTL, see a key expire on a real Redis, and see what forgetting it does.",
         steps: &[Step {
+            id: "expiry",
             title: "Keys expire",
             text: "Every value is stored with an expiry (SET ... EX). When the time is up Redis drops the key by itself, and the next read misses and loads a fresh copy. The TTL is the longest a cached copy can be out of date when nobody invalidates it, and it keeps keys nobody reads from piling up.\n\nChoose it by how stale each kind of data may be: a few minutes for data that must stay close to the truth (1 to 5) and for sessions (5 to 15), an hour or a few for product pages, a day or more for reference data that hardly changes. Below a second the cache mostly misses; beyond a week, a copy that missed its invalidation stays wrong for days.\n\nThis step sets the TTL to 3 seconds, reads user 42 twice, waits 3.5 seconds, and reads it again.",
             parts: READ_PATH,
@@ -1098,6 +1127,7 @@ pub const LESSONS: &[Lesson] = &[
             },
         },
         Step {
+            id: "forgotten-ttl",
             title: "The problem: a cache that only grows",
             text: "Forget the TTL on a SET and the key never expires. Nothing goes wrong at first; then every record ever read stays in Redis until memory runs out, and a copy nobody invalidates stays wrong forever.\n\nThis step caches with no TTL, reads three users, and lists the sandbox's keys in Redis.",
             parts: READ_PATH,
@@ -1116,6 +1146,7 @@ pub const LESSONS: &[Lesson] = &[
             },
         },
         Step {
+            id: "ttl-fix",
             title: "The fix: every key gets a TTL",
             text: "The same reads with the TTL back on. Each key now counts down and goes by itself, and the audit finds nothing.",
             parts: READ_PATH,
@@ -1131,6 +1162,7 @@ pub const LESSONS: &[Lesson] = &[
             },
         },
         Step {
+            id: "related-apart",
             title: "The problem: related keys with different TTLs",
             text: "Data that belongs together often lives under several keys: a product's price and its stock, a user's profile and preferences. Give them different TTLs and, after a change, one key shows it long before the other: a reader sees the new price with the old stock.\n\nThis step caches product 7's price for 1 s and its stock for 4 s, changes both in the database with no invalidation, and reads both keys every 250 ms until both show the change.",
             parts: READ_PATH,
@@ -1146,6 +1178,7 @@ pub const LESSONS: &[Lesson] = &[
             },
         },
         Step {
+            id: "related-together",
             title: "The fix: one TTL for related data",
             text: "The same change with both keys cached at the same moment with one TTL (2 s): they expire together and come back together. (Caching the product as one value removes the question altogether.)",
             parts: READ_PATH,
@@ -1167,6 +1200,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Give Redis a memory limit, pick an eviction policy for a cache, and see what each policy keeps or refuses when the cache outgrows memory.",
         steps: &[
             Step {
+                id: "noeviction",
                 title: "The problem: a full Redis that evicts nothing",
                 text: "A busy cache can grow until it meets its memory limit. What happens there is the eviction policy's call. With noeviction, Redis refuses every write that needs more memory: the application still answers, from the database, but the cache has stopped caching anything new.\n\nThis step needs a redis-server of its own. It gives it a 2 MB limit and noeviction, then stores 3,000 values of 1 KB (about three times what fits) the cache-aside way: each read misses and stores.",
                 parts: READ_PATH,
@@ -1185,6 +1219,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "allkeys-lru",
                 title: "The fix: let Redis evict (allkeys-lru)",
                 text: "The usual choice for a cache is allkeys-lru: when memory is full, Redis drops a key that has gone unused the longest, and the write goes through. Redis approximates this by sampling a few keys (maxmemory-samples) rather than keeping an exact order.\n\nThe same fill as before, under allkeys-lru.",
                 parts: READ_PATH,
@@ -1200,6 +1235,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "volatile-trap",
                 title: "The trap: a volatile policy and keys with no TTL",
                 text: "The volatile-* policies only ever evict keys that have a TTL; they suit a Redis that also holds data which must never go. If the cache forgets its TTLs, there is nothing they may evict, and they behave exactly like noeviction.\n\nThe same fill under volatile-lru, with values stored without a TTL.",
                 parts: READ_PATH,
@@ -1218,6 +1254,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "steady-popularity",
                 title: "Which keys to keep: popularity that stays",
                 text: "Which key goes decides the hit ratio. With the same keys popular all along, counting uses (LFU) picks the cold ones best; evicting at random sometimes drops a hot key.\n\nThis step fills 6,000 values into 3 MB and reads 12,000 times, hottest keys most often, first under allkeys-random, then (from an empty server) under allkeys-lfu.",
                 parts: READ_PATH,
@@ -1236,6 +1273,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "moving-popularity",
                 title: "Which keys to keep: popularity that moves",
                 text: "Real popularity moves: today's posts, this hour's prices. LFU keeps counting what used to be hot, while LRU follows what was used lately.\n\nThe same comparison with moving popularity (the newest keys are the hot ones), first under allkeys-lfu, then under allkeys-lru. Redis samples, so runs differ a little; the live numbers decide the answer.",
                 parts: READ_PATH,
@@ -1261,6 +1299,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Measure what encoding and size cost on every hit, and choose JSON, MessagePack or compression with numbers.",
         steps: &[
             Step {
+                id: "small-values",
                 title: "Small values: compression would not pay",
                 text: "A hit is not free: Redis sends the whole value and the application decodes it. A compact encoding shrinks both; compression shrinks more but costs CPU on every read and write, which only pays for big values.\n\nThis step measures user 42 as stored (a few hundred bytes) written as JSON, as MessagePack, and as JSON gzipped above 1 KB: each entry's size, and the median time to encode it, decode it and GET it from this Redis.",
                 parts: READ_PATH,
@@ -1276,6 +1315,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "big-values",
                 title: "Big values: compression trades CPU for bytes",
                 text: "The same user with 100 KB of notes, like a profile with a long biography. Now every hit moves 100 KB unless the value shrinks first. Gzip shrinks text to a fraction, but every hit then pays to unpack it. Which side wins depends on what is dear: on this loopback network bytes are cheap, while over a slower network, or with Redis short of memory, the smaller entry can be worth the CPU.\n\nCompare the bytes in Redis and the cost of a hit, row by row.",
                 parts: READ_PATH,
@@ -1301,6 +1341,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Recognise the missing-record pitfall and cache \"not found\".",
         steps: &[
             Step {
+                id: "endless-misses",
                 title: "The problem: misses that never end",
                 text: "A lookup of an id that does not exist finds nothing in Redis, and nothing in the database either. If the application caches nothing in that case, every later lookup of the id goes to the database again. A client that asks for made-up ids, by mistake or on purpose, then reaches the database with every request.\n\nThis step turns caching of \"not found\" off and looks up a missing user twenty times.",
                 parts: READ_PATH,
@@ -1319,6 +1360,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "cache-not-found",
                 title: "The fix: cache \"not found\" too",
                 text: "The remedy is to store a small marker that says \"no such record\", with a TTL of its own, shorter than a record's (here 30 s against 300 s), so a record created later shows up soon. The next lookups find the marker and answer \"not found\" from Redis.\n\nSame twenty lookups, marker on.",
                 parts: READ_PATH,
@@ -1344,6 +1386,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Design an invalidation strategy and check the cache against the database.",
         steps: &[
             Step {
+                id: "ttl-only",
                 title: "The problem: relying on the TTL alone",
                 text: "A write changes the database, never the cache directly. If the application leaves the cached copy alone, readers get the old value until its TTL runs out, here five minutes.\n\nThis step reads user 7 (so it is cached), renames the user with the \"TTL only\" strategy, reads again, and then compares every cached key with its row.",
                 parts: WRITES,
@@ -1367,6 +1410,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "delete-on-write",
                 title: "The fix: delete the key after the write",
                 text: "Deleting the key right after the database write makes the next read miss and load the new row. Delete rather than overwrite: a delete cannot store a wrong value, and the next read fills the cache only if someone asks.\n\nThe order matters: database first, then the cache. Deleting first lets a read in between put the old row back.\n\nSame experiment, with \"delete on write\".",
                 parts: WRITES,
@@ -1397,6 +1441,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Invalidate across instances and see what a lost message costs.",
         steps: &[
             Step {
+                id: "pubsub",
                 title: "Every instance hears the invalidation",
                 text: "Real applications run several instances. When each keeps a small in-process copy in front of Redis (a near cache), deleting the Redis key is not enough: every instance must drop its own copy too. Redis Pub/Sub carries that message to all of them.\n\nThis step turns near caches on, reads user 9 on instances A, B and C, renames the user on A, and reads on B again.",
                 parts: NEAR,
@@ -1421,6 +1466,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "lost-message",
                 title: "The problem: a message that never arrives",
                 text: "Pub/Sub delivers to whoever is listening at that moment and keeps nothing. An instance whose subscription dropped misses the invalidation and serves its near copy until that copy's own TTL runs out. That short near-cache TTL is the safety net.\n\nThis step cuts instance B's subscription before the rename.",
                 parts: NEAR,
@@ -1439,6 +1485,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "resubscribe",
                 title: "The recovery: a new subscription starts with an empty near cache",
                 text: "An instance that subscribes again cannot tell which invalidations it missed while it was away. Until its subscription is back it goes on serving its near copies, stale or not; the moment it is back, it empties its whole near cache. (That is why B's card showed no near entries at the end of the last step.) Every copy it keeps after that was loaded while it was listening, so a later change reaches it.\n\nThis step repeats the cut, the rename and the stale read on B, then links B again and reads on B once more.",
                 parts: NEAR,
@@ -1464,6 +1511,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Explain how a slow reader can cache an old row, and the two fixes.",
         steps: &[
             Step {
+                id: "stale-set",
                 title: "The problem: a slow reader stores an old row",
                 text: "A reader misses and loads the row. Before it stores it, a writer changes the row and deletes the key. Then the slow reader stores what it loaded, which is now old, and it stays in Redis for a whole TTL.\n\nThe button plays exactly that interleaving on the real Redis and database, with no protection.",
                 parts: RACE_PARTS,
@@ -1479,6 +1527,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "lease",
                 title: "Fix one: a lease",
                 text: "The reader takes a lease (a small token in Redis) before loading. A write deletes the lease with the key, so the slow reader's store, which is allowed only while its lease is there, is refused.",
                 parts: RACE_PARTS,
@@ -1494,6 +1543,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "versions",
                 title: "Fix two: versions",
                 text: "Every row carries a version that each write increases, and every cached value records the version it came from. The write deletes the cached value but leaves a small marker holding the new version. The store is a small Lua script that refuses anything older than what Redis holds, marker included, so the slow reader's old row cannot win.",
                 parts: RACE_PARTS,
@@ -1516,6 +1566,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "See a thundering herd reach the database, and stop it.",
         steps: &[
             Step {
+                id: "cold-herd",
                 title: "The problem: a herd on a cold key",
                 text: "When a popular key is missing, every request that arrives before the first load finishes misses too, and each one queries the database for the same row. With a 100 ms query, that is every request of the first 100 ms.\n\nThe button sends 200 concurrent reads of one cold key, spread over the three instances, with no defence.",
                 parts: HERD_PARTS,
@@ -1534,6 +1585,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "lock",
                 title: "The fix: a lock in Redis",
                 text: "With a lock, the first request to miss takes a short-lived key in Redis (SET NX PX) and loads; the others wait to be handed its result. One load, however many requests and instances. The lock expires by itself if its holder dies.",
                 parts: HERD_PARTS,
@@ -1549,6 +1601,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "single-flight",
                 title: "Single flight: one load per instance, not one in all",
                 text: "Single flight merges concurrent misses inside one process, with no Redis round trip. It is cheap, but each instance still loads once: with three instances, three loads.",
                 parts: HERD_PARTS,
@@ -1564,6 +1617,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "hot-key-expiry",
                 title: "The problem again: a hot key expires under load",
                 text: "A herd needs no cold start. A key read all the time serves hits until the moment its TTL runs out; from then until the first reload is stored, every read misses and goes to the database for the same row.\n\nThe button caches the key with a 2-second TTL, then sends 200 reads spread evenly over the 0.8 s around its expiry, with no defence.",
                 parts: HERD_PARTS,
@@ -1579,6 +1633,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "xfetch",
                 title: "Refresh early, before the key expires",
                 text: "Probabilistic early expiration (XFetch) lets a reader renew a key before it runs out. Near the end of the TTL each read draws a random number, weighted by how long a load takes (100 ms here) and by a factor called beta (1 here): the closer the expiry, the likelier that this read reloads and stores a fresh copy with a new TTL. One reader, or a few, wins the draw before the expiry and reloads while the others are still served the cached copy, so the key never goes missing and nobody waits for someone else's load. A fixed rule, such as reloading once 80 % of the TTL has passed, needs a lock beside it: on its own, every read past that point reloads.\n\nThe same herd around the expiry, with early refresh on.",
                 parts: HERD_PARTS,
@@ -1594,6 +1649,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "serve-stale",
                 title: "Serve stale while one request refreshes",
                 text: "Stale-while-revalidate takes another way out. It keeps the value a little past its fresh time: reads get the slightly old value at once while a single request reloads it in the background. Nobody waits for the database, and there is exactly one load instead of a few.\n\nThe same herd around the expiry, with stale-while-revalidate.",
                 parts: HERD_PARTS,
@@ -1609,6 +1665,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "saturated-database",
                 title: "A real database runs out of connections",
                 text: "So far the database took every query at once. A real one has a pool of connections: each query holds one until it is done, and the rest wait in line. Here it has 5, each query takes 100 ms, and a query gives up after waiting 300 ms.\n\nSend the same herd with no defence: only the first few get a connection in time; the others fail, and the application has nothing to answer with.",
                 parts: HERD_PARTS,
@@ -1624,6 +1681,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "lock-saves-database",
                 title: "The lock keeps a small database standing",
                 text: "The same small database, the same herd, with the Redis lock: one request loads, the others wait on the lock rather than on the database's queue, and all of them are answered.\n\nThis step sends the herd twice, with no defence and then with the lock, so both runs stand side by side in the table, whether or not the last step ran here.",
                 parts: HERD_PARTS,
@@ -1649,6 +1707,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Spread expiries with TTL jitter.",
         steps: &[
             Step {
+                id: "same-ttl",
                 title: "The problem: one TTL for a batch of keys",
                 text: "Keys cached at the same moment with the same TTL also expire at the same moment, and their reloads arrive together. This herd caches 50 keys at once with a fixed TTL and reads them across their expiry.",
                 parts: READ_PATH,
@@ -1664,6 +1723,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "ttl-jitter",
                 title: "The fix: add jitter to the TTL",
                 text: "Adding a random share (here up to 25 % either way) to each TTL spreads the expiries out, so the reloads arrive a few at a time. Jitter does not save loads: a key that drew a shorter TTL may even reload once more during the 4 s of reads, so the loads column can go up a little. What it changes is when the loads land, and that is what the peak shows.\n\nThis step sends the same herd twice, with one TTL and then with jitter, so both runs stand side by side in the table, whether or not the last step ran here.",
                 parts: READ_PATH,
@@ -1689,6 +1749,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Compare cache-aside with read-through, write-through and write-behind, and know when not to use it.",
         steps: &[
             Step {
+                id: "four-patterns",
                 title: "Four ways to put a cache in front of a database",
                 text: "Cache-aside is one of four common arrangements. Read-through moves the loading into the cache layer: the reads are the same, only the owner of the loader changes. Write-through writes every change to the database and then to the cache, so reads after a write still hit. Write-behind writes to the cache at once and to the database later, from a queue.\n\nThe button runs one seeded workload (100 operations on 10 users, about one in five a write, a 20 ms database) through all four on this sandbox's Redis and database, and measures each.",
                 parts: WRITES,
@@ -1707,6 +1768,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "costs",
                 title: "What the speed costs",
                 text: "Write-behind's fast writes are only in Redis until the queue reaches the database. While they wait, the database is behind (a report run on it would see old rows), and a Redis or application crash would lose them. Write-through pays the database's latency on every write, as cache-aside does (tables that rate cache-aside writes as fast count only its part in the cache, a delete), and keeps cache and database in step: reads after a write still hit. Cache-aside keeps the database as the only source of truth and lets the cache miss.\n\nSo cache-aside fits data read far more often than written that may be briefly stale; data written constantly suits write-behind (if losing a little is acceptable) or no cache; data that must never be stale needs write-through or no cache; a small data set may simply live in memory.",
                 parts: WRITES,
@@ -1729,6 +1791,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Keep serving through a Redis outage, a hung Redis and a failing database, and lose no invalidation.",
         steps: &[
             Step {
+                id: "naive",
                 title: "The problem: a cache that takes the application down",
                 text: "Redis is an optimisation, yet code that calls it without handling its errors turns a Redis outage into an application outage: every request fails, even though the database is fine.\n\nThis sandbox now runs such an application. The button reads user 42 (so it is cached), stops this sandbox's Redis, reads the user three more times, and starts Redis again. The other sandboxes on this Redis see nothing: the fault is injected by a proxy between this sandbox's application and Redis.",
                 parts: FAULT_PARTS,
@@ -1747,6 +1810,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "fallback",
                 title: "The fix: fall back to the database",
                 text: "Treat a Redis error like a miss that must not be stored: log it, count it, read the database and answer. Do not try to store the value either, since Redis has just failed and another attempt would only add another wait. Reads get slower during the outage, but none fails.\n\nSame experiment, with the fallback on.",
                 parts: FAULT_PARTS,
@@ -1765,6 +1829,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "hung-redis",
                 title: "The problem: a hung Redis costs every read its timeout",
                 text: "A Redis that is down refuses connections at once. A Redis that hangs (an overloaded server, a stalled network) accepts the command and never answers, so each read waits for the full command timeout, 250 ms here, before it falls back. A common choice is 100 to 500 ms: long enough to ride out a busy moment, short enough that a hung cache adds a fraction of a second to a read, not seconds.\n\nThe button caches user 42, hangs this sandbox's Redis, reads the user eight times on instance A, then lets Redis answer again.",
                 parts: FAULT_PARTS,
@@ -1783,6 +1848,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "breaker",
                 title: "The fix: a circuit breaker",
                 text: "A circuit breaker remembers that Redis has been failing. After five failures in a row it opens, and for two seconds reads skip Redis altogether and go straight to the database, without waiting. Then it lets one read through as a probe: if Redis answers, the breaker closes again; if not, it stays open for another two seconds.\n\nSame experiment, with the breaker on. Each instance keeps its own breaker, as separate processes would.",
                 parts: FAULT_PARTS,
@@ -1801,6 +1867,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "database-fails",
                 title: "The problem: the database fails too",
                 text: "The database can fail as well: a restart, a full connection pool, a network split. A read whose entry has just expired then has nothing to answer with.\n\nThe button caches product 5 with a one-second TTL, waits for it to expire, makes every database query fail, and reads the product again.",
                 parts: FAULT_PARTS,
@@ -1816,6 +1883,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "fail-safe",
                 title: "The fix: fail-safe",
                 text: "Fail-safe keeps each entry in Redis for a while after it stops being fresh (here a minute longer). Normally an expired entry is just a miss. But when the database fails, the read answers with the expired copy, marked as such, instead of an error: a value a few seconds old is usually better than no page at all. A database error is never cached.\n\nSame experiment, with fail-safe on.",
                 parts: FAULT_PARTS,
@@ -1831,6 +1899,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "delete-first",
                 title: "The problem: deleting before the database write",
                 text: "Even with Redis healthy, the order of a write matters. Delete the cached copy first and the database write is still on its way when the next reader arrives: the reader misses, loads the row the database still has, the old one, and caches it. The write lands a moment later and nobody deletes the copy again: Redis serves the old row until its TTL.\n\nThe button caches user 9, renames the user with the delete first, and has a reader read it the moment the copy is gone.",
                 parts: WRITES,
@@ -1849,6 +1918,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "database-first",
                 title: "The fix: the database first, then delete",
                 text: "Write the database first and delete the cached copy after. A reader that misses once the copy is gone loads the new row. (A reader that loaded just before the write can still store an old row late: that is the stale-set race, and its guards are leases and version checks.)\n\nSame experiment, in the right order.",
                 parts: WRITES,
@@ -1864,6 +1934,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "write-during-outage",
                 title: "The problem: a write while Redis is away",
                 text: "Writes keep working during an outage, since they go to the database. But the delete that should follow cannot reach Redis, and when Redis comes back with its data (a network split that healed, a restart with persistence) it still holds the old value, served until its TTL runs out.\n\nThe button caches user 7, stops Redis, renames the user on instance A, starts Redis with its data, reads the user on A and compares the cache with the database.",
                 parts: FAULT_WRITES,
@@ -1882,6 +1953,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "retry-invalidation",
                 title: "The fix: keep the delete and send it again",
                 text: "A delete that could not be delivered is kept and sent again, with growing pauses, until Redis takes it. Meanwhile the writing process never serves the old copy: before it reads that key from Redis again, it sends the delete it owes. Other processes may see the old copy from the moment Redis returns until the retry lands, a second at most here.\n\nSame experiment, with retries on. (Lessons also send a command again, once, when its connection has died, as the first one after an outage often has: the read's trace may show that dead try first. In free play that switch, in the Faults card, starts off.)",
                 parts: FAULT_WRITES,
@@ -1900,6 +1972,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "dead-connection",
                 title: "The problem: a connection that died",
                 text: "A restart or failover of Redis, or a proxy or firewall that drops idle connections, can leave the application holding a connection that is already dead. The next command sent on it fails, and its read falls back to the database although Redis is up and holds the value. The client reconnects right after, so each process loses one command: on a busy service nobody notices, on a quiet one it is the next visitor's read.\n\nThe button reads user 42 on instance A until it is cached, cuts the connections between the application and Redis, and reads the user on A again.",
                 parts: FAULT_PARTS,
@@ -1918,6 +1991,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "resend",
                 title: "The fix: send it again on a new connection",
                 text: "A command that finds its connection dead can go once more, on the connection the client is already making, within the same timeout. Only a command that does no harm if it runs twice qualifies: a read, a delete, a plain SET; never a lock's SET NX or a script, which the first try may already have run.\n\nSame experiment, with resending on.",
                 parts: FAULT_PARTS,
@@ -1943,6 +2017,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Read the figures that tell a healthy cache from a sick one, trace a symptom to its cause, and warm a cache before it takes traffic.",
         steps: &[
             Step {
+                id: "short-ttl",
                 title: "The signs of a sick cache: a TTL too short",
                 text: "A cache that works badly does not fail: it just answers from the database more often than it should. The figures that give it away are the hit ratio (a tuned cache answers well over 80 % of reads; under 50 % for a minute is worth an alert), the time a hit takes (well under 5 ms), Redis's memory (under 80 % of its limit) with its evictions, and the share of reads that fail or fall back (under 1 %).\n\nThe button sets the TTL to 1 second and runs 5 seconds of skewed traffic, 100 reads a second over 50 users.",
                 parts: READ_PATH,
@@ -1961,6 +2036,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "longer-ttl",
                 title: "The fix, confirmed by the same figures",
                 text: "Back to a five-minute TTL, the same traffic. A user misses when it is first read (now and then twice, when a second read arrives while the first is still loading) and then stays cached. Check the figures again: a fix is only a fix once the numbers that showed the problem say so.",
                 parts: READ_PATH,
@@ -1979,6 +2055,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "slow-redis",
                 title: "Hits, and still slow: a Redis that lags",
                 text: "A good hit ratio does not prove a fast cache. If Redis itself answers slowly (a distant or congested network, big values, a busy server), every hit pays for it, and the hit ratio never shows it. Watch the time a read spends outside the database.\n\nThe button makes every Redis command of this sandbox wait 20 ms more, then reads user 42 ten times.",
                 parts: READ_PATH,
@@ -2000,6 +2077,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "cold-restart",
                 title: "The problem: a cache that restarts empty",
                 text: "A Redis that restarts without its data (no persistence, a new node, a flush) comes back empty, and the first wave of traffic after it misses on every key at once: a stampede over the whole data set, right when the system is recovering.\n\nThe button warms the cache (users 1 to 100, products 1 to 50), stops this sandbox's Redis, starts it again empty, and sends 2 seconds of traffic, 100 reads a second over 50 users.",
                 parts: READ_PATH,
@@ -2023,6 +2101,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "warm-up",
                 title: "The fix: warm the cache before traffic arrives",
                 text: "Warming fills the cache before it takes traffic: here by loading users 1 to 100 (every user this traffic reads) and products 1 to 50 straight from the database. Redis's own snapshots (RDB) or log (AOF) do the same by bringing the data back with the server.\n\nThe same restart, then a warm-up before the same traffic.",
                 parts: READ_PATH,
@@ -2053,6 +2132,7 @@ pub const LESSONS: &[Lesson] = &[
         outcome: "Keep personal fields unreadable in Redis, and make sure a deleted person is gone from the cache as well as the database.",
         steps: &[
             Step {
+                id: "phone-in-clear",
                 title: "The problem: a phone number anyone with Redis access can read",
                 text: "Cached records are copies of real data, and some of their fields are personal: here, each user's phone number. Redis is seldom guarded as closely as the database. Operators run MONITOR, backups get copied around, and every client holding the password can GET any key. A personal field cached as it is leaks through each of them.\n\nThis step switches encryption off and reads user 42 once. The miss stores the whole record: look at the SET command in the steps under the diagram, and the line under it.",
                 parts: READ_PATH,
@@ -2071,6 +2151,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "encrypt",
                 title: "The fix: encrypt the field before it is cached",
                 text: "The remedy is to encrypt sensitive fields on their way into Redis and decrypt them on the way out, with a key that never goes to Redis. Here each phone number is sealed with AES-256-GCM and bound to the key it is stored under, so a copy pasted under another key does not open. The other fields stay readable, so the cache is as easy to inspect as before. Some data should never be cached, encrypted or not: passwords, full card numbers.\n\nThe same read with encryption on. A later hit gets the number back decrypted, in the application: Redis never sees the key.",
                 parts: READ_PATH,
@@ -2089,6 +2170,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "deleted-still-served",
                 title: "The problem: a deleted person still served from the cache",
                 text: "Privacy laws such as the GDPR give people the right to have their data erased. Deleting the row is not enough while a copy lives on in Redis. With the \"TTL only\" strategy writes leave the cache alone, so the deleted user is still served, phone number and all, until the TTL runs out: five minutes here.\n\nThis step reads user 42 (now cached), deletes the user from the database, and reads again.",
                 parts: WRITES,
@@ -2111,6 +2193,7 @@ pub const LESSONS: &[Lesson] = &[
                 },
             },
             Step {
+                id: "delete-invalidates",
                 title: "The fix: a delete removes the cached copy too",
                 text: "Treat an erasure like any other write: delete the cached copy right after the row, and every other key built from the person's data. The next read misses, finds no row, and caches \"not found\" for a short while (30 s here) instead of the person.\n\nThe same three operations with delete-on-write, the default strategy.",
                 parts: WRITES,
@@ -2226,10 +2309,57 @@ mod tests {
     fn positions_round_trip_through_the_address() {
         let at = Position::from_query("null-values", Some("2")).unwrap();
         assert_eq!(at.step().title, "The fix: cache \"not found\" too");
-        assert_eq!(at.query(), "lesson=null-values&step=2");
-        assert_eq!(Position::from_query("null-values", Some("99")).unwrap().step, 1);
-        assert_eq!(Position::from_query("null-values", Some("x")).unwrap().step, 0);
+        // Written with the step's id, which stays when steps move.
+        assert_eq!(at.query(), "lesson=null-values&step=cache-not-found");
+        assert_eq!(
+            Position::from_query("null-values", Some("cache-not-found")),
+            Some(at)
+        );
+        let xfetch = Position::from_query("stampede", Some("xfetch")).unwrap();
+        assert_eq!(xfetch.step().title, "Refresh early, before the key expires");
+        // A step the lesson does not have: the first, and the page says so.
+        for (step, none) in [
+            (None, false),
+            (Some(""), false),
+            (Some("2"), false),
+            (Some("99"), true),
+            (Some("0"), true),
+            (Some("x"), true),
+        ] {
+            let shown = Position::from_query("null-values", step).unwrap().step;
+            assert_eq!(shown, if step == Some("2") { 1 } else { 0 }, "{step:?}");
+            assert_eq!(Position::names_no_step("null-values", step), none, "{step:?}");
+        }
         assert_eq!(Position::from_query("no-such-lesson", None), None);
+        assert!(!Position::names_no_step("no-such-lesson", Some("1")));
+    }
+
+    /// Step ids name steps in addresses and saved progress: each unique in
+    /// its lesson, and never a number (numbers are read as positions).
+    #[test]
+    fn every_step_has_an_id_of_its_own() {
+        for lesson in LESSONS {
+            for (n, step) in lesson.steps.iter().enumerate() {
+                assert!(
+                    !step.id.is_empty()
+                        && step
+                            .id
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && step.id.parse::<u64>().is_err(),
+                    "{}: {:?}",
+                    lesson.id,
+                    step.id
+                );
+                assert_eq!(
+                    lesson.steps.iter().position(|s| s.id == step.id),
+                    Some(n),
+                    "{}: {} twice",
+                    lesson.id,
+                    step.id
+                );
+            }
+        }
     }
 
     #[test]
@@ -2307,9 +2437,11 @@ mod tests {
         progress.mark(null_values);
         progress.mark(Position { lesson: 0, step: 0 });
         let line = progress.encode();
-        assert_eq!(line, "basics:1 null-values:2");
-        let back = Progress::decode(&format!("{line} gone:1 basics:99 nonsense"));
+        assert_eq!(line, "basics:cold-read null-values:cache-not-found");
+        let back = Progress::decode(&format!("{line} gone:1 basics:99 basics:renamed nonsense"));
         assert_eq!(back, progress);
+        // Kept by number before steps had ids: today's step of that number.
+        assert_eq!(Progress::decode("null-values:2 basics:1"), progress);
         assert_eq!(back.first_open(), Position { lesson: 0, step: 1 });
         assert_eq!(back.lesson_done(null_values.lesson), 1);
     }

@@ -40,6 +40,14 @@ pub fn position_from_address() -> Option<Position> {
     Position::from_query(&lesson, crate::connection::page_param("step").as_deref())
 }
 
+/// The `step` the address asks for, when it names no step of its lesson
+/// (the page shows the first step instead, and says so).
+fn unknown_step_in_address() -> Option<String> {
+    let lesson = position_from_address()?.lesson().id;
+    let step = crate::connection::page_param("step")?;
+    Position::names_no_step(lesson, Some(&step)).then(|| step.chars().take(40).collect())
+}
+
 /// Puts `at` (or free play) in the address without reloading, keeping the
 /// other parameters (the theme, an embed's options).
 fn show_in_address(at: Option<Position>) {
@@ -51,7 +59,7 @@ fn show_in_address(at: Option<Position>) {
     match at {
         Some(at) => {
             params.set("lesson", at.lesson().id);
-            params.set("step", &(at.step + 1).to_string());
+            params.set("step", at.step().id);
         }
         None => {
             params.delete("lesson");
@@ -335,6 +343,11 @@ fn StepView(at: Position) -> impl IntoView {
                 <span class="sr-only">{format!("({step_number} of {steps_total} in the path)")}</span>
             </p>
             <progress class="path" max=steps_total value=step_number aria-hidden="true"></progress>
+            {(position_from_address() == Some(at)).then(unknown_step_in_address).flatten().map(|asked| view! {
+                <p class="help error" role="alert" data-testid="unknown-step">
+                    {format!("This lesson has no step “{asked}” (it has {}): here is its first.", lesson.steps.len())}
+                </p>
+            })}
             <h2 id="lesson-step-title" tabindex="-1">{step.title}</h2>
             {step.text.split("\n\n").map(|p| view! { <p>{p}</p> }).collect_view()}
             {move || needs_own_server().then(|| view! {

@@ -16,7 +16,7 @@ pub fn embed_snippet(root: &str, at: Position, recorded: bool) -> String {
     format!(
         r#"<iframe src="{root}embed/{lesson}{page}?step={step}&amp;theme=auto" title="Cache-aside playground: {title}" loading="lazy" style="border:0;width:100%;height:720px"></iframe>"#,
         lesson = at.lesson().id,
-        step = at.step + 1,
+        step = at.step().id,
         title = at.lesson().title,
     )
 }
@@ -107,7 +107,7 @@ mod tests {
         let at = Position::from_query("stampede", Some("2")).unwrap();
         let snippet = embed_snippet("https://play.example.com/", at, false);
         assert!(
-            snippet.contains(r#"src="https://play.example.com/embed/stampede?step=2&amp;theme=auto""#),
+            snippet.contains(r#"src="https://play.example.com/embed/stampede?step=lock&amp;theme=auto""#),
             "{snippet}"
         );
         assert!(snippet.contains(r#"loading="lazy""#));
@@ -116,7 +116,7 @@ mod tests {
         let recorded = embed_snippet("https://docs.example.com/play/", at, true);
         assert!(
             recorded.contains(
-                r#"src="https://docs.example.com/play/embed/stampede/live/?step=2&amp;theme=auto""#
+                r#"src="https://docs.example.com/play/embed/stampede/live/?step=lock&amp;theme=auto""#
             ),
             "{recorded}"
         );
