@@ -339,7 +339,8 @@ impl Playground {
             }
             Err(_) => (Outcome::Failed, 0),
         };
-        sandbox.count_untraced(outcome, latency_us, database_us, &nodes);
+        let found = answer.as_ref().is_ok_and(|a| a.value.is_some());
+        sandbox.count_untraced(outcome, found, latency_us, database_us, &nodes);
         let record = answer?.value;
         Ok(ReadResult {
             kind,
@@ -520,7 +521,7 @@ impl Playground {
         if !traced {
             let (steps, took) = recorder.finish();
             let nodes: Vec<NodeId> = steps.into_iter().map(|s| s.node).collect();
-            sandbox.count_untraced(Outcome::Written, micros(took), 0, &nodes);
+            sandbox.count_untraced(Outcome::Written, true, micros(took), 0, &nodes);
         } else if let Some(published) = published {
             let sandbox = sandbox.clone();
             let expected = sandbox.fleet().listening();
@@ -873,6 +874,7 @@ fn publish_trace(
     };
     let stats = sandbox.count(
         outcome,
+        found,
         trace.total_us,
         trace.database_us() + trace.simulated_us(),
         false,

@@ -90,10 +90,11 @@ struct Counters {
     database_reads: AtomicU64,
     database_latency_us: AtomicU64,
     untraced: AtomicU64,
+    database_not_found: AtomicU64,
 }
 
 impl Counters {
-    fn count(&self, outcome: Outcome, total_us: u64, database_us: u64, untraced: bool) {
+    fn count(&self, outcome: Outcome, found: bool, total_us: u64, database_us: u64, untraced: bool) {
         let add = |counter: &AtomicU64, n: u64| {
             counter.fetch_add(n, Ordering::Relaxed);
         };
@@ -115,6 +116,9 @@ impl Counters {
         if database_us > 0 {
             add(&self.database_reads, 1);
             add(&self.database_latency_us, database_us);
+            if !found {
+                add(&self.database_not_found, 1);
+            }
         }
     }
 
@@ -130,6 +134,7 @@ impl Counters {
             &self.database_reads,
             &self.database_latency_us,
             &self.untraced,
+            &self.database_not_found,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
@@ -148,6 +153,7 @@ impl Counters {
             database_reads: get(&self.database_reads),
             database_latency_us: get(&self.database_latency_us),
             untraced: get(&self.untraced),
+            database_not_found: get(&self.database_not_found),
         }
     }
 }
@@ -802,11 +808,19 @@ impl Sandbox {
         self.counters.snapshot()
     }
 
-    /// Counts one operation: its outcome, its wall time, the time its
-    /// database work took (query plus simulated delay), and whether it went
-    /// untraced. Returns the counters.
-    pub fn count(&self, outcome: Outcome, total_us: u64, database_us: u64, untraced: bool) -> Stats {
-        self.counters.count(outcome, total_us, database_us, untraced);
+    /// Counts one operation: its outcome, whether its record exists, its
+    /// wall time, the time its database work took (query plus simulated
+    /// delay), and whether it went untraced. Returns the counters.
+    pub fn count(
+        &self,
+        outcome: Outcome,
+        found: bool,
+        total_us: u64,
+        database_us: u64,
+        untraced: bool,
+    ) -> Stats {
+        self.counters
+            .count(outcome, found, total_us, database_us, untraced);
         self.metrics.operation(outcome, total_us, database_us);
         if outcome == Outcome::Fallback {
             if let Some(reads) = FALLBACKS.note(unix_millis()) {
@@ -837,11 +851,12 @@ impl Sandbox {
     pub fn count_untraced(
         self: &Arc<Self>,
         outcome: Outcome,
+        found: bool,
         total_us: u64,
         database_us: u64,
         path: &[NodeId],
     ) {
-        self.counters.count(outcome, total_us, database_us, true);
+        self.counters.count(outcome, found, total_us, database_us, true);
         self.metrics.operation(outcome, total_us, database_us);
         self.traffic.count(outcome, total_us, path);
         if self.summary_due.swap(true, Ordering::AcqRel) {

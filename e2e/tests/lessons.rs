@@ -209,6 +209,13 @@ async fn the_null_values_lesson_shows_the_problem_then_the_fix() {
     assert_eq!(without, 20, "every lookup reached the database");
     let right = answer_with(&client, &without.to_string()).await;
     assert!(right.starts_with("Right"), "{right}");
+    // The tutorial's alert: queries that found nothing, over 10 %.
+    let found = findings(&client).await;
+    assert!(
+        found[5].starts_with("Lookups of missing records: a problem.")
+            && found[5].contains("20 of 20 database queries (100 %) found no row"),
+        "{found:?}"
+    );
 
     click(&client, "[data-testid=lesson-continue]").await;
     wait_for(&client, "the fix step", WAIT, || async {
@@ -875,10 +882,11 @@ async fn the_failures_lesson_breaks_redis_and_the_database_and_shows_each_defenc
 }
 
 /// Runs the diagnostics card's checks and returns its findings, in order:
-/// hit ratio, memory, latency, stale data, connection errors.
+/// hit ratio, memory, latency, stale data, connection errors, lookups of
+/// missing records.
 async fn findings(client: &Client) -> Vec<String> {
     click(client, "[data-testid=run-diagnostics]").await;
-    e2e::texts_of(client, "[data-testid=finding]", 5).await
+    e2e::texts_of(client, "[data-testid=finding]", 6).await
 }
 
 /// The operations lesson, problem first each time: a 1 s TTL shows in the

@@ -40,6 +40,7 @@ pub fn diagnose(e: &Evidence<'_>) -> Vec<Finding> {
         latency(e),
         stale_data(e),
         connection_errors(e),
+        missing_records(e),
     ]
 }
 
@@ -284,6 +285,44 @@ fn connection_errors(e: &Evidence<'_>) -> Finding {
     }
 }
 
+/// The fewest database queries from which the share of "not found" is
+/// judged.
+const ENOUGH_QUERIES: u64 = 20;
+
+/// Section 4.7's detection metric: lookups of records that do not exist,
+/// over 10 % of the database's queries.
+fn missing_records(e: &Evidence<'_>) -> Finding {
+    let check = "Lookups of missing records";
+    let (queries, missing) = (e.stats.database_reads, e.stats.database_not_found);
+    if queries < ENOUGH_QUERIES {
+        return Finding {
+            check,
+            problem: false,
+            text: format!(
+                "{missing} of {queries} database queries found no row: too few queries to judge (the check needs {ENOUGH_QUERIES})."
+            ),
+        };
+    }
+    let share = missing as f64 / queries as f64;
+    let mut text = format!(
+        "{missing} of {queries} database queries ({} %) found no row.",
+        fixed(share * 100.0, 0)
+    );
+    let problem = missing * 10 > queries;
+    if !problem {
+        text.push_str(" Under 10 %.");
+    } else if e.settings.is_some_and(|s| !s.negative_caching) {
+        text.push_str(
+            " Over 10 %, and \"does not exist\" is not cached: every lookup of a missing id goes to the database. Switch it on (a short TTL of its own).",
+        );
+    } else {
+        text.push_str(
+            " Over 10 %, with \"does not exist\" cached: the lookups are of many different ids (a scan, a bug, an attack). A marker only helps repeats; a filter of the ids that exist (a Bloom filter) keeps the rest off the database.",
+        );
+    }
+    Finding { check, problem, text }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +461,40 @@ mod tests {
             "{}",
             finding.text
         );
+    }
+
+    /// Section 4.7: over 10 % of the database's queries found nothing;
+    /// the cause named depends on whether "not found" is cached.
+    #[test]
+    fn lookups_of_missing_records_are_judged_by_their_share_of_queries() {
+        let redis = RedisWatch::default();
+        let stats = |queries: u64, missing: u64| Stats {
+            misses: queries,
+            database_reads: queries,
+            database_not_found: missing,
+            ..Stats::default()
+        };
+        let finding = |stats: &Stats, negative: bool| {
+            let settings = SandboxSettings {
+                negative_caching: negative,
+                ..SandboxSettings::default()
+            };
+            let found = missing_records(&evidence(stats, &settings, &redis));
+            assert_eq!(diagnose(&evidence(stats, &settings, &redis))[5], found);
+            found
+        };
+        let off = finding(&stats(20, 20), false);
+        assert!(off.problem);
+        assert!(off.text.starts_with("20 of 20 database queries (100 %) found no row. Over 10 %, and \"does not exist\" is not cached"), "{}", off.text);
+        let on = finding(&stats(40, 20), true);
+        assert!(
+            on.problem && on.text.contains("many different ids"),
+            "{}",
+            on.text
+        );
+        assert!(!finding(&stats(20, 2), false).problem, "10 % is the limit");
+        let few = finding(&stats(19, 19), false);
+        assert!(!few.problem && few.text.contains("too few"), "{}", few.text);
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub enum Alert {
     DatabaseSurge { factor: f64 },
     /// Over 1 % of the last ten seconds' reads fell back or failed.
     Errors { share: f64 },
+    /// Over 10 % of the last ten seconds' database queries found no row.
+    NotFound { share: f64 },
 }
 
 impl Alert {
@@ -81,6 +83,10 @@ impl Alert {
             Alert::Errors { share } => format!(
                 "{} % of reads in the last 10 s fell back to the database or failed (over 1 %): Redis is failing or not answering in time.",
                 fixed(share * 100.0, 1)
+            ),
+            Alert::NotFound { share } => format!(
+                "{} % of database queries in the last 10 s found no row (over 10 %): lookups of records that do not exist reach the database. Cache \"does not exist\".",
+                fixed(share * 100.0, 0)
             ),
         }
     }
@@ -197,6 +203,18 @@ impl RedisWatch {
         if attempts >= 100 && failed * 100 > attempts {
             alerts.push(Alert::Errors {
                 share: failed as f64 / attempts as f64,
+            });
+        }
+        // Lookups of missing records: over 10 % of the last ten seconds'
+        // queries, once there are enough of them to tell.
+        let (queries, not_found) = points
+            .iter()
+            .rev()
+            .take(10)
+            .fold((0, 0), |(q, n), p| (q + p.queries, n + p.not_found));
+        if queries >= 20 && not_found * 10 > queries {
+            alerts.push(Alert::NotFound {
+                share: not_found as f64 / queries as f64,
             });
         }
         // The usual rate: the quietest ten seconds with any queries; the
@@ -338,6 +356,32 @@ mod tests {
         assert!(errors(&[3, 7], 10));
         assert!(!errors(&[3], 10));
         assert!(!errors(&[3, 7], 5), "too few reads to tell");
+    }
+
+    /// Over 10 % of the last ten seconds' database queries found no row:
+    /// 3 missing of 20 alert, 2 of 20 do not, nor 3 of 15 (too few).
+    #[test]
+    fn lookups_of_missing_records_over_ten_percent_alert() {
+        let watch = RedisWatch::default();
+        let alerted = |queries: u64, missing: u64| {
+            let mut series = Series::default();
+            let mut stats = Stats::default();
+            series.observe(0, stats);
+            for s in 1..=10 {
+                let (q, m) = if s == 1 { (queries, missing) } else { (0, 0) };
+                stats.misses += q;
+                stats.database_reads += q;
+                stats.database_not_found += m;
+                series.observe(s * 1_000, stats);
+            }
+            watch
+                .alerts(&series)
+                .into_iter()
+                .any(|a| matches!(a, Alert::NotFound { .. }))
+        };
+        assert!(alerted(20, 3));
+        assert!(!alerted(20, 2));
+        assert!(!alerted(15, 3), "too few queries to tell");
     }
 
     #[test]

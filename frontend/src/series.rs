@@ -30,6 +30,10 @@ pub struct Point {
     /// Of those, the ones Redis did not answer: fell back to the database,
     /// or failed.
     pub failed: u64,
+    /// Database queries in it.
+    pub queries: u64,
+    /// Of those, the ones that found no row.
+    pub not_found: u64,
 }
 
 /// The series, fed with the counters as they arrive.
@@ -70,6 +74,8 @@ impl Series {
             average_us: (reads > 0).then(|| latency / reads),
             attempts: reads + failures,
             failed: stats.fallbacks.saturating_sub(before.fallbacks) + failures,
+            queries,
+            not_found: stats.database_not_found.saturating_sub(before.database_not_found),
         });
         while self.points.len() > POINTS {
             self.points.pop_front();

@@ -1343,15 +1343,16 @@ pub const LESSONS: &[Lesson] = &[
             Step {
                 id: "endless-misses",
                 title: "The problem: misses that never end",
-                text: "A lookup of an id that does not exist finds nothing in Redis, and nothing in the database either. If the application caches nothing in that case, every later lookup of the id goes to the database again. A client that asks for made-up ids, by mistake or on purpose, then reaches the database with every request.\n\nThis step turns caching of \"not found\" off and looks up a missing user twenty times.",
+                text: "A lookup of an id that does not exist finds nothing in Redis, and nothing in the database either. If the application caches nothing in that case, every later lookup of the id goes to the database again. A client that asks for made-up ids, by mistake or on purpose, then reaches the database with every request. In production it shows as a database log full of queries that return nothing: worth an alert once they pass 10 % of all queries.\n\nThis step turns caching of \"not found\" off and looks up a missing user twenty times.",
                 parts: READ_PATH,
-                panel: Panel::None,
+                panel: Panel::Diagnose,
                 setup: &[Setting::NegativeCaching(false), Setting::DbLatency(20)],
                 run: &[Action::Read { kind: Kind::Users, id: NOBODY, times: 20 }],
                 run_label: "Look up a missing user 20 times (null caching off)",
                 notice: &[
                     Pointer { text: "Every lookup ends at the database.", target: Target::Node("query_database") },
                     Pointer { text: "The misses counter climbs with every lookup.", target: Target::Element("misses") },
+                    Pointer { text: "Press \"Run the checks\": the last one counts the queries that found nothing.", target: Target::Element("diagnose") },
                 ],
                 check: Check {
                     question: "How many database queries did the 20 lookups cause?",

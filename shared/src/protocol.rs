@@ -21,7 +21,7 @@ use crate::wire::two_forms;
 /// side has and the other has not misreads every message after it.
 /// Version 8 brought that binary form; 9 the setting `resend_dropped`; 10
 /// the record a scenario ran on (`ScenarioResult`'s `kind` and `id`); 11
-/// the setting `seal_sensitive`.
+/// the setting `seal_sensitive` and the counter `database_not_found`.
 pub const PROTOCOL_VERSION: u32 = 11;
 
 two_forms! {

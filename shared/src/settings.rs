@@ -739,6 +739,10 @@ pub struct Stats {
     /// per second, a flood of reads is counted, not traced one by one.
     #[serde(default)]
     pub untraced: u64,
+    /// Of the database reads, those that found no row: lookups of records
+    /// that do not exist (the tutorial alerts over 10 % of all queries).
+    #[serde(default)]
+    pub database_not_found: u64,
 }
 
 impl Stats {

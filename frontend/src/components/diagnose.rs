@@ -2,7 +2,7 @@
 //! this sandbox, and puzzles that break it for the learner to diagnose.
 
 use leptos::prelude::*;
-use shared::{Kind, LoadSpec};
+use shared::{FaultAction, Kind, LoadSpec};
 
 use super::ConnectionHandle;
 use crate::diagnose::{diagnose, Evidence};
@@ -18,15 +18,19 @@ struct Puzzle {
     write_percent: u64,
     /// Whether it fills Redis first (a server of one's own only).
     fills_redis: bool,
+    /// What it does to Redis through the fault proxy, if anything (the
+    /// fault card mends it).
+    fault: Option<FaultAction>,
 }
 
-const PUZZLES: [Puzzle; 4] = [
+const PUZZLES: [Puzzle; 6] = [
     Puzzle {
         name: "Puzzle: reads keep missing",
         test_id: "puzzle-short-ttl",
         breaks: |s| s.cache_ttl_secs = 1,
         write_percent: 0,
         fills_redis: false,
+        fault: None,
     },
     Puzzle {
         name: "Puzzle: Redis keeps growing",
@@ -34,6 +38,7 @@ const PUZZLES: [Puzzle; 4] = [
         breaks: |s| s.forget_ttl = true,
         write_percent: 0,
         fills_redis: false,
+        fault: None,
     },
     Puzzle {
         name: "Puzzle: updates never show",
@@ -41,6 +46,7 @@ const PUZZLES: [Puzzle; 4] = [
         breaks: |s| s.mismatched_keys = true,
         write_percent: 10,
         fills_redis: false,
+        fault: None,
     },
     Puzzle {
         name: "Puzzle: new values are not cached",
@@ -48,6 +54,23 @@ const PUZZLES: [Puzzle; 4] = [
         breaks: |_| {},
         write_percent: 0,
         fills_redis: true,
+        fault: None,
+    },
+    Puzzle {
+        name: "Puzzle: every read is slow",
+        test_id: "puzzle-slow-redis",
+        breaks: |_| {},
+        write_percent: 0,
+        fills_redis: false,
+        fault: Some(FaultAction::SlowRedis { delay_ms: 20 }),
+    },
+    Puzzle {
+        name: "Puzzle: errors in the logs",
+        test_id: "puzzle-redis-down",
+        breaks: |_| {},
+        write_percent: 0,
+        fills_redis: false,
+        fault: Some(FaultAction::StopRedis),
     },
 ];
 
@@ -97,6 +120,9 @@ pub fn DiagnosePanel() -> impl IntoView {
                 let (fill, memory) = filled_full();
                 c.fill(fill, Some(memory));
             }
+            if let Some(fault) = puzzle.fault {
+                c.fault(Some(fault));
+            }
             c.start_load(LoadSpec {
                 kind: Kind::Users,
                 per_second: 100,
@@ -108,6 +134,7 @@ pub fn DiagnosePanel() -> impl IntoView {
             });
         });
     };
+    let redis_broken = move || state.faults.with(|f| f.as_ref().is_some_and(|f| f.redis.any()));
     let findings = move || {
         let (stats, settings) = (state.stats.get(), state.settings.get());
         state.redis_watch.with(|redis| {
@@ -131,7 +158,7 @@ pub fn DiagnosePanel() -> impl IntoView {
         <section class="card diagnose" aria-labelledby="diagnose-title" data-spot="diagnose">
             <h2 id="diagnose-title">"Diagnostics"</h2>
             <p class="help">
-                "The usual suspects when a cache misbehaves, checked on this sandbox: hit ratio, memory, latency, stale data, Redis errors. Or start a puzzle: it breaks the sandbox and runs a load; find out what is wrong."
+                "The usual suspects when a cache misbehaves, checked on this sandbox: hit ratio, memory, latency, stale data, Redis errors, lookups of missing records. Or start a puzzle: it breaks the sandbox and runs a load; find out what is wrong."
             </p>
             <div class="row">
                 <button type="button" class="primary" data-testid="run-diagnostics" disabled=move || !state.is_open() on:click=run>
@@ -140,12 +167,19 @@ pub fn DiagnosePanel() -> impl IntoView {
                 {PUZZLES
                     .iter()
                     .map(|p| {
-                        // Filling Redis needs a server of one's own.
+                        // Filling Redis needs a server of one's own; a puzzle
+                        // that breaks Redis waits until an earlier fault is
+                        // mended, so its findings are its own.
                         let off = move || {
                             !state.is_open()
                                 || (p.fills_redis && !state.memory.with(|m| m.as_ref().is_some_and(|m| m.controllable)))
+                                || (p.fault.is_some() && redis_broken())
                         };
-                        let title = p.fills_redis.then_some("needs a sandbox with a redis-server of its own");
+                        let title = if p.fills_redis {
+                            Some("needs a sandbox with a redis-server of its own")
+                        } else {
+                            p.fault.map(|_| "waits until Redis is mended (the fault card)")
+                        };
                         view! {
                             <button type="button" data-testid=p.test_id title=title disabled=off on:click=move |_| start_puzzle(p)>
                                 {p.name}
@@ -154,6 +188,11 @@ pub fn DiagnosePanel() -> impl IntoView {
                     })
                     .collect_view()}
             </div>
+            {move || redis_broken().then(|| view! {
+                <p class="help" data-testid="puzzles-wait">
+                    "Redis is broken (see the fault card): the puzzles that break Redis wait until it is mended."
+                </p>
+            })}
             {move || ran.get().then(|| view! {
                 <ul class="findings" data-testid="findings">
                     {findings()
