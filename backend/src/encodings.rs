@@ -55,8 +55,9 @@ pub async fn compare(
             ))
         })?
         .padded(padding as usize);
-    // Sealed like every cached record: a phone number never rests in Redis
-    // in the clear, not even in a scratch key for a few milliseconds.
+    // Sealed like every cached record of the sandbox: with encryption on, a
+    // phone number never rests in Redis in the clear, not even in a scratch
+    // key for a few milliseconds.
     let at = sandbox.keys.value("encoding-test");
     let record = cache_aside::Seal::seal(&*sandbox.sealer, &at, &record)
         .ok_or_else(|| OpError::Internal("the record could not be sealed".into()))?;

@@ -300,7 +300,7 @@ impl Recorder {
             },
             (StepKind::EarlyRefresh, _) => "XFetch: refresh now, before the value expires".into(),
             (StepKind::Unreadable, _) => {
-                "the cached copy cannot be read (sealed with a retired key, or another format): a miss".into()
+                "the cached copy cannot be read (sealed with a retired key, stored in the clear while encryption was off, or another format): a miss".into()
             }
             (StepKind::ServedStale, _) => {
                 "past its fresh time: served stale while one request refreshes it".into()

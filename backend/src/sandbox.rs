@@ -116,7 +116,9 @@ impl Counters {
         if database_us > 0 {
             add(&self.database_reads, 1);
             add(&self.database_latency_us, database_us);
-            if !found {
+            // A lookup that found no row (not a fail-safe answer, whose
+            // database step failed).
+            if !found && matches!(outcome, Outcome::Miss | Outcome::Fallback) {
                 add(&self.database_not_found, 1);
             }
         }

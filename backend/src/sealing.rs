@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// What every sealed value starts with.
-const PREFIX: &str = "enc:v1:";
+const PREFIX: &str = shared::SEALED_PREFIX;
 
 /// One key: its id, and the cipher made from it.
 struct Key {

@@ -204,6 +204,58 @@ async fn missing_records_are_cached_with_the_null_ttl() {
     assert_eq!(t.database_queries(), 1);
 }
 
+/// Section 4.7's detection metric: the database lookups that found no row
+/// are counted apart, traced or not (a flood past the traces a sandbox
+/// draws), through a fallback too; a null hit never reaches the database
+/// and a found row is not counted.
+#[tokio::test]
+async fn lookups_that_find_no_row_are_counted_on_every_path() {
+    let mut t = common::start(|_| {});
+    let sandbox = SandboxId::default_sandbox();
+    let stats = |t: &common::TestBackend| t.backend.playground.sandbox(&sandbox).unwrap().stats();
+    let mut settings = t.backend.playground.sandbox(&sandbox).unwrap().settings();
+    settings.negative_caching = false;
+    settings.db_latency_ms = 0;
+    t.backend
+        .playground
+        .update_settings(&sandbox, settings.clone())
+        .unwrap();
+
+    // Missing ids until some went untraced; each one reached the database.
+    let (mut missing, mut untraced) = (0, 0);
+    while untraced < 3 {
+        assert!(missing < 100_000, "the trace budget never ran out");
+        let read = t.read(Kind::Users, 900_000 + missing % 50).await;
+        assert_eq!((read.outcome, read.found), (Outcome::Miss, false));
+        missing += 1;
+        untraced += u64::from(read.trace_id.is_none());
+    }
+    assert_eq!(t.read(Kind::Users, 42).await.outcome, Outcome::Miss);
+    let counted = stats(&t);
+    assert_eq!(counted.database_not_found, missing);
+    assert_eq!(
+        counted.database_reads,
+        missing + 1,
+        "the found row is a lookup too"
+    );
+
+    // Cached "not found": the first lookup counts, the null hits do not.
+    settings.negative_caching = true;
+    t.backend.playground.update_settings(&sandbox, settings).unwrap();
+    assert_eq!(t.read(Kind::Users, 999_999).await.outcome, Outcome::Miss);
+    assert_eq!(t.read(Kind::Users, 999_999).await.outcome, Outcome::NullHit);
+    assert_eq!(stats(&t).database_not_found, missing + 1);
+
+    // Redis gone: a fallback that finds no row is a lookup that found none.
+    t.stop_redis();
+    let fallback = t.read(Kind::Users, 999_998).await;
+    assert_eq!((fallback.outcome, fallback.found), (Outcome::Fallback, false));
+    assert_eq!(t.read(Kind::Users, 41).await.outcome, Outcome::Fallback);
+    let counted = stats(&t);
+    assert_eq!(counted.database_not_found, missing + 2);
+    assert_eq!(counted.database_reads, missing + 4);
+}
+
 /// Section 4.5: with Redis gone, reads still succeed from the database and
 /// the trace shows the fallback; nothing is stored.
 #[tokio::test]

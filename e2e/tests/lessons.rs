@@ -213,7 +213,7 @@ async fn the_null_values_lesson_shows_the_problem_then_the_fix() {
     let found = findings(&client).await;
     assert!(
         found[5].starts_with("Lookups of missing records: a problem.")
-            && found[5].contains("20 of 20 database queries (100 %) found no row"),
+            && found[5].contains("20 of 20 database lookups (100 %) found no row"),
         "{found:?}"
     );
 

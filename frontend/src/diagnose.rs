@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use shared::{DivergenceEntry, DivergenceReport, KeyReport, Operation, SandboxSettings, Stats, Trace};
 
-use crate::health::RedisWatch;
+use crate::health::{too_many_not_found, RedisWatch, ENOUGH_LOOKUPS};
 use shared::decimal::fixed;
 
 /// What one check found.
@@ -285,30 +285,25 @@ fn connection_errors(e: &Evidence<'_>) -> Finding {
     }
 }
 
-/// The fewest database queries from which the share of "not found" is
-/// judged.
-const ENOUGH_QUERIES: u64 = 20;
-
 /// Section 4.7's detection metric: lookups of records that do not exist,
-/// over 10 % of the database's queries.
+/// over 10 % of the database's lookups.
 fn missing_records(e: &Evidence<'_>) -> Finding {
     let check = "Lookups of missing records";
-    let (queries, missing) = (e.stats.database_reads, e.stats.database_not_found);
-    if queries < ENOUGH_QUERIES {
+    let (lookups, missing) = (e.stats.database_reads, e.stats.database_not_found);
+    if lookups < ENOUGH_LOOKUPS {
         return Finding {
             check,
             problem: false,
             text: format!(
-                "{missing} of {queries} database queries found no row: too few queries to judge (the check needs {ENOUGH_QUERIES})."
+                "{missing} of {lookups} database lookups found no row: too few to judge (the check needs {ENOUGH_LOOKUPS})."
             ),
         };
     }
-    let share = missing as f64 / queries as f64;
     let mut text = format!(
-        "{missing} of {queries} database queries ({} %) found no row.",
-        fixed(share * 100.0, 0)
+        "{missing} of {lookups} database lookups ({} %) found no row.",
+        fixed(missing as f64 * 100.0 / lookups as f64, 0)
     );
-    let problem = missing * 10 > queries;
+    let problem = too_many_not_found(lookups, missing);
     if !problem {
         text.push_str(" Under 10 %.");
     } else if e.settings.is_some_and(|s| !s.negative_caching) {
@@ -485,7 +480,7 @@ mod tests {
         };
         let off = finding(&stats(20, 20), false);
         assert!(off.problem);
-        assert!(off.text.starts_with("20 of 20 database queries (100 %) found no row. Over 10 %, and \"does not exist\" is not cached"), "{}", off.text);
+        assert!(off.text.starts_with("20 of 20 database lookups (100 %) found no row. Over 10 %, and \"does not exist\" is not cached"), "{}", off.text);
         let on = finding(&stats(40, 20), true);
         assert!(
             on.problem && on.text.contains("many different ids"),

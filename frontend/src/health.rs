@@ -56,7 +56,7 @@ pub enum Alert {
     DatabaseSurge { factor: f64 },
     /// Over 1 % of the last ten seconds' reads fell back or failed.
     Errors { share: f64 },
-    /// Over 10 % of the last ten seconds' database queries found no row.
+    /// Over 10 % of the last ten seconds' database lookups found no row.
     NotFound { share: f64 },
 }
 
@@ -85,7 +85,7 @@ impl Alert {
                 fixed(share * 100.0, 1)
             ),
             Alert::NotFound { share } => format!(
-                "{} % of database queries in the last 10 s found no row (over 10 %): lookups of records that do not exist reach the database. Cache \"does not exist\".",
+                "{} % of database lookups in the last 10 s found no row (over 10 %): reads of records that do not exist reach the database (Diagnostics names the likely cause).",
                 fixed(share * 100.0, 0)
             ),
         }
@@ -212,7 +212,7 @@ impl RedisWatch {
             .rev()
             .take(10)
             .fold((0, 0), |(q, n), p| (q + p.queries, n + p.not_found));
-        if queries >= 20 && not_found * 10 > queries {
+        if too_many_not_found(queries, not_found) {
             alerts.push(Alert::NotFound {
                 share: not_found as f64 / queries as f64,
             });
@@ -234,6 +234,16 @@ impl RedisWatch {
         }
         alerts
     }
+}
+
+/// The fewest database lookups from which the share that found no row is
+/// judged.
+pub const ENOUGH_LOOKUPS: u64 = 20;
+
+/// Whether `missing` of `lookups` database lookups finding no row is the
+/// tutorial's warning sign: over 10 %, of enough lookups to tell.
+pub fn too_many_not_found(lookups: u64, missing: u64) -> bool {
+    lookups >= ENOUGH_LOOKUPS && missing * 10 > lookups
 }
 
 /// The rates from sample `a` to the later sample `b`.
@@ -358,7 +368,7 @@ mod tests {
         assert!(!errors(&[3, 7], 5), "too few reads to tell");
     }
 
-    /// Over 10 % of the last ten seconds' database queries found no row:
+    /// Over 10 % of the last ten seconds' database lookups found no row:
     /// 3 missing of 20 alert, 2 of 20 do not, nor 3 of 15 (too few).
     #[test]
     fn lookups_of_missing_records_over_ten_percent_alert() {

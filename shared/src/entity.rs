@@ -400,10 +400,14 @@ pub(crate) mod in_message {
     }
 }
 
-/// Whether a phone number as Redis holds it is sealed (`enc:v1:<key
-/// id>:…`, written by the back end's sealer) rather than in the clear.
+/// What every sealed value starts with: `enc:v1:<key id>:<nonce and
+/// ciphertext>`, as the back end's sealer writes it.
+pub const SEALED_PREFIX: &str = "enc:v1:";
+
+/// Whether a phone number as Redis holds it is sealed rather than in the
+/// clear.
 pub fn looks_sealed(phone: &str) -> bool {
-    phone.starts_with("enc:")
+    phone.starts_with(SEALED_PREFIX)
 }
 
 impl Record {

@@ -577,7 +577,7 @@ impl Progress {
         let known = |key: &str| {
             let (lesson, step) = key.split_once(':')?;
             let at = Position::from_query(lesson, Some(step))?;
-            (!Position::names_no_step(lesson, Some(step))).then_some(at)
+            (!step.trim().is_empty() && !Position::names_no_step(lesson, Some(step))).then_some(at)
         };
         let mut progress = Progress { done: Vec::new() };
         for at in text.split_whitespace().filter_map(known) {
@@ -2154,7 +2154,7 @@ pub const LESSONS: &[Lesson] = &[
             Step {
                 id: "encrypt",
                 title: "The fix: encrypt the field before it is cached",
-                text: "The remedy is to encrypt sensitive fields on their way into Redis and decrypt them on the way out, with a key that never goes to Redis. Here each phone number is sealed with AES-256-GCM and bound to the key it is stored under, so a copy pasted under another key does not open. The other fields stay readable, so the cache is as easy to inspect as before. Some data should never be cached, encrypted or not: passwords, full card numbers.\n\nThe same read with encryption on. A later hit gets the number back decrypted, in the application: Redis never sees the key.",
+                text: "The remedy is to encrypt sensitive fields on their way into Redis and decrypt them on the way out, with a key that never goes to Redis. Here each phone number is sealed with AES-256-GCM and bound to the key it is stored under, so a copy pasted under another key does not open. The other fields stay readable, so the cache is as easy to inspect as before. Some data should never be cached, encrypted or not: passwords, full card numbers.\n\nThe same read with encryption on. A later hit gets the number back decrypted, in the application: Redis never sees the encryption key.",
                 parts: READ_PATH,
                 panel: Panel::None,
                 setup: &[],
@@ -2363,6 +2363,37 @@ mod tests {
         }
     }
 
+    /// The sensitive-data lesson's answers: what the run's SET carried for
+    /// the phone number, and what the read after a delete returned.
+    #[test]
+    fn the_sensitive_data_answers_come_from_the_traces_and_the_reads() {
+        let mut observed = Observed::default();
+        assert_eq!(phone_in_the_clear(&observed), None, "no SET seen");
+        observed.cached_phones = vec!["+1 415 555 0142".into()];
+        assert_eq!(phone_in_the_clear(&observed), Some(0));
+        observed.cached_phones = vec!["enc:v1:boot:QUJD".into(), "+1 415 555 0142".into()];
+        assert_eq!(phone_in_the_clear(&observed), Some(1), "the run's first SET");
+
+        let mut observed = Observed {
+            reads: vec![read(Outcome::Miss), read(Outcome::Hit)],
+            ..Observed::default()
+        };
+        assert_eq!(deleted_record_served(&observed), None, "no delete yet");
+        observed.writes = vec![crate::WriteResult {
+            kind: Kind::Users,
+            id: USER,
+            found: true,
+            record: None,
+            cache: crate::CacheEffect::NoRecord,
+            latency_us: 1,
+            trace_id: None,
+            sandbox: crate::SandboxId::default_sandbox(),
+        }];
+        assert_eq!(deleted_record_served(&observed), Some(0));
+        observed.reads.last_mut().unwrap().found = false;
+        assert_eq!(deleted_record_served(&observed), Some(1));
+    }
+
     #[test]
     fn the_memory_lessons_answers_come_from_the_fills() {
         let fill = |hits: u64, evicted: u64, refused: u64| crate::FillResult {
@@ -2439,7 +2470,9 @@ mod tests {
         progress.mark(Position { lesson: 0, step: 0 });
         let line = progress.encode();
         assert_eq!(line, "basics:cold-read null-values:cache-not-found");
-        let back = Progress::decode(&format!("{line} gone:1 basics:99 basics:renamed nonsense"));
+        let back = Progress::decode(&format!(
+            "{line} gone:1 basics:99 basics:renamed basics: nonsense"
+        ));
         assert_eq!(back, progress);
         // Kept by number before steps had ids: today's step of that number.
         assert_eq!(Progress::decode("null-values:2 basics:1"), progress);

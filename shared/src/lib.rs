@@ -37,7 +37,7 @@ pub mod wire;
 pub use diagram::{Diagram, Edge, Feature, Node, NodeId, NodeShape, System};
 pub use entity::{
     check_id, looks_sealed, parse_id, parse_name, InputError, Kind, Product, Record, SandboxId, User, MAX_ID,
-    MAX_NAME_LEN,
+    MAX_NAME_LEN, SEALED_PREFIX,
 };
 pub use faults::{BreakerView, FaultAction, FaultEvent, FaultReport, RedisFault};
 pub use load::{LoadSpec, LoadState};
@@ -51,4 +51,4 @@ pub use protocol::{
 pub use settings::{
     CacheWrite, RaceFix, SandboxSettings, StampedePolicy, Stats, ValueEncoding, WriteStrategy,
 };
-pub use trace::{phone_field, Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};
+pub use trace::{Action, Operation, Origin, Outcome, StepStatus, Trace, TraceStep};

@@ -47,23 +47,19 @@ impl Trace {
         self.steps.iter().map(|s| s.simulated_delay_us).sum()
     }
 
-    /// A user's phone number as it went into Redis or came out of it (in
-    /// a Redis command this trace sent, or its reply): sealed
-    /// (`enc:v1:…`), or in the clear when sealing is off. Only Redis steps
-    /// are read: the application's own notes hold the number opened.
+    /// A user's phone number as this trace sent it to Redis: see
+    /// [`TraceStep::cached_phone`].
     pub fn cached_phone(&self) -> Option<String> {
         self.steps
             .iter()
-            .filter(|step| matches!(step.action, Action::Redis(_)))
-            .flat_map(|step| [step.action.text(), step.reply.as_str()])
-            .find_map(phone_field)
+            .find_map(TraceStep::cached_phone)
             .map(str::to_string)
     }
 }
 
-/// The phone field of a user's JSON in `text` (a Redis command or reply,
-/// where `redis-cli`'s quoting escapes the JSON's quotes).
-pub fn phone_field(text: &str) -> Option<&str> {
+/// The phone field of a user's JSON in `text` (a Redis command, where
+/// `redis-cli`'s quoting escapes the JSON's quotes).
+fn phone_field(text: &str) -> Option<&str> {
     const FIELDS: [&str; 2] = [r#"phone\":\""#, r#"phone":""#];
     let start = FIELDS
         .iter()
@@ -222,6 +218,20 @@ two_forms! {
     }
 }
 
+impl TraceStep {
+    /// A user's phone number as this step sent it to Redis (a miss's
+    /// `SET`, a write-through's): sealed (`enc:v1:…`), or in the clear when
+    /// the sandbox's sealing is off. `None` for any other step: the
+    /// application's notes hold the number opened, and a hit's reply is
+    /// cut before the number.
+    pub fn cached_phone(&self) -> Option<&str> {
+        match &self.action {
+            Action::Redis(command) => phone_field(command),
+            _ => None,
+        }
+    }
+}
+
 impl Action {
     /// The text of the action, whatever its type.
     pub fn text(&self) -> &str {
@@ -275,12 +285,20 @@ mod tests {
             instance: None,
         };
         assert_eq!(trace.cached_phone().as_deref(), Some("enc:v1:k1:QUJD"));
-        // Sealing off: the number itself, in a command or a reply.
+        // Sealing off: the number itself.
         trace.steps = vec![step(
-            Action::Redis("GET cache:default:user:4".into()),
-            r#"{"id":4,"phone":"+1 415 555 0104"}"#,
+            Action::Redis(
+                r#"SET cache:default:user:4 "ca1 v 1 {\"id\":4,\"phone\":\"+1 415 555 0104\"}" EX 60"#.into(),
+            ),
+            "OK",
         )];
         assert_eq!(trace.cached_phone().as_deref(), Some("+1 415 555 0104"));
+        // A hit's reply is cut before the number: nothing to read there.
+        trace.steps = vec![step(
+            Action::Redis("GET cache:default:user:4".into()),
+            r#""ca1 v 1 1795872458432 101\n{\"id\":4,\"name\":\"Grace Berners-Lee\",\"email\":\"grace.ber"… (235 bytes)"#,
+        )];
+        assert_eq!(trace.cached_phone(), None);
         // The application's notes hold it opened: not what Redis holds.
         trace.steps = vec![step(Action::Note(r#"{"phone":"+1 415 555 0104"}"#.into()), "")];
         assert_eq!(trace.cached_phone(), None);

@@ -148,16 +148,22 @@ fn LastResult() -> impl IntoView {
                 None => "no such record".to_string(),
             };
             let record = result.record.as_ref().map(|r| serde_json::to_string_pretty(r).unwrap_or_default());
-            // What Redis holds in place of the phone number: from this
-            // read's trace (a miss stores it), else from the latest one of
-            // the same record that stored it (a hit only reads it).
+            // What Redis holds in place of the user's phone number: from
+            // this read's trace (a miss stores it), else, for an answer
+            // from the cache, from the latest trace of the same record that
+            // stored it (a hit's reply is cut before the number). Nothing
+            // for a record that does not exist.
             let operation = shared::Operation::Read { kind: result.kind, id: result.id };
+            let is_user = matches!(result.record, Some(shared::Record::User(_)));
             let sealed = state.log.with(|log| {
                 let this = result.trace_id.and_then(|id| log.iter().find(|t| t.id == id));
                 this.and_then(shared::Trace::cached_phone).or_else(|| {
-                    log.iter().filter(|t| t.operation == operation).find_map(shared::Trace::cached_phone)
+                    result.outcome.from_cache().then(|| {
+                        log.iter().filter(|t| t.operation == operation).find_map(shared::Trace::cached_phone)
+                    })?
                 })
             });
+            let sealed = sealed.filter(|_| is_user);
             view! {
                 <div class="result" data-testid="result">
                     <p>

@@ -178,7 +178,7 @@ pub fn DiagnosePanel() -> impl IntoView {
                         let title = if p.fills_redis {
                             Some("needs a sandbox with a redis-server of its own")
                         } else {
-                            p.fault.map(|_| "waits until Redis is mended (the fault card)")
+                            p.fault.map(|_| "breaks Redis through the fault proxy; waits while an earlier fault is in force")
                         };
                         view! {
                             <button type="button" data-testid=p.test_id title=title disabled=off on:click=move |_| start_puzzle(p)>

@@ -97,19 +97,16 @@ pub fn StepList() -> impl IntoView {
                     } else {
                         format::micros(step.duration_us)
                     };
-                    let phone = matches!(step.action, Action::Redis(_))
-                        .then(|| shared::phone_field(&text).or_else(|| shared::phone_field(&step.reply)))
-                        .flatten()
-                        .map(|phone| {
-                            if shared::looks_sealed(phone) {
-                                (
-                                    format!("phone number: encrypted ({})", format::truncate(phone, 24)),
-                                    false,
-                                )
-                            } else {
-                                (format!("phone number: in the clear ({phone})"), true)
-                            }
-                        });
+                    let phone = step.cached_phone().map(|phone| {
+                        if shared::looks_sealed(phone) {
+                            (
+                                format!("phone number: encrypted ({})", format::truncate(phone, 24)),
+                                false,
+                            )
+                        } else {
+                            (format!("phone number: in the clear ({phone})"), true)
+                        }
+                    });
                     Row {
                         class: format!("step {phase} {status}"),
                         current: phase == "current",
