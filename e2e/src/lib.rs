@@ -408,18 +408,26 @@ pub async fn wait_live(client: &Client) -> String {
     .await
 }
 
+/// Waits (at most a minute) until the element matching `css` is there
+/// and enabled.
+pub async fn wait_enabled(client: &Client, css: &str) {
+    wait_for(
+        client,
+        &format!("{css} to be enabled"),
+        Duration::from_secs(60),
+        || async {
+            let element = client.find(Locator::Css(css)).await.ok()?;
+            element.is_enabled().await.ok().filter(|e| *e)
+        },
+    )
+    .await;
+}
+
 /// Presses the lesson step's run button once it is enabled and waits
 /// until the experiment says it is done (failing on "stopped").
 pub async fn run_experiment(client: &Client) {
     let wait = Duration::from_secs(60);
-    wait_for(client, "the run button to be enabled", wait, || async {
-        let button = client
-            .find(Locator::Css("[data-testid=run-experiment]"))
-            .await
-            .ok()?;
-        button.is_enabled().await.ok().filter(|e| *e)
-    })
-    .await;
+    wait_enabled(client, "[data-testid=run-experiment]").await;
     click(client, "[data-testid=run-experiment]").await;
     wait_for(client, "the experiment to finish", wait, || async {
         let status = text_of(client, "[data-testid=experiment-status]").await?;

@@ -110,11 +110,7 @@ async fn shortcuts_can_be_turned_off_and_focus_survives_a_rerender() {
 
     // "Cut link" updates the instance list; the focus stays on the button.
     click(&client, "[data-testid=near-cache]").await;
-    wait_for(&client, "the link button to be enabled", WAIT, || async {
-        let button = client.find(Locator::Css("[data-testid=link-A]")).await.ok()?;
-        button.is_enabled().await.ok().filter(|e| *e)
-    })
-    .await;
+    e2e::wait_enabled(&client, "[data-testid=link-A]").await;
     click(&client, "[data-testid=link-A]").await;
     let focused = wait_for(&client, "the instance list to update", WAIT, || async {
         let cut = text_of(&client, "[data-testid=link-A]").await?;

@@ -1279,14 +1279,7 @@ async fn the_diagnostics_find_a_slow_redis_and_a_stopped_one() {
         .await
         .unwrap());
     click(&client, "[data-testid=start-redis-empty]").await;
-    wait_for(&client, "the down puzzle enabled", WAIT, || async {
-        let button = client
-            .find(Locator::Css("[data-testid=puzzle-redis-down]"))
-            .await
-            .ok()?;
-        button.is_enabled().await.ok().filter(|e| *e)
-    })
-    .await;
+    e2e::wait_enabled(&client, "[data-testid=puzzle-redis-down]").await;
     click(&client, "[data-testid=puzzle-redis-down]").await;
     let findings = diagnose_until(&client, "Redis connection errors: a problem.").await;
     assert!(findings.contains("fell back to the database"), "{findings}");
@@ -1317,14 +1310,7 @@ async fn the_diagnostics_find_the_full_memory_puzzle() {
         .goto(&format!("http://{}/?redis=private", server.addr))
         .await
         .unwrap();
-    wait_for(&client, "the puzzle to be offered", WAIT, || async {
-        let button = client
-            .find(Locator::Css("[data-testid=puzzle-full-memory]"))
-            .await
-            .ok()?;
-        button.is_enabled().await.ok().filter(|e| *e)
-    })
-    .await;
+    e2e::wait_enabled(&client, "[data-testid=puzzle-full-memory]").await;
     click(&client, "[data-testid=puzzle-full-memory]").await;
     let findings = diagnose_until(&client, "Its policy is noeviction").await;
     assert!(

@@ -154,7 +154,7 @@ impl Run {
         }
         match message {
             ServerMessage::Trace { trace, .. } => {
-                // What Redis was sent or gave back for a phone number.
+                // What a SET sent to Redis for a phone number.
                 if let Some(phone) = trace.cached_phone() {
                     self.observed.cached_phones.push(phone);
                 }

@@ -824,6 +824,20 @@ const OUTAGE_ANSWERS: &[&str] = &["From Redis", "From the database", "Nowhere: t
 const BREAKER_STATES: &[&str] = &["closed", "open", "half-open"];
 const PHONE_READABLE: &[&str] = &["Yes: it is there in the clear", "No: it is encrypted"];
 const AFTER_DELETE: &[&str] = &["The deleted user's record, from Redis", "No such record"];
+/// Cache user 42, delete the user, read again.
+const READ_DELETE_READ: &[Action] = &[
+    Action::Read {
+        kind: Kind::Users,
+        id: 42,
+        times: 1,
+    },
+    Action::Delete { id: 42 },
+    Action::Read {
+        kind: Kind::Users,
+        id: 42,
+        times: 1,
+    },
+];
 const FAIL_SAFE_ANSWERS: &[&str] = &["An error", "The expired copy, marked fail-safe", "A fresh row"];
 const FAULT_PARTS: &[Part] = &[Part::Read, Part::Fallback, Part::Breaker];
 const FAULT_WRITES: &[Part] = &[Part::Read, Part::Fallback, Part::Write];
@@ -2177,11 +2191,7 @@ pub const LESSONS: &[Lesson] = &[
                 parts: WRITES,
                 panel: Panel::None,
                 setup: &[Setting::Write(WriteStrategy::TtlOnly)],
-                run: &[
-                    Action::Read { kind: Kind::Users, id: 42, times: 1 },
-                    Action::Delete { id: 42 },
-                    Action::Read { kind: Kind::Users, id: 42, times: 1 },
-                ],
+                run: READ_DELETE_READ,
                 run_label: "Read, delete, read again (TTL only)",
                 notice: &[
                     Pointer { text: "The delete changed the database and nothing else.", target: Target::Node("update_cache") },
@@ -2200,11 +2210,7 @@ pub const LESSONS: &[Lesson] = &[
                 parts: WRITES,
                 panel: Panel::None,
                 setup: &[],
-                run: &[
-                    Action::Read { kind: Kind::Users, id: 42, times: 1 },
-                    Action::Delete { id: 42 },
-                    Action::Read { kind: Kind::Users, id: 42, times: 1 },
-                ],
+                run: READ_DELETE_READ,
                 run_label: "Read, delete, read again (delete on write)",
                 notice: &[
                     Pointer { text: "The delete also deletes the cached copy.", target: Target::Node("update_cache") },
