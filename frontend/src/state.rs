@@ -108,6 +108,9 @@ pub struct AppState {
     pub memory: RwSignal<Option<shared::MemoryState>>,
     /// The fault lab's report, as last told.
     pub faults: RwSignal<Option<shared::FaultReport>>,
+    /// How many resets of the sandbox this page has heard of: a puzzle
+    /// waits for its reset before it breaks the sandbox.
+    pub resets: RwSignal<u64>,
     /// The eviction lab's fills of this page, oldest first.
     pub fills: RwSignal<Vec<shared::FillResult>>,
     /// The latest related-keys experiment.
@@ -172,6 +175,7 @@ impl AppState {
             keys: RwSignal::new(None),
             memory: RwSignal::new(None),
             faults: RwSignal::new(None),
+            resets: RwSignal::new(0),
             fills: RwSignal::new(Vec::new()),
             fill_request: RwSignal::new(None),
             encodings: RwSignal::new(None),
@@ -433,6 +437,7 @@ impl AppState {
             }
             ServerMessage::Reset { stats } => {
                 self.stats.set(stats);
+                self.resets.update(|n| *n += 1);
                 // A lesson's experiment starts with a reset: its steps
                 // compare herds side by side, and it needs no notice.
                 let experiment = self.experimenting();

@@ -108,12 +108,22 @@ pub fn DiagnosePanel() -> impl IntoView {
             c.redis_info();
         });
     };
+    // A puzzle starts from a clean sandbox: it resets it (rows, keys,
+    // counters, faults), and once the reset is heard, breaks the lessons'
+    // baseline settings its own way and starts its load. Its findings are
+    // then its own, not an earlier puzzle's.
+    let pending = StoredValue::new(None::<&'static Puzzle>);
     let start_puzzle = move |puzzle: &'static Puzzle| {
-        let Some(mut settings) = state.settings.get_untracked() else {
+        pending.set_value(Some(puzzle));
+        ran.set(false);
+        connection.with_value(|c| c.reset());
+    };
+    let break_sandbox = move |puzzle: &'static Puzzle| {
+        let Some(current) = state.settings.get_untracked() else {
             return;
         };
+        let mut settings = shared::lessons::baseline(&current);
         (puzzle.breaks)(&mut settings);
-        ran.set(false);
         connection.with_value(|c| {
             c.update_settings(settings);
             if puzzle.fills_redis {
@@ -134,7 +144,16 @@ pub fn DiagnosePanel() -> impl IntoView {
             });
         });
     };
-    let redis_broken = move || state.faults.with(|f| f.as_ref().is_some_and(|f| f.redis.any()));
+    Effect::new(move |heard: Option<u64>| {
+        let resets = state.resets.get();
+        if heard.is_some_and(|heard| heard != resets) {
+            if let Some(puzzle) = pending.get_value() {
+                pending.set_value(None);
+                break_sandbox(puzzle);
+            }
+        }
+        resets
+    });
     let findings = move || {
         let (stats, settings) = (state.stats.get(), state.settings.get());
         state.redis_watch.with(|redis| {
@@ -158,7 +177,7 @@ pub fn DiagnosePanel() -> impl IntoView {
         <section class="card diagnose" aria-labelledby="diagnose-title" data-spot="diagnose">
             <h2 id="diagnose-title">"Diagnostics"</h2>
             <p class="help">
-                "The usual suspects when a cache misbehaves, checked on this sandbox: hit ratio, memory, latency, stale data, Redis errors, lookups of missing records. Or start a puzzle: it breaks the sandbox and runs a load; find out what is wrong."
+                "The usual suspects when a cache misbehaves, checked on this sandbox: hit ratio, memory, latency, stale data, Redis errors, lookups of missing records. Or start a puzzle: it resets the sandbox, breaks it and runs a load; find out what is wrong."
             </p>
             <div class="row">
                 <button type="button" class="primary" data-testid="run-diagnostics" disabled=move || !state.is_open() on:click=run>
@@ -167,19 +186,12 @@ pub fn DiagnosePanel() -> impl IntoView {
                 {PUZZLES
                     .iter()
                     .map(|p| {
-                        // Filling Redis needs a server of one's own; a puzzle
-                        // that breaks Redis waits until an earlier fault is
-                        // mended, so its findings are its own.
+                        // Filling Redis needs a server of one's own.
                         let off = move || {
                             !state.is_open()
                                 || (p.fills_redis && !state.memory.with(|m| m.as_ref().is_some_and(|m| m.controllable)))
-                                || (p.fault.is_some() && redis_broken())
                         };
-                        let title = if p.fills_redis {
-                            Some("needs a sandbox with a redis-server of its own")
-                        } else {
-                            p.fault.map(|_| "breaks Redis through the fault proxy; waits while an earlier fault is in force")
-                        };
+                        let title = p.fills_redis.then_some("needs a sandbox with a redis-server of its own");
                         view! {
                             <button type="button" data-testid=p.test_id title=title disabled=off on:click=move |_| start_puzzle(p)>
                                 {p.name}
@@ -188,11 +200,6 @@ pub fn DiagnosePanel() -> impl IntoView {
                     })
                     .collect_view()}
             </div>
-            {move || redis_broken().then(|| view! {
-                <p class="help" data-testid="puzzles-wait">
-                    "Redis is broken (see the fault card): the puzzles that break Redis wait until it is mended."
-                </p>
-            })}
             {move || ran.get().then(|| view! {
                 <ul class="findings" data-testid="findings">
                     {findings()
