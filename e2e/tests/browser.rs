@@ -1627,4 +1627,22 @@ async fn bad_input_is_answered_where_the_reader_is() {
         .find(Locator::Css("[data-testid=unknown-step]"))
         .await
         .is_err());
+
+    // An older link's number opens that step, and the address bar then
+    // names it by its id, so a link copied from it stays put.
+    client
+        .goto(&format!(
+            "http://{}/?lesson=stampede&step=5&sandbox=badinput",
+            server.addr
+        ))
+        .await
+        .unwrap();
+    e2e::wait_live(&client).await;
+    let title = text_of(&client, "#lesson-step-title").await.unwrap_or_default();
+    assert_eq!(title, "Refresh early, before the key expires");
+    let address = client.current_url().await.unwrap();
+    assert!(
+        address.as_str().contains("lesson=stampede&step=xfetch"),
+        "{address}"
+    );
 }

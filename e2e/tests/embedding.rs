@@ -211,4 +211,24 @@ async fn the_playground_works_under_a_path_prefix() {
         .unwrap()
         .unwrap_or_default();
     assert_eq!(full, format!("{root}?lesson=stampede&step=lock"));
+    // The embed's address names the step by its id, and not the lesson
+    // again (its path does).
+    let address = client.current_url().await.unwrap();
+    let query = address.query().unwrap_or_default();
+    assert!(
+        query.contains("step=lock") && !query.contains("lesson="),
+        "{address}"
+    );
+
+    // An embed stays inside its lesson: its last step finishes, it does
+    // not continue into the next lesson.
+    client
+        .goto(&format!("{root}embed/stampede/live?step=lock-saves-database"))
+        .await
+        .unwrap();
+    wait_live(&client).await;
+    let last = text_of(&client, "[data-testid=lesson-continue]")
+        .await
+        .unwrap_or_default();
+    assert_eq!(last, "Finish: free play");
 }

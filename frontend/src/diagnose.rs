@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use shared::{DivergenceEntry, DivergenceReport, KeyReport, Operation, SandboxSettings, Stats, Trace};
 
+use crate::format::micros;
 use crate::health::{too_many_not_found, RedisWatch, ENOUGH_LOOKUPS};
 use shared::decimal::fixed;
 
@@ -115,8 +116,9 @@ fn memory(e: &Evidence<'_>) -> Finding {
                 check,
                 problem: true,
                 text: format!(
-                    "Redis uses over 80 % of maxmemory ({} of {} bytes).{what}",
-                    latest.used_memory, latest.maxmemory
+                    "Redis uses over 80 % of maxmemory ({} of {}).{what}",
+                    crate::format::bytes(latest.used_memory),
+                    crate::format::bytes(latest.maxmemory)
                 ),
             };
         }
@@ -129,9 +131,15 @@ fn memory(e: &Evidence<'_>) -> Finding {
                 check,
                 problem: false,
                 text: if e.keys.is_some() {
-                    format!("Redis memory grew by {grew} bytes over the watch; every key of the sandbox has a TTL.")
+                    format!(
+                        "Redis memory grew by {} over the watch; every key of the sandbox has a TTL.",
+                        crate::format::bytes(grew)
+                    )
                 } else {
-                    format!("Redis memory grew by {grew} bytes over the watch; the keys were not inspected.")
+                    format!(
+                        "Redis memory grew by {} over the watch; the keys were not inspected.",
+                        crate::format::bytes(grew)
+                    )
                 },
             }
         }
@@ -175,7 +183,8 @@ fn latency(e: &Evidence<'_>) -> Finding {
             check,
             problem: true,
             text: format!(
-                "Each read spends {outside} µs outside its database query, where a hit should take well under 5 ms, whatever the hit ratio says. Redis may be slow (a slow or distant network, big values, a busy or hung server), or reads wait on something else: another reader's load behind a lock, a free database connection."
+                "Each read spends {} outside its database query, where a hit should take well under 5 ms, whatever the hit ratio says. Redis may be slow (a slow or distant network, big values, a busy or hung server), or reads wait on something else: another reader's load behind a lock, a free database connection.",
+                micros(outside)
             ),
         };
     }
@@ -183,7 +192,10 @@ fn latency(e: &Evidence<'_>) -> Finding {
         return Finding {
             check,
             problem: false,
-            text: format!("An average read takes {average} µs; no database read yet to compare with."),
+            text: format!(
+                "An average read takes {}; no database read yet to compare with.",
+                micros(average)
+            ),
         };
     };
     // A read that mostly hits should cost far less than a database read.
@@ -193,11 +205,16 @@ fn latency(e: &Evidence<'_>) -> Finding {
         problem,
         text: if problem {
             format!(
-                "An average read takes {} µs, close to a database read ({} µs): most reads miss (or the database behind the misses is saturated).",
-                average, database
+                "An average read takes {}, close to a database read ({}): most reads miss (or the database behind the misses is saturated).",
+                micros(average),
+                micros(database)
             )
         } else {
-            format!("An average read takes {average} µs against {database} µs for a database read: the cache is doing its job.")
+            format!(
+                "An average read takes {} against {} for a database read: the cache is doing its job.",
+                micros(average),
+                micros(database)
+            )
         },
     }
 }
@@ -539,7 +556,7 @@ mod tests {
         assert!(
             findings[2]
                 .text
-                .starts_with("Each read spends 20000 µs outside its database query"),
+                .starts_with("Each read spends 20.0 ms outside its database query"),
             "{}",
             findings[2].text
         );

@@ -2195,12 +2195,12 @@ pub const LESSONS: &[Lesson] = &[
                 run_label: "Read, delete, read again (TTL only)",
                 notice: &[
                     Pointer { text: "The delete changed the database and nothing else.", target: Target::Node("update_cache") },
-                    Pointer { text: "The last read: a hit.", target: Target::Element("log") },
+                    Pointer { text: "The last read is the newest entry, at the top of the trace log.", target: Target::Element("log") },
                 ],
                 check: Check {
                     question: "After the delete, what did the last read of user 42 return?",
                     answer: Expect::Choice { options: AFTER_DELETE, correct: deleted_record_served },
-                    hint: "The last entry of the trace log: a hit or a miss, and what it found.",
+                    hint: "The newest entry of the trace log, at its top: a hit answered from Redis; \"no such record\" means the read found nothing.",
                 },
             },
             Step {
@@ -2214,12 +2214,12 @@ pub const LESSONS: &[Lesson] = &[
                 run_label: "Read, delete, read again (delete on write)",
                 notice: &[
                     Pointer { text: "The delete also deletes the cached copy.", target: Target::Node("update_cache") },
-                    Pointer { text: "The last read: a miss that found nothing.", target: Target::Element("log") },
+                    Pointer { text: "The last read is the newest entry, at the top of the trace log.", target: Target::Element("log") },
                 ],
                 check: Check {
                     question: "After the delete, what did the last read of user 42 return this time?",
                     answer: Expect::Choice { options: AFTER_DELETE, correct: deleted_record_served },
-                    hint: "The last entry of the trace log.",
+                    hint: "The newest entry of the trace log, at its top: does it say \"no such record\"?",
                 },
             },
         ],

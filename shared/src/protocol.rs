@@ -691,7 +691,7 @@ impl CacheEffect {
                 } else {
                     ""
                 };
-                format!("deleted {key}{lease}: the next read loads the new row")
+                format!("deleted {key}{lease}: the next read loads the row from the database")
             }
             CacheEffect::Deleted {
                 key, lease_revoked, ..
@@ -715,7 +715,9 @@ impl CacheEffect {
                 "left {key} alone: readers may see the old value for up to {} s",
                 ms.div_ceil(1000)
             ),
-            CacheEffect::Left { key, .. } => format!("{key} is not cached: the next read loads the new row"),
+            CacheEffect::Left { key, .. } => {
+                format!("{key} is not cached: the next read loads the row from the database")
+            }
             CacheEffect::WroteThrough { key } => format!("stored the new value in {key}"),
             CacheEffect::WriteThroughRefused { key } => {
                 format!("could not store {key}: a newer version is cached")

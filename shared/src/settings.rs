@@ -642,10 +642,43 @@ impl SandboxSettings {
                 _ => {}
             }
         }
-        s.validate()?;
+        // Out of range: named as the address names it (`ttl`), not by the
+        // field (`cache_ttl_secs`).
+        s.validate().map_err(|e| match e {
+            InputError::BadSetting(message) => InputError::BadSetting(
+                ADDRESS_NAMES
+                    .iter()
+                    .find_map(|(field, name)| {
+                        message
+                            .strip_prefix(field)
+                            .filter(|rest| rest.starts_with(' '))
+                            .map(|rest| format!("{name}{rest}"))
+                    })
+                    .unwrap_or(message),
+            ),
+            other => other,
+        })?;
         Ok(s)
     }
 }
+
+/// The settings' fields and their names in an address, where they differ.
+const ADDRESS_NAMES: [(&str, &str); 14] = [
+    ("cache_ttl_secs", "ttl"),
+    ("null_ttl_secs", "null_ttl"),
+    ("db_latency_ms", "db_ms"),
+    ("db_jitter_percent", "db_jitter"),
+    ("near_ttl_secs", "near_ttl"),
+    ("ttl_jitter_percent", "ttl_jitter"),
+    ("db_connections", "db_conns"),
+    ("db_wait_ms", "db_wait"),
+    ("compress_above_bytes", "compress_above"),
+    ("value_padding_bytes", "padding"),
+    ("product_ttl_secs", "product_ttl"),
+    ("fail_safe_secs", "fail_safe"),
+    ("db_error_percent", "db_errors"),
+    ("early_refresh_beta", "beta"),
+];
 
 /// `Ok` when `value` lies in `lo..=hi`; otherwise an error naming the
 /// setting and its range.
@@ -845,7 +878,7 @@ mod query_tests {
         let err = base.with_query([("beta", "1e-1")]).unwrap_err().to_string();
         assert!(err.contains("beta=\"1e-1\""), "{err}");
         let err = base.with_query([("beta", "11")]).unwrap_err().to_string();
-        assert!(err.ends_with("must be from 0.1 to 10, not 11"), "{err}");
+        assert_eq!(err, "beta must be from 0.1 to 10, not 11");
         let err = base
             .with_query([("beta", "99999999999")])
             .unwrap_err()
@@ -858,17 +891,18 @@ mod query_tests {
         let base = SandboxSettings::default();
         let err = base.with_query([("stampede", "everything")]).unwrap_err();
         assert!(err.to_string().contains("stampede"), "{err}");
+        // Named as the address names them.
         let err = base.with_query([("ttl", "0")]).unwrap_err();
-        assert!(err.to_string().contains("cache_ttl_secs"), "{err}");
+        assert_eq!(err.to_string(), "ttl must be from 1 to 604800, not 0");
         let err = base.with_query([("near", "maybe")]).unwrap_err();
         assert!(err.to_string().contains("near"), "{err}");
         let err = base.with_query([("db_conns", "0")]).unwrap_err();
         assert!(
-            err.to_string().contains("db_connections must be from 1 to 100"),
+            err.to_string().starts_with("db_conns must be from 1 to 100"),
             "{err}"
         );
         let err = base.with_query([("db_wait", "100000")]).unwrap_err();
-        assert!(err.to_string().contains("db_wait_ms"), "{err}");
+        assert!(err.to_string().starts_with("db_wait must be"), "{err}");
         // Unknown parameters are someone else's.
         assert_eq!(base.with_query([("lesson", "basics")]).unwrap(), base);
     }

@@ -185,7 +185,7 @@ fn LastResult() -> impl IntoView {
                             <p class="help sealed" data-testid="sealed-phone">
                                 "The phone number is sensitive: Redis holds it only encrypted (AES-256-GCM), as "
                                 <code>{format::truncate(&held, 36)}</code>
-                                ". This page got it decrypted."
+                                ". This page got it decrypted: see the record above."
                             </p>
                         }
                         .into_any()

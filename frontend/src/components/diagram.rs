@@ -115,7 +115,8 @@ fn node_detail(timeline: &Timeline, node: &Node) -> String {
     format::truncate(&actual.unwrap_or_else(|| node.detail.clone()), 21)
 }
 
-/// The measured time under a visited node.
+/// The measured time under a visited node (a database query's includes
+/// its simulated delay).
 fn node_time(timeline: &Timeline, id: &NodeId) -> Option<String> {
     let frame = timeline.frame()?;
     let upto = if frame.progress >= 1.0 {
@@ -127,15 +128,9 @@ fn node_time(timeline: &Timeline, id: &NodeId) -> Option<String> {
     if step.duration_us == 0 && step.simulated_delay_us == 0 {
         return None;
     }
-    Some(if step.simulated_delay_us > 0 {
-        format!(
-            "{} + {} delay",
-            format::micros(step.duration_us),
-            format::micros(step.simulated_delay_us)
-        )
-    } else {
-        format::micros(step.duration_us)
-    })
+    // With the database's simulated delay, their sum: a box has room for
+    // one figure (the step list below splits it).
+    Some(format::micros(step.duration_us + step.simulated_delay_us))
 }
 
 /// Below this viewport width the diagram is drawn turned a quarter, so it

@@ -91,6 +91,14 @@ pub fn FaultsPanel() -> impl IntoView {
                 <label for="fault-delay">"added latency (ms)"</label>
                 <input id="fault-delay" data-testid="fault-delay" inputmode="numeric" prop:value=move || delay.get() on:input=move |ev| delay.set(event_target_value(&ev))/>
                 <button type="button" data-testid="slow-redis" disabled=closed on:click=slow>"Slow Redis"</button>
+                <button
+                    type="button"
+                    data-testid="full-speed"
+                    disabled=move || closed() || redis().delay_ms == 0
+                    on:click=move |_| send(FaultAction::SlowRedis { delay_ms: 0 })
+                >
+                    "Full speed"
+                </button>
                 <button type="button" data-testid="warm-cache" disabled=closed on:click=move |_| send(FaultAction::WarmCache)>
                     "Warm the cache"
                 </button>

@@ -48,6 +48,18 @@ fn unknown_step_in_address() -> Option<String> {
     Position::names_no_step(lesson, Some(&step)).then(|| step.chars().take(40).collect())
 }
 
+/// Writes the step the address names with the step's id (an older link's
+/// number, or no step at all, becomes `step=ID`), so a link copied from
+/// the address bar stays on this step when steps are added. An address
+/// naming no step of its lesson is left for the page to point out.
+pub fn settle_address() {
+    if let Some(at) = position_from_address() {
+        if unknown_step_in_address().is_none() {
+            show_in_address(Some(at));
+        }
+    }
+}
+
 /// Puts `at` (or free play) in the address without reloading, keeping the
 /// other parameters (the theme, an embed's options).
 fn show_in_address(at: Option<Position>) {
@@ -56,9 +68,15 @@ fn show_in_address(at: Option<Position>) {
     let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
         return;
     };
+    let path = window.location().pathname().unwrap_or_default();
     match at {
         Some(at) => {
-            params.set("lesson", at.lesson().id);
+            // An embed's path names its lesson already.
+            if crate::embed::lesson_in_path(&path) == Some(at.lesson().id) {
+                params.delete("lesson");
+            } else {
+                params.set("lesson", at.lesson().id);
+            }
             params.set("step", at.step().id);
         }
         None => {
@@ -67,7 +85,6 @@ fn show_in_address(at: Option<Position>) {
         }
     }
     let query = String::from(params.to_string());
-    let path = window.location().pathname().unwrap_or_default();
     let address = if query.is_empty() {
         path
     } else {
@@ -332,8 +349,12 @@ fn StepView(at: Position) -> impl IntoView {
         }
         .into_any(),
     };
-    let next = at.next();
-    let back = at.back();
+    // An embed stays inside its lesson: the documentation page around it
+    // is about that lesson.
+    let embedded = crate::embed::is_embedded();
+    let within = move |p: Option<Position>| p.filter(|p| !embedded || p.lesson == at.lesson);
+    let next = within(at.next());
+    let back = within(at.back());
     let steps_total: usize = LESSONS.iter().map(|l| l.steps.len()).sum();
     let step_number = LESSONS[..at.lesson].iter().map(|l| l.steps.len()).sum::<usize>() + at.step + 1;
     view! {

@@ -2,7 +2,7 @@
 //! plays it on the diagram again.
 
 use leptos::prelude::*;
-use shared::{Action, StepStatus, Trace};
+use shared::{Action, Operation, Outcome, StepStatus, Trace};
 
 use crate::format;
 use crate::state::AppState;
@@ -74,7 +74,7 @@ pub fn TraceLog() -> impl IntoView {
                                     title="Play this trace on the diagram"
                                 >
                                     <span class=format!("outcome {}", outcome.replace(' ', "-"))>{outcome}</span>
-                                    <span class="op">{trace.operation.label()}</span>
+                                    <span class="op">{op_label(&trace)}</span>
                                     <span class="origin">
                                         {match &trace.instance {
                                             Some(instance) => format!("{} · {instance}", trace.origin.label()),
@@ -90,6 +90,20 @@ pub fn TraceLog() -> impl IntoView {
                 />
             </ol>
         </section>
+    }
+}
+
+/// What the operation was, and for a read that found no record, that it
+/// found none (a lesson asks whether a deleted user is still served).
+fn op_label(trace: &Trace) -> String {
+    let answered = matches!(
+        trace.outcome,
+        Outcome::Miss | Outcome::NullHit | Outcome::Fallback
+    );
+    if matches!(trace.operation, Operation::Read { .. }) && answered && !trace.found {
+        format!("{} · no such record", trace.operation.label())
+    } else {
+        trace.operation.label()
     }
 }
 
@@ -121,5 +135,24 @@ mod tests {
         assert_eq!(timings(&trace), "GET failed 121 µs → GET 5.36 ms");
         trace.steps[1].status = StepStatus::Miss;
         assert_eq!(timings(&trace), "GET 121 µs → GET 5.36 ms");
+    }
+
+    #[test]
+    fn a_read_that_found_nothing_says_so() {
+        let mut trace = crate::timeline::tests::trace(1, &[]);
+        trace.operation = Operation::Read {
+            kind: shared::Kind::Users,
+            id: 42,
+        };
+        trace.outcome = Outcome::Miss;
+        trace.found = true;
+        assert_eq!(op_label(&trace), "read users/42");
+        trace.found = false;
+        assert_eq!(op_label(&trace), "read users/42 · no such record");
+        trace.outcome = Outcome::NullHit;
+        assert_eq!(op_label(&trace), "read users/42 · no such record");
+        // A failed read did not find out.
+        trace.outcome = Outcome::Failed;
+        assert_eq!(op_label(&trace), "read users/42");
     }
 }

@@ -54,6 +54,7 @@ const FRAME_MS: u32 = 33;
 pub fn App() -> impl IntoView {
     let state = AppState::new(choose_sandbox(), prefers_reduced_motion());
     state.lesson.set(lesson::position_from_address());
+    lesson::settle_address();
     state.progress.set(lesson::load_progress());
     provide_context(state);
     let connection: ConnectionHandle = StoredValue::new_local(Connection::open(state));
