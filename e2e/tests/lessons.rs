@@ -1048,3 +1048,40 @@ async fn the_sensitive_data_lesson_encrypts_a_phone_number_and_forgets_a_deleted
     let right = choose(&client, 1).await;
     assert!(right.starts_with("Right"), "{right}");
 }
+
+/// The browser's Back and Forward buttons walk the steps the page showed
+/// (each move is an entry of its history), free play included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_and_forward_walk_the_lesson_steps() {
+    let server = Server::start(|_| {}).await;
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    open_lesson(&client, &server, "null-values", 1).await;
+    let first = "The problem: misses that never end";
+    let second = "The fix: cache \"not found\" too";
+    assert_eq!(step_title(&client).await, first);
+    continue_to(&client, "The fix").await;
+    click(&client, "[data-testid=free-play]").await;
+    wait_for_text(&client, "[data-testid=lesson-index]", "free play", |t| {
+        !t.is_empty()
+    })
+    .await;
+
+    client.back().await.unwrap();
+    wait_for(&client, "the second step again", WAIT, || async {
+        (step_title(&client).await == second).then_some(())
+    })
+    .await;
+    client.back().await.unwrap();
+    wait_for(&client, "the first step again", WAIT, || async {
+        (step_title(&client).await == first).then_some(())
+    })
+    .await;
+    let address = client.current_url().await.unwrap();
+    assert!(address.as_str().contains("step=endless-misses"), "{address}");
+    client.forward().await.unwrap();
+    wait_for(&client, "the second step once more", WAIT, || async {
+        (step_title(&client).await == second).then_some(())
+    })
+    .await;
+}

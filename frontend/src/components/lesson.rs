@@ -55,14 +55,26 @@ fn unknown_step_in_address() -> Option<String> {
 pub fn settle_address() {
     if let Some(at) = position_from_address() {
         if unknown_step_in_address().is_none() {
-            show_in_address(Some(at));
+            show_in_address(Some(at), false);
         }
     }
 }
 
+/// Follows the browser's Back and Forward buttons between the steps (and
+/// free play) this page has shown.
+pub fn follow_history(state: AppState) {
+    let handle = window_event_listener(leptos::ev::popstate, move |_| {
+        move_to(state, position_from_address());
+    });
+    on_cleanup(move || handle.remove());
+}
+
 /// Puts `at` (or free play) in the address without reloading, keeping the
-/// other parameters (the theme, an embed's options).
-fn show_in_address(at: Option<Position>) {
+/// other parameters (the theme, an embed's options): as a new entry of the
+/// browser's history when `new_entry`, so Back returns to the last step.
+/// (Never in an embed: the host page's Back button should leave the host
+/// page, not walk the frame's steps.)
+fn show_in_address(at: Option<Position>, new_entry: bool) {
     let window = window();
     let search = window.location().search().unwrap_or_default();
     let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
@@ -91,13 +103,24 @@ fn show_in_address(at: Option<Position>) {
         format!("{path}?{query}")
     };
     if let Ok(history) = window.history() {
-        let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&address));
+        let _ = if new_entry && !crate::embed::is_embedded() {
+            history.push_state_with_url(&JsValue::NULL, "", Some(&address))
+        } else {
+            history.replace_state_with_url(&JsValue::NULL, "", Some(&address))
+        };
     }
 }
 
 /// Moves the page to a lesson step (or free play), forgetting the last
-/// step's experiment.
+/// step's experiment; the browser's Back button returns.
 pub fn go_to(state: AppState, at: Option<Position>) {
+    move_to(state, at);
+    show_in_address(at, true);
+}
+
+/// Shows a lesson step (or free play), forgetting the last step's
+/// experiment, the address left as it is.
+fn move_to(state: AppState, at: Option<Position>) {
     state.run.set(None);
     // Herds stay side by side within a lesson (problem, then fix); a new
     // lesson starts a new table.
@@ -109,7 +132,6 @@ pub fn go_to(state: AppState, at: Option<Position>) {
     }
     state.herd_edges.set(None);
     state.lesson.set(at);
-    show_in_address(at);
     // The panel's heading takes the focus, so a screen reader starts at
     // the new step.
     request_animation_frame(|| {

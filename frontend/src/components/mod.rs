@@ -61,6 +61,7 @@ pub fn App() -> impl IntoView {
     provide_context(connection);
     start_clock(state);
     keyboard_shortcuts(state);
+    lesson::follow_history(state);
 
     // In a lesson, only the lab panel its step uses; in free play, all.
     // Their modules are fetched once the first greeting is in (or the first
