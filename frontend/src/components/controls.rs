@@ -180,24 +180,27 @@ fn LastResult() -> impl IntoView {
                         .into_any(),
                         None => view! { <p class="help">{summary}</p> }.into_any(),
                     }}
-                    {sealed.map(|held| if shared::looks_sealed(&held) {
+                    {sealed.map(|held| {
+                        let (class, before, after) = if shared::looks_sealed(&held) {
+                            (
+                                "help sealed",
+                                "The phone number is sensitive: Redis holds it only encrypted (AES-256-GCM), as ",
+                                ". This page got it decrypted: see the record above.",
+                            )
+                        } else {
+                            (
+                                "help sealed exposed",
+                                "The phone number rests in Redis in the clear: ",
+                                ". Anyone who can read this Redis (a GET, MONITOR, a backup) reads it too.",
+                            )
+                        };
                         view! {
-                            <p class="help sealed" data-testid="sealed-phone">
-                                "The phone number is sensitive: Redis holds it only encrypted (AES-256-GCM), as "
+                            <p class=class data-testid="sealed-phone">
+                                {before}
                                 <code>{format::truncate(&held, 36)}</code>
-                                ". This page got it decrypted: see the record above."
+                                {after}
                             </p>
                         }
-                        .into_any()
-                    } else {
-                        view! {
-                            <p class="help sealed exposed" data-testid="sealed-phone">
-                                "The phone number rests in Redis in the clear: "
-                                <code>{format::truncate(&held, 36)}</code>
-                                ". Anyone who can read this Redis (a GET, MONITOR, a backup) reads it too."
-                            </p>
-                        }
-                        .into_any()
                     })}
                 </div>
             }
